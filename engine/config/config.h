@@ -1,0 +1,109 @@
+// The training configuration: one JSON file, DeepSpeed's key names where the concept is the
+// same, plus spillway's own sections (model, data, trainer, checkpoint, log).
+// docs/config.md documents every key; ParseConfig enforces it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include "absl/strings/string_view.h"
+
+#include "absl/status/statusor.h"
+
+namespace spillway {
+
+struct ModelConfig {
+  std::string type = "gpt2";  // only "gpt2" so far
+  int n_layer = 0;
+  int n_head = 0;
+  int d_model = 0;     // divisible by n_head
+  int seq_len = 0;     // T: tokens per sample (also the position-embedding table size)
+  int vocab_size = 0;  // V
+  double init_std = 0.02;
+};
+
+struct OptimizerConfig {  // "optimizer": {"type": "AdamW", "params": {...}}
+  std::string type = "AdamW";
+  double lr = 3e-4;
+  double beta1 = 0.9;  // params.betas[0]
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.01;
+};
+
+struct SchedulerConfig {  // "scheduler": {"type": ..., "params": {...}}; absent: constant lr
+  enum class Type { kConstant, kWarmupLR, kWarmupCosineLR };
+  Type type = Type::kConstant;
+  int64_t warmup_num_steps = 0;
+  // WarmupLR: lr rises from warmup_min_lr to warmup_max_lr, then stays there.
+  double warmup_min_lr = 0.0;
+  double warmup_max_lr = 0.0;
+  bool warmup_log = false;  // warmup_type: "log" (true) or "linear" (false)
+  // WarmupCosineLR: factor on optimizer lr rises from warmup_min_ratio to 1 over the warmup,
+  // then follows a cosine down to cos_min_ratio at total_num_steps (and stays there).
+  int64_t total_num_steps = 0;
+  double warmup_min_ratio = 0.0;
+  double cos_min_ratio = 0.0001;
+};
+
+struct SyntheticDataConfig {
+  uint64_t seed = 1;
+  int64_t train_tokens = 0;
+  int64_t val_tokens = 0;
+};
+
+struct DataConfig {
+  // Either token files ...
+  std::string train_path;
+  std::string val_path;  // optional
+  // ... or the built-in synthetic language.
+  bool synthetic = false;
+  SyntheticDataConfig synthetic_config;
+};
+
+struct TrainerConfig {
+  int64_t steps = 0;  // optimizer steps to train
+  uint64_t seed = 1234;
+  std::string backend = "cpu";
+  int64_t eval_interval = 0;  // steps between evals; 0: no periodic eval
+  int64_t eval_batches = 8;   // micro-batches per eval
+};
+
+struct CheckpointConfig {
+  std::string dir;        // empty: no checkpoints
+  int64_t interval = 0;   // steps between saves; 0: only at the end
+  int64_t keep_last = 0;  // keep this many newest checkpoints; 0: keep all
+};
+
+struct LogConfig {
+  std::string metrics_path;  // JSONL, one line per printed step and per eval; empty: none
+};
+
+struct Config {
+  // Batch sizes, resolved: train_batch_size = micro * accumulation * world_size.
+  int64_t train_batch_size = 0;
+  int64_t train_micro_batch_size_per_gpu = 0;
+  int64_t gradient_accumulation_steps = 0;
+  double gradient_clipping = 0.0;  // max global L2 norm; 0: no clipping
+  int64_t steps_per_print = 10;
+  bool activation_checkpointing = false;  // activation_checkpointing.enabled
+
+  ModelConfig model;
+  OptimizerConfig optimizer;
+  SchedulerConfig scheduler;
+  DataConfig data;
+  TrainerConfig trainer;
+  CheckpointConfig checkpoint;
+  LogConfig log;
+
+  std::string canonical_json;  // the parsed JSON, re-serialised (sorted keys): for hashing
+};
+
+// Parses and validates a config. Any unknown key, wrong type, out-of-range value, batch-size
+// inconsistency, or key for a feature not built yet is an InvalidArgument error whose message
+// names the key path (e.g. "zero_optimization.stage") and what is allowed.
+absl::StatusOr<Config> ParseConfig(absl::string_view json_text, int world_size = 1);
+
+// Reads `path` and parses it; errors name the path.
+absl::StatusOr<Config> LoadConfig(const std::string& path, int world_size = 1);
+
+}  // namespace spillway

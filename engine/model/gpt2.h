@@ -1,0 +1,80 @@
+// GPT-2 as a list of Units: "embed" (wte, wpe), "h.0" ... "h.{L-1}" (pre-LN blocks with causal
+// multi-head attention and a GELU MLP), "head" (ln_f; the LM head is tied to wte).
+//
+// Tensor names follow PyTorch's nn.Linear convention (weight (out, in)) with GPT-2's module
+// names: "wte" (Vp,C), "wpe" (T,C), "h.{i}.ln_1.weight" (C), "h.{i}.attn.c_attn.weight"
+// (3C,C), ..., "ln_f.bias" (C). Rows of wte past vocab_size are padding: zero, never trained.
+//
+// The model computes through kernels::Ops only, so the same code runs on every backend.
+// It owns its UnitStates (params, grads, Adam state) and its activation buffers, planned once
+// for a fixed micro-batch shape (B, T).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/config/config.h"
+#include "kernels/ops.h"
+#include "offload/host_buffer.h"
+#include "partitioner/unit_state.h"
+
+namespace spillway {
+
+class Gpt2 {
+ public:
+  // Plans and allocates everything for micro-batches of `batch` rows of config.seq_len
+  // tokens. With `activation_checkpointing`, only each block's input is kept during the
+  // forward and the block's forward is recomputed inside its backward.
+  static absl::StatusOr<std::unique_ptr<Gpt2>> Create(const ModelConfig& config, int batch,
+                                                      bool activation_checkpointing,
+                                                      kernels::Ops* ops);
+
+  // GPT-2 initialisation from `seed`: weights N(0, init_std), the two residual projections
+  // (attn.c_proj, mlp.c_proj) N(0, init_std / sqrt(2 L)), biases 0, LayerNorm weights 1.
+  void InitParams(uint64_t seed);
+
+  // Forward over one micro-batch. inputs, targets: (B,T) token ids; a target < 0 is ignored.
+  // Returns the mean loss over non-ignored targets (0 if there are none). Keeps what
+  // Backward needs; logits() is valid until Backward.
+  float Forward(const int32_t* inputs, const int32_t* targets);
+
+  // Accumulates into the grads: d(loss_scale * mean loss of the last Forward) / d params.
+  void Backward(float loss_scale);
+
+  void ZeroGrads();
+
+  int num_units() const { return static_cast<int>(units_.size()); }
+  UnitState& unit(int i) { return units_[i]; }
+  const UnitState& unit(int i) const { return units_[i]; }
+  const ModelConfig& config() const { return config_; }
+  int batch() const { return B_; }
+  int padded_vocab() const { return Vp_; }
+  size_t param_count() const;            // without padding rows or alignment gaps
+  size_t activation_bytes() const;       // bytes of activation buffers, as planned
+
+  // The tensor called `name` (see above), or null: its parameters or its gradient.
+  float* FindParam(absl::string_view name);
+  float* FindGrad(absl::string_view name);
+  const TensorSpec* FindTensor(absl::string_view name, int* unit_index = nullptr) const;
+
+  // (B, T, Vp) logits of the last Forward.
+  const float* logits() const;
+
+  ~Gpt2();
+
+ private:
+  struct Impl;
+  Gpt2(const ModelConfig& config, int batch, kernels::Ops* ops);
+
+  ModelConfig config_;
+  int B_;
+  int Vp_;
+  kernels::Ops* ops_;
+  std::vector<UnitState> units_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace spillway

@@ -1,0 +1,114 @@
+// The numeric ops of a GPT-style transformer, behind one interface with one implementation
+// per backend (kernels/cpu now, kernels/cuda next). The model calls only these.
+//
+// Conventions, for every op:
+//  - Pointers address memory of the backend's own tier (host for cpu, device for cuda);
+//    shapes are given in the comment beside each parameter, row-major, last index fastest.
+//  - B batch, T sequence length, C channels, NH heads (C % NH == 0, head size hs = C / NH),
+//    N rows (usually B*T), V vocabulary, Vp padded vocabulary (row stride of logits, Vp >= V).
+//  - "+=" in a contract means the op accumulates into its output (weight gradients, so that
+//    gradient accumulation over micro-batches needs no extra buffer); "=" means it overwrites.
+//  - Ops run in issue order on the backend's compute stream and do not synchronise with the
+//    host. Shapes are validated by the caller when buffers are planned, so ops cannot fail on
+//    their arguments; an asynchronous failure (a CUDA launch error) surfaces from Synchronize().
+//  - Results do not depend on the number of threads: every reduction has a fixed order, so a
+//    run is bitwise reproducible on the same backend.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include "absl/strings/string_view.h"
+
+#include "absl/status/status.h"
+
+namespace spillway::kernels {
+
+struct AdamWParams {
+  float lr = 0.0f;
+  float beta1 = 0.9f;
+  float beta2 = 0.999f;
+  float eps = 1e-8f;
+  float weight_decay = 0.0f;  // decoupled: param -= lr * weight_decay * param
+  int64_t step = 1;           // 1-based step count, for bias correction
+  float grad_scale = 1.0f;    // the gradient used is grad * grad_scale (clipping, unscaling)
+};
+
+class Ops {
+ public:
+  virtual ~Ops() = default;
+
+  virtual absl::string_view name() const = 0;
+
+  // Waits for all issued ops; returns the first asynchronous error, if any.
+  virtual absl::Status Synchronize() = 0;
+
+  // x[n] = value
+  virtual void Fill(float* x, float value, size_t n) = 0;
+
+  // out (B,T,C) = wte[tokens[b,t], :] + wpe[t, :]
+  // tokens (B,T) in [0, V); wte (Vp,C); wpe (maxT,C) with maxT >= T.
+  virtual void EmbeddingForward(float* out, const int32_t* tokens, const float* wte,
+                                const float* wpe, int B, int T, int C) = 0;
+  // dwte[tokens[b,t], :] += dout[b,t,:];  dwpe[t, :] += sum_b dout[b,t,:]
+  virtual void EmbeddingBackward(float* dwte, float* dwpe, const float* dout,
+                                 const int32_t* tokens, int B, int T, int C) = 0;
+
+  // out (N,C) = (inp - mean) * rstd * weight + bias, per row; eps = 1e-5.
+  // Saves mean (N) and rstd (N) = 1/sqrt(var + eps) (biased variance) for the backward.
+  virtual void LayerNormForward(float* out, float* mean, float* rstd, const float* inp,
+                                const float* weight, const float* bias, int N, int C) = 0;
+  // dinp (N,C) += ...;  dweight (C) += ...;  dbias (C) += ...
+  virtual void LayerNormBackward(float* dinp, float* dweight, float* dbias, const float* dout,
+                                 const float* inp, const float* weight, const float* mean,
+                                 const float* rstd, int N, int C) = 0;
+
+  // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC); bias may be null.
+  virtual void MatmulForward(float* out, const float* inp, const float* weight,
+                             const float* bias, int N, int C, int OC) = 0;
+  // dinp (N,C) += dout (N,OC) @ weight (OC,C);  dweight (OC,C) += dout^T @ inp;
+  // dbias (OC) += sum over rows of dout. dbias may be null (no bias).
+  virtual void MatmulBackward(float* dinp, float* dweight, float* dbias, const float* dout,
+                              const float* inp, const float* weight, int N, int C, int OC) = 0;
+
+  // Causal multi-head self-attention, softmax(q k^T / sqrt(hs)) v, computed flash-style:
+  // no (T,T) matrix is kept. qkv (B,T,3C): q, k, v, each C wide, head h at columns
+  // [h*hs, (h+1)*hs). out (B,T,C) = heads concatenated. lse (B,NH,T) = logsumexp of each
+  // row of scaled scores, saved for the backward.
+  virtual void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, int C,
+                                int NH) = 0;
+  // dqkv (B,T,3C) = gradient of the attention w.r.t. qkv (overwritten, not accumulated),
+  // given dout (B,T,C) and the forward's qkv, out and lse.
+  virtual void AttentionBackward(float* dqkv, const float* dout, const float* qkv,
+                                 const float* out, const float* lse, int B, int T, int C,
+                                 int NH) = 0;
+
+  // out[i] = gelu(inp[i]), the tanh approximation GPT-2 uses.
+  virtual void GeluForward(float* out, const float* inp, size_t n) = 0;
+  // dinp[i] = gelu'(inp[i]) * dout[i] (overwritten). dinp may alias dout.
+  virtual void GeluBackward(float* dinp, const float* inp, const float* dout, size_t n) = 0;
+
+  // out[i] = a[i] + b[i]. out may alias a or b.
+  virtual void Add(float* out, const float* a, const float* b, size_t n) = 0;
+  // y[i] += x[i]
+  virtual void Accumulate(float* y, const float* x, size_t n) = 0;
+
+  // Softmax cross-entropy over the first V columns of logits (N,Vp).
+  // losses (N) = -log softmax(logits[n, :V])[targets[n]]; a row with targets[n] < 0 is
+  // ignored (loss 0). If dlogits_scale != 0, logits is overwritten with its gradient:
+  // (softmax - onehot(target)) * dlogits_scale for n with a target, 0 for ignored rows and
+  // for the padding columns [V, Vp).
+  virtual void CrossEntropy(float* losses, float* logits, const int32_t* targets, int N, int V,
+                            int Vp, float dlogits_scale) = 0;
+
+  // *out (host) = sum of x[i]^2, accumulated in double in a fixed order.
+  virtual void SumSquares(double* out, const float* x, size_t n) = 0;
+
+  // One AdamW step with bias correction, elementwise over n values:
+  //   g = grad * grad_scale; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+  //   param = param * (1 - lr * wd) - lr * (m / (1-b1^step)) / (sqrt(v / (1-b2^step)) + eps)
+  // (the order of torch.optim.AdamW).
+  virtual void AdamW(float* param, const float* grad, float* m, float* v, size_t n,
+                     const AdamWParams& p) = 0;
+};
+
+}  // namespace spillway::kernels
