@@ -5,19 +5,18 @@
 // checking macro or function, next to its wrapper; POSIX's is PosixError() below.
 #pragma once
 
-#include "absl/strings/string_view.h"
-
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 #define SPW_CONCAT_INNER(a, b) a##b
 #define SPW_CONCAT(a, b) SPW_CONCAT_INNER(a, b)
 
 // Returns from the enclosing function if `expr` (an absl::Status) is not OK.
-#define SPW_RETURN_IF_ERROR(expr)               \
-  do {                                          \
-    ::absl::Status spw_status_ = (expr);        \
-    if (!spw_status_.ok()) return spw_status_;  \
+#define SPW_RETURN_IF_ERROR(expr)              \
+  do {                                         \
+    ::absl::Status spw_status_ = (expr);       \
+    if (!spw_status_.ok()) return spw_status_; \
   } while (0)
 
 // `lhs = value of rexpr` (an absl::StatusOr<T>), or returns its error.

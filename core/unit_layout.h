@@ -8,8 +8,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
+
+#include "absl/strings/string_view.h"
 
 namespace spillway {
 
@@ -18,7 +19,7 @@ struct TensorSpec {
   std::vector<int64_t> shape;  // row-major
   size_t offset = 0;           // in elements, from the start of the Unit's flat buffer
   size_t numel = 0;
-  bool weight_decay = false;   // AdamW decays matrices and embeddings, not biases or norms
+  bool weight_decay = false;  // AdamW decays matrices and embeddings, not biases or norms
 };
 
 class UnitLayout {

@@ -17,9 +17,9 @@
 
 #include <cstddef>
 #include <cstdint>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 
 namespace spillway::kernels {
 
@@ -50,8 +50,8 @@ class Ops {
   virtual void EmbeddingForward(float* out, const int32_t* tokens, const float* wte,
                                 const float* wpe, int B, int T, int C) = 0;
   // dwte[tokens[b,t], :] += dout[b,t,:];  dwpe[t, :] += sum_b dout[b,t,:]
-  virtual void EmbeddingBackward(float* dwte, float* dwpe, const float* dout,
-                                 const int32_t* tokens, int B, int T, int C) = 0;
+  virtual void EmbeddingBackward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens,
+                                 int B, int T, int C) = 0;
 
   // out (N,C) = (inp - mean) * rstd * weight + bias, per row; eps = 1e-5.
   // Saves mean (N) and rstd (N) = 1/sqrt(var + eps) (biased variance) for the backward.
@@ -63,8 +63,8 @@ class Ops {
                                  const float* rstd, int N, int C) = 0;
 
   // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC); bias may be null.
-  virtual void MatmulForward(float* out, const float* inp, const float* weight,
-                             const float* bias, int N, int C, int OC) = 0;
+  virtual void MatmulForward(float* out, const float* inp, const float* weight, const float* bias,
+                             int N, int C, int OC) = 0;
   // dinp (N,C) += dout (N,OC) @ weight (OC,C);  dweight (OC,C) += dout^T @ inp;
   // dbias (OC) += sum over rows of dout. dbias may be null (no bias).
   virtual void MatmulBackward(float* dinp, float* dweight, float* dbias, const float* dout,
@@ -78,9 +78,8 @@ class Ops {
                                 int NH) = 0;
   // dqkv (B,T,3C) = gradient of the attention w.r.t. qkv (overwritten, not accumulated),
   // given dout (B,T,C) and the forward's qkv, out and lse.
-  virtual void AttentionBackward(float* dqkv, const float* dout, const float* qkv,
-                                 const float* out, const float* lse, int B, int T, int C,
-                                 int NH) = 0;
+  virtual void AttentionBackward(float* dqkv, const float* dout, const float* qkv, const float* out,
+                                 const float* lse, int B, int T, int C, int NH) = 0;
 
   // out[i] = gelu(inp[i]), the tanh approximation GPT-2 uses.
   virtual void GeluForward(float* out, const float* inp, size_t n) = 0;

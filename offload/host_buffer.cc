@@ -28,8 +28,8 @@ absl::StatusOr<HostBuffer> HostBuffer::Allocate(size_t bytes, absl::string_view 
   const size_t rounded = (bytes + alignment - 1) / alignment * alignment;
   void* p = std::aligned_alloc(alignment, rounded);
   if (p == nullptr) {
-    return absl::ResourceExhaustedError(absl::StrCat("cannot allocate ", bytes,
-                                                     " bytes of CPU memory for ", purpose));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot allocate ", bytes, " bytes of CPU memory for ", purpose));
   }
   std::memset(p, 0, rounded);
   return HostBuffer(static_cast<std::byte*>(p), bytes);

@@ -6,9 +6,9 @@
 
 #include <cstddef>
 #include <span>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "offload/tier.h"
 
 namespace spillway {

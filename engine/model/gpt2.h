@@ -12,10 +12,10 @@
 
 #include <cstdint>
 #include <memory>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "engine/config/config.h"
 #include "kernels/ops.h"
 #include "offload/host_buffer.h"
@@ -52,8 +52,8 @@ class Gpt2 {
   const ModelConfig& config() const { return config_; }
   int batch() const { return B_; }
   int padded_vocab() const { return Vp_; }
-  size_t param_count() const;            // without padding rows or alignment gaps
-  size_t activation_bytes() const;       // bytes of activation buffers, as planned
+  size_t param_count() const;       // without padding rows or alignment gaps
+  size_t activation_bytes() const;  // bytes of activation buffers, as planned
 
   // The tensor called `name` (see above), or null: its parameters or its gradient.
   float* FindParam(absl::string_view name);

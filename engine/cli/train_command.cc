@@ -1,0 +1,88 @@
+#include <cstdio>
+#include <cstdlib>
+
+#include "absl/strings/str_cat.h"
+#include "core/status.h"
+#include "engine/cli/args.h"
+#include "engine/cli/commands.h"
+#include "engine/config/config.h"
+#include "engine/train/trainer.h"
+
+namespace spillway {
+namespace {
+
+// Several ranks need the ZeRO partitioner, which is not built yet: refuse clearly rather than
+// run N unrelated copies under mpirun.
+absl::Status CheckSingleRank() {
+  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "WORLD_SIZE"}) {
+    const char* value = std::getenv(var);
+    if (value != nullptr && std::atoi(value) > 1) {
+      return absl::UnimplementedError(
+          absl::StrCat(var, "=", value,
+                       ": training on several ranks (mpirun -np N) needs the ZeRO "
+                       "partitioner, which is not built yet; run one process"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "spillway: %s\n", std::string(status.message()).c_str());
+  return kExitFailure;
+}
+
+}  // namespace
+
+const char kTrainUsage[] =
+    "usage: spillway train CONFIG [--resume DIR]\n"
+    "  Trains the model described by the JSON config CONFIG (keys: docs/config.md).\n"
+    "  --resume DIR   continue from a checkpoint: a step directory, or a checkpoint root\n"
+    "                 (checkpoint.dir) whose newest complete checkpoint is used\n";
+
+const char kEvalUsage[] =
+    "usage: spillway eval CONFIG [--checkpoint DIR]\n"
+    "  Prints the validation loss over trainer.eval_batches micro-batches, of the checkpoint\n"
+    "  DIR (a step directory or a checkpoint root), or of the freshly initialised model.\n";
+
+int TrainCommand(const std::vector<std::string>& argv) {
+  absl::StatusOr<Args> args = ParseArgs(argv, {"resume"});
+  if (!args.ok() || args->positional.size() != 1) {
+    std::fprintf(stderr, "%s%s",
+                 args.ok() ? "" : (std::string(args.status().message()) + "\n").c_str(),
+                 kTrainUsage);
+    return kExitUsage;
+  }
+  if (absl::Status s = CheckSingleRank(); !s.ok()) return Fail(s);
+  absl::StatusOr<Config> config = LoadConfig(args->positional[0]);
+  if (!config.ok()) return Fail(config.status());
+  absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(*config);
+  if (!trainer.ok()) return Fail(trainer.status());
+  if (args->Has("resume")) {
+    if (absl::Status s = (*trainer)->Resume(args->Get("resume")); !s.ok()) return Fail(s);
+  }
+  if (absl::Status s = (*trainer)->Train(); !s.ok()) return Fail(s);
+  return kExitOk;
+}
+
+int EvalCommand(const std::vector<std::string>& argv) {
+  absl::StatusOr<Args> args = ParseArgs(argv, {"checkpoint"});
+  if (!args.ok() || args->positional.size() != 1) {
+    std::fprintf(stderr, "%s%s",
+                 args.ok() ? "" : (std::string(args.status().message()) + "\n").c_str(),
+                 kEvalUsage);
+    return kExitUsage;
+  }
+  absl::StatusOr<Config> config = LoadConfig(args->positional[0]);
+  if (!config.ok()) return Fail(config.status());
+  absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(*config);
+  if (!trainer.ok()) return Fail(trainer.status());
+  if (args->Has("checkpoint")) {
+    if (absl::Status s = (*trainer)->LoadParams(args->Get("checkpoint")); !s.ok()) return Fail(s);
+  }
+  absl::StatusOr<double> loss = (*trainer)->Evaluate();
+  if (!loss.ok()) return Fail(loss.status());
+  std::printf("val loss %.4f\n", *loss);
+  return kExitOk;
+}
+
+}  // namespace spillway

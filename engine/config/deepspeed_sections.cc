@@ -1,0 +1,247 @@
+// The sections whose keys are DeepSpeed's: optimizer, scheduler, activation_checkpointing,
+// bf16, fp16, zero_optimization. Keys for features spillway has not built are recognised and
+// rejected with a message that says so.
+#include <cstdint>
+#include <iterator>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "core/status.h"
+#include "engine/config/sections.h"
+
+namespace spillway::config_internal {
+namespace {
+
+constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
+// DeepSpeed's ZeRO options other than stage and offload, all for stages 1-3.
+constexpr absl::string_view kZeroOptionsNotBuilt[] = {
+    "reduce_bucket_size",
+    "overlap_comm",
+    "contiguous_gradients",
+    "stage3_prefetch_bucket_size",
+    "stage3_max_live_parameters",
+    "allgather_bucket_size",
+    "reduce_scatter",
+    "allgather_partitions",
+    "sub_group_size",
+    "round_robin_gradients",
+    "stage3_param_persistence_threshold",
+    "stage3_max_reuse_distance",
+    "stage3_gather_16bit_weights_on_model_save",
+};
+constexpr absl::string_view kMixedPrecision =
+    "bf16/fp16 mixed precision needs the CUDA backend, which is not built yet";
+
+// A key whose only accepted values are false and null (DeepSpeed's defaults); true means a
+// feature that is not built yet, described by `feature`.
+absl::Status FalseOnly(const ObjectReader& r, absl::string_view key, absl::string_view feature) {
+  const Json* v = r.Find(key);
+  if (v == nullptr || v->is_null()) return absl::OkStatus();
+  SPW_ASSIGN_OR_RETURN(bool on, ReadBool(*v, r.KeyPath(key)));
+  if (on) return KeyError(r.KeyPath(key), absl::StrCat(feature, "; only false is accepted"));
+  return absl::OkStatus();
+}
+
+absl::Status ParseWarmupLR(const ObjectReader& p, SchedulerConfig* out) {
+  SPW_RETURN_IF_ERROR(
+      p.CheckKeys({"warmup_min_lr", "warmup_max_lr", "warmup_num_steps", "warmup_type"}));
+  // DeepSpeed's defaults.
+  out->warmup_min_lr = 0.0;
+  out->warmup_max_lr = 0.001;
+  out->warmup_num_steps = 1000;
+  std::string warmup_type = "log";
+  SPW_RETURN_IF_ERROR(p.Double("warmup_min_lr", &out->warmup_min_lr, DoubleRange::AtLeast(0)));
+  SPW_RETURN_IF_ERROR(p.Double("warmup_max_lr", &out->warmup_max_lr, DoubleRange::Above(0)));
+  SPW_RETURN_IF_ERROR(p.Int("warmup_num_steps", &out->warmup_num_steps, 0, kInt64Max));
+  SPW_RETURN_IF_ERROR(p.String("warmup_type", &warmup_type, {"linear", "log"}));
+  out->warmup_log = warmup_type == "log";
+  if (out->warmup_min_lr > out->warmup_max_lr) {
+    return KeyError(p.KeyPath("warmup_min_lr"),
+                    absl::StrCat("must be <= ", p.KeyPath("warmup_max_lr"), " (",
+                                 out->warmup_max_lr, "), found ", out->warmup_min_lr));
+  }
+  if (out->warmup_log && out->warmup_num_steps < 2) {
+    return KeyError(p.KeyPath("warmup_num_steps"),
+                    absl::StrCat("must be >= 2 with warmup_type \"log\" (log(1) = 0), found ",
+                                 out->warmup_num_steps, "; use \"linear\" for shorter warmups"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseWarmupCosineLR(const ObjectReader& p, SchedulerConfig* out) {
+  SPW_RETURN_IF_ERROR(p.CheckKeys(
+      {"total_num_steps", "warmup_min_ratio", "warmup_num_steps", "cos_min_ratio", "warmup_type"}));
+  out->warmup_min_ratio = 0.0;
+  out->warmup_num_steps = 1000;
+  out->cos_min_ratio = 0.0001;
+  out->warmup_log = false;
+  SPW_RETURN_IF_ERROR(p.Int("total_num_steps", &out->total_num_steps, 1, kInt64Max, true));
+  SPW_RETURN_IF_ERROR(
+      p.Double("warmup_min_ratio", &out->warmup_min_ratio, DoubleRange::Closed(0, 1)));
+  SPW_RETURN_IF_ERROR(p.Int("warmup_num_steps", &out->warmup_num_steps, 0, kInt64Max));
+  SPW_RETURN_IF_ERROR(p.Double("cos_min_ratio", &out->cos_min_ratio, DoubleRange::Closed(0, 1)));
+  if (const Json* v = p.Find("warmup_type"); v != nullptr) {
+    SPW_ASSIGN_OR_RETURN(std::string warmup_type, ReadString(*v, p.KeyPath("warmup_type")));
+    if (warmup_type == "log") {
+      return KeyError(p.KeyPath("warmup_type"),
+                      "\"log\" warmup is not built yet for WarmupCosineLR; use \"linear\"");
+    }
+    SPW_RETURN_IF_ERROR(ReadString(*v, p.KeyPath("warmup_type"), {"linear"}).status());
+  }
+  if (out->warmup_num_steps > out->total_num_steps) {
+    return KeyError(p.KeyPath("warmup_num_steps"),
+                    absl::StrCat("must be <= ", p.KeyPath("total_num_steps"), " (",
+                                 out->total_num_steps, "), found ", out->warmup_num_steps));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseOffload(const ObjectReader& zero, absl::string_view key) {
+  const Json* v = zero.Find(key);
+  if (v == nullptr || v->is_null()) return absl::OkStatus();
+  SPW_ASSIGN_OR_RETURN(ObjectReader r, ObjectReader::Open(*v, zero.KeyPath(key)));
+  SPW_RETURN_IF_ERROR(
+      r.CheckKeys({"device", "nvme_path", "buffer_count", "buffer_size", "max_in_cpu", "pin_memory",
+                   "pipeline_read", "pipeline_write", "fast_init", "ratio"}));
+  std::string device = "none";
+  SPW_RETURN_IF_ERROR(r.String("device", &device, {"none", "cpu", "nvme"}));
+  if (device != "none") {
+    return KeyError(
+        r.KeyPath("device"),
+        absl::StrCat("offload to \"", device, "\" is not built yet; only \"none\" is accepted"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ParseOptimizer(const Json& value, OptimizerConfig* out) {
+  SPW_ASSIGN_OR_RETURN(ObjectReader r, ObjectReader::Open(value, "optimizer"));
+  SPW_RETURN_IF_ERROR(r.CheckKeys({"type", "params"}));
+  SPW_RETURN_IF_ERROR(r.String("type", &out->type, {"AdamW"}, /*required=*/true));
+  const Json* params = r.Find("params");
+  if (params == nullptr) return absl::OkStatus();
+  SPW_ASSIGN_OR_RETURN(ObjectReader p, ObjectReader::Open(*params, r.KeyPath("params")));
+  SPW_RETURN_IF_ERROR(p.CheckKeys({"lr", "betas", "eps", "weight_decay"}));
+  SPW_RETURN_IF_ERROR(p.Double("lr", &out->lr, DoubleRange::Above(0)));
+  if (const Json* betas = p.Find("betas"); betas != nullptr) {
+    const std::string path = p.KeyPath("betas");
+    if (!betas->is_array() || betas->size() != 2) {
+      return KeyError(path, absl::StrCat("expected an array of two numbers [beta1, beta2], found ",
+                                         Describe(*betas)));
+    }
+    const DoubleRange beta_range = DoubleRange::HalfOpen(0, 1);
+    SPW_ASSIGN_OR_RETURN(out->beta1,
+                         ReadDouble((*betas)[0], absl::StrCat(path, "[0]"), beta_range));
+    SPW_ASSIGN_OR_RETURN(out->beta2,
+                         ReadDouble((*betas)[1], absl::StrCat(path, "[1]"), beta_range));
+  }
+  SPW_RETURN_IF_ERROR(p.Double("eps", &out->eps, DoubleRange::Above(0)));
+  SPW_RETURN_IF_ERROR(p.Double("weight_decay", &out->weight_decay, DoubleRange::AtLeast(0)));
+  return absl::OkStatus();
+}
+
+absl::Status ParseScheduler(const Json& value, SchedulerConfig* out) {
+  SPW_ASSIGN_OR_RETURN(ObjectReader r, ObjectReader::Open(value, "scheduler"));
+  SPW_RETURN_IF_ERROR(r.CheckKeys({"type", "params"}));
+  SPW_RETURN_IF_ERROR(r.Require("type"));
+  SPW_ASSIGN_OR_RETURN(std::string type, ReadString(*r.Find("type"), r.KeyPath("type")));
+  if (type == "LRRangeTest" || type == "OneCycle" || type == "WarmupDecayLR") {
+    return KeyError(
+        r.KeyPath("type"),
+        absl::StrCat("DeepSpeed's \"", type,
+                     "\" is not built yet; supported: \"WarmupLR\", \"WarmupCosineLR\""));
+  }
+  SPW_RETURN_IF_ERROR(
+      ReadString(*r.Find("type"), r.KeyPath("type"), {"WarmupLR", "WarmupCosineLR"}).status());
+  static const Json kEmpty = Json::object();
+  const Json* params = r.Find("params");
+  SPW_ASSIGN_OR_RETURN(ObjectReader p,
+                       ObjectReader::Open(params ? *params : kEmpty, r.KeyPath("params")));
+  if (type == "WarmupLR") {
+    out->type = SchedulerConfig::Type::kWarmupLR;
+    return ParseWarmupLR(p, out);
+  }
+  out->type = SchedulerConfig::Type::kWarmupCosineLR;
+  return ParseWarmupCosineLR(p, out);
+}
+
+absl::Status ParseActivationCheckpointing(const Json& value, bool* enabled) {
+  SPW_ASSIGN_OR_RETURN(ObjectReader r, ObjectReader::Open(value, "activation_checkpointing"));
+  SPW_RETURN_IF_ERROR(r.CheckKeys({"enabled", "partition_activations", "cpu_checkpointing",
+                                   "contiguous_memory_optimization", "number_checkpoints",
+                                   "synchronize_checkpoint_boundary", "profile"}));
+  SPW_RETURN_IF_ERROR(r.Bool("enabled", enabled));
+  SPW_RETURN_IF_ERROR(FalseOnly(r, "partition_activations",
+                                "partitioning activations across GPUs is not supported yet"));
+  SPW_RETURN_IF_ERROR(FalseOnly(r, "cpu_checkpointing",
+                                "checkpointing activations to CPU needs CPU offload, which is not "
+                                "built yet"));
+  SPW_RETURN_IF_ERROR(FalseOnly(r, "contiguous_memory_optimization",
+                                "contiguous activation-checkpoint memory is not supported yet"));
+  SPW_RETURN_IF_ERROR(FalseOnly(r, "synchronize_checkpoint_boundary",
+                                "synchronizing at checkpoint boundaries is not supported yet"));
+  SPW_RETURN_IF_ERROR(
+      FalseOnly(r, "profile", "activation-checkpoint profiling is not supported yet"));
+  if (const Json* v = r.Find("number_checkpoints"); v != nullptr && !v->is_null()) {
+    return KeyError(r.KeyPath("number_checkpoints"),
+                    absl::StrCat("choosing the number of checkpoints is not supported yet (every "
+                                 "layer is a checkpoint); only null is accepted, found ",
+                                 Describe(*v)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseBf16(const Json& value) {
+  SPW_ASSIGN_OR_RETURN(ObjectReader r, ObjectReader::Open(value, "bf16"));
+  SPW_RETURN_IF_ERROR(r.CheckKeys({"enabled"}));
+  bool enabled = false;
+  SPW_RETURN_IF_ERROR(r.Bool("enabled", &enabled));
+  if (enabled) return KeyError(r.KeyPath("enabled"), kMixedPrecision);
+  return absl::OkStatus();
+}
+
+absl::Status ParseFp16(const Json& value) {
+  SPW_ASSIGN_OR_RETURN(ObjectReader r, ObjectReader::Open(value, "fp16"));
+  SPW_RETURN_IF_ERROR(r.CheckKeys({"enabled", "loss_scale", "initial_scale_power",
+                                   "loss_scale_window", "hysteresis", "min_loss_scale"}));
+  bool enabled = false;
+  double scale = 0;
+  int64_t n = 0;
+  // Checked even while disabled, so that a config is valid or not regardless of `enabled`.
+  SPW_RETURN_IF_ERROR(r.Bool("enabled", &enabled));
+  SPW_RETURN_IF_ERROR(r.Double("loss_scale", &scale, DoubleRange::AtLeast(0)));
+  SPW_RETURN_IF_ERROR(r.Int("initial_scale_power", &n, 0, 64));
+  SPW_RETURN_IF_ERROR(r.Int("loss_scale_window", &n, 1, kInt64Max));
+  SPW_RETURN_IF_ERROR(r.Int("hysteresis", &n, 1, kInt64Max));
+  SPW_RETURN_IF_ERROR(r.Double("min_loss_scale", &scale, DoubleRange::Above(0)));
+  if (enabled) return KeyError(r.KeyPath("enabled"), kMixedPrecision);
+  return absl::OkStatus();
+}
+
+absl::Status ParseZeroOptimization(const Json& value) {
+  SPW_ASSIGN_OR_RETURN(ObjectReader r, ObjectReader::Open(value, "zero_optimization"));
+  std::vector<absl::string_view> allowed = {"stage", "offload_optimizer", "offload_param"};
+  allowed.insert(allowed.end(), std::begin(kZeroOptionsNotBuilt), std::end(kZeroOptionsNotBuilt));
+  SPW_RETURN_IF_ERROR(r.CheckKeys(allowed));
+  int64_t stage = 0;
+  SPW_RETURN_IF_ERROR(r.Int("stage", &stage, 0, 3));
+  if (stage != 0) {
+    return KeyError(r.KeyPath("stage"),
+                    absl::StrCat("ZeRO stage ", stage, " is not built yet; only 0 is accepted"));
+  }
+  SPW_RETURN_IF_ERROR(ParseOffload(r, "offload_optimizer"));
+  SPW_RETURN_IF_ERROR(ParseOffload(r, "offload_param"));
+  for (absl::string_view key : kZeroOptionsNotBuilt) {
+    if (r.Has(key)) {
+      return KeyError(r.KeyPath(key),
+                      "this ZeRO option is not built yet (only zero_optimization.stage 0 is); "
+                      "remove the key");
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace spillway::config_internal

@@ -1,0 +1,27 @@
+// Private to spillway_config: one parser per config section. Each takes the section's JSON
+// value (already known to be present), checks its keys, types and ranges, and fills its part
+// of Config. Errors name full key paths (see json_reader.h).
+#pragma once
+
+#include "absl/status/status.h"
+#include "engine/config/config.h"
+#include "engine/config/json_reader.h"
+
+namespace spillway::config_internal {
+
+// DeepSpeed-named sections (deepspeed_sections.cc).
+absl::Status ParseOptimizer(const Json& value, OptimizerConfig* out);
+absl::Status ParseScheduler(const Json& value, SchedulerConfig* out);
+absl::Status ParseActivationCheckpointing(const Json& value, bool* enabled);
+absl::Status ParseBf16(const Json& value);
+absl::Status ParseFp16(const Json& value);
+absl::Status ParseZeroOptimization(const Json& value);
+
+// spillway's own sections (spillway_sections.cc).
+absl::Status ParseModel(const Json& value, ModelConfig* out);
+absl::Status ParseData(const Json& value, DataConfig* out);
+absl::Status ParseTrainer(const Json& value, TrainerConfig* out);
+absl::Status ParseCheckpoint(const Json& value, CheckpointConfig* out);
+absl::Status ParseLog(const Json& value, LogConfig* out);
+
+}  // namespace spillway::config_internal

@@ -1,0 +1,235 @@
+#include "engine/model/gpt2.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "core/rng.h"
+#include "core/status.h"
+#include "engine/model/gpt2_block.h"
+#include "engine/model/gpt2_layout.h"
+
+namespace spillway {
+
+// Activation memory, planned once for (B, T). Residual stream: the embedding output and each
+// block's output, (L+1) x (N,C); these are the Unit inputs that checkpointing keeps. Block
+// activations: one set per block, or a single set reused by every block when checkpointing
+// (each block's forward is then recomputed from its input inside the backward).
+struct Gpt2::Impl {
+  bool checkpointing = false;
+  BlockShape shape{};
+  HostBuffer residual_buf, block_buf, head_buf, grad_buf, token_buf;
+
+  std::vector<float*> residual;  // L+1 pointers, (N,C) each
+  std::vector<BlockActivations> acts;
+  float *lnf, *lnf_mean, *lnf_rstd, *logits, *losses;
+  float* dres;  // (N,C): gradient along the residual stream
+  BlockGradScratch scratch{};
+  int32_t *inputs, *targets;  // (N) each
+  size_t valid_targets = 0;
+
+  const BlockActivations& ActsOf(int block) const { return acts[checkpointing ? 0 : block]; }
+};
+
+Gpt2::Gpt2(const ModelConfig& config, int batch, kernels::Ops* ops)
+    : config_(config), B_(batch), Vp_(PaddedVocab(config.vocab_size)), ops_(ops) {}
+
+Gpt2::~Gpt2() = default;
+
+absl::StatusOr<std::unique_ptr<Gpt2>> Gpt2::Create(const ModelConfig& config, int batch,
+                                                   bool activation_checkpointing,
+                                                   kernels::Ops* ops) {
+  if (config.n_layer < 1 || config.n_head < 1 || config.d_model % config.n_head != 0 ||
+      config.seq_len < 1 || config.vocab_size < 2 || batch < 1) {
+    return absl::InvalidArgumentError("model shape is invalid (ParseConfig should have said)");
+  }
+  auto model = std::unique_ptr<Gpt2>(new Gpt2(config, batch, ops));
+  for (UnitLayout& layout : Gpt2Layouts(config)) {
+    SPW_ASSIGN_OR_RETURN(UnitState state, UnitState::Allocate(std::move(layout)));
+    model->units_.push_back(std::move(state));
+  }
+
+  auto impl = std::make_unique<Impl>();
+  impl->checkpointing = activation_checkpointing;
+  const BlockShape s{batch, config.seq_len, config.d_model, config.n_head};
+  impl->shape = s;
+  const size_t N = s.N(), C = s.C, L = config.n_layer, Vp = model->Vp_;
+  const size_t F = sizeof(float);
+
+  SPW_ASSIGN_OR_RETURN(impl->residual_buf,
+                       HostBuffer::Allocate((L + 1) * N * C * F, "residual-stream activations"));
+  for (size_t i = 0; i <= L; ++i)
+    impl->residual.push_back(impl->residual_buf.as<float>() + i * N * C);
+
+  const size_t block_sets = activation_checkpointing ? 1 : L;
+  const size_t per_block = BlockActivations::Floats(s);
+  SPW_ASSIGN_OR_RETURN(impl->block_buf,
+                       HostBuffer::Allocate(block_sets * per_block * F, "block activations"));
+  for (size_t i = 0; i < block_sets; ++i) {
+    impl->acts.push_back(BlockActivations::Carve(impl->block_buf.as<float>() + i * per_block, s));
+  }
+
+  const size_t NC = (N * C + 15) / 16 * 16, Na = (N + 15) / 16 * 16, NV = N * Vp;
+  SPW_ASSIGN_OR_RETURN(impl->head_buf,
+                       HostBuffer::Allocate((NC + 3 * Na + NV) * F, "head activations"));
+  float* h = impl->head_buf.as<float>();
+  impl->lnf = h;
+  impl->lnf_mean = h + NC;
+  impl->lnf_rstd = h + NC + Na;
+  impl->losses = h + NC + 2 * Na;
+  impl->logits = h + NC + 3 * Na;
+
+  SPW_ASSIGN_OR_RETURN(impl->grad_buf, HostBuffer::Allocate((NC + BlockGradScratch::Floats(s)) * F,
+                                                            "backward scratch"));
+  impl->dres = impl->grad_buf.as<float>();
+  impl->scratch = BlockGradScratch::Carve(impl->grad_buf.as<float>() + NC, s);
+
+  SPW_ASSIGN_OR_RETURN(impl->token_buf, HostBuffer::Allocate(2 * N * sizeof(int32_t), "tokens"));
+  impl->inputs = impl->token_buf.as<int32_t>();
+  impl->targets = impl->inputs + N;
+
+  model->impl_ = std::move(impl);
+  return model;
+}
+
+void Gpt2::InitParams(uint64_t seed) {
+  const double residual_std = config_.init_std / std::sqrt(2.0 * config_.n_layer);
+  for (int u = 0; u < num_units(); ++u) {
+    UnitState& unit = units_[u];
+    Rng rng(seed, static_cast<uint64_t>(u));
+    std::memset(unit.params.data(), 0, unit.params.bytes());
+    for (const TensorSpec& t : unit.layout.tensors()) {
+      float* p = unit.param(t);
+      const bool is_norm_weight =
+          t.name.find("ln_") != std::string::npos && t.name.ends_with(".weight");
+      if (is_norm_weight) {
+        for (size_t i = 0; i < t.numel; ++i) p[i] = 1.0f;
+      } else if (t.shape.size() == 2) {
+        const bool residual_proj = t.name.ends_with("c_proj.weight");
+        const double std = residual_proj ? residual_std : config_.init_std;
+        // wte's padding rows stay zero.
+        const size_t rows = t.name == "wte" ? config_.vocab_size : t.shape[0];
+        for (size_t i = 0; i < rows * t.shape[1]; ++i)
+          p[i] = static_cast<float>(std * rng.Normal());
+      }
+    }
+  }
+}
+
+float Gpt2::Forward(const int32_t* inputs, const int32_t* targets) {
+  Impl& m = *impl_;
+  const BlockShape& s = m.shape;
+  const int N = static_cast<int>(s.N()), C = s.C, L = config_.n_layer;
+  std::memcpy(m.inputs, inputs, s.N() * sizeof(int32_t));
+  std::memcpy(m.targets, targets, s.N() * sizeof(int32_t));
+
+  UnitState& embed = units_[0];
+  const TensorSpec& wte = *embed.layout.Find("wte");
+  const TensorSpec& wpe = *embed.layout.Find("wpe");
+  ops_->EmbeddingForward(m.residual[0], m.inputs, embed.param(wte), embed.param(wpe), s.B, s.T, C);
+  for (int l = 0; l < L; ++l) {
+    UnitState& unit = units_[1 + l];
+    BlockForward(*ops_, s, BlockTensors::In(unit.layout, unit.params.as<float>()), m.residual[l],
+                 m.residual[l + 1], m.ActsOf(l));
+  }
+  UnitState& head = units_[L + 1];
+  ops_->LayerNormForward(m.lnf, m.lnf_mean, m.lnf_rstd, m.residual[L],
+                         head.param(head.layout.tensors()[0]), head.param(head.layout.tensors()[1]),
+                         N, C);
+  ops_->MatmulForward(m.logits, m.lnf, embed.param(wte), nullptr, N, C, Vp_);
+  ops_->CrossEntropy(m.losses, m.logits, m.targets, N, config_.vocab_size, Vp_, 0.0f);
+
+  double sum = 0.0;
+  m.valid_targets = 0;
+  for (int i = 0; i < N; ++i) {
+    if (m.targets[i] < 0) continue;
+    sum += m.losses[i];
+    ++m.valid_targets;
+  }
+  return m.valid_targets == 0 ? 0.0f : static_cast<float>(sum / m.valid_targets);
+}
+
+void Gpt2::Backward(float loss_scale) {
+  Impl& m = *impl_;
+  const BlockShape& s = m.shape;
+  const int N = static_cast<int>(s.N()), C = s.C, L = config_.n_layer;
+  const size_t NC = s.N() * C;
+
+  UnitState& embed = units_[0];
+  UnitState& head = units_[L + 1];
+  const TensorSpec& wte = *embed.layout.Find("wte");
+  const TensorSpec& wpe = *embed.layout.Find("wpe");
+  const TensorSpec& lnf_w = head.layout.tensors()[0];
+  const TensorSpec& lnf_b = head.layout.tensors()[1];
+
+  if (m.valid_targets == 0) {
+    ops_->Fill(m.logits, 0.0f, s.N() * Vp_);
+  } else {
+    ops_->CrossEntropy(m.losses, m.logits, m.targets, N, config_.vocab_size, Vp_,
+                       loss_scale / static_cast<float>(m.valid_targets));
+  }
+  // Tied LM head: the logits' weight gradient lands in the embedding Unit's dwte.
+  float* dlnf = m.scratch.dln;
+  ops_->Fill(dlnf, 0.0f, NC);
+  ops_->MatmulBackward(dlnf, embed.grad(wte), nullptr, m.logits, m.lnf, embed.param(wte), N, C,
+                       Vp_);
+  ops_->Fill(m.dres, 0.0f, NC);
+  ops_->LayerNormBackward(m.dres, head.grad(lnf_w), head.grad(lnf_b), dlnf, m.residual[L],
+                          head.param(lnf_w), m.lnf_mean, m.lnf_rstd, N, C);
+
+  for (int l = L - 1; l >= 0; --l) {
+    UnitState& unit = units_[1 + l];
+    const BlockTensors w = BlockTensors::In(unit.layout, unit.params.as<float>());
+    const BlockTensors dw = BlockTensors::In(unit.layout, unit.grads.as<float>());
+    if (m.checkpointing) {
+      // Recompute this block's activations from its kept input. The recomputed output is
+      // written over residual[l + 1], which holds exactly the same values.
+      BlockForward(*ops_, s, w, m.residual[l], m.residual[l + 1], m.ActsOf(l));
+    }
+    BlockBackward(*ops_, s, w, dw, m.residual[l], m.ActsOf(l), m.scratch, m.dres);
+  }
+  ops_->EmbeddingBackward(embed.grad(wte), embed.grad(wpe), m.dres, m.inputs, s.B, s.T, C);
+}
+
+void Gpt2::ZeroGrads() {
+  for (UnitState& unit : units_) ops_->Fill(unit.grads.as<float>(), 0.0f, unit.numel());
+}
+
+size_t Gpt2::param_count() const {
+  size_t n = 0;
+  for (const UnitState& unit : units_) n += unit.layout.param_count();
+  // wte's padding rows are not parameters.
+  return n - static_cast<size_t>(Vp_ - config_.vocab_size) * config_.d_model;
+}
+
+size_t Gpt2::activation_bytes() const {
+  const Impl& m = *impl_;
+  return m.residual_buf.bytes() + m.block_buf.bytes() + m.head_buf.bytes() + m.grad_buf.bytes() +
+         m.token_buf.bytes();
+}
+
+const TensorSpec* Gpt2::FindTensor(absl::string_view name, int* unit_index) const {
+  for (int u = 0; u < num_units(); ++u) {
+    if (const TensorSpec* t = units_[u].layout.Find(name)) {
+      if (unit_index != nullptr) *unit_index = u;
+      return t;
+    }
+  }
+  return nullptr;
+}
+
+float* Gpt2::FindParam(absl::string_view name) {
+  int u;
+  const TensorSpec* t = FindTensor(name, &u);
+  return t == nullptr ? nullptr : units_[u].param(*t);
+}
+
+float* Gpt2::FindGrad(absl::string_view name) {
+  int u;
+  const TensorSpec* t = FindTensor(name, &u);
+  return t == nullptr ? nullptr : units_[u].grad(*t);
+}
+
+const float* Gpt2::logits() const { return impl_->logits; }
+
+}  // namespace spillway

@@ -1,0 +1,120 @@
+#include "engine/model/gpt2_block.h"
+
+#include <string>
+
+namespace spillway {
+namespace {
+
+// Calls f(pointer, floats) for every activation buffer, in carving order.
+template <typename Acts, typename F>
+void ForEachActivation(Acts& a, const BlockShape& s, F f) {
+  const size_t N = s.N(), C = s.C, lse = static_cast<size_t>(s.B) * s.NH * s.T;
+  f(a.ln1, N * C);
+  f(a.ln1_mean, N);
+  f(a.ln1_rstd, N);
+  f(a.qkv, N * 3 * C);
+  f(a.atty, N * C);
+  f(a.lse, lse);
+  f(a.res2, N * C);
+  f(a.ln2, N * C);
+  f(a.ln2_mean, N);
+  f(a.ln2_rstd, N);
+  f(a.fch, N * 4 * C);
+  f(a.fchg, N * 4 * C);
+}
+
+template <typename Scratch, typename F>
+void ForEachScratch(Scratch& a, const BlockShape& s, F f) {
+  const size_t N = s.N(), C = s.C;
+  f(a.dln, N * C);
+  f(a.datty, N * C);
+  f(a.dqkv, N * 3 * C);
+  f(a.dfch, N * 4 * C);
+}
+
+// Every buffer starts on a 64-byte boundary.
+size_t Aligned(size_t floats) { return (floats + 15) / 16 * 16; }
+
+}  // namespace
+
+BlockTensors BlockTensors::In(const UnitLayout& unit, float* flat) {
+  const std::string& p = unit.tensors().front().name;  // "h.{i}.ln_1.weight"
+  const std::string prefix = p.substr(0, p.size() - std::string("ln_1.weight").size());
+  auto at = [&](const char* name) { return flat + unit.Find(prefix + name)->offset; };
+  return BlockTensors{at("ln_1.weight"),      at("ln_1.bias"),          at("attn.c_attn.weight"),
+                      at("attn.c_attn.bias"), at("attn.c_proj.weight"), at("attn.c_proj.bias"),
+                      at("ln_2.weight"),      at("ln_2.bias"),          at("mlp.c_fc.weight"),
+                      at("mlp.c_fc.bias"),    at("mlp.c_proj.weight"),  at("mlp.c_proj.bias")};
+}
+
+size_t BlockActivations::Floats(const BlockShape& s) {
+  BlockActivations a{};
+  size_t total = 0;
+  ForEachActivation(a, s, [&](float*&, size_t n) { total += Aligned(n); });
+  return total;
+}
+
+BlockActivations BlockActivations::Carve(float* base, const BlockShape& s) {
+  BlockActivations a{};
+  ForEachActivation(a, s, [&](float*& p, size_t n) {
+    p = base;
+    base += Aligned(n);
+  });
+  return a;
+}
+
+size_t BlockGradScratch::Floats(const BlockShape& s) {
+  BlockGradScratch a{};
+  size_t total = 0;
+  ForEachScratch(a, s, [&](float*&, size_t n) { total += Aligned(n); });
+  return total;
+}
+
+BlockGradScratch BlockGradScratch::Carve(float* base, const BlockShape& s) {
+  BlockGradScratch a{};
+  ForEachScratch(a, s, [&](float*& p, size_t n) {
+    p = base;
+    base += Aligned(n);
+  });
+  return a;
+}
+
+void BlockForward(kernels::Ops& ops, const BlockShape& s, const BlockTensors& w, const float* in,
+                  float* out, const BlockActivations& a) {
+  const int N = static_cast<int>(s.N()), C = s.C;
+  const size_t NC = s.N() * C;
+  ops.LayerNormForward(a.ln1, a.ln1_mean, a.ln1_rstd, in, w.ln1_w, w.ln1_b, N, C);
+  ops.MatmulForward(a.qkv, a.ln1, w.qkv_w, w.qkv_b, N, C, 3 * C);
+  ops.AttentionForward(a.atty, a.lse, a.qkv, s.B, s.T, C, s.NH);
+  ops.MatmulForward(a.res2, a.atty, w.attproj_w, w.attproj_b, N, C, C);
+  ops.Add(a.res2, a.res2, in, NC);
+  ops.LayerNormForward(a.ln2, a.ln2_mean, a.ln2_rstd, a.res2, w.ln2_w, w.ln2_b, N, C);
+  ops.MatmulForward(a.fch, a.ln2, w.fc_w, w.fc_b, N, C, 4 * C);
+  ops.GeluForward(a.fchg, a.fch, s.N() * 4 * C);
+  ops.MatmulForward(out, a.fchg, w.fcproj_w, w.fcproj_b, N, 4 * C, C);
+  ops.Add(out, out, a.res2, NC);
+}
+
+void BlockBackward(kernels::Ops& ops, const BlockShape& s, const BlockTensors& w,
+                   const BlockTensors& dw, const float* in, const BlockActivations& a,
+                   const BlockGradScratch& g, float* dres) {
+  const int N = static_cast<int>(s.N()), C = s.C;
+  const size_t NC = s.N() * C;
+  // MLP: dres is d out = d fcproj, and flows on to res2 unchanged.
+  ops.Fill(g.dfch, 0.0f, s.N() * 4 * C);
+  ops.MatmulBackward(g.dfch, dw.fcproj_w, dw.fcproj_b, dres, a.fchg, w.fcproj_w, N, 4 * C, C);
+  ops.GeluBackward(g.dfch, a.fch, g.dfch, s.N() * 4 * C);
+  ops.Fill(g.dln, 0.0f, NC);
+  ops.MatmulBackward(g.dln, dw.fc_w, dw.fc_b, g.dfch, a.ln2, w.fc_w, N, C, 4 * C);
+  ops.LayerNormBackward(dres, dw.ln2_w, dw.ln2_b, g.dln, a.res2, w.ln2_w, a.ln2_mean, a.ln2_rstd, N,
+                        C);
+  // Attention: dres is now d res2 = d attproj, and flows on to `in` unchanged.
+  ops.Fill(g.datty, 0.0f, NC);
+  ops.MatmulBackward(g.datty, dw.attproj_w, dw.attproj_b, dres, a.atty, w.attproj_w, N, C, C);
+  ops.AttentionBackward(g.dqkv, g.datty, a.qkv, a.atty, a.lse, s.B, s.T, C, s.NH);
+  ops.Fill(g.dln, 0.0f, NC);
+  ops.MatmulBackward(g.dln, dw.qkv_w, dw.qkv_b, g.dqkv, a.ln1, w.qkv_w, N, C, 3 * C);
+  ops.LayerNormBackward(dres, dw.ln1_w, dw.ln1_b, g.dln, in, w.ln1_w, a.ln1_mean, a.ln1_rstd, N, C);
+}
+
+}  // namespace spillway

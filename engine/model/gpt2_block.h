@@ -1,0 +1,68 @@
+// One GPT-2 transformer block (a Unit): forward and backward through kernels::Ops.
+//
+//   ln1 = LN(in); qkv = ln1 Wqkv^T + b; atty = attn(qkv); res2 = in + atty Wap^T + b
+//   ln2 = LN(res2); fch = ln2 Wfc^T + b; fchg = gelu(fch); out = res2 + fchg Wfp^T + b
+#pragma once
+
+#include <cstddef>
+
+#include "kernels/ops.h"
+#include "partitioner/unit_state.h"
+
+namespace spillway {
+
+struct BlockShape {
+  int B, T, C, NH;
+  size_t N() const { return static_cast<size_t>(B) * T; }
+};
+
+// Pointers to one block's tensors inside a flat buffer (params or grads) of its Unit.
+struct BlockTensors {
+  float *ln1_w, *ln1_b, *qkv_w, *qkv_b, *attproj_w, *attproj_b;
+  float *ln2_w, *ln2_b, *fc_w, *fc_b, *fcproj_w, *fcproj_b;
+  // The tensors of `unit` (a layout from Gpt2Layouts) inside `flat` (its params or grads).
+  static BlockTensors In(const UnitLayout& unit, float* flat);
+};
+
+// What a block's backward needs from its forward, besides the block input.
+struct BlockActivations {
+  float* ln1;       // (N,C)
+  float* ln1_mean;  // (N)
+  float* ln1_rstd;  // (N)
+  float* qkv;       // (N,3C)
+  float* atty;      // (N,C)
+  float* lse;       // (B,NH,T)
+  float* res2;      // (N,C)
+  float* ln2;       // (N,C)
+  float* ln2_mean;  // (N)
+  float* ln2_rstd;  // (N)
+  float* fch;       // (N,4C)
+  float* fchg;      // (N,4C)
+
+  static size_t Floats(const BlockShape& s);
+  // Carves the activations out of `base`, which holds Floats(s) floats.
+  static BlockActivations Carve(float* base, const BlockShape& s);
+};
+
+// Scratch for a block's backward, shared by all blocks.
+struct BlockGradScratch {
+  float* dln;    // (N,C)
+  float* datty;  // (N,C)
+  float* dqkv;   // (N,3C)
+  float* dfch;   // (N,4C)
+
+  static size_t Floats(const BlockShape& s);
+  static BlockGradScratch Carve(float* base, const BlockShape& s);
+};
+
+// in, out: (N,C). Fills `acts`.
+void BlockForward(kernels::Ops& ops, const BlockShape& s, const BlockTensors& w, const float* in,
+                  float* out, const BlockActivations& acts);
+
+// dres (N,C): on entry d loss / d out, on return d loss / d in. Parameter gradients are
+// accumulated into `dw`.
+void BlockBackward(kernels::Ops& ops, const BlockShape& s, const BlockTensors& w,
+                   const BlockTensors& dw, const float* in, const BlockActivations& acts,
+                   const BlockGradScratch& scratch, float* dres);
+
+}  // namespace spillway

@@ -1,0 +1,326 @@
+#include "engine/train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/file_io.h"
+#include "core/status.h"
+#include "engine/checkpoint/checkpoint.h"
+#include "engine/data/synthetic_language.h"
+#include "engine/train/lr_schedule.h"
+#include "engine/train/optimizer_step.h"
+#include "kernels/backend.h"
+
+namespace spillway {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double SecondsSince(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+nlohmann::json ModelJson(const ModelConfig& m) {
+  return {{"type", m.type},       {"n_layer", m.n_layer}, {"n_head", m.n_head},
+          {"d_model", m.d_model}, {"seq_len", m.seq_len}, {"vocab_size", m.vocab_size}};
+}
+
+// The blobs of a checkpoint: per Unit, its parameters and AdamW moments.
+std::string BlobName(const UnitState& unit, absl::string_view kind) {
+  return absl::StrCat(unit.layout.name(), "/", kind);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, std::FILE* out) {
+  auto trainer = std::unique_ptr<Trainer>(new Trainer(config, out));
+  SPW_RETURN_IF_ERROR(trainer->Setup());
+  return trainer;
+}
+
+absl::Status Trainer::Setup() {
+  SPW_ASSIGN_OR_RETURN(ops_, kernels::CreateOps(config_.trainer.backend));
+  SPW_RETURN_IF_ERROR(LoadData());
+  const int B = static_cast<int>(config_.train_micro_batch_size_per_gpu);
+  SPW_ASSIGN_OR_RETURN(
+      model_, Gpt2::Create(config_.model, B, config_.activation_checkpointing, ops_.get()));
+  model_->InitParams(config_.trainer.seed);
+  const size_t N = static_cast<size_t>(B) * config_.model.seq_len;
+  inputs_.resize(N);
+  targets_.resize(N);
+  PrintStartup();
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::LoadData() {
+  const DataConfig& d = config_.data;
+  if (d.synthetic) {
+    const SyntheticDataConfig& s = d.synthetic_config;
+    SPW_ASSIGN_OR_RETURN(SyntheticLanguage language, SyntheticLanguage::Create(s.seed));
+    entropy_floor_ = language.EntropyNatsPerToken();
+    SPW_ASSIGN_OR_RETURN(
+        TokenData train,
+        TokenData::FromVector(language.Generate(s.train_tokens, s.seed, kSyntheticTrainStream),
+                              kSyntheticVocabSize, "data.synthetic (train split)"));
+    train_data_ = std::make_shared<const TokenData>(std::move(train));
+    if (s.val_tokens > 0) {
+      SPW_ASSIGN_OR_RETURN(
+          TokenData val,
+          TokenData::FromVector(language.Generate(s.val_tokens, s.seed, kSyntheticValStream),
+                                kSyntheticVocabSize, "data.synthetic (validation split)"));
+      val_data_ = std::make_shared<const TokenData>(std::move(val));
+    }
+    data_description_ = language.Describe();
+  } else {
+    SPW_ASSIGN_OR_RETURN(TokenData train, TokenData::Open(d.train_path));
+    train_data_ = std::make_shared<const TokenData>(std::move(train));
+    if (!d.val_path.empty()) {
+      SPW_ASSIGN_OR_RETURN(TokenData val, TokenData::Open(d.val_path));
+      val_data_ = std::make_shared<const TokenData>(std::move(val));
+    }
+    data_description_ = absl::StrCat("token files ", d.train_path,
+                                     d.val_path.empty() ? "" : absl::StrCat(", ", d.val_path));
+  }
+  for (const TokenData* data : {train_data_.get(), val_data_.get()}) {
+    if (data != nullptr && data->vocab_size() > static_cast<uint32_t>(config_.model.vocab_size)) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "model.vocab_size is %d but %s has a vocabulary of %d tokens; set model.vocab_size to "
+          "at least %d",
+          config_.model.vocab_size, data->name(), data->vocab_size(), data->vocab_size()));
+    }
+  }
+  BatchLoaderOptions options;
+  options.batch_size = config_.train_micro_batch_size_per_gpu;
+  options.seq_len = config_.model.seq_len;
+  options.seed = config_.trainer.seed;
+  SPW_ASSIGN_OR_RETURN(BatchLoader train_loader, BatchLoader::Create(train_data_, options));
+  train_loader_ = std::make_unique<BatchLoader>(std::move(train_loader));
+  if (val_data_ != nullptr) {
+    SPW_ASSIGN_OR_RETURN(BatchLoader val_loader, BatchLoader::Sequential(val_data_, options));
+    val_loader_ = std::make_unique<BatchLoader>(std::move(val_loader));
+  }
+  return absl::OkStatus();
+}
+
+void Trainer::Print(const std::string& line) const {
+  if (out_ == nullptr) return;
+  std::fprintf(out_, "%s\n", line.c_str());
+  std::fflush(out_);
+}
+
+void Trainer::PrintStartup() const {
+  const ModelConfig& m = config_.model;
+  size_t state_bytes = 0;
+  for (int u = 0; u < model_->num_units(); ++u) state_bytes += model_->unit(u).params.bytes();
+  Print(absl::StrFormat(
+      "model: GPT-2, %d layers, %d heads, d_model %d, seq_len %d, vocab %d: %s "
+      "parameters in %d Units",
+      m.n_layer, m.n_head, m.d_model, m.seq_len, m.vocab_size,
+      FormatCount(static_cast<double>(model_->param_count())), model_->num_units()));
+  Print(absl::StrFormat(
+      "memory (tier cpu): parameters %s, gradients %s, optimizer state %s, activations %s "
+      "(micro-batch %d%s)",
+      FormatBytes(state_bytes), FormatBytes(state_bytes), FormatBytes(2.0 * state_bytes),
+      FormatBytes(static_cast<double>(model_->activation_bytes())),
+      config_.train_micro_batch_size_per_gpu,
+      config_.activation_checkpointing ? ", activation checkpointing on" : ""));
+  Print(
+      absl::StrFormat("batch: %d sequences x %d tokens per step (micro-batch %d x %d "
+                      "accumulation steps), backend %s",
+                      config_.train_batch_size, m.seq_len, config_.train_micro_batch_size_per_gpu,
+                      config_.gradient_accumulation_steps, ops_->name()));
+  Print("data: " + data_description_);
+}
+
+absl::Status Trainer::TrainStep() {
+  const int64_t step = step_ + 1;
+  model_->ZeroGrads();
+  const int64_t accum = config_.gradient_accumulation_steps;
+  double loss_sum = 0.0;
+  for (int64_t micro = 0; micro < accum; ++micro) {
+    train_loader_->Next(inputs_.data(), targets_.data());
+    loss_sum += model_->Forward(inputs_.data(), targets_.data());
+    model_->Backward(1.0f / static_cast<float>(accum));
+  }
+  const double loss = loss_sum / static_cast<double>(accum);
+  if (!std::isfinite(loss)) {
+    return absl::InternalError(
+        absl::StrFormat("the training loss is %f at step %d; lower optimizer.params.lr or set "
+                        "gradient_clipping, and resume from the last checkpoint",
+                        loss, step));
+  }
+  const double lr = LearningRate(config_.optimizer, config_.scheduler, step);
+  const OptimizerStepResult result =
+      OptimizerStep(*model_, *ops_, config_.optimizer, lr, config_.gradient_clipping, step);
+  SPW_RETURN_IF_ERROR(ops_->Synchronize());
+  step_ = step;
+  step_losses_.push_back(loss);
+  last_loss_ = loss;
+  last_lr_ = lr;
+  last_grad_norm_ = result.grad_norm;
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::Train() {
+  const int64_t total = config_.trainer.steps;
+  if (step_ >= total) {
+    Print(absl::StrFormat("already at step %d of trainer.steps = %d: nothing to train", step_,
+                          total));
+    return absl::OkStatus();
+  }
+  SPW_RETURN_IF_ERROR(CheckCheckpointDir());
+  SPW_ASSIGN_OR_RETURN(MetricsLog metrics, MetricsLog::Open(config_.log.metrics_path, step_ > 0));
+  const double tokens_per_step =
+      static_cast<double>(config_.train_batch_size) * config_.model.seq_len;
+  const CheckpointConfig& ckpt = config_.checkpoint;
+
+  Clock::time_point window_start = Clock::now();
+  int64_t window_steps = 0;
+  double seconds_per_step = 0.0;
+  while (step_ < total) {
+    SPW_RETURN_IF_ERROR(TrainStep());
+    ++window_steps;
+    const bool last = step_ == total;
+    if (step_ % config_.steps_per_print == 0 || step_ == 1 || last) {
+      seconds_per_step = SecondsSince(window_start) / static_cast<double>(window_steps);
+      StepReport report{step_,
+                        total,
+                        last_loss_,
+                        last_lr_,
+                        last_grad_norm_,
+                        tokens_per_step / seconds_per_step,
+                        1e3 * seconds_per_step,
+                        seconds_per_step * static_cast<double>(total - step_)};
+      Print(report.Format());
+      SPW_RETURN_IF_ERROR(metrics.Write(report.ToJson()));
+      window_start = Clock::now();
+      window_steps = 0;
+    }
+    const int64_t eval_every = config_.trainer.eval_interval;
+    if (val_loader_ != nullptr && eval_every > 0 && (step_ % eval_every == 0 || last)) {
+      SPW_ASSIGN_OR_RETURN(double eval_loss, Evaluate());
+      std::string floor = entropy_floor_ ? absl::StrFormat(" (floor %.4f)", *entropy_floor_) : "";
+      Print(absl::StrFormat("eval step %d | val loss %.4f%s", step_, eval_loss, floor));
+      SPW_RETURN_IF_ERROR(metrics.Write({{"step", step_}, {"eval_loss", eval_loss}}));
+    }
+    if (!ckpt.dir.empty() && ((ckpt.interval > 0 && step_ % ckpt.interval == 0) || last)) {
+      SPW_ASSIGN_OR_RETURN(std::string dir, SaveCheckpoint());
+      Print("checkpoint: " + dir);
+    }
+    // Evals and checkpoints are not training time.
+    if (window_steps == 0) window_start = Clock::now();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::CheckCheckpointDir() const {
+  const std::string& dir = config_.checkpoint.dir;
+  if (dir.empty()) return absl::OkStatus();
+  // Fail now, not after the first hours of training, if checkpoints cannot be written.
+  const std::string probe = dir + "/.spillway_write_test";
+  SPW_RETURN_IF_ERROR(Annotate(MakeDirectories(dir), "checkpoint.dir"));
+  SPW_RETURN_IF_ERROR(Annotate(WriteFileAtomic(probe, absl::string_view("ok")), "checkpoint.dir"));
+  std::remove(probe.c_str());
+  if (step_ > 0) return absl::OkStatus();
+  absl::StatusOr<std::vector<CheckpointDirEntry>> existing = ListCheckpoints(dir);
+  if (existing.ok() && !existing->empty()) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "checkpoint.dir %s already holds checkpoints of another run (newest %s); continue it "
+        "with --resume %s, or set checkpoint.dir to a new directory",
+        dir, existing->back().name, dir));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<double> Trainer::Evaluate() {
+  if (val_loader_ == nullptr) {
+    return absl::FailedPreconditionError(
+        "no validation data: set data.val_path or data.synthetic.val_tokens");
+  }
+  val_loader_->Reset();
+  double sum = 0.0;
+  const int64_t batches = config_.trainer.eval_batches;
+  for (int64_t i = 0; i < batches; ++i) {
+    val_loader_->Next(inputs_.data(), targets_.data());
+    sum += model_->Forward(inputs_.data(), targets_.data());
+  }
+  SPW_RETURN_IF_ERROR(ops_->Synchronize());
+  return sum / static_cast<double>(batches);
+}
+
+absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
+  const BatchLoader::Position position = train_loader_->position();
+  nlohmann::json meta = {
+      {"step", step_},
+      {"model", ModelJson(config_.model)},
+      {"train_batch_size", config_.train_batch_size},
+      {"train_micro_batch_size_per_gpu", config_.train_micro_batch_size_per_gpu},
+      {"gradient_accumulation_steps", config_.gradient_accumulation_steps},
+      {"seed", config_.trainer.seed},
+      {"data_position", {{"epoch", position.epoch}, {"cursor", position.cursor}}},
+      {"last_loss", last_loss_},
+  };
+  std::vector<CheckpointBlob> blobs;
+  for (int u = 0; u < model_->num_units(); ++u) {
+    const UnitState& unit = model_->unit(u);
+    blobs.push_back({BlobName(unit, "params"), unit.params.span()});
+    blobs.push_back({BlobName(unit, "exp_avg"), unit.exp_avg.span()});
+    blobs.push_back({BlobName(unit, "exp_avg_sq"), unit.exp_avg_sq.span()});
+  }
+  CheckpointWriteOptions options;
+  options.root = config_.checkpoint.dir;
+  options.step = step_;
+  options.keep_last = config_.checkpoint.keep_last;
+  absl::StatusOr<std::string> dir = WriteCheckpoint(options, meta, blobs);
+  if (!dir.ok()) return Annotate(dir.status(), "checkpoint.dir");
+  return dir;
+}
+
+absl::Status Trainer::ReadCheckpoint(const std::string& path, bool with_optimizer_state) {
+  SPW_ASSIGN_OR_RETURN(CheckpointReader reader, CheckpointReader::Open(path));
+  const nlohmann::json& meta = reader.meta();
+  if (meta.value("model", nlohmann::json()) != ModelJson(config_.model)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("checkpoint ", path, " holds a different model (",
+                     meta.value("model", nlohmann::json()).dump(),
+                     ") than the config's model section (", ModelJson(config_.model).dump(), ")"));
+  }
+  for (int u = 0; u < model_->num_units(); ++u) {
+    UnitState& unit = model_->unit(u);
+    SPW_RETURN_IF_ERROR(reader.ReadBlob(BlobName(unit, "params"), unit.params.span()));
+    if (!with_optimizer_state) continue;
+    SPW_RETURN_IF_ERROR(reader.ReadBlob(BlobName(unit, "exp_avg"), unit.exp_avg.span()));
+    SPW_RETURN_IF_ERROR(reader.ReadBlob(BlobName(unit, "exp_avg_sq"), unit.exp_avg_sq.span()));
+  }
+  if (!with_optimizer_state) return absl::OkStatus();
+
+  const std::pair<const char*, int64_t> batch_shape[] = {
+      {"train_micro_batch_size_per_gpu", config_.train_micro_batch_size_per_gpu},
+      {"gradient_accumulation_steps", config_.gradient_accumulation_steps}};
+  for (const auto& [key, now] : batch_shape) {
+    const int64_t saved = meta.value(key, int64_t{-1});
+    if (saved != now) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "checkpoint %s was trained with %s = %d but the config has %d; resuming needs the same "
+          "batch shape",
+          path, key, saved, now));
+    }
+  }
+  step_ = meta.value("step", int64_t{0});
+  const nlohmann::json position = meta.value("data_position", nlohmann::json::object());
+  BatchLoader::Position p{position.value("epoch", uint64_t{0}),
+                          position.value("cursor", uint64_t{0})};
+  SPW_RETURN_IF_ERROR(train_loader_->SetPosition(p));
+  last_loss_ = meta.value("last_loss", 0.0);
+  Print(absl::StrFormat("resumed from %s at step %d", path, step_));
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::Resume(const std::string& path) { return ReadCheckpoint(path, true); }
+
+absl::Status Trainer::LoadParams(const std::string& path) { return ReadCheckpoint(path, false); }
+
+}  // namespace spillway

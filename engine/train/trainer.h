@@ -1,0 +1,83 @@
+// The training loop: micro-batches with gradient accumulation, the LR schedule, clipping,
+// AdamW, periodic eval on the held-out split, progress lines, metrics JSONL and checkpoints.
+//
+// One rank, CPU backend: the only configuration built so far. Everything the loop does to
+// state goes through the model (Units) and kernels::Ops.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/config/config.h"
+#include "engine/data/batch_loader.h"
+#include "engine/data/token_data.h"
+#include "engine/model/gpt2.h"
+#include "engine/train/progress.h"
+#include "kernels/ops.h"
+
+namespace spillway {
+
+class Trainer {
+ public:
+  // Loads or generates the data, builds the model and initialises it from trainer.seed.
+  // Progress and reports go to `out` (null: silent).
+  static absl::StatusOr<std::unique_ptr<Trainer>> Create(const Config& config,
+                                                         std::FILE* out = stdout);
+
+  // Restores parameters, optimizer state, step and data position from a checkpoint (a
+  // step directory, or a checkpoint root whose `latest` is followed). The model section and
+  // batch sizes of the config must match the checkpoint's.
+  absl::Status Resume(const std::string& path);
+
+  // Loads only the parameters of a checkpoint (for eval).
+  absl::Status LoadParams(const std::string& path);
+
+  // Trains from the current step to config.trainer.steps.
+  absl::Status Train();
+
+  // Mean loss over trainer.eval_batches micro-batches of the validation split, always the
+  // same batches. Does not change any training state.
+  absl::StatusOr<double> Evaluate();
+
+  // Writes a checkpoint of the current state under checkpoint.dir; returns its directory.
+  absl::StatusOr<std::string> SaveCheckpoint();
+
+  int64_t step() const { return step_; }
+  Gpt2& model() { return *model_; }
+  // Mean training loss of every step taken by this Trainer, in order.
+  const std::vector<double>& step_losses() const { return step_losses_; }
+  // The per-token entropy floor of the data, when it is known (synthetic language).
+  std::optional<double> entropy_floor() const { return entropy_floor_; }
+
+ private:
+  Trainer(const Config& config, std::FILE* out) : config_(config), out_(out) {}
+  absl::Status Setup();
+  absl::Status LoadData();
+  absl::Status TrainStep();
+  // checkpoint.dir is writable and, unless resuming, holds no other run's checkpoints.
+  absl::Status CheckCheckpointDir() const;
+  absl::Status ReadCheckpoint(const std::string& path, bool with_optimizer_state);
+  void PrintStartup() const;
+  void Print(const std::string& line) const;
+
+  Config config_;
+  std::FILE* out_;
+  std::unique_ptr<kernels::Ops> ops_;
+  std::unique_ptr<Gpt2> model_;
+  std::shared_ptr<const TokenData> train_data_, val_data_;
+  std::unique_ptr<BatchLoader> train_loader_, val_loader_;
+  std::vector<int32_t> inputs_, targets_;
+  std::optional<double> entropy_floor_;
+  std::string data_description_;
+  int64_t step_ = 0;
+  std::vector<double> step_losses_;
+  // Last training step's results, for progress lines.
+  double last_loss_ = 0.0, last_lr_ = 0.0, last_grad_norm_ = 0.0;
+};
+
+}  // namespace spillway

@@ -1,0 +1,15 @@
+// Causal multi-head self-attention, flash-style (see kernels/ops.h for the contracts).
+#pragma once
+
+namespace spillway::kernels::cpu {
+
+// out (B,T,C) and lse (B,NH,T) = logsumexp of the scaled scores (scale = 1/sqrt(hs)). One thread
+// owns each (b, h); each query row t runs an online softmax over keys 0..t in fixed blocks.
+void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, int C, int NH);
+
+// dqkv (B,T,3C) = gradient w.r.t. qkv (overwritten). Probabilities are recomputed from q, k
+// and lse; one thread owns each (b, h) and sums over query rows in ascending order.
+void AttentionBackward(float* dqkv, const float* dout, const float* qkv, const float* out,
+                       const float* lse, int B, int T, int C, int NH);
+
+}  // namespace spillway::kernels::cpu

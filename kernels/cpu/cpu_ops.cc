@@ -1,0 +1,90 @@
+#include "kernels/cpu/cpu_ops.h"
+
+#include "kernels/cpu/adamw.h"
+#include "kernels/cpu/attention.h"
+#include "kernels/cpu/cross_entropy.h"
+#include "kernels/cpu/elementwise.h"
+#include "kernels/cpu/embedding.h"
+#include "kernels/cpu/gelu.h"
+#include "kernels/cpu/layernorm.h"
+#include "kernels/cpu/matmul.h"
+#include "kernels/cpu/sum_squares.h"
+
+namespace spillway::kernels {
+namespace {
+
+class CpuOps final : public Ops {
+ public:
+  absl::string_view name() const override { return "cpu"; }
+
+  absl::Status Synchronize() override { return absl::OkStatus(); }
+
+  void Fill(float* x, float value, size_t n) override { cpu::Fill(x, value, n); }
+
+  void EmbeddingForward(float* out, const int32_t* tokens, const float* wte, const float* wpe,
+                        int B, int T, int C) override {
+    cpu::EmbeddingForward(out, tokens, wte, wpe, B, T, C);
+  }
+  void EmbeddingBackward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B,
+                         int T, int C) override {
+    cpu::EmbeddingBackward(dwte, dwpe, dout, tokens, B, T, C);
+  }
+
+  void LayerNormForward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+                        const float* bias, int N, int C) override {
+    cpu::LayerNormForward(out, mean, rstd, inp, weight, bias, N, C);
+  }
+  void LayerNormBackward(float* dinp, float* dweight, float* dbias, const float* dout,
+                         const float* inp, const float* weight, const float* mean,
+                         const float* rstd, int N, int C) override {
+    cpu::LayerNormBackward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
+  }
+
+  void MatmulForward(float* out, const float* inp, const float* weight, const float* bias, int N,
+                     int C, int OC) override {
+    cpu::MatmulForward(out, inp, weight, bias, N, C, OC);
+  }
+  void MatmulBackward(float* dinp, float* dweight, float* dbias, const float* dout,
+                      const float* inp, const float* weight, int N, int C, int OC) override {
+    cpu::MatmulBackward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
+  }
+
+  void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, int C,
+                        int NH) override {
+    cpu::AttentionForward(out, lse, qkv, B, T, C, NH);
+  }
+  void AttentionBackward(float* dqkv, const float* dout, const float* qkv, const float* out,
+                         const float* lse, int B, int T, int C, int NH) override {
+    cpu::AttentionBackward(dqkv, dout, qkv, out, lse, B, T, C, NH);
+  }
+
+  void GeluForward(float* out, const float* inp, size_t n) override {
+    cpu::GeluForward(out, inp, n);
+  }
+  void GeluBackward(float* dinp, const float* inp, const float* dout, size_t n) override {
+    cpu::GeluBackward(dinp, inp, dout, n);
+  }
+
+  void Add(float* out, const float* a, const float* b, size_t n) override {
+    cpu::Add(out, a, b, n);
+  }
+  void Accumulate(float* y, const float* x, size_t n) override { cpu::Accumulate(y, x, n); }
+
+  void CrossEntropy(float* losses, float* logits, const int32_t* targets, int N, int V, int Vp,
+                    float dlogits_scale) override {
+    cpu::CrossEntropy(losses, logits, targets, N, V, Vp, dlogits_scale);
+  }
+
+  void SumSquares(double* out, const float* x, size_t n) override { cpu::SumSquares(out, x, n); }
+
+  void AdamW(float* param, const float* grad, float* m, float* v, size_t n,
+             const AdamWParams& p) override {
+    cpu::AdamW(param, grad, m, v, n, p);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Ops> MakeCpuOps() { return std::make_unique<CpuOps>(); }
+
+}  // namespace spillway::kernels
