@@ -5,9 +5,9 @@
 namespace spillway {
 namespace {
 
-// Calls f(pointer, floats) for every activation buffer, in carving order.
-template <typename Acts, typename F>
-void ForEachActivation(Acts& a, const BlockShape& s, F f) {
+// Calls f(pointer, floats) for every buffer of a set, in carving order.
+template <typename F>
+void ForEachBuffer(BlockActivations& a, const BlockShape& s, F f) {
   const size_t N = s.N(), C = s.C, lse = static_cast<size_t>(s.B) * s.NH * s.T;
   f(a.ln1, N * C);
   f(a.ln1_mean, N);
@@ -23,17 +23,26 @@ void ForEachActivation(Acts& a, const BlockShape& s, F f) {
   f(a.fchg, N * 4 * C);
 }
 
-template <typename Scratch, typename F>
-void ForEachScratch(Scratch& a, const BlockShape& s, F f) {
+template <typename F>
+void ForEachBuffer(BlockGradScratch& g, const BlockShape& s, F f) {
   const size_t N = s.N(), C = s.C;
-  f(a.dln, N * C);
-  f(a.datty, N * C);
-  f(a.dqkv, N * 3 * C);
-  f(a.dfch, N * 4 * C);
+  f(g.dln, N * C);
+  f(g.datty, N * C);
+  f(g.dqkv, N * 3 * C);
+  f(g.dfch, N * 4 * C);
 }
 
-// Every buffer starts on a 64-byte boundary.
-size_t Aligned(size_t floats) { return (floats + 15) / 16 * 16; }
+// Points every buffer of `set` into `base` (null: only counts), each on a 64-byte boundary.
+// Returns the floats used.
+template <typename Set>
+size_t CarveSet(Set& set, const BlockShape& s, float* base) {
+  size_t total = 0;
+  ForEachBuffer(set, s, [&](float*& p, size_t n) {
+    p = base == nullptr ? nullptr : base + total;
+    total += (n + 15) / 16 * 16;
+  });
+  return total;
+}
 
 }  // namespace
 
@@ -49,34 +58,24 @@ BlockTensors BlockTensors::In(const UnitLayout& unit, float* flat) {
 
 size_t BlockActivations::Floats(const BlockShape& s) {
   BlockActivations a{};
-  size_t total = 0;
-  ForEachActivation(a, s, [&](float*&, size_t n) { total += Aligned(n); });
-  return total;
+  return CarveSet(a, s, nullptr);
 }
 
 BlockActivations BlockActivations::Carve(float* base, const BlockShape& s) {
   BlockActivations a{};
-  ForEachActivation(a, s, [&](float*& p, size_t n) {
-    p = base;
-    base += Aligned(n);
-  });
+  CarveSet(a, s, base);
   return a;
 }
 
 size_t BlockGradScratch::Floats(const BlockShape& s) {
-  BlockGradScratch a{};
-  size_t total = 0;
-  ForEachScratch(a, s, [&](float*&, size_t n) { total += Aligned(n); });
-  return total;
+  BlockGradScratch g{};
+  return CarveSet(g, s, nullptr);
 }
 
 BlockGradScratch BlockGradScratch::Carve(float* base, const BlockShape& s) {
-  BlockGradScratch a{};
-  ForEachScratch(a, s, [&](float*& p, size_t n) {
-    p = base;
-    base += Aligned(n);
-  });
-  return a;
+  BlockGradScratch g{};
+  CarveSet(g, s, base);
+  return g;
 }
 
 void BlockForward(kernels::Ops& ops, const BlockShape& s, const BlockTensors& w, const float* in,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes tests/golden/gpt2_tiny.safetensors: a tiny GPT-2's reference numbers for gpt2_golden_test.
 
-A self-contained GPT-2 in PyTorch (no transformers), computed in float64 and stored as float32:
+The PyTorch GPT-2 of bench/peers/gpt2_torch.py (no transformers), computed in float64 and stored as float32:
 the C++ test compares spillway's fp32 CPU model against this float64 truth. Parameter names are
 spillway's (engine/model/gpt2.h): "wte" (V,C) (spillway pads it to Vp rows; the test copies V),
 "wpe" (T,C), "h.{i}.ln_1.weight", "h.{i}.attn.c_attn.weight" (3C,C) (nn.Linear: weight (out,in)),
@@ -18,14 +18,14 @@ Runs with Debian's torch 1.13 (/usr/bin/python3) and with torch 2.x:
 
 import copy
 import json
-import math
 import os
 import struct
 import sys
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench", "peers"))
+from gpt2_torch import Gpt2, adamw_param_groups  # noqa: E402
 
 N_LAYER = 2
 N_HEAD = 2
@@ -49,71 +49,6 @@ ADAMW_STEPS = 6
 DTYPE = torch.float64
 
 
-def gelu_tanh(x):
-    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)))
-
-
-class Attention(nn.Module):
-    def __init__(self, c, n_head):
-        super().__init__()
-        self.n_head = n_head
-        self.c_attn = nn.Linear(c, 3 * c)
-        self.c_proj = nn.Linear(c, c)
-
-    def forward(self, x):
-        b, t, c = x.shape
-        hs = c // self.n_head
-        q, k, v = self.c_attn(x).split(c, dim=2)  # qkv = [q | k | v]
-        # Head h is columns [h*hs, (h+1)*hs) of q, k and v.
-        q, k, v = (z.view(b, t, self.n_head, hs).transpose(1, 2) for z in (q, k, v))
-        scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))
-        causal = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
-        scores = scores.masked_fill(~causal, float("-inf"))
-        y = F.softmax(scores, dim=-1) @ v  # (B, NH, T, hs)
-        return self.c_proj(y.transpose(1, 2).contiguous().view(b, t, c))
-
-
-class Mlp(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.c_fc = nn.Linear(c, 4 * c)
-        self.c_proj = nn.Linear(4 * c, c)
-
-    def forward(self, x):
-        return self.c_proj(gelu_tanh(self.c_fc(x)))
-
-
-class Block(nn.Module):
-    def __init__(self, c, n_head):
-        super().__init__()
-        self.ln_1 = nn.LayerNorm(c, eps=1e-5)
-        self.attn = Attention(c, n_head)
-        self.ln_2 = nn.LayerNorm(c, eps=1e-5)
-        self.mlp = Mlp(c)
-
-    def forward(self, x):
-        x = x + self.attn(self.ln_1(x))
-        return x + self.mlp(self.ln_2(x))
-
-
-class Gpt2(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.wte = nn.Parameter(torch.empty(VOCAB, D_MODEL))
-        self.wpe = nn.Parameter(torch.empty(SEQ_LEN, D_MODEL))
-        self.h = nn.ModuleList([Block(D_MODEL, N_HEAD) for _ in range(N_LAYER)])
-        self.ln_f = nn.LayerNorm(D_MODEL, eps=1e-5)
-
-    def forward(self, inputs, targets):
-        t = inputs.shape[1]
-        x = self.wte[inputs] + self.wpe[:t]
-        for block in self.h:
-            x = block(x)
-        logits = self.ln_f(x) @ self.wte.t()  # tied LM head
-        loss = F.cross_entropy(logits.reshape(-1, VOCAB), targets.reshape(-1))  # mean over B*T
-        return logits, loss
-
-
 def init_params(model, gen):
     """Embeddings N(0, 0.02), Linear weights N(0, 0.1); biases N(0, 0.02), LayerNorm weights
     1 + N(0, 0.1) and biases N(0, 0.1): all random, so that each is actually tested."""
@@ -130,11 +65,6 @@ def init_params(model, gen):
                 p.copy_(INIT_STD * noise)
             else:  # Linear weights
                 p.copy_(LINEAR_STD * noise)
-
-
-def decays(param):
-    """Matrices and embeddings decay; biases and LayerNorm weights do not (TensorSpec)."""
-    return param.dim() >= 2
 
 
 def write_safetensors(path, tensors, metadata):
@@ -175,7 +105,7 @@ def main():
     torch.manual_seed(SEED)
     gen = torch.Generator().manual_seed(SEED)
 
-    model = Gpt2().to(DTYPE)
+    model = Gpt2(N_LAYER, N_HEAD, D_MODEL, SEQ_LEN, VOCAB).to(DTYPE)
     init_params(model, gen)
     inputs = torch.randint(0, VOCAB, (BATCH, SEQ_LEN), generator=gen)
     targets = torch.randint(0, VOCAB, (BATCH, SEQ_LEN), generator=gen)
@@ -198,12 +128,7 @@ def main():
     for name, p in model.named_parameters():
         put("grad/" + name, f32(p.grad), p.shape)
 
-    params = list(trained.named_parameters())
-    groups = [
-        {"params": [p for _, p in params if decays(p)], "weight_decay": WEIGHT_DECAY},
-        {"params": [p for _, p in params if not decays(p)], "weight_decay": 0.0},
-    ]
-    opt = torch.optim.AdamW(groups, lr=LR, betas=(BETA1, BETA2), eps=EPS)
+    opt = torch.optim.AdamW(adamw_param_groups(trained, WEIGHT_DECAY), lr=LR, betas=(BETA1, BETA2), eps=EPS)
     losses, norms = [], []
     for _ in range(ADAMW_STEPS):
         opt.zero_grad()

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs spillway's CPU training step and its PyTorch peer side by side on the same shapes and
+# thread count. usage: bench/run_cpu.sh [BUILD_DIR]   (PYTHON=... to pick the interpreter)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build}
+python=${PYTHON:-/usr/bin/python3}
+threads=${OMP_NUM_THREADS:-$(nproc)}
+export OMP_NUM_THREADS=$threads
+cmake --build "$build" --target gpt2_cpu_step >/dev/null
+echo "# $(date -u +%F) $(git rev-parse --short HEAD) $(lscpu | sed -n 's/^Model name: *//p'), $threads threads"
+for shape in "--layers 4 --dim 128 --heads 4 --seq 128 --batch 16" \
+             "--layers 12 --dim 768 --heads 12 --seq 256 --batch 4"; do
+  "$build/bench/gpt2_cpu_step" $shape --steps 10
+  "$python" bench/peers/gpt2_cpu_torch.py $shape --steps 10
+done
