@@ -7,7 +7,7 @@ find_package(ZLIB REQUIRED)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(LIBURING REQUIRED IMPORTED_TARGET liburing>=2.0)
 if(SPILLWAY_BUILD_TESTS)
-  find_package(GTest REQUIRED CONFIG)
+  find_package(GTest REQUIRED)
 endif()
 
 # CUDA is optional: a CPU-only build is complete and passes its tests.

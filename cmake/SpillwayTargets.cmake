@@ -16,7 +16,10 @@ function(spillway_test name)
   target_compile_options(${name} PRIVATE ${SPILLWAY_WARNINGS})
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gtest_main)
   add_test(NAME ${name} COMMAND ${name} WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
-  set_tests_properties(${name} PROPERTIES ENVIRONMENT "SPILLWAY_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
+  # Passive OpenMP waiting: ctest -j runs several tests on few cores, where spinning threads
+  # would steal each other's time.
+  set_tests_properties(${name} PROPERTIES ENVIRONMENT
+    "SPILLWAY_SOURCE_DIR=${PROJECT_SOURCE_DIR};OMP_WAIT_POLICY=PASSIVE")
   if(ARG_LABELS)
     set_tests_properties(${name} PROPERTIES LABELS "${ARG_LABELS}")
   endif()

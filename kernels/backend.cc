@@ -3,13 +3,25 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/cpu/cpu_ops.h"
+#if SPILLWAY_WITH_CUDA
+#include "kernels/cuda/cuda_ops.h"
+#endif
 
 namespace spillway::kernels {
 
+#if SPILLWAY_WITH_CUDA
+constexpr char kBackends[] = "cpu, cuda";
+#else
+constexpr char kBackends[] = "cpu";
+#endif
+
 absl::StatusOr<std::unique_ptr<Ops>> CreateOps(absl::string_view backend) {
   if (backend == "cpu") return MakeCpuOps();
+#if SPILLWAY_WITH_CUDA
+  if (backend == "cuda") return MakeCudaOps(0);
+#endif
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown kernels backend \"", backend, "\"; this build has: cpu"));
+      absl::StrCat("unknown kernels backend \"", backend, "\"; this build has: ", kBackends));
 }
 
 }  // namespace spillway::kernels

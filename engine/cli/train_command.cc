@@ -17,7 +17,7 @@ absl::Status CheckSingleRank() {
   for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "WORLD_SIZE"}) {
     const char* value = std::getenv(var);
     if (value != nullptr && std::atoi(value) > 1) {
-      return absl::UnimplementedError(
+      return absl::FailedPreconditionError(
           absl::StrCat(var, "=", value,
                        ": training on several ranks (mpirun -np N) needs the ZeRO "
                        "partitioner, which is not built yet; run one process"));

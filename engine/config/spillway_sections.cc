@@ -74,7 +74,9 @@ absl::Status ParseTrainer(const Json& value, TrainerConfig* out) {
   if (const Json* v = r.Find("backend"); v != nullptr) {
     SPW_ASSIGN_OR_RETURN(std::string backend, ReadString(*v, r.KeyPath("backend")));
     if (backend == "cuda")
-      return KeyError(r.KeyPath("backend"), "the CUDA backend is not built yet");
+      return KeyError(r.KeyPath("backend"),
+                      "training on the GPU is not built yet (the CUDA ops exist; the model and "
+                      "optimizer state do not live in GPU memory yet)");
     SPW_ASSIGN_OR_RETURN(out->backend, ReadString(*v, r.KeyPath("backend"), {"cpu"}));
   }
   SPW_RETURN_IF_ERROR(r.Int("eval_interval", &out->eval_interval, 0, kInt64Max));

@@ -25,7 +25,7 @@ TEST(AdamWTest, StepsMatchReference) {
   const size_t n = 1000;
   auto param = RandomFloats(n, 1);
   std::vector<float> m(n, 0.0f), v(n, 0.0f);
-  auto param_d = ToDouble(param);
+  auto param_d = AsFloat64(param);
   std::vector<double> m_d(n, 0.0), v_d(n, 0.0);
   AdamWParams p;
   p.lr = 1e-2f;
@@ -35,7 +35,7 @@ TEST(AdamWTest, StepsMatchReference) {
     const auto grad = RandomFloats(n, 100 + step);
     p.step = step;
     Cpu().AdamW(param.data(), grad.data(), m.data(), v.data(), n, p);
-    AdamWRef(param_d, ToDouble(grad), m_d, v_d, p);
+    AdamWRef(param_d, AsFloat64(grad), m_d, v_d, p);
     EXPECT_LT(RelError(param, param_d), kForwardTol) << "step " << step;
     EXPECT_LT(RelError(m, m_d), kForwardTol) << "step " << step;
     EXPECT_LT(RelError(v, v_d), kForwardTol) << "step " << step;

@@ -55,7 +55,7 @@ TEST(AttentionTest, ForwardMatchesReference) {
   const auto qkv = RandomFloats(B * T * 3 * C, 1, 1.5f);
   std::vector<float> out(B * T * C), lse(B * NH * T);
   Cpu().AttentionForward(out.data(), lse.data(), qkv.data(), B, T, C, NH);
-  const auto ref = AttentionRef(ToDouble(qkv), B, T, C, NH);
+  const auto ref = AttentionRef(AsFloat64(qkv), B, T, C, NH);
   EXPECT_LT(RelError(out, ref.out), kForwardTol);
   EXPECT_LT(RelError(lse, ref.lse), kForwardTol);
 }
@@ -68,10 +68,10 @@ TEST(AttentionTest, BackwardMatchesFiniteDifferences) {
   Cpu().AttentionForward(out.data(), lse.data(), qkv.data(), B, T, C, NH);
   Cpu().AttentionBackward(dqkv.data(), dout.data(), qkv.data(), out.data(), lse.data(), B, T, C,
                           NH);
-  const auto dout_d = ToDouble(dout);
+  const auto dout_d = AsFloat64(dout);
   const auto fd = NumericGrad(
       [&](const std::vector<double>& x) { return Dot(AttentionRef(x, B, T, C, NH).out, dout_d); },
-      ToDouble(qkv));
+      AsFloat64(qkv));
   // dqkv is overwritten, so the 7.0 it started with must not leak into the result.
   EXPECT_LT(RelError(dqkv, fd), kGradTol);
 }
@@ -86,12 +86,12 @@ TEST(AttentionTest, BackwardMatchesDirectionalDerivativesAtLargerShape) {
   Cpu().AttentionForward(out.data(), lse.data(), qkv.data(), B, T, C, NH);
   Cpu().AttentionBackward(dqkv.data(), dout.data(), qkv.data(), out.data(), lse.data(), B, T, C,
                           NH);
-  const auto dout_d = ToDouble(dout);
+  const auto dout_d = AsFloat64(dout);
   auto loss = [&](const std::vector<double>& x) {
     return Dot(AttentionRef(x, B, T, C, NH).out, dout_d);
   };
   for (uint64_t seed = 1; seed <= 3; ++seed) {
-    EXPECT_LT(DirectionalError(loss, ToDouble(qkv), dqkv, seed), kGradTol);
+    EXPECT_LT(DirectionalError(loss, AsFloat64(qkv), dqkv, seed), kGradTol);
   }
 }
 

@@ -27,7 +27,7 @@ TEST(CrossEntropyTest, LossesAndGradientMatchReference) {
   auto targets = RandomInts(N, V, 2);
   targets[3] = -1;
   targets[7] = -1;
-  const auto logits_d = ToDouble(logits);
+  const auto logits_d = AsFloat64(logits);
   const auto ref = CrossEntropyRef(logits_d, targets, N, V, Vp);
 
   std::vector<float> losses(N, 9.0f), untouched = logits;

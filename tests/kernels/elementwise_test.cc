@@ -23,15 +23,15 @@ TEST(GeluTest, ForwardMatchesReference) {
   const auto inp = RandomFloats(1000, 1, 3.0f);
   std::vector<float> out(inp.size());
   Cpu().GeluForward(out.data(), inp.data(), inp.size());
-  EXPECT_LT(RelError(out, GeluRef(ToDouble(inp))), kForwardTol);
+  EXPECT_LT(RelError(out, GeluRef(AsFloat64(inp))), kForwardTol);
 }
 
 TEST(GeluTest, BackwardMatchesFiniteDifferencesInPlace) {
   const auto inp = RandomFloats(200, 2, 3.0f);
   const auto dout = RandomFloats(inp.size(), 3);
-  const auto dout_d = ToDouble(dout);
+  const auto dout_d = AsFloat64(dout);
   const auto fd = NumericGrad([&](const std::vector<double>& x) { return Dot(GeluRef(x), dout_d); },
-                              ToDouble(inp));
+                              AsFloat64(inp));
   std::vector<float> dinp(inp.size());
   Cpu().GeluBackward(dinp.data(), inp.data(), dout.data(), inp.size());
   EXPECT_LT(RelError(dinp, fd), kGradTol);

@@ -26,7 +26,7 @@ TEST(EmbeddingTest, ForwardMatchesReference) {
   const auto wpe = RandomFloats(maxT * C, 3);
   std::vector<float> out(B * T * C);
   Cpu().EmbeddingForward(out.data(), tokens.data(), wte.data(), wpe.data(), B, T, C);
-  EXPECT_LT(RelError(out, EmbeddingRef(tokens, ToDouble(wte), ToDouble(wpe), B, T, C)),
+  EXPECT_LT(RelError(out, EmbeddingRef(tokens, AsFloat64(wte), AsFloat64(wpe), B, T, C)),
             kForwardTol);
 }
 
@@ -40,7 +40,7 @@ TEST(EmbeddingTest, BackwardMatchesFiniteDifferencesAndAccumulates) {
   std::vector<float> dwte(Vp * C), dwpe(maxT * C);
   Cpu().EmbeddingBackward(dwte.data(), dwpe.data(), dout.data(), tokens.data(), B, T, C);
 
-  const auto wte_d = ToDouble(wte), wpe_d = ToDouble(wpe), dout_d = ToDouble(dout);
+  const auto wte_d = AsFloat64(wte), wpe_d = AsFloat64(wpe), dout_d = AsFloat64(dout);
   EXPECT_LT(RelError(dwte, NumericGrad(
                                [&](const std::vector<double>& x) {
                                  return Dot(EmbeddingRef(tokens, x, wpe_d, B, T, C), dout_d);

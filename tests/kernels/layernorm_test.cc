@@ -37,7 +37,7 @@ TEST(LayerNormTest, ForwardMatchesReference) {
   std::vector<float> out(N * C), mean(N), rstd(N);
   Cpu().LayerNormForward(out.data(), mean.data(), rstd.data(), inp.data(), w.data(), b.data(), N,
                          C);
-  const auto ref = LayerNormRef(ToDouble(inp), ToDouble(w), ToDouble(b), N, C);
+  const auto ref = LayerNormRef(AsFloat64(inp), AsFloat64(w), AsFloat64(b), N, C);
   EXPECT_LT(RelError(out, ref.out), kForwardTol);
   EXPECT_LT(RelError(mean, ref.mean), kForwardTol);
   EXPECT_LT(RelError(rstd, ref.rstd), kForwardTol);
@@ -56,8 +56,8 @@ TEST(LayerNormTest, BackwardMatchesFiniteDifferencesAndAccumulates) {
   Cpu().LayerNormBackward(dinp.data(), dw.data(), db.data(), dout.data(), inp.data(), w.data(),
                           mean.data(), rstd.data(), N, C);
 
-  const auto inp_d = ToDouble(inp), w_d = ToDouble(w), b_d = ToDouble(b);
-  const auto dout_d = ToDouble(dout);
+  const auto inp_d = AsFloat64(inp), w_d = AsFloat64(w), b_d = AsFloat64(b);
+  const auto dout_d = AsFloat64(dout);
   auto loss = [&](const std::vector<double>& x, const std::vector<double>& ww,
                   const std::vector<double>& bb) {
     return Dot(LayerNormRef(x, ww, bb, N, C).out, dout_d);
@@ -91,8 +91,8 @@ TEST(LayerNormTest, BackwardMatchesDirectionalDerivativesAtLargerShape) {
                          C);
   Cpu().LayerNormBackward(dinp.data(), dw.data(), db.data(), dout.data(), inp.data(), w.data(),
                           mean.data(), rstd.data(), N, C);
-  const auto inp_d = ToDouble(inp), w_d = ToDouble(w), b_d = ToDouble(b);
-  const auto dout_d = ToDouble(dout);
+  const auto inp_d = AsFloat64(inp), w_d = AsFloat64(w), b_d = AsFloat64(b);
+  const auto dout_d = AsFloat64(dout);
   auto loss = [&](const std::vector<double>& x, const std::vector<double>& ww,
                   const std::vector<double>& bb) {
     return Dot(LayerNormRef(x, ww, bb, N, C).out, dout_d);

@@ -32,10 +32,11 @@ TEST(MatmulTest, ForwardMatchesReference) {
     const auto bias = RandomFloats(s.OC, 3);
     std::vector<float> out(s.N * s.OC);
     Cpu().MatmulForward(out.data(), inp.data(), w.data(), bias.data(), s.N, s.C, s.OC);
-    EXPECT_LT(RelError(out, MatmulRef(ToDouble(inp), ToDouble(w), ToDouble(bias), s.N, s.C, s.OC)),
-              kForwardTol);
+    EXPECT_LT(
+        RelError(out, MatmulRef(AsFloat64(inp), AsFloat64(w), AsFloat64(bias), s.N, s.C, s.OC)),
+        kForwardTol);
     Cpu().MatmulForward(out.data(), inp.data(), w.data(), nullptr, s.N, s.C, s.OC);
-    EXPECT_LT(RelError(out, MatmulRef(ToDouble(inp), ToDouble(w), {}, s.N, s.C, s.OC)),
+    EXPECT_LT(RelError(out, MatmulRef(AsFloat64(inp), AsFloat64(w), {}, s.N, s.C, s.OC)),
               kForwardTol);
   }
 }
@@ -50,8 +51,8 @@ TEST(MatmulTest, BackwardMatchesFiniteDifferences) {
   Cpu().MatmulBackward(dinp.data(), dw.data(), dbias.data(), dout.data(), inp.data(), w.data(), N,
                        C, OC);
 
-  const auto inp_d = ToDouble(inp), w_d = ToDouble(w), bias_d = ToDouble(bias);
-  const auto dout_d = ToDouble(dout);
+  const auto inp_d = AsFloat64(inp), w_d = AsFloat64(w), bias_d = AsFloat64(bias);
+  const auto dout_d = AsFloat64(dout);
   EXPECT_LT(RelError(dinp, NumericGrad(
                                [&](const std::vector<double>& x) {
                                  return Dot(MatmulRef(x, w_d, bias_d, N, C, OC), dout_d);
@@ -82,8 +83,8 @@ TEST(MatmulTest, BackwardMatchesDirectionalDerivativesAtLargerShape) {
   std::vector<float> dinp(N * C), dw(OC * C), dbias(OC);
   Cpu().MatmulBackward(dinp.data(), dw.data(), dbias.data(), dout.data(), inp.data(), w.data(), N,
                        C, OC);
-  const auto inp_d = ToDouble(inp), w_d = ToDouble(w), bias_d = ToDouble(bias);
-  const auto dout_d = ToDouble(dout);
+  const auto inp_d = AsFloat64(inp), w_d = AsFloat64(w), bias_d = AsFloat64(bias);
+  const auto dout_d = AsFloat64(dout);
   EXPECT_LT(DirectionalError(
                 [&](const auto& x) { return Dot(MatmulRef(x, w_d, bias_d, N, C, OC), dout_d); },
                 inp_d, dinp, 1),

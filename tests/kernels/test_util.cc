@@ -30,7 +30,7 @@ std::vector<int32_t> RandomInts(size_t n, int32_t below, uint64_t seed) {
   return x;
 }
 
-std::vector<double> ToDouble(const std::vector<float>& x) { return {x.begin(), x.end()}; }
+std::vector<double> AsFloat64(const std::vector<float>& x) { return {x.begin(), x.end()}; }
 
 double RelError(const std::vector<float>& got, const std::vector<double>& want) {
   double diff = 0.0, norm = 0.0;

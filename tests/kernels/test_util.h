@@ -23,7 +23,7 @@ Ops& Cpu();
 
 std::vector<float> RandomFloats(size_t n, uint64_t seed, float scale = 1.0f);
 std::vector<int32_t> RandomInts(size_t n, int32_t below, uint64_t seed);
-std::vector<double> ToDouble(const std::vector<float>& x);
+std::vector<double> AsFloat64(const std::vector<float>& x);
 
 // ||got - want|| / ||want|| (0 when both are zero).
 double RelError(const std::vector<float>& got, const std::vector<double>& want);

@@ -1,0 +1,255 @@
+#include "kernels/cuda/cublaslt_matmul.h"
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "core/status.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/launchers.h"
+
+namespace spillway::kernels::cuda {
+namespace {
+
+// Row-major matrices are column-major matrices transposed: a row-major (R,C) buffer with row
+// stride C is the column-major (C,R) matrix with leading dimension C. So, with _cm denoting
+// that column-major view,
+//   Forward  out (N,OC) = inp @ W^T:     out_cm (OC,N)  = W_cm (C,OC)^T @ inp_cm (C,N)
+//   Backward dinp (N,C) += dout @ W:     dinp_cm (C,N)  = W_cm (C,OC)   @ dout_cm (OC,N)
+//            dweight (OC,C) += dout^T @ inp:
+//                                        dW_cm (C,OC)   = inp_cm (C,N)  @ dout_cm (OC,N)^T
+
+// One column-major GEMM D (m,n) = op(A) @ op(B) + beta * D (+ bias broadcast over columns).
+// op(A) is (m,k): A is stored (m,k) for transa = N, (k,m) for T; likewise op(B) is (k,n).
+struct Gemm {
+  cublasOperation_t transa;
+  cublasOperation_t transb;
+  int m, n, k;
+  const float* a;
+  int lda;
+  const float* b;
+  int ldb;
+  float* d;
+  int ldd;
+  float beta;
+  const float* bias;  // (m), added to every column of D (CUBLASLT_EPILOGUE_BIAS); may be null
+};
+
+// Largest power of two <= 256 dividing the address (4 at least for a float pointer).
+uint32_t Alignment(const void* p) {
+  const auto address = reinterpret_cast<uintptr_t>(p);
+  uint32_t align = 256;
+  while (align > 4 && address % align != 0) align >>= 1;
+  return align;
+}
+
+// RAII owners of the cuBLASLt descriptors.
+struct MatmulDesc {
+  cublasLtMatmulDesc_t desc = nullptr;
+  ~MatmulDesc() {
+    if (desc != nullptr) cublasLtMatmulDescDestroy(desc);
+  }
+};
+struct Layout {
+  cublasLtMatrixLayout_t layout = nullptr;
+  ~Layout() {
+    if (layout != nullptr) cublasLtMatrixLayoutDestroy(layout);
+  }
+};
+struct Preference {
+  cublasLtMatmulPreference_t pref = nullptr;
+  ~Preference() {
+    if (pref != nullptr) cublasLtMatmulPreferenceDestroy(pref);
+  }
+};
+
+// The algorithms chosen by the heuristic, per handle and problem (shape, transposes, epilogue,
+// pointer alignments): the heuristic query costs more than the descriptors.
+using AlgoKey = std::array<int64_t, 14>;
+
+struct AlgoCache {
+  std::mutex mu;
+  std::map<AlgoKey, cublasLtMatmulAlgo_t> algos;
+};
+
+AlgoCache& Cache() {
+  static AlgoCache* cache = new AlgoCache();
+  return *cache;
+}
+
+AlgoKey KeyOf(cublasLtHandle_t handle, const Gemm& g) {
+  return {static_cast<int64_t>(reinterpret_cast<uintptr_t>(handle)),
+          g.transa,
+          g.transb,
+          g.m,
+          g.n,
+          g.k,
+          g.lda,
+          g.ldb,
+          g.ldd,
+          g.bias != nullptr,
+          Alignment(g.a),
+          Alignment(g.b),
+          Alignment(g.d),
+          g.bias != nullptr ? Alignment(g.bias) : 0};
+}
+
+absl::Status RunGemm(cublasLtHandle_t handle, void* workspace, size_t workspace_bytes,
+                     const Gemm& g, cudaStream_t stream) {
+  MatmulDesc op;
+  SPW_CUBLAS_CHECK(cublasLtMatmulDescCreate(&op.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const int32_t transa = g.transa;
+  const int32_t transb = g.transb;
+  SPW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op.desc, CUBLASLT_MATMUL_DESC_TRANSA, &transa,
+                                                  sizeof(transa)));
+  SPW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op.desc, CUBLASLT_MATMUL_DESC_TRANSB, &transb,
+                                                  sizeof(transb)));
+  if (g.bias != nullptr) {
+    const uint32_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+    SPW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op.desc, CUBLASLT_MATMUL_DESC_EPILOGUE,
+                                                    &epilogue, sizeof(epilogue)));
+    const void* bias = g.bias;
+    SPW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                    &bias, sizeof(bias)));
+  }
+
+  const bool a_n = g.transa == CUBLAS_OP_N;
+  const bool b_n = g.transb == CUBLAS_OP_N;
+  Layout a, b, d;
+  SPW_CUBLAS_CHECK(
+      cublasLtMatrixLayoutCreate(&a.layout, CUDA_R_32F, a_n ? g.m : g.k, a_n ? g.k : g.m, g.lda));
+  SPW_CUBLAS_CHECK(
+      cublasLtMatrixLayoutCreate(&b.layout, CUDA_R_32F, b_n ? g.k : g.n, b_n ? g.n : g.k, g.ldb));
+  SPW_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&d.layout, CUDA_R_32F, g.m, g.n, g.ldd));
+
+  const AlgoKey key = KeyOf(handle, g);
+  cublasLtMatmulAlgo_t algo;
+  bool cached = false;
+  {
+    AlgoCache& cache = Cache();
+    std::lock_guard<std::mutex> lock(cache.mu);
+    auto it = cache.algos.find(key);
+    if (it != cache.algos.end()) {
+      algo = it->second;
+      cached = true;
+    }
+  }
+  if (!cached) {
+    Preference pref;
+    SPW_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref.pref));
+    const uint64_t max_workspace = workspace_bytes;
+    SPW_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref.pref,
+                                                          CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                          &max_workspace, sizeof(max_workspace)));
+    // The defaults assume 256-byte aligned buffers; sub-buffers may be aligned less.
+    const uint32_t align_a = Alignment(g.a);
+    const uint32_t align_b = Alignment(g.b);
+    const uint32_t align_d = Alignment(g.d);
+    SPW_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        pref.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a, sizeof(align_a)));
+    SPW_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        pref.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b, sizeof(align_b)));
+    SPW_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        pref.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_d, sizeof(align_d)));
+    SPW_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        pref.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_d, sizeof(align_d)));
+    cublasLtMatmulHeuristicResult_t result = {};
+    int returned = 0;
+    SPW_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(handle, op.desc, a.layout, b.layout, d.layout,
+                                                    d.layout, pref.pref, 1, &result, &returned));
+    if (returned == 0) {
+      return absl::NotFoundError("cublasLtMatmulAlgoGetHeuristic: no algorithm");
+    }
+    SPW_CUBLAS_CHECK(result.state);
+    algo = result.algo;
+    AlgoCache& cache = Cache();
+    std::lock_guard<std::mutex> lock(cache.mu);
+    cache.algos.emplace(key, algo);
+  }
+
+  const float alpha = 1.0f;
+  const float beta = g.beta;
+  // C = D: beta * D is read from the output buffer itself.
+  SPW_CUBLAS_CHECK(cublasLtMatmul(handle, op.desc, &alpha, g.a, a.layout, g.b, b.layout, &beta, g.d,
+                                  d.layout, g.d, d.layout, &algo, workspace, workspace_bytes,
+                                  stream));
+  return absl::OkStatus();
+}
+
+absl::Status BiasGradient(float* dbias, const float* dout, int N, int OC, cudaStream_t stream) {
+  SPW_CUDA_CHECK(LaunchBiasGradient(dbias, dout, N, OC, stream));
+  return absl::OkStatus();
+}
+
+std::string ShapeString(int N, int C, int OC) {
+  return absl::StrCat("(N=", N, ", C=", C, ", OC=", OC, ")");
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CublasLtMatmul>> CublasLtMatmul::Create(size_t workspace_bytes) {
+  std::unique_ptr<CublasLtMatmul> matmul(new CublasLtMatmul());
+  SPW_CUBLAS_CHECK(cublasLtCreate(&matmul->handle_));
+  if (workspace_bytes > 0) SPW_CUDA_CHECK(cudaMalloc(&matmul->workspace_, workspace_bytes));
+  matmul->workspace_bytes_ = workspace_bytes;
+  return matmul;
+}
+
+CublasLtMatmul::~CublasLtMatmul() {
+  if (handle_ != nullptr) {
+    // A later handle may get the same address: forget this one's algorithms.
+    const auto id = static_cast<int64_t>(reinterpret_cast<uintptr_t>(handle_));
+    AlgoCache& cache = Cache();
+    {
+      std::lock_guard<std::mutex> lock(cache.mu);
+      for (auto it = cache.algos.begin(); it != cache.algos.end();) {
+        it = it->first[0] == id ? cache.algos.erase(it) : std::next(it);
+      }
+    }
+    cublasLtDestroy(handle_);
+  }
+  cudaFree(workspace_);
+}
+
+absl::Status CublasLtMatmul::Forward(float* out, const float* inp, const float* weight,
+                                     const float* bias, int N, int C, int OC, cudaStream_t stream) {
+  if (N <= 0 || OC <= 0) return absl::OkStatus();
+  // out_cm (OC,N) = W_cm (C,OC)^T @ inp_cm (C,N) + bias (OC) per column.
+  const Gemm g{CUBLAS_OP_T, CUBLAS_OP_N, /*m=*/OC,   /*n=*/N,       /*k=*/C, weight, /*lda=*/C, inp,
+               /*ldb=*/C,   out,         /*ldd=*/OC, /*beta=*/0.0f, bias};
+  return Annotate(RunGemm(handle_, workspace_, workspace_bytes_, g, stream),
+                  absl::StrCat("MatmulForward ", ShapeString(N, C, OC)));
+}
+
+absl::Status CublasLtMatmul::Backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                                      const float* inp, const float* weight, int N, int C, int OC,
+                                      cudaStream_t stream) {
+  if (N <= 0 || C <= 0 || OC <= 0) return absl::OkStatus();
+  const std::string shape = ShapeString(N, C, OC);
+  // dinp_cm (C,N) += W_cm (C,OC) @ dout_cm (OC,N).
+  const Gemm g_inp{CUBLAS_OP_N, CUBLAS_OP_N, /*m=*/C,   /*n=*/N,       /*k=*/OC,
+                   weight,      /*lda=*/C,   dout,
+                   /*ldb=*/OC,  dinp,        /*ldd=*/C, /*beta=*/1.0f, nullptr};
+  SPW_RETURN_IF_ERROR(Annotate(RunGemm(handle_, workspace_, workspace_bytes_, g_inp, stream),
+                               absl::StrCat("MatmulBackward dinp ", shape)));
+  // dW_cm (C,OC) += inp_cm (C,N) @ dout_cm (OC,N)^T.
+  const Gemm g_weight{CUBLAS_OP_N, CUBLAS_OP_T, /*m=*/C,   /*n=*/OC,      /*k=*/N,
+                      inp,         /*lda=*/C,   dout,
+                      /*ldb=*/OC,  dweight,     /*ldd=*/C, /*beta=*/1.0f, nullptr};
+  SPW_RETURN_IF_ERROR(Annotate(RunGemm(handle_, workspace_, workspace_bytes_, g_weight, stream),
+                               absl::StrCat("MatmulBackward dweight ", shape)));
+  // cuBLASLt's BGRAD epilogues overwrite; the contract accumulates.
+  if (dbias == nullptr) return absl::OkStatus();
+  return Annotate(BiasGradient(dbias, dout, N, OC, stream),
+                  absl::StrCat("MatmulBackward dbias ", shape));
+}
+
+}  // namespace spillway::kernels::cuda

@@ -1,0 +1,171 @@
+#include "kernels/cuda/cuda_ops.h"
+
+#include "kernels/cuda/cublaslt_matmul.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/launchers.h"
+
+namespace spillway::kernels {
+namespace {
+
+constexpr size_t kGemmWorkspaceBytes = size_t{32} << 20;
+
+// Ops enqueue work on one non-blocking stream and never wait for it, except SumSquares, whose
+// contract returns a host value. The first failure of any call is kept and reported by
+// Synchronize(); after a failure later results are meaningless and the caller must stop.
+class CudaOps final : public Ops {
+ public:
+  static absl::StatusOr<std::unique_ptr<Ops>> Create(int device) {
+    auto ops = std::unique_ptr<CudaOps>(new CudaOps());
+    ops->device_ = device;
+    SPW_CUDA_CHECK(cudaSetDevice(device));
+    SPW_CUDA_CHECK(cudaStreamCreateWithFlags(&ops->stream_, cudaStreamNonBlocking));
+    SPW_ASSIGN_OR_RETURN(ops->gemm_, cuda::CublasLtMatmul::Create(kGemmWorkspaceBytes));
+    SPW_CUDA_CHECK(cudaMalloc(&ops->sum_result_, sizeof(double)));
+    SPW_CUDA_CHECK(cudaMallocHost(&ops->sum_host_, sizeof(double)));
+    return std::unique_ptr<Ops>(std::move(ops));
+  }
+
+  ~CudaOps() override {
+    if (stream_ != nullptr) cudaStreamSynchronize(stream_);
+    gemm_.reset();
+    cudaFree(attention_scratch_);
+    cudaFree(sum_scratch_);
+    cudaFree(sum_result_);
+    cudaFreeHost(sum_host_);
+    if (stream_ != nullptr) cudaStreamDestroy(stream_);
+  }
+
+  absl::string_view name() const override { return "cuda"; }
+
+  absl::Status Synchronize() override {
+    Record(CudaStatus(cudaStreamSynchronize(stream_), "cudaStreamSynchronize"));
+    return first_error_;
+  }
+
+  void Fill(float* x, float value, size_t n) override {
+    Record(cuda::LaunchFill(x, value, n, stream_), "Fill");
+  }
+  void EmbeddingForward(float* out, const int32_t* tokens, const float* wte, const float* wpe,
+                        int B, int T, int C) override {
+    Record(cuda::LaunchEmbeddingForward(out, tokens, wte, wpe, B, T, C, stream_),
+           "EmbeddingForward");
+  }
+  void EmbeddingBackward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B,
+                         int T, int C) override {
+    Record(cuda::LaunchEmbeddingBackward(dwte, dwpe, dout, tokens, B, T, C, stream_),
+           "EmbeddingBackward");
+  }
+  void LayerNormForward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+                        const float* bias, int N, int C) override {
+    Record(cuda::LaunchLayerNormForward(out, mean, rstd, inp, weight, bias, N, C, stream_),
+           "LayerNormForward");
+  }
+  void LayerNormBackward(float* dinp, float* dweight, float* dbias, const float* dout,
+                         const float* inp, const float* weight, const float* mean,
+                         const float* rstd, int N, int C) override {
+    Record(cuda::LaunchLayerNormBackward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C,
+                                         stream_),
+           "LayerNormBackward");
+  }
+  void MatmulForward(float* out, const float* inp, const float* weight, const float* bias, int N,
+                     int C, int OC) override {
+    Record(gemm_->Forward(out, inp, weight, bias, N, C, OC, stream_));
+  }
+  void MatmulBackward(float* dinp, float* dweight, float* dbias, const float* dout,
+                      const float* inp, const float* weight, int N, int C, int OC) override {
+    Record(gemm_->Backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC, stream_));
+  }
+  void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, int C,
+                        int NH) override {
+    Record(cuda::LaunchAttentionForward(out, lse, qkv, B, T, C, NH, stream_), "AttentionForward");
+  }
+  void AttentionBackward(float* dqkv, const float* dout, const float* qkv, const float* out,
+                         const float* lse, int B, int T, int C, int NH) override {
+    float* scratch = Grow(&attention_scratch_, &attention_scratch_bytes_,
+                          cuda::AttentionScratchFloats(B, T, NH) * sizeof(float));
+    if (scratch == nullptr) return;
+    Record(cuda::LaunchAttentionBackward(dqkv, dout, qkv, out, lse, B, T, C, NH, scratch, stream_),
+           "AttentionBackward");
+  }
+  void GeluForward(float* out, const float* inp, size_t n) override {
+    Record(cuda::LaunchGeluForward(out, inp, n, stream_), "GeluForward");
+  }
+  void GeluBackward(float* dinp, const float* inp, const float* dout, size_t n) override {
+    Record(cuda::LaunchGeluBackward(dinp, inp, dout, n, stream_), "GeluBackward");
+  }
+  void Add(float* out, const float* a, const float* b, size_t n) override {
+    Record(cuda::LaunchAdd(out, a, b, n, stream_), "Add");
+  }
+  void Accumulate(float* y, const float* x, size_t n) override {
+    Record(cuda::LaunchAccumulate(y, x, n, stream_), "Accumulate");
+  }
+  void CrossEntropy(float* losses, float* logits, const int32_t* targets, int N, int V, int Vp,
+                    float dlogits_scale) override {
+    Record(cuda::LaunchCrossEntropy(losses, logits, targets, N, V, Vp, dlogits_scale, stream_),
+           "CrossEntropy");
+  }
+  // `out` is a host pointer (the contract), so this waits for the stream.
+  void SumSquares(double* out, const float* x, size_t n) override {
+    *out = 0.0;
+    double* scratch = Grow(&sum_scratch_, &sum_scratch_bytes_,
+                           cuda::SumSquaresScratchDoubles(n) * sizeof(double));
+    if (scratch == nullptr && cuda::SumSquaresScratchDoubles(n) > 0) return;
+    Record(cuda::LaunchSumSquares(sum_result_, x, n, scratch, stream_), "SumSquares");
+    Record(CudaStatus(
+        cudaMemcpyAsync(sum_host_, sum_result_, sizeof(double), cudaMemcpyDeviceToHost, stream_),
+        "SumSquares: copy result"));
+    Record(CudaStatus(cudaStreamSynchronize(stream_), "SumSquares: wait"));
+    if (first_error_.ok()) *out = *sum_host_;
+  }
+  void AdamW(float* param, const float* grad, float* m, float* v, size_t n,
+             const AdamWParams& p) override {
+    Record(cuda::LaunchAdamW(param, grad, m, v, n, p.lr, p.beta1, p.beta2, p.eps, p.weight_decay,
+                             p.step, p.grad_scale, stream_),
+           "AdamW");
+  }
+
+ private:
+  CudaOps() = default;
+
+  void Record(absl::Status status) {
+    if (first_error_.ok() && !status.ok()) first_error_ = std::move(status);
+  }
+  void Record(cudaError_t err, const char* op) { Record(CudaStatus(err, op)); }
+
+  // A device scratch buffer of at least `bytes`, reallocated when too small (rare: shapes are
+  // fixed for a run). Null after a failure, which is recorded.
+  template <typename T>
+  T* Grow(T** buffer, size_t* capacity, size_t bytes) {
+    if (bytes <= *capacity) return *buffer;
+    Record(CudaStatus(cudaStreamSynchronize(stream_), "scratch: wait"));
+    cudaFree(*buffer);
+    *buffer = nullptr;
+    *capacity = 0;
+    void* p = nullptr;
+    absl::Status status = CudaStatus(cudaMalloc(&p, bytes), "scratch: cudaMalloc");
+    if (!status.ok()) {
+      Record(std::move(status));
+      return nullptr;
+    }
+    *buffer = static_cast<T*>(p);
+    *capacity = bytes;
+    return *buffer;
+  }
+
+  int device_ = 0;
+  cudaStream_t stream_ = nullptr;
+  std::unique_ptr<cuda::CublasLtMatmul> gemm_;
+  float* attention_scratch_ = nullptr;
+  size_t attention_scratch_bytes_ = 0;
+  double* sum_scratch_ = nullptr;
+  size_t sum_scratch_bytes_ = 0;
+  double* sum_result_ = nullptr;  // device
+  double* sum_host_ = nullptr;    // pinned host
+  absl::Status first_error_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Ops>> MakeCudaOps(int device) { return CudaOps::Create(device); }
+
+}  // namespace spillway::kernels

@@ -1,0 +1,96 @@
+// GELU, tanh approximation, in the cancellation-free form of kernels/cpu/gelu.cc: with
+// u = sqrt(2/pi) (x + 0.044715 x^3) and e = exp(-2u), gelu(x) = x / (1 + e). Grid-stride loops
+// over float4 quads when every pointer is 16-byte aligned, plus a scalar tail. dinp may alias
+// dout, so no __restrict__.
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/cuda/launchers.h"
+
+namespace spillway::kernels::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr size_t kMaxBlocks = 8192;
+constexpr float kSqrt2OverPi = 0.7978845608028654f;
+constexpr float kCubic = 0.044715f;
+
+size_t Blocks(size_t work) {
+  const size_t blocks = (work + kThreads - 1) / kThreads;
+  return blocks < kMaxBlocks ? (blocks > 0 ? blocks : 1) : kMaxBlocks;
+}
+
+bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// exp(-2u), its argument clamped like the CPU's FastExp so that e stays finite.
+__device__ __forceinline__ float ExpMinus2U(float x) {
+  const float arg = -2.0f * kSqrt2OverPi * (x + kCubic * x * x * x);
+  return expf(fminf(fmaxf(arg, -87.0f), 88.0f));
+}
+
+__device__ __forceinline__ float Gelu(float x) { return x / (1.0f + ExpMinus2U(x)); }
+
+__device__ __forceinline__ float GeluGrad(float x, float d) {
+  const float e = ExpMinus2U(x);
+  const float sig = 1.0f / (1.0f + e);  // 0.5 (1 + tanh u)
+  const float one_minus_sig = e * sig;
+  const float du = kSqrt2OverPi * (1.0f + 3.0f * kCubic * x * x);
+  return (sig + 2.0f * x * sig * one_minus_sig * du) * d;
+}
+
+__global__ void GeluForwardKernel(float* out, const float* inp, size_t n, bool vec) {
+  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+  const size_t tid = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  size_t start = 0;
+  if (vec) {
+    const size_t n4 = n / 4;
+    const float4* in4 = reinterpret_cast<const float4*>(inp);
+    float4* out4 = reinterpret_cast<float4*>(out);
+    for (size_t i = tid; i < n4; i += stride) {
+      const float4 x = in4[i];
+      out4[i] = make_float4(Gelu(x.x), Gelu(x.y), Gelu(x.z), Gelu(x.w));
+    }
+    start = n4 * 4;
+  }
+  for (size_t i = start + tid; i < n; i += stride) out[i] = Gelu(inp[i]);
+}
+
+__global__ void GeluBackwardKernel(float* dinp, const float* inp, const float* dout, size_t n,
+                                   bool vec) {
+  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+  const size_t tid = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  size_t start = 0;
+  if (vec) {
+    const size_t n4 = n / 4;
+    const float4* in4 = reinterpret_cast<const float4*>(inp);
+    const float4* d4 = reinterpret_cast<const float4*>(dout);
+    float4* di4 = reinterpret_cast<float4*>(dinp);
+    for (size_t i = tid; i < n4; i += stride) {
+      const float4 x = in4[i];
+      const float4 d = d4[i];
+      di4[i] = make_float4(GeluGrad(x.x, d.x), GeluGrad(x.y, d.y), GeluGrad(x.z, d.z),
+                           GeluGrad(x.w, d.w));
+    }
+    start = n4 * 4;
+  }
+  for (size_t i = start + tid; i < n; i += stride) dinp[i] = GeluGrad(inp[i], dout[i]);
+}
+
+}  // namespace
+
+cudaError_t LaunchGeluForward(float* out, const float* inp, size_t n, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  const bool vec = Aligned16(out) && Aligned16(inp);
+  GeluForwardKernel<<<Blocks(vec ? n / 4 : n), kThreads, 0, stream>>>(out, inp, n, vec);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchGeluBackward(float* dinp, const float* inp, const float* dout, size_t n,
+                               cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  const bool vec = Aligned16(dinp) && Aligned16(inp) && Aligned16(dout);
+  GeluBackwardKernel<<<Blocks(vec ? n / 4 : n), kThreads, 0, stream>>>(dinp, inp, dout, n, vec);
+  return cudaGetLastError();
+}
+
+}  // namespace spillway::kernels::cuda

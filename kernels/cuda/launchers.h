@@ -1,0 +1,67 @@
+// Launchers of the CUDA kernels behind kernels::Ops: same arguments and contracts as the op of
+// the same name in kernels/ops.h (device pointers), plus the stream they are enqueued on.
+// Each returns cudaGetLastError() after its launches. Plain C++ (no Abseil) so that the .cu
+// files that define them stay free of host-library headers.
+//
+// One op family per file: kernels/cuda/<family>.cu defines its launchers.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace spillway::kernels::cuda {
+
+// elementwise.cu
+cudaError_t LaunchFill(float* x, float value, size_t n, cudaStream_t stream);
+cudaError_t LaunchAdd(float* out, const float* a, const float* b, size_t n, cudaStream_t stream);
+cudaError_t LaunchAccumulate(float* y, const float* x, size_t n, cudaStream_t stream);
+
+// gelu.cu
+cudaError_t LaunchGeluForward(float* out, const float* inp, size_t n, cudaStream_t stream);
+cudaError_t LaunchGeluBackward(float* dinp, const float* inp, const float* dout, size_t n,
+                               cudaStream_t stream);
+
+// embedding.cu
+cudaError_t LaunchEmbeddingForward(float* out, const int32_t* tokens, const float* wte,
+                                   const float* wpe, int B, int T, int C, cudaStream_t stream);
+cudaError_t LaunchEmbeddingBackward(float* dwte, float* dwpe, const float* dout,
+                                    const int32_t* tokens, int B, int T, int C,
+                                    cudaStream_t stream);
+
+// layernorm.cu
+cudaError_t LaunchLayerNormForward(float* out, float* mean, float* rstd, const float* inp,
+                                   const float* weight, const float* bias, int N, int C,
+                                   cudaStream_t stream);
+cudaError_t LaunchLayerNormBackward(float* dinp, float* dweight, float* dbias, const float* dout,
+                                    const float* inp, const float* weight, const float* mean,
+                                    const float* rstd, int N, int C, cudaStream_t stream);
+
+// matmul_bias.cu: dbias (OC) += sum over the N rows of dout (N,OC), in a fixed order.
+cudaError_t LaunchBiasGradient(float* dbias, const float* dout, int N, int OC, cudaStream_t stream);
+
+// attention.cu. The backward needs `scratch` of AttentionScratchFloats(B, T, NH) floats.
+size_t AttentionScratchFloats(int B, int T, int NH);
+cudaError_t LaunchAttentionForward(float* out, float* lse, const float* qkv, int B, int T, int C,
+                                   int NH, cudaStream_t stream);
+cudaError_t LaunchAttentionBackward(float* dqkv, const float* dout, const float* qkv,
+                                    const float* out, const float* lse, int B, int T, int C, int NH,
+                                    float* scratch, cudaStream_t stream);
+
+// cross_entropy.cu
+cudaError_t LaunchCrossEntropy(float* losses, float* logits, const int32_t* targets, int N, int V,
+                               int Vp, float dlogits_scale, cudaStream_t stream);
+
+// sum_squares.cu: *out (device) = sum of x^2 in double, in a fixed order. Needs `scratch` of
+// SumSquaresScratchDoubles(n) doubles.
+size_t SumSquaresScratchDoubles(size_t n);
+cudaError_t LaunchSumSquares(double* out, const float* x, size_t n, double* scratch,
+                             cudaStream_t stream);
+
+// adamw.cu: the AdamW step of kernels/ops.h, with its parameters passed by value.
+cudaError_t LaunchAdamW(float* param, const float* grad, float* m, float* v, size_t n, float lr,
+                        float beta1, float beta2, float eps, float weight_decay, int64_t step,
+                        float grad_scale, cudaStream_t stream);
+
+}  // namespace spillway::kernels::cuda

@@ -1,0 +1,160 @@
+// LayerNorm over the last dimension (eps 1e-5, biased variance), forward and backward.
+//
+// Forward and the dinp part of the backward: one warp per row, each lane a strided slice of the
+// row, row sums by a butterfly shuffle (every lane ends with the same, fixed-order sum).
+// dweight/dbias (sums over the N rows): a block owns 8 channels and 64 row lanes; row lane r
+// adds rows r, r + 64, ... in order, then a fixed shared-memory tree adds the 64 lanes. No
+// atomics, so the results are bitwise reproducible.
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/cuda/launchers.h"
+
+namespace spillway::kernels::cuda {
+namespace {
+
+constexpr float kEps = 1e-5f;
+constexpr int kRowThreads = 256;  // 8 rows (warps) per block
+constexpr int kRowsPerBlock = kRowThreads / 32;
+
+__device__ __forceinline__ float WarpSum(float v) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+__global__ void __launch_bounds__(kRowThreads)
+    LayerNormForwardKernel(float* out, float* mean, float* rstd, const float* inp,
+                           const float* weight, const float* bias, int N, int C) {
+  const int lane = threadIdx.x % 32;
+  const size_t row = static_cast<size_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
+  if (row >= static_cast<size_t>(N)) return;  // whole warp
+  const float* x = inp + row * C;
+  float* o = out + row * C;
+  float sum = 0.0f;
+  for (int c = lane; c < C; c += 32) sum += x[c];
+  const float m = WarpSum(sum) / C;
+  float sq = 0.0f;
+  for (int c = lane; c < C; c += 32) {
+    const float d = x[c] - m;
+    sq += d * d;
+  }
+  const float var = WarpSum(sq) / C;
+  const float s = 1.0f / sqrtf(var + kEps);
+  for (int c = lane; c < C; c += 32) o[c] = (x[c] - m) * s * weight[c] + bias[c];
+  if (lane == 0) {
+    mean[row] = m;
+    rstd[row] = s;
+  }
+}
+
+__global__ void __launch_bounds__(kRowThreads)
+    LayerNormBackwardInputKernel(float* dinp, const float* dout, const float* inp,
+                                 const float* weight, const float* mean, const float* rstd, int N,
+                                 int C) {
+  const int lane = threadIdx.x % 32;
+  const size_t row = static_cast<size_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
+  if (row >= static_cast<size_t>(N)) return;  // whole warp
+  const float* x = inp + row * C;
+  const float* d = dout + row * C;
+  float* di = dinp + row * C;
+  const float m = mean[row];
+  const float s = rstd[row];
+  float dnorm_sum = 0.0f, dnorm_norm_sum = 0.0f;
+  for (int c = lane; c < C; c += 32) {
+    const float norm = (x[c] - m) * s;
+    const float dnorm = d[c] * weight[c];
+    dnorm_sum += dnorm;
+    dnorm_norm_sum += dnorm * norm;
+  }
+  const float dnorm_mean = WarpSum(dnorm_sum) / C;
+  const float dnorm_norm_mean = WarpSum(dnorm_norm_sum) / C;
+  for (int c = lane; c < C; c += 32) {
+    const float norm = (x[c] - m) * s;
+    const float dnorm = d[c] * weight[c];
+    di[c] += (dnorm - dnorm_mean - norm * dnorm_norm_mean) * s;
+  }
+}
+
+constexpr int kParamChannels = 8;  // one 32-byte sector of a row
+constexpr int kParamRowLanes = 64;
+constexpr int kParamThreads = kParamChannels * kParamRowLanes;
+
+__global__ void __launch_bounds__(kParamThreads)
+    LayerNormBackwardParamsKernel(float* dweight, float* dbias, const float* dout, const float* inp,
+                                  const float* mean, const float* rstd, int N, int C) {
+  __shared__ float s_dw[kParamRowLanes][kParamChannels];
+  __shared__ float s_db[kParamRowLanes][kParamChannels];
+  const int ch = threadIdx.x % kParamChannels;
+  const int r = threadIdx.x / kParamChannels;
+  const int c = blockIdx.x * kParamChannels + ch;
+  float dw = 0.0f, db = 0.0f;
+  if (c < C) {
+    int n = r;
+    // Four rows per iteration for loads in flight; adds stay in row order.
+    for (; n + 3 * kParamRowLanes < N; n += 4 * kParamRowLanes) {
+      float dv[4], xv[4], mv[4], sv[4];
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const size_t idx = static_cast<size_t>(n + u * kParamRowLanes) * C + c;
+        dv[u] = dout[idx];
+        xv[u] = inp[idx];
+        mv[u] = mean[n + u * kParamRowLanes];
+        sv[u] = rstd[n + u * kParamRowLanes];
+      }
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        dw += dv[u] * ((xv[u] - mv[u]) * sv[u]);
+        db += dv[u];
+      }
+    }
+    for (; n < N; n += kParamRowLanes) {
+      const size_t idx = static_cast<size_t>(n) * C + c;
+      const float dv = dout[idx];
+      dw += dv * ((inp[idx] - mean[n]) * rstd[n]);
+      db += dv;
+    }
+  }
+  s_dw[r][ch] = dw;
+  s_db[r][ch] = db;
+  __syncthreads();
+#pragma unroll
+  for (int stride = kParamRowLanes / 2; stride > 0; stride /= 2) {
+    if (r < stride) {
+      s_dw[r][ch] += s_dw[r + stride][ch];
+      s_db[r][ch] += s_db[r + stride][ch];
+    }
+    __syncthreads();
+  }
+  if (r == 0 && c < C) {
+    dweight[c] += s_dw[0][ch];
+    dbias[c] += s_db[0][ch];
+  }
+}
+
+}  // namespace
+
+cudaError_t LaunchLayerNormForward(float* out, float* mean, float* rstd, const float* inp,
+                                   const float* weight, const float* bias, int N, int C,
+                                   cudaStream_t stream) {
+  if (N <= 0 || C <= 0) return cudaSuccess;
+  const unsigned blocks = (static_cast<unsigned>(N) + kRowsPerBlock - 1) / kRowsPerBlock;
+  LayerNormForwardKernel<<<blocks, kRowThreads, 0, stream>>>(out, mean, rstd, inp, weight, bias, N,
+                                                             C);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchLayerNormBackward(float* dinp, float* dweight, float* dbias, const float* dout,
+                                    const float* inp, const float* weight, const float* mean,
+                                    const float* rstd, int N, int C, cudaStream_t stream) {
+  if (N <= 0 || C <= 0) return cudaSuccess;
+  const unsigned row_blocks = (static_cast<unsigned>(N) + kRowsPerBlock - 1) / kRowsPerBlock;
+  LayerNormBackwardInputKernel<<<row_blocks, kRowThreads, 0, stream>>>(dinp, dout, inp, weight,
+                                                                       mean, rstd, N, C);
+  const unsigned param_blocks = (static_cast<unsigned>(C) + kParamChannels - 1) / kParamChannels;
+  LayerNormBackwardParamsKernel<<<param_blocks, kParamThreads, 0, stream>>>(dweight, dbias, dout,
+                                                                            inp, mean, rstd, N, C);
+  return cudaGetLastError();
+}
+
+}  // namespace spillway::kernels::cuda

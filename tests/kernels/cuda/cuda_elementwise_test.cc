@@ -1,0 +1,419 @@
+// CUDA backend vs CPU backend for the non-matmul ops: the same fresh random inputs through
+// both, outputs compared by relative L2 error. Sizes include odd tails, pointers offset by one
+// float (the scalar, non-float4 paths) and realistic GPT-2 shapes, so that index and grid-size
+// bugs show. Also checks that the reductions are bitwise reproducible.
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/kernels/cuda/cuda_test_util.h"
+#include "tests/kernels/test_util.h"
+
+namespace spillway::kernels::testing {
+namespace {
+
+// Element counts with odd tails, and the pointer offsets (in floats) to run them at: 0 keeps
+// cudaMalloc's alignment (float4 paths), 1 breaks 16-byte alignment (scalar paths).
+const std::vector<size_t> kSizes = {1, 3, 4, 5, 1000, 1001, (size_t{1} << 20) + 3};
+const std::vector<size_t> kOffsets = {0, 1};
+
+// Prefixes `pad` values to x, so that x's data starts at element `pad` of the result.
+std::vector<float> Padded(const std::vector<float>& x, size_t pad) {
+  std::vector<float> out(pad, 7.0f);
+  out.insert(out.end(), x.begin(), x.end());
+  return out;
+}
+
+bool BitwiseEqualDoubles(double a, double b) { return std::memcmp(&a, &b, sizeof(double)) == 0; }
+
+TEST_F(CudaOpsTest, Fill) {
+  for (size_t off : kOffsets) {
+    for (size_t n : {size_t{0}, size_t{1}, size_t{3}, size_t{1001}, (size_t{1} << 20) + 3}) {
+      SCOPED_TRACE(::testing::Message() << "n=" << n << " offset=" << off);
+      auto host = RandomFloats(n + off + 2, 1);
+      std::vector<float> want = host;
+      Cpu().Fill(want.data() + off, 3.25f, n);
+      DeviceArray<float> d(host);
+      cuda().Fill(d.get() + off, 3.25f, n);
+      ASSERT_TRUE(cuda().Synchronize().ok());
+      EXPECT_TRUE(BitwiseEqual(d.Download(), want));  // also: nothing outside [off, off + n)
+    }
+  }
+}
+
+TEST_F(CudaOpsTest, Add) {
+  for (size_t off : kOffsets) {
+    for (size_t n : kSizes) {
+      SCOPED_TRACE(::testing::Message() << "n=" << n << " offset=" << off);
+      const auto a = Padded(RandomFloats(n, 2), off);
+      const auto b = Padded(RandomFloats(n, 3), off);
+      std::vector<float> want(n + off, 0.0f);
+      Cpu().Add(want.data() + off, a.data() + off, b.data() + off, n);
+      DeviceArray<float> da(a), db(b), dout(n + off);
+      cuda().Add(dout.get() + off, da.get() + off, db.get() + off, n);
+      ASSERT_TRUE(cuda().Synchronize().ok());
+      EXPECT_LE(RelError(dout.Download(), want), kCudaFp32Tol);
+
+      // out aliases a, then out aliases b.
+      cuda().Add(da.get() + off, da.get() + off, db.get() + off, n);
+      ASSERT_TRUE(cuda().Synchronize().ok());
+      EXPECT_LE(RelError(da.Download(), Padded({want.begin() + off, want.end()}, off)),
+                kCudaFp32Tol);
+      DeviceArray<float> da2(a);
+      cuda().Add(db.get() + off, da2.get() + off, db.get() + off, n);
+      ASSERT_TRUE(cuda().Synchronize().ok());
+      EXPECT_LE(RelError(db.Download(), Padded({want.begin() + off, want.end()}, off)),
+                kCudaFp32Tol);
+    }
+  }
+}
+
+TEST_F(CudaOpsTest, Accumulate) {
+  for (size_t off : kOffsets) {
+    for (size_t n : kSizes) {
+      SCOPED_TRACE(::testing::Message() << "n=" << n << " offset=" << off);
+      const auto y = Padded(RandomFloats(n, 4), off);
+      const auto x = Padded(RandomFloats(n, 5), off);
+      std::vector<float> want = y;
+      Cpu().Accumulate(want.data() + off, x.data() + off, n);
+      DeviceArray<float> dy(y), dx(x);
+      cuda().Accumulate(dy.get() + off, dx.get() + off, n);
+      ASSERT_TRUE(cuda().Synchronize().ok());
+      EXPECT_LE(RelError(dy.Download(), want), kCudaFp32Tol);
+    }
+  }
+}
+
+TEST_F(CudaOpsTest, GeluForwardAndBackward) {
+  for (size_t off : kOffsets) {
+    for (size_t n : kSizes) {
+      SCOPED_TRACE(::testing::Message() << "n=" << n << " offset=" << off);
+      auto raw = RandomFloats(n, 6, 3.0f);
+      // Extremes, where exp(-2u) over- or underflows without the clamp.
+      const float extremes[] = {-100.0f, -20.0f, -9.0f, 0.0f, 9.0f, 20.0f, 100.0f};
+      for (size_t i = 0; i < n && i < 7; ++i) raw[n - 1 - i] = extremes[i];
+      const auto inp = Padded(raw, off);
+      const auto dout = Padded(RandomFloats(n, 7), off);
+
+      std::vector<float> want_out(n + off, 0.0f), want_dinp(n + off, 0.0f);
+      Cpu().GeluForward(want_out.data() + off, inp.data() + off, n);
+      Cpu().GeluBackward(want_dinp.data() + off, inp.data() + off, dout.data() + off, n);
+
+      DeviceArray<float> dinp_arr(inp), dout_arr(dout), out(n + off), dinp(n + off);
+      cuda().GeluForward(out.get() + off, dinp_arr.get() + off, n);
+      cuda().GeluBackward(dinp.get() + off, dinp_arr.get() + off, dout_arr.get() + off, n);
+      // In place: dinp aliases dout.
+      cuda().GeluBackward(dout_arr.get() + off, dinp_arr.get() + off, dout_arr.get() + off, n);
+      ASSERT_TRUE(cuda().Synchronize().ok());
+      EXPECT_LE(RelError(out.Download(), want_out), kCudaFp32Tol);
+      EXPECT_LE(RelError(dinp.Download(), want_dinp), kCudaFp32Tol);
+      auto want_inplace = want_dinp;
+      for (size_t i = 0; i < off; ++i) want_inplace[i] = dout[i];
+      EXPECT_LE(RelError(dout_arr.Download(), want_inplace), kCudaFp32Tol);
+    }
+  }
+}
+
+struct EmbeddingShape {
+  int B, T, C, V, maxT;
+};
+
+TEST_F(CudaOpsTest, EmbeddingForward) {
+  for (const EmbeddingShape s :
+       {EmbeddingShape{2, 5, 13, 7, 9}, EmbeddingShape{4, 256, 768, 50257, 1024},
+        EmbeddingShape{3, 33, 1600, 100, 40}}) {
+    SCOPED_TRACE(::testing::Message() << "B=" << s.B << " T=" << s.T << " C=" << s.C);
+    const size_t BT = static_cast<size_t>(s.B) * s.T;
+    const auto tokens = RandomInts(BT, s.V, 8);
+    const auto wte = RandomFloats(static_cast<size_t>(s.V) * s.C, 9);
+    const auto wpe = RandomFloats(static_cast<size_t>(s.maxT) * s.C, 10);
+    std::vector<float> want(BT * s.C);
+    Cpu().EmbeddingForward(want.data(), tokens.data(), wte.data(), wpe.data(), s.B, s.T, s.C);
+    DeviceArray<int32_t> dtok(tokens);
+    DeviceArray<float> dwte(wte), dwpe(wpe), dout(BT * s.C);
+    cuda().EmbeddingForward(dout.get(), dtok.get(), dwte.get(), dwpe.get(), s.B, s.T, s.C);
+    ASSERT_TRUE(cuda().Synchronize().ok());
+    EXPECT_LE(RelError(dout.Download(), want), kCudaFp32Tol);
+  }
+}
+
+// Runs EmbeddingBackward on both backends from the same non-zero dwte/dwpe and compares.
+void CheckEmbeddingBackward(Ops& cuda, const EmbeddingShape& s, const std::vector<int32_t>& tokens,
+                            uint64_t seed) {
+  const size_t BT = static_cast<size_t>(s.B) * s.T;
+  const auto dout = RandomFloats(BT * s.C, seed);
+  const auto dwte0 = RandomFloats(static_cast<size_t>(s.V) * s.C, seed + 1);
+  const auto dwpe0 = RandomFloats(static_cast<size_t>(s.maxT) * s.C, seed + 2);
+  std::vector<float> want_wte = dwte0, want_wpe = dwpe0;
+  Cpu().EmbeddingBackward(want_wte.data(), want_wpe.data(), dout.data(), tokens.data(), s.B, s.T,
+                          s.C);
+  DeviceArray<int32_t> dtok(tokens);
+  DeviceArray<float> ddout(dout), dwte(dwte0), dwpe(dwpe0);
+  cuda.EmbeddingBackward(dwte.get(), dwpe.get(), ddout.get(), dtok.get(), s.B, s.T, s.C);
+  ASSERT_TRUE(cuda.Synchronize().ok());
+  EXPECT_LE(RelError(dwte.Download(), want_wte), kCudaFp32Tol);
+  EXPECT_LE(RelError(dwpe.Download(), want_wpe), kCudaFp32Tol);
+}
+
+TEST_F(CudaOpsTest, EmbeddingBackward) {
+  {
+    // Few distinct tokens: many repeats of each.
+    const EmbeddingShape s{4, 64, 40, 7, 80};
+    SCOPED_TRACE("repeats");
+    CheckEmbeddingBackward(cuda(), s, RandomInts(s.B * s.T, s.V, 11), 12);
+  }
+  {
+    // One token everywhere: a single row receives every position.
+    const EmbeddingShape s{3, 100, 70, 5, 100};
+    SCOPED_TRACE("one token");
+    CheckEmbeddingBackward(cuda(), s, std::vector<int32_t>(s.B * s.T, 3), 13);
+  }
+  {
+    // C > 1024: more than one channel pass per row; B*T not a multiple of the block size.
+    const EmbeddingShape s{2, 77, 1600, 30, 90};
+    SCOPED_TRACE("wide");
+    CheckEmbeddingBackward(cuda(), s, RandomInts(s.B * s.T, s.V, 14), 15);
+  }
+  {
+    // GPT-2 shape; a frequent token (as EOT in real data) plus random ones.
+    const EmbeddingShape s{4, 256, 768, 50257, 1024};
+    SCOPED_TRACE("gpt2");
+    auto tokens = RandomInts(s.B * s.T, s.V, 16);
+    for (size_t i = 0; i < tokens.size(); i += 5) tokens[i] = 50256;
+    CheckEmbeddingBackward(cuda(), s, tokens, 17);
+  }
+}
+
+TEST_F(CudaOpsTest, LayerNormForward) {
+  for (const auto& [N, C] : {std::pair{37, 75}, std::pair{1024, 768}, std::pair{5, 1600}}) {
+    SCOPED_TRACE(::testing::Message() << "N=" << N << " C=" << C);
+    auto inp = RandomFloats(static_cast<size_t>(N) * C, 20, 2.0f);
+    for (float& x : inp) x += 0.5f;  // a non-zero mean
+    const auto w = RandomFloats(C, 21);
+    const auto b = RandomFloats(C, 22);
+    std::vector<float> out(static_cast<size_t>(N) * C), mean(N), rstd(N);
+    Cpu().LayerNormForward(out.data(), mean.data(), rstd.data(), inp.data(), w.data(), b.data(), N,
+                           C);
+    DeviceArray<float> dinp(inp), dw(w), db(b), dout(out.size()), dmean(N), drstd(N);
+    cuda().LayerNormForward(dout.get(), dmean.get(), drstd.get(), dinp.get(), dw.get(), db.get(), N,
+                            C);
+    ASSERT_TRUE(cuda().Synchronize().ok());
+    EXPECT_LE(RelError(dout.Download(), out), kCudaFp32Tol);
+    EXPECT_LE(RelError(dmean.Download(), mean), kCudaFp32Tol);
+    EXPECT_LE(RelError(drstd.Download(), rstd), kCudaFp32Tol);
+  }
+}
+
+struct LayerNormBackwardInputs {
+  std::vector<float> dout, inp, w, mean, rstd, dinp0, dw0, db0;
+};
+
+// Random inputs, mean/rstd from the CPU forward, non-zero initial gradients ("+=").
+LayerNormBackwardInputs MakeLayerNormBackwardInputs(int N, int C, uint64_t seed) {
+  LayerNormBackwardInputs in;
+  in.inp = RandomFloats(static_cast<size_t>(N) * C, seed, 2.0f);
+  in.w = RandomFloats(C, seed + 1);
+  const auto b = RandomFloats(C, seed + 2);
+  in.dout = RandomFloats(static_cast<size_t>(N) * C, seed + 3);
+  in.mean.resize(N);
+  in.rstd.resize(N);
+  std::vector<float> out(in.inp.size());
+  Cpu().LayerNormForward(out.data(), in.mean.data(), in.rstd.data(), in.inp.data(), in.w.data(),
+                         b.data(), N, C);
+  in.dinp0 = RandomFloats(in.inp.size(), seed + 4);
+  in.dw0 = RandomFloats(C, seed + 5);
+  in.db0 = RandomFloats(C, seed + 6);
+  return in;
+}
+
+TEST_F(CudaOpsTest, LayerNormBackward) {
+  for (const auto& [N, C] :
+       {std::pair{37, 75}, std::pair{1024, 768}, std::pair{5, 1600}, std::pair{300, 8}}) {
+    SCOPED_TRACE(::testing::Message() << "N=" << N << " C=" << C);
+    const auto in = MakeLayerNormBackwardInputs(N, C, 30);
+    std::vector<float> dinp = in.dinp0, dw = in.dw0, db = in.db0;
+    Cpu().LayerNormBackward(dinp.data(), dw.data(), db.data(), in.dout.data(), in.inp.data(),
+                            in.w.data(), in.mean.data(), in.rstd.data(), N, C);
+    DeviceArray<float> ddinp(in.dinp0), ddw(in.dw0), ddb(in.db0), ddout(in.dout), dinp_in(in.inp),
+        dweight(in.w), dmean(in.mean), drstd(in.rstd);
+    cuda().LayerNormBackward(ddinp.get(), ddw.get(), ddb.get(), ddout.get(), dinp_in.get(),
+                             dweight.get(), dmean.get(), drstd.get(), N, C);
+    ASSERT_TRUE(cuda().Synchronize().ok());
+    EXPECT_LE(RelError(ddinp.Download(), dinp), kCudaFp32Tol);
+    EXPECT_LE(RelError(ddw.Download(), dw), kCudaFp32Tol);
+    EXPECT_LE(RelError(ddb.Download(), db), kCudaFp32Tol);
+  }
+}
+
+struct CrossEntropyShape {
+  int N, V, Vp;
+};
+
+TEST_F(CudaOpsTest, CrossEntropy) {
+  for (const CrossEntropyShape s :
+       {CrossEntropyShape{7, 10, 16}, CrossEntropyShape{9, 13, 13}, CrossEntropyShape{5, 1, 3},
+        CrossEntropyShape{33, 1000, 1001}, CrossEntropyShape{4 * 256, 50257, 50304}}) {
+    SCOPED_TRACE(::testing::Message() << "N=" << s.N << " V=" << s.V << " Vp=" << s.Vp);
+    const size_t size = static_cast<size_t>(s.N) * s.Vp;
+    auto logits = RandomFloats(size, 40, 3.0f);
+    for (int n = 0; n < s.N; ++n) {  // padding columns hold garbage, which must not be read
+      for (int i = s.V; i < s.Vp; ++i) logits[static_cast<size_t>(n) * s.Vp + i] = NAN;
+    }
+    auto targets = RandomInts(s.N, s.V, 41);
+    std::vector<int> ignored;
+    for (int n = 1; n < s.N; n += 3) {
+      targets[n] = -1;
+      ignored.push_back(n);
+    }
+    targets[0] = s.V - 1;  // the last real column (row 0 is never ignored)
+
+    // Loss only: logits left alone.
+    std::vector<float> want_losses(s.N, 9.0f);
+    {
+      std::vector<float> x = logits;
+      Cpu().CrossEntropy(want_losses.data(), x.data(), targets.data(), s.N, s.V, s.Vp, 0.0f);
+    }
+    DeviceArray<int32_t> dtargets(targets);
+    {
+      DeviceArray<float> dlogits(logits), dlosses(std::vector<float>(s.N, 9.0f));
+      cuda().CrossEntropy(dlosses.get(), dlogits.get(), dtargets.get(), s.N, s.V, s.Vp, 0.0f);
+      ASSERT_TRUE(cuda().Synchronize().ok());
+      EXPECT_LE(RelError(dlosses.Download(), want_losses), kCudaFp32Tol);
+      EXPECT_TRUE(BitwiseEqual(dlogits.Download(), logits));
+    }
+
+    // With the gradient, in place.
+    const float scale = 1.0f / s.N;
+    std::vector<float> want_grad = logits, want_losses2(s.N, 9.0f);
+    Cpu().CrossEntropy(want_losses2.data(), want_grad.data(), targets.data(), s.N, s.V, s.Vp,
+                       scale);
+    DeviceArray<float> dlogits(logits), dlosses(std::vector<float>(s.N, 9.0f));
+    cuda().CrossEntropy(dlosses.get(), dlogits.get(), dtargets.get(), s.N, s.V, s.Vp, scale);
+    ASSERT_TRUE(cuda().Synchronize().ok());
+    const auto losses = dlosses.Download();
+    const auto grad = dlogits.Download();
+    EXPECT_LE(RelError(losses, want_losses2), kCudaFp32Tol);
+    EXPECT_LE(RelError(grad, want_grad), kCudaFp32Tol);
+    size_t bad_padding = 0, bad_ignored = 0;
+    for (int n = 0; n < s.N; ++n) {
+      for (int i = s.V; i < s.Vp; ++i) bad_padding += grad[static_cast<size_t>(n) * s.Vp + i] != 0;
+    }
+    for (int n : ignored) {
+      EXPECT_EQ(losses[n], 0.0f);
+      for (int i = 0; i < s.Vp; ++i) bad_ignored += grad[static_cast<size_t>(n) * s.Vp + i] != 0;
+    }
+    EXPECT_EQ(bad_padding, 0u);
+    EXPECT_EQ(bad_ignored, 0u);
+  }
+}
+
+TEST_F(CudaOpsTest, SumSquares) {
+  for (size_t off : kOffsets) {
+    for (size_t n : {size_t{0}, size_t{1}, size_t{1000}, size_t{3000017}}) {
+      SCOPED_TRACE(::testing::Message() << "n=" << n << " offset=" << off);
+      const auto x = Padded(RandomFloats(n, 50, 2.0f), off);
+      double want = -1.0;
+      Cpu().SumSquares(&want, x.data() + off, n);
+      DeviceArray<float> dx(x);
+      double got = -1.0;
+      cuda().SumSquares(&got, dx.get() + off, n);
+      ASSERT_TRUE(cuda().Synchronize().ok());
+      if (n == 0) {
+        EXPECT_EQ(got, 0.0);
+      } else {
+        EXPECT_LE(std::abs(got - want) / want, 1e-12) << got << " vs " << want;
+      }
+    }
+  }
+  // n = 0 after a non-zero call: the device result is reset, not left from the last call.
+  DeviceArray<float> dx(RandomFloats(100, 51));
+  double got = -1.0;
+  cuda().SumSquares(&got, dx.get(), 100);
+  cuda().SumSquares(&got, dx.get(), 0);
+  ASSERT_TRUE(cuda().Synchronize().ok());
+  EXPECT_EQ(got, 0.0);
+}
+
+TEST_F(CudaOpsTest, AdamWSeveralSteps) {
+  for (size_t off : kOffsets) {
+    for (size_t n : {size_t{5}, size_t{1000003}}) {
+      SCOPED_TRACE(::testing::Message() << "n=" << n << " offset=" << off);
+      AdamWParams p;
+      p.lr = 1e-3f;
+      p.weight_decay = 0.1f;
+      p.grad_scale = 0.5f;
+      std::vector<float> param = Padded(RandomFloats(n, 60), off);
+      std::vector<float> m(n + off, 0.0f), v(n + off, 0.0f);
+      DeviceArray<float> dparam(param), dm(m), dv(v);
+      for (int step = 1; step <= 5; ++step) {
+        p.step = step;
+        const auto grad = Padded(RandomFloats(n, 61 + step), off);
+        Cpu().AdamW(param.data() + off, grad.data() + off, m.data() + off, v.data() + off, n, p);
+        DeviceArray<float> dgrad(grad);
+        cuda().AdamW(dparam.get() + off, dgrad.get() + off, dm.get() + off, dv.get() + off, n, p);
+        ASSERT_TRUE(cuda().Synchronize().ok());
+        SCOPED_TRACE(::testing::Message() << "step=" << step);
+        EXPECT_LE(RelError(dparam.Download(), param), kCudaFp32Tol);
+        EXPECT_LE(RelError(dm.Download(), m), kCudaFp32Tol);
+        EXPECT_LE(RelError(dv.Download(), v), kCudaFp32Tol);
+      }
+    }
+  }
+}
+
+// The reductions run twice on the same inputs give bitwise-identical results.
+TEST_F(CudaOpsTest, ReductionsAreBitwiseReproducible) {
+  {
+    const EmbeddingShape s{4, 256, 768, 50257, 1024};
+    auto tokens = RandomInts(s.B * s.T, 100, 70);  // many repeats
+    const auto dout = RandomFloats(static_cast<size_t>(s.B) * s.T * s.C, 71);
+    const auto dwte0 = RandomFloats(static_cast<size_t>(s.V) * s.C, 72);
+    const auto dwpe0 = RandomFloats(static_cast<size_t>(s.maxT) * s.C, 73);
+    DeviceArray<int32_t> dtok(tokens);
+    DeviceArray<float> ddout(dout);
+    std::vector<float> results[2][2];
+    for (int run = 0; run < 2; ++run) {
+      DeviceArray<float> dwte(dwte0), dwpe(dwpe0);
+      cuda().EmbeddingBackward(dwte.get(), dwpe.get(), ddout.get(), dtok.get(), s.B, s.T, s.C);
+      ASSERT_TRUE(cuda().Synchronize().ok());
+      results[run][0] = dwte.Download();
+      results[run][1] = dwpe.Download();
+    }
+    EXPECT_TRUE(BitwiseEqual(results[0][0], results[1][0])) << "EmbeddingBackward dwte";
+    EXPECT_TRUE(BitwiseEqual(results[0][1], results[1][1])) << "EmbeddingBackward dwpe";
+  }
+  {
+    const int N = 4096, C = 768;
+    const auto in = MakeLayerNormBackwardInputs(N, C, 80);
+    DeviceArray<float> ddout(in.dout), dinp_in(in.inp), dweight(in.w), dmean(in.mean),
+        drstd(in.rstd);
+    std::vector<float> results[2][3];
+    for (int run = 0; run < 2; ++run) {
+      DeviceArray<float> ddinp(in.dinp0), ddw(in.dw0), ddb(in.db0);
+      cuda().LayerNormBackward(ddinp.get(), ddw.get(), ddb.get(), ddout.get(), dinp_in.get(),
+                               dweight.get(), dmean.get(), drstd.get(), N, C);
+      ASSERT_TRUE(cuda().Synchronize().ok());
+      results[run][0] = ddinp.Download();
+      results[run][1] = ddw.Download();
+      results[run][2] = ddb.Download();
+    }
+    EXPECT_TRUE(BitwiseEqual(results[0][0], results[1][0])) << "LayerNormBackward dinp";
+    EXPECT_TRUE(BitwiseEqual(results[0][1], results[1][1])) << "LayerNormBackward dweight";
+    EXPECT_TRUE(BitwiseEqual(results[0][2], results[1][2])) << "LayerNormBackward dbias";
+  }
+  {
+    const size_t n = 3000017;
+    DeviceArray<float> dx(RandomFloats(n, 90));
+    double a = 0.0, b = 0.0;
+    cuda().SumSquares(&a, dx.get(), n);
+    cuda().SumSquares(&b, dx.get(), n);
+    ASSERT_TRUE(cuda().Synchronize().ok());
+    EXPECT_TRUE(BitwiseEqualDoubles(a, b)) << a << " vs " << b;
+  }
+}
+
+}  // namespace
+}  // namespace spillway::kernels::testing
