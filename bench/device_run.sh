@@ -30,3 +30,14 @@ fi
 python3 tests/golden/make_gpt2_golden.py "$out/golden_torch2.safetensors" >/dev/null &&
   python3 tests/golden/compare_golden.py tests/golden/gpt2_tiny.safetensors \
     "$out/golden_torch2.safetensors" --tol 1e-6 | tee "$out/golden_compare.txt"
+# Training on the GPU: the tiny example as shipped, with trainer.backend = "cuda".
+sed 's/"seed": 1234,/"seed": 1234, "backend": "cuda",/; s#runs/tiny#/tmp/runs/tiny-cuda#g' \
+  examples/tiny/config.json >/tmp/tiny_cuda.json
+(time build-device/spillway train /tmp/tiny_cuda.json) >"$out/tiny_cuda.log" 2>&1
+grep -E "memory|step +600|eval step 600|real" "$out/tiny_cuda.log"
+# One training step of GPT-2 124M (T=1024, B=8) on the H100, fp32, against PyTorch eager fp32.
+if [ "${SKIP_BENCH:-0}" != 1 ]; then
+  shape="--layers 12 --dim 768 --heads 12 --seq 1024 --batch 8 --vocab 50257 --steps 10"
+  build-device/bench/gpt2_step --backend cuda $shape 2>&1 | tee "$out/bench_gpu.txt"
+  python3 bench/peers/gpt2_torch_step.py --device cuda $shape 2>&1 | tee -a "$out/bench_gpu.txt"
+fi

@@ -19,6 +19,7 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "core/tier.h"
 #include "absl/strings/string_view.h"
 
 namespace spillway::kernels {
@@ -41,6 +42,15 @@ class Ops {
 
   // Waits for all issued ops; returns the first asynchronous error, if any.
   virtual absl::Status Synchronize() = 0;
+
+  // The tier the op arguments live in: kHost for cpu, kDevice for cuda. Buffers the model
+  // passes to ops are allocated there (offload/buffer.h).
+  virtual Tier memory_tier() const = 0;
+
+  // Copies in issue order with the ops: host memory <-> the backend's memory. The host side
+  // must stay valid, and CopyToHost's result be read, only after Synchronize().
+  virtual void CopyToBackend(void* dst, const void* host_src, size_t bytes) = 0;
+  virtual void CopyToHost(void* host_dst, const void* src, size_t bytes) = 0;
 
   // x[n] = value
   virtual void Fill(float* x, float value, size_t n) = 0;

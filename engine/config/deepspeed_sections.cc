@@ -32,7 +32,7 @@ constexpr absl::string_view kZeroOptionsNotBuilt[] = {
     "stage3_gather_16bit_weights_on_model_save",
 };
 constexpr absl::string_view kMixedPrecision =
-    "bf16/fp16 mixed precision needs training on the GPU, which is not built yet";
+    "bf16/fp16 mixed precision is not built yet (the CUDA backend trains in fp32 for now)";
 
 // A key whose only accepted values are false and null (DeepSpeed's defaults); true means a
 // feature that is not built yet, described by `feature`.

@@ -72,12 +72,7 @@ absl::Status ParseTrainer(const Json& value, TrainerConfig* out) {
   SPW_RETURN_IF_ERROR(r.Int("steps", &out->steps, 1, kInt64Max, true));
   SPW_RETURN_IF_ERROR(r.Uint64("seed", &out->seed));
   if (const Json* v = r.Find("backend"); v != nullptr) {
-    SPW_ASSIGN_OR_RETURN(std::string backend, ReadString(*v, r.KeyPath("backend")));
-    if (backend == "cuda")
-      return KeyError(r.KeyPath("backend"),
-                      "training on the GPU is not built yet (the CUDA ops exist; the model and "
-                      "optimizer state do not live in GPU memory yet)");
-    SPW_ASSIGN_OR_RETURN(out->backend, ReadString(*v, r.KeyPath("backend"), {"cpu"}));
+    SPW_ASSIGN_OR_RETURN(out->backend, ReadString(*v, r.KeyPath("backend"), {"cpu", "cuda"}));
   }
   SPW_RETURN_IF_ERROR(r.Int("eval_interval", &out->eval_interval, 0, kInt64Max));
   SPW_RETURN_IF_ERROR(r.Int("eval_batches", &out->eval_batches, 1, kInt64Max));

@@ -1,7 +1,7 @@
 #include "engine/model/gpt2.h"
 
 #include <cmath>
-#include <cstring>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "core/rng.h"
@@ -18,7 +18,9 @@ namespace spillway {
 struct Gpt2::Impl {
   bool checkpointing = false;
   BlockShape shape{};
-  HostBuffer residual_buf, block_buf, head_buf, grad_buf, token_buf;
+  Tier tier = Tier::kHost;  // the backend's: every buffer below lives there
+  Buffer residual_buf, block_buf, head_buf, grad_buf, token_buf;
+  std::vector<float> host_losses;  // (N): the per-token losses, copied back for the mean
 
   std::vector<float*> residual;  // L+1 pointers, (N,C) each
   std::vector<BlockActivations> acts;
@@ -44,34 +46,36 @@ absl::StatusOr<std::unique_ptr<Gpt2>> Gpt2::Create(const ModelConfig& config, in
     return absl::InvalidArgumentError("model shape is invalid (ParseConfig should have said)");
   }
   auto model = std::unique_ptr<Gpt2>(new Gpt2(config, batch, ops));
+  const Tier tier = ops->memory_tier();
   for (UnitLayout& layout : Gpt2Layouts(config)) {
-    SPW_ASSIGN_OR_RETURN(UnitState state, UnitState::Allocate(std::move(layout)));
+    SPW_ASSIGN_OR_RETURN(UnitState state, UnitState::Allocate(std::move(layout), tier));
     model->units_.push_back(std::move(state));
   }
 
   auto impl = std::make_unique<Impl>();
   impl->checkpointing = activation_checkpointing;
+  impl->tier = tier;
   const BlockShape s{batch, config.seq_len, config.d_model, config.n_head};
   impl->shape = s;
   const size_t N = s.N(), C = s.C, L = config.n_layer, Vp = model->Vp_;
   const size_t F = sizeof(float);
 
   SPW_ASSIGN_OR_RETURN(impl->residual_buf,
-                       HostBuffer::Allocate((L + 1) * N * C * F, "residual-stream activations"));
+                       Buffer::Allocate((L + 1) * N * C * F, tier, "residual-stream activations"));
   for (size_t i = 0; i <= L; ++i)
     impl->residual.push_back(impl->residual_buf.as<float>() + i * N * C);
 
   const size_t block_sets = activation_checkpointing ? 1 : L;
   const size_t per_block = BlockActivations::Floats(s);
   SPW_ASSIGN_OR_RETURN(impl->block_buf,
-                       HostBuffer::Allocate(block_sets * per_block * F, "block activations"));
+                       Buffer::Allocate(block_sets * per_block * F, tier, "block activations"));
   for (size_t i = 0; i < block_sets; ++i) {
     impl->acts.push_back(BlockActivations::Carve(impl->block_buf.as<float>() + i * per_block, s));
   }
 
   const size_t NC = (N * C + 15) / 16 * 16, Na = (N + 15) / 16 * 16, NV = N * Vp;
   SPW_ASSIGN_OR_RETURN(impl->head_buf,
-                       HostBuffer::Allocate((NC + 3 * Na + NV) * F, "head activations"));
+                       Buffer::Allocate((NC + 3 * Na + NV) * F, tier, "head activations"));
   float* h = impl->head_buf.as<float>();
   impl->lnf = h;
   impl->lnf_mean = h + NC;
@@ -79,29 +83,30 @@ absl::StatusOr<std::unique_ptr<Gpt2>> Gpt2::Create(const ModelConfig& config, in
   impl->losses = h + NC + 2 * Na;
   impl->logits = h + NC + 3 * Na;
 
-  SPW_ASSIGN_OR_RETURN(impl->grad_buf, HostBuffer::Allocate((NC + BlockGradScratch::Floats(s)) * F,
+  SPW_ASSIGN_OR_RETURN(impl->grad_buf, Buffer::Allocate((NC + BlockGradScratch::Floats(s)) * F, tier,
                                                             "backward scratch"));
   impl->dres = impl->grad_buf.as<float>();
   impl->scratch = BlockGradScratch::Carve(impl->grad_buf.as<float>() + NC, s);
 
-  SPW_ASSIGN_OR_RETURN(impl->token_buf, HostBuffer::Allocate(2 * N * sizeof(int32_t), "tokens"));
+  SPW_ASSIGN_OR_RETURN(impl->token_buf, Buffer::Allocate(2 * N * sizeof(int32_t), tier, "tokens"));
   impl->inputs = impl->token_buf.as<int32_t>();
   impl->targets = impl->inputs + N;
+  impl->host_losses.resize(N);
 
   model->impl_ = std::move(impl);
   return model;
 }
 
-void Gpt2::InitParams(uint64_t seed) {
+absl::Status Gpt2::InitParams(uint64_t seed) {
   const double residual_std = config_.init_std / std::sqrt(2.0 * config_.n_layer);
   for (int u = 0; u < num_units(); ++u) {
     UnitState& unit = units_[u];
     Rng rng(seed, static_cast<uint64_t>(u));
-    std::memset(unit.params.data(), 0, unit.params.bytes());
+    std::vector<float> host(unit.numel(), 0.0f);
     for (const TensorSpec& t : unit.layout.tensors()) {
-      float* p = unit.param(t);
-      const bool is_norm_weight =
-          t.name.find("ln_") != std::string::npos && t.name.ends_with(".weight");
+      float* p = host.data() + t.offset;
+      const bool is_norm_weight = t.name.find("ln_") != std::string::npos &&
+                                  t.name.ends_with(".weight");
       if (is_norm_weight) {
         for (size_t i = 0; i < t.numel; ++i) p[i] = 1.0f;
       } else if (t.shape.size() == 2) {
@@ -109,19 +114,21 @@ void Gpt2::InitParams(uint64_t seed) {
         const double std = residual_proj ? residual_std : config_.init_std;
         // wte's padding rows stay zero.
         const size_t rows = t.name == "wte" ? config_.vocab_size : t.shape[0];
-        for (size_t i = 0; i < rows * t.shape[1]; ++i)
-          p[i] = static_cast<float>(std * rng.Normal());
+        for (size_t i = 0; i < rows * t.shape[1]; ++i) p[i] = static_cast<float>(std * rng.Normal());
       }
     }
+    ops_->CopyToBackend(unit.params.data(), host.data(), unit.params.bytes());
+    SPW_RETURN_IF_ERROR(ops_->Synchronize());
   }
+  return absl::OkStatus();
 }
 
 float Gpt2::Forward(const int32_t* inputs, const int32_t* targets) {
   Impl& m = *impl_;
   const BlockShape& s = m.shape;
   const int N = static_cast<int>(s.N()), C = s.C, L = config_.n_layer;
-  std::memcpy(m.inputs, inputs, s.N() * sizeof(int32_t));
-  std::memcpy(m.targets, targets, s.N() * sizeof(int32_t));
+  ops_->CopyToBackend(m.inputs, inputs, s.N() * sizeof(int32_t));
+  ops_->CopyToBackend(m.targets, targets, s.N() * sizeof(int32_t));
 
   UnitState& embed = units_[0];
   const TensorSpec& wte = *embed.layout.Find("wte");
@@ -139,11 +146,15 @@ float Gpt2::Forward(const int32_t* inputs, const int32_t* targets) {
   ops_->MatmulForward(m.logits, m.lnf, embed.param(wte), nullptr, N, C, Vp_);
   ops_->CrossEntropy(m.losses, m.logits, m.targets, N, config_.vocab_size, Vp_, 0.0f);
 
+  // The mean needs the losses on the host: this waits for the forward. A failed op leaves
+  // the losses meaningless; the caller's next Synchronize() reports the error.
+  ops_->CopyToHost(m.host_losses.data(), m.losses, s.N() * sizeof(float));
+  if (!ops_->Synchronize().ok()) return std::numeric_limits<float>::quiet_NaN();
   double sum = 0.0;
   m.valid_targets = 0;
   for (int i = 0; i < N; ++i) {
-    if (m.targets[i] < 0) continue;
-    sum += m.losses[i];
+    if (targets[i] < 0) continue;
+    sum += m.host_losses[i];
     ++m.valid_targets;
   }
   return m.valid_targets == 0 ? 0.0f : static_cast<float>(sum / m.valid_targets);

@@ -7,7 +7,8 @@
 //
 // The model computes through kernels::Ops only, so the same code runs on every backend.
 // It owns its UnitStates (params, grads, Adam state) and its activation buffers, planned once
-// for a fixed micro-batch shape (B, T).
+// for a fixed micro-batch shape (B, T), all in the backend's memory tier (ops->memory_tier()):
+// pointers it hands out (FindParam, FindGrad, logits, unit buffers) are backend pointers.
 #pragma once
 
 #include <cstdint>
@@ -18,7 +19,6 @@
 #include "absl/strings/string_view.h"
 #include "engine/config/config.h"
 #include "kernels/ops.h"
-#include "offload/host_buffer.h"
 #include "partitioner/unit_state.h"
 
 namespace spillway {
@@ -34,11 +34,12 @@ class Gpt2 {
 
   // GPT-2 initialisation from `seed`: weights N(0, init_std), the two residual projections
   // (attn.c_proj, mlp.c_proj) N(0, init_std / sqrt(2 L)), biases 0, LayerNorm weights 1.
-  void InitParams(uint64_t seed);
+  absl::Status InitParams(uint64_t seed);
 
   // Forward over one micro-batch. inputs, targets: (B,T) token ids; a target < 0 is ignored.
   // Returns the mean loss over non-ignored targets (0 if there are none). Keeps what
-  // Backward needs; logits() is valid until Backward.
+  // Backward needs; logits() is valid until Backward. Waits for the backend, to read the
+  // losses; after a backend failure it returns NaN and Synchronize() has the error.
   float Forward(const int32_t* inputs, const int32_t* targets);
 
   // Accumulates into the grads: d(loss_scale * mean loss of the last Forward) / d params.

@@ -28,9 +28,24 @@ nlohmann::json ModelJson(const ModelConfig& m) {
           {"d_model", m.d_model}, {"seq_len", m.seq_len}, {"vocab_size", m.vocab_size}};
 }
 
-// The blobs of a checkpoint: per Unit, its parameters and AdamW moments.
-std::string BlobName(const UnitState& unit, absl::string_view kind) {
-  return absl::StrCat(unit.layout.name(), "/", kind);
+// What a checkpoint holds of the model: per Unit, its parameters and AdamW moments, as blobs
+// named "<unit>/params", "<unit>/exp_avg", "<unit>/exp_avg_sq".
+struct CheckpointedBuffer {
+  std::string name;
+  Buffer* buffer;
+  bool optimizer_state;
+};
+
+std::vector<CheckpointedBuffer> CheckpointedBuffers(Gpt2& model) {
+  std::vector<CheckpointedBuffer> out;
+  for (int u = 0; u < model.num_units(); ++u) {
+    UnitState& unit = model.unit(u);
+    const std::string& name = unit.layout.name();
+    out.push_back({name + "/params", &unit.params, false});
+    out.push_back({name + "/exp_avg", &unit.exp_avg, true});
+    out.push_back({name + "/exp_avg_sq", &unit.exp_avg_sq, true});
+  }
+  return out;
 }
 
 }  // namespace
@@ -42,12 +57,14 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, s
 }
 
 absl::Status Trainer::Setup() {
-  SPW_ASSIGN_OR_RETURN(ops_, kernels::CreateOps(config_.trainer.backend));
+  absl::StatusOr<std::unique_ptr<kernels::Ops>> ops = kernels::CreateOps(config_.trainer.backend);
+  if (!ops.ok()) return Annotate(ops.status(), "trainer.backend");
+  ops_ = std::move(ops).value();
   SPW_RETURN_IF_ERROR(LoadData());
   const int B = static_cast<int>(config_.train_micro_batch_size_per_gpu);
   SPW_ASSIGN_OR_RETURN(
       model_, Gpt2::Create(config_.model, B, config_.activation_checkpointing, ops_.get()));
-  model_->InitParams(config_.trainer.seed);
+  SPW_RETURN_IF_ERROR(model_->InitParams(config_.trainer.seed));
   const size_t N = static_cast<size_t>(B) * config_.model.seq_len;
   inputs_.resize(N);
   targets_.resize(N);
@@ -121,9 +138,9 @@ void Trainer::PrintStartup() const {
       m.n_layer, m.n_head, m.d_model, m.seq_len, m.vocab_size,
       FormatCount(static_cast<double>(model_->param_count())), model_->num_units()));
   Print(absl::StrFormat(
-      "memory (tier cpu): parameters %s, gradients %s, optimizer state %s, activations %s "
+      "memory (tier %s): parameters %s, gradients %s, optimizer state %s, activations %s "
       "(micro-batch %d%s)",
-      FormatBytes(state_bytes), FormatBytes(state_bytes), FormatBytes(2.0 * state_bytes),
+      TierName(ops_->memory_tier()), FormatBytes(state_bytes), FormatBytes(state_bytes), FormatBytes(2.0 * state_bytes),
       FormatBytes(static_cast<double>(model_->activation_bytes())),
       config_.train_micro_batch_size_per_gpu,
       config_.activation_checkpointing ? ", activation checkpointing on" : ""));
@@ -145,6 +162,7 @@ absl::Status Trainer::TrainStep() {
     loss_sum += model_->Forward(inputs_.data(), targets_.data());
     model_->Backward(1.0f / static_cast<float>(accum));
   }
+  SPW_RETURN_IF_ERROR(ops_->Synchronize());
   const double loss = loss_sum / static_cast<double>(accum);
   if (!std::isfinite(loss)) {
     return absl::InternalError(
@@ -263,13 +281,21 @@ absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
       {"data_position", {{"epoch", position.epoch}, {"cursor", position.cursor}}},
       {"last_loss", last_loss_},
   };
+  // Buffers in GPU memory are written from host copies.
+  const std::vector<CheckpointedBuffer> buffers = CheckpointedBuffers(*model_);
+  std::vector<std::vector<std::byte>> staging;
+  staging.reserve(buffers.size());
   std::vector<CheckpointBlob> blobs;
-  for (int u = 0; u < model_->num_units(); ++u) {
-    const UnitState& unit = model_->unit(u);
-    blobs.push_back({BlobName(unit, "params"), unit.params.span()});
-    blobs.push_back({BlobName(unit, "exp_avg"), unit.exp_avg.span()});
-    blobs.push_back({BlobName(unit, "exp_avg_sq"), unit.exp_avg_sq.span()});
+  for (const CheckpointedBuffer& b : buffers) {
+    if (b.buffer->on_host()) {
+      blobs.push_back({b.name, b.buffer->span()});
+      continue;
+    }
+    staging.emplace_back(b.buffer->bytes());
+    ops_->CopyToHost(staging.back().data(), b.buffer->data(), b.buffer->bytes());
+    blobs.push_back({b.name, staging.back()});
   }
+  SPW_RETURN_IF_ERROR(ops_->Synchronize());
   CheckpointWriteOptions options;
   options.root = config_.checkpoint.dir;
   options.step = step_;
@@ -288,12 +314,16 @@ absl::Status Trainer::ReadCheckpoint(const std::string& path, bool with_optimize
                      meta.value("model", nlohmann::json()).dump(),
                      ") than the config's model section (", ModelJson(config_.model).dump(), ")"));
   }
-  for (int u = 0; u < model_->num_units(); ++u) {
-    UnitState& unit = model_->unit(u);
-    SPW_RETURN_IF_ERROR(reader.ReadBlob(BlobName(unit, "params"), unit.params.span()));
-    if (!with_optimizer_state) continue;
-    SPW_RETURN_IF_ERROR(reader.ReadBlob(BlobName(unit, "exp_avg"), unit.exp_avg.span()));
-    SPW_RETURN_IF_ERROR(reader.ReadBlob(BlobName(unit, "exp_avg_sq"), unit.exp_avg_sq.span()));
+  for (const CheckpointedBuffer& b : CheckpointedBuffers(*model_)) {
+    if (b.optimizer_state && !with_optimizer_state) continue;
+    if (b.buffer->on_host()) {
+      SPW_RETURN_IF_ERROR(reader.ReadBlob(b.name, b.buffer->span()));
+      continue;
+    }
+    std::vector<std::byte> host(b.buffer->bytes());
+    SPW_RETURN_IF_ERROR(reader.ReadBlob(b.name, host));
+    ops_->CopyToBackend(b.buffer->data(), host.data(), host.size());
+    SPW_RETURN_IF_ERROR(ops_->Synchronize());
   }
   if (!with_optimizer_state) return absl::OkStatus();
 

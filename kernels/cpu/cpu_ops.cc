@@ -1,5 +1,7 @@
 #include "kernels/cpu/cpu_ops.h"
 
+#include <cstring>
+
 #include "kernels/cpu/adamw.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/cross_entropy.h"
@@ -18,6 +20,14 @@ class CpuOps final : public Ops {
   absl::string_view name() const override { return "cpu"; }
 
   absl::Status Synchronize() override { return absl::OkStatus(); }
+
+  Tier memory_tier() const override { return Tier::kHost; }
+  void CopyToBackend(void* dst, const void* host_src, size_t bytes) override {
+    if (bytes > 0) std::memcpy(dst, host_src, bytes);
+  }
+  void CopyToHost(void* host_dst, const void* src, size_t bytes) override {
+    if (bytes > 0) std::memcpy(host_dst, src, bytes);
+  }
 
   void Fill(float* x, float value, size_t n) override { cpu::Fill(x, value, n); }
 

@@ -42,6 +42,18 @@ class CudaOps final : public Ops {
     return first_error_;
   }
 
+  Tier memory_tier() const override { return Tier::kDevice; }
+  void CopyToBackend(void* dst, const void* host_src, size_t bytes) override {
+    if (bytes == 0) return;
+    Record(CudaStatus(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, stream_),
+                      "CopyToBackend"));
+  }
+  void CopyToHost(void* host_dst, const void* src, size_t bytes) override {
+    if (bytes == 0) return;
+    Record(CudaStatus(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, stream_),
+                      "CopyToHost"));
+  }
+
   void Fill(float* x, float value, size_t n) override {
     Record(cuda::LaunchFill(x, value, n, stream_), "Fill");
   }

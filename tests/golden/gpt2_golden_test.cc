@@ -196,7 +196,7 @@ TEST_P(Gpt2GoldenTest, MatchesPyTorchFloat64) {
   Gpt2& model = **created;
   const int Vp = model.padded_vocab();
   ASSERT_GE(Vp, V);
-  model.InitParams(1);
+  ASSERT_TRUE(model.InitParams(1).ok());
   LoadParams(g, model);
   if (HasFatalFailure()) return;
 

@@ -27,7 +27,7 @@ TEST(Gpt2GradientTest, BackwardMatchesFiniteDifferences) {
   const int B = 2;
   auto ops = kernels::CreateOps("cpu").value();
   auto model = Gpt2::Create(config, B, /*activation_checkpointing=*/false, ops.get()).value();
-  model->InitParams(7);
+  ASSERT_TRUE(model->InitParams(7).ok());
   const size_t N = static_cast<size_t>(B) * config.seq_len;
   std::vector<int32_t> inputs = RandomTokens(N, config.vocab_size, 1);
   std::vector<int32_t> targets = RandomTokens(N, config.vocab_size, 2);
@@ -83,7 +83,7 @@ TEST(Gpt2GradientTest, PaddingRowsGetNoGradient) {
   const ModelConfig config = TinyModel();
   auto ops = kernels::CreateOps("cpu").value();
   auto model = Gpt2::Create(config, 2, false, ops.get()).value();
-  model->InitParams(3);
+  ASSERT_TRUE(model->InitParams(3).ok());
   const size_t N = 2 * config.seq_len;
   std::vector<int32_t> inputs = RandomTokens(N, config.vocab_size, 4);
   std::vector<int32_t> targets = RandomTokens(N, config.vocab_size, 5);

@@ -10,58 +10,15 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "core/file_io.h"
+#include "tests/train/train_test_util.h"
 
 namespace spillway {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string FreshDir(const std::string& name) {
-  const std::string dir = ::testing::TempDir() + "/trainer_test_" + name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
-// A small run: 2 layers, micro-batch 2 with 2 accumulation steps, synthetic data.
-std::string SmallConfig(int64_t steps, const std::string& dir, int64_t ckpt_interval = 0) {
-  return absl::StrReplaceAll(
-      R"({
-    "train_batch_size": 4, "train_micro_batch_size_per_gpu": 2,
-    "gradient_clipping": 1.0, "steps_per_print": 2,
-    "optimizer": {"type": "AdamW", "params": {"lr": 0.003, "betas": [0.9, 0.95],
-                                               "weight_decay": 0.1}},
-    "scheduler": {"type": "WarmupCosineLR",
-                  "params": {"total_num_steps": 12, "warmup_num_steps": 3}},
-    "model": {"n_layer": 2, "n_head": 2, "d_model": 32, "seq_len": 16, "vocab_size": 256},
-    "data": {"synthetic": {"seed": 3, "train_tokens": 20000, "val_tokens": 2000}},
-    "trainer": {"steps": STEPS, "seed": 5, "eval_interval": 3, "eval_batches": 2},
-    "checkpoint": {"dir": "DIR/ckpt", "interval": INTERVAL, "keep_last": 2},
-    "log": {"metrics_path": "DIR/metrics.jsonl"}
-  })",
-      {{"STEPS", absl::StrCat(steps)}, {"DIR", dir}, {"INTERVAL", absl::StrCat(ckpt_interval)}});
-}
-
-std::unique_ptr<Trainer> MakeTrainer(const std::string& json) {
-  absl::StatusOr<Config> config = ParseConfig(json);
-  EXPECT_TRUE(config.ok()) << config.status();
-  absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(*config, nullptr);
-  EXPECT_TRUE(trainer.ok()) << trainer.status();
-  return std::move(trainer).value();
-}
-
-void ExpectSameState(Gpt2& a, Gpt2& b) {
-  for (int u = 0; u < a.num_units(); ++u) {
-    const UnitState& x = a.unit(u);
-    const UnitState& y = b.unit(u);
-    EXPECT_EQ(std::memcmp(x.params.data(), y.params.data(), x.params.bytes()), 0)
-        << x.layout.name() << " params differ";
-    EXPECT_EQ(std::memcmp(x.exp_avg.data(), y.exp_avg.data(), x.exp_avg.bytes()), 0)
-        << x.layout.name() << " Adam m differs";
-    EXPECT_EQ(std::memcmp(x.exp_avg_sq.data(), y.exp_avg_sq.data(), x.exp_avg_sq.bytes()), 0)
-        << x.layout.name() << " Adam v differs";
-  }
-}
+using testing_util::FreshDir;
+using testing_util::MakeTrainer;
+using testing_util::SmallConfig;
 
 TEST(TrainerTest, ResumedRunEqualsUninterruptedRunBitwise) {
   const std::string dir_a = FreshDir("uninterrupted");
@@ -81,7 +38,7 @@ TEST(TrainerTest, ResumedRunEqualsUninterruptedRunBitwise) {
   for (int i = 0; i < 4; ++i) {
     EXPECT_EQ(full->step_losses()[6 + i], second->step_losses()[i]) << "step " << 7 + i;
   }
-  ExpectSameState(full->model(), second->model());
+  testing_util::ExpectSameState(full->model(), second->model());
 }
 
 TEST(TrainerTest, CorruptedCheckpointIsRefused) {

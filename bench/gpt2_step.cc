@@ -1,7 +1,7 @@
-// Times full training steps (forward, backward, AdamW) of GPT-2 on the CPU backend.
+// Times full training steps (forward, backward, clipping, AdamW) of GPT-2 on one backend.
 //
-// usage: gpt2_cpu_step [--layers L] [--heads H] [--dim C] [--seq T] [--vocab V] [--batch B]
-//                      [--steps N] [--warmup W] [--checkpointing]
+// usage: gpt2_step [--backend cpu|cuda] [--layers L] [--heads H] [--dim C] [--seq T]
+//                  [--vocab V] [--batch B] [--steps N] [--warmup W] [--checkpointing]
 // Prints a table row and one JSON line. Random tokens, so the timing does not depend on data.
 #include <algorithm>
 #include <chrono>
@@ -27,10 +27,15 @@ int Main(int argc, char** argv) {
   m.vocab_size = 256;
   int batch = 16, steps = 10, warmup = 2;
   bool checkpointing = false;
+  std::string backend = "cpu";
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--checkpointing") {
       checkpointing = true;
+      continue;
+    }
+    if (arg == "--backend" && i + 1 < argc) {
+      backend = argv[++i];
       continue;
     }
     int value = 0;
@@ -60,15 +65,18 @@ int Main(int argc, char** argv) {
       return 2;
     }
   }
-  auto ops = kernels::CreateOps("cpu");
-  if (!ops.ok()) return 1;
+  auto ops = kernels::CreateOps(backend);
+  if (!ops.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(ops.status().message()).c_str());
+    return 1;
+  }
   auto model = Gpt2::Create(m, batch, checkpointing, ops->get());
   if (!model.ok()) {
     std::fprintf(stderr, "%s\n", std::string(model.status().message()).c_str());
     return 1;
   }
   Gpt2& gpt = **model;
-  gpt.InitParams(1);
+  if (!gpt.InitParams(1).ok()) return 1;
   const size_t N = static_cast<size_t>(batch) * m.seq_len;
   std::vector<int32_t> inputs(N), targets(N);
   Rng rng(2);
@@ -85,6 +93,10 @@ int Main(int argc, char** argv) {
     loss = gpt.Forward(inputs.data(), targets.data());
     gpt.Backward(1.0f);
     OptimizerStep(gpt, **ops, opt, 1e-4, 1.0, s + 1);
+    if (absl::Status synced = (*ops)->Synchronize(); !synced.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(synced.message()).c_str());
+      return 1;
+    }
     const double t =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (s >= warmup) seconds.push_back(t);
@@ -94,8 +106,8 @@ int Main(int argc, char** argv) {
   const double tokens_per_s = static_cast<double>(N) / median;
   const double flops_per_token =
       6.0 * static_cast<double>(gpt.param_count()) + 12.0 * m.n_layer * m.d_model * m.seq_len;
-  std::printf("spillway cpu | L=%d C=%d T=%d B=%d | %.1f ms/step | %.0f tok/s | %.2f GFLOP/s\n",
-              m.n_layer, m.d_model, m.seq_len, batch, 1e3 * median, tokens_per_s,
+  std::printf("spillway %s | L=%d C=%d T=%d B=%d | %.1f ms/step | %.0f tok/s | %.2f GFLOP/s\n",
+              backend.c_str(), m.n_layer, m.d_model, m.seq_len, batch, 1e3 * median, tokens_per_s,
               tokens_per_s * flops_per_token / 1e9);
   std::printf(
       "{\"impl\": \"spillway-cpu\", \"layers\": %d, \"dim\": %d, \"seq\": %d, \"batch\": %d, "

@@ -1,5 +1,5 @@
-// Where a buffer lives. Every flat buffer of state has exactly one tier at a time; offload/
-// owns moving it between tiers.
+// Where memory lives. Every buffer of state has exactly one tier at a time; offload/ owns
+// allocating it and moving it between tiers.
 #pragma once
 
 #include "absl/strings/string_view.h"
@@ -13,6 +13,7 @@ enum class Tier {
   kNvme,        // a file under nvme_path, moved through io_uring
 };
 
+// "cpu", "pinned cpu", "gpu", "nvme": the names config files and reports use.
 absl::string_view TierName(Tier tier);
 
 }  // namespace spillway

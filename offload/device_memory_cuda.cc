@@ -1,0 +1,21 @@
+#include <cuda_runtime.h>
+
+#include "core/cuda_status.h"
+#include "offload/device_memory.h"
+
+namespace spillway {
+
+absl::StatusOr<void*> AllocateDeviceMemory(size_t bytes) {
+  void* p = nullptr;
+  SPW_CUDA_CHECK(cudaMalloc(&p, bytes));
+  absl::Status zeroed = CudaStatus(cudaMemset(p, 0, bytes), "cudaMemset");
+  if (!zeroed.ok()) {
+    cudaFree(p);
+    return zeroed;
+  }
+  return p;
+}
+
+void FreeDeviceMemory(void* p) { cudaFree(p); }
+
+}  // namespace spillway

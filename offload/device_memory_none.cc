@@ -1,0 +1,12 @@
+#include "offload/device_memory.h"
+
+namespace spillway {
+
+absl::StatusOr<void*> AllocateDeviceMemory(size_t) {
+  return absl::FailedPreconditionError(
+      "GPU memory was requested but this build has no CUDA (configure with nvcc available)");
+}
+
+void FreeDeviceMemory(void*) {}
+
+}  // namespace spillway
