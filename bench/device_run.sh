@@ -23,7 +23,7 @@ if [ "${SKIP_CPU_TESTS:-0}" != 1 ]; then
   ctest --test-dir build-device -LE gpu -j8 --output-on-failure >"$out/ctest_cpu.log" 2>&1
   tail -3 "$out/ctest_cpu.log"
 fi
-if [ "${SKIP_BENCH:-0}" != 1 ]; then
+if [ "${SKIP_CPU_BENCH:-0}" != 1 ]; then
   PYTHON=python3 bench/run_cpu.sh build-device 2>&1 | tee "$out/bench_cpu.txt"
 fi
 # The committed golden reference was made with Debian's PyTorch 1.13: check PyTorch 2.x agrees.
