@@ -110,9 +110,9 @@ int Main(int argc, char** argv) {
               backend.c_str(), m.n_layer, m.d_model, m.seq_len, batch, 1e3 * median, tokens_per_s,
               tokens_per_s * flops_per_token / 1e9);
   std::printf(
-      "{\"impl\": \"spillway-cpu\", \"layers\": %d, \"dim\": %d, \"seq\": %d, \"batch\": %d, "
+      "{\"impl\": \"spillway-%s\", \"layers\": %d, \"dim\": %d, \"seq\": %d, \"batch\": %d, "
       "\"ms_per_step\": %.3f, \"tokens_per_s\": %.1f, \"loss\": %.4f}\n",
-      m.n_layer, m.d_model, m.seq_len, batch, 1e3 * median, tokens_per_s, loss);
+      backend.c_str(), m.n_layer, m.d_model, m.seq_len, batch, 1e3 * median, tokens_per_s, loss);
   return 0;
 }
 

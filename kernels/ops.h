@@ -19,8 +19,8 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
-#include "core/tier.h"
 #include "absl/strings/string_view.h"
+#include "core/tier.h"
 
 namespace spillway::kernels {
 
@@ -42,6 +42,10 @@ class Ops {
 
   // Waits for all issued ops; returns the first asynchronous error, if any.
   virtual absl::Status Synchronize() = 0;
+
+  // Dense peak FLOP/s of the device for the throughput it is judged by (H100/H200: 989e12,
+  // bf16 tensor cores), or 0 when unknown. Progress lines report MFU against it.
+  virtual double peak_flops() const = 0;
 
   // The tier the op arguments live in: kHost for cpu, kDevice for cuda. Buffers the model
   // passes to ops are allocated there (offload/buffer.h).

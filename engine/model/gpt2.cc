@@ -11,6 +11,32 @@
 
 namespace spillway {
 
+// Floats of each activation buffer, for one micro-batch shape and checkpointing choice.
+struct ActivationPlan {
+  size_t residual, blocks, head, backward, token_bytes;
+  size_t per_block, block_sets;
+  size_t NC, Na;  // (N,C) and (N) rounded up to 16 floats, the head's carving unit
+
+  static ActivationPlan For(const ModelConfig& config, int batch, bool checkpointing) {
+    const BlockShape s{batch, config.seq_len, config.d_model, config.n_head};
+    const size_t N = s.N(), C = s.C, L = config.n_layer, Vp = PaddedVocab(config.vocab_size);
+    ActivationPlan p;
+    p.NC = (N * C + 15) / 16 * 16;
+    p.Na = (N + 15) / 16 * 16;
+    p.residual = (L + 1) * N * C;
+    p.per_block = BlockActivations::Floats(s);
+    p.block_sets = checkpointing ? 1 : L;
+    p.blocks = p.block_sets * p.per_block;
+    p.head = p.NC + 3 * p.Na + N * Vp;
+    p.backward = p.NC + BlockGradScratch::Floats(s);
+    p.token_bytes = 2 * N * sizeof(int32_t);
+    return p;
+  }
+  size_t bytes() const {
+    return (residual + blocks + head + backward) * sizeof(float) + token_bytes;
+  }
+};
+
 // Activation memory, planned once for (B, T). Residual stream: the embedding output and each
 // block's output, (L+1) x (N,C); these are the Unit inputs that checkpointing keeps. Block
 // activations: one set per block, or a single set reused by every block when checkpointing
@@ -57,38 +83,33 @@ absl::StatusOr<std::unique_ptr<Gpt2>> Gpt2::Create(const ModelConfig& config, in
   impl->tier = tier;
   const BlockShape s{batch, config.seq_len, config.d_model, config.n_head};
   impl->shape = s;
-  const size_t N = s.N(), C = s.C, L = config.n_layer, Vp = model->Vp_;
+  const size_t N = s.N(), C = s.C, L = config.n_layer;
   const size_t F = sizeof(float);
+  const ActivationPlan plan = ActivationPlan::For(config, batch, activation_checkpointing);
 
   SPW_ASSIGN_OR_RETURN(impl->residual_buf,
-                       Buffer::Allocate((L + 1) * N * C * F, tier, "residual-stream activations"));
-  for (size_t i = 0; i <= L; ++i)
+                       Buffer::Allocate(plan.residual * F, tier, "residual-stream activations"));
+  for (size_t i = 0; i <= L; ++i) {
     impl->residual.push_back(impl->residual_buf.as<float>() + i * N * C);
-
-  const size_t block_sets = activation_checkpointing ? 1 : L;
-  const size_t per_block = BlockActivations::Floats(s);
-  SPW_ASSIGN_OR_RETURN(impl->block_buf,
-                       Buffer::Allocate(block_sets * per_block * F, tier, "block activations"));
-  for (size_t i = 0; i < block_sets; ++i) {
-    impl->acts.push_back(BlockActivations::Carve(impl->block_buf.as<float>() + i * per_block, s));
   }
-
-  const size_t NC = (N * C + 15) / 16 * 16, Na = (N + 15) / 16 * 16, NV = N * Vp;
-  SPW_ASSIGN_OR_RETURN(impl->head_buf,
-                       Buffer::Allocate((NC + 3 * Na + NV) * F, tier, "head activations"));
+  SPW_ASSIGN_OR_RETURN(impl->block_buf,
+                       Buffer::Allocate(plan.blocks * F, tier, "block activations"));
+  for (size_t i = 0; i < plan.block_sets; ++i) {
+    impl->acts.push_back(
+        BlockActivations::Carve(impl->block_buf.as<float>() + i * plan.per_block, s));
+  }
+  SPW_ASSIGN_OR_RETURN(impl->head_buf, Buffer::Allocate(plan.head * F, tier, "head activations"));
   float* h = impl->head_buf.as<float>();
   impl->lnf = h;
-  impl->lnf_mean = h + NC;
-  impl->lnf_rstd = h + NC + Na;
-  impl->losses = h + NC + 2 * Na;
-  impl->logits = h + NC + 3 * Na;
-
-  SPW_ASSIGN_OR_RETURN(impl->grad_buf, Buffer::Allocate((NC + BlockGradScratch::Floats(s)) * F, tier,
-                                                            "backward scratch"));
+  impl->lnf_mean = h + plan.NC;
+  impl->lnf_rstd = h + plan.NC + plan.Na;
+  impl->losses = h + plan.NC + 2 * plan.Na;
+  impl->logits = h + plan.NC + 3 * plan.Na;
+  SPW_ASSIGN_OR_RETURN(impl->grad_buf,
+                       Buffer::Allocate(plan.backward * F, tier, "backward scratch"));
   impl->dres = impl->grad_buf.as<float>();
-  impl->scratch = BlockGradScratch::Carve(impl->grad_buf.as<float>() + NC, s);
-
-  SPW_ASSIGN_OR_RETURN(impl->token_buf, Buffer::Allocate(2 * N * sizeof(int32_t), tier, "tokens"));
+  impl->scratch = BlockGradScratch::Carve(impl->grad_buf.as<float>() + plan.NC, s);
+  SPW_ASSIGN_OR_RETURN(impl->token_buf, Buffer::Allocate(plan.token_bytes, tier, "tokens"));
   impl->inputs = impl->token_buf.as<int32_t>();
   impl->targets = impl->inputs + N;
   impl->host_losses.resize(N);
@@ -105,8 +126,8 @@ absl::Status Gpt2::InitParams(uint64_t seed) {
     std::vector<float> host(unit.numel(), 0.0f);
     for (const TensorSpec& t : unit.layout.tensors()) {
       float* p = host.data() + t.offset;
-      const bool is_norm_weight = t.name.find("ln_") != std::string::npos &&
-                                  t.name.ends_with(".weight");
+      const bool is_norm_weight =
+          t.name.find("ln_") != std::string::npos && t.name.ends_with(".weight");
       if (is_norm_weight) {
         for (size_t i = 0; i < t.numel; ++i) p[i] = 1.0f;
       } else if (t.shape.size() == 2) {
@@ -114,7 +135,8 @@ absl::Status Gpt2::InitParams(uint64_t seed) {
         const double std = residual_proj ? residual_std : config_.init_std;
         // wte's padding rows stay zero.
         const size_t rows = t.name == "wte" ? config_.vocab_size : t.shape[0];
-        for (size_t i = 0; i < rows * t.shape[1]; ++i) p[i] = static_cast<float>(std * rng.Normal());
+        for (size_t i = 0; i < rows * t.shape[1]; ++i)
+          p[i] = static_cast<float>(std * rng.Normal());
       }
     }
     ops_->CopyToBackend(unit.params.data(), host.data(), unit.params.bytes());
@@ -214,9 +236,12 @@ size_t Gpt2::param_count() const {
 }
 
 size_t Gpt2::activation_bytes() const {
-  const Impl& m = *impl_;
-  return m.residual_buf.bytes() + m.block_buf.bytes() + m.head_buf.bytes() + m.grad_buf.bytes() +
-         m.token_buf.bytes();
+  return ActivationPlan::For(config_, B_, impl_->checkpointing).bytes();
+}
+
+size_t Gpt2::PlannedActivationBytes(const ModelConfig& config, int batch,
+                                    bool activation_checkpointing) {
+  return ActivationPlan::For(config, batch, activation_checkpointing).bytes();
 }
 
 const TensorSpec* Gpt2::FindTensor(absl::string_view name, int* unit_index) const {

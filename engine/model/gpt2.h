@@ -54,7 +54,10 @@ class Gpt2 {
   int batch() const { return B_; }
   int padded_vocab() const { return Vp_; }
   size_t param_count() const;       // without padding rows or alignment gaps
-  size_t activation_bytes() const;  // bytes of activation buffers, as planned
+  size_t activation_bytes() const;  // bytes of activation buffers, as allocated
+  // The activation bytes Create() would allocate for this shape: for reports and planning.
+  static size_t PlannedActivationBytes(const ModelConfig& config, int batch,
+                                       bool activation_checkpointing);
 
   // The tensor called `name` (see above), or null: its parameters or its gradient.
   float* FindParam(absl::string_view name);

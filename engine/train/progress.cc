@@ -13,10 +13,12 @@ namespace spillway {
 
 std::string StepReport::Format() const {
   const int width = static_cast<int>(std::to_string(total_steps).size());
+  const std::string mfu_text = mfu > 0 ? absl::StrFormat(" | MFU %.1f%%", 100 * mfu) : "";
   return absl::StrFormat(
-      "step %*d/%d | loss %.4f | lr %.2e | gnorm %.3f | %s tok/s | %.1f ms/step | ETA %s", width,
-      step, total_steps, loss, lr, grad_norm, FormatCount(tokens_per_s), ms_per_step,
-      FormatDuration(eta_s));
+      "step %*d/%d | loss %.4f | lr %.2e | gnorm %.3f | %s tok/s | %.3g TFLOP/s%s | %.1f ms/step "
+      "| ETA %s",
+      width, step, total_steps, loss, lr, grad_norm, FormatCount(tokens_per_s), tflops, mfu_text,
+      ms_per_step, FormatDuration(eta_s));
 }
 
 nlohmann::json StepReport::ToJson() const {

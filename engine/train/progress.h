@@ -17,6 +17,8 @@ struct StepReport {
   double lr = 0.0;
   double grad_norm = 0.0;
   double tokens_per_s = 0.0;
+  double tflops = 0.0;  // achieved, counting 6N + 12 L d T FLOP per token
+  double mfu = 0.0;     // tflops over the device's peak; 0 when the peak is unknown
   double ms_per_step = 0.0;
   double eta_s = 0.0;
 

@@ -137,13 +137,16 @@ void Trainer::PrintStartup() const {
       "parameters in %d Units",
       m.n_layer, m.n_head, m.d_model, m.seq_len, m.vocab_size,
       FormatCount(static_cast<double>(model_->param_count())), model_->num_units()));
+  const int B = static_cast<int>(config_.train_micro_batch_size_per_gpu);
+  const bool checkpointing = config_.activation_checkpointing;
   Print(absl::StrFormat(
-      "memory (tier %s): parameters %s, gradients %s, optimizer state %s, activations %s "
-      "(micro-batch %d%s)",
-      TierName(ops_->memory_tier()), FormatBytes(state_bytes), FormatBytes(state_bytes), FormatBytes(2.0 * state_bytes),
-      FormatBytes(static_cast<double>(model_->activation_bytes())),
-      config_.train_micro_batch_size_per_gpu,
-      config_.activation_checkpointing ? ", activation checkpointing on" : ""));
+      "memory (tier %s): parameters %s, gradients %s, optimizer state %s, activations per "
+      "micro-batch of %d: %s with activation checkpointing %s (%s with it %s)",
+      TierName(ops_->memory_tier()), FormatBytes(state_bytes), FormatBytes(state_bytes),
+      FormatBytes(2.0 * state_bytes), B,
+      FormatBytes(static_cast<double>(model_->activation_bytes())), checkpointing ? "on" : "off",
+      FormatBytes(static_cast<double>(Gpt2::PlannedActivationBytes(m, B, !checkpointing))),
+      checkpointing ? "off" : "on"));
   Print(
       absl::StrFormat("batch: %d sequences x %d tokens per step (micro-batch %d x %d "
                       "accumulation steps), backend %s",
@@ -191,8 +194,10 @@ absl::Status Trainer::Train() {
   }
   SPW_RETURN_IF_ERROR(CheckCheckpointDir());
   SPW_ASSIGN_OR_RETURN(MetricsLog metrics, MetricsLog::Open(config_.log.metrics_path, step_ > 0));
-  const double tokens_per_step =
-      static_cast<double>(config_.train_batch_size) * config_.model.seq_len;
+  const ModelConfig& m = config_.model;
+  const double tokens_per_step = static_cast<double>(config_.train_batch_size) * m.seq_len;
+  const double flops_per_token =
+      6.0 * static_cast<double>(model_->param_count()) + 12.0 * m.n_layer * m.d_model * m.seq_len;
   const CheckpointConfig& ckpt = config_.checkpoint;
 
   Clock::time_point window_start = Clock::now();
@@ -204,14 +209,17 @@ absl::Status Trainer::Train() {
     const bool last = step_ == total;
     if (step_ % config_.steps_per_print == 0 || step_ == 1 || last) {
       seconds_per_step = SecondsSince(window_start) / static_cast<double>(window_steps);
-      StepReport report{step_,
-                        total,
-                        last_loss_,
-                        last_lr_,
-                        last_grad_norm_,
-                        tokens_per_step / seconds_per_step,
-                        1e3 * seconds_per_step,
-                        seconds_per_step * static_cast<double>(total - step_)};
+      StepReport report;
+      report.step = step_;
+      report.total_steps = total;
+      report.loss = last_loss_;
+      report.lr = last_lr_;
+      report.grad_norm = last_grad_norm_;
+      report.tokens_per_s = tokens_per_step / seconds_per_step;
+      report.tflops = report.tokens_per_s * flops_per_token / 1e12;
+      if (ops_->peak_flops() > 0) report.mfu = report.tflops * 1e12 / ops_->peak_flops();
+      report.ms_per_step = 1e3 * seconds_per_step;
+      report.eta_s = seconds_per_step * static_cast<double>(total - step_);
       Print(report.Format());
       SPW_RETURN_IF_ERROR(metrics.Write(report.ToJson()));
       window_start = Clock::now();

@@ -21,6 +21,7 @@ class CpuOps final : public Ops {
 
   absl::Status Synchronize() override { return absl::OkStatus(); }
 
+  double peak_flops() const override { return 0.0; }
   Tier memory_tier() const override { return Tier::kHost; }
   void CopyToBackend(void* dst, const void* host_src, size_t bytes) override {
     if (bytes > 0) std::memcpy(dst, host_src, bytes);

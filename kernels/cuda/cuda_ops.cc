@@ -1,5 +1,7 @@
 #include "kernels/cuda/cuda_ops.h"
 
+#include <string>
+
 #include "kernels/cuda/cublaslt_matmul.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/launchers.h"
@@ -19,6 +21,12 @@ class CudaOps final : public Ops {
     ops->device_ = device;
     SPW_CUDA_CHECK(cudaSetDevice(device));
     SPW_CUDA_CHECK(cudaStreamCreateWithFlags(&ops->stream_, cudaStreamNonBlocking));
+    cudaDeviceProp prop;
+    SPW_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+    const std::string name = prop.name;
+    if (name.find("H100") != std::string::npos || name.find("H200") != std::string::npos) {
+      ops->peak_flops_ = 989e12;
+    }
     SPW_ASSIGN_OR_RETURN(ops->gemm_, cuda::CublasLtMatmul::Create(kGemmWorkspaceBytes));
     SPW_CUDA_CHECK(cudaMalloc(&ops->sum_result_, sizeof(double)));
     SPW_CUDA_CHECK(cudaMallocHost(&ops->sum_host_, sizeof(double)));
@@ -42,6 +50,7 @@ class CudaOps final : public Ops {
     return first_error_;
   }
 
+  double peak_flops() const override { return peak_flops_; }
   Tier memory_tier() const override { return Tier::kDevice; }
   void CopyToBackend(void* dst, const void* host_src, size_t bytes) override {
     if (bytes == 0) return;
@@ -165,6 +174,7 @@ class CudaOps final : public Ops {
   }
 
   int device_ = 0;
+  double peak_flops_ = 0.0;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<cuda::CublasLtMatmul> gemm_;
   float* attention_scratch_ = nullptr;
