@@ -43,6 +43,7 @@ class MpiCommunicator final : public Communicator {
   static absl::StatusOr<std::unique_ptr<Communicator>> Create(Options options);
   static absl::StatusOr<std::unique_ptr<Communicator>> Create() { return Create(Options()); }
 
+  // Collective (frees the duplicated communicators): destroy on every rank in the same order.
   ~MpiCommunicator() override;
   MpiCommunicator(const MpiCommunicator&) = delete;
   MpiCommunicator& operator=(const MpiCommunicator&) = delete;
@@ -63,10 +64,14 @@ class MpiCommunicator final : public Communicator {
   // Rank q owns elements [begin[q], begin[q + 1]) of a buffer split over the ranks.
   using Split = std::vector<size_t>;
 
-  MpiCommunicator(Options options, MPI_Comm collectives, MPI_Comm messages);
+  MpiCommunicator(Options options, MPI_Comm collectives, MPI_Comm messages, int rank,
+                  int world_size);
 
   Split EvenSplit(size_t n) const;
   Split BlockSplit(size_t n_per_rank) const;
+  // Elements per rank and message in one round of ReduceScatter or Gather.
+  size_t BlockElements() const;
+  size_t LongestPart(const Split& split) const;
   // out (this rank's part of `split`) = rank-order sum over ranks of their send's part.
   // out may be send + split[rank_] (in place).
   absl::Status ReduceScatter(const float* send, float* out, const Split& split);

@@ -32,10 +32,11 @@ absl::StatusOr<int> ReadInt(const char* name) {
   return ParseCount(name, *text);
 }
 
+constexpr const char kSlurmTasksPerNode[] = "SLURM_TASKS_PER_NODE";
+
 // SLURM_TASKS_PER_NODE: "N" or "N(xM)" (M nodes with N tasks each).
 absl::StatusOr<int> ReadSlurmTasksPerNode() {
-  if (Env("SLURM_NTASKS_PER_NODE")) return ReadInt("SLURM_NTASKS_PER_NODE");
-  constexpr const char* kName = "SLURM_TASKS_PER_NODE";
+  constexpr const char* kName = kSlurmTasksPerNode;
   const std::optional<absl::string_view> text = Env(kName);
   if (!text) {
     return absl::InvalidArgumentError(
@@ -48,9 +49,10 @@ absl::StatusOr<int> ReadSlurmTasksPerNode() {
     int nodes = 0;
     if (repeat.size() < 4 || repeat.substr(0, 2) != "(x" || repeat.back() != ')' ||
         !absl::SimpleAtoi(repeat.substr(2, repeat.size() - 3), &nodes) || nodes < 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          kName, "=\"", *text, "\" is not of the form \"N\" or \"N(xM)\" (uneven layouts are "
-          "not supported; set SLURM_NTASKS_PER_NODE)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(kName, "=\"", *text,
+                       "\" is not of the form \"N\" or \"N(xM)\" (uneven layouts are "
+                       "not supported; set SLURM_NTASKS_PER_NODE)"));
     }
     count = count.substr(0, paren);
   }
@@ -61,13 +63,13 @@ struct Names {
   const char* rank;
   const char* world_size;
   const char* local_rank;
-  const char* local_world_size;  // nullptr: SLURM's own parsing
+  const char* local_world_size;
 };
 
 absl::Status CheckLess(const char* lhs_name, int lhs, const char* rhs_name, int rhs) {
   if (lhs < rhs) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(lhs_name, "=", lhs, " must be less than ",
-                                                 rhs_name, "=", rhs));
+  return absl::InvalidArgumentError(
+      absl::StrCat(lhs_name, "=", lhs, " must be less than ", rhs_name, "=", rhs));
 }
 
 absl::StatusOr<RankInfo> Read(const Names& names) {
@@ -75,22 +77,18 @@ absl::StatusOr<RankInfo> Read(const Names& names) {
   SPW_ASSIGN_OR_RETURN(info.rank, ReadInt(names.rank));
   SPW_ASSIGN_OR_RETURN(info.world_size, ReadInt(names.world_size));
   SPW_ASSIGN_OR_RETURN(info.local_rank, ReadInt(names.local_rank));
-  const char* local_size_name =
-      names.local_world_size != nullptr ? names.local_world_size
-      : Env("SLURM_NTASKS_PER_NODE")    ? "SLURM_NTASKS_PER_NODE"
-                                        : "SLURM_TASKS_PER_NODE";
-  if (names.local_world_size != nullptr) {
-    SPW_ASSIGN_OR_RETURN(info.local_world_size, ReadInt(names.local_world_size));
-  } else {
+  if (names.local_world_size == kSlurmTasksPerNode) {
     SPW_ASSIGN_OR_RETURN(info.local_world_size, ReadSlurmTasksPerNode());
+  } else {
+    SPW_ASSIGN_OR_RETURN(info.local_world_size, ReadInt(names.local_world_size));
   }
   SPW_RETURN_IF_ERROR(CheckLess(names.rank, info.rank, names.world_size, info.world_size));
   SPW_RETURN_IF_ERROR(
-      CheckLess(names.local_rank, info.local_rank, local_size_name, info.local_world_size));
+      CheckLess(names.local_rank, info.local_rank, names.local_world_size, info.local_world_size));
   if (info.local_world_size > info.world_size) {
-    return absl::InvalidArgumentError(absl::StrCat(local_size_name, "=", info.local_world_size,
-                                                   " exceeds ", names.world_size, "=",
-                                                   info.world_size));
+    return absl::InvalidArgumentError(absl::StrCat(names.local_world_size, "=",
+                                                   info.local_world_size, " exceeds ",
+                                                   names.world_size, "=", info.world_size));
   }
   return info;
 }
@@ -98,13 +96,14 @@ absl::StatusOr<RankInfo> Read(const Names& names) {
 }  // namespace
 
 absl::StatusOr<RankInfo> RankInfoFromEnvironment() {
-  static constexpr Names kLaunchers[] = {
+  const Names launchers[] = {
       {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK",
        "OMPI_COMM_WORLD_LOCAL_SIZE"},
-      {"SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", nullptr},
+      {"SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID",
+       Env("SLURM_NTASKS_PER_NODE") ? "SLURM_NTASKS_PER_NODE" : kSlurmTasksPerNode},
       {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"},
   };
-  for (const Names& names : kLaunchers) {
+  for (const Names& names : launchers) {
     if (Env(names.rank)) return Read(names);
   }
   return RankInfo{};

@@ -5,20 +5,14 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/cuda/grid_stride.cuh"
 #include "kernels/cuda/launchers.h"
 
 namespace spillway::kernels::cuda {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr size_t kMaxBlocks = 8192;
-
-size_t Blocks(size_t work) {
-  const size_t blocks = (work + kThreads - 1) / kThreads;
-  return blocks < kMaxBlocks ? (blocks > 0 ? blocks : 1) : kMaxBlocks;
-}
-
-bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+constexpr int kThreads = kGridStrideThreads;
+size_t Blocks(size_t work) { return GridStrideBlocks(work); }
 
 struct Step {
   float lr, beta1, beta2, eps, grad_scale, bc1, bc2, decay;

@@ -15,5 +15,4 @@ absl::Status CublasStatus(cublasStatus_t status, absl::string_view what);
 
 }  // namespace spillway::kernels
 
-#define SPW_CUBLAS_CHECK(expr) \
-  SPW_RETURN_IF_ERROR(::spillway::kernels::CublasStatus((expr), #expr))
+#define SPW_CUBLAS_CHECK(expr) SPW_RETURN_IF_ERROR(::spillway::kernels::CublasStatus((expr), #expr))

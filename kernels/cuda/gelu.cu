@@ -5,22 +5,17 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/cuda/grid_stride.cuh"
 #include "kernels/cuda/launchers.h"
 
 namespace spillway::kernels::cuda {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr size_t kMaxBlocks = 8192;
+constexpr int kThreads = kGridStrideThreads;
 constexpr float kSqrt2OverPi = 0.7978845608028654f;
 constexpr float kCubic = 0.044715f;
 
-size_t Blocks(size_t work) {
-  const size_t blocks = (work + kThreads - 1) / kThreads;
-  return blocks < kMaxBlocks ? (blocks > 0 ? blocks : 1) : kMaxBlocks;
-}
-
-bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+size_t Blocks(size_t work) { return GridStrideBlocks(work); }
 
 // exp(-2u), its argument clamped like the CPU's FastExp so that e stays finite.
 __device__ __forceinline__ float ExpMinus2U(float x) {

@@ -9,12 +9,19 @@
 namespace spillway {
 namespace {
 
-constexpr const char* kAllVariables[] = {
-    "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",  "OMPI_COMM_WORLD_LOCAL_RANK",
-    "OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_PROCID", "SLURM_NTASKS",
-    "SLURM_LOCALID", "SLURM_NTASKS_PER_NODE", "SLURM_TASKS_PER_NODE",
-    "RANK", "WORLD_SIZE", "LOCAL_RANK",
-    "LOCAL_WORLD_SIZE"};
+constexpr const char* kAllVariables[] = {"OMPI_COMM_WORLD_RANK",
+                                         "OMPI_COMM_WORLD_SIZE",
+                                         "OMPI_COMM_WORLD_LOCAL_RANK",
+                                         "OMPI_COMM_WORLD_LOCAL_SIZE",
+                                         "SLURM_PROCID",
+                                         "SLURM_NTASKS",
+                                         "SLURM_LOCALID",
+                                         "SLURM_NTASKS_PER_NODE",
+                                         "SLURM_TASKS_PER_NODE",
+                                         "RANK",
+                                         "WORLD_SIZE",
+                                         "LOCAL_RANK",
+                                         "LOCAL_WORLD_SIZE"};
 
 // Clears every launcher variable (this test may itself run under mpirun or srun) and restores
 // them afterwards.
@@ -37,8 +44,7 @@ class RankInfoTest : public ::testing::Test {
     const absl::StatusOr<RankInfo> info = RankInfoFromEnvironment();
     ASSERT_FALSE(info.ok());
     EXPECT_EQ(info.status().code(), absl::StatusCode::kInvalidArgument);
-    EXPECT_NE(info.status().message().find(variable), absl::string_view::npos)
-        << info.status();
+    EXPECT_NE(info.status().message().find(variable), absl::string_view::npos) << info.status();
   }
 
  private:

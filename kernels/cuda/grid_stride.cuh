@@ -1,0 +1,21 @@
+// Launch geometry shared by the elementwise-style kernels: grid-stride loops of kThreads-thread
+// blocks, at most kMaxBlocks of them, with float4 accesses when every pointer allows.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace spillway::kernels::cuda {
+
+inline constexpr int kGridStrideThreads = 256;
+inline constexpr size_t kGridStrideMaxBlocks = 8192;
+
+// Blocks for `work` items, one per thread: at least 1, at most kGridStrideMaxBlocks.
+inline size_t GridStrideBlocks(size_t work) {
+  const size_t blocks = (work + kGridStrideThreads - 1) / kGridStrideThreads;
+  return blocks < kGridStrideMaxBlocks ? (blocks > 0 ? blocks : 1) : kGridStrideMaxBlocks;
+}
+
+inline bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+}  // namespace spillway::kernels::cuda
