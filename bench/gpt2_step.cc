@@ -85,6 +85,7 @@ int Main(int argc, char** argv) {
     targets[i] = static_cast<int32_t>(rng.Below(m.vocab_size));
   }
   OptimizerConfig opt;
+  const std::unique_ptr<Communicator> one_rank = Communicator::Single();
   std::vector<double> seconds;
   float loss = 0;
   for (int s = 0; s < warmup + steps; ++s) {
@@ -92,7 +93,7 @@ int Main(int argc, char** argv) {
     gpt.ZeroGrads();
     loss = gpt.Forward(inputs.data(), targets.data());
     gpt.Backward(1.0f);
-    OptimizerStep(gpt, **ops, opt, 1e-4, 1.0, s + 1);
+    if (!OptimizerStep(gpt, **ops, *one_rank, opt, 1e-4, 1.0, s + 1).ok()) return 1;
     if (absl::Status synced = (*ops)->Synchronize(); !synced.ok()) {
       std::fprintf(stderr, "%s\n", std::string(synced.message()).c_str());
       return 1;

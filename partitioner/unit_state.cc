@@ -5,14 +5,19 @@
 
 namespace spillway {
 
-absl::StatusOr<UnitState> UnitState::Allocate(UnitLayout layout, Tier tier) {
-  const size_t bytes = layout.numel() * sizeof(float);
+absl::StatusOr<UnitState> UnitState::Allocate(UnitLayout layout, Tier tier,
+                                              const ShardingPlan& plan) {
+  const ShardRange shard = ShardOf(layout.numel(), plan.world_size, plan.rank);
+  const size_t full = shard.padded_numel * sizeof(float);
+  const size_t moments =
+      (plan.shard_optimizer_state ? shard.shard_numel : shard.padded_numel) * sizeof(float);
   const std::string name = layout.name();
-  UnitState s{std::move(layout), {}, {}, {}, {}};
-  SPW_ASSIGN_OR_RETURN(s.params, Buffer::Allocate(bytes, tier, absl::StrCat(name, " parameters")));
-  SPW_ASSIGN_OR_RETURN(s.grads, Buffer::Allocate(bytes, tier, absl::StrCat(name, " gradients")));
-  SPW_ASSIGN_OR_RETURN(s.exp_avg, Buffer::Allocate(bytes, tier, absl::StrCat(name, " Adam m")));
-  SPW_ASSIGN_OR_RETURN(s.exp_avg_sq, Buffer::Allocate(bytes, tier, absl::StrCat(name, " Adam v")));
+  UnitState s{std::move(layout), shard, plan.shard_optimizer_state, {}, {}, {}, {}};
+  SPW_ASSIGN_OR_RETURN(s.params, Buffer::Allocate(full, tier, absl::StrCat(name, " parameters")));
+  SPW_ASSIGN_OR_RETURN(s.grads, Buffer::Allocate(full, tier, absl::StrCat(name, " gradients")));
+  SPW_ASSIGN_OR_RETURN(s.exp_avg, Buffer::Allocate(moments, tier, absl::StrCat(name, " Adam m")));
+  SPW_ASSIGN_OR_RETURN(s.exp_avg_sq,
+                       Buffer::Allocate(moments, tier, absl::StrCat(name, " Adam v")));
   return s;
 }
 

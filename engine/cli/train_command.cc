@@ -1,5 +1,4 @@
 #include <cstdio>
-#include <cstdlib>
 
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
@@ -7,23 +6,17 @@
 #include "engine/cli/commands.h"
 #include "engine/config/config.h"
 #include "engine/train/trainer.h"
+#include "partitioner/mpi_communicator.h"
+#include "partitioner/rank_info.h"
 
 namespace spillway {
 namespace {
 
-// Several ranks need the ZeRO partitioner, which is not built yet: refuse clearly rather than
-// run N unrelated copies under mpirun.
-absl::Status CheckSingleRank() {
-  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "WORLD_SIZE"}) {
-    const char* value = std::getenv(var);
-    if (value != nullptr && std::atoi(value) > 1) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(var, "=", value,
-                       ": training on several ranks (mpirun -np N) needs the ZeRO "
-                       "partitioner, which is not built yet; run one process"));
-    }
-  }
-  return absl::OkStatus();
+// One rank, or MPI's ranks when a launcher (mpirun, srun, torchrun) started several.
+absl::StatusOr<std::unique_ptr<Communicator>> MakeCommunicator() {
+  SPW_ASSIGN_OR_RETURN(RankInfo ranks, RankInfoFromEnvironment());
+  if (ranks.world_size == 1) return Communicator::Single();
+  return MpiCommunicator::Create();
 }
 
 int Fail(const absl::Status& status) {
@@ -36,6 +29,7 @@ int Fail(const absl::Status& status) {
 const char kTrainUsage[] =
     "usage: spillway train CONFIG [--resume DIR]\n"
     "  Trains the model described by the JSON config CONFIG (keys: docs/config.md).\n"
+    "  Under mpirun -np N (CPU backend), N ranks train data-parallel (zero_optimization).\n"
     "  --resume DIR   continue from a checkpoint: a step directory, or a checkpoint root\n"
     "                 (checkpoint.dir) whose newest complete checkpoint is used\n";
 
@@ -52,10 +46,11 @@ int TrainCommand(const std::vector<std::string>& argv) {
                  kTrainUsage);
     return kExitUsage;
   }
-  if (absl::Status s = CheckSingleRank(); !s.ok()) return Fail(s);
-  absl::StatusOr<Config> config = LoadConfig(args->positional[0]);
+  absl::StatusOr<std::unique_ptr<Communicator>> comm = MakeCommunicator();
+  if (!comm.ok()) return Fail(comm.status());
+  absl::StatusOr<Config> config = LoadConfig(args->positional[0], (*comm)->world_size());
   if (!config.ok()) return Fail(config.status());
-  absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(*config);
+  absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(*config, stdout, comm->get());
   if (!trainer.ok()) return Fail(trainer.status());
   if (args->Has("resume")) {
     if (absl::Status s = (*trainer)->Resume(args->Get("resume")); !s.ok()) return Fail(s);

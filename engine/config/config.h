@@ -86,6 +86,9 @@ struct Config {
   double gradient_clipping = 0.0;  // max global L2 norm; 0: no clipping
   int64_t steps_per_print = 10;
   bool activation_checkpointing = false;  // activation_checkpointing.enabled
+  // zero_optimization.stage: 0 = plain data parallel (gradients all-reduced), 1 = AdamW state
+  // sharded across ranks (each rank updates its shard, then parameters are all-gathered).
+  int zero_stage = 0;
 
   ModelConfig model;
   OptimizerConfig optimizer;

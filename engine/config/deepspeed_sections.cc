@@ -221,23 +221,24 @@ absl::Status ParseFp16(const Json& value) {
   return absl::OkStatus();
 }
 
-absl::Status ParseZeroOptimization(const Json& value) {
+absl::Status ParseZeroOptimization(const Json& value, int* stage_out) {
   SPW_ASSIGN_OR_RETURN(ObjectReader r, ObjectReader::Open(value, "zero_optimization"));
   std::vector<absl::string_view> allowed = {"stage", "offload_optimizer", "offload_param"};
   allowed.insert(allowed.end(), std::begin(kZeroOptionsNotBuilt), std::end(kZeroOptionsNotBuilt));
   SPW_RETURN_IF_ERROR(r.CheckKeys(allowed));
   int64_t stage = 0;
   SPW_RETURN_IF_ERROR(r.Int("stage", &stage, 0, 3));
-  if (stage != 0) {
+  if (stage > 1) {
     return KeyError(r.KeyPath("stage"),
-                    absl::StrCat("ZeRO stage ", stage, " is not built yet; only 0 is accepted"));
+                    absl::StrCat("ZeRO stage ", stage, " is not built yet; 0 and 1 are"));
   }
+  *stage_out = static_cast<int>(stage);
   SPW_RETURN_IF_ERROR(ParseOffload(r, "offload_optimizer"));
   SPW_RETURN_IF_ERROR(ParseOffload(r, "offload_param"));
   for (absl::string_view key : kZeroOptionsNotBuilt) {
     if (r.Has(key)) {
       return KeyError(r.KeyPath(key),
-                      "this ZeRO option is not built yet (only zero_optimization.stage 0 is); "
+                      "this ZeRO option is not built yet (only zero_optimization.stage is); "
                       "remove the key");
     }
   }

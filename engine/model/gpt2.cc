@@ -65,8 +65,8 @@ Gpt2::Gpt2(const ModelConfig& config, int batch, kernels::Ops* ops)
 Gpt2::~Gpt2() = default;
 
 absl::StatusOr<std::unique_ptr<Gpt2>> Gpt2::Create(const ModelConfig& config, int batch,
-                                                   bool activation_checkpointing,
-                                                   kernels::Ops* ops) {
+                                                   bool activation_checkpointing, kernels::Ops* ops,
+                                                   const ShardingPlan& sharding) {
   if (config.n_layer < 1 || config.n_head < 1 || config.d_model % config.n_head != 0 ||
       config.seq_len < 1 || config.vocab_size < 2 || batch < 1) {
     return absl::InvalidArgumentError("model shape is invalid (ParseConfig should have said)");
@@ -74,7 +74,7 @@ absl::StatusOr<std::unique_ptr<Gpt2>> Gpt2::Create(const ModelConfig& config, in
   auto model = std::unique_ptr<Gpt2>(new Gpt2(config, batch, ops));
   const Tier tier = ops->memory_tier();
   for (UnitLayout& layout : Gpt2Layouts(config)) {
-    SPW_ASSIGN_OR_RETURN(UnitState state, UnitState::Allocate(std::move(layout), tier));
+    SPW_ASSIGN_OR_RETURN(UnitState state, UnitState::Allocate(std::move(layout), tier, sharding));
     model->units_.push_back(std::move(state));
   }
 
@@ -139,7 +139,7 @@ absl::Status Gpt2::InitParams(uint64_t seed) {
           p[i] = static_cast<float>(std * rng.Normal());
       }
     }
-    ops_->CopyToBackend(unit.params.data(), host.data(), unit.params.bytes());
+    ops_->CopyToBackend(unit.params.data(), host.data(), host.size() * sizeof(float));
     SPW_RETURN_IF_ERROR(ops_->Synchronize());
   }
   return absl::OkStatus();

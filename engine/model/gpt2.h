@@ -28,9 +28,11 @@ class Gpt2 {
   // Plans and allocates everything for micro-batches of `batch` rows of config.seq_len
   // tokens. With `activation_checkpointing`, only each block's input is kept during the
   // forward and the block's forward is recomputed inside its backward.
+  // `sharding` says how this rank holds the Units' state (ZeRO; partitioner/unit_state.h).
   static absl::StatusOr<std::unique_ptr<Gpt2>> Create(const ModelConfig& config, int batch,
                                                       bool activation_checkpointing,
-                                                      kernels::Ops* ops);
+                                                      kernels::Ops* ops,
+                                                      const ShardingPlan& sharding = {});
 
   // GPT-2 initialisation from `seed`: weights N(0, init_std), the two residual projections
   // (attn.c_proj, mlp.c_proj) N(0, init_std / sqrt(2 L)), biases 0, LayerNorm weights 1.

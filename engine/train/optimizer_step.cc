@@ -1,11 +1,24 @@
 #include "engine/train/optimizer_step.h"
 
+#include <algorithm>
 #include <cmath>
+
+#include "core/status.h"
 
 namespace spillway {
 
-OptimizerStepResult OptimizerStep(Gpt2& model, kernels::Ops& ops, const OptimizerConfig& opt,
-                                  double lr, double max_grad_norm, int64_t step) {
+absl::StatusOr<OptimizerStepResult> OptimizerStep(Gpt2& model, kernels::Ops& ops,
+                                                  Communicator& comm, const OptimizerConfig& opt,
+                                                  double lr, double max_grad_norm, int64_t step) {
+  const bool distributed = comm.world_size() > 1;
+  if (distributed) {
+    SPW_RETURN_IF_ERROR(ops.Synchronize());  // the gradients are complete
+    for (int u = 0; u < model.num_units(); ++u) {
+      UnitState& unit = model.unit(u);
+      SPW_RETURN_IF_ERROR(comm.AllReduceSum(unit.grads.as<float>(), unit.numel()));
+    }
+  }
+
   OptimizerStepResult result;
   double sum_squares = 0.0;
   for (int u = 0; u < model.num_units(); ++u) {
@@ -30,13 +43,33 @@ OptimizerStepResult OptimizerStep(Gpt2& model, kernels::Ops& ops, const Optimize
   p.eps = static_cast<float>(opt.eps);
   p.step = step;
   p.grad_scale = result.clip_scale;
+  bool gather = false;
   for (int u = 0; u < model.num_units(); ++u) {
     UnitState& unit = model.unit(u);
     float* m = unit.exp_avg.as<float>();
     float* v = unit.exp_avg_sq.as<float>();
+    // The flat range this rank updates: its shard, or the whole Unit.
+    const size_t lo = unit.optimizer_sharded ? std::min(unit.shard.begin, unit.numel()) : 0;
+    const size_t hi =
+        unit.optimizer_sharded ? std::min(unit.shard.end, unit.numel()) : unit.numel();
+    gather = gather || unit.optimizer_sharded;
     for (const TensorSpec& t : unit.layout.tensors()) {
+      const size_t begin = std::max(lo, t.offset), end = std::min(hi, t.offset + t.numel);
+      if (begin >= end) continue;
       p.weight_decay = t.weight_decay ? static_cast<float>(opt.weight_decay) : 0.0f;
-      ops.AdamW(unit.param(t), unit.grad(t), m + t.offset, v + t.offset, t.numel, p);
+      const size_t k = unit.optimizer_index(begin);
+      ops.AdamW(unit.params.as<float>() + begin, unit.grads.as<float>() + begin, m + k, v + k,
+                end - begin, p);
+    }
+  }
+  if (distributed && gather) {
+    SPW_RETURN_IF_ERROR(ops.Synchronize());
+    for (int u = 0; u < model.num_units(); ++u) {
+      UnitState& unit = model.unit(u);
+      if (!unit.optimizer_sharded) continue;
+      float* params = unit.params.as<float>();
+      SPW_RETURN_IF_ERROR(
+          comm.AllGather(params + unit.shard.begin, params, unit.shard.shard_numel));
     }
   }
   return result;

@@ -28,42 +28,94 @@ nlohmann::json ModelJson(const ModelConfig& m) {
           {"d_model", m.d_model}, {"seq_len", m.seq_len}, {"vocab_size", m.vocab_size}};
 }
 
-// What a checkpoint holds of the model: per Unit, its parameters and AdamW moments, as blobs
-// named "<unit>/params", "<unit>/exp_avg", "<unit>/exp_avg_sq".
-struct CheckpointedBuffer {
+// What a rank's checkpoint file holds of the model: per Unit, this rank's shard of its
+// parameters and AdamW moments, as blobs named "<unit>/params", "<unit>/exp_avg" and
+// "<unit>/exp_avg_sq". With one rank the shard is the whole Unit.
+struct CheckpointedRange {
   std::string name;
   Buffer* buffer;
+  size_t offset, count;  // in floats of `buffer`
   bool optimizer_state;
+  bool whole_on_every_rank;  // after loading its shard, each rank all-gathers the rest
 };
 
-std::vector<CheckpointedBuffer> CheckpointedBuffers(Gpt2& model) {
-  std::vector<CheckpointedBuffer> out;
+std::vector<CheckpointedRange> CheckpointedRanges(Gpt2& model) {
+  std::vector<CheckpointedRange> out;
   for (int u = 0; u < model.num_units(); ++u) {
     UnitState& unit = model.unit(u);
     const std::string& name = unit.layout.name();
-    out.push_back({name + "/params", &unit.params, false});
-    out.push_back({name + "/exp_avg", &unit.exp_avg, true});
-    out.push_back({name + "/exp_avg_sq", &unit.exp_avg_sq, true});
+    const ShardRange& shard = unit.shard;
+    out.push_back({name + "/params", &unit.params, shard.begin, shard.shard_numel, false, true});
+    const size_t moment_offset = unit.optimizer_sharded ? 0 : shard.begin;
+    const bool moments_whole = !unit.optimizer_sharded;
+    out.push_back(
+        {name + "/exp_avg", &unit.exp_avg, moment_offset, shard.shard_numel, true, moments_whole});
+    out.push_back({name + "/exp_avg_sq", &unit.exp_avg_sq, moment_offset, shard.shard_numel, true,
+                   moments_whole});
   }
   return out;
 }
 
+// The mean of `value` over all ranks (rank order, so the same on every rank).
+absl::StatusOr<double> MeanOverRanks(Communicator& comm, double value) {
+  if (comm.world_size() == 1) return value;
+  float x = static_cast<float>(value);
+  SPW_RETURN_IF_ERROR(comm.AllReduceSum(&x, 1));
+  return static_cast<double>(x) / comm.world_size();
+}
+
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, std::FILE* out) {
+absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, std::FILE* out,
+                                                         Communicator* comm) {
   auto trainer = std::unique_ptr<Trainer>(new Trainer(config, out));
+  if (comm == nullptr) {
+    trainer->own_comm_ = Communicator::Single();
+    comm = trainer->own_comm_.get();
+  }
+  trainer->comm_ = comm;
+  if (comm->rank() != 0) trainer->out_ = nullptr;
   SPW_RETURN_IF_ERROR(trainer->Setup());
   return trainer;
 }
 
+absl::Status Trainer::AgreeAcrossRanks(const absl::Status& local, absl::string_view what) {
+  if (comm_->world_size() == 1) return local;
+  float failed = local.ok() ? 0.0f : 1.0f;
+  SPW_RETURN_IF_ERROR(comm_->AllReduceSum(&failed, 1));
+  if (!local.ok()) return local;
+  if (failed > 0) {
+    return absl::AbortedError(absl::StrCat("another rank failed at ", what, "; see its message"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Trainer::Setup() {
+  const int world = comm_->world_size();
+  if (world > 1) {
+    SPW_ASSIGN_OR_RETURN(bool same,
+                         comm_->AllEqual(std::hash<std::string>()(config_.canonical_json)));
+    if (!same) {
+      return absl::FailedPreconditionError(
+          "the config differs between ranks; every rank must train with the same config");
+    }
+    if (config_.trainer.backend != "cpu") {
+      return absl::FailedPreconditionError(
+          "trainer.backend: several ranks train on the CPU backend only so far (GPU ranks need "
+          "the NCCL communicator, which is not built yet)");
+    }
+  }
   absl::StatusOr<std::unique_ptr<kernels::Ops>> ops = kernels::CreateOps(config_.trainer.backend);
   if (!ops.ok()) return Annotate(ops.status(), "trainer.backend");
   ops_ = std::move(ops).value();
   SPW_RETURN_IF_ERROR(LoadData());
   const int B = static_cast<int>(config_.train_micro_batch_size_per_gpu);
-  SPW_ASSIGN_OR_RETURN(
-      model_, Gpt2::Create(config_.model, B, config_.activation_checkpointing, ops_.get()));
+  ShardingPlan sharding;
+  sharding.world_size = world;
+  sharding.rank = comm_->rank();
+  sharding.shard_optimizer_state = config_.zero_stage >= 1;
+  SPW_ASSIGN_OR_RETURN(model_, Gpt2::Create(config_.model, B, config_.activation_checkpointing,
+                                            ops_.get(), sharding));
   SPW_RETURN_IF_ERROR(model_->InitParams(config_.trainer.seed));
   const size_t N = static_cast<size_t>(B) * config_.model.seq_len;
   inputs_.resize(N);
@@ -113,6 +165,8 @@ absl::Status Trainer::LoadData() {
   options.batch_size = config_.train_micro_batch_size_per_gpu;
   options.seq_len = config_.model.seq_len;
   options.seed = config_.trainer.seed;
+  options.world_size = comm_->world_size();
+  options.rank = comm_->rank();
   SPW_ASSIGN_OR_RETURN(BatchLoader train_loader, BatchLoader::Create(train_data_, options));
   train_loader_ = std::make_unique<BatchLoader>(std::move(train_loader));
   if (val_data_ != nullptr) {
@@ -163,10 +217,11 @@ absl::Status Trainer::TrainStep() {
   for (int64_t micro = 0; micro < accum; ++micro) {
     train_loader_->Next(inputs_.data(), targets_.data());
     loss_sum += model_->Forward(inputs_.data(), targets_.data());
-    model_->Backward(1.0f / static_cast<float>(accum));
+    model_->Backward(1.0f / static_cast<float>(accum * comm_->world_size()));
   }
   SPW_RETURN_IF_ERROR(ops_->Synchronize());
-  const double loss = loss_sum / static_cast<double>(accum);
+  SPW_ASSIGN_OR_RETURN(const double loss,
+                       MeanOverRanks(*comm_, loss_sum / static_cast<double>(accum)));
   if (!std::isfinite(loss)) {
     return absl::InternalError(
         absl::StrFormat("the training loss is %f at step %d; lower optimizer.params.lr or set "
@@ -174,8 +229,9 @@ absl::Status Trainer::TrainStep() {
                         loss, step));
   }
   const double lr = LearningRate(config_.optimizer, config_.scheduler, step);
-  const OptimizerStepResult result =
-      OptimizerStep(*model_, *ops_, config_.optimizer, lr, config_.gradient_clipping, step);
+  SPW_ASSIGN_OR_RETURN(const OptimizerStepResult result,
+                       OptimizerStep(*model_, *ops_, *comm_, config_.optimizer, lr,
+                                     config_.gradient_clipping, step));
   SPW_RETURN_IF_ERROR(ops_->Synchronize());
   step_ = step;
   step_losses_.push_back(loss);
@@ -193,7 +249,9 @@ absl::Status Trainer::Train() {
     return absl::OkStatus();
   }
   SPW_RETURN_IF_ERROR(CheckCheckpointDir());
-  SPW_ASSIGN_OR_RETURN(MetricsLog metrics, MetricsLog::Open(config_.log.metrics_path, step_ > 0));
+  SPW_ASSIGN_OR_RETURN(
+      MetricsLog metrics,
+      MetricsLog::Open(comm_->rank() == 0 ? config_.log.metrics_path : "", step_ > 0));
   const ModelConfig& m = config_.model;
   const double tokens_per_step = static_cast<double>(config_.train_batch_size) * m.seq_len;
   const double flops_per_token =
@@ -246,7 +304,7 @@ absl::Status Trainer::CheckCheckpointDir() const {
   const std::string& dir = config_.checkpoint.dir;
   if (dir.empty()) return absl::OkStatus();
   // Fail now, not after the first hours of training, if checkpoints cannot be written.
-  const std::string probe = dir + "/.spillway_write_test";
+  const std::string probe = absl::StrCat(dir, "/.spillway_write_test.", comm_->rank());
   SPW_RETURN_IF_ERROR(Annotate(MakeDirectories(dir), "checkpoint.dir"));
   SPW_RETURN_IF_ERROR(Annotate(WriteFileAtomic(probe, absl::string_view("ok")), "checkpoint.dir"));
   std::remove(probe.c_str());
@@ -274,7 +332,7 @@ absl::StatusOr<double> Trainer::Evaluate() {
     sum += model_->Forward(inputs_.data(), targets_.data());
   }
   SPW_RETURN_IF_ERROR(ops_->Synchronize());
-  return sum / static_cast<double>(batches);
+  return MeanOverRanks(*comm_, sum / static_cast<double>(batches));
 }
 
 absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
@@ -286,35 +344,60 @@ absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
       {"train_micro_batch_size_per_gpu", config_.train_micro_batch_size_per_gpu},
       {"gradient_accumulation_steps", config_.gradient_accumulation_steps},
       {"seed", config_.trainer.seed},
+      {"world_size", comm_->world_size()},
+      {"zero_stage", config_.zero_stage},
       {"data_position", {{"epoch", position.epoch}, {"cursor", position.cursor}}},
       {"last_loss", last_loss_},
   };
-  // Buffers in GPU memory are written from host copies.
-  const std::vector<CheckpointedBuffer> buffers = CheckpointedBuffers(*model_);
+  // Ranges in GPU memory are written from host copies.
+  const std::vector<CheckpointedRange> ranges = CheckpointedRanges(*model_);
   std::vector<std::vector<std::byte>> staging;
-  staging.reserve(buffers.size());
+  staging.reserve(ranges.size());
   std::vector<CheckpointBlob> blobs;
-  for (const CheckpointedBuffer& b : buffers) {
-    if (b.buffer->on_host()) {
-      blobs.push_back({b.name, b.buffer->span()});
+  for (const CheckpointedRange& r : ranges) {
+    std::byte* data = r.buffer->data() + r.offset * sizeof(float);
+    const size_t bytes = r.count * sizeof(float);
+    if (r.buffer->on_host()) {
+      blobs.push_back({r.name, {data, bytes}});
       continue;
     }
-    staging.emplace_back(b.buffer->bytes());
-    ops_->CopyToHost(staging.back().data(), b.buffer->data(), b.buffer->bytes());
-    blobs.push_back({b.name, staging.back()});
+    staging.emplace_back(bytes);
+    ops_->CopyToHost(staging.back().data(), data, bytes);
+    blobs.push_back({r.name, staging.back()});
   }
   SPW_RETURN_IF_ERROR(ops_->Synchronize());
   CheckpointWriteOptions options;
   options.root = config_.checkpoint.dir;
   options.step = step_;
+  options.rank = comm_->rank();
+  options.world_size = comm_->world_size();
   options.keep_last = config_.checkpoint.keep_last;
-  absl::StatusOr<std::string> dir = WriteCheckpoint(options, meta, blobs);
-  if (!dir.ok()) return Annotate(dir.status(), "checkpoint.dir");
+  if (comm_->world_size() == 1) {
+    absl::StatusOr<std::string> dir = WriteCheckpoint(options, meta, blobs);
+    if (!dir.ok()) return Annotate(dir.status(), "checkpoint.dir");
+    return dir;
+  }
+  // Several ranks: rank 0 prepares the directory, every rank writes its file, rank 0 commits.
+  const bool leader = comm_->rank() == 0;
+  SPW_RETURN_IF_ERROR(AgreeAcrossRanks(
+      leader ? Annotate(PrepareCheckpoint(options).status(), "checkpoint.dir") : absl::OkStatus(),
+      "preparing the checkpoint"));
+  SPW_RETURN_IF_ERROR(AgreeAcrossRanks(Annotate(WriteRankFile(options, blobs), "checkpoint.dir"),
+                                       "writing its checkpoint file"));
+  absl::StatusOr<std::string> dir =
+      leader ? CommitCheckpoint(options, meta)
+             : absl::StatusOr<std::string>(
+                   absl::StrCat(config_.checkpoint.dir, "/", CheckpointStepDirName(step_)));
+  SPW_RETURN_IF_ERROR(
+      AgreeAcrossRanks(Annotate(dir.status(), "checkpoint.dir"), "committing the checkpoint"));
   return dir;
 }
 
 absl::Status Trainer::ReadCheckpoint(const std::string& path, bool with_optimizer_state) {
-  SPW_ASSIGN_OR_RETURN(CheckpointReader reader, CheckpointReader::Open(path));
+  absl::StatusOr<CheckpointReader> opened =
+      CheckpointReader::Open(path, comm_->rank(), comm_->world_size());
+  SPW_RETURN_IF_ERROR(AgreeAcrossRanks(opened.status(), "opening the checkpoint"));
+  CheckpointReader& reader = *opened;
   const nlohmann::json& meta = reader.meta();
   if (meta.value("model", nlohmann::json()) != ModelJson(config_.model)) {
     return absl::FailedPreconditionError(
@@ -322,16 +405,22 @@ absl::Status Trainer::ReadCheckpoint(const std::string& path, bool with_optimize
                      meta.value("model", nlohmann::json()).dump(),
                      ") than the config's model section (", ModelJson(config_.model).dump(), ")"));
   }
-  for (const CheckpointedBuffer& b : CheckpointedBuffers(*model_)) {
-    if (b.optimizer_state && !with_optimizer_state) continue;
-    if (b.buffer->on_host()) {
-      SPW_RETURN_IF_ERROR(reader.ReadBlob(b.name, b.buffer->span()));
-      continue;
+  for (const CheckpointedRange& r : CheckpointedRanges(*model_)) {
+    if (r.optimizer_state && !with_optimizer_state) continue;
+    float* base = r.buffer->as<float>();
+    const std::span<std::byte> dst(reinterpret_cast<std::byte*>(base + r.offset),
+                                   r.count * sizeof(float));
+    if (r.buffer->on_host()) {
+      SPW_RETURN_IF_ERROR(reader.ReadBlob(r.name, dst));
+    } else {
+      std::vector<std::byte> host(dst.size());
+      SPW_RETURN_IF_ERROR(reader.ReadBlob(r.name, host));
+      ops_->CopyToBackend(dst.data(), host.data(), host.size());
+      SPW_RETURN_IF_ERROR(ops_->Synchronize());
     }
-    std::vector<std::byte> host(b.buffer->bytes());
-    SPW_RETURN_IF_ERROR(reader.ReadBlob(b.name, host));
-    ops_->CopyToBackend(b.buffer->data(), host.data(), host.size());
-    SPW_RETURN_IF_ERROR(ops_->Synchronize());
+    if (r.whole_on_every_rank && comm_->world_size() > 1) {
+      SPW_RETURN_IF_ERROR(comm_->AllGather(base + r.offset, base, r.count));
+    }
   }
   if (!with_optimizer_state) return absl::OkStatus();
 

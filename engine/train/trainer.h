@@ -1,8 +1,11 @@
 // The training loop: micro-batches with gradient accumulation, the LR schedule, clipping,
 // AdamW, periodic eval on the held-out split, progress lines, metrics JSONL and checkpoints.
 //
-// One rank, CPU backend: the only configuration built so far. Everything the loop does to
-// state goes through the model (Units) and kernels::Ops.
+// Several ranks (CPU backend, MPI): each takes its rows of every global micro-batch, the
+// gradients are averaged across ranks, and with ZeRO stage 1 each rank keeps and updates only
+// its shard of the AdamW state. Only rank 0 prints and writes the metrics log; every rank
+// writes its own shard of each checkpoint. Everything the loop does to state goes through the
+// model (Units), kernels::Ops and the Communicator.
 #pragma once
 
 #include <cstdint>
@@ -19,15 +22,19 @@
 #include "engine/model/gpt2.h"
 #include "engine/train/progress.h"
 #include "kernels/ops.h"
+#include "partitioner/communicator.h"
 
 namespace spillway {
 
 class Trainer {
  public:
   // Loads or generates the data, builds the model and initialises it from trainer.seed.
-  // Progress and reports go to `out` (null: silent).
+  // Progress and reports go to `out` on rank 0 (null: silent). `comm` (not owned; null: one
+  // rank) connects the ranks; with several, every rank must call every method in the same
+  // order, and the config (parsed for comm's world size) must be the same on all of them.
   static absl::StatusOr<std::unique_ptr<Trainer>> Create(const Config& config,
-                                                         std::FILE* out = stdout);
+                                                         std::FILE* out = stdout,
+                                                         Communicator* comm = nullptr);
 
   // Restores parameters, optimizer state, step and data position from a checkpoint (a
   // step directory, or a checkpoint root whose `latest` is followed). The model section and
@@ -56,6 +63,9 @@ class Trainer {
 
  private:
   Trainer(const Config& config, std::FILE* out) : config_(config), out_(out) {}
+  // OK if `local` is OK on every rank; otherwise `local`'s error here and, on the ranks that
+  // succeeded, an error saying another rank failed at `what`.
+  absl::Status AgreeAcrossRanks(const absl::Status& local, absl::string_view what);
   absl::Status Setup();
   absl::Status LoadData();
   absl::Status TrainStep();
@@ -67,6 +77,8 @@ class Trainer {
 
   Config config_;
   std::FILE* out_;
+  std::unique_ptr<Communicator> own_comm_;  // when Create() was given none
+  Communicator* comm_ = nullptr;
   std::unique_ptr<kernels::Ops> ops_;
   std::unique_ptr<Gpt2> model_;
   std::shared_ptr<const TokenData> train_data_, val_data_;

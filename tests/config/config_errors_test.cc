@@ -321,9 +321,6 @@ const std::vector<ErrorCase>& Cases() {
        {"fp16.min_loss_scale", "> 0"}},
       // zero_optimization
       {"ZeroNotObject", R"({"zero_optimization": 1})", {"zero_optimization", "expected an object"}},
-      {"ZeroStage1",
-       R"({"zero_optimization": {"stage": 1}})",
-       {"zero_optimization.stage", "ZeRO stage 1 is not built yet"}},
       {"ZeroStage2",
        R"({"zero_optimization": {"stage": 2}})",
        {"zero_optimization.stage", "ZeRO stage 2 is not built yet"}},

@@ -1,0 +1,127 @@
+// Data parallelism on CPU ranks (run under mpirun -np N; alone it is the one-rank case):
+// N ranks with ZeRO stage 0 train like one rank with the same global batch, stage 1 (sharded
+// AdamW state) equals stage 0 bit for bit with 1/N of the optimizer memory per rank, and a run
+// resumed on N ranks equals the uninterrupted one bit for bit.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "partitioner/mpi_communicator.h"
+#include "tests/train/train_test_util.h"
+
+namespace spillway {
+namespace {
+
+using testing_util::SmallConfig;
+
+// Sums over ranks and over micro-batches happen in different orders: fp32 rounding, then
+// AdamW's normalisation, move the trajectories apart slowly.
+constexpr double kLossRelTol = 1e-4;
+constexpr double kParamRelTol = 1e-4;
+
+Communicator& World() {
+  static std::unique_ptr<Communicator> comm = [] {
+    absl::StatusOr<std::unique_ptr<Communicator>> c = MpiCommunicator::Create();
+    EXPECT_TRUE(c.ok()) << c.status();
+    return std::move(c).value();
+  }();
+  return *comm;
+}
+
+// A directory every rank sees, made fresh by rank 0.
+std::string SharedDir(const std::string& name) {
+  const std::string dir = ::testing::TempDir() + "/zero_test_" + name;
+  if (World().rank() == 0) {
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+  }
+  EXPECT_TRUE(World().Barrier().ok());
+  return dir;
+}
+
+// 8 sequences per step: accumulation 4 on one rank, 2 on two, 1 on four.
+std::string ZeroConfig(int64_t steps, const std::string& dir, int stage) {
+  std::string json = SmallConfig(steps, dir);
+  json = absl::StrCat("{\"zero_optimization\": {\"stage\": ", stage, "},",
+                      json.substr(json.find('{') + 1));
+  size_t at = json.find("\"train_batch_size\": 4");
+  return json.replace(at, std::string("\"train_batch_size\": 4").size(), "\"train_batch_size\": 8");
+}
+
+std::unique_ptr<Trainer> MakeTrainer(const std::string& json, Communicator& comm) {
+  absl::StatusOr<Config> config = ParseConfig(json, comm.world_size());
+  EXPECT_TRUE(config.ok()) << config.status();
+  absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(*config, nullptr, &comm);
+  EXPECT_TRUE(trainer.ok()) << trainer.status();
+  return std::move(trainer).value();
+}
+
+double RelL2(const float* a, const float* b, size_t n) {
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < n; ++i) {
+    diff += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    norm += double(b[i]) * b[i];
+  }
+  return norm == 0 ? std::sqrt(diff) : std::sqrt(diff / norm);
+}
+
+TEST(ZeroTest, StageZeroOnNRanksTrainsLikeOneRank) {
+  const std::string dir = SharedDir("stage0");
+  auto one = Communicator::Single();
+  auto reference =
+      MakeTrainer(ZeroConfig(8, absl::StrCat(dir, "/reference_rank", World().rank()), 0), *one);
+  auto ranks = MakeTrainer(ZeroConfig(8, dir + "/ranks", 0), World());
+  ASSERT_TRUE(reference->Train().ok());
+  ASSERT_TRUE(ranks->Train().ok());
+  ASSERT_EQ(ranks->step_losses().size(), reference->step_losses().size());
+  for (size_t i = 0; i < reference->step_losses().size(); ++i) {
+    const double want = reference->step_losses()[i];
+    EXPECT_NEAR(ranks->step_losses()[i], want, kLossRelTol * want) << "step " << i + 1;
+  }
+  for (int u = 0; u < reference->model().num_units(); ++u) {
+    const UnitState& a = ranks->model().unit(u);
+    const UnitState& b = reference->model().unit(u);
+    EXPECT_LT(RelL2(a.params.as<float>(), b.params.as<float>(), b.numel()), kParamRelTol)
+        << b.layout.name();
+  }
+}
+
+TEST(ZeroTest, StageOneEqualsStageZeroWithShardedOptimizerState) {
+  const std::string dir = SharedDir("stage1");
+  auto stage0 = MakeTrainer(ZeroConfig(6, dir + "/stage0", 0), World());
+  auto stage1 = MakeTrainer(ZeroConfig(6, dir + "/stage1", 1), World());
+  ASSERT_TRUE(stage0->Train().ok());
+  ASSERT_TRUE(stage1->Train().ok());
+  EXPECT_EQ(stage0->step_losses(), stage1->step_losses());
+  size_t bytes0 = 0, bytes1 = 0;
+  for (int u = 0; u < stage0->model().num_units(); ++u) {
+    const UnitState& a = stage0->model().unit(u);
+    const UnitState& b = stage1->model().unit(u);
+    EXPECT_EQ(std::memcmp(a.params.data(), b.params.data(), a.params.bytes()), 0)
+        << a.layout.name();
+    bytes0 += a.exp_avg.bytes() + a.exp_avg_sq.bytes();
+    bytes1 += b.exp_avg.bytes() + b.exp_avg_sq.bytes();
+  }
+  EXPECT_EQ(bytes1 * World().world_size(), bytes0) << "AdamW state per rank shrinks by N";
+}
+
+TEST(ZeroTest, ResumeOnNRanksIsBitwise) {
+  const std::string dir = SharedDir("resume");
+  auto full = MakeTrainer(ZeroConfig(8, dir + "/full", 1), World());
+  ASSERT_TRUE(full->Train().ok());
+  ASSERT_TRUE(MakeTrainer(ZeroConfig(5, dir + "/split", 1), World())->Train().ok());
+  auto resumed = MakeTrainer(ZeroConfig(8, dir + "/split", 1), World());
+  absl::Status status = resumed->Resume(dir + "/split/ckpt");
+  ASSERT_TRUE(status.ok()) << status;
+  ASSERT_TRUE(resumed->Train().ok());
+  ASSERT_EQ(resumed->step_losses().size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(full->step_losses()[5 + i], resumed->step_losses()[i]) << "step " << 6 + i;
+  }
+}
+
+}  // namespace
+}  // namespace spillway
