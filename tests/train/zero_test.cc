@@ -31,9 +31,11 @@ Communicator& World() {
   return *comm;
 }
 
-// A directory every rank sees, made fresh by rank 0.
+// A directory every rank sees, made fresh by rank 0. Named by the world size, so the runs with
+// different rank counts that ctest starts side by side do not share it.
 std::string SharedDir(const std::string& name) {
-  const std::string dir = ::testing::TempDir() + "/zero_test_" + name;
+  const std::string dir =
+      absl::StrCat(::testing::TempDir(), "/zero_test_np", World().world_size(), "_", name);
   if (World().rank() == 0) {
     std::filesystem::remove_all(dir);
     std::filesystem::create_directories(dir);
@@ -74,8 +76,14 @@ TEST(ZeroTest, StageZeroOnNRanksTrainsLikeOneRank) {
   auto reference =
       MakeTrainer(ZeroConfig(8, absl::StrCat(dir, "/reference_rank", World().rank()), 0), *one);
   auto ranks = MakeTrainer(ZeroConfig(8, dir + "/ranks", 0), World());
-  ASSERT_TRUE(reference->Train().ok());
-  ASSERT_TRUE(ranks->Train().ok());
+  {
+    absl::Status trained = reference->Train();
+    ASSERT_TRUE(trained.ok()) << trained;
+  }
+  {
+    absl::Status trained = ranks->Train();
+    ASSERT_TRUE(trained.ok()) << trained;
+  }
   ASSERT_EQ(ranks->step_losses().size(), reference->step_losses().size());
   for (size_t i = 0; i < reference->step_losses().size(); ++i) {
     const double want = reference->step_losses()[i];
@@ -93,8 +101,14 @@ TEST(ZeroTest, StageOneEqualsStageZeroWithShardedOptimizerState) {
   const std::string dir = SharedDir("stage1");
   auto stage0 = MakeTrainer(ZeroConfig(6, dir + "/stage0", 0), World());
   auto stage1 = MakeTrainer(ZeroConfig(6, dir + "/stage1", 1), World());
-  ASSERT_TRUE(stage0->Train().ok());
-  ASSERT_TRUE(stage1->Train().ok());
+  {
+    absl::Status trained = stage0->Train();
+    ASSERT_TRUE(trained.ok()) << trained;
+  }
+  {
+    absl::Status trained = stage1->Train();
+    ASSERT_TRUE(trained.ok()) << trained;
+  }
   EXPECT_EQ(stage0->step_losses(), stage1->step_losses());
   size_t bytes0 = 0, bytes1 = 0;
   for (int u = 0; u < stage0->model().num_units(); ++u) {
@@ -111,12 +125,21 @@ TEST(ZeroTest, StageOneEqualsStageZeroWithShardedOptimizerState) {
 TEST(ZeroTest, ResumeOnNRanksIsBitwise) {
   const std::string dir = SharedDir("resume");
   auto full = MakeTrainer(ZeroConfig(8, dir + "/full", 1), World());
-  ASSERT_TRUE(full->Train().ok());
-  ASSERT_TRUE(MakeTrainer(ZeroConfig(5, dir + "/split", 1), World())->Train().ok());
+  {
+    absl::Status trained = full->Train();
+    ASSERT_TRUE(trained.ok()) << trained;
+  }
+  {
+    absl::Status trained = MakeTrainer(ZeroConfig(5, dir + "/split", 1), World())->Train();
+    ASSERT_TRUE(trained.ok()) << trained;
+  }
   auto resumed = MakeTrainer(ZeroConfig(8, dir + "/split", 1), World());
   absl::Status status = resumed->Resume(dir + "/split/ckpt");
   ASSERT_TRUE(status.ok()) << status;
-  ASSERT_TRUE(resumed->Train().ok());
+  {
+    absl::Status trained = resumed->Train();
+    ASSERT_TRUE(trained.ok()) << trained;
+  }
   ASSERT_EQ(resumed->step_losses().size(), 3u);
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(full->step_losses()[5 + i], resumed->step_losses()[i]) << "step " << 6 + i;
