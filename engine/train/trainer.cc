@@ -184,8 +184,13 @@ void Trainer::Print(const std::string& line) const {
 
 void Trainer::PrintStartup() const {
   const ModelConfig& m = config_.model;
-  size_t state_bytes = 0;
-  for (int u = 0; u < model_->num_units(); ++u) state_bytes += model_->unit(u).params.bytes();
+  size_t param_bytes = 0, grad_bytes = 0, optimizer_bytes = 0;
+  for (int u = 0; u < model_->num_units(); ++u) {
+    const UnitState& unit = model_->unit(u);
+    param_bytes += unit.params.bytes();
+    grad_bytes += unit.grads.bytes();
+    optimizer_bytes += unit.exp_avg.bytes() + unit.exp_avg_sq.bytes();
+  }
   Print(absl::StrFormat(
       "model: GPT-2, %d layers, %d heads, d_model %d, seq_len %d, vocab %d: %s "
       "parameters in %d Units",
@@ -193,19 +198,22 @@ void Trainer::PrintStartup() const {
       FormatCount(static_cast<double>(model_->param_count())), model_->num_units()));
   const int B = static_cast<int>(config_.train_micro_batch_size_per_gpu);
   const bool checkpointing = config_.activation_checkpointing;
+  const int world = comm_->world_size();
   Print(absl::StrFormat(
-      "memory (tier %s): parameters %s, gradients %s, optimizer state %s, activations per "
+      "memory%s (tier %s): parameters %s, gradients %s, optimizer state %s, activations per "
       "micro-batch of %d: %s with activation checkpointing %s (%s with it %s)",
-      TierName(ops_->memory_tier()), FormatBytes(state_bytes), FormatBytes(state_bytes),
-      FormatBytes(2.0 * state_bytes), B,
+      world > 1 ? " per rank" : "", TierName(ops_->memory_tier()), FormatBytes(param_bytes),
+      FormatBytes(grad_bytes), FormatBytes(optimizer_bytes), B,
       FormatBytes(static_cast<double>(model_->activation_bytes())), checkpointing ? "on" : "off",
       FormatBytes(static_cast<double>(Gpt2::PlannedActivationBytes(m, B, !checkpointing))),
       checkpointing ? "off" : "on"));
+  const std::string ranks =
+      world > 1 ? absl::StrFormat(" x %d ranks, ZeRO stage %d", world, config_.zero_stage) : "";
   Print(
       absl::StrFormat("batch: %d sequences x %d tokens per step (micro-batch %d x %d "
-                      "accumulation steps), backend %s",
+                      "accumulation steps%s), backend %s",
                       config_.train_batch_size, m.seq_len, config_.train_micro_batch_size_per_gpu,
-                      config_.gradient_accumulation_steps, ops_->name()));
+                      config_.gradient_accumulation_steps, ranks, ops_->name()));
   Print("data: " + data_description_);
 }
 
