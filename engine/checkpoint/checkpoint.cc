@@ -458,6 +458,27 @@ absl::StatusOr<CheckpointReader> CheckpointReader::Open(const std::string& path,
   return CheckpointReader(std::move(dir), step->get<int64_t>(), std::move(*meta), std::move(file));
 }
 
+absl::StatusOr<std::vector<CheckpointReader>> CheckpointReader::OpenAllRanks(
+    const std::string& path) {
+  SPW_ASSIGN_OR_RETURN(std::string dir, ResolveCheckpointDir(path));
+  // meta.json names the world size; Open() validates it fully for each rank.
+  absl::StatusOr<std::string> text = ReadFileToString(JoinPath(dir, kMetaFile));
+  int world_size = 1;
+  if (text.ok()) {
+    nlohmann::json doc = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+    if (doc.is_object() && doc.contains("world_size") && doc["world_size"].is_number_integer()) {
+      world_size = static_cast<int>(doc["world_size"].get<int64_t>());
+    }
+  }
+  if (world_size < 1) world_size = 1;
+  std::vector<CheckpointReader> readers;
+  for (int r = 0; r < world_size; ++r) {
+    SPW_ASSIGN_OR_RETURN(CheckpointReader reader, Open(dir, r, world_size));
+    readers.push_back(std::move(reader));
+  }
+  return readers;
+}
+
 absl::StatusOr<uint64_t> CheckpointReader::BlobSize(absl::string_view name) const {
   const RankFileEntry* entry = file_.Find(name);
   if (entry == nullptr) {

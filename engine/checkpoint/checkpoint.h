@@ -96,9 +96,15 @@ class CheckpointReader {
   static absl::StatusOr<CheckpointReader> Open(const std::string& path, int rank = 0,
                                                int world_size = 1);
 
+  // One reader per rank file of the checkpoint at `path`, however many ranks wrote it (for
+  // loading on a different number of ranks: resharding). Each is verified as by Open().
+  static absl::StatusOr<std::vector<CheckpointReader>> OpenAllRanks(const std::string& path);
+
   // The metadata object passed to WriteCheckpoint/CommitCheckpoint.
   const nlohmann::json& meta() const { return meta_; }
   int64_t step() const { return step_; }
+  int rank() const { return file_.rank(); }
+  int world_size() const { return file_.world_size(); }
   // The step directory that was opened.
   const std::string& dir() const { return dir_; }
   const std::string& rank_file_path() const { return file_.path(); }

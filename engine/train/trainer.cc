@@ -30,13 +30,16 @@ nlohmann::json ModelJson(const ModelConfig& m) {
 
 // What a rank's checkpoint file holds of the model: per Unit, this rank's shard of its
 // parameters and AdamW moments, as blobs named "<unit>/params", "<unit>/exp_avg" and
-// "<unit>/exp_avg_sq". With one rank the shard is the whole Unit.
+// "<unit>/exp_avg_sq"; each blob is the flat range [shard.begin, shard.end) of its Unit. With
+// one rank the shard is the whole Unit.
 struct CheckpointedRange {
   std::string name;
   Buffer* buffer;
-  size_t offset, count;  // in floats of `buffer`
+  size_t origin;     // the flat index of the buffer's first element (the shard's, or 0)
+  ShardRange shard;  // the flat range this rank saves
+  size_t numel;      // the Unit's elements (the flat ranges' padding is past them)
   bool optimizer_state;
-  bool whole_on_every_rank;  // after loading its shard, each rank all-gathers the rest
+  bool whole;  // every rank holds the whole Unit in `buffer`, so loads all of it
 };
 
 std::vector<CheckpointedRange> CheckpointedRanges(Gpt2& model) {
@@ -44,16 +47,34 @@ std::vector<CheckpointedRange> CheckpointedRanges(Gpt2& model) {
   for (int u = 0; u < model.num_units(); ++u) {
     UnitState& unit = model.unit(u);
     const std::string& name = unit.layout.name();
-    const ShardRange& shard = unit.shard;
-    out.push_back({name + "/params", &unit.params, shard.begin, shard.shard_numel, false, true});
-    const size_t moment_offset = unit.optimizer_sharded ? 0 : shard.begin;
-    const bool moments_whole = !unit.optimizer_sharded;
-    out.push_back(
-        {name + "/exp_avg", &unit.exp_avg, moment_offset, shard.shard_numel, true, moments_whole});
-    out.push_back({name + "/exp_avg_sq", &unit.exp_avg_sq, moment_offset, shard.shard_numel, true,
-                   moments_whole});
+    const bool sharded = unit.optimizer_sharded;
+    const size_t moment_origin = sharded ? unit.shard.begin : 0;
+    out.push_back({name + "/params", &unit.params, 0, unit.shard, unit.numel(), false, true});
+    out.push_back({name + "/exp_avg", &unit.exp_avg, moment_origin, unit.shard, unit.numel(), true,
+                   !sharded});
+    out.push_back({name + "/exp_avg_sq", &unit.exp_avg_sq, moment_origin, unit.shard, unit.numel(),
+                   true, !sharded});
   }
   return out;
+}
+
+// Fills dst with flat elements [begin, end) of blob `name`, from the rank files of a
+// checkpoint written by files.size() ranks, each of which saved its own shard of the flat
+// range: the pieces overlapping [begin, end) are read from every file that has one.
+absl::Status LoadFlatRange(const std::vector<CheckpointReader>& files, const std::string& name,
+                           size_t numel, size_t begin, size_t end, float* dst) {
+  const int saved_world = static_cast<int>(files.size());
+  std::vector<float> piece;
+  for (int r = 0; r < saved_world; ++r) {
+    const ShardRange saved = ShardOf(numel, saved_world, r);
+    const size_t lo = std::max(begin, saved.begin), hi = std::min(end, saved.end);
+    if (lo >= hi) continue;
+    piece.resize(saved.shard_numel);
+    SPW_RETURN_IF_ERROR(files[r].ReadBlob(name, std::as_writable_bytes(std::span(piece))));
+    std::copy(piece.begin() + (lo - saved.begin), piece.begin() + (hi - saved.begin),
+              dst + (lo - begin));
+  }
+  return absl::OkStatus();
 }
 
 // The mean of `value` over all ranks (rank order, so the same on every rank).
@@ -363,8 +384,8 @@ absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
   staging.reserve(ranges.size());
   std::vector<CheckpointBlob> blobs;
   for (const CheckpointedRange& r : ranges) {
-    std::byte* data = r.buffer->data() + r.offset * sizeof(float);
-    const size_t bytes = r.count * sizeof(float);
+    std::byte* data = r.buffer->data() + (r.shard.begin - r.origin) * sizeof(float);
+    const size_t bytes = r.shard.shard_numel * sizeof(float);
     if (r.buffer->on_host()) {
       blobs.push_back({r.name, {data, bytes}});
       continue;
@@ -402,47 +423,42 @@ absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
 }
 
 absl::Status Trainer::ReadCheckpoint(const std::string& path, bool with_optimizer_state) {
-  absl::StatusOr<CheckpointReader> opened =
-      CheckpointReader::Open(path, comm_->rank(), comm_->world_size());
+  // Every rank file, so that a checkpoint written by any number of ranks loads on this many.
+  absl::StatusOr<std::vector<CheckpointReader>> opened = CheckpointReader::OpenAllRanks(path);
   SPW_RETURN_IF_ERROR(AgreeAcrossRanks(opened.status(), "opening the checkpoint"));
-  CheckpointReader& reader = *opened;
-  const nlohmann::json& meta = reader.meta();
+  const std::vector<CheckpointReader>& files = *opened;
+  const nlohmann::json& meta = files.front().meta();
   if (meta.value("model", nlohmann::json()) != ModelJson(config_.model)) {
     return absl::FailedPreconditionError(
         absl::StrCat("checkpoint ", path, " holds a different model (",
                      meta.value("model", nlohmann::json()).dump(),
                      ") than the config's model section (", ModelJson(config_.model).dump(), ")"));
   }
+  std::vector<float> host;
   for (const CheckpointedRange& r : CheckpointedRanges(*model_)) {
     if (r.optimizer_state && !with_optimizer_state) continue;
-    float* base = r.buffer->as<float>();
-    const std::span<std::byte> dst(reinterpret_cast<std::byte*>(base + r.offset),
-                                   r.count * sizeof(float));
+    const size_t begin = r.whole ? 0 : std::min(r.shard.begin, r.numel);
+    const size_t end = r.whole ? r.numel : std::min(r.shard.end, r.numel);
+    float* dst = r.buffer->as<float>() + (begin - r.origin);
     if (r.buffer->on_host()) {
-      SPW_RETURN_IF_ERROR(reader.ReadBlob(r.name, dst));
-    } else {
-      std::vector<std::byte> host(dst.size());
-      SPW_RETURN_IF_ERROR(reader.ReadBlob(r.name, host));
-      ops_->CopyToBackend(dst.data(), host.data(), host.size());
-      SPW_RETURN_IF_ERROR(ops_->Synchronize());
+      SPW_RETURN_IF_ERROR(LoadFlatRange(files, r.name, r.numel, begin, end, dst));
+      continue;
     }
-    if (r.whole_on_every_rank && comm_->world_size() > 1) {
-      SPW_RETURN_IF_ERROR(comm_->AllGather(base + r.offset, base, r.count));
-    }
+    host.assign(end - begin, 0.0f);
+    SPW_RETURN_IF_ERROR(LoadFlatRange(files, r.name, r.numel, begin, end, host.data()));
+    ops_->CopyToBackend(dst, host.data(), host.size() * sizeof(float));
+    SPW_RETURN_IF_ERROR(ops_->Synchronize());
   }
   if (!with_optimizer_state) return absl::OkStatus();
 
-  const std::pair<const char*, int64_t> batch_shape[] = {
-      {"train_micro_batch_size_per_gpu", config_.train_micro_batch_size_per_gpu},
-      {"gradient_accumulation_steps", config_.gradient_accumulation_steps}};
-  for (const auto& [key, now] : batch_shape) {
-    const int64_t saved = meta.value(key, int64_t{-1});
-    if (saved != now) {
-      return absl::FailedPreconditionError(absl::StrFormat(
-          "checkpoint %s was trained with %s = %d but the config has %d; resuming needs the same "
-          "batch shape",
-          path, key, saved, now));
-    }
+  // The data position counts global micro-batches of windows: the global batch must match;
+  // how it splits into ranks, micro-batches and accumulation steps may change.
+  const int64_t saved_batch = meta.value("train_batch_size", int64_t{-1});
+  if (saved_batch != config_.train_batch_size) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "checkpoint %s was trained with train_batch_size = %d but the config has %d; resuming "
+        "needs the same global batch",
+        path, saved_batch, config_.train_batch_size));
   }
   step_ = meta.value("step", int64_t{0});
   const nlohmann::json position = meta.value("data_position", nlohmann::json::object());
@@ -450,7 +466,12 @@ absl::Status Trainer::ReadCheckpoint(const std::string& path, bool with_optimize
                           position.value("cursor", uint64_t{0})};
   SPW_RETURN_IF_ERROR(train_loader_->SetPosition(p));
   last_loss_ = meta.value("last_loss", 0.0);
-  Print(absl::StrFormat("resumed from %s at step %d", path, step_));
+  const int saved_world = static_cast<int>(files.size());
+  Print(absl::StrFormat("resumed from %s at step %d%s", path, step_,
+                        saved_world == comm_->world_size()
+                            ? ""
+                            : absl::StrFormat(" (written by %d ranks, resharded to %d)",
+                                              saved_world, comm_->world_size())));
   return absl::OkStatus();
 }
 

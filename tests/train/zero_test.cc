@@ -44,9 +44,11 @@ std::string SharedDir(const std::string& name) {
   return dir;
 }
 
-// 8 sequences per step: accumulation 4 on one rank, 2 on two, 1 on four.
+// 8 sequences per step: accumulation 4 on one rank, 2 on two, 1 on four. d_model 18 makes the
+// Units' sizes odd multiples of 2, so shards on 4 ranks end in padding.
 std::string ZeroConfig(int64_t steps, const std::string& dir, int stage) {
   std::string json = SmallConfig(steps, dir);
+  json.replace(json.find("\"d_model\": 32"), 13, "\"d_model\": 18");
   json = absl::StrCat("{\"zero_optimization\": {\"stage\": ", stage, "},",
                       json.substr(json.find('{') + 1));
   size_t at = json.find("\"train_batch_size\": 4");
@@ -144,6 +146,65 @@ TEST(ZeroTest, ResumeOnNRanksIsBitwise) {
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(full->step_losses()[5 + i], resumed->step_losses()[i]) << "step " << 6 + i;
   }
+}
+
+// A checkpoint written by N ranks (stage 1: sharded AdamW state) loads on one rank with exactly
+// the same state, and the one rank's checkpoint loads back on N ranks exactly.
+TEST(ZeroTest, CheckpointsReshardBetweenRankCounts) {
+  const std::string dir = SharedDir("reshard");
+  auto ranks = MakeTrainer(ZeroConfig(4, dir + "/ranks", 1), World());
+  {
+    absl::Status trained = ranks->Train();
+    ASSERT_TRUE(trained.ok()) << trained;
+  }
+  auto one = Communicator::Single();
+  const std::string single_dir = absl::StrCat(dir, "/single_rank", World().rank());
+  auto single = MakeTrainer(ZeroConfig(8, single_dir, 0), *one);
+  absl::Status status = single->Resume(dir + "/ranks/ckpt");
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_EQ(single->step(), 4);
+  ASSERT_TRUE(single->SaveCheckpoint().ok());
+  ASSERT_TRUE(World().Barrier().ok());
+  auto back = MakeTrainer(ZeroConfig(8, dir + "/back", 1), World());
+  status = back->Resume(dir + "/single_rank0/ckpt");
+  ASSERT_TRUE(status.ok()) << status;
+
+  for (int u = 0; u < ranks->model().num_units(); ++u) {
+    const UnitState& sharded = ranks->model().unit(u);
+    const UnitState& whole = single->model().unit(u);
+    const UnitState& reloaded = back->model().unit(u);
+    const size_t numel = whole.numel();
+    EXPECT_EQ(std::memcmp(sharded.params.data(), whole.params.data(), numel * sizeof(float)), 0)
+        << sharded.layout.name() << ": N -> 1 parameters";
+    EXPECT_EQ(std::memcmp(reloaded.params.data(), whole.params.data(), numel * sizeof(float)), 0)
+        << sharded.layout.name() << ": 1 -> N parameters";
+    // This rank's shard of the AdamW moments, against the same elements of the whole ones.
+    const size_t begin = std::min(sharded.shard.begin, numel);
+    const size_t n = std::min(sharded.shard.end, numel) - begin;
+    const float* m_whole = whole.exp_avg.as<float>() + begin;
+    EXPECT_EQ(std::memcmp(sharded.exp_avg.data(), m_whole, n * sizeof(float)), 0)
+        << sharded.layout.name() << ": N -> 1 Adam m";
+    EXPECT_EQ(std::memcmp(reloaded.exp_avg.data(), m_whole, n * sizeof(float)), 0)
+        << sharded.layout.name() << ": 1 -> N Adam m";
+    const float* v_whole = whole.exp_avg_sq.as<float>() + begin;
+    EXPECT_EQ(std::memcmp(reloaded.exp_avg_sq.data(), v_whole, n * sizeof(float)), 0)
+        << sharded.layout.name() << ": 1 -> N Adam v";
+  }
+}
+
+// Ranks that parsed different configs stop at start with a clear error, on every rank.
+TEST(ZeroTest, DifferentConfigsOnRanksAreRefused) {
+  if (World().world_size() == 1) GTEST_SKIP() << "needs several ranks (mpirun -np N)";
+  const std::string dir = SharedDir("mismatch");
+  std::string json = ZeroConfig(2, dir, 0);
+  if (World().rank() == 1) json.replace(json.find("\"seed\": 5"), 9, "\"seed\": 6");
+  absl::StatusOr<Config> config = ParseConfig(json, World().world_size());
+  ASSERT_TRUE(config.ok()) << config.status();
+  absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(*config, nullptr, &World());
+  ASSERT_FALSE(trainer.ok());
+  EXPECT_NE(trainer.status().message().find("config differs between ranks"),
+            absl::string_view::npos)
+      << trainer.status();
 }
 
 }  // namespace
