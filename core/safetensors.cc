@@ -9,11 +9,14 @@
 #include <bit>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <limits>
+#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "core/file_io.h"
+#include "core/safetensors_stream.h"
 #include "core/status.h"
 #include "nlohmann/json.hpp"
 
@@ -467,6 +470,48 @@ SafetensorsTensorView SafetensorsTensorView::I32(std::string name, std::vector<i
   return {std::move(name), SafetensorsDtype::kI32, std::move(shape), std::as_bytes(values)};
 }
 
+namespace {
+
+// One tensor of a header being written: its data follows the previous tensor's.
+struct HeaderEntry {
+  const std::string* name;
+  SafetensorsDtype dtype;
+  const std::vector<int64_t>* shape;
+  uint64_t bytes;
+};
+
+// The header (JSON padded with spaces to a multiple of 8 bytes) for tensors laid out in
+// `entries` order, with `metadata`.
+absl::StatusOr<std::string> HeaderText(std::span<const HeaderEntry> entries,
+                                       const std::map<std::string, std::string>& metadata) {
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  if (!metadata.empty()) {
+    nlohmann::ordered_json meta = nlohmann::ordered_json::object();
+    for (const auto& [key, value] : metadata) {
+      if (!IsValidUtf8(key) || !IsValidUtf8(value)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("safetensors: metadata \"", key, "\" is not UTF-8"));
+      }
+      meta[key] = value;
+    }
+    header[std::string(kMetadataKey)] = std::move(meta);
+  }
+  uint64_t offset = 0;
+  for (const HeaderEntry& e : entries) {
+    nlohmann::ordered_json entry = nlohmann::ordered_json::object();
+    entry["dtype"] = std::string(SafetensorsDtypeName(e.dtype));
+    entry["shape"] = *e.shape;
+    entry["data_offsets"] = {offset, offset + e.bytes};
+    header[*e.name] = std::move(entry);
+    offset += e.bytes;
+  }
+  std::string header_text = header.dump();
+  header_text.append((8 - header_text.size() % 8) % 8, ' ');
+  return header_text;
+}
+
+}  // namespace
+
 absl::StatusOr<std::string> SerializeSafetensors(
     std::span<const SafetensorsTensorView> tensors,
     const std::map<std::string, std::string>& metadata) {
@@ -507,29 +552,13 @@ absl::StatusOr<std::string> SerializeSafetensors(
     }
   }
 
-  nlohmann::ordered_json header = nlohmann::ordered_json::object();
-  if (!metadata.empty()) {
-    nlohmann::ordered_json meta = nlohmann::ordered_json::object();
-    for (const auto& [key, value] : metadata) {
-      if (!IsValidUtf8(key) || !IsValidUtf8(value)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("safetensors: metadata \"", key, "\" is not UTF-8"));
-      }
-      meta[key] = value;
-    }
-    header[std::string(kMetadataKey)] = std::move(meta);
-  }
+  std::vector<HeaderEntry> entries;
   uint64_t offset = 0;
   for (const SafetensorsTensorView* t : order) {
-    nlohmann::ordered_json entry = nlohmann::ordered_json::object();
-    entry["dtype"] = std::string(SafetensorsDtypeName(t->dtype));
-    entry["shape"] = t->shape;
-    entry["data_offsets"] = {offset, offset + t->data.size()};
-    header[t->name] = std::move(entry);
+    entries.push_back({&t->name, t->dtype, &t->shape, t->data.size()});
     offset += t->data.size();
   }
-  std::string header_text = header.dump();
-  header_text.append((8 - header_text.size() % 8) % 8, ' ');
+  SPW_ASSIGN_OR_RETURN(std::string header_text, HeaderText(entries, metadata));
 
   std::string out;
   out.reserve(8 + header_text.size() + offset);
@@ -548,6 +577,98 @@ absl::Status WriteSafetensors(const std::string& path,
   absl::StatusOr<std::string> bytes = SerializeSafetensors(tensors, metadata);
   if (!bytes.ok()) return Annotate(bytes.status(), absl::StrCat("write ", path));
   return WriteFileAtomic(path, absl::string_view(*bytes));
+}
+
+SafetensorsStreamWriter::SafetensorsStreamWriter(SafetensorsStreamWriter&& other) noexcept
+    : path_(std::move(other.path_)),
+      fd_(std::exchange(other.fd_, -1)),
+      tensors_(std::move(other.tensors_)),
+      bytes_(std::move(other.bytes_)),
+      next_(other.next_),
+      finished_(std::exchange(other.finished_, true)) {}
+
+SafetensorsStreamWriter::~SafetensorsStreamWriter() {
+  if (fd_ >= 0) close(fd_);
+  if (!finished_) unlink((path_ + ".tmp").c_str());
+}
+
+absl::StatusOr<SafetensorsStreamWriter> SafetensorsStreamWriter::Create(
+    const std::string& path, std::vector<Tensor> tensors,
+    const std::map<std::string, std::string>& metadata) {
+  std::vector<HeaderEntry> entries;
+  std::vector<uint64_t> bytes;
+  std::set<std::string> names;
+  for (const Tensor& t : tensors) {
+    if (t.name.empty() || t.name == kMetadataKey || !IsValidUtf8(t.name) ||
+        !names.insert(t.name).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("safetensors: invalid tensor name \"", t.name,
+                       "\" (empty, repeated, __metadata__ or not UTF-8)"));
+    }
+    uint64_t numel = 1;
+    for (int64_t d : t.shape) {
+      if (d < 0 || __builtin_mul_overflow(numel, static_cast<uint64_t>(d), &numel)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "safetensors: tensor \"", t.name, "\" has an invalid shape ", ShapeString(t.shape)));
+      }
+    }
+    bytes.push_back(numel * SafetensorsDtypeSize(t.dtype));
+    entries.push_back({&t.name, t.dtype, &t.shape, bytes.back()});
+  }
+  SPW_ASSIGN_OR_RETURN(std::string header, HeaderText(entries, metadata));
+  const std::string tmp = path + ".tmp";
+  const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return PosixError(errno, absl::StrCat("create ", tmp));
+  SafetensorsStreamWriter writer(path, fd, std::move(tensors), std::move(bytes));
+  const uint64_t header_len = header.size();
+  SPW_RETURN_IF_ERROR(writer.WriteAll(&header_len, 8));
+  SPW_RETURN_IF_ERROR(writer.WriteAll(header.data(), header.size()));
+  return writer;
+}
+
+absl::Status SafetensorsStreamWriter::WriteAll(const void* data, size_t size) {
+  const char* p = static_cast<const char*>(data);
+  while (size > 0) {
+    const ssize_t n = write(fd_, p, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return PosixError(errno, absl::StrCat("write ", path_, ".tmp"));
+    p += n;
+    size -= static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SafetensorsStreamWriter::Append(std::span<const std::byte> data) {
+  if (next_ >= tensors_.size()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("safetensors ", path_, ": more tensors appended than declared"));
+  }
+  if (data.size() != bytes_[next_]) {
+    return absl::InvalidArgumentError(absl::StrCat("safetensors ", path_, ": tensor \"",
+                                                   tensors_[next_].name, "\" needs ", bytes_[next_],
+                                                   " bytes, got ", data.size()));
+  }
+  SPW_RETURN_IF_ERROR(WriteAll(data.data(), data.size()));
+  ++next_;
+  return absl::OkStatus();
+}
+
+absl::Status SafetensorsStreamWriter::Finish() {
+  if (next_ != tensors_.size()) {
+    return absl::FailedPreconditionError(absl::StrCat("safetensors ", path_, ": ",
+                                                      tensors_.size() - next_,
+                                                      " declared tensors were not written"));
+  }
+  const std::string tmp = path_ + ".tmp";
+  if (fsync(fd_) != 0) return PosixError(errno, absl::StrCat("fsync ", tmp));
+  const int fd = std::exchange(fd_, -1);
+  if (close(fd) != 0) return PosixError(errno, absl::StrCat("close ", tmp));
+  if (rename(tmp.c_str(), path_.c_str()) != 0) {
+    return PosixError(errno, absl::StrCat("rename ", tmp, " to ", path_));
+  }
+  finished_ = true;
+  const std::string dir = std::filesystem::path(path_).parent_path().string();
+  return FsyncDirectory(dir.empty() ? "." : dir);
 }
 
 }  // namespace spillway

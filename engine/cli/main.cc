@@ -16,6 +16,8 @@ constexpr char kUsage[] =
     "  spillway eval CONFIG [--checkpoint DIR]     validation loss of a checkpoint\n"
     "  spillway prepare --input FILE... --output PATH [--val-output PATH --val-fraction F]\n"
     "                                              turn text into a token file (bytes, vocab 256)\n"
+    "  spillway export CONFIG --checkpoint DIR --output FILE.safetensors\n"
+    "                                              one fp32 model file from a checkpoint\n"
     "  spillway help [COMMAND]                     this text, or a command's\n"
     "\n"
     "Config keys: docs/config.md. Quick start: spillway train examples/tiny/config.json\n";
@@ -50,6 +52,9 @@ int main(int argc, char** argv) {
     return wants_help ? (std::fputs(kEvalUsage, stdout), kExitOk) : EvalCommand(rest);
   if (command == "prepare") {
     return wants_help ? (std::fputs(kPrepareUsage, stdout), kExitOk) : PrepareCommand(rest);
+  }
+  if (command == "export") {
+    return wants_help ? (std::fputs(kExportUsage, stdout), kExitOk) : ExportCommand(rest);
   }
   std::fprintf(stderr, "spillway: unknown command '%s'\n\n%s", command.c_str(), kUsage);
   return kExitUsage;

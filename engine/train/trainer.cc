@@ -12,6 +12,7 @@
 #include "engine/data/synthetic_language.h"
 #include "engine/train/lr_schedule.h"
 #include "engine/train/optimizer_step.h"
+#include "engine/train/sharded_checkpoint.h"
 #include "kernels/backend.h"
 
 namespace spillway {
@@ -21,11 +22,6 @@ using Clock = std::chrono::steady_clock;
 
 double SecondsSince(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-nlohmann::json ModelJson(const ModelConfig& m) {
-  return {{"type", m.type},       {"n_layer", m.n_layer}, {"n_head", m.n_head},
-          {"d_model", m.d_model}, {"seq_len", m.seq_len}, {"vocab_size", m.vocab_size}};
 }
 
 // What a rank's checkpoint file holds of the model: per Unit, this rank's shard of its
@@ -56,25 +52,6 @@ std::vector<CheckpointedRange> CheckpointedRanges(Gpt2& model) {
                    true, !sharded});
   }
   return out;
-}
-
-// Fills dst with flat elements [begin, end) of blob `name`, from the rank files of a
-// checkpoint written by files.size() ranks, each of which saved its own shard of the flat
-// range: the pieces overlapping [begin, end) are read from every file that has one.
-absl::Status LoadFlatRange(const std::vector<CheckpointReader>& files, const std::string& name,
-                           size_t numel, size_t begin, size_t end, float* dst) {
-  const int saved_world = static_cast<int>(files.size());
-  std::vector<float> piece;
-  for (int r = 0; r < saved_world; ++r) {
-    const ShardRange saved = ShardOf(numel, saved_world, r);
-    const size_t lo = std::max(begin, saved.begin), hi = std::min(end, saved.end);
-    if (lo >= hi) continue;
-    piece.resize(saved.shard_numel);
-    SPW_RETURN_IF_ERROR(files[r].ReadBlob(name, std::as_writable_bytes(std::span(piece))));
-    std::copy(piece.begin() + (lo - saved.begin), piece.begin() + (hi - saved.begin),
-              dst + (lo - begin));
-  }
-  return absl::OkStatus();
 }
 
 // The mean of `value` over all ranks (rank order, so the same on every rank).
@@ -368,7 +345,7 @@ absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
   const BatchLoader::Position position = train_loader_->position();
   nlohmann::json meta = {
       {"step", step_},
-      {"model", ModelJson(config_.model)},
+      {"model", CheckpointModelJson(config_.model)},
       {"train_batch_size", config_.train_batch_size},
       {"train_micro_batch_size_per_gpu", config_.train_micro_batch_size_per_gpu},
       {"gradient_accumulation_steps", config_.gradient_accumulation_steps},
@@ -428,12 +405,7 @@ absl::Status Trainer::ReadCheckpoint(const std::string& path, bool with_optimize
   SPW_RETURN_IF_ERROR(AgreeAcrossRanks(opened.status(), "opening the checkpoint"));
   const std::vector<CheckpointReader>& files = *opened;
   const nlohmann::json& meta = files.front().meta();
-  if (meta.value("model", nlohmann::json()) != ModelJson(config_.model)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("checkpoint ", path, " holds a different model (",
-                     meta.value("model", nlohmann::json()).dump(),
-                     ") than the config's model section (", ModelJson(config_.model).dump(), ")"));
-  }
+  SPW_RETURN_IF_ERROR(CheckCheckpointModel(files, config_.model));
   std::vector<float> host;
   for (const CheckpointedRange& r : CheckpointedRanges(*model_)) {
     if (r.optimizer_state && !with_optimizer_state) continue;

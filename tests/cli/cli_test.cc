@@ -114,6 +114,12 @@ TEST(CliTest, PrepareTrainResumeEval) {
   ASSERT_EQ(eval.exit_code, 0) << eval.output;
   EXPECT_NE(eval.output.find("val loss"), std::string::npos) << eval.output;
 
+  Result exported = RunSpillway(absl::StrCat("export ", dir, "/long.json --checkpoint ", dir,
+                                             "/ckpt --output ", dir, "/model.safetensors"));
+  ASSERT_EQ(exported.exit_code, 0) << exported.output;
+  EXPECT_NE(exported.output.find("exported step 5"), std::string::npos) << exported.output;
+  EXPECT_TRUE(fs::exists(dir + "/model.safetensors"));
+
   Result missing =
       RunSpillway(absl::StrCat("train ", dir, "/long.json --resume ", dir, "/nothing"));
   EXPECT_EQ(missing.exit_code, 1);

@@ -9,6 +9,8 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "core/safetensors.h"
+#include "engine/train/export.h"
 #include "partitioner/mpi_communicator.h"
 #include "tests/train/train_test_util.h"
 
@@ -165,6 +167,20 @@ TEST(ZeroTest, CheckpointsReshardBetweenRankCounts) {
   EXPECT_EQ(single->step(), 4);
   ASSERT_TRUE(single->SaveCheckpoint().ok());
   ASSERT_TRUE(World().Barrier().ok());
+  // The N-rank checkpoint exported to one file holds the same parameters.
+  if (World().rank() == 0) {
+    absl::StatusOr<ExportReport> exported =
+        ExportCheckpoint(single->model().config(), dir + "/ranks/ckpt", dir + "/model.safetensors");
+    ASSERT_TRUE(exported.ok()) << exported.status();
+    EXPECT_EQ(exported->saved_ranks, World().world_size());
+    absl::StatusOr<SafetensorsFile> file = SafetensorsFile::Open(dir + "/model.safetensors");
+    ASSERT_TRUE(file.ok()) << file.status();
+    const SafetensorsTensorInfo* fc = file->Find("h.1.mlp.c_fc.weight");
+    ASSERT_NE(fc, nullptr);
+    EXPECT_EQ(std::memcmp(fc->data.data(), single->model().FindParam("h.1.mlp.c_fc.weight"),
+                          fc->data.size()),
+              0);
+  }
   auto back = MakeTrainer(ZeroConfig(8, dir + "/back", 1), World());
   status = back->Resume(dir + "/single_rank0/ckpt");
   ASSERT_TRUE(status.ok()) << status;
