@@ -442,7 +442,7 @@ absl::StatusOr<CheckpointReader> CheckpointReader::Open(const std::string& path,
     return absl::FailedPreconditionError(
         absl::StrCat("checkpoint ", dir, " was written by world_size ", ws->get<int64_t>(),
                      " ranks but is being opened with world_size ", world_size,
-                     "; resume with the same number of ranks (resharding is not supported)"));
+                     "; OpenAllRanks() reads a checkpoint of any number of ranks"));
   }
   const std::string file_name = CheckpointRankFileName(rank, world_size);
   if (files->size() != static_cast<size_t>(world_size) || !(*files)[rank].is_string() ||
