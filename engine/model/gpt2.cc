@@ -44,7 +44,6 @@ struct ActivationPlan {
 struct Gpt2::Impl {
   bool checkpointing = false;
   BlockShape shape{};
-  Tier tier = Tier::kHost;  // the backend's: every buffer below lives there
   Buffer residual_buf, block_buf, head_buf, grad_buf, token_buf;
   std::vector<float> host_losses;  // (N): the per-token losses, copied back for the mean
 
@@ -80,7 +79,6 @@ absl::StatusOr<std::unique_ptr<Gpt2>> Gpt2::Create(const ModelConfig& config, in
 
   auto impl = std::make_unique<Impl>();
   impl->checkpointing = activation_checkpointing;
-  impl->tier = tier;
   const BlockShape s{batch, config.seq_len, config.d_model, config.n_head};
   impl->shape = s;
   const size_t N = s.N(), C = s.C, L = config.n_layer;

@@ -11,9 +11,6 @@
 namespace spillway::kernels::cuda {
 namespace {
 
-constexpr int kThreads = kGridStrideThreads;
-size_t Blocks(size_t work) { return GridStrideBlocks(work); }
-
 struct Step {
   float lr, beta1, beta2, eps, grad_scale, bc1, bc2, decay;
 };
@@ -78,7 +75,8 @@ cudaError_t LaunchAdamW(float* param, const float* grad, float* m, float* v, siz
   s.bc2 = static_cast<float>(1.0 - std::pow(static_cast<double>(beta2), step));
   s.decay = 1.0f - lr * weight_decay;
   const bool vec = Aligned16(param) && Aligned16(grad) && Aligned16(m) && Aligned16(v);
-  AdamWKernel<<<Blocks(vec ? n / 4 : n), kThreads, 0, stream>>>(param, grad, m, v, n, s, vec);
+  AdamWKernel<<<GridStrideBlocks(vec ? n / 4 : n), kGridStrideThreads, 0, stream>>>(param, grad, m,
+                                                                                    v, n, s, vec);
   return cudaGetLastError();
 }
 

@@ -18,7 +18,6 @@ class CudaOps final : public Ops {
  public:
   static absl::StatusOr<std::unique_ptr<Ops>> Create(int device) {
     auto ops = std::unique_ptr<CudaOps>(new CudaOps());
-    ops->device_ = device;
     SPW_CUDA_CHECK(cudaSetDevice(device));
     SPW_CUDA_CHECK(cudaStreamCreateWithFlags(&ops->stream_, cudaStreamNonBlocking));
     cudaDeviceProp prop;
@@ -173,7 +172,6 @@ class CudaOps final : public Ops {
     return *buffer;
   }
 
-  int device_ = 0;
   double peak_flops_ = 0.0;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<cuda::CublasLtMatmul> gemm_;

@@ -10,9 +10,6 @@
 namespace spillway::kernels::cuda {
 namespace {
 
-constexpr int kThreads = kGridStrideThreads;
-size_t Blocks(size_t work) { return GridStrideBlocks(work); }
-
 __global__ void FillKernel(float* x, float value, size_t n, bool vec) {
   const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
   const size_t tid = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -68,21 +65,24 @@ __global__ void AccumulateKernel(float* y, const float* x, size_t n, bool vec) {
 cudaError_t LaunchFill(float* x, float value, size_t n, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
   const bool vec = Aligned16(x);
-  FillKernel<<<Blocks(vec ? n / 4 : n), kThreads, 0, stream>>>(x, value, n, vec);
+  FillKernel<<<GridStrideBlocks(vec ? n / 4 : n), kGridStrideThreads, 0, stream>>>(x, value, n,
+                                                                                   vec);
   return cudaGetLastError();
 }
 
 cudaError_t LaunchAdd(float* out, const float* a, const float* b, size_t n, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
   const bool vec = Aligned16(out) && Aligned16(a) && Aligned16(b);
-  AddKernel<<<Blocks(vec ? n / 4 : n), kThreads, 0, stream>>>(out, a, b, n, vec);
+  AddKernel<<<GridStrideBlocks(vec ? n / 4 : n), kGridStrideThreads, 0, stream>>>(out, a, b, n,
+                                                                                  vec);
   return cudaGetLastError();
 }
 
 cudaError_t LaunchAccumulate(float* y, const float* x, size_t n, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
   const bool vec = Aligned16(y) && Aligned16(x);
-  AccumulateKernel<<<Blocks(vec ? n / 4 : n), kThreads, 0, stream>>>(y, x, n, vec);
+  AccumulateKernel<<<GridStrideBlocks(vec ? n / 4 : n), kGridStrideThreads, 0, stream>>>(y, x, n,
+                                                                                         vec);
   return cudaGetLastError();
 }
 

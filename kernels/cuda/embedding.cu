@@ -20,9 +20,6 @@
 namespace spillway::kernels::cuda {
 namespace {
 
-constexpr int kThreads = kGridStrideThreads;
-size_t Blocks(size_t work) { return GridStrideBlocks(work); }
-
 __global__ void EmbeddingForwardKernel(float* out, const int32_t* tokens, const float* wte,
                                        const float* wpe, int B, int T, int C) {
   const size_t n = static_cast<size_t>(B) * T * C;
@@ -164,9 +161,11 @@ cudaError_t LaunchEmbeddingForward(float* out, const int32_t* tokens, const floa
   const size_t n = static_cast<size_t>(B) * T * C;
   if (B <= 0 || T <= 0 || C <= 0) return cudaSuccess;
   if (C % 4 == 0 && Aligned16(out) && Aligned16(wte) && Aligned16(wpe)) {
-    EmbeddingForwardKernel4<<<Blocks(n / 4), kThreads, 0, stream>>>(out, tokens, wte, wpe, B, T, C);
+    EmbeddingForwardKernel4<<<GridStrideBlocks(n / 4), kGridStrideThreads, 0, stream>>>(
+        out, tokens, wte, wpe, B, T, C);
   } else {
-    EmbeddingForwardKernel<<<Blocks(n), kThreads, 0, stream>>>(out, tokens, wte, wpe, B, T, C);
+    EmbeddingForwardKernel<<<GridStrideBlocks(n), kGridStrideThreads, 0, stream>>>(out, tokens, wte,
+                                                                                   wpe, B, T, C);
   }
   return cudaGetLastError();
 }
@@ -175,8 +174,8 @@ cudaError_t LaunchEmbeddingBackward(float* dwte, float* dwpe, const float* dout,
                                     const int32_t* tokens, int B, int T, int C,
                                     cudaStream_t stream) {
   if (B <= 0 || T <= 0 || C <= 0) return cudaSuccess;
-  EmbeddingBackwardWpeKernel<<<Blocks(static_cast<size_t>(T) * C), kThreads, 0, stream>>>(
-      dwpe, dout, B, T, C);
+  EmbeddingBackwardWpeKernel<<<GridStrideBlocks(static_cast<size_t>(T) * C), kGridStrideThreads, 0,
+                               stream>>>(dwpe, dout, B, T, C);
   const int BT = B * T;
   const int blocks = BT < kWteMaxBlocks ? BT : kWteMaxBlocks;
   EmbeddingBackwardWteKernel<<<blocks, kWteThreads, 0, stream>>>(dwte, dout, tokens, B, T, C);

@@ -11,11 +11,8 @@
 namespace spillway::kernels::cuda {
 namespace {
 
-constexpr int kThreads = kGridStrideThreads;
 constexpr float kSqrt2OverPi = 0.7978845608028654f;
 constexpr float kCubic = 0.044715f;
-
-size_t Blocks(size_t work) { return GridStrideBlocks(work); }
 
 // exp(-2u), its argument clamped like the CPU's FastExp so that e stays finite.
 __device__ __forceinline__ float ExpMinus2U(float x) {
@@ -76,7 +73,8 @@ __global__ void GeluBackwardKernel(float* dinp, const float* inp, const float* d
 cudaError_t LaunchGeluForward(float* out, const float* inp, size_t n, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
   const bool vec = Aligned16(out) && Aligned16(inp);
-  GeluForwardKernel<<<Blocks(vec ? n / 4 : n), kThreads, 0, stream>>>(out, inp, n, vec);
+  GeluForwardKernel<<<GridStrideBlocks(vec ? n / 4 : n), kGridStrideThreads, 0, stream>>>(out, inp,
+                                                                                          n, vec);
   return cudaGetLastError();
 }
 
@@ -84,7 +82,8 @@ cudaError_t LaunchGeluBackward(float* dinp, const float* inp, const float* dout,
                                cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
   const bool vec = Aligned16(dinp) && Aligned16(inp) && Aligned16(dout);
-  GeluBackwardKernel<<<Blocks(vec ? n / 4 : n), kThreads, 0, stream>>>(dinp, inp, dout, n, vec);
+  GeluBackwardKernel<<<GridStrideBlocks(vec ? n / 4 : n), kGridStrideThreads, 0, stream>>>(
+      dinp, inp, dout, n, vec);
   return cudaGetLastError();
 }
 
