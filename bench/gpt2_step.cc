@@ -93,7 +93,7 @@ int Main(int argc, char** argv) {
     gpt.ZeroGrads();
     loss = gpt.Forward(inputs.data(), targets.data());
     gpt.Backward(1.0f);
-    if (!OptimizerStep(gpt, **ops, *one_rank, opt, 1e-4, 1.0, s + 1).ok()) return 1;
+    if (!OptimizerStep(gpt, **ops, *one_rank, *one_rank, opt, 1e-4, 1.0, s + 1).ok()) return 1;
     if (absl::Status synced = (*ops)->Synchronize(); !synced.ok()) {
       std::fprintf(stderr, "%s\n", std::string(synced.message()).c_str());
       return 1;

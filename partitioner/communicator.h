@@ -1,13 +1,14 @@
 // Collectives and point-to-point transfers between the ranks of a job.
 //
 // Implementations: Single() below (one process, no MPI), MpiCommunicator for host memory
-// (partitioner/mpi_communicator.h), and later an NCCL one for device memory. Pointers are in
-// the memory the implementation serves (host for Single and MPI).
+// (partitioner/mpi_communicator.h), ThreadedCommunicator (runs another one's collectives on a
+// thread, so the Start calls overlap with host compute), NcclCommunicator for GPU memory. Pointers
+// are in the memory the implementation serves (host for Single and MPI).
 //
-// Ordering: every call is blocking. It returns when this rank's part is done and every buffer
-// it was given may be reused; a collective does not promise that other ranks have returned.
-// Every rank must make the same collective calls in the same order with the same sizes (n,
-// n_per_rank, bytes) and root; a mismatch deadlocks or fails, and is not always detected.
+// Ordering: every call except the Start ones below is blocking. It returns when this rank's part is
+// done and every buffer it was given may be reused; a collective does not promise that other ranks
+// have returned. Every rank must make the same collective calls in the same order with the same
+// sizes (n, n_per_rank, bytes) and root; a mismatch deadlocks or fails, and is not always detected.
 // Calls must come from one thread at a time.
 //
 // Sizes: counts are elements for float calls and bytes for void* calls, of any size_t value
@@ -68,6 +69,21 @@ class Communicator {
   virtual absl::Status Barrier() = 0;
   // Whether every rank passed the same value (e.g. a hash of the config, checked at start).
   virtual absl::StatusOr<bool> AllEqual(uint64_t value) = 0;
+
+  // Asynchronous collectives, for overlapping communication with compute. A Start call
+  // returns at once; the collective begins after all work already issued to the compute
+  // backend whose memory this communicator serves (host memory: at once; GPU memory: after the
+  // compute stream's work so far), runs after the collectives started before it, and its
+  // buffers must stay untouched until Wait. Wait(h) makes work issued afterwards see the result
+  // (host memory: returns when it is done; GPU memory: orders the compute stream after it
+  // without blocking the host) and reports its failure. Wait each handle once. Blocking calls
+  // wait for every started collective first. This base class runs them at once, blocking.
+  using Handle = uint64_t;
+  virtual absl::StatusOr<Handle> StartAllGather(const float* send, float* recv, size_t n_per_rank);
+  virtual absl::StatusOr<Handle> StartReduceScatterSum(const float* send, float* recv,
+                                                       size_t n_per_rank);
+  virtual absl::StatusOr<Handle> StartAllReduceSum(float* data, size_t n);
+  virtual absl::Status Wait(Handle handle);
 
  protected:
   // InvalidArgument unless 0 <= root < world_size().

@@ -1,5 +1,7 @@
 #include "partitioner/unit_state.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
 
@@ -8,17 +10,30 @@ namespace spillway {
 absl::StatusOr<UnitState> UnitState::Allocate(UnitLayout layout, Tier tier,
                                               const ShardingPlan& plan) {
   const ShardRange shard = ShardOf(layout.numel(), plan.world_size, plan.rank);
-  const size_t full = shard.padded_numel * sizeof(float);
-  const size_t moments =
-      (plan.shard_optimizer_state ? shard.shard_numel : shard.padded_numel) * sizeof(float);
+  auto bytes = [&](bool sharded) {
+    return (sharded ? shard.shard_numel : shard.padded_numel) * sizeof(float);
+  };
   const std::string name = layout.name();
-  UnitState s{std::move(layout), shard, plan.shard_optimizer_state, {}, {}, {}, {}};
-  SPW_ASSIGN_OR_RETURN(s.params, Buffer::Allocate(full, tier, absl::StrCat(name, " parameters")));
-  SPW_ASSIGN_OR_RETURN(s.grads, Buffer::Allocate(full, tier, absl::StrCat(name, " gradients")));
-  SPW_ASSIGN_OR_RETURN(s.exp_avg, Buffer::Allocate(moments, tier, absl::StrCat(name, " Adam m")));
-  SPW_ASSIGN_OR_RETURN(s.exp_avg_sq,
-                       Buffer::Allocate(moments, tier, absl::StrCat(name, " Adam v")));
+  UnitState s{std::move(layout), shard, plan.stage};
+  SPW_ASSIGN_OR_RETURN(s.params, Buffer::Allocate(bytes(s.params_sharded()), tier,
+                                                  absl::StrCat(name, " parameters")));
+  SPW_ASSIGN_OR_RETURN(
+      s.grads, Buffer::Allocate(bytes(s.grads_sharded()), tier, absl::StrCat(name, " gradients")));
+  SPW_ASSIGN_OR_RETURN(s.exp_avg, Buffer::Allocate(bytes(s.optimizer_sharded()), tier,
+                                                   absl::StrCat(name, " Adam m")));
+  SPW_ASSIGN_OR_RETURN(s.exp_avg_sq, Buffer::Allocate(bytes(s.optimizer_sharded()), tier,
+                                                      absl::StrCat(name, " Adam v")));
+  if (!s.params_sharded()) s.live_params = s.params.as<float>();
+  if (!s.grads_sharded()) s.live_grads = s.grads.as<float>();
   return s;
+}
+
+size_t UnitState::update_begin() const {
+  return optimizer_sharded() ? std::min(shard.begin, numel()) : 0;
+}
+
+size_t UnitState::update_end() const {
+  return optimizer_sharded() ? std::min(shard.end, numel()) : numel();
 }
 
 }  // namespace spillway

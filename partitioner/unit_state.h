@@ -1,11 +1,20 @@
-// The training state of one Unit on this rank: one flat buffer per kind of state, all with the
-// Unit's layout, fp32, in one tier (the backend's): the parameters are their own master copy.
+// The training state of one Unit on this rank: one flat buffer per kind of state, fp32, in one
+// tier (the backend's); the parameters are their own master copy.
 //
-// Sharding (ZeRO, partitioner/shard.h): `shard` is this rank's part of the Unit, the same split
-// for every kind of state. `params` and `grads` are whole Units, padded to
-// shard.padded_numel so that all-gathers and reduce-scatters move equal parts. The AdamW
-// moments are whole too (stage 0), or only this rank's shard (stage 1: `optimizer_sharded`).
-// The padding is zero and belongs to no tensor.
+// Sharding (ZeRO, partitioner/shard.h): `shard` is this rank's part of the Unit's padded flat
+// range, the same split for every kind of state. What a rank stores, by stage:
+//   state             stage 0   stage 1   stage 2   stage 3
+//   params            whole     whole     whole     shard
+//   grads             whole     whole     shard     shard
+//   exp_avg/_sq       whole     shard     shard     shard
+// "whole" buffers hold shard.padded_numel elements (flat element i at index i); "shard" buffers
+// hold shard.shard_numel (flat element i at index i - shard.begin). Padding is zero and belongs
+// to no tensor.
+//
+// The model computes on the whole Unit through live_params / live_grads: for whole buffers these
+// point at them; for sharded ones a partitioner/unit_residency.h working buffer holds the
+// gathered parameters (stage 3) or the gradient being accumulated before its reduce-scatter
+// (stages 2-3) while the Unit is in use, and they are null otherwise.
 #pragma once
 
 #include "absl/status/statusor.h"
@@ -19,28 +28,39 @@ namespace spillway {
 struct ShardingPlan {
   int world_size = 1;
   int rank = 0;
-  bool shard_optimizer_state = false;  // ZeRO stage >= 1
+  int stage = 0;  // zero_optimization.stage, 0-3
 };
 
 struct UnitState {
   UnitLayout layout;
-  ShardRange shard;  // this rank's part of the padded flat buffer
-  bool optimizer_sharded = false;
-  Buffer params;      // (shard.padded_numel) fp32
-  Buffer grads;       // (shard.padded_numel) fp32, accumulated over micro-batches
-  Buffer exp_avg;     // AdamW first moment: (shard.padded_numel), or (shard.shard_numel) if
-                      // optimizer_sharded, then element i is flat element shard.begin + i
-  Buffer exp_avg_sq;  // AdamW second moment, like exp_avg
+  ShardRange shard;  // this rank's part of the padded flat range
+  int stage = 0;
+  Buffer params;      // fp32 master parameters (see the table above)
+  Buffer grads;       // fp32 gradients, accumulated over the micro-batches of a step
+  Buffer exp_avg;     // AdamW first moment
+  Buffer exp_avg_sq;  // AdamW second moment
+  float* live_params = nullptr;
+  float* live_grads = nullptr;
 
-  // Allocates all four buffers in `tier`, zeroed.
+  // Allocates the buffers `plan.stage` keeps in `tier`, zeroed.
   static absl::StatusOr<UnitState> Allocate(UnitLayout layout, Tier tier,
                                             const ShardingPlan& plan = {});
 
-  float* param(const TensorSpec& t) { return params.as<float>() + t.offset; }
-  float* grad(const TensorSpec& t) { return grads.as<float>() + t.offset; }
+  bool optimizer_sharded() const { return stage >= 1; }
+  bool grads_sharded() const { return stage >= 2; }
+  bool params_sharded() const { return stage >= 3; }
+
+  float* param(const TensorSpec& t) { return live_params + t.offset; }
+  float* grad(const TensorSpec& t) { return live_grads + t.offset; }
   size_t numel() const { return layout.numel(); }
-  // The AdamW moment element that holds flat element `i` (i within the optimizer's range).
-  size_t optimizer_index(size_t i) const { return optimizer_sharded ? i - shard.begin : i; }
+  // The flat range [begin, end) of real elements this rank updates: its shard (clipped to
+  // numel) when the optimizer state is sharded, else the whole Unit.
+  size_t update_begin() const;
+  size_t update_end() const;
+  // Where flat element `i` lives in params, grads and the AdamW moments (i must be stored).
+  size_t param_index(size_t i) const { return params_sharded() ? i - shard.begin : i; }
+  size_t grad_index(size_t i) const { return grads_sharded() ? i - shard.begin : i; }
+  size_t optimizer_index(size_t i) const { return optimizer_sharded() ? i - shard.begin : i; }
 };
 
 }  // namespace spillway

@@ -180,7 +180,7 @@ absl::StatusOr<Config> ParseConfig(absl::string_view json_text, int world_size) 
   if (const Json* v = r.Find("bf16")) SPW_RETURN_IF_ERROR(ParseBf16(*v));
   if (const Json* v = r.Find("fp16")) SPW_RETURN_IF_ERROR(ParseFp16(*v));
   if (const Json* v = r.Find("zero_optimization")) {
-    SPW_RETURN_IF_ERROR(ParseZeroOptimization(*v, &c.zero_stage));
+    SPW_RETURN_IF_ERROR(ParseZeroOptimization(*v, &c.zero_stage, &c.zero));
   }
   if (const Json* v = r.Find("checkpoint")) SPW_RETURN_IF_ERROR(ParseCheckpoint(*v, &c.checkpoint));
   if (const Json* v = r.Find("log")) SPW_RETURN_IF_ERROR(ParseLog(*v, &c.log));

@@ -78,6 +78,14 @@ struct LogConfig {
   std::string metrics_path;  // JSONL, one line per printed step and per eval; empty: none
 };
 
+// zero_optimization's tuning keys, with DeepSpeed's names and defaults (counts are elements).
+struct ZeroConfig {
+  bool overlap_comm = true;
+  int64_t reduce_bucket_size = 500'000'000;
+  int64_t stage3_prefetch_bucket_size = 50'000'000;
+  int64_t stage3_max_live_parameters = 1'000'000'000;
+};
+
 struct Config {
   // Batch sizes, resolved: train_batch_size = micro * accumulation * world_size.
   int64_t train_batch_size = 0;
@@ -87,8 +95,11 @@ struct Config {
   int64_t steps_per_print = 10;
   bool activation_checkpointing = false;  // activation_checkpointing.enabled
   // zero_optimization.stage: 0 = plain data parallel (gradients all-reduced), 1 = AdamW state
-  // sharded across ranks (each rank updates its shard, then parameters are all-gathered).
+  // sharded across ranks (each rank updates its shard, then parameters are all-gathered),
+  // 2 = gradients too (reduce-scattered into the owned shards), 3 = parameters too (gathered
+  // per Unit when used, prefetched, released after).
   int zero_stage = 0;
+  ZeroConfig zero;
 
   ModelConfig model;
   OptimizerConfig optimizer;

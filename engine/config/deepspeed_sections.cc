@@ -1,6 +1,7 @@
 // The sections whose keys are DeepSpeed's: optimizer, scheduler, activation_checkpointing,
 // bf16, fp16, zero_optimization. Keys for features spillway has not built are recognised and
 // rejected with a message that says so.
+#include <cmath>
 #include <cstdint>
 #include <iterator>
 #include <limits>
@@ -15,13 +16,9 @@ namespace spillway::config_internal {
 namespace {
 
 constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
-// DeepSpeed's ZeRO options other than stage and offload, all for stages 1-3.
+// DeepSpeed's ZeRO options spillway does not have (yet).
 constexpr absl::string_view kZeroOptionsNotBuilt[] = {
-    "reduce_bucket_size",
-    "overlap_comm",
     "contiguous_gradients",
-    "stage3_prefetch_bucket_size",
-    "stage3_max_live_parameters",
     "allgather_bucket_size",
     "reduce_scatter",
     "allgather_partitions",
@@ -221,25 +218,38 @@ absl::Status ParseFp16(const Json& value) {
   return absl::OkStatus();
 }
 
-absl::Status ParseZeroOptimization(const Json& value, int* stage_out) {
+absl::Status ParseZeroOptimization(const Json& value, int* stage_out, ZeroConfig* zero) {
   SPW_ASSIGN_OR_RETURN(ObjectReader r, ObjectReader::Open(value, "zero_optimization"));
-  std::vector<absl::string_view> allowed = {"stage", "offload_optimizer", "offload_param"};
+  std::vector<absl::string_view> allowed = {"stage",
+                                            "offload_optimizer",
+                                            "offload_param",
+                                            "overlap_comm",
+                                            "reduce_bucket_size",
+                                            "stage3_prefetch_bucket_size",
+                                            "stage3_max_live_parameters"};
   allowed.insert(allowed.end(), std::begin(kZeroOptionsNotBuilt), std::end(kZeroOptionsNotBuilt));
   SPW_RETURN_IF_ERROR(r.CheckKeys(allowed));
   int64_t stage = 0;
   SPW_RETURN_IF_ERROR(r.Int("stage", &stage, 0, 3));
-  if (stage > 1) {
-    return KeyError(r.KeyPath("stage"),
-                    absl::StrCat("ZeRO stage ", stage, " is not built yet; 0 and 1 are"));
-  }
   *stage_out = static_cast<int>(stage);
+  SPW_RETURN_IF_ERROR(r.Bool("overlap_comm", &zero->overlap_comm));
+  // DeepSpeed configs often write these counts as 5e8: any number >= 1 with an integral value.
+  for (auto [key, out] :
+       {std::pair{"reduce_bucket_size", &zero->reduce_bucket_size},
+        std::pair{"stage3_prefetch_bucket_size", &zero->stage3_prefetch_bucket_size},
+        std::pair{"stage3_max_live_parameters", &zero->stage3_max_live_parameters}}) {
+    double count = static_cast<double>(*out);
+    SPW_RETURN_IF_ERROR(r.Double(key, &count, DoubleRange::AtLeast(1)));
+    if (count != std::floor(count) || count > 9e18) {
+      return KeyError(r.KeyPath(key), "must be a whole number of elements");
+    }
+    *out = static_cast<int64_t>(count);
+  }
   SPW_RETURN_IF_ERROR(ParseOffload(r, "offload_optimizer"));
   SPW_RETURN_IF_ERROR(ParseOffload(r, "offload_param"));
   for (absl::string_view key : kZeroOptionsNotBuilt) {
     if (r.Has(key)) {
-      return KeyError(r.KeyPath(key),
-                      "this ZeRO option is not built yet (only zero_optimization.stage is); "
-                      "remove the key");
+      return KeyError(r.KeyPath(key), "this ZeRO option is not built in spillway; remove the key");
     }
   }
   return absl::OkStatus();

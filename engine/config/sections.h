@@ -15,7 +15,7 @@ absl::Status ParseScheduler(const Json& value, SchedulerConfig* out);
 absl::Status ParseActivationCheckpointing(const Json& value, bool* enabled);
 absl::Status ParseBf16(const Json& value);
 absl::Status ParseFp16(const Json& value);
-absl::Status ParseZeroOptimization(const Json& value, int* stage);
+absl::Status ParseZeroOptimization(const Json& value, int* stage, ZeroConfig* zero);
 
 // spillway's own sections (spillway_sections.cc).
 absl::Status ParseModel(const Json& value, ModelConfig* out);

@@ -1,5 +1,6 @@
 #include "engine/model/gpt2.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -137,7 +138,12 @@ absl::Status Gpt2::InitParams(uint64_t seed) {
           p[i] = static_cast<float>(std * rng.Normal());
       }
     }
-    ops_->CopyToBackend(unit.params.data(), host.data(), host.size() * sizeof(float));
+    // At ZeRO stage 3 this rank stores only its shard of the (same) whole initialisation.
+    const size_t begin = unit.params_sharded() ? std::min(unit.shard.begin, unit.numel()) : 0;
+    const size_t end =
+        unit.params_sharded() ? std::min(unit.shard.end, unit.numel()) : unit.numel();
+    ops_->CopyToBackend(unit.params.as<float>() + unit.param_index(begin), host.data() + begin,
+                        (end - begin) * sizeof(float));
     SPW_RETURN_IF_ERROR(ops_->Synchronize());
   }
   return absl::OkStatus();
@@ -150,20 +156,27 @@ float Gpt2::Forward(const int32_t* inputs, const int32_t* targets) {
   ops_->CopyToBackend(m.inputs, inputs, s.N() * sizeof(int32_t));
   ops_->CopyToBackend(m.targets, targets, s.N() * sizeof(int32_t));
 
+  if (residency_ != nullptr) residency_->BeginPass(UnitResidency::Pass::kForward);
   UnitState& embed = units_[0];
   const TensorSpec& wte = *embed.layout.Find("wte");
   const TensorSpec& wpe = *embed.layout.Find("wpe");
+  AcquireParams(0);
   ops_->EmbeddingForward(m.residual[0], m.inputs, embed.param(wte), embed.param(wpe), s.B, s.T, C);
   for (int l = 0; l < L; ++l) {
     UnitState& unit = units_[1 + l];
-    BlockForward(*ops_, s, BlockTensors::In(unit.layout, unit.params.as<float>()), m.residual[l],
+    AcquireParams(1 + l);
+    BlockForward(*ops_, s, BlockTensors::In(unit.layout, unit.live_params), m.residual[l],
                  m.residual[l + 1], m.ActsOf(l));
+    ReleaseParams(1 + l);
   }
   UnitState& head = units_[L + 1];
+  AcquireParams(L + 1);
   ops_->LayerNormForward(m.lnf, m.lnf_mean, m.lnf_rstd, m.residual[L],
                          head.param(head.layout.tensors()[0]), head.param(head.layout.tensors()[1]),
                          N, C);
   ops_->MatmulForward(m.logits, m.lnf, embed.param(wte), nullptr, N, C, Vp_);
+  ReleaseParams(L + 1);
+  ReleaseParams(0);
   ops_->CrossEntropy(m.losses, m.logits, m.targets, N, config_.vocab_size, Vp_, 0.0f);
 
   // The mean needs the losses on the host: this waits for the forward. A failed op leaves
@@ -180,7 +193,20 @@ float Gpt2::Forward(const int32_t* inputs, const int32_t* targets) {
   return m.valid_targets == 0 ? 0.0f : static_cast<float>(sum / m.valid_targets);
 }
 
-void Gpt2::Backward(float loss_scale) {
+void Gpt2::AcquireParams(int u) {
+  if (residency_ != nullptr) residency_->AcquireParams(u);
+}
+void Gpt2::ReleaseParams(int u) {
+  if (residency_ != nullptr) residency_->ReleaseParams(u);
+}
+void Gpt2::AcquireGrads(int u) {
+  if (residency_ != nullptr) residency_->AcquireGrads(u);
+}
+void Gpt2::ReleaseGrads(int u) {
+  if (residency_ != nullptr) residency_->ReleaseGrads(u);
+}
+
+void Gpt2::Backward(float loss_scale, bool last_micro_batch) {
   Impl& m = *impl_;
   const BlockShape& s = m.shape;
   const int N = static_cast<int>(s.N()), C = s.C, L = config_.n_layer;
@@ -193,6 +219,14 @@ void Gpt2::Backward(float loss_scale) {
   const TensorSpec& lnf_w = head.layout.tensors()[0];
   const TensorSpec& lnf_b = head.layout.tensors()[1];
 
+  if (residency_ != nullptr) {
+    residency_->BeginPass(UnitResidency::Pass::kBackward, last_micro_batch);
+  }
+  // The tied head needs the embedding Unit from its backward to the embedding's.
+  AcquireParams(0);
+  AcquireParams(L + 1);
+  AcquireGrads(0);
+  AcquireGrads(L + 1);
   if (m.valid_targets == 0) {
     ops_->Fill(m.logits, 0.0f, s.N() * Vp_);
   } else {
@@ -207,23 +241,33 @@ void Gpt2::Backward(float loss_scale) {
   ops_->Fill(m.dres, 0.0f, NC);
   ops_->LayerNormBackward(m.dres, head.grad(lnf_w), head.grad(lnf_b), dlnf, m.residual[L],
                           head.param(lnf_w), m.lnf_mean, m.lnf_rstd, N, C);
+  ReleaseGrads(L + 1);
+  ReleaseParams(L + 1);
 
   for (int l = L - 1; l >= 0; --l) {
     UnitState& unit = units_[1 + l];
-    const BlockTensors w = BlockTensors::In(unit.layout, unit.params.as<float>());
-    const BlockTensors dw = BlockTensors::In(unit.layout, unit.grads.as<float>());
+    AcquireParams(1 + l);
+    AcquireGrads(1 + l);
+    const BlockTensors w = BlockTensors::In(unit.layout, unit.live_params);
+    const BlockTensors dw = BlockTensors::In(unit.layout, unit.live_grads);
     if (m.checkpointing) {
       // Recompute this block's activations from its kept input. The recomputed output is
       // written over residual[l + 1], which holds exactly the same values.
       BlockForward(*ops_, s, w, m.residual[l], m.residual[l + 1], m.ActsOf(l));
     }
     BlockBackward(*ops_, s, w, dw, m.residual[l], m.ActsOf(l), m.scratch, m.dres);
+    ReleaseGrads(1 + l);
+    ReleaseParams(1 + l);
   }
   ops_->EmbeddingBackward(embed.grad(wte), embed.grad(wpe), m.dres, m.inputs, s.B, s.T, C);
+  ReleaseGrads(0);
+  ReleaseParams(0);
 }
 
 void Gpt2::ZeroGrads() {
-  for (UnitState& unit : units_) ops_->Fill(unit.grads.as<float>(), 0.0f, unit.numel());
+  for (UnitState& unit : units_) {
+    ops_->Fill(unit.grads.as<float>(), 0.0f, unit.grads.bytes() / sizeof(float));
+  }
 }
 
 size_t Gpt2::param_count() const {
@@ -255,13 +299,13 @@ const TensorSpec* Gpt2::FindTensor(absl::string_view name, int* unit_index) cons
 float* Gpt2::FindParam(absl::string_view name) {
   int u;
   const TensorSpec* t = FindTensor(name, &u);
-  return t == nullptr ? nullptr : units_[u].param(*t);
+  return t == nullptr || units_[u].live_params == nullptr ? nullptr : units_[u].param(*t);
 }
 
 float* Gpt2::FindGrad(absl::string_view name) {
   int u;
   const TensorSpec* t = FindTensor(name, &u);
-  return t == nullptr ? nullptr : units_[u].grad(*t);
+  return t == nullptr || units_[u].live_grads == nullptr ? nullptr : units_[u].grad(*t);
 }
 
 const float* Gpt2::logits() const { return impl_->logits; }

@@ -19,6 +19,7 @@
 #include "absl/strings/string_view.h"
 #include "engine/config/config.h"
 #include "kernels/ops.h"
+#include "partitioner/unit_residency.h"
 #include "partitioner/unit_state.h"
 
 namespace spillway {
@@ -45,7 +46,14 @@ class Gpt2 {
   float Forward(const int32_t* inputs, const int32_t* targets);
 
   // Accumulates into the grads: d(loss_scale * mean loss of the last Forward) / d params.
-  void Backward(float loss_scale);
+  // `last_micro_batch`: no more backward passes before the optimizer step (ranks at ZeRO
+  // stages 0-1 reduce their gradients during it).
+  void Backward(float loss_scale, bool last_micro_batch = true);
+
+  // Routes every Unit's parameter and gradient use through `residency` (not owned; null: the
+  // Units' own buffers, which needs ZeRO stage <= 1). Required for stages 2-3.
+  void set_residency(UnitResidency* residency) { residency_ = residency; }
+  std::vector<UnitState>& units() { return units_; }
 
   void ZeroGrads();
 
@@ -61,7 +69,8 @@ class Gpt2 {
   static size_t PlannedActivationBytes(const ModelConfig& config, int batch,
                                        bool activation_checkpointing);
 
-  // The tensor called `name` (see above), or null: its parameters or its gradient.
+  // The tensor called `name` (see above), or null: its parameters or its gradient (null too
+  // while the Unit's whole state is not live, at ZeRO stages 2-3).
   float* FindParam(absl::string_view name);
   float* FindGrad(absl::string_view name);
   const TensorSpec* FindTensor(absl::string_view name, int* unit_index = nullptr) const;
@@ -74,12 +83,17 @@ class Gpt2 {
  private:
   struct Impl;
   Gpt2(const ModelConfig& config, int batch, kernels::Ops* ops);
+  void AcquireParams(int u);
+  void ReleaseParams(int u);
+  void AcquireGrads(int u);
+  void ReleaseGrads(int u);
 
   ModelConfig config_;
   int B_;
   int Vp_;
   kernels::Ops* ops_;
   std::vector<UnitState> units_;
+  UnitResidency* residency_ = nullptr;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -2,32 +2,56 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <vector>
 
 #include "core/status.h"
 
 namespace spillway {
+namespace {
+
+// The sum over ranks of each rank's `local` value, added in rank order in double precision
+// (the same on every rank). Doubles travel as pairs of floats' bit patterns.
+absl::StatusOr<double> SumOverRanks(Communicator& control, double local) {
+  if (control.world_size() == 1) return local;
+  static_assert(sizeof(double) == 2 * sizeof(float));
+  float mine[2];
+  std::memcpy(mine, &local, sizeof(double));
+  std::vector<float> all(2 * control.world_size());
+  SPW_RETURN_IF_ERROR(control.AllGather(mine, all.data(), 2));
+  double sum = 0.0;
+  for (int r = 0; r < control.world_size(); ++r) {
+    double x;
+    std::memcpy(&x, all.data() + 2 * r, sizeof(double));
+    sum += x;
+  }
+  return sum;
+}
+
+}  // namespace
 
 absl::StatusOr<OptimizerStepResult> OptimizerStep(Gpt2& model, kernels::Ops& ops,
-                                                  Communicator& comm, const OptimizerConfig& opt,
-                                                  double lr, double max_grad_norm, int64_t step) {
-  const bool distributed = comm.world_size() > 1;
-  if (distributed) {
-    SPW_RETURN_IF_ERROR(ops.Synchronize());  // the gradients are complete
-    for (int u = 0; u < model.num_units(); ++u) {
-      UnitState& unit = model.unit(u);
-      SPW_RETURN_IF_ERROR(comm.AllReduceSum(unit.grads.as<float>(), unit.numel()));
-    }
-  }
-
+                                                  Communicator& data, Communicator& control,
+                                                  const OptimizerConfig& opt, double lr,
+                                                  double max_grad_norm, int64_t step) {
   OptimizerStepResult result;
+  const bool sharded_grads = model.unit(0).grads_sharded();
   double sum_squares = 0.0;
   for (int u = 0; u < model.num_units(); ++u) {
     UnitState& unit = model.unit(u);
+    // Whole gradients are the same on every rank; shards are added up over ranks below.
+    const size_t lo = sharded_grads ? unit.update_begin() : 0;
+    const size_t hi = sharded_grads ? unit.update_end() : unit.numel();
     for (const TensorSpec& t : unit.layout.tensors()) {
+      const size_t begin = std::max(lo, t.offset), end = std::min(hi, t.offset + t.numel);
+      if (begin >= end) continue;
       double s = 0.0;
-      ops.SumSquares(&s, unit.grad(t), t.numel);
+      ops.SumSquares(&s, unit.grads.as<float>() + unit.grad_index(begin), end - begin);
       sum_squares += s;
     }
+  }
+  if (sharded_grads) {
+    SPW_ASSIGN_OR_RETURN(sum_squares, SumOverRanks(control, sum_squares));
   }
   result.grad_norm = std::sqrt(sum_squares);
   // torch.nn.utils.clip_grad_norm_'s rule: scale by max_norm / (norm + 1e-6) when below 1.
@@ -43,33 +67,26 @@ absl::StatusOr<OptimizerStepResult> OptimizerStep(Gpt2& model, kernels::Ops& ops
   p.eps = static_cast<float>(opt.eps);
   p.step = step;
   p.grad_scale = result.clip_scale;
-  bool gather = false;
   for (int u = 0; u < model.num_units(); ++u) {
     UnitState& unit = model.unit(u);
-    float* m = unit.exp_avg.as<float>();
-    float* v = unit.exp_avg_sq.as<float>();
-    // The flat range this rank updates: its shard, or the whole Unit.
-    const size_t lo = unit.optimizer_sharded ? std::min(unit.shard.begin, unit.numel()) : 0;
-    const size_t hi =
-        unit.optimizer_sharded ? std::min(unit.shard.end, unit.numel()) : unit.numel();
-    gather = gather || unit.optimizer_sharded;
+    const size_t lo = unit.update_begin(), hi = unit.update_end();
     for (const TensorSpec& t : unit.layout.tensors()) {
       const size_t begin = std::max(lo, t.offset), end = std::min(hi, t.offset + t.numel);
       if (begin >= end) continue;
       p.weight_decay = t.weight_decay ? static_cast<float>(opt.weight_decay) : 0.0f;
       const size_t k = unit.optimizer_index(begin);
-      ops.AdamW(unit.params.as<float>() + begin, unit.grads.as<float>() + begin, m + k, v + k,
-                end - begin, p);
+      ops.AdamW(unit.params.as<float>() + unit.param_index(begin),
+                unit.grads.as<float>() + unit.grad_index(begin), unit.exp_avg.as<float>() + k,
+                unit.exp_avg_sq.as<float>() + k, end - begin, p);
     }
   }
-  if (distributed && gather) {
-    SPW_RETURN_IF_ERROR(ops.Synchronize());
+  if (data.world_size() > 1) {
     for (int u = 0; u < model.num_units(); ++u) {
       UnitState& unit = model.unit(u);
-      if (!unit.optimizer_sharded) continue;
+      if (!unit.optimizer_sharded() || unit.params_sharded()) continue;
       float* params = unit.params.as<float>();
       SPW_RETURN_IF_ERROR(
-          comm.AllGather(params + unit.shard.begin, params, unit.shard.shard_numel));
+          data.AllGather(params + unit.shard.begin, params, unit.shard.shard_numel));
     }
   }
   return result;

@@ -1,5 +1,5 @@
-// One optimizer step over every Unit: gradient reduction across ranks, global gradient norm,
-// clipping, AdamW on this rank's part, and the parameter all-gather that sharding needs.
+// One optimizer step over every Unit: global gradient norm, clipping, AdamW on this rank's
+// part, and the parameter all-gather that ZeRO stages 1-2 need.
 #pragma once
 
 #include <cstdint>
@@ -17,16 +17,18 @@ struct OptimizerStepResult {
   float clip_scale = 1.0f;  // factor applied to the gradients (1 when not clipped)
 };
 
-// With several ranks, first sums every Unit's gradients across them (AllReduceSum; the
-// model's loss scale of 1/(accumulation * world size) makes the sum the global mean), so every
-// rank holds the same gradients. Then clips them to a global L2 norm of `max_grad_norm` (0: no
-// clipping) and applies one AdamW step (`step` is 1-based) at learning rate `lr` to this rank's
-// part of every tensor (all of it, or its shard when the Unit's optimizer state is sharded),
-// with weight decay only where TensorSpec::weight_decay is set (as torch param groups).
-// Sharded Units are then all-gathered, so every rank ends with all updated parameters.
-// Communication needs host buffers (MPI); one rank communicates nothing.
+// The gradients must be final: summed over ranks (the model's loss scale of 1/(accumulation *
+// world size) makes the sum the global mean) by the model's UnitResidency: whole on every rank
+// at stages 0-1, this rank's shard at stages 2-3. Clips them to a global L2 norm of
+// `max_grad_norm` (0: no clipping; at stages 2-3 the shards' sums of squares are added over
+// ranks through `control`, a host-memory communicator) and applies one AdamW step (`step` is
+// 1-based) at learning rate `lr` to this rank's part of every tensor (all of it at stage 0),
+// with weight decay only where TensorSpec::weight_decay is set (as torch param groups). At
+// stages 1-2 the updated shards are then all-gathered through `data` (the backend's memory),
+// so every rank ends with all updated parameters; at stage 3 each rank keeps its shard.
 absl::StatusOr<OptimizerStepResult> OptimizerStep(Gpt2& model, kernels::Ops& ops,
-                                                  Communicator& comm, const OptimizerConfig& opt,
-                                                  double lr, double max_grad_norm, int64_t step);
+                                                  Communicator& data, Communicator& control,
+                                                  const OptimizerConfig& opt, double lr,
+                                                  double max_grad_norm, int64_t step);
 
 }  // namespace spillway

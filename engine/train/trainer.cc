@@ -14,6 +14,7 @@
 #include "engine/train/optimizer_step.h"
 #include "engine/train/sharded_checkpoint.h"
 #include "kernels/backend.h"
+#include "partitioner/threaded_communicator.h"
 
 namespace spillway {
 namespace {
@@ -43,9 +44,11 @@ std::vector<CheckpointedRange> CheckpointedRanges(Gpt2& model) {
   for (int u = 0; u < model.num_units(); ++u) {
     UnitState& unit = model.unit(u);
     const std::string& name = unit.layout.name();
-    const bool sharded = unit.optimizer_sharded;
+    const bool sharded = unit.optimizer_sharded();
     const size_t moment_origin = sharded ? unit.shard.begin : 0;
-    out.push_back({name + "/params", &unit.params, 0, unit.shard, unit.numel(), false, true});
+    const bool params_sharded = unit.params_sharded();
+    out.push_back({name + "/params", &unit.params, params_sharded ? unit.shard.begin : 0,
+                   unit.shard, unit.numel(), false, !params_sharded});
     out.push_back({name + "/exp_avg", &unit.exp_avg, moment_origin, unit.shard, unit.numel(), true,
                    !sharded});
     out.push_back({name + "/exp_avg_sq", &unit.exp_avg_sq, moment_origin, unit.shard, unit.numel(),
@@ -72,6 +75,12 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, s
     comm = trainer->own_comm_.get();
   }
   trainer->comm_ = comm;
+  if (comm->world_size() > 1 && config.trainer.backend == "cpu") {
+    // Host ranks: collectives on a thread of their own, so they overlap with compute.
+    trainer->threaded_comm_ = std::make_unique<ThreadedCommunicator>(comm);
+    trainer->comm_ = trainer->threaded_comm_.get();
+  }
+  trainer->data_comm_ = trainer->comm_;
   if (comm->rank() != 0) trainer->out_ = nullptr;
   SPW_RETURN_IF_ERROR(trainer->Setup());
   return trainer;
@@ -111,9 +120,17 @@ absl::Status Trainer::Setup() {
   ShardingPlan sharding;
   sharding.world_size = world;
   sharding.rank = comm_->rank();
-  sharding.shard_optimizer_state = config_.zero_stage >= 1;
+  sharding.stage = config_.zero_stage;
   SPW_ASSIGN_OR_RETURN(model_, Gpt2::Create(config_.model, B, config_.activation_checkpointing,
                                             ops_.get(), sharding));
+  ResidencyOptions residency;
+  residency.overlap = config_.zero.overlap_comm;
+  residency.reduce_bucket_elements = static_cast<size_t>(config_.zero.reduce_bucket_size);
+  residency.prefetch_elements = static_cast<size_t>(config_.zero.stage3_prefetch_bucket_size);
+  residency.max_live_elements = static_cast<size_t>(config_.zero.stage3_max_live_parameters);
+  SPW_ASSIGN_OR_RETURN(residency_,
+                       UnitResidency::Create(model_->units(), *ops_, *data_comm_, residency));
+  model_->set_residency(residency_.get());
   SPW_RETURN_IF_ERROR(model_->InitParams(config_.trainer.seed));
   const size_t N = static_cast<size_t>(B) * config_.model.seq_len;
   inputs_.resize(N);
@@ -205,6 +222,14 @@ void Trainer::PrintStartup() const {
       FormatBytes(static_cast<double>(model_->activation_bytes())), checkpointing ? "on" : "off",
       FormatBytes(static_cast<double>(Gpt2::PlannedActivationBytes(m, B, !checkpointing))),
       checkpointing ? "off" : "on"));
+  if (residency_->working_bytes() > 0) {
+    Print(absl::StrFormat(
+        "ZeRO stage %d working buffers: %s (whole Units being gathered or reduced%s)",
+        config_.zero_stage, FormatBytes(static_cast<double>(residency_->working_bytes())),
+        residency_->prefetch_units() > 0
+            ? absl::StrFormat(", prefetch %d Units ahead", residency_->prefetch_units())
+            : ""));
+  }
   const std::string ranks =
       world > 1 ? absl::StrFormat(" x %d ranks, ZeRO stage %d", world, config_.zero_stage) : "";
   Print(
@@ -223,7 +248,8 @@ absl::Status Trainer::TrainStep() {
   for (int64_t micro = 0; micro < accum; ++micro) {
     train_loader_->Next(inputs_.data(), targets_.data());
     loss_sum += model_->Forward(inputs_.data(), targets_.data());
-    model_->Backward(1.0f / static_cast<float>(accum * comm_->world_size()));
+    model_->Backward(1.0f / static_cast<float>(accum * comm_->world_size()), micro == accum - 1);
+    SPW_RETURN_IF_ERROR(residency_->FinishGrads());
   }
   SPW_RETURN_IF_ERROR(ops_->Synchronize());
   SPW_ASSIGN_OR_RETURN(const double loss,
@@ -236,8 +262,9 @@ absl::Status Trainer::TrainStep() {
   }
   const double lr = LearningRate(config_.optimizer, config_.scheduler, step);
   SPW_ASSIGN_OR_RETURN(const OptimizerStepResult result,
-                       OptimizerStep(*model_, *ops_, *comm_, config_.optimizer, lr,
+                       OptimizerStep(*model_, *ops_, *data_comm_, *comm_, config_.optimizer, lr,
                                      config_.gradient_clipping, step));
+  residency_->InvalidateParams();
   SPW_RETURN_IF_ERROR(ops_->Synchronize());
   step_ = step;
   step_losses_.push_back(loss);
@@ -338,6 +365,7 @@ absl::StatusOr<double> Trainer::Evaluate() {
     sum += model_->Forward(inputs_.data(), targets_.data());
   }
   SPW_RETURN_IF_ERROR(ops_->Synchronize());
+  SPW_RETURN_IF_ERROR(residency_->status());
   return MeanOverRanks(*comm_, sum / static_cast<double>(batches));
 }
 
@@ -400,6 +428,7 @@ absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
 }
 
 absl::Status Trainer::ReadCheckpoint(const std::string& path, bool with_optimizer_state) {
+  residency_->InvalidateParams();
   // Every rank file, so that a checkpoint written by any number of ranks loads on this many.
   absl::StatusOr<std::vector<CheckpointReader>> opened = CheckpointReader::OpenAllRanks(path);
   SPW_RETURN_IF_ERROR(AgreeAcrossRanks(opened.status(), "opening the checkpoint"));

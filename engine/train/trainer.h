@@ -2,10 +2,11 @@
 // AdamW, periodic eval on the held-out split, progress lines, metrics JSONL and checkpoints.
 //
 // Several ranks (CPU backend, MPI): each takes its rows of every global micro-batch, the
-// gradients are averaged across ranks, and with ZeRO stage 1 each rank keeps and updates only
-// its shard of the AdamW state. Only rank 0 prints and writes the metrics log; every rank
-// writes its own shard of each checkpoint. Everything the loop does to state goes through the
-// model (Units), kernels::Ops and the Communicator.
+// gradients are averaged across ranks, and ZeRO stages 1-3 shard the AdamW state, the
+// gradients and the parameters (partitioner/unit_state.h, partitioner/unit_residency.h). Only rank
+// 0 prints and writes the metrics log; every rank writes its own shard of each checkpoint.
+// Everything the loop does to state goes through the model (Units), kernels::Ops and the
+// Communicator.
 #pragma once
 
 #include <cstdint>
@@ -77,10 +78,15 @@ class Trainer {
 
   Config config_;
   std::FILE* out_;
-  std::unique_ptr<Communicator> own_comm_;  // when Create() was given none
+  std::unique_ptr<Communicator> own_comm_;       // when Create() was given none
+  std::unique_ptr<Communicator> threaded_comm_;  // wraps the given one for host ranks
+  // comm_: host memory, for control (losses, agreement, checkpoints); data_comm_: the
+  // backend's memory, for gradients and parameters. The same object for the CPU backend.
   Communicator* comm_ = nullptr;
+  Communicator* data_comm_ = nullptr;
   std::unique_ptr<kernels::Ops> ops_;
   std::unique_ptr<Gpt2> model_;
+  std::unique_ptr<UnitResidency> residency_;  // after model_: it points into its Units
   std::shared_ptr<const TokenData> train_data_, val_data_;
   std::unique_ptr<BatchLoader> train_loader_, val_loader_;
   std::vector<int32_t> inputs_, targets_;

@@ -133,6 +133,24 @@ TEST(ConfigTest, MinimalConfigGetsDefaults) {
   EXPECT_TRUE(c->log.metrics_path.empty());
 }
 
+TEST(ConfigTest, ZeroStagesAndDeepSpeedTuningKeys) {
+  absl::StatusOr<Config> c = ParseConfig(WithBatch(R"("train_batch_size": 8,
+      "zero_optimization": {"stage": 3, "overlap_comm": false, "reduce_bucket_size": 5e8,
+                            "stage3_prefetch_bucket_size": 1000,
+                            "stage3_max_live_parameters": 1e9})"));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->zero_stage, 3);
+  EXPECT_FALSE(c->zero.overlap_comm);
+  EXPECT_EQ(c->zero.reduce_bucket_size, 500'000'000);
+  EXPECT_EQ(c->zero.stage3_prefetch_bucket_size, 1000);
+  EXPECT_EQ(c->zero.stage3_max_live_parameters, 1'000'000'000);
+  absl::StatusOr<Config> two = ParseConfig(WithBatch(R"("train_batch_size": 8,
+      "zero_optimization": {"stage": 2})"));
+  ASSERT_TRUE(two.ok()) << two.status();
+  EXPECT_EQ(two->zero_stage, 2);
+  EXPECT_TRUE(two->zero.overlap_comm);
+}
+
 TEST(ConfigTest, SchedulerDefaults) {
   absl::StatusOr<Config> c =
       ParseConfig(WithBatch(R"("train_batch_size": 8, "scheduler": {"type": "WarmupLR"})"));

@@ -250,7 +250,7 @@ TEST_P(Gpt2GoldenTest, MatchesPyTorchFloat64) {
     losses.push_back(model.Forward(inputs->data(), targets->data()));
     model.Backward(1.0f);
     absl::StatusOr<OptimizerStepResult> result =
-        OptimizerStep(model, **ops, *one_rank, g.opt, g.opt.lr, g.max_grad_norm, step);
+        OptimizerStep(model, **ops, *one_rank, *one_rank, g.opt, g.opt.lr, g.max_grad_norm, step);
     ASSERT_TRUE(result.ok()) << result.status();
     ASSERT_TRUE((*ops)->Synchronize().ok());
     norms.push_back(result->grad_norm);

@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/safetensors.h"
@@ -205,6 +207,133 @@ TEST(ZeroTest, CheckpointsReshardBetweenRankCounts) {
     const float* v_whole = whole.exp_avg_sq.as<float>() + begin;
     EXPECT_EQ(std::memcmp(reloaded.exp_avg_sq.data(), v_whole, n * sizeof(float)), 0)
         << sharded.layout.name() << ": 1 -> N Adam v";
+  }
+}
+
+// The flat elements of Unit `u` this rank stores in `params` (all, or its shard at stage 3)
+// against the same elements of a one-rank trainer's whole parameters.
+double ParamRelL2(Trainer& ranks, Trainer& reference, int u) {
+  const UnitState& a = ranks.model().unit(u);
+  const UnitState& b = reference.model().unit(u);
+  const size_t begin = a.params_sharded() ? std::min(a.shard.begin, a.numel()) : 0;
+  const size_t end = a.params_sharded() ? std::min(a.shard.end, a.numel()) : a.numel();
+  if (begin == end) return 0.0;
+  return RelL2(a.params.as<float>() + a.param_index(begin), b.params.as<float>() + begin,
+               end - begin);
+}
+
+std::string WithZeroKeys(std::string json, const std::string& keys) {
+  const std::string at = "\"zero_optimization\": {";
+  return json.insert(json.find(at) + at.size(), keys + ", ");
+}
+
+class ZeroStageTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(ZeroStageTest, NRanksTrainLikeOneRank) {
+  const int stage = GetParam();
+  const std::string dir = SharedDir(absl::StrCat("stage", stage, "_vs_one"));
+  auto one = Communicator::Single();
+  auto reference =
+      MakeTrainer(ZeroConfig(8, absl::StrCat(dir, "/reference_rank", World().rank()), 0), *one);
+  auto ranks = MakeTrainer(ZeroConfig(8, dir + "/ranks", stage), World());
+  ASSERT_TRUE(reference->Train().ok());
+  {
+    absl::Status trained = ranks->Train();
+    ASSERT_TRUE(trained.ok()) << trained;
+  }
+  ASSERT_EQ(ranks->step_losses().size(), reference->step_losses().size());
+  for (size_t i = 0; i < reference->step_losses().size(); ++i) {
+    const double want = reference->step_losses()[i];
+    EXPECT_NEAR(ranks->step_losses()[i], want, kLossRelTol * want) << "step " << i + 1;
+  }
+  for (int u = 0; u < reference->model().num_units(); ++u) {
+    EXPECT_LT(ParamRelL2(*ranks, *reference, u), kParamRelTol)
+        << reference->model().unit(u).layout.name();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Stages, ZeroStageTest, ::testing::Values(0, 1, 2, 3));
+
+// Stage 3 computes exactly what stage 2 does (the gathered parameters are the same numbers),
+// whatever the prefetch depth and whether collectives overlap with compute.
+TEST(ZeroTest, StageThreeEqualsStageTwoBitwise) {
+  const std::string dir = SharedDir("stage3_vs_2");
+  auto stage2 = MakeTrainer(ZeroConfig(6, dir + "/stage2", 2), World());
+  ASSERT_TRUE(stage2->Train().ok());
+  const std::vector<std::pair<std::string, std::string>> variants = {
+      {"default", ""},
+      {"prefetch1", "\"stage3_prefetch_bucket_size\": 1"},
+      {"no_overlap", "\"overlap_comm\": false"},
+  };
+  for (const auto& [name, keys] : variants) {
+    std::string json = ZeroConfig(6, dir + "/stage3_" + name, 3);
+    if (!keys.empty()) json = WithZeroKeys(json, keys);
+    auto stage3 = MakeTrainer(json, World());
+    absl::Status trained = stage3->Train();
+    ASSERT_TRUE(trained.ok()) << name << ": " << trained;
+    EXPECT_EQ(stage3->step_losses(), stage2->step_losses()) << name;
+    for (int u = 0; u < stage2->model().num_units(); ++u) {
+      EXPECT_EQ(ParamRelL2(*stage3, *stage2, u), 0.0)
+          << name << ": " << stage2->model().unit(u).layout.name();
+    }
+  }
+  // Overlap or not, stage 2 itself is bitwise reproducible.
+  auto stage2_sync = MakeTrainer(
+      WithZeroKeys(ZeroConfig(6, dir + "/stage2_sync", 2), "\"overlap_comm\": false"), World());
+  ASSERT_TRUE(stage2_sync->Train().ok());
+  EXPECT_EQ(stage2_sync->step_losses(), stage2->step_losses());
+}
+
+// Per rank, stage 1 stores 1/N of the AdamW state, stage 2 also 1/N of the gradients, stage 3
+// also 1/N of the parameters (the Units' buffers; working buffers are reported apart).
+TEST(ZeroTest, StateBytesPerRankShrinkByTheWorldSize) {
+  const std::string dir = SharedDir("memory");
+  const size_t N = World().world_size();
+  struct Bytes {
+    size_t params = 0, grads = 0, optimizer = 0;
+  };
+  std::vector<Bytes> bytes;
+  for (int stage = 0; stage <= 3; ++stage) {
+    auto t = MakeTrainer(ZeroConfig(1, absl::StrCat(dir, "/s", stage), stage), World());
+    Bytes b;
+    for (int u = 0; u < t->model().num_units(); ++u) {
+      const UnitState& unit = t->model().unit(u);
+      b.params += unit.params.bytes();
+      b.grads += unit.grads.bytes();
+      b.optimizer += unit.exp_avg.bytes() + unit.exp_avg_sq.bytes();
+    }
+    bytes.push_back(b);
+  }
+  EXPECT_EQ(bytes[1].optimizer * N, bytes[0].optimizer);
+  EXPECT_EQ(bytes[1].grads, bytes[0].grads);
+  EXPECT_EQ(bytes[2].grads * N, bytes[0].grads);
+  EXPECT_EQ(bytes[2].params, bytes[0].params);
+  EXPECT_EQ(bytes[3].params * N, bytes[0].params);
+  EXPECT_EQ(bytes[3].grads * N, bytes[0].grads);
+  EXPECT_EQ(bytes[3].optimizer * N, bytes[0].optimizer);
+}
+
+// A stage-3 run (parameters sharded) resumes bitwise and its checkpoint loads on one rank.
+TEST(ZeroTest, StageThreeResumesBitwiseAndReshards) {
+  const std::string dir = SharedDir("stage3_resume");
+  auto full = MakeTrainer(ZeroConfig(6, dir + "/full", 3), World());
+  ASSERT_TRUE(full->Train().ok());
+  ASSERT_TRUE(MakeTrainer(ZeroConfig(4, dir + "/split", 3), World())->Train().ok());
+  auto resumed = MakeTrainer(ZeroConfig(6, dir + "/split", 3), World());
+  absl::Status status = resumed->Resume(dir + "/split/ckpt");
+  ASSERT_TRUE(status.ok()) << status;
+  ASSERT_TRUE(resumed->Train().ok());
+  ASSERT_EQ(resumed->step_losses().size(), 2u);
+  EXPECT_EQ(resumed->step_losses()[0], full->step_losses()[4]);
+  EXPECT_EQ(resumed->step_losses()[1], full->step_losses()[5]);
+
+  auto one = Communicator::Single();
+  auto single =
+      MakeTrainer(ZeroConfig(6, absl::StrCat(dir, "/single_rank", World().rank()), 0), *one);
+  status = single->Resume(dir + "/full/ckpt");
+  ASSERT_TRUE(status.ok()) << status;
+  for (int u = 0; u < full->model().num_units(); ++u) {
+    EXPECT_EQ(ParamRelL2(*full, *single, u), 0.0) << full->model().unit(u).layout.name();
   }
 }
 

@@ -1,0 +1,252 @@
+#include "partitioner/unit_residency.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "core/status.h"
+
+namespace spillway {
+
+absl::StatusOr<std::unique_ptr<UnitResidency>> UnitResidency::Create(
+    std::vector<UnitState>& units, kernels::Ops& ops, Communicator& comm,
+    const ResidencyOptions& options) {
+  if (units.empty()) return absl::InvalidArgumentError("UnitResidency: no Units");
+  auto r = std::unique_ptr<UnitResidency>(new UnitResidency(units, ops, comm, options));
+  r->stage_ = units.front().stage;
+  for (const UnitState& u : units) {
+    if (u.stage != r->stage_) return absl::InvalidArgumentError("Units of different stages");
+  }
+  SPW_RETURN_IF_ERROR(r->Allocate());
+  return r;
+}
+
+absl::Status UnitResidency::Allocate() {
+  const int n = static_cast<int>(units_.size());
+  param_slot_of_.assign(n, -1);
+  grad_slot_of_.assign(n, -1);
+  size_t largest = 0, largest_shard = units_[0].shard.shard_numel;
+  for (int u = 1; u < n; ++u) {
+    largest = std::max(largest, units_[u].shard.padded_numel);
+    largest_shard = std::max(largest_shard, units_[u].shard.shard_numel);
+  }
+  const Tier tier = ops_.memory_tier();
+  if (units_[0].params_sharded()) {
+    // Prefetch depth: the following Units that fit in stage3_prefetch_bucket_size (at least
+    // one), bounded so that all buffers fit in stage3_max_live_parameters when they can.
+    size_t ahead = 0;
+    while (prefetch_ + 1 < n - 1 && ahead + largest <= options_.prefetch_elements) {
+      ahead += largest;
+      ++prefetch_;
+    }
+    prefetch_ = std::max(prefetch_, 1);
+    while (prefetch_ > 1 &&
+           units_[0].shard.padded_numel + (prefetch_ + 2) * largest > options_.max_live_elements) {
+      --prefetch_;
+    }
+    param_slots_.resize(1 + (n > 1 ? prefetch_ + 2 : 0));
+    for (size_t i = 0; i < param_slots_.size(); ++i) {
+      const size_t numel = i == 0 ? units_[0].shard.padded_numel : largest;
+      SPW_ASSIGN_OR_RETURN(param_slots_[i].buffer,
+                           Buffer::Allocate(numel * sizeof(float), tier,
+                                            absl::StrCat("gathered parameters, buffer ", i)));
+    }
+  }
+  if (units_[0].grads_sharded()) {
+    grad_slots_.resize(n > 1 ? 3 : 1);
+    for (size_t i = 0; i < grad_slots_.size(); ++i) {
+      const size_t numel = i == 0 ? units_[0].shard.padded_numel : largest;
+      const size_t shard = i == 0 ? units_[0].shard.shard_numel : largest_shard;
+      SPW_ASSIGN_OR_RETURN(grad_slots_[i].buffer,
+                           Buffer::Allocate(numel * sizeof(float), tier,
+                                            absl::StrCat("gradient accumulation buffer ", i)));
+      SPW_ASSIGN_OR_RETURN(grad_slots_[i].reduced,
+                           Buffer::Allocate(shard * sizeof(float), tier,
+                                            absl::StrCat("reduced gradient shard ", i)));
+    }
+  }
+  return absl::OkStatus();
+}
+
+size_t UnitResidency::working_bytes() const {
+  size_t bytes = 0;
+  for (const Slot& s : param_slots_) bytes += s.buffer.bytes();
+  for (const Slot& s : grad_slots_) bytes += s.buffer.bytes() + s.reduced.bytes();
+  return bytes;
+}
+
+void UnitResidency::Check(const absl::Status& status) {
+  if (status_.ok() && !status.ok()) status_ = status;
+}
+
+void UnitResidency::BeginPass(Pass pass, bool last_backward) {
+  pass_ = pass;
+  last_backward_ = last_backward;
+  window_start_ = -1;
+}
+
+bool UnitResidency::InWindow(int unit) const {
+  if (window_start_ < 0) return false;
+  const int distance = pass_ == Pass::kForward ? unit - window_start_ : window_start_ - unit;
+  return distance >= 0 && distance <= prefetch_;
+}
+
+int UnitResidency::GatherInto(int u, bool required) {
+  if (param_slot_of_[u] >= 0) return param_slot_of_[u];
+  int chosen = -1;
+  if (u == 0) {
+    chosen = 0;
+  } else {
+    for (int i = 1; i < static_cast<int>(param_slots_.size()); ++i) {
+      const Slot& s = param_slots_[i];
+      if (s.users > 0 || (s.unit >= 0 && InWindow(s.unit))) continue;
+      if (chosen < 0 || s.last_use < param_slots_[chosen].last_use) chosen = i;
+    }
+    if (chosen < 0) {
+      if (required) Check(absl::InternalError(absl::StrCat("no free buffer to gather Unit ", u)));
+      return -1;
+    }
+  }
+  Slot& slot = param_slots_[chosen];
+  if (slot.has_pending) {
+    Check(comm_.Wait(slot.pending));
+    slot.has_pending = false;
+  }
+  if (slot.unit >= 0) param_slot_of_[slot.unit] = -1;
+  UnitState& unit = units_[u];
+  absl::StatusOr<Communicator::Handle> handle = comm_.StartAllGather(
+      unit.params.as<float>(), slot.buffer.as<float>(), unit.shard.shard_numel);
+  Check(handle.status());
+  ++gathers_;
+  slot.unit = u;
+  slot.last_use = ++clock_;
+  if (handle.ok()) {
+    slot.pending = *handle;
+    slot.has_pending = true;
+  }
+  param_slot_of_[u] = chosen;
+  return chosen;
+}
+
+void UnitResidency::AcquireParams(int u) {
+  if (!status_.ok() || !units_[u].params_sharded()) return;
+  window_start_ = u;
+  const int index = GatherInto(u, /*required=*/true);
+  if (index < 0) return;
+  Slot& slot = param_slots_[index];
+  if (slot.has_pending) {
+    Check(comm_.Wait(slot.pending));
+    slot.has_pending = false;
+  }
+  ++slot.users;
+  slot.last_use = ++clock_;
+  units_[u].live_params = slot.buffer.as<float>();
+  const int step = pass_ == Pass::kForward ? 1 : -1;
+  for (int k = 1; k <= prefetch_; ++k) {
+    const int next = u + k * step;
+    if (next < 0 || next >= static_cast<int>(units_.size())) break;
+    if (GatherInto(next, /*required=*/false) < 0) break;
+    if (!options_.overlap) {
+      Slot& prefetched = param_slots_[param_slot_of_[next]];
+      if (prefetched.has_pending) Check(comm_.Wait(prefetched.pending));
+      prefetched.has_pending = false;
+    }
+  }
+}
+
+void UnitResidency::ReleaseParams(int u) {
+  if (!units_[u].params_sharded()) return;
+  units_[u].live_params = nullptr;
+  const int index = param_slot_of_[u];
+  if (index >= 0 && param_slots_[index].users > 0) --param_slots_[index].users;
+}
+
+void UnitResidency::InvalidateParams() {
+  for (Slot& slot : param_slots_) {
+    if (slot.has_pending) Check(comm_.Wait(slot.pending));
+    slot.has_pending = false;
+    if (slot.unit >= 0) param_slot_of_[slot.unit] = -1;
+    slot.unit = -1;
+    slot.users = 0;
+  }
+  for (UnitState& unit : units_) {
+    if (unit.params_sharded()) unit.live_params = nullptr;
+  }
+}
+
+void UnitResidency::CompleteReduction(Slot& slot) {
+  if (!slot.has_pending) return;
+  Check(comm_.Wait(slot.pending));
+  slot.has_pending = false;
+  UnitState& unit = units_[slot.unit];
+  ops_.Accumulate(unit.grads.as<float>(), slot.reduced.as<float>(), unit.shard.shard_numel);
+  grad_slot_of_[slot.unit] = -1;
+  slot.unit = -1;
+}
+
+void UnitResidency::AcquireGrads(int u) {
+  UnitState& unit = units_[u];
+  if (!status_.ok() || !unit.grads_sharded()) return;
+  int chosen = 0;
+  if (u != 0) {
+    chosen = -1;
+    for (int i = 1; i < static_cast<int>(grad_slots_.size()); ++i) {
+      if (grad_slots_[i].users > 0) continue;
+      if (chosen < 0 || grad_slots_[i].last_use < grad_slots_[chosen].last_use) chosen = i;
+    }
+    if (chosen < 0) {
+      Check(absl::InternalError(absl::StrCat("no free gradient buffer for Unit ", u)));
+      return;
+    }
+  }
+  Slot& slot = grad_slots_[chosen];
+  CompleteReduction(slot);
+  slot.unit = u;
+  slot.users = 1;
+  slot.last_use = ++clock_;
+  grad_slot_of_[u] = chosen;
+  ops_.Fill(slot.buffer.as<float>(), 0.0f, unit.shard.padded_numel);
+  unit.live_grads = slot.buffer.as<float>();
+}
+
+void UnitResidency::ReleaseGrads(int u) {
+  UnitState& unit = units_[u];
+  if (!status_.ok()) return;
+  if (!unit.grads_sharded()) {
+    if (!last_backward_ || comm_.world_size() == 1) return;
+    const size_t bucket = std::max<size_t>(options_.reduce_bucket_elements, 1);
+    float* grads = unit.grads.as<float>();
+    for (size_t begin = 0; begin < unit.shard.padded_numel; begin += bucket) {
+      const size_t n = std::min(bucket, unit.shard.padded_numel - begin);
+      absl::StatusOr<Communicator::Handle> handle = comm_.StartAllReduceSum(grads + begin, n);
+      Check(handle.status());
+      if (!handle.ok()) return;
+      if (options_.overlap) {
+        pending_reduces_.push_back(*handle);
+      } else {
+        Check(comm_.Wait(*handle));
+      }
+    }
+    return;
+  }
+  const int index = grad_slot_of_[u];
+  if (index < 0) return;
+  Slot& slot = grad_slots_[index];
+  unit.live_grads = nullptr;
+  slot.users = 0;
+  absl::StatusOr<Communicator::Handle> handle = comm_.StartReduceScatterSum(
+      slot.buffer.as<float>(), slot.reduced.as<float>(), unit.shard.shard_numel);
+  Check(handle.status());
+  if (!handle.ok()) return;
+  slot.pending = *handle;
+  slot.has_pending = true;
+  if (!options_.overlap) CompleteReduction(slot);
+}
+
+absl::Status UnitResidency::FinishGrads() {
+  for (Communicator::Handle h : pending_reduces_) Check(comm_.Wait(h));
+  pending_reduces_.clear();
+  for (Slot& slot : grad_slots_) CompleteReduction(slot);
+  return status_;
+}
+
+}  // namespace spillway

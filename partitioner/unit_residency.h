@@ -1,0 +1,112 @@
+// Makes each Unit's whole parameters and gradients available to the model while it runs, and
+// reduces the gradients across ranks, as the ZeRO stage asks (partitioner/unit_state.h):
+// - stage 3: AcquireParams(u) all-gathers u's parameter shards into a working buffer and starts
+//   gathering the next Units in the pass's direction (prefetch); ReleaseParams(u) lets the
+//   buffer be reused. A gathered copy stays valid until reused or InvalidateParams().
+// - stages 2-3: AcquireGrads(u) gives u a zeroed whole gradient buffer; ReleaseGrads(u)
+//   reduce-scatters it and adds this rank's part to u's gradient shard (every micro-batch).
+// - stages 0-1, several ranks: ReleaseGrads(u) in the step's last backward all-reduces u's
+//   whole gradients in place, in pieces of at most reduce_bucket_size elements.
+// With overlap_comm the collectives are started asynchronously (Communicator::Start*) and
+// waited for only when their result is needed, so the reduction of Unit i runs during the
+// backward of Unit i-1 and the gather of Unit i+1 during the forward of Unit i.
+//
+// Working memory, allocated once in the backend's tier: one parameter buffer for Unit 0 (the
+// embeddings, which GPT-2's tied head uses at both ends of the pass) and prefetch + 2 buffers
+// the size of the largest other Unit; the same for gradients with 2 ring buffers.
+//
+// Errors are sticky: the first failed collective is kept, later hooks do nothing, and
+// FinishGrads() / status() return it. The hooks must be called in the model's order (a Unit
+// acquired before its compute is issued, released after).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kernels/ops.h"
+#include "offload/buffer.h"
+#include "partitioner/communicator.h"
+#include "partitioner/unit_state.h"
+
+namespace spillway {
+
+struct ResidencyOptions {
+  bool overlap = true;                          // zero_optimization.overlap_comm
+  size_t reduce_bucket_elements = 500'000'000;  // reduce_bucket_size
+  size_t prefetch_elements = 50'000'000;        // stage3_prefetch_bucket_size
+  size_t max_live_elements = 1'000'000'000;     // stage3_max_live_parameters
+};
+
+class UnitResidency {
+ public:
+  // `units`, `ops` and `comm` (the data-plane communicator, serving ops' memory) must outlive
+  // it; every Unit must have the same stage.
+  static absl::StatusOr<std::unique_ptr<UnitResidency>> Create(std::vector<UnitState>& units,
+                                                               kernels::Ops& ops,
+                                                               Communicator& comm,
+                                                               const ResidencyOptions& options);
+
+  enum class Pass { kForward, kBackward };
+  // Starts a forward or backward pass (prefetch direction). `last_backward`: this backward is
+  // the last of the step's micro-batches (stages 0-1 reduce their gradients in it).
+  void BeginPass(Pass pass, bool last_backward = false);
+  void AcquireParams(int u);
+  void ReleaseParams(int u);
+  void AcquireGrads(int u);
+  void ReleaseGrads(int u);
+  // Waits for (and completes) every gradient reduction started: the gradients are then
+  // final for this micro-batch. Returns the sticky error, if any.
+  absl::Status FinishGrads();
+  // The parameters changed (optimizer step, checkpoint load): gathered copies are stale.
+  void InvalidateParams();
+
+  absl::Status status() const { return status_; }
+  size_t working_bytes() const;
+  int prefetch_units() const { return prefetch_; }
+  // Gathers and reductions started so far (for tests of prefetch and reuse).
+  int64_t gathers() const { return gathers_; }
+
+ private:
+  struct Slot {
+    Buffer buffer;
+    Buffer reduced;  // gradient slots: the reduce-scatter's output (one shard)
+    int unit = -1;   // whose data it holds (or is receiving), -1: none
+    int users = 0;
+    Communicator::Handle pending = 0;
+    bool has_pending = false;
+    int64_t last_use = 0;
+  };
+
+  UnitResidency(std::vector<UnitState>& units, kernels::Ops& ops, Communicator& comm,
+                const ResidencyOptions& options)
+      : units_(units), ops_(ops), comm_(comm), options_(options) {}
+  absl::Status Allocate();
+  // The slot holding (or now starting to gather) u's parameters; -1 if every slot is busy.
+  int GatherInto(int u, bool required);
+  void CompleteReduction(Slot& slot);
+  void Check(const absl::Status& status);
+  bool InWindow(int unit) const;
+
+  std::vector<UnitState>& units_;
+  kernels::Ops& ops_;
+  Communicator& comm_;
+  ResidencyOptions options_;
+  int stage_ = 0;
+  int prefetch_ = 0;
+  Pass pass_ = Pass::kForward;
+  bool last_backward_ = false;
+  int window_start_ = -1;  // the Unit last acquired; the next prefetch_ ones are kept
+  int64_t clock_ = 0;
+  int64_t gathers_ = 0;
+  std::vector<Slot> param_slots_;  // [0]: Unit 0's; then the ring
+  std::vector<Slot> grad_slots_;
+  std::vector<int> param_slot_of_;  // per Unit, or -1
+  std::vector<int> grad_slot_of_;
+  std::vector<Communicator::Handle> pending_reduces_;  // stages 0-1 all-reduces
+  absl::Status status_;
+};
+
+}  // namespace spillway
