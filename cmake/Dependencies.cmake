@@ -29,3 +29,18 @@ if(NOT SPILLWAY_CUDA STREQUAL "OFF")
   endif()
 endif()
 message(STATUS "spillway: CUDA backend ${SPILLWAY_HAVE_CUDA}")
+
+# NCCL (GPU collectives) comes with the CUDA toolkit or the system; needed by CUDA builds for
+# multi-GPU training.
+set(SPILLWAY_HAVE_NCCL OFF)
+if(SPILLWAY_HAVE_CUDA)
+  find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS})
+  find_library(NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR})
+  if(NCCL_INCLUDE_DIR AND NCCL_LIBRARY)
+    add_library(spillway_nccl INTERFACE)
+    target_include_directories(spillway_nccl INTERFACE ${NCCL_INCLUDE_DIR})
+    target_link_libraries(spillway_nccl INTERFACE ${NCCL_LIBRARY})
+    set(SPILLWAY_HAVE_NCCL ON)
+  endif()
+  message(STATUS "spillway: NCCL ${SPILLWAY_HAVE_NCCL} (${NCCL_LIBRARY})")
+endif()

@@ -51,6 +51,10 @@ class Ops {
   // passes to ops are allocated there (offload/buffer.h).
   virtual Tier memory_tier() const = 0;
 
+  // The stream (a cudaStream_t) GPU backends issue their work on, for communicators that order
+  // collectives against it; null for host backends.
+  virtual void* native_stream() { return nullptr; }
+
   // Copies in issue order with the ops: host memory <-> the backend's memory. The host side
   // must stay valid, and CopyToHost's result be read, only after Synchronize().
   virtual void CopyToBackend(void* dst, const void* host_src, size_t bytes) = 0;

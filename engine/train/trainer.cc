@@ -14,7 +14,11 @@
 #include "engine/train/optimizer_step.h"
 #include "engine/train/sharded_checkpoint.h"
 #include "kernels/backend.h"
+#include "partitioner/rank_info.h"
 #include "partitioner/threaded_communicator.h"
+#if SPILLWAY_WITH_NCCL
+#include "partitioner/nccl_communicator.h"
+#endif
 
 namespace spillway {
 namespace {
@@ -106,21 +110,43 @@ absl::Status Trainer::Setup() {
       return absl::FailedPreconditionError(
           "the config differs between ranks; every rank must train with the same config");
     }
-    if (config_.trainer.backend != "cpu") {
-      return absl::FailedPreconditionError(
-          "trainer.backend: several ranks train on the CPU backend only so far (GPU ranks need "
-          "the NCCL communicator, which is not built yet)");
-    }
   }
-  absl::StatusOr<std::unique_ptr<kernels::Ops>> ops = kernels::CreateOps(config_.trainer.backend);
-  if (!ops.ok()) return Annotate(ops.status(), "trainer.backend");
+  // One GPU per rank: the local rank's.
+  int device = 0;
+  const bool gpu_ranks = world > 1 && config_.trainer.backend != "cpu";
+  if (gpu_ranks) {
+    SPW_ASSIGN_OR_RETURN(const RankInfo info, RankInfoFromEnvironment());
+    const int gpus = kernels::GpuCount();
+    SPW_RETURN_IF_ERROR(AgreeAcrossRanks(
+        info.local_rank < gpus
+            ? absl::OkStatus()
+            : absl::FailedPreconditionError(absl::StrFormat(
+                  "trainer.backend is \"%s\" but local rank %d has no GPU (this node has %d); "
+                  "start at most %d ranks per node, one per GPU",
+                  config_.trainer.backend, info.local_rank, gpus, gpus)),
+        "choosing its GPU"));
+    device = info.local_rank;
+  }
+  absl::StatusOr<std::unique_ptr<kernels::Ops>> ops =
+      kernels::CreateOps(config_.trainer.backend, device);
+  SPW_RETURN_IF_ERROR(
+      AgreeAcrossRanks(Annotate(ops.status(), "trainer.backend"), "creating its backend"));
   ops_ = std::move(ops).value();
+  if (gpu_ranks) {
+#if SPILLWAY_WITH_NCCL
+    SPW_ASSIGN_OR_RETURN(own_data_comm_, NcclCommunicator::Create(*comm_, ops_->native_stream()));
+    data_comm_ = own_data_comm_.get();
+#else
+    return absl::FailedPreconditionError(
+        "trainer.backend: several GPU ranks need NCCL, which this build of spillway lacks");
+#endif
+  }
   SPW_RETURN_IF_ERROR(LoadData());
   const int B = static_cast<int>(config_.train_micro_batch_size_per_gpu);
   ShardingPlan sharding;
   sharding.world_size = world;
   sharding.rank = comm_->rank();
-  sharding.stage = config_.zero_stage;
+  sharding.stage = world > 1 ? config_.zero_stage : 0;  // one rank has nothing to shard
   SPW_ASSIGN_OR_RETURN(model_, Gpt2::Create(config_.model, B, config_.activation_checkpointing,
                                             ops_.get(), sharding));
   ResidencyOptions residency;
@@ -474,6 +500,14 @@ absl::Status Trainer::ReadCheckpoint(const std::string& path, bool with_optimize
                             : absl::StrFormat(" (written by %d ranks, resharded to %d)",
                                               saved_world, comm_->world_size())));
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<float>> Trainer::StoredParams(int unit) {
+  const Buffer& params = model_->unit(unit).params;
+  std::vector<float> host(params.bytes() / sizeof(float));
+  ops_->CopyToHost(host.data(), params.data(), params.bytes());
+  SPW_RETURN_IF_ERROR(ops_->Synchronize());
+  return host;
 }
 
 absl::Status Trainer::Resume(const std::string& path) { return ReadCheckpoint(path, true); }

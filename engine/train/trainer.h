@@ -1,12 +1,12 @@
 // The training loop: micro-batches with gradient accumulation, the LR schedule, clipping,
 // AdamW, periodic eval on the held-out split, progress lines, metrics JSONL and checkpoints.
 //
-// Several ranks (CPU backend, MPI): each takes its rows of every global micro-batch, the
-// gradients are averaged across ranks, and ZeRO stages 1-3 shard the AdamW state, the
-// gradients and the parameters (partitioner/unit_state.h, partitioner/unit_residency.h). Only rank
-// 0 prints and writes the metrics log; every rank writes its own shard of each checkpoint.
-// Everything the loop does to state goes through the model (Units), kernels::Ops and the
-// Communicator.
+// Several ranks (CPU backend over MPI, or one GPU per rank over NCCL): each takes its rows of every
+// global micro-batch, the gradients are averaged across ranks, and ZeRO stages 1-3 shard the AdamW
+// state, the gradients and the parameters (partitioner/unit_state.h, partitioner/unit_residency.h).
+// Only rank 0 prints and writes the metrics log; every rank writes its own shard of each
+// checkpoint. Everything the loop does to state goes through the model (Units), kernels::Ops and
+// the Communicator.
 #pragma once
 
 #include <cstdint>
@@ -55,6 +55,10 @@ class Trainer {
   // Writes a checkpoint of the current state under checkpoint.dir; returns its directory.
   absl::StatusOr<std::string> SaveCheckpoint();
 
+  // This rank's stored parameters of Unit `unit` (partitioner/unit_state.h: all of them, or
+  // its shard at ZeRO stage 3), copied to the host.
+  absl::StatusOr<std::vector<float>> StoredParams(int unit);
+
   int64_t step() const { return step_; }
   Gpt2& model() { return *model_; }
   // Mean training loss of every step taken by this Trainer, in order.
@@ -80,6 +84,7 @@ class Trainer {
   std::FILE* out_;
   std::unique_ptr<Communicator> own_comm_;       // when Create() was given none
   std::unique_ptr<Communicator> threaded_comm_;  // wraps the given one for host ranks
+  std::unique_ptr<Communicator> own_data_comm_;  // NCCL, for GPU ranks
   // comm_: host memory, for control (losses, agreement, checkpoints); data_comm_: the
   // backend's memory, for gradients and parameters. The same object for the CPU backend.
   Communicator* comm_ = nullptr;

@@ -51,6 +51,7 @@ class CudaOps final : public Ops {
 
   double peak_flops() const override { return peak_flops_; }
   Tier memory_tier() const override { return Tier::kDevice; }
+  void* native_stream() override { return stream_; }
   void CopyToBackend(void* dst, const void* host_src, size_t bytes) override {
     if (bytes == 0) return;
     Record(CudaStatus(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, stream_),

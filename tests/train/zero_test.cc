@@ -1,10 +1,12 @@
-// Data parallelism on CPU ranks (run under mpirun -np N; alone it is the one-rank case):
-// N ranks with ZeRO stage 0 train like one rank with the same global batch, stage 1 (sharded
-// AdamW state) equals stage 0 bit for bit with 1/N of the optimizer memory per rank, and a run
-// resumed on N ranks equals the uninterrupted one bit for bit.
+// Data parallelism (run under mpirun -np N; alone it is the one-rank case), on CPU ranks, or on
+// GPU ranks with SPILLWAY_ZERO_TEST_BACKEND=cuda: N ranks at every ZeRO stage train like one
+// rank with the same global batch, stage 1 equals stage 0 and stage 3 equals stage 2 bit for
+// bit, state per rank shrinks by N as each stage promises, runs resume bit for bit, and
+// checkpoints reshard between rank counts.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <utility>
@@ -13,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/safetensors.h"
 #include "engine/train/export.h"
+#include "kernels/backend.h"
 #include "partitioner/mpi_communicator.h"
 #include "tests/train/train_test_util.h"
 
@@ -34,6 +37,32 @@ Communicator& World() {
   }();
   return *comm;
 }
+
+// SPILLWAY_ZERO_TEST_BACKEND=cuda runs the N-rank trainers on GPUs (NCCL; one GPU per rank),
+// against one-rank references on the CPU.
+std::string RanksBackend() {
+  const char* backend = std::getenv("SPILLWAY_ZERO_TEST_BACKEND");
+  return backend == nullptr ? "cpu" : backend;
+}
+
+std::string OnRanksBackend(std::string json) {
+  const std::string cpu = "\"backend\": \"cpu\"";
+  const size_t at = json.find(cpu);
+  if (at == std::string::npos) {
+    ADD_FAILURE() << "no trainer.backend in the test config";
+    return json;
+  }
+  return json.replace(at, cpu.size(), "\"backend\": \"" + RanksBackend() + "\"");
+}
+
+// GPU ranks need a GPU each (ctest runs this test with 2 ranks on every GPU machine).
+#define SKIP_WITHOUT_RANK_GPUS()                                             \
+  if (RanksBackend() != "cpu" && kernels::GpuCount() < World().world_size()) \
+  GTEST_SKIP() << "needs one GPU per rank"
+
+// Tests that read the Units' buffers directly need host memory.
+#define SKIP_ON_GPU_RANKS() \
+  if (RanksBackend() != "cpu") GTEST_SKIP() << "reads host buffers; CPU ranks cover it"
 
 // A directory every rank sees, made fresh by rank 0. Named by the world size, so the runs with
 // different rank counts that ctest starts side by side do not share it.
@@ -59,7 +88,9 @@ std::string ZeroConfig(int64_t steps, const std::string& dir, int stage) {
   return json.replace(at, std::string("\"train_batch_size\": 4").size(), "\"train_batch_size\": 8");
 }
 
-std::unique_ptr<Trainer> MakeTrainer(const std::string& json, Communicator& comm) {
+// Trainers on World() run on the ranks' backend; one-rank references on the CPU.
+std::unique_ptr<Trainer> MakeTrainer(std::string json, Communicator& comm) {
+  if (&comm == &World()) json = OnRanksBackend(json);
   absl::StatusOr<Config> config = ParseConfig(json, comm.world_size());
   EXPECT_TRUE(config.ok()) << config.status();
   absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(*config, nullptr, &comm);
@@ -76,34 +107,9 @@ double RelL2(const float* a, const float* b, size_t n) {
   return norm == 0 ? std::sqrt(diff) : std::sqrt(diff / norm);
 }
 
-TEST(ZeroTest, StageZeroOnNRanksTrainsLikeOneRank) {
-  const std::string dir = SharedDir("stage0");
-  auto one = Communicator::Single();
-  auto reference =
-      MakeTrainer(ZeroConfig(8, absl::StrCat(dir, "/reference_rank", World().rank()), 0), *one);
-  auto ranks = MakeTrainer(ZeroConfig(8, dir + "/ranks", 0), World());
-  {
-    absl::Status trained = reference->Train();
-    ASSERT_TRUE(trained.ok()) << trained;
-  }
-  {
-    absl::Status trained = ranks->Train();
-    ASSERT_TRUE(trained.ok()) << trained;
-  }
-  ASSERT_EQ(ranks->step_losses().size(), reference->step_losses().size());
-  for (size_t i = 0; i < reference->step_losses().size(); ++i) {
-    const double want = reference->step_losses()[i];
-    EXPECT_NEAR(ranks->step_losses()[i], want, kLossRelTol * want) << "step " << i + 1;
-  }
-  for (int u = 0; u < reference->model().num_units(); ++u) {
-    const UnitState& a = ranks->model().unit(u);
-    const UnitState& b = reference->model().unit(u);
-    EXPECT_LT(RelL2(a.params.as<float>(), b.params.as<float>(), b.numel()), kParamRelTol)
-        << b.layout.name();
-  }
-}
-
 TEST(ZeroTest, StageOneEqualsStageZeroWithShardedOptimizerState) {
+  SKIP_WITHOUT_RANK_GPUS();
+  SKIP_ON_GPU_RANKS();
   const std::string dir = SharedDir("stage1");
   auto stage0 = MakeTrainer(ZeroConfig(6, dir + "/stage0", 0), World());
   auto stage1 = MakeTrainer(ZeroConfig(6, dir + "/stage1", 1), World());
@@ -129,6 +135,7 @@ TEST(ZeroTest, StageOneEqualsStageZeroWithShardedOptimizerState) {
 }
 
 TEST(ZeroTest, ResumeOnNRanksIsBitwise) {
+  SKIP_WITHOUT_RANK_GPUS();
   const std::string dir = SharedDir("resume");
   auto full = MakeTrainer(ZeroConfig(8, dir + "/full", 1), World());
   {
@@ -155,6 +162,8 @@ TEST(ZeroTest, ResumeOnNRanksIsBitwise) {
 // A checkpoint written by N ranks (stage 1: sharded AdamW state) loads on one rank with exactly
 // the same state, and the one rank's checkpoint loads back on N ranks exactly.
 TEST(ZeroTest, CheckpointsReshardBetweenRankCounts) {
+  SKIP_WITHOUT_RANK_GPUS();
+  SKIP_ON_GPU_RANKS();
   const std::string dir = SharedDir("reshard");
   auto ranks = MakeTrainer(ZeroConfig(4, dir + "/ranks", 1), World());
   {
@@ -214,12 +223,14 @@ TEST(ZeroTest, CheckpointsReshardBetweenRankCounts) {
 // against the same elements of a one-rank trainer's whole parameters.
 double ParamRelL2(Trainer& ranks, Trainer& reference, int u) {
   const UnitState& a = ranks.model().unit(u);
-  const UnitState& b = reference.model().unit(u);
   const size_t begin = a.params_sharded() ? std::min(a.shard.begin, a.numel()) : 0;
   const size_t end = a.params_sharded() ? std::min(a.shard.end, a.numel()) : a.numel();
   if (begin == end) return 0.0;
-  return RelL2(a.params.as<float>() + a.param_index(begin), b.params.as<float>() + begin,
-               end - begin);
+  absl::StatusOr<std::vector<float>> mine = ranks.StoredParams(u);
+  absl::StatusOr<std::vector<float>> whole = reference.StoredParams(u);
+  EXPECT_TRUE(mine.ok() && whole.ok());
+  if (!mine.ok() || !whole.ok()) return 1.0;
+  return RelL2(mine->data() + a.param_index(begin), whole->data() + begin, end - begin);
 }
 
 std::string WithZeroKeys(std::string json, const std::string& keys) {
@@ -230,6 +241,7 @@ std::string WithZeroKeys(std::string json, const std::string& keys) {
 class ZeroStageTest : public ::testing::TestWithParam<int> {};
 
 TEST_P(ZeroStageTest, NRanksTrainLikeOneRank) {
+  SKIP_WITHOUT_RANK_GPUS();
   const int stage = GetParam();
   const std::string dir = SharedDir(absl::StrCat("stage", stage, "_vs_one"));
   auto one = Communicator::Single();
@@ -257,6 +269,7 @@ INSTANTIATE_TEST_SUITE_P(Stages, ZeroStageTest, ::testing::Values(0, 1, 2, 3));
 // Stage 3 computes exactly what stage 2 does (the gathered parameters are the same numbers),
 // whatever the prefetch depth and whether collectives overlap with compute.
 TEST(ZeroTest, StageThreeEqualsStageTwoBitwise) {
+  SKIP_WITHOUT_RANK_GPUS();
   const std::string dir = SharedDir("stage3_vs_2");
   auto stage2 = MakeTrainer(ZeroConfig(6, dir + "/stage2", 2), World());
   ASSERT_TRUE(stage2->Train().ok());
@@ -287,6 +300,7 @@ TEST(ZeroTest, StageThreeEqualsStageTwoBitwise) {
 // Per rank, stage 1 stores 1/N of the AdamW state, stage 2 also 1/N of the gradients, stage 3
 // also 1/N of the parameters (the Units' buffers; working buffers are reported apart).
 TEST(ZeroTest, StateBytesPerRankShrinkByTheWorldSize) {
+  SKIP_WITHOUT_RANK_GPUS();
   const std::string dir = SharedDir("memory");
   const size_t N = World().world_size();
   struct Bytes {
@@ -315,6 +329,7 @@ TEST(ZeroTest, StateBytesPerRankShrinkByTheWorldSize) {
 
 // A stage-3 run (parameters sharded) resumes bitwise and its checkpoint loads on one rank.
 TEST(ZeroTest, StageThreeResumesBitwiseAndReshards) {
+  SKIP_WITHOUT_RANK_GPUS();
   const std::string dir = SharedDir("stage3_resume");
   auto full = MakeTrainer(ZeroConfig(6, dir + "/full", 3), World());
   ASSERT_TRUE(full->Train().ok());
@@ -335,6 +350,23 @@ TEST(ZeroTest, StageThreeResumesBitwiseAndReshards) {
   for (int u = 0; u < full->model().num_units(); ++u) {
     EXPECT_EQ(ParamRelL2(*full, *single, u), 0.0) << full->model().unit(u).layout.name();
   }
+}
+
+// GPU ranks need one GPU each: a rank without one stops, and so do the others.
+TEST(ZeroTest, GpuRanksWithoutAGpuAreRefused) {
+  if (World().world_size() == 1) GTEST_SKIP() << "needs several ranks (mpirun -np N)";
+  if (kernels::GpuCount() >= World().world_size()) GTEST_SKIP() << "every rank has a GPU here";
+  const std::string dir = SharedDir("no_gpu");
+  std::string json = ZeroConfig(2, dir, 2);
+  const std::string cpu = "\"backend\": \"cpu\"";
+  json.replace(json.find(cpu), cpu.size(), "\"backend\": \"cuda\"");
+  absl::StatusOr<Config> config = ParseConfig(json, World().world_size());
+  ASSERT_TRUE(config.ok()) << config.status();
+  absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(*config, nullptr, &World());
+  ASSERT_FALSE(trainer.ok());
+  EXPECT_TRUE(trainer.status().message().find("has no GPU") != absl::string_view::npos ||
+              trainer.status().message().find("another rank failed") != absl::string_view::npos)
+      << trainer.status();
 }
 
 // Ranks that parsed different configs stop at start with a clear error, on every rank.
