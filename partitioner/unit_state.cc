@@ -14,10 +14,7 @@ absl::StatusOr<UnitState> UnitState::Allocate(UnitLayout layout, Tier tier,
     return (sharded ? shard.shard_numel : shard.padded_numel) * sizeof(float);
   };
   const std::string name = layout.name();
-  UnitState s;
-  s.layout = std::move(layout);
-  s.shard = shard;
-  s.stage = plan.stage;
+  UnitState s{std::move(layout), shard, plan.stage, Buffer(), Buffer(), Buffer(), Buffer()};
   SPW_ASSIGN_OR_RETURN(s.params, Buffer::Allocate(bytes(s.params_sharded()), tier,
                                                   absl::StrCat(name, " parameters")));
   SPW_ASSIGN_OR_RETURN(
