@@ -3,7 +3,8 @@
 // and bitwise-equal results, on every instruction set and for any OpenMP thread count.
 //
 // The instruction set is chosen once at run time from what the CPU supports (AVX-512, then
-// AVX2, then portable scalar code), independently of the flags the library was compiled with.
+// AVX2, then portable C++ that the compiler may vectorise for the build target), independently
+// of the flags the library was compiled with (SPILLWAY_NATIVE).
 // Work is split into fixed chunks of kChunk elements run in parallel with OpenMP.
 #pragma once
 

@@ -2,6 +2,8 @@
 // AVX2). 8 floats per iteration, the scalar kernel for the tail.
 #include <immintrin.h>
 
+#include <cstdint>
+
 #include "kernels/cpu/cpu_adam_kernels.h"
 
 namespace spillway::kernels::cpu {
@@ -34,6 +36,9 @@ void AdamWChunkAvx2(const AdamWStep& s, float* param, const float* grad, float* 
                one_minus_beta1 = _mm256_set1_ps(s.one_minus_beta1),
                one_minus_beta2 = _mm256_set1_ps(s.one_minus_beta2), bc1 = _mm256_set1_ps(s.bc1),
                bc2 = _mm256_set1_ps(s.bc2), decay = _mm256_set1_ps(s.decay);
+  // Non-temporal bf16 stores where aligned, as in cpu_adam_avx512.cc.
+  const bool stream_bf16 =
+      param_bf16 != nullptr && reinterpret_cast<uintptr_t>(param_bf16) % 16 == 0;
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     const __m256 g = _mm256_mul_ps(_mm256_loadu_ps(grad + i), grad_scale);
@@ -47,10 +52,13 @@ void AdamWChunkAvx2(const AdamWStep& s, float* param, const float* grad, float* 
     _mm256_storeu_ps(m + i, mi);
     _mm256_storeu_ps(v + i, vi);
     _mm256_storeu_ps(param + i, p);
-    if (param_bf16 != nullptr) {
+    if (stream_bf16) {
+      _mm_stream_si128(reinterpret_cast<__m128i*>(param_bf16 + i), ToBf16(p));
+    } else if (param_bf16 != nullptr) {
       _mm_storeu_si128(reinterpret_cast<__m128i*>(param_bf16 + i), ToBf16(p));
     }
   }
+  if (stream_bf16) _mm_sfence();
   AdamWChunkScalar(s, param + i, grad + i, m + i, v + i,
                    param_bf16 == nullptr ? nullptr : param_bf16 + i, n - i);
 }

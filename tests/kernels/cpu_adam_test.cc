@@ -121,6 +121,25 @@ TEST(CpuAdamTest, Bf16OutputOnSpecialValues) {
   }
 }
 
+// The bf16 output takes non-temporal stores when aligned and plain ones otherwise: both equal.
+TEST(CpuAdamTest, Bf16OutputAlignedAndUnaligned) {
+  const size_t n = 3 * 16 + 5;
+  AdamWParams p;
+  p.lr = 1e-2f;
+  const auto grad = RandomFloats(n, 7);
+  for (CpuIsa isa : cpu::SupportedCpuIsas()) {
+    for (size_t shift : {0, 1, 8}) {
+      SCOPED_TRACE(::testing::Message() << cpu::CpuIsaName(isa) << " shift=" << shift);
+      State s = InitialState(n);
+      std::vector<uint16_t> storage(n + 64);
+      const size_t aligned = (64 - reinterpret_cast<uintptr_t>(storage.data()) % 64) % 64 / 2;
+      uint16_t* out = storage.data() + aligned + shift;
+      cpu::CpuAdamW(isa, s.param.data(), grad.data(), s.m.data(), s.v.data(), out, n, p);
+      ExpectBf16Of(std::vector<uint16_t>(out, out + n), s.param);
+    }
+  }
+}
+
 TEST(CpuAdamTest, BitwiseIndependentOfThreadCount) {
   const size_t n = (1 << 14) * 5 + 3;
   const auto grad = RandomFloats(n, 3);
