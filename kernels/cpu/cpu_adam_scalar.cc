@@ -1,20 +1,10 @@
 #include <cmath>
 
 #include "core/safetensors.h"
+#include "kernels/cpu/adamw_element.h"
 #include "kernels/cpu/cpu_adam_kernels.h"
 
 namespace spillway::kernels::cpu {
-namespace {
-
-// The update of one element; returns the new param.
-float AdamWElement(const AdamWStep& s, float param, float grad, float& m, float& v) {
-  const float g = grad * s.grad_scale;
-  m = s.beta1 * m + s.one_minus_beta1 * g;
-  v = s.beta2 * v + s.one_minus_beta2 * g * g;
-  return param * s.decay - s.lr * (m / s.bc1) / (std::sqrt(v / s.bc2) + s.eps);
-}
-
-}  // namespace
 
 AdamWStep AdamWStep::From(const AdamWParams& p) {
   AdamWStep s;
