@@ -1,6 +1,8 @@
 // One AdamW step (torch.optim.AdamW order, bias correction), elementwise: a grid-stride loop
 // over float4 quads when every pointer is 16-byte aligned, plus a scalar tail. The bias
-// corrections are computed on the host in double, as in kernels/cpu/adamw.cc.
+// corrections are computed on the host in double, and every device operation is an explicitly
+// rounded intrinsic in the order of kernels/cpu/adamw.cc (nvcc would otherwise fuse multiplies
+// and adds), so the result is bitwise equal to the CPU kernels.
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -12,16 +14,18 @@ namespace spillway::kernels::cuda {
 namespace {
 
 struct Step {
-  float lr, beta1, beta2, eps, grad_scale, bc1, bc2, decay;
+  float lr, beta1, beta2, eps, grad_scale, one_minus_beta1, one_minus_beta2, bc1, bc2, decay;
 };
 
 // Updates m and v in place and returns the new parameter.
 __device__ __forceinline__ float Update(float param, float grad, float& m, float& v,
                                         const Step& s) {
-  const float g = grad * s.grad_scale;
-  m = s.beta1 * m + (1.0f - s.beta1) * g;
-  v = s.beta2 * v + (1.0f - s.beta2) * g * g;
-  return param * s.decay - s.lr * (m / s.bc1) / (sqrtf(v / s.bc2) + s.eps);
+  const float g = __fmul_rn(grad, s.grad_scale);
+  m = __fadd_rn(__fmul_rn(s.beta1, m), __fmul_rn(s.one_minus_beta1, g));
+  v = __fadd_rn(__fmul_rn(s.beta2, v), __fmul_rn(__fmul_rn(s.one_minus_beta2, g), g));
+  const float denom = __fadd_rn(__fsqrt_rn(__fdiv_rn(v, s.bc2)), s.eps);
+  return __fsub_rn(__fmul_rn(param, s.decay),
+                   __fdiv_rn(__fmul_rn(s.lr, __fdiv_rn(m, s.bc1)), denom));
 }
 
 __global__ void AdamWKernel(float* param, const float* grad, float* m, float* v, size_t n, Step s,
@@ -71,6 +75,8 @@ cudaError_t LaunchAdamW(float* param, const float* grad, float* m, float* v, siz
   s.beta2 = beta2;
   s.eps = eps;
   s.grad_scale = grad_scale;
+  s.one_minus_beta1 = 1.0f - beta1;
+  s.one_minus_beta2 = 1.0f - beta2;
   s.bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(beta1), step));
   s.bc2 = static_cast<float>(1.0 - std::pow(static_cast<double>(beta2), step));
   s.decay = 1.0f - lr * weight_decay;
