@@ -1,11 +1,12 @@
-// The numeric ops of a GPT-style transformer, behind one interface with one implementation
-// per backend (kernels/cpu now, kernels/cuda next). The model calls only these.
+// The numeric ops of GPT-2 and Llama style transformers, behind one interface with one
+// implementation per backend (kernels/cpu, kernels/cuda). The models call only these.
 //
 // Conventions, for every op:
 //  - Pointers address memory of the backend's own tier (host for cpu, device for cuda);
 //    shapes are given in the comment beside each parameter, row-major, last index fastest.
 //  - B batch, T sequence length, C channels, NH heads (C % NH == 0, head size hs = C / NH),
-//    N rows (usually B*T), V vocabulary, Vp padded vocabulary (row stride of logits, Vp >= V).
+//    NKV key/value heads (grouped-query attention), N rows (usually B*T), F MLP hidden width,
+//    V vocabulary, Vp padded vocabulary (row stride of logits, Vp >= V).
 //  - "+=" in a contract means the op accumulates into its output (weight gradients, so that
 //    gradient accumulation over micro-batches needs no extra buffer); "=" means it overwrites.
 //  - Ops run in issue order on the backend's compute stream and do not synchronise with the
@@ -64,10 +65,11 @@ class Ops {
   virtual void Fill(float* x, float value, size_t n) = 0;
 
   // out (B,T,C) = wte[tokens[b,t], :] + wpe[t, :]
-  // tokens (B,T) in [0, V); wte (Vp,C); wpe (maxT,C) with maxT >= T.
+  // tokens (B,T) in [0, V); wte (Vp,C); wpe (maxT,C) with maxT >= T, or null: no position
+  // embedding (Llama), out = wte[tokens[b,t], :].
   virtual void EmbeddingForward(float* out, const int32_t* tokens, const float* wte,
                                 const float* wpe, int B, int T, int C) = 0;
-  // dwte[tokens[b,t], :] += dout[b,t,:];  dwpe[t, :] += sum_b dout[b,t,:]
+  // dwte[tokens[b,t], :] += dout[b,t,:];  dwpe[t, :] += sum_b dout[b,t,:] (dwpe may be null)
   virtual void EmbeddingBackward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens,
                                  int B, int T, int C) = 0;
 
@@ -79,6 +81,14 @@ class Ops {
   virtual void LayerNormBackward(float* dinp, float* dweight, float* dbias, const float* dout,
                                  const float* inp, const float* weight, const float* mean,
                                  const float* rstd, int N, int C) = 0;
+
+  // RMSNorm (Llama's, computed in fp32): out (N,C) = inp * rstd * weight, per row, with
+  // rstd (N) = 1/sqrt(mean(inp^2) + eps) saved for the backward.
+  virtual void RmsNormForward(float* out, float* rstd, const float* inp, const float* weight,
+                              float eps, int N, int C) = 0;
+  // dinp (N,C) += ...;  dweight (C) += sum over rows of dout * inp * rstd.
+  virtual void RmsNormBackward(float* dinp, float* dweight, const float* dout, const float* inp,
+                               const float* weight, const float* rstd, int N, int C) = 0;
 
   // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC); bias may be null.
   virtual void MatmulForward(float* out, const float* inp, const float* weight, const float* bias,
@@ -98,6 +108,40 @@ class Ops {
   // given dout (B,T,C) and the forward's qkv, out and lse.
   virtual void AttentionBackward(float* dqkv, const float* dout, const float* qkv, const float* out,
                                  const float* lse, int B, int T, int C, int NH) = 0;
+
+  // Grouped-query attention: the causal attention above with NH query heads and NKV key/value
+  // heads (NH % NKV == 0); query head h reads key/value head h / (NH / NKV).
+  // qkv (B,T,(NH+2*NKV)*hs): per row, the NH query heads, then the NKV key heads, then the NKV
+  // value heads, each hs wide (q head h at columns [h*hs, (h+1)*hs), k head g at
+  // [(NH+g)*hs, ...), v head g at [(NH+NKV+g)*hs, ...)). out (B,T,NH*hs); lse (B,NH,T).
+  // With NKV == NH this is exactly AttentionForward/AttentionBackward (C = NH*hs), bitwise.
+  virtual void GqaAttentionForward(float* out, float* lse, const float* qkv, int B, int T, int NH,
+                                   int NKV, int hs) = 0;
+  // dqkv (B,T,(NH+2*NKV)*hs) = gradient w.r.t. qkv (overwritten). A key/value head's gradient
+  // sums its query heads' contributions in ascending head order (no atomics).
+  virtual void GqaAttentionBackward(float* dqkv, const float* dout, const float* qkv,
+                                    const float* out, const float* lse, int B, int T, int NH,
+                                    int NKV, int hs) = 0;
+
+  // Rotary position embeddings, Hugging Face Llama's convention (rotate_half), in place on the
+  // NH query heads and NKV key heads of qkv (B,T,(NH+2*NKV)*hs) (the GQA layout; the value
+  // heads are left alone). hs is even; with half = hs/2 and, for i < half,
+  // angle = t * theta^(-2i/hs) (t the position in [0, T), in double; cos and sin rounded to
+  // float), each head vector x becomes
+  //   x[i] = x[i] cos - x[i+half] sin,  x[i+half] = x[i+half] cos + x[i] sin.
+  virtual void RopeForward(float* qkv, int B, int T, int NH, int NKV, int hs, double theta) = 0;
+  // The backward: the inverse rotation (angle -> -angle), in place on the q and k heads of
+  // dqkv (B,T,(NH+2*NKV)*hs), turning the gradient w.r.t. the rotated q, k into the gradient
+  // w.r.t. the unrotated ones.
+  virtual void RopeBackward(float* dqkv, int B, int T, int NH, int NKV, int hs, double theta) = 0;
+
+  // SwiGLU on a fused gate/up projection: gu (N,2F) holds gate in columns [0, F) and up in
+  // [F, 2F) of each row (one GEMM with the gate and up weights stacked).
+  // out (N,F) = silu(gate) * up, silu(x) = x * sigmoid(x).
+  virtual void SwiGluForward(float* out, const float* gu, int N, int F) = 0;
+  // dgu (N,2F) = gradient w.r.t. gu (overwritten): d gate = dout * up * silu'(gate),
+  // d up = dout * silu(gate).
+  virtual void SwiGluBackward(float* dgu, const float* dout, const float* gu, int N, int F) = 0;
 
   // out[i] = gelu(inp[i]), the tanh approximation GPT-2 uses.
   virtual void GeluForward(float* out, const float* inp, size_t n) = 0;

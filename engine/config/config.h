@@ -12,13 +12,18 @@
 namespace spillway {
 
 struct ModelConfig {
-  std::string type = "gpt2";  // only "gpt2" so far
+  std::string type = "gpt2";  // "gpt2" or "llama" (engine/model/llama.h)
   int n_layer = 0;
   int n_head = 0;
   int d_model = 0;     // divisible by n_head
   int seq_len = 0;     // T: tokens per sample (also the position-embedding table size)
   int vocab_size = 0;  // V
   double init_std = 0.02;
+  // Llama only (Hugging Face LlamaConfig's names in the comments).
+  int n_kv_head = 0;   // num_key_value_heads: divides n_head; 0 means n_head (no grouping)
+  int ffn_hidden = 0;  // intermediate_size: the SwiGLU width; 0 means 4 * d_model
+  double rope_theta = 10000.0;
+  double rms_norm_eps = 1e-5;
 };
 
 struct OptimizerConfig {  // "optimizer": {"type": "AdamW", "params": {...}}

@@ -23,9 +23,15 @@ float* Scratch(std::vector<float>& buf, size_t n) {
 }  // namespace
 
 void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, int C, int NH) {
-  const int hs = C / NH;
+  GqaAttentionForward(out, lse, qkv, B, T, NH, NH, C / NH);
+}
+
+void GqaAttentionForward(float* out, float* lse, const float* qkv, int B, int T, int NH, int NKV,
+                         int hs) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
-  const int64_t C3 = 3 * static_cast<int64_t>(C);
+  const int64_t C = static_cast<int64_t>(NH) * hs;             // out row stride
+  const int64_t C3 = static_cast<int64_t>(NH + 2 * NKV) * hs;  // qkv row stride
+  const int group = NH / NKV;
   const int64_t heads = static_cast<int64_t>(B) * NH;
   const int ld = RoundUp(T, kLanes);
 #pragma omp parallel for schedule(dynamic, 1)
@@ -33,11 +39,13 @@ void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, in
     const int h = static_cast<int>(bh % NH);
     const int64_t b = bh / NH;
     const float* base = qkv + b * T * C3 + h * hs;
+    const float* kbase = qkv + b * T * C3 + static_cast<int64_t>(NH + h / group) * hs;
+    const float* vbase = kbase + static_cast<int64_t>(NKV) * hs;
     thread_local std::vector<float> buf;
     float* kt = Scratch(buf, static_cast<size_t>(hs) * ld + kRows * (hs + kKeyBlock));
     float* acc = kt + static_cast<size_t>(hs) * ld;  // (kRows, hs)
     float* scores = acc + kRows * hs;                // (kRows, kKeyBlock)
-    PackTransposed(kt, ld, base + C, C3, T, hs);
+    PackTransposed(kt, ld, kbase, C3, T, hs);
     for (int t0 = 0; t0 < T; t0 += kRows) {
       const int rows = std::min(kRows, T - t0);
       const float* q[kRows];
@@ -71,7 +79,7 @@ void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, in
           m[r] = new_m;
           std::fill(sc + n, sc + block, 0.0f);  // keys past this row's causal limit
         }
-        GroupAccumulate(a_rows, scores, kKeyBlock, base + s0 * C3 + 2 * C, C3, block, hs);
+        GroupAccumulate(a_rows, scores, kKeyBlock, vbase + s0 * C3, C3, block, hs);
       }
       for (int r = 0; r < rows; ++r) {
         const int t = t0 + r;
@@ -86,18 +94,24 @@ void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, in
 
 void AttentionBackward(float* dqkv, const float* dout, const float* qkv, const float* out,
                        const float* lse, int B, int T, int C, int NH) {
-  const int hs = C / NH;
+  GqaAttentionBackward(dqkv, dout, qkv, out, lse, B, T, NH, NH, C / NH);
+}
+
+void GqaAttentionBackward(float* dqkv, const float* dout, const float* qkv, const float* out,
+                          const float* lse, int B, int T, int NH, int NKV, int hs) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
-  const int64_t C3 = 3 * static_cast<int64_t>(C);
-  const int64_t heads = static_cast<int64_t>(B) * NH;
+  const int64_t C = static_cast<int64_t>(NH) * hs;
+  const int64_t C3 = static_cast<int64_t>(NH + 2 * NKV) * hs;
+  const int group = NH / NKV;
+  const int64_t kv_heads = static_cast<int64_t>(B) * NKV;
   const int ld = RoundUp(T, kLanes);
 #pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t bh = 0; bh < heads; ++bh) {
-    const int h = static_cast<int>(bh % NH);
-    const int64_t b = bh / NH;
-    const float* base = qkv + b * T * C3 + h * hs;
-    float* dbase = dqkv + b * T * C3 + h * hs;
-    const float* row_lse = lse + bh * T;
+  for (int64_t bg = 0; bg < kv_heads; ++bg) {
+    const int g = static_cast<int>(bg % NKV);
+    const int64_t b = bg / NKV;
+    const int64_t kv_off = static_cast<int64_t>(NH + g) * hs;
+    const float* kbase = qkv + b * T * C3 + kv_off;
+    const float* vbase = kbase + static_cast<int64_t>(NKV) * hs;
     thread_local std::vector<float> buf;
     float* kt = Scratch(buf, static_cast<size_t>(4 * hs + 2 * kRows) * ld + kRows * hs);
     float* vt = kt + static_cast<size_t>(hs) * ld;
@@ -106,47 +120,55 @@ void AttentionBackward(float* dqkv, const float* dout, const float* qkv, const f
     float* pad_dq = ds + static_cast<size_t>(kRows) * ld;  // dq of padding rows (discarded)
     float* dk = pad_dq + kRows * hs;                       // (ld, hs)
     float* dv = dk + static_cast<size_t>(ld) * hs;         // (ld, hs)
-    PackTransposed(kt, ld, base + C, C3, T, hs);
-    PackTransposed(vt, ld, base + 2 * C, C3, T, hs);
+    PackTransposed(kt, ld, kbase, C3, T, hs);
+    PackTransposed(vt, ld, vbase, C3, T, hs);
     std::fill_n(dk, 2 * static_cast<size_t>(ld) * hs, 0.0f);
-    for (int t0 = 0; t0 < T; t0 += kRows) {
-      const int n = std::min(T, t0 + kRows);  // keys of the group's last row
-      RowGroup g;
-      for (int r = 0; r < kRows; ++r) {
-        const int t = std::min(t0 + r, T - 1);
-        g.q[r] = base + t * C3;
-        g.dout[r] = dout + (b * T + t) * C + h * hs;
-        g.p[r] = p + r * ld;
-        g.ds[r] = ds + r * ld;
-      }
-      GroupDots(p, ld, g.q, kt, ld, 0, n, hs);
-      GroupDots(ds, ld, g.dout, vt, ld, 0, n, hs);
-      for (int r = 0; r < kRows; ++r) {
-        const int t = t0 + r;
-        float* pr = p + r * ld;
-        float* dsr = ds + r * ld;
-        if (t >= T) {  // padding row: zero weights
-          std::fill_n(pr, n, 0.0f);
-          std::fill_n(dsr, n, 0.0f);
-          continue;
+    // The group's query heads in ascending order, all adding into the same dk, dv.
+    for (int h = g * group; h < (g + 1) * group; ++h) {
+      const float* base = qkv + b * T * C3 + h * hs;
+      float* dbase = dqkv + b * T * C3 + h * hs;
+      const float* row_lse = lse + (b * NH + h) * T;
+      for (int t0 = 0; t0 < T; t0 += kRows) {
+        const int n = std::min(T, t0 + kRows);  // keys of the group's last row
+        RowGroup rg;
+        for (int r = 0; r < kRows; ++r) {
+          const int t = std::min(t0 + r, T - 1);
+          rg.q[r] = base + t * C3;
+          rg.dout[r] = dout + (b * T + t) * C + h * hs;
+          rg.p[r] = p + r * ld;
+          rg.ds[r] = ds + r * ld;
         }
-        const float delta = Dot(g.dout[r], out + (b * T + t) * C + h * hs, hs);
-        for (int s = 0; s <= t; ++s) pr[s] = FastExp(pr[s] * scale - row_lse[t]);
-        for (int s = 0; s <= t; ++s) dsr[s] = pr[s] * (dsr[s] - delta) * scale;
-        std::fill(pr + t + 1, pr + n, 0.0f);
-        std::fill(dsr + t + 1, dsr + n, 0.0f);
+        GroupDots(p, ld, rg.q, kt, ld, 0, n, hs);
+        GroupDots(ds, ld, rg.dout, vt, ld, 0, n, hs);
+        for (int r = 0; r < kRows; ++r) {
+          const int t = t0 + r;
+          float* pr = p + r * ld;
+          float* dsr = ds + r * ld;
+          if (t >= T) {  // padding row: zero weights
+            std::fill_n(pr, n, 0.0f);
+            std::fill_n(dsr, n, 0.0f);
+            continue;
+          }
+          const float delta = Dot(rg.dout[r], out + (b * T + t) * C + h * hs, hs);
+          for (int s = 0; s <= t; ++s) pr[s] = FastExp(pr[s] * scale - row_lse[t]);
+          for (int s = 0; s <= t; ++s) dsr[s] = pr[s] * (dsr[s] - delta) * scale;
+          std::fill(pr + t + 1, pr + n, 0.0f);
+          std::fill(dsr + t + 1, dsr + n, 0.0f);
+        }
+        float* dq[kRows];
+        for (int r = 0; r < kRows; ++r) {
+          dq[r] = r < n - t0 ? dbase + (t0 + r) * C3 : pad_dq + r * hs;
+          std::fill_n(dq[r], hs, 0.0f);
+        }
+        GroupAccumulate(dq, ds, ld, kbase, C3, n, hs);
+        AccumulateKeyGrads(dk, dv, hs, rg, n, hs);
       }
-      float* dq[kRows];
-      for (int r = 0; r < kRows; ++r) {
-        dq[r] = r < n - t0 ? dbase + (t0 + r) * C3 : pad_dq + r * hs;
-        std::fill_n(dq[r], hs, 0.0f);
-      }
-      GroupAccumulate(dq, ds, ld, base + C, C3, n, hs);
-      AccumulateKeyGrads(dk, dv, hs, g, n, hs);
     }
+    float* dkbase = dqkv + b * T * C3 + kv_off;
+    float* dvbase = dkbase + static_cast<int64_t>(NKV) * hs;
     for (int s = 0; s < T; ++s) {
-      std::copy_n(dk + s * hs, hs, dbase + s * C3 + C);
-      std::copy_n(dv + s * hs, hs, dbase + s * C3 + 2 * C);
+      std::copy_n(dk + s * hs, hs, dkbase + s * C3);
+      std::copy_n(dv + s * hs, hs, dvbase + s * C3);
     }
   }
 }

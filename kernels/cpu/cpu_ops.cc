@@ -10,7 +10,10 @@
 #include "kernels/cpu/gelu.h"
 #include "kernels/cpu/layernorm.h"
 #include "kernels/cpu/matmul.h"
+#include "kernels/cpu/rmsnorm.h"
+#include "kernels/cpu/rope.h"
 #include "kernels/cpu/sum_squares.h"
+#include "kernels/cpu/swiglu.h"
 
 namespace spillway::kernels {
 namespace {
@@ -51,6 +54,15 @@ class CpuOps final : public Ops {
     cpu::LayerNormBackward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
   }
 
+  void RmsNormForward(float* out, float* rstd, const float* inp, const float* weight, float eps,
+                      int N, int C) override {
+    cpu::RmsNormForward(out, rstd, inp, weight, eps, N, C);
+  }
+  void RmsNormBackward(float* dinp, float* dweight, const float* dout, const float* inp,
+                       const float* weight, const float* rstd, int N, int C) override {
+    cpu::RmsNormBackward(dinp, dweight, dout, inp, weight, rstd, N, C);
+  }
+
   void MatmulForward(float* out, const float* inp, const float* weight, const float* bias, int N,
                      int C, int OC) override {
     cpu::MatmulForward(out, inp, weight, bias, N, C, OC);
@@ -67,6 +79,29 @@ class CpuOps final : public Ops {
   void AttentionBackward(float* dqkv, const float* dout, const float* qkv, const float* out,
                          const float* lse, int B, int T, int C, int NH) override {
     cpu::AttentionBackward(dqkv, dout, qkv, out, lse, B, T, C, NH);
+  }
+
+  void GqaAttentionForward(float* out, float* lse, const float* qkv, int B, int T, int NH, int NKV,
+                           int hs) override {
+    cpu::GqaAttentionForward(out, lse, qkv, B, T, NH, NKV, hs);
+  }
+  void GqaAttentionBackward(float* dqkv, const float* dout, const float* qkv, const float* out,
+                            const float* lse, int B, int T, int NH, int NKV, int hs) override {
+    cpu::GqaAttentionBackward(dqkv, dout, qkv, out, lse, B, T, NH, NKV, hs);
+  }
+
+  void RopeForward(float* qkv, int B, int T, int NH, int NKV, int hs, double theta) override {
+    cpu::RopeForward(qkv, B, T, NH, NKV, hs, theta);
+  }
+  void RopeBackward(float* dqkv, int B, int T, int NH, int NKV, int hs, double theta) override {
+    cpu::RopeBackward(dqkv, B, T, NH, NKV, hs, theta);
+  }
+
+  void SwiGluForward(float* out, const float* gu, int N, int F) override {
+    cpu::SwiGluForward(out, gu, N, F);
+  }
+  void SwiGluBackward(float* dgu, const float* dout, const float* gu, int N, int F) override {
+    cpu::SwiGluBackward(dgu, dout, gu, N, F);
   }
 
   void GeluForward(float* out, const float* inp, size_t n) override {

@@ -10,8 +10,12 @@ void EmbeddingForward(float* out, const int32_t* tokens, const float* wte, const
                       int T, int C) {
   ParallelForBlocks(static_cast<size_t>(B) * T, 1, [&](size_t bt, size_t) {
     const float* e = wte + static_cast<size_t>(tokens[bt]) * C;
-    const float* p = wpe + (bt % T) * C;
     float* o = out + bt * C;
+    if (wpe == nullptr) {
+      for (int c = 0; c < C; ++c) o[c] = e[c];
+      return;
+    }
+    const float* p = wpe + (bt % T) * C;
     for (int c = 0; c < C; ++c) o[c] = e[c] + p[c];
   });
 }
@@ -21,14 +25,14 @@ void EmbeddingBackward(float* dwte, float* dwpe, const float* dout, const int32_
   constexpr size_t kBlock = 64;
   ParallelForBlocks(C, kBlock, [&](size_t c0, size_t c1) {
     for (int t = 0; t < T; ++t) {
-      float* dp = dwpe + static_cast<size_t>(t) * C;
+      float* dp = dwpe == nullptr ? nullptr : dwpe + static_cast<size_t>(t) * C;
       for (int b = 0; b < B; ++b) {
         const size_t bt = static_cast<size_t>(b) * T + t;
         const float* d = dout + bt * C;
         float* de = dwte + static_cast<size_t>(tokens[bt]) * C;
-        for (size_t c = c0; c < c1; ++c) {
-          de[c] += d[c];
-          dp[c] += d[c];
+        for (size_t c = c0; c < c1; ++c) de[c] += d[c];
+        if (dp != nullptr) {
+          for (size_t c = c0; c < c1; ++c) dp[c] += d[c];
         }
       }
     }

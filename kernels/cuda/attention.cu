@@ -1,4 +1,7 @@
-// Causal multi-head attention, fp32, flash-style: no (T,T) matrix is stored.
+// Causal multi-head and grouped-query attention, fp32, flash-style: no (T,T) matrix is stored.
+// The qkv layout is that of kernels/ops.h: per row NH query heads, NKV key heads, NKV value
+// heads, each hs wide; query head h reads kv head h / (NH / NKV). Plain multi-head attention is
+// the case NKV == NH (row width 3C), which runs the same kernels on the same addresses.
 //
 // Every kernel works on one (batch, head) pair and one tile of kTile = 32 rows (query rows or
 // key rows), with 8 warps of 4 rows each. The other operand is streamed through shared memory
@@ -10,8 +13,9 @@
 //  - Forward: query tiles; online softmax over key tiles 0..(diagonal), writes out and lse.
 //  - Backward, kernel 1: query tiles; D_i = dout_i . out_i (saved to scratch) and
 //    dq_i = scale * sum_j ds_ij k_j, ds_ij = p_ij (dout_i . v_j - D_i), p_ij = exp(s_ij - lse_i).
-//  - Backward, kernel 2: key tiles; dk_j = scale * sum_{i>=j} ds_ij q_i and
-//    dv_j = sum_{i>=j} p_ij dout_i, recomputing p and ds over the query tiles i >= j in order.
+//  - Backward, kernel 2: key tiles of one kv head; dk_j = scale * sum_{i>=j} ds_ij q_i and
+//    dv_j = sum_{i>=j} p_ij dout_i, summed over the kv head's query heads in ascending order,
+//    and over the query tiles i >= j in order, recomputing p and ds.
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -65,10 +69,9 @@ __host__ __device__ __forceinline__ int PaddedStride(int hs) { return hs | 1; }
 template <int kChunks>
 __global__ void __launch_bounds__(kThreads)
     AttentionForwardKernel(float* __restrict__ out, float* __restrict__ lse,
-                           const float* __restrict__ qkv, int T, int C, int NH, int heads,
+                           const float* __restrict__ qkv, int T, int NH, int NKV, int hs, int heads,
                            int tiles, float scale) {
   extern __shared__ float smem[];
-  const int hs = C / NH;
   const int kld = PaddedStride(hs);
   float* q_s = smem;
   float* k_s = q_s + kTile * hs;
@@ -79,10 +82,12 @@ __global__ void __launch_bounds__(kThreads)
   const int b = bh / NH;
   const int h = bh % NH;
   const int t0 = tile * kTile;
-  const size_t C3 = 3 * static_cast<size_t>(C);
-  const float* q_base = qkv + static_cast<size_t>(b) * T * C3 + static_cast<size_t>(h) * hs;
-  const float* k_base = q_base + C;
-  const float* v_base = q_base + 2 * static_cast<size_t>(C);
+  const size_t C = static_cast<size_t>(NH) * hs;             // out row width
+  const size_t C3 = static_cast<size_t>(NH + 2 * NKV) * hs;  // qkv row width
+  const float* row_base = qkv + static_cast<size_t>(b) * T * C3;
+  const float* q_base = row_base + static_cast<size_t>(h) * hs;
+  const float* k_base = row_base + static_cast<size_t>(NH + h / (NH / NKV)) * hs;
+  const float* v_base = k_base + static_cast<size_t>(NKV) * hs;
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   const int row0 = warp * kRowsPerWarp;  // the warp's first row within the tile
@@ -175,9 +180,9 @@ __global__ void __launch_bounds__(kThreads)
     AttentionBackwardQueryKernel(float* __restrict__ dqkv, float* __restrict__ dsum,
                                  const float* __restrict__ dout, const float* __restrict__ qkv,
                                  const float* __restrict__ out, const float* __restrict__ lse,
-                                 int T, int C, int NH, int heads, int tiles, float scale) {
+                                 int T, int NH, int NKV, int hs, int heads, int tiles,
+                                 float scale) {
   extern __shared__ float smem[];
-  const int hs = C / NH;
   const int kld = PaddedStride(hs);
   float* q_s = smem;
   float* g_s = q_s + kTile * hs;
@@ -189,11 +194,13 @@ __global__ void __launch_bounds__(kThreads)
   const int b = bh / NH;
   const int h = bh % NH;
   const int t0 = tile * kTile;
-  const size_t C3 = 3 * static_cast<size_t>(C);
+  const size_t C = static_cast<size_t>(NH) * hs;
+  const size_t C3 = static_cast<size_t>(NH + 2 * NKV) * hs;
   const size_t head_off = static_cast<size_t>(h) * hs;
-  const float* q_base = qkv + static_cast<size_t>(b) * T * C3 + head_off;
-  const float* k_base = q_base + C;
-  const float* v_base = q_base + 2 * static_cast<size_t>(C);
+  const float* row_base = qkv + static_cast<size_t>(b) * T * C3;
+  const float* q_base = row_base + head_off;
+  const float* k_base = row_base + static_cast<size_t>(NH + h / (NH / NKV)) * hs;
+  const float* v_base = k_base + static_cast<size_t>(NKV) * hs;
   const float* g_base = dout + static_cast<size_t>(b) * T * C + head_off;
   const float* o_base = out + static_cast<size_t>(b) * T * C + head_off;
   const int warp = threadIdx.x / 32;
@@ -296,17 +303,16 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // ---------------------------------------------------------------------------------------------
-// Backward kernel 2: dk and dv. Grid: tiles * heads blocks over key tiles, heaviest (first)
-// key tiles first. smem: k (kTile, hs), v (kTile, hs), q (kTile, hs|1), dout (kTile, hs|1),
-// lse (kTile), D (kTile).
+// Backward kernel 2: dk and dv. Grid: tiles * kv_heads blocks over the key tiles of each
+// (batch, kv head), heaviest (first) key tiles first. smem: k (kTile, hs), v (kTile, hs),
+// q (kTile, hs|1), dout (kTile, hs|1), lse (kTile), D (kTile).
 template <int kChunks>
 __global__ void __launch_bounds__(kThreads)
     AttentionBackwardKeyKernel(float* __restrict__ dqkv, const float* __restrict__ dsum,
                                const float* __restrict__ dout, const float* __restrict__ qkv,
-                               const float* __restrict__ lse, int T, int C, int NH, int heads,
-                               float scale) {
+                               const float* __restrict__ lse, int T, int NH, int NKV, int hs,
+                               int kv_heads, float scale) {
   extern __shared__ float smem[];
-  const int hs = C / NH;
   const int qld = PaddedStride(hs);
   float* k_s = smem;
   float* v_s = k_s + kTile * hs;
@@ -315,19 +321,19 @@ __global__ void __launch_bounds__(kThreads)
   float* l_s = g_s + kTile * qld;
   float* d_s = l_s + kTile;
 
-  const int bh = blockIdx.x % heads;
-  const int tile = static_cast<int>(blockIdx.x / heads);
-  const int b = bh / NH;
-  const int h = bh % NH;
+  const int bg = blockIdx.x % kv_heads;
+  const int tile = static_cast<int>(blockIdx.x / kv_heads);
+  const int b = bg / NKV;
+  const int g = bg % NKV;
+  const int group = NH / NKV;
   const int s0 = tile * kTile;
-  const size_t C3 = 3 * static_cast<size_t>(C);
-  const size_t head_off = static_cast<size_t>(h) * hs;
-  const float* q_base = qkv + static_cast<size_t>(b) * T * C3 + head_off;
-  const float* k_base = q_base + C;
-  const float* v_base = q_base + 2 * static_cast<size_t>(C);
-  const float* g_base = dout + static_cast<size_t>(b) * T * C + head_off;
-  const float* lse_bh = lse + static_cast<size_t>(bh) * T;
-  const float* dsum_bh = dsum + static_cast<size_t>(bh) * T;
+  const size_t C = static_cast<size_t>(NH) * hs;
+  const size_t C3 = static_cast<size_t>(NH + 2 * NKV) * hs;
+  const size_t k_off = static_cast<size_t>(NH + g) * hs;
+  const size_t v_off = k_off + static_cast<size_t>(NKV) * hs;
+  const float* row_base = qkv + static_cast<size_t>(b) * T * C3;
+  const float* k_base = row_base + k_off;
+  const float* v_base = row_base + v_off;
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   const int row0 = warp * kRowsPerWarp;
@@ -343,64 +349,73 @@ __global__ void __launch_bounds__(kThreads)
     for (int c = 0; c < kChunks; ++c) dk[r][c] = dv[r][c] = 0.0f;
   }
 
-  for (int i0 = s0; i0 < T; i0 += kTile) {
-    __syncthreads();
-    LoadTile(q_s, qld, q_base, C3, i0, T, hs);
-    LoadTile(g_s, qld, g_base, C, i0, T, hs);
-    if (threadIdx.x < kTile) {
-      const int i = i0 + threadIdx.x;
-      l_s[threadIdx.x] = i < T ? lse_bh[i] : 0.0f;
-      d_s[threadIdx.x] = i < T ? dsum_bh[i] : 0.0f;
-    }
-    __syncthreads();
+  // The kv head's query heads in ascending order, all adding into the same dk, dv.
+  for (int h = g * group; h < (g + 1) * group; ++h) {
+    const size_t head_off = static_cast<size_t>(h) * hs;
+    const float* q_base = row_base + head_off;
+    const float* g_base = dout + static_cast<size_t>(b) * T * C + head_off;
+    const size_t bh = static_cast<size_t>(b) * NH + h;
+    const float* lse_bh = lse + bh * T;
+    const float* dsum_bh = dsum + bh * T;
+    for (int i0 = s0; i0 < T; i0 += kTile) {
+      __syncthreads();
+      LoadTile(q_s, qld, q_base, C3, i0, T, hs);
+      LoadTile(g_s, qld, g_base, C, i0, T, hs);
+      if (threadIdx.x < kTile) {
+        const int i = i0 + threadIdx.x;
+        l_s[threadIdx.x] = i < T ? lse_bh[i] : 0.0f;
+        d_s[threadIdx.x] = i < T ? dsum_bh[i] : 0.0f;
+      }
+      __syncthreads();
 
-    // Lane i: q_i . k_j and dout_i . v_j for query i = i0 + lane and the warp's keys j.
-    float sc[kRowsPerWarp], dp[kRowsPerWarp];
+      // Lane i: q_i . k_j and dout_i . v_j for query i = i0 + lane and the warp's keys j.
+      float sc[kRowsPerWarp], dp[kRowsPerWarp];
 #pragma unroll
-    for (int r = 0; r < kRowsPerWarp; ++r) sc[r] = dp[r] = 0.0f;
-    const float* qrow = q_s + lane * qld;
-    const float* grow = g_s + lane * qld;
-    const float* krows = k_s + row0 * hs;
-    const float* vrows = v_s + row0 * hs;
-    for (int d = 0; d < hs; ++d) {
-      const float qd = qrow[d];
-      const float gd = grow[d];
+      for (int r = 0; r < kRowsPerWarp; ++r) sc[r] = dp[r] = 0.0f;
+      const float* qrow = q_s + lane * qld;
+      const float* grow = g_s + lane * qld;
+      const float* krows = k_s + row0 * hs;
+      const float* vrows = v_s + row0 * hs;
+      for (int d = 0; d < hs; ++d) {
+        const float qd = qrow[d];
+        const float gd = grow[d];
+#pragma unroll
+        for (int r = 0; r < kRowsPerWarp; ++r) {
+          sc[r] = fmaf(qd, krows[r * hs + d], sc[r]);
+          dp[r] = fmaf(gd, vrows[r * hs + d], dp[r]);
+        }
+      }
+      const int i = i0 + lane;
+      const float lse_i = l_s[lane];
+      const float d_i = d_s[lane];
+      float p[kRowsPerWarp], ds[kRowsPerWarp];
 #pragma unroll
       for (int r = 0; r < kRowsPerWarp; ++r) {
-        sc[r] = fmaf(qd, krows[r * hs + d], sc[r]);
-        dp[r] = fmaf(gd, vrows[r * hs + d], dp[r]);
+        const bool valid = i < T && i >= key0 + r;  // implies key < T
+        p[r] = valid ? expf(sc[r] * scale - lse_i) : 0.0f;
+        ds[r] = p[r] * (dp[r] - d_i);
       }
-    }
-    const int i = i0 + lane;
-    const float lse_i = l_s[lane];
-    const float d_i = d_s[lane];
-    float p[kRowsPerWarp], ds[kRowsPerWarp];
-#pragma unroll
-    for (int r = 0; r < kRowsPerWarp; ++r) {
-      const bool valid = i < T && i >= key0 + r;  // implies key < T
-      p[r] = valid ? expf(sc[r] * scale - lse_i) : 0.0f;
-      ds[r] = p[r] * (dp[r] - d_i);
-    }
-    // dv_j += p_ij dout_i, dk_j += ds_ij q_i, i ascending. Queries before the warp's first
-    // key and past T have p = 0 for all of its keys.
-    const int i_begin = max(0, key0 - i0);
-    const int i_end = min(kTile, T - i0);
-    for (int ii = i_begin; ii < i_end; ++ii) {
-      float qi[kChunks], gi[kChunks];
-#pragma unroll
-      for (int c = 0; c < kChunks; ++c) {
-        const int d = lane + 32 * c;
-        qi[c] = d < hs ? q_s[ii * qld + d] : 0.0f;
-        gi[c] = d < hs ? g_s[ii * qld + d] : 0.0f;
-      }
-#pragma unroll
-      for (int r = 0; r < kRowsPerWarp; ++r) {
-        const float pi = __shfl_sync(kFullMask, p[r], ii);
-        const float dsi = __shfl_sync(kFullMask, ds[r], ii);
+      // dv_j += p_ij dout_i, dk_j += ds_ij q_i, i ascending. Queries before the warp's first
+      // key and past T have p = 0 for all of its keys.
+      const int i_begin = max(0, key0 - i0);
+      const int i_end = min(kTile, T - i0);
+      for (int ii = i_begin; ii < i_end; ++ii) {
+        float qi[kChunks], gi[kChunks];
 #pragma unroll
         for (int c = 0; c < kChunks; ++c) {
-          dv[r][c] = fmaf(pi, gi[c], dv[r][c]);
-          dk[r][c] = fmaf(dsi, qi[c], dk[r][c]);
+          const int d = lane + 32 * c;
+          qi[c] = d < hs ? q_s[ii * qld + d] : 0.0f;
+          gi[c] = d < hs ? g_s[ii * qld + d] : 0.0f;
+        }
+#pragma unroll
+        for (int r = 0; r < kRowsPerWarp; ++r) {
+          const float pi = __shfl_sync(kFullMask, p[r], ii);
+          const float dsi = __shfl_sync(kFullMask, ds[r], ii);
+#pragma unroll
+          for (int c = 0; c < kChunks; ++c) {
+            dv[r][c] = fmaf(pi, gi[c], dv[r][c]);
+            dk[r][c] = fmaf(dsi, qi[c], dk[r][c]);
+          }
         }
       }
     }
@@ -410,13 +425,13 @@ __global__ void __launch_bounds__(kThreads)
   for (int r = 0; r < kRowsPerWarp; ++r) {
     const int j = key0 + r;
     if (j >= T) continue;
-    float* row = dqkv + (static_cast<size_t>(b) * T + j) * C3 + head_off;
+    float* row = dqkv + (static_cast<size_t>(b) * T + j) * C3;
 #pragma unroll
     for (int c = 0; c < kChunks; ++c) {
       const int d = lane + 32 * c;
       if (d < hs) {
-        row[C + d] = dk[r][c] * scale;
-        row[2 * static_cast<size_t>(C) + d] = dv[r][c];
+        row[k_off + d] = dk[r][c] * scale;
+        row[v_off + d] = dv[r][c];
       }
     }
   }
@@ -426,25 +441,26 @@ __global__ void __launch_bounds__(kThreads)
 // Host side.
 
 struct Geometry {
-  int hs = 0;
-  int heads = 0;  // B * NH
-  int tiles = 0;  // ceil(T / kTile)
-  unsigned blocks = 0;
+  int heads = 0;           // B * NH
+  int kv_heads = 0;        // B * NKV
+  int tiles = 0;           // ceil(T / kTile)
+  unsigned blocks = 0;     // tiles * heads
+  unsigned kv_blocks = 0;  // tiles * kv_heads
 };
 
 // cudaErrorInvalidValue for shapes the kernels do not handle; `empty` when there is no work.
-cudaError_t MakeGeometry(int B, int T, int C, int NH, Geometry* g, bool* empty) {
-  *empty = B <= 0 || T <= 0 || C <= 0;
+cudaError_t MakeGeometry(int B, int T, int NH, int NKV, int hs, Geometry* g, bool* empty) {
+  *empty = B <= 0 || T <= 0 || NH <= 0 || hs <= 0;
   if (*empty) return cudaSuccess;
-  if (NH <= 0 || C % NH != 0) return cudaErrorInvalidValue;
-  g->hs = C / NH;
-  if (g->hs > kMaxHeadSize) return cudaErrorInvalidValue;
+  if (NKV <= 0 || NH % NKV != 0 || hs > kMaxHeadSize) return cudaErrorInvalidValue;
   const int64_t heads = static_cast<int64_t>(B) * NH;
   const int64_t tiles = (static_cast<int64_t>(T) + kTile - 1) / kTile;
   if (heads * tiles > INT32_MAX) return cudaErrorInvalidValue;
   g->heads = static_cast<int>(heads);
+  g->kv_heads = B * NKV;
   g->tiles = static_cast<int>(tiles);
   g->blocks = static_cast<unsigned>(heads * tiles);
+  g->kv_blocks = static_cast<unsigned>(static_cast<int64_t>(g->kv_heads) * tiles);
   return cudaSuccess;
 }
 
@@ -459,21 +475,21 @@ cudaError_t AllowSmem(Kernel kernel, size_t bytes) {
 }
 
 template <int kChunks>
-cudaError_t Forward(float* out, float* lse, const float* qkv, int T, int C, int NH,
+cudaError_t Forward(float* out, float* lse, const float* qkv, int T, int NH, int NKV, int hs,
                     const Geometry& g, float scale, cudaStream_t stream) {
-  const size_t smem = sizeof(float) * static_cast<size_t>(kTile) * (2 * g.hs + PaddedStride(g.hs));
+  const size_t smem = sizeof(float) * static_cast<size_t>(kTile) * (2 * hs + PaddedStride(hs));
   const cudaError_t err = AllowSmem(AttentionForwardKernel<kChunks>, smem);
   if (err != cudaSuccess) return err;
-  AttentionForwardKernel<kChunks>
-      <<<g.blocks, kThreads, smem, stream>>>(out, lse, qkv, T, C, NH, g.heads, g.tiles, scale);
+  AttentionForwardKernel<kChunks><<<g.blocks, kThreads, smem, stream>>>(
+      out, lse, qkv, T, NH, NKV, hs, g.heads, g.tiles, scale);
   return cudaGetLastError();
 }
 
 template <int kChunks>
 cudaError_t Backward(float* dqkv, const float* dout, const float* qkv, const float* out,
-                     const float* lse, int T, int C, int NH, float* dsum, const Geometry& g,
-                     float scale, cudaStream_t stream) {
-  const size_t tile_floats = static_cast<size_t>(kTile) * (2 * g.hs + 2 * PaddedStride(g.hs));
+                     const float* lse, int T, int NH, int NKV, int hs, float* dsum,
+                     const Geometry& g, float scale, cudaStream_t stream) {
+  const size_t tile_floats = static_cast<size_t>(kTile) * (2 * hs + 2 * PaddedStride(hs));
   const size_t smem_q = sizeof(float) * tile_floats;
   const size_t smem_k = sizeof(float) * (tile_floats + 2 * kTile);
   cudaError_t err = AllowSmem(AttentionBackwardQueryKernel<kChunks>, smem_q);
@@ -481,12 +497,12 @@ cudaError_t Backward(float* dqkv, const float* dout, const float* qkv, const flo
   err = AllowSmem(AttentionBackwardKeyKernel<kChunks>, smem_k);
   if (err != cudaSuccess) return err;
   AttentionBackwardQueryKernel<kChunks><<<g.blocks, kThreads, smem_q, stream>>>(
-      dqkv, dsum, dout, qkv, out, lse, T, C, NH, g.heads, g.tiles, scale);
+      dqkv, dsum, dout, qkv, out, lse, T, NH, NKV, hs, g.heads, g.tiles, scale);
   err = cudaGetLastError();
   if (err != cudaSuccess) return err;
   // Stream order makes kernel 1's D (dsum) visible to kernel 2.
-  AttentionBackwardKeyKernel<kChunks><<<g.blocks, kThreads, smem_k, stream>>>(
-      dqkv, dsum, dout, qkv, lse, T, C, NH, g.heads, scale);
+  AttentionBackwardKeyKernel<kChunks><<<g.kv_blocks, kThreads, smem_k, stream>>>(
+      dqkv, dsum, dout, qkv, lse, T, NH, NKV, hs, g.kv_heads, scale);
   return cudaGetLastError();
 }
 
@@ -497,45 +513,61 @@ size_t AttentionScratchFloats(int B, int T, int NH) {
   return static_cast<size_t>(B) * NH * T;
 }
 
-cudaError_t LaunchAttentionForward(float* out, float* lse, const float* qkv, int B, int T, int C,
-                                   int NH, cudaStream_t stream) {
+cudaError_t LaunchGqaAttentionForward(float* out, float* lse, const float* qkv, int B, int T,
+                                      int NH, int NKV, int hs, cudaStream_t stream) {
   Geometry g;
   bool empty = false;
-  cudaError_t err = MakeGeometry(B, T, C, NH, &g, &empty);
+  cudaError_t err = MakeGeometry(B, T, NH, NKV, hs, &g, &empty);
   if (err != cudaSuccess) return err;
   if (empty) return cudaGetLastError();
-  const float scale = 1.0f / sqrtf(static_cast<float>(g.hs));
-  switch (Chunks(g.hs)) {
+  const float scale = 1.0f / sqrtf(static_cast<float>(hs));
+  switch (Chunks(hs)) {
     case 1:
-      return Forward<1>(out, lse, qkv, T, C, NH, g, scale, stream);
+      return Forward<1>(out, lse, qkv, T, NH, NKV, hs, g, scale, stream);
     case 2:
-      return Forward<2>(out, lse, qkv, T, C, NH, g, scale, stream);
+      return Forward<2>(out, lse, qkv, T, NH, NKV, hs, g, scale, stream);
     case 4:
-      return Forward<4>(out, lse, qkv, T, C, NH, g, scale, stream);
+      return Forward<4>(out, lse, qkv, T, NH, NKV, hs, g, scale, stream);
     default:
-      return Forward<8>(out, lse, qkv, T, C, NH, g, scale, stream);
+      return Forward<8>(out, lse, qkv, T, NH, NKV, hs, g, scale, stream);
   }
+}
+
+cudaError_t LaunchGqaAttentionBackward(float* dqkv, const float* dout, const float* qkv,
+                                       const float* out, const float* lse, int B, int T, int NH,
+                                       int NKV, int hs, float* scratch, cudaStream_t stream) {
+  Geometry g;
+  bool empty = false;
+  cudaError_t err = MakeGeometry(B, T, NH, NKV, hs, &g, &empty);
+  if (err != cudaSuccess) return err;
+  if (empty) return cudaGetLastError();
+  const float scale = 1.0f / sqrtf(static_cast<float>(hs));
+  switch (Chunks(hs)) {
+    case 1:
+      return Backward<1>(dqkv, dout, qkv, out, lse, T, NH, NKV, hs, scratch, g, scale, stream);
+    case 2:
+      return Backward<2>(dqkv, dout, qkv, out, lse, T, NH, NKV, hs, scratch, g, scale, stream);
+    case 4:
+      return Backward<4>(dqkv, dout, qkv, out, lse, T, NH, NKV, hs, scratch, g, scale, stream);
+    default:
+      return Backward<8>(dqkv, dout, qkv, out, lse, T, NH, NKV, hs, scratch, g, scale, stream);
+  }
+}
+
+cudaError_t LaunchAttentionForward(float* out, float* lse, const float* qkv, int B, int T, int C,
+                                   int NH, cudaStream_t stream) {
+  if (B <= 0 || T <= 0 || C <= 0) return cudaGetLastError();
+  if (NH <= 0 || C % NH != 0) return cudaErrorInvalidValue;
+  return LaunchGqaAttentionForward(out, lse, qkv, B, T, NH, NH, C / NH, stream);
 }
 
 cudaError_t LaunchAttentionBackward(float* dqkv, const float* dout, const float* qkv,
                                     const float* out, const float* lse, int B, int T, int C, int NH,
                                     float* scratch, cudaStream_t stream) {
-  Geometry g;
-  bool empty = false;
-  cudaError_t err = MakeGeometry(B, T, C, NH, &g, &empty);
-  if (err != cudaSuccess) return err;
-  if (empty) return cudaGetLastError();
-  const float scale = 1.0f / sqrtf(static_cast<float>(g.hs));
-  switch (Chunks(g.hs)) {
-    case 1:
-      return Backward<1>(dqkv, dout, qkv, out, lse, T, C, NH, scratch, g, scale, stream);
-    case 2:
-      return Backward<2>(dqkv, dout, qkv, out, lse, T, C, NH, scratch, g, scale, stream);
-    case 4:
-      return Backward<4>(dqkv, dout, qkv, out, lse, T, C, NH, scratch, g, scale, stream);
-    default:
-      return Backward<8>(dqkv, dout, qkv, out, lse, T, C, NH, scratch, g, scale, stream);
-  }
+  if (B <= 0 || T <= 0 || C <= 0) return cudaGetLastError();
+  if (NH <= 0 || C % NH != 0) return cudaErrorInvalidValue;
+  return LaunchGqaAttentionBackward(dqkv, dout, qkv, out, lse, B, T, NH, NH, C / NH, scratch,
+                                    stream);
 }
 
 }  // namespace spillway::kernels::cuda

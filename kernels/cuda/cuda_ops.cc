@@ -88,6 +88,16 @@ class CudaOps final : public Ops {
                                          stream_),
            "LayerNormBackward");
   }
+  void RmsNormForward(float* out, float* rstd, const float* inp, const float* weight, float eps,
+                      int N, int C) override {
+    Record(cuda::LaunchRmsNormForward(out, rstd, inp, weight, eps, N, C, stream_),
+           "RmsNormForward");
+  }
+  void RmsNormBackward(float* dinp, float* dweight, const float* dout, const float* inp,
+                       const float* weight, const float* rstd, int N, int C) override {
+    Record(cuda::LaunchRmsNormBackward(dinp, dweight, dout, inp, weight, rstd, N, C, stream_),
+           "RmsNormBackward");
+  }
   void MatmulForward(float* out, const float* inp, const float* weight, const float* bias, int N,
                      int C, int OC) override {
     Record(gemm_->Forward(out, inp, weight, bias, N, C, OC, stream_));
@@ -107,6 +117,32 @@ class CudaOps final : public Ops {
     if (scratch == nullptr) return;
     Record(cuda::LaunchAttentionBackward(dqkv, dout, qkv, out, lse, B, T, C, NH, scratch, stream_),
            "AttentionBackward");
+  }
+  void GqaAttentionForward(float* out, float* lse, const float* qkv, int B, int T, int NH, int NKV,
+                           int hs) override {
+    Record(cuda::LaunchGqaAttentionForward(out, lse, qkv, B, T, NH, NKV, hs, stream_),
+           "GqaAttentionForward");
+  }
+  void GqaAttentionBackward(float* dqkv, const float* dout, const float* qkv, const float* out,
+                            const float* lse, int B, int T, int NH, int NKV, int hs) override {
+    float* scratch = Grow(&attention_scratch_, &attention_scratch_bytes_,
+                          cuda::AttentionScratchFloats(B, T, NH) * sizeof(float));
+    if (scratch == nullptr) return;
+    Record(cuda::LaunchGqaAttentionBackward(dqkv, dout, qkv, out, lse, B, T, NH, NKV, hs, scratch,
+                                            stream_),
+           "GqaAttentionBackward");
+  }
+  void RopeForward(float* qkv, int B, int T, int NH, int NKV, int hs, double theta) override {
+    Record(cuda::LaunchRopeForward(qkv, B, T, NH, NKV, hs, theta, stream_), "RopeForward");
+  }
+  void RopeBackward(float* dqkv, int B, int T, int NH, int NKV, int hs, double theta) override {
+    Record(cuda::LaunchRopeBackward(dqkv, B, T, NH, NKV, hs, theta, stream_), "RopeBackward");
+  }
+  void SwiGluForward(float* out, const float* gu, int N, int F) override {
+    Record(cuda::LaunchSwiGluForward(out, gu, N, F, stream_), "SwiGluForward");
+  }
+  void SwiGluBackward(float* dgu, const float* dout, const float* gu, int N, int F) override {
+    Record(cuda::LaunchSwiGluBackward(dgu, dout, gu, N, F, stream_), "SwiGluBackward");
   }
   void GeluForward(float* out, const float* inp, size_t n) override {
     Record(cuda::LaunchGeluForward(out, inp, n, stream_), "GeluForward");

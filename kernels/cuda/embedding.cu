@@ -1,4 +1,5 @@
-// Token + position embedding, forward and backward.
+// Token + position embedding, forward and backward; a null wpe (dwpe) means no position
+// embedding (Llama).
 //
 // Forward: a grid-stride loop over the output, in float4 quads when C % 4 == 0 and the pointers
 // are 16-byte aligned.
@@ -28,7 +29,8 @@ __global__ void EmbeddingForwardKernel(float* out, const int32_t* tokens, const 
     const size_t bt = i / C;
     const size_t c = i % C;
     const size_t t = bt % T;
-    out[i] = wte[static_cast<size_t>(tokens[bt]) * C + c] + wpe[t * C + c];
+    const float e = wte[static_cast<size_t>(tokens[bt]) * C + c];
+    out[i] = wpe == nullptr ? e : e + wpe[t * C + c];
   }
 }
 
@@ -46,6 +48,10 @@ __global__ void EmbeddingForwardKernel4(float* out, const int32_t* tokens, const
     const size_t c4 = i % C4;
     const size_t t = bt % T;
     const float4 e = wte4[static_cast<size_t>(tokens[bt]) * C4 + c4];
+    if (wpe4 == nullptr) {
+      out4[i] = e;
+      continue;
+    }
     const float4 p = wpe4[t * C4 + c4];
     out4[i] = make_float4(e.x + p.x, e.y + p.y, e.z + p.z, e.w + p.w);
   }
@@ -174,8 +180,10 @@ cudaError_t LaunchEmbeddingBackward(float* dwte, float* dwpe, const float* dout,
                                     const int32_t* tokens, int B, int T, int C,
                                     cudaStream_t stream) {
   if (B <= 0 || T <= 0 || C <= 0) return cudaSuccess;
-  EmbeddingBackwardWpeKernel<<<GridStrideBlocks(static_cast<size_t>(T) * C), kGridStrideThreads, 0,
-                               stream>>>(dwpe, dout, B, T, C);
+  if (dwpe != nullptr) {
+    EmbeddingBackwardWpeKernel<<<GridStrideBlocks(static_cast<size_t>(T) * C), kGridStrideThreads,
+                                 0, stream>>>(dwpe, dout, B, T, C);
+  }
   const int BT = B * T;
   const int blocks = BT < kWteMaxBlocks ? BT : kWteMaxBlocks;
   EmbeddingBackwardWteKernel<<<blocks, kWteThreads, 0, stream>>>(dwte, dout, tokens, B, T, C);

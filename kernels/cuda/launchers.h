@@ -38,16 +38,39 @@ cudaError_t LaunchLayerNormBackward(float* dinp, float* dweight, float* dbias, c
                                     const float* inp, const float* weight, const float* mean,
                                     const float* rstd, int N, int C, cudaStream_t stream);
 
+// rmsnorm.cu
+cudaError_t LaunchRmsNormForward(float* out, float* rstd, const float* inp, const float* weight,
+                                 float eps, int N, int C, cudaStream_t stream);
+cudaError_t LaunchRmsNormBackward(float* dinp, float* dweight, const float* dout, const float* inp,
+                                  const float* weight, const float* rstd, int N, int C,
+                                  cudaStream_t stream);
+
+// rope.cu
+cudaError_t LaunchRopeForward(float* qkv, int B, int T, int NH, int NKV, int hs, double theta,
+                              cudaStream_t stream);
+cudaError_t LaunchRopeBackward(float* dqkv, int B, int T, int NH, int NKV, int hs, double theta,
+                               cudaStream_t stream);
+
+// swiglu.cu
+cudaError_t LaunchSwiGluForward(float* out, const float* gu, int N, int F, cudaStream_t stream);
+cudaError_t LaunchSwiGluBackward(float* dgu, const float* dout, const float* gu, int N, int F,
+                                 cudaStream_t stream);
+
 // matmul_bias.cu: dbias (OC) += sum over the N rows of dout (N,OC), in a fixed order.
 cudaError_t LaunchBiasGradient(float* dbias, const float* dout, int N, int OC, cudaStream_t stream);
 
-// attention.cu. The backward needs `scratch` of AttentionScratchFloats(B, T, NH) floats.
+// attention.cu. The backwards need `scratch` of AttentionScratchFloats(B, T, NH) floats.
 size_t AttentionScratchFloats(int B, int T, int NH);
 cudaError_t LaunchAttentionForward(float* out, float* lse, const float* qkv, int B, int T, int C,
                                    int NH, cudaStream_t stream);
 cudaError_t LaunchAttentionBackward(float* dqkv, const float* dout, const float* qkv,
                                     const float* out, const float* lse, int B, int T, int C, int NH,
                                     float* scratch, cudaStream_t stream);
+cudaError_t LaunchGqaAttentionForward(float* out, float* lse, const float* qkv, int B, int T,
+                                      int NH, int NKV, int hs, cudaStream_t stream);
+cudaError_t LaunchGqaAttentionBackward(float* dqkv, const float* dout, const float* qkv,
+                                       const float* out, const float* lse, int B, int T, int NH,
+                                       int NKV, int hs, float* scratch, cudaStream_t stream);
 
 // cross_entropy.cu
 cudaError_t LaunchCrossEntropy(float* losses, float* logits, const int32_t* targets, int N, int V,

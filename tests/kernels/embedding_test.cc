@@ -81,5 +81,23 @@ TEST(EmbeddingTest, BitwiseIndependentOfThreadCount) {
   for (size_t i = 0; i < one.size(); ++i) EXPECT_TRUE(BitwiseEqual(one[i], three[i])) << i;
 }
 
+// Without position embedding (Llama): wpe = null and dwpe = null give the token rows alone, and
+// the same dwte as with a position table.
+TEST(EmbeddingTest, WithoutPositionEmbedding) {
+  const int B = 2, T = 5, C = 12, Vp = 6;
+  const auto tokens = RandomInts(B * T, 4, 8);
+  const auto wte = RandomFloats(Vp * C, 9);
+  const auto dout = RandomFloats(B * T * C, 10);
+  std::vector<float> out(B * T * C, 3.0f);
+  Cpu().EmbeddingForward(out.data(), tokens.data(), wte.data(), nullptr, B, T, C);
+  const std::vector<double> zeros(static_cast<size_t>(T) * C, 0.0);
+  EXPECT_EQ(RelError(out, EmbeddingRef(tokens, AsFloat64(wte), zeros, B, T, C)), 0.0);
+
+  std::vector<float> dwte(Vp * C), dwte_with(Vp * C), dwpe(T * C);
+  Cpu().EmbeddingBackward(dwte.data(), nullptr, dout.data(), tokens.data(), B, T, C);
+  Cpu().EmbeddingBackward(dwte_with.data(), dwpe.data(), dout.data(), tokens.data(), B, T, C);
+  EXPECT_TRUE(BitwiseEqual(dwte, dwte_with));
+}
+
 }  // namespace
 }  // namespace spillway::kernels::testing

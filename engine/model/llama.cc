@@ -1,0 +1,299 @@
+#include "engine/model/llama.h"
+
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "core/rng.h"
+#include "core/status.h"
+#include "engine/model/llama_block.h"
+#include "engine/model/llama_layout.h"
+
+namespace spillway {
+namespace {
+
+LlamaBlockShape ShapeOf(const ModelConfig& config, int batch) {
+  const LlamaDims d = LlamaDimsOf(config);
+  return LlamaBlockShape{batch,
+                         config.seq_len,
+                         d.C,
+                         d.NH,
+                         d.NKV,
+                         d.hs,
+                         d.F,
+                         static_cast<float>(config.rms_norm_eps),
+                         config.rope_theta};
+}
+
+// Floats of each activation buffer, for one micro-batch shape and checkpointing choice.
+struct ActivationPlan {
+  size_t residual, blocks, head, backward, token_bytes;
+  size_t per_block, block_sets;
+  size_t NC, Na;  // (N,C) and (N) rounded up to 16 floats, the head's carving unit
+
+  static ActivationPlan For(const ModelConfig& config, int batch, bool checkpointing) {
+    const LlamaBlockShape s = ShapeOf(config, batch);
+    const size_t N = s.N(), C = s.C, L = config.n_layer;
+    const size_t Vp = LlamaDimsOf(config).Vp;
+    ActivationPlan p;
+    p.NC = (N * C + 15) / 16 * 16;
+    p.Na = (N + 15) / 16 * 16;
+    p.residual = (L + 1) * N * C;
+    p.per_block = LlamaBlockActivations::Floats(s);
+    p.block_sets = checkpointing ? 1 : L;
+    p.blocks = p.block_sets * p.per_block;
+    p.head = p.NC + 2 * p.Na + N * Vp;  // final norm, its rstd, losses, logits
+    p.backward = p.NC + LlamaBlockGradScratch::Floats(s);
+    p.token_bytes = 2 * N * sizeof(int32_t);
+    return p;
+  }
+  size_t bytes() const {
+    return (residual + blocks + head + backward) * sizeof(float) + token_bytes;
+  }
+};
+
+// The stacked matrices of a layer (llama_block.h) need q/k/v_proj and gate/up_proj adjacent.
+absl::Status CheckStacked(const UnitLayout& unit) {
+  const std::string p = unit.name() + ".";
+  for (const auto& group :
+       {std::vector<std::string>{"self_attn.q_proj.weight", "self_attn.k_proj.weight",
+                                 "self_attn.v_proj.weight"},
+        std::vector<std::string>{"mlp.gate_proj.weight", "mlp.up_proj.weight"}}) {
+    for (size_t i = 1; i < group.size(); ++i) {
+      const TensorSpec* prev = unit.Find(p + group[i - 1]);
+      const TensorSpec* next = unit.Find(p + group[i]);
+      if (prev->offset + prev->numel != next->offset) {
+        return absl::InternalError(absl::StrCat("Llama layout: ", next->name, " does not follow ",
+                                                prev->name,
+                                                " (ValidateLlamaConfig should have said)"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+// Activation memory, planned once for (B, T), as Gpt2's: the residual stream (L+1) x (N,C)
+// (the Unit inputs that checkpointing keeps), one set of layer activations per layer (or one
+// shared set with checkpointing), the head's, and one backward scratch.
+struct Llama::Impl {
+  bool checkpointing = false;
+  LlamaBlockShape shape{};
+  Buffer residual_buf, block_buf, head_buf, grad_buf, token_buf;
+  std::vector<float> host_losses;  // (N): the per-token losses, copied back for the mean
+
+  std::vector<float*> residual;  // L+1 pointers, (N,C) each
+  std::vector<LlamaBlockActivations> acts;
+  float *norm, *norm_rstd, *logits, *losses;
+  float* dres;  // (N,C): gradient along the residual stream
+  LlamaBlockGradScratch scratch{};
+  int32_t *inputs, *targets;  // (N) each
+  size_t valid_targets = 0;
+
+  const LlamaBlockActivations& ActsOf(int layer) const { return acts[checkpointing ? 0 : layer]; }
+};
+
+Llama::Llama(const ModelConfig& config, int batch, kernels::Ops* ops)
+    : config_(config), B_(batch), Vp_(LlamaDimsOf(config).Vp), ops_(ops) {}
+
+Llama::~Llama() = default;
+
+absl::StatusOr<std::unique_ptr<Llama>> Llama::Create(const ModelConfig& config, int batch,
+                                                     bool activation_checkpointing,
+                                                     kernels::Ops* ops,
+                                                     const ShardingPlan& sharding) {
+  SPW_RETURN_IF_ERROR(ValidateLlamaConfig(config));
+  if (batch < 1) return absl::InvalidArgumentError("Llama: the micro-batch must be >= 1 rows");
+  auto model = std::unique_ptr<Llama>(new Llama(config, batch, ops));
+  const Tier tier = ops->memory_tier();
+  for (UnitLayout& layout : LlamaLayouts(config)) {
+    if (layout.name().starts_with("layers.")) SPW_RETURN_IF_ERROR(CheckStacked(layout));
+    SPW_ASSIGN_OR_RETURN(UnitState state, UnitState::Allocate(std::move(layout), tier, sharding));
+    model->units_.push_back(std::move(state));
+  }
+
+  auto impl = std::make_unique<Impl>();
+  impl->checkpointing = activation_checkpointing;
+  const LlamaBlockShape s = ShapeOf(config, batch);
+  impl->shape = s;
+  const size_t N = s.N(), C = s.C, L = config.n_layer;
+  const size_t F = sizeof(float);
+  const ActivationPlan plan = ActivationPlan::For(config, batch, activation_checkpointing);
+
+  SPW_ASSIGN_OR_RETURN(impl->residual_buf,
+                       Buffer::Allocate(plan.residual * F, tier, "residual-stream activations"));
+  for (size_t i = 0; i <= L; ++i) {
+    impl->residual.push_back(impl->residual_buf.as<float>() + i * N * C);
+  }
+  SPW_ASSIGN_OR_RETURN(impl->block_buf,
+                       Buffer::Allocate(plan.blocks * F, tier, "layer activations"));
+  for (size_t i = 0; i < plan.block_sets; ++i) {
+    impl->acts.push_back(
+        LlamaBlockActivations::Carve(impl->block_buf.as<float>() + i * plan.per_block, s));
+  }
+  SPW_ASSIGN_OR_RETURN(impl->head_buf, Buffer::Allocate(plan.head * F, tier, "head activations"));
+  float* h = impl->head_buf.as<float>();
+  impl->norm = h;
+  impl->norm_rstd = h + plan.NC;
+  impl->losses = h + plan.NC + plan.Na;
+  impl->logits = h + plan.NC + 2 * plan.Na;
+  SPW_ASSIGN_OR_RETURN(impl->grad_buf,
+                       Buffer::Allocate(plan.backward * F, tier, "backward scratch"));
+  impl->dres = impl->grad_buf.as<float>();
+  impl->scratch = LlamaBlockGradScratch::Carve(impl->grad_buf.as<float>() + plan.NC, s);
+  SPW_ASSIGN_OR_RETURN(impl->token_buf, Buffer::Allocate(plan.token_bytes, tier, "tokens"));
+  impl->inputs = impl->token_buf.as<int32_t>();
+  impl->targets = impl->inputs + N;
+  impl->host_losses.resize(N);
+
+  model->impl_ = std::move(impl);
+  return model;
+}
+
+absl::Status Llama::InitParams(uint64_t seed) {
+  for (int u = 0; u < num_units(); ++u) {
+    UnitState& unit = units_[u];
+    Rng rng(seed, static_cast<uint64_t>(u));
+    std::vector<float> host(unit.numel(), 0.0f);
+    for (const TensorSpec& t : unit.layout.tensors()) {
+      float* p = host.data() + t.offset;
+      if (t.shape.size() == 1) {  // RMSNorm weights
+        for (size_t i = 0; i < t.numel; ++i) p[i] = 1.0f;
+        continue;
+      }
+      // The padding rows of embed_tokens and lm_head stay zero.
+      const bool vocab_rows = t.name == "embed_tokens.weight" || t.name == "lm_head.weight";
+      const size_t rows = vocab_rows ? config_.vocab_size : t.shape[0];
+      for (size_t i = 0; i < rows * t.shape[1]; ++i) {
+        p[i] = static_cast<float>(config_.init_std * rng.Normal());
+      }
+    }
+    ops_->CopyToBackend(unit.params.data(), host.data(), host.size() * sizeof(float));
+    SPW_RETURN_IF_ERROR(ops_->Synchronize());
+  }
+  return absl::OkStatus();
+}
+
+float Llama::Forward(const int32_t* inputs, const int32_t* targets) {
+  Impl& m = *impl_;
+  const LlamaBlockShape& s = m.shape;
+  const int N = static_cast<int>(s.N()), C = s.C, L = config_.n_layer;
+  ops_->CopyToBackend(m.inputs, inputs, s.N() * sizeof(int32_t));
+  ops_->CopyToBackend(m.targets, targets, s.N() * sizeof(int32_t));
+
+  UnitState& embed = units_[0];
+  ops_->EmbeddingForward(m.residual[0], m.inputs, embed.param(embed.layout.tensors()[0]), nullptr,
+                         s.B, s.T, C);
+  for (int l = 0; l < L; ++l) {
+    UnitState& unit = units_[1 + l];
+    LlamaBlockForward(*ops_, s, LlamaBlockTensors::In(unit.layout, unit.params.as<float>()),
+                      m.residual[l], m.residual[l + 1], m.ActsOf(l));
+  }
+  UnitState& head = units_[L + 1];
+  const TensorSpec& norm_w = head.layout.tensors()[0];
+  const TensorSpec& lm_head = head.layout.tensors()[1];
+  ops_->RmsNormForward(m.norm, m.norm_rstd, m.residual[L], head.param(norm_w), s.eps, N, C);
+  ops_->MatmulForward(m.logits, m.norm, head.param(lm_head), nullptr, N, C, Vp_);
+  ops_->CrossEntropy(m.losses, m.logits, m.targets, N, config_.vocab_size, Vp_, 0.0f);
+
+  // The mean needs the losses on the host: this waits for the forward. A failed op leaves
+  // the losses meaningless; the caller's next Synchronize() reports the error.
+  ops_->CopyToHost(m.host_losses.data(), m.losses, s.N() * sizeof(float));
+  if (!ops_->Synchronize().ok()) return std::numeric_limits<float>::quiet_NaN();
+  double sum = 0.0;
+  m.valid_targets = 0;
+  for (int i = 0; i < N; ++i) {
+    if (targets[i] < 0) continue;
+    sum += m.host_losses[i];
+    ++m.valid_targets;
+  }
+  return m.valid_targets == 0 ? 0.0f : static_cast<float>(sum / m.valid_targets);
+}
+
+void Llama::Backward(float loss_scale) {
+  Impl& m = *impl_;
+  const LlamaBlockShape& s = m.shape;
+  const int N = static_cast<int>(s.N()), C = s.C, L = config_.n_layer;
+  const size_t NC = s.N() * C;
+
+  UnitState& embed = units_[0];
+  UnitState& head = units_[L + 1];
+  const TensorSpec& norm_w = head.layout.tensors()[0];
+  const TensorSpec& lm_head = head.layout.tensors()[1];
+
+  if (m.valid_targets == 0) {
+    ops_->Fill(m.logits, 0.0f, s.N() * Vp_);
+  } else {
+    ops_->CrossEntropy(m.losses, m.logits, m.targets, N, config_.vocab_size, Vp_,
+                       loss_scale / static_cast<float>(m.valid_targets));
+  }
+  float* dnorm = m.scratch.dln;
+  ops_->Fill(dnorm, 0.0f, NC);
+  ops_->MatmulBackward(dnorm, head.grad(lm_head), nullptr, m.logits, m.norm, head.param(lm_head), N,
+                       C, Vp_);
+  ops_->Fill(m.dres, 0.0f, NC);
+  ops_->RmsNormBackward(m.dres, head.grad(norm_w), dnorm, m.residual[L], head.param(norm_w),
+                        m.norm_rstd, N, C);
+
+  for (int l = L - 1; l >= 0; --l) {
+    UnitState& unit = units_[1 + l];
+    const LlamaBlockTensors w = LlamaBlockTensors::In(unit.layout, unit.params.as<float>());
+    const LlamaBlockTensors dw = LlamaBlockTensors::In(unit.layout, unit.grads.as<float>());
+    if (m.checkpointing) {
+      // Recompute this layer's activations from its kept input. The recomputed output is
+      // written over residual[l + 1], which holds exactly the same values.
+      LlamaBlockForward(*ops_, s, w, m.residual[l], m.residual[l + 1], m.ActsOf(l));
+    }
+    LlamaBlockBackward(*ops_, s, w, dw, m.residual[l], m.ActsOf(l), m.scratch, m.dres);
+  }
+  ops_->EmbeddingBackward(embed.grad(embed.layout.tensors()[0]), nullptr, m.dres, m.inputs, s.B,
+                          s.T, C);
+}
+
+void Llama::ZeroGrads() {
+  for (UnitState& unit : units_) ops_->Fill(unit.grads.as<float>(), 0.0f, unit.numel());
+}
+
+size_t Llama::param_count() const {
+  size_t n = 0;
+  for (const UnitState& unit : units_) n += unit.layout.param_count();
+  // The padding rows of embed_tokens and lm_head are not parameters.
+  return n - 2 * static_cast<size_t>(Vp_ - config_.vocab_size) * config_.d_model;
+}
+
+size_t Llama::activation_bytes() const {
+  return ActivationPlan::For(config_, B_, impl_->checkpointing).bytes();
+}
+
+size_t Llama::PlannedActivationBytes(const ModelConfig& config, int batch,
+                                     bool activation_checkpointing) {
+  return ActivationPlan::For(config, batch, activation_checkpointing).bytes();
+}
+
+const TensorSpec* Llama::FindTensor(absl::string_view name, int* unit_index) const {
+  for (int u = 0; u < num_units(); ++u) {
+    if (const TensorSpec* t = units_[u].layout.Find(name)) {
+      if (unit_index != nullptr) *unit_index = u;
+      return t;
+    }
+  }
+  return nullptr;
+}
+
+float* Llama::FindParam(absl::string_view name) {
+  int u;
+  const TensorSpec* t = FindTensor(name, &u);
+  return t == nullptr ? nullptr : units_[u].param(*t);
+}
+
+float* Llama::FindGrad(absl::string_view name) {
+  int u;
+  const TensorSpec* t = FindTensor(name, &u);
+  return t == nullptr ? nullptr : units_[u].grad(*t);
+}
+
+const float* Llama::logits() const { return impl_->logits; }
+
+}  // namespace spillway

@@ -1,0 +1,97 @@
+// Llama (Hugging Face LlamaForCausalLM's math) as a list of Units: "embed", "layers.0" ...
+// "layers.{L-1}" (pre-RMSNorm decoder layers: grouped-query attention with rotary position
+// embeddings, a SwiGLU MLP, no biases), "head" (the final RMSNorm and an untied LM head).
+//
+// Tensor names are Hugging Face's without the "model." prefix, so an importer maps them 1:1:
+//   embed:      "embed_tokens.weight" (Vp,C)
+//   layers.{i}: "layers.{i}.input_layernorm.weight" (C),
+//               "layers.{i}.self_attn.q_proj.weight" (NH*hs,C), "...k_proj.weight" (NKV*hs,C),
+//               "...v_proj.weight" (NKV*hs,C), "...o_proj.weight" (C,NH*hs),
+//               "layers.{i}.post_attention_layernorm.weight" (C),
+//               "layers.{i}.mlp.gate_proj.weight" (F,C), "...up_proj.weight" (F,C),
+//               "...down_proj.weight" (C,F)
+//   head:       "norm.weight" (C), "lm_head.weight" (Vp,C)
+// nn.Linear layout (weight (out,in)). Rows of embed_tokens and lm_head past vocab_size are
+// padding (Vp = vocab_size rounded up to 64): zero, never trained; an importer copies the
+// vocab_size rows Hugging Face has and leaves the rest zero.
+//
+// Shape (engine/config/config.h ModelConfig): n_layer, n_head, n_kv_head (0: n_head), d_model,
+// ffn_hidden (0: 4 d_model), vocab_size, seq_len, rope_theta, rms_norm_eps; head size
+// d_model / n_head. RoPE positions are 0..seq_len-1 in every sequence.
+//
+// Same contract as Gpt2 (engine/model/gpt2.h): it computes through kernels::Ops only, owns its
+// UnitStates and activation buffers planned once for (B, T), all in ops->memory_tier(), and
+// activation checkpointing recomputes each layer's forward from its kept input (bitwise equal).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "engine/config/config.h"
+#include "kernels/ops.h"
+#include "partitioner/unit_state.h"
+
+namespace spillway {
+
+class Llama {
+ public:
+  // Plans and allocates everything for micro-batches of `batch` rows of config.seq_len tokens.
+  // InvalidArgument (naming the model key) for a shape Llama cannot take (llama_layout.h).
+  static absl::StatusOr<std::unique_ptr<Llama>> Create(const ModelConfig& config, int batch,
+                                                       bool activation_checkpointing,
+                                                       kernels::Ops* ops,
+                                                       const ShardingPlan& sharding = {});
+
+  // Hugging Face's Llama initialisation from `seed`: every weight matrix and the embedding
+  // N(0, init_std) (initializer_range), RMSNorm weights 1; padding rows 0.
+  absl::Status InitParams(uint64_t seed);
+
+  // Forward over one micro-batch. inputs, targets: (B,T) token ids; a target < 0 is ignored.
+  // Returns the mean loss over non-ignored targets (0 if there are none). Keeps what
+  // Backward needs; logits() is valid until Backward. Waits for the backend, to read the
+  // losses; after a backend failure it returns NaN and Synchronize() has the error.
+  float Forward(const int32_t* inputs, const int32_t* targets);
+
+  // Accumulates into the grads: d(loss_scale * mean loss of the last Forward) / d params.
+  void Backward(float loss_scale);
+
+  void ZeroGrads();
+
+  int num_units() const { return static_cast<int>(units_.size()); }
+  UnitState& unit(int i) { return units_[i]; }
+  const UnitState& unit(int i) const { return units_[i]; }
+  const ModelConfig& config() const { return config_; }
+  int batch() const { return B_; }
+  int padded_vocab() const { return Vp_; }
+  size_t param_count() const;       // without padding rows or alignment gaps
+  size_t activation_bytes() const;  // bytes of activation buffers, as allocated
+  // The activation bytes Create() would allocate for this shape: for reports and planning.
+  static size_t PlannedActivationBytes(const ModelConfig& config, int batch,
+                                       bool activation_checkpointing);
+
+  // The tensor called `name` (see above), or null: its parameters or its gradient.
+  float* FindParam(absl::string_view name);
+  float* FindGrad(absl::string_view name);
+  const TensorSpec* FindTensor(absl::string_view name, int* unit_index = nullptr) const;
+
+  // (B, T, Vp) logits of the last Forward.
+  const float* logits() const;
+
+  ~Llama();
+
+ private:
+  struct Impl;
+  Llama(const ModelConfig& config, int batch, kernels::Ops* ops);
+
+  ModelConfig config_;
+  int B_;
+  int Vp_;
+  kernels::Ops* ops_;
+  std::vector<UnitState> units_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace spillway
