@@ -12,13 +12,18 @@
 namespace spillway {
 
 struct ModelConfig {
-  std::string type = "gpt2";  // only "gpt2" so far
+  std::string type = "gpt2";  // "gpt2" or "llama"
   int n_layer = 0;
   int n_head = 0;
   int d_model = 0;     // divisible by n_head
   int seq_len = 0;     // T: tokens per sample (also the position-embedding table size)
   int vocab_size = 0;  // V
   double init_std = 0.02;
+  // Llama only: grouped-query attention, SwiGLU MLP, RoPE, RMSNorm.
+  int n_kv_head = 0;          // key/value heads, dividing n_head; 0: n_head
+  int intermediate_size = 0;  // MLP hidden width
+  double rope_theta = 10000.0;
+  double rms_norm_eps = 1e-5;
 };
 
 struct OptimizerConfig {  // "optimizer": {"type": "AdamW", "params": {...}}
