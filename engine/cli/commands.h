@@ -11,11 +11,13 @@ int TrainCommand(const std::vector<std::string>& args);
 int EvalCommand(const std::vector<std::string>& args);
 int PrepareCommand(const std::vector<std::string>& args);
 int ExportCommand(const std::vector<std::string>& args);
+int ImportCommand(const std::vector<std::string>& args);
 
 extern const char kTrainUsage[];
 extern const char kEvalUsage[];
 extern const char kPrepareUsage[];
 extern const char kExportUsage[];
+extern const char kImportUsage[];
 
 // Exit codes.
 inline constexpr int kExitOk = 0;

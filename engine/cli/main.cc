@@ -18,6 +18,9 @@ constexpr char kUsage[] =
     "                                              turn text into a token file (bytes, vocab 256)\n"
     "  spillway export CONFIG --checkpoint DIR --output FILE.safetensors\n"
     "                                              one fp32 model file from a checkpoint\n"
+    "  spillway export CONFIG --checkpoint DIR --output HF_DIR --format hf [--dtype bf16]\n"
+    "                                              a Hugging Face model folder from a checkpoint\n"
+    "  spillway import HF_DIR OUT_DIR              a checkpoint from a Hugging Face model folder\n"
     "  spillway help [COMMAND]                     this text, or a command's\n"
     "\n"
     "Config keys: docs/config.md. Quick start: spillway train examples/tiny/config.json\n";
@@ -42,6 +45,10 @@ int main(int argc, char** argv) {
       std::fputs(kEvalUsage, stdout);
     else if (topic == "prepare")
       std::fputs(kPrepareUsage, stdout);
+    else if (topic == "export")
+      std::fputs(kExportUsage, stdout);
+    else if (topic == "import")
+      std::fputs(kImportUsage, stdout);
     else
       std::fputs(kUsage, stdout);
     return kExitOk;
@@ -55,6 +62,9 @@ int main(int argc, char** argv) {
   }
   if (command == "export") {
     return wants_help ? (std::fputs(kExportUsage, stdout), kExitOk) : ExportCommand(rest);
+  }
+  if (command == "import") {
+    return wants_help ? (std::fputs(kImportUsage, stdout), kExitOk) : ImportCommand(rest);
   }
   std::fprintf(stderr, "spillway: unknown command '%s'\n\n%s", command.c_str(), kUsage);
   return kExitUsage;
