@@ -30,7 +30,7 @@ void Regex::CodeDeleter::operator()(void* code) const {
 absl::StatusOr<Regex> Regex::Compile(absl::string_view pattern, bool literal) {
   int error = 0;
   PCRE2_SIZE error_offset = 0;
-  const uint32_t options = PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0);
+  const uint32_t options = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
   pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
                                    options, &error, &error_offset, nullptr);
   if (code == nullptr) {
