@@ -68,6 +68,20 @@ HELD_OUT = [
     "The quick brown fox jumps over the lazy dog. The quick brown fox!",
     "def f(x):\n\treturn x ** 2  # square\n",
     "мир, 世界, κόσμος, world",
+    # Unicode whitespace and format characters, where regex engines could disagree on \s.
+    "a\u0085b c\u0085\u0085 d",
+    "mongolian\u180evowel \u180e x",
+    "line\u2028sep\u2029para",
+    "file\u001cgroup\u001frecord",
+    "\ufeffbom and zero\u200bwidth\u200d joiner",
+    "thin\u2009space\u202fnarrow\u205fmath\u1680ogham",
+    "\n\n\n\n\n  x",
+    "   \n\n  ",
+    "\r\r\n\n\r",
+    "1234567 12345678901 ½¾ 3.14159",
+    "it\u2019s they\u2019re IT'S it'\u017f",
+    "abc" * 400,
+    " the" * 300,
 ]
 
 
