@@ -7,6 +7,8 @@ find_package(ZLIB REQUIRED)
 find_package(Threads REQUIRED)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(LIBURING REQUIRED IMPORTED_TARGET liburing>=2.0)
+# PCRE2 (UTF + Unicode properties) runs the split regexes of Hugging Face tokenizer.json files.
+pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8>=10.34)
 if(SPILLWAY_BUILD_TESTS)
   find_package(GTest REQUIRED)
 endif()

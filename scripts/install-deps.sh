@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config git
-  libabsl-dev nlohmann-json3-dev liburing-dev zlib1g-dev
+  libabsl-dev nlohmann-json3-dev liburing-dev zlib1g-dev libpcre2-dev
   libopenmpi-dev openmpi-bin
   libgtest-dev libgmock-dev
 )

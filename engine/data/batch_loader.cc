@@ -84,7 +84,7 @@ void BatchLoader::Next(int32_t* inputs, int32_t* targets) {
     for (uint64_t t = 0; t < seq_len; ++t) {
       in[t] = static_cast<int32_t>(token);
       token = data_->at(start + t + 1);
-      tg[t] = static_cast<int32_t>(token);
+      tg[t] = data_->masked(start + t + 1) ? -1 : static_cast<int32_t>(token);
     }
   }
   position_.cursor += batch * static_cast<uint64_t>(options_.world_size);

@@ -49,7 +49,8 @@ class BatchLoader {
                                                 BatchLoaderOptions options);
 
   // Fills this rank's rows of the next global micro-batch, each (B, T) row-major:
-  // inputs[b][t] = window[t], targets[b][t] = window[t + 1]. Then advances.
+  // inputs[b][t] = window[t], targets[b][t] = window[t + 1], or -1 (ignored by the loss) where
+  // that token is masked (see TokenData::masked). Then advances.
   void Next(int32_t* inputs, int32_t* targets);
 
   Position position() const { return position_; }

@@ -21,8 +21,12 @@ TokenData TokenData::FromFile(TokenFile file) {
 }
 
 absl::StatusOr<TokenData> TokenData::FromVector(std::vector<uint32_t> tokens, uint32_t vocab_size,
-                                                std::string name) {
+                                                std::string name, std::vector<uint8_t> masked) {
   if (vocab_size == 0) return absl::InvalidArgumentError(absl::StrCat(name, ": vocab_size is 0"));
+  if (!masked.empty() && masked.size() != tokens.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ": ", masked.size(), " mask entries for ", tokens.size(), " tokens"));
+  }
   for (size_t i = 0; i < tokens.size(); ++i) {
     if (tokens[i] >= vocab_size) {
       return absl::InvalidArgumentError(absl::StrCat(name, ": token ", tokens[i], " at position ",
@@ -33,6 +37,7 @@ absl::StatusOr<TokenData> TokenData::FromVector(std::vector<uint32_t> tokens, ui
   data.name_ = std::move(name);
   data.vocab_size_ = vocab_size;
   data.tokens_ = std::move(tokens);
+  data.masked_ = std::move(masked);
   return data;
 }
 

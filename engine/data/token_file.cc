@@ -24,25 +24,36 @@ void PutLe(std::string& out, size_t offset, uint64_t value, int bytes) {
   for (int i = 0; i < bytes; ++i) out[offset + i] = static_cast<char>((value >> (8 * i)) & 0xff);
 }
 
+size_t MaskBytes(uint64_t token_count) { return static_cast<size_t>((token_count + 7) / 8); }
+
 uint64_t GetLe(const unsigned char* p, int bytes) {
   uint64_t value = 0;
   for (int i = 0; i < bytes; ++i) value |= uint64_t{p[i]} << (8 * i);
   return value;
 }
 
-// Writes `count` tokens, token i being get(i), to `path`.
+// Writes `count` tokens, token i being get(i), to `path`; with a non-empty `masked`, version 2
+// with the loss mask.
 template <typename Get>
-absl::Status WriteTokens(const std::string& path, size_t count, uint32_t vocab_size, Get get) {
+absl::Status WriteTokens(const std::string& path, size_t count, uint32_t vocab_size, Get get,
+                         std::span<const uint8_t> masked = {}) {
   const std::string context = absl::StrCat("write token file ", path);
   if (vocab_size == 0)
     return absl::InvalidArgumentError(absl::StrCat(context, ": vocab_size is 0"));
+  const bool has_mask = !masked.empty();
+  if (has_mask && masked.size() != count) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(context, ": ", masked.size(), " mask entries for ", count, " tokens"));
+  }
   const int bytes_per_token = vocab_size <= 65536 ? 2 : 4;
-  std::string buffer(kTokenFileHeaderBytes + count * bytes_per_token, '\0');
+  const size_t mask_offset = kTokenFileHeaderBytes + count * bytes_per_token;
+  std::string buffer(mask_offset + (has_mask ? MaskBytes(count) : 0), '\0');
   std::memcpy(buffer.data(), kTokenFileMagic, sizeof(kTokenFileMagic));
-  PutLe(buffer, 8, kTokenFileVersion, 4);
+  PutLe(buffer, 8, has_mask ? kTokenFileVersionMasked : kTokenFileVersionPlain, 4);
   PutLe(buffer, 12, bytes_per_token, 4);
   PutLe(buffer, 16, count, 8);
   PutLe(buffer, 24, vocab_size, 4);
+  if (has_mask) PutLe(buffer, 28, kTokenFileFlagLossMask, 4);
   for (size_t i = 0; i < count; ++i) {
     const uint32_t token = get(i);
     if (token >= vocab_size) {
@@ -50,6 +61,8 @@ absl::Status WriteTokens(const std::string& path, size_t count, uint32_t vocab_s
                                                      " is >= vocab_size ", vocab_size));
     }
     PutLe(buffer, kTokenFileHeaderBytes + i * bytes_per_token, token, bytes_per_token);
+    if (has_mask && masked[i] != 0)
+      buffer[mask_offset + (i >> 3)] |= static_cast<char>(1 << (i & 7));
   }
   return Annotate(WriteFileAtomic(path, absl::string_view(buffer)), context);
 }
@@ -57,8 +70,9 @@ absl::Status WriteTokens(const std::string& path, size_t count, uint32_t vocab_s
 }  // namespace
 
 absl::Status WriteTokenFile(const std::string& path, std::span<const uint32_t> tokens,
-                            uint32_t vocab_size) {
-  return WriteTokens(path, tokens.size(), vocab_size, [&](size_t i) { return tokens[i]; });
+                            uint32_t vocab_size, std::span<const uint8_t> masked) {
+  return WriteTokens(
+      path, tokens.size(), vocab_size, [&](size_t i) { return tokens[i]; }, masked);
 }
 
 absl::Status WriteByteTokenFile(const std::string& path, absl::string_view bytes) {
@@ -102,11 +116,18 @@ absl::StatusOr<TokenFile> TokenFile::Open(const std::string& path) {
         absl::StrCat(context, ": bad magic (expected \"SPWTOKEN\"); ", kRegenerateHint));
   }
   const uint64_t version = GetLe(header + 8, 4);
-  if (version != kTokenFileVersion) {
-    return absl::InvalidArgumentError(absl::StrCat(context, ": unsupported version ", version,
-                                                   " (this build reads version ", kTokenFileVersion,
-                                                   ")"));
+  if (version != kTokenFileVersionPlain && version != kTokenFileVersionMasked) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(context, ": unsupported version ", version, " (this build reads versions ",
+                     kTokenFileVersionPlain, " and ", kTokenFileVersionMasked, ")"));
   }
+  const uint64_t flags = version == kTokenFileVersionMasked ? GetLe(header + 28, 4) : 0;
+  if ((flags & ~uint64_t{kTokenFileFlagLossMask}) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(context, ": unknown flags 0x", absl::Hex(flags),
+                     " (this build knows bit 0, the loss mask); written by a newer spillway?"));
+  }
+  const bool has_mask = (flags & kTokenFileFlagLossMask) != 0;
   const uint64_t bytes_per_token = GetLe(header + 12, 4);
   if (bytes_per_token != 2 && bytes_per_token != 4) {
     return absl::InvalidArgumentError(absl::StrCat(context, ": bad bytes_per_token ",
@@ -119,23 +140,34 @@ absl::StatusOr<TokenFile> TokenFile::Open(const std::string& path) {
     return absl::InvalidArgumentError(absl::StrCat(context, ": bad vocab_size ", vocab_size,
                                                    " for ", bytes_per_token, "-byte tokens"));
   }
+  // Every size below fits: token_count <= max_tokens keeps header + tokens + mask in uint64.
   const uint64_t max_tokens =
-      (std::numeric_limits<uint64_t>::max() - kTokenFileHeaderBytes) / bytes_per_token;
-  if (token_count > max_tokens ||
-      kTokenFileHeaderBytes + token_count * bytes_per_token != file_bytes) {
+      (std::numeric_limits<uint64_t>::max() - kTokenFileHeaderBytes) / (bytes_per_token + 1);
+  const uint64_t mask_bytes = has_mask ? MaskBytes(token_count) : 0;
+  const uint64_t expected = kTokenFileHeaderBytes + token_count * bytes_per_token + mask_bytes;
+  if (token_count > max_tokens || expected != file_bytes) {
     return absl::InvalidArgumentError(absl::StrCat(
-        context, ": header says ", token_count, " tokens of ", bytes_per_token,
-        " bytes, so the file should be ", kTokenFileHeaderBytes, " + ", token_count, " * ",
-        bytes_per_token,
-        token_count > max_tokens
-            ? std::string(" bytes (overflows)")
-            : absl::StrCat(" = ", kTokenFileHeaderBytes + token_count * bytes_per_token, " bytes"),
+        context, ": header says ", token_count, " tokens of ", bytes_per_token, " bytes",
+        has_mask ? " and a loss mask" : "", ", so the file should be ", kTokenFileHeaderBytes,
+        " + ", token_count, " * ", bytes_per_token, has_mask ? absl::StrCat(" + ", mask_bytes) : "",
+        token_count > max_tokens ? std::string(" bytes (overflows)")
+                                 : absl::StrCat(" = ", expected, " bytes"),
         ", but it is ", file_bytes, " bytes; ", kRegenerateHint));
   }
   file.tokens_ = header + kTokenFileHeaderBytes;
   file.size_ = static_cast<size_t>(token_count);
   file.vocab_size_ = static_cast<uint32_t>(vocab_size);
   file.bytes_per_token_ = static_cast<uint32_t>(bytes_per_token);
+  file.version_ = static_cast<uint32_t>(version);
+  if (has_mask) {
+    file.mask_ = file.tokens_ + token_count * bytes_per_token;
+    const unsigned tail_bits = static_cast<unsigned>(token_count % 8);
+    if (tail_bits != 0 && (file.mask_[mask_bytes - 1] >> tail_bits) != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(context, ": the loss mask has bits set past token ", token_count - 1,
+                       " (corrupt); ", kRegenerateHint));
+    }
+  }
   for (size_t i = 0; i < file.size_; ++i) {
     const uint32_t token = file.at(i);
     if (token >= file.vocab_size_) {
@@ -158,6 +190,8 @@ TokenFile& TokenFile::operator=(TokenFile&& other) noexcept {
     size_ = std::exchange(other.size_, 0);
     vocab_size_ = std::exchange(other.vocab_size_, 0);
     bytes_per_token_ = std::exchange(other.bytes_per_token_, 0);
+    version_ = std::exchange(other.version_, 0);
+    mask_ = std::exchange(other.mask_, nullptr);
   }
   return *this;
 }

@@ -192,5 +192,64 @@ TEST(BatchLoaderTest, TooSmallDataIsRefusedClearly) {
   EXPECT_FALSE(BatchLoader::Create(data, options).ok());  // rank out of range
 }
 
+// Counting data whose token i is masked when i % 7 < 3, a pattern that no window lines up with.
+std::shared_ptr<const TokenData> MaskedCountingData(size_t n) {
+  std::vector<uint32_t> tokens(n);
+  std::iota(tokens.begin(), tokens.end(), 0u);
+  std::vector<uint8_t> masked(n);
+  for (size_t i = 0; i < n; ++i) masked[i] = i % 7 < 3;
+  absl::StatusOr<TokenData> data = TokenData::FromVector(
+      std::move(tokens), static_cast<uint32_t>(n), "masked counting data", std::move(masked));
+  EXPECT_TRUE(data.ok()) << data.status();
+  return std::make_shared<const TokenData>(std::move(data).value());
+}
+
+TEST(BatchLoaderTest, MaskedTokensAreTargetMinusOneAndNothingElseChanges) {
+  // The same tokens with and without a mask, through loaders with the same seed: inputs agree,
+  // and targets agree except where the target token is masked, which gives -1.
+  auto plain = CountingData(1001), masked = MaskedCountingData(1001);
+  for (int world : {1, 2}) {
+    for (int rank = 0; rank < world; ++rank) {
+      BatchLoader a = MakeLoader(plain, 3, 10, 11, world, rank);
+      BatchLoader b = MakeLoader(masked, 3, 10, 11, world, rank);
+      size_t minus_one = 0, kept = 0;
+      for (int i = 0; i < 40; ++i) {  // several epochs of 100 windows
+        Batch pa = NextBatch(a), pb = NextBatch(b);
+        EXPECT_EQ(pa.inputs, pb.inputs);
+        for (size_t k = 0; k < pa.targets.size(); ++k) {
+          const int32_t token = pa.targets[k];
+          ASSERT_EQ(pa.inputs[k] + 1, token);
+          if (masked->masked(static_cast<size_t>(token))) {
+            EXPECT_EQ(pb.targets[k], -1) << "target token " << token;
+            ++minus_one;
+          } else {
+            EXPECT_EQ(pb.targets[k], token);
+            ++kept;
+          }
+        }
+      }
+      EXPECT_GT(minus_one, 0u);
+      EXPECT_GT(kept, minus_one);
+    }
+  }
+}
+
+TEST(BatchLoaderTest, MaskStaysAlignedAtWindowEdges) {
+  // T = 4 over 13 tokens: 3 windows [0..4], [4..8], [8..12]; the first input of a window is
+  // the last target of the one before, and its mask applies only where it is a target.
+  std::vector<uint32_t> tokens(13);
+  std::iota(tokens.begin(), tokens.end(), 0u);
+  std::vector<uint8_t> masked(13, 0);
+  masked[4] = masked[5] = masked[12] = 1;
+  absl::StatusOr<TokenData> data =
+      TokenData::FromVector(std::move(tokens), 13, "edges", std::move(masked));
+  ASSERT_TRUE(data.ok()) << data.status();
+  BatchLoader loader = MakeLoader(std::make_shared<const TokenData>(*std::move(data)), 3, 4, 0, 1,
+                                  0, /*shuffle=*/false);
+  Batch batch = NextBatch(loader);
+  EXPECT_EQ(batch.inputs, (std::vector<int32_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}));
+  EXPECT_EQ(batch.targets, (std::vector<int32_t>{1, 2, 3, -1, -1, 6, 7, 8, 9, 10, 11, -1}));
+}
+
 }  // namespace
 }  // namespace spillway

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include <cstring>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -131,8 +132,8 @@ TEST_F(CorruptionTest, BadMagic) {
 
 TEST_F(CorruptionTest, BadVersion) {
   std::string bytes = good_;
-  bytes[8] = 2;
-  ExpectOpenFails(Write("version.bin", bytes), "unsupported version 2");
+  bytes[8] = 3;
+  ExpectOpenFails(Write("version.bin", bytes), "unsupported version 3");
 }
 
 TEST_F(CorruptionTest, BadBytesPerToken) {
@@ -164,6 +165,114 @@ TEST_F(CorruptionTest, MissingFileAndDirectory) {
   absl::StatusOr<TokenFile> file = TokenFile::Open(dir_ + "/missing.bin");
   EXPECT_TRUE(absl::IsNotFound(file.status()));
   ExpectOpenFails(dir_, "directory");
+}
+
+// Token i of the masked fixtures is masked when i % 3 == 0 or i == 12 (13 tokens: the mask
+// has a partial last byte).
+std::vector<uint8_t> MaskPattern(size_t n) {
+  std::vector<uint8_t> masked(n);
+  for (size_t i = 0; i < n; ++i) masked[i] = (i % 3 == 0 || i == 12) ? 1 : 0;
+  return masked;
+}
+
+TEST(TokenFileTest, LossMaskRoundTripsAsVersion2) {
+  const std::string path = MakeTempDir() + "/masked.bin";
+  std::vector<uint32_t> tokens(13);
+  std::iota(tokens.begin(), tokens.end(), 100u);
+  const std::vector<uint8_t> masked = MaskPattern(13);
+  ASSERT_TRUE(WriteTokenFile(path, tokens, 70000, masked).ok());  // 4-byte tokens
+  const std::string raw = ReadAll(path);
+  ASSERT_EQ(raw.size(), 64 + 13 * 4 + 2);
+  EXPECT_EQ(raw[8], 2);   // version
+  EXPECT_EQ(raw[28], 1);  // flags: loss mask
+  // Bits 0, 3, 6 of byte 0; bits 9 - 8 = 1 and 12 - 8 = 4 of byte 1; no bit past token 12.
+  EXPECT_EQ(static_cast<unsigned char>(raw[64 + 52]), 0b01001001);
+  EXPECT_EQ(static_cast<unsigned char>(raw[64 + 53]), 0b00010010);
+  absl::StatusOr<TokenFile> file = TokenFile::Open(path);
+  ASSERT_TRUE(file.ok()) << file.status();
+  EXPECT_EQ(file->version(), 2u);
+  EXPECT_TRUE(file->has_loss_mask());
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    EXPECT_EQ(file->at(i), tokens[i]);
+    EXPECT_EQ(file->masked(i), masked[i] != 0) << i;
+  }
+  // A file without a mask is still version 1, and nothing in it is masked.
+  const std::string plain = path + ".plain";
+  ASSERT_TRUE(WriteTokenFile(plain, tokens, 70000).ok());
+  EXPECT_EQ(ReadAll(plain)[8], 1);
+  absl::StatusOr<TokenFile> plain_file = TokenFile::Open(plain);
+  ASSERT_TRUE(plain_file.ok()) << plain_file.status();
+  EXPECT_FALSE(plain_file->has_loss_mask());
+  for (size_t i = 0; i < tokens.size(); ++i) EXPECT_FALSE(plain_file->masked(i));
+  // The mask must have one entry per token.
+  absl::Status status = WriteTokenFile(path, tokens, 70000, std::vector<uint8_t>(12));
+  EXPECT_NE(status.message().find("12 mask entries for 13 tokens"), absl::string_view::npos)
+      << status;
+}
+
+TEST(TokenFileTest, Version2WithoutMaskFlagReads) {
+  const std::string dir = MakeTempDir();
+  ASSERT_TRUE(WriteTokenFile(dir + "/v1.bin", std::vector<uint32_t>{1, 2, 3}, 4).ok());
+  std::string bytes = ReadAll(dir + "/v1.bin");
+  bytes[8] = 2;
+  WriteRaw(dir + "/v2.bin", bytes);
+  absl::StatusOr<TokenFile> file = TokenFile::Open(dir + "/v2.bin");
+  ASSERT_TRUE(file.ok()) << file.status();
+  EXPECT_FALSE(file->has_loss_mask());
+  EXPECT_EQ(file->at(2), 3u);
+}
+
+class MaskCorruptionTest : public CorruptionTest {
+ protected:
+  void SetUp() override {
+    CorruptionTest::SetUp();
+    masked_path_ = dir_ + "/masked.bin";
+    ASSERT_TRUE(
+        WriteTokenFile(masked_path_, std::vector<uint32_t>(13, 5), 9, MaskPattern(13)).ok());
+    masked_ = ReadAll(masked_path_);
+    ASSERT_EQ(masked_.size(), 64u + 26 + 2);
+  }
+  std::string masked_path_, masked_;
+};
+
+TEST_F(MaskCorruptionTest, GoodFileOpens) { EXPECT_TRUE(TokenFile::Open(masked_path_).ok()); }
+
+TEST_F(MaskCorruptionTest, MaskTruncatedOrMissing) {
+  ExpectOpenFails(Write("short.bin", masked_.substr(0, masked_.size() - 1)),
+                  "should be 64 + 13 * 2 + 2 = 92 bytes, but it is 91 bytes");
+  ExpectOpenFails(Write("nomask.bin", masked_.substr(0, 64 + 26)), "and a loss mask");
+  // Version 1 has no flags: the reserved word is ignored, so the mask bytes are extra.
+  std::string v1 = masked_;
+  v1[8] = 1;
+  ExpectOpenFails(Write("v1.bin", v1), "but it is 92 bytes");
+}
+
+TEST_F(MaskCorruptionTest, UnknownFlagsRefused) {
+  std::string bytes = masked_;
+  bytes[28] = 3;
+  ExpectOpenFails(Write("flags.bin", bytes), "unknown flags 0x3");
+}
+
+TEST_F(MaskCorruptionTest, BitsPastTheLastTokenRefused) {
+  std::string bytes = masked_;
+  bytes[bytes.size() - 1] |= static_cast<char>(0x20);  // token 13 does not exist
+  ExpectOpenFails(Write("tail.bin", bytes), "bits set past token 12");
+}
+
+TEST(TokenDataTest, MaskFromFileAndVectorAgree) {
+  const std::string path = MakeTempDir() + "/m.bin";
+  const std::vector<uint32_t> tokens = {3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9};
+  ASSERT_TRUE(WriteTokenFile(path, tokens, 10, MaskPattern(13)).ok());
+  absl::StatusOr<TokenData> from_file = TokenData::Open(path);
+  absl::StatusOr<TokenData> from_vector = TokenData::FromVector(tokens, 10, "v", MaskPattern(13));
+  ASSERT_TRUE(from_file.ok() && from_vector.ok());
+  EXPECT_TRUE(from_file->has_loss_mask());
+  EXPECT_TRUE(from_vector->has_loss_mask());
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    EXPECT_EQ(from_file->masked(i), from_vector->masked(i)) << i;
+    EXPECT_EQ(from_file->at(i), from_vector->at(i));
+  }
+  EXPECT_FALSE(TokenData::FromVector(tokens, 10, "v", std::vector<uint8_t>(3)).ok());
 }
 
 TEST(TokenDataTest, FileAndVectorAgree) {
