@@ -5,8 +5,8 @@
 // A backend moves chunks: it takes them with PopPendingLocked(), performs each as one
 // pread/pwrite-like call at (file, offset, data, length), and hands the result (bytes or
 // -errno) to CompleteLocked(), which either finishes the chunk or puts the remainder back at
-// the front of the pending queue and calls IssuePendingLocked() again. Everything runs under
-// mu_ (functions named *Locked expect it held), except the system calls themselves.
+// the front of the pending queue, to be issued again. Everything runs under mu_ (functions
+// named *Locked expect it held), except the system calls themselves.
 #pragma once
 
 #include <condition_variable>
