@@ -9,7 +9,7 @@
 #  4. a table: best dd vs best engine.
 # usage (device tool, carry [".deps"], from the repo root): bash bench/nvme_io.sh
 # env: NVME_DIR (default ./.nvme_bench, on the root ext4 disk), SIZE_GIB (default 8),
-#      QUEUE_DEPTHS (1,8,32,64), BLOCK_MIB (1,4,8), BUILD_DIR (build-nvme). Logs under $OUT.
+#      QUEUE_DEPTHS (1,8,32,64), BLOCK_MIB (1,8), BUILD_DIR (build-nvme). Logs under $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/out}
@@ -82,10 +82,10 @@ rm -f "$f"
 
 engine_out=$out/nvme_io.txt
 "$build"/bench/nvme_io --dir "$dir" --size_gib "$size_gib" --engines uring \
-  --queue_depths "${QUEUE_DEPTHS:-1,8,32,64}" --block_mib "${BLOCK_MIB:-1,4,8}" \
+  --queue_depths "${QUEUE_DEPTHS:-1,8,32,64}" --block_mib "${BLOCK_MIB:-1,8}" \
   2>&1 | tee "$engine_out"
 "$build"/bench/nvme_io --dir "$dir" --size_gib "$size_gib" --engines pread \
-  --queue_depths 1,32 --block_mib 1,8 2>&1 | grep -v "^#" | tee -a "$engine_out"
+  --queue_depths 1,32 --block_mib 1 2>&1 | grep -v "^#" | tee -a "$engine_out"
 "$build"/bench/nvme_io --dir "$dir" --size_gib "$size_gib" --engines uring \
   --queue_depths 32 --block_mib 1 --fill zero 2>&1 | grep -v "^#" | tee -a "$engine_out"
 
