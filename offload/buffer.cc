@@ -17,8 +17,8 @@ absl::StatusOr<Buffer> Buffer::Allocate(size_t bytes, Tier tier, absl::string_vi
       const size_t rounded = (bytes + kHostAlignment - 1) / kHostAlignment * kHostAlignment;
       void* p = std::aligned_alloc(kHostAlignment, rounded);
       if (p == nullptr) {
-        return absl::ResourceExhaustedError(
-            absl::StrCat("cannot allocate ", bytes, " bytes of CPU memory for ", purpose));
+        return absl::ResourceExhaustedError(absl::StrCat("cannot allocate ", bytes,
+                                                         " bytes of CPU memory for ", purpose));
       }
       std::memset(p, 0, rounded);
       return Buffer(static_cast<std::byte*>(p), bytes, tier);
