@@ -250,4 +250,11 @@ absl::StatusOr<bool> MpiCommunicator::AllEqual(uint64_t value) {
   return max[0] == ~max[1];
 }
 
+void MpiCommunicator::AbortJob(int exit_code) {
+  int initialized = 0, finalized = 0;
+  if (MPI_Initialized(&initialized) != MPI_SUCCESS || !initialized) return;
+  if (MPI_Finalized(&finalized) != MPI_SUCCESS || finalized) return;
+  MPI_Abort(MPI_COMM_WORLD, exit_code);
+}
+
 }  // namespace spillway

@@ -43,6 +43,11 @@ class MpiCommunicator final : public Communicator {
   static absl::StatusOr<std::unique_ptr<Communicator>> Create(Options options);
   static absl::StatusOr<std::unique_ptr<Communicator>> Create() { return Create(Options()); }
 
+  // Ends every rank of the job now (MPI_Abort on MPI_COMM_WORLD) with `exit_code`, for a rank
+  // that cannot go on while others may be blocked in a collective. Returns only if MPI is not
+  // running (then the caller simply exits).
+  static void AbortJob(int exit_code);
+
   // Collective (frees the duplicated communicators): destroy on every rank in the same order.
   ~MpiCommunicator() override;
   MpiCommunicator(const MpiCommunicator&) = delete;

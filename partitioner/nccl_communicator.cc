@@ -1,6 +1,7 @@
 #include "partitioner/nccl_communicator.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "core/cuda_status.h"
 #include "core/status.h"
 #include "partitioner/nccl_check.h"
@@ -15,31 +16,70 @@ absl::Status NcclStatus(ncclResult_t result, absl::string_view what) {
 }
 
 absl::StatusOr<std::unique_ptr<Communicator>> NcclCommunicator::Create(Communicator& control,
-                                                                       void* compute_stream) {
+                                                                       void* compute_stream,
+                                                                       double timeout_s) {
   if (compute_stream == nullptr) {
     return absl::InvalidArgumentError("NcclCommunicator needs the GPU backend's stream");
   }
   ncclUniqueId id{};
   if (control.rank() == 0) SPW_NCCL_CHECK(ncclGetUniqueId(&id));
   SPW_RETURN_IF_ERROR(control.Broadcast(&id, sizeof(id), 0));
-  auto comm = std::unique_ptr<NcclCommunicator>(new NcclCommunicator(
-      control, static_cast<cudaStream_t>(compute_stream), control.rank(), control.world_size()));
+  auto comm = std::unique_ptr<NcclCommunicator>(
+      new NcclCommunicator(control, static_cast<cudaStream_t>(compute_stream), control.rank(),
+                           control.world_size(), timeout_s));
   SPW_CUDA_CHECK(cudaStreamCreateWithFlags(&comm->comm_stream_, cudaStreamNonBlocking));
   SPW_NCCL_CHECK(ncclCommInitRank(&comm->comm_, comm->world_size_, id, comm->rank_));
+  if (timeout_s > 0) comm->watchdog_ = std::thread([c = comm.get()] { c->Watch(); });
   return std::unique_ptr<Communicator>(std::move(comm));
 }
 
 NcclCommunicator::~NcclCommunicator() {
-  for (auto& [handle, event] : started_) cudaEventDestroy(event);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  stop_cv_.notify_all();
+  if (watchdog_.joinable()) watchdog_.join();
+  std::lock_guard<std::mutex> lock(mu_);
   if (comm_stream_ != nullptr) cudaStreamSynchronize(comm_stream_);
-  if (comm_ != nullptr) {
-    if (aborted_.ok()) {
-      ncclCommDestroy(comm_);
+  for (auto& [handle, f] : in_flight_) cudaEventDestroy(f.done);
+  if (comm_ != nullptr) ncclCommDestroy(comm_);
+  if (comm_stream_ != nullptr) cudaStreamDestroy(comm_stream_);
+}
+
+void NcclCommunicator::Abort(absl::Status why) {
+  if (!aborted_.ok()) return;
+  aborted_ = std::move(why);
+  if (comm_ != nullptr) ncclCommAbort(comm_);
+  comm_ = nullptr;
+}
+
+void NcclCommunicator::Watch() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stop_) {
+    stop_cv_.wait_for(lock, std::chrono::milliseconds(500));
+    const auto now = std::chrono::steady_clock::now();
+    for (auto& [handle, f] : in_flight_) {
+      if (now - f.issued < timeout_ || cudaEventQuery(f.done) != cudaErrorNotReady) continue;
+      Abort(absl::DeadlineExceededError(absl::StrFormat(
+          "rank %d: an NCCL collective has not finished for %.0f s (trainer.comm_timeout_s): "
+          "another rank has stopped taking part; the communicator is aborted",
+          rank_, timeout_.count())));
+      break;
+    }
+    Reap();
+  }
+}
+
+void NcclCommunicator::Reap() {
+  for (auto it = in_flight_.begin(); it != in_flight_.end();) {
+    if (it->second.waited && cudaEventQuery(it->second.done) != cudaErrorNotReady) {
+      cudaEventDestroy(it->second.done);
+      it = in_flight_.erase(it);
     } else {
-      ncclCommAbort(comm_);
+      ++it;
     }
   }
-  if (comm_stream_ != nullptr) cudaStreamDestroy(comm_stream_);
 }
 
 absl::Status NcclCommunicator::CheckAsyncError() {
@@ -47,9 +87,7 @@ absl::Status NcclCommunicator::CheckAsyncError() {
   ncclResult_t async = ncclSuccess;
   SPW_NCCL_CHECK(ncclCommGetAsyncError(comm_, &async));
   if (async != ncclSuccess) {
-    aborted_ = NcclStatus(async, "NCCL communicator (a peer rank failed or the network did)");
-    ncclCommAbort(comm_);
-    comm_ = nullptr;
+    Abort(NcclStatus(async, "NCCL communicator (a peer rank failed or the network did)"));
   }
   return aborted_;
 }
@@ -67,6 +105,7 @@ absl::Status NcclCommunicator::BeginOnCommStream() {
 }
 
 absl::StatusOr<Communicator::Handle> NcclCommunicator::Finish() {
+  Reap();
   cudaEvent_t done;
   SPW_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
   absl::Status status = CudaStatus(cudaEventRecord(done, comm_stream_), "cudaEventRecord");
@@ -75,20 +114,19 @@ absl::StatusOr<Communicator::Handle> NcclCommunicator::Finish() {
     return status;
   }
   const Handle handle = next_++;
-  started_.emplace(handle, done);
+  in_flight_.emplace(handle, InFlight{done, std::chrono::steady_clock::now()});
   return handle;
 }
 
 absl::Status NcclCommunicator::Wait(Handle handle) {
-  auto it = started_.find(handle);
-  if (it == started_.end()) {
-    return absl::InvalidArgumentError(absl::StrCat("no started collective has handle ", handle));
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = in_flight_.find(handle);
+  if (it == in_flight_.end() || it->second.waited) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("no started collective waiting has handle ", handle));
   }
-  cudaEvent_t done = it->second;
-  started_.erase(it);
-  absl::Status status = CudaStatus(cudaStreamWaitEvent(compute_, done, 0), "cudaStreamWaitEvent");
-  cudaEventDestroy(done);
-  SPW_RETURN_IF_ERROR(status);
+  it->second.waited = true;
+  SPW_CUDA_CHECK(cudaStreamWaitEvent(compute_, it->second.done, 0));
   return CheckAsyncError();
 }
 
@@ -96,6 +134,7 @@ absl::StatusOr<Communicator::Handle> NcclCommunicator::StartAllGather(const floa
                                                                       float* recv,
                                                                       size_t n_per_rank) {
   SPW_RETURN_IF_ERROR(CheckBuffers("AllGather", send, recv, n_per_rank));
+  std::lock_guard<std::mutex> lock(mu_);
   SPW_RETURN_IF_ERROR(BeginOnCommStream());
   if (n_per_rank > 0) {
     SPW_NCCL_CHECK(ncclAllGather(send, recv, n_per_rank, ncclFloat, comm_, comm_stream_));
@@ -107,6 +146,7 @@ absl::StatusOr<Communicator::Handle> NcclCommunicator::StartReduceScatterSum(con
                                                                              float* recv,
                                                                              size_t n_per_rank) {
   SPW_RETURN_IF_ERROR(CheckBuffers("ReduceScatterSum", send, recv, n_per_rank));
+  std::lock_guard<std::mutex> lock(mu_);
   SPW_RETURN_IF_ERROR(BeginOnCommStream());
   if (n_per_rank > 0) {
     SPW_NCCL_CHECK(
@@ -117,6 +157,7 @@ absl::StatusOr<Communicator::Handle> NcclCommunicator::StartReduceScatterSum(con
 
 absl::StatusOr<Communicator::Handle> NcclCommunicator::StartAllReduceSum(float* data, size_t n) {
   SPW_RETURN_IF_ERROR(CheckBuffers("AllReduceSum", data, data, n));
+  std::lock_guard<std::mutex> lock(mu_);
   SPW_RETURN_IF_ERROR(BeginOnCommStream());
   if (n > 0) SPW_NCCL_CHECK(ncclAllReduce(data, data, n, ncclFloat, ncclSum, comm_, comm_stream_));
   return Finish();
@@ -140,32 +181,47 @@ absl::Status NcclCommunicator::ReduceScatterSum(const float* send, float* recv, 
 absl::Status NcclCommunicator::Broadcast(void* data, size_t bytes, int root) {
   SPW_RETURN_IF_ERROR(CheckBuffers("Broadcast", data, data, bytes));
   SPW_RETURN_IF_ERROR(CheckRoot(root));
-  SPW_RETURN_IF_ERROR(BeginOnCommStream());
-  if (bytes > 0) {
-    SPW_NCCL_CHECK(ncclBroadcast(data, data, bytes, ncclInt8, root, comm_, comm_stream_));
+  Handle h;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    SPW_RETURN_IF_ERROR(BeginOnCommStream());
+    if (bytes > 0) {
+      SPW_NCCL_CHECK(ncclBroadcast(data, data, bytes, ncclInt8, root, comm_, comm_stream_));
+    }
+    SPW_ASSIGN_OR_RETURN(h, Finish());
   }
-  SPW_ASSIGN_OR_RETURN(Handle h, Finish());
   return Wait(h);
 }
 
 absl::Status NcclCommunicator::Send(const void* data, size_t bytes, int peer, int tag) {
   SPW_RETURN_IF_ERROR(CheckPeer(peer, tag));
-  SPW_RETURN_IF_ERROR(BeginOnCommStream());
-  SPW_NCCL_CHECK(ncclSend(data, bytes, ncclInt8, peer, comm_, comm_stream_));
-  SPW_ASSIGN_OR_RETURN(Handle h, Finish());
+  Handle h;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    SPW_RETURN_IF_ERROR(BeginOnCommStream());
+    SPW_NCCL_CHECK(ncclSend(data, bytes, ncclInt8, peer, comm_, comm_stream_));
+    SPW_ASSIGN_OR_RETURN(h, Finish());
+  }
   return Wait(h);
 }
 
 absl::Status NcclCommunicator::Recv(void* data, size_t bytes, int peer, int tag) {
   SPW_RETURN_IF_ERROR(CheckPeer(peer, tag));
-  SPW_RETURN_IF_ERROR(BeginOnCommStream());
-  SPW_NCCL_CHECK(ncclRecv(data, bytes, ncclInt8, peer, comm_, comm_stream_));
-  SPW_ASSIGN_OR_RETURN(Handle h, Finish());
+  Handle h;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    SPW_RETURN_IF_ERROR(BeginOnCommStream());
+    SPW_NCCL_CHECK(ncclRecv(data, bytes, ncclInt8, peer, comm_, comm_stream_));
+    SPW_ASSIGN_OR_RETURN(h, Finish());
+  }
   return Wait(h);
 }
 
 absl::Status NcclCommunicator::Barrier() {
-  SPW_RETURN_IF_ERROR(CheckAsyncError());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    SPW_RETURN_IF_ERROR(CheckAsyncError());
+  }
   SPW_CUDA_CHECK(cudaStreamSynchronize(compute_));
   SPW_CUDA_CHECK(cudaStreamSynchronize(comm_stream_));
   return control_.Barrier();

@@ -1,16 +1,23 @@
-// A Communicator that runs another (host-memory) Communicator's collectives on one worker
-// thread, so that StartAllGather / StartReduceScatterSum / StartAllReduceSum overlap with
-// compute on the calling thread (the MPI path's "non-blocking requests": MPI progresses only
-// inside MPI calls, and our deterministic reductions are computed by the library itself, so a
-// thread that sits in the blocking call is what makes them progress).
+// A Communicator that runs another (host-memory) Communicator's calls on one worker thread, so
+// that StartAllGather / StartReduceScatterSum / StartAllReduceSum overlap with compute on the
+// calling thread (the MPI path's "non-blocking requests": MPI progresses only inside MPI calls,
+// and our deterministic reductions are computed by the library itself, so a thread that sits in
+// the blocking call is what makes them progress), and so that no call waits forever.
 //
-// Started collectives run one at a time, in the order started. Every blocking call first waits
-// for all of them (reporting the first failure among those not yet waited for; waiting for a
-// handle after that returns OK) and then runs on the caller's thread, so the wrapped communicator
-// is never used by two threads at once (MPI_THREAD_SERIALIZED is enough). Not thread-safe itself:
-// one thread calls it, as for any Communicator.
+// Every call, blocking ones too, runs on the worker, one at a time, in the order made, so the
+// wrapped communicator is never used by two threads at once (MPI_THREAD_SERIALIZED is enough).
+// A blocking call returns its own result or, if one failed, the first failure among the
+// started collectives not yet waited for (waiting for those afterwards returns OK).
+//
+// Timeout: when the worker finishes nothing for `timeout` while a caller waits (another rank
+// stopped calling, hangs or died without taking the job down), the wait returns
+// DeadlineExceeded and the communicator is broken: every later call fails at once, and the
+// destructor leaves the stuck worker behind. The caller should then end the job
+// (MpiCommunicator::AbortJob), since the other ranks are stuck too.
+// Not thread-safe itself: one thread calls it, as for any Communicator.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -24,9 +31,9 @@ namespace spillway {
 
 class ThreadedCommunicator final : public Communicator {
  public:
-  // `inner` (not owned) must outlive this object.
-  explicit ThreadedCommunicator(Communicator* inner);
-  ~ThreadedCommunicator() override;  // waits for started collectives
+  // `inner` (not owned) must outlive this object. `timeout` <= 0: wait forever.
+  explicit ThreadedCommunicator(Communicator* inner, double timeout_s = 0.0);
+  ~ThreadedCommunicator() override;  // waits for started collectives (unless broken)
 
   int rank() const override { return inner_->rank(); }
   int world_size() const override { return inner_->world_size(); }
@@ -47,12 +54,15 @@ class ThreadedCommunicator final : public Communicator {
   absl::Status Wait(Handle handle) override;
 
  private:
-  Handle Enqueue(std::function<absl::Status()> job);
-  // Waits for every started collective; the first failure among those not yet waited for.
-  absl::Status Drain();
+  absl::StatusOr<Handle> Enqueue(std::function<absl::Status()> job);
+  // Waits until every handle <= `last` has finished (or the timeout breaks the communicator).
+  absl::Status WaitThrough(std::unique_lock<std::mutex>& lock, Handle last);
+  // Runs `job` after everything started: its status, else the first unwaited failure.
+  absl::Status RunInOrder(std::function<absl::Status()> job);
   void Run();
 
   Communicator* inner_;
+  std::chrono::duration<double> timeout_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::pair<Handle, std::function<absl::Status()>>> queue_;
@@ -60,6 +70,7 @@ class ThreadedCommunicator final : public Communicator {
   Handle next_ = 1;
   Handle finished_through_ = 0;  // every handle <= this has finished
   bool stop_ = false;
+  absl::Status broken_;
   std::thread worker_;
 };
 

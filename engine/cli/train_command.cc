@@ -24,12 +24,24 @@ int Fail(const absl::Status& status) {
   return kExitFailure;
 }
 
+// With several ranks, a rank that fails ends the whole job: the others may be waiting for it
+// in a collective.
+int FailRank(const Communicator& comm, const absl::Status& status) {
+  const int code = Fail(status);
+  if (comm.world_size() > 1) {
+    std::fflush(nullptr);
+    MpiCommunicator::AbortJob(code);
+  }
+  return code;
+}
+
 }  // namespace
 
 const char kTrainUsage[] =
     "usage: spillway train CONFIG [--resume DIR]\n"
     "  Trains the model described by the JSON config CONFIG (keys: docs/config.md).\n"
-    "  Under mpirun -np N (CPU backend), N ranks train data-parallel (zero_optimization).\n"
+    "  Under mpirun -np N, N ranks train data-parallel (zero_optimization): CPU ranks, or\n"
+    "  one GPU per rank with trainer.backend = \"cuda\". A failing rank ends the job.\n"
     "  --resume DIR   continue from a checkpoint: a step directory, or a checkpoint root\n"
     "                 (checkpoint.dir) whose newest complete checkpoint is used\n";
 
@@ -51,11 +63,13 @@ int TrainCommand(const std::vector<std::string>& argv) {
   absl::StatusOr<Config> config = LoadConfig(args->positional[0], (*comm)->world_size());
   if (!config.ok()) return Fail(config.status());
   absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(*config, stdout, comm->get());
-  if (!trainer.ok()) return Fail(trainer.status());
+  if (!trainer.ok()) return FailRank(**comm, trainer.status());
   if (args->Has("resume")) {
-    if (absl::Status s = (*trainer)->Resume(args->Get("resume")); !s.ok()) return Fail(s);
+    if (absl::Status s = (*trainer)->Resume(args->Get("resume")); !s.ok()) {
+      return FailRank(**comm, s);
+    }
   }
-  if (absl::Status s = (*trainer)->Train(); !s.ok()) return Fail(s);
+  if (absl::Status s = (*trainer)->Train(); !s.ok()) return FailRank(**comm, s);
   return kExitOk;
 }
 

@@ -71,6 +71,9 @@ struct TrainerConfig {
   std::string backend = "cpu";
   int64_t eval_interval = 0;  // steps between evals; 0: no periodic eval
   int64_t eval_batches = 8;   // micro-batches per eval
+  // Several ranks: seconds without any collective finishing before a rank gives up and ends
+  // the job (another rank is stuck); 0: wait forever.
+  double comm_timeout_s = 600.0;
 };
 
 struct CheckpointConfig {

@@ -79,9 +79,11 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, s
     comm = trainer->own_comm_.get();
   }
   trainer->comm_ = comm;
-  if (comm->world_size() > 1 && config.trainer.backend == "cpu") {
-    // Host ranks: collectives on a thread of their own, so they overlap with compute.
-    trainer->threaded_comm_ = std::make_unique<ThreadedCommunicator>(comm);
+  if (comm->world_size() > 1) {
+    // Host collectives on a thread of their own: they overlap with compute, and a rank that
+    // stops taking part makes the others fail after trainer.comm_timeout_s, not hang.
+    trainer->threaded_comm_ =
+        std::make_unique<ThreadedCommunicator>(comm, config.trainer.comm_timeout_s);
     trainer->comm_ = trainer->threaded_comm_.get();
   }
   trainer->data_comm_ = trainer->comm_;
@@ -134,7 +136,8 @@ absl::Status Trainer::Setup() {
   ops_ = std::move(ops).value();
   if (gpu_ranks) {
 #if SPILLWAY_WITH_NCCL
-    SPW_ASSIGN_OR_RETURN(own_data_comm_, NcclCommunicator::Create(*comm_, ops_->native_stream()));
+    SPW_ASSIGN_OR_RETURN(own_data_comm_, NcclCommunicator::Create(*comm_, ops_->native_stream(),
+                                                                  config_.trainer.comm_timeout_s));
     data_comm_ = own_data_comm_.get();
 #else
     return absl::FailedPreconditionError(
