@@ -17,8 +17,8 @@ absl::StatusOr<Buffer> Buffer::Allocate(size_t bytes, Tier tier, absl::string_vi
       const size_t rounded = (bytes + kHostAlignment - 1) / kHostAlignment * kHostAlignment;
       void* p = std::aligned_alloc(kHostAlignment, rounded);
       if (p == nullptr) {
-        return absl::ResourceExhaustedError(absl::StrCat("cannot allocate ", bytes,
-                                                         " bytes of CPU memory for ", purpose));
+        return absl::ResourceExhaustedError(
+            absl::StrCat("cannot allocate ", bytes, " bytes of CPU memory for ", purpose));
       }
       std::memset(p, 0, rounded);
       return Buffer(static_cast<std::byte*>(p), bytes, tier);
@@ -28,6 +28,14 @@ absl::StatusOr<Buffer> Buffer::Allocate(size_t bytes, Tier tier, absl::string_vi
       if (!p.ok()) {
         return Annotate(p.status(),
                         absl::StrCat("allocating ", bytes, " bytes of GPU memory for ", purpose));
+      }
+      return Buffer(static_cast<std::byte*>(*p), bytes, tier);
+    }
+    case Tier::kPinnedHost: {
+      absl::StatusOr<void*> p = AllocatePinnedHostMemory(bytes);
+      if (!p.ok()) {
+        return Annotate(p.status(), absl::StrCat("allocating ", bytes,
+                                                 " bytes of pinned CPU memory for ", purpose));
       }
       return Buffer(static_cast<std::byte*>(*p), bytes, tier);
     }
@@ -58,6 +66,8 @@ void Buffer::Free() {
   if (data_ == nullptr) return;
   if (tier_ == Tier::kDevice) {
     FreeDeviceMemory(data_);
+  } else if (tier_ == Tier::kPinnedHost) {
+    FreePinnedHostMemory(data_);
   } else {
     std::free(data_);
   }

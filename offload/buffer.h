@@ -21,7 +21,7 @@ class Buffer {
 
   Buffer() = default;
   // `purpose` names what the memory is for in an error message ("unit h.3 gradients").
-  // Tier kHost or kDevice (the latter needs a CUDA build and a GPU).
+  // Tier kHost, kPinnedHost or kDevice (the last two need a CUDA build and a GPU).
   static absl::StatusOr<Buffer> Allocate(size_t bytes, Tier tier, absl::string_view purpose);
 
   Buffer(Buffer&& other) noexcept;

@@ -1,5 +1,7 @@
 #include <cuda_runtime.h>
 
+#include <cstring>
+
 #include "core/cuda_status.h"
 #include "offload/device_memory.h"
 
@@ -17,5 +19,14 @@ absl::StatusOr<void*> AllocateDeviceMemory(size_t bytes) {
 }
 
 void FreeDeviceMemory(void* p) { cudaFree(p); }
+
+absl::StatusOr<void*> AllocatePinnedHostMemory(size_t bytes) {
+  void* p = nullptr;
+  SPW_CUDA_CHECK(cudaHostAlloc(&p, bytes, cudaHostAllocDefault));
+  std::memset(p, 0, bytes);
+  return p;
+}
+
+void FreePinnedHostMemory(void* p) { cudaFreeHost(p); }
 
 }  // namespace spillway

@@ -9,4 +9,12 @@ absl::StatusOr<void*> AllocateDeviceMemory(size_t) {
 
 void FreeDeviceMemory(void*) {}
 
+absl::StatusOr<void*> AllocatePinnedHostMemory(size_t) {
+  return absl::FailedPreconditionError(
+      "pinned CPU memory was requested but this build has no CUDA (configure with nvcc "
+      "available)");
+}
+
+void FreePinnedHostMemory(void*) {}
+
 }  // namespace spillway

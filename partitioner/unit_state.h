@@ -9,7 +9,8 @@
 //   exp_avg/_sq       whole     shard     shard     shard
 // "whole" buffers hold shard.padded_numel elements (flat element i at index i); "shard" buffers
 // hold shard.shard_numel (flat element i at index i - shard.begin). Padding is zero and belongs
-// to no tensor.
+// to no tensor. With the optimizer offloaded (ShardingPlan::offload_optimizer), AdamW's part of
+// the state moves to the offload tier (see offload_master).
 //
 // The model computes on the whole Unit through live_params / live_grads: for whole buffers these
 // point at them; for sharded ones a partitioner/unit_residency.h working buffer holds the
@@ -29,6 +30,11 @@ struct ShardingPlan {
   int world_size = 1;
   int rank = 0;
   int stage = 0;  // zero_optimization.stage, 0-3
+  // zero_optimization.offload_optimizer.device = "cpu": the optimizer's part of the state (an
+  // fp32 master copy of the parameters it updates, a copy of their gradients, Adam m and v)
+  // lives in `offload_tier` (pinned CPU memory for a GPU backend), and AdamW runs on the CPU.
+  bool offload_optimizer = false;
+  Tier offload_tier = Tier::kHost;
 };
 
 struct UnitState {
@@ -37,8 +43,12 @@ struct UnitState {
   int stage = 0;
   Buffer params;      // fp32 master parameters (see the table above)
   Buffer grads;       // fp32 gradients, accumulated over the micro-batches of a step
-  Buffer exp_avg;     // AdamW first moment
-  Buffer exp_avg_sq;  // AdamW second moment
+  Buffer exp_avg;     // AdamW first moment (in the offload tier when offloaded)
+  Buffer exp_avg_sq;  // AdamW second moment (likewise)
+  // Offloaded optimizer only, laid out like the moments: the fp32 master parameters AdamW
+  // updates, and the gradients copied down for it. Empty otherwise.
+  Buffer offload_master;
+  Buffer offload_grads;
   float* live_params = nullptr;
   float* live_grads = nullptr;
 
@@ -47,6 +57,7 @@ struct UnitState {
                                             const ShardingPlan& plan = {});
 
   bool optimizer_sharded() const { return stage >= 1; }
+  bool optimizer_offloaded() const { return offload_master.bytes() > 0; }
   bool grads_sharded() const { return stage >= 2; }
   bool params_sharded() const { return stage >= 3; }
 

@@ -88,6 +88,9 @@ struct LogConfig {
 
 // zero_optimization's tuning keys, with DeepSpeed's names and defaults (counts are elements).
 struct ZeroConfig {
+  // offload_optimizer.device = "cpu": AdamW state in CPU memory, AdamW on the CPU.
+  bool offload_optimizer = false;
+  bool pin_memory = true;  // offload_optimizer.pin_memory (GPU backends)
   bool overlap_comm = true;
   int64_t reduce_bucket_size = 500'000'000;
   int64_t stage3_prefetch_bucket_size = 50'000'000;

@@ -95,7 +95,10 @@ absl::Status ParseWarmupCosineLR(const ObjectReader& p, SchedulerConfig* out) {
   return absl::OkStatus();
 }
 
-absl::Status ParseOffload(const ObjectReader& zero, absl::string_view key) {
+// offload_optimizer / offload_param. Sets *cpu when device is "cpu" (and *pin_memory from the
+// section); "nvme", and "cpu" where `cpu` is null (offload_param), are not built yet.
+absl::Status ParseOffload(const ObjectReader& zero, absl::string_view key, bool* cpu,
+                          bool* pin_memory) {
   const Json* v = zero.Find(key);
   if (v == nullptr || v->is_null()) return absl::OkStatus();
   SPW_ASSIGN_OR_RETURN(ObjectReader r, ObjectReader::Open(*v, zero.KeyPath(key)));
@@ -104,10 +107,15 @@ absl::Status ParseOffload(const ObjectReader& zero, absl::string_view key) {
                    "pipeline_read", "pipeline_write", "fast_init", "ratio"}));
   std::string device = "none";
   SPW_RETURN_IF_ERROR(r.String("device", &device, {"none", "cpu", "nvme"}));
+  if (device == "cpu" && cpu != nullptr) {
+    *cpu = true;
+    return r.Bool("pin_memory", pin_memory);
+  }
   if (device != "none") {
-    return KeyError(
-        r.KeyPath("device"),
-        absl::StrCat("offload to \"", device, "\" is not built yet; only \"none\" is accepted"));
+    return KeyError(r.KeyPath("device"),
+                    absl::StrCat("offload to \"", device, "\" is not built yet; ",
+                                 cpu != nullptr ? "\"none\" and \"cpu\" are" : "only \"none\" is",
+                                 " accepted"));
   }
   return absl::OkStatus();
 }
@@ -245,8 +253,9 @@ absl::Status ParseZeroOptimization(const Json& value, int* stage_out, ZeroConfig
     }
     *out = static_cast<int64_t>(count);
   }
-  SPW_RETURN_IF_ERROR(ParseOffload(r, "offload_optimizer"));
-  SPW_RETURN_IF_ERROR(ParseOffload(r, "offload_param"));
+  SPW_RETURN_IF_ERROR(
+      ParseOffload(r, "offload_optimizer", &zero->offload_optimizer, &zero->pin_memory));
+  SPW_RETURN_IF_ERROR(ParseOffload(r, "offload_param", nullptr, nullptr));
   for (absl::string_view key : kZeroOptionsNotBuilt) {
     if (r.Has(key)) {
       return KeyError(r.KeyPath(key), "this ZeRO option is not built in spillway; remove the key");

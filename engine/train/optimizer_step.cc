@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "kernels/cpu/cpu_adam.h"
 
 namespace spillway {
 namespace {
@@ -28,7 +29,51 @@ absl::StatusOr<double> SumOverRanks(Communicator& control, double local) {
   return sum;
 }
 
+// AdamW on the CPU over the offloaded state: the gradients this rank updates come down to
+// the offload tier, the CPU kernel (bitwise equal to the backend's AdamW) updates the master
+// parameters and moments there, and the updated parameters go back up.
+absl::Status OffloadedAdamW(Gpt2& model, kernels::Ops& ops, const OptimizerConfig& opt,
+                            kernels::AdamWParams p) {
+  for (int u = 0; u < model.num_units(); ++u) {
+    UnitState& unit = model.unit(u);
+    const size_t lo = unit.update_begin(), hi = unit.update_end();
+    if (lo >= hi) continue;
+    ops.CopyToHost(unit.offload_grads.as<float>() + unit.optimizer_index(lo),
+                   unit.grads.as<float>() + unit.grad_index(lo), (hi - lo) * sizeof(float));
+  }
+  SPW_RETURN_IF_ERROR(ops.Synchronize());
+  for (int u = 0; u < model.num_units(); ++u) {
+    UnitState& unit = model.unit(u);
+    const size_t lo = unit.update_begin(), hi = unit.update_end();
+    if (lo >= hi) continue;
+    for (const TensorSpec& t : unit.layout.tensors()) {
+      const size_t begin = std::max(lo, t.offset), end = std::min(hi, t.offset + t.numel);
+      if (begin >= end) continue;
+      p.weight_decay = t.weight_decay ? static_cast<float>(opt.weight_decay) : 0.0f;
+      const size_t k = unit.optimizer_index(begin);
+      kernels::cpu::CpuAdamW(unit.offload_master.as<float>() + k,
+                             unit.offload_grads.as<float>() + k, unit.exp_avg.as<float>() + k,
+                             unit.exp_avg_sq.as<float>() + k, nullptr, end - begin, p);
+    }
+    ops.CopyToBackend(unit.params.as<float>() + unit.param_index(lo),
+                      unit.offload_master.as<float>() + unit.optimizer_index(lo),
+                      (hi - lo) * sizeof(float));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+absl::Status CopyParamsToOffloadMaster(Gpt2& model, kernels::Ops& ops) {
+  for (int u = 0; u < model.num_units(); ++u) {
+    UnitState& unit = model.unit(u);
+    const size_t lo = unit.update_begin(), hi = unit.update_end();
+    if (!unit.optimizer_offloaded() || lo >= hi) continue;
+    ops.CopyToHost(unit.offload_master.as<float>() + unit.optimizer_index(lo),
+                   unit.params.as<float>() + unit.param_index(lo), (hi - lo) * sizeof(float));
+  }
+  return ops.Synchronize();
+}
 
 absl::StatusOr<OptimizerStepResult> OptimizerStep(Gpt2& model, kernels::Ops& ops,
                                                   Communicator& data, Communicator& control,
@@ -67,17 +112,21 @@ absl::StatusOr<OptimizerStepResult> OptimizerStep(Gpt2& model, kernels::Ops& ops
   p.eps = static_cast<float>(opt.eps);
   p.step = step;
   p.grad_scale = result.clip_scale;
-  for (int u = 0; u < model.num_units(); ++u) {
-    UnitState& unit = model.unit(u);
-    const size_t lo = unit.update_begin(), hi = unit.update_end();
-    for (const TensorSpec& t : unit.layout.tensors()) {
-      const size_t begin = std::max(lo, t.offset), end = std::min(hi, t.offset + t.numel);
-      if (begin >= end) continue;
-      p.weight_decay = t.weight_decay ? static_cast<float>(opt.weight_decay) : 0.0f;
-      const size_t k = unit.optimizer_index(begin);
-      ops.AdamW(unit.params.as<float>() + unit.param_index(begin),
-                unit.grads.as<float>() + unit.grad_index(begin), unit.exp_avg.as<float>() + k,
-                unit.exp_avg_sq.as<float>() + k, end - begin, p);
+  if (model.unit(0).optimizer_offloaded()) {
+    SPW_RETURN_IF_ERROR(OffloadedAdamW(model, ops, opt, p));
+  } else {
+    for (int u = 0; u < model.num_units(); ++u) {
+      UnitState& unit = model.unit(u);
+      const size_t lo = unit.update_begin(), hi = unit.update_end();
+      for (const TensorSpec& t : unit.layout.tensors()) {
+        const size_t begin = std::max(lo, t.offset), end = std::min(hi, t.offset + t.numel);
+        if (begin >= end) continue;
+        p.weight_decay = t.weight_decay ? static_cast<float>(opt.weight_decay) : 0.0f;
+        const size_t k = unit.optimizer_index(begin);
+        ops.AdamW(unit.params.as<float>() + unit.param_index(begin),
+                  unit.grads.as<float>() + unit.grad_index(begin), unit.exp_avg.as<float>() + k,
+                  unit.exp_avg_sq.as<float>() + k, end - begin, p);
+      }
     }
   }
   if (data.world_size() > 1) {

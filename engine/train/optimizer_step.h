@@ -26,6 +26,14 @@ struct OptimizerStepResult {
 // with weight decay only where TensorSpec::weight_decay is set (as torch param groups). At
 // stages 1-2 the updated shards are then all-gathered through `data` (the backend's memory),
 // so every rank ends with all updated parameters; at stage 3 each rank keeps its shard.
+// With the optimizer offloaded (UnitState::optimizer_offloaded), AdamW runs on the CPU over
+// the offload tier's master copy and moments, bitwise equal to the backend's AdamW, and the
+// updated parameters are copied back to the backend.
+//
+// CopyParamsToOffloadMaster: after the parameters were set from outside the optimizer
+// (initialisation, a checkpoint), the offloaded master copies take them. No-op otherwise.
+absl::Status CopyParamsToOffloadMaster(Gpt2& model, kernels::Ops& ops);
+
 absl::StatusOr<OptimizerStepResult> OptimizerStep(Gpt2& model, kernels::Ops& ops,
                                                   Communicator& data, Communicator& control,
                                                   const OptimizerConfig& opt, double lr,

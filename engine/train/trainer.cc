@@ -14,6 +14,7 @@
 #include "engine/train/optimizer_step.h"
 #include "engine/train/sharded_checkpoint.h"
 #include "kernels/backend.h"
+#include "kernels/cpu/cpu_adam.h"
 #include "partitioner/rank_info.h"
 #include "partitioner/threaded_communicator.h"
 #if SPILLWAY_WITH_NCCL
@@ -150,6 +151,10 @@ absl::Status Trainer::Setup() {
   sharding.world_size = world;
   sharding.rank = comm_->rank();
   sharding.stage = world > 1 ? config_.zero_stage : 0;  // one rank has nothing to shard
+  sharding.offload_optimizer = config_.zero.offload_optimizer;
+  sharding.offload_tier = ops_->memory_tier() == Tier::kDevice && config_.zero.pin_memory
+                              ? Tier::kPinnedHost
+                              : Tier::kHost;
   SPW_ASSIGN_OR_RETURN(model_, Gpt2::Create(config_.model, B, config_.activation_checkpointing,
                                             ops_.get(), sharding));
   ResidencyOptions residency;
@@ -161,6 +166,7 @@ absl::Status Trainer::Setup() {
                        UnitResidency::Create(model_->units(), *ops_, *data_comm_, residency));
   model_->set_residency(residency_.get());
   SPW_RETURN_IF_ERROR(model_->InitParams(config_.trainer.seed));
+  SPW_RETURN_IF_ERROR(CopyParamsToOffloadMaster(*model_, *ops_));
   const size_t N = static_cast<size_t>(B) * config_.model.seq_len;
   inputs_.resize(N);
   targets_.resize(N);
@@ -228,12 +234,19 @@ void Trainer::Print(const std::string& line) const {
 
 void Trainer::PrintStartup() const {
   const ModelConfig& m = config_.model;
-  size_t param_bytes = 0, grad_bytes = 0, optimizer_bytes = 0;
+  size_t param_bytes = 0, grad_bytes = 0, optimizer_bytes = 0, offload_bytes = 0;
+  Tier offload_tier = Tier::kHost;
   for (int u = 0; u < model_->num_units(); ++u) {
     const UnitState& unit = model_->unit(u);
     param_bytes += unit.params.bytes();
     grad_bytes += unit.grads.bytes();
-    optimizer_bytes += unit.exp_avg.bytes() + unit.exp_avg_sq.bytes();
+    const size_t adam = unit.exp_avg.bytes() + unit.exp_avg_sq.bytes();
+    if (unit.optimizer_offloaded()) {
+      offload_bytes += adam + unit.offload_master.bytes() + unit.offload_grads.bytes();
+      offload_tier = unit.exp_avg.tier();
+    } else {
+      optimizer_bytes += adam;
+    }
   }
   Print(absl::StrFormat(
       "model: GPT-2, %d layers, %d heads, d_model %d, seq_len %d, vocab %d: %s "
@@ -251,6 +264,14 @@ void Trainer::PrintStartup() const {
       FormatBytes(static_cast<double>(model_->activation_bytes())), checkpointing ? "on" : "off",
       FormatBytes(static_cast<double>(Gpt2::PlannedActivationBytes(m, B, !checkpointing))),
       checkpointing ? "off" : "on"));
+  if (offload_bytes > 0) {
+    Print(absl::StrFormat(
+        "optimizer offloaded to %s memory%s: %s (fp32 master parameters, gradient copies, Adam m "
+        "and v); AdamW on the CPU (%s)",
+        TierName(offload_tier), world > 1 ? " per rank" : "",
+        FormatBytes(static_cast<double>(offload_bytes)),
+        kernels::cpu::CpuIsaName(kernels::cpu::BestCpuIsa())));
+  }
   if (residency_->working_bytes() > 0) {
     Print(absl::StrFormat(
         "ZeRO stage %d working buffers: %s (whole Units being gathered or reduced%s)",
@@ -479,6 +500,7 @@ absl::Status Trainer::ReadCheckpoint(const std::string& path, bool with_optimize
     ops_->CopyToBackend(dst, host.data(), host.size() * sizeof(float));
     SPW_RETURN_IF_ERROR(ops_->Synchronize());
   }
+  SPW_RETURN_IF_ERROR(CopyParamsToOffloadMaster(*model_, *ops_));
   if (!with_optimizer_state) return absl::OkStatus();
 
   // The data position counts global micro-batches of windows: the global batch must match;

@@ -149,6 +149,12 @@ TEST(ConfigTest, ZeroStagesAndDeepSpeedTuningKeys) {
   ASSERT_TRUE(two.ok()) << two.status();
   EXPECT_EQ(two->zero_stage, 2);
   EXPECT_TRUE(two->zero.overlap_comm);
+  EXPECT_FALSE(two->zero.offload_optimizer);
+  absl::StatusOr<Config> offload = ParseConfig(WithBatch(R"("train_batch_size": 8,
+      "zero_optimization": {"offload_optimizer": {"device": "cpu", "pin_memory": false}})"));
+  ASSERT_TRUE(offload.ok()) << offload.status();
+  EXPECT_TRUE(offload->zero.offload_optimizer);
+  EXPECT_FALSE(offload->zero.pin_memory);
 }
 
 TEST(ConfigTest, SchedulerDefaults) {

@@ -290,6 +290,16 @@ TEST(ZeroTest, StageThreeEqualsStageTwoBitwise) {
           << name << ": " << stage2->model().unit(u).layout.name();
     }
   }
+  // The optimizer offloaded to the CPU changes nothing either.
+  std::string offload_json = ZeroConfig(6, dir + "/stage2_offload", 2);
+  offload_json = WithZeroKeys(offload_json, "\"offload_optimizer\": {\"device\": \"cpu\"}");
+  auto stage2_offload = MakeTrainer(offload_json, World());
+  ASSERT_TRUE(stage2_offload->Train().ok());
+  EXPECT_EQ(stage2_offload->step_losses(), stage2->step_losses());
+  for (int u = 0; u < stage2->model().num_units(); ++u) {
+    EXPECT_EQ(ParamRelL2(*stage2_offload, *stage2, u), 0.0)
+        << "offload: " << stage2->model().unit(u).layout.name();
+  }
   // Overlap or not, stage 2 itself is bitwise reproducible.
   auto stage2_sync = MakeTrainer(
       WithZeroKeys(ZeroConfig(6, dir + "/stage2_sync", 2), "\"overlap_comm\": false"), World());
