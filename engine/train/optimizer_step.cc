@@ -30,7 +30,7 @@ absl::StatusOr<double> SumOverRanks(Communicator& control, double local) {
 
 }  // namespace
 
-absl::StatusOr<OptimizerStepResult> OptimizerStep(Gpt2& model, kernels::Ops& ops,
+absl::StatusOr<OptimizerStepResult> OptimizerStep(Model& model, kernels::Ops& ops,
                                                   Communicator& data, Communicator& control,
                                                   const OptimizerConfig& opt, double lr,
                                                   double max_grad_norm, int64_t step) {

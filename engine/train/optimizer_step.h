@@ -6,7 +6,7 @@
 
 #include "absl/status/statusor.h"
 #include "engine/config/config.h"
-#include "engine/model/gpt2.h"
+#include "engine/model/model.h"
 #include "kernels/ops.h"
 #include "partitioner/communicator.h"
 
@@ -26,7 +26,7 @@ struct OptimizerStepResult {
 // with weight decay only where TensorSpec::weight_decay is set (as torch param groups). At
 // stages 1-2 the updated shards are then all-gathered through `data` (the backend's memory),
 // so every rank ends with all updated parameters; at stage 3 each rank keeps its shard.
-absl::StatusOr<OptimizerStepResult> OptimizerStep(Gpt2& model, kernels::Ops& ops,
+absl::StatusOr<OptimizerStepResult> OptimizerStep(Model& model, kernels::Ops& ops,
                                                   Communicator& data, Communicator& control,
                                                   const OptimizerConfig& opt, double lr,
                                                   double max_grad_norm, int64_t step);

@@ -56,7 +56,7 @@ inline std::unique_ptr<Trainer> MakeTrainer(const std::string& json) {
 }
 
 // Parameters and Adam state of two models on the CPU backend are bitwise equal.
-inline void ExpectSameState(Gpt2& a, Gpt2& b) {
+inline void ExpectSameState(Model& a, Model& b) {
   for (int u = 0; u < a.num_units(); ++u) {
     const UnitState& x = a.unit(u);
     const UnitState& y = b.unit(u);
