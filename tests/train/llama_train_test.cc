@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -38,10 +39,13 @@ std::string LlamaConfig(int64_t steps, const std::string& dir, int64_t ckpt_inte
                      "ffn_hidden": 48, "seq_len": 16, "vocab_size": 256, "rope_theta": 500.0})"}});
 }
 
-std::string GoldenDir(const std::string& name) {
+// `path` under the source tree (ctest sets SPILLWAY_SOURCE_DIR).
+std::string SourcePath(const std::string& path) {
   const char* source_dir = std::getenv("SPILLWAY_SOURCE_DIR");
-  return absl::StrCat(source_dir != nullptr ? source_dir : ".", "/tests/golden/", name);
+  return absl::StrCat(source_dir != nullptr ? source_dir : ".", "/", path);
 }
+
+std::string GoldenDir(const std::string& name) { return SourcePath("tests/golden/" + name); }
 
 TEST(LlamaTrainTest, LossFallsAndResumeIsBitwise) {
   const std::string dir_a = FreshDir("llama_full");
@@ -90,6 +94,21 @@ TEST(LlamaTrainTest, CheckpointOfAnotherLlamaShapeIsRefused) {
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
   EXPECT_NE(status.message().find("\"n_kv_head\":2"), absl::string_view::npos) << status;
   EXPECT_NE(status.message().find("\"n_kv_head\":1"), absl::string_view::npos) << status;
+}
+
+// examples/llama-tiny/config.json as shipped builds its model and trains (a few steps here).
+TEST(LlamaTrainTest, TinyExampleTrains) {
+  absl::StatusOr<Config> config = LoadConfig(SourcePath("examples/llama-tiny/config.json"));
+  ASSERT_TRUE(config.ok()) << config.status();
+  const std::string dir = FreshDir("llama_tiny_example");
+  config->checkpoint.dir = dir + "/checkpoints";
+  config->log.metrics_path = dir + "/metrics.jsonl";
+  config->trainer.steps = 3;
+  absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(*config, nullptr);
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+  EXPECT_EQ((*trainer)->model().config().type, "llama");
+  absl::Status trained = (*trainer)->Train();
+  ASSERT_TRUE(trained.ok()) << trained;
 }
 
 // A run on token files of the golden folders' vocabulary (96), micro-batches of 2 x seq_len,
