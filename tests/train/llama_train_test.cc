@@ -17,6 +17,7 @@
 #include "engine/data/token_file.h"
 #include "engine/hf/hf_folder.h"
 #include "engine/hf/hf_model.h"
+#include "engine/train/export.h"
 #include "engine/train/trainer.h"
 #include "kernels/backend.h"
 #include "tests/train/train_test_util.h"
@@ -94,6 +95,29 @@ TEST(LlamaTrainTest, CheckpointOfAnotherLlamaShapeIsRefused) {
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
   EXPECT_NE(status.message().find("\"n_kv_head\":2"), absl::string_view::npos) << status;
   EXPECT_NE(status.message().find("\"n_kv_head\":1"), absl::string_view::npos) << status;
+}
+
+// `spillway export` (one safetensors file) of a Llama checkpoint: every tensor, by its name, the
+// vocabulary rows without padding (vocab 300, padded to 320).
+TEST(LlamaTrainTest, ExportWritesEveryTensor) {
+  const std::string dir = FreshDir("llama_export");
+  auto trainer = MakeTrainer(
+      absl::StrReplaceAll(LlamaConfig(1, dir), {{R"("vocab_size": 256)", R"("vocab_size": 300)"}}));
+  ASSERT_NE(trainer, nullptr);
+  ASSERT_TRUE(trainer->Train().ok());
+  absl::StatusOr<ExportReport> report =
+      ExportCheckpoint(trainer->model().config(), dir + "/ckpt", dir + "/model.safetensors");
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->parameters, trainer->model().param_count());
+  absl::StatusOr<SafetensorsFile> file = SafetensorsFile::Open(dir + "/model.safetensors");
+  ASSERT_TRUE(file.ok()) << file.status();
+  const SafetensorsTensorInfo* head = file->Find("lm_head.weight");
+  ASSERT_NE(head, nullptr);
+  EXPECT_EQ(head->shape, (std::vector<int64_t>{300, 32}));
+  EXPECT_EQ(std::memcmp(head->data.data(), trainer->model().FindParam("lm_head.weight"),
+                        head->data.size()),
+            0);
+  EXPECT_NE(file->Find("layers.1.mlp.gate_proj.weight"), nullptr);
 }
 
 // examples/llama-tiny/config.json as shipped builds its model and trains (a few steps here).
