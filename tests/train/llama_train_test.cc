@@ -28,16 +28,8 @@ namespace {
 using testing_util::FreshDir;
 using testing_util::MakeTrainer;
 
-constexpr char kGpt2Model[] =
-    R"("model": {"n_layer": 2, "n_head": 2, "d_model": 32, "seq_len": 16, "vocab_size": 256})";
-
-// SmallConfig with a tiny grouped-query Llama in place of its GPT-2.
-std::string LlamaConfig(int64_t steps, const std::string& dir, int64_t ckpt_interval = 0) {
-  return absl::StrReplaceAll(
-      testing_util::SmallConfig(steps, dir, ckpt_interval),
-      {{kGpt2Model,
-        R"("model": {"type": "llama", "n_layer": 2, "n_head": 4, "n_kv_head": 2, "d_model": 32,
-                     "ffn_hidden": 48, "seq_len": 16, "vocab_size": 256, "rope_theta": 500.0})"}});
+std::string LlamaConfig(int64_t steps, const std::string& dir) {
+  return testing_util::SmallLlamaConfig(steps, dir);
 }
 
 // `path` under the source tree (ctest sets SPILLWAY_SOURCE_DIR).
