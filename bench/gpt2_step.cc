@@ -1,7 +1,9 @@
-// Times full training steps (forward, backward, clipping, AdamW) of GPT-2 on one backend.
+// Times full training steps (forward, backward, clipping, AdamW) of GPT-2 (or Llama) on one
+// backend.
 //
-// usage: gpt2_step [--backend cpu|cuda] [--layers L] [--heads H] [--dim C] [--seq T]
-//                  [--vocab V] [--batch B] [--steps N] [--warmup W] [--checkpointing]
+// usage: gpt2_step [--backend cpu|cuda] [--model gpt2|llama] [--layers L] [--heads H]
+//                  [--kv-heads K] [--dim C] [--seq T] [--vocab V] [--batch B] [--steps N]
+//                  [--warmup W] [--checkpointing]
 // Prints a table row and one JSON line. Random tokens, so the timing does not depend on data.
 #include <algorithm>
 #include <chrono>
@@ -11,7 +13,7 @@
 
 #include "absl/strings/numbers.h"
 #include "core/rng.h"
-#include "engine/model/gpt2.h"
+#include "engine/model/model.h"
 #include "engine/train/optimizer_step.h"
 #include "kernels/backend.h"
 
@@ -38,6 +40,10 @@ int Main(int argc, char** argv) {
       backend = argv[++i];
       continue;
     }
+    if (arg == "--model" && i + 1 < argc) {
+      m.type = argv[++i];
+      continue;
+    }
     int value = 0;
     if (i + 1 >= argc || !absl::SimpleAtoi(argv[i + 1], &value) || value <= 0) {
       std::fprintf(stderr, "%s needs a positive integer\n", arg.c_str());
@@ -48,6 +54,8 @@ int Main(int argc, char** argv) {
       m.n_layer = value;
     else if (arg == "--heads")
       m.n_head = value;
+    else if (arg == "--kv-heads")
+      m.n_kv_head = value;
     else if (arg == "--dim")
       m.d_model = value;
     else if (arg == "--seq")
@@ -70,12 +78,12 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", std::string(ops.status().message()).c_str());
     return 1;
   }
-  auto model = Gpt2::Create(m, batch, checkpointing, ops->get());
+  auto model = CreateModel(m, batch, checkpointing, ops->get());
   if (!model.ok()) {
     std::fprintf(stderr, "%s\n", std::string(model.status().message()).c_str());
     return 1;
   }
-  Gpt2& gpt = **model;
+  Model& gpt = **model;
   if (!gpt.InitParams(1).ok()) return 1;
   const size_t N = static_cast<size_t>(batch) * m.seq_len;
   std::vector<int32_t> inputs(N), targets(N);
@@ -105,15 +113,16 @@ int Main(int argc, char** argv) {
   std::sort(seconds.begin(), seconds.end());
   const double median = seconds[seconds.size() / 2];
   const double tokens_per_s = static_cast<double>(N) / median;
-  const double flops_per_token =
-      6.0 * static_cast<double>(gpt.param_count()) + 12.0 * m.n_layer * m.d_model * m.seq_len;
-  std::printf("spillway %s | L=%d C=%d T=%d B=%d | %.1f ms/step | %.0f tok/s | %.2f GFLOP/s\n",
-              backend.c_str(), m.n_layer, m.d_model, m.seq_len, batch, 1e3 * median, tokens_per_s,
-              tokens_per_s * flops_per_token / 1e9);
+  const double flops_per_token = gpt.flops_per_token();
+  std::printf("spillway %s %s | L=%d C=%d T=%d B=%d | %.1f ms/step | %.0f tok/s | %.2f GFLOP/s\n",
+              backend.c_str(), m.type.c_str(), m.n_layer, m.d_model, m.seq_len, batch, 1e3 * median,
+              tokens_per_s, tokens_per_s * flops_per_token / 1e9);
   std::printf(
-      "{\"impl\": \"spillway-%s\", \"layers\": %d, \"dim\": %d, \"seq\": %d, \"batch\": %d, "
+      "{\"impl\": \"spillway-%s\", \"model\": \"%s\", \"layers\": %d, \"dim\": %d, \"seq\": %d, "
+      "\"batch\": %d, "
       "\"ms_per_step\": %.3f, \"tokens_per_s\": %.1f, \"loss\": %.4f}\n",
-      backend.c_str(), m.n_layer, m.d_model, m.seq_len, batch, 1e3 * median, tokens_per_s, loss);
+      backend.c_str(), m.type.c_str(), m.n_layer, m.d_model, m.seq_len, batch, 1e3 * median,
+      tokens_per_s, loss);
   return 0;
 }
 

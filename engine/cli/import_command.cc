@@ -10,7 +10,8 @@ namespace spillway {
 const char kImportUsage[] =
     "usage: spillway import HF_DIR OUT_DIR\n"
     "  Converts a Hugging Face model folder (config.json and model.safetensors, or shards with\n"
-    "  model.safetensors.index.json; gpt2) into a spillway checkpoint under OUT_DIR at step 0,\n"
+    "  model.safetensors.index.json; gpt2 or llama) into a spillway checkpoint under OUT_DIR at\n"
+    "  step 0,"
     "  parameters only: `spillway eval CONFIG --checkpoint OUT_DIR` reads it. Prints the\n"
     "  \"model\" section a config needs for it.\n";
 

@@ -24,6 +24,10 @@ struct ModelConfig {
   int ffn_hidden = 0;  // intermediate_size: the SwiGLU width; 0 means 4 * d_model
   double rope_theta = 10000.0;
   double rms_norm_eps = 1e-5;
+  // Start from these parameters instead of the seeded initialisation: a Hugging Face folder
+  // (config.json + safetensors) or a spillway checkpoint (root or step directory). Not part of
+  // the model's shape. Empty: initialise from trainer.seed.
+  std::string init_from;
 };
 
 struct OptimizerConfig {  // "optimizer": {"type": "AdamW", "params": {...}}

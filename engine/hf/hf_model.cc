@@ -1,6 +1,5 @@
 #include "engine/hf/hf_model.h"
 
-#include <cstring>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
@@ -8,6 +7,7 @@
 #include "core/status.h"
 #include "engine/checkpoint/checkpoint.h"
 #include "engine/model/gpt2_layout.h"
+#include "engine/model/llama_layout.h"
 #include "engine/train/sharded_checkpoint.h"
 #include "partitioner/shard.h"
 
@@ -15,24 +15,44 @@ namespace spillway {
 namespace {
 
 std::string Sizes(const ModelConfig& m) {
-  return absl::StrCat(m.type, " n_layer=", m.n_layer, " n_head=", m.n_head, " d_model=", m.d_model,
-                      " seq_len=", m.seq_len, " vocab_size=", m.vocab_size);
+  std::string sizes =
+      absl::StrCat(m.type, " n_layer=", m.n_layer, " n_head=", m.n_head, " d_model=", m.d_model,
+                   " seq_len=", m.seq_len, " vocab_size=", m.vocab_size);
+  if (m.type == "llama") {
+    const LlamaDims d = LlamaDimsOf(m);
+    absl::StrAppend(&sizes, " n_kv_head=", d.NKV, " ffn_hidden=", d.F, " rope_theta=", m.rope_theta,
+                    " rms_norm_eps=", m.rms_norm_eps);
+  }
+  return sizes;
+}
+
+// `have` (a folder's) can be loaded into a model of shape `want`: everything equal but seq_len,
+// which may be longer (Llama's defaults resolved: n_kv_head 0 is n_head, ffn_hidden 0 is 4C).
+bool Loadable(const ModelConfig& have, const ModelConfig& want) {
+  if (have.type != want.type || have.n_layer != want.n_layer || have.n_head != want.n_head ||
+      have.d_model != want.d_model || have.vocab_size != want.vocab_size ||
+      have.seq_len < want.seq_len) {
+    return false;
+  }
+  if (want.type != "llama") return true;
+  const LlamaDims h = LlamaDimsOf(have), w = LlamaDimsOf(want);
+  return h.NKV == w.NKV && h.F == w.F && have.rope_theta == want.rope_theta &&
+         have.rms_norm_eps == want.rms_norm_eps;
 }
 
 }  // namespace
 
 absl::StatusOr<std::vector<UnitLayout>> ModelLayouts(const ModelConfig& model) {
   if (model.type == "gpt2") return Gpt2Layouts(model);
+  if (model.type == "llama") return LlamaLayouts(model);
   return absl::InvalidArgumentError(absl::StrCat(
       "model.type \"", model.type, "\": this build has no such model to load weights into"));
 }
 
-absl::Status LoadHfParams(const HfFolder& folder, Gpt2& model, kernels::Ops& ops) {
+absl::Status LoadHfParams(const HfFolder& folder, Model& model) {
   const ModelConfig& want = model.config();
   const ModelConfig& have = folder.info().model;
-  if (have.type != want.type || have.n_layer != want.n_layer || have.n_head != want.n_head ||
-      have.d_model != want.d_model || have.vocab_size != want.vocab_size ||
-      have.seq_len < want.seq_len) {
+  if (!Loadable(have, want)) {
     return absl::FailedPreconditionError(
         absl::StrCat(folder.dir(), " holds a different model (", Sizes(have),
                      ") than the config's model "
@@ -44,12 +64,7 @@ absl::Status LoadHfParams(const HfFolder& folder, Gpt2& model, kernels::Ops& ops
     UnitState& unit = model.unit(u);
     host.assign(unit.numel(), 0.0f);
     SPW_RETURN_IF_ERROR(folder.LoadUnit(unit.layout, want, std::span<float>(host)));
-    if (unit.params.on_host()) {
-      std::memcpy(unit.params.data(), host.data(), host.size() * sizeof(float));
-      continue;
-    }
-    ops.CopyToBackend(unit.params.data(), host.data(), host.size() * sizeof(float));
-    SPW_RETURN_IF_ERROR(ops.Synchronize());
+    SPW_RETURN_IF_ERROR(model.SetUnitParams(u, host));
   }
   return absl::OkStatus();
 }

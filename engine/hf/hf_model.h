@@ -1,5 +1,5 @@
 // Hugging Face folders in and out of spillway's models and checkpoints:
-//   - LoadHfParams: a HF folder straight into a built Gpt2's parameters (for model.init_from);
+//   - LoadHfParams: a HF folder straight into a built model's parameters (model.init_from);
 //   - ImportHfCheckpoint: a HF folder into a spillway checkpoint at step 0 with parameters
 //     only (what Trainer::LoadParams and `spillway eval` read);
 //   - ExportHfFromCheckpoint: a checkpoint (any rank count) into a HF folder.
@@ -16,8 +16,7 @@
 #include "engine/config/config.h"
 #include "engine/hf/hf_folder.h"
 #include "engine/hf/hf_writer.h"
-#include "engine/model/gpt2.h"
-#include "kernels/ops.h"
+#include "engine/model/model.h"
 
 namespace spillway {
 
@@ -25,11 +24,11 @@ namespace spillway {
 // model for.
 absl::StatusOr<std::vector<UnitLayout>> ModelLayouts(const ModelConfig& model);
 
-// Copies the folder's weights into `model`'s parameters (through `ops`, the model's backend),
-// one Unit at a time. The folder must hold the same architecture and sizes (its n_positions
-// may exceed the model's seq_len: the first rows of the position table are used);
-// FailedPrecondition naming both otherwise.
-absl::Status LoadHfParams(const HfFolder& folder, Gpt2& model, kernels::Ops& ops);
+// Copies the folder's weights into `model`'s parameters (through the model's backend; at ZeRO
+// stage 3 this rank's shard), one Unit at a time. The folder must hold the same architecture
+// and sizes (its n_positions may exceed the model's seq_len: the first rows of GPT-2's
+// position table are used); FailedPrecondition naming both otherwise.
+absl::Status LoadHfParams(const HfFolder& folder, Model& model);
 
 struct HfImportReport {
   ModelConfig model;     // from config.json: the "model" section a config must have to load it

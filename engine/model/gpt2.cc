@@ -1,6 +1,5 @@
 #include "engine/model/gpt2.h"
 
-#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -60,7 +59,7 @@ struct Gpt2::Impl {
 };
 
 Gpt2::Gpt2(const ModelConfig& config, int batch, kernels::Ops* ops)
-    : config_(config), B_(batch), Vp_(PaddedVocab(config.vocab_size)), ops_(ops) {}
+    : Model(config, batch, PaddedVocab(config.vocab_size), ops) {}
 
 Gpt2::~Gpt2() = default;
 
@@ -138,13 +137,7 @@ absl::Status Gpt2::InitParams(uint64_t seed) {
           p[i] = static_cast<float>(std * rng.Normal());
       }
     }
-    // At ZeRO stage 3 this rank stores only its shard of the (same) whole initialisation.
-    const size_t begin = unit.params_sharded() ? std::min(unit.shard.begin, unit.numel()) : 0;
-    const size_t end =
-        unit.params_sharded() ? std::min(unit.shard.end, unit.numel()) : unit.numel();
-    ops_->CopyToBackend(unit.params.as<float>() + unit.param_index(begin), host.data() + begin,
-                        (end - begin) * sizeof(float));
-    SPW_RETURN_IF_ERROR(ops_->Synchronize());
+    SPW_RETURN_IF_ERROR(SetUnitParams(u, host));
   }
   return absl::OkStatus();
 }
@@ -156,7 +149,7 @@ float Gpt2::Forward(const int32_t* inputs, const int32_t* targets) {
   ops_->CopyToBackend(m.inputs, inputs, s.N() * sizeof(int32_t));
   ops_->CopyToBackend(m.targets, targets, s.N() * sizeof(int32_t));
 
-  if (residency_ != nullptr) residency_->BeginPass(UnitResidency::Pass::kForward);
+  BeginPass(UnitResidency::Pass::kForward);
   UnitState& embed = units_[0];
   const TensorSpec& wte = *embed.layout.Find("wte");
   const TensorSpec& wpe = *embed.layout.Find("wpe");
@@ -193,20 +186,7 @@ float Gpt2::Forward(const int32_t* inputs, const int32_t* targets) {
   return m.valid_targets == 0 ? 0.0f : static_cast<float>(sum / m.valid_targets);
 }
 
-void Gpt2::AcquireParams(int u) {
-  if (residency_ != nullptr) residency_->AcquireParams(u);
-}
-void Gpt2::ReleaseParams(int u) {
-  if (residency_ != nullptr) residency_->ReleaseParams(u);
-}
-void Gpt2::AcquireGrads(int u) {
-  if (residency_ != nullptr) residency_->AcquireGrads(u);
-}
-void Gpt2::ReleaseGrads(int u) {
-  if (residency_ != nullptr) residency_->ReleaseGrads(u);
-}
-
-void Gpt2::Backward(float loss_scale, bool last_micro_batch) {
+void Gpt2::RunBackward(float loss_scale, bool last_micro_batch) {
   Impl& m = *impl_;
   const BlockShape& s = m.shape;
   const int N = static_cast<int>(s.N()), C = s.C, L = config_.n_layer;
@@ -219,9 +199,7 @@ void Gpt2::Backward(float loss_scale, bool last_micro_batch) {
   const TensorSpec& lnf_w = head.layout.tensors()[0];
   const TensorSpec& lnf_b = head.layout.tensors()[1];
 
-  if (residency_ != nullptr) {
-    residency_->BeginPass(UnitResidency::Pass::kBackward, last_micro_batch);
-  }
+  BeginPass(UnitResidency::Pass::kBackward, last_micro_batch);
   // The tied head needs the embedding Unit from its backward to the embedding's.
   AcquireParams(0);
   AcquireParams(L + 1);
@@ -264,12 +242,6 @@ void Gpt2::Backward(float loss_scale, bool last_micro_batch) {
   ReleaseParams(0);
 }
 
-void Gpt2::ZeroGrads() {
-  for (UnitState& unit : units_) {
-    ops_->Fill(unit.grads.as<float>(), 0.0f, unit.grads.bytes() / sizeof(float));
-  }
-}
-
 size_t Gpt2::param_count() const {
   size_t n = 0;
   for (const UnitState& unit : units_) n += unit.layout.param_count();
@@ -286,26 +258,9 @@ size_t Gpt2::PlannedActivationBytes(const ModelConfig& config, int batch,
   return ActivationPlan::For(config, batch, activation_checkpointing).bytes();
 }
 
-const TensorSpec* Gpt2::FindTensor(absl::string_view name, int* unit_index) const {
-  for (int u = 0; u < num_units(); ++u) {
-    if (const TensorSpec* t = units_[u].layout.Find(name)) {
-      if (unit_index != nullptr) *unit_index = u;
-      return t;
-    }
-  }
-  return nullptr;
-}
-
-float* Gpt2::FindParam(absl::string_view name) {
-  int u;
-  const TensorSpec* t = FindTensor(name, &u);
-  return t == nullptr || units_[u].live_params == nullptr ? nullptr : units_[u].param(*t);
-}
-
-float* Gpt2::FindGrad(absl::string_view name) {
-  int u;
-  const TensorSpec* t = FindTensor(name, &u);
-  return t == nullptr || units_[u].live_grads == nullptr ? nullptr : units_[u].grad(*t);
+std::string Gpt2::Describe() const {
+  return absl::StrCat("GPT-2, ", config_.n_layer, " layers, ", config_.n_head, " heads, d_model ",
+                      config_.d_model);
 }
 
 const float* Gpt2::logits() const { return impl_->logits; }

@@ -96,7 +96,7 @@ struct Llama::Impl {
 };
 
 Llama::Llama(const ModelConfig& config, int batch, kernels::Ops* ops)
-    : config_(config), B_(batch), Vp_(LlamaDimsOf(config).Vp), ops_(ops) {}
+    : Model(config, batch, LlamaDimsOf(config).Vp, ops) {}
 
 Llama::~Llama() = default;
 
@@ -170,8 +170,7 @@ absl::Status Llama::InitParams(uint64_t seed) {
         p[i] = static_cast<float>(config_.init_std * rng.Normal());
       }
     }
-    ops_->CopyToBackend(unit.params.data(), host.data(), host.size() * sizeof(float));
-    SPW_RETURN_IF_ERROR(ops_->Synchronize());
+    SPW_RETURN_IF_ERROR(SetUnitParams(u, host));
   }
   return absl::OkStatus();
 }
@@ -183,19 +182,26 @@ float Llama::Forward(const int32_t* inputs, const int32_t* targets) {
   ops_->CopyToBackend(m.inputs, inputs, s.N() * sizeof(int32_t));
   ops_->CopyToBackend(m.targets, targets, s.N() * sizeof(int32_t));
 
+  BeginPass(UnitResidency::Pass::kForward);
   UnitState& embed = units_[0];
+  AcquireParams(0);
   ops_->EmbeddingForward(m.residual[0], m.inputs, embed.param(embed.layout.tensors()[0]), nullptr,
                          s.B, s.T, C);
+  ReleaseParams(0);
   for (int l = 0; l < L; ++l) {
     UnitState& unit = units_[1 + l];
-    LlamaBlockForward(*ops_, s, LlamaBlockTensors::In(unit.layout, unit.params.as<float>()),
-                      m.residual[l], m.residual[l + 1], m.ActsOf(l));
+    AcquireParams(1 + l);
+    LlamaBlockForward(*ops_, s, LlamaBlockTensors::In(unit.layout, unit.live_params), m.residual[l],
+                      m.residual[l + 1], m.ActsOf(l));
+    ReleaseParams(1 + l);
   }
   UnitState& head = units_[L + 1];
   const TensorSpec& norm_w = head.layout.tensors()[0];
   const TensorSpec& lm_head = head.layout.tensors()[1];
+  AcquireParams(L + 1);
   ops_->RmsNormForward(m.norm, m.norm_rstd, m.residual[L], head.param(norm_w), s.eps, N, C);
   ops_->MatmulForward(m.logits, m.norm, head.param(lm_head), nullptr, N, C, Vp_);
+  ReleaseParams(L + 1);
   ops_->CrossEntropy(m.losses, m.logits, m.targets, N, config_.vocab_size, Vp_, 0.0f);
 
   // The mean needs the losses on the host: this waits for the forward. A failed op leaves
@@ -212,7 +218,7 @@ float Llama::Forward(const int32_t* inputs, const int32_t* targets) {
   return m.valid_targets == 0 ? 0.0f : static_cast<float>(sum / m.valid_targets);
 }
 
-void Llama::Backward(float loss_scale) {
+void Llama::RunBackward(float loss_scale, bool last_micro_batch) {
   Impl& m = *impl_;
   const LlamaBlockShape& s = m.shape;
   const int N = static_cast<int>(s.N()), C = s.C, L = config_.n_layer;
@@ -223,6 +229,9 @@ void Llama::Backward(float loss_scale) {
   const TensorSpec& norm_w = head.layout.tensors()[0];
   const TensorSpec& lm_head = head.layout.tensors()[1];
 
+  BeginPass(UnitResidency::Pass::kBackward, last_micro_batch);
+  AcquireParams(L + 1);
+  AcquireGrads(L + 1);
   if (m.valid_targets == 0) {
     ops_->Fill(m.logits, 0.0f, s.N() * Vp_);
   } else {
@@ -236,24 +245,29 @@ void Llama::Backward(float loss_scale) {
   ops_->Fill(m.dres, 0.0f, NC);
   ops_->RmsNormBackward(m.dres, head.grad(norm_w), dnorm, m.residual[L], head.param(norm_w),
                         m.norm_rstd, N, C);
+  ReleaseGrads(L + 1);
+  ReleaseParams(L + 1);
 
   for (int l = L - 1; l >= 0; --l) {
     UnitState& unit = units_[1 + l];
-    const LlamaBlockTensors w = LlamaBlockTensors::In(unit.layout, unit.params.as<float>());
-    const LlamaBlockTensors dw = LlamaBlockTensors::In(unit.layout, unit.grads.as<float>());
+    AcquireParams(1 + l);
+    AcquireGrads(1 + l);
+    const LlamaBlockTensors w = LlamaBlockTensors::In(unit.layout, unit.live_params);
+    const LlamaBlockTensors dw = LlamaBlockTensors::In(unit.layout, unit.live_grads);
     if (m.checkpointing) {
       // Recompute this layer's activations from its kept input. The recomputed output is
       // written over residual[l + 1], which holds exactly the same values.
       LlamaBlockForward(*ops_, s, w, m.residual[l], m.residual[l + 1], m.ActsOf(l));
     }
     LlamaBlockBackward(*ops_, s, w, dw, m.residual[l], m.ActsOf(l), m.scratch, m.dres);
+    ReleaseGrads(1 + l);
+    ReleaseParams(1 + l);
   }
+  // The embedding's backward reads no parameters.
+  AcquireGrads(0);
   ops_->EmbeddingBackward(embed.grad(embed.layout.tensors()[0]), nullptr, m.dres, m.inputs, s.B,
                           s.T, C);
-}
-
-void Llama::ZeroGrads() {
-  for (UnitState& unit : units_) ops_->Fill(unit.grads.as<float>(), 0.0f, unit.numel());
+  ReleaseGrads(0);
 }
 
 size_t Llama::param_count() const {
@@ -272,26 +286,10 @@ size_t Llama::PlannedActivationBytes(const ModelConfig& config, int batch,
   return ActivationPlan::For(config, batch, activation_checkpointing).bytes();
 }
 
-const TensorSpec* Llama::FindTensor(absl::string_view name, int* unit_index) const {
-  for (int u = 0; u < num_units(); ++u) {
-    if (const TensorSpec* t = units_[u].layout.Find(name)) {
-      if (unit_index != nullptr) *unit_index = u;
-      return t;
-    }
-  }
-  return nullptr;
-}
-
-float* Llama::FindParam(absl::string_view name) {
-  int u;
-  const TensorSpec* t = FindTensor(name, &u);
-  return t == nullptr ? nullptr : units_[u].param(*t);
-}
-
-float* Llama::FindGrad(absl::string_view name) {
-  int u;
-  const TensorSpec* t = FindTensor(name, &u);
-  return t == nullptr ? nullptr : units_[u].grad(*t);
+std::string Llama::Describe() const {
+  const LlamaDims d = LlamaDimsOf(config_);
+  return absl::StrCat("Llama, ", config_.n_layer, " layers, ", d.NH, " heads (", d.NKV,
+                      " key/value), d_model ", d.C, ", ffn_hidden ", d.F);
 }
 
 const float* Llama::logits() const { return impl_->logits; }

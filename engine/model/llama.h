@@ -19,24 +19,25 @@
 // ffn_hidden (0: 4 d_model), vocab_size, seq_len, rope_theta, rms_norm_eps; head size
 // d_model / n_head. RoPE positions are 0..seq_len-1 in every sequence.
 //
-// Same contract as Gpt2 (engine/model/gpt2.h): it computes through kernels::Ops only, owns its
-// UnitStates and activation buffers planned once for (B, T), all in ops->memory_tier(), and
-// activation checkpointing recomputes each layer's forward from its kept input (bitwise equal).
+// The contract is Model's (engine/model/model.h). The head is untied, so each pass uses each
+// Unit once: the embedding Unit only at the start of the forward and the end of the backward.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "engine/config/config.h"
+#include "engine/model/model.h"
 #include "kernels/ops.h"
 #include "partitioner/unit_state.h"
 
 namespace spillway {
 
-class Llama {
+class Llama : public Model {
  public:
   // Plans and allocates everything for micro-batches of `batch` rows of config.seq_len tokens.
   // InvalidArgument (naming the model key) for a shape Llama cannot take (llama_layout.h).
@@ -47,50 +48,24 @@ class Llama {
 
   // Hugging Face's Llama initialisation from `seed`: every weight matrix and the embedding
   // N(0, init_std) (initializer_range), RMSNorm weights 1; padding rows 0.
-  absl::Status InitParams(uint64_t seed);
+  absl::Status InitParams(uint64_t seed) override;
+  float Forward(const int32_t* inputs, const int32_t* targets) override;
 
-  // Forward over one micro-batch. inputs, targets: (B,T) token ids; a target < 0 is ignored.
-  // Returns the mean loss over non-ignored targets (0 if there are none). Keeps what
-  // Backward needs; logits() is valid until Backward. Waits for the backend, to read the
-  // losses; after a backend failure it returns NaN and Synchronize() has the error.
-  float Forward(const int32_t* inputs, const int32_t* targets);
-
-  // Accumulates into the grads: d(loss_scale * mean loss of the last Forward) / d params.
-  void Backward(float loss_scale);
-
-  void ZeroGrads();
-
-  int num_units() const { return static_cast<int>(units_.size()); }
-  UnitState& unit(int i) { return units_[i]; }
-  const UnitState& unit(int i) const { return units_[i]; }
-  const ModelConfig& config() const { return config_; }
-  int batch() const { return B_; }
-  int padded_vocab() const { return Vp_; }
-  size_t param_count() const;       // without padding rows or alignment gaps
-  size_t activation_bytes() const;  // bytes of activation buffers, as allocated
+  size_t param_count() const override;
+  size_t activation_bytes() const override;
+  std::string Describe() const override;
   // The activation bytes Create() would allocate for this shape: for reports and planning.
   static size_t PlannedActivationBytes(const ModelConfig& config, int batch,
                                        bool activation_checkpointing);
+  const float* logits() const override;
 
-  // The tensor called `name` (see above), or null: its parameters or its gradient.
-  float* FindParam(absl::string_view name);
-  float* FindGrad(absl::string_view name);
-  const TensorSpec* FindTensor(absl::string_view name, int* unit_index = nullptr) const;
-
-  // (B, T, Vp) logits of the last Forward.
-  const float* logits() const;
-
-  ~Llama();
+  ~Llama() override;
 
  private:
   struct Impl;
   Llama(const ModelConfig& config, int batch, kernels::Ops* ops);
+  void RunBackward(float loss_scale, bool last_micro_batch) override;
 
-  ModelConfig config_;
-  int B_;
-  int Vp_;
-  kernels::Ops* ops_;
-  std::vector<UnitState> units_;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -5,15 +5,17 @@
 #include "absl/strings/str_cat.h"
 #include "core/safetensors_stream.h"
 #include "core/status.h"
-#include "engine/model/gpt2_layout.h"
+#include "engine/hf/hf_model.h"
+#include "engine/model/model.h"
 #include "engine/train/sharded_checkpoint.h"
 
 namespace spillway {
 namespace {
 
-// The elements of `t` that are model parameters: wte without its padding rows.
+// The elements of `t` that are model parameters: without the vocabulary's padding rows.
 size_t ExportedNumel(const TensorSpec& t, const ModelConfig& model) {
-  return t.name == "wte" ? static_cast<size_t>(model.vocab_size) * model.d_model : t.numel;
+  return HasVocabPaddingRows(t.name) ? static_cast<size_t>(model.vocab_size) * model.d_model
+                                     : t.numel;
 }
 
 }  // namespace
@@ -24,7 +26,7 @@ absl::StatusOr<ExportReport> ExportCheckpoint(const ModelConfig& model,
   SPW_ASSIGN_OR_RETURN(std::vector<CheckpointReader> files,
                        CheckpointReader::OpenAllRanks(checkpoint));
   SPW_RETURN_IF_ERROR(CheckCheckpointModel(files, model));
-  const std::vector<UnitLayout> units = Gpt2Layouts(model);
+  SPW_ASSIGN_OR_RETURN(const std::vector<UnitLayout> units, ModelLayouts(model));
   ExportReport report;
   report.step = files.front().step();
   report.saved_ranks = static_cast<int>(files.size());
@@ -33,7 +35,7 @@ absl::StatusOr<ExportReport> ExportCheckpoint(const ModelConfig& model,
   for (const UnitLayout& unit : units) {
     for (const TensorSpec& t : unit.tensors()) {
       std::vector<int64_t> shape = t.shape;
-      if (t.name == "wte") shape[0] = model.vocab_size;
+      if (HasVocabPaddingRows(t.name)) shape[0] = model.vocab_size;
       tensors.push_back({t.name, SafetensorsDtype::kF32, shape});
     }
   }

@@ -17,10 +17,10 @@ struct ExportReport {
 };
 
 // Writes the parameters of the checkpoint at `checkpoint` (a step directory or a root), which
-// must hold `model`, as one fp32 safetensors file at `output`, named as in
-// engine/model/gpt2.h (wte without its padding rows), with the model shape and step in the
-// metadata. Holds one Unit's parameters in memory at a time, whatever number of ranks wrote
-// the checkpoint; `output` appears only when complete.
+// must hold `model`, as one fp32 safetensors file at `output`, named as in the model's header
+// (engine/model/gpt2.h, llama.h; without the vocabulary's padding rows), with the model shape
+// and step in the metadata. Holds one Unit's parameters in memory at a time, whatever number of
+// ranks wrote the checkpoint; `output` appears only when complete.
 absl::StatusOr<ExportReport> ExportCheckpoint(const ModelConfig& model,
                                               const std::string& checkpoint,
                                               const std::string& output);

@@ -32,7 +32,7 @@ absl::StatusOr<double> SumOverRanks(Communicator& control, double local) {
 // AdamW on the CPU over the offloaded state: the gradients this rank updates come down to
 // the offload tier, the CPU kernel (bitwise equal to the backend's AdamW) updates the master
 // parameters and moments there, and the updated parameters go back up.
-absl::Status OffloadedAdamW(Gpt2& model, kernels::Ops& ops, const OptimizerConfig& opt,
+absl::Status OffloadedAdamW(Model& model, kernels::Ops& ops, const OptimizerConfig& opt,
                             kernels::AdamWParams p) {
   for (int u = 0; u < model.num_units(); ++u) {
     UnitState& unit = model.unit(u);
@@ -64,7 +64,7 @@ absl::Status OffloadedAdamW(Gpt2& model, kernels::Ops& ops, const OptimizerConfi
 
 }  // namespace
 
-absl::Status CopyParamsToOffloadMaster(Gpt2& model, kernels::Ops& ops) {
+absl::Status CopyParamsToOffloadMaster(Model& model, kernels::Ops& ops) {
   for (int u = 0; u < model.num_units(); ++u) {
     UnitState& unit = model.unit(u);
     const size_t lo = unit.update_begin(), hi = unit.update_end();
@@ -75,7 +75,7 @@ absl::Status CopyParamsToOffloadMaster(Gpt2& model, kernels::Ops& ops) {
   return ops.Synchronize();
 }
 
-absl::StatusOr<OptimizerStepResult> OptimizerStep(Gpt2& model, kernels::Ops& ops,
+absl::StatusOr<OptimizerStepResult> OptimizerStep(Model& model, kernels::Ops& ops,
                                                   Communicator& data, Communicator& control,
                                                   const OptimizerConfig& opt, double lr,
                                                   double max_grad_norm, int64_t step) {

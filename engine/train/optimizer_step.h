@@ -6,7 +6,7 @@
 
 #include "absl/status/statusor.h"
 #include "engine/config/config.h"
-#include "engine/model/gpt2.h"
+#include "engine/model/model.h"
 #include "kernels/ops.h"
 #include "partitioner/communicator.h"
 
@@ -32,9 +32,9 @@ struct OptimizerStepResult {
 //
 // CopyParamsToOffloadMaster: after the parameters were set from outside the optimizer
 // (initialisation, a checkpoint), the offloaded master copies take them. No-op otherwise.
-absl::Status CopyParamsToOffloadMaster(Gpt2& model, kernels::Ops& ops);
+absl::Status CopyParamsToOffloadMaster(Model& model, kernels::Ops& ops);
 
-absl::StatusOr<OptimizerStepResult> OptimizerStep(Gpt2& model, kernels::Ops& ops,
+absl::StatusOr<OptimizerStepResult> OptimizerStep(Model& model, kernels::Ops& ops,
                                                   Communicator& data, Communicator& control,
                                                   const OptimizerConfig& opt, double lr,
                                                   double max_grad_norm, int64_t step);

@@ -26,8 +26,17 @@ absl::Status LoadFlatRange(const std::vector<CheckpointReader>& files, const std
 }
 
 nlohmann::json CheckpointModelJson(const ModelConfig& m) {
-  return {{"type", m.type},       {"n_layer", m.n_layer}, {"n_head", m.n_head},
-          {"d_model", m.d_model}, {"seq_len", m.seq_len}, {"vocab_size", m.vocab_size}};
+  nlohmann::json json = {{"type", m.type},       {"n_layer", m.n_layer},
+                         {"n_head", m.n_head},   {"d_model", m.d_model},
+                         {"seq_len", m.seq_len}, {"vocab_size", m.vocab_size}};
+  if (m.type == "llama") {
+    // Defaults resolved, so that 0 ("the default") and the value it stands for are one model.
+    json["n_kv_head"] = m.n_kv_head > 0 ? m.n_kv_head : m.n_head;
+    json["ffn_hidden"] = m.ffn_hidden > 0 ? m.ffn_hidden : 4 * m.d_model;
+    json["rope_theta"] = m.rope_theta;
+    json["rms_norm_eps"] = m.rms_norm_eps;
+  }
+  return json;
 }
 
 absl::Status CheckCheckpointModel(const std::vector<CheckpointReader>& files,

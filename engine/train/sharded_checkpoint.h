@@ -22,7 +22,9 @@ namespace spillway {
 absl::Status LoadFlatRange(const std::vector<CheckpointReader>& files, const std::string& name,
                            size_t numel, size_t begin, size_t end, float* dst);
 
-// The model shape a checkpoint's meta.json records ("model"): loading checks it matches.
+// The model shape a checkpoint's meta.json records ("model"): loading checks it matches. GPT-2:
+// type, n_layer, n_head, d_model, seq_len, vocab_size; Llama also n_kv_head, ffn_hidden (both
+// resolved: never 0), rope_theta and rms_norm_eps.
 nlohmann::json CheckpointModelJson(const ModelConfig& model);
 
 // OK if the checkpoint read by `files` holds `model`; FailedPrecondition naming both otherwise.

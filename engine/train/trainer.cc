@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -10,6 +11,8 @@
 #include "core/status.h"
 #include "engine/checkpoint/checkpoint.h"
 #include "engine/data/synthetic_language.h"
+#include "engine/hf/hf_folder.h"
+#include "engine/hf/hf_model.h"
 #include "engine/train/lr_schedule.h"
 #include "engine/train/optimizer_step.h"
 #include "engine/train/sharded_checkpoint.h"
@@ -44,7 +47,7 @@ struct CheckpointedRange {
   bool whole;  // every rank holds the whole Unit in `buffer`, so loads all of it
 };
 
-std::vector<CheckpointedRange> CheckpointedRanges(Gpt2& model) {
+std::vector<CheckpointedRange> CheckpointedRanges(Model& model) {
   std::vector<CheckpointedRange> out;
   for (int u = 0; u < model.num_units(); ++u) {
     UnitState& unit = model.unit(u);
@@ -155,8 +158,8 @@ absl::Status Trainer::Setup() {
   sharding.offload_tier = ops_->memory_tier() == Tier::kDevice && config_.zero.pin_memory
                               ? Tier::kPinnedHost
                               : Tier::kHost;
-  SPW_ASSIGN_OR_RETURN(model_, Gpt2::Create(config_.model, B, config_.activation_checkpointing,
-                                            ops_.get(), sharding));
+  SPW_ASSIGN_OR_RETURN(model_, CreateModel(config_.model, B, config_.activation_checkpointing,
+                                           ops_.get(), sharding));
   ResidencyOptions residency;
   residency.overlap = config_.zero.overlap_comm;
   residency.reduce_bucket_elements = static_cast<size_t>(config_.zero.reduce_bucket_size);
@@ -165,13 +168,36 @@ absl::Status Trainer::Setup() {
   SPW_ASSIGN_OR_RETURN(residency_,
                        UnitResidency::Create(model_->units(), *ops_, *data_comm_, residency));
   model_->set_residency(residency_.get());
-  SPW_RETURN_IF_ERROR(model_->InitParams(config_.trainer.seed));
+  if (config_.model.init_from.empty()) {
+    SPW_RETURN_IF_ERROR(model_->InitParams(config_.trainer.seed));
+  } else {
+    SPW_RETURN_IF_ERROR(LoadInitialParams());
+  }
   SPW_RETURN_IF_ERROR(CopyParamsToOffloadMaster(*model_, *ops_));
   const size_t N = static_cast<size_t>(B) * config_.model.seq_len;
   inputs_.resize(N);
   targets_.resize(N);
   PrintStartup();
   return absl::OkStatus();
+}
+
+absl::Status Trainer::LoadInitialParams() {
+  const std::string& path = config_.model.init_from;
+  std::error_code ec;
+  if (std::filesystem::exists(path + "/config.json", ec)) {
+    absl::StatusOr<HfFolder> folder = HfFolder::Open(path);
+    absl::Status loaded = folder.ok() ? LoadHfParams(*folder, *model_) : folder.status();
+    residency_->InvalidateParams();
+    return AgreeAcrossRanks(Annotate(loaded, "model.init_from"), "loading model.init_from");
+  }
+  if (!std::filesystem::is_directory(path, ec)) {
+    return AgreeAcrossRanks(
+        absl::NotFoundError(absl::StrCat("model.init_from: ", path,
+                                         " is not a directory; give a Hugging Face model folder "
+                                         "(with config.json) or a spillway checkpoint")),
+        "loading model.init_from");
+  }
+  return Annotate(ReadCheckpoint(path, /*with_optimizer_state=*/false), "model.init_from");
 }
 
 absl::Status Trainer::LoadData() {
@@ -249,10 +275,9 @@ void Trainer::PrintStartup() const {
     }
   }
   Print(absl::StrFormat(
-      "model: GPT-2, %d layers, %d heads, d_model %d, seq_len %d, vocab %d: %s "
-      "parameters in %d Units",
-      m.n_layer, m.n_head, m.d_model, m.seq_len, m.vocab_size,
-      FormatCount(static_cast<double>(model_->param_count())), model_->num_units()));
+      "model: %s, seq_len %d, vocab %d: %s parameters in %d Units%s", model_->Describe(), m.seq_len,
+      m.vocab_size, FormatCount(static_cast<double>(model_->param_count())), model_->num_units(),
+      m.init_from.empty() ? "" : absl::StrCat(", loaded from ", m.init_from)));
   const int B = static_cast<int>(config_.train_micro_batch_size_per_gpu);
   const bool checkpointing = config_.activation_checkpointing;
   const int world = comm_->world_size();
@@ -262,7 +287,7 @@ void Trainer::PrintStartup() const {
       world > 1 ? " per rank" : "", TierName(ops_->memory_tier()), FormatBytes(param_bytes),
       FormatBytes(grad_bytes), FormatBytes(optimizer_bytes), B,
       FormatBytes(static_cast<double>(model_->activation_bytes())), checkpointing ? "on" : "off",
-      FormatBytes(static_cast<double>(Gpt2::PlannedActivationBytes(m, B, !checkpointing))),
+      FormatBytes(static_cast<double>(PlannedActivationBytes(m, B, !checkpointing))),
       checkpointing ? "off" : "on"));
   if (offload_bytes > 0) {
     Print(absl::StrFormat(
@@ -337,8 +362,7 @@ absl::Status Trainer::Train() {
       MetricsLog::Open(comm_->rank() == 0 ? config_.log.metrics_path : "", step_ > 0));
   const ModelConfig& m = config_.model;
   const double tokens_per_step = static_cast<double>(config_.train_batch_size) * m.seq_len;
-  const double flops_per_token =
-      6.0 * static_cast<double>(model_->param_count()) + 12.0 * m.n_layer * m.d_model * m.seq_len;
+  const double flops_per_token = model_->flops_per_token();
   const CheckpointConfig& ckpt = config_.checkpoint;
 
   Clock::time_point window_start = Clock::now();

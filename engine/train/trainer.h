@@ -20,7 +20,7 @@
 #include "engine/config/config.h"
 #include "engine/data/batch_loader.h"
 #include "engine/data/token_data.h"
-#include "engine/model/gpt2.h"
+#include "engine/model/model.h"
 #include "engine/train/progress.h"
 #include "kernels/ops.h"
 #include "partitioner/communicator.h"
@@ -29,7 +29,9 @@ namespace spillway {
 
 class Trainer {
  public:
-  // Loads or generates the data, builds the model and initialises it from trainer.seed.
+  // Loads or generates the data, builds the model (model.type) and initialises it from
+  // trainer.seed, or loads its parameters from model.init_from (a Hugging Face folder, or a
+  // spillway checkpoint; the model section must describe the same model).
   // Progress and reports go to `out` on rank 0 (null: silent). `comm` (not owned; null: one
   // rank) connects the ranks; with several, every rank must call every method in the same
   // order, and the config (parsed for comm's world size) must be the same on all of them.
@@ -60,7 +62,7 @@ class Trainer {
   absl::StatusOr<std::vector<float>> StoredParams(int unit);
 
   int64_t step() const { return step_; }
-  Gpt2& model() { return *model_; }
+  Model& model() { return *model_; }
   // Mean training loss of every step taken by this Trainer, in order.
   const std::vector<double>& step_losses() const { return step_losses_; }
   // The per-token entropy floor of the data, when it is known (synthetic language).
@@ -77,6 +79,8 @@ class Trainer {
   // checkpoint.dir is writable and, unless resuming, holds no other run's checkpoints.
   absl::Status CheckCheckpointDir() const;
   absl::Status ReadCheckpoint(const std::string& path, bool with_optimizer_state);
+  // model.init_from into the parameters.
+  absl::Status LoadInitialParams();
   void PrintStartup() const;
   void Print(const std::string& line) const;
 
@@ -90,7 +94,7 @@ class Trainer {
   Communicator* comm_ = nullptr;
   Communicator* data_comm_ = nullptr;
   std::unique_ptr<kernels::Ops> ops_;
-  std::unique_ptr<Gpt2> model_;
+  std::unique_ptr<Model> model_;
   std::unique_ptr<UnitResidency> residency_;  // after model_: it points into its Units
   std::shared_ptr<const TokenData> train_data_, val_data_;
   std::unique_ptr<BatchLoader> train_loader_, val_loader_;

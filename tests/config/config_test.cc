@@ -133,6 +133,41 @@ TEST(ConfigTest, MinimalConfigGetsDefaults) {
   EXPECT_TRUE(c->log.metrics_path.empty());
 }
 
+TEST(ConfigTest, LlamaModelKeys) {
+  absl::StatusOr<Config> c = ParseConfig(R"({
+    "train_batch_size": 8,
+    "model": {"type": "llama", "n_layer": 2, "n_head": 8, "n_kv_head": 2, "d_model": 64,
+              "ffn_hidden": 176, "seq_len": 32, "vocab_size": 96, "rope_theta": 500000.0,
+              "rms_norm_eps": 1e-6, "init_from": "hf/llama"},
+    "data": {"synthetic": {"train_tokens": 1000}},
+    "trainer": {"steps": 10}
+  })");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->model.type, "llama");
+  EXPECT_EQ(c->model.n_head, 8);
+  EXPECT_EQ(c->model.n_kv_head, 2);
+  EXPECT_EQ(c->model.ffn_hidden, 176);
+  EXPECT_EQ(c->model.rope_theta, 500000.0);
+  EXPECT_EQ(c->model.rms_norm_eps, 1e-6);
+  EXPECT_EQ(c->model.init_from, "hf/llama");
+
+  // Absent Llama keys take the defaults: n_head key/value heads, 4 d_model wide, theta 10000.
+  c = ParseConfig(R"({
+    "train_batch_size": 8,
+    "model": {"type": "llama", "n_layer": 2, "n_head": 2, "d_model": 8, "seq_len": 16,
+              "vocab_size": 32},
+    "data": {"synthetic": {"train_tokens": 1000}},
+    "trainer": {"steps": 10}
+  })");
+  ASSERT_TRUE(c.ok()) << c.status();
+  const ModelConfig d;
+  EXPECT_EQ(c->model.n_kv_head, 0);
+  EXPECT_EQ(c->model.ffn_hidden, 0);
+  EXPECT_EQ(c->model.rope_theta, d.rope_theta);
+  EXPECT_EQ(c->model.rms_norm_eps, d.rms_norm_eps);
+  EXPECT_TRUE(c->model.init_from.empty());
+}
+
 TEST(ConfigTest, ZeroStagesAndDeepSpeedTuningKeys) {
   absl::StatusOr<Config> c = ParseConfig(WithBatch(R"("train_batch_size": 8,
       "zero_optimization": {"stage": 3, "overlap_comm": false, "reduce_bucket_size": 5e8,

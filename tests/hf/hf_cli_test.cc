@@ -40,20 +40,23 @@ Result RunSpillway(const std::string& args) {
   return result;
 }
 
-// A config whose model section is the reference folder's, with token files of its vocabulary
-// (96) in `dir`.
-std::string WriteConfig(const std::string& dir) {
+// A config whose model section is `model` (by default the GPT-2 reference folder's), with token
+// files of its vocabulary (96) in `dir`.
+std::string WriteConfig(
+    const std::string& dir,
+    const std::string& model =
+        R"({"n_layer": 2, "n_head": 4, "d_model": 64, "seq_len": 32, "vocab_size": 96})") {
   std::vector<uint32_t> tokens(4000);
   for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = (i * 37 + i / 7) % 96;
   EXPECT_TRUE(WriteTokenFile(dir + "/train.bin", tokens, 96).ok());
   EXPECT_TRUE(WriteTokenFile(dir + "/val.bin", tokens, 96).ok());
   const std::string config = absl::StrReplaceAll(R"({
     "train_batch_size": 2, "train_micro_batch_size_per_gpu": 2,
-    "model": {"n_layer": 2, "n_head": 4, "d_model": 64, "seq_len": 32, "vocab_size": 96},
+    "model": MODEL,
     "data": {"train_path": "DIR/train.bin", "val_path": "DIR/val.bin"},
     "trainer": {"steps": 1, "eval_batches": 2}
   })",
-                                                 {{"DIR", dir}});
+                                                 {{"DIR", dir}, {"MODEL", model}});
   EXPECT_TRUE(WriteFileAtomic(dir + "/config.json", config).ok());
   return dir + "/config.json";
 }
@@ -93,6 +96,41 @@ TEST(HfCliTest, ImportEvalExport) {
   ASSERT_EQ(sharded.exit_code, 0) << sharded.output;
   EXPECT_TRUE(std::filesystem::exists(dir + "/hf_bf16/model.safetensors.index.json"));
   EXPECT_NE(sharded.output.find("bf16, 3 files"), std::string::npos) << sharded.output;
+}
+
+// Llama: the model section `import` prints is the config's; export gives back the tensors.
+TEST(HfCliTest, LlamaImportEvalExport) {
+  const std::string dir = FreshDir("cli_llama");
+  Result imported = RunSpillway(absl::StrCat("import ", GoldenDir("hf_llama"), " ", dir, "/ckpt"));
+  ASSERT_EQ(imported.exit_code, 0) << imported.output;
+  const std::string marker = "config \"model\" section: ";
+  const size_t at = imported.output.find(marker);
+  ASSERT_NE(at, std::string::npos) << imported.output;
+  const size_t begin = at + marker.size();
+  const std::string section =
+      imported.output.substr(begin, imported.output.find('\n', begin) - begin);
+  EXPECT_NE(section.find("\"n_kv_head\":2"), std::string::npos) << section;
+  WriteConfig(dir, section);
+
+  Result eval = RunSpillway(absl::StrCat("eval ", dir, "/config.json --checkpoint ", dir, "/ckpt"));
+  EXPECT_EQ(eval.exit_code, 0) << eval.output;
+  EXPECT_NE(eval.output.find("val loss"), std::string::npos) << eval.output;
+
+  Result exported = RunSpillway(absl::StrCat("export ", dir, "/config.json --checkpoint ", dir,
+                                             "/ckpt --output ", dir, "/hf --format hf"));
+  ASSERT_EQ(exported.exit_code, 0) << exported.output;
+  absl::StatusOr<SafetensorsFile> want =
+      SafetensorsFile::Open(GoldenDir("hf_llama") + "/model.safetensors");
+  absl::StatusOr<SafetensorsFile> got = SafetensorsFile::Open(dir + "/hf/model.safetensors");
+  ASSERT_TRUE(want.ok() && got.ok());
+  EXPECT_EQ(got->names().size(), want->names().size());
+  for (const std::string& name : want->names()) {
+    const SafetensorsTensorInfo* g = got->Find(name);
+    ASSERT_NE(g, nullptr) << name;
+    const SafetensorsTensorInfo& w = *want->Find(name);
+    ASSERT_EQ(g->data.size(), w.data.size()) << name;
+    EXPECT_EQ(std::memcmp(g->data.data(), w.data.data(), w.data.size()), 0) << name;
+  }
 }
 
 TEST(HfCliTest, UsageErrors) {

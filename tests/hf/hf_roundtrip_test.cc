@@ -92,7 +92,7 @@ TEST(HfGpt2Test, LogitsAndLossMatchTransformers) {
   absl::StatusOr<std::unique_ptr<Gpt2>> model = Gpt2::Create(config, B, false, ops->get());
   ASSERT_TRUE(model.ok()) << model.status();
   ASSERT_TRUE((*model)->InitParams(7).ok());
-  ASSERT_TRUE(LoadHfParams(*folder, **model, **ops).ok());
+  ASSERT_TRUE(LoadHfParams(*folder, **model).ok());
 
   const float loss = (*model)->Forward(inputs->data(), targets->data());
   ASSERT_TRUE((*ops)->Synchronize().ok());
@@ -126,7 +126,7 @@ TEST(HfGpt2Test, ShorterContextUsesTheFirstPositions) {
   ASSERT_TRUE(ops.ok());
   absl::StatusOr<std::unique_ptr<Gpt2>> model = Gpt2::Create(config, 1, false, ops->get());
   ASSERT_TRUE(model.ok()) << model.status();
-  ASSERT_TRUE(LoadHfParams(*folder, **model, **ops).ok());
+  ASSERT_TRUE(LoadHfParams(*folder, **model).ok());
   absl::StatusOr<SafetensorsFile> file =
       SafetensorsFile::Open(GoldenDir("hf_gpt2") + "/model.safetensors");
   ASSERT_TRUE(file.ok());
@@ -137,7 +137,7 @@ TEST(HfGpt2Test, ShorterContextUsesTheFirstPositions) {
   config.seq_len = 64;  // longer than n_positions: refused
   absl::StatusOr<std::unique_ptr<Gpt2>> longer = Gpt2::Create(config, 1, false, ops->get());
   ASSERT_TRUE(longer.ok());
-  absl::Status status = LoadHfParams(*folder, **longer, **ops);
+  absl::Status status = LoadHfParams(*folder, **longer);
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
   EXPECT_NE(status.message().find("seq_len=64"), std::string::npos) << status;
 }

@@ -26,9 +26,12 @@ class GpuTrainingTest : public ::testing::Test {
   }
 };
 
-TEST_F(GpuTrainingTest, TracksTheCpuLossCurve) {
-  auto cpu = MakeTrainer(SmallConfig(12, FreshDir("curve_cpu"), 0, "cpu"));
-  auto gpu = MakeTrainer(SmallConfig(12, FreshDir("curve_gpu"), 0, "cuda"));
+// The run `make_config` describes, on the CPU and on the GPU.
+void ExpectGpuTracksCpu(std::string (*make_config)(int64_t, const std::string&, int64_t,
+                                                   const std::string&),
+                        const std::string& name) {
+  auto cpu = MakeTrainer(make_config(12, FreshDir(name + "_cpu"), 0, "cpu"));
+  auto gpu = MakeTrainer(make_config(12, FreshDir(name + "_gpu"), 0, "cuda"));
   const double cpu_initial = cpu->Evaluate().value();
   EXPECT_NEAR(gpu->Evaluate().value(), cpu_initial, 1e-5 * cpu_initial);
   ASSERT_TRUE(cpu->Train().ok());
@@ -42,6 +45,12 @@ TEST_F(GpuTrainingTest, TracksTheCpuLossCurve) {
   const double cpu_final = cpu->Evaluate().value();
   EXPECT_NEAR(gpu->Evaluate().value(), cpu_final, kLossRelTol * cpu_final);
   EXPECT_LT(cpu_final, cpu_initial);
+}
+
+TEST_F(GpuTrainingTest, TracksTheCpuLossCurve) { ExpectGpuTracksCpu(SmallConfig, "curve"); }
+
+TEST_F(GpuTrainingTest, LlamaTracksTheCpuLossCurve) {
+  ExpectGpuTracksCpu(testing_util::SmallLlamaConfig, "llama_curve");
 }
 
 TEST_F(GpuTrainingTest, ResumeIsBitwise) {

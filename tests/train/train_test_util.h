@@ -47,6 +47,16 @@ inline std::string SmallConfig(int64_t steps, const std::string& dir, int64_t ck
        {"BACKEND", backend}});
 }
 
+// SmallConfig with a tiny grouped-query Llama (untied head, RoPE, SwiGLU) in place of GPT-2.
+inline std::string SmallLlamaConfig(int64_t steps, const std::string& dir,
+                                    int64_t ckpt_interval = 0, const std::string& backend = "cpu") {
+  return absl::StrReplaceAll(
+      SmallConfig(steps, dir, ckpt_interval, backend),
+      {{R"("model": {"n_layer": 2, "n_head": 2, "d_model": 32, "seq_len": 16, "vocab_size": 256})",
+        R"("model": {"type": "llama", "n_layer": 2, "n_head": 4, "n_kv_head": 2, "d_model": 32,
+                     "ffn_hidden": 48, "seq_len": 16, "vocab_size": 256, "rope_theta": 500.0})"}});
+}
+
 inline std::unique_ptr<Trainer> MakeTrainer(const std::string& json) {
   absl::StatusOr<Config> config = ParseConfig(json);
   EXPECT_TRUE(config.ok()) << config.status();
@@ -56,7 +66,7 @@ inline std::unique_ptr<Trainer> MakeTrainer(const std::string& json) {
 }
 
 // Parameters and Adam state of two models on the CPU backend are bitwise equal.
-inline void ExpectSameState(Gpt2& a, Gpt2& b) {
+inline void ExpectSameState(Model& a, Model& b) {
   for (int u = 0; u < a.num_units(); ++u) {
     const UnitState& x = a.unit(u);
     const UnitState& y = b.unit(u);

@@ -238,16 +238,23 @@ std::string WithZeroKeys(std::string json, const std::string& keys) {
   return json.insert(json.find(at) + at.size(), keys + ", ");
 }
 
-class ZeroStageTest : public ::testing::TestWithParam<int> {};
+// ZeroConfig with a Llama (grouped-query attention, untied head) in place of its GPT-2.
+std::string LlamaZeroConfig(int64_t steps, const std::string& dir, int stage) {
+  std::string json = ZeroConfig(steps, dir, stage);
+  const std::string gpt2 = R"("n_layer": 2, "n_head": 2, "d_model": 18,)";
+  return json.replace(
+      json.find(gpt2), gpt2.size(),
+      R"("type": "llama", "n_layer": 2, "n_head": 2, "n_kv_head": 1, "d_model": 24,)");
+}
 
-TEST_P(ZeroStageTest, NRanksTrainLikeOneRank) {
-  SKIP_WITHOUT_RANK_GPUS();
-  const int stage = GetParam();
-  const std::string dir = SharedDir(absl::StrCat("stage", stage, "_vs_one"));
+// N ranks at `stage` against one rank with the same global batch, both from `make_config`.
+void ExpectNRanksTrainLikeOneRank(std::string (*make_config)(int64_t, const std::string&, int),
+                                  int stage, const std::string& name) {
+  const std::string dir = SharedDir(absl::StrCat(name, stage, "_vs_one"));
   auto one = Communicator::Single();
   auto reference =
-      MakeTrainer(ZeroConfig(8, absl::StrCat(dir, "/reference_rank", World().rank()), 0), *one);
-  auto ranks = MakeTrainer(ZeroConfig(8, dir + "/ranks", stage), World());
+      MakeTrainer(make_config(8, absl::StrCat(dir, "/reference_rank", World().rank()), 0), *one);
+  auto ranks = MakeTrainer(make_config(8, dir + "/ranks", stage), World());
   ASSERT_TRUE(reference->Train().ok());
   {
     absl::Status trained = ranks->Train();
@@ -262,6 +269,19 @@ TEST_P(ZeroStageTest, NRanksTrainLikeOneRank) {
     EXPECT_LT(ParamRelL2(*ranks, *reference, u), kParamRelTol)
         << reference->model().unit(u).layout.name();
   }
+}
+
+class ZeroStageTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(ZeroStageTest, NRanksTrainLikeOneRank) {
+  SKIP_WITHOUT_RANK_GPUS();
+  ExpectNRanksTrainLikeOneRank(ZeroConfig, GetParam(), "stage");
+}
+
+TEST_P(ZeroStageTest, LlamaNRanksTrainLikeOneRank) {
+  SKIP_WITHOUT_RANK_GPUS();
+  if (GetParam() < 2) GTEST_SKIP() << "the residency hooks matter at stages 2-3";
+  ExpectNRanksTrainLikeOneRank(LlamaZeroConfig, GetParam(), "llama_stage");
 }
 
 INSTANTIATE_TEST_SUITE_P(Stages, ZeroStageTest, ::testing::Values(0, 1, 2, 3));

@@ -1,0 +1,105 @@
+#include "engine/model/model.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "core/status.h"
+#include "engine/model/gpt2.h"
+#include "engine/model/llama.h"
+
+namespace spillway {
+
+Model::~Model() = default;
+
+void Model::ZeroGrads() {
+  for (UnitState& unit : units_) {
+    ops_->Fill(unit.grads.as<float>(), 0.0f, unit.grads.bytes() / sizeof(float));
+  }
+}
+
+double Model::flops_per_token() const {
+  return 6.0 * static_cast<double>(param_count()) +
+         12.0 * config_.n_layer * config_.d_model * config_.seq_len;
+}
+
+const TensorSpec* Model::FindTensor(absl::string_view name, int* unit_index) const {
+  for (int u = 0; u < num_units(); ++u) {
+    if (const TensorSpec* t = units_[u].layout.Find(name)) {
+      if (unit_index != nullptr) *unit_index = u;
+      return t;
+    }
+  }
+  return nullptr;
+}
+
+float* Model::FindParam(absl::string_view name) {
+  int u;
+  const TensorSpec* t = FindTensor(name, &u);
+  return t == nullptr || units_[u].live_params == nullptr ? nullptr : units_[u].param(*t);
+}
+
+float* Model::FindGrad(absl::string_view name) {
+  int u;
+  const TensorSpec* t = FindTensor(name, &u);
+  return t == nullptr || units_[u].live_grads == nullptr ? nullptr : units_[u].grad(*t);
+}
+
+absl::Status Model::SetUnitParams(int u, std::span<const float> whole) {
+  UnitState& unit = units_[u];
+  if (whole.size() != unit.numel()) {
+    return absl::InternalError(absl::StrCat("Unit ", unit.layout.name(), ": ", whole.size(),
+                                            " values given for ", unit.numel(), " parameters"));
+  }
+  const size_t begin = unit.params_sharded() ? std::min(unit.shard.begin, unit.numel()) : 0;
+  const size_t end = unit.params_sharded() ? std::min(unit.shard.end, unit.numel()) : unit.numel();
+  ops_->CopyToBackend(unit.params.as<float>() + unit.param_index(begin), whole.data() + begin,
+                      (end - begin) * sizeof(float));
+  return ops_->Synchronize();
+}
+
+void Model::AcquireParams(int u) {
+  if (residency_ != nullptr) residency_->AcquireParams(u);
+}
+void Model::ReleaseParams(int u) {
+  if (residency_ != nullptr) residency_->ReleaseParams(u);
+}
+void Model::AcquireGrads(int u) {
+  if (residency_ != nullptr) residency_->AcquireGrads(u);
+}
+void Model::ReleaseGrads(int u) {
+  if (residency_ != nullptr) residency_->ReleaseGrads(u);
+}
+void Model::BeginPass(UnitResidency::Pass pass, bool last_backward) {
+  if (residency_ != nullptr) residency_->BeginPass(pass, last_backward);
+}
+
+absl::StatusOr<std::unique_ptr<Model>> CreateModel(const ModelConfig& config, int batch,
+                                                   bool activation_checkpointing, kernels::Ops* ops,
+                                                   const ShardingPlan& sharding) {
+  if (config.type == "gpt2") {
+    SPW_ASSIGN_OR_RETURN(std::unique_ptr<Gpt2> model,
+                         Gpt2::Create(config, batch, activation_checkpointing, ops, sharding));
+    return std::unique_ptr<Model>(std::move(model));
+  }
+  if (config.type == "llama") {
+    SPW_ASSIGN_OR_RETURN(std::unique_ptr<Llama> model,
+                         Llama::Create(config, batch, activation_checkpointing, ops, sharding));
+    return std::unique_ptr<Model>(std::move(model));
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("model.type \"", config.type, "\": this build has gpt2 and llama"));
+}
+
+size_t PlannedActivationBytes(const ModelConfig& config, int batch, bool activation_checkpointing) {
+  if (config.type == "llama") {
+    return Llama::PlannedActivationBytes(config, batch, activation_checkpointing);
+  }
+  return Gpt2::PlannedActivationBytes(config, batch, activation_checkpointing);
+}
+
+bool HasVocabPaddingRows(absl::string_view tensor_name) {
+  return tensor_name == "wte" || tensor_name == "embed_tokens.weight" ||
+         tensor_name == "lm_head.weight";
+}
+
+}  // namespace spillway

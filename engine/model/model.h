@@ -1,0 +1,120 @@
+// What the trainer, the optimizer step, checkpoints, export and the benches see of a model:
+// a list of Units (partitioner/unit_state.h) with a forward, a backward and named tensors.
+// Gpt2 (engine/model/gpt2.h) and Llama (engine/model/llama.h) implement it; CreateModel picks
+// one by model.type.
+//
+// Contract shared by every model: it computes through kernels::Ops only; it owns its Units'
+// state and its activation buffers, planned once for micro-batches of (batch, seq_len) tokens,
+// all in the backend's memory tier (ops->memory_tier()), so pointers it hands out (FindParam,
+// FindGrad, logits, unit buffers) are backend pointers. With activation checkpointing only
+// each Unit's input is kept and the Unit's forward is recomputed in its backward (bitwise
+// equal). Every use of a Unit's parameters or gradients is bracketed by the UnitResidency
+// hooks (set_residency), so ZeRO stages 2-3 work for every model.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "engine/config/config.h"
+#include "kernels/ops.h"
+#include "partitioner/unit_residency.h"
+#include "partitioner/unit_state.h"
+
+namespace spillway {
+
+class Model {
+ public:
+  virtual ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  // The model's own initialisation from `seed` (see each model's header). At ZeRO stage 3 each
+  // rank stores its shard of the same whole initialisation.
+  virtual absl::Status InitParams(uint64_t seed) = 0;
+
+  // Forward over one micro-batch. inputs, targets: (B,T) token ids; a target < 0 is ignored.
+  // Returns the mean loss over non-ignored targets (0 if there are none). Keeps what
+  // Backward needs; logits() is valid until Backward. Waits for the backend, to read the
+  // losses; after a backend failure it returns NaN and Synchronize() has the error.
+  virtual float Forward(const int32_t* inputs, const int32_t* targets) = 0;
+
+  // Accumulates into the grads: d(loss_scale * mean loss of the last Forward) / d params.
+  // `last_micro_batch`: no more backward passes before the optimizer step (ranks at ZeRO
+  // stages 0-1 reduce their gradients during it).
+  void Backward(float loss_scale, bool last_micro_batch = true) {
+    RunBackward(loss_scale, last_micro_batch);
+  }
+
+  void ZeroGrads();
+
+  // Routes every Unit's parameter and gradient use through `residency` (not owned; null: the
+  // Units' own buffers, which needs ZeRO stage <= 1). Required for stages 2-3.
+  void set_residency(UnitResidency* residency) { residency_ = residency; }
+  std::vector<UnitState>& units() { return units_; }
+  int num_units() const { return static_cast<int>(units_.size()); }
+  UnitState& unit(int i) { return units_[i]; }
+  const UnitState& unit(int i) const { return units_[i]; }
+  const ModelConfig& config() const { return config_; }
+  int batch() const { return B_; }
+  int padded_vocab() const { return Vp_; }
+
+  virtual size_t param_count() const = 0;       // without padding rows or alignment gaps
+  virtual size_t activation_bytes() const = 0;  // bytes of activation buffers, as allocated
+  // Training FLOPs per token (forward and backward): 6 per parameter plus attention's.
+  double flops_per_token() const;
+  // "GPT-2" or "Llama", with the shape, for the trainer's startup line.
+  virtual std::string Describe() const = 0;
+
+  // The tensor called `name` (see the model's header), or null: its parameters or its
+  // gradient (null too while the Unit's whole state is not live, at ZeRO stages 2-3).
+  float* FindParam(absl::string_view name);
+  float* FindGrad(absl::string_view name);
+  const TensorSpec* FindTensor(absl::string_view name, int* unit_index = nullptr) const;
+
+  // (B, T, Vp) logits of the last Forward.
+  virtual const float* logits() const = 0;
+
+  // Sets Unit u's parameters from `whole` (unit(u).numel() floats on the host): all of them,
+  // or this rank's shard at ZeRO stage 3. Waits for the copy.
+  absl::Status SetUnitParams(int u, std::span<const float> whole);
+
+ protected:
+  Model(const ModelConfig& config, int batch, int padded_vocab, kernels::Ops* ops)
+      : config_(config), B_(batch), Vp_(padded_vocab), ops_(ops) {}
+
+  void AcquireParams(int u);
+  void ReleaseParams(int u);
+  void AcquireGrads(int u);
+  void ReleaseGrads(int u);
+  void BeginPass(UnitResidency::Pass pass, bool last_backward = false);
+
+  ModelConfig config_;
+  int B_;
+  int Vp_;
+  kernels::Ops* ops_;
+  std::vector<UnitState> units_;
+  UnitResidency* residency_ = nullptr;
+
+ private:
+  virtual void RunBackward(float loss_scale, bool last_micro_batch) = 0;
+};
+
+// Builds the model model.type names ("gpt2" or "llama") for micro-batches of `batch` rows;
+// InvalidArgument naming model.type for another.
+absl::StatusOr<std::unique_ptr<Model>> CreateModel(const ModelConfig& config, int batch,
+                                                   bool activation_checkpointing, kernels::Ops* ops,
+                                                   const ShardingPlan& sharding = {});
+
+// The activation bytes CreateModel would allocate for this shape: for reports and planning.
+size_t PlannedActivationBytes(const ModelConfig& config, int batch, bool activation_checkpointing);
+
+// True for the tensors whose rows past vocab_size are padding (GPT-2's wte, Llama's
+// embed_tokens.weight and lm_head.weight): zero, never trained, not exported.
+bool HasVocabPaddingRows(absl::string_view tensor_name);
+
+}  // namespace spillway
