@@ -27,6 +27,9 @@ class DeviceArray {
     EXPECT_EQ(cudaMalloc(&data_, std::max<size_t>(1, size_) * sizeof(T)), cudaSuccess);
     EXPECT_EQ(cudaMemcpy(data_, host.data(), size_ * sizeof(T), cudaMemcpyHostToDevice),
               cudaSuccess);
+    // From pageable memory cudaMemcpy may return before the data lands, and the backend's
+    // non-blocking stream does not wait for the legacy stream: wait here.
+    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   }
   explicit DeviceArray(size_t n) : DeviceArray(std::vector<T>(n)) {}
   ~DeviceArray() { cudaFree(data_); }
