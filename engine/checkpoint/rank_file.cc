@@ -98,8 +98,9 @@ absl::Status PreadAll(int fd, std::span<std::byte> dst, uint64_t offset, const s
 
 }  // namespace
 
-absl::Status WriteRankFileAt(const std::string& path, int rank, int world_size,
-                             std::span<const CheckpointBlob> blobs) {
+absl::StatusOr<RankFileStreamWriter> RankFileStreamWriter::Create(const std::string& path, int rank,
+                                                                  int world_size,
+                                                                  std::vector<PlannedBlob> blobs) {
   if (world_size < 1 || rank < 0 || rank >= world_size) {
     return absl::InvalidArgumentError(absl::StrCat("cannot write checkpoint ", path, ": rank ",
                                                    rank, " is not in [0, world_size=", world_size,
@@ -109,10 +110,13 @@ absl::Status WriteRankFileAt(const std::string& path, int rank, int world_size,
     return absl::InvalidArgumentError(
         absl::StrCat("cannot write checkpoint ", path, ": too many blobs (", blobs.size(), ")"));
   }
-  // Entry table.
+  RankFileStreamWriter w;
+  w.path_ = path;
+  w.rank_ = rank;
+  w.world_size_ = world_size;
   std::set<absl::string_view> seen;
-  std::vector<std::byte> head(kRankFileHeaderBytes);
-  for (const CheckpointBlob& blob : blobs) {
+  uint64_t table_bytes = 0;
+  for (const PlannedBlob& blob : blobs) {
     if (blob.name.empty() || blob.name.size() > kMaxBlobNameBytes) {
       return absl::InvalidArgumentError(absl::StrCat("cannot write checkpoint ", path,
                                                      ": blob name '", blob.name, "' must be 1 to ",
@@ -123,59 +127,103 @@ absl::Status WriteRankFileAt(const std::string& path, int rank, int world_size,
                                                      ": blob name '", blob.name,
                                                      "' is used twice; blob names must be unique"));
     }
-    Append<uint32_t>(head, static_cast<uint32_t>(blob.name.size()));
-    const auto* name = reinterpret_cast<const std::byte*>(blob.name.data());
-    head.insert(head.end(), name, name + blob.name.size());
-    Append<uint64_t>(head, 0);  // offset, filled in below
-    Append<uint64_t>(head, blob.data.size());
-    Append<uint32_t>(head, Crc32(blob.data));
+    table_bytes += kEntryFixedBytes + blob.name.size();
   }
-  const uint64_t table_bytes = head.size() - kRankFileHeaderBytes;
-  const uint64_t data_offset = AlignUp(head.size() + 4);
-  // Blob offsets.
-  uint64_t cursor = data_offset;
-  uint64_t data_end = data_offset;
-  {
-    size_t at = kRankFileHeaderBytes;
-    for (const CheckpointBlob& blob : blobs) {
-      at += 4 + blob.name.size();
-      Put<uint64_t>(head, at, cursor);
-      at += 8 + 8 + 4;
-      data_end = cursor + blob.data.size();
-      cursor = AlignUp(data_end);
+  w.table_bytes_ = table_bytes;
+  w.data_offset_ = AlignUp(kRankFileHeaderBytes + table_bytes + 4);
+  uint64_t cursor = w.data_offset_;
+  w.data_end_ = w.data_offset_;
+  for (PlannedBlob& blob : blobs) {
+    w.entries_.push_back({std::move(blob.name), cursor, blob.bytes, 0});
+    w.data_end_ = cursor + blob.bytes;
+    cursor = AlignUp(w.data_end_);
+  }
+  w.written_.assign(w.entries_.size(), false);
+  w.fd_ = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (w.fd_ < 0) return PosixError(errno, absl::StrCat("create checkpoint file ", path));
+  // The whole length at once: zeros for the header (written last) and the alignment gaps.
+  if (ftruncate(w.fd_, static_cast<off_t>(w.data_end_)) != 0) {
+    return PosixError(errno, absl::StrCat("size checkpoint file ", path));
+  }
+  return w;
+}
+
+absl::Status RankFileStreamWriter::WriteBlob(size_t index, std::span<const std::byte> data) {
+  if (index >= entries_.size() || written_[index] || data.size() != entries_[index].bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "checkpoint ", path_, ": blob ", index, " is not planned, already written, or of ",
+        data.size(), " bytes instead of the planned size"));
+  }
+  RankFileEntry& e = entries_[index];
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n =
+        pwrite(fd_, data.data() + done, data.size() - done, static_cast<off_t>(e.offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return PosixError(errno, absl::StrCat("write ", path_));
+    done += static_cast<size_t>(n);
+  }
+  e.crc32 = Crc32(data);
+  written_[index] = true;
+  return absl::OkStatus();
+}
+
+absl::Status RankFileStreamWriter::Finish() {
+  for (size_t i = 0; i < entries_.size(); ++i) {
+    if (!written_[i]) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("checkpoint ", path_, ": blob '", entries_[i].name, "' was not written"));
     }
   }
-  // Header.
+  std::vector<std::byte> head(kRankFileHeaderBytes);
+  for (const RankFileEntry& e : entries_) {
+    Append<uint32_t>(head, static_cast<uint32_t>(e.name.size()));
+    const auto* name = reinterpret_cast<const std::byte*>(e.name.data());
+    head.insert(head.end(), name, name + e.name.size());
+    Append<uint64_t>(head, e.offset);
+    Append<uint64_t>(head, e.bytes);
+    Append<uint32_t>(head, e.crc32);
+  }
   std::memcpy(head.data(), kRankFileMagic, sizeof(kRankFileMagic));
   Put<uint32_t>(head, kVersionAt, kRankFileVersion);
-  Put<uint32_t>(head, kRankAt, static_cast<uint32_t>(rank));
-  Put<uint32_t>(head, kWorldSizeAt, static_cast<uint32_t>(world_size));
-  Put<uint32_t>(head, kEntryCountAt, static_cast<uint32_t>(blobs.size()));
-  Put<uint64_t>(head, kTableBytesAt, table_bytes);
-  Put<uint64_t>(head, kDataOffsetAt, data_offset);
-  Put<uint64_t>(head, kDataBytesAt, data_end - data_offset);
+  Put<uint32_t>(head, kRankAt, static_cast<uint32_t>(rank_));
+  Put<uint32_t>(head, kWorldSizeAt, static_cast<uint32_t>(world_size_));
+  Put<uint32_t>(head, kEntryCountAt, static_cast<uint32_t>(entries_.size()));
+  Put<uint64_t>(head, kTableBytesAt, table_bytes_);
+  Put<uint64_t>(head, kDataOffsetAt, data_offset_);
+  Put<uint64_t>(head, kDataBytesAt, data_end_ - data_offset_);
   Append<uint32_t>(head, Crc32(head));
-  head.resize(data_offset, std::byte{0});
+  if (lseek(fd_, 0, SEEK_SET) != 0) return PosixError(errno, absl::StrCat("seek ", path_));
+  SPW_RETURN_IF_ERROR(WriteAll(fd_, head, path_));
+  if (fsync(fd_) != 0) return PosixError(errno, absl::StrCat("fsync ", path_));
+  const int fd = std::exchange(fd_, -1);
+  if (close(fd) != 0) return PosixError(errno, absl::StrCat("close ", path_));
+  return absl::OkStatus();
+}
 
-  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return PosixError(errno, absl::StrCat("create checkpoint file ", path));
-  auto write_body = [&]() -> absl::Status {
-    SPW_RETURN_IF_ERROR(WriteAll(fd, head, path));
-    static constexpr std::byte kZeros[kRankFileAlignment] = {};
-    uint64_t pos = data_offset;
-    for (const CheckpointBlob& blob : blobs) {
-      uint64_t start = AlignUp(pos);
-      SPW_RETURN_IF_ERROR(
-          WriteAll(fd, std::span<const std::byte>(kZeros, static_cast<size_t>(start - pos)), path));
-      SPW_RETURN_IF_ERROR(WriteAll(fd, blob.data, path));
-      pos = start + blob.data.size();
-    }
-    if (fsync(fd) != 0) return PosixError(errno, absl::StrCat("fsync ", path));
-    return absl::OkStatus();
-  };
-  absl::Status status = write_body();
-  if (close(fd) != 0 && status.ok()) status = PosixError(errno, absl::StrCat("close ", path));
-  return status;
+RankFileStreamWriter::RankFileStreamWriter(RankFileStreamWriter&& other) noexcept
+    : path_(std::move(other.path_)),
+      fd_(std::exchange(other.fd_, -1)),
+      rank_(other.rank_),
+      world_size_(other.world_size_),
+      entries_(std::move(other.entries_)),
+      written_(std::move(other.written_)),
+      table_bytes_(other.table_bytes_),
+      data_offset_(other.data_offset_),
+      data_end_(other.data_end_) {}
+
+RankFileStreamWriter::~RankFileStreamWriter() {
+  if (fd_ >= 0) close(fd_);
+}
+
+absl::Status WriteRankFileAt(const std::string& path, int rank, int world_size,
+                             std::span<const CheckpointBlob> blobs) {
+  std::vector<RankFileStreamWriter::PlannedBlob> plan;
+  for (const CheckpointBlob& blob : blobs) plan.push_back({blob.name, blob.data.size()});
+  SPW_ASSIGN_OR_RETURN(RankFileStreamWriter writer,
+                       RankFileStreamWriter::Create(path, rank, world_size, std::move(plan)));
+  for (size_t i = 0; i < blobs.size(); ++i) SPW_RETURN_IF_ERROR(writer.WriteBlob(i, blobs[i].data));
+  return writer.Finish();
 }
 
 RankFileReader::RankFileReader(RankFileReader&& other) noexcept

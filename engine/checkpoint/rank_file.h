@@ -52,6 +52,43 @@ struct RankFileEntry {
 absl::Status WriteRankFileAt(const std::string& path, int rank, int world_size,
                              std::span<const CheckpointBlob> blobs);
 
+// Writes a rank file blob by blob, for state that is not in memory all at once: Create() plans
+// the file from the blobs' names and sizes, WriteBlob() writes each one (exactly once, in any
+// order, its CRC computed on the way) at its place, and Finish() writes the header and the
+// entry table last, then fsyncs. Until Finish() the header is zeros, so an unfinished file never
+// opens as a rank file. WriteRankFileAt() is this writer with every blob at hand.
+class RankFileStreamWriter {
+ public:
+  struct PlannedBlob {
+    std::string name;  // as for WriteRankFileAt
+    uint64_t bytes = 0;
+  };
+  static absl::StatusOr<RankFileStreamWriter> Create(const std::string& path, int rank,
+                                                     int world_size,
+                                                     std::vector<PlannedBlob> blobs);
+  // `data` must have the planned size of blob `index`.
+  absl::Status WriteBlob(size_t index, std::span<const std::byte> data);
+  // Every blob must have been written.
+  absl::Status Finish();
+
+  RankFileStreamWriter(RankFileStreamWriter&& other) noexcept;
+  RankFileStreamWriter& operator=(RankFileStreamWriter&&) = delete;
+  ~RankFileStreamWriter();
+
+ private:
+  RankFileStreamWriter() = default;
+
+  std::string path_;
+  int fd_ = -1;
+  int rank_ = 0;
+  int world_size_ = 1;
+  std::vector<RankFileEntry> entries_;
+  std::vector<bool> written_;
+  uint64_t table_bytes_ = 0;
+  uint64_t data_offset_ = 0;
+  uint64_t data_end_ = 0;
+};
+
 // Reads a rank file. Open() verifies the header (magic, version), the header+table CRC, that
 // every entry lies inside the file and that the file has exactly the size the header says, so
 // truncation is reported at Open() with the expected and actual sizes. ReadBlob() verifies the

@@ -6,6 +6,7 @@
 #include "absl/strings/str_join.h"
 #include "core/status.h"
 #include "engine/checkpoint/checkpoint.h"
+#include "engine/checkpoint/rank_file.h"
 #include "engine/model/gpt2_layout.h"
 #include "engine/model/llama_layout.h"
 #include "engine/train/sharded_checkpoint.h"
@@ -90,15 +91,12 @@ absl::StatusOr<HfImportReport> ImportHfCheckpoint(const std::string& hf_dir,
                                                         "); import into a new folder"));
     }
   }
-  // One rank: each Unit's blob is its whole flat buffer (padded to the one shard).
-  std::vector<std::vector<float>> params(units.size());
-  std::vector<CheckpointBlob> blobs;
-  for (size_t u = 0; u < units.size(); ++u) {
-    params[u].assign(ShardOf(units[u].numel(), 1, 0).shard_numel, 0.0f);
-    SPW_RETURN_IF_ERROR(folder.LoadUnit(units[u], report.model,
-                                        std::span<float>(params[u].data(), units[u].numel())));
-    blobs.push_back({units[u].name() + "/params", std::as_bytes(std::span(params[u]))});
-    for (const TensorSpec& t : units[u].tensors()) {  // counted as HF holds them: no padding
+  // One rank: each Unit's blob is its whole flat buffer (padded to the one shard), streamed
+  // into the rank file one Unit at a time, so the model never has to fit in memory at once.
+  std::vector<RankFileStreamWriter::PlannedBlob> plan;
+  for (const UnitLayout& unit : units) {
+    plan.push_back({unit.name() + "/params", ShardOf(unit.numel(), 1, 0).shard_numel * 4});
+    for (const TensorSpec& t : unit.tensors()) {  // counted as HF holds them: no padding
       SPW_ASSIGN_OR_RETURN(const HfTensorName name, ToHfName(*folder.info().arch, t.name));
       size_t n = 1;
       for (int64_t d : HfShape(*name.rule, t.shape, report.model.vocab_size)) n *= d;
@@ -106,14 +104,26 @@ absl::StatusOr<HfImportReport> ImportHfCheckpoint(const std::string& hf_dir,
       ++report.tensors;
     }
   }
+  CheckpointWriteOptions options;
+  options.root = out_root;
+  options.step = 0;
+  SPW_ASSIGN_OR_RETURN(const std::string tmp_dir, PrepareCheckpoint(options));
+  SPW_ASSIGN_OR_RETURN(
+      RankFileStreamWriter writer,
+      RankFileStreamWriter::Create(tmp_dir + "/" + CheckpointRankFileName(0, 1), 0, 1, plan));
+  std::vector<float> params;
+  for (size_t u = 0; u < units.size(); ++u) {
+    params.assign(ShardOf(units[u].numel(), 1, 0).shard_numel, 0.0f);
+    SPW_RETURN_IF_ERROR(
+        folder.LoadUnit(units[u], report.model, std::span<float>(params.data(), units[u].numel())));
+    SPW_RETURN_IF_ERROR(writer.WriteBlob(u, std::as_bytes(std::span(params))));
+  }
+  SPW_RETURN_IF_ERROR(writer.Finish());
   const nlohmann::json meta = {{"step", 0},
                                {"model", CheckpointModelJson(report.model)},
                                {"imported_from", hf_dir},
                                {"world_size", 1}};
-  CheckpointWriteOptions options;
-  options.root = out_root;
-  options.step = 0;
-  SPW_ASSIGN_OR_RETURN(report.step_dir, WriteCheckpoint(options, meta, blobs));
+  SPW_ASSIGN_OR_RETURN(report.step_dir, CommitCheckpoint(options, meta));
   return report;
 }
 

@@ -39,7 +39,7 @@ struct HfImportReport {
 
 // Writes the weights of the HF folder `hf_dir` as a checkpoint under the root `out_root`
 // (step 0, one rank, parameters only). The folder must not hold tensors the model would
-// drop; `out_root` must not hold checkpoints already.
+// drop; `out_root` must not hold checkpoints already. One Unit is in memory at a time.
 absl::StatusOr<HfImportReport> ImportHfCheckpoint(const std::string& hf_dir,
                                                   const std::string& out_root);
 

@@ -114,6 +114,25 @@ TEST_F(RankFileTest, LayoutIsAlignedAndSized) {
   EXPECT_TRUE(reader->ReadBlob("empty", none).ok());
 }
 
+// Blob by blob, in any order, gives the same file as all at once; unfinished, it never opens.
+TEST_F(RankFileTest, StreamWriterEqualsWholeWriteAndUnfinishedFileIsRefused) {
+  auto a = Pattern(100, 1);
+  auto c = Pattern(65, 3);
+  std::vector<CheckpointBlob> blobs = {{"a", a}, {"c", c}};
+  ASSERT_TRUE(WriteRankFileAt(Path("whole.bin"), 0, 1, blobs).ok());
+  absl::StatusOr<RankFileStreamWriter> w =
+      RankFileStreamWriter::Create(Path("stream.bin"), 0, 1, {{"a", 100}, {"c", 65}});
+  ASSERT_TRUE(w.ok()) << w.status();
+  ASSERT_TRUE(w->WriteBlob(1, c).ok());
+  EXPECT_FALSE(w->Finish().ok());  // "a" not written yet
+  EXPECT_FALSE(RankFileReader::Open(Path("stream.bin")).ok());
+  EXPECT_FALSE(w->WriteBlob(0, c).ok());  // wrong size
+  ASSERT_TRUE(w->WriteBlob(0, a).ok());
+  ASSERT_TRUE(w->Finish().ok());
+  EXPECT_EQ(ReadFileToString(Path("stream.bin")).value(),
+            ReadFileToString(Path("whole.bin")).value());
+}
+
 TEST_F(RankFileTest, HeaderFieldsAreWhereTheDocsSay) {
   const std::string path = Path("r.bin");
   ASSERT_TRUE(WriteRankFileAt(path, 0, 1, {}).ok());
