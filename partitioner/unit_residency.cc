@@ -107,10 +107,7 @@ int UnitResidency::GatherInto(int u, bool required) {
     }
   }
   Slot& slot = param_slots_[chosen];
-  if (slot.has_pending) {
-    Check(comm_.Wait(slot.pending));
-    slot.has_pending = false;
-  }
+  WaitPending(slot);
   if (slot.unit >= 0) param_slot_of_[slot.unit] = -1;
   UnitState& unit = units_[u];
   absl::StatusOr<Communicator::Handle> handle = comm_.StartAllGather(
@@ -133,10 +130,7 @@ void UnitResidency::AcquireParams(int u) {
   const int index = GatherInto(u, /*required=*/true);
   if (index < 0) return;
   Slot& slot = param_slots_[index];
-  if (slot.has_pending) {
-    Check(comm_.Wait(slot.pending));
-    slot.has_pending = false;
-  }
+  WaitPending(slot);
   ++slot.users;
   slot.last_use = ++clock_;
   units_[u].live_params = slot.buffer.as<float>();
@@ -146,9 +140,7 @@ void UnitResidency::AcquireParams(int u) {
     if (next < 0 || next >= static_cast<int>(units_.size())) break;
     if (GatherInto(next, /*required=*/false) < 0) break;
     if (!options_.overlap) {
-      Slot& prefetched = param_slots_[param_slot_of_[next]];
-      if (prefetched.has_pending) Check(comm_.Wait(prefetched.pending));
-      prefetched.has_pending = false;
+      WaitPending(param_slots_[param_slot_of_[next]]);
     }
   }
 }
@@ -162,8 +154,7 @@ void UnitResidency::ReleaseParams(int u) {
 
 void UnitResidency::InvalidateParams() {
   for (Slot& slot : param_slots_) {
-    if (slot.has_pending) Check(comm_.Wait(slot.pending));
-    slot.has_pending = false;
+    WaitPending(slot);
     if (slot.unit >= 0) param_slot_of_[slot.unit] = -1;
     slot.unit = -1;
     slot.users = 0;
@@ -173,10 +164,15 @@ void UnitResidency::InvalidateParams() {
   }
 }
 
-void UnitResidency::CompleteReduction(Slot& slot) {
+void UnitResidency::WaitPending(Slot& slot) {
   if (!slot.has_pending) return;
   Check(comm_.Wait(slot.pending));
   slot.has_pending = false;
+}
+
+void UnitResidency::CompleteReduction(Slot& slot) {
+  if (!slot.has_pending) return;
+  WaitPending(slot);
   UnitState& unit = units_[slot.unit];
   ops_.Accumulate(unit.grads.as<float>(), slot.reduced.as<float>(), unit.shard.shard_numel);
   grad_slot_of_[slot.unit] = -1;

@@ -86,6 +86,8 @@ class UnitResidency {
   absl::Status Allocate();
   // The slot holding (or now starting to gather) u's parameters; -1 if every slot is busy.
   int GatherInto(int u, bool required);
+  // Waits for the slot's started collective, if any.
+  void WaitPending(Slot& slot);
   void CompleteReduction(Slot& slot);
   void Check(const absl::Status& status);
   bool InWindow(int unit) const;

@@ -172,18 +172,7 @@ float Gpt2::Forward(const int32_t* inputs, const int32_t* targets) {
   ReleaseParams(0);
   ops_->CrossEntropy(m.losses, m.logits, m.targets, N, config_.vocab_size, Vp_, 0.0f);
 
-  // The mean needs the losses on the host: this waits for the forward. A failed op leaves
-  // the losses meaningless; the caller's next Synchronize() reports the error.
-  ops_->CopyToHost(m.host_losses.data(), m.losses, s.N() * sizeof(float));
-  if (!ops_->Synchronize().ok()) return std::numeric_limits<float>::quiet_NaN();
-  double sum = 0.0;
-  m.valid_targets = 0;
-  for (int i = 0; i < N; ++i) {
-    if (targets[i] < 0) continue;
-    sum += m.host_losses[i];
-    ++m.valid_targets;
-  }
-  return m.valid_targets == 0 ? 0.0f : static_cast<float>(sum / m.valid_targets);
+  return MeanLoss(m.losses, targets, s.N(), m.host_losses.data(), &m.valid_targets);
 }
 
 void Gpt2::RunBackward(float loss_scale, bool last_micro_batch) {

@@ -1,6 +1,7 @@
 #include "engine/model/model.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
@@ -55,6 +56,20 @@ absl::Status Model::SetUnitParams(int u, std::span<const float> whole) {
   ops_->CopyToBackend(unit.params.as<float>() + unit.param_index(begin), whole.data() + begin,
                       (end - begin) * sizeof(float));
   return ops_->Synchronize();
+}
+
+float Model::MeanLoss(const float* losses, const int32_t* targets, size_t n, float* host,
+                      size_t* valid) {
+  ops_->CopyToHost(host, losses, n * sizeof(float));
+  if (!ops_->Synchronize().ok()) return std::numeric_limits<float>::quiet_NaN();
+  double sum = 0.0;
+  *valid = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (targets[i] < 0) continue;
+    sum += host[i];
+    ++*valid;
+  }
+  return *valid == 0 ? 0.0f : static_cast<float>(sum / *valid);
 }
 
 void Model::AcquireParams(int u) {

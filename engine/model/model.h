@@ -92,6 +92,10 @@ class Model {
   void AcquireGrads(int u);
   void ReleaseGrads(int u);
   void BeginPass(UnitResidency::Pass pass, bool last_backward = false);
+  // The mean over non-ignored targets (>= 0) of the per-token `losses` (backend memory, n of
+  // them), read through `host` (n floats); sets *valid to the number counted. Waits for the
+  // backend; after a backend failure returns NaN (the caller's Synchronize() has the error).
+  float MeanLoss(const float* losses, const int32_t* targets, size_t n, float* host, size_t* valid);
 
   ModelConfig config_;
   int B_;

@@ -11,6 +11,16 @@
 namespace spillway {
 namespace {
 
+// Calls fn(t, begin, end) for each tensor t of `unit` with the part [begin, end) of its flat
+// range that lies in [lo, hi), skipping tensors outside it.
+template <typename Fn>
+void ForEachTensorPart(const UnitState& unit, size_t lo, size_t hi, Fn fn) {
+  for (const TensorSpec& t : unit.layout.tensors()) {
+    const size_t begin = std::max(lo, t.offset), end = std::min(hi, t.offset + t.numel);
+    if (begin < end) fn(t, begin, end);
+  }
+}
+
 // The sum over ranks of each rank's `local` value, added in rank order in double precision
 // (the same on every rank). Doubles travel as pairs of floats' bit patterns.
 absl::StatusOr<double> SumOverRanks(Communicator& control, double local) {
@@ -46,15 +56,13 @@ absl::Status OffloadedAdamW(Model& model, kernels::Ops& ops, const OptimizerConf
     UnitState& unit = model.unit(u);
     const size_t lo = unit.update_begin(), hi = unit.update_end();
     if (lo >= hi) continue;
-    for (const TensorSpec& t : unit.layout.tensors()) {
-      const size_t begin = std::max(lo, t.offset), end = std::min(hi, t.offset + t.numel);
-      if (begin >= end) continue;
+    ForEachTensorPart(unit, lo, hi, [&](const TensorSpec& t, size_t begin, size_t end) {
       p.weight_decay = t.weight_decay ? static_cast<float>(opt.weight_decay) : 0.0f;
       const size_t k = unit.optimizer_index(begin);
       kernels::cpu::CpuAdamW(unit.offload_master.as<float>() + k,
                              unit.offload_grads.as<float>() + k, unit.exp_avg.as<float>() + k,
                              unit.exp_avg_sq.as<float>() + k, nullptr, end - begin, p);
-    }
+    });
     ops.CopyToBackend(unit.params.as<float>() + unit.param_index(lo),
                       unit.offload_master.as<float>() + unit.optimizer_index(lo),
                       (hi - lo) * sizeof(float));
@@ -87,13 +95,11 @@ absl::StatusOr<OptimizerStepResult> OptimizerStep(Model& model, kernels::Ops& op
     // Whole gradients are the same on every rank; shards are added up over ranks below.
     const size_t lo = sharded_grads ? unit.update_begin() : 0;
     const size_t hi = sharded_grads ? unit.update_end() : unit.numel();
-    for (const TensorSpec& t : unit.layout.tensors()) {
-      const size_t begin = std::max(lo, t.offset), end = std::min(hi, t.offset + t.numel);
-      if (begin >= end) continue;
+    ForEachTensorPart(unit, lo, hi, [&](const TensorSpec& t, size_t begin, size_t end) {
       double s = 0.0;
       ops.SumSquares(&s, unit.grads.as<float>() + unit.grad_index(begin), end - begin);
       sum_squares += s;
-    }
+    });
   }
   if (sharded_grads) {
     SPW_ASSIGN_OR_RETURN(sum_squares, SumOverRanks(control, sum_squares));
@@ -118,15 +124,13 @@ absl::StatusOr<OptimizerStepResult> OptimizerStep(Model& model, kernels::Ops& op
     for (int u = 0; u < model.num_units(); ++u) {
       UnitState& unit = model.unit(u);
       const size_t lo = unit.update_begin(), hi = unit.update_end();
-      for (const TensorSpec& t : unit.layout.tensors()) {
-        const size_t begin = std::max(lo, t.offset), end = std::min(hi, t.offset + t.numel);
-        if (begin >= end) continue;
+      ForEachTensorPart(unit, lo, hi, [&](const TensorSpec& t, size_t begin, size_t end) {
         p.weight_decay = t.weight_decay ? static_cast<float>(opt.weight_decay) : 0.0f;
         const size_t k = unit.optimizer_index(begin);
         ops.AdamW(unit.params.as<float>() + unit.param_index(begin),
                   unit.grads.as<float>() + unit.grad_index(begin), unit.exp_avg.as<float>() + k,
                   unit.exp_avg_sq.as<float>() + k, end - begin, p);
-      }
+      });
     }
   }
   if (data.world_size() > 1) {
