@@ -61,6 +61,25 @@ class Ops {
   virtual void CopyToBackend(void* dst, const void* host_src, size_t bytes) = 0;
   virtual void CopyToHost(void* host_dst, const void* src, size_t bytes) = 0;
 
+  // Copies on a copy stream that runs beside the compute stream (GPU backends), for the
+  // offloaded optimizer. Each copy starts after every op issued before it and returns a ticket
+  // (increasing). WaitCopies(t) blocks the calling thread, which may be any one thread other
+  // than the issuing one, until every copy up to ticket t has landed, and returns the first
+  // copy error. ComputeAfterCopies() makes every later op wait for the copies issued so far,
+  // without a host wait. TakeCopySeconds() returns the copy stream's busy time of the copies
+  // that have landed since the last call. Host backends copy at once (these defaults).
+  virtual int64_t CopyToHostAsync(void* host_dst, const void* src, size_t bytes) {
+    CopyToHost(host_dst, src, bytes);
+    return 0;
+  }
+  virtual int64_t CopyToBackendAsync(void* dst, const void* host_src, size_t bytes) {
+    CopyToBackend(dst, host_src, bytes);
+    return 0;
+  }
+  virtual absl::Status WaitCopies(int64_t ticket) { return absl::OkStatus(); }
+  virtual void ComputeAfterCopies() {}
+  virtual double TakeCopySeconds() { return 0.0; }
+
   // x[n] = value
   virtual void Fill(float* x, float value, size_t n) = 0;
 

@@ -175,6 +175,7 @@ void UnitResidency::CompleteReduction(Slot& slot) {
   WaitPending(slot);
   UnitState& unit = units_[slot.unit];
   ops_.Accumulate(unit.grads.as<float>(), slot.reduced.as<float>(), unit.shard.shard_numel);
+  if (last_backward_ && grads_final_ && status_.ok()) grads_final_(slot.unit);
   grad_slot_of_[slot.unit] = -1;
   slot.unit = -1;
 }
@@ -208,7 +209,12 @@ void UnitResidency::ReleaseGrads(int u) {
   UnitState& unit = units_[u];
   if (!status_.ok()) return;
   if (!unit.grads_sharded()) {
-    if (!last_backward_ || comm_.world_size() == 1) return;
+    if (!last_backward_) return;
+    if (comm_.world_size() == 1) {
+      if (grads_final_) grads_final_(u);
+      return;
+    }
+    reduced_units_.push_back(u);
     const size_t bucket = std::max<size_t>(options_.reduce_bucket_elements, 1);
     float* grads = unit.grads.as<float>();
     for (size_t begin = 0; begin < unit.shard.padded_numel; begin += bucket) {
@@ -241,6 +247,10 @@ void UnitResidency::ReleaseGrads(int u) {
 absl::Status UnitResidency::FinishGrads() {
   for (Communicator::Handle h : pending_reduces_) Check(comm_.Wait(h));
   pending_reduces_.clear();
+  if (grads_final_ && status_.ok()) {
+    for (int u : reduced_units_) grads_final_(u);
+  }
+  reduced_units_.clear();
   for (Slot& slot : grad_slots_) CompleteReduction(slot);
   return status_;
 }

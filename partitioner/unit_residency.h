@@ -15,6 +15,10 @@
 // embeddings, which GPT-2's tied head uses at both ends of the pass) and prefetch + 2 buffers
 // the size of the largest other Unit; the same for gradients with 2 ring buffers.
 //
+// Optimizer offload hooks in through set_grads_final_hook: it hears of each Unit as soon as
+// its gradients are final in the step's last backward (stage 0 on one rank: at ReleaseGrads;
+// stages 2-3: when its reduce-scatter completes; stages 0-1 on several ranks: at FinishGrads).
+//
 // Errors are sticky: the first failed collective is kept, later hooks do nothing, and
 // FinishGrads() / status() return it. The hooks must be called in the model's order (a Unit
 // acquired before its compute is issued, released after).
@@ -22,6 +26,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -60,6 +65,10 @@ class UnitResidency {
   // Waits for (and completes) every gradient reduction started: the gradients are then
   // final for this micro-batch. Returns the sticky error, if any.
   absl::Status FinishGrads();
+  // Called once per Unit with a rank-local part, in the step's last backward, on the model's
+  // thread, when that part of its gradients is final: the ops that finish it are issued (not
+  // necessarily done), and no later op of the step writes it.
+  void set_grads_final_hook(std::function<void(int)> hook) { grads_final_ = std::move(hook); }
   // The parameters changed (optimizer step, checkpoint load): gathered copies are stale.
   void InvalidateParams();
 
@@ -108,6 +117,8 @@ class UnitResidency {
   std::vector<int> param_slot_of_;  // per Unit, or -1
   std::vector<int> grad_slot_of_;
   std::vector<Communicator::Handle> pending_reduces_;  // stages 0-1 all-reduces
+  std::vector<int> reduced_units_;                     // their Units, for grads_final_
+  std::function<void(int)> grads_final_;
   absl::Status status_;
 };
 

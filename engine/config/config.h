@@ -95,6 +95,8 @@ struct ZeroConfig {
   // offload_optimizer.device = "cpu": AdamW state in CPU memory, AdamW on the CPU.
   bool offload_optimizer = false;
   bool pin_memory = true;  // offload_optimizer.pin_memory (GPU backends)
+  // offload_optimizer.delayed_update: ZeRO-Offload's one-step-delayed parameter update.
+  bool offload_delayed_update = false;
   bool overlap_comm = true;
   int64_t reduce_bucket_size = 500'000'000;
   int64_t stage3_prefetch_bucket_size = 50'000'000;

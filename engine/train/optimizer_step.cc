@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "engine/train/offload_optimizer.h"
 #include "kernels/cpu/cpu_adam.h"
 
 namespace spillway {
@@ -39,38 +40,49 @@ absl::StatusOr<double> SumOverRanks(Communicator& control, double local) {
   return sum;
 }
 
-// AdamW on the CPU over the offloaded state: the gradients this rank updates come down to
-// the offload tier, the CPU kernel (bitwise equal to the backend's AdamW) updates the master
-// parameters and moments there, and the updated parameters go back up.
-absl::Status OffloadedAdamW(Model& model, kernels::Ops& ops, const OptimizerConfig& opt,
-                            kernels::AdamWParams p) {
+// Stages 1-2 on several ranks: every rank updated its shard; all-gather the whole Units.
+absl::Status GatherUpdatedParams(Model& model, Communicator& data) {
+  if (data.world_size() == 1) return absl::OkStatus();
   for (int u = 0; u < model.num_units(); ++u) {
     UnitState& unit = model.unit(u);
-    const size_t lo = unit.update_begin(), hi = unit.update_end();
-    if (lo >= hi) continue;
-    ops.CopyToHost(unit.offload_grads.as<float>() + unit.optimizer_index(lo),
-                   unit.grads.as<float>() + unit.grad_index(lo), (hi - lo) * sizeof(float));
-  }
-  SPW_RETURN_IF_ERROR(ops.Synchronize());
-  for (int u = 0; u < model.num_units(); ++u) {
-    UnitState& unit = model.unit(u);
-    const size_t lo = unit.update_begin(), hi = unit.update_end();
-    if (lo >= hi) continue;
-    ForEachTensorPart(unit, lo, hi, [&](const TensorSpec& t, size_t begin, size_t end) {
-      p.weight_decay = t.weight_decay ? static_cast<float>(opt.weight_decay) : 0.0f;
-      const size_t k = unit.optimizer_index(begin);
-      kernels::cpu::CpuAdamW(unit.offload_master.as<float>() + k,
-                             unit.offload_grads.as<float>() + k, unit.exp_avg.as<float>() + k,
-                             unit.exp_avg_sq.as<float>() + k, nullptr, end - begin, p);
-    });
-    ops.CopyToBackend(unit.params.as<float>() + unit.param_index(lo),
-                      unit.offload_master.as<float>() + unit.optimizer_index(lo),
-                      (hi - lo) * sizeof(float));
+    if (!unit.optimizer_sharded() || unit.params_sharded()) continue;
+    float* params = unit.params.as<float>();
+    SPW_RETURN_IF_ERROR(data.AllGather(params + unit.shard.begin, params, unit.shard.shard_numel));
   }
   return absl::OkStatus();
 }
 
 }  // namespace
+
+kernels::AdamWParams AdamWParamsFor(const OptimizerConfig& opt, double lr, int64_t step) {
+  kernels::AdamWParams p;
+  p.lr = static_cast<float>(lr);
+  p.beta1 = static_cast<float>(opt.beta1);
+  p.beta2 = static_cast<float>(opt.beta2);
+  p.eps = static_cast<float>(opt.eps);
+  p.step = step;
+  return p;
+}
+
+void StepOffloadedShard(UnitState& unit, const OptimizerConfig& opt, kernels::AdamWParams p) {
+  ForEachTensorPart(unit, unit.update_begin(), unit.update_end(),
+                    [&](const TensorSpec& t, size_t begin, size_t end) {
+                      p.weight_decay = t.weight_decay ? static_cast<float>(opt.weight_decay) : 0.0f;
+                      const size_t k = unit.optimizer_index(begin);
+                      kernels::cpu::CpuAdamW(
+                          unit.offload_master.as<float>() + k, unit.offload_grads.as<float>() + k,
+                          unit.exp_avg.as<float>() + k, unit.exp_avg_sq.as<float>() + k, nullptr,
+                          end - begin, p);
+                    });
+}
+
+absl::Status FlushOffloadedStep(Model& model, kernels::Ops& ops, Communicator& data,
+                                OffloadedOptimizer* offload) {
+  if (offload == nullptr) return absl::OkStatus();
+  SPW_ASSIGN_OR_RETURN(const bool uploaded, offload->Flush());
+  if (!uploaded) return absl::OkStatus();
+  return GatherUpdatedParams(model, data);
+}
 
 absl::Status CopyParamsToOffloadMaster(Model& model, kernels::Ops& ops) {
   for (int u = 0; u < model.num_units(); ++u) {
@@ -86,7 +98,8 @@ absl::Status CopyParamsToOffloadMaster(Model& model, kernels::Ops& ops) {
 absl::StatusOr<OptimizerStepResult> OptimizerStep(Model& model, kernels::Ops& ops,
                                                   Communicator& data, Communicator& control,
                                                   const OptimizerConfig& opt, double lr,
-                                                  double max_grad_norm, int64_t step) {
+                                                  double max_grad_norm, int64_t step,
+                                                  OffloadedOptimizer* offload) {
   OptimizerStepResult result;
   const bool sharded_grads = model.unit(0).grads_sharded();
   double sum_squares = 0.0;
@@ -111,15 +124,13 @@ absl::StatusOr<OptimizerStepResult> OptimizerStep(Model& model, kernels::Ops& op
     if (coef < 1.0) result.clip_scale = static_cast<float>(coef);
   }
 
-  kernels::AdamWParams p;
-  p.lr = static_cast<float>(lr);
-  p.beta1 = static_cast<float>(opt.beta1);
-  p.beta2 = static_cast<float>(opt.beta2);
-  p.eps = static_cast<float>(opt.eps);
-  p.step = step;
+  kernels::AdamWParams p = AdamWParamsFor(opt, lr, step);
   p.grad_scale = result.clip_scale;
   if (model.unit(0).optimizer_offloaded()) {
-    SPW_RETURN_IF_ERROR(OffloadedAdamW(model, ops, opt, p));
+    if (offload == nullptr) {
+      return absl::FailedPreconditionError("the optimizer is offloaded but no offload engine ran");
+    }
+    SPW_RETURN_IF_ERROR(offload->FinishStep(result.clip_scale));
   } else {
     for (int u = 0; u < model.num_units(); ++u) {
       UnitState& unit = model.unit(u);
@@ -133,15 +144,7 @@ absl::StatusOr<OptimizerStepResult> OptimizerStep(Model& model, kernels::Ops& op
       });
     }
   }
-  if (data.world_size() > 1) {
-    for (int u = 0; u < model.num_units(); ++u) {
-      UnitState& unit = model.unit(u);
-      if (!unit.optimizer_sharded() || unit.params_sharded()) continue;
-      float* params = unit.params.as<float>();
-      SPW_RETURN_IF_ERROR(
-          data.AllGather(params + unit.shard.begin, params, unit.shard.shard_numel));
-    }
-  }
+  SPW_RETURN_IF_ERROR(GatherUpdatedParams(model, data));
   return result;
 }
 

@@ -12,6 +12,8 @@
 
 namespace spillway {
 
+class OffloadedOptimizer;
+
 struct OptimizerStepResult {
   double grad_norm = 0.0;   // global L2 norm of all gradients, before clipping
   float clip_scale = 1.0f;  // factor applied to the gradients (1 when not clipped)
@@ -26,9 +28,10 @@ struct OptimizerStepResult {
 // with weight decay only where TensorSpec::weight_decay is set (as torch param groups). At
 // stages 1-2 the updated shards are then all-gathered through `data` (the backend's memory),
 // so every rank ends with all updated parameters; at stage 3 each rank keeps its shard.
-// With the optimizer offloaded (UnitState::optimizer_offloaded), AdamW runs on the CPU over
-// the offload tier's master copy and moments, bitwise equal to the backend's AdamW, and the
-// updated parameters are copied back to the backend.
+// With the optimizer offloaded (UnitState::optimizer_offloaded), `offload` runs AdamW on the
+// CPU over the offload tier's master copy and moments, bitwise equal to the backend's AdamW,
+// overlapped with the backward (engine/train/offload_optimizer.h), and the updated parameters
+// are copied back to the backend; in its delayed mode they come back a step later.
 //
 // CopyParamsToOffloadMaster: after the parameters were set from outside the optimizer
 // (initialisation, a checkpoint), the offloaded master copies take them. No-op otherwise.
@@ -37,6 +40,21 @@ absl::Status CopyParamsToOffloadMaster(Model& model, kernels::Ops& ops);
 absl::StatusOr<OptimizerStepResult> OptimizerStep(Model& model, kernels::Ops& ops,
                                                   Communicator& data, Communicator& control,
                                                   const OptimizerConfig& opt, double lr,
-                                                  double max_grad_norm, int64_t step);
+                                                  double max_grad_norm, int64_t step,
+                                                  OffloadedOptimizer* offload = nullptr);
+
+// Delayed offload: uploads the update in flight (OffloadedOptimizer::Flush) and gathers what
+// stages 1-2 shard, so that the backend holds the newest parameters. No-op otherwise.
+absl::Status FlushOffloadedStep(Model& model, kernels::Ops& ops, Communicator& data,
+                                OffloadedOptimizer* offload);
+
+// AdamW's hyper-parameters for `step` (1-based) at learning rate `lr`; weight decay and
+// grad_scale are left at their defaults.
+kernels::AdamWParams AdamWParamsFor(const OptimizerConfig& opt, double lr, int64_t step);
+
+// One AdamW step on the CPU over Unit `unit`'s offloaded part [update_begin, update_end): the
+// master copy, the gradient copy and the moments in the offload tier, weight decay per tensor
+// as TensorSpec::weight_decay says (p.weight_decay is ignored). Every offload tier calls this.
+void StepOffloadedShard(UnitState& unit, const OptimizerConfig& opt, kernels::AdamWParams p);
 
 }  // namespace spillway

@@ -1,5 +1,6 @@
 #include "engine/train/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -168,6 +169,11 @@ absl::Status Trainer::Setup() {
   SPW_ASSIGN_OR_RETURN(residency_,
                        UnitResidency::Create(model_->units(), *ops_, *data_comm_, residency));
   model_->set_residency(residency_.get());
+  if (config_.zero.offload_optimizer) {
+    SPW_ASSIGN_OR_RETURN(offload_, OffloadedOptimizer::Create(*model_, *ops_, config_.optimizer,
+                                                              config_.zero.offload_delayed_update));
+    residency_->set_grads_final_hook([this](int u) { offload_->OnGradsFinal(u); });
+  }
   if (config_.model.init_from.empty()) {
     SPW_RETURN_IF_ERROR(model_->InitParams(config_.trainer.seed));
   } else {
@@ -317,6 +323,9 @@ void Trainer::PrintStartup() const {
 
 absl::Status Trainer::TrainStep() {
   const int64_t step = step_ + 1;
+  const double lr = LearningRate(config_.optimizer, config_.scheduler, step);
+  if (offload_ != nullptr) offload_->BeginStep(step, lr, config_.gradient_clipping > 0.0);
+  const Clock::time_point start = Clock::now();
   model_->ZeroGrads();
   const int64_t accum = config_.gradient_accumulation_steps;
   double loss_sum = 0.0;
@@ -327,6 +336,7 @@ absl::Status Trainer::TrainStep() {
     SPW_RETURN_IF_ERROR(residency_->FinishGrads());
   }
   SPW_RETURN_IF_ERROR(ops_->Synchronize());
+  compute_s_ += SecondsSince(start);
   SPW_ASSIGN_OR_RETURN(const double loss,
                        MeanOverRanks(*comm_, loss_sum / static_cast<double>(accum)));
   if (!std::isfinite(loss)) {
@@ -335,10 +345,9 @@ absl::Status Trainer::TrainStep() {
                         "gradient_clipping, and resume from the last checkpoint",
                         loss, step));
   }
-  const double lr = LearningRate(config_.optimizer, config_.scheduler, step);
   SPW_ASSIGN_OR_RETURN(const OptimizerStepResult result,
                        OptimizerStep(*model_, *ops_, *data_comm_, *comm_, config_.optimizer, lr,
-                                     config_.gradient_clipping, step));
+                                     config_.gradient_clipping, step, offload_.get()));
   residency_->InvalidateParams();
   SPW_RETURN_IF_ERROR(ops_->Synchronize());
   step_ = step;
@@ -386,11 +395,16 @@ absl::Status Trainer::Train() {
       report.ms_per_step = 1e3 * seconds_per_step;
       report.eta_s = seconds_per_step * static_cast<double>(total - step_);
       Print(report.Format());
+      if (offload_ != nullptr) Print(TakeOffloadSplit(window_steps));
       SPW_RETURN_IF_ERROR(metrics.Write(report.ToJson()));
       window_start = Clock::now();
       window_steps = 0;
     }
     const int64_t eval_every = config_.trainer.eval_interval;
+    if (last || (!ckpt.dir.empty() && ckpt.interval > 0 && step_ % ckpt.interval == 0) ||
+        (val_loader_ != nullptr && eval_every > 0 && step_ % eval_every == 0)) {
+      SPW_RETURN_IF_ERROR(FlushOffload());
+    }
     if (val_loader_ != nullptr && eval_every > 0 && (step_ % eval_every == 0 || last)) {
       SPW_ASSIGN_OR_RETURN(double eval_loss, Evaluate());
       std::string floor = entropy_floor_ ? absl::StrFormat(" (floor %.4f)", *entropy_floor_) : "";
@@ -551,7 +565,26 @@ absl::Status Trainer::ReadCheckpoint(const std::string& path, bool with_optimize
   return absl::OkStatus();
 }
 
+absl::Status Trainer::FlushOffload() {
+  SPW_RETURN_IF_ERROR(FlushOffloadedStep(*model_, *ops_, *data_comm_, offload_.get()));
+  residency_->InvalidateParams();
+  return ops_->Synchronize();
+}
+
+std::string Trainer::TakeOffloadSplit(int64_t steps) {
+  const OffloadTimes t = offload_->TakeTimes();
+  const double n = static_cast<double>(std::max<int64_t>(steps, 1));
+  const std::string line = absl::StrFormat(
+      "offload per step: compute %.1f ms | PCIe %.1f ms (%s) | CPU Adam %.1f ms | waiting %.1f "
+      "ms%s",
+      1e3 * compute_s_ / n, 1e3 * t.pcie_s / n, FormatBytes(t.pcie_bytes / n), 1e3 * t.adam_s / n,
+      1e3 * t.wait_s / n, offload_->delayed() ? " (delayed update)" : "");
+  compute_s_ = 0.0;
+  return line;
+}
+
 absl::StatusOr<std::vector<float>> Trainer::StoredParams(int unit) {
+  SPW_RETURN_IF_ERROR(FlushOffload());
   const Buffer& params = model_->unit(unit).params;
   std::vector<float> host(params.bytes() / sizeof(float));
   ops_->CopyToHost(host.data(), params.data(), params.bytes());

@@ -21,6 +21,7 @@
 #include "engine/data/batch_loader.h"
 #include "engine/data/token_data.h"
 #include "engine/model/model.h"
+#include "engine/train/offload_optimizer.h"
 #include "engine/train/progress.h"
 #include "kernels/ops.h"
 #include "partitioner/communicator.h"
@@ -81,6 +82,10 @@ class Trainer {
   absl::Status ReadCheckpoint(const std::string& path, bool with_optimizer_state);
   // model.init_from into the parameters.
   absl::Status LoadInitialParams();
+  // Delayed offload: the backend takes the newest parameters (before evals, checkpoints).
+  absl::Status FlushOffload();
+  // "offload per step: compute ... | PCIe ... | CPU Adam ... | waiting ...", and resets them.
+  std::string TakeOffloadSplit(int64_t steps);
   void PrintStartup() const;
   void Print(const std::string& line) const;
 
@@ -95,7 +100,9 @@ class Trainer {
   Communicator* data_comm_ = nullptr;
   std::unique_ptr<kernels::Ops> ops_;
   std::unique_ptr<Model> model_;
-  std::unique_ptr<UnitResidency> residency_;  // after model_: it points into its Units
+  std::unique_ptr<UnitResidency> residency_;     // after model_: it points into its Units
+  std::unique_ptr<OffloadedOptimizer> offload_;  // offload_optimizer only; after residency_
+  double compute_s_ = 0.0;  // forward + backward since the last offload split line
   std::shared_ptr<const TokenData> train_data_, val_data_;
   std::unique_ptr<BatchLoader> train_loader_, val_loader_;
   std::vector<int32_t> inputs_, targets_;

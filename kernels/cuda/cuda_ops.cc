@@ -1,6 +1,9 @@
 #include "kernels/cuda/cuda_ops.h"
 
+#include <deque>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "kernels/cuda/cublaslt_matmul.h"
 #include "kernels/cuda/cuda_check.h"
@@ -14,12 +17,17 @@ constexpr size_t kGemmWorkspaceBytes = size_t{32} << 20;
 // Ops enqueue work on one non-blocking stream and never wait for it, except SumSquares, whose
 // contract returns a host value. The first failure of any call is kept and reported by
 // Synchronize(); after a failure later results are meaningless and the caller must stop.
+// The *Async copies run on a second non-blocking stream, ordered against the compute stream
+// by events; their events are recycled once TakeCopySeconds() has read them.
 class CudaOps final : public Ops {
  public:
   static absl::StatusOr<std::unique_ptr<Ops>> Create(int device) {
     auto ops = std::unique_ptr<CudaOps>(new CudaOps());
     SPW_CUDA_CHECK(cudaSetDevice(device));
     SPW_CUDA_CHECK(cudaStreamCreateWithFlags(&ops->stream_, cudaStreamNonBlocking));
+    SPW_CUDA_CHECK(cudaStreamCreateWithFlags(&ops->copy_stream_, cudaStreamNonBlocking));
+    SPW_CUDA_CHECK(cudaEventCreateWithFlags(&ops->compute_mark_, cudaEventDisableTiming));
+    SPW_CUDA_CHECK(cudaEventCreateWithFlags(&ops->copies_mark_, cudaEventDisableTiming));
     cudaDeviceProp prop;
     SPW_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
     const std::string name = prop.name;
@@ -34,6 +42,12 @@ class CudaOps final : public Ops {
 
   ~CudaOps() override {
     if (stream_ != nullptr) cudaStreamSynchronize(stream_);
+    if (copy_stream_ != nullptr) cudaStreamSynchronize(copy_stream_);
+    for (const CopyEvents& c : copies_) c.Destroy();
+    for (const CopyEvents& c : free_copy_events_) c.Destroy();
+    if (compute_mark_ != nullptr) cudaEventDestroy(compute_mark_);
+    if (copies_mark_ != nullptr) cudaEventDestroy(copies_mark_);
+    if (copy_stream_ != nullptr) cudaStreamDestroy(copy_stream_);
     gemm_.reset();
     cudaFree(attention_scratch_);
     cudaFree(sum_scratch_);
@@ -46,6 +60,7 @@ class CudaOps final : public Ops {
 
   absl::Status Synchronize() override {
     Record(CudaStatus(cudaStreamSynchronize(stream_), "cudaStreamSynchronize"));
+    Record(CudaStatus(cudaStreamSynchronize(copy_stream_), "cudaStreamSynchronize (copies)"));
     return first_error_;
   }
 
@@ -61,6 +76,43 @@ class CudaOps final : public Ops {
     if (bytes == 0) return;
     Record(CudaStatus(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, stream_),
                       "CopyToHost"));
+  }
+  int64_t CopyToHostAsync(void* host_dst, const void* src, size_t bytes) override {
+    return CopyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost);
+  }
+  int64_t CopyToBackendAsync(void* dst, const void* host_src, size_t bytes) override {
+    return CopyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice);
+  }
+  absl::Status WaitCopies(int64_t ticket) override {
+    cudaEvent_t done = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(copies_mu_);
+      for (const CopyEvents& c : copies_) {
+        if (c.ticket == ticket) done = c.end;
+      }
+      if (!copy_error_.ok()) return copy_error_;
+    }
+    // Landed and recycled already, or recycled for a later copy (a longer wait, still correct:
+    // the copy stream runs in order).
+    if (done == nullptr) return absl::OkStatus();
+    return CudaStatus(cudaEventSynchronize(done), "WaitCopies");
+  }
+  void ComputeAfterCopies() override {
+    Record(cudaEventRecord(copies_mark_, copy_stream_), "ComputeAfterCopies: record");
+    Record(cudaStreamWaitEvent(stream_, copies_mark_, 0), "ComputeAfterCopies: wait");
+  }
+  double TakeCopySeconds() override {
+    std::lock_guard<std::mutex> lock(copies_mu_);
+    double seconds = 0.0;
+    while (!copies_.empty() && cudaEventQuery(copies_.front().end) == cudaSuccess) {
+      float ms = 0.0f;
+      if (cudaEventElapsedTime(&ms, copies_.front().start, copies_.front().end) == cudaSuccess) {
+        seconds += 1e-3 * ms;
+      }
+      free_copy_events_.push_back(copies_.front());
+      copies_.pop_front();
+    }
+    return seconds;
   }
 
   void Fill(float* x, float value, size_t n) override {
@@ -182,7 +234,46 @@ class CudaOps final : public Ops {
   }
 
  private:
+  // Events around one copy on the copy stream: busy time, and the end for WaitCopies.
+  struct CopyEvents {
+    int64_t ticket = 0;
+    cudaEvent_t start = nullptr;
+    cudaEvent_t end = nullptr;
+    void Destroy() const {
+      cudaEventDestroy(start);
+      cudaEventDestroy(end);
+    }
+  };
+
   CudaOps() = default;
+
+  int64_t CopyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+    std::lock_guard<std::mutex> lock(copies_mu_);
+    const int64_t ticket = ++last_ticket_;
+    CopyEvents c;
+    if (!free_copy_events_.empty()) {
+      c = free_copy_events_.back();
+      free_copy_events_.pop_back();
+    } else if (!CopyCheck(cudaEventCreate(&c.start), "copy: event") ||
+               !CopyCheck(cudaEventCreateWithFlags(&c.end, cudaEventBlockingSync), "copy: event")) {
+      return ticket;
+    }
+    c.ticket = ticket;
+    CopyCheck(cudaEventRecord(compute_mark_, stream_), "copy: mark compute");
+    CopyCheck(cudaStreamWaitEvent(copy_stream_, compute_mark_, 0), "copy: wait for compute");
+    CopyCheck(cudaEventRecord(c.start, copy_stream_), "copy: start");
+    if (bytes > 0) CopyCheck(cudaMemcpyAsync(dst, src, bytes, kind, copy_stream_), "copy");
+    CopyCheck(cudaEventRecord(c.end, copy_stream_), "copy: end");
+    copies_.push_back(c);
+    return ticket;
+  }
+  // Keeps the first copy error for WaitCopies and Synchronize; caller holds copies_mu_.
+  bool CopyCheck(cudaError_t err, const char* what) {
+    if (err == cudaSuccess) return true;
+    if (copy_error_.ok()) copy_error_ = CudaStatus(err, what);
+    Record(copy_error_);
+    return false;
+  }
 
   void Record(absl::Status status) {
     if (first_error_.ok() && !status.ok()) first_error_ = std::move(status);
@@ -219,6 +310,14 @@ class CudaOps final : public Ops {
   double* sum_result_ = nullptr;  // device
   double* sum_host_ = nullptr;    // pinned host
   absl::Status first_error_;
+  cudaStream_t copy_stream_ = nullptr;
+  cudaEvent_t compute_mark_ = nullptr;  // the compute stream's point a copy waits for
+  cudaEvent_t copies_mark_ = nullptr;   // the copy stream's point compute waits for
+  std::mutex copies_mu_;                // guards the fields below
+  int64_t last_ticket_ = 0;
+  std::deque<CopyEvents> copies_;  // issued, busy time not yet taken, in ticket order
+  std::vector<CopyEvents> free_copy_events_;
+  absl::Status copy_error_;
 };
 
 }  // namespace

@@ -1,0 +1,182 @@
+#include "engine/train/offload_optimizer.h"
+
+#include <chrono>
+
+#include "core/status.h"
+#include "engine/train/optimizer_step.h"
+
+namespace spillway {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double SecondsSince(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<OffloadedOptimizer>> OffloadedOptimizer::Create(
+    Model& model, kernels::Ops& ops, const OptimizerConfig& opt, bool delayed_update) {
+  for (int u = 0; u < model.num_units(); ++u) {
+    if (!model.unit(u).optimizer_offloaded() &&
+        model.unit(u).update_begin() < model.unit(u).update_end()) {
+      return absl::FailedPreconditionError("OffloadedOptimizer: a Unit is not offloaded");
+    }
+  }
+  auto o =
+      std::unique_ptr<OffloadedOptimizer>(new OffloadedOptimizer(model, ops, opt, delayed_update));
+  o->pending_.assign(model.num_units(), 0);
+  o->done_.assign(model.num_units(), 0);
+  o->worker_ = std::thread([p = o.get()] { p->Work(); });
+  return o;
+}
+
+OffloadedOptimizer::~OffloadedOptimizer() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  worker_.join();
+}
+
+void OffloadedOptimizer::BeginStep(int64_t step, double lr, bool clipping) {
+  step_ = step;
+  clipping_ = clipping;
+  params_ = AdamWParamsFor(opt_, lr, step);
+  order_.clear();
+}
+
+void OffloadedOptimizer::WaitUpdated(int u, int64_t step) {
+  const Clock::time_point start = Clock::now();
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return done_[u] >= step; });
+  times_.wait_s += SecondsSince(start);
+}
+
+void OffloadedOptimizer::Upload(int u) {
+  UnitState& unit = model_.unit(u);
+  const size_t lo = unit.update_begin(), hi = unit.update_end();
+  pending_[u] = 0;
+  if (lo >= hi) return;
+  const size_t bytes = (hi - lo) * sizeof(float);
+  ops_.CopyToBackendAsync(unit.params.as<float>() + unit.param_index(lo),
+                          unit.offload_master.as<float>() + unit.optimizer_index(lo), bytes);
+  std::lock_guard<std::mutex> lock(mu_);
+  times_.pcie_bytes += static_cast<double>(bytes);
+}
+
+void OffloadedOptimizer::OnGradsFinal(int u) {
+  // Delayed mode: u's previous update is done by now (a forward ran meanwhile); it goes up
+  // before the gradient comes down, and u's parameters are not read again in this step.
+  if (pending_[u] != 0) {
+    WaitUpdated(u, pending_[u]);
+    Upload(u);
+  }
+  order_.push_back(u);
+  pending_[u] = step_;
+  UnitState& unit = model_.unit(u);
+  const size_t lo = unit.update_begin(), hi = unit.update_end();
+  if (lo >= hi) {
+    std::lock_guard<std::mutex> lock(mu_);
+    done_[u] = step_;
+    return;
+  }
+  const size_t bytes = (hi - lo) * sizeof(float);
+  Task task;
+  task.unit = u;
+  task.step = step_;
+  task.clipping = clipping_;
+  task.params = params_;
+  task.ticket = ops_.CopyToHostAsync(unit.offload_grads.as<float>() + unit.optimizer_index(lo),
+                                     unit.grads.as<float>() + unit.grad_index(lo), bytes);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    times_.pcie_bytes += static_cast<double>(bytes);
+    queue_.push_back(task);
+  }
+  cv_.notify_all();
+}
+
+void OffloadedOptimizer::Work() {
+  for (;;) {
+    Task task;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) return;
+      task = queue_.front();
+      queue_.pop_front();
+    }
+    absl::Status status = ops_.WaitCopies(task.ticket);
+    bool run = status.ok();
+    if (task.clipping) {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || scales_.count(task.step) > 0; });
+      if (scales_.count(task.step) > 0) {
+        task.params.grad_scale = scales_[task.step];
+      } else {
+        run = false;
+      }
+    }
+    const Clock::time_point start = Clock::now();
+    if (run) StepOffloadedShard(model_.unit(task.unit), opt_, task.params);
+    const double seconds = SecondsSince(start);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!status.ok() && error_.ok()) error_ = status;
+      done_[task.unit] = task.step;
+      times_.adam_s += seconds;
+    }
+    cv_.notify_all();
+  }
+}
+
+absl::Status OffloadedOptimizer::error() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return error_;
+}
+
+absl::Status OffloadedOptimizer::FinishStep(float clip_scale) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    scales_[step_] = clip_scale;
+    scales_.erase(scales_.begin(), scales_.lower_bound(step_ - 1));
+  }
+  cv_.notify_all();
+  if (!delayed_) {
+    for (int u : order_) {
+      WaitUpdated(u, step_);
+      Upload(u);
+    }
+  }
+  // Delayed: the previous updates the hooks uploaded; else this step's.
+  ops_.ComputeAfterCopies();
+  order_.clear();
+  return error();
+}
+
+absl::StatusOr<bool> OffloadedOptimizer::Flush() {
+  bool uploaded = false;
+  for (int u = 0; u < model_.num_units(); ++u) {
+    if (pending_[u] == 0) continue;
+    WaitUpdated(u, pending_[u]);
+    Upload(u);
+    uploaded = true;
+  }
+  if (uploaded) ops_.ComputeAfterCopies();
+  SPW_RETURN_IF_ERROR(error());
+  return uploaded;
+}
+
+OffloadTimes OffloadedOptimizer::TakeTimes() {
+  const double pcie_s = ops_.TakeCopySeconds();
+  std::lock_guard<std::mutex> lock(mu_);
+  OffloadTimes t = times_;
+  t.pcie_s = pcie_s;
+  times_ = OffloadTimes();
+  return t;
+}
+
+}  // namespace spillway

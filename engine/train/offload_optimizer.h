@@ -1,0 +1,115 @@
+// The optimizer step offloaded to the CPU (zero_optimization.offload_optimizer.device = "cpu"),
+// overlapped with the backend's work. Per Unit, in the step's last backward:
+//   1. UnitResidency's grads-final hook (OnGradsFinal) issues the asynchronous copy of the
+//      Unit's gradient part into its offload_grads on the backend's copy stream (Ops::*Async)
+//      and queues the Unit for a worker thread;
+//   2. the worker waits for that copy and runs StepOffloadedShard (optimizer_step.h): CPU AdamW
+//   over the Unit's
+//      master / m / v, while the backend computes earlier Units' backward;
+//   3. FinishStep uploads each updated Unit (asynchronous copy) as soon as it is done, and orders
+//      the backend's next ops after the uploads, with no host wait for them.
+// Gradient clipping needs the global norm before any update: with clipping on, step 2 of every
+// Unit waits for FinishStep, which brings the clip scale (computed from the backend's gradients
+// exactly as without offload), so results stay bitwise equal to the in-backend optimizer;
+// the gradient copies still overlap the backward. With clipping off, step 2 starts as soon as
+// the Unit's copy lands.
+//
+// Delayed update (offload_optimizer.delayed_update, ZeRO-Offload's one-step delay): FinishStep
+// returns at once, so the CPU step also overlaps the next forward; the next step's hook for a
+// Unit waits for its update, uploads it, then copies the new gradient. The forward and backward
+// of step k+1 thus use the parameters after step k-1, and step k+1's gradient updates the master
+// after step k. Flush() uploads the pending update (before evaluation, checkpoints, the end).
+//
+// Threads: every method is called on the training thread; only the worker touches the offloaded
+// master, m and v while a step is in flight.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/config/config.h"
+#include "engine/model/model.h"
+#include "kernels/ops.h"
+
+namespace spillway {
+
+// Seconds (and bytes) spent since the last TakeTimes().
+struct OffloadTimes {
+  double adam_s = 0.0;      // CPU AdamW on the worker thread
+  double pcie_s = 0.0;      // the copy stream busy (GPU backends; 0 on host backends)
+  double wait_s = 0.0;      // the training thread blocked on the offloaded step
+  double pcie_bytes = 0.0;  // gradients down plus parameters up
+};
+
+class OffloadedOptimizer {
+ public:
+  // `model`, `ops` and `opt` must outlive it; every Unit must be offloaded.
+  static absl::StatusOr<std::unique_ptr<OffloadedOptimizer>> Create(Model& model, kernels::Ops& ops,
+                                                                    const OptimizerConfig& opt,
+                                                                    bool delayed_update);
+  ~OffloadedOptimizer();  // finishes the queued work, joins the worker
+  OffloadedOptimizer(const OffloadedOptimizer&) = delete;
+  OffloadedOptimizer& operator=(const OffloadedOptimizer&) = delete;
+
+  // Before the step's first micro-batch: its number (1-based), learning rate, and whether the
+  // gradients will be clipped (then every Unit's update waits for FinishStep's scale).
+  void BeginStep(int64_t step, double lr, bool clipping);
+  // The residency's grads-final hook.
+  void OnGradsFinal(int u);
+  // After the backward, with the step's clip scale (1: none). Synchronous mode: returns when
+  // every Unit is updated and its upload issued, backend ops ordered after it. Delayed mode:
+  // hands the scale to the worker and returns.
+  absl::Status FinishStep(float clip_scale);
+  // Delayed mode: waits for the step in flight and uploads it. Returns whether anything was
+  // uploaded (the caller then re-gathers sharded parameters).
+  absl::StatusOr<bool> Flush();
+  bool delayed() const { return delayed_; }
+
+  OffloadTimes TakeTimes();
+
+ private:
+  struct Task {
+    int unit = 0;
+    int64_t step = 0;
+    int64_t ticket = 0;  // the gradient copy to wait for
+    bool clipping = false;
+    kernels::AdamWParams params;
+  };
+
+  OffloadedOptimizer(Model& model, kernels::Ops& ops, const OptimizerConfig& opt, bool delayed)
+      : model_(model), ops_(ops), opt_(opt), delayed_(delayed) {}
+  void Work();
+  // Blocks until Unit u's update of `step` is done (timed as waiting).
+  void WaitUpdated(int u, int64_t step);
+  void Upload(int u);
+  absl::Status error();
+
+  Model& model_;
+  kernels::Ops& ops_;
+  const OptimizerConfig& opt_;
+  const bool delayed_;
+  int64_t step_ = 0;
+  bool clipping_ = false;
+  kernels::AdamWParams params_;
+  std::vector<int> order_;        // this step's Units in hook order
+  std::vector<int64_t> pending_;  // per Unit: the step of its update not yet uploaded, or 0
+
+  std::mutex mu_;  // guards the fields below, shared with the worker
+  std::condition_variable cv_;
+  std::deque<Task> queue_;
+  std::map<int64_t, float> scales_;  // clip scale per step, once known
+  std::vector<int64_t> done_;        // per Unit: the last step whose update is done
+  absl::Status error_;
+  bool stop_ = false;
+  OffloadTimes times_;
+  std::thread worker_;
+};
+
+}  // namespace spillway
