@@ -97,6 +97,7 @@ struct ZeroConfig {
   bool pin_memory = true;  // offload_optimizer.pin_memory (GPU backends)
   // offload_optimizer.delayed_update: ZeRO-Offload's one-step-delayed parameter update.
   bool offload_delayed_update = false;
+  int64_t delayed_update_warmup = 40;  // offload_optimizer.delayed_update_warmup (steps)
   bool overlap_comm = true;
   int64_t reduce_bucket_size = 500'000'000;
   int64_t stage3_prefetch_bucket_size = 50'000'000;

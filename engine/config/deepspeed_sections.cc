@@ -96,27 +96,34 @@ absl::Status ParseWarmupCosineLR(const ObjectReader& p, SchedulerConfig* out) {
 }
 
 // offload_optimizer / offload_param. Sets *cpu when device is "cpu" (and *pin_memory and
-// *delayed from the section); "nvme", and "cpu" where `cpu` is null (offload_param), are not
-// built yet. `delayed` null: the section has no delayed_update key.
+// the delayed update from the section); "nvme", and "cpu" where `cpu` is null (offload_param),
+// are not built yet. `zero_out` null: the section has no delayed_update keys.
 absl::Status ParseOffload(const ObjectReader& zero, absl::string_view key, bool* cpu,
-                          bool* pin_memory, bool* delayed) {
+                          bool* pin_memory, ZeroConfig* zero_out) {
   const Json* v = zero.Find(key);
   if (v == nullptr || v->is_null()) return absl::OkStatus();
   SPW_ASSIGN_OR_RETURN(ObjectReader r, ObjectReader::Open(*v, zero.KeyPath(key)));
   SPW_RETURN_IF_ERROR(
       r.CheckKeys({"device", "nvme_path", "buffer_count", "buffer_size", "max_in_cpu", "pin_memory",
-                   "pipeline_read", "pipeline_write", "fast_init", "ratio", "delayed_update"}));
-  if (delayed == nullptr && r.Find("delayed_update") != nullptr) {
-    return KeyError(r.KeyPath("delayed_update"),
-                    "the delayed update is a setting of offload_optimizer, not of this section");
+                   "pipeline_read", "pipeline_write", "fast_init", "ratio", "delayed_update",
+                   "delayed_update_warmup"}));
+  for (absl::string_view k : {"delayed_update", "delayed_update_warmup"}) {
+    if (zero_out == nullptr && r.Find(k) != nullptr) {
+      return KeyError(r.KeyPath(k),
+                      "the delayed update is a setting of offload_optimizer, not of this section");
+    }
   }
   std::string device = "none";
   SPW_RETURN_IF_ERROR(r.String("device", &device, {"none", "cpu", "nvme"}));
   bool want_delayed = false;
-  if (delayed != nullptr) SPW_RETURN_IF_ERROR(r.Bool("delayed_update", &want_delayed));
+  if (zero_out != nullptr) {
+    SPW_RETURN_IF_ERROR(r.Bool("delayed_update", &want_delayed));
+    SPW_RETURN_IF_ERROR(
+        r.Int("delayed_update_warmup", &zero_out->delayed_update_warmup, 0, 1'000'000'000));
+  }
   if (device == "cpu" && cpu != nullptr) {
     *cpu = true;
-    *delayed = want_delayed;
+    zero_out->offload_delayed_update = want_delayed;
     return r.Bool("pin_memory", pin_memory);
   }
   if (want_delayed) {
@@ -265,8 +272,8 @@ absl::Status ParseZeroOptimization(const Json& value, int* stage_out, ZeroConfig
     }
     *out = static_cast<int64_t>(count);
   }
-  SPW_RETURN_IF_ERROR(ParseOffload(r, "offload_optimizer", &zero->offload_optimizer,
-                                   &zero->pin_memory, &zero->offload_delayed_update));
+  SPW_RETURN_IF_ERROR(
+      ParseOffload(r, "offload_optimizer", &zero->offload_optimizer, &zero->pin_memory, zero));
   SPW_RETURN_IF_ERROR(ParseOffload(r, "offload_param", nullptr, nullptr, nullptr));
   for (absl::string_view key : kZeroOptionsNotBuilt) {
     if (r.Has(key)) {

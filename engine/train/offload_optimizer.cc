@@ -17,7 +17,7 @@ double SecondsSince(Clock::time_point t) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<OffloadedOptimizer>> OffloadedOptimizer::Create(
-    Model& model, kernels::Ops& ops, const OptimizerConfig& opt, bool delayed_update) {
+    Model& model, kernels::Ops& ops, const OptimizerConfig& opt, int64_t delayed_from) {
   for (int u = 0; u < model.num_units(); ++u) {
     if (!model.unit(u).optimizer_offloaded() &&
         model.unit(u).update_begin() < model.unit(u).update_end()) {
@@ -25,7 +25,7 @@ absl::StatusOr<std::unique_ptr<OffloadedOptimizer>> OffloadedOptimizer::Create(
     }
   }
   auto o =
-      std::unique_ptr<OffloadedOptimizer>(new OffloadedOptimizer(model, ops, opt, delayed_update));
+      std::unique_ptr<OffloadedOptimizer>(new OffloadedOptimizer(model, ops, opt, delayed_from));
   o->pending_.assign(model.num_units(), 0);
   o->done_.assign(model.num_units(), 0);
   o->worker_ = std::thread([p = o.get()] { p->Work(); });
@@ -145,7 +145,7 @@ absl::Status OffloadedOptimizer::FinishStep(float clip_scale) {
     scales_.erase(scales_.begin(), scales_.lower_bound(step_ - 1));
   }
   cv_.notify_all();
-  if (!delayed_) {
+  if (!delayed()) {
     for (int u : order_) {
       WaitUpdated(u, step_);
       Upload(u);

@@ -14,11 +14,12 @@
 // the gradient copies still overlap the backward. With clipping off, step 2 starts as soon as
 // the Unit's copy lands.
 //
-// Delayed update (offload_optimizer.delayed_update, ZeRO-Offload's one-step delay): FinishStep
-// returns at once, so the CPU step also overlaps the next forward; the next step's hook for a
-// Unit waits for its update, uploads it, then copies the new gradient. The forward and backward
-// of step k+1 thus use the parameters after step k-1, and step k+1's gradient updates the master
-// after step k. Flush() uploads the pending update (before evaluation, checkpoints, the end).
+// Delayed update (offload_optimizer.delayed_update, ZeRO-Offload's one-step delay), from step
+// `delayed_from` on (after delayed_update_warmup synchronous steps): FinishStep returns at once, so
+// the CPU step also overlaps the next forward; the next step's hook for a Unit waits for its
+// update, uploads it, then copies the new gradient. The forward and backward of step k+1 thus use
+// the parameters after step k-1, and step k+1's gradient updates the master after step k. Flush()
+// uploads the pending update (before evaluation, checkpoints, the end).
 //
 // Threads: every method is called on the training thread; only the worker touches the offloaded
 // master, m and v while a step is in flight.
@@ -53,7 +54,7 @@ class OffloadedOptimizer {
   // `model`, `ops` and `opt` must outlive it; every Unit must be offloaded.
   static absl::StatusOr<std::unique_ptr<OffloadedOptimizer>> Create(Model& model, kernels::Ops& ops,
                                                                     const OptimizerConfig& opt,
-                                                                    bool delayed_update);
+                                                                    int64_t delayed_from);
   ~OffloadedOptimizer();  // finishes the queued work, joins the worker
   OffloadedOptimizer(const OffloadedOptimizer&) = delete;
   OffloadedOptimizer& operator=(const OffloadedOptimizer&) = delete;
@@ -70,7 +71,8 @@ class OffloadedOptimizer {
   // Delayed mode: waits for the step in flight and uploads it. Returns whether anything was
   // uploaded (the caller then re-gathers sharded parameters).
   absl::StatusOr<bool> Flush();
-  bool delayed() const { return delayed_; }
+  // Whether the current step's update is delayed.
+  bool delayed() const { return delayed_from_ > 0 && step_ >= delayed_from_; }
 
   OffloadTimes TakeTimes();
 
@@ -83,8 +85,9 @@ class OffloadedOptimizer {
     kernels::AdamWParams params;
   };
 
-  OffloadedOptimizer(Model& model, kernels::Ops& ops, const OptimizerConfig& opt, bool delayed)
-      : model_(model), ops_(ops), opt_(opt), delayed_(delayed) {}
+  OffloadedOptimizer(Model& model, kernels::Ops& ops, const OptimizerConfig& opt,
+                     int64_t delayed_from)
+      : model_(model), ops_(ops), opt_(opt), delayed_from_(delayed_from) {}
   void Work();
   // Blocks until Unit u's update of `step` is done (timed as waiting).
   void WaitUpdated(int u, int64_t step);
@@ -94,7 +97,7 @@ class OffloadedOptimizer {
   Model& model_;
   kernels::Ops& ops_;
   const OptimizerConfig& opt_;
-  const bool delayed_;
+  const int64_t delayed_from_;  // 0: never
   int64_t step_ = 0;
   bool clipping_ = false;
   kernels::AdamWParams params_;

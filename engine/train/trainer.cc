@@ -170,8 +170,11 @@ absl::Status Trainer::Setup() {
                        UnitResidency::Create(model_->units(), *ops_, *data_comm_, residency));
   model_->set_residency(residency_.get());
   if (config_.zero.offload_optimizer) {
-    SPW_ASSIGN_OR_RETURN(offload_, OffloadedOptimizer::Create(*model_, *ops_, config_.optimizer,
-                                                              config_.zero.offload_delayed_update));
+    SPW_ASSIGN_OR_RETURN(
+        offload_,
+        OffloadedOptimizer::Create(
+            *model_, *ops_, config_.optimizer,
+            config_.zero.offload_delayed_update ? config_.zero.delayed_update_warmup + 1 : 0));
     residency_->set_grads_final_hook([this](int u) { offload_->OnGradsFinal(u); });
   }
   if (config_.model.init_from.empty()) {
@@ -445,6 +448,7 @@ absl::StatusOr<double> Trainer::Evaluate() {
     return absl::FailedPreconditionError(
         "no validation data: set data.val_path or data.synthetic.val_tokens");
   }
+  SPW_RETURN_IF_ERROR(FlushOffload());
   val_loader_->Reset();
   double sum = 0.0;
   const int64_t batches = config_.trainer.eval_batches;

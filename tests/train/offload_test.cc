@@ -4,9 +4,17 @@
 // and an offloaded run resumes bit for bit.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "engine/config/config.h"
 #include "kernels/backend.h"
 #include "tests/train/train_test_util.h"
 
@@ -16,10 +24,38 @@ namespace {
 using testing_util::FreshDir;
 using testing_util::MakeTrainer;
 using testing_util::SmallConfig;
+using testing_util::SmallLlamaConfig;
 
-std::string Offloaded(std::string json) {
+std::string ReadFileOrDie(const std::string& path) {
+  std::ifstream in(path);
+  EXPECT_TRUE(in.good()) << path;
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+std::string Offloaded(std::string json, const std::string& extra_keys = "") {
   return json.insert(json.find('{') + 1,
-                     R"("zero_optimization": {"offload_optimizer": {"device": "cpu"}},)");
+                     absl::StrCat(R"("zero_optimization": {"offload_optimizer": {"device": "cpu")",
+                                  extra_keys, "}},"));
+}
+
+std::string WithoutClipping(std::string json) {
+  return absl::StrReplaceAll(json, {{R"("gradient_clipping": 1.0)", R"("gradient_clipping": 0)"}});
+}
+
+// Trains both configs for their steps and expects bitwise-equal losses and parameters.
+void ExpectTrainBitwiseEqual(const std::string& reference_json, const std::string& offload_json) {
+  auto reference = MakeTrainer(reference_json);
+  auto offloaded = MakeTrainer(offload_json);
+  ASSERT_TRUE(reference->Train().ok());
+  absl::Status trained = offloaded->Train();
+  ASSERT_TRUE(trained.ok()) << trained;
+  EXPECT_EQ(reference->step_losses(), offloaded->step_losses());
+  for (int u = 0; u < reference->model().num_units(); ++u) {
+    EXPECT_EQ(reference->StoredParams(u).value(), offloaded->StoredParams(u).value())
+        << reference->model().unit(u).layout.name();
+  }
 }
 
 class OffloadTest : public ::testing::TestWithParam<std::string> {
@@ -49,6 +85,70 @@ TEST_P(OffloadTest, OffloadedOptimizerEqualsInBackendOptimizerBitwise) {
     EXPECT_TRUE(unit.exp_avg.on_host());
     EXPECT_EQ(unit.exp_avg.tier(), GetParam() == "cuda" ? Tier::kPinnedHost : Tier::kHost);
   }
+}
+
+// Without clipping each Unit's CPU step starts as soon as its gradient lands, during the
+// backward of the Units before it; the result is the same.
+TEST_P(OffloadTest, OverlappedStepWithoutClippingEqualsInBackendBitwise) {
+  ExpectTrainBitwiseEqual(WithoutClipping(Config(8, "noclip_in_backend")),
+                          Offloaded(WithoutClipping(Config(8, "noclip_offloaded"))));
+}
+
+// Llama: an untied head, so the hooks come in another order than GPT-2's.
+TEST_P(OffloadTest, LlamaOffloadedEqualsInBackendBitwise) {
+  for (const bool clipped : {true, false}) {
+    std::string reference =
+        SmallLlamaConfig(6, FreshDir("llama_in_backend_" + GetParam()), 0, GetParam());
+    std::string offloaded =
+        SmallLlamaConfig(6, FreshDir("llama_offloaded_" + GetParam()), 0, GetParam());
+    if (!clipped) {
+      reference = WithoutClipping(reference);
+      offloaded = WithoutClipping(offloaded);
+    }
+    SCOPED_TRACE(clipped ? "clipped" : "not clipped");
+    ExpectTrainBitwiseEqual(reference, Offloaded(offloaded));
+  }
+}
+
+// The delayed update changes the math (step k+1's gradient is taken at the parameters after
+// step k-1) but not where training goes: the tiny example's first 150 steps end within
+// kDelayedMargin (relative) of the synchronous run's validation loss. The progress output
+// carries the per-step time split.
+TEST_P(OffloadTest, DelayedUpdateConvergesLikeSynchronous) {
+  constexpr double kDelayedMargin = 0.03;
+  const char* source = std::getenv("SPILLWAY_SOURCE_DIR");
+  ASSERT_NE(source, nullptr) << "SPILLWAY_SOURCE_DIR is set by ctest";
+  std::string json = ReadFileOrDie(std::string(source) + "/examples/tiny/config.json");
+  json = absl::StrReplaceAll(
+      json,
+      {{R"("steps": 150)", R"("steps": 600)"},
+       {R"("total_num_steps": 150)", R"("total_num_steps": 600)"},
+       {R"("interval": 200)", R"("interval": 0)"},
+
+       {R"("eval_interval": 100)", R"("eval_interval": 0)"},
+       {R"("seed": 1234,)", absl::StrCat(R"("seed": 1234, "backend": ")", GetParam(), "\",")}});
+  double final_loss[2];
+  for (const bool delayed : {false, true}) {
+    const std::string dir = FreshDir(absl::StrCat("tiny_delayed_", delayed, "_", GetParam()));
+    std::string run = absl::StrReplaceAll(json, {{"runs/tiny", dir}});
+    run = Offloaded(run, delayed ? R"(, "delayed_update": true)" : "");
+    absl::StatusOr<spillway::Config> config = ParseConfig(run);
+    ASSERT_TRUE(config.ok()) << config.status();
+    const std::string log = dir + "/progress.txt";
+    std::FILE* out = std::fopen(log.c_str(), "w");
+    ASSERT_NE(out, nullptr);
+    auto trainer = Trainer::Create(*config, out);
+    ASSERT_TRUE(trainer.ok()) << trainer.status();
+    absl::Status trained = (*trainer)->Train();
+    ASSERT_TRUE(trained.ok()) << trained;
+    final_loss[delayed] = (*trainer)->Evaluate().value();
+    std::fclose(out);
+    const std::string progress = ReadFileOrDie(log);
+    EXPECT_NE(progress.find("offload per step: compute"), std::string::npos) << progress;
+    EXPECT_EQ(progress.find("(delayed update)") != std::string::npos, delayed) << progress;
+  }
+  EXPECT_LT(std::abs(final_loss[1] - final_loss[0]), kDelayedMargin * final_loss[0])
+      << "synchronous " << final_loss[0] << ", delayed " << final_loss[1];
 }
 
 TEST_P(OffloadTest, OffloadedRunResumesBitwise) {

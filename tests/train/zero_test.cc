@@ -327,6 +327,37 @@ TEST(ZeroTest, StageThreeEqualsStageTwoBitwise) {
   EXPECT_EQ(stage2_sync->step_losses(), stage2->step_losses());
 }
 
+// The optimizer offloaded to the CPU (its step overlapped with the backward, Unit by Unit)
+// equals the in-backend optimizer bitwise at stages 0-3, with gradient clipping (every CPU
+// step waits for the global norm) and without (each starts as its gradient lands).
+TEST(ZeroTest, OffloadedOptimizerEqualsInBackendAtEveryStage) {
+  SKIP_WITHOUT_RANK_GPUS();
+  const std::string dir = SharedDir("offload_stages");
+  for (int stage = 0; stage <= 3; ++stage) {
+    for (const bool clipped : {true, false}) {
+      const std::string name = absl::StrCat("stage", stage, clipped ? "_clipped" : "_unclipped");
+      SCOPED_TRACE(name);
+      std::string reference_json = ZeroConfig(6, dir + "/" + name, stage);
+      if (!clipped) {
+        reference_json = absl::StrReplaceAll(
+            reference_json, {{R"("gradient_clipping": 1.0)", R"("gradient_clipping": 0)"}});
+      }
+      std::string offload_json = absl::StrReplaceAll(reference_json, {{name, name + "_offload"}});
+      offload_json = WithZeroKeys(offload_json, R"("offload_optimizer": {"device": "cpu"})");
+      auto reference = MakeTrainer(reference_json, World());
+      auto offloaded = MakeTrainer(offload_json, World());
+      ASSERT_TRUE(reference->Train().ok());
+      absl::Status trained = offloaded->Train();
+      ASSERT_TRUE(trained.ok()) << trained;
+      EXPECT_EQ(offloaded->step_losses(), reference->step_losses());
+      for (int u = 0; u < reference->model().num_units(); ++u) {
+        EXPECT_EQ(offloaded->StoredParams(u).value(), reference->StoredParams(u).value())
+            << reference->model().unit(u).layout.name();
+      }
+    }
+  }
+}
+
 // Per rank, stage 1 stores 1/N of the AdamW state, stage 2 also 1/N of the gradients, stage 3
 // also 1/N of the parameters (the Units' buffers; working buffers are reported apart).
 TEST(ZeroTest, StateBytesPerRankShrinkByTheWorldSize) {
