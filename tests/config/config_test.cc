@@ -190,6 +190,14 @@ TEST(ConfigTest, ZeroStagesAndDeepSpeedTuningKeys) {
   ASSERT_TRUE(offload.ok()) << offload.status();
   EXPECT_TRUE(offload->zero.offload_optimizer);
   EXPECT_FALSE(offload->zero.pin_memory);
+  EXPECT_FALSE(offload->zero.offload_delayed_update);
+  EXPECT_EQ(offload->zero.delayed_update_warmup, 40);
+  absl::StatusOr<Config> delayed = ParseConfig(WithBatch(R"("train_batch_size": 8,
+      "zero_optimization": {"offload_optimizer": {"device": "cpu", "delayed_update": true,
+                                                  "delayed_update_warmup": 5}})"));
+  ASSERT_TRUE(delayed.ok()) << delayed.status();
+  EXPECT_TRUE(delayed->zero.offload_delayed_update);
+  EXPECT_EQ(delayed->zero.delayed_update_warmup, 5);
 }
 
 TEST(ConfigTest, SchedulerDefaults) {
