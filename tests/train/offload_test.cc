@@ -113,8 +113,8 @@ TEST_P(OffloadTest, LlamaOffloadedEqualsInBackendBitwise) {
 // The delayed update changes the math (step k+1's gradient is taken at the parameters after
 // step k-1) but training still converges: the tiny example shortened to 150 steps, delayed
 // after the default 40 synchronous warm-up steps, ends within kDelayedMargin (relative) of the
-// synchronous run's validation loss (measured on the CPU: 2.25 against 1.94). The progress
-// output carries the per-step time split.
+// synchronous run's validation loss (measured on the CPU: 2.25 against 1.94; over the full
+// 600 steps the gap grows, docs/offload.md). The progress output carries the per-step split.
 TEST_P(OffloadTest, DelayedUpdateConvergesLikeSynchronous) {
   constexpr double kDelayedMargin = 0.2;
   const char* source = std::getenv("SPILLWAY_SOURCE_DIR");
@@ -122,10 +122,9 @@ TEST_P(OffloadTest, DelayedUpdateConvergesLikeSynchronous) {
   std::string json = ReadFileOrDie(std::string(source) + "/examples/tiny/config.json");
   json = absl::StrReplaceAll(
       json,
-      {{R"("steps": 150)", R"("steps": 600)"},
-       {R"("total_num_steps": 150)", R"("total_num_steps": 600)"},
+      {{R"("steps": 600)", R"("steps": 150)"},
+       {R"("total_num_steps": 600)", R"("total_num_steps": 150)"},
        {R"("interval": 200)", R"("interval": 0)"},
-
        {R"("eval_interval": 100)", R"("eval_interval": 0)"},
        {R"("seed": 1234,)", absl::StrCat(R"("seed": 1234, "backend": ")", GetParam(), "\",")}});
   double final_loss[2];
