@@ -65,9 +65,10 @@ class Ops {
   // offloaded optimizer. Each copy starts after every op issued before it and returns a ticket
   // (increasing). WaitCopies(t) blocks the calling thread, which may be any one thread other
   // than the issuing one, until every copy up to ticket t has landed, and returns the first
-  // copy error. ComputeAfterCopies() makes every later op wait for the copies issued so far,
-  // without a host wait. TakeCopySeconds() returns the copy stream's busy time of the copies
-  // that have landed since the last call. Host backends copy at once (these defaults).
+  // copy error. ComputeAfterCopies(t) makes every later op wait for the copies up to ticket t,
+  // without a host wait (t <= 0: none). TakeCopySeconds() returns the copy stream's busy time of
+  // the copies that have landed since the last call. Host backends copy at once (these
+  // defaults).
   virtual int64_t CopyToHostAsync(void* host_dst, const void* src, size_t bytes) {
     CopyToHost(host_dst, src, bytes);
     return 0;
@@ -77,7 +78,7 @@ class Ops {
     return 0;
   }
   virtual absl::Status WaitCopies(int64_t ticket) { return absl::OkStatus(); }
-  virtual void ComputeAfterCopies() {}
+  virtual void ComputeAfterCopies(int64_t ticket) {}
   virtual double TakeCopySeconds() { return 0.0; }
 
   // x[n] = value

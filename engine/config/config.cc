@@ -175,7 +175,8 @@ absl::StatusOr<Config> ParseConfig(absl::string_view json_text, int world_size) 
   if (const Json* v = r.Find("optimizer")) SPW_RETURN_IF_ERROR(ParseOptimizer(*v, &c.optimizer));
   if (const Json* v = r.Find("scheduler")) SPW_RETURN_IF_ERROR(ParseScheduler(*v, &c.scheduler));
   if (const Json* v = r.Find("activation_checkpointing")) {
-    SPW_RETURN_IF_ERROR(ParseActivationCheckpointing(*v, &c.activation_checkpointing));
+    SPW_RETURN_IF_ERROR(
+        ParseActivationCheckpointing(*v, &c.activation_checkpointing, &c.cpu_checkpointing));
   }
   if (const Json* v = r.Find("bf16")) SPW_RETURN_IF_ERROR(ParseBf16(*v));
   if (const Json* v = r.Find("fp16")) SPW_RETURN_IF_ERROR(ParseFp16(*v));

@@ -112,6 +112,8 @@ struct Config {
   double gradient_clipping = 0.0;  // max global L2 norm; 0: no clipping
   int64_t steps_per_print = 10;
   bool activation_checkpointing = false;  // activation_checkpointing.enabled
+  // activation_checkpointing.cpu_checkpointing: the kept block inputs in CPU memory.
+  bool cpu_checkpointing = false;
   // zero_optimization.stage: 0 = plain data parallel (gradients all-reduced), 1 = AdamW state
   // sharded across ranks (each rank updates its shard, then parameters are all-gathered),
   // 2 = gradients too (reduce-scattered into the owned shards), 3 = parameters too (gathered

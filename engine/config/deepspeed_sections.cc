@@ -192,7 +192,8 @@ absl::Status ParseScheduler(const Json& value, SchedulerConfig* out) {
   return ParseWarmupCosineLR(p, out);
 }
 
-absl::Status ParseActivationCheckpointing(const Json& value, bool* enabled) {
+absl::Status ParseActivationCheckpointing(const Json& value, bool* enabled,
+                                          bool* cpu_checkpointing) {
   SPW_ASSIGN_OR_RETURN(ObjectReader r, ObjectReader::Open(value, "activation_checkpointing"));
   SPW_RETURN_IF_ERROR(r.CheckKeys({"enabled", "partition_activations", "cpu_checkpointing",
                                    "contiguous_memory_optimization", "number_checkpoints",
@@ -200,9 +201,12 @@ absl::Status ParseActivationCheckpointing(const Json& value, bool* enabled) {
   SPW_RETURN_IF_ERROR(r.Bool("enabled", enabled));
   SPW_RETURN_IF_ERROR(FalseOnly(r, "partition_activations",
                                 "partitioning activations across GPUs is not supported yet"));
-  SPW_RETURN_IF_ERROR(FalseOnly(r, "cpu_checkpointing",
-                                "checkpointing activations to CPU needs CPU offload, which is not "
-                                "built yet"));
+  SPW_RETURN_IF_ERROR(r.Bool("cpu_checkpointing", cpu_checkpointing));
+  if (*cpu_checkpointing && !*enabled) {
+    return KeyError(r.KeyPath("cpu_checkpointing"),
+                    "keeping activation checkpoints in CPU memory needs "
+                    "activation_checkpointing.enabled = true");
+  }
   SPW_RETURN_IF_ERROR(FalseOnly(r, "contiguous_memory_optimization",
                                 "contiguous activation-checkpoint memory is not supported yet"));
   SPW_RETURN_IF_ERROR(FalseOnly(r, "synchronize_checkpoint_boundary",

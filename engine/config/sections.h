@@ -12,7 +12,8 @@ namespace spillway::config_internal {
 // DeepSpeed-named sections (deepspeed_sections.cc).
 absl::Status ParseOptimizer(const Json& value, OptimizerConfig* out);
 absl::Status ParseScheduler(const Json& value, SchedulerConfig* out);
-absl::Status ParseActivationCheckpointing(const Json& value, bool* enabled);
+absl::Status ParseActivationCheckpointing(const Json& value, bool* enabled,
+                                          bool* cpu_checkpointing);
 absl::Status ParseBf16(const Json& value);
 absl::Status ParseFp16(const Json& value);
 absl::Status ParseZeroOptimization(const Json& value, int* stage, ZeroConfig* zero);

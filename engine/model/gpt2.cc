@@ -8,6 +8,7 @@
 #include "core/status.h"
 #include "engine/model/gpt2_block.h"
 #include "engine/model/gpt2_layout.h"
+#include "engine/model/residual_stream.h"
 
 namespace spillway {
 
@@ -44,10 +45,10 @@ struct ActivationPlan {
 struct Gpt2::Impl {
   bool checkpointing = false;
   BlockShape shape{};
-  Buffer residual_buf, block_buf, head_buf, grad_buf, token_buf;
+  ResidualStream residual;
+  Buffer block_buf, head_buf, grad_buf, token_buf;
   std::vector<float> host_losses;  // (N): the per-token losses, copied back for the mean
 
-  std::vector<float*> residual;  // L+1 pointers, (N,C) each
   std::vector<BlockActivations> acts;
   float *lnf, *lnf_mean, *lnf_rstd, *logits, *losses;
   float* dres;  // (N,C): gradient along the residual stream
@@ -65,7 +66,8 @@ Gpt2::~Gpt2() = default;
 
 absl::StatusOr<std::unique_ptr<Gpt2>> Gpt2::Create(const ModelConfig& config, int batch,
                                                    bool activation_checkpointing, kernels::Ops* ops,
-                                                   const ShardingPlan& sharding) {
+                                                   const ShardingPlan& sharding,
+                                                   bool offload_checkpoints) {
   if (config.n_layer < 1 || config.n_head < 1 || config.d_model % config.n_head != 0 ||
       config.seq_len < 1 || config.vocab_size < 2 || batch < 1) {
     return absl::InvalidArgumentError("model shape is invalid (ParseConfig should have said)");
@@ -79,17 +81,18 @@ absl::StatusOr<std::unique_ptr<Gpt2>> Gpt2::Create(const ModelConfig& config, in
 
   auto impl = std::make_unique<Impl>();
   impl->checkpointing = activation_checkpointing;
+  if (offload_checkpoints && !activation_checkpointing) {
+    return absl::InvalidArgumentError(
+        "offloading activation checkpoints needs activation checkpointing");
+  }
   const BlockShape s{batch, config.seq_len, config.d_model, config.n_head};
   impl->shape = s;
   const size_t N = s.N(), C = s.C, L = config.n_layer;
   const size_t F = sizeof(float);
   const ActivationPlan plan = ActivationPlan::For(config, batch, activation_checkpointing);
 
-  SPW_ASSIGN_OR_RETURN(impl->residual_buf,
-                       Buffer::Allocate(plan.residual * F, tier, "residual-stream activations"));
-  for (size_t i = 0; i <= L; ++i) {
-    impl->residual.push_back(impl->residual_buf.as<float>() + i * N * C);
-  }
+  SPW_ASSIGN_OR_RETURN(impl->residual,
+                       ResidualStream::Create(config.n_layer, N * C, *ops, offload_checkpoints));
   SPW_ASSIGN_OR_RETURN(impl->block_buf,
                        Buffer::Allocate(plan.blocks * F, tier, "block activations"));
   for (size_t i = 0; i < plan.block_sets; ++i) {
@@ -154,17 +157,20 @@ float Gpt2::Forward(const int32_t* inputs, const int32_t* targets) {
   const TensorSpec& wte = *embed.layout.Find("wte");
   const TensorSpec& wpe = *embed.layout.Find("wpe");
   AcquireParams(0);
-  ops_->EmbeddingForward(m.residual[0], m.inputs, embed.param(wte), embed.param(wpe), s.B, s.T, C);
+  m.residual.BeginForward();
+  ops_->EmbeddingForward(m.residual.at(0), m.inputs, embed.param(wte), embed.param(wpe), s.B, s.T,
+                         C);
   for (int l = 0; l < L; ++l) {
     UnitState& unit = units_[1 + l];
     AcquireParams(1 + l);
-    BlockForward(*ops_, s, BlockTensors::In(unit.layout, unit.live_params), m.residual[l],
-                 m.residual[l + 1], m.ActsOf(l));
+    m.residual.ForwardBlock(l);
+    BlockForward(*ops_, s, BlockTensors::In(unit.layout, unit.live_params), m.residual.at(l),
+                 m.residual.at(l + 1), m.ActsOf(l));
     ReleaseParams(1 + l);
   }
   UnitState& head = units_[L + 1];
   AcquireParams(L + 1);
-  ops_->LayerNormForward(m.lnf, m.lnf_mean, m.lnf_rstd, m.residual[L],
+  ops_->LayerNormForward(m.lnf, m.lnf_mean, m.lnf_rstd, m.residual.at(L),
                          head.param(head.layout.tensors()[0]), head.param(head.layout.tensors()[1]),
                          N, C);
   ops_->MatmulForward(m.logits, m.lnf, embed.param(wte), nullptr, N, C, Vp_);
@@ -206,7 +212,7 @@ void Gpt2::RunBackward(float loss_scale, bool last_micro_batch) {
   ops_->MatmulBackward(dlnf, embed.grad(wte), nullptr, m.logits, m.lnf, embed.param(wte), N, C,
                        Vp_);
   ops_->Fill(m.dres, 0.0f, NC);
-  ops_->LayerNormBackward(m.dres, head.grad(lnf_w), head.grad(lnf_b), dlnf, m.residual[L],
+  ops_->LayerNormBackward(m.dres, head.grad(lnf_w), head.grad(lnf_b), dlnf, m.residual.at(L),
                           head.param(lnf_w), m.lnf_mean, m.lnf_rstd, N, C);
   ReleaseGrads(L + 1);
   ReleaseParams(L + 1);
@@ -217,12 +223,13 @@ void Gpt2::RunBackward(float loss_scale, bool last_micro_batch) {
     AcquireGrads(1 + l);
     const BlockTensors w = BlockTensors::In(unit.layout, unit.live_params);
     const BlockTensors dw = BlockTensors::In(unit.layout, unit.live_grads);
+    m.residual.BackwardBlock(l);
     if (m.checkpointing) {
       // Recompute this block's activations from its kept input. The recomputed output is
       // written over residual[l + 1], which holds exactly the same values.
-      BlockForward(*ops_, s, w, m.residual[l], m.residual[l + 1], m.ActsOf(l));
+      BlockForward(*ops_, s, w, m.residual.at(l), m.residual.at(l + 1), m.ActsOf(l));
     }
-    BlockBackward(*ops_, s, w, dw, m.residual[l], m.ActsOf(l), m.scratch, m.dres);
+    BlockBackward(*ops_, s, w, dw, m.residual.at(l), m.ActsOf(l), m.scratch, m.dres);
     ReleaseGrads(1 + l);
     ReleaseParams(1 + l);
   }
@@ -239,7 +246,8 @@ size_t Gpt2::param_count() const {
 }
 
 size_t Gpt2::activation_bytes() const {
-  return ActivationPlan::For(config_, B_, impl_->checkpointing).bytes();
+  const ActivationPlan plan = ActivationPlan::For(config_, B_, impl_->checkpointing);
+  return plan.bytes() - plan.residual * sizeof(float) + impl_->residual.backend_bytes();
 }
 
 size_t Gpt2::PlannedActivationBytes(const ModelConfig& config, int batch,

@@ -33,7 +33,8 @@ class Gpt2 : public Model {
   static absl::StatusOr<std::unique_ptr<Gpt2>> Create(const ModelConfig& config, int batch,
                                                       bool activation_checkpointing,
                                                       kernels::Ops* ops,
-                                                      const ShardingPlan& sharding = {});
+                                                      const ShardingPlan& sharding = {},
+                                                      bool offload_checkpoints = false);
 
   // GPT-2 initialisation from `seed`: weights N(0, init_std), the two residual projections
   // (attn.c_proj, mlp.c_proj) N(0, init_std / sqrt(2 L)), biases 0, LayerNorm weights 1.

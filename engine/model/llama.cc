@@ -9,6 +9,7 @@
 #include "core/status.h"
 #include "engine/model/llama_block.h"
 #include "engine/model/llama_layout.h"
+#include "engine/model/residual_stream.h"
 
 namespace spillway {
 namespace {
@@ -81,10 +82,10 @@ absl::Status CheckStacked(const UnitLayout& unit) {
 struct Llama::Impl {
   bool checkpointing = false;
   LlamaBlockShape shape{};
-  Buffer residual_buf, block_buf, head_buf, grad_buf, token_buf;
+  ResidualStream residual;
+  Buffer block_buf, head_buf, grad_buf, token_buf;
   std::vector<float> host_losses;  // (N): the per-token losses, copied back for the mean
 
-  std::vector<float*> residual;  // L+1 pointers, (N,C) each
   std::vector<LlamaBlockActivations> acts;
   float *norm, *norm_rstd, *logits, *losses;
   float* dres;  // (N,C): gradient along the residual stream
@@ -103,7 +104,8 @@ Llama::~Llama() = default;
 absl::StatusOr<std::unique_ptr<Llama>> Llama::Create(const ModelConfig& config, int batch,
                                                      bool activation_checkpointing,
                                                      kernels::Ops* ops,
-                                                     const ShardingPlan& sharding) {
+                                                     const ShardingPlan& sharding,
+                                                     bool offload_checkpoints) {
   SPW_RETURN_IF_ERROR(ValidateLlamaConfig(config));
   if (batch < 1) return absl::InvalidArgumentError("Llama: the micro-batch must be >= 1 rows");
   auto model = std::unique_ptr<Llama>(new Llama(config, batch, ops));
@@ -116,17 +118,18 @@ absl::StatusOr<std::unique_ptr<Llama>> Llama::Create(const ModelConfig& config, 
 
   auto impl = std::make_unique<Impl>();
   impl->checkpointing = activation_checkpointing;
+  if (offload_checkpoints && !activation_checkpointing) {
+    return absl::InvalidArgumentError(
+        "offloading activation checkpoints needs activation checkpointing");
+  }
   const LlamaBlockShape s = ShapeOf(config, batch);
   impl->shape = s;
   const size_t N = s.N(), C = s.C, L = config.n_layer;
   const size_t F = sizeof(float);
   const ActivationPlan plan = ActivationPlan::For(config, batch, activation_checkpointing);
 
-  SPW_ASSIGN_OR_RETURN(impl->residual_buf,
-                       Buffer::Allocate(plan.residual * F, tier, "residual-stream activations"));
-  for (size_t i = 0; i <= L; ++i) {
-    impl->residual.push_back(impl->residual_buf.as<float>() + i * N * C);
-  }
+  SPW_ASSIGN_OR_RETURN(impl->residual,
+                       ResidualStream::Create(config.n_layer, N * C, *ops, offload_checkpoints));
   SPW_ASSIGN_OR_RETURN(impl->block_buf,
                        Buffer::Allocate(plan.blocks * F, tier, "layer activations"));
   for (size_t i = 0; i < plan.block_sets; ++i) {
@@ -185,21 +188,23 @@ float Llama::Forward(const int32_t* inputs, const int32_t* targets) {
   BeginPass(UnitResidency::Pass::kForward);
   UnitState& embed = units_[0];
   AcquireParams(0);
-  ops_->EmbeddingForward(m.residual[0], m.inputs, embed.param(embed.layout.tensors()[0]), nullptr,
-                         s.B, s.T, C);
+  m.residual.BeginForward();
+  ops_->EmbeddingForward(m.residual.at(0), m.inputs, embed.param(embed.layout.tensors()[0]),
+                         nullptr, s.B, s.T, C);
   ReleaseParams(0);
   for (int l = 0; l < L; ++l) {
     UnitState& unit = units_[1 + l];
     AcquireParams(1 + l);
-    LlamaBlockForward(*ops_, s, LlamaBlockTensors::In(unit.layout, unit.live_params), m.residual[l],
-                      m.residual[l + 1], m.ActsOf(l));
+    m.residual.ForwardBlock(l);
+    LlamaBlockForward(*ops_, s, LlamaBlockTensors::In(unit.layout, unit.live_params),
+                      m.residual.at(l), m.residual.at(l + 1), m.ActsOf(l));
     ReleaseParams(1 + l);
   }
   UnitState& head = units_[L + 1];
   const TensorSpec& norm_w = head.layout.tensors()[0];
   const TensorSpec& lm_head = head.layout.tensors()[1];
   AcquireParams(L + 1);
-  ops_->RmsNormForward(m.norm, m.norm_rstd, m.residual[L], head.param(norm_w), s.eps, N, C);
+  ops_->RmsNormForward(m.norm, m.norm_rstd, m.residual.at(L), head.param(norm_w), s.eps, N, C);
   ops_->MatmulForward(m.logits, m.norm, head.param(lm_head), nullptr, N, C, Vp_);
   ReleaseParams(L + 1);
   ops_->CrossEntropy(m.losses, m.logits, m.targets, N, config_.vocab_size, Vp_, 0.0f);
@@ -232,7 +237,7 @@ void Llama::RunBackward(float loss_scale, bool last_micro_batch) {
   ops_->MatmulBackward(dnorm, head.grad(lm_head), nullptr, m.logits, m.norm, head.param(lm_head), N,
                        C, Vp_);
   ops_->Fill(m.dres, 0.0f, NC);
-  ops_->RmsNormBackward(m.dres, head.grad(norm_w), dnorm, m.residual[L], head.param(norm_w),
+  ops_->RmsNormBackward(m.dres, head.grad(norm_w), dnorm, m.residual.at(L), head.param(norm_w),
                         m.norm_rstd, N, C);
   ReleaseGrads(L + 1);
   ReleaseParams(L + 1);
@@ -243,12 +248,13 @@ void Llama::RunBackward(float loss_scale, bool last_micro_batch) {
     AcquireGrads(1 + l);
     const LlamaBlockTensors w = LlamaBlockTensors::In(unit.layout, unit.live_params);
     const LlamaBlockTensors dw = LlamaBlockTensors::In(unit.layout, unit.live_grads);
+    m.residual.BackwardBlock(l);
     if (m.checkpointing) {
       // Recompute this layer's activations from its kept input. The recomputed output is
       // written over residual[l + 1], which holds exactly the same values.
-      LlamaBlockForward(*ops_, s, w, m.residual[l], m.residual[l + 1], m.ActsOf(l));
+      LlamaBlockForward(*ops_, s, w, m.residual.at(l), m.residual.at(l + 1), m.ActsOf(l));
     }
-    LlamaBlockBackward(*ops_, s, w, dw, m.residual[l], m.ActsOf(l), m.scratch, m.dres);
+    LlamaBlockBackward(*ops_, s, w, dw, m.residual.at(l), m.ActsOf(l), m.scratch, m.dres);
     ReleaseGrads(1 + l);
     ReleaseParams(1 + l);
   }
@@ -267,7 +273,8 @@ size_t Llama::param_count() const {
 }
 
 size_t Llama::activation_bytes() const {
-  return ActivationPlan::For(config_, B_, impl_->checkpointing).bytes();
+  const ActivationPlan plan = ActivationPlan::For(config_, B_, impl_->checkpointing);
+  return plan.bytes() - plan.residual * sizeof(float) + impl_->residual.backend_bytes();
 }
 
 size_t Llama::PlannedActivationBytes(const ModelConfig& config, int batch,

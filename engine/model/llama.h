@@ -44,7 +44,8 @@ class Llama : public Model {
   static absl::StatusOr<std::unique_ptr<Llama>> Create(const ModelConfig& config, int batch,
                                                        bool activation_checkpointing,
                                                        kernels::Ops* ops,
-                                                       const ShardingPlan& sharding = {});
+                                                       const ShardingPlan& sharding = {},
+                                                       bool offload_checkpoints = false);
 
   // Hugging Face's Llama initialisation from `seed`: every weight matrix and the embedding
   // N(0, init_std) (initializer_range), RMSNorm weights 1; padding rows 0.

@@ -90,15 +90,18 @@ void Model::BeginPass(UnitResidency::Pass pass, bool last_backward) {
 
 absl::StatusOr<std::unique_ptr<Model>> CreateModel(const ModelConfig& config, int batch,
                                                    bool activation_checkpointing, kernels::Ops* ops,
-                                                   const ShardingPlan& sharding) {
+                                                   const ShardingPlan& sharding,
+                                                   bool offload_checkpoints) {
   if (config.type == "gpt2") {
-    SPW_ASSIGN_OR_RETURN(std::unique_ptr<Gpt2> model,
-                         Gpt2::Create(config, batch, activation_checkpointing, ops, sharding));
+    SPW_ASSIGN_OR_RETURN(
+        std::unique_ptr<Gpt2> model,
+        Gpt2::Create(config, batch, activation_checkpointing, ops, sharding, offload_checkpoints));
     return std::unique_ptr<Model>(std::move(model));
   }
   if (config.type == "llama") {
-    SPW_ASSIGN_OR_RETURN(std::unique_ptr<Llama> model,
-                         Llama::Create(config, batch, activation_checkpointing, ops, sharding));
+    SPW_ASSIGN_OR_RETURN(
+        std::unique_ptr<Llama> model,
+        Llama::Create(config, batch, activation_checkpointing, ops, sharding, offload_checkpoints));
     return std::unique_ptr<Model>(std::move(model));
   }
   return absl::InvalidArgumentError(

@@ -110,9 +110,12 @@ class Model {
 
 // Builds the model model.type names ("gpt2" or "llama") for micro-batches of `batch` rows;
 // InvalidArgument naming model.type for another.
+// `offload_checkpoints` (activation_checkpointing.cpu_checkpointing; needs checkpointing): the
+// kept block inputs live in CPU memory (engine/model/residual_stream.h).
 absl::StatusOr<std::unique_ptr<Model>> CreateModel(const ModelConfig& config, int batch,
                                                    bool activation_checkpointing, kernels::Ops* ops,
-                                                   const ShardingPlan& sharding = {});
+                                                   const ShardingPlan& sharding = {},
+                                                   bool offload_checkpoints = false);
 
 // The activation bytes CreateModel would allocate for this shape: for reports and planning.
 size_t PlannedActivationBytes(const ModelConfig& config, int batch, bool activation_checkpointing);

@@ -61,8 +61,9 @@ void OffloadedOptimizer::Upload(int u) {
   pending_[u] = 0;
   if (lo >= hi) return;
   const size_t bytes = (hi - lo) * sizeof(float);
-  ops_.CopyToBackendAsync(unit.params.as<float>() + unit.param_index(lo),
-                          unit.offload_master.as<float>() + unit.optimizer_index(lo), bytes);
+  last_ticket_ =
+      ops_.CopyToBackendAsync(unit.params.as<float>() + unit.param_index(lo),
+                              unit.offload_master.as<float>() + unit.optimizer_index(lo), bytes);
   std::lock_guard<std::mutex> lock(mu_);
   times_.pcie_bytes += static_cast<double>(bytes);
 }
@@ -91,6 +92,7 @@ void OffloadedOptimizer::OnGradsFinal(int u) {
   task.params = params_;
   task.ticket = ops_.CopyToHostAsync(unit.offload_grads.as<float>() + unit.optimizer_index(lo),
                                      unit.grads.as<float>() + unit.grad_index(lo), bytes);
+  last_ticket_ = task.ticket;
   {
     std::lock_guard<std::mutex> lock(mu_);
     times_.pcie_bytes += static_cast<double>(bytes);
@@ -151,8 +153,9 @@ absl::Status OffloadedOptimizer::FinishStep(float clip_scale) {
       Upload(u);
     }
   }
-  // Delayed: the previous updates the hooks uploaded; else this step's.
-  ops_.ComputeAfterCopies();
+  // The uploads (delayed: the previous step's, from the hooks) and the gradient copies, which
+  // the next step's ZeroGrads overwrites.
+  ops_.ComputeAfterCopies(last_ticket_);
   order_.clear();
   return error();
 }
@@ -165,7 +168,7 @@ absl::StatusOr<bool> OffloadedOptimizer::Flush() {
     Upload(u);
     uploaded = true;
   }
-  if (uploaded) ops_.ComputeAfterCopies();
+  if (uploaded) ops_.ComputeAfterCopies(last_ticket_);
   SPW_RETURN_IF_ERROR(error());
   return uploaded;
 }

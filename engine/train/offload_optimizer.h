@@ -103,6 +103,7 @@ class OffloadedOptimizer {
   kernels::AdamWParams params_;
   std::vector<int> order_;        // this step's Units in hook order
   std::vector<int64_t> pending_;  // per Unit: the step of its update not yet uploaded, or 0
+  int64_t last_ticket_ = 0;       // of the last copy issued
 
   std::mutex mu_;  // guards the fields below, shared with the worker
   std::condition_variable cv_;

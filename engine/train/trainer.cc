@@ -160,7 +160,7 @@ absl::Status Trainer::Setup() {
                               ? Tier::kPinnedHost
                               : Tier::kHost;
   SPW_ASSIGN_OR_RETURN(model_, CreateModel(config_.model, B, config_.activation_checkpointing,
-                                           ops_.get(), sharding));
+                                           ops_.get(), sharding, config_.cpu_checkpointing));
   ResidencyOptions residency;
   residency.overlap = config_.zero.overlap_comm;
   residency.reduce_bucket_elements = static_cast<size_t>(config_.zero.reduce_bucket_size);

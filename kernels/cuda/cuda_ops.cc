@@ -3,6 +3,7 @@
 #include <deque>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/cuda/cublaslt_matmul.h"
@@ -18,7 +19,7 @@ constexpr size_t kGemmWorkspaceBytes = size_t{32} << 20;
 // contract returns a host value. The first failure of any call is kept and reported by
 // Synchronize(); after a failure later results are meaningless and the caller must stop.
 // The *Async copies run on a second non-blocking stream, ordered against the compute stream
-// by events; their events are recycled once TakeCopySeconds() has read them.
+// by events; the events of landed copies are recycled.
 class CudaOps final : public Ops {
  public:
   static absl::StatusOr<std::unique_ptr<Ops>> Create(int device) {
@@ -27,7 +28,6 @@ class CudaOps final : public Ops {
     SPW_CUDA_CHECK(cudaStreamCreateWithFlags(&ops->stream_, cudaStreamNonBlocking));
     SPW_CUDA_CHECK(cudaStreamCreateWithFlags(&ops->copy_stream_, cudaStreamNonBlocking));
     SPW_CUDA_CHECK(cudaEventCreateWithFlags(&ops->compute_mark_, cudaEventDisableTiming));
-    SPW_CUDA_CHECK(cudaEventCreateWithFlags(&ops->copies_mark_, cudaEventDisableTiming));
     cudaDeviceProp prop;
     SPW_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
     const std::string name = prop.name;
@@ -46,7 +46,6 @@ class CudaOps final : public Ops {
     for (const CopyEvents& c : copies_) c.Destroy();
     for (const CopyEvents& c : free_copy_events_) c.Destroy();
     if (compute_mark_ != nullptr) cudaEventDestroy(compute_mark_);
-    if (copies_mark_ != nullptr) cudaEventDestroy(copies_mark_);
     if (copy_stream_ != nullptr) cudaStreamDestroy(copy_stream_);
     gemm_.reset();
     cudaFree(attention_scratch_);
@@ -97,22 +96,17 @@ class CudaOps final : public Ops {
     if (done == nullptr) return absl::OkStatus();
     return CudaStatus(cudaEventSynchronize(done), "WaitCopies");
   }
-  void ComputeAfterCopies() override {
-    Record(cudaEventRecord(copies_mark_, copy_stream_), "ComputeAfterCopies: record");
-    Record(cudaStreamWaitEvent(stream_, copies_mark_, 0), "ComputeAfterCopies: wait");
+  void ComputeAfterCopies(int64_t ticket) override {
+    if (ticket <= 0) return;
+    std::lock_guard<std::mutex> lock(copies_mu_);
+    for (const CopyEvents& c : copies_) {
+      if (c.ticket == ticket) Record(cudaStreamWaitEvent(stream_, c.end, 0), "ComputeAfterCopies");
+    }
   }
   double TakeCopySeconds() override {
     std::lock_guard<std::mutex> lock(copies_mu_);
-    double seconds = 0.0;
-    while (!copies_.empty() && cudaEventQuery(copies_.front().end) == cudaSuccess) {
-      float ms = 0.0f;
-      if (cudaEventElapsedTime(&ms, copies_.front().start, copies_.front().end) == cudaSuccess) {
-        seconds += 1e-3 * ms;
-      }
-      free_copy_events_.push_back(copies_.front());
-      copies_.pop_front();
-    }
-    return seconds;
+    RecycleLanded();
+    return std::exchange(landed_seconds_, 0.0);
   }
 
   void Fill(float* x, float value, size_t n) override {
@@ -250,6 +244,7 @@ class CudaOps final : public Ops {
   int64_t CopyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
     std::lock_guard<std::mutex> lock(copies_mu_);
     const int64_t ticket = ++last_ticket_;
+    RecycleLanded();
     CopyEvents c;
     if (!free_copy_events_.empty()) {
       c = free_copy_events_.back();
@@ -266,6 +261,19 @@ class CudaOps final : public Ops {
     CopyCheck(cudaEventRecord(c.end, copy_stream_), "copy: end");
     copies_.push_back(c);
     return ticket;
+  }
+  // Adds up the busy time of the landed copies and recycles their events; caller holds
+  // copies_mu_. (An event a WaitCopies caller still waits on may be recorded again for a later
+  // copy: that caller waits longer, still correctly, as the copy stream runs in order.)
+  void RecycleLanded() {
+    while (!copies_.empty() && cudaEventQuery(copies_.front().end) == cudaSuccess) {
+      float ms = 0.0f;
+      if (cudaEventElapsedTime(&ms, copies_.front().start, copies_.front().end) == cudaSuccess) {
+        landed_seconds_ += 1e-3 * ms;
+      }
+      free_copy_events_.push_back(copies_.front());
+      copies_.pop_front();
+    }
   }
   // Keeps the first copy error for WaitCopies and Synchronize; caller holds copies_mu_.
   bool CopyCheck(cudaError_t err, const char* what) {
@@ -312,11 +320,11 @@ class CudaOps final : public Ops {
   absl::Status first_error_;
   cudaStream_t copy_stream_ = nullptr;
   cudaEvent_t compute_mark_ = nullptr;  // the compute stream's point a copy waits for
-  cudaEvent_t copies_mark_ = nullptr;   // the copy stream's point compute waits for
   std::mutex copies_mu_;                // guards the fields below
   int64_t last_ticket_ = 0;
   std::deque<CopyEvents> copies_;  // issued, busy time not yet taken, in ticket order
   std::vector<CopyEvents> free_copy_events_;
+  double landed_seconds_ = 0.0;
   absl::Status copy_error_;
 };
 

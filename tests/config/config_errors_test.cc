@@ -282,7 +282,7 @@ const std::vector<ErrorCase>& Cases() {
        {"activation_checkpointing.partition_activations", "not supported yet"}},
       {"CpuCheckpointing",
        R"({"activation_checkpointing": {"cpu_checkpointing": true}})",
-       {"activation_checkpointing.cpu_checkpointing", "needs CPU offload", "not built yet"}},
+       {"activation_checkpointing.cpu_checkpointing", "needs activation_checkpointing.enabled"}},
       {"ContiguousMemoryOptimization",
        R"({"activation_checkpointing": {"contiguous_memory_optimization": true}})",
        {"activation_checkpointing.contiguous_memory_optimization", "not supported yet"}},

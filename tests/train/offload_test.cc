@@ -151,6 +151,35 @@ TEST_P(OffloadTest, DelayedUpdateConvergesLikeSynchronous) {
       << "synchronous " << final_loss[0] << ", delayed " << final_loss[1];
 }
 
+std::string WithCheckpointing(std::string json, bool in_cpu_memory) {
+  return json.insert(
+      json.find('{') + 1,
+      absl::StrCat(R"("activation_checkpointing": {"enabled": true, )", R"("cpu_checkpointing": )",
+                   in_cpu_memory ? "true" : "false", "},"));
+}
+
+// Activation checkpoints kept in CPU memory (copied down in the forward, prefetched back a block
+// ahead in the backward) change nothing: GPT-2 and Llama, with the optimizer in the backend and
+// offloaded too (both share the copy stream).
+TEST_P(OffloadTest, CheckpointsInCpuMemoryEqualCheckpointsInBackendBitwise) {
+  for (const bool llama : {false, true}) {
+    for (const bool optimizer_offloaded : {false, true}) {
+      SCOPED_TRACE(absl::StrCat(llama ? "llama" : "gpt2",
+                                optimizer_offloaded ? ", optimizer offloaded" : ""));
+      auto make = [&](const std::string& name, bool in_cpu_memory) {
+        const std::string dir = FreshDir(absl::StrCat(name, llama, "_", GetParam()));
+        std::string json =
+            llama ? SmallLlamaConfig(6, dir, 0, GetParam()) : SmallConfig(6, dir, 0, GetParam());
+        // 6 layers: more than the three backend buffers the offloaded stream rotates.
+        json = absl::StrReplaceAll(json, {{R"("n_layer": 2)", R"("n_layer": 6)"}});
+        json = WithCheckpointing(json, in_cpu_memory);
+        return optimizer_offloaded ? Offloaded(json) : json;
+      };
+      ExpectTrainBitwiseEqual(make("ckpt_backend", false), make("ckpt_cpu", true));
+    }
+  }
+}
+
 TEST_P(OffloadTest, OffloadedRunResumesBitwise) {
   const std::string dir_a = FreshDir("offload_full_" + GetParam());
   const std::string dir_b = FreshDir("offload_split_" + GetParam());
