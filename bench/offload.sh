@@ -6,7 +6,8 @@
 # B=8, T=1024, activation checkpointing on.
 # usage (device tool, nvidia-h100-x1, carry [".deps"]): bash bench/offload.sh
 # env: MODELS="1.5b 3.8b", VARIANTS="gpu offload offload_noclip offload_delayed peer", STEPS=6,
-#      BUILD=build-device
+#      BUILD=build-device; a variant ending in _cpuckpt also keeps the activation checkpoints in
+#      CPU memory (offload_noclip_cpuckpt).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/out}
@@ -36,13 +37,14 @@ L, H, C = {"1.5b": (48, 25, 1600), "3.8b": (32, 24, 3072)}[model]
 zero = {"stage": 0}
 if variant != "gpu":
     zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
-if variant == "offload_delayed":
+if variant.startswith("offload_delayed"):
     zero["offload_optimizer"].update({"delayed_update": True, "delayed_update_warmup": 1})
+ckpt = {"enabled": True, "cpu_checkpointing": variant.endswith("_cpuckpt")}
 json.dump({
   "train_batch_size": 8, "train_micro_batch_size_per_gpu": 8,
-  "gradient_clipping": 0.0 if variant == "offload_noclip" else 1.0,
+  "gradient_clipping": 0.0 if variant.startswith("offload_noclip") else 1.0,
   "steps_per_print": steps // 2,
-  "activation_checkpointing": {"enabled": True},
+  "activation_checkpointing": ckpt,
   "zero_optimization": zero,
   "optimizer": {"type": "AdamW", "params": {"lr": 1e-4}},
   "model": {"type": "gpt2", "n_layer": L, "n_head": H, "d_model": C, "seq_len": 1024,
