@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "absl/strings/str_cat.h"
 #include "core/status.h"
 #include "engine/train/optimizer_step.h"
 
@@ -141,6 +142,10 @@ absl::Status OffloadedOptimizer::error() {
 }
 
 absl::Status OffloadedOptimizer::FinishStep(float clip_scale) {
+  if (order_.size() != static_cast<size_t>(model_.num_units())) {
+    return absl::InternalError(absl::StrCat("the offloaded optimizer step heard of ", order_.size(),
+                                            " of ", model_.num_units(), " Units' final gradients"));
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     scales_[step_] = clip_scale;

@@ -295,7 +295,10 @@ void Trainer::PrintStartup() const {
       "micro-batch of %d: %s with activation checkpointing %s (%s with it %s)",
       world > 1 ? " per rank" : "", TierName(ops_->memory_tier()), FormatBytes(param_bytes),
       FormatBytes(grad_bytes), FormatBytes(optimizer_bytes), B,
-      FormatBytes(static_cast<double>(model_->activation_bytes())), checkpointing ? "on" : "off",
+      FormatBytes(static_cast<double>(model_->activation_bytes())),
+      !checkpointing              ? "off"
+      : config_.cpu_checkpointing ? "on, the checkpoints in CPU memory"
+                                  : "on",
       FormatBytes(static_cast<double>(PlannedActivationBytes(m, B, !checkpointing))),
       checkpointing ? "off" : "on"));
   if (offload_bytes > 0) {
