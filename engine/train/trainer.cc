@@ -523,6 +523,7 @@ absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
 }
 
 absl::Status Trainer::ReadCheckpoint(const std::string& path, bool with_optimizer_state) {
+  SPW_RETURN_IF_ERROR(FlushOffload());  // no CPU step may still write the master copies
   residency_->InvalidateParams();
   // Every rank file, so that a checkpoint written by any number of ranks loads on this many.
   absl::StatusOr<std::vector<CheckpointReader>> opened = CheckpointReader::OpenAllRanks(path);

@@ -180,19 +180,27 @@ TEST_P(OffloadTest, CheckpointsInCpuMemoryEqualCheckpointsInBackendBitwise) {
   }
 }
 
+// Resuming from a checkpoint is bitwise, synchronous or delayed: a checkpoint (like an eval)
+// flushes the delayed update, so the uninterrupted run's next step also starts from the newest
+// parameters (it checkpoints at step 5 as well).
 TEST_P(OffloadTest, OffloadedRunResumesBitwise) {
-  const std::string dir_a = FreshDir("offload_full_" + GetParam());
-  const std::string dir_b = FreshDir("offload_split_" + GetParam());
-  auto full = MakeTrainer(Offloaded(SmallConfig(8, dir_a, 0, GetParam())));
-  ASSERT_TRUE(full->Train().ok());
-  ASSERT_TRUE(MakeTrainer(Offloaded(SmallConfig(5, dir_b, 0, GetParam())))->Train().ok());
-  auto resumed = MakeTrainer(Offloaded(SmallConfig(8, dir_b, 0, GetParam())));
-  absl::Status status = resumed->Resume(dir_b + "/ckpt");
-  ASSERT_TRUE(status.ok()) << status;
-  ASSERT_TRUE(resumed->Train().ok());
-  ASSERT_EQ(resumed->step_losses().size(), 3u);
-  for (int i = 0; i < 3; ++i) {
-    EXPECT_EQ(full->step_losses()[5 + i], resumed->step_losses()[i]) << "step " << 6 + i;
+  for (const std::string delayed :
+       {"", R"(, "delayed_update": true, "delayed_update_warmup": 0)"}) {
+    SCOPED_TRACE(delayed.empty() ? "synchronous" : "delayed");
+    const std::string dir_a = FreshDir("offload_full_" + GetParam());
+    const std::string dir_b = FreshDir("offload_split_" + GetParam());
+    auto full = MakeTrainer(Offloaded(SmallConfig(8, dir_a, 5, GetParam()), delayed));
+    ASSERT_TRUE(full->Train().ok());
+    ASSERT_TRUE(
+        MakeTrainer(Offloaded(SmallConfig(5, dir_b, 0, GetParam()), delayed))->Train().ok());
+    auto resumed = MakeTrainer(Offloaded(SmallConfig(8, dir_b, 0, GetParam()), delayed));
+    absl::Status status = resumed->Resume(dir_b + "/ckpt");
+    ASSERT_TRUE(status.ok()) << status;
+    ASSERT_TRUE(resumed->Train().ok());
+    ASSERT_EQ(resumed->step_losses().size(), 3u);
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_EQ(full->step_losses()[5 + i], resumed->step_losses()[i]) << "step " << 6 + i;
+    }
   }
 }
 
