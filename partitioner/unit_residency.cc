@@ -125,6 +125,7 @@ int UnitResidency::GatherInto(int u, bool required) {
 }
 
 void UnitResidency::AcquireParams(int u) {
+  if (params_needed_) params_needed_(u);
   if (!status_.ok() || !units_[u].params_sharded()) return;
   window_start_ = u;
   const int index = GatherInto(u, /*required=*/true);

@@ -69,6 +69,8 @@ class UnitResidency {
   // thread, when that part of its gradients is final: the ops that finish it are issued (not
   // necessarily done), and no later op of the step writes it.
   void set_grads_final_hook(std::function<void(int)> hook) { grads_final_ = std::move(hook); }
+  // Called at every AcquireParams(u), before anything else, on the model's thread.
+  void set_params_needed_hook(std::function<void(int)> hook) { params_needed_ = std::move(hook); }
   // The parameters changed (optimizer step, checkpoint load): gathered copies are stale.
   void InvalidateParams();
 
@@ -119,6 +121,7 @@ class UnitResidency {
   std::vector<Communicator::Handle> pending_reduces_;  // stages 0-1 all-reduces
   std::vector<int> reduced_units_;                     // their Units, for grads_final_
   std::function<void(int)> grads_final_;
+  std::function<void(int)> params_needed_;
   absl::Status status_;
 };
 

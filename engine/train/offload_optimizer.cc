@@ -1,6 +1,7 @@
 #include "engine/train/offload_optimizer.h"
 
 #include <chrono>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
@@ -28,6 +29,7 @@ absl::StatusOr<std::unique_ptr<OffloadedOptimizer>> OffloadedOptimizer::Create(
   auto o =
       std::unique_ptr<OffloadedOptimizer>(new OffloadedOptimizer(model, ops, opt, delayed_from));
   o->pending_.assign(model.num_units(), 0);
+  o->lazy_uploads_ = !model.unit(0).optimizer_sharded();
   o->done_.assign(model.num_units(), 0);
   o->worker_ = std::thread([p = o.get()] { p->Work(); });
   return o;
@@ -67,6 +69,14 @@ void OffloadedOptimizer::Upload(int u) {
                               unit.offload_master.as<float>() + unit.optimizer_index(lo), bytes);
   std::lock_guard<std::mutex> lock(mu_);
   times_.pcie_bytes += static_cast<double>(bytes);
+}
+
+void OffloadedOptimizer::OnParamsNeeded(int u) {
+  const int64_t step = pending_[u];
+  if (step == 0 || (delayed_from_ > 0 && step >= delayed_from_)) return;
+  WaitUpdated(u, step);
+  Upload(u);
+  ops_.ComputeAfterCopies(last_ticket_);
 }
 
 void OffloadedOptimizer::OnGradsFinal(int u) {
@@ -109,8 +119,13 @@ void OffloadedOptimizer::Work() {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
       if (queue_.empty()) return;
-      task = queue_.front();
-      queue_.pop_front();
+      // The oldest step's lowest Unit: the next forward needs it first.
+      auto next = queue_.begin();
+      for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+        if (std::make_pair(it->step, it->unit) < std::make_pair(next->step, next->unit)) next = it;
+      }
+      task = *next;
+      queue_.erase(next);
     }
     absl::Status status = ops_.WaitCopies(task.ticket);
     bool run = status.ok();
@@ -152,7 +167,7 @@ absl::Status OffloadedOptimizer::FinishStep(float clip_scale) {
     scales_.erase(scales_.begin(), scales_.lower_bound(step_ - 1));
   }
   cv_.notify_all();
-  if (!delayed()) {
+  if (!delayed() && !lazy_uploads_) {
     for (int u : order_) {
       WaitUpdated(u, step_);
       Upload(u);

@@ -6,8 +6,13 @@
 //   2. the worker waits for that copy and runs StepOffloadedShard (optimizer_step.h): CPU AdamW
 //   over the Unit's
 //      master / m / v, while the backend computes earlier Units' backward;
-//   3. FinishStep uploads each updated Unit (asynchronous copy) as soon as it is done, and orders
-//      the backend's next ops after the uploads, with no host wait for them.
+//   3. each updated Unit goes back to the backend by an asynchronous copy, and the backend's
+//      later ops wait for it on the backend, not on the host. Where every rank updates whole
+//      Units (stage 0: no parameter all-gather follows), FinishStep returns at once and the
+//      next forward's residency hook (OnParamsNeeded) waits for each Unit's update just before
+//      the Unit is used, so the CPU step of later Units overlaps the forward of earlier ones
+//      (the worker takes the lowest Unit first); otherwise FinishStep waits for every Unit and
+//      uploads it as soon as it is done.
 // Gradient clipping needs the global norm before any update: with clipping on, step 2 of every
 // Unit waits for FinishStep, which brings the clip scale (computed from the backend's gradients
 // exactly as without offload), so results stay bitwise equal to the in-backend optimizer;
@@ -62,11 +67,12 @@ class OffloadedOptimizer {
   // Before the step's first micro-batch: its number (1-based), learning rate, and whether the
   // gradients will be clipped (then every Unit's update waits for FinishStep's scale).
   void BeginStep(int64_t step, double lr, bool clipping);
-  // The residency's grads-final hook.
+  // The residency's hooks.
   void OnGradsFinal(int u);
+  void OnParamsNeeded(int u);
   // After the backward, with the step's clip scale (1: none). Synchronous mode: returns when
-  // every Unit is updated and its upload issued, backend ops ordered after it. Delayed mode:
-  // hands the scale to the worker and returns.
+  // every Unit is updated and its upload issued, backend ops ordered after it, or, with whole
+  // Units (see 3. above), at once. Delayed mode: hands the scale to the worker and returns.
   absl::Status FinishStep(float clip_scale);
   // Delayed mode: waits for the step in flight and uploads it. Returns whether anything was
   // uploaded (the caller then re-gathers sharded parameters).
@@ -103,6 +109,7 @@ class OffloadedOptimizer {
   kernels::AdamWParams params_;
   std::vector<int> order_;        // this step's Units in hook order
   std::vector<int64_t> pending_;  // per Unit: the step of its update not yet uploaded, or 0
+  bool lazy_uploads_ = false;     // uploads wait for the next forward (whole Units)
   int64_t last_ticket_ = 0;       // of the last copy issued
 
   std::mutex mu_;  // guards the fields below, shared with the worker

@@ -176,6 +176,7 @@ absl::Status Trainer::Setup() {
             *model_, *ops_, config_.optimizer,
             config_.zero.offload_delayed_update ? config_.zero.delayed_update_warmup + 1 : 0));
     residency_->set_grads_final_hook([this](int u) { offload_->OnGradsFinal(u); });
+    residency_->set_params_needed_hook([this](int u) { offload_->OnParamsNeeded(u); });
   }
   if (config_.model.init_from.empty()) {
     SPW_RETURN_IF_ERROR(model_->InitParams(config_.trainer.seed));
