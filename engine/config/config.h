@@ -98,6 +98,10 @@ struct ZeroConfig {
   // offload_optimizer.delayed_update: ZeRO-Offload's one-step-delayed parameter update.
   bool offload_delayed_update = false;
   int64_t delayed_update_warmup = 40;  // offload_optimizer.delayed_update_warmup (steps)
+  // offload_optimizer.staging_buffer_count / staging_buffer_size (elements): the pinned staging
+  // pool for pageable offloaded state (pin_memory false on a GPU backend).
+  int64_t staging_buffer_count = 4;
+  int64_t staging_buffer_size = 10'000'000;
   bool overlap_comm = true;
   int64_t reduce_bucket_size = 500'000'000;
   int64_t stage3_prefetch_bucket_size = 50'000'000;

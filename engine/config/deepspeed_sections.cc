@@ -106,11 +106,11 @@ absl::Status ParseOffload(const ObjectReader& zero, absl::string_view key, bool*
   SPW_RETURN_IF_ERROR(
       r.CheckKeys({"device", "nvme_path", "buffer_count", "buffer_size", "max_in_cpu", "pin_memory",
                    "pipeline_read", "pipeline_write", "fast_init", "ratio", "delayed_update",
-                   "delayed_update_warmup"}));
-  for (absl::string_view k : {"delayed_update", "delayed_update_warmup"}) {
+                   "delayed_update_warmup", "staging_buffer_count", "staging_buffer_size"}));
+  for (absl::string_view k :
+       {"delayed_update", "delayed_update_warmup", "staging_buffer_count", "staging_buffer_size"}) {
     if (zero_out == nullptr && r.Find(k) != nullptr) {
-      return KeyError(r.KeyPath(k),
-                      "the delayed update is a setting of offload_optimizer, not of this section");
+      return KeyError(r.KeyPath(k), "a setting of offload_optimizer, not of this section");
     }
   }
   std::string device = "none";
@@ -120,6 +120,9 @@ absl::Status ParseOffload(const ObjectReader& zero, absl::string_view key, bool*
     SPW_RETURN_IF_ERROR(r.Bool("delayed_update", &want_delayed));
     SPW_RETURN_IF_ERROR(
         r.Int("delayed_update_warmup", &zero_out->delayed_update_warmup, 0, 1'000'000'000));
+    SPW_RETURN_IF_ERROR(r.Int("staging_buffer_count", &zero_out->staging_buffer_count, 1, 1024));
+    SPW_RETURN_IF_ERROR(
+        r.Int("staging_buffer_size", &zero_out->staging_buffer_size, 1, 1'000'000'000'000));
   }
   if (device == "cpu" && cpu != nullptr) {
     *cpu = true;

@@ -1,6 +1,8 @@
 #include "engine/train/offload_optimizer.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -19,7 +21,8 @@ double SecondsSince(Clock::time_point t) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<OffloadedOptimizer>> OffloadedOptimizer::Create(
-    Model& model, kernels::Ops& ops, const OptimizerConfig& opt, int64_t delayed_from) {
+    Model& model, kernels::Ops& ops, const OptimizerConfig& opt, int64_t delayed_from,
+    int staging_count, size_t staging_elements) {
   for (int u = 0; u < model.num_units(); ++u) {
     if (!model.unit(u).optimizer_offloaded() &&
         model.unit(u).update_begin() < model.unit(u).update_end()) {
@@ -30,6 +33,13 @@ absl::StatusOr<std::unique_ptr<OffloadedOptimizer>> OffloadedOptimizer::Create(
       std::unique_ptr<OffloadedOptimizer>(new OffloadedOptimizer(model, ops, opt, delayed_from));
   o->pending_.assign(model.num_units(), 0);
   o->lazy_uploads_ = !model.unit(0).optimizer_sharded();
+  o->unlanded_.assign(model.num_units(), 0);
+  if (ops.memory_tier() == Tier::kDevice && model.unit(0).offload_grads.tier() == Tier::kHost) {
+    SPW_ASSIGN_OR_RETURN(
+        o->staging_,
+        StagingPool::Create(staging_count, staging_elements * sizeof(float), Tier::kPinnedHost));
+    o->staging_elements_ = staging_elements;
+  }
   o->done_.assign(model.num_units(), 0);
   o->worker_ = std::thread([p = o.get()] { p->Work(); });
   return o;
@@ -101,9 +111,31 @@ void OffloadedOptimizer::OnGradsFinal(int u) {
   task.step = step_;
   task.clipping = clipping_;
   task.params = params_;
-  task.ticket = ops_.CopyToHostAsync(unit.offload_grads.as<float>() + unit.optimizer_index(lo),
-                                     unit.grads.as<float>() + unit.grad_index(lo), bytes);
-  last_ticket_ = task.ticket;
+  if (staging_ == nullptr) {
+    task.ticket = ops_.CopyToHostAsync(unit.offload_grads.as<float>() + unit.optimizer_index(lo),
+                                       unit.grads.as<float>() + unit.grad_index(lo), bytes);
+    last_ticket_ = task.ticket;
+  }
+  for (size_t begin = lo; staging_ != nullptr && begin < hi; begin += staging_elements_) {
+    Chunk chunk;
+    chunk.unit = u;
+    chunk.numel = std::min(staging_elements_, hi - begin);
+    chunk.offset = unit.optimizer_index(begin);
+    const Clock::time_point start = Clock::now();
+    chunk.buffer = staging_->Acquire();
+    const double waited = SecondsSince(start);
+    chunk.ticket = ops_.CopyToHostAsync(staging_->data(chunk.buffer),
+                                        unit.grads.as<float>() + unit.grad_index(begin),
+                                        chunk.numel * sizeof(float));
+    last_ticket_ = chunk.ticket;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      times_.wait_s += waited;
+      ++unlanded_[u];
+      landing_.push_back(chunk);
+    }
+    cv_.notify_all();
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     times_.pcie_bytes += static_cast<double>(bytes);
@@ -112,41 +144,59 @@ void OffloadedOptimizer::OnGradsFinal(int u) {
   cv_.notify_all();
 }
 
+std::deque<OffloadedOptimizer::Task>::iterator OffloadedOptimizer::ReadyTask() {
+  auto next = queue_.end();
+  for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+    if (unlanded_[it->unit] > 0 || (it->clipping && scales_.count(it->step) == 0)) continue;
+    // The oldest step's lowest Unit: the next forward needs it first.
+    if (next == queue_.end() ||
+        std::make_pair(it->step, it->unit) < std::make_pair(next->step, next->unit)) {
+      next = it;
+    }
+  }
+  return next;
+}
+
+void OffloadedOptimizer::LandChunk(const Chunk& chunk) {
+  absl::Status status = ops_.WaitCopies(chunk.ticket);
+  if (status.ok()) {
+    std::memcpy(model_.unit(chunk.unit).offload_grads.as<float>() + chunk.offset,
+                staging_->data(chunk.buffer), chunk.numel * sizeof(float));
+  }
+  staging_->Release(chunk.buffer);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!status.ok() && error_.ok()) error_ = status;
+  --unlanded_[chunk.unit];
+}
+
 void OffloadedOptimizer::Work() {
+  std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
-    Task task;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
-      if (queue_.empty()) return;
-      // The oldest step's lowest Unit: the next forward needs it first.
-      auto next = queue_.begin();
-      for (auto it = queue_.begin(); it != queue_.end(); ++it) {
-        if (std::make_pair(it->step, it->unit) < std::make_pair(next->step, next->unit)) next = it;
-      }
-      task = *next;
-      queue_.erase(next);
+    // Staged chunks first, whatever the steps wait for: the training thread may need buffers.
+    cv_.wait(lock, [&] { return stop_ || !landing_.empty() || ReadyTask() != queue_.end(); });
+    if (!landing_.empty()) {
+      const Chunk chunk = landing_.front();
+      landing_.pop_front();
+      lock.unlock();
+      LandChunk(chunk);
+      lock.lock();
+      cv_.notify_all();
+      continue;
     }
-    absl::Status status = ops_.WaitCopies(task.ticket);
-    bool run = status.ok();
-    if (task.clipping) {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stop_ || scales_.count(task.step) > 0; });
-      if (scales_.count(task.step) > 0) {
-        task.params.grad_scale = scales_[task.step];
-      } else {
-        run = false;
-      }
-    }
+    const auto ready = ReadyTask();
+    if (ready == queue_.end()) return;  // stopping: what is left waits for a scale never given
+    Task task = *ready;
+    queue_.erase(ready);
+    if (task.clipping) task.params.grad_scale = scales_[task.step];
+    lock.unlock();
+    const absl::Status status = ops_.WaitCopies(task.ticket);
     const Clock::time_point start = Clock::now();
-    if (run) StepOffloadedShard(model_.unit(task.unit), opt_, task.params);
+    if (status.ok()) StepOffloadedShard(model_.unit(task.unit), opt_, task.params);
     const double seconds = SecondsSince(start);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (!status.ok() && error_.ok()) error_ = status;
-      done_[task.unit] = task.step;
-      times_.adam_s += seconds;
-    }
+    lock.lock();
+    if (!status.ok() && error_.ok()) error_ = status;
+    done_[task.unit] = task.step;
+    times_.adam_s += seconds;
     cv_.notify_all();
   }
 }

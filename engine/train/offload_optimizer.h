@@ -26,6 +26,10 @@
 // the parameters after step k-1, and step k+1's gradient updates the master after step k. Flush()
 // uploads the pending update (before evaluation, checkpoints, the end).
 //
+// Offloaded state in pageable memory on a GPU backend (pin_memory false): each gradient comes
+// down in chunks through a bounded pool of pinned staging buffers (offload/staging_pool.h),
+// which the worker empties into offload_grads as each chunk lands, before any Unit's step.
+//
 // Threads: every method is called on the training thread; only the worker touches the offloaded
 // master, m and v while a step is in flight.
 #pragma once
@@ -43,6 +47,7 @@
 #include "engine/config/config.h"
 #include "engine/model/model.h"
 #include "kernels/ops.h"
+#include "offload/staging_pool.h"
 
 namespace spillway {
 
@@ -57,9 +62,9 @@ struct OffloadTimes {
 class OffloadedOptimizer {
  public:
   // `model`, `ops` and `opt` must outlive it; every Unit must be offloaded.
-  static absl::StatusOr<std::unique_ptr<OffloadedOptimizer>> Create(Model& model, kernels::Ops& ops,
-                                                                    const OptimizerConfig& opt,
-                                                                    int64_t delayed_from);
+  static absl::StatusOr<std::unique_ptr<OffloadedOptimizer>> Create(
+      Model& model, kernels::Ops& ops, const OptimizerConfig& opt, int64_t delayed_from,
+      int staging_count = 4, size_t staging_elements = 10'000'000);
   ~OffloadedOptimizer();  // finishes the queued work, joins the worker
   OffloadedOptimizer(const OffloadedOptimizer&) = delete;
   OffloadedOptimizer& operator=(const OffloadedOptimizer&) = delete;
@@ -79,14 +84,24 @@ class OffloadedOptimizer {
   absl::StatusOr<bool> Flush();
   // Whether the current step's update is delayed.
   bool delayed() const { return delayed_from_ > 0 && step_ >= delayed_from_; }
+  // The pinned staging pool, or null when the offloaded state takes copies directly.
+  const StagingPool* staging() const { return staging_.get(); }
 
   OffloadTimes TakeTimes();
 
  private:
+  // A piece of a Unit's gradient on its way down through staging buffer `buffer`.
+  struct Chunk {
+    int unit = 0;
+    int buffer = 0;
+    int64_t ticket = 0;
+    size_t offset = 0;  // in offload_grads, elements
+    size_t numel = 0;
+  };
   struct Task {
     int unit = 0;
     int64_t step = 0;
-    int64_t ticket = 0;  // the gradient copy to wait for
+    int64_t ticket = 0;  // the gradient copy to wait for (0: staged in chunks)
     bool clipping = false;
     kernels::AdamWParams params;
   };
@@ -95,6 +110,9 @@ class OffloadedOptimizer {
                      int64_t delayed_from)
       : model_(model), ops_(ops), opt_(opt), delayed_from_(delayed_from) {}
   void Work();
+  // Under mu_: the queued task to step next (chunks landed, scale known), or queue_.end().
+  std::deque<Task>::iterator ReadyTask();
+  void LandChunk(const Chunk& chunk);  // worker, without mu_
   // Blocks until Unit u's update of `step` is done (timed as waiting).
   void WaitUpdated(int u, int64_t step);
   void Upload(int u);
@@ -110,11 +128,15 @@ class OffloadedOptimizer {
   std::vector<int> order_;        // this step's Units in hook order
   std::vector<int64_t> pending_;  // per Unit: the step of its update not yet uploaded, or 0
   bool lazy_uploads_ = false;     // uploads wait for the next forward (whole Units)
-  int64_t last_ticket_ = 0;       // of the last copy issued
+  std::unique_ptr<StagingPool> staging_;
+  size_t staging_elements_ = 0;
+  int64_t last_ticket_ = 0;  // of the last copy issued
 
   std::mutex mu_;  // guards the fields below, shared with the worker
   std::condition_variable cv_;
   std::deque<Task> queue_;
+  std::deque<Chunk> landing_;        // staged chunks in copy order
+  std::vector<int> unlanded_;        // per Unit: its chunks not yet in offload_grads
   std::map<int64_t, float> scales_;  // clip scale per step, once known
   std::vector<int64_t> done_;        // per Unit: the last step whose update is done
   absl::Status error_;

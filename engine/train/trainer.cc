@@ -174,7 +174,9 @@ absl::Status Trainer::Setup() {
         offload_,
         OffloadedOptimizer::Create(
             *model_, *ops_, config_.optimizer,
-            config_.zero.offload_delayed_update ? config_.zero.delayed_update_warmup + 1 : 0));
+            config_.zero.offload_delayed_update ? config_.zero.delayed_update_warmup + 1 : 0,
+            static_cast<int>(config_.zero.staging_buffer_count),
+            static_cast<size_t>(config_.zero.staging_buffer_size)));
     residency_->set_grads_final_hook([this](int u) { offload_->OnGradsFinal(u); });
     residency_->set_params_needed_hook([this](int u) { offload_->OnParamsNeeded(u); });
   }
@@ -309,6 +311,14 @@ void Trainer::PrintStartup() const {
         TierName(offload_tier), world > 1 ? " per rank" : "",
         FormatBytes(static_cast<double>(offload_bytes)),
         kernels::cpu::CpuIsaName(kernels::cpu::BestCpuIsa())));
+  }
+  if (offload_ != nullptr && offload_->staging() != nullptr) {
+    const StagingPool& pool = *offload_->staging();
+    Print(absl::StrFormat(
+        "offload staging: %d pinned buffers of %s (%s), through which gradients reach the "
+        "pageable offloaded state",
+        pool.count(), FormatBytes(static_cast<double>(pool.buffer_bytes())),
+        FormatBytes(static_cast<double>(pool.total_bytes()))));
   }
   if (residency_->working_bytes() > 0) {
     Print(absl::StrFormat(

@@ -151,6 +151,16 @@ TEST_P(OffloadTest, DelayedUpdateConvergesLikeSynchronous) {
       << "synchronous " << final_loss[0] << ", delayed " << final_loss[1];
 }
 
+// Offloaded state in pageable memory (pin_memory false): on a GPU its gradients come down in
+// chunks through the pinned staging pool, here 2 buffers of 300 elements, far fewer than the
+// chunks of a step, with clipping (the CPU steps wait while chunks keep landing). Same results.
+TEST_P(OffloadTest, PageableStateThroughStagingPoolEqualsInBackendBitwise) {
+  const std::string staging =
+      R"(, "pin_memory": false, "staging_buffer_count": 2, "staging_buffer_size": 300)";
+  ExpectTrainBitwiseEqual(Config(6, "staging_in_backend"),
+                          Offloaded(Config(6, "staging_offloaded"), staging));
+}
+
 std::string WithCheckpointing(std::string json, bool in_cpu_memory) {
   return json.insert(
       json.find('{') + 1,
