@@ -14,19 +14,15 @@ namespace {
 
 std::string Bytes(size_t b) { return FormatBytes(static_cast<double>(b)); }
 
-std::string PlacementText(const PlanInput& in) {
-  return absl::StrCat("offload_optimizer \"", PlacementName(in.offload_optimizer),
-                      "\", offload_param \"", PlacementName(in.offload_param), "\"");
-}
-
 std::string ShortText(const FitReport& fit) {
   std::vector<std::string> parts;
   for (const TierCheck& c : fit.checks) {
     if (c.short_by() == 0) continue;
-    parts.push_back(absl::StrCat(
-        c.name, " needs ", Bytes(c.need), " (", c.need, " bytes), has ",
-        c.have.has_value() ? absl::StrCat(Bytes(*c.have), " (", *c.have, " bytes)") : c.note,
-        ": short by ", Bytes(c.short_by()), " (", c.short_by(), " bytes)"));
+    parts.push_back(
+        absl::StrCat(c.name, " needs ", Bytes(c.need), " (", c.need, " bytes), has ",
+                     c.have.has_value() ? absl::StrCat(Bytes(*c.have), " (", *c.have, " bytes)")
+                                        : absl::StrCat("none (", c.note, ")"),
+                     ": short by ", Bytes(c.short_by()), " (", c.short_by(), " bytes)"));
   }
   return absl::StrJoin(parts, "; ");
 }
@@ -39,6 +35,11 @@ std::vector<Placement> Choices(Placement p) {
 }
 
 }  // namespace
+
+std::string PlacementText(const PlanInput& in) {
+  return absl::StrCat("offload_optimizer \"", PlacementName(in.offload_optimizer),
+                      "\", offload_param \"", PlacementName(in.offload_param), "\"");
+}
 
 bool FitReport::fits() const {
   return std::all_of(checks.begin(), checks.end(),
@@ -120,43 +121,6 @@ absl::Status NotFitError(const PlanResult& result, const Hardware& hw) {
       "not enough memory for this config with ", PlacementText(in),
       in.world_size > 1 ? absl::StrCat(" (", in.ranks_per_node, " ranks per node)") : "", ": ",
       ShortText(result.fit), hint, "; `spillway plan CONFIG` shows the breakdown"));
-}
-
-std::string FormatPlan(const PlanResult& result, const Hardware& hw) {
-  const MemoryPlan& plan = result.plan;
-  const PlanInput& in = plan.input;
-  std::string out =
-      absl::StrFormat("memory plan per rank (%d rank%s, ZeRO stage %d, %d per node), %s\n",
-                      in.world_size, in.world_size > 1 ? "s" : "", in.world_size > 1 ? in.stage : 0,
-                      in.ranks_per_node, PlacementText(in));
-  const double params = static_cast<double>(std::max<size_t>(in.param_count, 1));
-  for (const MemoryItem& item : plan.items) {
-    absl::StrAppendFormat(&out, "  %-28s %-11s %12s  %6.2f B/param\n", item.what,
-                          TierName(item.tier), Bytes(item.bytes), item.bytes / params);
-  }
-  absl::StrAppendFormat(
-      &out, "activations per micro-batch of %d: %s with checkpointing, %s without\n",
-      in.micro_batch, Bytes(plan.ActivationBytes(true)), Bytes(plan.ActivationBytes(false)));
-  absl::StrAppendFormat(&out, "%-12s %14s %14s %14s\n", "tier", "need", "have", "short by");
-  for (const TierCheck& c : result.fit.checks) {
-    const std::string have = !c.have.has_value()   ? (c.note.empty() ? "none" : c.note)
-                             : *c.have == SIZE_MAX ? "unlimited"
-                                                   : Bytes(*c.have);
-    absl::StrAppendFormat(&out, "%-12s %14s %14s %14s\n", c.name, Bytes(c.need), have,
-                          c.short_by() > 0 ? Bytes(c.short_by()) : "-");
-  }
-  if (!hw.overridden.empty()) {
-    absl::StrAppend(&out, "hardware overridden by ", kHardwareOverrideEnv, ": ",
-                    absl::StrJoin(hw.overridden, ", "), "\n");
-  }
-  for (const std::string& t : result.tried) absl::StrAppend(&out, "  tried ", t, "\n");
-  if (result.fit.fits()) {
-    absl::StrAppend(&out, "verdict: fits", result.resolved_auto ? "; chosen placement: " : "",
-                    result.resolved_auto ? PlacementText(in) : "", "\n");
-  } else {
-    absl::StrAppend(&out, "verdict: does not fit: ", NotFitError(result, hw).message(), "\n");
-  }
-  return out;
 }
 
 }  // namespace spillway

@@ -51,7 +51,7 @@ absl::StatusOr<PlanResult> PlanToFit(const PlanInput& input, const Hardware& hw)
 // found and the difference, and a placement that would fit if there is one.
 absl::Status NotFitError(const PlanResult& result, const Hardware& hw);
 
-// The report's lines: one per item, then the tier table (need against have) and the verdict.
-std::string FormatPlan(const PlanResult& result, const Hardware& hw);
+// `offload_optimizer "cpu", offload_param "none"`.
+std::string PlacementText(const PlanInput& input);
 
 }  // namespace spillway

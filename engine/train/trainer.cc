@@ -13,6 +13,9 @@
 #include "engine/data/synthetic_language.h"
 #include "engine/hf/hf_folder.h"
 #include "engine/hf/hf_model.h"
+#include "engine/plan/fit.h"
+#include "engine/plan/plan_config.h"
+#include "engine/plan/report.h"
 #include "engine/train/lr_schedule.h"
 #include "engine/train/optimizer_step.h"
 #include "engine/train/sharded_checkpoint.h"
@@ -148,6 +151,7 @@ absl::Status Trainer::Setup() {
         "trainer.backend: several GPU ranks need NCCL, which this build of spillway lacks");
 #endif
   }
+  SPW_RETURN_IF_ERROR(AgreeAcrossRanks(CheckMemoryPlan(), "checking the memory plan"));
   SPW_RETURN_IF_ERROR(LoadData());
   const int B = static_cast<int>(config_.train_micro_batch_size_per_gpu);
   ShardingPlan sharding;
@@ -178,6 +182,20 @@ absl::Status Trainer::Setup() {
   inputs_.resize(N);
   targets_.resize(N);
   PrintStartup();
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::CheckMemoryPlan() {
+  SPW_ASSIGN_OR_RETURN(const RankInfo ranks, RankInfoFromEnvironment());
+  const int world = comm_->world_size();
+  SPW_ASSIGN_OR_RETURN(
+      const PlanInput input,
+      PlanInputFromConfig(config_, world, std::min(world, ranks.local_world_size)));
+  SPW_ASSIGN_OR_RETURN(const Hardware hw,
+                       DetectHardware(ops_->memory_tier() == Tier::kDevice, input.nvme_path));
+  SPW_ASSIGN_OR_RETURN(PlanResult result, PlanToFit(input, hw));
+  if (!result.fit.fits()) return NotFitError(result, hw);
+  memory_plan_ = std::move(result.plan);
   return absl::OkStatus();
 }
 
@@ -260,42 +278,17 @@ void Trainer::Print(const std::string& line) const {
 
 void Trainer::PrintStartup() const {
   const ModelConfig& m = config_.model;
-  size_t param_bytes = 0, grad_bytes = 0, optimizer_bytes = 0, offload_bytes = 0;
-  Tier offload_tier = Tier::kHost;
-  for (int u = 0; u < model_->num_units(); ++u) {
-    const UnitState& unit = model_->unit(u);
-    param_bytes += unit.params.bytes();
-    grad_bytes += unit.grads.bytes();
-    const size_t adam = unit.exp_avg.bytes() + unit.exp_avg_sq.bytes();
-    if (unit.optimizer_offloaded()) {
-      offload_bytes += adam + unit.offload_master.bytes() + unit.offload_grads.bytes();
-      offload_tier = unit.exp_avg.tier();
-    } else {
-      optimizer_bytes += adam;
-    }
-  }
   Print(absl::StrFormat(
       "model: %s, seq_len %d, vocab %d: %s parameters in %d Units%s", model_->Describe(), m.seq_len,
       m.vocab_size, FormatCount(static_cast<double>(model_->param_count())), model_->num_units(),
       m.init_from.empty() ? "" : absl::StrCat(", loaded from ", m.init_from)));
-  const int B = static_cast<int>(config_.train_micro_batch_size_per_gpu);
-  const bool checkpointing = config_.activation_checkpointing;
   const int world = comm_->world_size();
-  Print(absl::StrFormat(
-      "memory%s (tier %s): parameters %s, gradients %s, optimizer state %s, activations per "
-      "micro-batch of %d: %s with activation checkpointing %s (%s with it %s)",
-      world > 1 ? " per rank" : "", TierName(ops_->memory_tier()), FormatBytes(param_bytes),
-      FormatBytes(grad_bytes), FormatBytes(optimizer_bytes), B,
-      FormatBytes(static_cast<double>(model_->activation_bytes())), checkpointing ? "on" : "off",
-      FormatBytes(static_cast<double>(PlannedActivationBytes(m, B, !checkpointing))),
-      checkpointing ? "off" : "on"));
-  if (offload_bytes > 0) {
+  for (const std::string& line : FormatStartupMemory(memory_plan_)) Print(line);
+  if (memory_plan_.input.offload_optimizer != Placement::kNone) {
     Print(absl::StrFormat(
-        "optimizer offloaded to %s memory%s: %s (fp32 master parameters, gradient copies, Adam m "
-        "and v); AdamW on the CPU (%s)",
-        TierName(offload_tier), world > 1 ? " per rank" : "",
-        FormatBytes(static_cast<double>(offload_bytes)),
-        kernels::cpu::CpuIsaName(kernels::cpu::BestCpuIsa())));
+        "optimizer offloaded to %s memory (fp32 master parameters, gradient copies, Adam m and "
+        "v); AdamW on the CPU (%s)",
+        TierName(memory_plan_.offload_tier), kernels::cpu::CpuIsaName(kernels::cpu::BestCpuIsa())));
   }
   if (residency_->working_bytes() > 0) {
     Print(absl::StrFormat(

@@ -21,6 +21,7 @@
 #include "engine/data/batch_loader.h"
 #include "engine/data/token_data.h"
 #include "engine/model/model.h"
+#include "engine/plan/memory_plan.h"
 #include "engine/train/progress.h"
 #include "kernels/ops.h"
 #include "partitioner/communicator.h"
@@ -81,6 +82,9 @@ class Trainer {
   absl::Status ReadCheckpoint(const std::string& path, bool with_optimizer_state);
   // model.init_from into the parameters.
   absl::Status LoadInitialParams();
+  // The memory plan (engine/plan) against this machine, before anything is allocated:
+  // ResourceExhausted naming each short tier's bytes if it does not fit.
+  absl::Status CheckMemoryPlan();
   void PrintStartup() const;
   void Print(const std::string& line) const;
 
@@ -95,6 +99,7 @@ class Trainer {
   Communicator* data_comm_ = nullptr;
   std::unique_ptr<kernels::Ops> ops_;
   std::unique_ptr<Model> model_;
+  MemoryPlan memory_plan_;  // what CheckMemoryPlan planned: the start-up report's numbers
   std::unique_ptr<UnitResidency> residency_;  // after model_: it points into its Units
   std::shared_ptr<const TokenData> train_data_, val_data_;
   std::unique_ptr<BatchLoader> train_loader_, val_loader_;

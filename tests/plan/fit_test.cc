@@ -6,6 +6,8 @@
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
+#include "engine/plan/report.h"
+#include "offload/buffer.h"
 
 namespace spillway {
 namespace {
@@ -132,6 +134,16 @@ TEST(FitTest, NoGpuAndMemlock) {
   EXPECT_NE(message.find("gpu needs"), std::string::npos) << message;
   EXPECT_NE(message.find("no GPU found"), std::string::npos) << message;
   EXPECT_NE(message.find("memlock needs 32.0 MiB"), std::string::npos) << message;
+}
+
+// A pinned allocation that fails at run time names the bytes, the purpose and what to do.
+TEST(PinnedFailureTest, MessageNamesBytesPurposeAndRemedy) {
+  absl::StatusOr<Buffer> b = Buffer::Allocate(12345, Tier::kPinnedHost, "unit h.3 Adam m");
+  if (b.ok()) GTEST_SKIP() << "pinned memory is available in this build";
+  const std::string message(b.status().message());
+  EXPECT_NE(message.find("12345 bytes of pinned CPU memory for unit h.3 Adam m"), std::string::npos)
+      << message;
+  EXPECT_NE(message.find("offload_optimizer.pin_memory"), std::string::npos) << message;
 }
 
 TEST(HardwareTest, ByteSizesAndOverride) {
