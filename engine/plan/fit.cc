@@ -117,6 +117,14 @@ absl::Status NotFitError(const PlanResult& result, const Hardware& hw) {
       hint = absl::StrCat("; ", PlacementText(other->plan.input), " would fit");
     }
   }
+  if (!in.activation_checkpointing) {
+    PlanInput checkpointed = in;
+    checkpointed.activation_checkpointing = true;
+    absl::StatusOr<MemoryPlan> plan = PlanMemory(checkpointed);
+    if (plan.ok() && CheckFit(*plan, hw).fits()) {
+      absl::StrAppend(&hint, "; activation_checkpointing.enabled would fit");
+    }
+  }
   return absl::ResourceExhaustedError(absl::StrCat(
       "not enough memory for this config with ", PlacementText(in),
       in.world_size > 1 ? absl::StrCat(" (", in.ranks_per_node, " ranks per node)") : "", ": ",
