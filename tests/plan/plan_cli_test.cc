@@ -83,6 +83,35 @@ TEST_F(PlanCliTest, TrainRefusesBeforeAllocating) {
   EXPECT_EQ(r.output.find("model:"), std::string::npos) << "nothing built: " << r.output;
 }
 
+// The start-up report's memory lines are the planner's numbers, as `spillway plan` prints them.
+TEST_F(PlanCliTest, TrainStartupReportsThePlan) {
+  const std::string config = ::testing::TempDir() + "/plan_cli_startup.json";
+  std::ofstream(config) << R"({
+    "train_batch_size": 4, "train_micro_batch_size_per_gpu": 4,
+    "activation_checkpointing": {"enabled": true},
+    "model": {"type": "gpt2", "n_layer": 2, "n_head": 2, "d_model": 32, "seq_len": 32,
+              "vocab_size": 256},
+    "data": {"synthetic": {"seed": 1, "train_tokens": 20000, "val_tokens": 4000}},
+    "trainer": {"steps": 1, "eval_interval": 0}
+  })";
+  const CliResult plan = RunSpillway("plan " + config);
+  ASSERT_EQ(plan.exit_code, 0) << plan.output;
+  const CliResult train = RunSpillway("train " + config);
+  ASSERT_EQ(train.exit_code, 0) << train.output;
+  for (const char* s : {"parameters                   cpu            135.5 KiB",
+                        "activations per micro-batch of 4: 597.5 KiB with checkpointing, "
+                        "840.5 KiB without"}) {
+    EXPECT_NE(plan.output.find(s), std::string::npos) << s << "\n" << plan.output;
+  }
+  EXPECT_NE(train.output.find("memory (planned): parameters 135.5 KiB cpu, gradients 135.5 KiB "
+                              "cpu, optimizer state 271.0 KiB cpu, activations per micro-batch "
+                              "of 4: 597.5 KiB cpu with activation checkpointing on (840.5 KiB "
+                              "with it off)"),
+            std::string::npos)
+      << train.output;
+  EXPECT_NE(train.output.find("memory totals: cpu"), std::string::npos) << train.output;
+}
+
 TEST_F(PlanCliTest, UsageAndBadValues) {
   EXPECT_EQ(RunSpillway("plan").exit_code, 2);
   EXPECT_EQ(RunSpillway("plan --help").exit_code, 0);
