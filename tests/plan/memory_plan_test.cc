@@ -1,14 +1,19 @@
 // The planner's bytes against what the model and the ZeRO residency actually allocate (their
-// Buffers summed), for GPT-2 and Llama at stages 0-3, 1, 2 and 4 ranks (every rank's share),
-// with and without optimizer offload and activation checkpointing: equal to the byte.
+// Buffers summed by kind and tier), for GPT-2 and Llama at stages 0-3, 1, 2 and 4 ranks (every
+// rank's share), with and without optimizer offload and activation checkpointing: equal to the
+// byte, on the CPU backend (CI) and the CUDA backend (label gpu; pinned offload there).
 #include "engine/plan/memory_plan.h"
 
 #include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
 
 #include "absl/strings/str_cat.h"
 #include "engine/model/model.h"
 #include "engine/plan/plan_config.h"
 #include "kernels/backend.h"
+#include "offload/device_memory.h"
 #include "partitioner/unit_residency.h"
 
 namespace spillway {
@@ -38,8 +43,14 @@ Config MakeConfig(const Case& c) {
   return config;
 }
 
+// Bytes the model and the residency allocated on one rank, by (category, tier).
 struct Allocated {
-  size_t params = 0, grads = 0, optimizer = 0, activations = 0, working = 0;
+  std::map<std::pair<Category, Tier>, size_t> bytes;
+  size_t buffers = 0;
+  void Add(Category c, const Buffer& b) {
+    bytes[{c, b.tier()}] += b.bytes();
+    buffers += b.bytes() > 0;
+  }
 };
 
 Allocated AllocateRank(const Config& config, int world, int rank, kernels::Ops& ops) {
@@ -48,30 +59,45 @@ Allocated AllocateRank(const Config& config, int world, int rank, kernels::Ops& 
   sharding.rank = rank;
   sharding.stage = world > 1 ? config.zero_stage : 0;
   sharding.offload_optimizer = config.zero.offload_optimizer;
+  sharding.offload_tier = ops.memory_tier() == Tier::kDevice ? Tier::kPinnedHost : Tier::kHost;
   auto model = CreateModel(config.model, static_cast<int>(config.train_micro_batch_size_per_gpu),
                            config.activation_checkpointing, &ops, sharding);
   EXPECT_TRUE(model.ok()) << model.status();
   Allocated a;
   for (const UnitState& u : (*model)->units()) {
-    a.params += u.params.bytes();
-    a.grads += u.grads.bytes();
-    a.optimizer += u.exp_avg.bytes() + u.exp_avg_sq.bytes() + u.offload_master.bytes() +
-                   u.offload_grads.bytes();
+    a.Add(Category::kParameters, u.params);
+    a.Add(Category::kGradients, u.grads);
+    for (const Buffer* b : {&u.exp_avg, &u.exp_avg_sq, &u.offload_master, &u.offload_grads}) {
+      a.Add(Category::kOptimizer, *b);
+    }
   }
-  a.activations = (*model)->activation_bytes();
+  a.bytes[{Category::kActivations, ops.memory_tier()}] += (*model)->activation_bytes();
+  a.buffers += 5;  // the activation buffers (engine/model/gpt2.cc, llama.cc)
   std::unique_ptr<Communicator> comm = Communicator::Single();
   ResidencyOptions options;
   options.prefetch_elements = static_cast<size_t>(config.zero.stage3_prefetch_bucket_size);
   options.max_live_elements = static_cast<size_t>(config.zero.stage3_max_live_parameters);
   auto residency = UnitResidency::Create((*model)->units(), ops, *comm, options);
   EXPECT_TRUE(residency.ok()) << residency.status();
-  a.working = (*residency)->working_bytes();
+  a.bytes[{Category::kWorking, ops.memory_tier()}] += (*residency)->working_bytes();
+  a.buffers += 12;  // at most this many working buffers for these shapes
   return a;
 }
 
-TEST(MemoryPlanTest, EqualsWhatTheModelAllocates) {
-  auto ops = kernels::CreateOps("cpu");
-  ASSERT_TRUE(ops.ok()) << ops.status();
+class MemoryPlanBackendTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "cuda" && kernels::GpuCount() == 0) {
+      GTEST_SKIP() << "no GPU here (the CUDA case runs on the GPU machine)";
+    }
+    auto ops = kernels::CreateOps(GetParam());
+    ASSERT_TRUE(ops.ok()) << ops.status();
+    ops_ = std::move(ops).value();
+  }
+  std::unique_ptr<kernels::Ops> ops_;
+};
+
+TEST_P(MemoryPlanBackendTest, EqualsWhatTheModelAllocates) {
   std::vector<Case> cases;
   for (const char* type : {"gpt2", "llama"}) {
     for (int world : {1, 2, 4}) {
@@ -86,24 +112,63 @@ TEST(MemoryPlanTest, EqualsWhatTheModelAllocates) {
   for (const Case& c : cases) {
     SCOPED_TRACE(absl::StrCat(c.type, " world ", c.world, " stage ", c.stage, " offload ",
                               c.offload, " checkpointing ", c.checkpointing));
-    const Config config = MakeConfig(c);
+    Config config = MakeConfig(c);
+    config.trainer.backend = GetParam();
     absl::StatusOr<PlanInput> input = PlanInputFromConfig(config, c.world, 1);
     ASSERT_TRUE(input.ok()) << input.status();
     absl::StatusOr<MemoryPlan> plan = PlanMemory(*input);
     ASSERT_TRUE(plan.ok()) << plan.status();
-    EXPECT_EQ(plan->compute_tier, Tier::kHost);
+    EXPECT_EQ(plan->compute_tier, ops_->memory_tier());
     for (int rank = 0; rank < c.world; ++rank) {
-      const Allocated a = AllocateRank(config, c.world, rank, **ops);
-      EXPECT_EQ(plan->Bytes(Category::kParameters), a.params);
-      EXPECT_EQ(plan->Bytes(Category::kGradients), a.grads);
-      EXPECT_EQ(plan->Bytes(Category::kOptimizer), a.optimizer);
-      EXPECT_EQ(plan->Bytes(Category::kActivations), a.activations);
-      EXPECT_EQ(plan->Bytes(Category::kWorking), a.working);
-      EXPECT_EQ(plan->Bytes(Tier::kHost),
-                a.params + a.grads + a.optimizer + a.activations + a.working);
+      Allocated a = AllocateRank(config, c.world, rank, *ops_);
+      for (Category cat : {Category::kParameters, Category::kGradients, Category::kOptimizer,
+                           Category::kActivations, Category::kWorking}) {
+        for (Tier tier : {Tier::kDevice, Tier::kPinnedHost, Tier::kHost, Tier::kNvme}) {
+          EXPECT_EQ(plan->Bytes(cat, tier), (a.bytes[{cat, tier}]))
+              << CategoryName(cat) << " in " << TierName(tier) << ", rank " << rank;
+        }
+      }
     }
   }
 }
+
+// On a GPU: the device memory the model and residency take (cudaMemGetInfo before and after)
+// is the planned bytes within the allocator's granularity, 2 MiB per buffer.
+TEST_P(MemoryPlanBackendTest, GpuMemoryTakenMatchesThePlan) {
+  if (GetParam() != "cuda") GTEST_SKIP() << "GPU memory only";
+  Config config = MakeConfig({"gpt2", 2, 3, false, false});
+  config.model.n_layer = 4;
+  config.model.d_model = 512;
+  config.model.n_head = 8;
+  config.model.seq_len = 256;
+  config.model.vocab_size = 50257;
+  config.train_micro_batch_size_per_gpu = 4;
+  config.trainer.backend = "cuda";
+  absl::StatusOr<PlanInput> input = PlanInputFromConfig(config, 2, 1);
+  ASSERT_TRUE(input.ok()) << input.status();
+  absl::StatusOr<MemoryPlan> plan = PlanMemory(*input);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  const size_t planned = plan->Bytes(Tier::kDevice) - plan->Bytes(Category::kPools, Tier::kDevice);
+  absl::StatusOr<DeviceMemoryInfo> before = QueryDeviceMemory();
+  ASSERT_TRUE(before.ok()) << before.status();
+  ShardingPlan sharding{2, 0, 3};
+  auto model = CreateModel(config.model, 4, false, ops_.get(), sharding);
+  ASSERT_TRUE(model.ok()) << model.status();
+  std::unique_ptr<Communicator> comm = Communicator::Single();
+  ResidencyOptions options;
+  options.prefetch_elements = static_cast<size_t>(config.zero.stage3_prefetch_bucket_size);
+  auto residency = UnitResidency::Create((*model)->units(), *ops_, *comm, options);
+  ASSERT_TRUE(residency.ok()) << residency.status();
+  absl::StatusOr<DeviceMemoryInfo> after = QueryDeviceMemory();
+  ASSERT_TRUE(after.ok()) << after.status();
+  const double taken = static_cast<double>(before->free_bytes) - after->free_bytes;
+  const double buffers = 4.0 * (*model)->num_units() + 5 + 12;
+  EXPECT_NEAR(taken, static_cast<double>(planned), buffers * 2 * 1024 * 1024)
+      << "planned " << planned << " bytes, cudaMemGetInfo says " << taken << " were taken";
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, MemoryPlanBackendTest, ::testing::Values("cpu", "cuda"),
+                         [](const auto& info) { return info.param; });
 
 TEST(MemoryPlanTest, ParameterCountMatchesTheModel) {
   auto ops = kernels::CreateOps("cpu");
