@@ -151,7 +151,6 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
       largest_shard = std::max(largest_shard, s.shard_numel);
     }
   }
-  // Unit 0's shard counts in the gradient ring's slot 0 (partitioner/unit_residency.cc).
   const size_t n_units = in.unit_numel.size();
 
   const Tier param_tier = in.offload_param == Placement::kNone  ? compute
@@ -180,7 +179,8 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
       break;
   }
 
-  // Working buffers, as UnitResidency::Allocate sizes them.
+  // Working buffers, as UnitResidency::Allocate sizes them: slot 0 for Unit 0, then a ring of
+  // buffers the size of the largest other Unit.
   if (params_sharded) {
     int prefetch = 0;
     size_t ahead = 0;
