@@ -44,6 +44,11 @@ std::string FormatPlan(const PlanResult& result, const Hardware& hw) {
       &out, "activations per micro-batch of %d: %s with checkpointing, %s without\n",
       in.micro_batch, Bytes(plan.ActivationBytes(true)), Bytes(plan.ActivationBytes(false)));
   absl::StrAppendFormat(&out, "%-12s %14s %14s %14s\n", "tier", "need", "have", "short by");
+  if (in.ranks_per_node > 1) {
+    absl::StrAppendFormat(&out,
+                          "(gpu and memlock per rank; cpu and nvme for the %d ranks of a node)\n",
+                          in.ranks_per_node);
+  }
   for (const TierCheck& c : result.fit.checks) {
     const std::string have = !c.have.has_value()   ? (c.note.empty() ? "none" : c.note)
                              : *c.have == SIZE_MAX ? "unlimited"
