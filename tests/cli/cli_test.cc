@@ -1,6 +1,5 @@
 // The spillway binary end to end: usage errors, prepare, train, resume and eval.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -10,29 +9,15 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "core/file_io.h"
+#include "tests/cli/run_spillway.h"
 
 namespace spillway {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct Result {
-  int exit_code;
-  std::string output;  // stdout and stderr together
-};
-
-Result RunSpillway(const std::string& args) {
-  const char* bin = std::getenv("SPILLWAY_BIN");
-  EXPECT_NE(bin, nullptr) << "SPILLWAY_BIN is set by ctest";
-  const std::string command = absl::StrCat(bin, " ", args, " 2>&1");
-  std::FILE* pipe = popen(command.c_str(), "r");
-  Result result{-1, ""};
-  char buffer[4096];
-  while (size_t n = std::fread(buffer, 1, sizeof(buffer), pipe)) result.output.append(buffer, n);
-  const int status = pclose(pipe);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
-}
+using Result = testing_util::CliResult;
+using testing_util::RunSpillway;
 
 std::string FreshDir(const std::string& name) {
   const std::string dir = ::testing::TempDir() + "/cli_test_" + name;
