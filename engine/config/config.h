@@ -112,6 +112,7 @@ struct ZeroConfig {
 struct AioConfig {
   int64_t block_size = 1 << 20;  // bytes per request chunk, 1-8 MiB, a multiple of 4 KiB
   int64_t queue_depth = 32;      // chunks in flight
+  bool force_pread = false;      // aio.engine = "pread" (spillway's key): skip io_uring
 };
 
 struct Config {

@@ -263,18 +263,22 @@ absl::Status ParseFp16(const Json& value) {
 absl::Status ParseAio(const Json& value, AioConfig* aio) {
   SPW_ASSIGN_OR_RETURN(ObjectReader r, ObjectReader::Open(value, "aio"));
   SPW_RETURN_IF_ERROR(r.CheckKeys(
-      {"block_size", "queue_depth", "thread_count", "single_submit", "overlap_events", "use_gds"}));
+      {"block_size", "queue_depth", "thread_count", "single_submit", "overlap_events", "use_gds",
+       "engine"}));
   SPW_RETURN_IF_ERROR(WholeNumber(r, "block_size", &aio->block_size, 1 << 20, 8 << 20));
   if (aio->block_size % 4096 != 0) {
-    return KeyError(r.KeyPath("block_size"),
-                    absl::StrCat("must be a multiple of 4096 (O_DIRECT's block), found ",
-                                 aio->block_size));
+    return KeyError(
+        r.KeyPath("block_size"),
+        absl::StrCat("must be a multiple of 4096 (O_DIRECT's block), found ", aio->block_size));
   }
   SPW_RETURN_IF_ERROR(WholeNumber(r, "queue_depth", &aio->queue_depth, 1, 1024));
   // The io_uring engine has one completion thread and submits in batches: DeepSpeed's thread
   // and submission knobs have nothing to set, so any valid value is accepted.
   int64_t threads = 1;
   SPW_RETURN_IF_ERROR(WholeNumber(r, "thread_count", &threads, 1, 1024));
+  std::string engine = "auto";
+  SPW_RETURN_IF_ERROR(r.String("engine", &engine, {"auto", "pread"}));
+  aio->force_pread = engine == "pread";
   bool flag = false;
   SPW_RETURN_IF_ERROR(r.Bool("single_submit", &flag));
   SPW_RETURN_IF_ERROR(r.Bool("overlap_events", &flag));

@@ -6,20 +6,11 @@
 #include <vector>
 
 #include "core/status.h"
+#include "engine/train/nvme_adamw.h"
 #include "kernels/cpu/cpu_adam.h"
 
 namespace spillway {
 namespace {
-
-// Calls fn(t, begin, end) for each tensor t of `unit` with the part [begin, end) of its flat
-// range that lies in [lo, hi), skipping tensors outside it.
-template <typename Fn>
-void ForEachTensorPart(const UnitState& unit, size_t lo, size_t hi, Fn fn) {
-  for (const TensorSpec& t : unit.layout.tensors()) {
-    const size_t begin = std::max(lo, t.offset), end = std::min(hi, t.offset + t.numel);
-    if (begin < end) fn(t, begin, end);
-  }
-}
 
 // The sum over ranks of each rank's `local` value, added in rank order in double precision
 // (the same on every rank). Doubles travel as pairs of floats' bit patterns.
@@ -43,7 +34,7 @@ absl::StatusOr<double> SumOverRanks(Communicator& control, double local) {
 // the offload tier, the CPU kernel (bitwise equal to the backend's AdamW) updates the master
 // parameters and moments there, and the updated parameters go back up.
 absl::Status OffloadedAdamW(Model& model, kernels::Ops& ops, const OptimizerConfig& opt,
-                            kernels::AdamWParams p) {
+                            kernels::AdamWParams p, NvmeOptimizerState* nvme) {
   for (int u = 0; u < model.num_units(); ++u) {
     UnitState& unit = model.unit(u);
     const size_t lo = unit.update_begin(), hi = unit.update_end();
@@ -56,6 +47,13 @@ absl::Status OffloadedAdamW(Model& model, kernels::Ops& ops, const OptimizerConf
     UnitState& unit = model.unit(u);
     const size_t lo = unit.update_begin(), hi = unit.update_end();
     if (lo >= hi) continue;
+    if (nvme != nullptr) {
+      SPW_RETURN_IF_ERROR(NvmeAdamWUnit(*nvme, u, unit, opt, p));
+      ops.CopyToBackend(unit.params.as<float>() + unit.param_index(lo),
+                        unit.offload_grads.as<float>() + unit.optimizer_index(lo),
+                        (hi - lo) * sizeof(float));
+      continue;
+    }
     ForEachTensorPart(unit, lo, hi, [&](const TensorSpec& t, size_t begin, size_t end) {
       p.weight_decay = t.weight_decay ? static_cast<float>(opt.weight_decay) : 0.0f;
       const size_t k = unit.optimizer_index(begin);
@@ -72,7 +70,8 @@ absl::Status OffloadedAdamW(Model& model, kernels::Ops& ops, const OptimizerConf
 
 }  // namespace
 
-absl::Status CopyParamsToOffloadMaster(Model& model, kernels::Ops& ops) {
+absl::Status CopyParamsToOffloadMaster(Model& model, kernels::Ops& ops, NvmeOptimizerState* nvme) {
+  if (nvme != nullptr) return WriteNvmeMaster(model, ops, *nvme);
   for (int u = 0; u < model.num_units(); ++u) {
     UnitState& unit = model.unit(u);
     const size_t lo = unit.update_begin(), hi = unit.update_end();
@@ -86,7 +85,8 @@ absl::Status CopyParamsToOffloadMaster(Model& model, kernels::Ops& ops) {
 absl::StatusOr<OptimizerStepResult> OptimizerStep(Model& model, kernels::Ops& ops,
                                                   Communicator& data, Communicator& control,
                                                   const OptimizerConfig& opt, double lr,
-                                                  double max_grad_norm, int64_t step) {
+                                                  double max_grad_norm, int64_t step,
+                                                  NvmeOptimizerState* nvme) {
   OptimizerStepResult result;
   const bool sharded_grads = model.unit(0).grads_sharded();
   double sum_squares = 0.0;
@@ -119,7 +119,7 @@ absl::StatusOr<OptimizerStepResult> OptimizerStep(Model& model, kernels::Ops& op
   p.step = step;
   p.grad_scale = result.clip_scale;
   if (model.unit(0).optimizer_offloaded()) {
-    SPW_RETURN_IF_ERROR(OffloadedAdamW(model, ops, opt, p));
+    SPW_RETURN_IF_ERROR(OffloadedAdamW(model, ops, opt, p, nvme));
   } else {
     for (int u = 0; u < model.num_units(); ++u) {
       UnitState& unit = model.unit(u);

@@ -45,6 +45,10 @@ struct CheckpointedRange {
   size_t numel;      // the Unit's elements (the flat ranges' padding is past them)
   bool optimizer_state;
   bool whole;  // every rank holds the whole Unit in `buffer`, so loads all of it
+  // Optimizer state on NVMe: `buffer` is null and the range is array `nvme_array` of Unit
+  // `unit` in the NvmeOptimizerState, laid out as `buffer` would be.
+  int unit = -1;
+  NvmeOptimizerState::Array nvme_array = NvmeOptimizerState::kExpAvg;
 };
 
 std::vector<CheckpointedRange> CheckpointedRanges(Model& model) {
@@ -57,10 +61,11 @@ std::vector<CheckpointedRange> CheckpointedRanges(Model& model) {
     const bool params_sharded = unit.params_sharded();
     out.push_back({name + "/params", &unit.params, params_sharded ? unit.shard.begin : 0,
                    unit.shard, unit.numel(), false, !params_sharded});
-    out.push_back({name + "/exp_avg", &unit.exp_avg, moment_origin, unit.shard, unit.numel(), true,
-                   !sharded});
-    out.push_back({name + "/exp_avg_sq", &unit.exp_avg_sq, moment_origin, unit.shard, unit.numel(),
-                   true, !sharded});
+    const bool nvme = unit.optimizer_on_nvme();
+    out.push_back({name + "/exp_avg", nvme ? nullptr : &unit.exp_avg, moment_origin, unit.shard,
+                   unit.numel(), true, !sharded, u, NvmeOptimizerState::kExpAvg});
+    out.push_back({name + "/exp_avg_sq", nvme ? nullptr : &unit.exp_avg_sq, moment_origin,
+                   unit.shard, unit.numel(), true, !sharded, u, NvmeOptimizerState::kExpAvgSq});
   }
   return out;
 }
@@ -158,6 +163,7 @@ absl::Status Trainer::Setup() {
   sharding.offload_tier = ops_->memory_tier() == Tier::kDevice && config_.zero.pin_memory
                               ? Tier::kPinnedHost
                               : Tier::kHost;
+  sharding.optimizer_on_nvme = config_.zero.optimizer_nvme;
   SPW_ASSIGN_OR_RETURN(model_, CreateModel(config_.model, B, config_.activation_checkpointing,
                                            ops_.get(), sharding));
   ResidencyOptions residency;
@@ -168,16 +174,37 @@ absl::Status Trainer::Setup() {
   SPW_ASSIGN_OR_RETURN(residency_,
                        UnitResidency::Create(model_->units(), *ops_, *data_comm_, residency));
   model_->set_residency(residency_.get());
+  SPW_RETURN_IF_ERROR(AgreeAcrossRanks(CreateNvmeState(), "creating its NVMe optimizer state"));
   if (config_.model.init_from.empty()) {
     SPW_RETURN_IF_ERROR(model_->InitParams(config_.trainer.seed));
   } else {
     SPW_RETURN_IF_ERROR(LoadInitialParams());
   }
-  SPW_RETURN_IF_ERROR(CopyParamsToOffloadMaster(*model_, *ops_));
+  SPW_RETURN_IF_ERROR(CopyParamsToOffloadMaster(*model_, *ops_, nvme_state_.get()));
   const size_t N = static_cast<size_t>(B) * config_.model.seq_len;
   inputs_.resize(N);
   targets_.resize(N);
   PrintStartup();
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::CreateNvmeState() {
+  if (!config_.zero.optimizer_nvme) return absl::OkStatus();
+  IoOptions io;
+  io.nvme_path = config_.zero.nvme_path;
+  io.block_size = static_cast<size_t>(config_.aio.block_size);
+  io.queue_depth = static_cast<int>(config_.aio.queue_depth);
+  io.force_fallback = config_.aio.force_pread;
+  std::vector<size_t> numels;
+  for (int u = 0; u < model_->num_units(); ++u) numels.push_back(model_->unit(u).optimizer_numel());
+  absl::StatusOr<std::unique_ptr<NvmeOptimizerState>> state = NvmeOptimizerState::Create(
+      io, std::move(numels), static_cast<size_t>(config_.zero.nvme_buffer_size),
+      static_cast<int>(config_.zero.nvme_buffer_count),
+      absl::StrCat("optimizer.rank", comm_->rank()));
+  if (!state.ok()) {
+    return Annotate(state.status(), "zero_optimization.offload_optimizer.nvme_path");
+  }
+  nvme_state_ = std::move(state).value();
   return absl::OkStatus();
 }
 
@@ -297,6 +324,15 @@ void Trainer::PrintStartup() const {
         FormatBytes(static_cast<double>(offload_bytes)),
         kernels::cpu::CpuIsaName(kernels::cpu::BestCpuIsa())));
   }
+  if (nvme_state_ != nullptr) {
+    Print(absl::StrFormat(
+        "optimizer state on NVMe: %s in %s (fp32 master parameters, Adam m and v) through %s, "
+        "%s of host buffers (%d tiles of %s per array)",
+        FormatBytes(static_cast<double>(nvme_state_->file().size())), nvme_state_->file().path(),
+        nvme_state_->engine().name(), FormatBytes(static_cast<double>(nvme_state_->host_bytes())),
+        config_.zero.nvme_buffer_count,
+        FormatBytes(static_cast<double>(nvme_state_->tile_floats() * sizeof(float)))));
+  }
   if (residency_->working_bytes() > 0) {
     Print(absl::StrFormat(
         "ZeRO stage %d working buffers: %s (whole Units being gathered or reduced%s)",
@@ -338,7 +374,7 @@ absl::Status Trainer::TrainStep() {
   const double lr = LearningRate(config_.optimizer, config_.scheduler, step);
   SPW_ASSIGN_OR_RETURN(const OptimizerStepResult result,
                        OptimizerStep(*model_, *ops_, *data_comm_, *comm_, config_.optimizer, lr,
-                                     config_.gradient_clipping, step));
+                                     config_.gradient_clipping, step, nvme_state_.get()));
   residency_->InvalidateParams();
   SPW_RETURN_IF_ERROR(ops_->Synchronize());
   step_ = step;
@@ -463,8 +499,17 @@ absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
   staging.reserve(ranges.size());
   std::vector<CheckpointBlob> blobs;
   for (const CheckpointedRange& r : ranges) {
-    std::byte* data = r.buffer->data() + (r.shard.begin - r.origin) * sizeof(float);
     const size_t bytes = r.shard.shard_numel * sizeof(float);
+    if (r.buffer == nullptr) {  // on NVMe: read back whole, keep this rank's range
+      std::vector<std::byte> array(nvme_state_->numel(r.unit) * sizeof(float));
+      SPW_RETURN_IF_ERROR(
+          nvme_state_->ReadArray(r.unit, r.nvme_array, reinterpret_cast<float*>(array.data())));
+      const size_t skip = (r.shard.begin - r.origin) * sizeof(float);
+      staging.emplace_back(array.begin() + skip, array.begin() + skip + bytes);
+      blobs.push_back({r.name, staging.back()});
+      continue;
+    }
+    std::byte* data = r.buffer->data() + (r.shard.begin - r.origin) * sizeof(float);
     if (r.buffer->on_host()) {
       blobs.push_back({r.name, {data, bytes}});
       continue;
@@ -514,6 +559,13 @@ absl::Status Trainer::ReadCheckpoint(const std::string& path, bool with_optimize
     if (r.optimizer_state && !with_optimizer_state) continue;
     const size_t begin = r.whole ? 0 : std::min(r.shard.begin, r.numel);
     const size_t end = r.whole ? r.numel : std::min(r.shard.end, r.numel);
+    if (r.buffer == nullptr) {  // on NVMe: assemble the whole array, then write it
+      std::vector<float> array(nvme_state_->numel(r.unit), 0.0f);
+      SPW_RETURN_IF_ERROR(
+          LoadFlatRange(files, r.name, r.numel, begin, end, array.data() + (begin - r.origin)));
+      SPW_RETURN_IF_ERROR(nvme_state_->WriteArray(r.unit, r.nvme_array, array.data()));
+      continue;
+    }
     float* dst = r.buffer->as<float>() + (begin - r.origin);
     if (r.buffer->on_host()) {
       SPW_RETURN_IF_ERROR(LoadFlatRange(files, r.name, r.numel, begin, end, dst));
@@ -524,7 +576,7 @@ absl::Status Trainer::ReadCheckpoint(const std::string& path, bool with_optimize
     ops_->CopyToBackend(dst, host.data(), host.size() * sizeof(float));
     SPW_RETURN_IF_ERROR(ops_->Synchronize());
   }
-  SPW_RETURN_IF_ERROR(CopyParamsToOffloadMaster(*model_, *ops_));
+  SPW_RETURN_IF_ERROR(CopyParamsToOffloadMaster(*model_, *ops_, nvme_state_.get()));
   if (!with_optimizer_state) return absl::OkStatus();
 
   // The data position counts global micro-batches of windows: the global batch must match;
