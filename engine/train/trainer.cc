@@ -1,5 +1,6 @@
 #include "engine/train/trainer.h"
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -195,12 +196,14 @@ absl::Status Trainer::CreateNvmeState() {
   io.block_size = static_cast<size_t>(config_.aio.block_size);
   io.queue_depth = static_cast<int>(config_.aio.queue_depth);
   io.force_fallback = config_.aio.force_pread;
+  // Several trainers of one process (tests) each have their own file.
+  static std::atomic<int> next_state_file = 0;
   std::vector<size_t> numels;
   for (int u = 0; u < model_->num_units(); ++u) numels.push_back(model_->unit(u).optimizer_numel());
   absl::StatusOr<std::unique_ptr<NvmeOptimizerState>> state = NvmeOptimizerState::Create(
       io, std::move(numels), static_cast<size_t>(config_.zero.nvme_buffer_size),
       static_cast<int>(config_.zero.nvme_buffer_count),
-      absl::StrCat("optimizer.rank", comm_->rank()));
+      absl::StrCat("optimizer.rank", comm_->rank(), ".", next_state_file++));
   if (!state.ok()) {
     return Annotate(state.status(), "zero_optimization.offload_optimizer.nvme_path");
   }
