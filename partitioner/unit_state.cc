@@ -27,13 +27,13 @@ absl::StatusOr<UnitState> UnitState::Allocate(UnitLayout layout, Tier tier,
                          Buffer::Allocate(optimizer_bytes, optimizer_tier,
                                           absl::StrCat(name, " offloaded gradients")));
   }
-  if (!plan.optimizer_on_nvme) {
+  if (!plan.external_optimizer_state) {
     SPW_ASSIGN_OR_RETURN(s.exp_avg, Buffer::Allocate(optimizer_bytes, optimizer_tier,
                                                      absl::StrCat(name, " Adam m")));
     SPW_ASSIGN_OR_RETURN(s.exp_avg_sq, Buffer::Allocate(optimizer_bytes, optimizer_tier,
                                                         absl::StrCat(name, " Adam v")));
   }
-  if (plan.offload_optimizer && !plan.optimizer_on_nvme) {
+  if (plan.offload_optimizer && !plan.external_optimizer_state) {
     SPW_ASSIGN_OR_RETURN(s.offload_master,
                          Buffer::Allocate(optimizer_bytes, optimizer_tier,
                                           absl::StrCat(name, " offloaded master parameters")));

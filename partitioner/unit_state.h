@@ -37,9 +37,9 @@ struct ShardingPlan {
   // lives in `offload_tier` (pinned CPU memory for a GPU backend), and AdamW runs on the CPU.
   bool offload_optimizer = false;
   Tier offload_tier = Tier::kHost;
-  // offload_optimizer.device = "nvme": master, m and v live on NVMe (offload/
-  // nvme_optimizer_state.h), not in a Buffer; only the gradient copy is in `offload_tier`.
-  bool optimizer_on_nvme = false;
+  // The offloaded master, m and v live outside the Buffers (on NVMe, or in a compact format:
+  // engine/train/external_optimizer_state.h); only the gradient copy is in `offload_tier`.
+  bool external_optimizer_state = false;
 };
 
 struct UnitState {
@@ -51,7 +51,7 @@ struct UnitState {
   Buffer exp_avg;     // AdamW first moment (in the offload tier when offloaded)
   Buffer exp_avg_sq;  // AdamW second moment (likewise)
   // Offloaded optimizer only, laid out like the moments: the fp32 master parameters AdamW
-  // updates, and the gradients copied down for it. Empty otherwise. With the state on NVMe,
+  // updates, and the gradients copied down for it. Empty otherwise. With external state,
   // exp_avg, exp_avg_sq and offload_master are empty and offload_grads also stages the updated
   // parameters on their way back to the backend.
   Buffer offload_master;
@@ -65,7 +65,9 @@ struct UnitState {
 
   bool optimizer_sharded() const { return stage >= 1; }
   bool optimizer_offloaded() const { return offload_grads.bytes() > 0; }
-  bool optimizer_on_nvme() const { return optimizer_offloaded() && offload_master.bytes() == 0; }
+  bool optimizer_state_external() const {
+    return optimizer_offloaded() && offload_master.bytes() == 0;
+  }
   // Elements of each optimizer-state array (moments, master, gradient copy) this rank keeps.
   size_t optimizer_numel() const {
     return optimizer_sharded() ? shard.shard_numel : shard.padded_numel;

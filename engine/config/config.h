@@ -37,6 +37,13 @@ struct OptimizerConfig {  // "optimizer": {"type": "AdamW", "params": {...}}
   double beta2 = 0.999;
   double eps = 1e-8;
   double weight_decay = 0.01;
+  // params.state_dtype / params.master_dtype (spillway's keys; the offloaded optimizer only):
+  // Adam m and v stored as fp32, bf16 or block-wise 8-bit; master parameters as fp32, or bf16
+  // with a bf16 Kahan compensation term (kernels/cpu/compact_adam.h).
+  enum class StateDtype { kFp32, kBf16, kInt8 };
+  StateDtype state_dtype = StateDtype::kFp32;
+  bool bf16_master = false;
+  bool compact() const { return state_dtype != StateDtype::kFp32 || bf16_master; }
 };
 
 struct SchedulerConfig {  // "scheduler": {"type": ..., "params": {...}}; absent: constant lr

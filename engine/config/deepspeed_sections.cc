@@ -163,8 +163,21 @@ absl::Status ParseOptimizer(const Json& value, OptimizerConfig* out) {
   const Json* params = r.Find("params");
   if (params == nullptr) return absl::OkStatus();
   SPW_ASSIGN_OR_RETURN(ObjectReader p, ObjectReader::Open(*params, r.KeyPath("params")));
-  SPW_RETURN_IF_ERROR(p.CheckKeys({"lr", "betas", "eps", "weight_decay"}));
+  SPW_RETURN_IF_ERROR(
+      p.CheckKeys({"lr", "betas", "eps", "weight_decay", "state_dtype", "master_dtype"}));
   SPW_RETURN_IF_ERROR(p.Double("lr", &out->lr, DoubleRange::Above(0)));
+  std::string state_dtype = "fp32", master_dtype = "fp32";
+  SPW_RETURN_IF_ERROR(p.String("state_dtype", &state_dtype, {"fp32", "bf16", "int8"}));
+  SPW_RETURN_IF_ERROR(p.String("master_dtype", &master_dtype, {"fp32", "bf16"}));
+  out->state_dtype = state_dtype == "bf16"   ? OptimizerConfig::StateDtype::kBf16
+                     : state_dtype == "int8" ? OptimizerConfig::StateDtype::kInt8
+                                             : OptimizerConfig::StateDtype::kFp32;
+  out->bf16_master = master_dtype == "bf16";
+  if (out->bf16_master && out->state_dtype != OptimizerConfig::StateDtype::kFp32) {
+    return KeyError(p.KeyPath("master_dtype"),
+                    "\"bf16\" master parameters keep fp32 Adam moments; set state_dtype to "
+                    "\"fp32\" or master_dtype to \"fp32\"");
+  }
   if (const Json* betas = p.Find("betas"); betas != nullptr) {
     const std::string path = p.KeyPath("betas");
     if (!betas->is_array() || betas->size() != 2) {
@@ -262,9 +275,8 @@ absl::Status ParseFp16(const Json& value) {
 
 absl::Status ParseAio(const Json& value, AioConfig* aio) {
   SPW_ASSIGN_OR_RETURN(ObjectReader r, ObjectReader::Open(value, "aio"));
-  SPW_RETURN_IF_ERROR(r.CheckKeys(
-      {"block_size", "queue_depth", "thread_count", "single_submit", "overlap_events", "use_gds",
-       "engine"}));
+  SPW_RETURN_IF_ERROR(r.CheckKeys({"block_size", "queue_depth", "thread_count", "single_submit",
+                                   "overlap_events", "use_gds", "engine"}));
   SPW_RETURN_IF_ERROR(WholeNumber(r, "block_size", &aio->block_size, 1 << 20, 8 << 20));
   if (aio->block_size % 4096 != 0) {
     return KeyError(

@@ -1,20 +1,46 @@
 #include "engine/train/nvme_adamw.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "core/status.h"
+#include "engine/train/progress.h"
 #include "kernels/cpu/cpu_adam.h"
 
 namespace spillway {
 
-absl::Status NvmeAdamWUnit(NvmeOptimizerState& state, int u, UnitState& unit,
-                           const OptimizerConfig& opt, kernels::AdamWParams p) {
+absl::StatusOr<std::unique_ptr<NvmeAdamW>> NvmeAdamW::Create(const Config& config, Model& model,
+                                                             int rank) {
+  IoOptions io;
+  io.nvme_path = config.zero.nvme_path;
+  io.block_size = static_cast<size_t>(config.aio.block_size);
+  io.queue_depth = static_cast<int>(config.aio.queue_depth);
+  io.force_fallback = config.aio.force_pread;
+  std::vector<size_t> numels;
+  for (int u = 0; u < model.num_units(); ++u) numels.push_back(model.unit(u).optimizer_numel());
+  // Several trainers of one process (tests) each have their own file.
+  static std::atomic<int> next_file = 0;
+  absl::StatusOr<std::unique_ptr<NvmeOptimizerState>> state = NvmeOptimizerState::Create(
+      io, std::move(numels), static_cast<size_t>(config.zero.nvme_buffer_size),
+      static_cast<int>(config.zero.nvme_buffer_count),
+      absl::StrCat("optimizer.rank", rank, ".", next_file++));
+  if (!state.ok()) {
+    return Annotate(state.status(), "zero_optimization.offload_optimizer.nvme_path");
+  }
+  return std::unique_ptr<NvmeAdamW>(
+      new NvmeAdamW(std::move(state).value(), static_cast<int>(config.zero.nvme_buffer_count)));
+}
+
+absl::Status NvmeAdamW::StepUnit(int u, UnitState& unit, const OptimizerConfig& opt,
+                                 kernels::AdamWParams p) {
   const size_t lo = unit.update_begin(), hi = unit.update_end();
   // Array element j holds flat element origin + j (optimizer_index's inverse).
   const size_t origin = unit.optimizer_sharded() ? unit.shard.begin : 0;
   float* grads = unit.offload_grads.as<float>();
-  return state.StreamUnit(u, [&](size_t first, float* master, float* m, float* v, size_t count) {
+  return state_->StreamUnit(u, [&](size_t first, float* master, float* m, float* v, size_t count) {
     const size_t flat = origin + first;
     ForEachTensorPart(unit, std::max(lo, flat), std::min(hi, flat + count),
                       [&](const TensorSpec& t, size_t begin, size_t end) {
@@ -28,20 +54,25 @@ absl::Status NvmeAdamWUnit(NvmeOptimizerState& state, int u, UnitState& unit,
   });
 }
 
-absl::Status WriteNvmeMaster(Model& model, kernels::Ops& ops, NvmeOptimizerState& state) {
-  for (int u = 0; u < model.num_units(); ++u) {
-    UnitState& unit = model.unit(u);
-    const size_t lo = unit.update_begin(), hi = unit.update_end();
-    float* staging = unit.offload_grads.as<float>();
-    std::memset(staging, 0, unit.offload_grads.bytes());
-    if (lo < hi) {
-      ops.CopyToHost(staging + unit.optimizer_index(lo),
-                     unit.params.as<float>() + unit.param_index(lo), (hi - lo) * sizeof(float));
-      SPW_RETURN_IF_ERROR(ops.Synchronize());
-    }
-    SPW_RETURN_IF_ERROR(state.WriteArray(u, NvmeOptimizerState::kMaster, staging));
-  }
-  return absl::OkStatus();
+absl::Status NvmeAdamW::WriteMaster(int u, const float* src) {
+  return state_->WriteArray(u, NvmeOptimizerState::kMaster, src);
+}
+
+absl::Status NvmeAdamW::ReadMoment(int u, Moment moment, float* dst) {
+  return state_->ReadArray(u, ArrayOf(moment), dst);
+}
+
+absl::Status NvmeAdamW::WriteMoment(int u, Moment moment, const float* src) {
+  return state_->WriteArray(u, ArrayOf(moment), src);
+}
+
+std::string NvmeAdamW::Describe() const {
+  return absl::StrFormat(
+      "optimizer state on NVMe: %s in %s (fp32 master parameters, Adam m and v) through %s, %s "
+      "of host buffers (%d tiles of %s per array)",
+      FormatBytes(static_cast<double>(state_->file().size())), state_->file().path(),
+      state_->engine().name(), FormatBytes(static_cast<double>(state_->host_bytes())),
+      buffer_count_, FormatBytes(static_cast<double>(state_->tile_floats() * sizeof(float))));
 }
 
 }  // namespace spillway

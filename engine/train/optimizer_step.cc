@@ -6,7 +6,6 @@
 #include <vector>
 
 #include "core/status.h"
-#include "engine/train/nvme_adamw.h"
 #include "kernels/cpu/cpu_adam.h"
 
 namespace spillway {
@@ -34,7 +33,7 @@ absl::StatusOr<double> SumOverRanks(Communicator& control, double local) {
 // the offload tier, the CPU kernel (bitwise equal to the backend's AdamW) updates the master
 // parameters and moments there, and the updated parameters go back up.
 absl::Status OffloadedAdamW(Model& model, kernels::Ops& ops, const OptimizerConfig& opt,
-                            kernels::AdamWParams p, NvmeOptimizerState* nvme) {
+                            kernels::AdamWParams p, ExternalOptimizerState* external) {
   for (int u = 0; u < model.num_units(); ++u) {
     UnitState& unit = model.unit(u);
     const size_t lo = unit.update_begin(), hi = unit.update_end();
@@ -47,8 +46,8 @@ absl::Status OffloadedAdamW(Model& model, kernels::Ops& ops, const OptimizerConf
     UnitState& unit = model.unit(u);
     const size_t lo = unit.update_begin(), hi = unit.update_end();
     if (lo >= hi) continue;
-    if (nvme != nullptr) {
-      SPW_RETURN_IF_ERROR(NvmeAdamWUnit(*nvme, u, unit, opt, p));
+    if (external != nullptr) {
+      SPW_RETURN_IF_ERROR(external->StepUnit(u, unit, opt, p));
       ops.CopyToBackend(unit.params.as<float>() + unit.param_index(lo),
                         unit.offload_grads.as<float>() + unit.optimizer_index(lo),
                         (hi - lo) * sizeof(float));
@@ -68,10 +67,29 @@ absl::Status OffloadedAdamW(Model& model, kernels::Ops& ops, const OptimizerConf
   return absl::OkStatus();
 }
 
+// The external master arrays take the backend's parameters, staged through offload_grads.
+absl::Status WriteExternalMaster(Model& model, kernels::Ops& ops,
+                                 ExternalOptimizerState& external) {
+  for (int u = 0; u < model.num_units(); ++u) {
+    UnitState& unit = model.unit(u);
+    const size_t lo = unit.update_begin(), hi = unit.update_end();
+    float* staging = unit.offload_grads.as<float>();
+    std::memset(staging, 0, unit.offload_grads.bytes());
+    if (lo < hi) {
+      ops.CopyToHost(staging + unit.optimizer_index(lo),
+                     unit.params.as<float>() + unit.param_index(lo), (hi - lo) * sizeof(float));
+      SPW_RETURN_IF_ERROR(ops.Synchronize());
+    }
+    SPW_RETURN_IF_ERROR(external.WriteMaster(u, staging));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
-absl::Status CopyParamsToOffloadMaster(Model& model, kernels::Ops& ops, NvmeOptimizerState* nvme) {
-  if (nvme != nullptr) return WriteNvmeMaster(model, ops, *nvme);
+absl::Status CopyParamsToOffloadMaster(Model& model, kernels::Ops& ops,
+                                       ExternalOptimizerState* external) {
+  if (external != nullptr) return WriteExternalMaster(model, ops, *external);
   for (int u = 0; u < model.num_units(); ++u) {
     UnitState& unit = model.unit(u);
     const size_t lo = unit.update_begin(), hi = unit.update_end();
@@ -86,7 +104,7 @@ absl::StatusOr<OptimizerStepResult> OptimizerStep(Model& model, kernels::Ops& op
                                                   Communicator& data, Communicator& control,
                                                   const OptimizerConfig& opt, double lr,
                                                   double max_grad_norm, int64_t step,
-                                                  NvmeOptimizerState* nvme) {
+                                                  ExternalOptimizerState* external) {
   OptimizerStepResult result;
   const bool sharded_grads = model.unit(0).grads_sharded();
   double sum_squares = 0.0;
@@ -119,7 +137,7 @@ absl::StatusOr<OptimizerStepResult> OptimizerStep(Model& model, kernels::Ops& op
   p.step = step;
   p.grad_scale = result.clip_scale;
   if (model.unit(0).optimizer_offloaded()) {
-    SPW_RETURN_IF_ERROR(OffloadedAdamW(model, ops, opt, p, nvme));
+    SPW_RETURN_IF_ERROR(OffloadedAdamW(model, ops, opt, p, external));
   } else {
     for (int u = 0; u < model.num_units(); ++u) {
       UnitState& unit = model.unit(u);

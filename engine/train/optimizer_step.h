@@ -7,8 +7,8 @@
 #include "absl/status/statusor.h"
 #include "engine/config/config.h"
 #include "engine/model/model.h"
+#include "engine/train/external_optimizer_state.h"
 #include "kernels/ops.h"
-#include "offload/nvme_optimizer_state.h"
 #include "partitioner/communicator.h"
 
 namespace spillway {
@@ -29,19 +29,19 @@ struct OptimizerStepResult {
 // so every rank ends with all updated parameters; at stage 3 each rank keeps its shard.
 // With the optimizer offloaded (UnitState::optimizer_offloaded), AdamW runs on the CPU over
 // the offload tier's master copy and moments, bitwise equal to the backend's AdamW, and the
-// updated parameters are copied back to the backend. With `nvme` (offload_optimizer.device =
-// "nvme"), the master copy and moments live there instead and stream through the same CPU AdamW
-// one Unit at a time (engine/train/nvme_adamw.h).
+// updated parameters are copied back to the backend. With `external`, the master copy and
+// moments live there instead (on NVMe, or in a compact format: external_optimizer_state.h) and
+// AdamW runs through it one Unit at a time.
 //
 // CopyParamsToOffloadMaster: after the parameters were set from outside the optimizer
 // (initialisation, a checkpoint), the offloaded master copies take them. No-op otherwise.
 absl::Status CopyParamsToOffloadMaster(Model& model, kernels::Ops& ops,
-                                       NvmeOptimizerState* nvme = nullptr);
+                                       ExternalOptimizerState* external = nullptr);
 
 absl::StatusOr<OptimizerStepResult> OptimizerStep(Model& model, kernels::Ops& ops,
                                                   Communicator& data, Communicator& control,
                                                   const OptimizerConfig& opt, double lr,
                                                   double max_grad_norm, int64_t step,
-                                                  NvmeOptimizerState* nvme = nullptr);
+                                                  ExternalOptimizerState* external = nullptr);
 
 }  // namespace spillway

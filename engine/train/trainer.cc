@@ -1,6 +1,5 @@
 #include "engine/train/trainer.h"
 
-#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -14,7 +13,9 @@
 #include "engine/data/synthetic_language.h"
 #include "engine/hf/hf_folder.h"
 #include "engine/hf/hf_model.h"
+#include "engine/train/compact_adamw.h"
 #include "engine/train/lr_schedule.h"
+#include "engine/train/nvme_adamw.h"
 #include "engine/train/optimizer_step.h"
 #include "engine/train/sharded_checkpoint.h"
 #include "kernels/backend.h"
@@ -46,10 +47,10 @@ struct CheckpointedRange {
   size_t numel;      // the Unit's elements (the flat ranges' padding is past them)
   bool optimizer_state;
   bool whole;  // every rank holds the whole Unit in `buffer`, so loads all of it
-  // Optimizer state on NVMe: `buffer` is null and the range is array `nvme_array` of Unit
-  // `unit` in the NvmeOptimizerState, laid out as `buffer` would be.
+  // External optimizer state (engine/train/external_optimizer_state.h): `buffer` is null and
+  // the range is `moment` of Unit `unit` there, laid out as `buffer` would be.
   int unit = -1;
-  NvmeOptimizerState::Array nvme_array = NvmeOptimizerState::kExpAvg;
+  ExternalOptimizerState::Moment moment = ExternalOptimizerState::kExpAvg;
 };
 
 std::vector<CheckpointedRange> CheckpointedRanges(Model& model) {
@@ -62,11 +63,11 @@ std::vector<CheckpointedRange> CheckpointedRanges(Model& model) {
     const bool params_sharded = unit.params_sharded();
     out.push_back({name + "/params", &unit.params, params_sharded ? unit.shard.begin : 0,
                    unit.shard, unit.numel(), false, !params_sharded});
-    const bool nvme = unit.optimizer_on_nvme();
-    out.push_back({name + "/exp_avg", nvme ? nullptr : &unit.exp_avg, moment_origin, unit.shard,
-                   unit.numel(), true, !sharded, u, NvmeOptimizerState::kExpAvg});
-    out.push_back({name + "/exp_avg_sq", nvme ? nullptr : &unit.exp_avg_sq, moment_origin,
-                   unit.shard, unit.numel(), true, !sharded, u, NvmeOptimizerState::kExpAvgSq});
+    const bool external = unit.optimizer_state_external();
+    out.push_back({name + "/exp_avg", external ? nullptr : &unit.exp_avg, moment_origin, unit.shard,
+                   unit.numel(), true, !sharded, u, ExternalOptimizerState::kExpAvg});
+    out.push_back({name + "/exp_avg_sq", external ? nullptr : &unit.exp_avg_sq, moment_origin,
+                   unit.shard, unit.numel(), true, !sharded, u, ExternalOptimizerState::kExpAvgSq});
   }
   return out;
 }
@@ -164,7 +165,7 @@ absl::Status Trainer::Setup() {
   sharding.offload_tier = ops_->memory_tier() == Tier::kDevice && config_.zero.pin_memory
                               ? Tier::kPinnedHost
                               : Tier::kHost;
-  sharding.optimizer_on_nvme = config_.zero.optimizer_nvme;
+  sharding.external_optimizer_state = config_.zero.optimizer_nvme || CompactAdamW::Wanted(config_);
   SPW_ASSIGN_OR_RETURN(model_, CreateModel(config_.model, B, config_.activation_checkpointing,
                                            ops_.get(), sharding));
   ResidencyOptions residency;
@@ -175,13 +176,13 @@ absl::Status Trainer::Setup() {
   SPW_ASSIGN_OR_RETURN(residency_,
                        UnitResidency::Create(model_->units(), *ops_, *data_comm_, residency));
   model_->set_residency(residency_.get());
-  SPW_RETURN_IF_ERROR(AgreeAcrossRanks(CreateNvmeState(), "creating its NVMe optimizer state"));
+  SPW_RETURN_IF_ERROR(AgreeAcrossRanks(CreateExternalState(), "creating its optimizer state"));
   if (config_.model.init_from.empty()) {
     SPW_RETURN_IF_ERROR(model_->InitParams(config_.trainer.seed));
   } else {
     SPW_RETURN_IF_ERROR(LoadInitialParams());
   }
-  SPW_RETURN_IF_ERROR(CopyParamsToOffloadMaster(*model_, *ops_, nvme_state_.get()));
+  SPW_RETURN_IF_ERROR(CopyParamsToOffloadMaster(*model_, *ops_, external_state_.get()));
   const size_t N = static_cast<size_t>(B) * config_.model.seq_len;
   inputs_.resize(N);
   targets_.resize(N);
@@ -189,25 +190,14 @@ absl::Status Trainer::Setup() {
   return absl::OkStatus();
 }
 
-absl::Status Trainer::CreateNvmeState() {
-  if (!config_.zero.optimizer_nvme) return absl::OkStatus();
-  IoOptions io;
-  io.nvme_path = config_.zero.nvme_path;
-  io.block_size = static_cast<size_t>(config_.aio.block_size);
-  io.queue_depth = static_cast<int>(config_.aio.queue_depth);
-  io.force_fallback = config_.aio.force_pread;
-  // Several trainers of one process (tests) each have their own file.
-  static std::atomic<int> next_state_file = 0;
-  std::vector<size_t> numels;
-  for (int u = 0; u < model_->num_units(); ++u) numels.push_back(model_->unit(u).optimizer_numel());
-  absl::StatusOr<std::unique_ptr<NvmeOptimizerState>> state = NvmeOptimizerState::Create(
-      io, std::move(numels), static_cast<size_t>(config_.zero.nvme_buffer_size),
-      static_cast<int>(config_.zero.nvme_buffer_count),
-      absl::StrCat("optimizer.rank", comm_->rank(), ".", next_state_file++));
-  if (!state.ok()) {
-    return Annotate(state.status(), "zero_optimization.offload_optimizer.nvme_path");
+absl::Status Trainer::CreateExternalState() {
+  if (config_.zero.optimizer_nvme) {
+    SPW_ASSIGN_OR_RETURN(external_state_, NvmeAdamW::Create(config_, *model_, comm_->rank()));
+  } else if (CompactAdamW::Wanted(config_)) {
+    SPW_ASSIGN_OR_RETURN(
+        external_state_,
+        CompactAdamW::Create(config_, *model_, model_->unit(0).offload_grads.tier()));
   }
-  nvme_state_ = std::move(state).value();
   return absl::OkStatus();
 }
 
@@ -327,15 +317,7 @@ void Trainer::PrintStartup() const {
         FormatBytes(static_cast<double>(offload_bytes)),
         kernels::cpu::CpuIsaName(kernels::cpu::BestCpuIsa())));
   }
-  if (nvme_state_ != nullptr) {
-    Print(absl::StrFormat(
-        "optimizer state on NVMe: %s in %s (fp32 master parameters, Adam m and v) through %s, "
-        "%s of host buffers (%d tiles of %s per array)",
-        FormatBytes(static_cast<double>(nvme_state_->file().size())), nvme_state_->file().path(),
-        nvme_state_->engine().name(), FormatBytes(static_cast<double>(nvme_state_->host_bytes())),
-        config_.zero.nvme_buffer_count,
-        FormatBytes(static_cast<double>(nvme_state_->tile_floats() * sizeof(float)))));
-  }
+  if (external_state_ != nullptr) Print(external_state_->Describe());
   if (residency_->working_bytes() > 0) {
     Print(absl::StrFormat(
         "ZeRO stage %d working buffers: %s (whole Units being gathered or reduced%s)",
@@ -377,7 +359,7 @@ absl::Status Trainer::TrainStep() {
   const double lr = LearningRate(config_.optimizer, config_.scheduler, step);
   SPW_ASSIGN_OR_RETURN(const OptimizerStepResult result,
                        OptimizerStep(*model_, *ops_, *data_comm_, *comm_, config_.optimizer, lr,
-                                     config_.gradient_clipping, step, nvme_state_.get()));
+                                     config_.gradient_clipping, step, external_state_.get()));
   residency_->InvalidateParams();
   SPW_RETURN_IF_ERROR(ops_->Synchronize());
   step_ = step;
@@ -504,9 +486,9 @@ absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
   for (const CheckpointedRange& r : ranges) {
     const size_t bytes = r.shard.shard_numel * sizeof(float);
     if (r.buffer == nullptr) {  // on NVMe: read back whole, keep this rank's range
-      std::vector<std::byte> array(nvme_state_->numel(r.unit) * sizeof(float));
+      std::vector<std::byte> array(model_->unit(r.unit).optimizer_numel() * sizeof(float));
       SPW_RETURN_IF_ERROR(
-          nvme_state_->ReadArray(r.unit, r.nvme_array, reinterpret_cast<float*>(array.data())));
+          external_state_->ReadMoment(r.unit, r.moment, reinterpret_cast<float*>(array.data())));
       const size_t skip = (r.shard.begin - r.origin) * sizeof(float);
       staging.emplace_back(array.begin() + skip, array.begin() + skip + bytes);
       blobs.push_back({r.name, staging.back()});
@@ -563,10 +545,10 @@ absl::Status Trainer::ReadCheckpoint(const std::string& path, bool with_optimize
     const size_t begin = r.whole ? 0 : std::min(r.shard.begin, r.numel);
     const size_t end = r.whole ? r.numel : std::min(r.shard.end, r.numel);
     if (r.buffer == nullptr) {  // on NVMe: assemble the whole array, then write it
-      std::vector<float> array(nvme_state_->numel(r.unit), 0.0f);
+      std::vector<float> array(model_->unit(r.unit).optimizer_numel(), 0.0f);
       SPW_RETURN_IF_ERROR(
           LoadFlatRange(files, r.name, r.numel, begin, end, array.data() + (begin - r.origin)));
-      SPW_RETURN_IF_ERROR(nvme_state_->WriteArray(r.unit, r.nvme_array, array.data()));
+      SPW_RETURN_IF_ERROR(external_state_->WriteMoment(r.unit, r.moment, array.data()));
       continue;
     }
     float* dst = r.buffer->as<float>() + (begin - r.origin);
@@ -579,7 +561,7 @@ absl::Status Trainer::ReadCheckpoint(const std::string& path, bool with_optimize
     ops_->CopyToBackend(dst, host.data(), host.size() * sizeof(float));
     SPW_RETURN_IF_ERROR(ops_->Synchronize());
   }
-  SPW_RETURN_IF_ERROR(CopyParamsToOffloadMaster(*model_, *ops_, nvme_state_.get()));
+  SPW_RETURN_IF_ERROR(CopyParamsToOffloadMaster(*model_, *ops_, external_state_.get()));
   if (!with_optimizer_state) return absl::OkStatus();
 
   // The data position counts global micro-batches of windows: the global batch must match;

@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "engine/train/nvme_adamw.h"
 #include "tests/train/train_test_util.h"
 
 namespace spillway {
@@ -55,9 +56,13 @@ TEST_P(NvmeOffloadTest, NvmeEqualsCpuTierAndInBackendOptimizerBitwise) {
   auto cpu = MakeTrainer(OnCpu(SmallConfig(8, Dir("nvme_ref_cpu"))));
   const std::string dir = Dir("nvme_state");
   auto nvme = MakeTrainer(Nvme(SmallConfig(8, dir), dir));
-  ASSERT_NE(nvme->nvme_state(), nullptr);
-  EXPECT_GT(nvme->nvme_state()->num_units(), 0);
-  if (GetParam() == "pread") EXPECT_EQ(nvme->nvme_state()->engine().name(), "pread");
+  auto* nvme_adamw = dynamic_cast<NvmeAdamW*>(nvme->external_state());
+  ASSERT_NE(nvme_adamw, nullptr);
+  NvmeOptimizerState& state = nvme_adamw->state();
+  EXPECT_EQ(state.num_units(), nvme->model().num_units());
+  if (GetParam() == "pread") {
+    EXPECT_EQ(state.engine().name(), "pread");
+  }
   for (Trainer* t : {in_backend.get(), cpu.get(), nvme.get()}) {
     absl::Status trained = t->Train();
     ASSERT_TRUE(trained.ok()) << trained;
@@ -70,14 +75,14 @@ TEST_P(NvmeOffloadTest, NvmeEqualsCpuTierAndInBackendOptimizerBitwise) {
     // The moments on NVMe are the CPU tier's, and nothing of them stays in host memory.
     const UnitState& on_cpu = cpu->model().unit(u);
     const UnitState& on_nvme = nvme->model().unit(u);
-    EXPECT_TRUE(on_nvme.optimizer_on_nvme());
+    EXPECT_TRUE(on_nvme.optimizer_state_external());
     EXPECT_EQ(on_nvme.exp_avg.bytes() + on_nvme.exp_avg_sq.bytes() + on_nvme.offload_master.bytes(),
               0u);
-    std::vector<float> m(nvme->nvme_state()->numel(u)), v(m.size()), master(m.size());
+    std::vector<float> m(state.numel(u)), v(m.size()), master(m.size());
     ASSERT_EQ(m.size() * sizeof(float), on_cpu.exp_avg.bytes());
-    ASSERT_TRUE(nvme->nvme_state()->ReadArray(u, NvmeOptimizerState::kExpAvg, m.data()).ok());
-    ASSERT_TRUE(nvme->nvme_state()->ReadArray(u, NvmeOptimizerState::kExpAvgSq, v.data()).ok());
-    ASSERT_TRUE(nvme->nvme_state()->ReadArray(u, NvmeOptimizerState::kMaster, master.data()).ok());
+    ASSERT_TRUE(state.ReadArray(u, NvmeOptimizerState::kExpAvg, m.data()).ok());
+    ASSERT_TRUE(state.ReadArray(u, NvmeOptimizerState::kExpAvgSq, v.data()).ok());
+    ASSERT_TRUE(state.ReadArray(u, NvmeOptimizerState::kMaster, master.data()).ok());
     EXPECT_EQ(std::memcmp(m.data(), on_cpu.exp_avg.data(), on_cpu.exp_avg.bytes()), 0) << name;
     EXPECT_EQ(std::memcmp(v.data(), on_cpu.exp_avg_sq.data(), on_cpu.exp_avg_sq.bytes()), 0)
         << name;
@@ -85,7 +90,7 @@ TEST_P(NvmeOffloadTest, NvmeEqualsCpuTierAndInBackendOptimizerBitwise) {
         std::memcmp(master.data(), on_cpu.offload_master.data(), on_cpu.offload_master.bytes()), 0)
         << name;
   }
-  EXPECT_GT(nvme->nvme_state()->stats().bytes_written, 0u);
+  EXPECT_GT(state.stats().bytes_written, 0u);
 }
 
 TEST_P(NvmeOffloadTest, NvmeRunResumesBitwise) {
