@@ -31,6 +31,8 @@ class ExternalOptimizerState {
   virtual absl::Status WriteMoment(int u, Moment moment, const float* src) = 0;
   // One line for the start-up report: where the state lives and its bytes.
   virtual std::string Describe() const = 0;
+  // Where the optimizer steps' time went since the last call (empty: nothing to say).
+  virtual std::string TakeTimeReport() { return ""; }
 };
 
 }  // namespace spillway

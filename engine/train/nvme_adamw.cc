@@ -75,4 +75,16 @@ std::string NvmeAdamW::Describe() const {
       buffer_count_, FormatBytes(static_cast<double>(state_->tile_floats() * sizeof(float))));
 }
 
+std::string NvmeAdamW::TakeTimeReport() {
+  const TileStreamStats& s = state_->stats();
+  std::string line = absl::StrFormat(
+      "nvme optimizer: %.2f s streaming (%.2f s waiting for reads, %.2f s AdamW, %.2f s waiting "
+      "for writes), %s read, %s written, %d tiles",
+      s.total_s, s.read_wait_s, s.compute_s, s.write_wait_s,
+      FormatBytes(static_cast<double>(s.bytes_read)),
+      FormatBytes(static_cast<double>(s.bytes_written)), s.tiles);
+  state_->ResetStats();
+  return line;
+}
+
 }  // namespace spillway

@@ -28,6 +28,7 @@ class NvmeAdamW : public ExternalOptimizerState {
   absl::Status ReadMoment(int u, Moment moment, float* dst) override;
   absl::Status WriteMoment(int u, Moment moment, const float* src) override;
   std::string Describe() const override;
+  std::string TakeTimeReport() override;
 
   NvmeOptimizerState& state() { return *state_; }
 

@@ -407,6 +407,10 @@ absl::Status Trainer::Train() {
       report.ms_per_step = 1e3 * seconds_per_step;
       report.eta_s = seconds_per_step * static_cast<double>(total - step_);
       Print(report.Format());
+      if (external_state_ != nullptr) {
+        const std::string times = external_state_->TakeTimeReport();
+        if (!times.empty()) Print(times);
+      }
       SPW_RETURN_IF_ERROR(metrics.Write(report.ToJson()));
       window_start = Clock::now();
       window_steps = 0;
