@@ -289,7 +289,7 @@ void Trainer::PrintStartup() const {
     const size_t adam = unit.exp_avg.bytes() + unit.exp_avg_sq.bytes();
     if (unit.optimizer_offloaded()) {
       offload_bytes += adam + unit.offload_master.bytes() + unit.offload_grads.bytes();
-      offload_tier = unit.exp_avg.tier();
+      offload_tier = unit.offload_grads.tier();
     } else {
       optimizer_bytes += adam;
     }
@@ -310,12 +310,13 @@ void Trainer::PrintStartup() const {
       FormatBytes(static_cast<double>(PlannedActivationBytes(m, B, !checkpointing))),
       checkpointing ? "off" : "on"));
   if (offload_bytes > 0) {
-    Print(absl::StrFormat(
-        "optimizer offloaded to %s memory%s: %s (fp32 master parameters, gradient copies, Adam m "
-        "and v); AdamW on the CPU (%s)",
-        TierName(offload_tier), world > 1 ? " per rank" : "",
-        FormatBytes(static_cast<double>(offload_bytes)),
-        kernels::cpu::CpuIsaName(kernels::cpu::BestCpuIsa())));
+    Print(absl::StrFormat("optimizer offloaded to %s memory%s: %s (%s); AdamW on the CPU (%s)",
+                          TierName(offload_tier), world > 1 ? " per rank" : "",
+                          FormatBytes(static_cast<double>(offload_bytes)),
+                          external_state_ != nullptr
+                              ? "gradient copies"
+                              : "fp32 master parameters, gradient copies, Adam m and v",
+                          kernels::cpu::CpuIsaName(kernels::cpu::BestCpuIsa())));
   }
   if (external_state_ != nullptr) Print(external_state_->Describe());
   if (residency_->working_bytes() > 0) {
