@@ -3,16 +3,20 @@
 # state off the GPU, per placement, and seconds per step with where the optimizer's time goes.
 #   nvme      fp32 master, m and v on NVMe (offload_optimizer.device = "nvme"; 12 B/param on
 #             disk, a 4 B/param gradient copy in pinned memory)
-#   cpu_int8  master fp32 + 8-bit block-wise m and v in pinned CPU memory (6 B/param + 4)
+#   nvme_int8 fp32 master + 8-bit block-wise m and v on NVMe (about 6 B/param on disk), staged
+#             Unit by Unit through pinned memory
+#   cpu_int8  fp32 master + 8-bit block-wise m and v in pinned CPU memory (6 B/param + 4)
 #   cpu       fp32 state in pinned CPU memory (16 B/param with the gradient copy): the baseline
 # Parameters and gradients stay on the GPU in fp32 (8 B/param), so the GPU bounds every
-# placement near 8B parameters on an 80 GB H100; NVMe bounds "nvme" at disk / 12 B.
+# placement near 8B parameters on an 80 GB H100; NVMe bounds "nvme" at disk / 12 B (about 5B
+# on a 64 GiB disk) and "nvme_int8" at disk / 6 B.
 # For each placement the sizes run in order until one fails (out of memory, disk, time limit).
 # usage (device tool, nvidia-h100-x1, carry [".deps"]), one placement per call to stay within
 # the 10-minute limit:
 #   MODES=nvme bash bench/capacity.sh
+#   MODES=nvme_int8 SIZES="4b 6.7b 8b" bash bench/capacity.sh
 #   MODES=cpu_int8 SIZES="4b 6.7b 8b" bash bench/capacity.sh
-# env: MODES ("nvme cpu_int8"), SIZES ("1.5b 2.7b 4b 5b"), STEPS (3), RUN_TIMEOUT (300 s per
+# env: MODES ("nvme nvme_int8 cpu_int8"), SIZES ("1.5b 2.7b 4b 5b"), STEPS (3), RUN_TIMEOUT (300 s per
 #      run), NVME_DIR (./.capacity_nvme, on the root disk), AIO_BLOCK (1048576), AIO_QD (32),
 #      BUILD (build-device), BACKEND (cuda; cpu with SIZES=tiny checks the script anywhere).
 #      Logs and a table under $OUT.
@@ -56,10 +60,10 @@ L, d, H = {"1.5b": (48, 1600, 25), "2.7b": (32, 2560, 20), "4b": (36, 3072, 24),
 V, T = 50257, 1024
 offload = {"device": "cpu", "pin_memory": True}
 params = {"lr": 1e-4}
-if mode == "nvme":
+if mode.startswith("nvme"):
   offload = {"device": "nvme", "nvme_path": nvme_dir, "pin_memory": True,
              "buffer_count": 4, "buffer_size": 64 << 20}
-elif mode == "cpu_int8":
+if mode.endswith("int8"):
   params["state_dtype"] = "int8"
 json.dump({
   "train_batch_size": 1, "train_micro_batch_size_per_gpu": 1, "steps_per_print": 1,
@@ -76,7 +80,7 @@ print(f"{(12 * L * d * d + 13 * L * d + V * d + T * d) / 1e9:.2f}B")
 PY
 }
 
-for mode in ${MODES:-nvme cpu_int8}; do
+for mode in ${MODES:-nvme nvme_int8 cpu_int8}; do
   largest=none
   for size in ${SIZES:-1.5b 2.7b 4b 5b}; do
     cfg=/tmp/cap_${mode}_${size}.json log=$out/cap_${mode}_${size}.log
@@ -100,6 +104,7 @@ for mode in ${MODES:-nvme cpu_int8}; do
     printf "%-9s %-5s %8s %-8s %9s %10s  %s\n" "$mode" "$size" "$params" "$status" "$sps" \
       "${host:-?}" "$opt" | tee -a "$table"
     grep -E "^(memory|optimizer|compact|model)" "$log" | sed "s/^/  /" >>"$table"
+    grep -E "^step +$steps/$steps|^step +1/$steps" "$log" | sed "s/^/  /" >>"$table"
     if [ "$status" != ok ]; then
       tail -4 "$log" | sed "s/^/  | /" | tee -a "$table"
       break

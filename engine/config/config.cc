@@ -186,13 +186,11 @@ absl::StatusOr<Config> ParseConfig(absl::string_view json_text, int world_size) 
   if (const Json* v = r.Find("checkpoint")) SPW_RETURN_IF_ERROR(ParseCheckpoint(*v, &c.checkpoint));
   if (const Json* v = r.Find("log")) SPW_RETURN_IF_ERROR(ParseLog(*v, &c.log));
 
-  if (c.optimizer.compact() && (!c.zero.offload_optimizer || c.zero.optimizer_nvme)) {
+  if (c.optimizer.compact() && !c.zero.offload_optimizer) {
     return KeyError(
         c.optimizer.bf16_master ? "optimizer.params.master_dtype" : "optimizer.params.state_dtype",
-        c.zero.optimizer_nvme ? "compact optimizer state on NVMe is not built; use "
-                                "zero_optimization.offload_optimizer.device \"cpu\" or fp32 state"
-                              : "compact optimizer state runs in the CPU AdamW: set "
-                                "zero_optimization.offload_optimizer.device to \"cpu\"");
+        "compact optimizer state runs in the CPU AdamW: set "
+        "zero_optimization.offload_optimizer.device to \"cpu\" or \"nvme\"");
   }
   if (c.trainer.eval_interval > 0 && !HasValidationData(c.data)) {
     return KeyError("trainer.eval_interval",

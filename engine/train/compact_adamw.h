@@ -1,8 +1,13 @@
-// Compact optimizer state in CPU memory (optimizer.params.state_dtype / master_dtype with
-// offload_optimizer.device = "cpu"): per Unit, Adam m and v as bf16 or block-wise 8-bit, or
-// bf16 master parameters with a bf16 Kahan compensation term, updated by the kernels of
-// kernels/cpu/compact_adam.h (docs/optimizer_state.md). Bytes per parameter of state: fp32 12,
-// bf16 m/v 8, 8-bit m/v about 6, bf16 master 12 (4 of them the compensation).
+// Compact optimizer state (optimizer.params.state_dtype / master_dtype): per Unit, Adam m and v
+// as bf16 or block-wise 8-bit, or bf16 master parameters with a bf16 Kahan compensation term,
+// updated by the kernels of kernels/cpu/compact_adam.h (docs/optimizer_state.md). State bytes
+// per parameter: bf16 m/v 8, 8-bit m/v about 6, bf16 master 12 (4 of them the compensation).
+//
+// Where it lives: in the offload tier's memory (offload_optimizer.device = "cpu"), or on NVMe
+// ("nvme"): one preallocated file per rank under nvme_path holding each Unit's arrays, moved
+// whole Unit by whole Unit through three host slots, so that the read of Unit u+1 and the write
+// of Unit u-1 are in flight while Unit u steps (host memory: three times the largest Unit's
+// compact state).
 //
 // The 8-bit blocks start at each tensor part (so that weight decay can differ between tensors).
 // Checkpoints hold the moments decoded to fp32 (bf16 and 8-bit codes encode back exactly) and
@@ -10,6 +15,7 @@
 // zero (a difference below one bf16 ulp).
 #pragma once
 
+#include <array>
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,15 +24,19 @@
 #include "engine/model/model.h"
 #include "engine/train/external_optimizer_state.h"
 #include "offload/buffer.h"
+#include "offload/io_engine.h"
+#include "offload/nvme_file.h"
 
 namespace spillway {
 
 class CompactAdamW : public ExternalOptimizerState {
  public:
   static bool Wanted(const Config& config) { return config.optimizer.compact(); }
-  // Buffers for `model`'s Units in `tier` (the offload tier).
+  // Buffers for `model`'s Units in `tier` (the offload tier), or with
+  // config.zero.optimizer_nvme a file under nvme_path (errors name that key) for rank `rank`.
   static absl::StatusOr<std::unique_ptr<CompactAdamW>> Create(const Config& config, Model& model,
-                                                              Tier tier);
+                                                              Tier tier, int rank);
+  ~CompactAdamW() override;
 
   absl::Status StepUnit(int u, UnitState& unit, const OptimizerConfig& opt,
                         kernels::AdamWParams p) override;
@@ -35,7 +45,9 @@ class CompactAdamW : public ExternalOptimizerState {
   absl::Status WriteMoment(int u, Moment moment, const float* src) override;
   std::string Describe() const override;
 
+  // Bytes of state (in memory, or in the file).
   size_t bytes() const;
+  bool on_nvme() const { return file_ != nullptr; }
 
  private:
   // A tensor's part of the Unit's update range: array indexes [begin, end), and (8-bit) the
@@ -44,22 +56,41 @@ class CompactAdamW : public ExternalOptimizerState {
     size_t begin, end, first_block;
     bool decay;
   };
-  struct UnitArrays {
+  // master (fp32, or bf16), comp (bf16 Kahan term, bf16 master only), m, v (fp32, bf16 or 8-bit
+  // codes), m_scale, v_scale (8-bit: one fp32 per block of each part).
+  static constexpr int kArrays = 6;
+  enum ArrayIndex { kMaster, kComp, kM, kV, kMScale, kVScale };
+  using Arrays = std::array<Buffer, kArrays>;
+  struct UnitInfo {
     size_t numel = 0;
     std::vector<Part> parts;
-    Buffer master;            // fp32, or bf16 with master_dtype bf16
-    Buffer comp;              // bf16 Kahan compensation (bf16 master only)
-    Buffer m, v;              // fp32, bf16 or 8-bit codes
-    Buffer m_scale, v_scale;  // 8-bit: one fp32 scale per block of each part
+    std::array<size_t, kArrays> bytes{};
+    std::array<uint64_t, kArrays> offset{};  // in the file (NVMe)
+  };
+  // NVMe: a host copy of one Unit's arrays and the I/O in flight on it.
+  struct Slot {
+    int unit = -1;
+    Arrays arrays;
+    std::vector<IoEngine::Ticket> tickets;
   };
 
-  explicit CompactAdamW(OptimizerConfig::StateDtype dtype, bool bf16_master, Tier tier)
+  CompactAdamW(OptimizerConfig::StateDtype dtype, bool bf16_master, Tier tier)
       : dtype_(dtype), bf16_master_(bf16_master), tier_(tier) {}
+  // Unit u's arrays, up to date; on NVMe also starts reading Unit u+1.
+  absl::StatusOr<Arrays*> Acquire(int u);
+  // Done with Unit u's arrays; `changed`: write them back (NVMe).
+  absl::Status Release(int u, bool changed);
+  absl::Status Settle(Slot& slot);
+  absl::Status SubmitReads(Slot& slot, int u);
 
   OptimizerConfig::StateDtype dtype_;
   bool bf16_master_;
   Tier tier_;
-  std::vector<UnitArrays> units_;
+  std::vector<UnitInfo> units_;
+  std::vector<Arrays> memory_;  // in memory: one set per Unit
+  std::unique_ptr<IoEngine> engine_;
+  std::unique_ptr<NvmeFile> file_;  // NVMe: closed before the engine goes
+  std::array<Slot, 3> slots_;
 };
 
 }  // namespace spillway

@@ -191,12 +191,12 @@ absl::Status Trainer::Setup() {
 }
 
 absl::Status Trainer::CreateExternalState() {
-  if (config_.zero.optimizer_nvme) {
+  if (CompactAdamW::Wanted(config_)) {
+    SPW_ASSIGN_OR_RETURN(external_state_,
+                         CompactAdamW::Create(config_, *model_,
+                                              model_->unit(0).offload_grads.tier(), comm_->rank()));
+  } else if (config_.zero.optimizer_nvme) {
     SPW_ASSIGN_OR_RETURN(external_state_, NvmeAdamW::Create(config_, *model_, comm_->rank()));
-  } else if (CompactAdamW::Wanted(config_)) {
-    SPW_ASSIGN_OR_RETURN(
-        external_state_,
-        CompactAdamW::Create(config_, *model_, model_->unit(0).offload_grads.tier()));
   }
   return absl::OkStatus();
 }
