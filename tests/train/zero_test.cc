@@ -352,6 +352,22 @@ TEST(ZeroTest, NvmeOptimizerStateEqualsInBackendAtEveryStageAndResumes) {
           << name << ": " << in_backend->model().unit(u).layout.name();
     }
   }
+  // Compact (8-bit) moments on NVMe equal them on the CPU tier, shard by shard.
+  auto Int8 = [](std::string json) {
+    const std::string at = R"("weight_decay": 0.1)";
+    return json.insert(json.find(at) + at.size(), R"(, "state_dtype": "int8")");
+  };
+  auto int8_cpu = MakeTrainer(Int8(WithZeroKeys(ZeroConfig(6, dir + "/int8_cpu", 2),
+                                                "\"offload_optimizer\": {\"device\": \"cpu\"}")),
+                              World());
+  auto int8_nvme =
+      MakeTrainer(Int8(WithZeroKeys(ZeroConfig(6, dir + "/int8_nvme", 2), nvme)), World());
+  ASSERT_TRUE(int8_cpu->Train().ok());
+  ASSERT_TRUE(int8_nvme->Train().ok());
+  EXPECT_EQ(int8_cpu->step_losses(), int8_nvme->step_losses());
+  for (int u = 0; u < int8_cpu->model().num_units(); ++u) {
+    EXPECT_EQ(int8_cpu->StoredParams(u).value(), int8_nvme->StoredParams(u).value());
+  }
   auto full = MakeTrainer(WithZeroKeys(ZeroConfig(8, dir + "/full", 2), nvme), World());
   ASSERT_TRUE(full->Train().ok());
   ASSERT_TRUE(
