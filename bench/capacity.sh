@@ -86,8 +86,9 @@ for mode in ${MODES:-nvme nvme_int8 cpu_int8}; do
     cfg=/tmp/cap_${mode}_${size}.json log=$out/cap_${mode}_${size}.log
     params=$(config "$mode" "$size" "$cfg")
     rm -f "$nvme_dir"/spillway.*  # files a killed run left behind
-    /usr/bin/time -v -o "$log.time" timeout "${RUN_TIMEOUT:-300}" "$build/spillway" train "$cfg" \
-      >"$log" 2>&1
+    timer=()
+    [ -x /usr/bin/time ] && timer=(/usr/bin/time -v -o "$log.time")  # peak host memory
+    "${timer[@]}" timeout "${RUN_TIMEOUT:-300}" "$build/spillway" train "$cfg" >"$log" 2>&1
     rc=$?
     rm -f "$nvme_dir"/spillway.*
     host=$(awk '/Maximum resident/ { printf "%.1f", $NF / 1048576 }' "$log.time" 2>/dev/null)

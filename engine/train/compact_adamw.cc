@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -102,9 +103,12 @@ CompactAdamW::~CompactAdamW() {
 }
 
 absl::Status CompactAdamW::Settle(Slot& slot) {
+  if (slot.tickets.empty()) return absl::OkStatus();
+  const auto start = std::chrono::steady_clock::now();
   absl::Status status;
   for (IoEngine::Ticket t : slot.tickets) status.Update(engine_->Wait(t));
   slot.tickets.clear();
+  io_wait_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (!status.ok()) slot.unit = -1;  // its contents are undefined
   return status;
 }
@@ -121,6 +125,7 @@ absl::Status CompactAdamW::SubmitReads(Slot& slot, int u) {
       return t.status();
     }
     slot.tickets.push_back(*t);
+    bytes_read_ += RoundUpToNvmeAlignment(info.bytes[k]);
   }
   return absl::OkStatus();
 }
@@ -156,6 +161,7 @@ absl::Status CompactAdamW::Release(int u, bool changed) {
       return t.status();
     }
     slot.tickets.push_back(*t);
+    bytes_written_ += RoundUpToNvmeAlignment(info.bytes[k]);
   }
   return absl::OkStatus();
 }
@@ -163,6 +169,7 @@ absl::Status CompactAdamW::Release(int u, bool changed) {
 absl::Status CompactAdamW::StepUnit(int u, UnitState& unit, const OptimizerConfig& opt,
                                     kernels::AdamWParams p) {
   SPW_ASSIGN_OR_RETURN(Arrays * arrays, Acquire(u));
+  const auto start = std::chrono::steady_clock::now();
   Arrays& a = *arrays;
   float* grads = unit.offload_grads.as<float>();
   for (const Part& part : units_[u].parts) {
@@ -188,6 +195,7 @@ absl::Status CompactAdamW::StepUnit(int u, UnitState& unit, const OptimizerConfi
     }
     std::memcpy(grads + j, master, n * sizeof(float));
   }
+  compute_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return Release(u, /*changed=*/true);
 }
 
@@ -252,6 +260,18 @@ absl::Status CompactAdamW::WriteMoment(int u, Moment moment, const float* src) {
     }
   }
   return Release(u, /*changed=*/true);
+}
+
+std::string CompactAdamW::TakeTimeReport() {
+  if (file_ == nullptr) return "";
+  std::string line = absl::StrFormat(
+      "nvme optimizer (compact): %.2f s waiting for reads and writes, %.2f s AdamW, %s read, %s "
+      "written",
+      io_wait_s_, compute_s_, FormatBytes(static_cast<double>(bytes_read_)),
+      FormatBytes(static_cast<double>(bytes_written_)));
+  io_wait_s_ = compute_s_ = 0;
+  bytes_read_ = bytes_written_ = 0;
+  return line;
 }
 
 size_t CompactAdamW::bytes() const {

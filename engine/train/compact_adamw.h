@@ -44,6 +44,7 @@ class CompactAdamW : public ExternalOptimizerState {
   absl::Status ReadMoment(int u, Moment moment, float* dst) override;
   absl::Status WriteMoment(int u, Moment moment, const float* src) override;
   std::string Describe() const override;
+  std::string TakeTimeReport() override;
 
   // Bytes of state (in memory, or in the file).
   size_t bytes() const;
@@ -91,6 +92,9 @@ class CompactAdamW : public ExternalOptimizerState {
   std::unique_ptr<IoEngine> engine_;
   std::unique_ptr<NvmeFile> file_;  // NVMe: closed before the engine goes
   std::array<Slot, 3> slots_;
+  // NVMe: seconds blocked on I/O and computing since the last TakeTimeReport, bytes moved.
+  double io_wait_s_ = 0, compute_s_ = 0;
+  uint64_t bytes_read_ = 0, bytes_written_ = 0;
 };
 
 }  // namespace spillway
