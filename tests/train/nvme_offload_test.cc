@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "engine/train/nvme_adamw.h"
+#include "kernels/backend.h"
 #include "tests/train/train_test_util.h"
 
 namespace spillway {
@@ -130,6 +131,36 @@ TEST_P(NvmeOffloadTest, CheckpointsMoveBetweenCpuAndNvmeTiers) {
 
 INSTANTIATE_TEST_SUITE_P(Engines, NvmeOffloadTest, ::testing::Values("auto", "pread"),
                          [](const auto& info) { return info.param; });
+
+// The CUDA backend (label gpu; skipped without a GPU): gradient copies in pinned memory, state
+// on NVMe, fp32 and 8-bit, exactly as the in-backend optimizer and the CPU tier.
+TEST(NvmeOffloadGpuTest, CudaNvmeEqualsInBackendAndCpuTierBitwise) {
+  if (kernels::GpuCount() == 0) GTEST_SKIP() << "no GPU here (this runs on the GPU machine)";
+  auto config = [](const std::string& name) {
+    return SmallConfig(8, FreshDir("gpu_" + name), 0, "cuda");
+  };
+  auto int8 = [](std::string json) {
+    const std::string at = R"("weight_decay": 0.1)";
+    return json.insert(json.find(at) + at.size(), R"(, "state_dtype": "int8")");
+  };
+  const std::string dir = FreshDir("gpu_nvme_files");
+  std::filesystem::create_directories(dir + "/nvme");
+  auto in_backend = MakeTrainer(config("in_backend"));
+  auto nvme = MakeTrainer(OnNvme(config("nvme"), dir + "/nvme", "auto"));
+  auto int8_cpu = MakeTrainer(int8(OnCpu(config("int8_cpu"))));
+  auto int8_nvme = MakeTrainer(int8(OnNvme(config("int8_nvme"), dir + "/nvme", "auto")));
+  for (Trainer* t : {in_backend.get(), nvme.get(), int8_cpu.get(), int8_nvme.get()}) {
+    absl::Status trained = t->Train();
+    ASSERT_TRUE(trained.ok()) << trained;
+  }
+  EXPECT_EQ(in_backend->step_losses(), nvme->step_losses());
+  EXPECT_EQ(int8_cpu->step_losses(), int8_nvme->step_losses());
+  for (int u = 0; u < nvme->model().num_units(); ++u) {
+    EXPECT_EQ(in_backend->StoredParams(u).value(), nvme->StoredParams(u).value());
+    EXPECT_EQ(int8_cpu->StoredParams(u).value(), int8_nvme->StoredParams(u).value());
+    EXPECT_EQ(nvme->model().unit(u).offload_grads.tier(), Tier::kPinnedHost);
+  }
+}
 
 absl::Status CreateStatus(const std::string& json) {
   absl::StatusOr<Config> config = ParseConfig(json);
