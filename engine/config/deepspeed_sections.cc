@@ -95,27 +95,61 @@ absl::Status ParseWarmupCosineLR(const ObjectReader& p, SchedulerConfig* out) {
   return absl::OkStatus();
 }
 
-// offload_optimizer / offload_param. Sets *cpu when device is "cpu" (and *pin_memory from the
-// section); "nvme", and "cpu" where `cpu` is null (offload_param), are not built yet.
-absl::Status ParseOffload(const ObjectReader& zero, absl::string_view key, bool* cpu,
-                          bool* pin_memory) {
-  const Json* v = zero.Find(key);
+// A count DeepSpeed configs often write as 1e8: a number with an integral value in [min, max].
+absl::Status WholeNumber(const ObjectReader& r, absl::string_view key, int64_t* out, int64_t min,
+                         int64_t max) {
+  double count = static_cast<double>(*out);
+  SPW_RETURN_IF_ERROR(r.Double(key, &count, DoubleRange{}));
+  if (count != std::floor(count) || count < static_cast<double>(min) ||
+      count > static_cast<double>(max)) {
+    return KeyError(r.KeyPath(key), absl::StrCat("must be a whole number in [", min, ", ", max,
+                                                 "], found ", count));
+  }
+  *out = static_cast<int64_t>(count);
+  return absl::OkStatus();
+}
+
+// offload_optimizer: device "cpu" sets zero->offload_optimizer (and pin_memory); "nvme" also
+// sets zero->optimizer_nvme and reads nvme_path (required), buffer_count and buffer_size.
+absl::Status ParseOffloadOptimizer(const ObjectReader& zero_reader, ZeroConfig* zero) {
+  const Json* v = zero_reader.Find("offload_optimizer");
   if (v == nullptr || v->is_null()) return absl::OkStatus();
-  SPW_ASSIGN_OR_RETURN(ObjectReader r, ObjectReader::Open(*v, zero.KeyPath(key)));
+  SPW_ASSIGN_OR_RETURN(ObjectReader r,
+                       ObjectReader::Open(*v, zero_reader.KeyPath("offload_optimizer")));
   SPW_RETURN_IF_ERROR(
       r.CheckKeys({"device", "nvme_path", "buffer_count", "buffer_size", "max_in_cpu", "pin_memory",
                    "pipeline_read", "pipeline_write", "fast_init", "ratio"}));
   std::string device = "none";
   SPW_RETURN_IF_ERROR(r.String("device", &device, {"none", "cpu", "nvme"}));
-  if (device == "cpu" && cpu != nullptr) {
-    *cpu = true;
-    return r.Bool("pin_memory", pin_memory);
+  if (device == "none") return absl::OkStatus();
+  zero->offload_optimizer = true;
+  SPW_RETURN_IF_ERROR(r.Bool("pin_memory", &zero->pin_memory));
+  if (device == "cpu") return absl::OkStatus();
+  zero->optimizer_nvme = true;
+  if (!r.Has("nvme_path")) {
+    return KeyError(r.KeyPath("nvme_path"),
+                    "is required with device \"nvme\": a directory on a local NVMe disk where "
+                    "each rank keeps its optimizer state file");
   }
+  SPW_RETURN_IF_ERROR(r.NonEmptyString("nvme_path", &zero->nvme_path));
+  SPW_RETURN_IF_ERROR(WholeNumber(r, "buffer_count", &zero->nvme_buffer_count, 3, 256));
+  return WholeNumber(r, "buffer_size", &zero->nvme_buffer_size, 4096, int64_t{1} << 32);
+}
+
+// offload_param: only device "none" is accepted.
+absl::Status ParseOffloadParam(const ObjectReader& zero) {
+  const Json* v = zero.Find("offload_param");
+  if (v == nullptr || v->is_null()) return absl::OkStatus();
+  SPW_ASSIGN_OR_RETURN(ObjectReader r, ObjectReader::Open(*v, zero.KeyPath("offload_param")));
+  SPW_RETURN_IF_ERROR(
+      r.CheckKeys({"device", "nvme_path", "buffer_count", "buffer_size", "max_in_cpu", "pin_memory",
+                   "pipeline_read", "pipeline_write", "fast_init", "ratio"}));
+  std::string device = "none";
+  SPW_RETURN_IF_ERROR(r.String("device", &device, {"none", "cpu", "nvme"}));
   if (device != "none") {
-    return KeyError(r.KeyPath("device"),
-                    absl::StrCat("offload to \"", device, "\" is not built yet; ",
-                                 cpu != nullptr ? "\"none\" and \"cpu\" are" : "only \"none\" is",
-                                 " accepted"));
+    return KeyError(
+        r.KeyPath("device"),
+        absl::StrCat("offload to \"", device, "\" is not built yet; only \"none\" is accepted"));
   }
   return absl::OkStatus();
 }
@@ -129,8 +163,21 @@ absl::Status ParseOptimizer(const Json& value, OptimizerConfig* out) {
   const Json* params = r.Find("params");
   if (params == nullptr) return absl::OkStatus();
   SPW_ASSIGN_OR_RETURN(ObjectReader p, ObjectReader::Open(*params, r.KeyPath("params")));
-  SPW_RETURN_IF_ERROR(p.CheckKeys({"lr", "betas", "eps", "weight_decay"}));
+  SPW_RETURN_IF_ERROR(
+      p.CheckKeys({"lr", "betas", "eps", "weight_decay", "state_dtype", "master_dtype"}));
   SPW_RETURN_IF_ERROR(p.Double("lr", &out->lr, DoubleRange::Above(0)));
+  std::string state_dtype = "fp32", master_dtype = "fp32";
+  SPW_RETURN_IF_ERROR(p.String("state_dtype", &state_dtype, {"fp32", "bf16", "int8"}));
+  SPW_RETURN_IF_ERROR(p.String("master_dtype", &master_dtype, {"fp32", "bf16"}));
+  out->state_dtype = state_dtype == "bf16"   ? OptimizerConfig::StateDtype::kBf16
+                     : state_dtype == "int8" ? OptimizerConfig::StateDtype::kInt8
+                                             : OptimizerConfig::StateDtype::kFp32;
+  out->bf16_master = master_dtype == "bf16";
+  if (out->bf16_master && out->state_dtype != OptimizerConfig::StateDtype::kFp32) {
+    return KeyError(p.KeyPath("master_dtype"),
+                    "\"bf16\" master parameters keep fp32 Adam moments; set state_dtype to "
+                    "\"fp32\" or master_dtype to \"fp32\"");
+  }
   if (const Json* betas = p.Find("betas"); betas != nullptr) {
     const std::string path = p.KeyPath("betas");
     if (!betas->is_array() || betas->size() != 2) {
@@ -226,6 +273,30 @@ absl::Status ParseFp16(const Json& value) {
   return absl::OkStatus();
 }
 
+absl::Status ParseAio(const Json& value, AioConfig* aio) {
+  SPW_ASSIGN_OR_RETURN(ObjectReader r, ObjectReader::Open(value, "aio"));
+  SPW_RETURN_IF_ERROR(r.CheckKeys({"block_size", "queue_depth", "thread_count", "single_submit",
+                                   "overlap_events", "use_gds", "engine"}));
+  SPW_RETURN_IF_ERROR(WholeNumber(r, "block_size", &aio->block_size, 1 << 20, 8 << 20));
+  if (aio->block_size % 4096 != 0) {
+    return KeyError(
+        r.KeyPath("block_size"),
+        absl::StrCat("must be a multiple of 4096 (O_DIRECT's block), found ", aio->block_size));
+  }
+  SPW_RETURN_IF_ERROR(WholeNumber(r, "queue_depth", &aio->queue_depth, 1, 1024));
+  // The io_uring engine has one completion thread and submits in batches: DeepSpeed's thread
+  // and submission knobs have nothing to set, so any valid value is accepted.
+  int64_t threads = 1;
+  SPW_RETURN_IF_ERROR(WholeNumber(r, "thread_count", &threads, 1, 1024));
+  std::string engine = "auto";
+  SPW_RETURN_IF_ERROR(r.String("engine", &engine, {"auto", "pread"}));
+  aio->force_pread = engine == "pread";
+  bool flag = false;
+  SPW_RETURN_IF_ERROR(r.Bool("single_submit", &flag));
+  SPW_RETURN_IF_ERROR(r.Bool("overlap_events", &flag));
+  return FalseOnly(r, "use_gds", "GPUDirect Storage is not supported");
+}
+
 absl::Status ParseZeroOptimization(const Json& value, int* stage_out, ZeroConfig* zero) {
   SPW_ASSIGN_OR_RETURN(ObjectReader r, ObjectReader::Open(value, "zero_optimization"));
   std::vector<absl::string_view> allowed = {"stage",
@@ -253,9 +324,8 @@ absl::Status ParseZeroOptimization(const Json& value, int* stage_out, ZeroConfig
     }
     *out = static_cast<int64_t>(count);
   }
-  SPW_RETURN_IF_ERROR(
-      ParseOffload(r, "offload_optimizer", &zero->offload_optimizer, &zero->pin_memory));
-  SPW_RETURN_IF_ERROR(ParseOffload(r, "offload_param", nullptr, nullptr));
+  SPW_RETURN_IF_ERROR(ParseOffloadOptimizer(r, zero));
+  SPW_RETURN_IF_ERROR(ParseOffloadParam(r));
   for (absl::string_view key : kZeroOptionsNotBuilt) {
     if (r.Has(key)) {
       return KeyError(r.KeyPath(key), "this ZeRO option is not built in spillway; remove the key");

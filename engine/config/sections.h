@@ -16,6 +16,7 @@ absl::Status ParseActivationCheckpointing(const Json& value, bool* enabled);
 absl::Status ParseBf16(const Json& value);
 absl::Status ParseFp16(const Json& value);
 absl::Status ParseZeroOptimization(const Json& value, int* stage, ZeroConfig* zero);
+absl::Status ParseAio(const Json& value, AioConfig* aio);
 
 // spillway's own sections (spillway_sections.cc).
 absl::Status ParseModel(const Json& value, ModelConfig* out);

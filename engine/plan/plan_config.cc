@@ -31,7 +31,19 @@ absl::StatusOr<PlanInput> PlanInputFromConfig(const Config& config, int world_si
   in.ranks_per_node = ranks_per_node;
   in.stage = world_size > 1 ? config.zero_stage : 0;
   in.gpu = config.trainer.backend != "cpu";
-  in.offload_optimizer = config.zero.offload_optimizer ? Placement::kCpu : Placement::kNone;
+  in.offload_optimizer = config.zero.optimizer_nvme      ? Placement::kNvme
+                         : config.zero.offload_optimizer ? Placement::kCpu
+                                                         : Placement::kNone;
+  if (config.zero.optimizer_nvme) {
+    in.nvme_path = config.zero.nvme_path;
+    in.nvme_buffer_count = static_cast<int>(config.zero.nvme_buffer_count);
+    in.nvme_buffer_bytes = static_cast<size_t>(config.zero.nvme_buffer_size);
+  }
+  const OptimizerConfig& opt = config.optimizer;
+  in.moments = opt.state_dtype == OptimizerConfig::StateDtype::kBf16   ? MomentDtype::kBf16
+               : opt.state_dtype == OptimizerConfig::StateDtype::kInt8 ? MomentDtype::kInt8
+                                                                       : MomentDtype::kFp32;
+  in.master = opt.bf16_master ? MasterDtype::kBf16Kahan : MasterDtype::kFp32;
   in.pin_memory = config.zero.pin_memory;
   in.activation_checkpointing = config.activation_checkpointing;
   in.prefetch_elements = static_cast<size_t>(config.zero.stage3_prefetch_bucket_size);

@@ -11,16 +11,6 @@
 namespace spillway {
 namespace {
 
-// Calls fn(t, begin, end) for each tensor t of `unit` with the part [begin, end) of its flat
-// range that lies in [lo, hi), skipping tensors outside it.
-template <typename Fn>
-void ForEachTensorPart(const UnitState& unit, size_t lo, size_t hi, Fn fn) {
-  for (const TensorSpec& t : unit.layout.tensors()) {
-    const size_t begin = std::max(lo, t.offset), end = std::min(hi, t.offset + t.numel);
-    if (begin < end) fn(t, begin, end);
-  }
-}
-
 // The sum over ranks of each rank's `local` value, added in rank order in double precision
 // (the same on every rank). Doubles travel as pairs of floats' bit patterns.
 absl::StatusOr<double> SumOverRanks(Communicator& control, double local) {
@@ -43,7 +33,7 @@ absl::StatusOr<double> SumOverRanks(Communicator& control, double local) {
 // the offload tier, the CPU kernel (bitwise equal to the backend's AdamW) updates the master
 // parameters and moments there, and the updated parameters go back up.
 absl::Status OffloadedAdamW(Model& model, kernels::Ops& ops, const OptimizerConfig& opt,
-                            kernels::AdamWParams p) {
+                            kernels::AdamWParams p, ExternalOptimizerState* external) {
   for (int u = 0; u < model.num_units(); ++u) {
     UnitState& unit = model.unit(u);
     const size_t lo = unit.update_begin(), hi = unit.update_end();
@@ -56,6 +46,13 @@ absl::Status OffloadedAdamW(Model& model, kernels::Ops& ops, const OptimizerConf
     UnitState& unit = model.unit(u);
     const size_t lo = unit.update_begin(), hi = unit.update_end();
     if (lo >= hi) continue;
+    if (external != nullptr) {
+      SPW_RETURN_IF_ERROR(external->StepUnit(u, unit, opt, p));
+      ops.CopyToBackend(unit.params.as<float>() + unit.param_index(lo),
+                        unit.offload_grads.as<float>() + unit.optimizer_index(lo),
+                        (hi - lo) * sizeof(float));
+      continue;
+    }
     ForEachTensorPart(unit, lo, hi, [&](const TensorSpec& t, size_t begin, size_t end) {
       p.weight_decay = t.weight_decay ? static_cast<float>(opt.weight_decay) : 0.0f;
       const size_t k = unit.optimizer_index(begin);
@@ -70,9 +67,29 @@ absl::Status OffloadedAdamW(Model& model, kernels::Ops& ops, const OptimizerConf
   return absl::OkStatus();
 }
 
+// The external master arrays take the backend's parameters, staged through offload_grads.
+absl::Status WriteExternalMaster(Model& model, kernels::Ops& ops,
+                                 ExternalOptimizerState& external) {
+  for (int u = 0; u < model.num_units(); ++u) {
+    UnitState& unit = model.unit(u);
+    const size_t lo = unit.update_begin(), hi = unit.update_end();
+    float* staging = unit.offload_grads.as<float>();
+    std::memset(staging, 0, unit.offload_grads.bytes());
+    if (lo < hi) {
+      ops.CopyToHost(staging + unit.optimizer_index(lo),
+                     unit.params.as<float>() + unit.param_index(lo), (hi - lo) * sizeof(float));
+      SPW_RETURN_IF_ERROR(ops.Synchronize());
+    }
+    SPW_RETURN_IF_ERROR(external.WriteMaster(u, staging));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
-absl::Status CopyParamsToOffloadMaster(Model& model, kernels::Ops& ops) {
+absl::Status CopyParamsToOffloadMaster(Model& model, kernels::Ops& ops,
+                                       ExternalOptimizerState* external) {
+  if (external != nullptr) return WriteExternalMaster(model, ops, *external);
   for (int u = 0; u < model.num_units(); ++u) {
     UnitState& unit = model.unit(u);
     const size_t lo = unit.update_begin(), hi = unit.update_end();
@@ -86,7 +103,8 @@ absl::Status CopyParamsToOffloadMaster(Model& model, kernels::Ops& ops) {
 absl::StatusOr<OptimizerStepResult> OptimizerStep(Model& model, kernels::Ops& ops,
                                                   Communicator& data, Communicator& control,
                                                   const OptimizerConfig& opt, double lr,
-                                                  double max_grad_norm, int64_t step) {
+                                                  double max_grad_norm, int64_t step,
+                                                  ExternalOptimizerState* external) {
   OptimizerStepResult result;
   const bool sharded_grads = model.unit(0).grads_sharded();
   double sum_squares = 0.0;
@@ -119,7 +137,7 @@ absl::StatusOr<OptimizerStepResult> OptimizerStep(Model& model, kernels::Ops& op
   p.step = step;
   p.grad_scale = result.clip_scale;
   if (model.unit(0).optimizer_offloaded()) {
-    SPW_RETURN_IF_ERROR(OffloadedAdamW(model, ops, opt, p));
+    SPW_RETURN_IF_ERROR(OffloadedAdamW(model, ops, opt, p, external));
   } else {
     for (int u = 0; u < model.num_units(); ++u) {
       UnitState& unit = model.unit(u);

@@ -7,6 +7,7 @@
 #include "absl/status/statusor.h"
 #include "engine/config/config.h"
 #include "engine/model/model.h"
+#include "engine/train/external_optimizer_state.h"
 #include "kernels/ops.h"
 #include "partitioner/communicator.h"
 
@@ -28,15 +29,19 @@ struct OptimizerStepResult {
 // so every rank ends with all updated parameters; at stage 3 each rank keeps its shard.
 // With the optimizer offloaded (UnitState::optimizer_offloaded), AdamW runs on the CPU over
 // the offload tier's master copy and moments, bitwise equal to the backend's AdamW, and the
-// updated parameters are copied back to the backend.
+// updated parameters are copied back to the backend. With `external`, the master copy and
+// moments live there instead (on NVMe, or in a compact format: external_optimizer_state.h) and
+// AdamW runs through it one Unit at a time.
 //
 // CopyParamsToOffloadMaster: after the parameters were set from outside the optimizer
 // (initialisation, a checkpoint), the offloaded master copies take them. No-op otherwise.
-absl::Status CopyParamsToOffloadMaster(Model& model, kernels::Ops& ops);
+absl::Status CopyParamsToOffloadMaster(Model& model, kernels::Ops& ops,
+                                       ExternalOptimizerState* external = nullptr);
 
 absl::StatusOr<OptimizerStepResult> OptimizerStep(Model& model, kernels::Ops& ops,
                                                   Communicator& data, Communicator& control,
                                                   const OptimizerConfig& opt, double lr,
-                                                  double max_grad_norm, int64_t step);
+                                                  double max_grad_norm, int64_t step,
+                                                  ExternalOptimizerState* external = nullptr);
 
 }  // namespace spillway

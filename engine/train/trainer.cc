@@ -16,10 +16,13 @@
 #include "engine/plan/fit.h"
 #include "engine/plan/plan_config.h"
 #include "engine/plan/report.h"
+#include "engine/train/compact_adamw.h"
 #include "engine/train/lr_schedule.h"
+#include "engine/train/nvme_adamw.h"
 #include "engine/train/optimizer_step.h"
 #include "engine/train/sharded_checkpoint.h"
 #include "kernels/backend.h"
+#include "offload/nvme_file.h"
 #include "kernels/cpu/cpu_adam.h"
 #include "partitioner/rank_info.h"
 #include "partitioner/threaded_communicator.h"
@@ -48,6 +51,10 @@ struct CheckpointedRange {
   size_t numel;      // the Unit's elements (the flat ranges' padding is past them)
   bool optimizer_state;
   bool whole;  // every rank holds the whole Unit in `buffer`, so loads all of it
+  // External optimizer state (engine/train/external_optimizer_state.h): `buffer` is null and
+  // the range is `moment` of Unit `unit` there, laid out as `buffer` would be.
+  int unit = -1;
+  ExternalOptimizerState::Moment moment = ExternalOptimizerState::kExpAvg;
 };
 
 std::vector<CheckpointedRange> CheckpointedRanges(Model& model) {
@@ -60,10 +67,11 @@ std::vector<CheckpointedRange> CheckpointedRanges(Model& model) {
     const bool params_sharded = unit.params_sharded();
     out.push_back({name + "/params", &unit.params, params_sharded ? unit.shard.begin : 0,
                    unit.shard, unit.numel(), false, !params_sharded});
-    out.push_back({name + "/exp_avg", &unit.exp_avg, moment_origin, unit.shard, unit.numel(), true,
-                   !sharded});
-    out.push_back({name + "/exp_avg_sq", &unit.exp_avg_sq, moment_origin, unit.shard, unit.numel(),
-                   true, !sharded});
+    const bool external = unit.optimizer_state_external();
+    out.push_back({name + "/exp_avg", external ? nullptr : &unit.exp_avg, moment_origin, unit.shard,
+                   unit.numel(), true, !sharded, u, ExternalOptimizerState::kExpAvg});
+    out.push_back({name + "/exp_avg_sq", external ? nullptr : &unit.exp_avg_sq, moment_origin,
+                   unit.shard, unit.numel(), true, !sharded, u, ExternalOptimizerState::kExpAvgSq});
   }
   return out;
 }
@@ -162,6 +170,7 @@ absl::Status Trainer::Setup() {
   sharding.offload_tier = ops_->memory_tier() == Tier::kDevice && config_.zero.pin_memory
                               ? Tier::kPinnedHost
                               : Tier::kHost;
+  sharding.external_optimizer_state = config_.zero.optimizer_nvme || CompactAdamW::Wanted(config_);
   SPW_ASSIGN_OR_RETURN(model_, CreateModel(config_.model, B, config_.activation_checkpointing,
                                            ops_.get(), sharding));
   ResidencyOptions residency;
@@ -172,12 +181,13 @@ absl::Status Trainer::Setup() {
   SPW_ASSIGN_OR_RETURN(residency_,
                        UnitResidency::Create(model_->units(), *ops_, *data_comm_, residency));
   model_->set_residency(residency_.get());
+  SPW_RETURN_IF_ERROR(AgreeAcrossRanks(CreateExternalState(), "creating its optimizer state"));
   if (config_.model.init_from.empty()) {
     SPW_RETURN_IF_ERROR(model_->InitParams(config_.trainer.seed));
   } else {
     SPW_RETURN_IF_ERROR(LoadInitialParams());
   }
-  SPW_RETURN_IF_ERROR(CopyParamsToOffloadMaster(*model_, *ops_));
+  SPW_RETURN_IF_ERROR(CopyParamsToOffloadMaster(*model_, *ops_, external_state_.get()));
   const size_t N = static_cast<size_t>(B) * config_.model.seq_len;
   inputs_.resize(N);
   targets_.resize(N);
@@ -191,11 +201,27 @@ absl::Status Trainer::CheckMemoryPlan() {
   SPW_ASSIGN_OR_RETURN(
       const PlanInput input,
       PlanInputFromConfig(config_, world, std::min(world, ranks.local_world_size)));
+  if (config_.zero.optimizer_nvme) {
+    // A missing or read-only nvme_path is named as such, not as a tier with no space.
+    SPW_RETURN_IF_ERROR(Annotate(CheckNvmePath(config_.zero.nvme_path),
+                                 "zero_optimization.offload_optimizer.nvme_path"));
+  }
   SPW_ASSIGN_OR_RETURN(const Hardware hw,
                        DetectHardware(ops_->memory_tier() == Tier::kDevice, input.nvme_path));
   SPW_ASSIGN_OR_RETURN(PlanResult result, PlanToFit(input, hw));
   if (!result.fit.fits()) return NotFitError(result, hw);
   memory_plan_ = std::move(result.plan);
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::CreateExternalState() {
+  if (CompactAdamW::Wanted(config_)) {
+    SPW_ASSIGN_OR_RETURN(external_state_,
+                         CompactAdamW::Create(config_, *model_,
+                                              model_->unit(0).offload_grads.tier(), comm_->rank()));
+  } else if (config_.zero.optimizer_nvme) {
+    SPW_ASSIGN_OR_RETURN(external_state_, NvmeAdamW::Create(config_, *model_, comm_->rank()));
+  }
   return absl::OkStatus();
 }
 
@@ -285,11 +311,14 @@ void Trainer::PrintStartup() const {
   const int world = comm_->world_size();
   for (const std::string& line : FormatStartupMemory(memory_plan_)) Print(line);
   if (memory_plan_.input.offload_optimizer != Placement::kNone) {
-    Print(absl::StrFormat(
-        "optimizer offloaded to %s memory (fp32 master parameters, gradient copies, Adam m and "
-        "v); AdamW on the CPU (%s)",
-        TierName(memory_plan_.offload_tier), kernels::cpu::CpuIsaName(kernels::cpu::BestCpuIsa())));
+    Print(absl::StrFormat("optimizer offloaded to %s memory (%s); AdamW on the CPU (%s)",
+                          TierName(memory_plan_.offload_tier),
+                          external_state_ != nullptr
+                              ? "gradient copies"
+                              : "fp32 master parameters, gradient copies, Adam m and v",
+                          kernels::cpu::CpuIsaName(kernels::cpu::BestCpuIsa())));
   }
+  if (external_state_ != nullptr) Print(external_state_->Describe());
   if (residency_->working_bytes() > 0) {
     Print(absl::StrFormat(
         "ZeRO stage %d working buffers: %s (whole Units being gathered or reduced%s)",
@@ -331,7 +360,7 @@ absl::Status Trainer::TrainStep() {
   const double lr = LearningRate(config_.optimizer, config_.scheduler, step);
   SPW_ASSIGN_OR_RETURN(const OptimizerStepResult result,
                        OptimizerStep(*model_, *ops_, *data_comm_, *comm_, config_.optimizer, lr,
-                                     config_.gradient_clipping, step));
+                                     config_.gradient_clipping, step, external_state_.get()));
   residency_->InvalidateParams();
   SPW_RETURN_IF_ERROR(ops_->Synchronize());
   step_ = step;
@@ -379,6 +408,10 @@ absl::Status Trainer::Train() {
       report.ms_per_step = 1e3 * seconds_per_step;
       report.eta_s = seconds_per_step * static_cast<double>(total - step_);
       Print(report.Format());
+      if (external_state_ != nullptr) {
+        const std::string times = external_state_->TakeTimeReport();
+        if (!times.empty()) Print(times);
+      }
       SPW_RETURN_IF_ERROR(metrics.Write(report.ToJson()));
       window_start = Clock::now();
       window_steps = 0;
@@ -456,8 +489,17 @@ absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
   staging.reserve(ranges.size());
   std::vector<CheckpointBlob> blobs;
   for (const CheckpointedRange& r : ranges) {
-    std::byte* data = r.buffer->data() + (r.shard.begin - r.origin) * sizeof(float);
     const size_t bytes = r.shard.shard_numel * sizeof(float);
+    if (r.buffer == nullptr) {  // on NVMe: read back whole, keep this rank's range
+      std::vector<std::byte> array(model_->unit(r.unit).optimizer_numel() * sizeof(float));
+      SPW_RETURN_IF_ERROR(
+          external_state_->ReadMoment(r.unit, r.moment, reinterpret_cast<float*>(array.data())));
+      const size_t skip = (r.shard.begin - r.origin) * sizeof(float);
+      staging.emplace_back(array.begin() + skip, array.begin() + skip + bytes);
+      blobs.push_back({r.name, staging.back()});
+      continue;
+    }
+    std::byte* data = r.buffer->data() + (r.shard.begin - r.origin) * sizeof(float);
     if (r.buffer->on_host()) {
       blobs.push_back({r.name, {data, bytes}});
       continue;
@@ -507,6 +549,13 @@ absl::Status Trainer::ReadCheckpoint(const std::string& path, bool with_optimize
     if (r.optimizer_state && !with_optimizer_state) continue;
     const size_t begin = r.whole ? 0 : std::min(r.shard.begin, r.numel);
     const size_t end = r.whole ? r.numel : std::min(r.shard.end, r.numel);
+    if (r.buffer == nullptr) {  // on NVMe: assemble the whole array, then write it
+      std::vector<float> array(model_->unit(r.unit).optimizer_numel(), 0.0f);
+      SPW_RETURN_IF_ERROR(
+          LoadFlatRange(files, r.name, r.numel, begin, end, array.data() + (begin - r.origin)));
+      SPW_RETURN_IF_ERROR(external_state_->WriteMoment(r.unit, r.moment, array.data()));
+      continue;
+    }
     float* dst = r.buffer->as<float>() + (begin - r.origin);
     if (r.buffer->on_host()) {
       SPW_RETURN_IF_ERROR(LoadFlatRange(files, r.name, r.numel, begin, end, dst));
@@ -517,7 +566,7 @@ absl::Status Trainer::ReadCheckpoint(const std::string& path, bool with_optimize
     ops_->CopyToBackend(dst, host.data(), host.size() * sizeof(float));
     SPW_RETURN_IF_ERROR(ops_->Synchronize());
   }
-  SPW_RETURN_IF_ERROR(CopyParamsToOffloadMaster(*model_, *ops_));
+  SPW_RETURN_IF_ERROR(CopyParamsToOffloadMaster(*model_, *ops_, external_state_.get()));
   if (!with_optimizer_state) return absl::OkStatus();
 
   // The data position counts global micro-batches of windows: the global batch must match;

@@ -22,6 +22,7 @@
 #include "engine/data/token_data.h"
 #include "engine/model/model.h"
 #include "engine/plan/memory_plan.h"
+#include "engine/train/external_optimizer_state.h"
 #include "engine/train/progress.h"
 #include "kernels/ops.h"
 #include "partitioner/communicator.h"
@@ -68,6 +69,8 @@ class Trainer {
   const std::vector<double>& step_losses() const { return step_losses_; }
   // The per-token entropy floor of the data, when it is known (synthetic language).
   std::optional<double> entropy_floor() const { return entropy_floor_; }
+  // The offloaded optimizer state on NVMe or in a compact format, else null.
+  ExternalOptimizerState* external_state() { return external_state_.get(); }
 
  private:
   Trainer(const Config& config, std::FILE* out) : config_(config), out_(out) {}
@@ -75,6 +78,8 @@ class Trainer {
   // succeeded, an error saying another rank failed at `what`.
   absl::Status AgreeAcrossRanks(const absl::Status& local, absl::string_view what);
   absl::Status Setup();
+  // Creates external_state_ for offload_optimizer.device = "nvme" or a compact state format.
+  absl::Status CreateExternalState();
   absl::Status LoadData();
   absl::Status TrainStep();
   // checkpoint.dir is writable and, unless resuming, holds no other run's checkpoints.
@@ -101,6 +106,8 @@ class Trainer {
   std::unique_ptr<Model> model_;
   MemoryPlan memory_plan_;  // what CheckMemoryPlan planned: the start-up report's numbers
   std::unique_ptr<UnitResidency> residency_;  // after model_: it points into its Units
+  // The offloaded master, m and v when not in the Units' Buffers; null otherwise.
+  std::unique_ptr<ExternalOptimizerState> external_state_;
   std::shared_ptr<const TokenData> train_data_, val_data_;
   std::unique_ptr<BatchLoader> train_loader_, val_loader_;
   std::vector<int32_t> inputs_, targets_;

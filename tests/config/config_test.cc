@@ -190,6 +190,21 @@ TEST(ConfigTest, ZeroStagesAndDeepSpeedTuningKeys) {
   ASSERT_TRUE(offload.ok()) << offload.status();
   EXPECT_TRUE(offload->zero.offload_optimizer);
   EXPECT_FALSE(offload->zero.pin_memory);
+  EXPECT_FALSE(offload->zero.optimizer_nvme);
+  EXPECT_EQ(offload->aio.queue_depth, 32);
+  absl::StatusOr<Config> nvme = ParseConfig(WithBatch(R"("train_batch_size": 8,
+      "zero_optimization": {"offload_optimizer": {"device": "nvme", "nvme_path": "/local_nvme",
+                                                  "buffer_count": 5, "buffer_size": 1e8}},
+      "aio": {"block_size": 2097152, "queue_depth": 64, "thread_count": 1,
+              "single_submit": false, "overlap_events": true})"));
+  ASSERT_TRUE(nvme.ok()) << nvme.status();
+  EXPECT_TRUE(nvme->zero.offload_optimizer);
+  EXPECT_TRUE(nvme->zero.optimizer_nvme);
+  EXPECT_EQ(nvme->zero.nvme_path, "/local_nvme");
+  EXPECT_EQ(nvme->zero.nvme_buffer_count, 5);
+  EXPECT_EQ(nvme->zero.nvme_buffer_size, 100'000'000);
+  EXPECT_EQ(nvme->aio.block_size, 2 << 20);
+  EXPECT_EQ(nvme->aio.queue_depth, 64);
 }
 
 TEST(ConfigTest, SchedulerDefaults) {
