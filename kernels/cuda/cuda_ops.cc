@@ -11,9 +11,9 @@ namespace {
 
 constexpr size_t kGemmWorkspaceBytes = size_t{32} << 20;
 
-// Ops enqueue work on one non-blocking stream and never wait for it, except SumSquares, whose
-// contract returns a host value. The first failure of any call is kept and reported by
-// Synchronize(); after a failure later results are meaningless and the caller must stop.
+// Ops enqueue work on one non-blocking stream and never wait for it. The first failure of any call
+// is kept and reported by Synchronize(); after a failure later results are meaningless and the
+// caller must stop.
 class CudaOps final : public Ops {
  public:
   static absl::StatusOr<std::unique_ptr<Ops>> Create(int device) {
@@ -27,8 +27,6 @@ class CudaOps final : public Ops {
       ops->peak_flops_ = 989e12;
     }
     SPW_ASSIGN_OR_RETURN(ops->gemm_, cuda::CublasLtMatmul::Create(kGemmWorkspaceBytes));
-    SPW_CUDA_CHECK(cudaMalloc(&ops->sum_result_, sizeof(double)));
-    SPW_CUDA_CHECK(cudaMallocHost(&ops->sum_host_, sizeof(double)));
     return std::unique_ptr<Ops>(std::move(ops));
   }
 
@@ -37,8 +35,6 @@ class CudaOps final : public Ops {
     gemm_.reset();
     cudaFree(attention_scratch_);
     cudaFree(sum_scratch_);
-    cudaFree(sum_result_);
-    cudaFreeHost(sum_host_);
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
   }
 
@@ -97,6 +93,11 @@ class CudaOps final : public Ops {
                        const float* weight, const float* rstd, int N, int C) override {
     Record(cuda::LaunchRmsNormBackward(dinp, dweight, dout, inp, weight, rstd, N, C, stream_),
            "RmsNormBackward");
+  }
+  void SetMatmulPrecision(MatmulPrecision precision) override {
+    gemm_->set_compute_type(precision == MatmulPrecision::kBf16   ? CUBLAS_COMPUTE_32F_FAST_16BF
+                            : precision == MatmulPrecision::kFp16 ? CUBLAS_COMPUTE_32F_FAST_16F
+                                                                  : CUBLAS_COMPUTE_32F);
   }
   void MatmulForward(float* out, const float* inp, const float* weight, const float* bias, int N,
                      int C, int OC) override {
@@ -161,18 +162,15 @@ class CudaOps final : public Ops {
     Record(cuda::LaunchCrossEntropy(losses, logits, targets, N, V, Vp, dlogits_scale, stream_),
            "CrossEntropy");
   }
-  // `out` is a host pointer (the contract), so this waits for the stream.
-  void SumSquares(double* out, const float* x, size_t n) override {
-    *out = 0.0;
-    double* scratch = Grow(&sum_scratch_, &sum_scratch_bytes_,
-                           cuda::SumSquaresScratchDoubles(n) * sizeof(double));
-    if (scratch == nullptr && cuda::SumSquaresScratchDoubles(n) > 0) return;
-    Record(cuda::LaunchSumSquares(sum_result_, x, n, scratch, stream_), "SumSquares");
-    Record(CudaStatus(
-        cudaMemcpyAsync(sum_host_, sum_result_, sizeof(double), cudaMemcpyDeviceToHost, stream_),
-        "SumSquares: copy result"));
-    Record(CudaStatus(cudaStreamSynchronize(stream_), "SumSquares: wait"));
-    if (first_error_.ok()) *out = *sum_host_;
+  void AddSumSquares(double* acc, const float* x, size_t n) override {
+    double* scratch = SumScratch(n);
+    if (scratch == nullptr) return;
+    Record(cuda::LaunchAddSumSquares(acc, x, n, scratch, stream_), "AddSumSquares");
+  }
+  void AddMean(double* acc, const float* x, size_t n, size_t divisor) override {
+    double* scratch = SumScratch(n);
+    if (scratch == nullptr) return;
+    Record(cuda::LaunchAddMean(acc, x, n, divisor, scratch, stream_), "AddMean");
   }
   void AdamW(float* param, const float* grad, float* m, float* v, size_t n,
              const AdamWParams& p) override {
@@ -209,6 +207,13 @@ class CudaOps final : public Ops {
     return *buffer;
   }
 
+  // Scratch for the two-stage sums; null when n == 0 (nothing to add) or after a failure.
+  double* SumScratch(size_t n) {
+    const size_t doubles = cuda::SumSquaresScratchDoubles(n);
+    if (doubles == 0) return nullptr;
+    return Grow(&sum_scratch_, &sum_scratch_bytes_, doubles * sizeof(double));
+  }
+
   double peak_flops_ = 0.0;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<cuda::CublasLtMatmul> gemm_;
@@ -216,8 +221,6 @@ class CudaOps final : public Ops {
   size_t attention_scratch_bytes_ = 0;
   double* sum_scratch_ = nullptr;
   size_t sum_scratch_bytes_ = 0;
-  double* sum_result_ = nullptr;  // device
-  double* sum_host_ = nullptr;    // pinned host
   absl::Status first_error_;
 };
 

@@ -76,11 +76,14 @@ cudaError_t LaunchGqaAttentionBackward(float* dqkv, const float* dout, const flo
 cudaError_t LaunchCrossEntropy(float* losses, float* logits, const int32_t* targets, int N, int V,
                                int Vp, float dlogits_scale, cudaStream_t stream);
 
-// sum_squares.cu: *out (device) = sum of x^2 in double, in a fixed order. Needs `scratch` of
+// sum_squares.cu: *out (device) += sum of x^2 in double, in a fixed order; LaunchAddMean:
+// *out += double(float(sum of x / divisor)) (nothing when divisor is 0). Both need `scratch` of
 // SumSquaresScratchDoubles(n) doubles.
 size_t SumSquaresScratchDoubles(size_t n);
-cudaError_t LaunchSumSquares(double* out, const float* x, size_t n, double* scratch,
-                             cudaStream_t stream);
+cudaError_t LaunchAddSumSquares(double* out, const float* x, size_t n, double* scratch,
+                                cudaStream_t stream);
+cudaError_t LaunchAddMean(double* out, const float* x, size_t n, size_t divisor, double* scratch,
+                          cudaStream_t stream);
 
 // adamw.cu: the AdamW step of kernels/ops.h, with its parameters passed by value.
 cudaError_t LaunchAdamW(float* param, const float* grad, float* m, float* v, size_t n, float lr,
