@@ -5,6 +5,8 @@
 
 #include <cmath>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "kernels/backend.h"
 #include "tests/train/train_test_util.h"
 
@@ -48,6 +50,52 @@ void ExpectGpuTracksCpu(std::string (*make_config)(int64_t, const std::string&, 
 }
 
 TEST_F(GpuTrainingTest, TracksTheCpuLossCurve) { ExpectGpuTracksCpu(SmallConfig, "curve"); }
+
+// bf16 / fp16 on both backends (16-bit matmul operands; the CPU rounds them to nearest even,
+// cuBLAS converts them itself): the loss curves agree within 2% (bf16) and 0.5% (fp16).
+void ExpectMixedPrecisionTracksCpu(const std::string& section, double tol,
+                                   const std::string& name) {
+  const auto with = [&](const std::string& json) {
+    return absl::StrReplaceAll(json, {{R"("steps_per_print": 2,)",
+                                       absl::StrCat(R"("steps_per_print": 2, )", section, ",")}});
+  };
+  auto cpu = MakeTrainer(with(SmallConfig(12, FreshDir(name + "_cpu"), 0, "cpu")));
+  auto gpu = MakeTrainer(with(SmallConfig(12, FreshDir(name + "_gpu"), 0, "cuda")));
+  ASSERT_TRUE(cpu->Train().ok());
+  absl::Status trained = gpu->Train();
+  ASSERT_TRUE(trained.ok()) << trained;
+  ASSERT_EQ(cpu->step_losses().size(), gpu->step_losses().size());
+  for (size_t i = 0; i < cpu->step_losses().size(); ++i) {
+    const double want = cpu->step_losses()[i];
+    EXPECT_NEAR(gpu->step_losses()[i], want, tol * want) << "step " << i + 1;
+  }
+  EXPECT_EQ(gpu->skipped_steps(), cpu->skipped_steps());
+  EXPECT_EQ(gpu->loss_scale(), cpu->loss_scale());
+}
+
+TEST_F(GpuTrainingTest, Bf16TracksTheCpuBf16LossCurve) {
+  ExpectMixedPrecisionTracksCpu(R"("bf16": {"enabled": true})", 2e-2, "bf16");
+}
+
+TEST_F(GpuTrainingTest, Fp16TracksTheCpuFp16LossCurve) {
+  ExpectMixedPrecisionTracksCpu(R"("fp16": {"enabled": true})", 5e-3, "fp16");
+}
+
+// A huge initial scale overflows fp16 on the GPU too: steps are skipped and the scale backs
+// off as on the CPU, then training proceeds.
+TEST_F(GpuTrainingTest, Fp16OverflowBacksOff) {
+  const std::string section = R"("fp16": {"enabled": true, "initial_scale_power": 30})";
+  std::string json = SmallConfig(20, FreshDir("fp16_overflow_gpu"), 0, "cuda");
+  json = absl::StrReplaceAll(json, {{R"("steps_per_print": 2,)",
+                                     absl::StrCat(R"("steps_per_print": 2, )", section, ",")}});
+  auto gpu = MakeTrainer(json);
+  absl::Status trained = gpu->Train();
+  ASSERT_TRUE(trained.ok()) << trained;
+  EXPECT_GT(gpu->skipped_steps(), 1);
+  EXPECT_LT(gpu->skipped_steps(), 20);
+  EXPECT_LT(gpu->loss_scale(), std::ldexp(1.0, 30));
+  EXPECT_LT(gpu->step_losses().back(), gpu->step_losses().front());
+}
 
 TEST_F(GpuTrainingTest, LlamaTracksTheCpuLossCurve) {
   ExpectGpuTracksCpu(testing_util::SmallLlamaConfig, "llama_curve");
