@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 build=${1:?usage: bench/gpt2_throughput.sh BUILD_DIR [OUT_DIR]}
 out=${2:-/tmp/gpt2_throughput}
 mkdir -p "$out"
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo "${COMMIT:-unknown}")
+commit=${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 echo "# $(date -u +%F) commit $commit, $gpu" | tee "$out/throughput.txt"
 for shape in ${SHAPES:-124m 1.5b}; do
