@@ -95,6 +95,7 @@ class CudaOps final : public Ops {
            "RmsNormBackward");
   }
   void SetMatmulPrecision(MatmulPrecision precision) override {
+    precision_ = precision;
     gemm_->set_compute_type(precision == MatmulPrecision::kBf16   ? CUBLAS_COMPUTE_32F_FAST_16BF
                             : precision == MatmulPrecision::kFp16 ? CUBLAS_COMPUTE_32F_FAST_16F
                                                                   : CUBLAS_COMPUTE_32F);
@@ -109,10 +110,18 @@ class CudaOps final : public Ops {
   }
   void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, int C,
                         int NH) override {
+    if (NH > 0 && TensorCoreAttention(C / NH)) {
+      GqaAttentionForward(out, lse, qkv, B, T, NH, NH, C / NH);
+      return;
+    }
     Record(cuda::LaunchAttentionForward(out, lse, qkv, B, T, C, NH, stream_), "AttentionForward");
   }
   void AttentionBackward(float* dqkv, const float* dout, const float* qkv, const float* out,
                          const float* lse, int B, int T, int C, int NH) override {
+    if (NH > 0 && TensorCoreAttention(C / NH)) {
+      GqaAttentionBackward(dqkv, dout, qkv, out, lse, B, T, NH, NH, C / NH);
+      return;
+    }
     float* scratch = Grow(&attention_scratch_, &attention_scratch_bytes_,
                           cuda::AttentionScratchFloats(B, T, NH) * sizeof(float));
     if (scratch == nullptr) return;
@@ -121,6 +130,12 @@ class CudaOps final : public Ops {
   }
   void GqaAttentionForward(float* out, float* lse, const float* qkv, int B, int T, int NH, int NKV,
                            int hs) override {
+    if (TensorCoreAttention(hs)) {
+      Record(cuda::LaunchTensorCoreAttentionForward(out, lse, qkv, B, T, NH, NKV,
+                                                    precision_ == MatmulPrecision::kFp16, stream_),
+             "AttentionForward (tensor cores)");
+      return;
+    }
     Record(cuda::LaunchGqaAttentionForward(out, lse, qkv, B, T, NH, NKV, hs, stream_),
            "GqaAttentionForward");
   }
@@ -129,6 +144,13 @@ class CudaOps final : public Ops {
     float* scratch = Grow(&attention_scratch_, &attention_scratch_bytes_,
                           cuda::AttentionScratchFloats(B, T, NH) * sizeof(float));
     if (scratch == nullptr) return;
+    if (TensorCoreAttention(hs)) {
+      Record(cuda::LaunchTensorCoreAttentionBackward(dqkv, dout, qkv, out, lse, B, T, NH, NKV,
+                                                     precision_ == MatmulPrecision::kFp16, scratch,
+                                                     stream_),
+             "AttentionBackward (tensor cores)");
+      return;
+    }
     Record(cuda::LaunchGqaAttentionBackward(dqkv, dout, qkv, out, lse, B, T, NH, NKV, hs, scratch,
                                             stream_),
            "GqaAttentionBackward");
@@ -207,6 +229,12 @@ class CudaOps final : public Ops {
     return *buffer;
   }
 
+  // Mixed precision moves attention's products onto tensor cores too, where the head size
+  // allows (kernels/cuda/attention_tc.cu); fp32 keeps the fp32 kernels.
+  bool TensorCoreAttention(int hs) const {
+    return precision_ != MatmulPrecision::kFp32 && cuda::TensorCoreAttentionSupported(hs);
+  }
+
   // Scratch for the two-stage sums; null when n == 0 (nothing to add) or after a failure.
   double* SumScratch(size_t n) {
     const size_t doubles = cuda::SumSquaresScratchDoubles(n);
@@ -214,6 +242,7 @@ class CudaOps final : public Ops {
     return Grow(&sum_scratch_, &sum_scratch_bytes_, doubles * sizeof(double));
   }
 
+  MatmulPrecision precision_ = MatmulPrecision::kFp32;
   double peak_flops_ = 0.0;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<cuda::CublasLtMatmul> gemm_;
