@@ -177,8 +177,7 @@ absl::StatusOr<Config> ParseConfig(absl::string_view json_text, int world_size) 
   if (const Json* v = r.Find("activation_checkpointing")) {
     SPW_RETURN_IF_ERROR(ParseActivationCheckpointing(*v, &c.activation_checkpointing));
   }
-  if (const Json* v = r.Find("bf16")) SPW_RETURN_IF_ERROR(ParseBf16(*v));
-  if (const Json* v = r.Find("fp16")) SPW_RETURN_IF_ERROR(ParseFp16(*v));
+  SPW_RETURN_IF_ERROR(ParsePrecision(r.Find("bf16"), r.Find("fp16"), &c.precision));
   if (const Json* v = r.Find("zero_optimization")) {
     SPW_RETURN_IF_ERROR(ParseZeroOptimization(*v, &c.zero_stage, &c.zero));
   }

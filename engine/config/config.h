@@ -122,6 +122,20 @@ struct AioConfig {
   bool force_pread = false;      // aio.engine = "pread" (spillway's key): skip io_uring
 };
 
+// "bf16" / "fp16" (DeepSpeed's sections): the precision of the matmuls' operands. Master
+// weights, gradients and AdamW state stay fp32 whichever is chosen (kernels::Ops::
+// SetMatmulPrecision). fp16 scales the loss (statically, or dynamically with DeepSpeed's rule)
+// and skips steps whose gradients overflow.
+struct PrecisionConfig {
+  enum class Mode { kFp32, kBf16, kFp16 };
+  Mode mode = Mode::kFp32;
+  double loss_scale = 0.0;  // fp16.loss_scale: a static scale; 0: dynamic
+  int initial_scale_power = 16;
+  int64_t loss_scale_window = 1000;
+  int64_t hysteresis = 2;
+  double min_loss_scale = 1.0;
+};
+
 struct Config {
   // Batch sizes, resolved: train_batch_size = micro * accumulation * world_size.
   int64_t train_batch_size = 0;
@@ -137,6 +151,7 @@ struct Config {
   int zero_stage = 0;
   ZeroConfig zero;
   AioConfig aio;
+  PrecisionConfig precision;  // bf16, fp16
 
   ModelConfig model;
   OptimizerConfig optimizer;

@@ -28,8 +28,6 @@ constexpr absl::string_view kZeroOptionsNotBuilt[] = {
     "stage3_max_reuse_distance",
     "stage3_gather_16bit_weights_on_model_save",
 };
-constexpr absl::string_view kMixedPrecision =
-    "bf16/fp16 mixed precision is not built yet (the CUDA backend trains in fp32 for now)";
 
 // A key whose only accepted values are false and null (DeepSpeed's defaults); true means a
 // feature that is not built yet, described by `feature`.
@@ -246,30 +244,34 @@ absl::Status ParseActivationCheckpointing(const Json& value, bool* enabled) {
   return absl::OkStatus();
 }
 
-absl::Status ParseBf16(const Json& value) {
-  SPW_ASSIGN_OR_RETURN(ObjectReader r, ObjectReader::Open(value, "bf16"));
-  SPW_RETURN_IF_ERROR(r.CheckKeys({"enabled"}));
-  bool enabled = false;
-  SPW_RETURN_IF_ERROR(r.Bool("enabled", &enabled));
-  if (enabled) return KeyError(r.KeyPath("enabled"), kMixedPrecision);
-  return absl::OkStatus();
-}
-
-absl::Status ParseFp16(const Json& value) {
-  SPW_ASSIGN_OR_RETURN(ObjectReader r, ObjectReader::Open(value, "fp16"));
-  SPW_RETURN_IF_ERROR(r.CheckKeys({"enabled", "loss_scale", "initial_scale_power",
-                                   "loss_scale_window", "hysteresis", "min_loss_scale"}));
-  bool enabled = false;
-  double scale = 0;
-  int64_t n = 0;
-  // Checked even while disabled, so that a config is valid or not regardless of `enabled`.
-  SPW_RETURN_IF_ERROR(r.Bool("enabled", &enabled));
-  SPW_RETURN_IF_ERROR(r.Double("loss_scale", &scale, DoubleRange::AtLeast(0)));
-  SPW_RETURN_IF_ERROR(r.Int("initial_scale_power", &n, 0, 64));
-  SPW_RETURN_IF_ERROR(r.Int("loss_scale_window", &n, 1, kInt64Max));
-  SPW_RETURN_IF_ERROR(r.Int("hysteresis", &n, 1, kInt64Max));
-  SPW_RETURN_IF_ERROR(r.Double("min_loss_scale", &scale, DoubleRange::Above(0)));
-  if (enabled) return KeyError(r.KeyPath("enabled"), kMixedPrecision);
+absl::Status ParsePrecision(const Json* bf16, const Json* fp16, PrecisionConfig* out) {
+  bool bf16_on = false, fp16_on = false;
+  if (bf16 != nullptr) {
+    SPW_ASSIGN_OR_RETURN(ObjectReader r, ObjectReader::Open(*bf16, "bf16"));
+    SPW_RETURN_IF_ERROR(r.CheckKeys({"enabled"}));
+    SPW_RETURN_IF_ERROR(r.Bool("enabled", &bf16_on));
+  }
+  if (fp16 != nullptr) {
+    SPW_ASSIGN_OR_RETURN(ObjectReader r, ObjectReader::Open(*fp16, "fp16"));
+    SPW_RETURN_IF_ERROR(r.CheckKeys({"enabled", "loss_scale", "initial_scale_power",
+                                     "loss_scale_window", "hysteresis", "min_loss_scale"}));
+    // Checked even while disabled, so that a config is valid or not regardless of `enabled`.
+    SPW_RETURN_IF_ERROR(r.Bool("enabled", &fp16_on));
+    SPW_RETURN_IF_ERROR(r.Double("loss_scale", &out->loss_scale, DoubleRange::AtLeast(0)));
+    int64_t power = out->initial_scale_power;
+    SPW_RETURN_IF_ERROR(r.Int("initial_scale_power", &power, 0, 64));
+    out->initial_scale_power = static_cast<int>(power);
+    SPW_RETURN_IF_ERROR(r.Int("loss_scale_window", &out->loss_scale_window, 1, kInt64Max));
+    SPW_RETURN_IF_ERROR(r.Int("hysteresis", &out->hysteresis, 1, kInt64Max));
+    SPW_RETURN_IF_ERROR(r.Double("min_loss_scale", &out->min_loss_scale, DoubleRange::Above(0)));
+  }
+  if (bf16_on && fp16_on) {
+    return KeyError("fp16.enabled",
+                    "bf16.enabled and fp16.enabled are both true; enable at most one of them");
+  }
+  out->mode = bf16_on   ? PrecisionConfig::Mode::kBf16
+              : fp16_on ? PrecisionConfig::Mode::kFp16
+                        : PrecisionConfig::Mode::kFp32;
   return absl::OkStatus();
 }
 

@@ -43,6 +43,8 @@ absl::StatusOr<PlanInput> PlanInputFromConfig(const Config& config, int world_si
   in.moments = opt.state_dtype == OptimizerConfig::StateDtype::kBf16   ? MomentDtype::kBf16
                : opt.state_dtype == OptimizerConfig::StateDtype::kInt8 ? MomentDtype::kInt8
                                                                        : MomentDtype::kFp32;
+  // in.precision stays fp32: the bf16 and fp16 modes round only matmul operands and keep every
+  // buffer in fp32 (kernels::Ops::SetMatmulPrecision), so they allocate what fp32 does.
   in.master = opt.bf16_master ? MasterDtype::kBf16Kahan : MasterDtype::kFp32;
   in.pin_memory = config.zero.pin_memory;
   in.activation_checkpointing = config.activation_checkpointing;

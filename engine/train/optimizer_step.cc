@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "engine/model/device_scalars.h"
 #include "kernels/cpu/cpu_adam.h"
 
 namespace spillway {
@@ -100,29 +101,48 @@ absl::Status CopyParamsToOffloadMaster(Model& model, kernels::Ops& ops,
   return ops.Synchronize();
 }
 
+void AddGradSumSquares(Model& model, kernels::Ops& ops, double* sum_squares) {
+  const bool sharded_grads = model.unit(0).grads_sharded();
+  for (int u = 0; u < model.num_units(); ++u) {
+    UnitState& unit = model.unit(u);
+    // Whole gradients are the same on every rank; shards are added up over ranks later.
+    const size_t lo = sharded_grads ? unit.update_begin() : 0;
+    const size_t hi = sharded_grads ? unit.update_end() : unit.numel();
+    ForEachTensorPart(unit, lo, hi, [&](const TensorSpec& t, size_t begin, size_t end) {
+      ops.AddSumSquares(sum_squares, unit.grads.as<float>() + unit.grad_index(begin), end - begin);
+    });
+  }
+}
+
 absl::StatusOr<OptimizerStepResult> OptimizerStep(Model& model, kernels::Ops& ops,
                                                   Communicator& data, Communicator& control,
                                                   const OptimizerConfig& opt, double lr,
                                                   double max_grad_norm, int64_t step,
                                                   ExternalOptimizerState* external) {
-  OptimizerStepResult result;
-  const bool sharded_grads = model.unit(0).grads_sharded();
+  SPW_ASSIGN_OR_RETURN(DeviceScalars scalars,
+                       DeviceScalars::Create(ops, 1, "the gradients' sum of squares"));
+  scalars.Zero(ops);
+  AddGradSumSquares(model, ops, scalars.at(0));
   double sum_squares = 0.0;
-  for (int u = 0; u < model.num_units(); ++u) {
-    UnitState& unit = model.unit(u);
-    // Whole gradients are the same on every rank; shards are added up over ranks below.
-    const size_t lo = sharded_grads ? unit.update_begin() : 0;
-    const size_t hi = sharded_grads ? unit.update_end() : unit.numel();
-    ForEachTensorPart(unit, lo, hi, [&](const TensorSpec& t, size_t begin, size_t end) {
-      double s = 0.0;
-      ops.SumSquares(&s, unit.grads.as<float>() + unit.grad_index(begin), end - begin);
-      sum_squares += s;
-    });
-  }
-  if (sharded_grads) {
+  SPW_RETURN_IF_ERROR(scalars.Read(ops, {&sum_squares, 1}));
+  return ApplyOptimizerStep(model, ops, data, control, opt, lr, max_grad_norm, step, sum_squares,
+                            GradScaling{}, external);
+}
+
+absl::StatusOr<OptimizerStepResult> ApplyOptimizerStep(
+    Model& model, kernels::Ops& ops, Communicator& data, Communicator& control,
+    const OptimizerConfig& opt, double lr, double max_grad_norm, int64_t step,
+    double local_sum_squares, const GradScaling& scaling, ExternalOptimizerState* external) {
+  OptimizerStepResult result;
+  double sum_squares = local_sum_squares;
+  if (model.unit(0).grads_sharded()) {
     SPW_ASSIGN_OR_RETURN(sum_squares, SumOverRanks(control, sum_squares));
   }
-  result.grad_norm = std::sqrt(sum_squares);
+  result.grad_norm = std::sqrt(sum_squares) / scaling.loss_scale;
+  if (scaling.skip_non_finite && !std::isfinite(result.grad_norm)) {
+    result.skipped = true;
+    return result;
+  }
   // torch.nn.utils.clip_grad_norm_'s rule: scale by max_norm / (norm + 1e-6) when below 1.
   if (max_grad_norm > 0.0) {
     const double coef = max_grad_norm / (result.grad_norm + 1e-6);
@@ -135,7 +155,10 @@ absl::StatusOr<OptimizerStepResult> OptimizerStep(Model& model, kernels::Ops& op
   p.beta2 = static_cast<float>(opt.beta2);
   p.eps = static_cast<float>(opt.eps);
   p.step = step;
-  p.grad_scale = result.clip_scale;
+  // Unscaling folds into the factor AdamW applies (exactly clip_scale when loss_scale is 1).
+  p.grad_scale = scaling.loss_scale == 1.0
+                     ? result.clip_scale
+                     : static_cast<float>(result.clip_scale / scaling.loss_scale);
   if (model.unit(0).optimizer_offloaded()) {
     SPW_RETURN_IF_ERROR(OffloadedAdamW(model, ops, opt, p, external));
   } else {

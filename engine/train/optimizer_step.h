@@ -14,8 +14,9 @@
 namespace spillway {
 
 struct OptimizerStepResult {
-  double grad_norm = 0.0;   // global L2 norm of all gradients, before clipping
-  float clip_scale = 1.0f;  // factor applied to the gradients (1 when not clipped)
+  double grad_norm = 0.0;   // global L2 norm of all (unscaled) gradients, before clipping
+  float clip_scale = 1.0f;  // factor applied to the unscaled gradients (1 when not clipped)
+  bool skipped = false;     // the norm was not finite and the step was skipped (no update)
 };
 
 // The gradients must be final: summed over ranks (the model's loss scale of 1/(accumulation *
@@ -43,5 +44,29 @@ absl::StatusOr<OptimizerStepResult> OptimizerStep(Model& model, kernels::Ops& op
                                                   const OptimizerConfig& opt, double lr,
                                                   double max_grad_norm, int64_t step,
                                                   ExternalOptimizerState* external = nullptr);
+
+// OptimizerStep in two halves, so that the caller reads the sum of squares back together with
+// other step scalars (the loss) in one host wait:
+// AddGradSumSquares adds the sum of squares of this rank's gradients (whole at stages 0-1,
+// its shards at 2-3) to *sum_squares, a double in the backend's memory (no wait).
+void AddGradSumSquares(Model& model, kernels::Ops& ops, double* sum_squares);
+
+// How the gradients were scaled: they hold loss_scale times the true gradients (fp16 loss
+// scaling; 1 otherwise). With skip_non_finite, a norm that is not finite (an overflow) skips
+// the update (result.skipped); without it the update is applied as it comes.
+struct GradScaling {
+  double loss_scale = 1.0;
+  bool skip_non_finite = false;
+};
+
+// The rest of OptimizerStep given this rank's sum of squares (the value AddGradSumSquares
+// accumulated): global norm, clipping, unscaling, AdamW and the all-gather.
+absl::StatusOr<OptimizerStepResult> ApplyOptimizerStep(Model& model, kernels::Ops& ops,
+                                                       Communicator& data, Communicator& control,
+                                                       const OptimizerConfig& opt, double lr,
+                                                       double max_grad_norm, int64_t step,
+                                                       double local_sum_squares,
+                                                       const GradScaling& scaling = {},
+                                                       ExternalOptimizerState* external = nullptr);
 
 }  // namespace spillway

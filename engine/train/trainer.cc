@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -22,8 +23,8 @@
 #include "engine/train/optimizer_step.h"
 #include "engine/train/sharded_checkpoint.h"
 #include "kernels/backend.h"
-#include "offload/nvme_file.h"
 #include "kernels/cpu/cpu_adam.h"
+#include "offload/nvme_file.h"
 #include "partitioner/rank_info.h"
 #include "partitioner/threaded_communicator.h"
 #if SPILLWAY_WITH_NCCL
@@ -149,6 +150,11 @@ absl::Status Trainer::Setup() {
   SPW_RETURN_IF_ERROR(
       AgreeAcrossRanks(Annotate(ops.status(), "trainer.backend"), "creating its backend"));
   ops_ = std::move(ops).value();
+  const PrecisionConfig::Mode precision = config_.precision.mode;
+  ops_->SetMatmulPrecision(
+      precision == PrecisionConfig::Mode::kBf16   ? kernels::MatmulPrecision::kBf16
+      : precision == PrecisionConfig::Mode::kFp16 ? kernels::MatmulPrecision::kFp16
+                                                  : kernels::MatmulPrecision::kFp32);
   if (gpu_ranks) {
 #if SPILLWAY_WITH_NCCL
     SPW_ASSIGN_OR_RETURN(own_data_comm_, NcclCommunicator::Create(*comm_, ops_->native_stream(),
@@ -188,6 +194,8 @@ absl::Status Trainer::Setup() {
     SPW_RETURN_IF_ERROR(LoadInitialParams());
   }
   SPW_RETURN_IF_ERROR(CopyParamsToOffloadMaster(*model_, *ops_, external_state_.get()));
+  SPW_ASSIGN_OR_RETURN(step_scalars_,
+                       DeviceScalars::Create(*ops_, kStepScalars, "the step's loss and norm"));
   const size_t N = static_cast<size_t>(B) * config_.model.seq_len;
   inputs_.resize(N);
   targets_.resize(N);
@@ -340,29 +348,49 @@ void Trainer::PrintStartup() const {
 absl::Status Trainer::TrainStep() {
   const int64_t step = step_ + 1;
   model_->ZeroGrads();
+  step_scalars_.Zero(*ops_);
   const int64_t accum = config_.gradient_accumulation_steps;
-  double loss_sum = 0.0;
+  const double loss_scale = scaler_.scale();
   for (int64_t micro = 0; micro < accum; ++micro) {
     train_loader_->Next(inputs_.data(), targets_.data());
-    loss_sum += model_->Forward(inputs_.data(), targets_.data());
-    model_->Backward(1.0f / static_cast<float>(accum * comm_->world_size()), micro == accum - 1);
+    model_->ForwardAccumulate(inputs_.data(), targets_.data(), step_scalars_.at(kLossSum));
+    model_->Backward(
+        static_cast<float>(loss_scale) / static_cast<float>(accum * comm_->world_size()),
+        micro == accum - 1);
     SPW_RETURN_IF_ERROR(residency_->FinishGrads());
   }
-  SPW_RETURN_IF_ERROR(ops_->Synchronize());
+  AddGradSumSquares(*model_, *ops_, step_scalars_.at(kGradSumSquares));
+  // The step's one wait: the summed losses and the gradients' sum of squares.
+  double scalars[kStepScalars];
+  SPW_RETURN_IF_ERROR(step_scalars_.Read(*ops_, scalars));
   SPW_ASSIGN_OR_RETURN(const double loss,
-                       MeanOverRanks(*comm_, loss_sum / static_cast<double>(accum)));
-  if (!std::isfinite(loss)) {
+                       MeanOverRanks(*comm_, scalars[kLossSum] / static_cast<double>(accum)));
+  // fp16: a loss that is not finite is an overflow like the gradients' (the step is skipped).
+  if (!std::isfinite(loss) && !scaler_.enabled()) {
     return absl::InternalError(
         absl::StrFormat("the training loss is %f at step %d; lower optimizer.params.lr or set "
                         "gradient_clipping, and resume from the last checkpoint",
                         loss, step));
   }
-  const double lr = LearningRate(config_.optimizer, config_.scheduler, step);
-  SPW_ASSIGN_OR_RETURN(const OptimizerStepResult result,
-                       OptimizerStep(*model_, *ops_, *data_comm_, *comm_, config_.optimizer, lr,
-                                     config_.gradient_clipping, step, external_state_.get()));
+  // Skipped steps do not count for the optimizer: neither its LR schedule nor bias correction.
+  const int64_t optimizer_step = step - skipped_steps_;
+  const double lr = LearningRate(config_.optimizer, config_.scheduler, optimizer_step);
+  OptimizerStepResult result;
+  if (std::isfinite(loss)) {
+    GradScaling scaling;
+    scaling.loss_scale = loss_scale;
+    scaling.skip_non_finite = scaler_.enabled();
+    SPW_ASSIGN_OR_RETURN(
+        result, ApplyOptimizerStep(*model_, *ops_, *data_comm_, *comm_, config_.optimizer, lr,
+                                   config_.gradient_clipping, optimizer_step,
+                                   scalars[kGradSumSquares], scaling, external_state_.get()));
+  } else {
+    result.grad_norm = std::numeric_limits<double>::quiet_NaN();
+    result.skipped = true;
+  }
+  if (result.skipped) ++skipped_steps_;
+  SPW_RETURN_IF_ERROR(scaler_.Update(result.skipped));
   residency_->InvalidateParams();
-  SPW_RETURN_IF_ERROR(ops_->Synchronize());
   step_ = step;
   step_losses_.push_back(loss);
   last_loss_ = loss;
@@ -402,6 +430,10 @@ absl::Status Trainer::Train() {
       report.loss = last_loss_;
       report.lr = last_lr_;
       report.grad_norm = last_grad_norm_;
+      if (scaler_.enabled()) {
+        report.loss_scale = scaler_.scale();
+        report.skipped_steps = skipped_steps_;
+      }
       report.tokens_per_s = tokens_per_step / seconds_per_step;
       report.tflops = report.tokens_per_s * flops_per_token / 1e12;
       if (ops_->peak_flops() > 0) report.mfu = report.tflops * 1e12 / ops_->peak_flops();
@@ -458,15 +490,16 @@ absl::StatusOr<double> Trainer::Evaluate() {
         "no validation data: set data.val_path or data.synthetic.val_tokens");
   }
   val_loader_->Reset();
-  double sum = 0.0;
+  step_scalars_.Zero(*ops_);
   const int64_t batches = config_.trainer.eval_batches;
   for (int64_t i = 0; i < batches; ++i) {
     val_loader_->Next(inputs_.data(), targets_.data());
-    sum += model_->Forward(inputs_.data(), targets_.data());
+    model_->ForwardAccumulate(inputs_.data(), targets_.data(), step_scalars_.at(kLossSum));
   }
-  SPW_RETURN_IF_ERROR(ops_->Synchronize());
+  double scalars[kStepScalars];
+  SPW_RETURN_IF_ERROR(step_scalars_.Read(*ops_, scalars));
   SPW_RETURN_IF_ERROR(residency_->status());
-  return MeanOverRanks(*comm_, sum / static_cast<double>(batches));
+  return MeanOverRanks(*comm_, scalars[kLossSum] / static_cast<double>(batches));
 }
 
 absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
@@ -482,7 +515,9 @@ absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
       {"zero_stage", config_.zero_stage},
       {"data_position", {{"epoch", position.epoch}, {"cursor", position.cursor}}},
       {"last_loss", last_loss_},
+      {"skipped_steps", skipped_steps_},
   };
+  if (scaler_.enabled()) meta["loss_scaler"] = scaler_.ToJson();
   // Ranges in GPU memory are written from host copies.
   const std::vector<CheckpointedRange> ranges = CheckpointedRanges(*model_);
   std::vector<std::vector<std::byte>> staging;
@@ -584,6 +619,8 @@ absl::Status Trainer::ReadCheckpoint(const std::string& path, bool with_optimize
                           position.value("cursor", uint64_t{0})};
   SPW_RETURN_IF_ERROR(train_loader_->SetPosition(p));
   last_loss_ = meta.value("last_loss", 0.0);
+  skipped_steps_ = meta.value("skipped_steps", int64_t{0});
+  if (meta.contains("loss_scaler")) scaler_.FromJson(meta["loss_scaler"]);
   const int saved_world = static_cast<int>(files.size());
   Print(absl::StrFormat("resumed from %s at step %d%s", path, step_,
                         saved_world == comm_->world_size()

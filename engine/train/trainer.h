@@ -23,6 +23,7 @@
 #include "engine/model/model.h"
 #include "engine/plan/memory_plan.h"
 #include "engine/train/external_optimizer_state.h"
+#include "engine/train/loss_scaler.h"
 #include "engine/train/progress.h"
 #include "kernels/ops.h"
 #include "partitioner/communicator.h"
@@ -67,13 +68,17 @@ class Trainer {
   Model& model() { return *model_; }
   // Mean training loss of every step taken by this Trainer, in order.
   const std::vector<double>& step_losses() const { return step_losses_; }
+  // fp16: the current loss scale (1 otherwise) and the steps skipped for overflows so far.
+  double loss_scale() const { return scaler_.scale(); }
+  int64_t skipped_steps() const { return skipped_steps_; }
   // The per-token entropy floor of the data, when it is known (synthetic language).
   std::optional<double> entropy_floor() const { return entropy_floor_; }
   // The offloaded optimizer state on NVMe or in a compact format, else null.
   ExternalOptimizerState* external_state() { return external_state_.get(); }
 
  private:
-  Trainer(const Config& config, std::FILE* out) : config_(config), out_(out) {}
+  Trainer(const Config& config, std::FILE* out)
+      : config_(config), out_(out), scaler_(config.precision) {}
   // OK if `local` is OK on every rank; otherwise `local`'s error here and, on the ranks that
   // succeeded, an error saying another rank failed at `what`.
   absl::Status AgreeAcrossRanks(const absl::Status& local, absl::string_view what);
@@ -95,6 +100,8 @@ class Trainer {
 
   Config config_;
   std::FILE* out_;
+  LossScaler scaler_;          // fp16's loss scale (scale 1 otherwise)
+  int64_t skipped_steps_ = 0;  // steps skipped for fp16 overflows, not counted by the optimizer
   std::unique_ptr<Communicator> own_comm_;       // when Create() was given none
   std::unique_ptr<Communicator> threaded_comm_;  // wraps the given one for host ranks
   std::unique_ptr<Communicator> own_data_comm_;  // NCCL, for GPU ranks
@@ -111,6 +118,9 @@ class Trainer {
   std::shared_ptr<const TokenData> train_data_, val_data_;
   std::unique_ptr<BatchLoader> train_loader_, val_loader_;
   std::vector<int32_t> inputs_, targets_;
+  // Accumulated in the backend's memory over a step, read back once at its end.
+  enum StepScalar { kLossSum, kGradSumSquares, kStepScalars };
+  DeviceScalars step_scalars_;
   std::optional<double> entropy_floor_;
   std::string data_description_;
   int64_t step_ = 0;

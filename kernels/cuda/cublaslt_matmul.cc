@@ -41,6 +41,7 @@ struct Gemm {
   int ldd;
   float beta;
   const float* bias;  // (m), added to every column of D (CUBLASLT_EPILOGUE_BIAS); may be null
+  cublasComputeType_t compute;
 };
 
 // Largest power of two <= 256 dividing the address (4 at least for a float pointer).
@@ -73,7 +74,7 @@ struct Preference {
 
 // The algorithms chosen by the heuristic, per handle and problem (shape, transposes, epilogue,
 // pointer alignments): the heuristic query costs more than the descriptors.
-using AlgoKey = std::array<int64_t, 14>;
+using AlgoKey = std::array<int64_t, 15>;
 
 struct AlgoCache {
   std::mutex mu;
@@ -99,13 +100,14 @@ AlgoKey KeyOf(cublasLtHandle_t handle, const Gemm& g) {
           Alignment(g.a),
           Alignment(g.b),
           Alignment(g.d),
-          g.bias != nullptr ? Alignment(g.bias) : 0};
+          g.bias != nullptr ? Alignment(g.bias) : 0,
+          g.compute};
 }
 
 absl::Status RunGemm(cublasLtHandle_t handle, void* workspace, size_t workspace_bytes,
                      const Gemm& g, cudaStream_t stream) {
   MatmulDesc op;
-  SPW_CUBLAS_CHECK(cublasLtMatmulDescCreate(&op.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  SPW_CUBLAS_CHECK(cublasLtMatmulDescCreate(&op.desc, g.compute, CUDA_R_32F));
   const int32_t transa = g.transa;
   const int32_t transb = g.transb;
   SPW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op.desc, CUBLASLT_MATMUL_DESC_TRANSA, &transa,
@@ -223,8 +225,9 @@ absl::Status CublasLtMatmul::Forward(float* out, const float* inp, const float* 
                                      const float* bias, int N, int C, int OC, cudaStream_t stream) {
   if (N <= 0 || OC <= 0) return absl::OkStatus();
   // out_cm (OC,N) = W_cm (C,OC)^T @ inp_cm (C,N) + bias (OC) per column.
-  const Gemm g{CUBLAS_OP_T, CUBLAS_OP_N, /*m=*/OC,   /*n=*/N,       /*k=*/C, weight, /*lda=*/C, inp,
-               /*ldb=*/C,   out,         /*ldd=*/OC, /*beta=*/0.0f, bias};
+  const Gemm g{CUBLAS_OP_T, CUBLAS_OP_N, /*m=*/OC,   /*n=*/N,       /*k=*/C, weight,
+               /*lda=*/C,   inp,
+               /*ldb=*/C,   out,         /*ldd=*/OC, /*beta=*/0.0f, bias,    compute_};
   return Annotate(RunGemm(handle_, workspace_, workspace_bytes_, g, stream),
                   absl::StrCat("MatmulForward ", ShapeString(N, C, OC)));
 }
@@ -235,15 +238,15 @@ absl::Status CublasLtMatmul::Backward(float* dinp, float* dweight, float* dbias,
   if (N <= 0 || C <= 0 || OC <= 0) return absl::OkStatus();
   const std::string shape = ShapeString(N, C, OC);
   // dinp_cm (C,N) += W_cm (C,OC) @ dout_cm (OC,N).
-  const Gemm g_inp{CUBLAS_OP_N, CUBLAS_OP_N, /*m=*/C,   /*n=*/N,       /*k=*/OC,
-                   weight,      /*lda=*/C,   dout,
-                   /*ldb=*/OC,  dinp,        /*ldd=*/C, /*beta=*/1.0f, nullptr};
+  const Gemm g_inp{CUBLAS_OP_N, CUBLAS_OP_N, /*m=*/C,   /*n=*/N,       /*k=*/OC, weight,
+                   /*lda=*/C,   dout,
+                   /*ldb=*/OC,  dinp,        /*ldd=*/C, /*beta=*/1.0f, nullptr,  compute_};
   SPW_RETURN_IF_ERROR(Annotate(RunGemm(handle_, workspace_, workspace_bytes_, g_inp, stream),
                                absl::StrCat("MatmulBackward dinp ", shape)));
   // dW_cm (C,OC) += inp_cm (C,N) @ dout_cm (OC,N)^T.
-  const Gemm g_weight{CUBLAS_OP_N, CUBLAS_OP_T, /*m=*/C,   /*n=*/OC,      /*k=*/N,
-                      inp,         /*lda=*/C,   dout,
-                      /*ldb=*/OC,  dweight,     /*ldd=*/C, /*beta=*/1.0f, nullptr};
+  const Gemm g_weight{CUBLAS_OP_N, CUBLAS_OP_T, /*m=*/C,   /*n=*/OC,      /*k=*/N, inp,
+                      /*lda=*/C,   dout,
+                      /*ldb=*/OC,  dweight,     /*ldd=*/C, /*beta=*/1.0f, nullptr, compute_};
   SPW_RETURN_IF_ERROR(Annotate(RunGemm(handle_, workspace_, workspace_bytes_, g_weight, stream),
                                absl::StrCat("MatmulBackward dweight ", shape)));
   // cuBLASLt's BGRAD epilogues overwrite; the contract accumulates.

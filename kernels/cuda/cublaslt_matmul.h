@@ -18,8 +18,12 @@ class CublasLtMatmul {
   CublasLtMatmul(const CublasLtMatmul&) = delete;
   CublasLtMatmul& operator=(const CublasLtMatmul&) = delete;
 
-  // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC); bias may be null. fp32 compute
-  // (CUBLAS_COMPUTE_32F, no TF32), so results match the CPU reference to fp32 rounding.
+  // The compute type of every GEMM from now on: CUBLAS_COMPUTE_32F (the default; no TF32, so
+  // results match the CPU reference to fp32 rounding), or CUBLAS_COMPUTE_32F_FAST_16BF /
+  // _FAST_16F: tensor cores on operands converted to bf16 / fp16, fp32 accumulation.
+  void set_compute_type(cublasComputeType_t compute) { compute_ = compute; }
+
+  // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC); bias may be null.
   absl::Status Forward(float* out, const float* inp, const float* weight, const float* bias, int N,
                        int C, int OC, cudaStream_t stream);
   // dinp (N,C) += dout @ weight;  dweight (OC,C) += dout^T @ inp;  dbias (OC) += column sums of
@@ -33,6 +37,7 @@ class CublasLtMatmul {
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
+  cublasComputeType_t compute_ = CUBLAS_COMPUTE_32F;
 };
 
 }  // namespace spillway::kernels::cuda

@@ -72,15 +72,29 @@ cudaError_t LaunchGqaAttentionBackward(float* dqkv, const float* dout, const flo
                                        const float* out, const float* lse, int B, int T, int NH,
                                        int NKV, int hs, float* scratch, cudaStream_t stream);
 
+// attention_tc.cu: the same attention contracts, on tensor cores from 16-bit operands (fp16 or
+// else bf16) with fp32 softmax and accumulation, for head size 64 only
+// (TensorCoreAttentionSupported). The backward needs AttentionScratchFloats(B, T, NH) floats.
+bool TensorCoreAttentionSupported(int hs);
+cudaError_t LaunchTensorCoreAttentionForward(float* out, float* lse, const float* qkv, int B, int T,
+                                             int NH, int NKV, bool fp16, cudaStream_t stream);
+cudaError_t LaunchTensorCoreAttentionBackward(float* dqkv, const float* dout, const float* qkv,
+                                              const float* out, const float* lse, int B, int T,
+                                              int NH, int NKV, bool fp16, float* scratch,
+                                              cudaStream_t stream);
+
 // cross_entropy.cu
 cudaError_t LaunchCrossEntropy(float* losses, float* logits, const int32_t* targets, int N, int V,
                                int Vp, float dlogits_scale, cudaStream_t stream);
 
-// sum_squares.cu: *out (device) = sum of x^2 in double, in a fixed order. Needs `scratch` of
+// sum_squares.cu: *out (device) += sum of x^2 in double, in a fixed order; LaunchAddMean:
+// *out += double(float(sum of x / divisor)) (nothing when divisor is 0). Both need `scratch` of
 // SumSquaresScratchDoubles(n) doubles.
 size_t SumSquaresScratchDoubles(size_t n);
-cudaError_t LaunchSumSquares(double* out, const float* x, size_t n, double* scratch,
-                             cudaStream_t stream);
+cudaError_t LaunchAddSumSquares(double* out, const float* x, size_t n, double* scratch,
+                                cudaStream_t stream);
+cudaError_t LaunchAddMean(double* out, const float* x, size_t n, size_t divisor, double* scratch,
+                          cudaStream_t stream);
 
 // adamw.cu: the AdamW step of kernels/ops.h, with its parameters passed by value.
 cudaError_t LaunchAdamW(float* param, const float* grad, float* m, float* v, size_t n, float lr,
