@@ -186,8 +186,12 @@ absl::Status RunGemm(cublasLtHandle_t handle, void* workspace, size_t workspace_
   return absl::OkStatus();
 }
 
-absl::Status BiasGradient(float* dbias, const float* dout, int N, int OC, cudaStream_t stream) {
-  SPW_CUDA_CHECK(LaunchBiasGradient(dbias, dout, N, OC, stream));
+// Partial sums of the bias gradient: enough for 64 row chunks of OC = 4096.
+constexpr size_t kBiasScratchFloats = size_t{1} << 18;
+
+absl::Status BiasGradient(float* dbias, const float* dout, int N, int OC, float* scratch,
+                          cudaStream_t stream) {
+  SPW_CUDA_CHECK(LaunchBiasGradient(dbias, dout, N, OC, scratch, kBiasScratchFloats, stream));
   return absl::OkStatus();
 }
 
@@ -202,6 +206,7 @@ absl::StatusOr<std::unique_ptr<CublasLtMatmul>> CublasLtMatmul::Create(size_t wo
   SPW_CUBLAS_CHECK(cublasLtCreate(&matmul->handle_));
   if (workspace_bytes > 0) SPW_CUDA_CHECK(cudaMalloc(&matmul->workspace_, workspace_bytes));
   matmul->workspace_bytes_ = workspace_bytes;
+  SPW_CUDA_CHECK(cudaMalloc(&matmul->bias_scratch_, kBiasScratchFloats * sizeof(float)));
   return matmul;
 }
 
@@ -219,6 +224,7 @@ CublasLtMatmul::~CublasLtMatmul() {
     cublasLtDestroy(handle_);
   }
   cudaFree(workspace_);
+  cudaFree(bias_scratch_);
 }
 
 absl::Status CublasLtMatmul::Forward(float* out, const float* inp, const float* weight,
@@ -251,7 +257,7 @@ absl::Status CublasLtMatmul::Backward(float* dinp, float* dweight, float* dbias,
                                absl::StrCat("MatmulBackward dweight ", shape)));
   // cuBLASLt's BGRAD epilogues overwrite; the contract accumulates.
   if (dbias == nullptr) return absl::OkStatus();
-  return Annotate(BiasGradient(dbias, dout, N, OC, stream),
+  return Annotate(BiasGradient(dbias, dout, N, OC, bias_scratch_, stream),
                   absl::StrCat("MatmulBackward dbias ", shape));
 }
 

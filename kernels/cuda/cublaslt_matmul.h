@@ -37,6 +37,7 @@ class CublasLtMatmul {
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
+  float* bias_scratch_ = nullptr;  // the bias gradient's partial sums (matmul_bias.cu)
   cublasComputeType_t compute_ = CUBLAS_COMPUTE_32F;
 };
 

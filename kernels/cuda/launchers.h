@@ -56,8 +56,11 @@ cudaError_t LaunchSwiGluForward(float* out, const float* gu, int N, int F, cudaS
 cudaError_t LaunchSwiGluBackward(float* dgu, const float* dout, const float* gu, int N, int F,
                                  cudaStream_t stream);
 
-// matmul_bias.cu: dbias (OC) += sum over the N rows of dout (N,OC), in a fixed order.
-cudaError_t LaunchBiasGradient(float* dbias, const float* dout, int N, int OC, cudaStream_t stream);
+// matmul_bias.cu: dbias (OC) += sum over the N rows of dout (N,OC), in a fixed order (which
+// depends only on N, OC and scratch_floats). `scratch` (device, scratch_floats floats, may be
+// null) holds per-chunk partial sums so that many blocks share the rows.
+cudaError_t LaunchBiasGradient(float* dbias, const float* dout, int N, int OC, float* scratch,
+                               size_t scratch_floats, cudaStream_t stream);
 
 // attention.cu. The backwards need `scratch` of AttentionScratchFloats(B, T, NH) floats.
 size_t AttentionScratchFloats(int B, int T, int NH);

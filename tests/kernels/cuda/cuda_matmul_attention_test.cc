@@ -150,6 +150,13 @@ TEST_F(CudaOpsTest, MatmulBackwardWithoutBiasMatchesCpu) {
   ExpectMatmulBackwardMatches(cuda(), kGpt2Matmul, false, 80);
 }
 
+TEST_F(CudaOpsTest, MatmulBackwardBiasOverManyRowChunksMatchesCpu) {
+  // The bias gradient splits the rows into chunks summed in two stages: GPT-2's token count
+  // with OC = 768 (the most chunks), and a row count no chunk size divides.
+  ExpectMatmulBackwardMatches(cuda(), MatmulShape{8192, 64, 768}, true, 55);
+  ExpectMatmulBackwardMatches(cuda(), MatmulShape{4099, 32, 2304}, true, 56);
+}
+
 TEST_F(CudaOpsTest, MatmulWorksOnLessAlignedSubBuffers) {
   // Spillway's sub-buffers are 64-byte aligned (16 floats); the op must also take any
   // 16-byte-aligned pointer (4 floats). The aligned GPT-2 shape and the odd one both.
