@@ -34,9 +34,12 @@ cudaError_t LaunchEmbeddingBackward(float* dwte, float* dwpe, const float* dout,
 cudaError_t LaunchLayerNormForward(float* out, float* mean, float* rstd, const float* inp,
                                    const float* weight, const float* bias, int N, int C,
                                    cudaStream_t stream);
+// `scratch` (device, scratch_floats floats, may be null) holds partial sums of dweight/dbias
+// over row chunks; the summation order depends only on N, C and scratch_floats.
 cudaError_t LaunchLayerNormBackward(float* dinp, float* dweight, float* dbias, const float* dout,
                                     const float* inp, const float* weight, const float* mean,
-                                    const float* rstd, int N, int C, cudaStream_t stream);
+                                    const float* rstd, int N, int C, float* scratch,
+                                    size_t scratch_floats, cudaStream_t stream);
 
 // rmsnorm.cu
 cudaError_t LaunchRmsNormForward(float* out, float* rstd, const float* inp, const float* weight,
