@@ -59,6 +59,9 @@ cudaError_t LaunchSwiGluForward(float* out, const float* gu, int N, int F, cudaS
 cudaError_t LaunchSwiGluBackward(float* dgu, const float* dout, const float* gu, int N, int F,
                                  cudaStream_t stream);
 
+// bf16_convert.cu: out[i] = in[i] rounded to bf16 (nearest even), as its 16 bits.
+cudaError_t LaunchToBf16(uint16_t* out, const float* in, size_t n, cudaStream_t stream);
+
 // matmul_bias.cu: dbias (OC) += sum over the N rows of dout (N,OC), in a fixed order (which
 // depends only on N, OC and scratch_floats). `scratch` (device, scratch_floats floats, may be
 // null) holds per-chunk partial sums so that many blocks share the rows.
