@@ -96,9 +96,10 @@ class Ops {
   // The precision of MatmulForward/MatmulBackward from now on. kFp32 (the default): fp32
   // products. kBf16 / kFp16 (mixed precision): every operand value (inp, weight, dout) is first
   // rounded to bf16 / fp16 (to nearest even on the CPU, where fp16 values beyond its range
-  // become infinite, which fp16 loss scaling detects; on CUDA cuBLASLt converts inside the GEMM,
-  // bf16 within a bf16 ulp of the CPU's rounding, and an out-of-range fp16 operand does not
-  // become infinite) and the products are added in fp32 (tensor cores on CUDA). The buffers
+  // become infinite, which fp16 loss scaling detects; on CUDA bf16 operands are rounded to
+  // nearest even too where N, C and OC are multiples of 8, otherwise cuBLASLt converts inside
+  // the GEMM, within a bf16 ulp of the CPU's rounding, and an out-of-range fp16 operand does
+  // not become infinite) and the products are added in fp32 (tensor cores on CUDA). The buffers
   // stay fp32; the bias and the "+=" accumulation are fp32. On CUDA the attention ops follow
   // the same setting where the head size is 64: their products (q k^T, p v and the backward's)
   // run on tensor cores from 16-bit operands, softmax and accumulation in fp32. The CPU

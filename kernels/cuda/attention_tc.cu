@@ -69,7 +69,9 @@ __device__ __forceinline__ void LoadTile16(T16* dst, const float* src, size_t st
     float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
     if (t < T) {
       const float* p = src + static_cast<size_t>(t) * stride + d;
-      v = make_float4(p[0], p[1], p[2], p[3]);
+      // One 16-byte load where the row allows (the model's buffers: always).
+      v = reinterpret_cast<uintptr_t>(p) % 16 == 0 ? *reinterpret_cast<const float4*>(p)
+                                                   : make_float4(p[0], p[1], p[2], p[3]);
     }
     T16* o = dst + r * kHs + d;
     o[0] = To16<T16>(v.x);

@@ -10,6 +10,8 @@ namespace spillway::kernels {
 namespace {
 
 constexpr size_t kGemmWorkspaceBytes = size_t{32} << 20;
+// LayerNorm backward's partial parameter sums (layernorm.cu): 64 row chunks of C = 2048.
+constexpr size_t kNormScratchFloats = size_t{1} << 18;
 
 // Ops enqueue work on one non-blocking stream and never wait for it. The first failure of any call
 // is kept and reported by Synchronize(); after a failure later results are meaningless and the
@@ -27,6 +29,7 @@ class CudaOps final : public Ops {
       ops->peak_flops_ = 989e12;
     }
     SPW_ASSIGN_OR_RETURN(ops->gemm_, cuda::CublasLtMatmul::Create(kGemmWorkspaceBytes));
+    SPW_CUDA_CHECK(cudaMalloc(&ops->norm_scratch_, kNormScratchFloats * sizeof(float)));
     return std::unique_ptr<Ops>(std::move(ops));
   }
 
@@ -34,6 +37,7 @@ class CudaOps final : public Ops {
     if (stream_ != nullptr) cudaStreamSynchronize(stream_);
     gemm_.reset();
     cudaFree(attention_scratch_);
+    cudaFree(norm_scratch_);
     cudaFree(sum_scratch_);
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
   }
@@ -81,7 +85,7 @@ class CudaOps final : public Ops {
                          const float* inp, const float* weight, const float* mean,
                          const float* rstd, int N, int C) override {
     Record(cuda::LaunchLayerNormBackward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C,
-                                         stream_),
+                                         norm_scratch_, kNormScratchFloats, stream_),
            "LayerNormBackward");
   }
   void RmsNormForward(float* out, float* rstd, const float* inp, const float* weight, float eps,
@@ -246,6 +250,7 @@ class CudaOps final : public Ops {
   double peak_flops_ = 0.0;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<cuda::CublasLtMatmul> gemm_;
+  float* norm_scratch_ = nullptr;
   float* attention_scratch_ = nullptr;
   size_t attention_scratch_bytes_ = 0;
   double* sum_scratch_ = nullptr;

@@ -34,9 +34,12 @@ cudaError_t LaunchEmbeddingBackward(float* dwte, float* dwpe, const float* dout,
 cudaError_t LaunchLayerNormForward(float* out, float* mean, float* rstd, const float* inp,
                                    const float* weight, const float* bias, int N, int C,
                                    cudaStream_t stream);
+// `scratch` (device, scratch_floats floats, may be null) holds partial sums of dweight/dbias
+// over row chunks; the summation order depends only on N, C and scratch_floats.
 cudaError_t LaunchLayerNormBackward(float* dinp, float* dweight, float* dbias, const float* dout,
                                     const float* inp, const float* weight, const float* mean,
-                                    const float* rstd, int N, int C, cudaStream_t stream);
+                                    const float* rstd, int N, int C, float* scratch,
+                                    size_t scratch_floats, cudaStream_t stream);
 
 // rmsnorm.cu
 cudaError_t LaunchRmsNormForward(float* out, float* rstd, const float* inp, const float* weight,
@@ -56,8 +59,14 @@ cudaError_t LaunchSwiGluForward(float* out, const float* gu, int N, int F, cudaS
 cudaError_t LaunchSwiGluBackward(float* dgu, const float* dout, const float* gu, int N, int F,
                                  cudaStream_t stream);
 
-// matmul_bias.cu: dbias (OC) += sum over the N rows of dout (N,OC), in a fixed order.
-cudaError_t LaunchBiasGradient(float* dbias, const float* dout, int N, int OC, cudaStream_t stream);
+// bf16_convert.cu: out[i] = in[i] rounded to bf16 (nearest even), as its 16 bits.
+cudaError_t LaunchToBf16(uint16_t* out, const float* in, size_t n, cudaStream_t stream);
+
+// matmul_bias.cu: dbias (OC) += sum over the N rows of dout (N,OC), in a fixed order (which
+// depends only on N, OC and scratch_floats). `scratch` (device, scratch_floats floats, may be
+// null) holds per-chunk partial sums so that many blocks share the rows.
+cudaError_t LaunchBiasGradient(float* dbias, const float* dout, int N, int OC, float* scratch,
+                               size_t scratch_floats, cudaStream_t stream);
 
 // attention.cu. The backwards need `scratch` of AttentionScratchFloats(B, T, NH) floats.
 size_t AttentionScratchFloats(int B, int T, int NH);

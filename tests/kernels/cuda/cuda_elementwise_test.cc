@@ -231,7 +231,8 @@ LayerNormBackwardInputs MakeLayerNormBackwardInputs(int N, int C, uint64_t seed)
 
 TEST_F(CudaOpsTest, LayerNormBackward) {
   for (const auto& [N, C] :
-       {std::pair{37, 75}, std::pair{1024, 768}, std::pair{5, 1600}, std::pair{300, 8}}) {
+       {std::pair{37, 75}, std::pair{1024, 768}, std::pair{5, 1600}, std::pair{300, 8},
+        std::pair{4100, 1600}}) {  // the last: parameter sums over several row chunks
     SCOPED_TRACE(::testing::Message() << "N=" << N << " C=" << C);
     const auto in = MakeLayerNormBackwardInputs(N, C, 30);
     std::vector<float> dinp = in.dinp0, dw = in.dw0, db = in.db0;
