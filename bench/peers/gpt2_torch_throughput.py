@@ -18,7 +18,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gpt2_torch import Gpt2, adamw_param_groups  # noqa: E402
+from gpt2_torch import Gpt2, adamw_param_groups, init_for_bench  # noqa: E402
 
 PEAK_FLOPS = 989e12
 
@@ -32,14 +32,7 @@ def main():
     a = p.parse_args()
     torch.manual_seed(1)
     model = Gpt2(a.layers, a.heads, a.dim, a.seq, a.vocab, fast=True)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "ln_" in name and name.endswith(".weight"):
-                param.fill_(1.0)
-            elif param.dim() >= 2:
-                param.normal_(0.0, 0.02)
-            else:
-                param.zero_()
+    init_for_bench(model)
     model = model.cuda()
     n_params = sum(q.numel() for q in model.parameters())
     flops_per_token = 6 * n_params + 12 * a.layers * a.dim * a.seq
