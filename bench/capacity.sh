@@ -25,16 +25,10 @@ cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
 build=${BUILD:-build-device}
-deps=$PWD/.deps/usr
-export PKG_CONFIG_PATH=$deps/lib/x86_64-linux-gnu/pkgconfig PKG_CONFIG_SYSROOT_DIR=$PWD/.deps
-export LD_LIBRARY_PATH=$deps/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+source bench/device_env.sh
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
 if [ ! -x "$build/spillway" ]; then
-  cmake -S . -B "$build" -G Ninja -DSPILLWAY_BUILD_TESTS=OFF -DCMAKE_PREFIX_PATH="$deps" \
-    -DCMAKE_INCLUDE_PATH="$deps/include" -DCMAKE_LIBRARY_PATH="$deps/lib/x86_64-linux-gnu" \
-    >"$out/cap_configure.log" 2>&1 || { tail -20 "$out/cap_configure.log"; exit 1; }
-  cmake --build "$build" --target spillway >"$out/cap_build.log" 2>&1 ||
-    { grep -E "error" "$out/cap_build.log" | head; exit 1; }
+  SPW_CMAKE_FLAGS=-DSPILLWAY_BUILD_TESTS=OFF spw_build "$build" "$out/cap_build.log" spillway || exit 1
 fi
 nvme_dir=${NVME_DIR:-$PWD/.capacity_nvme}
 steps=${STEPS:-3}
