@@ -47,7 +47,6 @@ struct Gpt2::Impl {
   BlockShape shape{};
   ResidualStream residual;
   Buffer block_buf, head_buf, grad_buf, token_buf;
-  std::vector<float> host_losses;  // (N): the per-token losses, copied back for the mean
 
   std::vector<BlockActivations> acts;
   float *lnf, *lnf_mean, *lnf_rstd, *logits, *losses;
@@ -113,7 +112,6 @@ absl::StatusOr<std::unique_ptr<Gpt2>> Gpt2::Create(const ModelConfig& config, in
   SPW_ASSIGN_OR_RETURN(impl->token_buf, Buffer::Allocate(plan.token_bytes, tier, "tokens"));
   impl->inputs = impl->token_buf.as<int32_t>();
   impl->targets = impl->inputs + N;
-  impl->host_losses.resize(N);
 
   model->impl_ = std::move(impl);
   return model;
@@ -145,7 +143,7 @@ absl::Status Gpt2::InitParams(uint64_t seed) {
   return absl::OkStatus();
 }
 
-float Gpt2::Forward(const int32_t* inputs, const int32_t* targets) {
+void Gpt2::RunForward(const int32_t* inputs, const int32_t* targets, double* loss_sum) {
   Impl& m = *impl_;
   const BlockShape& s = m.shape;
   const int N = static_cast<int>(s.N()), C = s.C, L = config_.n_layer;
@@ -178,7 +176,7 @@ float Gpt2::Forward(const int32_t* inputs, const int32_t* targets) {
   ReleaseParams(0);
   ops_->CrossEntropy(m.losses, m.logits, m.targets, N, config_.vocab_size, Vp_, 0.0f);
 
-  return MeanLoss(m.losses, targets, s.N(), m.host_losses.data(), &m.valid_targets);
+  AddMeanLoss(m.losses, targets, s.N(), loss_sum, &m.valid_targets);
 }
 
 void Gpt2::RunBackward(float loss_scale, bool last_micro_batch) {

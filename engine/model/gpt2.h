@@ -39,7 +39,6 @@ class Gpt2 : public Model {
   // GPT-2 initialisation from `seed`: weights N(0, init_std), the two residual projections
   // (attn.c_proj, mlp.c_proj) N(0, init_std / sqrt(2 L)), biases 0, LayerNorm weights 1.
   absl::Status InitParams(uint64_t seed) override;
-  float Forward(const int32_t* inputs, const int32_t* targets) override;
 
   size_t param_count() const override;
   size_t activation_bytes() const override;
@@ -54,6 +53,7 @@ class Gpt2 : public Model {
  private:
   struct Impl;
   Gpt2(const ModelConfig& config, int batch, kernels::Ops* ops);
+  void RunForward(const int32_t* inputs, const int32_t* targets, double* loss_sum) override;
   void RunBackward(float loss_scale, bool last_micro_batch) override;
 
   std::unique_ptr<Impl> impl_;

@@ -84,7 +84,6 @@ struct Llama::Impl {
   LlamaBlockShape shape{};
   ResidualStream residual;
   Buffer block_buf, head_buf, grad_buf, token_buf;
-  std::vector<float> host_losses;  // (N): the per-token losses, copied back for the mean
 
   std::vector<LlamaBlockActivations> acts;
   float *norm, *norm_rstd, *logits, *losses;
@@ -149,7 +148,6 @@ absl::StatusOr<std::unique_ptr<Llama>> Llama::Create(const ModelConfig& config, 
   SPW_ASSIGN_OR_RETURN(impl->token_buf, Buffer::Allocate(plan.token_bytes, tier, "tokens"));
   impl->inputs = impl->token_buf.as<int32_t>();
   impl->targets = impl->inputs + N;
-  impl->host_losses.resize(N);
 
   model->impl_ = std::move(impl);
   return model;
@@ -178,7 +176,7 @@ absl::Status Llama::InitParams(uint64_t seed) {
   return absl::OkStatus();
 }
 
-float Llama::Forward(const int32_t* inputs, const int32_t* targets) {
+void Llama::RunForward(const int32_t* inputs, const int32_t* targets, double* loss_sum) {
   Impl& m = *impl_;
   const LlamaBlockShape& s = m.shape;
   const int N = static_cast<int>(s.N()), C = s.C, L = config_.n_layer;
@@ -209,7 +207,7 @@ float Llama::Forward(const int32_t* inputs, const int32_t* targets) {
   ReleaseParams(L + 1);
   ops_->CrossEntropy(m.losses, m.logits, m.targets, N, config_.vocab_size, Vp_, 0.0f);
 
-  return MeanLoss(m.losses, targets, s.N(), m.host_losses.data(), &m.valid_targets);
+  AddMeanLoss(m.losses, targets, s.N(), loss_sum, &m.valid_targets);
 }
 
 void Llama::RunBackward(float loss_scale, bool last_micro_batch) {

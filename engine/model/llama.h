@@ -50,7 +50,6 @@ class Llama : public Model {
   // Hugging Face's Llama initialisation from `seed`: every weight matrix and the embedding
   // N(0, init_std) (initializer_range), RMSNorm weights 1; padding rows 0.
   absl::Status InitParams(uint64_t seed) override;
-  float Forward(const int32_t* inputs, const int32_t* targets) override;
 
   size_t param_count() const override;
   size_t activation_bytes() const override;
@@ -65,6 +64,7 @@ class Llama : public Model {
  private:
   struct Impl;
   Llama(const ModelConfig& config, int batch, kernels::Ops* ops);
+  void RunForward(const int32_t* inputs, const int32_t* targets, double* loss_sum) override;
   void RunBackward(float loss_scale, bool last_micro_batch) override;
 
   std::unique_ptr<Impl> impl_;

@@ -21,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "engine/config/config.h"
+#include "engine/model/device_scalars.h"
 #include "kernels/ops.h"
 #include "partitioner/unit_residency.h"
 #include "partitioner/unit_state.h"
@@ -38,10 +39,16 @@ class Model {
   virtual absl::Status InitParams(uint64_t seed) = 0;
 
   // Forward over one micro-batch. inputs, targets: (B,T) token ids; a target < 0 is ignored.
-  // Returns the mean loss over non-ignored targets (0 if there are none). Keeps what
-  // Backward needs; logits() is valid until Backward. Waits for the backend, to read the
-  // losses; after a backend failure it returns NaN and Synchronize() has the error.
-  virtual float Forward(const int32_t* inputs, const int32_t* targets) = 0;
+  // Adds the mean loss over non-ignored targets (0 if there are none), a float widened to
+  // double, to *loss_sum: one double in the backend's memory (DeviceScalars). Does not wait
+  // for the backend. Keeps what Backward needs; logits() is valid until Backward.
+  void ForwardAccumulate(const int32_t* inputs, const int32_t* targets, double* loss_sum) {
+    RunForward(inputs, targets, loss_sum);
+  }
+  // ForwardAccumulate into a scalar of the model's own, read back: returns the mean loss.
+  // Waits for the backend; after a backend failure it returns NaN and Synchronize() has the
+  // error.
+  float Forward(const int32_t* inputs, const int32_t* targets);
 
   // Accumulates into the grads: d(loss_scale * mean loss of the last Forward) / d params.
   // `last_micro_batch`: no more backward passes before the optimizer step (ranks at ZeRO
@@ -92,10 +99,11 @@ class Model {
   void AcquireGrads(int u);
   void ReleaseGrads(int u);
   void BeginPass(UnitResidency::Pass pass, bool last_backward = false);
-  // The mean over non-ignored targets (>= 0) of the per-token `losses` (backend memory, n of
-  // them), read through `host` (n floats); sets *valid to the number counted. Waits for the
-  // backend; after a backend failure returns NaN (the caller's Synchronize() has the error).
-  float MeanLoss(const float* losses, const int32_t* targets, size_t n, float* host, size_t* valid);
+  // Adds the mean over non-ignored targets (>= 0; host memory) of the per-token `losses`
+  // (backend memory, n of them, 0 where ignored) to *loss_sum (backend memory); sets *valid
+  // to the number counted. Does not wait.
+  void AddMeanLoss(const float* losses, const int32_t* targets, size_t n, double* loss_sum,
+                   size_t* valid);
 
   ModelConfig config_;
   int B_;
@@ -103,8 +111,10 @@ class Model {
   kernels::Ops* ops_;
   std::vector<UnitState> units_;
   UnitResidency* residency_ = nullptr;
+  DeviceScalars forward_loss_;  // Forward's own loss scalar, allocated on first use
 
  private:
+  virtual void RunForward(const int32_t* inputs, const int32_t* targets, double* loss_sum) = 0;
   virtual void RunBackward(float loss_scale, bool last_micro_batch) = 0;
 };
 

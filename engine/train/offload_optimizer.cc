@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -22,15 +24,15 @@ double SecondsSince(Clock::time_point t) {
 
 absl::StatusOr<std::unique_ptr<OffloadedOptimizer>> OffloadedOptimizer::Create(
     Model& model, kernels::Ops& ops, const OptimizerConfig& opt, int64_t delayed_from,
-    int staging_count, size_t staging_elements) {
+    int staging_count, size_t staging_elements, ExternalOptimizerState* external) {
   for (int u = 0; u < model.num_units(); ++u) {
     if (!model.unit(u).optimizer_offloaded() &&
         model.unit(u).update_begin() < model.unit(u).update_end()) {
       return absl::FailedPreconditionError("OffloadedOptimizer: a Unit is not offloaded");
     }
   }
-  auto o =
-      std::unique_ptr<OffloadedOptimizer>(new OffloadedOptimizer(model, ops, opt, delayed_from));
+  auto o = std::unique_ptr<OffloadedOptimizer>(
+      new OffloadedOptimizer(model, ops, opt, delayed_from, external));
   o->pending_.assign(model.num_units(), 0);
   o->lazy_uploads_ = !model.unit(0).optimizer_sharded();
   o->unlanded_.assign(model.num_units(), 0);
@@ -54,10 +56,10 @@ OffloadedOptimizer::~OffloadedOptimizer() {
   worker_.join();
 }
 
-void OffloadedOptimizer::BeginStep(int64_t step, double lr, bool clipping) {
+void OffloadedOptimizer::BeginStep(int64_t step, int64_t optimizer_step, double lr, bool clipping) {
   step_ = step;
-  clipping_ = clipping;
-  params_ = AdamWParamsFor(opt_, lr, step);
+  clipping_ = clipping || external_ != nullptr;
+  params_ = AdamWParamsFor(opt_, lr, optimizer_step);
   order_.clear();
 }
 
@@ -71,12 +73,13 @@ void OffloadedOptimizer::WaitUpdated(int u, int64_t step) {
 void OffloadedOptimizer::Upload(int u) {
   UnitState& unit = model_.unit(u);
   const size_t lo = unit.update_begin(), hi = unit.update_end();
+  const bool skipped = skipped_.count(pending_[u]) > 0;
   pending_[u] = 0;
-  if (lo >= hi) return;
+  if (lo >= hi || skipped) return;
   const size_t bytes = (hi - lo) * sizeof(float);
-  last_ticket_ =
-      ops_.CopyToBackendAsync(unit.params.as<float>() + unit.param_index(lo),
-                              unit.offload_master.as<float>() + unit.optimizer_index(lo), bytes);
+  Buffer& updated = external_ != nullptr ? unit.offload_grads : unit.offload_master;
+  last_ticket_ = ops_.CopyToBackendAsync(unit.params.as<float>() + unit.param_index(lo),
+                                         updated.as<float>() + unit.optimizer_index(lo), bytes);
   std::lock_guard<std::mutex> lock(mu_);
   times_.pcie_bytes += static_cast<double>(bytes);
 }
@@ -189,9 +192,8 @@ void OffloadedOptimizer::Work() {
     queue_.erase(ready);
     if (task.clipping) task.params.grad_scale = scales_[task.step];
     lock.unlock();
-    const absl::Status status = ops_.WaitCopies(task.ticket);
     const Clock::time_point start = Clock::now();
-    if (status.ok()) StepOffloadedShard(model_.unit(task.unit), opt_, task.params);
+    const absl::Status status = StepUnit(task);
     const double seconds = SecondsSince(start);
     lock.lock();
     if (!status.ok() && error_.ok()) error_ = status;
@@ -201,22 +203,36 @@ void OffloadedOptimizer::Work() {
   }
 }
 
+absl::Status OffloadedOptimizer::StepUnit(const Task& task) {
+  SPW_RETURN_IF_ERROR(ops_.WaitCopies(task.ticket));
+  if (std::isnan(task.params.grad_scale)) return absl::OkStatus();  // a skipped step
+  UnitState& unit = model_.unit(task.unit);
+  if (external_ != nullptr) return external_->StepUnit(task.unit, unit, opt_, task.params);
+  StepOffloadedShard(unit, opt_, task.params);
+  return absl::OkStatus();
+}
+
 absl::Status OffloadedOptimizer::error() {
   std::lock_guard<std::mutex> lock(mu_);
   return error_;
 }
 
-absl::Status OffloadedOptimizer::FinishStep(float clip_scale) {
+absl::Status OffloadedOptimizer::FinishStep(float grad_scale, bool skipped) {
   if (order_.size() != static_cast<size_t>(model_.num_units())) {
     return absl::InternalError(absl::StrCat("the offloaded optimizer step heard of ", order_.size(),
                                             " of ", model_.num_units(), " Units' final gradients"));
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    scales_[step_] = clip_scale;
+    scales_[step_] = skipped ? std::numeric_limits<float>::quiet_NaN() : grad_scale;
     scales_.erase(scales_.begin(), scales_.lower_bound(step_ - 1));
   }
   cv_.notify_all();
+  if (skipped) {
+    if (!clipping_) return absl::InternalError("a skipped offloaded step was begun unclipped");
+    skipped_.insert(step_);
+    skipped_.erase(skipped_.begin(), skipped_.lower_bound(step_ - 1));
+  }
   if (!delayed() && !lazy_uploads_) {
     for (int u : order_) {
       WaitUpdated(u, step_);

@@ -40,12 +40,14 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "engine/config/config.h"
 #include "engine/model/model.h"
+#include "engine/train/external_optimizer_state.h"
 #include "kernels/ops.h"
 #include "offload/staging_pool.h"
 
@@ -61,24 +63,31 @@ struct OffloadTimes {
 
 class OffloadedOptimizer {
  public:
-  // `model`, `ops` and `opt` must outlive it; every Unit must be offloaded.
+  // `model`, `ops`, `opt` and `external` must outlive it; every Unit must be offloaded. With
+  // `external` (state outside the Units' Buffers), each Unit steps through its StepUnit, always
+  // after FinishStep and lowest Unit first, and its update goes up from offload_grads.
   static absl::StatusOr<std::unique_ptr<OffloadedOptimizer>> Create(
       Model& model, kernels::Ops& ops, const OptimizerConfig& opt, int64_t delayed_from,
-      int staging_count = 4, size_t staging_elements = 10'000'000);
+      int staging_count = 4, size_t staging_elements = 10'000'000,
+      ExternalOptimizerState* external = nullptr);
   ~OffloadedOptimizer();  // finishes the queued work, joins the worker
   OffloadedOptimizer(const OffloadedOptimizer&) = delete;
   OffloadedOptimizer& operator=(const OffloadedOptimizer&) = delete;
 
   // Before the step's first micro-batch: its number (1-based), learning rate, and whether the
-  // gradients will be clipped (then every Unit's update waits for FinishStep's scale).
-  void BeginStep(int64_t step, double lr, bool clipping);
+  // updates must wait for FinishStep's scale (gradient clipping, loss scaling: the scale is
+  // only known after the backward).
+  // `optimizer_step` is AdamW's step count (the step less the skipped ones).
+  void BeginStep(int64_t step, int64_t optimizer_step, double lr, bool clipping);
   // The residency's hooks.
   void OnGradsFinal(int u);
   void OnParamsNeeded(int u);
-  // After the backward, with the step's clip scale (1: none). Synchronous mode: returns when
+  // After the backward, with the factor AdamW applies to the gradients (clip scale over loss
+  // scale; 1: none), or `skipped` (a non-finite norm: no Unit is updated and nothing goes up;
+  // the step must have been begun with clipping). Synchronous mode: returns when
   // every Unit is updated and its upload issued, backend ops ordered after it, or, with whole
   // Units (see 3. above), at once. Delayed mode: hands the scale to the worker and returns.
-  absl::Status FinishStep(float clip_scale);
+  absl::Status FinishStep(float grad_scale, bool skipped = false);
   // Delayed mode: waits for the step in flight and uploads it. Returns whether anything was
   // uploaded (the caller then re-gathers sharded parameters).
   absl::StatusOr<bool> Flush();
@@ -107,8 +116,9 @@ class OffloadedOptimizer {
   };
 
   OffloadedOptimizer(Model& model, kernels::Ops& ops, const OptimizerConfig& opt,
-                     int64_t delayed_from)
-      : model_(model), ops_(ops), opt_(opt), delayed_from_(delayed_from) {}
+                     int64_t delayed_from, ExternalOptimizerState* external)
+      : model_(model), ops_(ops), opt_(opt), delayed_from_(delayed_from), external_(external) {}
+  absl::Status StepUnit(const Task& task);  // worker, without mu_
   void Work();
   // Under mu_: the queued task to step next (chunks landed, scale known), or queue_.end().
   std::deque<Task>::iterator ReadyTask();
@@ -122,6 +132,8 @@ class OffloadedOptimizer {
   kernels::Ops& ops_;
   const OptimizerConfig& opt_;
   const int64_t delayed_from_;  // 0: never
+  ExternalOptimizerState* const external_;
+  std::set<int64_t> skipped_;  // steps whose update was skipped (training thread only)
   int64_t step_ = 0;
   bool clipping_ = false;
   kernels::AdamWParams params_;
@@ -137,7 +149,7 @@ class OffloadedOptimizer {
   std::deque<Task> queue_;
   std::deque<Chunk> landing_;        // staged chunks in copy order
   std::vector<int> unlanded_;        // per Unit: its chunks not yet in offload_grads
-  std::map<int64_t, float> scales_;  // clip scale per step, once known
+  std::map<int64_t, float> scales_;  // grad scale per step, once known (NaN: skipped)
   std::vector<int64_t> done_;        // per Unit: the last step whose update is done
   absl::Status error_;
   bool stop_ = false;

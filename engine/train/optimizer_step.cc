@@ -6,21 +6,12 @@
 #include <vector>
 
 #include "core/status.h"
+#include "engine/model/device_scalars.h"
 #include "engine/train/offload_optimizer.h"
 #include "kernels/cpu/cpu_adam.h"
 
 namespace spillway {
 namespace {
-
-// Calls fn(t, begin, end) for each tensor t of `unit` with the part [begin, end) of its flat
-// range that lies in [lo, hi), skipping tensors outside it.
-template <typename Fn>
-void ForEachTensorPart(const UnitState& unit, size_t lo, size_t hi, Fn fn) {
-  for (const TensorSpec& t : unit.layout.tensors()) {
-    const size_t begin = std::max(lo, t.offset), end = std::min(hi, t.offset + t.numel);
-    if (begin < end) fn(t, begin, end);
-  }
-}
 
 // The sum over ranks of each rank's `local` value, added in rank order in double precision
 // (the same on every rank). Doubles travel as pairs of floats' bit patterns.
@@ -48,6 +39,62 @@ absl::Status GatherUpdatedParams(Model& model, Communicator& data) {
     if (!unit.optimizer_sharded() || unit.params_sharded()) continue;
     float* params = unit.params.as<float>();
     SPW_RETURN_IF_ERROR(data.AllGather(params + unit.shard.begin, params, unit.shard.shard_numel));
+  }
+  return absl::OkStatus();
+}
+
+// AdamW on the CPU over the offloaded state: the gradients this rank updates come down to
+// the offload tier, the CPU kernel (bitwise equal to the backend's AdamW) updates the master
+// parameters and moments there, and the updated parameters go back up.
+absl::Status OffloadedAdamW(Model& model, kernels::Ops& ops, const OptimizerConfig& opt,
+                            kernels::AdamWParams p, ExternalOptimizerState* external) {
+  for (int u = 0; u < model.num_units(); ++u) {
+    UnitState& unit = model.unit(u);
+    const size_t lo = unit.update_begin(), hi = unit.update_end();
+    if (lo >= hi) continue;
+    ops.CopyToHost(unit.offload_grads.as<float>() + unit.optimizer_index(lo),
+                   unit.grads.as<float>() + unit.grad_index(lo), (hi - lo) * sizeof(float));
+  }
+  SPW_RETURN_IF_ERROR(ops.Synchronize());
+  for (int u = 0; u < model.num_units(); ++u) {
+    UnitState& unit = model.unit(u);
+    const size_t lo = unit.update_begin(), hi = unit.update_end();
+    if (lo >= hi) continue;
+    if (external != nullptr) {
+      SPW_RETURN_IF_ERROR(external->StepUnit(u, unit, opt, p));
+      ops.CopyToBackend(unit.params.as<float>() + unit.param_index(lo),
+                        unit.offload_grads.as<float>() + unit.optimizer_index(lo),
+                        (hi - lo) * sizeof(float));
+      continue;
+    }
+    ForEachTensorPart(unit, lo, hi, [&](const TensorSpec& t, size_t begin, size_t end) {
+      p.weight_decay = t.weight_decay ? static_cast<float>(opt.weight_decay) : 0.0f;
+      const size_t k = unit.optimizer_index(begin);
+      kernels::cpu::CpuAdamW(unit.offload_master.as<float>() + k,
+                             unit.offload_grads.as<float>() + k, unit.exp_avg.as<float>() + k,
+                             unit.exp_avg_sq.as<float>() + k, nullptr, end - begin, p);
+    });
+    ops.CopyToBackend(unit.params.as<float>() + unit.param_index(lo),
+                      unit.offload_master.as<float>() + unit.optimizer_index(lo),
+                      (hi - lo) * sizeof(float));
+  }
+  return absl::OkStatus();
+}
+
+// The external master arrays take the backend's parameters, staged through offload_grads.
+absl::Status WriteExternalMaster(Model& model, kernels::Ops& ops,
+                                 ExternalOptimizerState& external) {
+  for (int u = 0; u < model.num_units(); ++u) {
+    UnitState& unit = model.unit(u);
+    const size_t lo = unit.update_begin(), hi = unit.update_end();
+    float* staging = unit.offload_grads.as<float>();
+    std::memset(staging, 0, unit.offload_grads.bytes());
+    if (lo < hi) {
+      ops.CopyToHost(staging + unit.optimizer_index(lo),
+                     unit.params.as<float>() + unit.param_index(lo), (hi - lo) * sizeof(float));
+      SPW_RETURN_IF_ERROR(ops.Synchronize());
+    }
+    SPW_RETURN_IF_ERROR(external.WriteMaster(u, staging));
   }
   return absl::OkStatus();
 }
@@ -84,7 +131,9 @@ absl::Status FlushOffloadedStep(Model& model, kernels::Ops& ops, Communicator& d
   return GatherUpdatedParams(model, data);
 }
 
-absl::Status CopyParamsToOffloadMaster(Model& model, kernels::Ops& ops) {
+absl::Status CopyParamsToOffloadMaster(Model& model, kernels::Ops& ops,
+                                       ExternalOptimizerState* external) {
+  if (external != nullptr) return WriteExternalMaster(model, ops, *external);
   for (int u = 0; u < model.num_units(); ++u) {
     UnitState& unit = model.unit(u);
     const size_t lo = unit.update_begin(), hi = unit.update_end();
@@ -95,29 +144,51 @@ absl::Status CopyParamsToOffloadMaster(Model& model, kernels::Ops& ops) {
   return ops.Synchronize();
 }
 
+void AddGradSumSquares(Model& model, kernels::Ops& ops, double* sum_squares) {
+  const bool sharded_grads = model.unit(0).grads_sharded();
+  for (int u = 0; u < model.num_units(); ++u) {
+    UnitState& unit = model.unit(u);
+    // Whole gradients are the same on every rank; shards are added up over ranks later.
+    const size_t lo = sharded_grads ? unit.update_begin() : 0;
+    const size_t hi = sharded_grads ? unit.update_end() : unit.numel();
+    ForEachTensorPart(unit, lo, hi, [&](const TensorSpec& t, size_t begin, size_t end) {
+      ops.AddSumSquares(sum_squares, unit.grads.as<float>() + unit.grad_index(begin), end - begin);
+    });
+  }
+}
+
 absl::StatusOr<OptimizerStepResult> OptimizerStep(Model& model, kernels::Ops& ops,
                                                   Communicator& data, Communicator& control,
                                                   const OptimizerConfig& opt, double lr,
                                                   double max_grad_norm, int64_t step,
+                                                  ExternalOptimizerState* external,
                                                   OffloadedOptimizer* offload) {
-  OptimizerStepResult result;
-  const bool sharded_grads = model.unit(0).grads_sharded();
+  SPW_ASSIGN_OR_RETURN(DeviceScalars scalars,
+                       DeviceScalars::Create(ops, 1, "the gradients' sum of squares"));
+  scalars.Zero(ops);
+  AddGradSumSquares(model, ops, scalars.at(0));
   double sum_squares = 0.0;
-  for (int u = 0; u < model.num_units(); ++u) {
-    UnitState& unit = model.unit(u);
-    // Whole gradients are the same on every rank; shards are added up over ranks below.
-    const size_t lo = sharded_grads ? unit.update_begin() : 0;
-    const size_t hi = sharded_grads ? unit.update_end() : unit.numel();
-    ForEachTensorPart(unit, lo, hi, [&](const TensorSpec& t, size_t begin, size_t end) {
-      double s = 0.0;
-      ops.SumSquares(&s, unit.grads.as<float>() + unit.grad_index(begin), end - begin);
-      sum_squares += s;
-    });
-  }
-  if (sharded_grads) {
+  SPW_RETURN_IF_ERROR(scalars.Read(ops, {&sum_squares, 1}));
+  return ApplyOptimizerStep(model, ops, data, control, opt, lr, max_grad_norm, step, sum_squares,
+                            GradScaling{}, external, offload);
+}
+
+absl::StatusOr<OptimizerStepResult> ApplyOptimizerStep(
+    Model& model, kernels::Ops& ops, Communicator& data, Communicator& control,
+    const OptimizerConfig& opt, double lr, double max_grad_norm, int64_t step,
+    double local_sum_squares, const GradScaling& scaling, ExternalOptimizerState* external,
+    OffloadedOptimizer* offload) {
+  OptimizerStepResult result;
+  double sum_squares = local_sum_squares;
+  if (model.unit(0).grads_sharded()) {
     SPW_ASSIGN_OR_RETURN(sum_squares, SumOverRanks(control, sum_squares));
   }
-  result.grad_norm = std::sqrt(sum_squares);
+  result.grad_norm = std::sqrt(sum_squares) / scaling.loss_scale;
+  if (scaling.skip_non_finite && !std::isfinite(result.grad_norm)) {
+    result.skipped = true;
+    if (offload != nullptr) SPW_RETURN_IF_ERROR(offload->FinishStep(0.0f, /*skipped=*/true));
+    return result;
+  }
   // torch.nn.utils.clip_grad_norm_'s rule: scale by max_norm / (norm + 1e-6) when below 1.
   if (max_grad_norm > 0.0) {
     const double coef = max_grad_norm / (result.grad_norm + 1e-6);
@@ -125,12 +196,14 @@ absl::StatusOr<OptimizerStepResult> OptimizerStep(Model& model, kernels::Ops& op
   }
 
   kernels::AdamWParams p = AdamWParamsFor(opt, lr, step);
-  p.grad_scale = result.clip_scale;
-  if (model.unit(0).optimizer_offloaded()) {
-    if (offload == nullptr) {
-      return absl::FailedPreconditionError("the optimizer is offloaded but no offload engine ran");
-    }
-    SPW_RETURN_IF_ERROR(offload->FinishStep(result.clip_scale));
+  // Unscaling folds into the factor AdamW applies (exactly clip_scale when loss_scale is 1).
+  p.grad_scale = scaling.loss_scale == 1.0
+                     ? result.clip_scale
+                     : static_cast<float>(result.clip_scale / scaling.loss_scale);
+  if (offload != nullptr) {
+    SPW_RETURN_IF_ERROR(offload->FinishStep(p.grad_scale));
+  } else if (model.unit(0).optimizer_offloaded()) {
+    SPW_RETURN_IF_ERROR(OffloadedAdamW(model, ops, opt, p, external));
   } else {
     for (int u = 0; u < model.num_units(); ++u) {
       UnitState& unit = model.unit(u);

@@ -7,6 +7,7 @@
 #include "absl/status/statusor.h"
 #include "engine/config/config.h"
 #include "engine/model/model.h"
+#include "engine/train/external_optimizer_state.h"
 #include "kernels/ops.h"
 #include "partitioner/communicator.h"
 
@@ -15,8 +16,9 @@ namespace spillway {
 class OffloadedOptimizer;
 
 struct OptimizerStepResult {
-  double grad_norm = 0.0;   // global L2 norm of all gradients, before clipping
-  float clip_scale = 1.0f;  // factor applied to the gradients (1 when not clipped)
+  double grad_norm = 0.0;   // global L2 norm of all (unscaled) gradients, before clipping
+  float clip_scale = 1.0f;  // factor applied to the unscaled gradients (1 when not clipped)
+  bool skipped = false;     // the norm was not finite and the step was skipped (no update)
 };
 
 // The gradients must be final: summed over ranks (the model's loss scale of 1/(accumulation *
@@ -28,19 +30,24 @@ struct OptimizerStepResult {
 // with weight decay only where TensorSpec::weight_decay is set (as torch param groups). At
 // stages 1-2 the updated shards are then all-gathered through `data` (the backend's memory),
 // so every rank ends with all updated parameters; at stage 3 each rank keeps its shard.
-// With the optimizer offloaded (UnitState::optimizer_offloaded), `offload` runs AdamW on the
-// CPU over the offload tier's master copy and moments, bitwise equal to the backend's AdamW,
-// overlapped with the backward (engine/train/offload_optimizer.h), and the updated parameters
-// are copied back to the backend; in its delayed mode they come back a step later.
+// With the optimizer offloaded (UnitState::optimizer_offloaded), AdamW runs on the CPU over
+// the offload tier's master copy and moments, bitwise equal to the backend's AdamW, and the
+// updated parameters are copied back to the backend. With `external`, the master copy and
+// moments live there instead (on NVMe, or in a compact format: external_optimizer_state.h) and
+// AdamW runs through it one Unit at a time. With `offload`, the CPU step is overlapped with
+// the backward (engine/train/offload_optimizer.h, which then owns the `external` calls); in its
+// delayed mode the parameters come back a step later.
 //
 // CopyParamsToOffloadMaster: after the parameters were set from outside the optimizer
 // (initialisation, a checkpoint), the offloaded master copies take them. No-op otherwise.
-absl::Status CopyParamsToOffloadMaster(Model& model, kernels::Ops& ops);
+absl::Status CopyParamsToOffloadMaster(Model& model, kernels::Ops& ops,
+                                       ExternalOptimizerState* external = nullptr);
 
 absl::StatusOr<OptimizerStepResult> OptimizerStep(Model& model, kernels::Ops& ops,
                                                   Communicator& data, Communicator& control,
                                                   const OptimizerConfig& opt, double lr,
                                                   double max_grad_norm, int64_t step,
+                                                  ExternalOptimizerState* external = nullptr,
                                                   OffloadedOptimizer* offload = nullptr);
 
 // Delayed offload: uploads the update in flight (OffloadedOptimizer::Flush) and gathers what
@@ -56,5 +63,27 @@ kernels::AdamWParams AdamWParamsFor(const OptimizerConfig& opt, double lr, int64
 // master copy, the gradient copy and the moments in the offload tier, weight decay per tensor
 // as TensorSpec::weight_decay says (p.weight_decay is ignored). Every offload tier calls this.
 void StepOffloadedShard(UnitState& unit, const OptimizerConfig& opt, kernels::AdamWParams p);
+
+// OptimizerStep in two halves, so that the caller reads the sum of squares back together with
+// other step scalars (the loss) in one host wait:
+// AddGradSumSquares adds the sum of squares of this rank's gradients (whole at stages 0-1,
+// its shards at 2-3) to *sum_squares, a double in the backend's memory (no wait).
+void AddGradSumSquares(Model& model, kernels::Ops& ops, double* sum_squares);
+
+// How the gradients were scaled: they hold loss_scale times the true gradients (fp16 loss
+// scaling; 1 otherwise). With skip_non_finite, a norm that is not finite (an overflow) skips
+// the update (result.skipped); without it the update is applied as it comes.
+struct GradScaling {
+  double loss_scale = 1.0;
+  bool skip_non_finite = false;
+};
+
+// The rest of OptimizerStep given this rank's sum of squares (the value AddGradSumSquares
+// accumulated): global norm, clipping, unscaling, AdamW and the all-gather.
+absl::StatusOr<OptimizerStepResult> ApplyOptimizerStep(
+    Model& model, kernels::Ops& ops, Communicator& data, Communicator& control,
+    const OptimizerConfig& opt, double lr, double max_grad_norm, int64_t step,
+    double local_sum_squares, const GradScaling& scaling = {},
+    ExternalOptimizerState* external = nullptr, OffloadedOptimizer* offload = nullptr);
 
 }  // namespace spillway

@@ -14,20 +14,27 @@ namespace spillway {
 std::string StepReport::Format() const {
   const int width = static_cast<int>(std::to_string(total_steps).size());
   const std::string mfu_text = mfu > 0 ? absl::StrFormat(" | MFU %.1f%%", 100 * mfu) : "";
+  const std::string scale_text =
+      loss_scale > 0 ? absl::StrFormat(" | scale %g | skipped %d", loss_scale, skipped_steps) : "";
   return absl::StrFormat(
-      "step %*d/%d | loss %.4f | lr %.2e | gnorm %.3f | %s tok/s | %.3g TFLOP/s%s | %.1f ms/step "
-      "| ETA %s",
-      width, step, total_steps, loss, lr, grad_norm, FormatCount(tokens_per_s), tflops, mfu_text,
-      ms_per_step, FormatDuration(eta_s));
+      "step %*d/%d | loss %.4f | lr %.2e | gnorm %.3f%s | %s tok/s | %.3g TFLOP/s%s | %.1f "
+      "ms/step | ETA %s",
+      width, step, total_steps, loss, lr, grad_norm, scale_text, FormatCount(tokens_per_s), tflops,
+      mfu_text, ms_per_step, FormatDuration(eta_s));
 }
 
 nlohmann::json StepReport::ToJson() const {
-  return {{"step", step},
-          {"loss", loss},
-          {"lr", lr},
-          {"grad_norm", grad_norm},
-          {"tokens_per_s", tokens_per_s},
-          {"ms_per_step", ms_per_step}};
+  nlohmann::json j = {{"step", step},
+                      {"loss", loss},
+                      {"lr", lr},
+                      {"grad_norm", grad_norm},
+                      {"tokens_per_s", tokens_per_s},
+                      {"ms_per_step", ms_per_step}};
+  if (loss_scale > 0) {
+    j["loss_scale"] = loss_scale;
+    j["skipped_steps"] = skipped_steps;
+  }
+  return j;
 }
 
 std::string FormatDuration(double seconds) {

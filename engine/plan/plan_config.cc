@@ -1,0 +1,64 @@
+#include "engine/plan/plan_config.h"
+
+#include "core/status.h"
+#include "engine/hf/hf_model.h"
+#include "engine/model/gpt2_layout.h"
+#include "engine/model/model.h"
+
+namespace spillway {
+
+absl::StatusOr<PlanInput> PlanInputFromConfig(const Config& config, int world_size,
+                                              int ranks_per_node) {
+  const ModelConfig& m = config.model;
+  SPW_ASSIGN_OR_RETURN(const std::vector<UnitLayout> layouts, ModelLayouts(m));
+  PlanInput in;
+  const size_t padding_rows = static_cast<size_t>(PaddedVocab(m.vocab_size) - m.vocab_size);
+  for (const UnitLayout& layout : layouts) {
+    in.unit_numel.push_back(layout.numel());
+    in.param_count += layout.param_count();
+    for (const TensorSpec& t : layout.tensors()) {
+      if (HasVocabPaddingRows(t.name)) in.param_count -= padding_rows * t.shape[1];
+    }
+  }
+  const int B = static_cast<int>(config.train_micro_batch_size_per_gpu);
+  in.layers = m.n_layer;
+  in.d_model = m.d_model;
+  in.seq_len = m.seq_len;
+  in.micro_batch = B;
+  in.activation_bytes = PlannedActivationBytes(m, B, false);
+  in.activation_bytes_checkpointed = PlannedActivationBytes(m, B, true);
+  in.world_size = world_size;
+  in.ranks_per_node = ranks_per_node;
+  in.stage = world_size > 1 ? config.zero_stage : 0;
+  in.gpu = config.trainer.backend != "cpu";
+  in.offload_optimizer = config.zero.optimizer_nvme      ? Placement::kNvme
+                         : config.zero.offload_optimizer ? Placement::kCpu
+                                                         : Placement::kNone;
+  if (config.zero.optimizer_nvme) {
+    in.nvme_path = config.zero.nvme_path;
+    in.nvme_buffer_count = static_cast<int>(config.zero.nvme_buffer_count);
+    in.nvme_buffer_bytes = static_cast<size_t>(config.zero.nvme_buffer_size);
+  }
+  const OptimizerConfig& opt = config.optimizer;
+  in.moments = opt.state_dtype == OptimizerConfig::StateDtype::kBf16   ? MomentDtype::kBf16
+               : opt.state_dtype == OptimizerConfig::StateDtype::kInt8 ? MomentDtype::kInt8
+                                                                       : MomentDtype::kFp32;
+  // in.precision stays fp32: the bf16 and fp16 modes round only matmul operands and keep every
+  // buffer in fp32 (kernels::Ops::SetMatmulPrecision), so they allocate what fp32 does.
+  in.master = opt.bf16_master ? MasterDtype::kBf16Kahan : MasterDtype::kFp32;
+  in.pin_memory = config.zero.pin_memory;
+  in.activation_checkpointing = config.activation_checkpointing;
+  in.offload_activations = config.cpu_checkpointing;
+  // The pinned staging pool of offload_optimizer (engine/train/offload_optimizer.h): only for
+  // pageable offloaded state on a GPU backend.
+  if (in.gpu && in.offload_optimizer == Placement::kCpu && !in.pin_memory) {
+    in.pinned_pool_bytes = static_cast<size_t>(config.zero.staging_buffer_count) *
+                           static_cast<size_t>(config.zero.staging_buffer_size) * sizeof(float);
+  }
+  in.prefetch_elements = static_cast<size_t>(config.zero.stage3_prefetch_bucket_size);
+  in.max_live_elements = static_cast<size_t>(config.zero.stage3_max_live_parameters);
+  in.gpu_reserve_bytes = in.gpu ? kGpuRuntimeReserveBytes : 0;
+  return in;
+}
+
+}  // namespace spillway
