@@ -161,6 +161,28 @@ TEST_P(OffloadTest, PageableStateThroughStagingPoolEqualsInBackendBitwise) {
                           Offloaded(Config(6, "staging_offloaded"), staging));
 }
 
+// fp16 with dynamic loss scaling from 2^30, so that early steps overflow and are skipped: the
+// overlapped CPU steps wait for the unscaling factor and skip with the backend, without
+// clipping too (the loss scale alone makes them wait). Same results.
+TEST_P(OffloadTest, LossScaledAndSkippedStepsEqualInBackendBitwise) {
+  auto Fp16 = [](std::string json) {
+    return json.insert(json.find('{') + 1,
+                       R"("fp16": {"enabled": true, "initial_scale_power": 30}, )");
+  };
+  auto reference = MakeTrainer(Fp16(WithoutClipping(Config(8, "fp16_in_backend"))));
+  auto offloaded = MakeTrainer(Offloaded(Fp16(WithoutClipping(Config(8, "fp16_offloaded")))));
+  ASSERT_TRUE(reference->Train().ok());
+  absl::Status trained = offloaded->Train();
+  ASSERT_TRUE(trained.ok()) << trained;
+  EXPECT_GT(reference->skipped_steps(), 0);
+  EXPECT_EQ(offloaded->skipped_steps(), reference->skipped_steps());
+  EXPECT_EQ(reference->step_losses(), offloaded->step_losses());
+  for (int u = 0; u < reference->model().num_units(); ++u) {
+    EXPECT_EQ(reference->StoredParams(u).value(), offloaded->StoredParams(u).value())
+        << reference->model().unit(u).layout.name();
+  }
+}
+
 std::string WithCheckpointing(std::string json, bool in_cpu_memory) {
   return json.insert(
       json.find('{') + 1,
