@@ -101,8 +101,18 @@ struct ZeroConfig {
   int64_t stage3_max_live_parameters = 1'000'000'000;
 };
 
+// "pipeline": the Units split into `stages` contiguous ranges on different ranks
+// (docs/pipeline.md). world_size = stages * dp; rank r is stage r / dp, data-parallel index
+// r % dp.
+struct PipelineConfig {
+  int stages = 1;                     // 1: no pipeline; "auto" resolves to world_size
+  std::string partition = "uniform";  // "uniform" (by Units) or "balanced" (by estimated cost)
+  std::string schedule = "1f1b";      // "gpipe" or "1f1b"
+};
+
 struct Config {
-  // Batch sizes, resolved: train_batch_size = micro * accumulation * world_size.
+  // Batch sizes, resolved: train_batch_size = micro * accumulation * (world_size / stages);
+  // with a pipeline the accumulation steps are its micro-batches per step.
   int64_t train_batch_size = 0;
   int64_t train_micro_batch_size_per_gpu = 0;
   int64_t gradient_accumulation_steps = 0;
@@ -115,6 +125,7 @@ struct Config {
   // per Unit when used, prefetched, released after).
   int zero_stage = 0;
   ZeroConfig zero;
+  PipelineConfig pipeline;
 
   ModelConfig model;
   OptimizerConfig optimizer;

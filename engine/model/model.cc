@@ -72,6 +72,34 @@ float Model::MeanLoss(const float* losses, const int32_t* targets, size_t n, flo
   return *valid == 0 ? 0.0f : static_cast<float>(sum / *valid);
 }
 
+std::vector<int> Model::UnitsUsed(int first, int end) const {
+  std::vector<int> units;
+  for (int u = first; u < end; ++u) units.push_back(u);
+  return units;
+}
+
+absl::Status Model::AddUnits(std::vector<UnitLayout> layouts, const ShardingPlan& sharding,
+                             std::span<const int> held) {
+  const Tier tier = ops_->memory_tier();
+  for (UnitLayout& layout : layouts) {
+    const int u = num_units();
+    const bool holds = held.empty() || std::find(held.begin(), held.end(), u) != held.end();
+    held_.push_back(holds);
+    if (!holds) {
+      units_.push_back(UnitState{std::move(layout)});
+      continue;
+    }
+    SPW_ASSIGN_OR_RETURN(UnitState state, UnitState::Allocate(std::move(layout), tier, sharding));
+    units_.push_back(std::move(state));
+  }
+  return absl::OkStatus();
+}
+
+void Model::CopyInBackend(float* dst, const float* src, size_t n) {
+  ops_->Fill(dst, 0.0f, n);
+  ops_->Accumulate(dst, src, n);
+}
+
 void Model::AcquireParams(int u) {
   if (residency_ != nullptr) residency_->AcquireParams(u);
 }
@@ -90,15 +118,18 @@ void Model::BeginPass(UnitResidency::Pass pass, bool last_backward) {
 
 absl::StatusOr<std::unique_ptr<Model>> CreateModel(const ModelConfig& config, int batch,
                                                    bool activation_checkpointing, kernels::Ops* ops,
-                                                   const ShardingPlan& sharding) {
+                                                   const ShardingPlan& sharding,
+                                                   std::span<const int> held_units) {
   if (config.type == "gpt2") {
-    SPW_ASSIGN_OR_RETURN(std::unique_ptr<Gpt2> model,
-                         Gpt2::Create(config, batch, activation_checkpointing, ops, sharding));
+    SPW_ASSIGN_OR_RETURN(
+        std::unique_ptr<Gpt2> model,
+        Gpt2::Create(config, batch, activation_checkpointing, ops, sharding, held_units));
     return std::unique_ptr<Model>(std::move(model));
   }
   if (config.type == "llama") {
-    SPW_ASSIGN_OR_RETURN(std::unique_ptr<Llama> model,
-                         Llama::Create(config, batch, activation_checkpointing, ops, sharding));
+    SPW_ASSIGN_OR_RETURN(
+        std::unique_ptr<Llama> model,
+        Llama::Create(config, batch, activation_checkpointing, ops, sharding, held_units));
     return std::unique_ptr<Model>(std::move(model));
   }
   return absl::InvalidArgumentError(

@@ -1,0 +1,78 @@
+// The "pipeline" section (docs/config.md, docs/pipeline.md).
+#include <cstdint>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "core/status.h"
+#include "engine/config/sections.h"
+
+namespace spillway::config_internal {
+
+absl::Status ParsePipeline(const Json& value, int world_size, PipelineConfig* out,
+                           int64_t* micro_batches) {
+  SPW_ASSIGN_OR_RETURN(ObjectReader r, ObjectReader::Open(value, "pipeline"));
+  SPW_RETURN_IF_ERROR(r.CheckKeys({"stages", "partition", "micro_batches", "schedule"}));
+  if (const Json* stages = r.Find("stages"); stages != nullptr && stages->is_string()) {
+    SPW_ASSIGN_OR_RETURN(std::string s, ReadString(*stages, "pipeline.stages", {"auto"}));
+    out->stages = world_size;
+  } else {
+    SPW_RETURN_IF_ERROR(r.Int("stages", &out->stages, 1, std::numeric_limits<int>::max()));
+  }
+  if (world_size % out->stages != 0) {
+    return KeyError("pipeline.stages",
+                    absl::StrCat("is ", out->stages, " but the world size ", world_size,
+                                 " is not a multiple of it; start stages x data-parallel ranks"));
+  }
+  SPW_RETURN_IF_ERROR(r.String("partition", &out->partition, {"uniform", "balanced"}));
+  SPW_RETURN_IF_ERROR(r.String("schedule", &out->schedule, {"gpipe", "1f1b", "pipemare"}));
+  if (out->schedule == "pipemare") {
+    return KeyError("pipeline.schedule",
+                    "\"pipemare\" (asynchronous updates) is not built yet; use \"gpipe\" or "
+                    "\"1f1b\"");
+  }
+  SPW_RETURN_IF_ERROR(r.Int("micro_batches", micro_batches, 1, std::numeric_limits<int>::max()));
+  return absl::OkStatus();
+}
+
+absl::Status CheckPipeline(const Config& c) {
+  const PipelineConfig& p = c.pipeline;
+  if (p.stages == 1) return absl::OkStatus();
+  const int units = c.model.n_layer + 2;  // embed, the blocks, head
+  if (p.stages > units) {
+    return KeyError(
+        "pipeline.stages",
+        absl::StrCat("is ", p.stages, " but the model has only ", units, " Units (embed, ",
+                     c.model.n_layer, " blocks, head); use at most ", units, " stages"));
+  }
+  if (p.schedule == "1f1b" && c.gradient_accumulation_steps < p.stages) {
+    return KeyError("pipeline.micro_batches",
+                    absl::StrCat("is ", c.gradient_accumulation_steps,
+                                 " but the 1f1b schedule needs at least as many "
+                                 "micro-batches per step as stages (",
+                                 p.stages, "); raise it (or gradient_accumulation_steps)"));
+  }
+  if (c.zero_stage > 1) {
+    return KeyError(
+        "zero_optimization.stage",
+        absl::StrCat("is ", c.zero_stage, " but a pipeline combines with ZeRO stages 0-1 only"));
+  }
+  if (c.trainer.backend != "cpu") {
+    return KeyError("trainer.backend",
+                    absl::StrCat("is \"", c.trainer.backend,
+                                 "\" but pipeline stages exchange activations over MPI between "
+                                 "CPU ranks only in this build; use \"cpu\""));
+  }
+  if (!c.checkpoint.dir.empty()) {
+    return KeyError("checkpoint.dir", "checkpoints of pipelined runs are not built yet");
+  }
+  if (!c.model.init_from.empty()) {
+    return KeyError("model.init_from", "initialising a pipelined run from a file is not built yet");
+  }
+  if (c.trainer.eval_interval > 0) {
+    return KeyError("trainer.eval_interval",
+                    "evaluation of pipelined runs is not built yet; set 0");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace spillway::config_internal
