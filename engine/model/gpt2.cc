@@ -260,12 +260,6 @@ const float* Gpt2::UnitsOutput(int end) const { return impl_->residual[end - 1];
 
 const float* Gpt2::InputGrad() const { return impl_->dres; }
 
-std::vector<int> Gpt2::UnitsUsed(int first, int end) const {
-  std::vector<int> units = Model::UnitsUsed(first, end);
-  if (first > 0 && end == num_units()) units.insert(units.begin(), 0);
-  return units;
-}
-
 size_t Gpt2::param_count() const {
   size_t n = 0;
   for (const UnitState& unit : units_) n += unit.layout.param_count();

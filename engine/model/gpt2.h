@@ -44,7 +44,6 @@ class Gpt2 : public Model {
                      const float* input) override;
   const float* UnitsOutput(int end) const override;
   const float* InputGrad() const override;
-  std::vector<int> UnitsUsed(int first, int end) const override;
 
   size_t param_count() const override;
   size_t activation_bytes() const override;

@@ -72,8 +72,9 @@ float Model::MeanLoss(const float* losses, const int32_t* targets, size_t n, flo
   return *valid == 0 ? 0.0f : static_cast<float>(sum / *valid);
 }
 
-std::vector<int> Model::UnitsUsed(int first, int end) const {
+std::vector<int> StageUnits(const ModelConfig& config, int first, int end) {
   std::vector<int> units;
+  if (config.type == "gpt2" && first > 0 && end == config.n_layer + 2) units.push_back(0);
   for (int u = first; u < end; ++u) units.push_back(u);
   return units;
 }
@@ -86,7 +87,8 @@ absl::Status Model::AddUnits(std::vector<UnitLayout> layouts, const ShardingPlan
     const bool holds = held.empty() || std::find(held.begin(), held.end(), u) != held.end();
     held_.push_back(holds);
     if (!holds) {
-      units_.push_back(UnitState{std::move(layout)});
+      units_.push_back(UnitState{std::move(layout), ShardRange{}, sharding.stage, Buffer(),
+                                 Buffer(), Buffer(), Buffer(), Buffer(), Buffer()});
       continue;
     }
     SPW_ASSIGN_OR_RETURN(UnitState state, UnitState::Allocate(std::move(layout), tier, sharding));

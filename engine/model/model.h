@@ -69,9 +69,6 @@ class Model {
   }
   virtual const float* UnitsOutput(int end) const = 0;
   virtual const float* InputGrad() const = 0;
-  // The Units the range [first, end) computes with: the range, plus any Unit it shares
-  // (GPT-2's tied head needs the embed Unit).
-  virtual std::vector<int> UnitsUsed(int first, int end) const;
   // Floats of one activation between Units: (B, T, d_model).
   size_t boundary_numel() const {
     return static_cast<size_t>(B_) * config_.seq_len * config_.d_model;
@@ -152,6 +149,10 @@ absl::StatusOr<std::unique_ptr<Model>> CreateModel(const ModelConfig& config, in
                                                    bool activation_checkpointing, kernels::Ops* ops,
                                                    const ShardingPlan& sharding = {},
                                                    std::span<const int> held_units = {});
+
+// The Units that Model::ForwardUnits(first, end, ...) computes with: the range, plus any Unit
+// it shares (GPT-2's tied head needs the embed Unit). A pipeline stage holds these.
+std::vector<int> StageUnits(const ModelConfig& config, int first, int end);
 
 // The activation bytes CreateModel would allocate for this shape: for reports and planning.
 size_t PlannedActivationBytes(const ModelConfig& config, int batch, bool activation_checkpointing);

@@ -43,8 +43,8 @@ absl::StatusOr<double> SumOverRanks(Communicator& control, double local) {
 // the offload tier, the CPU kernel (bitwise equal to the backend's AdamW) updates the master
 // parameters and moments there, and the updated parameters go back up.
 absl::Status OffloadedAdamW(Model& model, kernels::Ops& ops, const OptimizerConfig& opt,
-                            kernels::AdamWParams p) {
-  for (int u = 0; u < model.num_units(); ++u) {
+                            kernels::AdamWParams p, std::span<const int> units) {
+  for (int u : units) {
     UnitState& unit = model.unit(u);
     const size_t lo = unit.update_begin(), hi = unit.update_end();
     if (lo >= hi) continue;
@@ -52,7 +52,7 @@ absl::Status OffloadedAdamW(Model& model, kernels::Ops& ops, const OptimizerConf
                    unit.grads.as<float>() + unit.grad_index(lo), (hi - lo) * sizeof(float));
   }
   SPW_RETURN_IF_ERROR(ops.Synchronize());
-  for (int u = 0; u < model.num_units(); ++u) {
+  for (int u : units) {
     UnitState& unit = model.unit(u);
     const size_t lo = unit.update_begin(), hi = unit.update_end();
     if (lo >= hi) continue;
@@ -83,45 +83,51 @@ absl::Status CopyParamsToOffloadMaster(Model& model, kernels::Ops& ops) {
   return ops.Synchronize();
 }
 
-absl::StatusOr<OptimizerStepResult> OptimizerStep(Model& model, kernels::Ops& ops,
-                                                  Communicator& data, Communicator& control,
-                                                  const OptimizerConfig& opt, double lr,
-                                                  double max_grad_norm, int64_t step) {
-  OptimizerStepResult result;
-  const bool sharded_grads = model.unit(0).grads_sharded();
+std::vector<int> AllUnits(const Model& model) {
+  std::vector<int> units(model.num_units());
+  for (int u = 0; u < model.num_units(); ++u) units[u] = u;
+  return units;
+}
+
+double GradSumSquares(Model& model, kernels::Ops& ops, std::span<const int> units) {
   double sum_squares = 0.0;
-  for (int u = 0; u < model.num_units(); ++u) {
+  for (int u : units) {
     UnitState& unit = model.unit(u);
-    // Whole gradients are the same on every rank; shards are added up over ranks below.
-    const size_t lo = sharded_grads ? unit.update_begin() : 0;
-    const size_t hi = sharded_grads ? unit.update_end() : unit.numel();
+    // Whole gradients are the same on every rank; shards are added up over ranks by the caller.
+    const size_t lo = unit.grads_sharded() ? unit.update_begin() : 0;
+    const size_t hi = unit.grads_sharded() ? unit.update_end() : unit.numel();
     ForEachTensorPart(unit, lo, hi, [&](const TensorSpec& t, size_t begin, size_t end) {
       double s = 0.0;
       ops.SumSquares(&s, unit.grads.as<float>() + unit.grad_index(begin), end - begin);
       sum_squares += s;
     });
   }
-  if (sharded_grads) {
-    SPW_ASSIGN_OR_RETURN(sum_squares, SumOverRanks(control, sum_squares));
-  }
-  result.grad_norm = std::sqrt(sum_squares);
+  return sum_squares;
+}
+
+float ClipScale(double grad_norm, double max_grad_norm) {
   // torch.nn.utils.clip_grad_norm_'s rule: scale by max_norm / (norm + 1e-6) when below 1.
   if (max_grad_norm > 0.0) {
-    const double coef = max_grad_norm / (result.grad_norm + 1e-6);
-    if (coef < 1.0) result.clip_scale = static_cast<float>(coef);
+    const double coef = max_grad_norm / (grad_norm + 1e-6);
+    if (coef < 1.0) return static_cast<float>(coef);
   }
+  return 1.0f;
+}
 
+absl::Status AdamWStep(Model& model, kernels::Ops& ops, Communicator& data,
+                       const OptimizerConfig& opt, double lr, float clip_scale, int64_t step,
+                       std::span<const int> units) {
   kernels::AdamWParams p;
   p.lr = static_cast<float>(lr);
   p.beta1 = static_cast<float>(opt.beta1);
   p.beta2 = static_cast<float>(opt.beta2);
   p.eps = static_cast<float>(opt.eps);
   p.step = step;
-  p.grad_scale = result.clip_scale;
-  if (model.unit(0).optimizer_offloaded()) {
-    SPW_RETURN_IF_ERROR(OffloadedAdamW(model, ops, opt, p));
+  p.grad_scale = clip_scale;
+  if (model.unit(units.front()).optimizer_offloaded()) {
+    SPW_RETURN_IF_ERROR(OffloadedAdamW(model, ops, opt, p, units));
   } else {
-    for (int u = 0; u < model.num_units(); ++u) {
+    for (int u : units) {
       UnitState& unit = model.unit(u);
       const size_t lo = unit.update_begin(), hi = unit.update_end();
       ForEachTensorPart(unit, lo, hi, [&](const TensorSpec& t, size_t begin, size_t end) {
@@ -134,7 +140,7 @@ absl::StatusOr<OptimizerStepResult> OptimizerStep(Model& model, kernels::Ops& op
     }
   }
   if (data.world_size() > 1) {
-    for (int u = 0; u < model.num_units(); ++u) {
+    for (int u : units) {
       UnitState& unit = model.unit(u);
       if (!unit.optimizer_sharded() || unit.params_sharded()) continue;
       float* params = unit.params.as<float>();
@@ -142,6 +148,22 @@ absl::StatusOr<OptimizerStepResult> OptimizerStep(Model& model, kernels::Ops& op
           data.AllGather(params + unit.shard.begin, params, unit.shard.shard_numel));
     }
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<OptimizerStepResult> OptimizerStep(Model& model, kernels::Ops& ops,
+                                                  Communicator& data, Communicator& control,
+                                                  const OptimizerConfig& opt, double lr,
+                                                  double max_grad_norm, int64_t step) {
+  OptimizerStepResult result;
+  const std::vector<int> units = AllUnits(model);
+  double sum_squares = GradSumSquares(model, ops, units);
+  if (model.unit(0).grads_sharded()) {
+    SPW_ASSIGN_OR_RETURN(sum_squares, SumOverRanks(control, sum_squares));
+  }
+  result.grad_norm = std::sqrt(sum_squares);
+  result.clip_scale = ClipScale(result.grad_norm, max_grad_norm);
+  SPW_RETURN_IF_ERROR(AdamWStep(model, ops, data, opt, lr, result.clip_scale, step, units));
   return result;
 }
 

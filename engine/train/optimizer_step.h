@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 #include "absl/status/statusor.h"
 #include "engine/config/config.h"
@@ -33,6 +34,15 @@ struct OptimizerStepResult {
 // CopyParamsToOffloadMaster: after the parameters were set from outside the optimizer
 // (initialisation, a checkpoint), the offloaded master copies take them. No-op otherwise.
 absl::Status CopyParamsToOffloadMaster(Model& model, kernels::Ops& ops);
+
+// OptimizerStep's parts, over the Units `units` only (all of them, or a pipeline stage's):
+// the sum of squares of the gradients this rank holds (whole, or its shards at stages 2-3),
+// torch's clipping factor for a global norm, and AdamW followed by the stage 1-2 all-gather.
+double GradSumSquares(Model& model, kernels::Ops& ops, std::span<const int> units);
+float ClipScale(double grad_norm, double max_grad_norm);
+absl::Status AdamWStep(Model& model, kernels::Ops& ops, Communicator& data,
+                       const OptimizerConfig& opt, double lr, float clip_scale, int64_t step,
+                       std::span<const int> units);
 
 absl::StatusOr<OptimizerStepResult> OptimizerStep(Model& model, kernels::Ops& ops,
                                                   Communicator& data, Communicator& control,

@@ -13,7 +13,10 @@ namespace spillway {
 
 std::string StepReport::Format() const {
   const int width = static_cast<int>(std::to_string(total_steps).size());
-  const std::string mfu_text = mfu > 0 ? absl::StrFormat(" | MFU %.1f%%", 100 * mfu) : "";
+  std::string mfu_text = mfu > 0 ? absl::StrFormat(" | MFU %.1f%%", 100 * mfu) : "";
+  if (pipeline_utilization >= 0) {
+    absl::StrAppendFormat(&mfu_text, " | pipeline util %.1f%%", 100 * pipeline_utilization);
+  }
   return absl::StrFormat(
       "step %*d/%d | loss %.4f | lr %.2e | gnorm %.3f | %s tok/s | %.3g TFLOP/s%s | %.1f ms/step "
       "| ETA %s",
@@ -22,12 +25,14 @@ std::string StepReport::Format() const {
 }
 
 nlohmann::json StepReport::ToJson() const {
-  return {{"step", step},
-          {"loss", loss},
-          {"lr", lr},
-          {"grad_norm", grad_norm},
-          {"tokens_per_s", tokens_per_s},
-          {"ms_per_step", ms_per_step}};
+  nlohmann::json j = {{"step", step},
+                      {"loss", loss},
+                      {"lr", lr},
+                      {"grad_norm", grad_norm},
+                      {"tokens_per_s", tokens_per_s},
+                      {"ms_per_step", ms_per_step}};
+  if (pipeline_utilization >= 0) j["pipeline_utilization"] = pipeline_utilization;
+  return j;
 }
 
 std::string FormatDuration(double seconds) {

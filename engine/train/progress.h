@@ -21,6 +21,8 @@ struct StepReport {
   double mfu = 0.0;     // tflops over the device's peak; 0 when the peak is unknown
   double ms_per_step = 0.0;
   double eta_s = 0.0;
+  // Pipelined runs: the stages' busy time over (stages x step time), in [0, 1]; < 0: none.
+  double pipeline_utilization = -1.0;
 
   // "step   120/2000 | loss 2.1234 | lr 3.00e-04 | gnorm 0.812 | 41.2K tok/s | 99.5 ms/step | ETA
   // 3m07s"

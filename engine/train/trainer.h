@@ -4,6 +4,8 @@
 // Several ranks (CPU backend over MPI, or one GPU per rank over NCCL): each takes its rows of every
 // global micro-batch, the gradients are averaged across ranks, and ZeRO stages 1-3 shard the AdamW
 // state, the gradients and the parameters (partitioner/unit_state.h, partitioner/unit_residency.h).
+// With pipeline.stages > 1 each rank runs one stage of one data-parallel replica
+// (engine/train/pipeline_step.h); data parallelism and ZeRO then act inside each stage's group.
 // Only rank 0 prints and writes the metrics log; every rank writes its own shard of each
 // checkpoint. Everything the loop does to state goes through the model (Units), kernels::Ops and
 // the Communicator.
@@ -21,6 +23,7 @@
 #include "engine/data/batch_loader.h"
 #include "engine/data/token_data.h"
 #include "engine/model/model.h"
+#include "engine/train/pipeline_step.h"
 #include "engine/train/progress.h"
 #include "kernels/ops.h"
 #include "partitioner/communicator.h"
@@ -76,6 +79,9 @@ class Trainer {
   absl::Status Setup();
   absl::Status LoadData();
   absl::Status TrainStep();
+  absl::Status PipelinedStep();
+  // InternalError with advice unless `loss` is finite.
+  absl::Status CheckLoss(double loss, int64_t step) const;
   // checkpoint.dir is writable and, unless resuming, holds no other run's checkpoints.
   absl::Status CheckCheckpointDir() const;
   absl::Status ReadCheckpoint(const std::string& path, bool with_optimizer_state);
@@ -95,6 +101,7 @@ class Trainer {
   Communicator* data_comm_ = nullptr;
   std::unique_ptr<kernels::Ops> ops_;
   std::unique_ptr<Model> model_;
+  std::unique_ptr<PipelineStep> pipeline_;    // pipelined runs (pipeline.stages > 1)
   std::unique_ptr<UnitResidency> residency_;  // after model_: it points into its Units
   std::shared_ptr<const TokenData> train_data_, val_data_;
   std::unique_ptr<BatchLoader> train_loader_, val_loader_;
@@ -105,6 +112,7 @@ class Trainer {
   std::vector<double> step_losses_;
   // Last training step's results, for progress lines.
   double last_loss_ = 0.0, last_lr_ = 0.0, last_grad_norm_ = 0.0;
+  double last_utilization_ = -1.0;  // pipelined runs
 };
 
 }  // namespace spillway
