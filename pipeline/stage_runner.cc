@@ -1,5 +1,6 @@
 #include "pipeline/stage_runner.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
@@ -19,32 +20,22 @@ double Seconds(Clock::time_point from, Clock::time_point to) {
 
 }  // namespace
 
-StageRunner::StageRunner(std::vector<Action> actions, int stage, int stages, int prev_peer,
-                         int next_peer, size_t boundary_numel, kernels::Ops& ops,
-                         PeerTransport& transport)
-    : actions_(std::move(actions)),
-      stage_(stage),
+StageRunner::StageRunner(int stage, int stages, int prev_peer, int next_peer, size_t boundary_numel,
+                         int slots, kernels::Ops& ops, PeerTransport& transport)
+    : stage_(stage),
       stages_(stages),
       prev_peer_(prev_peer),
       next_peer_(next_peer),
       numel_(boundary_numel),
+      slots_(slots),
       ops_(ops),
       transport_(transport) {}
 
 absl::StatusOr<std::unique_ptr<StageRunner>> StageRunner::Create(
-    std::vector<Action> actions, int stage, int stages, int prev_peer, int next_peer,
-    size_t boundary_numel, kernels::Ops& ops, PeerTransport& transport) {
+    int stage, int stages, int prev_peer, int next_peer, size_t boundary_numel, int max_in_flight,
+    kernels::Ops& ops, PeerTransport& transport) {
   auto r = std::unique_ptr<StageRunner>(new StageRunner(
-      std::move(actions), stage, stages, prev_peer, next_peer, boundary_numel, ops, transport));
-  int micro_batches = 0;
-  for (const Action& a : r->actions_) {
-    micro_batches = std::max(micro_batches, a.micro_batch + 1);
-    if (a.kind == ActionKind::kRecvActivation) r->act_recv_.micro_batches.push_back(a.micro_batch);
-    if (a.kind == ActionKind::kRecvGradient) r->grad_recv_.micro_batches.push_back(a.micro_batch);
-  }
-  r->act_recv_.handles.assign(micro_batches, 0);
-  r->grad_recv_.handles.assign(micro_batches, 0);
-  r->slots_ = MaxInFlight(r->actions_) + 1;
+      stage, stages, prev_peer, next_peer, boundary_numel, max_in_flight + 1, ops, transport));
   const size_t bytes = boundary_numel * sizeof(float);
   const Tier tier = ops.memory_tier();
   auto allocate = [&](std::vector<Buffer>& bufs, int count, const char* what) -> absl::Status {
@@ -62,6 +53,31 @@ absl::StatusOr<std::unique_ptr<StageRunner>> StageRunner::Create(
   r->act_out_h_.assign(r->act_out_.size(), 0);
   r->grad_out_h_.assign(r->grad_out_.size(), 0);
   return r;
+}
+
+absl::Status StageRunner::Begin(std::vector<Action> actions) {
+  if (MaxInFlight(actions) >= slots_) {
+    return absl::InternalError(absl::StrCat("pipeline stage ", stage_, ": a list holds ",
+                                            MaxInFlight(actions), " micro-batches, the runner ",
+                                            slots_ - 1));
+  }
+  actions_ = std::move(actions);
+  next_ = 0;
+  forward_state_ = -1;
+  int micro_batches = 0;
+  act_recv_ = RecvQueue();
+  grad_recv_ = RecvQueue();
+  for (const Action& a : actions_) {
+    micro_batches = std::max(micro_batches, a.micro_batch + 1);
+    if (a.kind == ActionKind::kRecvActivation) act_recv_.micro_batches.push_back(a.micro_batch);
+    if (a.kind == ActionKind::kRecvGradient) grad_recv_.micro_batches.push_back(a.micro_batch);
+  }
+  act_recv_.handles.assign(micro_batches, 0);
+  grad_recv_.handles.assign(micro_batches, 0);
+  forward_version_.assign(micro_batches, -1);
+  backward_version_.assign(micro_batches, -1);
+  SPW_RETURN_IF_ERROR(PostNextRecv(ActionKind::kRecvActivation));
+  return PostNextRecv(ActionKind::kRecvGradient);
 }
 
 absl::Status StageRunner::PostNextRecv(ActionKind kind) {
@@ -103,20 +119,17 @@ absl::Status StageRunner::Send(std::vector<Buffer>& bufs,
   return absl::OkStatus();
 }
 
-absl::StatusOr<double> StageRunner::RunStep(StageCompute& compute) {
+absl::StatusOr<double> StageRunner::RunThrough(size_t end, StageCompute& compute) {
   const Clock::time_point start = Clock::now();
   last_ = StageTiming();
-  act_recv_.posted = grad_recv_.posted = 0;
-  SPW_RETURN_IF_ERROR(PostNextRecv(ActionKind::kRecvActivation));
-  SPW_RETURN_IF_ERROR(PostNextRecv(ActionKind::kRecvGradient));
+  end = std::min(end, actions_.size());
   int last_backward = -1;
-  for (size_t i = 0; i < actions_.size(); ++i) {
+  for (size_t i = next_; i < end; ++i) {
     if (actions_[i].kind == ActionKind::kBackward) last_backward = static_cast<int>(i);
   }
   double loss = 0.0;
-  int forward_state = -1;  // the micro-batch whose forward the model holds
-  for (size_t i = 0; i < actions_.size(); ++i) {
-    const Action& a = actions_[i];
+  for (; next_ < end; ++next_) {
+    const Action& a = actions_[next_];
     const int mb = a.micro_batch;
     const float* input = stage_ == 0 ? nullptr : inputs_[mb % slots_].as<float>();
     switch (a.kind) {
@@ -129,20 +142,24 @@ absl::StatusOr<double> StageRunner::RunStep(StageCompute& compute) {
         loss += compute.Forward(mb, input);
         SPW_RETURN_IF_ERROR(ops_.Synchronize());
         last_.busy_s += Seconds(t, Clock::now());
-        forward_state = mb;
+        forward_state_ = mb;
+        forward_version_[mb] = version_;
         break;
       }
       case ActionKind::kBackward: {
         const Clock::time_point t = Clock::now();
-        if (forward_state != mb) {
+        compute.BeginBackward(mb);
+        if (forward_state_ != mb) {
           compute.Forward(mb, input);
           ++last_.recomputes;
         }
         const float* output_grad = stage_ == stages_ - 1 ? nullptr : grad_in_[mb % 2].as<float>();
-        compute.Backward(mb, output_grad, static_cast<int>(i) == last_backward);
+        compute.Backward(mb, output_grad, static_cast<int>(next_) == last_backward);
+        compute.EndBackward(mb);
         SPW_RETURN_IF_ERROR(ops_.Synchronize());
         last_.busy_s += Seconds(t, Clock::now());
-        forward_state = -1;
+        forward_state_ = -1;
+        backward_version_[mb] = version_;
         break;
       }
       case ActionKind::kSendActivation:
@@ -155,6 +172,11 @@ absl::StatusOr<double> StageRunner::RunStep(StageCompute& compute) {
         break;
     }
   }
+  last_.wall_s = Seconds(start, Clock::now());
+  return loss;
+}
+
+absl::Status StageRunner::WaitSends() {
   for (auto* handles : {&act_out_h_, &grad_out_h_}) {
     for (PeerTransport::Handle& h : *handles) {
       if (h == 0) continue;
@@ -162,8 +184,7 @@ absl::StatusOr<double> StageRunner::RunStep(StageCompute& compute) {
       h = 0;
     }
   }
-  last_.wall_s = Seconds(start, Clock::now());
-  return loss;
+  return absl::OkStatus();
 }
 
 }  // namespace spillway::pipeline

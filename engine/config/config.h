@@ -104,10 +104,19 @@ struct ZeroConfig {
 // "pipeline": the Units split into `stages` contiguous ranges on different ranks
 // (docs/pipeline.md). world_size = stages * dp; rank r is stage r / dp, data-parallel index
 // r % dp.
+struct PipeMareConfig {                // "pipeline.pipemare" (docs/pipeline.md has the rules)
+  bool lr_rescheduling = true;         // T1: stage i's lr starts at lr / tau_i ...
+  int64_t lr_anneal_steps = 100;       // K: ... and reaches lr after K steps
+  bool discrepancy_correction = true;  // T2: backward with extrapolated weights
+  double discrepancy_decay = 0.1;      // D: the EMA's decay over one delay, in (0, 1)
+  int64_t warmup_steps = 0;            // W: synchronous (1F1B) steps before going asynchronous
+};
+
 struct PipelineConfig {
   int stages = 1;                     // 1: no pipeline; "auto" resolves to world_size
   std::string partition = "uniform";  // "uniform" (by Units) or "balanced" (by estimated cost)
-  std::string schedule = "1f1b";      // "gpipe" or "1f1b"
+  std::string schedule = "1f1b";      // "gpipe", "1f1b" or "pipemare" (asynchronous)
+  PipeMareConfig pipemare;
 };
 
 struct Config {

@@ -11,7 +11,8 @@ namespace spillway::config_internal {
 absl::Status ParsePipeline(const Json& value, int world_size, PipelineConfig* out,
                            int64_t* micro_batches) {
   SPW_ASSIGN_OR_RETURN(ObjectReader r, ObjectReader::Open(value, "pipeline"));
-  SPW_RETURN_IF_ERROR(r.CheckKeys({"stages", "partition", "micro_batches", "schedule"}));
+  SPW_RETURN_IF_ERROR(
+      r.CheckKeys({"stages", "partition", "micro_batches", "schedule", "pipemare"}));
   if (const Json* stages = r.Find("stages"); stages != nullptr && stages->is_string()) {
     SPW_ASSIGN_OR_RETURN(std::string s, ReadString(*stages, "pipeline.stages", {"auto"}));
     out->stages = world_size;
@@ -25,10 +26,23 @@ absl::Status ParsePipeline(const Json& value, int world_size, PipelineConfig* ou
   }
   SPW_RETURN_IF_ERROR(r.String("partition", &out->partition, {"uniform", "balanced"}));
   SPW_RETURN_IF_ERROR(r.String("schedule", &out->schedule, {"gpipe", "1f1b", "pipemare"}));
-  if (out->schedule == "pipemare") {
-    return KeyError("pipeline.schedule",
-                    "\"pipemare\" (asynchronous updates) is not built yet; use \"gpipe\" or "
-                    "\"1f1b\"");
+  if (const Json* v = r.Find("pipemare")) {
+    if (out->schedule != "pipemare") {
+      return KeyError("pipeline.pipemare",
+                      absl::StrCat("is set but pipeline.schedule is \"", out->schedule,
+                                   "\"; set the schedule to \"pipemare\" or remove the section"));
+    }
+    SPW_ASSIGN_OR_RETURN(ObjectReader m, ObjectReader::Open(*v, "pipeline.pipemare"));
+    SPW_RETURN_IF_ERROR(m.CheckKeys({"lr_rescheduling", "lr_anneal_steps", "discrepancy_correction",
+                                     "discrepancy_decay", "warmup_steps"}));
+    PipeMareConfig& pm = out->pipemare;
+    constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+    SPW_RETURN_IF_ERROR(m.Bool("lr_rescheduling", &pm.lr_rescheduling));
+    SPW_RETURN_IF_ERROR(m.Int("lr_anneal_steps", &pm.lr_anneal_steps, 0, kMax));
+    SPW_RETURN_IF_ERROR(m.Bool("discrepancy_correction", &pm.discrepancy_correction));
+    SPW_RETURN_IF_ERROR(
+        m.Double("discrepancy_decay", &pm.discrepancy_decay, DoubleRange{0.0, true, 1.0, true}));
+    SPW_RETURN_IF_ERROR(m.Int("warmup_steps", &pm.warmup_steps, 0, kMax));
   }
   SPW_RETURN_IF_ERROR(r.Int("micro_batches", micro_batches, 1, std::numeric_limits<int>::max()));
   return absl::OkStatus();

@@ -178,7 +178,9 @@ absl::Status Trainer::Setup() {
   SPW_ASSIGN_OR_RETURN(residency_,
                        UnitResidency::Create(model_->units(), *ops_, *data_comm_, residency));
   model_->set_residency(residency_.get());
-  if (pipeline_ != nullptr) SPW_RETURN_IF_ERROR(pipeline_->Attach(*model_, *ops_));
+  if (pipeline_ != nullptr) {
+    SPW_RETURN_IF_ERROR(pipeline_->Attach(*model_, *ops_, *train_loader_, *residency_));
+  }
   if (config_.model.init_from.empty()) {
     SPW_RETURN_IF_ERROR(model_->InitParams(config_.trainer.seed));
   } else {
@@ -342,8 +344,7 @@ void Trainer::PrintStartup() const {
 absl::Status Trainer::PipelinedStep() {
   const int64_t step = step_ + 1;
   const double lr = LearningRate(config_.optimizer, config_.scheduler, step);
-  SPW_ASSIGN_OR_RETURN(const PipelineStep::Result result,
-                       pipeline_->Step(step, lr, *train_loader_, *residency_));
+  SPW_ASSIGN_OR_RETURN(const PipelineStep::Result result, pipeline_->Step(step, lr));
   SPW_RETURN_IF_ERROR(CheckLoss(result.loss, step));
   step_ = step;
   step_losses_.push_back(result.loss);
@@ -447,6 +448,19 @@ absl::Status Trainer::Train() {
     }
     // Evals and checkpoints are not training time.
     if (window_steps == 0) window_start = Clock::now();
+  }
+  if (pipeline_ != nullptr) {
+    SPW_ASSIGN_OR_RETURN(const PipelineStep::Summary summary, pipeline_->Finish(step_losses_));
+    step_losses_ = summary.losses;
+    std::string stages;
+    double mean = 0.0;
+    for (size_t s = 0; s < summary.utilization.size(); ++s) {
+      absl::StrAppendFormat(&stages, "%s%.1f%%", s == 0 ? "" : ", ", 100 * summary.utilization[s]);
+      mean += summary.utilization[s] / static_cast<double>(summary.utilization.size());
+    }
+    pipeline_utilization_ = summary.utilization;
+    Print(absl::StrFormat("pipeline utilization (busy over wall time, per stage): %s; mean %.1f%%",
+                          stages, 100 * mean));
   }
   return absl::OkStatus();
 }

@@ -68,6 +68,10 @@ class Trainer {
   Model& model() { return *model_; }
   // Mean training loss of every step taken by this Trainer, in order.
   const std::vector<double>& step_losses() const { return step_losses_; }
+  // Pipelined runs, after Train: per stage, busy over wall time of the steps trained.
+  const std::vector<double>& pipeline_utilization() const { return pipeline_utilization_; }
+  // Pipelined runs: this rank's stage step, for tests.
+  PipelineStep* pipeline_step() { return pipeline_.get(); }
   // The per-token entropy floor of the data, when it is known (synthetic language).
   std::optional<double> entropy_floor() const { return entropy_floor_; }
 
@@ -113,6 +117,7 @@ class Trainer {
   // Last training step's results, for progress lines.
   double last_loss_ = 0.0, last_lr_ = 0.0, last_grad_norm_ = 0.0;
   double last_utilization_ = -1.0;  // pipelined runs
+  std::vector<double> pipeline_utilization_;
 };
 
 }  // namespace spillway
