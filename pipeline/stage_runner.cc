@@ -50,6 +50,20 @@ absl::StatusOr<std::unique_ptr<StageRunner>> StageRunner::Create(
   SPW_RETURN_IF_ERROR(allocate(r->act_out_, last ? 0 : r->slots_, "pipeline activation sends"));
   SPW_RETURN_IF_ERROR(allocate(r->grad_in_, last ? 0 : 2, "pipeline gradient receives"));
   SPW_RETURN_IF_ERROR(allocate(r->grad_out_, first ? 0 : 2, "pipeline gradient sends"));
+  if (tier != Tier::kHost) {
+    auto stage = [&](std::vector<Buffer>& host, const std::vector<Buffer>& bufs) -> absl::Status {
+      for (size_t i = 0; i < bufs.size(); ++i) {
+        SPW_ASSIGN_OR_RETURN(Buffer b,
+                             Buffer::Allocate(bytes, Tier::kPinnedHost, "pipeline staging"));
+        host.push_back(std::move(b));
+      }
+      return absl::OkStatus();
+    };
+    SPW_RETURN_IF_ERROR(stage(r->inputs_host_, r->inputs_));
+    SPW_RETURN_IF_ERROR(stage(r->act_out_host_, r->act_out_));
+    SPW_RETURN_IF_ERROR(stage(r->grad_in_host_, r->grad_in_));
+    SPW_RETURN_IF_ERROR(stage(r->grad_out_host_, r->grad_out_));
+  }
   r->act_out_h_.assign(r->act_out_.size(), 0);
   r->grad_out_h_.assign(r->grad_out_.size(), 0);
   return r;
@@ -85,7 +99,9 @@ absl::Status StageRunner::PostNextRecv(ActionKind kind) {
   RecvQueue& q = act ? act_recv_ : grad_recv_;
   if (q.posted == q.micro_batches.size()) return absl::OkStatus();
   const int mb = q.micro_batches[q.posted++];
-  Buffer& dst = act ? inputs_[mb % slots_] : grad_in_[mb % 2];
+  std::vector<Buffer>& bufs =
+      act ? (staged() ? inputs_host_ : inputs_) : (staged() ? grad_in_host_ : grad_in_);
+  Buffer& dst = bufs[act ? mb % slots_ : mb % 2];
   SPW_ASSIGN_OR_RETURN(q.handles[mb],
                        transport_.StartRecv(dst.data(), dst.bytes(), act ? prev_peer_ : next_peer_,
                                             act ? kActivationTag : kGradientTag));
@@ -100,10 +116,17 @@ absl::Status StageRunner::WaitRecv(ActionKind kind, int mb) {
   }
   SPW_RETURN_IF_ERROR(transport_.Wait(q.handles[mb]));
   q.handles[mb] = 0;
+  if (staged()) {
+    const bool act = kind == ActionKind::kRecvActivation;
+    const int slot = act ? mb % slots_ : mb % 2;
+    Buffer& dst = act ? inputs_[slot] : grad_in_[slot];
+    ops_.CopyToBackend(dst.data(), (act ? inputs_host_ : grad_in_host_)[slot].data(), dst.bytes());
+    SPW_RETURN_IF_ERROR(ops_.Synchronize());
+  }
   return PostNextRecv(kind);
 }
 
-absl::Status StageRunner::Send(std::vector<Buffer>& bufs,
+absl::Status StageRunner::Send(std::vector<Buffer>& bufs, std::vector<Buffer>& host,
                                std::vector<PeerTransport::Handle>& handles, int slot,
                                const float* src, int peer, int tag) {
   if (handles[slot] != 0) {
@@ -114,8 +137,13 @@ absl::Status StageRunner::Send(std::vector<Buffer>& bufs,
   float* dst = bufs[slot].as<float>();
   ops_.Fill(dst, 0.0f, numel_);
   ops_.Accumulate(dst, src, numel_);
+  void* wire = dst;
+  if (!host.empty()) {
+    ops_.CopyToHost(host[slot].data(), dst, bufs[slot].bytes());
+    wire = host[slot].data();
+  }
   SPW_RETURN_IF_ERROR(ops_.Synchronize());
-  SPW_ASSIGN_OR_RETURN(handles[slot], transport_.StartSend(dst, bufs[slot].bytes(), peer, tag));
+  SPW_ASSIGN_OR_RETURN(handles[slot], transport_.StartSend(wire, bufs[slot].bytes(), peer, tag));
   return absl::OkStatus();
 }
 
@@ -163,12 +191,12 @@ absl::StatusOr<double> StageRunner::RunThrough(size_t end, StageCompute& compute
         break;
       }
       case ActionKind::kSendActivation:
-        SPW_RETURN_IF_ERROR(
-            Send(act_out_, act_out_h_, mb % slots_, compute.Output(), next_peer_, kActivationTag));
+        SPW_RETURN_IF_ERROR(Send(act_out_, act_out_host_, act_out_h_, mb % slots_, compute.Output(),
+                                 next_peer_, kActivationTag));
         break;
       case ActionKind::kSendGradient:
-        SPW_RETURN_IF_ERROR(
-            Send(grad_out_, grad_out_h_, mb % 2, compute.InputGrad(), prev_peer_, kGradientTag));
+        SPW_RETURN_IF_ERROR(Send(grad_out_, grad_out_host_, grad_out_h_, mb % 2,
+                                 compute.InputGrad(), prev_peer_, kGradientTag));
         break;
     }
   }

@@ -5,11 +5,12 @@
 //
 // Memory (the backend's tier, allocated once): the inputs of the micro-batches in flight
 // (max_in_flight + 1 slots, the extra one for the receive posted ahead), as many activation
-// send buffers, and two gradient buffers each way. Only a micro-batch's stage input is kept; its
-// forward is recomputed before its backward unless the stage's last forward was that
-// micro-batch's (schedule.h). Receives are posted one message ahead, so a transfer overlaps
-// the compute before it is needed; sends complete in the background and are waited for
-// before their buffer is reused and at the end of the step.
+// send buffers, and two gradient buffers each way. A GPU backend's transfers go through pinned
+// host copies of the send and receive buffers (the transport moves host memory). Only a
+// micro-batch's stage input is kept; its forward is recomputed before its backward unless the
+// stage's last forward was that micro-batch's (schedule.h). Receives are posted one message ahead,
+// so a transfer overlaps the compute before it is needed; sends complete in the background and are
+// waited for before their buffer is reused and at the end of the step.
 #pragma once
 
 #include <memory>
@@ -83,8 +84,10 @@ class StageRunner {
   absl::Status WaitRecv(ActionKind kind, int mb);
   // Copies `src` into send buffer `slot` of `bufs` (after its previous send is done) and
   // starts sending it.
-  absl::Status Send(std::vector<Buffer>& bufs, std::vector<PeerTransport::Handle>& handles,
-                    int slot, const float* src, int peer, int tag);
+  absl::Status Send(std::vector<Buffer>& bufs, std::vector<Buffer>& host,
+                    std::vector<PeerTransport::Handle>& handles, int slot, const float* src,
+                    int peer, int tag);
+  bool staged() const { return !inputs_host_.empty() || !grad_in_host_.empty(); }
 
   int stage_, stages_, prev_peer_, next_peer_;
   size_t numel_;
@@ -95,6 +98,8 @@ class StageRunner {
   size_t next_ = 0;         // the next action to run
   int forward_state_ = -1;  // the micro-batch whose forward the model holds
   std::vector<Buffer> inputs_, act_out_, grad_in_, grad_out_;
+  // GPU backends: pinned host staging, one per buffer above (empty on the CPU backend).
+  std::vector<Buffer> inputs_host_, act_out_host_, grad_in_host_, grad_out_host_;
   std::vector<PeerTransport::Handle> act_out_h_, grad_out_h_;
   // Per kind of receive: the micro-batches of its actions in order, how many are posted, and
   // the posted handles by micro-batch.

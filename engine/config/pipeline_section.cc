@@ -70,11 +70,17 @@ absl::Status CheckPipeline(const Config& c) {
         "zero_optimization.stage",
         absl::StrCat("is ", c.zero_stage, " but a pipeline combines with ZeRO stages 0-1 only"));
   }
-  if (c.trainer.backend != "cpu") {
+  if (c.trainer.backend != "cpu" &&
+      c.train_batch_size != c.train_micro_batch_size_per_gpu * c.gradient_accumulation_steps) {
     return KeyError("trainer.backend",
                     absl::StrCat("is \"", c.trainer.backend,
-                                 "\" but pipeline stages exchange activations over MPI between "
-                                 "CPU ranks only in this build; use \"cpu\""));
+                                 "\" but GPU pipeline stages run without data parallelism in "
+                                 "this build: start exactly pipeline.stages ranks"));
+  }
+  if (c.trainer.backend != "cpu" && p.schedule == "pipemare" && p.pipemare.discrepancy_correction) {
+    return KeyError("pipeline.pipemare.discrepancy_correction",
+                    "runs on the CPU backend only in this build; set it to false for "
+                    "trainer.backend \"cuda\"");
   }
   if (!c.checkpoint.dir.empty()) {
     return KeyError("checkpoint.dir", "checkpoints of pipelined runs are not built yet");

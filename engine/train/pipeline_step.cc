@@ -262,8 +262,9 @@ absl::StatusOr<PipelineStep::Result> PipelineStep::SyncStep(int64_t step, double
   result.utilization = wall > 0 ? busy / (p.stages * wall) : 0.0;
   const float clip = ClipScale(result.grad_norm, config_.gradient_clipping);
   if (correcting_) DiscrepancyBeforeUpdate();
+  // Synchronous steps update both copies of a shared embed Unit.
   SPW_RETURN_IF_ERROR(
-      AdamWStep(*model_, *ops_, *dp_group_, config_.optimizer, lr, clip, step, update_units_));
+      AdamWStep(*model_, *ops_, *dp_group_, config_.optimizer, lr, clip, step, held_units_));
   if (correcting_) DiscrepancyAfterUpdate();
   ++updates_;
   residency_->InvalidateParams();
