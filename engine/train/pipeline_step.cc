@@ -330,7 +330,9 @@ absl::StatusOr<PipelineStep::Result> PipelineStep::AsyncStep(int64_t step, doubl
   }
   result.grad_norm = std::sqrt(GradSumSquares(*model_, *ops_, owned_units_));
   result.utilization = timing.wall_s > 0 ? timing.busy_s / timing.wall_s : 0.0;
-  const float clip = ClipScale(result.grad_norm, config_.gradient_clipping);
+  // Each stage clips its own norm to max / sqrt(p), so the global norm stays <= max.
+  const float clip =
+      ClipScale(result.grad_norm, config_.gradient_clipping / std::sqrt(double(p.stages)));
   double stage_lr = lr;
   if (pm.lr_rescheduling) {
     const double progress = pm.lr_anneal_steps == 0
