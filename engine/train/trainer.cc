@@ -560,6 +560,10 @@ absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
 }
 
 absl::Status Trainer::ReadCheckpoint(const std::string& path, bool with_optimizer_state) {
+  if (pipeline_ != nullptr) {
+    return absl::FailedPreconditionError(
+        "pipeline.stages: loading checkpoints into a pipelined run is not built yet");
+  }
   residency_->InvalidateParams();
   // Every rank file, so that a checkpoint written by any number of ranks loads on this many.
   absl::StatusOr<std::vector<CheckpointReader>> opened = CheckpointReader::OpenAllRanks(path);
