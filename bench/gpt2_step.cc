@@ -1,10 +1,13 @@
 // Times full training steps (forward, backward, clipping, AdamW) of GPT-2 (or Llama) on one
-// backend.
+// backend, as the trainer runs them: the loss and the gradients' sum of squares accumulate on
+// the backend and are read back once per step.
 //
 // usage: gpt2_step [--backend cpu|cuda] [--model gpt2|llama] [--layers L] [--heads H]
 //                  [--kv-heads K] [--dim C] [--seq T] [--vocab V] [--batch B] [--steps N]
-//                  [--warmup W] [--checkpointing]
-// Prints a table row and one JSON line. Random tokens, so the timing does not depend on data.
+//                  [--warmup W] [--checkpointing] [--precision fp32|bf16|fp16]
+// Prints the start-up memory plan, a table row (tokens/s, TFLOP/s, MFU against the device's
+// peak, GPU memory in use) and one JSON line. Random tokens, so the timing does not depend on
+// data. fp16 runs with a static loss scale of 1024 (no overflow at these scales).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -13,9 +16,14 @@
 
 #include "absl/strings/numbers.h"
 #include "core/rng.h"
+#include "engine/model/device_scalars.h"
 #include "engine/model/model.h"
 #include "engine/train/optimizer_step.h"
+#include "engine/train/progress.h"
 #include "kernels/backend.h"
+#if SPILLWAY_BENCH_CUDA
+#include <cuda_runtime.h>
+#endif
 
 namespace spillway {
 namespace {
@@ -30,8 +38,13 @@ int Main(int argc, char** argv) {
   int batch = 16, steps = 10, warmup = 2;
   bool checkpointing = false;
   std::string backend = "cpu";
+  std::string precision_name = "fp32";
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
+    if (arg == "--precision" && i + 1 < argc) {
+      precision_name = argv[++i];
+      continue;
+    }
     if (arg == "--checkpointing") {
       checkpointing = true;
       continue;
@@ -85,6 +98,31 @@ int Main(int argc, char** argv) {
   }
   Model& gpt = **model;
   if (!gpt.InitParams(1).ok()) return 1;
+  kernels::MatmulPrecision precision = kernels::MatmulPrecision::kFp32;
+  double loss_scale = 1.0;
+  if (precision_name == "bf16") {
+    precision = kernels::MatmulPrecision::kBf16;
+  } else if (precision_name == "fp16") {
+    precision = kernels::MatmulPrecision::kFp16;
+    loss_scale = 1024.0;
+  } else if (precision_name != "fp32") {
+    std::fprintf(stderr, "--precision: fp32, bf16 or fp16\n");
+    return 2;
+  }
+  (*ops)->SetMatmulPrecision(precision);
+  size_t param_bytes = 0, grad_bytes = 0, optimizer_bytes = 0;
+  for (const UnitState& unit : gpt.units()) {
+    param_bytes += unit.params.bytes();
+    grad_bytes += unit.grads.bytes();
+    optimizer_bytes += unit.exp_avg.bytes() + unit.exp_avg_sq.bytes();
+  }
+  std::printf(
+      "memory plan: parameters %s, gradients %s, optimizer state %s, activations per "
+      "micro-batch %s (%s with activation checkpointing %s)\n",
+      FormatBytes(param_bytes).c_str(), FormatBytes(grad_bytes).c_str(),
+      FormatBytes(optimizer_bytes).c_str(), FormatBytes(gpt.activation_bytes()).c_str(),
+      FormatBytes(PlannedActivationBytes(m, batch, !checkpointing)).c_str(),
+      checkpointing ? "off" : "on");
   const size_t N = static_cast<size_t>(batch) * m.seq_len;
   std::vector<int32_t> inputs(N), targets(N);
   Rng rng(2);
@@ -94,14 +132,31 @@ int Main(int argc, char** argv) {
   }
   OptimizerConfig opt;
   const std::unique_ptr<Communicator> one_rank = Communicator::Single();
+  auto scalars = DeviceScalars::Create(**ops, 2, "step scalars");
+  if (!scalars.ok()) return 1;
   std::vector<double> seconds;
-  float loss = 0;
+  double loss = 0;
+  GradScaling scaling;
+  scaling.loss_scale = loss_scale;
+  scaling.skip_non_finite = precision == kernels::MatmulPrecision::kFp16;
   for (int s = 0; s < warmup + steps; ++s) {
     const auto start = std::chrono::steady_clock::now();
     gpt.ZeroGrads();
-    loss = gpt.Forward(inputs.data(), targets.data());
-    gpt.Backward(1.0f);
-    if (!OptimizerStep(gpt, **ops, *one_rank, *one_rank, opt, 1e-4, 1.0, s + 1).ok()) return 1;
+    scalars->Zero(**ops);
+    gpt.ForwardAccumulate(inputs.data(), targets.data(), scalars->at(0));
+    gpt.Backward(static_cast<float>(loss_scale));
+    AddGradSumSquares(gpt, **ops, scalars->at(1));
+    double host[2];
+    if (absl::Status read = scalars->Read(**ops, host); !read.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(read.message()).c_str());
+      return 1;
+    }
+    loss = host[0];
+    if (!ApplyOptimizerStep(gpt, **ops, *one_rank, *one_rank, opt, 1e-4, 1.0, s + 1, host[1],
+                            scaling)
+             .ok()) {
+      return 1;
+    }
     if (absl::Status synced = (*ops)->Synchronize(); !synced.ok()) {
       std::fprintf(stderr, "%s\n", std::string(synced.message()).c_str());
       return 1;
@@ -113,16 +168,29 @@ int Main(int argc, char** argv) {
   std::sort(seconds.begin(), seconds.end());
   const double median = seconds[seconds.size() / 2];
   const double tokens_per_s = static_cast<double>(N) / median;
-  const double flops_per_token = gpt.flops_per_token();
-  std::printf("spillway %s %s | L=%d C=%d T=%d B=%d | %.1f ms/step | %.0f tok/s | %.2f GFLOP/s\n",
-              backend.c_str(), m.type.c_str(), m.n_layer, m.d_model, m.seq_len, batch, 1e3 * median,
-              tokens_per_s, tokens_per_s * flops_per_token / 1e9);
+  const double tflops = tokens_per_s * gpt.flops_per_token() / 1e12;
+  const double peak = (*ops)->peak_flops();
+  const double mfu = peak > 0 ? tflops * 1e12 / peak : 0.0;
+  double memory_gib = 0.0;  // device memory in use at the end, CUDA context included
+#if SPILLWAY_BENCH_CUDA
+  if (backend == "cuda") {
+    size_t free_bytes = 0, total_bytes = 0;
+    if (cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess) {
+      memory_gib = static_cast<double>(total_bytes - free_bytes) / (1 << 30);
+    }
+  }
+#endif
   std::printf(
-      "{\"impl\": \"spillway-%s\", \"model\": \"%s\", \"layers\": %d, \"dim\": %d, \"seq\": %d, "
-      "\"batch\": %d, "
-      "\"ms_per_step\": %.3f, \"tokens_per_s\": %.1f, \"loss\": %.4f}\n",
-      backend.c_str(), m.type.c_str(), m.n_layer, m.d_model, m.seq_len, batch, 1e3 * median,
-      tokens_per_s, loss);
+      "spillway %s %s %s | L=%d C=%d T=%d B=%d | %.1f ms/step | %.0f tok/s | %.1f TFLOP/s | "
+      "MFU %.1f%% | %.1f GiB\n",
+      backend.c_str(), precision_name.c_str(), m.type.c_str(), m.n_layer, m.d_model, m.seq_len,
+      batch, 1e3 * median, tokens_per_s, tflops, 100 * mfu, memory_gib);
+  std::printf(
+      "{\"impl\": \"spillway-%s-%s\", \"model\": \"%s\", \"layers\": %d, \"dim\": %d, "
+      "\"seq\": %d, \"batch\": %d, \"ms_per_step\": %.3f, \"tokens_per_s\": %.1f, "
+      "\"tflops\": %.2f, \"mfu\": %.4f, \"memory_gib\": %.2f, \"loss\": %.4f}\n",
+      backend.c_str(), precision_name.c_str(), m.type.c_str(), m.n_layer, m.d_model, m.seq_len,
+      batch, 1e3 * median, tokens_per_s, tflops, mfu, memory_gib, loss);
   return 0;
 }
 

@@ -8,16 +8,10 @@ cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
 build=${BUILD:-build-device}
-deps=$PWD/.deps/usr
-export PKG_CONFIG_PATH=$deps/lib/x86_64-linux-gnu/pkgconfig PKG_CONFIG_SYSROOT_DIR=$PWD/.deps
-export LD_LIBRARY_PATH=$deps/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
-export NCCL_NVLS_ENABLE=0 OMP_NUM_THREADS=4
+source bench/device_env.sh
+export OMP_NUM_THREADS=4
 if [ ! -x "$build/spillway" ]; then
-  cmake -S . -B "$build" -G Ninja -DSPILLWAY_BUILD_TESTS=OFF -DCMAKE_PREFIX_PATH="$deps" \
-    -DCMAKE_INCLUDE_PATH="$deps/include" -DCMAKE_LIBRARY_PATH="$deps/lib/x86_64-linux-gnu" \
-    >"$out/zs_configure.log" 2>&1 || { tail -20 "$out/zs_configure.log"; exit 1; }
-  cmake --build "$build" --target spillway >"$out/zs_build.log" 2>&1 ||
-    { grep -E "error" "$out/zs_build.log" | head; exit 1; }
+  SPW_CMAKE_FLAGS=-DSPILLWAY_BUILD_TESTS=OFF spw_build "$build" "$out/zs_build.log" spillway || exit 1
 fi
 gpus=${GPUS:-2}
 steps=${STEPS:-8}

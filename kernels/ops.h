@@ -35,6 +35,9 @@ struct AdamWParams {
   float grad_scale = 1.0f;    // the gradient used is grad * grad_scale (clipping, unscaling)
 };
 
+// How the matmul ops multiply (Ops::SetMatmulPrecision).
+enum class MatmulPrecision { kFp32, kBf16, kFp16 };
+
 class Ops {
  public:
   virtual ~Ops() = default;
@@ -89,6 +92,19 @@ class Ops {
   // dinp (N,C) += ...;  dweight (C) += sum over rows of dout * inp * rstd.
   virtual void RmsNormBackward(float* dinp, float* dweight, const float* dout, const float* inp,
                                const float* weight, const float* rstd, int N, int C) = 0;
+
+  // The precision of MatmulForward/MatmulBackward from now on. kFp32 (the default): fp32
+  // products. kBf16 / kFp16 (mixed precision): every operand value (inp, weight, dout) is first
+  // rounded to bf16 / fp16 (to nearest even on the CPU, where fp16 values beyond its range
+  // become infinite, which fp16 loss scaling detects; on CUDA bf16 operands are rounded to
+  // nearest even too where N, C and OC are multiples of 8, otherwise cuBLASLt converts inside
+  // the GEMM, within a bf16 ulp of the CPU's rounding, and an out-of-range fp16 operand does
+  // not become infinite) and the products are added in fp32 (tensor cores on CUDA). The buffers
+  // stay fp32; the bias and the "+=" accumulation are fp32. On CUDA the attention ops follow
+  // the same setting where the head size is 64: their products (q k^T, p v and the backward's)
+  // run on tensor cores from 16-bit operands, softmax and accumulation in fp32. The CPU
+  // backend's attention stays fp32.
+  virtual void SetMatmulPrecision(MatmulPrecision precision) = 0;
 
   // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC); bias may be null.
   virtual void MatmulForward(float* out, const float* inp, const float* weight, const float* bias,
@@ -161,8 +177,15 @@ class Ops {
   virtual void CrossEntropy(float* losses, float* logits, const int32_t* targets, int N, int V,
                             int Vp, float dlogits_scale) = 0;
 
-  // *out (host) = sum of x[i]^2, accumulated in double in a fixed order.
-  virtual void SumSquares(double* out, const float* x, size_t n) = 0;
+  // *acc += sum of x[i]^2, the sum taken in double in a fixed order. acc is one double in the
+  // backend's memory, so summing many tensors needs a single readback (CopyToHost) at the end.
+  virtual void AddSumSquares(double* acc, const float* x, size_t n) = 0;
+
+  // *acc += double(float(sum of x[i] in double / divisor)), or += 0 when divisor is 0; the sum
+  // in index order on the CPU, in a fixed order on other backends. acc is one double in the
+  // backend's memory. For the mean loss of a micro-batch (x the per-token losses, ignored
+  // tokens 0, divisor the number of counted tokens), read once per step.
+  virtual void AddMean(double* acc, const float* x, size_t n, size_t divisor) = 0;
 
   // One AdamW step with bias correction, elementwise over n values:
   //   g = grad * grad_scale; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;

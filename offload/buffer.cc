@@ -34,8 +34,17 @@ absl::StatusOr<Buffer> Buffer::Allocate(size_t bytes, Tier tier, absl::string_vi
     case Tier::kPinnedHost: {
       absl::StatusOr<void*> p = AllocatePinnedHostMemory(bytes);
       if (!p.ok()) {
-        return Annotate(p.status(), absl::StrCat("allocating ", bytes,
-                                                 " bytes of pinned CPU memory for ", purpose));
+        // A build without CUDA keeps its FailedPrecondition; a failed pin is out of memory.
+        const absl::StatusCode code = p.status().code() == absl::StatusCode::kFailedPrecondition
+                                          ? p.status().code()
+                                          : absl::StatusCode::kResourceExhausted;
+        return absl::Status(
+            code, absl::StrCat("cannot allocate ", bytes, " bytes of pinned CPU memory for ",
+                               purpose, " (", p.status().message(),
+                               "); pinned memory is page-locked RAM: free host memory, or set "
+                               "zero_optimization.offload_optimizer.pin_memory to false for "
+                               "pageable memory (slower copies); `spillway plan CONFIG` shows "
+                               "what each tier needs"));
       }
       return Buffer(static_cast<std::byte*>(*p), bytes, tier);
     }

@@ -17,4 +17,12 @@ void FreeDeviceMemory(void* p);
 absl::StatusOr<void*> AllocatePinnedHostMemory(size_t bytes);
 void FreePinnedHostMemory(void* p);
 
+// Free and total bytes of the current device's memory (cudaMemGetInfo, which creates the
+// device's context if there is none yet).
+struct DeviceMemoryInfo {
+  size_t free_bytes = 0;
+  size_t total_bytes = 0;
+};
+absl::StatusOr<DeviceMemoryInfo> QueryDeviceMemory();
+
 }  // namespace spillway

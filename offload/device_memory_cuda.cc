@@ -29,4 +29,10 @@ absl::StatusOr<void*> AllocatePinnedHostMemory(size_t bytes) {
 
 void FreePinnedHostMemory(void* p) { cudaFreeHost(p); }
 
+absl::StatusOr<DeviceMemoryInfo> QueryDeviceMemory() {
+  DeviceMemoryInfo info;
+  SPW_CUDA_CHECK(cudaMemGetInfo(&info.free_bytes, &info.total_bytes));
+  return info;
+}
+
 }  // namespace spillway

@@ -17,4 +17,8 @@ absl::StatusOr<void*> AllocatePinnedHostMemory(size_t) {
 
 void FreePinnedHostMemory(void*) {}
 
+absl::StatusOr<DeviceMemoryInfo> QueryDeviceMemory() {
+  return absl::FailedPreconditionError("this build has no CUDA, so no GPU memory to query");
+}
+
 }  // namespace spillway

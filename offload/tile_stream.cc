@@ -41,10 +41,20 @@ absl::Status CheckArguments(IoEngine& engine, std::span<const NvmeFile* const> f
                                                      " (it is ", engine.buffer(b).size(), ")"));
     }
   }
-  for (const NvmeFile* file : files) {
-    if (file->size() < NvmeBytesForFloats(n)) {
-      return absl::InvalidArgumentError(absl::StrCat(file->path(), " holds ", file->size(),
-                                                     " bytes, too few for ", n, " floats"));
+  if (!o.file_offsets.empty() && o.file_offsets.size() != files.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(o.file_offsets.size(), " file offsets for ", files.size(), " arrays"));
+  }
+  for (size_t a = 0; a < files.size(); ++a) {
+    const uint64_t offset = o.file_offsets.empty() ? 0 : o.file_offsets[a];
+    if (offset % kNvmeAlignment != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("array ", a, " starts at offset ", offset, ", not a multiple of 4 KiB"));
+    }
+    if (files[a]->size() < offset + NvmeBytesForFloats(n)) {
+      return absl::InvalidArgumentError(absl::StrCat(files[a]->path(), " holds ", files[a]->size(),
+                                                     " bytes, too few for ", n,
+                                                     " floats at offset ", offset));
     }
   }
   return absl::OkStatus();
@@ -116,9 +126,10 @@ class TileStreamer {
 
   absl::Status Submit(IoOp op, size_t tile) {
     TicketGroup& group = (op == IoOp::kRead ? reads_ : writes_)[tile % depth()];
-    const uint64_t offset = uint64_t{tile} * o_.tile_floats * sizeof(float);
+    const uint64_t tile_offset = uint64_t{tile} * o_.tile_floats * sizeof(float);
     const size_t bytes = RoundUpToNvmeAlignment(count(tile) * sizeof(float));
     for (size_t a = 0; a < files_.size(); ++a) {
+      const uint64_t offset = tile_offset + (o_.file_offsets.empty() ? 0 : o_.file_offsets[a]);
       std::span<std::byte> buffer = slot_buffer(a, tile).first(bytes);
       absl::StatusOr<IoEngine::Ticket> ticket =
           op == IoOp::kRead ? engine_.SubmitRead(*files_[a], offset, buffer)

@@ -10,7 +10,7 @@
 // returns. The buffers are the engine's own (registered) buffers
 // [first_buffer, first_buffer + K*D): array a, slot s is buffer first_buffer + a*D + s.
 //
-// The bytes past n up to the file's 4 KiB padding are read and written back unchanged.
+// The bytes past n up to the array's 4 KiB padding are read and written back unchanged.
 // Errors: InvalidArgument for a tile size that is not a multiple of 1024 floats, too few or too
 // small engine buffers (naming buffer_count/buffer_size), a file too small for n floats; the
 // first I/O or compute error otherwise, after all I/O in flight has finished.
@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <functional>
 #include <span>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "offload/io_engine.h"
@@ -31,6 +32,9 @@ struct TileStreamOptions {
   size_t tile_floats = 0;     // a multiple of 1024 (one 4 KiB block)
   int buffers_per_array = 3;  // D >= 3
   int first_buffer = 0;
+  // Byte offset of array a in its file (a multiple of 4 KiB); empty: every array at 0. Arrays
+  // may share one file at different offsets.
+  std::vector<uint64_t> file_offsets;
 };
 
 // Where the time went, seen from the caller's thread.

@@ -22,17 +22,21 @@ absl::StatusOr<UnitState> UnitState::Allocate(UnitLayout layout, Tier tier,
       s.grads, Buffer::Allocate(bytes(s.grads_sharded()), tier, absl::StrCat(name, " gradients")));
   const Tier optimizer_tier = plan.offload_optimizer ? plan.offload_tier : tier;
   const size_t optimizer_bytes = bytes(s.optimizer_sharded());
-  SPW_ASSIGN_OR_RETURN(
-      s.exp_avg, Buffer::Allocate(optimizer_bytes, optimizer_tier, absl::StrCat(name, " Adam m")));
-  SPW_ASSIGN_OR_RETURN(s.exp_avg_sq, Buffer::Allocate(optimizer_bytes, optimizer_tier,
-                                                      absl::StrCat(name, " Adam v")));
   if (plan.offload_optimizer) {
-    SPW_ASSIGN_OR_RETURN(s.offload_master,
-                         Buffer::Allocate(optimizer_bytes, optimizer_tier,
-                                          absl::StrCat(name, " offloaded master parameters")));
     SPW_ASSIGN_OR_RETURN(s.offload_grads,
                          Buffer::Allocate(optimizer_bytes, optimizer_tier,
                                           absl::StrCat(name, " offloaded gradients")));
+  }
+  if (!plan.external_optimizer_state) {
+    SPW_ASSIGN_OR_RETURN(s.exp_avg, Buffer::Allocate(optimizer_bytes, optimizer_tier,
+                                                     absl::StrCat(name, " Adam m")));
+    SPW_ASSIGN_OR_RETURN(s.exp_avg_sq, Buffer::Allocate(optimizer_bytes, optimizer_tier,
+                                                        absl::StrCat(name, " Adam v")));
+  }
+  if (plan.offload_optimizer && !plan.external_optimizer_state) {
+    SPW_ASSIGN_OR_RETURN(s.offload_master,
+                         Buffer::Allocate(optimizer_bytes, optimizer_tier,
+                                          absl::StrCat(name, " offloaded master parameters")));
   }
   if (!s.params_sharded()) s.live_params = s.params.as<float>();
   if (!s.grads_sharded()) s.live_grads = s.grads.as<float>();

@@ -18,6 +18,8 @@
 // (stages 2-3) while the Unit is in use, and they are null otherwise.
 #pragma once
 
+#include <algorithm>
+
 #include "absl/status/statusor.h"
 #include "core/unit_layout.h"
 #include "offload/buffer.h"
@@ -35,6 +37,9 @@ struct ShardingPlan {
   // lives in `offload_tier` (pinned CPU memory for a GPU backend), and AdamW runs on the CPU.
   bool offload_optimizer = false;
   Tier offload_tier = Tier::kHost;
+  // The offloaded master, m and v live outside the Buffers (on NVMe, or in a compact format:
+  // engine/train/external_optimizer_state.h); only the gradient copy is in `offload_tier`.
+  bool external_optimizer_state = false;
 };
 
 struct UnitState {
@@ -46,7 +51,9 @@ struct UnitState {
   Buffer exp_avg;     // AdamW first moment (in the offload tier when offloaded)
   Buffer exp_avg_sq;  // AdamW second moment (likewise)
   // Offloaded optimizer only, laid out like the moments: the fp32 master parameters AdamW
-  // updates, and the gradients copied down for it. Empty otherwise.
+  // updates, and the gradients copied down for it. Empty otherwise. With external state,
+  // exp_avg, exp_avg_sq and offload_master are empty and offload_grads also stages the updated
+  // parameters on their way back to the backend.
   Buffer offload_master;
   Buffer offload_grads;
   float* live_params = nullptr;
@@ -57,7 +64,14 @@ struct UnitState {
                                             const ShardingPlan& plan = {});
 
   bool optimizer_sharded() const { return stage >= 1; }
-  bool optimizer_offloaded() const { return offload_master.bytes() > 0; }
+  bool optimizer_offloaded() const { return offload_grads.bytes() > 0; }
+  bool optimizer_state_external() const {
+    return optimizer_offloaded() && offload_master.bytes() == 0;
+  }
+  // Elements of each optimizer-state array (moments, master, gradient copy) this rank keeps.
+  size_t optimizer_numel() const {
+    return optimizer_sharded() ? shard.shard_numel : shard.padded_numel;
+  }
   bool grads_sharded() const { return stage >= 2; }
   bool params_sharded() const { return stage >= 3; }
 
@@ -73,5 +87,15 @@ struct UnitState {
   size_t grad_index(size_t i) const { return grads_sharded() ? i - shard.begin : i; }
   size_t optimizer_index(size_t i) const { return optimizer_sharded() ? i - shard.begin : i; }
 };
+
+// Calls fn(t, begin, end) for each tensor t of `unit` with the part [begin, end) of its flat
+// range that lies in [lo, hi), skipping tensors outside it.
+template <typename Fn>
+void ForEachTensorPart(const UnitState& unit, size_t lo, size_t hi, Fn fn) {
+  for (const TensorSpec& t : unit.layout.tensors()) {
+    const size_t begin = std::max(lo, t.offset), end = std::min(hi, t.offset + t.numel);
+    if (begin < end) fn(t, begin, end);
+  }
+}
 
 }  // namespace spillway

@@ -16,7 +16,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gpt2_torch import Gpt2, adamw_param_groups  # noqa: E402
+from gpt2_torch import Gpt2, adamw_param_groups, init_for_bench  # noqa: E402
 
 
 def main():
@@ -32,14 +32,7 @@ def main():
         torch.backends.cudnn.allow_tf32 = False
     torch.manual_seed(1)
     model = Gpt2(a.layers, a.heads, a.dim, a.seq, a.vocab, fast=True)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "ln_" in name and name.endswith(".weight"):
-                param.fill_(1.0)
-            elif param.dim() >= 2:
-                param.normal_(0.0, 0.02)
-            else:
-                param.zero_()
+    init_for_bench(model)
     model = model.to(a.device)
     opt = torch.optim.AdamW(adamw_param_groups(model, 0.0), lr=1e-4, betas=(0.9, 0.999),
                             fused=cuda)

@@ -12,12 +12,14 @@ int EvalCommand(const std::vector<std::string>& args);
 int PrepareCommand(const std::vector<std::string>& args);
 int ExportCommand(const std::vector<std::string>& args);
 int ImportCommand(const std::vector<std::string>& args);
+int PlanCommand(const std::vector<std::string>& args);
 
 extern const char kTrainUsage[];
 extern const char kEvalUsage[];
 extern const char kPrepareUsage[];
 extern const char kExportUsage[];
 extern const char kImportUsage[];
+extern const char kPlanUsage[];
 
 // Exit codes.
 inline constexpr int kExitOk = 0;

@@ -21,6 +21,8 @@ constexpr char kUsage[] =
     "  spillway export CONFIG --checkpoint DIR --output HF_DIR --format hf [--dtype bf16]\n"
     "                                              a Hugging Face model folder from a checkpoint\n"
     "  spillway import HF_DIR OUT_DIR              a checkpoint from a Hugging Face model folder\n"
+    "  spillway plan CONFIG [--world N]            memory per tier for a config, and whether it\n"
+    "                                              fits this machine\n"
     "  spillway help [COMMAND]                     this text, or a command's\n"
     "\n"
     "Config keys: docs/config.md. Quick start: spillway train examples/tiny/config.json\n";
@@ -49,6 +51,8 @@ int main(int argc, char** argv) {
       std::fputs(kExportUsage, stdout);
     else if (topic == "import")
       std::fputs(kImportUsage, stdout);
+    else if (topic == "plan")
+      std::fputs(kPlanUsage, stdout);
     else
       std::fputs(kUsage, stdout);
     return kExitOk;
@@ -65,6 +69,9 @@ int main(int argc, char** argv) {
   }
   if (command == "import") {
     return wants_help ? (std::fputs(kImportUsage, stdout), kExitOk) : ImportCommand(rest);
+  }
+  if (command == "plan") {
+    return wants_help ? (std::fputs(kPlanUsage, stdout), kExitOk) : PlanCommand(rest);
   }
   std::fprintf(stderr, "spillway: unknown command '%s'\n\n%s", command.c_str(), kUsage);
   return kExitUsage;

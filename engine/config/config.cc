@@ -44,6 +44,7 @@ constexpr absl::string_view kTopLevelKeys[] = {
     "checkpoint",
     "log",
     "pipeline",
+    "aio",
 };
 
 // DeepSpeed top-level keys for features spillway does not have (yet), with the reason.
@@ -53,7 +54,6 @@ struct Reserved {
 };
 constexpr Reserved kReservedKeys[] = {
     {"amp", "NVIDIA Apex AMP is not supported; mixed precision needs the CUDA backend"},
-    {"aio", "asynchronous I/O settings need NVMe offload, which is not built yet"},
     {"prescale_gradients", "gradient prescaling is not built yet"},
     {"gradient_predivide_factor", "gradient predivision is not built yet"},
     {"communication_data_type", "choosing the communication data type is not built yet"},
@@ -192,14 +192,20 @@ absl::StatusOr<Config> ParseConfig(absl::string_view json_text, int world_size) 
   if (const Json* v = r.Find("activation_checkpointing")) {
     SPW_RETURN_IF_ERROR(ParseActivationCheckpointing(*v, &c.activation_checkpointing));
   }
-  if (const Json* v = r.Find("bf16")) SPW_RETURN_IF_ERROR(ParseBf16(*v));
-  if (const Json* v = r.Find("fp16")) SPW_RETURN_IF_ERROR(ParseFp16(*v));
+  SPW_RETURN_IF_ERROR(ParsePrecision(r.Find("bf16"), r.Find("fp16"), &c.precision));
   if (const Json* v = r.Find("zero_optimization")) {
     SPW_RETURN_IF_ERROR(ParseZeroOptimization(*v, &c.zero_stage, &c.zero));
   }
+  if (const Json* v = r.Find("aio")) SPW_RETURN_IF_ERROR(ParseAio(*v, &c.aio));
   if (const Json* v = r.Find("checkpoint")) SPW_RETURN_IF_ERROR(ParseCheckpoint(*v, &c.checkpoint));
   if (const Json* v = r.Find("log")) SPW_RETURN_IF_ERROR(ParseLog(*v, &c.log));
 
+  if (c.optimizer.compact() && !c.zero.offload_optimizer) {
+    return KeyError(
+        c.optimizer.bf16_master ? "optimizer.params.master_dtype" : "optimizer.params.state_dtype",
+        "compact optimizer state runs in the CPU AdamW: set "
+        "zero_optimization.offload_optimizer.device to \"cpu\" or \"nvme\"");
+  }
   if (c.trainer.eval_interval > 0 && !HasValidationData(c.data)) {
     return KeyError("trainer.eval_interval",
                     absl::StrCat("is ", c.trainer.eval_interval,

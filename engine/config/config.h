@@ -37,6 +37,13 @@ struct OptimizerConfig {  // "optimizer": {"type": "AdamW", "params": {...}}
   double beta2 = 0.999;
   double eps = 1e-8;
   double weight_decay = 0.01;
+  // params.state_dtype / params.master_dtype (spillway's keys; the offloaded optimizer only):
+  // Adam m and v stored as fp32, bf16 or block-wise 8-bit; master parameters as fp32, or bf16
+  // with a bf16 Kahan compensation term (kernels/cpu/compact_adam.h).
+  enum class StateDtype { kFp32, kBf16, kInt8 };
+  StateDtype state_dtype = StateDtype::kFp32;
+  bool bf16_master = false;
+  bool compact() const { return state_dtype != StateDtype::kFp32 || bf16_master; }
 };
 
 struct SchedulerConfig {  // "scheduler": {"type": ..., "params": {...}}; absent: constant lr
@@ -95,6 +102,13 @@ struct ZeroConfig {
   // offload_optimizer.device = "cpu": AdamW state in CPU memory, AdamW on the CPU.
   bool offload_optimizer = false;
   bool pin_memory = true;  // offload_optimizer.pin_memory (GPU backends)
+  // offload_optimizer.device = "nvme" (offload_optimizer is set too): the fp32 master
+  // parameters and Adam m and v live in a preallocated file per rank under nvme_path, streamed
+  // through the CPU AdamW in tiles of buffer_size bytes per array, buffer_count tiles in flight.
+  bool optimizer_nvme = false;
+  std::string nvme_path;
+  int64_t nvme_buffer_count = 4;
+  int64_t nvme_buffer_size = 100'000'000;
   bool overlap_comm = true;
   int64_t reduce_bucket_size = 500'000'000;
   int64_t stage3_prefetch_bucket_size = 50'000'000;
@@ -119,6 +133,27 @@ struct PipelineConfig {
   PipeMareConfig pipemare;
 };
 
+// "aio": the NVMe engine's requests (DeepSpeed's keys; offload/io_engine.h IoOptions).
+struct AioConfig {
+  int64_t block_size = 1 << 20;  // bytes per request chunk, 1-8 MiB, a multiple of 4 KiB
+  int64_t queue_depth = 32;      // chunks in flight
+  bool force_pread = false;      // aio.engine = "pread" (spillway's key): skip io_uring
+};
+
+// "bf16" / "fp16" (DeepSpeed's sections): the precision of the matmuls' operands. Master
+// weights, gradients and AdamW state stay fp32 whichever is chosen (kernels::Ops::
+// SetMatmulPrecision). fp16 scales the loss (statically, or dynamically with DeepSpeed's rule)
+// and skips steps whose gradients overflow.
+struct PrecisionConfig {
+  enum class Mode { kFp32, kBf16, kFp16 };
+  Mode mode = Mode::kFp32;
+  double loss_scale = 0.0;  // fp16.loss_scale: a static scale; 0: dynamic
+  int initial_scale_power = 16;
+  int64_t loss_scale_window = 1000;
+  int64_t hysteresis = 2;
+  double min_loss_scale = 1.0;
+};
+
 struct Config {
   // Batch sizes, resolved: train_batch_size = micro * accumulation * (world_size / stages);
   // with a pipeline the accumulation steps are its micro-batches per step.
@@ -135,6 +170,8 @@ struct Config {
   int zero_stage = 0;
   ZeroConfig zero;
   PipelineConfig pipeline;
+  AioConfig aio;
+  PrecisionConfig precision;  // bf16, fp16
 
   ModelConfig model;
   OptimizerConfig optimizer;

@@ -28,8 +28,6 @@ constexpr absl::string_view kZeroOptionsNotBuilt[] = {
     "stage3_max_reuse_distance",
     "stage3_gather_16bit_weights_on_model_save",
 };
-constexpr absl::string_view kMixedPrecision =
-    "bf16/fp16 mixed precision is not built yet (the CUDA backend trains in fp32 for now)";
 
 // A key whose only accepted values are false and null (DeepSpeed's defaults); true means a
 // feature that is not built yet, described by `feature`.
@@ -95,27 +93,61 @@ absl::Status ParseWarmupCosineLR(const ObjectReader& p, SchedulerConfig* out) {
   return absl::OkStatus();
 }
 
-// offload_optimizer / offload_param. Sets *cpu when device is "cpu" (and *pin_memory from the
-// section); "nvme", and "cpu" where `cpu` is null (offload_param), are not built yet.
-absl::Status ParseOffload(const ObjectReader& zero, absl::string_view key, bool* cpu,
-                          bool* pin_memory) {
-  const Json* v = zero.Find(key);
+// A count DeepSpeed configs often write as 1e8: a number with an integral value in [min, max].
+absl::Status WholeNumber(const ObjectReader& r, absl::string_view key, int64_t* out, int64_t min,
+                         int64_t max) {
+  double count = static_cast<double>(*out);
+  SPW_RETURN_IF_ERROR(r.Double(key, &count, DoubleRange{}));
+  if (count != std::floor(count) || count < static_cast<double>(min) ||
+      count > static_cast<double>(max)) {
+    return KeyError(r.KeyPath(key), absl::StrCat("must be a whole number in [", min, ", ", max,
+                                                 "], found ", count));
+  }
+  *out = static_cast<int64_t>(count);
+  return absl::OkStatus();
+}
+
+// offload_optimizer: device "cpu" sets zero->offload_optimizer (and pin_memory); "nvme" also
+// sets zero->optimizer_nvme and reads nvme_path (required), buffer_count and buffer_size.
+absl::Status ParseOffloadOptimizer(const ObjectReader& zero_reader, ZeroConfig* zero) {
+  const Json* v = zero_reader.Find("offload_optimizer");
   if (v == nullptr || v->is_null()) return absl::OkStatus();
-  SPW_ASSIGN_OR_RETURN(ObjectReader r, ObjectReader::Open(*v, zero.KeyPath(key)));
+  SPW_ASSIGN_OR_RETURN(ObjectReader r,
+                       ObjectReader::Open(*v, zero_reader.KeyPath("offload_optimizer")));
   SPW_RETURN_IF_ERROR(
       r.CheckKeys({"device", "nvme_path", "buffer_count", "buffer_size", "max_in_cpu", "pin_memory",
                    "pipeline_read", "pipeline_write", "fast_init", "ratio"}));
   std::string device = "none";
   SPW_RETURN_IF_ERROR(r.String("device", &device, {"none", "cpu", "nvme"}));
-  if (device == "cpu" && cpu != nullptr) {
-    *cpu = true;
-    return r.Bool("pin_memory", pin_memory);
+  if (device == "none") return absl::OkStatus();
+  zero->offload_optimizer = true;
+  SPW_RETURN_IF_ERROR(r.Bool("pin_memory", &zero->pin_memory));
+  if (device == "cpu") return absl::OkStatus();
+  zero->optimizer_nvme = true;
+  if (!r.Has("nvme_path")) {
+    return KeyError(r.KeyPath("nvme_path"),
+                    "is required with device \"nvme\": a directory on a local NVMe disk where "
+                    "each rank keeps its optimizer state file");
   }
+  SPW_RETURN_IF_ERROR(r.NonEmptyString("nvme_path", &zero->nvme_path));
+  SPW_RETURN_IF_ERROR(WholeNumber(r, "buffer_count", &zero->nvme_buffer_count, 3, 256));
+  return WholeNumber(r, "buffer_size", &zero->nvme_buffer_size, 4096, int64_t{1} << 32);
+}
+
+// offload_param: only device "none" is accepted.
+absl::Status ParseOffloadParam(const ObjectReader& zero) {
+  const Json* v = zero.Find("offload_param");
+  if (v == nullptr || v->is_null()) return absl::OkStatus();
+  SPW_ASSIGN_OR_RETURN(ObjectReader r, ObjectReader::Open(*v, zero.KeyPath("offload_param")));
+  SPW_RETURN_IF_ERROR(
+      r.CheckKeys({"device", "nvme_path", "buffer_count", "buffer_size", "max_in_cpu", "pin_memory",
+                   "pipeline_read", "pipeline_write", "fast_init", "ratio"}));
+  std::string device = "none";
+  SPW_RETURN_IF_ERROR(r.String("device", &device, {"none", "cpu", "nvme"}));
   if (device != "none") {
-    return KeyError(r.KeyPath("device"),
-                    absl::StrCat("offload to \"", device, "\" is not built yet; ",
-                                 cpu != nullptr ? "\"none\" and \"cpu\" are" : "only \"none\" is",
-                                 " accepted"));
+    return KeyError(
+        r.KeyPath("device"),
+        absl::StrCat("offload to \"", device, "\" is not built yet; only \"none\" is accepted"));
   }
   return absl::OkStatus();
 }
@@ -129,8 +161,21 @@ absl::Status ParseOptimizer(const Json& value, OptimizerConfig* out) {
   const Json* params = r.Find("params");
   if (params == nullptr) return absl::OkStatus();
   SPW_ASSIGN_OR_RETURN(ObjectReader p, ObjectReader::Open(*params, r.KeyPath("params")));
-  SPW_RETURN_IF_ERROR(p.CheckKeys({"lr", "betas", "eps", "weight_decay"}));
+  SPW_RETURN_IF_ERROR(
+      p.CheckKeys({"lr", "betas", "eps", "weight_decay", "state_dtype", "master_dtype"}));
   SPW_RETURN_IF_ERROR(p.Double("lr", &out->lr, DoubleRange::Above(0)));
+  std::string state_dtype = "fp32", master_dtype = "fp32";
+  SPW_RETURN_IF_ERROR(p.String("state_dtype", &state_dtype, {"fp32", "bf16", "int8"}));
+  SPW_RETURN_IF_ERROR(p.String("master_dtype", &master_dtype, {"fp32", "bf16"}));
+  out->state_dtype = state_dtype == "bf16"   ? OptimizerConfig::StateDtype::kBf16
+                     : state_dtype == "int8" ? OptimizerConfig::StateDtype::kInt8
+                                             : OptimizerConfig::StateDtype::kFp32;
+  out->bf16_master = master_dtype == "bf16";
+  if (out->bf16_master && out->state_dtype != OptimizerConfig::StateDtype::kFp32) {
+    return KeyError(p.KeyPath("master_dtype"),
+                    "\"bf16\" master parameters keep fp32 Adam moments; set state_dtype to "
+                    "\"fp32\" or master_dtype to \"fp32\"");
+  }
   if (const Json* betas = p.Find("betas"); betas != nullptr) {
     const std::string path = p.KeyPath("betas");
     if (!betas->is_array() || betas->size() != 2) {
@@ -199,31 +244,59 @@ absl::Status ParseActivationCheckpointing(const Json& value, bool* enabled) {
   return absl::OkStatus();
 }
 
-absl::Status ParseBf16(const Json& value) {
-  SPW_ASSIGN_OR_RETURN(ObjectReader r, ObjectReader::Open(value, "bf16"));
-  SPW_RETURN_IF_ERROR(r.CheckKeys({"enabled"}));
-  bool enabled = false;
-  SPW_RETURN_IF_ERROR(r.Bool("enabled", &enabled));
-  if (enabled) return KeyError(r.KeyPath("enabled"), kMixedPrecision);
+absl::Status ParsePrecision(const Json* bf16, const Json* fp16, PrecisionConfig* out) {
+  bool bf16_on = false, fp16_on = false;
+  if (bf16 != nullptr) {
+    SPW_ASSIGN_OR_RETURN(ObjectReader r, ObjectReader::Open(*bf16, "bf16"));
+    SPW_RETURN_IF_ERROR(r.CheckKeys({"enabled"}));
+    SPW_RETURN_IF_ERROR(r.Bool("enabled", &bf16_on));
+  }
+  if (fp16 != nullptr) {
+    SPW_ASSIGN_OR_RETURN(ObjectReader r, ObjectReader::Open(*fp16, "fp16"));
+    SPW_RETURN_IF_ERROR(r.CheckKeys({"enabled", "loss_scale", "initial_scale_power",
+                                     "loss_scale_window", "hysteresis", "min_loss_scale"}));
+    // Checked even while disabled, so that a config is valid or not regardless of `enabled`.
+    SPW_RETURN_IF_ERROR(r.Bool("enabled", &fp16_on));
+    SPW_RETURN_IF_ERROR(r.Double("loss_scale", &out->loss_scale, DoubleRange::AtLeast(0)));
+    int64_t power = out->initial_scale_power;
+    SPW_RETURN_IF_ERROR(r.Int("initial_scale_power", &power, 0, 64));
+    out->initial_scale_power = static_cast<int>(power);
+    SPW_RETURN_IF_ERROR(r.Int("loss_scale_window", &out->loss_scale_window, 1, kInt64Max));
+    SPW_RETURN_IF_ERROR(r.Int("hysteresis", &out->hysteresis, 1, kInt64Max));
+    SPW_RETURN_IF_ERROR(r.Double("min_loss_scale", &out->min_loss_scale, DoubleRange::Above(0)));
+  }
+  if (bf16_on && fp16_on) {
+    return KeyError("fp16.enabled",
+                    "bf16.enabled and fp16.enabled are both true; enable at most one of them");
+  }
+  out->mode = bf16_on   ? PrecisionConfig::Mode::kBf16
+              : fp16_on ? PrecisionConfig::Mode::kFp16
+                        : PrecisionConfig::Mode::kFp32;
   return absl::OkStatus();
 }
 
-absl::Status ParseFp16(const Json& value) {
-  SPW_ASSIGN_OR_RETURN(ObjectReader r, ObjectReader::Open(value, "fp16"));
-  SPW_RETURN_IF_ERROR(r.CheckKeys({"enabled", "loss_scale", "initial_scale_power",
-                                   "loss_scale_window", "hysteresis", "min_loss_scale"}));
-  bool enabled = false;
-  double scale = 0;
-  int64_t n = 0;
-  // Checked even while disabled, so that a config is valid or not regardless of `enabled`.
-  SPW_RETURN_IF_ERROR(r.Bool("enabled", &enabled));
-  SPW_RETURN_IF_ERROR(r.Double("loss_scale", &scale, DoubleRange::AtLeast(0)));
-  SPW_RETURN_IF_ERROR(r.Int("initial_scale_power", &n, 0, 64));
-  SPW_RETURN_IF_ERROR(r.Int("loss_scale_window", &n, 1, kInt64Max));
-  SPW_RETURN_IF_ERROR(r.Int("hysteresis", &n, 1, kInt64Max));
-  SPW_RETURN_IF_ERROR(r.Double("min_loss_scale", &scale, DoubleRange::Above(0)));
-  if (enabled) return KeyError(r.KeyPath("enabled"), kMixedPrecision);
-  return absl::OkStatus();
+absl::Status ParseAio(const Json& value, AioConfig* aio) {
+  SPW_ASSIGN_OR_RETURN(ObjectReader r, ObjectReader::Open(value, "aio"));
+  SPW_RETURN_IF_ERROR(r.CheckKeys({"block_size", "queue_depth", "thread_count", "single_submit",
+                                   "overlap_events", "use_gds", "engine"}));
+  SPW_RETURN_IF_ERROR(WholeNumber(r, "block_size", &aio->block_size, 1 << 20, 8 << 20));
+  if (aio->block_size % 4096 != 0) {
+    return KeyError(
+        r.KeyPath("block_size"),
+        absl::StrCat("must be a multiple of 4096 (O_DIRECT's block), found ", aio->block_size));
+  }
+  SPW_RETURN_IF_ERROR(WholeNumber(r, "queue_depth", &aio->queue_depth, 1, 1024));
+  // The io_uring engine has one completion thread and submits in batches: DeepSpeed's thread
+  // and submission knobs have nothing to set, so any valid value is accepted.
+  int64_t threads = 1;
+  SPW_RETURN_IF_ERROR(WholeNumber(r, "thread_count", &threads, 1, 1024));
+  std::string engine = "auto";
+  SPW_RETURN_IF_ERROR(r.String("engine", &engine, {"auto", "pread"}));
+  aio->force_pread = engine == "pread";
+  bool flag = false;
+  SPW_RETURN_IF_ERROR(r.Bool("single_submit", &flag));
+  SPW_RETURN_IF_ERROR(r.Bool("overlap_events", &flag));
+  return FalseOnly(r, "use_gds", "GPUDirect Storage is not supported");
 }
 
 absl::Status ParseZeroOptimization(const Json& value, int* stage_out, ZeroConfig* zero) {
@@ -253,9 +326,8 @@ absl::Status ParseZeroOptimization(const Json& value, int* stage_out, ZeroConfig
     }
     *out = static_cast<int64_t>(count);
   }
-  SPW_RETURN_IF_ERROR(
-      ParseOffload(r, "offload_optimizer", &zero->offload_optimizer, &zero->pin_memory));
-  SPW_RETURN_IF_ERROR(ParseOffload(r, "offload_param", nullptr, nullptr));
+  SPW_RETURN_IF_ERROR(ParseOffloadOptimizer(r, zero));
+  SPW_RETURN_IF_ERROR(ParseOffloadParam(r));
   for (absl::string_view key : kZeroOptionsNotBuilt) {
     if (r.Has(key)) {
       return KeyError(r.KeyPath(key), "this ZeRO option is not built in spillway; remove the key");

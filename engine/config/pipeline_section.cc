@@ -82,6 +82,22 @@ absl::Status CheckPipeline(const Config& c) {
                     "runs on the CPU backend only in this build; set it to false for "
                     "trainer.backend \"cuda\"");
   }
+  if (c.precision.mode != PrecisionConfig::Mode::kFp32) {
+    const bool fp16 = c.precision.mode == PrecisionConfig::Mode::kFp16;
+    return KeyError(fp16 ? "fp16.enabled" : "bf16.enabled",
+                    "is true but pipelined runs train in fp32 in this build (no loss scaling "
+                    "across stages); set it to false or pipeline.stages to 1");
+  }
+  if (c.zero.optimizer_nvme) {
+    return KeyError("zero_optimization.offload_optimizer.device",
+                    "is \"nvme\" but pipelined runs keep optimizer state in the Units' buffers "
+                    "in this build; use \"cpu\" or \"none\"");
+  }
+  if (c.optimizer.compact()) {
+    return KeyError(
+        c.optimizer.bf16_master ? "optimizer.params.master_dtype" : "optimizer.params.state_dtype",
+        "compact optimizer state is not built for pipelined runs; use fp32");
+  }
   if (!c.checkpoint.dir.empty()) {
     return KeyError("checkpoint.dir", "checkpoints of pipelined runs are not built yet");
   }

@@ -13,9 +13,10 @@ namespace spillway::config_internal {
 absl::Status ParseOptimizer(const Json& value, OptimizerConfig* out);
 absl::Status ParseScheduler(const Json& value, SchedulerConfig* out);
 absl::Status ParseActivationCheckpointing(const Json& value, bool* enabled);
-absl::Status ParseBf16(const Json& value);
-absl::Status ParseFp16(const Json& value);
+// bf16 and fp16 (either may be null); both enabled is an error naming both keys.
+absl::Status ParsePrecision(const Json* bf16, const Json* fp16, PrecisionConfig* out);
 absl::Status ParseZeroOptimization(const Json& value, int* stage, ZeroConfig* zero);
+absl::Status ParseAio(const Json& value, AioConfig* aio);
 
 // spillway's own sections (spillway_sections.cc).
 absl::Status ParseModel(const Json& value, ModelConfig* out);

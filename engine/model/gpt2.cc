@@ -46,7 +46,6 @@ struct Gpt2::Impl {
   bool checkpointing = false;
   BlockShape shape{};
   Buffer residual_buf, block_buf, head_buf, grad_buf, token_buf;
-  std::vector<float> host_losses;  // (N): the per-token losses, copied back for the mean
 
   std::vector<float*> residual;  // L+1 pointers, (N,C) each
   std::vector<BlockActivations> acts;
@@ -109,7 +108,6 @@ absl::StatusOr<std::unique_ptr<Gpt2>> Gpt2::Create(const ModelConfig& config, in
   SPW_ASSIGN_OR_RETURN(impl->token_buf, Buffer::Allocate(plan.token_bytes, tier, "tokens"));
   impl->inputs = impl->token_buf.as<int32_t>();
   impl->targets = impl->inputs + N;
-  impl->host_losses.resize(N);
 
   model->impl_ = std::move(impl);
   return model;
@@ -142,8 +140,8 @@ absl::Status Gpt2::InitParams(uint64_t seed) {
   return absl::OkStatus();
 }
 
-float Gpt2::ForwardUnits(int first, int end, const int32_t* inputs, const int32_t* targets,
-                         const float* input) {
+void Gpt2::ForwardUnits(int first, int end, const int32_t* inputs, const int32_t* targets,
+                        const float* input, double* loss_sum) {
   Impl& m = *impl_;
   const BlockShape& s = m.shape;
   const int N = static_cast<int>(s.N()), C = s.C, L = config_.n_layer;
@@ -173,7 +171,7 @@ float Gpt2::ForwardUnits(int first, int end, const int32_t* inputs, const int32_
   }
   if (!with_head) {
     if (with_embed) ReleaseParams(0);
-    return 0.0f;
+    return;
   }
   UnitState& head = units_[L + 1];
   AcquireParams(L + 1);
@@ -185,7 +183,7 @@ float Gpt2::ForwardUnits(int first, int end, const int32_t* inputs, const int32_
   ReleaseParams(0);
   ops_->CrossEntropy(m.losses, m.logits, m.targets, N, config_.vocab_size, Vp_, 0.0f);
 
-  return MeanLoss(m.losses, targets, s.N(), m.host_losses.data(), &m.valid_targets);
+  AddMeanLoss(m.losses, targets, s.N(), loss_sum, &m.valid_targets);
 }
 
 void Gpt2::RunBackwardUnits(int first, int end, float loss_scale, bool last_micro_batch,

@@ -40,8 +40,8 @@ class Gpt2 : public Model {
   // GPT-2 initialisation from `seed`: weights N(0, init_std), the two residual projections
   // (attn.c_proj, mlp.c_proj) N(0, init_std / sqrt(2 L)), biases 0, LayerNorm weights 1.
   absl::Status InitParams(uint64_t seed) override;
-  float ForwardUnits(int first, int end, const int32_t* inputs, const int32_t* targets,
-                     const float* input) override;
+  void ForwardUnits(int first, int end, const int32_t* inputs, const int32_t* targets,
+                    const float* input, double* loss_sum) override;
   const float* UnitsOutput(int end) const override;
   const float* InputGrad() const override;
 

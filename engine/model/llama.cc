@@ -83,7 +83,6 @@ struct Llama::Impl {
   bool checkpointing = false;
   LlamaBlockShape shape{};
   Buffer residual_buf, block_buf, head_buf, grad_buf, token_buf;
-  std::vector<float> host_losses;  // (N): the per-token losses, copied back for the mean
 
   std::vector<float*> residual;  // L+1 pointers, (N,C) each
   std::vector<LlamaBlockActivations> acts;
@@ -148,7 +147,6 @@ absl::StatusOr<std::unique_ptr<Llama>> Llama::Create(const ModelConfig& config, 
   SPW_ASSIGN_OR_RETURN(impl->token_buf, Buffer::Allocate(plan.token_bytes, tier, "tokens"));
   impl->inputs = impl->token_buf.as<int32_t>();
   impl->targets = impl->inputs + N;
-  impl->host_losses.resize(N);
 
   model->impl_ = std::move(impl);
   return model;
@@ -178,8 +176,8 @@ absl::Status Llama::InitParams(uint64_t seed) {
   return absl::OkStatus();
 }
 
-float Llama::ForwardUnits(int first, int end, const int32_t* inputs, const int32_t* targets,
-                          const float* input) {
+void Llama::ForwardUnits(int first, int end, const int32_t* inputs, const int32_t* targets,
+                         const float* input, double* loss_sum) {
   Impl& m = *impl_;
   const LlamaBlockShape& s = m.shape;
   const int N = static_cast<int>(s.N()), C = s.C, L = config_.n_layer;
@@ -205,7 +203,7 @@ float Llama::ForwardUnits(int first, int end, const int32_t* inputs, const int32
                       m.residual[l + 1], m.ActsOf(l));
     ReleaseParams(u);
   }
-  if (!with_head) return 0.0f;
+  if (!with_head) return;
   UnitState& head = units_[L + 1];
   const TensorSpec& norm_w = head.layout.tensors()[0];
   const TensorSpec& lm_head = head.layout.tensors()[1];
@@ -215,7 +213,7 @@ float Llama::ForwardUnits(int first, int end, const int32_t* inputs, const int32
   ReleaseParams(L + 1);
   ops_->CrossEntropy(m.losses, m.logits, m.targets, N, config_.vocab_size, Vp_, 0.0f);
 
-  return MeanLoss(m.losses, targets, s.N(), m.host_losses.data(), &m.valid_targets);
+  AddMeanLoss(m.losses, targets, s.N(), loss_sum, &m.valid_targets);
 }
 
 void Llama::RunBackwardUnits(int first, int end, float loss_scale, bool last_micro_batch,

@@ -51,8 +51,8 @@ class Llama : public Model {
   // Hugging Face's Llama initialisation from `seed`: every weight matrix and the embedding
   // N(0, init_std) (initializer_range), RMSNorm weights 1; padding rows 0.
   absl::Status InitParams(uint64_t seed) override;
-  float ForwardUnits(int first, int end, const int32_t* inputs, const int32_t* targets,
-                     const float* input) override;
+  void ForwardUnits(int first, int end, const int32_t* inputs, const int32_t* targets,
+                    const float* input, double* loss_sum) override;
   const float* UnitsOutput(int end) const override;
   const float* InputGrad() const override;
 

@@ -58,18 +58,27 @@ absl::Status Model::SetUnitParams(int u, std::span<const float> whole) {
   return ops_->Synchronize();
 }
 
-float Model::MeanLoss(const float* losses, const int32_t* targets, size_t n, float* host,
-                      size_t* valid) {
-  ops_->CopyToHost(host, losses, n * sizeof(float));
-  if (!ops_->Synchronize().ok()) return std::numeric_limits<float>::quiet_NaN();
-  double sum = 0.0;
-  *valid = 0;
-  for (size_t i = 0; i < n; ++i) {
-    if (targets[i] < 0) continue;
-    sum += host[i];
-    ++*valid;
+float Model::ForwardUnitsLoss(int first, int end, const int32_t* inputs, const int32_t* targets,
+                              const float* input) {
+  constexpr float kFailed = std::numeric_limits<float>::quiet_NaN();
+  if (forward_loss_.size() == 0) {
+    absl::StatusOr<DeviceScalars> scalars = DeviceScalars::Create(*ops_, 1, "the forward's loss");
+    if (!scalars.ok()) return kFailed;
+    forward_loss_ = std::move(scalars).value();
   }
-  return *valid == 0 ? 0.0f : static_cast<float>(sum / *valid);
+  forward_loss_.Zero(*ops_);
+  ForwardUnits(first, end, inputs, targets, input, forward_loss_.at(0));
+  if (end != num_units()) return 0.0f;
+  double loss = 0.0;
+  if (!forward_loss_.Read(*ops_, {&loss, 1}).ok()) return kFailed;
+  return static_cast<float>(loss);
+}
+
+void Model::AddMeanLoss(const float* losses, const int32_t* targets, size_t n, double* loss_sum,
+                        size_t* valid) {
+  *valid = 0;
+  for (size_t i = 0; i < n; ++i) *valid += targets[i] >= 0;
+  ops_->AddMean(loss_sum, losses, n, *valid);
 }
 
 std::vector<int> StageUnits(const ModelConfig& config, int first, int end) {

@@ -21,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "engine/config/config.h"
+#include "engine/model/device_scalars.h"
 #include "kernels/ops.h"
 #include "partitioner/unit_residency.h"
 #include "partitioner/unit_state.h"
@@ -38,11 +39,17 @@ class Model {
   virtual absl::Status InitParams(uint64_t seed) = 0;
 
   // Forward over one micro-batch. inputs, targets: (B,T) token ids; a target < 0 is ignored.
-  // Returns the mean loss over non-ignored targets (0 if there are none). Keeps what
-  // Backward needs; logits() is valid until Backward. Waits for the backend, to read the
-  // losses; after a backend failure it returns NaN and Synchronize() has the error.
+  // Adds the mean loss over non-ignored targets (0 if there are none), a float widened to
+  // double, to *loss_sum: one double in the backend's memory (DeviceScalars). Does not wait
+  // for the backend. Keeps what Backward needs; logits() is valid until Backward.
+  void ForwardAccumulate(const int32_t* inputs, const int32_t* targets, double* loss_sum) {
+    ForwardUnits(0, num_units(), inputs, targets, nullptr, loss_sum);
+  }
+  // ForwardAccumulate into a scalar of the model's own, read back: returns the mean loss.
+  // Waits for the backend; after a backend failure it returns NaN and Synchronize() has the
+  // error.
   float Forward(const int32_t* inputs, const int32_t* targets) {
-    return ForwardUnits(0, num_units(), inputs, targets, nullptr);
+    return ForwardUnitsLoss(0, num_units(), inputs, targets, nullptr);
   }
 
   // Accumulates into the grads: d(loss_scale * mean loss of the last Forward) / d params.
@@ -55,11 +62,16 @@ class Model {
   // Pipeline stages (pipeline/): the forward over Units [first, end) only, using only the
   // Units UnitsUsed(first, end) lists. Starts from the token `inputs` when first == 0, else
   // from `input` ((B,T,C) floats in backend memory: the output of Unit first - 1), which is
-  // copied. With end == num_units() it computes the loss from `targets` and returns the mean,
-  // as Forward; otherwise it returns 0 and Unit end - 1's output is at UnitsOutput(end) until
-  // the next ForwardUnits. Full range: exactly Forward.
-  virtual float ForwardUnits(int first, int end, const int32_t* inputs, const int32_t* targets,
-                             const float* input) = 0;
+  // copied. With end == num_units() it adds the mean loss to *loss_sum
+  // (backend memory, as ForwardAccumulate; unused otherwise) and does not wait; otherwise Unit
+  // end - 1's output is at UnitsOutput(end) until the next ForwardUnits. Full range: exactly
+  // ForwardAccumulate.
+  virtual void ForwardUnits(int first, int end, const int32_t* inputs, const int32_t* targets,
+                            const float* input, double* loss_sum) = 0;
+  // ForwardUnits with the model's own loss scalar: returns the mean loss, read back (a wait),
+  // when end == num_units(), else 0 without waiting. NaN after a backend failure.
+  float ForwardUnitsLoss(int first, int end, const int32_t* inputs, const int32_t* targets,
+                         const float* input);
   // The backward of the last ForwardUnits(first, end, ...): from `output_grad` ((B,T,C), the
   // gradient of the output of Unit end - 1) when end < num_units(), else from the loss. When
   // first > 0 the gradient of its `input` is then at InputGrad() until the next backward.
@@ -118,10 +130,11 @@ class Model {
   void AcquireGrads(int u);
   void ReleaseGrads(int u);
   void BeginPass(UnitResidency::Pass pass, bool last_backward = false);
-  // The mean over non-ignored targets (>= 0) of the per-token `losses` (backend memory, n of
-  // them), read through `host` (n floats); sets *valid to the number counted. Waits for the
-  // backend; after a backend failure returns NaN (the caller's Synchronize() has the error).
-  float MeanLoss(const float* losses, const int32_t* targets, size_t n, float* host, size_t* valid);
+  // Adds the mean over non-ignored targets (>= 0; host memory) of the per-token `losses`
+  // (backend memory, n of them, 0 where ignored) to *loss_sum (backend memory); sets *valid
+  // to the number counted. Does not wait.
+  void AddMeanLoss(const float* losses, const int32_t* targets, size_t n, double* loss_sum,
+                   size_t* valid);
   // Appends the Units of `layouts`: those in `held` (empty: all) allocated as `sharding` says,
   // the others with their layout only (no buffers).
   absl::Status AddUnits(std::vector<UnitLayout> layouts, const ShardingPlan& sharding,
@@ -136,6 +149,7 @@ class Model {
   std::vector<UnitState> units_;
   UnitResidency* residency_ = nullptr;
   std::vector<bool> held_;
+  DeviceScalars forward_loss_;  // ForwardUnitsLoss's own loss scalar, allocated on first use
 
  private:
   virtual void RunBackwardUnits(int first, int end, float loss_scale, bool last_micro_batch,

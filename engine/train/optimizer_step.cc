@@ -6,20 +6,11 @@
 #include <vector>
 
 #include "core/status.h"
+#include "engine/model/device_scalars.h"
 #include "kernels/cpu/cpu_adam.h"
 
 namespace spillway {
 namespace {
-
-// Calls fn(t, begin, end) for each tensor t of `unit` with the part [begin, end) of its flat
-// range that lies in [lo, hi), skipping tensors outside it.
-template <typename Fn>
-void ForEachTensorPart(const UnitState& unit, size_t lo, size_t hi, Fn fn) {
-  for (const TensorSpec& t : unit.layout.tensors()) {
-    const size_t begin = std::max(lo, t.offset), end = std::min(hi, t.offset + t.numel);
-    if (begin < end) fn(t, begin, end);
-  }
-}
 
 // The sum over ranks of each rank's `local` value, added in rank order in double precision
 // (the same on every rank). Doubles travel as pairs of floats' bit patterns.
@@ -43,7 +34,8 @@ absl::StatusOr<double> SumOverRanks(Communicator& control, double local) {
 // the offload tier, the CPU kernel (bitwise equal to the backend's AdamW) updates the master
 // parameters and moments there, and the updated parameters go back up.
 absl::Status OffloadedAdamW(Model& model, kernels::Ops& ops, const OptimizerConfig& opt,
-                            kernels::AdamWParams p, std::span<const int> units) {
+                            kernels::AdamWParams p, std::span<const int> units,
+                            ExternalOptimizerState* external) {
   for (int u : units) {
     UnitState& unit = model.unit(u);
     const size_t lo = unit.update_begin(), hi = unit.update_end();
@@ -56,6 +48,13 @@ absl::Status OffloadedAdamW(Model& model, kernels::Ops& ops, const OptimizerConf
     UnitState& unit = model.unit(u);
     const size_t lo = unit.update_begin(), hi = unit.update_end();
     if (lo >= hi) continue;
+    if (external != nullptr) {
+      SPW_RETURN_IF_ERROR(external->StepUnit(u, unit, opt, p));
+      ops.CopyToBackend(unit.params.as<float>() + unit.param_index(lo),
+                        unit.offload_grads.as<float>() + unit.optimizer_index(lo),
+                        (hi - lo) * sizeof(float));
+      continue;
+    }
     ForEachTensorPart(unit, lo, hi, [&](const TensorSpec& t, size_t begin, size_t end) {
       p.weight_decay = t.weight_decay ? static_cast<float>(opt.weight_decay) : 0.0f;
       const size_t k = unit.optimizer_index(begin);
@@ -70,9 +69,29 @@ absl::Status OffloadedAdamW(Model& model, kernels::Ops& ops, const OptimizerConf
   return absl::OkStatus();
 }
 
+// The external master arrays take the backend's parameters, staged through offload_grads.
+absl::Status WriteExternalMaster(Model& model, kernels::Ops& ops,
+                                 ExternalOptimizerState& external) {
+  for (int u = 0; u < model.num_units(); ++u) {
+    UnitState& unit = model.unit(u);
+    const size_t lo = unit.update_begin(), hi = unit.update_end();
+    float* staging = unit.offload_grads.as<float>();
+    std::memset(staging, 0, unit.offload_grads.bytes());
+    if (lo < hi) {
+      ops.CopyToHost(staging + unit.optimizer_index(lo),
+                     unit.params.as<float>() + unit.param_index(lo), (hi - lo) * sizeof(float));
+      SPW_RETURN_IF_ERROR(ops.Synchronize());
+    }
+    SPW_RETURN_IF_ERROR(external.WriteMaster(u, staging));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
-absl::Status CopyParamsToOffloadMaster(Model& model, kernels::Ops& ops) {
+absl::Status CopyParamsToOffloadMaster(Model& model, kernels::Ops& ops,
+                                       ExternalOptimizerState* external) {
+  if (external != nullptr) return WriteExternalMaster(model, ops, *external);
   for (int u = 0; u < model.num_units(); ++u) {
     UnitState& unit = model.unit(u);
     const size_t lo = unit.update_begin(), hi = unit.update_end();
@@ -89,20 +108,63 @@ std::vector<int> AllUnits(const Model& model) {
   return units;
 }
 
-double GradSumSquares(Model& model, kernels::Ops& ops, std::span<const int> units) {
-  double sum_squares = 0.0;
+void AddGradSumSquares(Model& model, kernels::Ops& ops, double* sum_squares,
+                       std::span<const int> units) {
+  const std::vector<int> all = units.empty() ? AllUnits(model) : std::vector<int>();
+  if (units.empty()) units = all;
   for (int u : units) {
     UnitState& unit = model.unit(u);
-    // Whole gradients are the same on every rank; shards are added up over ranks by the caller.
+    // Whole gradients are the same on every rank; shards are added up over ranks later.
     const size_t lo = unit.grads_sharded() ? unit.update_begin() : 0;
     const size_t hi = unit.grads_sharded() ? unit.update_end() : unit.numel();
     ForEachTensorPart(unit, lo, hi, [&](const TensorSpec& t, size_t begin, size_t end) {
-      double s = 0.0;
-      ops.SumSquares(&s, unit.grads.as<float>() + unit.grad_index(begin), end - begin);
-      sum_squares += s;
+      ops.AddSumSquares(sum_squares, unit.grads.as<float>() + unit.grad_index(begin), end - begin);
     });
   }
+}
+
+absl::StatusOr<double> GradSumSquares(Model& model, kernels::Ops& ops, std::span<const int> units) {
+  SPW_ASSIGN_OR_RETURN(DeviceScalars scalars,
+                       DeviceScalars::Create(ops, 1, "the gradients' sum of squares"));
+  scalars.Zero(ops);
+  AddGradSumSquares(model, ops, scalars.at(0), units);
+  double sum_squares = 0.0;
+  SPW_RETURN_IF_ERROR(scalars.Read(ops, {&sum_squares, 1}));
   return sum_squares;
+}
+
+absl::StatusOr<OptimizerStepResult> OptimizerStep(Model& model, kernels::Ops& ops,
+                                                  Communicator& data, Communicator& control,
+                                                  const OptimizerConfig& opt, double lr,
+                                                  double max_grad_norm, int64_t step,
+                                                  ExternalOptimizerState* external) {
+  SPW_ASSIGN_OR_RETURN(const double sum_squares, GradSumSquares(model, ops, {}));
+  return ApplyOptimizerStep(model, ops, data, control, opt, lr, max_grad_norm, step, sum_squares,
+                            GradScaling{}, external);
+}
+
+absl::StatusOr<OptimizerStepResult> ApplyOptimizerStep(
+    Model& model, kernels::Ops& ops, Communicator& data, Communicator& control,
+    const OptimizerConfig& opt, double lr, double max_grad_norm, int64_t step,
+    double local_sum_squares, const GradScaling& scaling, ExternalOptimizerState* external) {
+  OptimizerStepResult result;
+  double sum_squares = local_sum_squares;
+  if (model.unit(0).grads_sharded()) {
+    SPW_ASSIGN_OR_RETURN(sum_squares, SumOverRanks(control, sum_squares));
+  }
+  result.grad_norm = std::sqrt(sum_squares) / scaling.loss_scale;
+  if (scaling.skip_non_finite && !std::isfinite(result.grad_norm)) {
+    result.skipped = true;
+    return result;
+  }
+  result.clip_scale = ClipScale(result.grad_norm, max_grad_norm);
+  // Unscaling folds into the factor AdamW applies (exactly clip_scale when loss_scale is 1).
+  const float grad_scale = scaling.loss_scale == 1.0
+                               ? result.clip_scale
+                               : static_cast<float>(result.clip_scale / scaling.loss_scale);
+  SPW_RETURN_IF_ERROR(
+      AdamWStep(model, ops, data, opt, lr, grad_scale, step, AllUnits(model), external));
+  return result;
 }
 
 float ClipScale(double grad_norm, double max_grad_norm) {
@@ -115,17 +177,17 @@ float ClipScale(double grad_norm, double max_grad_norm) {
 }
 
 absl::Status AdamWStep(Model& model, kernels::Ops& ops, Communicator& data,
-                       const OptimizerConfig& opt, double lr, float clip_scale, int64_t step,
-                       std::span<const int> units) {
+                       const OptimizerConfig& opt, double lr, float grad_scale, int64_t step,
+                       std::span<const int> units, ExternalOptimizerState* external) {
   kernels::AdamWParams p;
   p.lr = static_cast<float>(lr);
   p.beta1 = static_cast<float>(opt.beta1);
   p.beta2 = static_cast<float>(opt.beta2);
   p.eps = static_cast<float>(opt.eps);
   p.step = step;
-  p.grad_scale = clip_scale;
+  p.grad_scale = grad_scale;
   if (model.unit(units.front()).optimizer_offloaded()) {
-    SPW_RETURN_IF_ERROR(OffloadedAdamW(model, ops, opt, p, units));
+    SPW_RETURN_IF_ERROR(OffloadedAdamW(model, ops, opt, p, units, external));
   } else {
     for (int u : units) {
       UnitState& unit = model.unit(u);
@@ -149,22 +211,6 @@ absl::Status AdamWStep(Model& model, kernels::Ops& ops, Communicator& data,
     }
   }
   return absl::OkStatus();
-}
-
-absl::StatusOr<OptimizerStepResult> OptimizerStep(Model& model, kernels::Ops& ops,
-                                                  Communicator& data, Communicator& control,
-                                                  const OptimizerConfig& opt, double lr,
-                                                  double max_grad_norm, int64_t step) {
-  OptimizerStepResult result;
-  const std::vector<int> units = AllUnits(model);
-  double sum_squares = GradSumSquares(model, ops, units);
-  if (model.unit(0).grads_sharded()) {
-    SPW_ASSIGN_OR_RETURN(sum_squares, SumOverRanks(control, sum_squares));
-  }
-  result.grad_norm = std::sqrt(sum_squares);
-  result.clip_scale = ClipScale(result.grad_norm, max_grad_norm);
-  SPW_RETURN_IF_ERROR(AdamWStep(model, ops, data, opt, lr, result.clip_scale, step, units));
-  return result;
 }
 
 }  // namespace spillway

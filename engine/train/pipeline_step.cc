@@ -155,8 +155,8 @@ float PipelineStep::Forward(int mb, const float* input) {
   const int64_t g = Global(mb);
   int32_t* inputs = Tokens(g, false).data();
   int32_t* targets = Tokens(g, true).data();
-  return model_->ForwardUnits(placement_.first_unit(), placement_.end_unit(), inputs, targets,
-                              input);
+  return model_->ForwardUnitsLoss(placement_.first_unit(), placement_.end_unit(), inputs, targets,
+                                  input);
 }
 
 const float* PipelineStep::Output() const { return model_->UnitsOutput(placement_.end_unit()); }
@@ -244,8 +244,9 @@ absl::StatusOr<PipelineStep::Result> PipelineStep::SyncStep(int64_t step, double
   const pipeline::StageTiming& timing = runner_->last_run();
   busy_s_ += timing.busy_s;
   wall_s_ += timing.wall_s;
-  const double mine[kReportDoubles] = {GradSumSquares(*model_, *ops_, owned_units_), loss_sum,
-                                       timing.busy_s, timing.wall_s};
+  SPW_ASSIGN_OR_RETURN(const double stage_sum_squares,
+                       GradSumSquares(*model_, *ops_, owned_units_));
+  const double mine[kReportDoubles] = {stage_sum_squares, loss_sum, timing.busy_s, timing.wall_s};
   SPW_ASSIGN_OR_RETURN(const std::vector<double> all, GatherDoubles(world_, mine, kReportDoubles));
   double sum_squares = 0.0, loss = 0.0, busy = 0.0, wall = 0.0;
   for (int r = 0; r < world_.world_size(); ++r) {
@@ -328,7 +329,9 @@ absl::StatusOr<PipelineStep::Result> PipelineStep::AsyncStep(int64_t step, doubl
     }
     result.loss = sum / (static_cast<double>(m_) * p.dp);
   }
-  result.grad_norm = std::sqrt(GradSumSquares(*model_, *ops_, owned_units_));
+  SPW_ASSIGN_OR_RETURN(const double stage_sum_squares,
+                       GradSumSquares(*model_, *ops_, owned_units_));
+  result.grad_norm = std::sqrt(stage_sum_squares);
   result.utilization = timing.wall_s > 0 ? timing.busy_s / timing.wall_s : 0.0;
   // Each stage clips its own norm to max / sqrt(p), so the global norm stays <= max.
   const float clip =

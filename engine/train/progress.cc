@@ -17,11 +17,13 @@ std::string StepReport::Format() const {
   if (pipeline_utilization >= 0) {
     absl::StrAppendFormat(&mfu_text, " | pipeline util %.1f%%", 100 * pipeline_utilization);
   }
+  const std::string scale_text =
+      loss_scale > 0 ? absl::StrFormat(" | scale %g | skipped %d", loss_scale, skipped_steps) : "";
   return absl::StrFormat(
-      "step %*d/%d | loss %.4f | lr %.2e | gnorm %.3f | %s tok/s | %.3g TFLOP/s%s | %.1f ms/step "
-      "| ETA %s",
-      width, step, total_steps, loss, lr, grad_norm, FormatCount(tokens_per_s), tflops, mfu_text,
-      ms_per_step, FormatDuration(eta_s));
+      "step %*d/%d | loss %.4f | lr %.2e | gnorm %.3f%s | %s tok/s | %.3g TFLOP/s%s | %.1f "
+      "ms/step | ETA %s",
+      width, step, total_steps, loss, lr, grad_norm, scale_text, FormatCount(tokens_per_s), tflops,
+      mfu_text, ms_per_step, FormatDuration(eta_s));
 }
 
 nlohmann::json StepReport::ToJson() const {
@@ -32,6 +34,10 @@ nlohmann::json StepReport::ToJson() const {
                       {"tokens_per_s", tokens_per_s},
                       {"ms_per_step", ms_per_step}};
   if (pipeline_utilization >= 0) j["pipeline_utilization"] = pipeline_utilization;
+  if (loss_scale > 0) {
+    j["loss_scale"] = loss_scale;
+    j["skipped_steps"] = skipped_steps;
+  }
   return j;
 }
 

@@ -23,9 +23,11 @@ struct StepReport {
   double eta_s = 0.0;
   // Pipelined runs: the stages' busy time over (stages x step time), in [0, 1]; < 0: none.
   double pipeline_utilization = -1.0;
+  double loss_scale = 0.0;    // fp16's loss scale; 0: not fp16 (not shown)
+  int64_t skipped_steps = 0;  // fp16: steps skipped so far for overflows
 
   // "step   120/2000 | loss 2.1234 | lr 3.00e-04 | gnorm 0.812 | 41.2K tok/s | 99.5 ms/step | ETA
-  // 3m07s"
+  // 3m07s"; fp16 adds "| scale 65536 | skipped 2" after the gradient norm.
   std::string Format() const;
   nlohmann::json ToJson() const;
 };

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -13,11 +14,17 @@
 #include "engine/data/synthetic_language.h"
 #include "engine/hf/hf_folder.h"
 #include "engine/hf/hf_model.h"
+#include "engine/plan/fit.h"
+#include "engine/plan/plan_config.h"
+#include "engine/plan/report.h"
+#include "engine/train/compact_adamw.h"
 #include "engine/train/lr_schedule.h"
+#include "engine/train/nvme_adamw.h"
 #include "engine/train/optimizer_step.h"
 #include "engine/train/sharded_checkpoint.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu_adam.h"
+#include "offload/nvme_file.h"
 #include "partitioner/rank_info.h"
 #include "partitioner/threaded_communicator.h"
 #if SPILLWAY_WITH_NCCL
@@ -45,6 +52,10 @@ struct CheckpointedRange {
   size_t numel;      // the Unit's elements (the flat ranges' padding is past them)
   bool optimizer_state;
   bool whole;  // every rank holds the whole Unit in `buffer`, so loads all of it
+  // External optimizer state (engine/train/external_optimizer_state.h): `buffer` is null and
+  // the range is `moment` of Unit `unit` there, laid out as `buffer` would be.
+  int unit = -1;
+  ExternalOptimizerState::Moment moment = ExternalOptimizerState::kExpAvg;
 };
 
 std::vector<CheckpointedRange> CheckpointedRanges(Model& model) {
@@ -57,10 +68,11 @@ std::vector<CheckpointedRange> CheckpointedRanges(Model& model) {
     const bool params_sharded = unit.params_sharded();
     out.push_back({name + "/params", &unit.params, params_sharded ? unit.shard.begin : 0,
                    unit.shard, unit.numel(), false, !params_sharded});
-    out.push_back({name + "/exp_avg", &unit.exp_avg, moment_origin, unit.shard, unit.numel(), true,
-                   !sharded});
-    out.push_back({name + "/exp_avg_sq", &unit.exp_avg_sq, moment_origin, unit.shard, unit.numel(),
-                   true, !sharded});
+    const bool external = unit.optimizer_state_external();
+    out.push_back({name + "/exp_avg", external ? nullptr : &unit.exp_avg, moment_origin, unit.shard,
+                   unit.numel(), true, !sharded, u, ExternalOptimizerState::kExpAvg});
+    out.push_back({name + "/exp_avg_sq", external ? nullptr : &unit.exp_avg_sq, moment_origin,
+                   unit.shard, unit.numel(), true, !sharded, u, ExternalOptimizerState::kExpAvgSq});
   }
   return out;
 }
@@ -139,6 +151,11 @@ absl::Status Trainer::Setup() {
   SPW_RETURN_IF_ERROR(
       AgreeAcrossRanks(Annotate(ops.status(), "trainer.backend"), "creating its backend"));
   ops_ = std::move(ops).value();
+  const PrecisionConfig::Mode precision = config_.precision.mode;
+  ops_->SetMatmulPrecision(
+      precision == PrecisionConfig::Mode::kBf16   ? kernels::MatmulPrecision::kBf16
+      : precision == PrecisionConfig::Mode::kFp16 ? kernels::MatmulPrecision::kFp16
+                                                  : kernels::MatmulPrecision::kFp32);
   if (gpu_ranks) {
 #if SPILLWAY_WITH_NCCL
     SPW_ASSIGN_OR_RETURN(own_data_comm_, NcclCommunicator::Create(*comm_, ops_->native_stream(),
@@ -157,6 +174,7 @@ absl::Status Trainer::Setup() {
     data_comm_ = &pipeline_->dp_group();
     held_units = pipeline_->HeldUnits(config_.model);
   }
+  SPW_RETURN_IF_ERROR(AgreeAcrossRanks(CheckMemoryPlan(), "checking the memory plan"));
   SPW_RETURN_IF_ERROR(LoadData());
   const int B = static_cast<int>(config_.train_micro_batch_size_per_gpu);
   // Data parallelism (and ZeRO) spans data_comm_: all ranks, or a pipeline stage's group.
@@ -168,6 +186,7 @@ absl::Status Trainer::Setup() {
   sharding.offload_tier = ops_->memory_tier() == Tier::kDevice && config_.zero.pin_memory
                               ? Tier::kPinnedHost
                               : Tier::kHost;
+  sharding.external_optimizer_state = config_.zero.optimizer_nvme || CompactAdamW::Wanted(config_);
   SPW_ASSIGN_OR_RETURN(model_, CreateModel(config_.model, B, config_.activation_checkpointing,
                                            ops_.get(), sharding, held_units));
   ResidencyOptions residency;
@@ -181,16 +200,56 @@ absl::Status Trainer::Setup() {
   if (pipeline_ != nullptr) {
     SPW_RETURN_IF_ERROR(pipeline_->Attach(*model_, *ops_, *train_loader_, *residency_));
   }
+  SPW_RETURN_IF_ERROR(AgreeAcrossRanks(CreateExternalState(), "creating its optimizer state"));
   if (config_.model.init_from.empty()) {
     SPW_RETURN_IF_ERROR(model_->InitParams(config_.trainer.seed));
   } else {
     SPW_RETURN_IF_ERROR(LoadInitialParams());
   }
-  SPW_RETURN_IF_ERROR(CopyParamsToOffloadMaster(*model_, *ops_));
+  SPW_RETURN_IF_ERROR(CopyParamsToOffloadMaster(*model_, *ops_, external_state_.get()));
+  SPW_ASSIGN_OR_RETURN(step_scalars_,
+                       DeviceScalars::Create(*ops_, kStepScalars, "the step's loss and norm"));
   const size_t N = static_cast<size_t>(B) * config_.model.seq_len;
   inputs_.resize(N);
   targets_.resize(N);
   PrintStartup();
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::CheckMemoryPlan() {
+  SPW_ASSIGN_OR_RETURN(const RankInfo ranks, RankInfoFromEnvironment());
+  const int world = comm_->world_size();
+  SPW_ASSIGN_OR_RETURN(
+      const PlanInput input,
+      PlanInputFromConfig(config_, world, std::min(world, ranks.local_world_size)));
+  if (config_.zero.optimizer_nvme) {
+    // A missing or read-only nvme_path is named as such, not as a tier with no space.
+    SPW_RETURN_IF_ERROR(Annotate(CheckNvmePath(config_.zero.nvme_path),
+                                 "zero_optimization.offload_optimizer.nvme_path"));
+  }
+  SPW_ASSIGN_OR_RETURN(const Hardware hw,
+                       DetectHardware(ops_->memory_tier() == Tier::kDevice, input.nvme_path));
+  SPW_ASSIGN_OR_RETURN(PlanResult result, PlanToFit(input, hw));
+  if (!result.fit.fits()) {
+    // A stage holds only its Units: the unpipelined plan is an upper bound, not a refusal.
+    if (config_.pipeline.stages == 1) return NotFitError(result, hw);
+    Print(
+        absl::StrCat("memory plan: pipelined runs are planned as if unpipelined (every Unit "
+                     "on every rank), an upper bound that exceeds this machine; going on: ",
+                     NotFitError(result, hw).message()));
+  }
+  memory_plan_ = std::move(result.plan);
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::CreateExternalState() {
+  if (CompactAdamW::Wanted(config_)) {
+    SPW_ASSIGN_OR_RETURN(external_state_,
+                         CompactAdamW::Create(config_, *model_,
+                                              model_->unit(0).offload_grads.tier(), comm_->rank()));
+  } else if (config_.zero.optimizer_nvme) {
+    SPW_ASSIGN_OR_RETURN(external_state_, NvmeAdamW::Create(config_, *model_, comm_->rank()));
+  }
   return absl::OkStatus();
 }
 
@@ -273,43 +332,21 @@ void Trainer::Print(const std::string& line) const {
 
 void Trainer::PrintStartup() const {
   const ModelConfig& m = config_.model;
-  size_t param_bytes = 0, grad_bytes = 0, optimizer_bytes = 0, offload_bytes = 0;
-  Tier offload_tier = Tier::kHost;
-  for (int u = 0; u < model_->num_units(); ++u) {
-    const UnitState& unit = model_->unit(u);
-    param_bytes += unit.params.bytes();
-    grad_bytes += unit.grads.bytes();
-    const size_t adam = unit.exp_avg.bytes() + unit.exp_avg_sq.bytes();
-    if (unit.optimizer_offloaded()) {
-      offload_bytes += adam + unit.offload_master.bytes() + unit.offload_grads.bytes();
-      offload_tier = unit.exp_avg.tier();
-    } else {
-      optimizer_bytes += adam;
-    }
-  }
   Print(absl::StrFormat(
       "model: %s, seq_len %d, vocab %d: %s parameters in %d Units%s", model_->Describe(), m.seq_len,
       m.vocab_size, FormatCount(static_cast<double>(model_->param_count())), model_->num_units(),
       m.init_from.empty() ? "" : absl::StrCat(", loaded from ", m.init_from)));
-  const int B = static_cast<int>(config_.train_micro_batch_size_per_gpu);
-  const bool checkpointing = config_.activation_checkpointing;
   const int world = comm_->world_size();
-  Print(absl::StrFormat(
-      "memory%s (tier %s): parameters %s, gradients %s, optimizer state %s, activations per "
-      "micro-batch of %d: %s with activation checkpointing %s (%s with it %s)",
-      world > 1 ? " per rank" : "", TierName(ops_->memory_tier()), FormatBytes(param_bytes),
-      FormatBytes(grad_bytes), FormatBytes(optimizer_bytes), B,
-      FormatBytes(static_cast<double>(model_->activation_bytes())), checkpointing ? "on" : "off",
-      FormatBytes(static_cast<double>(PlannedActivationBytes(m, B, !checkpointing))),
-      checkpointing ? "off" : "on"));
-  if (offload_bytes > 0) {
-    Print(absl::StrFormat(
-        "optimizer offloaded to %s memory%s: %s (fp32 master parameters, gradient copies, Adam m "
-        "and v); AdamW on the CPU (%s)",
-        TierName(offload_tier), world > 1 ? " per rank" : "",
-        FormatBytes(static_cast<double>(offload_bytes)),
-        kernels::cpu::CpuIsaName(kernels::cpu::BestCpuIsa())));
+  for (const std::string& line : FormatStartupMemory(memory_plan_)) Print(line);
+  if (memory_plan_.input.offload_optimizer != Placement::kNone) {
+    Print(absl::StrFormat("optimizer offloaded to %s memory (%s); AdamW on the CPU (%s)",
+                          TierName(memory_plan_.offload_tier),
+                          external_state_ != nullptr
+                              ? "gradient copies"
+                              : "fp32 master parameters, gradient copies, Adam m and v",
+                          kernels::cpu::CpuIsaName(kernels::cpu::BestCpuIsa())));
   }
+  if (external_state_ != nullptr) Print(external_state_->Describe());
   if (residency_->working_bytes() > 0) {
     Print(absl::StrFormat(
         "ZeRO stage %d working buffers: %s (whole Units being gathered or reduced%s)",
@@ -367,24 +404,44 @@ absl::Status Trainer::TrainStep() {
   if (pipeline_ != nullptr) return PipelinedStep();
   const int64_t step = step_ + 1;
   model_->ZeroGrads();
+  step_scalars_.Zero(*ops_);
   const int64_t accum = config_.gradient_accumulation_steps;
-  double loss_sum = 0.0;
+  const double loss_scale = scaler_.scale();
   for (int64_t micro = 0; micro < accum; ++micro) {
     train_loader_->Next(inputs_.data(), targets_.data());
-    loss_sum += model_->Forward(inputs_.data(), targets_.data());
-    model_->Backward(1.0f / static_cast<float>(accum * comm_->world_size()), micro == accum - 1);
+    model_->ForwardAccumulate(inputs_.data(), targets_.data(), step_scalars_.at(kLossSum));
+    model_->Backward(
+        static_cast<float>(loss_scale) / static_cast<float>(accum * comm_->world_size()),
+        micro == accum - 1);
     SPW_RETURN_IF_ERROR(residency_->FinishGrads());
   }
-  SPW_RETURN_IF_ERROR(ops_->Synchronize());
+  AddGradSumSquares(*model_, *ops_, step_scalars_.at(kGradSumSquares));
+  // The step's one wait: the summed losses and the gradients' sum of squares.
+  double scalars[kStepScalars];
+  SPW_RETURN_IF_ERROR(step_scalars_.Read(*ops_, scalars));
   SPW_ASSIGN_OR_RETURN(const double loss,
-                       MeanOverRanks(*comm_, loss_sum / static_cast<double>(accum)));
-  SPW_RETURN_IF_ERROR(CheckLoss(loss, step));
-  const double lr = LearningRate(config_.optimizer, config_.scheduler, step);
-  SPW_ASSIGN_OR_RETURN(const OptimizerStepResult result,
-                       OptimizerStep(*model_, *ops_, *data_comm_, *comm_, config_.optimizer, lr,
-                                     config_.gradient_clipping, step));
+                       MeanOverRanks(*comm_, scalars[kLossSum] / static_cast<double>(accum)));
+  // fp16: a loss that is not finite is an overflow like the gradients' (the step is skipped).
+  if (!scaler_.enabled()) SPW_RETURN_IF_ERROR(CheckLoss(loss, step));
+  // Skipped steps do not count for the optimizer: neither its LR schedule nor bias correction.
+  const int64_t optimizer_step = step - skipped_steps_;
+  const double lr = LearningRate(config_.optimizer, config_.scheduler, optimizer_step);
+  OptimizerStepResult result;
+  if (std::isfinite(loss)) {
+    GradScaling scaling;
+    scaling.loss_scale = loss_scale;
+    scaling.skip_non_finite = scaler_.enabled();
+    SPW_ASSIGN_OR_RETURN(
+        result, ApplyOptimizerStep(*model_, *ops_, *data_comm_, *comm_, config_.optimizer, lr,
+                                   config_.gradient_clipping, optimizer_step,
+                                   scalars[kGradSumSquares], scaling, external_state_.get()));
+  } else {
+    result.grad_norm = std::numeric_limits<double>::quiet_NaN();
+    result.skipped = true;
+  }
+  if (result.skipped) ++skipped_steps_;
+  SPW_RETURN_IF_ERROR(scaler_.Update(result.skipped));
   residency_->InvalidateParams();
-  SPW_RETURN_IF_ERROR(ops_->Synchronize());
   step_ = step;
   step_losses_.push_back(loss);
   last_loss_ = loss;
@@ -424,6 +481,10 @@ absl::Status Trainer::Train() {
       report.loss = last_loss_;
       report.lr = last_lr_;
       report.grad_norm = last_grad_norm_;
+      if (scaler_.enabled()) {
+        report.loss_scale = scaler_.scale();
+        report.skipped_steps = skipped_steps_;
+      }
       report.tokens_per_s = tokens_per_step / seconds_per_step;
       report.tflops = report.tokens_per_s * flops_per_token / 1e12;
       if (ops_->peak_flops() > 0) report.mfu = report.tflops * 1e12 / ops_->peak_flops();
@@ -431,6 +492,10 @@ absl::Status Trainer::Train() {
       report.eta_s = seconds_per_step * static_cast<double>(total - step_);
       report.pipeline_utilization = last_utilization_;
       Print(report.Format());
+      if (external_state_ != nullptr) {
+        const std::string times = external_state_->TakeTimeReport();
+        if (!times.empty()) Print(times);
+      }
       SPW_RETURN_IF_ERROR(metrics.Write(report.ToJson()));
       window_start = Clock::now();
       window_steps = 0;
@@ -490,15 +555,16 @@ absl::StatusOr<double> Trainer::Evaluate() {
         "no validation data: set data.val_path or data.synthetic.val_tokens");
   }
   val_loader_->Reset();
-  double sum = 0.0;
+  step_scalars_.Zero(*ops_);
   const int64_t batches = config_.trainer.eval_batches;
   for (int64_t i = 0; i < batches; ++i) {
     val_loader_->Next(inputs_.data(), targets_.data());
-    sum += model_->Forward(inputs_.data(), targets_.data());
+    model_->ForwardAccumulate(inputs_.data(), targets_.data(), step_scalars_.at(kLossSum));
   }
-  SPW_RETURN_IF_ERROR(ops_->Synchronize());
+  double scalars[kStepScalars];
+  SPW_RETURN_IF_ERROR(step_scalars_.Read(*ops_, scalars));
   SPW_RETURN_IF_ERROR(residency_->status());
-  return MeanOverRanks(*comm_, sum / static_cast<double>(batches));
+  return MeanOverRanks(*comm_, scalars[kLossSum] / static_cast<double>(batches));
 }
 
 absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
@@ -514,15 +580,26 @@ absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
       {"zero_stage", config_.zero_stage},
       {"data_position", {{"epoch", position.epoch}, {"cursor", position.cursor}}},
       {"last_loss", last_loss_},
+      {"skipped_steps", skipped_steps_},
   };
+  if (scaler_.enabled()) meta["loss_scaler"] = scaler_.ToJson();
   // Ranges in GPU memory are written from host copies.
   const std::vector<CheckpointedRange> ranges = CheckpointedRanges(*model_);
   std::vector<std::vector<std::byte>> staging;
   staging.reserve(ranges.size());
   std::vector<CheckpointBlob> blobs;
   for (const CheckpointedRange& r : ranges) {
-    std::byte* data = r.buffer->data() + (r.shard.begin - r.origin) * sizeof(float);
     const size_t bytes = r.shard.shard_numel * sizeof(float);
+    if (r.buffer == nullptr) {  // on NVMe: read back whole, keep this rank's range
+      std::vector<std::byte> array(model_->unit(r.unit).optimizer_numel() * sizeof(float));
+      SPW_RETURN_IF_ERROR(
+          external_state_->ReadMoment(r.unit, r.moment, reinterpret_cast<float*>(array.data())));
+      const size_t skip = (r.shard.begin - r.origin) * sizeof(float);
+      staging.emplace_back(array.begin() + skip, array.begin() + skip + bytes);
+      blobs.push_back({r.name, staging.back()});
+      continue;
+    }
+    std::byte* data = r.buffer->data() + (r.shard.begin - r.origin) * sizeof(float);
     if (r.buffer->on_host()) {
       blobs.push_back({r.name, {data, bytes}});
       continue;
@@ -576,6 +653,13 @@ absl::Status Trainer::ReadCheckpoint(const std::string& path, bool with_optimize
     if (r.optimizer_state && !with_optimizer_state) continue;
     const size_t begin = r.whole ? 0 : std::min(r.shard.begin, r.numel);
     const size_t end = r.whole ? r.numel : std::min(r.shard.end, r.numel);
+    if (r.buffer == nullptr) {  // on NVMe: assemble the whole array, then write it
+      std::vector<float> array(model_->unit(r.unit).optimizer_numel(), 0.0f);
+      SPW_RETURN_IF_ERROR(
+          LoadFlatRange(files, r.name, r.numel, begin, end, array.data() + (begin - r.origin)));
+      SPW_RETURN_IF_ERROR(external_state_->WriteMoment(r.unit, r.moment, array.data()));
+      continue;
+    }
     float* dst = r.buffer->as<float>() + (begin - r.origin);
     if (r.buffer->on_host()) {
       SPW_RETURN_IF_ERROR(LoadFlatRange(files, r.name, r.numel, begin, end, dst));
@@ -586,7 +670,7 @@ absl::Status Trainer::ReadCheckpoint(const std::string& path, bool with_optimize
     ops_->CopyToBackend(dst, host.data(), host.size() * sizeof(float));
     SPW_RETURN_IF_ERROR(ops_->Synchronize());
   }
-  SPW_RETURN_IF_ERROR(CopyParamsToOffloadMaster(*model_, *ops_));
+  SPW_RETURN_IF_ERROR(CopyParamsToOffloadMaster(*model_, *ops_, external_state_.get()));
   if (!with_optimizer_state) return absl::OkStatus();
 
   // The data position counts global micro-batches of windows: the global batch must match;
@@ -604,6 +688,8 @@ absl::Status Trainer::ReadCheckpoint(const std::string& path, bool with_optimize
                           position.value("cursor", uint64_t{0})};
   SPW_RETURN_IF_ERROR(train_loader_->SetPosition(p));
   last_loss_ = meta.value("last_loss", 0.0);
+  skipped_steps_ = meta.value("skipped_steps", int64_t{0});
+  if (meta.contains("loss_scaler")) scaler_.FromJson(meta["loss_scaler"]);
   const int saved_world = static_cast<int>(files.size());
   Print(absl::StrFormat("resumed from %s at step %d%s", path, step_,
                         saved_world == comm_->world_size()

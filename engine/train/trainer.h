@@ -23,6 +23,9 @@
 #include "engine/data/batch_loader.h"
 #include "engine/data/token_data.h"
 #include "engine/model/model.h"
+#include "engine/plan/memory_plan.h"
+#include "engine/train/external_optimizer_state.h"
+#include "engine/train/loss_scaler.h"
 #include "engine/train/pipeline_step.h"
 #include "engine/train/progress.h"
 #include "kernels/ops.h"
@@ -72,15 +75,23 @@ class Trainer {
   const std::vector<double>& pipeline_utilization() const { return pipeline_utilization_; }
   // Pipelined runs: this rank's stage step, for tests.
   PipelineStep* pipeline_step() { return pipeline_.get(); }
+  // fp16: the current loss scale (1 otherwise) and the steps skipped for overflows so far.
+  double loss_scale() const { return scaler_.scale(); }
+  int64_t skipped_steps() const { return skipped_steps_; }
   // The per-token entropy floor of the data, when it is known (synthetic language).
   std::optional<double> entropy_floor() const { return entropy_floor_; }
+  // The offloaded optimizer state on NVMe or in a compact format, else null.
+  ExternalOptimizerState* external_state() { return external_state_.get(); }
 
  private:
-  Trainer(const Config& config, std::FILE* out) : config_(config), out_(out) {}
+  Trainer(const Config& config, std::FILE* out)
+      : config_(config), out_(out), scaler_(config.precision) {}
   // OK if `local` is OK on every rank; otherwise `local`'s error here and, on the ranks that
   // succeeded, an error saying another rank failed at `what`.
   absl::Status AgreeAcrossRanks(const absl::Status& local, absl::string_view what);
   absl::Status Setup();
+  // Creates external_state_ for offload_optimizer.device = "nvme" or a compact state format.
+  absl::Status CreateExternalState();
   absl::Status LoadData();
   absl::Status TrainStep();
   absl::Status PipelinedStep();
@@ -91,11 +102,16 @@ class Trainer {
   absl::Status ReadCheckpoint(const std::string& path, bool with_optimizer_state);
   // model.init_from into the parameters.
   absl::Status LoadInitialParams();
+  // The memory plan (engine/plan) against this machine, before anything is allocated:
+  // ResourceExhausted naming each short tier's bytes if it does not fit.
+  absl::Status CheckMemoryPlan();
   void PrintStartup() const;
   void Print(const std::string& line) const;
 
   Config config_;
   std::FILE* out_;
+  LossScaler scaler_;          // fp16's loss scale (scale 1 otherwise)
+  int64_t skipped_steps_ = 0;  // steps skipped for fp16 overflows, not counted by the optimizer
   std::unique_ptr<Communicator> own_comm_;       // when Create() was given none
   std::unique_ptr<Communicator> threaded_comm_;  // wraps the given one for host ranks
   std::unique_ptr<Communicator> own_data_comm_;  // NCCL, for GPU ranks
@@ -105,11 +121,17 @@ class Trainer {
   Communicator* data_comm_ = nullptr;
   std::unique_ptr<kernels::Ops> ops_;
   std::unique_ptr<Model> model_;
-  std::unique_ptr<PipelineStep> pipeline_;    // pipelined runs (pipeline.stages > 1)
+  std::unique_ptr<PipelineStep> pipeline_;  // pipelined runs (pipeline.stages > 1)
+  MemoryPlan memory_plan_;  // what CheckMemoryPlan planned: the start-up report's numbers
   std::unique_ptr<UnitResidency> residency_;  // after model_: it points into its Units
+  // The offloaded master, m and v when not in the Units' Buffers; null otherwise.
+  std::unique_ptr<ExternalOptimizerState> external_state_;
   std::shared_ptr<const TokenData> train_data_, val_data_;
   std::unique_ptr<BatchLoader> train_loader_, val_loader_;
   std::vector<int32_t> inputs_, targets_;
+  // Accumulated in the backend's memory over a step, read back once at its end.
+  enum StepScalar { kLossSum, kGradSumSquares, kStepScalars };
+  DeviceScalars step_scalars_;
   std::optional<double> entropy_floor_;
   std::string data_description_;
   int64_t step_ = 0;

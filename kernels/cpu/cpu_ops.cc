@@ -1,6 +1,7 @@
 #include "kernels/cpu/cpu_ops.h"
 
 #include <cstring>
+#include <vector>
 
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/cpu_adam.h"
@@ -12,6 +13,7 @@
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/rmsnorm.h"
 #include "kernels/cpu/rope.h"
+#include "kernels/cpu/round16.h"
 #include "kernels/cpu/sum_squares.h"
 #include "kernels/cpu/swiglu.h"
 
@@ -63,12 +65,25 @@ class CpuOps final : public Ops {
     cpu::RmsNormBackward(dinp, dweight, dout, inp, weight, rstd, N, C);
   }
 
+  void SetMatmulPrecision(MatmulPrecision precision) override { precision_ = precision; }
   void MatmulForward(float* out, const float* inp, const float* weight, const float* bias, int N,
                      int C, int OC) override {
+    if (precision_ != MatmulPrecision::kFp32) {
+      inp = Rounded(0, inp, static_cast<size_t>(N) * C);
+      weight = Rounded(1, weight, static_cast<size_t>(OC) * C);
+    }
     cpu::MatmulForward(out, inp, weight, bias, N, C, OC);
   }
   void MatmulBackward(float* dinp, float* dweight, float* dbias, const float* dout,
                       const float* inp, const float* weight, int N, int C, int OC) override {
+    if (precision_ != MatmulPrecision::kFp32) {
+      // dbias sums dout in fp32, as the CUDA backend's kernel does.
+      if (dbias != nullptr) cpu::BiasGradient(dbias, dout, N, OC);
+      dbias = nullptr;
+      dout = Rounded(0, dout, static_cast<size_t>(N) * OC);
+      inp = Rounded(1, inp, static_cast<size_t>(N) * C);
+      weight = Rounded(2, weight, static_cast<size_t>(OC) * C);
+    }
     cpu::MatmulBackward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
   }
 
@@ -121,13 +136,34 @@ class CpuOps final : public Ops {
     cpu::CrossEntropy(losses, logits, targets, N, V, Vp, dlogits_scale);
   }
 
-  void SumSquares(double* out, const float* x, size_t n) override { cpu::SumSquares(out, x, n); }
+  void AddSumSquares(double* acc, const float* x, size_t n) override {
+    double sum;
+    cpu::SumSquares(&sum, x, n);
+    *acc += sum;
+  }
+  void AddMean(double* acc, const float* x, size_t n, size_t divisor) override {
+    if (divisor == 0) return;
+    const double sum = cpu::SumInOrder(x, n);
+    *acc += static_cast<float>(sum / static_cast<double>(divisor));
+  }
 
   void AdamW(float* param, const float* grad, float* m, float* v, size_t n,
              const AdamWParams& p) override {
     // Bitwise equal to the reference cpu::AdamW, vectorised for this CPU.
     cpu::CpuAdamW(param, grad, m, v, /*param_bf16=*/nullptr, n, p);
   }
+
+ private:
+  // x rounded to the matmul precision, in operand slot `slot`'s scratch.
+  const float* Rounded(int slot, const float* x, size_t n) {
+    std::vector<float>& out = operand_scratch_[slot];
+    out.resize(n);
+    cpu::RoundToPrecision(precision_, x, out.data(), n);
+    return out.data();
+  }
+
+  MatmulPrecision precision_ = MatmulPrecision::kFp32;
+  std::vector<float> operand_scratch_[3];
 };
 
 }  // namespace

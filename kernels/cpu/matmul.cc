@@ -143,7 +143,10 @@ void MatmulBackward(float* dinp, float* dweight, float* dbias, const float* dout
   PackAndGemm(dinp, C, View{dout, OC, 1}, View{weight, 1, C}, nullptr, true, N, C, OC);
   // dweight (OC,C) += dout^T (OC,N) @ inp (N,C): A(o, n) = dout[n, o]; B(n, c) = inp[n, c].
   PackAndGemm(dweight, C, View{dout, 1, OC}, View{inp, 1, C}, nullptr, true, OC, C, N);
-  if (dbias == nullptr) return;
+  if (dbias != nullptr) BiasGradient(dbias, dout, N, OC);
+}
+
+void BiasGradient(float* dbias, const float* dout, int N, int OC) {
   constexpr size_t kBlock = 64;
   ParallelForBlocks(OC, kBlock, [&](size_t begin, size_t end) {
     float sum[kBlock] = {};

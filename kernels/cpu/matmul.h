@@ -14,4 +14,7 @@ void MatmulForward(float* out, const float* inp, const float* weight, const floa
 void MatmulBackward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                     const float* weight, int N, int C, int OC);
 
+// dbias (OC) += column sums of dout (N,OC): MatmulBackward's bias part.
+void BiasGradient(float* dbias, const float* dout, int N, int OC);
+
 }  // namespace spillway::kernels::cpu

@@ -42,4 +42,10 @@ void SumSquares(double* out, const float* x, size_t n) {
   *out = sum;
 }
 
+double SumInOrder(const float* x, size_t n) {
+  double sum = 0.0;
+  for (size_t i = 0; i < n; ++i) sum += x[i];
+  return sum;
+}
+
 }  // namespace spillway::kernels::cpu

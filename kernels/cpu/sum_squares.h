@@ -9,4 +9,7 @@ namespace spillway::kernels::cpu {
 // sums are added in order.
 void SumSquares(double* out, const float* x, size_t n);
 
+// The sum of x[0, n) in double, added one by one in index order.
+double SumInOrder(const float* x, size_t n);
+
 }  // namespace spillway::kernels::cpu

@@ -29,18 +29,21 @@ namespace {
 
 // One column-major GEMM D (m,n) = op(A) @ op(B) + beta * D (+ bias broadcast over columns).
 // op(A) is (m,k): A is stored (m,k) for transa = N, (k,m) for T; likewise op(B) is (k,n).
+// A and B hold ab_type values (fp32, or bf16 copies made by ToBf16); D and the bias are fp32.
 struct Gemm {
   cublasOperation_t transa;
   cublasOperation_t transb;
   int m, n, k;
-  const float* a;
+  const void* a;
   int lda;
-  const float* b;
+  const void* b;
   int ldb;
   float* d;
   int ldd;
   float beta;
   const float* bias;  // (m), added to every column of D (CUBLASLT_EPILOGUE_BIAS); may be null
+  cublasComputeType_t compute;
+  cudaDataType_t ab_type = CUDA_R_32F;
 };
 
 // Largest power of two <= 256 dividing the address (4 at least for a float pointer).
@@ -73,7 +76,7 @@ struct Preference {
 
 // The algorithms chosen by the heuristic, per handle and problem (shape, transposes, epilogue,
 // pointer alignments): the heuristic query costs more than the descriptors.
-using AlgoKey = std::array<int64_t, 14>;
+using AlgoKey = std::array<int64_t, 16>;
 
 struct AlgoCache {
   std::mutex mu;
@@ -99,93 +102,118 @@ AlgoKey KeyOf(cublasLtHandle_t handle, const Gemm& g) {
           Alignment(g.a),
           Alignment(g.b),
           Alignment(g.d),
-          g.bias != nullptr ? Alignment(g.bias) : 0};
+          g.bias != nullptr ? Alignment(g.bias) : 0,
+          g.compute,
+          g.ab_type};
+}
+
+// The descriptors of one Gemm.
+struct GemmDescs {
+  MatmulDesc op;
+  Layout a, b, d;
+};
+
+absl::Status MakeDescs(const Gemm& g, GemmDescs& descs) {
+  SPW_CUBLAS_CHECK(cublasLtMatmulDescCreate(&descs.op.desc, g.compute, CUDA_R_32F));
+  const int32_t transa = g.transa;
+  const int32_t transb = g.transb;
+  SPW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(descs.op.desc, CUBLASLT_MATMUL_DESC_TRANSA,
+                                                  &transa, sizeof(transa)));
+  SPW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(descs.op.desc, CUBLASLT_MATMUL_DESC_TRANSB,
+                                                  &transb, sizeof(transb)));
+  if (g.bias != nullptr) {
+    const uint32_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+    SPW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(descs.op.desc, CUBLASLT_MATMUL_DESC_EPILOGUE,
+                                                    &epilogue, sizeof(epilogue)));
+    const void* bias = g.bias;
+    SPW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+        descs.op.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+  }
+  const bool a_n = g.transa == CUBLAS_OP_N;
+  const bool b_n = g.transb == CUBLAS_OP_N;
+  SPW_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&descs.a.layout, g.ab_type, a_n ? g.m : g.k,
+                                              a_n ? g.k : g.m, g.lda));
+  SPW_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&descs.b.layout, g.ab_type, b_n ? g.k : g.n,
+                                              b_n ? g.n : g.k, g.ldb));
+  SPW_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&descs.d.layout, CUDA_R_32F, g.m, g.n, g.ldd));
+  return absl::OkStatus();
+}
+
+// The cached algorithm for g, or the heuristic's first choice (then cached); NotFound when the
+// heuristic has none.
+absl::StatusOr<cublasLtMatmulAlgo_t> FindAlgo(cublasLtHandle_t handle, size_t workspace_bytes,
+                                              const Gemm& g, const GemmDescs& descs) {
+  const AlgoKey key = KeyOf(handle, g);
+  AlgoCache& cache = Cache();
+  {
+    std::lock_guard<std::mutex> lock(cache.mu);
+    auto it = cache.algos.find(key);
+    if (it != cache.algos.end()) return it->second;
+  }
+  Preference pref;
+  SPW_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref.pref));
+  const uint64_t max_workspace = workspace_bytes;
+  SPW_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      pref.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &max_workspace, sizeof(max_workspace)));
+  // The defaults assume 256-byte aligned buffers; sub-buffers may be aligned less.
+  const uint32_t align_a = Alignment(g.a);
+  const uint32_t align_b = Alignment(g.b);
+  const uint32_t align_d = Alignment(g.d);
+  SPW_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      pref.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a, sizeof(align_a)));
+  SPW_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      pref.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b, sizeof(align_b)));
+  SPW_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      pref.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_d, sizeof(align_d)));
+  SPW_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      pref.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_d, sizeof(align_d)));
+  cublasLtMatmulHeuristicResult_t result = {};
+  int returned = 0;
+  const cublasStatus_t heuristic = cublasLtMatmulAlgoGetHeuristic(
+      handle, descs.op.desc, descs.a.layout, descs.b.layout, descs.d.layout, descs.d.layout,
+      pref.pref, 1, &result, &returned);
+  if (heuristic == CUBLAS_STATUS_NOT_SUPPORTED ||
+      (heuristic == CUBLAS_STATUS_SUCCESS && returned == 0)) {
+    return absl::NotFoundError("cublasLtMatmulAlgoGetHeuristic: no algorithm");
+  }
+  SPW_CUBLAS_CHECK(heuristic);
+  SPW_CUBLAS_CHECK(result.state);
+  std::lock_guard<std::mutex> lock(cache.mu);
+  cache.algos.emplace(key, result.algo);
+  return result.algo;
+}
+
+// Looks g's algorithm up (and caches it) without running it.
+absl::Status Prepare(cublasLtHandle_t handle, size_t workspace_bytes, const Gemm& g) {
+  GemmDescs descs;
+  SPW_RETURN_IF_ERROR(MakeDescs(g, descs));
+  return FindAlgo(handle, workspace_bytes, g, descs).status();
 }
 
 absl::Status RunGemm(cublasLtHandle_t handle, void* workspace, size_t workspace_bytes,
                      const Gemm& g, cudaStream_t stream) {
-  MatmulDesc op;
-  SPW_CUBLAS_CHECK(cublasLtMatmulDescCreate(&op.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-  const int32_t transa = g.transa;
-  const int32_t transb = g.transb;
-  SPW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op.desc, CUBLASLT_MATMUL_DESC_TRANSA, &transa,
-                                                  sizeof(transa)));
-  SPW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op.desc, CUBLASLT_MATMUL_DESC_TRANSB, &transb,
-                                                  sizeof(transb)));
-  if (g.bias != nullptr) {
-    const uint32_t epilogue = CUBLASLT_EPILOGUE_BIAS;
-    SPW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op.desc, CUBLASLT_MATMUL_DESC_EPILOGUE,
-                                                    &epilogue, sizeof(epilogue)));
-    const void* bias = g.bias;
-    SPW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
-                                                    &bias, sizeof(bias)));
-  }
-
-  const bool a_n = g.transa == CUBLAS_OP_N;
-  const bool b_n = g.transb == CUBLAS_OP_N;
-  Layout a, b, d;
-  SPW_CUBLAS_CHECK(
-      cublasLtMatrixLayoutCreate(&a.layout, CUDA_R_32F, a_n ? g.m : g.k, a_n ? g.k : g.m, g.lda));
-  SPW_CUBLAS_CHECK(
-      cublasLtMatrixLayoutCreate(&b.layout, CUDA_R_32F, b_n ? g.k : g.n, b_n ? g.n : g.k, g.ldb));
-  SPW_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&d.layout, CUDA_R_32F, g.m, g.n, g.ldd));
-
-  const AlgoKey key = KeyOf(handle, g);
-  cublasLtMatmulAlgo_t algo;
-  bool cached = false;
-  {
-    AlgoCache& cache = Cache();
-    std::lock_guard<std::mutex> lock(cache.mu);
-    auto it = cache.algos.find(key);
-    if (it != cache.algos.end()) {
-      algo = it->second;
-      cached = true;
-    }
-  }
-  if (!cached) {
-    Preference pref;
-    SPW_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref.pref));
-    const uint64_t max_workspace = workspace_bytes;
-    SPW_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref.pref,
-                                                          CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                          &max_workspace, sizeof(max_workspace)));
-    // The defaults assume 256-byte aligned buffers; sub-buffers may be aligned less.
-    const uint32_t align_a = Alignment(g.a);
-    const uint32_t align_b = Alignment(g.b);
-    const uint32_t align_d = Alignment(g.d);
-    SPW_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-        pref.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a, sizeof(align_a)));
-    SPW_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-        pref.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b, sizeof(align_b)));
-    SPW_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-        pref.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_d, sizeof(align_d)));
-    SPW_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-        pref.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_d, sizeof(align_d)));
-    cublasLtMatmulHeuristicResult_t result = {};
-    int returned = 0;
-    SPW_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(handle, op.desc, a.layout, b.layout, d.layout,
-                                                    d.layout, pref.pref, 1, &result, &returned));
-    if (returned == 0) {
-      return absl::NotFoundError("cublasLtMatmulAlgoGetHeuristic: no algorithm");
-    }
-    SPW_CUBLAS_CHECK(result.state);
-    algo = result.algo;
-    AlgoCache& cache = Cache();
-    std::lock_guard<std::mutex> lock(cache.mu);
-    cache.algos.emplace(key, algo);
-  }
-
+  GemmDescs descs;
+  SPW_RETURN_IF_ERROR(MakeDescs(g, descs));
+  SPW_ASSIGN_OR_RETURN(const cublasLtMatmulAlgo_t algo,
+                       FindAlgo(handle, workspace_bytes, g, descs));
   const float alpha = 1.0f;
   const float beta = g.beta;
   // C = D: beta * D is read from the output buffer itself.
-  SPW_CUBLAS_CHECK(cublasLtMatmul(handle, op.desc, &alpha, g.a, a.layout, g.b, b.layout, &beta, g.d,
-                                  d.layout, g.d, d.layout, &algo, workspace, workspace_bytes,
-                                  stream));
+  SPW_CUBLAS_CHECK(cublasLtMatmul(handle, descs.op.desc, &alpha, g.a, descs.a.layout, g.b,
+                                  descs.b.layout, &beta, g.d, descs.d.layout, g.d, descs.d.layout,
+                                  &algo, workspace, workspace_bytes, stream));
   return absl::OkStatus();
 }
 
-absl::Status BiasGradient(float* dbias, const float* dout, int N, int OC, cudaStream_t stream) {
-  SPW_CUDA_CHECK(LaunchBiasGradient(dbias, dout, N, OC, stream));
+// Elements of a bf16 copy rounded up to 128 (256 bytes), so that the next copy is aligned.
+size_t Bf16Slot(size_t elements) { return (elements + 127) / 128 * 128; }
+
+// Partial sums of the bias gradient: enough for 64 row chunks of OC = 4096.
+constexpr size_t kBiasScratchFloats = size_t{1} << 18;
+
+absl::Status BiasGradient(float* dbias, const float* dout, int N, int OC, float* scratch,
+                          cudaStream_t stream) {
+  SPW_CUDA_CHECK(LaunchBiasGradient(dbias, dout, N, OC, scratch, kBiasScratchFloats, stream));
   return absl::OkStatus();
 }
 
@@ -200,6 +228,7 @@ absl::StatusOr<std::unique_ptr<CublasLtMatmul>> CublasLtMatmul::Create(size_t wo
   SPW_CUBLAS_CHECK(cublasLtCreate(&matmul->handle_));
   if (workspace_bytes > 0) SPW_CUDA_CHECK(cudaMalloc(&matmul->workspace_, workspace_bytes));
   matmul->workspace_bytes_ = workspace_bytes;
+  SPW_CUDA_CHECK(cudaMalloc(&matmul->bias_scratch_, kBiasScratchFloats * sizeof(float)));
   return matmul;
 }
 
@@ -217,14 +246,49 @@ CublasLtMatmul::~CublasLtMatmul() {
     cublasLtDestroy(handle_);
   }
   cudaFree(workspace_);
+  cudaFree(bias_scratch_);
+  cudaFree(bf16_);
+}
+
+absl::StatusOr<uint16_t*> CublasLtMatmul::Bf16Scratch(size_t elements, cudaStream_t stream) {
+  if (elements > bf16_capacity_) {
+    // Enqueued GEMMs may still read the old copies.
+    SPW_CUDA_CHECK(cudaStreamSynchronize(stream));
+    cudaFree(bf16_);
+    bf16_ = nullptr;
+    bf16_capacity_ = 0;
+    SPW_CUDA_CHECK(cudaMalloc(&bf16_, elements * sizeof(uint16_t)));
+    bf16_capacity_ = elements;
+  }
+  return bf16_;
+}
+
+bool CublasLtMatmul::Bf16Copies(int N, int C, int OC) const {
+  return compute_ == CUBLAS_COMPUTE_32F_FAST_16BF && N % 8 == 0 && C % 8 == 0 && OC % 8 == 0;
 }
 
 absl::Status CublasLtMatmul::Forward(float* out, const float* inp, const float* weight,
                                      const float* bias, int N, int C, int OC, cudaStream_t stream) {
   if (N <= 0 || OC <= 0) return absl::OkStatus();
+  if (Bf16Copies(N, C, OC)) {
+    const size_t w_elems = Bf16Slot(static_cast<size_t>(OC) * C);
+    SPW_ASSIGN_OR_RETURN(uint16_t * w16, Bf16Scratch(w_elems + static_cast<size_t>(N) * C, stream));
+    uint16_t* x16 = w16 + w_elems;
+    SPW_CUDA_CHECK(LaunchToBf16(w16, weight, static_cast<size_t>(OC) * C, stream));
+    SPW_CUDA_CHECK(LaunchToBf16(x16, inp, static_cast<size_t>(N) * C, stream));
+    Gemm g{CUBLAS_OP_T, CUBLAS_OP_N, /*m=*/OC,   /*n=*/N,       /*k=*/C, w16,
+           /*lda=*/C,   x16,
+           /*ldb=*/C,   out,         /*ldd=*/OC, /*beta=*/0.0f, bias,    CUBLAS_COMPUTE_32F};
+    g.ab_type = CUDA_R_16BF;
+    absl::Status status = RunGemm(handle_, workspace_, workspace_bytes_, g, stream);
+    if (!absl::IsNotFound(status)) {
+      return Annotate(status, absl::StrCat("MatmulForward bf16 ", ShapeString(N, C, OC)));
+    }
+  }
   // out_cm (OC,N) = W_cm (C,OC)^T @ inp_cm (C,N) + bias (OC) per column.
-  const Gemm g{CUBLAS_OP_T, CUBLAS_OP_N, /*m=*/OC,   /*n=*/N,       /*k=*/C, weight, /*lda=*/C, inp,
-               /*ldb=*/C,   out,         /*ldd=*/OC, /*beta=*/0.0f, bias};
+  const Gemm g{CUBLAS_OP_T, CUBLAS_OP_N, /*m=*/OC,   /*n=*/N,       /*k=*/C, weight,
+               /*lda=*/C,   inp,
+               /*ldb=*/C,   out,         /*ldd=*/OC, /*beta=*/0.0f, bias,    compute_};
   return Annotate(RunGemm(handle_, workspace_, workspace_bytes_, g, stream),
                   absl::StrCat("MatmulForward ", ShapeString(N, C, OC)));
 }
@@ -234,22 +298,70 @@ absl::Status CublasLtMatmul::Backward(float* dinp, float* dweight, float* dbias,
                                       cudaStream_t stream) {
   if (N <= 0 || C <= 0 || OC <= 0) return absl::OkStatus();
   const std::string shape = ShapeString(N, C, OC);
+  bool done = false;
+  if (Bf16Copies(N, C, OC)) {
+    SPW_ASSIGN_OR_RETURN(done, BackwardBf16(dinp, dweight, dout, inp, weight, N, C, OC, stream));
+  }
+  if (!done) {
+    SPW_RETURN_IF_ERROR(BackwardGemms(dinp, dweight, dout, inp, weight, N, C, OC, stream));
+  }
+  // cuBLASLt's BGRAD epilogues overwrite; the contract accumulates.
+  if (dbias == nullptr) return absl::OkStatus();
+  return Annotate(BiasGradient(dbias, dout, N, OC, bias_scratch_, stream),
+                  absl::StrCat("MatmulBackward dbias ", shape));
+}
+
+absl::StatusOr<bool> CublasLtMatmul::BackwardBf16(float* dinp, float* dweight, const float* dout,
+                                                  const float* inp, const float* weight, int N,
+                                                  int C, int OC, cudaStream_t stream) {
+  const std::string shape = ShapeString(N, C, OC);
+  const size_t w_elems = Bf16Slot(static_cast<size_t>(OC) * C);
+  const size_t d_elems = Bf16Slot(static_cast<size_t>(N) * OC);
+  SPW_ASSIGN_OR_RETURN(uint16_t * w16,
+                       Bf16Scratch(w_elems + d_elems + static_cast<size_t>(N) * C, stream));
+  uint16_t* d16 = w16 + w_elems;
+  uint16_t* x16 = d16 + d_elems;
+  SPW_CUDA_CHECK(LaunchToBf16(w16, weight, static_cast<size_t>(OC) * C, stream));
+  SPW_CUDA_CHECK(LaunchToBf16(d16, dout, static_cast<size_t>(N) * OC, stream));
+  SPW_CUDA_CHECK(LaunchToBf16(x16, inp, static_cast<size_t>(N) * C, stream));
+  Gemm g_inp{CUBLAS_OP_N, CUBLAS_OP_N, /*m=*/C,   /*n=*/N,       /*k=*/OC, w16,
+             /*lda=*/C,   d16,
+             /*ldb=*/OC,  dinp,        /*ldd=*/C, /*beta=*/1.0f, nullptr,  CUBLAS_COMPUTE_32F};
+  g_inp.ab_type = CUDA_R_16BF;
+  Gemm g_weight{CUBLAS_OP_N, CUBLAS_OP_T, /*m=*/C,   /*n=*/OC,      /*k=*/N, x16,
+                /*lda=*/C,   d16,
+                /*ldb=*/OC,  dweight,     /*ldd=*/C, /*beta=*/1.0f, nullptr, CUBLAS_COMPUTE_32F};
+  g_weight.ab_type = CUDA_R_16BF;
+  // Both GEMMs' algorithms are looked up before either runs, so that a shape cuBLASLt has no
+  // bf16 algorithm for falls back whole (neither gradient added twice).
+  for (const Gemm* g : {&g_inp, &g_weight}) {
+    absl::Status status = Prepare(handle_, workspace_bytes_, *g);
+    if (absl::IsNotFound(status)) return false;
+    SPW_RETURN_IF_ERROR(Annotate(status, absl::StrCat("MatmulBackward bf16 ", shape)));
+  }
+  SPW_RETURN_IF_ERROR(Annotate(RunGemm(handle_, workspace_, workspace_bytes_, g_inp, stream),
+                               absl::StrCat("MatmulBackward bf16 dinp ", shape)));
+  SPW_RETURN_IF_ERROR(Annotate(RunGemm(handle_, workspace_, workspace_bytes_, g_weight, stream),
+                               absl::StrCat("MatmulBackward bf16 dweight ", shape)));
+  return true;
+}
+
+absl::Status CublasLtMatmul::BackwardGemms(float* dinp, float* dweight, const float* dout,
+                                           const float* inp, const float* weight, int N, int C,
+                                           int OC, cudaStream_t stream) {
+  const std::string shape = ShapeString(N, C, OC);
   // dinp_cm (C,N) += W_cm (C,OC) @ dout_cm (OC,N).
-  const Gemm g_inp{CUBLAS_OP_N, CUBLAS_OP_N, /*m=*/C,   /*n=*/N,       /*k=*/OC,
-                   weight,      /*lda=*/C,   dout,
-                   /*ldb=*/OC,  dinp,        /*ldd=*/C, /*beta=*/1.0f, nullptr};
+  const Gemm g_inp{CUBLAS_OP_N, CUBLAS_OP_N, /*m=*/C,   /*n=*/N,       /*k=*/OC, weight,
+                   /*lda=*/C,   dout,
+                   /*ldb=*/OC,  dinp,        /*ldd=*/C, /*beta=*/1.0f, nullptr,  compute_};
   SPW_RETURN_IF_ERROR(Annotate(RunGemm(handle_, workspace_, workspace_bytes_, g_inp, stream),
                                absl::StrCat("MatmulBackward dinp ", shape)));
   // dW_cm (C,OC) += inp_cm (C,N) @ dout_cm (OC,N)^T.
-  const Gemm g_weight{CUBLAS_OP_N, CUBLAS_OP_T, /*m=*/C,   /*n=*/OC,      /*k=*/N,
-                      inp,         /*lda=*/C,   dout,
-                      /*ldb=*/OC,  dweight,     /*ldd=*/C, /*beta=*/1.0f, nullptr};
-  SPW_RETURN_IF_ERROR(Annotate(RunGemm(handle_, workspace_, workspace_bytes_, g_weight, stream),
-                               absl::StrCat("MatmulBackward dweight ", shape)));
-  // cuBLASLt's BGRAD epilogues overwrite; the contract accumulates.
-  if (dbias == nullptr) return absl::OkStatus();
-  return Annotate(BiasGradient(dbias, dout, N, OC, stream),
-                  absl::StrCat("MatmulBackward dbias ", shape));
+  const Gemm g_weight{CUBLAS_OP_N, CUBLAS_OP_T, /*m=*/C,   /*n=*/OC,      /*k=*/N, inp,
+                      /*lda=*/C,   dout,
+                      /*ldb=*/OC,  dweight,     /*ldd=*/C, /*beta=*/1.0f, nullptr, compute_};
+  return Annotate(RunGemm(handle_, workspace_, workspace_bytes_, g_weight, stream),
+                  absl::StrCat("MatmulBackward dweight ", shape));
 }
 
 }  // namespace spillway::kernels::cuda

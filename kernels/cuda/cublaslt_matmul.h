@@ -4,6 +4,8 @@
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
+#include <cstddef>
+#include <cstdint>
 #include <memory>
 
 #include "absl/status/statusor.h"
@@ -18,8 +20,12 @@ class CublasLtMatmul {
   CublasLtMatmul(const CublasLtMatmul&) = delete;
   CublasLtMatmul& operator=(const CublasLtMatmul&) = delete;
 
-  // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC); bias may be null. fp32 compute
-  // (CUBLAS_COMPUTE_32F, no TF32), so results match the CPU reference to fp32 rounding.
+  // The compute type of every GEMM from now on: CUBLAS_COMPUTE_32F (the default; no TF32, so
+  // results match the CPU reference to fp32 rounding), or CUBLAS_COMPUTE_32F_FAST_16BF /
+  // _FAST_16F: tensor cores on operands converted to bf16 / fp16, fp32 accumulation.
+  void set_compute_type(cublasComputeType_t compute) { compute_ = compute; }
+
+  // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC); bias may be null.
   absl::Status Forward(float* out, const float* inp, const float* weight, const float* bias, int N,
                        int C, int OC, cudaStream_t stream);
   // dinp (N,C) += dout @ weight;  dweight (OC,C) += dout^T @ inp;  dbias (OC) += column sums of
@@ -30,9 +36,28 @@ class CublasLtMatmul {
 
  private:
   CublasLtMatmul() = default;
+
+  // Whether the products run on bf16 copies of the operands (ToBf16, round to nearest even)
+  // rather than cuBLASLt's FAST_16BF conversion inside the GEMM: bf16 mode and every dimension
+  // a multiple of 8 (16-byte rows for the bf16 kernels).
+  bool Bf16Copies(int N, int C, int OC) const;
+  // The bf16 copy buffer, grown to `elements` if smaller (waiting for the stream first).
+  absl::StatusOr<uint16_t*> Bf16Scratch(size_t elements, cudaStream_t stream);
+  // The two backward GEMMs on bf16 copies; false (nothing added) when cuBLASLt has no algorithm.
+  absl::StatusOr<bool> BackwardBf16(float* dinp, float* dweight, const float* dout,
+                                    const float* inp, const float* weight, int N, int C, int OC,
+                                    cudaStream_t stream);
+  // The two backward GEMMs on the fp32 buffers, at compute_.
+  absl::Status BackwardGemms(float* dinp, float* dweight, const float* dout, const float* inp,
+                             const float* weight, int N, int C, int OC, cudaStream_t stream);
+
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
+  float* bias_scratch_ = nullptr;  // the bias gradient's partial sums (matmul_bias.cu)
+  uint16_t* bf16_ = nullptr;       // bf16 operand copies of the GEMM being issued
+  size_t bf16_capacity_ = 0;       // elements
+  cublasComputeType_t compute_ = CUBLAS_COMPUTE_32F;
 };
 
 }  // namespace spillway::kernels::cuda

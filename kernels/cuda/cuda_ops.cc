@@ -10,10 +10,12 @@ namespace spillway::kernels {
 namespace {
 
 constexpr size_t kGemmWorkspaceBytes = size_t{32} << 20;
+// LayerNorm backward's partial parameter sums (layernorm.cu): 64 row chunks of C = 2048.
+constexpr size_t kNormScratchFloats = size_t{1} << 18;
 
-// Ops enqueue work on one non-blocking stream and never wait for it, except SumSquares, whose
-// contract returns a host value. The first failure of any call is kept and reported by
-// Synchronize(); after a failure later results are meaningless and the caller must stop.
+// Ops enqueue work on one non-blocking stream and never wait for it. The first failure of any call
+// is kept and reported by Synchronize(); after a failure later results are meaningless and the
+// caller must stop.
 class CudaOps final : public Ops {
  public:
   static absl::StatusOr<std::unique_ptr<Ops>> Create(int device) {
@@ -27,8 +29,7 @@ class CudaOps final : public Ops {
       ops->peak_flops_ = 989e12;
     }
     SPW_ASSIGN_OR_RETURN(ops->gemm_, cuda::CublasLtMatmul::Create(kGemmWorkspaceBytes));
-    SPW_CUDA_CHECK(cudaMalloc(&ops->sum_result_, sizeof(double)));
-    SPW_CUDA_CHECK(cudaMallocHost(&ops->sum_host_, sizeof(double)));
+    SPW_CUDA_CHECK(cudaMalloc(&ops->norm_scratch_, kNormScratchFloats * sizeof(float)));
     return std::unique_ptr<Ops>(std::move(ops));
   }
 
@@ -36,9 +37,8 @@ class CudaOps final : public Ops {
     if (stream_ != nullptr) cudaStreamSynchronize(stream_);
     gemm_.reset();
     cudaFree(attention_scratch_);
+    cudaFree(norm_scratch_);
     cudaFree(sum_scratch_);
-    cudaFree(sum_result_);
-    cudaFreeHost(sum_host_);
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
   }
 
@@ -85,7 +85,7 @@ class CudaOps final : public Ops {
                          const float* inp, const float* weight, const float* mean,
                          const float* rstd, int N, int C) override {
     Record(cuda::LaunchLayerNormBackward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C,
-                                         stream_),
+                                         norm_scratch_, kNormScratchFloats, stream_),
            "LayerNormBackward");
   }
   void RmsNormForward(float* out, float* rstd, const float* inp, const float* weight, float eps,
@@ -98,6 +98,12 @@ class CudaOps final : public Ops {
     Record(cuda::LaunchRmsNormBackward(dinp, dweight, dout, inp, weight, rstd, N, C, stream_),
            "RmsNormBackward");
   }
+  void SetMatmulPrecision(MatmulPrecision precision) override {
+    precision_ = precision;
+    gemm_->set_compute_type(precision == MatmulPrecision::kBf16   ? CUBLAS_COMPUTE_32F_FAST_16BF
+                            : precision == MatmulPrecision::kFp16 ? CUBLAS_COMPUTE_32F_FAST_16F
+                                                                  : CUBLAS_COMPUTE_32F);
+  }
   void MatmulForward(float* out, const float* inp, const float* weight, const float* bias, int N,
                      int C, int OC) override {
     Record(gemm_->Forward(out, inp, weight, bias, N, C, OC, stream_));
@@ -108,10 +114,18 @@ class CudaOps final : public Ops {
   }
   void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, int C,
                         int NH) override {
+    if (NH > 0 && TensorCoreAttention(C / NH)) {
+      GqaAttentionForward(out, lse, qkv, B, T, NH, NH, C / NH);
+      return;
+    }
     Record(cuda::LaunchAttentionForward(out, lse, qkv, B, T, C, NH, stream_), "AttentionForward");
   }
   void AttentionBackward(float* dqkv, const float* dout, const float* qkv, const float* out,
                          const float* lse, int B, int T, int C, int NH) override {
+    if (NH > 0 && TensorCoreAttention(C / NH)) {
+      GqaAttentionBackward(dqkv, dout, qkv, out, lse, B, T, NH, NH, C / NH);
+      return;
+    }
     float* scratch = Grow(&attention_scratch_, &attention_scratch_bytes_,
                           cuda::AttentionScratchFloats(B, T, NH) * sizeof(float));
     if (scratch == nullptr) return;
@@ -120,6 +134,12 @@ class CudaOps final : public Ops {
   }
   void GqaAttentionForward(float* out, float* lse, const float* qkv, int B, int T, int NH, int NKV,
                            int hs) override {
+    if (TensorCoreAttention(hs)) {
+      Record(cuda::LaunchTensorCoreAttentionForward(out, lse, qkv, B, T, NH, NKV,
+                                                    precision_ == MatmulPrecision::kFp16, stream_),
+             "AttentionForward (tensor cores)");
+      return;
+    }
     Record(cuda::LaunchGqaAttentionForward(out, lse, qkv, B, T, NH, NKV, hs, stream_),
            "GqaAttentionForward");
   }
@@ -128,6 +148,13 @@ class CudaOps final : public Ops {
     float* scratch = Grow(&attention_scratch_, &attention_scratch_bytes_,
                           cuda::AttentionScratchFloats(B, T, NH) * sizeof(float));
     if (scratch == nullptr) return;
+    if (TensorCoreAttention(hs)) {
+      Record(cuda::LaunchTensorCoreAttentionBackward(dqkv, dout, qkv, out, lse, B, T, NH, NKV,
+                                                     precision_ == MatmulPrecision::kFp16, scratch,
+                                                     stream_),
+             "AttentionBackward (tensor cores)");
+      return;
+    }
     Record(cuda::LaunchGqaAttentionBackward(dqkv, dout, qkv, out, lse, B, T, NH, NKV, hs, scratch,
                                             stream_),
            "GqaAttentionBackward");
@@ -161,18 +188,15 @@ class CudaOps final : public Ops {
     Record(cuda::LaunchCrossEntropy(losses, logits, targets, N, V, Vp, dlogits_scale, stream_),
            "CrossEntropy");
   }
-  // `out` is a host pointer (the contract), so this waits for the stream.
-  void SumSquares(double* out, const float* x, size_t n) override {
-    *out = 0.0;
-    double* scratch = Grow(&sum_scratch_, &sum_scratch_bytes_,
-                           cuda::SumSquaresScratchDoubles(n) * sizeof(double));
-    if (scratch == nullptr && cuda::SumSquaresScratchDoubles(n) > 0) return;
-    Record(cuda::LaunchSumSquares(sum_result_, x, n, scratch, stream_), "SumSquares");
-    Record(CudaStatus(
-        cudaMemcpyAsync(sum_host_, sum_result_, sizeof(double), cudaMemcpyDeviceToHost, stream_),
-        "SumSquares: copy result"));
-    Record(CudaStatus(cudaStreamSynchronize(stream_), "SumSquares: wait"));
-    if (first_error_.ok()) *out = *sum_host_;
+  void AddSumSquares(double* acc, const float* x, size_t n) override {
+    double* scratch = SumScratch(n);
+    if (scratch == nullptr) return;
+    Record(cuda::LaunchAddSumSquares(acc, x, n, scratch, stream_), "AddSumSquares");
+  }
+  void AddMean(double* acc, const float* x, size_t n, size_t divisor) override {
+    double* scratch = SumScratch(n);
+    if (scratch == nullptr) return;
+    Record(cuda::LaunchAddMean(acc, x, n, divisor, scratch, stream_), "AddMean");
   }
   void AdamW(float* param, const float* grad, float* m, float* v, size_t n,
              const AdamWParams& p) override {
@@ -209,15 +233,28 @@ class CudaOps final : public Ops {
     return *buffer;
   }
 
+  // Mixed precision moves attention's products onto tensor cores too, where the head size
+  // allows (kernels/cuda/attention_tc.cu); fp32 keeps the fp32 kernels.
+  bool TensorCoreAttention(int hs) const {
+    return precision_ != MatmulPrecision::kFp32 && cuda::TensorCoreAttentionSupported(hs);
+  }
+
+  // Scratch for the two-stage sums; null when n == 0 (nothing to add) or after a failure.
+  double* SumScratch(size_t n) {
+    const size_t doubles = cuda::SumSquaresScratchDoubles(n);
+    if (doubles == 0) return nullptr;
+    return Grow(&sum_scratch_, &sum_scratch_bytes_, doubles * sizeof(double));
+  }
+
+  MatmulPrecision precision_ = MatmulPrecision::kFp32;
   double peak_flops_ = 0.0;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<cuda::CublasLtMatmul> gemm_;
+  float* norm_scratch_ = nullptr;
   float* attention_scratch_ = nullptr;
   size_t attention_scratch_bytes_ = 0;
   double* sum_scratch_ = nullptr;
   size_t sum_scratch_bytes_ = 0;
-  double* sum_result_ = nullptr;  // device
-  double* sum_host_ = nullptr;    // pinned host
   absl::Status first_error_;
 };
 

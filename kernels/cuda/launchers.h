@@ -34,9 +34,12 @@ cudaError_t LaunchEmbeddingBackward(float* dwte, float* dwpe, const float* dout,
 cudaError_t LaunchLayerNormForward(float* out, float* mean, float* rstd, const float* inp,
                                    const float* weight, const float* bias, int N, int C,
                                    cudaStream_t stream);
+// `scratch` (device, scratch_floats floats, may be null) holds partial sums of dweight/dbias
+// over row chunks; the summation order depends only on N, C and scratch_floats.
 cudaError_t LaunchLayerNormBackward(float* dinp, float* dweight, float* dbias, const float* dout,
                                     const float* inp, const float* weight, const float* mean,
-                                    const float* rstd, int N, int C, cudaStream_t stream);
+                                    const float* rstd, int N, int C, float* scratch,
+                                    size_t scratch_floats, cudaStream_t stream);
 
 // rmsnorm.cu
 cudaError_t LaunchRmsNormForward(float* out, float* rstd, const float* inp, const float* weight,
@@ -56,8 +59,14 @@ cudaError_t LaunchSwiGluForward(float* out, const float* gu, int N, int F, cudaS
 cudaError_t LaunchSwiGluBackward(float* dgu, const float* dout, const float* gu, int N, int F,
                                  cudaStream_t stream);
 
-// matmul_bias.cu: dbias (OC) += sum over the N rows of dout (N,OC), in a fixed order.
-cudaError_t LaunchBiasGradient(float* dbias, const float* dout, int N, int OC, cudaStream_t stream);
+// bf16_convert.cu: out[i] = in[i] rounded to bf16 (nearest even), as its 16 bits.
+cudaError_t LaunchToBf16(uint16_t* out, const float* in, size_t n, cudaStream_t stream);
+
+// matmul_bias.cu: dbias (OC) += sum over the N rows of dout (N,OC), in a fixed order (which
+// depends only on N, OC and scratch_floats). `scratch` (device, scratch_floats floats, may be
+// null) holds per-chunk partial sums so that many blocks share the rows.
+cudaError_t LaunchBiasGradient(float* dbias, const float* dout, int N, int OC, float* scratch,
+                               size_t scratch_floats, cudaStream_t stream);
 
 // attention.cu. The backwards need `scratch` of AttentionScratchFloats(B, T, NH) floats.
 size_t AttentionScratchFloats(int B, int T, int NH);
@@ -72,15 +81,29 @@ cudaError_t LaunchGqaAttentionBackward(float* dqkv, const float* dout, const flo
                                        const float* out, const float* lse, int B, int T, int NH,
                                        int NKV, int hs, float* scratch, cudaStream_t stream);
 
+// attention_tc.cu: the same attention contracts, on tensor cores from 16-bit operands (fp16 or
+// else bf16) with fp32 softmax and accumulation, for head size 64 only
+// (TensorCoreAttentionSupported). The backward needs AttentionScratchFloats(B, T, NH) floats.
+bool TensorCoreAttentionSupported(int hs);
+cudaError_t LaunchTensorCoreAttentionForward(float* out, float* lse, const float* qkv, int B, int T,
+                                             int NH, int NKV, bool fp16, cudaStream_t stream);
+cudaError_t LaunchTensorCoreAttentionBackward(float* dqkv, const float* dout, const float* qkv,
+                                              const float* out, const float* lse, int B, int T,
+                                              int NH, int NKV, bool fp16, float* scratch,
+                                              cudaStream_t stream);
+
 // cross_entropy.cu
 cudaError_t LaunchCrossEntropy(float* losses, float* logits, const int32_t* targets, int N, int V,
                                int Vp, float dlogits_scale, cudaStream_t stream);
 
-// sum_squares.cu: *out (device) = sum of x^2 in double, in a fixed order. Needs `scratch` of
+// sum_squares.cu: *out (device) += sum of x^2 in double, in a fixed order; LaunchAddMean:
+// *out += double(float(sum of x / divisor)) (nothing when divisor is 0). Both need `scratch` of
 // SumSquaresScratchDoubles(n) doubles.
 size_t SumSquaresScratchDoubles(size_t n);
-cudaError_t LaunchSumSquares(double* out, const float* x, size_t n, double* scratch,
-                             cudaStream_t stream);
+cudaError_t LaunchAddSumSquares(double* out, const float* x, size_t n, double* scratch,
+                                cudaStream_t stream);
+cudaError_t LaunchAddMean(double* out, const float* x, size_t n, size_t divisor, double* scratch,
+                          cudaStream_t stream);
 
 // adamw.cu: the AdamW step of kernels/ops.h, with its parameters passed by value.
 cudaError_t LaunchAdamW(float* param, const float* grad, float* m, float* v, size_t n, float lr,

@@ -2,9 +2,12 @@
 //
 // Forward and the dinp part of the backward: one warp per row, each lane a strided slice of the
 // row, row sums by a butterfly shuffle (every lane ends with the same, fixed-order sum).
-// dweight/dbias (sums over the N rows): a block owns 8 channels and 64 row lanes; row lane r
-// adds rows r, r + 64, ... in order, then a fixed shared-memory tree adds the 64 lanes. No
-// atomics, so the results are bitwise reproducible.
+// dweight/dbias (sums over the N rows): a block owns 8 channels, a chunk of the rows and 64 row
+// lanes; row lane r adds its rows r, r + 64, ... in order, then a fixed shared-memory tree adds
+// the 64 lanes. With scratch the rows are cut into several chunks (their number fixed by N, C
+// and the scratch size) so that many blocks read in parallel, and a second kernel adds the
+// chunks' partial sums in ascending order. No atomics, so the results are bitwise reproducible.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
@@ -79,20 +82,30 @@ __global__ void __launch_bounds__(kRowThreads)
 constexpr int kParamChannels = 8;  // one 32-byte sector of a row
 constexpr int kParamRowLanes = 64;
 constexpr int kParamThreads = kParamChannels * kParamRowLanes;
+constexpr int kParamTargetBlocks = 1024;
+constexpr int kParamMaxChunks = 64;
+constexpr int kParamMinRowsPerChunk = 256;
 
+// Block (channel tile, chunk) sums dout * norm and dout over the rows
+// [blockIdx.y * rows_per_chunk, +rows_per_chunk) of its 8 channels: row lane r adds its rows in
+// ascending order, then a fixed shared-memory tree adds the 64 lanes. With `accumulate` the
+// block covers all rows and adds into dweight/dbias; otherwise it writes its chunk's sums to
+// dweight[blockIdx.y * C + c] and dbias[blockIdx.y * C + c] (the scratch partials).
 __global__ void __launch_bounds__(kParamThreads)
     LayerNormBackwardParamsKernel(float* dweight, float* dbias, const float* dout, const float* inp,
-                                  const float* mean, const float* rstd, int N, int C) {
+                                  const float* mean, const float* rstd, int N, int C,
+                                  int rows_per_chunk, bool accumulate) {
   __shared__ float s_dw[kParamRowLanes][kParamChannels];
   __shared__ float s_db[kParamRowLanes][kParamChannels];
   const int ch = threadIdx.x % kParamChannels;
   const int r = threadIdx.x / kParamChannels;
   const int c = blockIdx.x * kParamChannels + ch;
+  const int end = min(N, (static_cast<int>(blockIdx.y) + 1) * rows_per_chunk);
   float dw = 0.0f, db = 0.0f;
   if (c < C) {
-    int n = r;
+    int n = static_cast<int>(blockIdx.y) * rows_per_chunk + r;
     // Four rows per iteration for loads in flight; adds stay in row order.
-    for (; n + 3 * kParamRowLanes < N; n += 4 * kParamRowLanes) {
+    for (; n + 3 * kParamRowLanes < end; n += 4 * kParamRowLanes) {
       float dv[4], xv[4], mv[4], sv[4];
 #pragma unroll
       for (int u = 0; u < 4; ++u) {
@@ -108,7 +121,7 @@ __global__ void __launch_bounds__(kParamThreads)
         db += dv[u];
       }
     }
-    for (; n < N; n += kParamRowLanes) {
+    for (; n < end; n += kParamRowLanes) {
       const size_t idx = static_cast<size_t>(n) * C + c;
       const float dv = dout[idx];
       dw += dv * ((inp[idx] - mean[n]) * rstd[n]);
@@ -127,9 +140,41 @@ __global__ void __launch_bounds__(kParamThreads)
     __syncthreads();
   }
   if (r == 0 && c < C) {
-    dweight[c] += s_dw[0][ch];
-    dbias[c] += s_db[0][ch];
+    if (accumulate) {
+      dweight[c] += s_dw[0][ch];
+      dbias[c] += s_db[0][ch];
+    } else {
+      const size_t at = static_cast<size_t>(blockIdx.y) * C + c;
+      dweight[at] = s_dw[0][ch];
+      dbias[at] = s_db[0][ch];
+    }
   }
+}
+
+// dweight[c] += sum over chunks k = 0, 1, ... of dw_part[k * C + c]; likewise dbias.
+__global__ void LayerNormBackwardParamsFinishKernel(float* dweight, float* dbias,
+                                                    const float* dw_part, const float* db_part,
+                                                    int C, int chunks) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= C) return;
+  float dw = 0.0f, db = 0.0f;
+  for (int k = 0; k < chunks; ++k) {
+    dw += dw_part[static_cast<size_t>(k) * C + c];
+    db += db_part[static_cast<size_t>(k) * C + c];
+  }
+  dweight[c] += dw;
+  dbias[c] += db;
+}
+
+// Row chunks of the parameter sums for (N, C) with `scratch_floats` of scratch (two (chunks, C)
+// partial arrays).
+int ParamChunks(int N, int C, size_t scratch_floats) {
+  const int tiles = (C + kParamChannels - 1) / kParamChannels;
+  int chunks = std::min((kParamTargetBlocks + tiles - 1) / tiles, kParamMaxChunks);
+  chunks = std::min(chunks, std::max(1, N / kParamMinRowsPerChunk));
+  const size_t by_scratch = scratch_floats / (2 * static_cast<size_t>(C));
+  if (by_scratch < static_cast<size_t>(chunks)) chunks = static_cast<int>(by_scratch);
+  return std::max(chunks, 1);
 }
 
 }  // namespace
@@ -146,14 +191,27 @@ cudaError_t LaunchLayerNormForward(float* out, float* mean, float* rstd, const f
 
 cudaError_t LaunchLayerNormBackward(float* dinp, float* dweight, float* dbias, const float* dout,
                                     const float* inp, const float* weight, const float* mean,
-                                    const float* rstd, int N, int C, cudaStream_t stream) {
+                                    const float* rstd, int N, int C, float* scratch,
+                                    size_t scratch_floats, cudaStream_t stream) {
   if (N <= 0 || C <= 0) return cudaSuccess;
   const unsigned row_blocks = (static_cast<unsigned>(N) + kRowsPerBlock - 1) / kRowsPerBlock;
   LayerNormBackwardInputKernel<<<row_blocks, kRowThreads, 0, stream>>>(dinp, dout, inp, weight,
                                                                        mean, rstd, N, C);
-  const unsigned param_blocks = (static_cast<unsigned>(C) + kParamChannels - 1) / kParamChannels;
-  LayerNormBackwardParamsKernel<<<param_blocks, kParamThreads, 0, stream>>>(dweight, dbias, dout,
-                                                                            inp, mean, rstd, N, C);
+  const unsigned tiles = (static_cast<unsigned>(C) + kParamChannels - 1) / kParamChannels;
+  const int chunks = scratch == nullptr ? 1 : ParamChunks(N, C, scratch_floats);
+  if (chunks == 1) {
+    LayerNormBackwardParamsKernel<<<dim3(tiles, 1), kParamThreads, 0, stream>>>(
+        dweight, dbias, dout, inp, mean, rstd, N, C, N, true);
+    return cudaGetLastError();
+  }
+  float* dw_part = scratch;
+  float* db_part = scratch + static_cast<size_t>(chunks) * C;
+  LayerNormBackwardParamsKernel<<<dim3(tiles, static_cast<unsigned>(chunks)), kParamThreads, 0,
+                                  stream>>>(dw_part, db_part, dout, inp, mean, rstd, N, C,
+                                            (N + chunks - 1) / chunks, false);
+  constexpr int kFinishThreads = 256;
+  LayerNormBackwardParamsFinishKernel<<<(C + kFinishThreads - 1) / kFinishThreads, kFinishThreads,
+                                        0, stream>>>(dweight, dbias, dw_part, db_part, C, chunks);
   return cudaGetLastError();
 }
 

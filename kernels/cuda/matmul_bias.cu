@@ -1,7 +1,14 @@
 // Bias gradient of the matmul: dbias (OC) += column sums of dout (N,OC), in a fixed order
 // (no atomics), so results are bitwise reproducible.
+//
+// Two stages when scratch allows, so that the whole GPU reads dout (one block per 32 columns
+// alone gives GPT-2's OC = 768 only 24 blocks): the rows are cut into R chunks (R fixed by N, OC
+// and the scratch size), block (column tile, chunk) writes its chunk's column sums to
+// scratch[chunk][col], and a second kernel adds the R partial sums of each column in ascending
+// chunk order into dbias. R = 1 is the single-stage kernel over all rows.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstddef>
 
 #include "kernels/cuda/launchers.h"
@@ -11,19 +18,33 @@ namespace {
 
 constexpr int kCols = 32;       // columns per block (threadIdx.x): coalesced row segments
 constexpr int kRowGroups = 32;  // row groups per block (threadIdx.y)
+constexpr int kTargetBlocks = 1024;
+constexpr int kMaxChunks = 64;
+constexpr int kMinRowsPerChunk = 256;
 
-// Block (kCols, kRowGroups) owns columns [blockIdx.x * kCols, +kCols). Thread (x, y) sums rows
-// y, y + kRowGroups, ... of its column in ascending order; the kRowGroups partial sums are
-// then added in ascending y by the threads of row group 0.
+// Block (kCols, kRowGroups) owns columns [blockIdx.x * kCols, +kCols) and the rows
+// [blockIdx.y * rows_per_chunk, +rows_per_chunk). Thread (x, y) sums its rows y, y + kRowGroups,
+// ... in ascending order; the kRowGroups partial sums are then added in ascending y by row
+// group 0, which writes out[blockIdx.y * OC + col] (accumulate: out[col] += instead).
 __global__ void __launch_bounds__(kCols* kRowGroups)
-    BiasGradientKernel(float* __restrict__ dbias, const float* __restrict__ dout, int N, int OC) {
+    BiasGradientKernel(float* __restrict__ out, const float* __restrict__ dout, int N, int OC,
+                       int rows_per_chunk, bool accumulate) {
   __shared__ float partial[kRowGroups][kCols + 1];
   const int col = blockIdx.x * kCols + threadIdx.x;
+  const int begin = static_cast<int>(blockIdx.y) * rows_per_chunk;
+  const int end = min(N, begin + rows_per_chunk);
   float sum = 0.0f;
   if (col < OC) {
-    for (int n = threadIdx.y; n < N; n += kRowGroups) {
-      sum += dout[static_cast<size_t>(n) * OC + col];
+    int n = begin + threadIdx.y;
+    // Four rows per iteration for loads in flight; adds stay in row order.
+    for (; n + 3 * kRowGroups < end; n += 4 * kRowGroups) {
+      float v[4];
+#pragma unroll
+      for (int u = 0; u < 4; ++u) v[u] = dout[static_cast<size_t>(n + u * kRowGroups) * OC + col];
+#pragma unroll
+      for (int u = 0; u < 4; ++u) sum += v[u];
     }
+    for (; n < end; n += kRowGroups) sum += dout[static_cast<size_t>(n) * OC + col];
   }
   partial[threadIdx.y][threadIdx.x] = sum;
   __syncthreads();
@@ -31,17 +52,52 @@ __global__ void __launch_bounds__(kCols* kRowGroups)
     float total = 0.0f;
 #pragma unroll
     for (int y = 0; y < kRowGroups; ++y) total += partial[y][threadIdx.x];
-    dbias[col] += total;
+    if (accumulate) {
+      out[col] += total;
+    } else {
+      out[static_cast<size_t>(blockIdx.y) * OC + col] = total;
+    }
   }
+}
+
+// dbias[col] += sum over chunks r = 0, 1, ... of partials[r * OC + col].
+__global__ void BiasGradientFinishKernel(float* __restrict__ dbias,
+                                         const float* __restrict__ partials, int OC, int chunks) {
+  const int col = blockIdx.x * blockDim.x + threadIdx.x;
+  if (col >= OC) return;
+  float total = 0.0f;
+  for (int r = 0; r < chunks; ++r) total += partials[static_cast<size_t>(r) * OC + col];
+  dbias[col] += total;
+}
+
+// The number of row chunks for (N, OC) with `scratch_floats` of scratch.
+int Chunks(int N, int OC, size_t scratch_floats) {
+  const int tiles = (OC + kCols - 1) / kCols;
+  int chunks = std::min((kTargetBlocks + tiles - 1) / tiles, kMaxChunks);
+  chunks = std::min(chunks, std::max(1, N / kMinRowsPerChunk));
+  const size_t by_scratch = scratch_floats / static_cast<size_t>(OC);
+  if (by_scratch < static_cast<size_t>(chunks)) chunks = static_cast<int>(by_scratch);
+  return std::max(chunks, 1);
 }
 
 }  // namespace
 
-cudaError_t LaunchBiasGradient(float* dbias, const float* dout, int N, int OC,
-                               cudaStream_t stream) {
+cudaError_t LaunchBiasGradient(float* dbias, const float* dout, int N, int OC, float* scratch,
+                               size_t scratch_floats, cudaStream_t stream) {
   if (N <= 0 || OC <= 0) return cudaGetLastError();
-  const unsigned blocks = static_cast<unsigned>((OC + kCols - 1) / kCols);
-  BiasGradientKernel<<<blocks, dim3(kCols, kRowGroups), 0, stream>>>(dbias, dout, N, OC);
+  const unsigned tiles = static_cast<unsigned>((OC + kCols - 1) / kCols);
+  const int chunks = scratch == nullptr ? 1 : Chunks(N, OC, scratch_floats);
+  if (chunks == 1) {
+    BiasGradientKernel<<<dim3(tiles, 1), dim3(kCols, kRowGroups), 0, stream>>>(dbias, dout, N, OC,
+                                                                               N, true);
+    return cudaGetLastError();
+  }
+  const int rows_per_chunk = (N + chunks - 1) / chunks;
+  BiasGradientKernel<<<dim3(tiles, static_cast<unsigned>(chunks)), dim3(kCols, kRowGroups), 0,
+                       stream>>>(scratch, dout, N, OC, rows_per_chunk, false);
+  constexpr int kFinishThreads = 256;
+  BiasGradientFinishKernel<<<(OC + kFinishThreads - 1) / kFinishThreads, kFinishThreads, 0,
+                             stream>>>(dbias, scratch, OC, chunks);
   return cudaGetLastError();
 }
 

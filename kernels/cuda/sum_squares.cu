@@ -1,10 +1,11 @@
-// Sum of squares in double, in a fixed order.
+// Sums of squares and plain sums in double, in a fixed order, added to a device double.
 //
 // Stage 1: G = SumSquaresScratchDoubles(n) blocks (a function of n only). Thread g of the grid
 // adds, in order, the quads (4 consecutive values) g, g + 256 G, ... (a float4 load when x is
 // 16-byte aligned, scalar loads otherwise, the same adds either way); each block adds its
 // threads by a fixed shuffle/shared-memory tree into scratch[block]. Stage 2: one block adds
-// the G partials the same way and writes *out. No atomics: bitwise reproducible.
+// the G partials the same way and adds the result (for AddMean: float(sum / divisor)) to *out.
+// No atomics: bitwise reproducible.
 #include <cstddef>
 #include <cstdint>
 
@@ -34,13 +35,15 @@ __device__ __forceinline__ double BlockSum(double v) {
   return sum;
 }
 
+template <bool kSquare>
 __device__ __forceinline__ double Sq(float x) {
   const double d = x;
-  return d * d;
+  return kSquare ? d * d : d;
 }
 
+template <bool kSquare>
 __global__ void __launch_bounds__(kThreads)
-    SumSquaresPartialKernel(double* partial, const float* x, size_t n, bool vec) {
+    SumPartialKernel(double* partial, const float* x, size_t n, bool vec) {
   const size_t quads = (n + 3) / 4;
   const size_t stride = static_cast<size_t>(gridDim.x) * kThreads;
   double acc = 0.0;
@@ -54,24 +57,38 @@ __global__ void __launch_bounds__(kThreads)
       } else {
         v = make_float4(x[i], x[i + 1], x[i + 2], x[i + 3]);
       }
-      acc += Sq(v.x);
-      acc += Sq(v.y);
-      acc += Sq(v.z);
-      acc += Sq(v.w);
+      acc += Sq<kSquare>(v.x);
+      acc += Sq<kSquare>(v.y);
+      acc += Sq<kSquare>(v.z);
+      acc += Sq<kSquare>(v.w);
     } else {
-      for (size_t j = i; j < n; ++j) acc += Sq(x[j]);
+      for (size_t j = i; j < n; ++j) acc += Sq<kSquare>(x[j]);
     }
   }
   const double sum = BlockSum(acc);
   if (threadIdx.x == 0) partial[blockIdx.x] = sum;
 }
 
+// divisor 0: adds the sum; otherwise adds float(sum / divisor).
 __global__ void __launch_bounds__(kThreads)
-    SumSquaresFinalKernel(double* out, const double* partial, int blocks) {
+    SumFinalKernel(double* out, const double* partial, int blocks, size_t divisor) {
   double acc = 0.0;
   for (int b = threadIdx.x; b < blocks; b += kThreads) acc += partial[b];
   const double sum = BlockSum(acc);
-  if (threadIdx.x == 0) *out = sum;
+  if (threadIdx.x != 0) return;
+  *out += divisor == 0 ? sum : static_cast<double>(static_cast<float>(sum / divisor));
+}
+
+template <bool kSquare>
+cudaError_t LaunchSum(double* out, const float* x, size_t n, size_t divisor, double* scratch,
+                      cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  const size_t blocks = SumSquaresScratchDoubles(n);
+  const bool vec = reinterpret_cast<uintptr_t>(x) % 16 == 0;
+  SumPartialKernel<kSquare>
+      <<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(scratch, x, n, vec);
+  SumFinalKernel<<<1, kThreads, 0, stream>>>(out, scratch, static_cast<int>(blocks), divisor);
+  return cudaGetLastError();
 }
 
 }  // namespace
@@ -82,15 +99,15 @@ size_t SumSquaresScratchDoubles(size_t n) {
   return blocks < kMaxBlocks ? blocks : kMaxBlocks;
 }
 
-cudaError_t LaunchSumSquares(double* out, const float* x, size_t n, double* scratch,
-                             cudaStream_t stream) {
-  if (n == 0) return cudaMemsetAsync(out, 0, sizeof(double), stream);
-  const size_t blocks = SumSquaresScratchDoubles(n);
-  const bool vec = reinterpret_cast<uintptr_t>(x) % 16 == 0;
-  SumSquaresPartialKernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(scratch, x, n,
-                                                                                  vec);
-  SumSquaresFinalKernel<<<1, kThreads, 0, stream>>>(out, scratch, static_cast<int>(blocks));
-  return cudaGetLastError();
+cudaError_t LaunchAddSumSquares(double* out, const float* x, size_t n, double* scratch,
+                                cudaStream_t stream) {
+  return LaunchSum<true>(out, x, n, 0, scratch, stream);
+}
+
+cudaError_t LaunchAddMean(double* out, const float* x, size_t n, size_t divisor, double* scratch,
+                          cudaStream_t stream) {
+  if (divisor == 0) return cudaSuccess;
+  return LaunchSum<false>(out, x, n, divisor, scratch, stream);
 }
 
 }  // namespace spillway::kernels::cuda

@@ -1,38 +1,28 @@
 // The spillway binary end to end: usage errors, prepare, train, resume and eval.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "core/file_io.h"
+#include "nlohmann/json.hpp"
+#include "tests/cli/run_spillway.h"
 
 namespace spillway {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct Result {
-  int exit_code;
-  std::string output;  // stdout and stderr together
-};
-
-Result RunSpillway(const std::string& args) {
-  const char* bin = std::getenv("SPILLWAY_BIN");
-  EXPECT_NE(bin, nullptr) << "SPILLWAY_BIN is set by ctest";
-  const std::string command = absl::StrCat(bin, " ", args, " 2>&1");
-  std::FILE* pipe = popen(command.c_str(), "r");
-  Result result{-1, ""};
-  char buffer[4096];
-  while (size_t n = std::fread(buffer, 1, sizeof(buffer), pipe)) result.output.append(buffer, n);
-  const int status = pclose(pipe);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
-}
+using Result = testing_util::CliResult;
+using testing_util::RunSpillway;
 
 std::string FreshDir(const std::string& name) {
   const std::string dir = ::testing::TempDir() + "/cli_test_" + name;
@@ -131,6 +121,71 @@ TEST(CliTest, PrepareErrorsNameThePath) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("/nonexistent.txt"), std::string::npos) << r.output;
   EXPECT_EQ(RunSpillway("prepare --output /tmp/x.tok").exit_code, 2);
+}
+
+// The last "loss" of each step in a metrics log (a resumed run appends to it).
+std::map<int64_t, double> StepLosses(const std::string& path) {
+  std::map<int64_t, double> losses;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) {
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && j.contains("loss")) losses[j["step"].get<int64_t>()] = j["loss"];
+  }
+  return losses;
+}
+
+// A run with the optimizer state on NVMe, killed (SIGKILL) mid-training, resumes from its last
+// checkpoint and ends exactly where an uninterrupted run does; the killed process's stale state
+// file does not get in the way.
+TEST(CliTest, KilledNvmeRunResumesFromItsLastCheckpoint) {
+  const std::string dir = FreshDir("nvme_kill");
+  fs::create_directories(dir + "/nvme");
+  const std::string config = absl::StrReplaceAll(R"({
+    "train_batch_size": 4, "steps_per_print": 1,
+    "optimizer": {"type": "AdamW", "params": {"lr": 0.003, "weight_decay": 0.1}},
+    "zero_optimization": {"offload_optimizer": {"device": "nvme", "nvme_path": "DIR/nvme",
+                                                "buffer_count": 3, "buffer_size": 8192}},
+    "model": {"n_layer": 2, "n_head": 2, "d_model": 32, "seq_len": 16, "vocab_size": 256},
+    "data": {"synthetic": {"seed": 3, "train_tokens": 20000}},
+    "trainer": {"steps": 120, "seed": 5},
+    "checkpoint": {"dir": "DIR/RUN/ckpt", "interval": 3, "keep_last": 2},
+    "log": {"metrics_path": "DIR/RUN/metrics.jsonl"}
+  })",
+                                                 {{"DIR", dir}});
+  Write(dir + "/full.json", absl::StrReplaceAll(config, {{"RUN", "full"}}));
+  Write(dir + "/killed.json", absl::StrReplaceAll(config, {{"RUN", "killed"}}));
+  Result full = RunSpillway(absl::StrCat("train ", dir, "/full.json"));
+  ASSERT_EQ(full.exit_code, 0) << full.output;
+
+  const char* bin = std::getenv("SPILLWAY_BIN");
+  ASSERT_NE(bin, nullptr);
+  const std::string log = dir + "/killed.log";
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::freopen(log.c_str(), "w", stdout);
+    std::freopen(log.c_str(), "a", stderr);
+    const std::string cfg = dir + "/killed.json";
+    execl(bin, bin, "train", cfg.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  const std::string first_checkpoint = dir + "/killed/ckpt/step_00000006/meta.json";
+  for (int i = 0; i < 6000 && !fs::exists(first_checkpoint); ++i) usleep(10'000);
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the run ended before it was killed; make it longer";
+  ASSERT_TRUE(fs::exists(first_checkpoint));
+
+  Result resumed =
+      RunSpillway(absl::StrCat("train ", dir, "/killed.json --resume ", dir, "/killed/ckpt"));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("resumed"), std::string::npos) << resumed.output;
+  const std::map<int64_t, double> want = StepLosses(dir + "/full/metrics.jsonl");
+  const std::map<int64_t, double> got = StepLosses(dir + "/killed/metrics.jsonl");
+  ASSERT_EQ(want.size(), 120u);
+  ASSERT_EQ(got.size(), 120u);
+  EXPECT_EQ(got, want);
 }
 
 }  // namespace

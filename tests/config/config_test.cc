@@ -190,6 +190,50 @@ TEST(ConfigTest, ZeroStagesAndDeepSpeedTuningKeys) {
   ASSERT_TRUE(offload.ok()) << offload.status();
   EXPECT_TRUE(offload->zero.offload_optimizer);
   EXPECT_FALSE(offload->zero.pin_memory);
+  EXPECT_FALSE(offload->zero.optimizer_nvme);
+  EXPECT_EQ(offload->aio.queue_depth, 32);
+  absl::StatusOr<Config> nvme = ParseConfig(WithBatch(R"("train_batch_size": 8,
+      "zero_optimization": {"offload_optimizer": {"device": "nvme", "nvme_path": "/local_nvme",
+                                                  "buffer_count": 5, "buffer_size": 1e8}},
+      "aio": {"block_size": 2097152, "queue_depth": 64, "thread_count": 1,
+              "single_submit": false, "overlap_events": true})"));
+  ASSERT_TRUE(nvme.ok()) << nvme.status();
+  EXPECT_TRUE(nvme->zero.offload_optimizer);
+  EXPECT_TRUE(nvme->zero.optimizer_nvme);
+  EXPECT_EQ(nvme->zero.nvme_path, "/local_nvme");
+  EXPECT_EQ(nvme->zero.nvme_buffer_count, 5);
+  EXPECT_EQ(nvme->zero.nvme_buffer_size, 100'000'000);
+  EXPECT_EQ(nvme->aio.block_size, 2 << 20);
+  EXPECT_EQ(nvme->aio.queue_depth, 64);
+}
+
+TEST(ConfigTest, MixedPrecisionKeys) {
+  absl::StatusOr<Config> fp32 = ParseConfig(WithBatch(R"("train_batch_size": 8)"));
+  ASSERT_TRUE(fp32.ok()) << fp32.status();
+  EXPECT_EQ(fp32->precision.mode, PrecisionConfig::Mode::kFp32);
+  absl::StatusOr<Config> bf16 =
+      ParseConfig(WithBatch(R"("train_batch_size": 8, "bf16": {"enabled": true})"));
+  ASSERT_TRUE(bf16.ok()) << bf16.status();
+  EXPECT_EQ(bf16->precision.mode, PrecisionConfig::Mode::kBf16);
+  absl::StatusOr<Config> fp16 = ParseConfig(WithBatch(R"("train_batch_size": 8,
+      "bf16": {"enabled": false},
+      "fp16": {"enabled": true, "initial_scale_power": 12, "loss_scale_window": 50,
+               "hysteresis": 3, "min_loss_scale": 0.5})"));
+  ASSERT_TRUE(fp16.ok()) << fp16.status();
+  EXPECT_EQ(fp16->precision.mode, PrecisionConfig::Mode::kFp16);
+  EXPECT_EQ(fp16->precision.loss_scale, 0.0);
+  EXPECT_EQ(fp16->precision.initial_scale_power, 12);
+  EXPECT_EQ(fp16->precision.loss_scale_window, 50);
+  EXPECT_EQ(fp16->precision.hysteresis, 3);
+  EXPECT_EQ(fp16->precision.min_loss_scale, 0.5);
+  absl::StatusOr<Config> defaults =
+      ParseConfig(WithBatch(R"("train_batch_size": 8, "fp16": {"enabled": true})"));
+  ASSERT_TRUE(defaults.ok()) << defaults.status();
+  const PrecisionConfig d;  // DeepSpeed's defaults
+  EXPECT_EQ(defaults->precision.initial_scale_power, 16);
+  EXPECT_EQ(defaults->precision.loss_scale_window, 1000);
+  EXPECT_EQ(defaults->precision.hysteresis, 2);
+  EXPECT_EQ(defaults->precision.min_loss_scale, d.min_loss_scale);
 }
 
 TEST(ConfigTest, SchedulerDefaults) {

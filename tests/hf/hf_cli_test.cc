@@ -2,7 +2,6 @@
 // imported, evaluated and exported gives back transformers' tensors bitwise; usage errors
 // exit 2 naming the option.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -14,6 +13,7 @@
 #include "core/file_io.h"
 #include "core/safetensors.h"
 #include "engine/data/token_file.h"
+#include "tests/cli/run_spillway.h"
 #include "tests/hf/hf_test_util.h"
 
 namespace spillway {
@@ -22,23 +22,8 @@ namespace {
 using testing_util::FreshDir;
 using testing_util::GoldenDir;
 
-struct Result {
-  int exit_code;
-  std::string output;  // stdout and stderr together
-};
-
-Result RunSpillway(const std::string& args) {
-  const char* bin = std::getenv("SPILLWAY_BIN");
-  EXPECT_NE(bin, nullptr) << "SPILLWAY_BIN is set by ctest";
-  const std::string command = absl::StrCat(bin, " ", args, " 2>&1");
-  std::FILE* pipe = popen(command.c_str(), "r");
-  Result result{-1, ""};
-  char buffer[4096];
-  while (size_t n = std::fread(buffer, 1, sizeof(buffer), pipe)) result.output.append(buffer, n);
-  const int status = pclose(pipe);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
-}
+using Result = testing_util::CliResult;
+using testing_util::RunSpillway;
 
 // A config whose model section is `model` (by default the GPT-2 reference folder's), with token
 // files of its vocabulary (96) in `dir`.

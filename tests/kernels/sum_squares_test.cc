@@ -17,8 +17,8 @@ TEST(SumSquaresTest, MatchesFloat64Sum) {
     const auto x = RandomFloats(n, 1);
     double want = 0.0;
     for (float v : x) want += static_cast<double>(v) * v;
-    double got = -1.0;
-    Cpu().SumSquares(&got, x.data(), n);
+    double got = 0.0;
+    Cpu().AddSumSquares(&got, x.data(), n);
     EXPECT_NEAR(got, want, kSumSquaresTol * std::max(want, 1.0)) << n;
   }
 }
@@ -27,9 +27,31 @@ TEST(SumSquaresTest, BitwiseIndependentOfThreadCount) {
   const size_t n = 300007;
   const auto x = RandomFloats(n, 2);
   double one = 0.0, three = 0.0;
-  WithThreads(1, [&] { Cpu().SumSquares(&one, x.data(), n); });
-  WithThreads(3, [&] { Cpu().SumSquares(&three, x.data(), n); });
+  WithThreads(1, [&] { Cpu().AddSumSquares(&one, x.data(), n); });
+  WithThreads(3, [&] { Cpu().AddSumSquares(&three, x.data(), n); });
   EXPECT_EQ(std::memcmp(&one, &three, sizeof(double)), 0);
+}
+
+// The accumulating contract: two calls add to what is there.
+TEST(SumSquaresTest, AddsToTheAccumulator) {
+  const auto x = RandomFloats(1000, 3);
+  double once = 0.0, twice = 5.0;
+  Cpu().AddSumSquares(&once, x.data(), x.size());
+  Cpu().AddSumSquares(&twice, x.data(), 600);
+  Cpu().AddSumSquares(&twice, x.data() + 600, 400);
+  EXPECT_NEAR(twice, 5.0 + once, 1e-12 * once);
+}
+
+// AddMean adds float(sum / divisor), the sum in index order, and nothing for divisor 0.
+TEST(SumSquaresTest, AddMeanIsTheRoundedMean) {
+  const auto x = RandomFloats(1001, 4);
+  double sum = 0.0;
+  for (float v : x) sum += v;
+  double acc = 0.25;
+  Cpu().AddMean(&acc, x.data(), x.size(), 7);
+  EXPECT_EQ(acc, 0.25 + static_cast<double>(static_cast<float>(sum / 7.0)));
+  Cpu().AddMean(&acc, x.data(), x.size(), 0);
+  EXPECT_EQ(acc, 0.25 + static_cast<double>(static_cast<float>(sum / 7.0)));
 }
 
 }  // namespace

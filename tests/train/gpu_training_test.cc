@@ -5,6 +5,8 @@
 
 #include <cmath>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "kernels/backend.h"
 #include "tests/train/train_test_util.h"
 
@@ -49,35 +51,59 @@ void ExpectGpuTracksCpu(std::string (*make_config)(int64_t, const std::string&, 
 
 TEST_F(GpuTrainingTest, TracksTheCpuLossCurve) { ExpectGpuTracksCpu(SmallConfig, "curve"); }
 
-TEST_F(GpuTrainingTest, LlamaTracksTheCpuLossCurve) {
-  ExpectGpuTracksCpu(testing_util::SmallLlamaConfig, "llama_curve");
-}
-
-TEST_F(GpuTrainingTest, ResumeIsBitwise) {
-  const std::string dir_a = FreshDir("gpu_uninterrupted");
-  const std::string dir_b = FreshDir("gpu_resumed");
-  auto full = MakeTrainer(SmallConfig(10, dir_a, 0, "cuda"));
-  ASSERT_TRUE(full->Train().ok());
-  ASSERT_TRUE(MakeTrainer(SmallConfig(6, dir_b, 0, "cuda"))->Train().ok());
-  auto resumed = MakeTrainer(SmallConfig(10, dir_b, 0, "cuda"));
-  absl::Status status = resumed->Resume(dir_b + "/ckpt");
-  ASSERT_TRUE(status.ok()) << status;
-  ASSERT_TRUE(resumed->Train().ok());
-  ASSERT_EQ(resumed->step_losses().size(), 4u);
-  for (int i = 0; i < 4; ++i) {
-    EXPECT_EQ(full->step_losses()[6 + i], resumed->step_losses()[i]) << "step " << 7 + i;
+// bf16 / fp16 on both backends (16-bit matmul operands; the CPU rounds them to nearest even,
+// cuBLAS converts them itself): the loss curves agree within 2% (bf16) and 0.5% (fp16).
+void ExpectMixedPrecisionTracksCpu(const std::string& section, double tol,
+                                   const std::string& name) {
+  const auto with = [&](const std::string& json) {
+    return absl::StrReplaceAll(json, {{R"("steps_per_print": 2,)",
+                                       absl::StrCat(R"("steps_per_print": 2, )", section, ",")}});
+  };
+  auto cpu = MakeTrainer(with(SmallConfig(12, FreshDir(name + "_cpu"), 0, "cpu")));
+  auto gpu = MakeTrainer(with(SmallConfig(12, FreshDir(name + "_gpu"), 0, "cuda")));
+  ASSERT_TRUE(cpu->Train().ok());
+  absl::Status trained = gpu->Train();
+  ASSERT_TRUE(trained.ok()) << trained;
+  ASSERT_EQ(cpu->step_losses().size(), gpu->step_losses().size());
+  for (size_t i = 0; i < cpu->step_losses().size(); ++i) {
+    const double want = cpu->step_losses()[i];
+    EXPECT_NEAR(gpu->step_losses()[i], want, tol * want) << "step " << i + 1;
   }
-  EXPECT_EQ(full->Evaluate().value(), resumed->Evaluate().value());
+  EXPECT_EQ(gpu->skipped_steps(), cpu->skipped_steps());
+  EXPECT_EQ(gpu->loss_scale(), cpu->loss_scale());
 }
 
-TEST_F(GpuTrainingTest, ActivationCheckpointingIsBitwise) {
-  auto plain = MakeTrainer(SmallConfig(5, FreshDir("gpu_plain"), 0, "cuda"));
-  std::string json = SmallConfig(5, FreshDir("gpu_recompute"), 0, "cuda");
-  json.insert(json.find('{') + 1, R"("activation_checkpointing": {"enabled": true},)");
-  auto recompute = MakeTrainer(json);
-  ASSERT_TRUE(plain->Train().ok());
-  ASSERT_TRUE(recompute->Train().ok());
-  EXPECT_EQ(plain->step_losses(), recompute->step_losses());
+TEST_F(GpuTrainingTest, Bf16TracksTheCpuBf16LossCurve) {
+  ExpectMixedPrecisionTracksCpu(R"("bf16": {"enabled": true})", 2e-2, "bf16");
+}
+
+TEST_F(GpuTrainingTest, Fp16TracksTheCpuFp16LossCurve) {
+  ExpectMixedPrecisionTracksCpu(R"("fp16": {"enabled": true})", 5e-3, "fp16");
+}
+
+// cuBLASLt's FAST_16F conversion does not turn out-of-range operands into infinity (measured on
+// an H100: a scale of 2^30 never overflowed, where the CPU reference skips steps), so on the
+// GPU a too-large fp16 scale costs nothing: training with 2^30 tracks training with 2^16.
+TEST_F(GpuTrainingTest, Fp16HugeScaleDoesNotOverflowOnCuda) {
+  const auto run = [](const std::string& power, const std::string& name) {
+    std::string json = SmallConfig(12, FreshDir(name), 0, "cuda");
+    json = absl::StrReplaceAll(json,
+                               {{R"("steps_per_print": 2,)",
+                                 absl::StrCat(R"("steps_per_print": 2, "fp16": {"enabled": true, )",
+                                              R"("initial_scale_power": )", power, "},")}});
+    auto trainer = MakeTrainer(json);
+    absl::Status trained = trainer->Train();
+    EXPECT_TRUE(trained.ok()) << trained;
+    return trainer;
+  };
+  auto huge = run("30", "fp16_huge_gpu");
+  auto usual = run("16", "fp16_usual_gpu");
+  EXPECT_EQ(huge->skipped_steps(), 0);
+  ASSERT_EQ(huge->step_losses().size(), usual->step_losses().size());
+  for (size_t i = 0; i < huge->step_losses().size(); ++i) {
+    const double want = usual->step_losses()[i];
+    EXPECT_NEAR(huge->step_losses()[i], want, 5e-3 * want) << "step " << i + 1;
+  }
 }
 
 }  // namespace

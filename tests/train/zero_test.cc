@@ -327,6 +327,61 @@ TEST(ZeroTest, StageThreeEqualsStageTwoBitwise) {
   EXPECT_EQ(stage2_sync->step_losses(), stage2->step_losses());
 }
 
+// With the optimizer state on NVMe (a file per rank, small tiles so that every shard streams in
+// several), every stage trains exactly as with the optimizer in the backend, and resumes bit for
+// bit from a checkpoint that holds the NVMe-resident moments.
+TEST(ZeroTest, NvmeOptimizerStateEqualsInBackendAtEveryStageAndResumes) {
+  SKIP_WITHOUT_RANK_GPUS();
+  const std::string dir = SharedDir("nvme");
+  if (World().rank() == 0) std::filesystem::create_directories(dir + "/nvme");
+  ASSERT_TRUE(World().Barrier().ok());
+  const std::string nvme =
+      absl::StrCat("\"offload_optimizer\": {\"device\": \"nvme\", \"nvme_path\": \"", dir,
+                   "/nvme\", \"buffer_count\": 3, \"buffer_size\": 4096}");
+  for (int stage : {0, 1, 2, 3}) {
+    const std::string name = absl::StrCat("stage", stage);
+    auto in_backend = MakeTrainer(ZeroConfig(6, dir + "/" + name, stage), World());
+    auto on_nvme =
+        MakeTrainer(WithZeroKeys(ZeroConfig(6, dir + "/" + name + "_nvme", stage), nvme), World());
+    ASSERT_TRUE(in_backend->Train().ok());
+    absl::Status trained = on_nvme->Train();
+    ASSERT_TRUE(trained.ok()) << name << ": " << trained;
+    EXPECT_EQ(on_nvme->step_losses(), in_backend->step_losses()) << name;
+    for (int u = 0; u < in_backend->model().num_units(); ++u) {
+      EXPECT_EQ(on_nvme->StoredParams(u).value(), in_backend->StoredParams(u).value())
+          << name << ": " << in_backend->model().unit(u).layout.name();
+    }
+  }
+  // Compact (8-bit) moments on NVMe equal them on the CPU tier, shard by shard.
+  auto Int8 = [](std::string json) {
+    const std::string at = R"("weight_decay": 0.1)";
+    return json.insert(json.find(at) + at.size(), R"(, "state_dtype": "int8")");
+  };
+  auto int8_cpu = MakeTrainer(Int8(WithZeroKeys(ZeroConfig(6, dir + "/int8_cpu", 2),
+                                                "\"offload_optimizer\": {\"device\": \"cpu\"}")),
+                              World());
+  auto int8_nvme =
+      MakeTrainer(Int8(WithZeroKeys(ZeroConfig(6, dir + "/int8_nvme", 2), nvme)), World());
+  ASSERT_TRUE(int8_cpu->Train().ok());
+  ASSERT_TRUE(int8_nvme->Train().ok());
+  EXPECT_EQ(int8_cpu->step_losses(), int8_nvme->step_losses());
+  for (int u = 0; u < int8_cpu->model().num_units(); ++u) {
+    EXPECT_EQ(int8_cpu->StoredParams(u).value(), int8_nvme->StoredParams(u).value());
+  }
+  auto full = MakeTrainer(WithZeroKeys(ZeroConfig(8, dir + "/full", 2), nvme), World());
+  ASSERT_TRUE(full->Train().ok());
+  ASSERT_TRUE(
+      MakeTrainer(WithZeroKeys(ZeroConfig(5, dir + "/split", 2), nvme), World())->Train().ok());
+  auto resumed = MakeTrainer(WithZeroKeys(ZeroConfig(8, dir + "/split", 2), nvme), World());
+  absl::Status status = resumed->Resume(dir + "/split/ckpt");
+  ASSERT_TRUE(status.ok()) << status;
+  ASSERT_TRUE(resumed->Train().ok());
+  ASSERT_EQ(resumed->step_losses().size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(full->step_losses()[5 + i], resumed->step_losses()[i]) << "step " << 6 + i;
+  }
+}
+
 // Per rank, stage 1 stores 1/N of the AdamW state, stage 2 also 1/N of the gradients, stage 3
 // also 1/N of the parameters (the Units' buffers; working buffers are reported apart).
 TEST(ZeroTest, StateBytesPerRankShrinkByTheWorldSize) {

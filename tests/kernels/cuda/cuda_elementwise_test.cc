@@ -231,7 +231,8 @@ LayerNormBackwardInputs MakeLayerNormBackwardInputs(int N, int C, uint64_t seed)
 
 TEST_F(CudaOpsTest, LayerNormBackward) {
   for (const auto& [N, C] :
-       {std::pair{37, 75}, std::pair{1024, 768}, std::pair{5, 1600}, std::pair{300, 8}}) {
+       {std::pair{37, 75}, std::pair{1024, 768}, std::pair{5, 1600}, std::pair{300, 8},
+        std::pair{4100, 1600}}) {  // the last: parameter sums over several row chunks
     SCOPED_TRACE(::testing::Message() << "N=" << N << " C=" << C);
     const auto in = MakeLayerNormBackwardInputs(N, C, 30);
     std::vector<float> dinp = in.dinp0, dw = in.dw0, db = in.db0;
@@ -315,26 +316,47 @@ TEST_F(CudaOpsTest, SumSquares) {
     for (size_t n : {size_t{0}, size_t{1}, size_t{1000}, size_t{3000017}}) {
       SCOPED_TRACE(::testing::Message() << "n=" << n << " offset=" << off);
       const auto x = Padded(RandomFloats(n, 50, 2.0f), off);
-      double want = -1.0;
-      Cpu().SumSquares(&want, x.data() + off, n);
+      double want = 0.0;
+      Cpu().AddSumSquares(&want, x.data() + off, n);
       DeviceArray<float> dx(x);
-      double got = -1.0;
-      cuda().SumSquares(&got, dx.get() + off, n);
+      DeviceArray<double> got(std::vector<double>{0.0});
+      cuda().AddSumSquares(got.get(), dx.get() + off, n);
       ASSERT_TRUE(cuda().Synchronize().ok());
+      const double g = got.Download()[0];
       if (n == 0) {
-        EXPECT_EQ(got, 0.0);
+        EXPECT_EQ(g, 0.0);
       } else {
-        EXPECT_LE(std::abs(got - want) / want, 1e-12) << got << " vs " << want;
+        EXPECT_LE(std::abs(g - want) / want, 1e-12) << g << " vs " << want;
       }
     }
   }
-  // n = 0 after a non-zero call: the device result is reset, not left from the last call.
-  DeviceArray<float> dx(RandomFloats(100, 51));
-  double got = -1.0;
-  cuda().SumSquares(&got, dx.get(), 100);
-  cuda().SumSquares(&got, dx.get(), 0);
+  // Accumulates: a second call (and an empty one) adds to the first's result.
+  const auto x = RandomFloats(100, 51);
+  double want = 0.0;
+  Cpu().AddSumSquares(&want, x.data(), 100);
+  DeviceArray<float> dx(x);
+  DeviceArray<double> got(std::vector<double>{1.0});
+  cuda().AddSumSquares(got.get(), dx.get(), 100);
+  cuda().AddSumSquares(got.get(), dx.get(), 0);
   ASSERT_TRUE(cuda().Synchronize().ok());
-  EXPECT_EQ(got, 0.0);
+  EXPECT_NEAR(got.Download()[0], 1.0 + want, 1e-12 * want);
+}
+
+// AddMean: float(sum / divisor) added to the device double, as the CPU's up to the order of the
+// double sum (which float rounding then hides almost always); nothing for divisor 0.
+TEST_F(CudaOpsTest, AddMean) {
+  for (size_t n : {size_t{1}, size_t{1000}, size_t{16384}, size_t{3000017}}) {
+    SCOPED_TRACE(::testing::Message() << "n=" << n);
+    const auto x = RandomFloats(n, 52, 4.0f);
+    double want = 0.5;
+    Cpu().AddMean(&want, x.data(), n, n);
+    DeviceArray<float> dx(x);
+    DeviceArray<double> got(std::vector<double>{0.5});
+    cuda().AddMean(got.get(), dx.get(), n, n);
+    cuda().AddMean(got.get(), dx.get(), n, 0);
+    ASSERT_TRUE(cuda().Synchronize().ok());
+    EXPECT_NEAR(got.Download()[0], want, 1e-6 * std::abs(want - 0.5) + 1e-12);
+  }
 }
 
 // CUDA AdamW is bitwise equal to the CPU's, aligned (float4) and unaligned, with and without
@@ -412,10 +434,11 @@ TEST_F(CudaOpsTest, ReductionsAreBitwiseReproducible) {
   {
     const size_t n = 3000017;
     DeviceArray<float> dx(RandomFloats(n, 90));
-    double a = 0.0, b = 0.0;
-    cuda().SumSquares(&a, dx.get(), n);
-    cuda().SumSquares(&b, dx.get(), n);
+    DeviceArray<double> da(std::vector<double>{0.0}), db(std::vector<double>{0.0});
+    cuda().AddSumSquares(da.get(), dx.get(), n);
+    cuda().AddSumSquares(db.get(), dx.get(), n);
     ASSERT_TRUE(cuda().Synchronize().ok());
+    const double a = da.Download()[0], b = db.Download()[0];
     EXPECT_TRUE(BitwiseEqualDoubles(a, b)) << a << " vs " << b;
   }
 }

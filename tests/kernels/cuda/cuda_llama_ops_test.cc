@@ -5,6 +5,7 @@
 // reductions are bitwise reproducible.
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -230,6 +231,49 @@ TEST_F(CudaOpsTest, GqaAttentionWithAllKvHeadsIsPlainAttentionBitwise) {
   EXPECT_TRUE(BitwiseEqual(gqa.out, out.Download()));
   EXPECT_TRUE(BitwiseEqual(gqa.lse, lse.Download()));
   EXPECT_TRUE(BitwiseEqual(gqa.dqkv, dqkv.Download()));
+}
+
+// Mixed precision: head size 64 runs on tensor cores from 16-bit operands (attention_tc.cu),
+// fp32 softmax and accumulation. Against the CPU's fp32 attention, stated tolerances (relative
+// L2): bf16 out 2e-2, lse 2e-3, dqkv 4e-2; fp16 a quarter of those. The errors are printed. The
+// tensor-core path is bitwise reproducible too.
+TEST_F(CudaOpsTest, TensorCoreAttentionMatchesCpuWithin16BitTolerance) {
+  constexpr GqaShape kShapes[] = {
+      {2, 100, 4, 4, 64},     // plain multi-head, a partial last tile
+      {2, 128, 8, 2, 64},     // groups of 4
+      {1, 1024, 12, 12, 64},  // GPT-2 small
+      {1, 1024, 32, 8, 64},   // Llama-like
+  };
+  struct Case {
+    MatmulPrecision precision;
+    const char* name;
+    double scale;  // of the bf16 tolerances
+  };
+  uint64_t seed = 700;
+  for (const Case& p :
+       {Case{MatmulPrecision::kBf16, "bf16", 1.0}, Case{MatmulPrecision::kFp16, "fp16", 0.25}}) {
+    for (GqaShape s : kShapes) {
+      SCOPED_TRACE(::testing::Message()
+                   << p.name << " B=" << s.B << " T=" << s.T << " NH=" << s.NH << " NKV=" << s.NKV);
+      const GqaCase c = MakeGqaCase(s, seed += 10);
+      std::vector<float> want(c.qkv.size(), 7.0f);
+      Cpu().GqaAttentionBackward(want.data(), c.dout.data(), c.qkv.data(), c.out.data(),
+                                 c.lse.data(), s.B, s.T, s.NH, s.NKV, s.hs);
+      cuda().SetMatmulPrecision(p.precision);
+      const GpuGqa got = RunGpuGqa(cuda(), c);
+      const GpuGqa again = RunGpuGqa(cuda(), c);
+      cuda().SetMatmulPrecision(MatmulPrecision::kFp32);
+      const double e_out = RelError(got.out, c.out), e_lse = RelError(got.lse, c.lse),
+                   e_dqkv = RelError(got.dqkv, want);
+      std::printf("%s attention B=%d T=%d NH=%d NKV=%d: out %.2e lse %.2e dqkv %.2e\n", p.name, s.B,
+                  s.T, s.NH, s.NKV, e_out, e_lse, e_dqkv);
+      EXPECT_LT(e_out, 2e-2 * p.scale);
+      EXPECT_LT(e_lse, 2e-3 * p.scale);
+      EXPECT_LT(e_dqkv, 4e-2 * p.scale);
+      EXPECT_TRUE(BitwiseEqual(got.out, again.out));
+      EXPECT_TRUE(BitwiseEqual(got.dqkv, again.dqkv));
+    }
+  }
 }
 
 TEST_F(CudaOpsTest, GqaAttentionIsBitwiseDeterministic) {

@@ -5,6 +5,7 @@
 // everything else below 6e-7, so no shape needs a looser bound.
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -149,6 +150,13 @@ TEST_F(CudaOpsTest, MatmulBackwardWithoutBiasMatchesCpu) {
   ExpectMatmulBackwardMatches(cuda(), kGpt2Matmul, false, 80);
 }
 
+TEST_F(CudaOpsTest, MatmulBackwardBiasOverManyRowChunksMatchesCpu) {
+  // The bias gradient splits the rows into chunks summed in two stages: GPT-2's token count
+  // with OC = 768 (the most chunks), and a row count no chunk size divides.
+  ExpectMatmulBackwardMatches(cuda(), MatmulShape{8192, 64, 768}, true, 55);
+  ExpectMatmulBackwardMatches(cuda(), MatmulShape{4099, 32, 2304}, true, 56);
+}
+
 TEST_F(CudaOpsTest, MatmulWorksOnLessAlignedSubBuffers) {
   // Spillway's sub-buffers are 64-byte aligned (16 floats); the op must also take any
   // 16-byte-aligned pointer (4 floats). The aligned GPT-2 shape and the odd one both.
@@ -172,6 +180,52 @@ TEST_F(CudaOpsTest, MatmulIsBitwiseDeterministic) {
     const auto bias = RandomFloats(s.OC, 101);
     EXPECT_TRUE(BitwiseEqual(GpuMatmulForward(cuda(), c.inp, c.weight, &bias, s),
                              GpuMatmulForward(cuda(), c.inp, c.weight, &bias, s)));
+  }
+}
+
+// Mixed precision (SetMatmulPrecision): 16-bit operands, fp32 accumulation, on both backends.
+// The products of 16-bit values are exact in fp32, so CUDA and the CPU (which rounds the
+// operands to nearest even) differ by the accumulation order, and by one 16-bit ulp of an
+// operand wherever cuBLAS converts otherwise (fp16, and bf16 with a dimension not divisible by
+// 8; other bf16 GEMMs run on copies rounded to nearest even). Stated tolerances (relative L2): bf16
+// 1e-2, fp16 2e-3 against the CPU at the same precision; the measured errors are printed. Against
+// fp32 the bf16 result must differ (> 1e-4): the rounding is really applied.
+TEST_F(CudaOpsTest, MatmulMixedPrecisionMatchesCpuRounding) {
+  struct Case {
+    MatmulPrecision precision;
+    const char* name;
+    double tol;
+  };
+  for (const Case& p :
+       {Case{MatmulPrecision::kBf16, "bf16", 1e-2}, Case{MatmulPrecision::kFp16, "fp16", 2e-3}}) {
+    for (MatmulShape s : {kSmallMatmul, kGpt2Matmul}) {
+      SCOPED_TRACE(::testing::Message() << p.name << " N=" << s.N << " C=" << s.C);
+      const MatmulBackwardCase c = MakeMatmulBackwardCase(s, true, 110);
+      const auto bias = RandomFloats(s.OC, 111);
+      std::vector<float> fp32(Prod(s.N, s.OC)), want(Prod(s.N, s.OC));
+      Cpu().MatmulForward(fp32.data(), c.inp.data(), c.weight.data(), bias.data(), s.N, s.C, s.OC);
+      Cpu().SetMatmulPrecision(p.precision);
+      cuda().SetMatmulPrecision(p.precision);
+      Cpu().MatmulForward(want.data(), c.inp.data(), c.weight.data(), bias.data(), s.N, s.C, s.OC);
+      const MatmulGrads want_grads = CpuMatmulBackward(c);
+      const std::vector<float> got = GpuMatmulForward(cuda(), c.inp, c.weight, &bias, s);
+      const MatmulGrads got_grads = GpuMatmulBackward(cuda(), c);
+      Cpu().SetMatmulPrecision(MatmulPrecision::kFp32);
+      cuda().SetMatmulPrecision(MatmulPrecision::kFp32);
+      const double errors[] = {RelError(got, want), RelError(got_grads.dinp, want_grads.dinp),
+                               RelError(got_grads.dweight, want_grads.dweight),
+                               RelError(got_grads.dbias, want_grads.dbias)};
+      std::printf("%s N=%d C=%d OC=%d: out %.2e dinp %.2e dweight %.2e dbias %.2e; vs fp32 %.2e\n",
+                  p.name, s.N, s.C, s.OC, errors[0], errors[1], errors[2], errors[3],
+                  RelError(got, fp32));
+      for (double e : errors) EXPECT_LT(e, p.tol);
+      if (p.precision == MatmulPrecision::kBf16) EXPECT_GT(RelError(got, fp32), 1e-4);
+      if (p.precision == MatmulPrecision::kBf16 && s.N % 8 == 0 && s.C % 8 == 0 && s.OC % 8 == 0) {
+        // Dimensions divisible by 8 run on bf16 copies rounded to nearest even, as the CPU
+        // rounds: only the accumulation order differs.
+        for (double e : errors) EXPECT_LT(e, 1e-4);
+      }
+    }
   }
 }
 

@@ -1,0 +1,234 @@
+#include "engine/plan/memory_plan.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "partitioner/shard.h"
+
+namespace spillway {
+namespace {
+
+constexpr size_t kF32 = sizeof(float);
+constexpr size_t kQuantBlock = 256;  // kernels/cpu/quant8.h: one fp32 scale per block
+
+size_t ParamBytes(Precision p) { return p == Precision::kFp32 ? 4 : 2; }
+
+// Bytes of m and v together for `n` elements.
+size_t MomentBytes(MomentDtype m, size_t n) {
+  switch (m) {
+    case MomentDtype::kFp32:
+      return 8 * n;
+    case MomentDtype::kBf16:
+      return 4 * n;
+    case MomentDtype::kInt8:
+      return 2 * (n + (n + kQuantBlock - 1) / kQuantBlock * kF32);
+  }
+  return 8 * n;
+}
+
+absl::Status KeyError(absl::string_view key, absl::string_view message) {
+  return absl::InvalidArgumentError(absl::StrCat(key, ": ", message));
+}
+
+}  // namespace
+
+absl::string_view PlacementName(Placement p) {
+  switch (p) {
+    case Placement::kNone:
+      return "none";
+    case Placement::kCpu:
+      return "cpu";
+    case Placement::kNvme:
+      return "nvme";
+    case Placement::kAuto:
+      return "auto";
+  }
+  return "none";
+}
+
+absl::StatusOr<Placement> ParsePlacement(absl::string_view name) {
+  for (Placement p : {Placement::kNone, Placement::kCpu, Placement::kNvme, Placement::kAuto}) {
+    if (name == PlacementName(p)) return p;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("device \"", name, "\": allowed are \"none\", \"cpu\", \"nvme\", \"auto\""));
+}
+
+absl::string_view CategoryName(Category c) {
+  switch (c) {
+    case Category::kParameters:
+      return "parameters";
+    case Category::kGradients:
+      return "gradients";
+    case Category::kOptimizer:
+      return "optimizer state";
+    case Category::kActivations:
+      return "activations";
+    case Category::kWorking:
+      return "ZeRO working buffers";
+    case Category::kPools:
+      return "pools and reserve";
+  }
+  return "";
+}
+
+size_t MemoryPlan::Bytes(Tier tier) const {
+  size_t sum = 0;
+  for (const MemoryItem& i : items) sum += i.tier == tier ? i.bytes : 0;
+  return sum;
+}
+
+size_t MemoryPlan::Bytes(Category category, Tier tier) const {
+  size_t sum = 0;
+  for (const MemoryItem& i : items) sum += i.tier == tier && i.category == category ? i.bytes : 0;
+  return sum;
+}
+
+size_t MemoryPlan::Bytes(Category category) const {
+  size_t sum = 0;
+  for (const MemoryItem& i : items) sum += i.category == category ? i.bytes : 0;
+  return sum;
+}
+
+size_t MemoryPlan::ActivationBytes(bool checkpointing) const {
+  return checkpointing ? input.activation_bytes_checkpointed : input.activation_bytes;
+}
+
+absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
+  if (in.offload_optimizer == Placement::kAuto || in.offload_param == Placement::kAuto) {
+    return KeyError("zero_optimization.offload_*.device",
+                    "\"auto\" is resolved by the planner's fit search, not by PlanMemory");
+  }
+  if (in.unit_numel.empty() || in.world_size < 1 || in.ranks_per_node < 1) {
+    return absl::InvalidArgumentError("memory plan: no Units, or no ranks");
+  }
+  if (in.offload_param != Placement::kNone && in.world_size > 1 && in.stage != 3) {
+    return KeyError("zero_optimization.offload_param.device",
+                    absl::StrCat("\"", PlacementName(in.offload_param),
+                                 "\" needs zero_optimization.stage 3, found ", in.stage));
+  }
+  if (in.offload_activations && !in.activation_checkpointing) {
+    return KeyError("activation_checkpointing.cpu_checkpointing",
+                    "needs activation_checkpointing.enabled (only the kept Unit inputs move)");
+  }
+  const bool nvme =
+      in.offload_optimizer == Placement::kNvme || in.offload_param == Placement::kNvme;
+  if (nvme && in.nvme_path.empty()) {
+    return KeyError("zero_optimization.offload_optimizer.nvme_path",
+                    "the \"nvme\" device needs a directory on the NVMe disk");
+  }
+
+  MemoryPlan plan;
+  plan.input = in;
+  const Tier compute = in.gpu ? Tier::kDevice : Tier::kHost;
+  const Tier offload = in.gpu && in.pin_memory ? Tier::kPinnedHost : Tier::kHost;
+  plan.compute_tier = compute;
+  plan.offload_tier = offload;
+  auto add = [&](std::string what, Category c, Tier t, size_t bytes) {
+    if (bytes > 0) plan.items.push_back({std::move(what), c, t, bytes});
+  };
+
+  const int stage = in.world_size > 1 ? in.stage : 0;
+  const bool params_sharded = stage >= 3 || in.offload_param != Placement::kNone;
+  const size_t pb = ParamBytes(in.precision);
+  const bool separate_master =
+      in.precision != Precision::kFp32 || in.offload_optimizer != Placement::kNone;
+  const size_t master_bytes = 4;  // fp32, or bf16 + bf16 Kahan term: 4 either way
+
+  size_t params = 0, grads = 0, optimizer_elems = 0, moments = 0;
+  size_t largest = 0, largest_shard = 0;  // over Units 1.., as the residency sizes its ring
+  std::vector<ShardRange> shards;
+  for (size_t u = 0; u < in.unit_numel.size(); ++u) {
+    const ShardRange s = ShardOf(in.unit_numel[u], in.world_size, 0);
+    shards.push_back(s);
+    params += params_sharded ? s.shard_numel : s.padded_numel;
+    grads += stage >= 2 ? s.shard_numel : s.padded_numel;
+    const size_t optimizer_numel = stage >= 1 ? s.shard_numel : s.padded_numel;
+    optimizer_elems += optimizer_numel;
+    moments += MomentBytes(in.moments, optimizer_numel);  // quantisation blocks per Unit
+    if (u > 0) {
+      largest = std::max(largest, s.padded_numel);
+      largest_shard = std::max(largest_shard, s.shard_numel);
+    }
+  }
+  const size_t n_units = in.unit_numel.size();
+
+  const Tier param_tier = in.offload_param == Placement::kNone  ? compute
+                          : in.offload_param == Placement::kCpu ? offload
+                                                                : Tier::kNvme;
+  add("parameters", Category::kParameters, param_tier, params * pb);
+  add("gradients", Category::kGradients, compute, grads * kF32);
+
+  const size_t master = separate_master ? optimizer_elems * master_bytes : 0;
+  switch (in.offload_optimizer) {
+    case Placement::kNone:
+      add("Adam m and v", Category::kOptimizer, compute, moments);
+      add("master parameters", Category::kOptimizer, compute, master);
+      break;
+    case Placement::kCpu:
+      add("Adam m and v", Category::kOptimizer, offload, moments);
+      add("master parameters", Category::kOptimizer, offload, master);
+      add("gradient copy", Category::kOptimizer, offload, optimizer_elems * kF32);
+      break;
+    case Placement::kNvme:
+      add("Adam m and v", Category::kOptimizer, Tier::kNvme, moments);
+      add("master parameters", Category::kOptimizer, Tier::kNvme, master);
+      add("gradient copy", Category::kOptimizer, offload, optimizer_elems * kF32);
+      break;
+    case Placement::kAuto:
+      break;
+  }
+
+  // Working buffers, as UnitResidency::Allocate sizes them: slot 0 for Unit 0, then a ring of
+  // buffers the size of the largest other Unit.
+  if (params_sharded) {
+    int prefetch = 0;
+    size_t ahead = 0;
+    const int n = static_cast<int>(n_units);
+    while (prefetch + 1 < n - 1 && ahead + largest <= in.prefetch_elements) {
+      ahead += largest;
+      ++prefetch;
+    }
+    prefetch = std::max(prefetch, 1);
+    while (prefetch > 1 &&
+           shards[0].padded_numel + (prefetch + 2) * largest > in.max_live_elements) {
+      --prefetch;
+    }
+    const size_t ring = n > 1 ? static_cast<size_t>(prefetch + 2) : 0;
+    add("gathered parameters", Category::kWorking, compute,
+        (shards[0].padded_numel + ring * largest) * pb);
+    if (in.offload_param == Placement::kNvme) {
+      add("NVMe parameter staging", Category::kPools, offload,
+          (shards[0].shard_numel + ring * largest_shard) * pb);
+    }
+  }
+  if (stage >= 2) {
+    const size_t ring = n_units > 1 ? 2 : 0;
+    add("gradient reduction buffers", Category::kWorking, compute,
+        (shards[0].padded_numel + shards[0].shard_numel + ring * (largest + largest_shard)) * kF32);
+  }
+
+  // Activations per micro-batch.
+  const size_t activations =
+      in.activation_checkpointing ? in.activation_bytes_checkpointed : in.activation_bytes;
+  if (in.offload_activations) {
+    const size_t tokens = static_cast<size_t>(in.micro_batch) * in.seq_len;
+    const size_t kept = (static_cast<size_t>(in.layers) + 1) * tokens * in.d_model * kF32;
+    const size_t staging = 2 * tokens * in.d_model * kF32;
+    add("activations", Category::kActivations, compute,
+        activations - std::min(kept, activations) + staging);
+    add("kept Unit inputs", Category::kActivations, offload, kept);
+  } else {
+    add("activations", Category::kActivations, compute, activations);
+  }
+
+  add("pinned buffer pool", Category::kPools, offload, in.pinned_pool_bytes);
+  if (in.offload_optimizer == Placement::kNvme) {
+    plan.registered_bytes = static_cast<size_t>(in.nvme_buffer_count) * in.nvme_buffer_bytes;
+    add("NVMe staging buffers", Category::kPools, offload, plan.registered_bytes);
+  }
+  if (in.gpu) add("runtime reserve", Category::kPools, Tier::kDevice, in.gpu_reserve_bytes);
+  return plan;
+}
+
+}  // namespace spillway

@@ -1,0 +1,38 @@
+// Optimizer state that the offloaded AdamW keeps outside the UnitStates' Buffers: on NVMe
+// (engine/train/nvme_adamw.h) or in a compact format in CPU memory (compact_adamw.h). The
+// UnitStates then hold only the gradient copy (offload_grads), which also carries the updated
+// parameters back to the backend. Arrays are laid out as offload_grads (optimizer_index).
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "absl/status/status.h"
+#include "engine/config/config.h"
+#include "kernels/ops.h"
+#include "partitioner/unit_state.h"
+
+namespace spillway {
+
+class ExternalOptimizerState {
+ public:
+  enum Moment { kExpAvg, kExpAvgSq };
+
+  virtual ~ExternalOptimizerState() = default;
+
+  // AdamW on Unit u's part (UnitState::update_begin/end): its gradient is in
+  // unit.offload_grads, which then holds the updated parameters.
+  virtual absl::Status StepUnit(int u, UnitState& unit, const OptimizerConfig& opt,
+                                kernels::AdamWParams p) = 0;
+  // The master parameters of Unit u take `src` (UnitState::optimizer_numel floats).
+  virtual absl::Status WriteMaster(int u, const float* src) = 0;
+  // A moment of Unit u as fp32 (decoded), and back: for checkpoints.
+  virtual absl::Status ReadMoment(int u, Moment moment, float* dst) = 0;
+  virtual absl::Status WriteMoment(int u, Moment moment, const float* src) = 0;
+  // One line for the start-up report: where the state lives and its bytes.
+  virtual std::string Describe() const = 0;
+  // Where the optimizer steps' time went since the last call (empty: nothing to say).
+  virtual std::string TakeTimeReport() { return ""; }
+};
+
+}  // namespace spillway

@@ -1,0 +1,90 @@
+#include "engine/train/nvme_adamw.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/status.h"
+#include "engine/train/progress.h"
+#include "kernels/cpu/cpu_adam.h"
+
+namespace spillway {
+
+absl::StatusOr<std::unique_ptr<NvmeAdamW>> NvmeAdamW::Create(const Config& config, Model& model,
+                                                             int rank) {
+  IoOptions io;
+  io.nvme_path = config.zero.nvme_path;
+  io.block_size = static_cast<size_t>(config.aio.block_size);
+  io.queue_depth = static_cast<int>(config.aio.queue_depth);
+  io.force_fallback = config.aio.force_pread;
+  std::vector<size_t> numels;
+  for (int u = 0; u < model.num_units(); ++u) numels.push_back(model.unit(u).optimizer_numel());
+  // Several trainers of one process (tests) each have their own file.
+  static std::atomic<int> next_file = 0;
+  absl::StatusOr<std::unique_ptr<NvmeOptimizerState>> state = NvmeOptimizerState::Create(
+      io, std::move(numels), static_cast<size_t>(config.zero.nvme_buffer_size),
+      static_cast<int>(config.zero.nvme_buffer_count),
+      absl::StrCat("optimizer.rank", rank, ".", next_file++));
+  if (!state.ok()) {
+    return Annotate(state.status(), "zero_optimization.offload_optimizer.nvme_path");
+  }
+  return std::unique_ptr<NvmeAdamW>(
+      new NvmeAdamW(std::move(state).value(), static_cast<int>(config.zero.nvme_buffer_count)));
+}
+
+absl::Status NvmeAdamW::StepUnit(int u, UnitState& unit, const OptimizerConfig& opt,
+                                 kernels::AdamWParams p) {
+  const size_t lo = unit.update_begin(), hi = unit.update_end();
+  // Array element j holds flat element origin + j (optimizer_index's inverse).
+  const size_t origin = unit.optimizer_sharded() ? unit.shard.begin : 0;
+  float* grads = unit.offload_grads.as<float>();
+  return state_->StreamUnit(u, [&](size_t first, float* master, float* m, float* v, size_t count) {
+    const size_t flat = origin + first;
+    ForEachTensorPart(unit, std::max(lo, flat), std::min(hi, flat + count),
+                      [&](const TensorSpec& t, size_t begin, size_t end) {
+                        p.weight_decay = t.weight_decay ? static_cast<float>(opt.weight_decay) : 0;
+                        const size_t k = begin - flat;
+                        kernels::cpu::CpuAdamW(master + k, grads + first + k, m + k, v + k, nullptr,
+                                               end - begin, p);
+                      });
+    std::memcpy(grads + first, master, count * sizeof(float));
+    return absl::OkStatus();
+  });
+}
+
+absl::Status NvmeAdamW::WriteMaster(int u, const float* src) {
+  return state_->WriteArray(u, NvmeOptimizerState::kMaster, src);
+}
+
+absl::Status NvmeAdamW::ReadMoment(int u, Moment moment, float* dst) {
+  return state_->ReadArray(u, ArrayOf(moment), dst);
+}
+
+absl::Status NvmeAdamW::WriteMoment(int u, Moment moment, const float* src) {
+  return state_->WriteArray(u, ArrayOf(moment), src);
+}
+
+std::string NvmeAdamW::Describe() const {
+  return absl::StrFormat(
+      "optimizer state on NVMe: %s in %s (fp32 master parameters, Adam m and v) through %s, %s "
+      "of host buffers (%d tiles of %s per array)",
+      FormatBytes(static_cast<double>(state_->file().size())), state_->file().path(),
+      state_->engine().name(), FormatBytes(static_cast<double>(state_->host_bytes())),
+      buffer_count_, FormatBytes(static_cast<double>(state_->tile_floats() * sizeof(float))));
+}
+
+std::string NvmeAdamW::TakeTimeReport() {
+  const TileStreamStats& s = state_->stats();
+  std::string line = absl::StrFormat(
+      "nvme optimizer: %.2f s streaming (%.2f s waiting for reads, %.2f s AdamW, %.2f s waiting "
+      "for writes), %s read, %s written, %d tiles",
+      s.total_s, s.read_wait_s, s.compute_s, s.write_wait_s,
+      FormatBytes(static_cast<double>(s.bytes_read)),
+      FormatBytes(static_cast<double>(s.bytes_written)), s.tiles);
+  state_->ResetStats();
+  return line;
+}
+
+}  // namespace spillway

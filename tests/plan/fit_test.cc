@@ -1,0 +1,184 @@
+// Fit checks, "auto" placement and the hardware override, on hand-made plans and hardware.
+#include "engine/plan/fit.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+#include "absl/strings/str_cat.h"
+#include "engine/plan/report.h"
+#include "offload/buffer.h"
+
+namespace spillway {
+namespace {
+
+constexpr size_t kMiB = size_t{1} << 20;
+
+// 100M parameters in 10 Units, one GPU rank: fp32 needs 400 MB each of parameters and
+// gradients, 800 MB of Adam state, plus activations.
+PlanInput Model100M() {
+  PlanInput in;
+  in.unit_numel.assign(10, 10'000'000);
+  in.param_count = 100'000'000;
+  in.layers = 8;
+  in.d_model = 1024;
+  in.seq_len = 1024;
+  in.micro_batch = 1;
+  in.activation_bytes = 300 * kMiB;
+  in.activation_bytes_checkpointed = 100 * kMiB;
+  in.gpu = true;
+  in.nvme_path = "/nvme";
+  return in;
+}
+
+Hardware Machine(size_t gpu, size_t cpu, size_t nvme) {
+  Hardware hw;
+  hw.gpu_free = gpu;
+  hw.gpu_total = gpu;
+  hw.host_available = cpu;
+  hw.nvme_free = nvme;
+  return hw;
+}
+
+TEST(FitTest, FitsOrNamesTheShortTier) {
+  const PlanInput in = Model100M();
+  absl::StatusOr<PlanResult> r = PlanToFit(in, Machine(4096 * kMiB, 8192 * kMiB, 0));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->fit.fits()) << FormatPlan(*r, Machine(4096 * kMiB, 8192 * kMiB, 0));
+  const Hardware small = Machine(1100 * kMiB, 8192 * kMiB, 0);
+  r = PlanToFit(in, small);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->fit.fits());
+  const size_t need = r->plan.Bytes(Tier::kDevice);
+  const absl::Status error = NotFitError(*r, small);
+  EXPECT_EQ(error.code(), absl::StatusCode::kResourceExhausted);
+  const std::string message(error.message());
+  EXPECT_NE(message.find("gpu needs"), std::string::npos) << message;
+  EXPECT_NE(message.find("short by"), std::string::npos);
+  EXPECT_NE(message.find(absl::StrCat("(", need - 1100 * kMiB, " bytes)")), std::string::npos)
+      << message;
+  // Offloading the optimizer would fit: the message says so.
+  EXPECT_NE(message.find("offload_optimizer \"cpu\", offload_param \"none\" would fit"),
+            std::string::npos)
+      << message;
+}
+
+TEST(FitTest, AutoPicksTheCheapestPlacementThatFits) {
+  PlanInput in = Model100M();
+  in.offload_optimizer = Placement::kAuto;
+  in.offload_param = Placement::kAuto;
+  // Everything fits in the GPU: none.
+  absl::StatusOr<PlanResult> r = PlanToFit(in, Machine(8192 * kMiB, 8192 * kMiB, 0));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->resolved_auto);
+  EXPECT_EQ(r->plan.input.offload_optimizer, Placement::kNone);
+  EXPECT_EQ(r->plan.input.offload_param, Placement::kNone);
+  // The GPU holds parameters, gradients and activations but not Adam: the optimizer to cpu.
+  r = PlanToFit(in, Machine(1500 * kMiB, 8192 * kMiB, 0));
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->fit.fits());
+  EXPECT_EQ(r->plan.input.offload_optimizer, Placement::kCpu);
+  EXPECT_EQ(r->plan.input.offload_param, Placement::kNone);
+  // Too little host memory for the optimizer's 16 B per parameter: nvme.
+  r = PlanToFit(in, Machine(1500 * kMiB, 1000 * kMiB, 100'000 * kMiB));
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->fit.fits()) << FormatPlan(*r, Machine(1500 * kMiB, 1000 * kMiB, 100'000 * kMiB));
+  EXPECT_EQ(r->plan.input.offload_optimizer, Placement::kNvme);
+  EXPECT_EQ(r->plan.input.offload_param, Placement::kNone);
+  // A GPU too small for the parameters and gradients: the parameters move too.
+  r = PlanToFit(in, Machine(1020 * kMiB, 8192 * kMiB, 0));
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->fit.fits()) << FormatPlan(*r, Machine(1020 * kMiB, 8192 * kMiB, 0));
+  EXPECT_EQ(r->plan.input.offload_optimizer, Placement::kCpu);
+  EXPECT_EQ(r->plan.input.offload_param, Placement::kCpu);
+  // Nothing fits: the most offloaded candidate and every candidate's shortfall.
+  const Hardware tiny = Machine(10 * kMiB, 10 * kMiB, 10 * kMiB);
+  r = PlanToFit(in, tiny);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->fit.fits());
+  EXPECT_EQ(r->plan.input.offload_optimizer, Placement::kNvme);
+  EXPECT_EQ(r->plan.input.offload_param, Placement::kNvme);
+  EXPECT_EQ(r->tried.size(), 9u);
+  EXPECT_NE(FormatPlan(*r, tiny).find("verdict: does not fit"), std::string::npos);
+}
+
+TEST(FitTest, HostMemoryIsSharedByTheRanksOfANode) {
+  PlanInput in = Model100M();
+  in.offload_optimizer = Placement::kCpu;
+  in.world_size = 8;
+  in.stage = 1;
+  absl::StatusOr<MemoryPlan> plan = PlanMemory(in);
+  ASSERT_TRUE(plan.ok());
+  const size_t per_rank = plan->Bytes(Tier::kPinnedHost);
+  in.ranks_per_node = 8;
+  absl::StatusOr<PlanResult> r = PlanToFit(in, Machine(8192 * kMiB, per_rank * 4, 0));
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->fit.fits());
+  const TierCheck& pinned = r->fit.checks[1];
+  EXPECT_EQ(pinned.name, "pinned cpu");
+  EXPECT_EQ(pinned.need, per_rank * 8);
+  EXPECT_EQ(pinned.short_by(), per_rank * 4);
+}
+
+TEST(FitTest, NoGpuAndMemlock) {
+  PlanInput in = Model100M();
+  in.offload_optimizer = Placement::kNvme;
+  in.nvme_buffer_count = 4;
+  in.nvme_buffer_bytes = 8 * kMiB;
+  Hardware hw = Machine(0, 8192 * kMiB, 100'000 * kMiB);
+  hw.gpu_free.reset();
+  hw.memlock = 16 * kMiB;
+  absl::StatusOr<PlanResult> r = PlanToFit(in, hw);
+  ASSERT_TRUE(r.ok());
+  const std::string message(NotFitError(*r, hw).message());
+  EXPECT_NE(message.find("gpu needs"), std::string::npos) << message;
+  EXPECT_NE(message.find("no GPU found"), std::string::npos) << message;
+  EXPECT_NE(message.find("memlock needs 32.0 MiB"), std::string::npos) << message;
+}
+
+// A pinned allocation that fails at run time names the bytes, the purpose and what to do.
+TEST(PinnedFailureTest, MessageNamesBytesPurposeAndRemedy) {
+  absl::StatusOr<Buffer> b = Buffer::Allocate(12345, Tier::kPinnedHost, "unit h.3 Adam m");
+  if (b.ok()) GTEST_SKIP() << "pinned memory is available in this build";
+  const std::string message(b.status().message());
+  EXPECT_NE(message.find("12345 bytes of pinned CPU memory for unit h.3 Adam m"), std::string::npos)
+      << message;
+  EXPECT_NE(message.find("offload_optimizer.pin_memory"), std::string::npos) << message;
+}
+
+TEST(HardwareTest, ByteSizesAndOverride) {
+  EXPECT_EQ(*ParseByteSize("1048576"), 1048576u);
+  EXPECT_EQ(*ParseByteSize("512MiB"), 512 * kMiB);
+  EXPECT_EQ(*ParseByteSize("2G"), 2048 * kMiB);
+  EXPECT_EQ(*ParseByteSize("1.5KiB"), 1536u);
+  EXPECT_FALSE(ParseByteSize("lots").ok());
+  EXPECT_FALSE(ParseByteSize("-1G").ok());
+  Hardware hw;
+  ASSERT_TRUE(ApplyHardwareOverride("gpu=80GiB, cpu=1MiB,memlock=unlimited,nvme=1T", &hw).ok());
+  EXPECT_EQ(*hw.gpu_free, 80 * 1024 * kMiB);
+  EXPECT_EQ(hw.host_available, kMiB);
+  EXPECT_FALSE(hw.memlock.has_value());
+  EXPECT_EQ(*hw.nvme_free, 1024 * 1024 * kMiB);
+  EXPECT_EQ(hw.overridden.size(), 4u);
+  const absl::Status bad = ApplyHardwareOverride("disk=1G", &hw);
+  EXPECT_NE(bad.message().find("SPILLWAY_PLAN_HARDWARE"), std::string::npos) << bad;
+  EXPECT_NE(bad.message().find("unknown key"), std::string::npos) << bad;
+}
+
+TEST(HardwareTest, DetectsThisMachineAndAppliesTheEnvironment) {
+  ASSERT_EQ(setenv(kHardwareOverrideEnv, "pinned=3MiB", 1), 0);
+  absl::StatusOr<Hardware> hw = DetectHardware(false, ::testing::TempDir());
+  unsetenv(kHardwareOverrideEnv);
+  ASSERT_TRUE(hw.ok()) << hw.status();
+  EXPECT_GT(hw->host_available, 0u);
+  EXPECT_TRUE(hw->nvme_free.has_value());
+  EXPECT_FALSE(hw->gpu_free.has_value());
+  EXPECT_EQ(hw->pinned_available(), 3 * kMiB);
+  hw = DetectHardware(false, "/nonexistent/nvme");
+  ASSERT_TRUE(hw.ok());
+  EXPECT_FALSE(hw->nvme_free.has_value());
+  EXPECT_NE(hw->nvme_note.find("/nonexistent/nvme"), std::string::npos) << hw->nvme_note;
+}
+
+}  // namespace
+}  // namespace spillway

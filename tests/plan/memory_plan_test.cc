@@ -1,0 +1,281 @@
+// The planner's bytes against what the model and the ZeRO residency actually allocate (their
+// Buffers summed by kind and tier), for GPT-2 and Llama at stages 0-3, 1, 2 and 4 ranks (every
+// rank's share), with and without optimizer offload and activation checkpointing: equal to the
+// byte, on the CPU backend (CI) and the CUDA backend (label gpu; pinned offload there).
+#include "engine/plan/memory_plan.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "engine/model/model.h"
+#include "engine/plan/plan_config.h"
+#include "kernels/backend.h"
+#include "offload/device_memory.h"
+#include "partitioner/unit_residency.h"
+
+namespace spillway {
+namespace {
+
+struct Case {
+  std::string type;
+  int world, stage;
+  bool offload, checkpointing;
+};
+
+Config MakeConfig(const Case& c) {
+  Config config;
+  config.model.type = c.type;
+  config.model.n_layer = 3;
+  config.model.n_head = 4;
+  config.model.d_model = 32;
+  config.model.seq_len = 16;
+  config.model.vocab_size = 101;
+  if (c.type == "llama") config.model.n_kv_head = 2;
+  config.train_micro_batch_size_per_gpu = 2;
+  config.zero_stage = c.stage;
+  config.zero.offload_optimizer = c.offload;
+  config.activation_checkpointing = c.checkpointing;
+  // Small enough that the stage-3 prefetch depth depends on it.
+  config.zero.stage3_prefetch_bucket_size = 30'000;
+  return config;
+}
+
+// Bytes the model and the residency allocated on one rank, by (category, tier).
+struct Allocated {
+  std::map<std::pair<Category, Tier>, size_t> bytes;
+  size_t buffers = 0;
+  void Add(Category c, const Buffer& b) {
+    bytes[{c, b.tier()}] += b.bytes();
+    buffers += b.bytes() > 0;
+  }
+};
+
+Allocated AllocateRank(const Config& config, int world, int rank, kernels::Ops& ops) {
+  ShardingPlan sharding;
+  sharding.world_size = world;
+  sharding.rank = rank;
+  sharding.stage = world > 1 ? config.zero_stage : 0;
+  sharding.offload_optimizer = config.zero.offload_optimizer;
+  sharding.offload_tier = ops.memory_tier() == Tier::kDevice ? Tier::kPinnedHost : Tier::kHost;
+  auto model = CreateModel(config.model, static_cast<int>(config.train_micro_batch_size_per_gpu),
+                           config.activation_checkpointing, &ops, sharding);
+  EXPECT_TRUE(model.ok()) << model.status();
+  Allocated a;
+  for (const UnitState& u : (*model)->units()) {
+    a.Add(Category::kParameters, u.params);
+    a.Add(Category::kGradients, u.grads);
+    for (const Buffer* b : {&u.exp_avg, &u.exp_avg_sq, &u.offload_master, &u.offload_grads}) {
+      a.Add(Category::kOptimizer, *b);
+    }
+  }
+  a.bytes[{Category::kActivations, ops.memory_tier()}] += (*model)->activation_bytes();
+  a.buffers += 5;  // the activation buffers (engine/model/gpt2.cc, llama.cc)
+  std::unique_ptr<Communicator> comm = Communicator::Single();
+  ResidencyOptions options;
+  options.prefetch_elements = static_cast<size_t>(config.zero.stage3_prefetch_bucket_size);
+  options.max_live_elements = static_cast<size_t>(config.zero.stage3_max_live_parameters);
+  auto residency = UnitResidency::Create((*model)->units(), ops, *comm, options);
+  EXPECT_TRUE(residency.ok()) << residency.status();
+  a.bytes[{Category::kWorking, ops.memory_tier()}] += (*residency)->working_bytes();
+  a.buffers += 12;  // at most this many working buffers for these shapes
+  return a;
+}
+
+class MemoryPlanBackendTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "cuda" && kernels::GpuCount() == 0) {
+      GTEST_SKIP() << "no GPU here (the CUDA case runs on the GPU machine)";
+    }
+    auto ops = kernels::CreateOps(GetParam());
+    ASSERT_TRUE(ops.ok()) << ops.status();
+    ops_ = std::move(ops).value();
+  }
+  std::unique_ptr<kernels::Ops> ops_;
+};
+
+TEST_P(MemoryPlanBackendTest, EqualsWhatTheModelAllocates) {
+  std::vector<Case> cases;
+  for (const char* type : {"gpt2", "llama"}) {
+    for (int world : {1, 2, 4}) {
+      for (int stage = 0; stage <= 3; ++stage) {
+        if (world == 1 && stage > 0) continue;  // one rank trains as stage 0
+        cases.push_back({type, world, stage, false, false});
+        cases.push_back({type, world, stage, true, stage % 2 == 0});
+        cases.push_back({type, world, stage, false, true});
+      }
+    }
+  }
+  for (const Case& c : cases) {
+    SCOPED_TRACE(absl::StrCat(c.type, " world ", c.world, " stage ", c.stage, " offload ",
+                              c.offload, " checkpointing ", c.checkpointing));
+    Config config = MakeConfig(c);
+    config.trainer.backend = GetParam();
+    absl::StatusOr<PlanInput> input = PlanInputFromConfig(config, c.world, 1);
+    ASSERT_TRUE(input.ok()) << input.status();
+    absl::StatusOr<MemoryPlan> plan = PlanMemory(*input);
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    EXPECT_EQ(plan->compute_tier, ops_->memory_tier());
+    for (int rank = 0; rank < c.world; ++rank) {
+      Allocated a = AllocateRank(config, c.world, rank, *ops_);
+      for (Category cat : {Category::kParameters, Category::kGradients, Category::kOptimizer,
+                           Category::kActivations, Category::kWorking}) {
+        for (Tier tier : {Tier::kDevice, Tier::kPinnedHost, Tier::kHost, Tier::kNvme}) {
+          EXPECT_EQ(plan->Bytes(cat, tier), (a.bytes[{cat, tier}]))
+              << CategoryName(cat) << " in " << TierName(tier) << ", rank " << rank;
+        }
+      }
+    }
+  }
+}
+
+// On a GPU: the device memory the model and residency take (cudaMemGetInfo before and after)
+// is the planned bytes within the allocator's granularity, 2 MiB per buffer.
+TEST_P(MemoryPlanBackendTest, GpuMemoryTakenMatchesThePlan) {
+  if (GetParam() != "cuda") GTEST_SKIP() << "GPU memory only";
+  Config config = MakeConfig({"gpt2", 2, 3, false, false});
+  config.model.n_layer = 4;
+  config.model.d_model = 512;
+  config.model.n_head = 8;
+  config.model.seq_len = 256;
+  config.model.vocab_size = 50257;
+  config.train_micro_batch_size_per_gpu = 4;
+  config.trainer.backend = "cuda";
+  absl::StatusOr<PlanInput> input = PlanInputFromConfig(config, 2, 1);
+  ASSERT_TRUE(input.ok()) << input.status();
+  absl::StatusOr<MemoryPlan> plan = PlanMemory(*input);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  const size_t planned = plan->Bytes(Tier::kDevice) - plan->Bytes(Category::kPools, Tier::kDevice);
+  absl::StatusOr<DeviceMemoryInfo> before = QueryDeviceMemory();
+  ASSERT_TRUE(before.ok()) << before.status();
+  ShardingPlan sharding{2, 0, 3};
+  auto model = CreateModel(config.model, 4, false, ops_.get(), sharding);
+  ASSERT_TRUE(model.ok()) << model.status();
+  std::unique_ptr<Communicator> comm = Communicator::Single();
+  ResidencyOptions options;
+  options.prefetch_elements = static_cast<size_t>(config.zero.stage3_prefetch_bucket_size);
+  auto residency = UnitResidency::Create((*model)->units(), *ops_, *comm, options);
+  ASSERT_TRUE(residency.ok()) << residency.status();
+  absl::StatusOr<DeviceMemoryInfo> after = QueryDeviceMemory();
+  ASSERT_TRUE(after.ok()) << after.status();
+  const double taken = static_cast<double>(before->free_bytes) - after->free_bytes;
+  const double buffers = 4.0 * (*model)->num_units() + 5 + 12;
+  EXPECT_NEAR(taken, static_cast<double>(planned), buffers * 2 * 1024 * 1024)
+      << "planned " << planned << " bytes, cudaMemGetInfo says " << taken << " were taken";
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, MemoryPlanBackendTest, ::testing::Values("cpu", "cuda"),
+                         [](const auto& info) { return info.param; });
+
+TEST(MemoryPlanTest, ParameterCountMatchesTheModel) {
+  auto ops = kernels::CreateOps("cpu");
+  ASSERT_TRUE(ops.ok()) << ops.status();
+  for (const char* type : {"gpt2", "llama"}) {
+    const Config config = MakeConfig({type, 1, 0, false, false});
+    auto model = CreateModel(config.model, 2, false, ops->get());
+    ASSERT_TRUE(model.ok()) << model.status();
+    absl::StatusOr<PlanInput> input = PlanInputFromConfig(config, 1, 1);
+    ASSERT_TRUE(input.ok()) << input.status();
+    EXPECT_EQ(input->param_count, (*model)->param_count()) << type;
+  }
+}
+
+// A hand-made input: 3 Units of 1000, 4000 and 4000 elements, 4 ranks.
+PlanInput Handmade() {
+  PlanInput in;
+  in.unit_numel = {1000, 4000, 4000};
+  in.param_count = 9000;
+  in.layers = 1;
+  in.d_model = 10;
+  in.seq_len = 5;
+  in.micro_batch = 2;
+  in.activation_bytes = 50'000;
+  in.activation_bytes_checkpointed = 20'000;
+  in.world_size = 4;
+  in.stage = 1;
+  in.gpu = true;
+  return in;
+}
+
+TEST(MemoryPlanTest, BytesPerParameterForEachOption) {
+  PlanInput in = Handmade();
+  in.world_size = 1;
+  in.stage = 0;
+  // fp32, in the GPU: 4 + 4 + 8.
+  absl::StatusOr<MemoryPlan> plan = PlanMemory(in);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->Bytes(Category::kParameters, Tier::kDevice), 9000u * 4);
+  EXPECT_EQ(plan->Bytes(Category::kGradients, Tier::kDevice), 9000u * 4);
+  EXPECT_EQ(plan->Bytes(Category::kOptimizer, Tier::kDevice), 9000u * 8);
+  // bf16 with bf16 moments: 2 B parameters, fp32 master 4 + m, v 2 + 2.
+  in.precision = Precision::kBf16;
+  in.moments = MomentDtype::kBf16;
+  plan = PlanMemory(in);
+  ASSERT_TRUE(plan.ok());
+  EXPECT_EQ(plan->Bytes(Category::kParameters, Tier::kDevice), 9000u * 2);
+  EXPECT_EQ(plan->Bytes(Category::kOptimizer, Tier::kDevice), 9000u * 8);
+  // int8 moments: 1 + 1 B and an fp32 scale per 256 elements for each; offloaded to pinned
+  // memory with a 4 B gradient copy; the bf16 + Kahan master is 4 B.
+  in.moments = MomentDtype::kInt8;
+  in.master = MasterDtype::kBf16Kahan;
+  in.offload_optimizer = Placement::kCpu;
+  plan = PlanMemory(in);
+  ASSERT_TRUE(plan.ok());
+  const size_t blocks = 4 + 16 + 16;  // 256-element blocks of each Unit, rounded up
+  EXPECT_EQ(plan->Bytes(Category::kOptimizer, Tier::kDevice), 0u);
+  EXPECT_EQ(plan->Bytes(Category::kOptimizer, Tier::kPinnedHost),
+            9000u * (2 + 4 + 4) + 2 * blocks * 4);
+  // NVMe: master, m and v on disk; the gradient copy and the staging buffers pinned.
+  in.offload_optimizer = Placement::kNvme;
+  in.nvme_path = "/nvme";
+  in.nvme_buffer_count = 4;
+  in.nvme_buffer_bytes = 1 << 20;
+  plan = PlanMemory(in);
+  ASSERT_TRUE(plan.ok());
+  EXPECT_EQ(plan->Bytes(Tier::kNvme), 9000u * (2 + 4) + 2 * blocks * 4);
+  EXPECT_EQ(plan->Bytes(Category::kOptimizer, Tier::kPinnedHost), 9000u * 4);
+  EXPECT_EQ(plan->registered_bytes, 4u << 20);
+  EXPECT_EQ(plan->Bytes(Category::kPools, Tier::kPinnedHost), 4u << 20);
+}
+
+TEST(MemoryPlanTest, ParameterAndActivationOffload) {
+  PlanInput in = Handmade();
+  in.stage = 3;
+  in.offload_param = Placement::kCpu;
+  in.activation_checkpointing = true;
+  in.offload_activations = true;
+  absl::StatusOr<MemoryPlan> plan = PlanMemory(in);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  // Shards of 250, 1000, 1000 elements per rank, fp32, in pinned memory.
+  EXPECT_EQ(plan->Bytes(Category::kParameters, Tier::kPinnedHost), 2250u * 4);
+  EXPECT_EQ(plan->Bytes(Category::kParameters, Tier::kDevice), 0u);
+  // Kept inputs (L+1) x B x T x C fp32 move to pinned memory; two (B,T,C) stay as staging.
+  EXPECT_EQ(plan->Bytes(Category::kActivations, Tier::kPinnedHost), 2u * 10 * 10 * 4);
+  EXPECT_EQ(plan->Bytes(Category::kActivations, Tier::kDevice), 20'000u - 800 + 2 * 100 * 4);
+  // offload_param below stage 3 with several ranks is refused, naming the key.
+  in.stage = 2;
+  plan = PlanMemory(in);
+  ASSERT_FALSE(plan.ok());
+  EXPECT_NE(plan.status().message().find("offload_param"), std::string::npos);
+  in.stage = 3;
+  in.activation_checkpointing = false;
+  plan = PlanMemory(in);
+  ASSERT_FALSE(plan.ok());
+  EXPECT_NE(plan.status().message().find("cpu_checkpointing"), std::string::npos);
+}
+
+TEST(MemoryPlanTest, NvmeNeedsAPathAndAutoNeedsTheSearch) {
+  PlanInput in = Handmade();
+  in.offload_optimizer = Placement::kNvme;
+  absl::StatusOr<MemoryPlan> plan = PlanMemory(in);
+  ASSERT_FALSE(plan.ok());
+  EXPECT_NE(plan.status().message().find("nvme_path"), std::string::npos);
+  in.offload_optimizer = Placement::kAuto;
+  EXPECT_FALSE(PlanMemory(in).ok());
+}
+
+}  // namespace
+}  // namespace spillway

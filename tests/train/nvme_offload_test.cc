@@ -1,0 +1,205 @@
+// The optimizer state on NVMe (zero_optimization.offload_optimizer.device = "nvme") never
+// changes the math: losses and parameters are bitwise equal to the CPU tier and to the
+// optimizer in the backend, on both I/O engines (io_uring where the kernel allows it, and the
+// pread fallback); runs resume bit for bit with the NVMe-resident moments in the checkpoint;
+// a bad nvme_path is a clear error naming the key.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "engine/train/nvme_adamw.h"
+#include "kernels/backend.h"
+#include "tests/train/train_test_util.h"
+
+namespace spillway {
+namespace {
+
+using testing_util::FreshDir;
+using testing_util::MakeTrainer;
+using testing_util::SmallConfig;
+
+std::string WithOffload(std::string json, const std::string& section) {
+  return json.insert(json.find('{') + 1, section);
+}
+
+std::string OnCpu(const std::string& json) {
+  return WithOffload(json, R"("zero_optimization": {"offload_optimizer": {"device": "cpu"}},)");
+}
+
+// Small tiles (4 KiB per array) so that every Unit streams in several tiles.
+std::string OnNvme(const std::string& json, const std::string& nvme_path,
+                   const std::string& engine) {
+  return WithOffload(json,
+                     absl::StrCat(R"("zero_optimization": {"offload_optimizer": {"device": "nvme",
+                             "nvme_path": ")",
+                                  nvme_path, R"(", "buffer_count": 4, "buffer_size": 4096}},
+                         "aio": {"queue_depth": 8, "engine": ")",
+                                  engine, R"("},)"));
+}
+
+class NvmeOffloadTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  std::string Dir(const std::string& name) { return FreshDir(name + "_" + GetParam()); }
+  std::string Nvme(const std::string& json, const std::string& dir) {
+    std::filesystem::create_directories(dir + "/nvme");
+    return OnNvme(json, dir + "/nvme", GetParam());
+  }
+};
+
+TEST_P(NvmeOffloadTest, NvmeEqualsCpuTierAndInBackendOptimizerBitwise) {
+  auto in_backend = MakeTrainer(SmallConfig(8, Dir("nvme_ref_backend")));
+  auto cpu = MakeTrainer(OnCpu(SmallConfig(8, Dir("nvme_ref_cpu"))));
+  const std::string dir = Dir("nvme_state");
+  auto nvme = MakeTrainer(Nvme(SmallConfig(8, dir), dir));
+  auto* nvme_adamw = dynamic_cast<NvmeAdamW*>(nvme->external_state());
+  ASSERT_NE(nvme_adamw, nullptr);
+  NvmeOptimizerState& state = nvme_adamw->state();
+  EXPECT_EQ(state.num_units(), nvme->model().num_units());
+  if (GetParam() == "pread") {
+    EXPECT_EQ(state.engine().name(), "pread");
+  }
+  for (Trainer* t : {in_backend.get(), cpu.get(), nvme.get()}) {
+    absl::Status trained = t->Train();
+    ASSERT_TRUE(trained.ok()) << trained;
+  }
+  EXPECT_EQ(in_backend->step_losses(), nvme->step_losses());
+  EXPECT_EQ(cpu->step_losses(), nvme->step_losses());
+  for (int u = 0; u < nvme->model().num_units(); ++u) {
+    const std::string name = nvme->model().unit(u).layout.name();
+    EXPECT_EQ(in_backend->StoredParams(u).value(), nvme->StoredParams(u).value()) << name;
+    // The moments on NVMe are the CPU tier's, and nothing of them stays in host memory.
+    const UnitState& on_cpu = cpu->model().unit(u);
+    const UnitState& on_nvme = nvme->model().unit(u);
+    EXPECT_TRUE(on_nvme.optimizer_state_external());
+    EXPECT_EQ(on_nvme.exp_avg.bytes() + on_nvme.exp_avg_sq.bytes() + on_nvme.offload_master.bytes(),
+              0u);
+    std::vector<float> m(state.numel(u)), v(m.size()), master(m.size());
+    ASSERT_EQ(m.size() * sizeof(float), on_cpu.exp_avg.bytes());
+    ASSERT_TRUE(state.ReadArray(u, NvmeOptimizerState::kExpAvg, m.data()).ok());
+    ASSERT_TRUE(state.ReadArray(u, NvmeOptimizerState::kExpAvgSq, v.data()).ok());
+    ASSERT_TRUE(state.ReadArray(u, NvmeOptimizerState::kMaster, master.data()).ok());
+    EXPECT_EQ(std::memcmp(m.data(), on_cpu.exp_avg.data(), on_cpu.exp_avg.bytes()), 0) << name;
+    EXPECT_EQ(std::memcmp(v.data(), on_cpu.exp_avg_sq.data(), on_cpu.exp_avg_sq.bytes()), 0)
+        << name;
+    EXPECT_EQ(
+        std::memcmp(master.data(), on_cpu.offload_master.data(), on_cpu.offload_master.bytes()), 0)
+        << name;
+  }
+  EXPECT_NE(nvme_adamw->Describe().find(state.file().path()), std::string::npos);
+}
+
+TEST_P(NvmeOffloadTest, NvmeRunResumesBitwise) {
+  const std::string dir_a = Dir("nvme_full");
+  const std::string dir_b = Dir("nvme_split");
+  auto full = MakeTrainer(Nvme(SmallConfig(8, dir_a), dir_a));
+  ASSERT_TRUE(full->Train().ok());
+  ASSERT_TRUE(MakeTrainer(Nvme(SmallConfig(5, dir_b), dir_b))->Train().ok());
+  auto resumed = MakeTrainer(Nvme(SmallConfig(8, dir_b), dir_b));
+  absl::Status status = resumed->Resume(dir_b + "/ckpt");
+  ASSERT_TRUE(status.ok()) << status;
+  ASSERT_TRUE(resumed->Train().ok());
+  ASSERT_EQ(resumed->step_losses().size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(full->step_losses()[5 + i], resumed->step_losses()[i]) << "step " << 6 + i;
+  }
+  for (int u = 0; u < full->model().num_units(); ++u) {
+    EXPECT_EQ(full->StoredParams(u).value(), resumed->StoredParams(u).value());
+  }
+}
+
+// A checkpoint written with the state on NVMe resumes on the CPU tier and the other way round:
+// the checkpoint holds the same moments whichever tier they lived in.
+TEST_P(NvmeOffloadTest, CheckpointsMoveBetweenCpuAndNvmeTiers) {
+  const std::string dir_a = Dir("tier_full");
+  const std::string dir_b = Dir("tier_split");
+  auto full = MakeTrainer(OnCpu(SmallConfig(8, dir_a)));
+  ASSERT_TRUE(full->Train().ok());
+  ASSERT_TRUE(MakeTrainer(Nvme(SmallConfig(5, dir_b), dir_b))->Train().ok());
+  auto resumed = MakeTrainer(OnCpu(SmallConfig(8, dir_b)));
+  absl::Status status = resumed->Resume(dir_b + "/ckpt");
+  ASSERT_TRUE(status.ok()) << status;
+  ASSERT_TRUE(resumed->Train().ok());
+  ASSERT_EQ(resumed->step_losses().size(), 3u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(full->step_losses()[5 + i], resumed->step_losses()[i]);
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, NvmeOffloadTest, ::testing::Values("auto", "pread"),
+                         [](const auto& info) { return info.param; });
+
+// The CUDA backend (label gpu; skipped without a GPU): gradient copies in pinned memory, state
+// on NVMe, fp32 and 8-bit, exactly as the in-backend optimizer and the CPU tier.
+TEST(NvmeOffloadGpuTest, CudaNvmeEqualsInBackendAndCpuTierBitwise) {
+  if (kernels::GpuCount() == 0) GTEST_SKIP() << "no GPU here (this runs on the GPU machine)";
+  auto config = [](const std::string& name) {
+    return SmallConfig(8, FreshDir("gpu_" + name), 0, "cuda");
+  };
+  auto int8 = [](std::string json) {
+    const std::string at = R"("weight_decay": 0.1)";
+    return json.insert(json.find(at) + at.size(), R"(, "state_dtype": "int8")");
+  };
+  const std::string dir = FreshDir("gpu_nvme_files");
+  std::filesystem::create_directories(dir + "/nvme");
+  auto in_backend = MakeTrainer(config("in_backend"));
+  auto nvme = MakeTrainer(OnNvme(config("nvme"), dir + "/nvme", "auto"));
+  auto int8_cpu = MakeTrainer(int8(OnCpu(config("int8_cpu"))));
+  auto int8_nvme = MakeTrainer(int8(OnNvme(config("int8_nvme"), dir + "/nvme", "auto")));
+  for (Trainer* t : {in_backend.get(), nvme.get(), int8_cpu.get(), int8_nvme.get()}) {
+    absl::Status trained = t->Train();
+    ASSERT_TRUE(trained.ok()) << trained;
+  }
+  EXPECT_EQ(in_backend->step_losses(), nvme->step_losses());
+  EXPECT_EQ(int8_cpu->step_losses(), int8_nvme->step_losses());
+  for (int u = 0; u < nvme->model().num_units(); ++u) {
+    EXPECT_EQ(in_backend->StoredParams(u).value(), nvme->StoredParams(u).value());
+    EXPECT_EQ(int8_cpu->StoredParams(u).value(), int8_nvme->StoredParams(u).value());
+    EXPECT_EQ(nvme->model().unit(u).offload_grads.tier(), Tier::kPinnedHost);
+  }
+}
+
+absl::Status CreateStatus(const std::string& json) {
+  absl::StatusOr<Config> config = ParseConfig(json);
+  if (!config.ok()) return config.status();
+  return Trainer::Create(*config, nullptr).status();
+}
+
+TEST(NvmeOffloadErrorsTest, MissingNvmePathNamesTheKeyAndThePath) {
+  const std::string dir = FreshDir("nvme_missing");
+  const absl::Status status =
+      CreateStatus(OnNvme(SmallConfig(2, dir), dir + "/no_such_dir", "auto"));
+  EXPECT_EQ(status.code(), absl::StatusCode::kNotFound) << status;
+  EXPECT_NE(status.message().find("zero_optimization.offload_optimizer.nvme_path"),
+            std::string::npos)
+      << status;
+  EXPECT_NE(status.message().find(dir + "/no_such_dir"), std::string::npos) << status;
+}
+
+TEST(NvmeOffloadErrorsTest, NvmePathThatIsAFileIsRefused) {
+  const std::string dir = FreshDir("nvme_file");
+  std::FILE* f = std::fopen((dir + "/file").c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  std::fclose(f);
+  const absl::Status status = CreateStatus(OnNvme(SmallConfig(2, dir), dir + "/file", "auto"));
+  EXPECT_FALSE(status.ok());
+  EXPECT_NE(status.message().find("not a directory"), std::string::npos) << status;
+  EXPECT_NE(status.message().find("nvme_path"), std::string::npos) << status;
+}
+
+TEST(NvmeOffloadErrorsTest, UnwritableNvmePathIsRefused) {
+  // /proc is a directory nobody can create files in, root included.
+  const std::string dir = FreshDir("nvme_unwritable");
+  const absl::Status status = CreateStatus(OnNvme(SmallConfig(2, dir), "/proc", "auto"));
+  EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied) << status;
+  EXPECT_NE(status.message().find("zero_optimization.offload_optimizer.nvme_path"),
+            std::string::npos)
+      << status;
+  EXPECT_NE(status.message().find("not writable"), std::string::npos) << status;
+}
+
+}  // namespace
+}  // namespace spillway
