@@ -86,6 +86,14 @@ int PlanCommand(const std::vector<std::string>& argv) {
   absl::StatusOr<PlanResult> result = Plan(*args, &hw);
   if (!result.ok()) return Fail(result.status());
   std::fputs(FormatPlan(*result, hw).c_str(), stdout);
+  const absl::StatusOr<int> world = PositiveOption(*args, "world", 1);
+  if (absl::StatusOr<Config> config = LoadConfig(args->positional[0], world.ok() ? *world : 1);
+      config.ok() && config->pipeline.stages > 1) {
+    std::fputs(
+        "pipeline: planned as if unpipelined (every rank holds every Unit, sharded over "
+        "world / pipeline.stages ranks): an upper bound on each stage\n",
+        stdout);
+  }
   return result->fit.fits() ? kExitOk : kExitFailure;
 }
 

@@ -41,7 +41,9 @@ const char kTrainUsage[] =
     "usage: spillway train CONFIG [--resume DIR]\n"
     "  Trains the model described by the JSON config CONFIG (keys: docs/config.md).\n"
     "  Under mpirun -np N, N ranks train data-parallel (zero_optimization): CPU ranks, or\n"
-    "  one GPU per rank with trainer.backend = \"cuda\". A failing rank ends the job.\n"
+    "  one GPU per rank with trainer.backend = \"cuda\". With pipeline.stages = p the\n"
+    "  ranks form p pipeline stages (x N/p data-parallel replicas; docs/pipeline.md).\n"
+    "  A failing rank ends the job.\n"
     "  --resume DIR   continue from a checkpoint: a step directory, or a checkpoint root\n"
     "                 (checkpoint.dir) whose newest complete checkpoint is used\n";
 

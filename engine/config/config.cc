@@ -43,6 +43,7 @@ constexpr absl::string_view kTopLevelKeys[] = {
     "trainer",
     "checkpoint",
     "log",
+    "pipeline",
     "aio",
 };
 
@@ -52,7 +53,6 @@ struct Reserved {
   absl::string_view why;
 };
 constexpr Reserved kReservedKeys[] = {
-    {"pipeline", "pipeline parallelism is not built yet"},
     {"amp", "NVIDIA Apex AMP is not supported; mixed precision needs the CUDA backend"},
     {"prescale_gradients", "gradient prescaling is not built yet"},
     {"gradient_predivide_factor", "gradient predivision is not built yet"},
@@ -70,16 +70,27 @@ constexpr Reserved kReservedKeys[] = {
     {"memory_breakdown", "the memory breakdown report is not built yet"},
 };
 
-// Any two of the three batch-size keys determine the third: train = micro * accum * world.
-absl::Status ResolveBatchSizes(const ObjectReader& r, int world_size, Config* c) {
+// Any two of the three batch-size keys determine the third: train = micro * accum * world,
+// where world is the data-parallel width. pipeline.micro_batches (> 0 when given) is the
+// accumulation.
+absl::Status ResolveBatchSizes(const ObjectReader& r, int world_size, int64_t micro_batches,
+                               Config* c) {
   SPW_RETURN_IF_ERROR(r.Int("train_batch_size", &c->train_batch_size, 1, kInt64Max));
   SPW_RETURN_IF_ERROR(
       r.Int("train_micro_batch_size_per_gpu", &c->train_micro_batch_size_per_gpu, 1, kInt64Max));
   SPW_RETURN_IF_ERROR(
       r.Int("gradient_accumulation_steps", &c->gradient_accumulation_steps, 1, kInt64Max));
+  if (micro_batches > 0 && r.Has("gradient_accumulation_steps") &&
+      micro_batches != c->gradient_accumulation_steps) {
+    return KeyError("pipeline.micro_batches",
+                    absl::StrCat("is ", micro_batches, " but gradient_accumulation_steps is ",
+                                 c->gradient_accumulation_steps,
+                                 "; they are the same number: give one of them"));
+  }
+  if (micro_batches > 0) c->gradient_accumulation_steps = micro_batches;
   const bool has_train = r.Has("train_batch_size");
   const bool has_micro = r.Has("train_micro_batch_size_per_gpu");
-  const bool has_accum = r.Has("gradient_accumulation_steps");
+  const bool has_accum = r.Has("gradient_accumulation_steps") || micro_batches > 0;
   const int64_t world = world_size;
   int64_t& train = c->train_batch_size;
   int64_t& micro = c->train_micro_batch_size_per_gpu;
@@ -158,7 +169,11 @@ absl::StatusOr<Config> ParseConfig(absl::string_view json_text, int world_size) 
   SPW_RETURN_IF_ERROR(r.CheckKeys(kTopLevelKeys));
 
   Config c;
-  SPW_RETURN_IF_ERROR(ResolveBatchSizes(r, world_size, &c));
+  int64_t micro_batches = 0;
+  if (const Json* v = r.Find("pipeline")) {
+    SPW_RETURN_IF_ERROR(ParsePipeline(*v, world_size, &c.pipeline, &micro_batches));
+  }
+  SPW_RETURN_IF_ERROR(ResolveBatchSizes(r, world_size / c.pipeline.stages, micro_batches, &c));
   SPW_RETURN_IF_ERROR(r.Double("gradient_clipping", &c.gradient_clipping, DoubleRange::AtLeast(0)));
   SPW_RETURN_IF_ERROR(r.Int("steps_per_print", &c.steps_per_print, 1, kInt64Max));
   bool wall_clock_breakdown = false;
@@ -198,6 +213,7 @@ absl::StatusOr<Config> ParseConfig(absl::string_view json_text, int world_size) 
                                  " but there is no validation data; set data.val_path or "
                                  "data.synthetic.val_tokens > 0, or set eval_interval to 0"));
   }
+  SPW_RETURN_IF_ERROR(CheckPipeline(c));
   c.canonical_json = json.dump();
   return c;
 }

@@ -122,6 +122,24 @@ struct ZeroConfig {
   int64_t stage3_max_live_parameters = 1'000'000'000;
 };
 
+// "pipeline": the Units split into `stages` contiguous ranges on different ranks
+// (docs/pipeline.md). world_size = stages * dp; rank r is stage r / dp, data-parallel index
+// r % dp.
+struct PipeMareConfig {                // "pipeline.pipemare" (docs/pipeline.md has the rules)
+  bool lr_rescheduling = true;         // T1: stage i's lr starts at lr / tau_i ...
+  int64_t lr_anneal_steps = 100;       // K: ... and reaches lr after K steps
+  bool discrepancy_correction = true;  // T2: backward with extrapolated weights
+  double discrepancy_decay = 0.1;      // D: the EMA's decay over one delay, in (0, 1)
+  int64_t warmup_steps = 0;            // W: synchronous (1F1B) steps before going asynchronous
+};
+
+struct PipelineConfig {
+  int stages = 1;                     // 1: no pipeline; "auto" resolves to world_size
+  std::string partition = "uniform";  // "uniform" (by Units) or "balanced" (by estimated cost)
+  std::string schedule = "1f1b";      // "gpipe", "1f1b" or "pipemare" (asynchronous)
+  PipeMareConfig pipemare;
+};
+
 // "aio": the NVMe engine's requests (DeepSpeed's keys; offload/io_engine.h IoOptions).
 struct AioConfig {
   int64_t block_size = 1 << 20;  // bytes per request chunk, 1-8 MiB, a multiple of 4 KiB
@@ -144,7 +162,8 @@ struct PrecisionConfig {
 };
 
 struct Config {
-  // Batch sizes, resolved: train_batch_size = micro * accumulation * world_size.
+  // Batch sizes, resolved: train_batch_size = micro * accumulation * (world_size / stages);
+  // with a pipeline the accumulation steps are its micro-batches per step.
   int64_t train_batch_size = 0;
   int64_t train_micro_batch_size_per_gpu = 0;
   int64_t gradient_accumulation_steps = 0;
@@ -159,6 +178,7 @@ struct Config {
   // per Unit when used, prefetched, released after).
   int zero_stage = 0;
   ZeroConfig zero;
+  PipelineConfig pipeline;
   AioConfig aio;
   PrecisionConfig precision;  // bf16, fp16
 

@@ -25,5 +25,10 @@ absl::Status ParseData(const Json& value, DataConfig* out);
 absl::Status ParseTrainer(const Json& value, TrainerConfig* out);
 absl::Status ParseCheckpoint(const Json& value, CheckpointConfig* out);
 absl::Status ParseLog(const Json& value, LogConfig* out);
+// pipeline_section.cc: the keys of "pipeline" (ParsePipeline) and the checks that need the
+// rest of the config (CheckPipeline).
+absl::Status ParsePipeline(const Json& value, int world_size, PipelineConfig* out,
+                           int64_t* micro_batches);
+absl::Status CheckPipeline(const Config& c);
 
 }  // namespace spillway::config_internal

@@ -1,5 +1,6 @@
 #include "engine/model/gpt2.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -66,17 +67,15 @@ Gpt2::~Gpt2() = default;
 absl::StatusOr<std::unique_ptr<Gpt2>> Gpt2::Create(const ModelConfig& config, int batch,
                                                    bool activation_checkpointing, kernels::Ops* ops,
                                                    const ShardingPlan& sharding,
-                                                   bool offload_checkpoints) {
+                                                   bool offload_checkpoints,
+                                                   std::span<const int> held_units) {
   if (config.n_layer < 1 || config.n_head < 1 || config.d_model % config.n_head != 0 ||
       config.seq_len < 1 || config.vocab_size < 2 || batch < 1) {
     return absl::InvalidArgumentError("model shape is invalid (ParseConfig should have said)");
   }
   auto model = std::unique_ptr<Gpt2>(new Gpt2(config, batch, ops));
   const Tier tier = ops->memory_tier();
-  for (UnitLayout& layout : Gpt2Layouts(config)) {
-    SPW_ASSIGN_OR_RETURN(UnitState state, UnitState::Allocate(std::move(layout), tier, sharding));
-    model->units_.push_back(std::move(state));
-  }
+  SPW_RETURN_IF_ERROR(model->AddUnits(Gpt2Layouts(config), sharding, held_units));
 
   auto impl = std::make_unique<Impl>();
   impl->checkpointing = activation_checkpointing;
@@ -120,6 +119,7 @@ absl::StatusOr<std::unique_ptr<Gpt2>> Gpt2::Create(const ModelConfig& config, in
 absl::Status Gpt2::InitParams(uint64_t seed) {
   const double residual_std = config_.init_std / std::sqrt(2.0 * config_.n_layer);
   for (int u = 0; u < num_units(); ++u) {
+    if (!holds(u)) continue;
     UnitState& unit = units_[u];
     Rng rng(seed, static_cast<uint64_t>(u));
     std::vector<float> host(unit.numel(), 0.0f);
@@ -143,28 +143,40 @@ absl::Status Gpt2::InitParams(uint64_t seed) {
   return absl::OkStatus();
 }
 
-void Gpt2::RunForward(const int32_t* inputs, const int32_t* targets, double* loss_sum) {
+void Gpt2::ForwardUnits(int first, int end, const int32_t* inputs, const int32_t* targets,
+                        const float* input, double* loss_sum) {
   Impl& m = *impl_;
   const BlockShape& s = m.shape;
   const int N = static_cast<int>(s.N()), C = s.C, L = config_.n_layer;
-  ops_->CopyToBackend(m.inputs, inputs, s.N() * sizeof(int32_t));
-  ops_->CopyToBackend(m.targets, targets, s.N() * sizeof(int32_t));
+  const bool with_head = end == L + 2;
+  const bool with_embed = first == 0 || with_head;  // the tied head reads wte
+  if (first == 0) ops_->CopyToBackend(m.inputs, inputs, s.N() * sizeof(int32_t));
+  if (with_head) ops_->CopyToBackend(m.targets, targets, s.N() * sizeof(int32_t));
 
   BeginPass(UnitResidency::Pass::kForward);
   UnitState& embed = units_[0];
   const TensorSpec& wte = *embed.layout.Find("wte");
   const TensorSpec& wpe = *embed.layout.Find("wpe");
-  AcquireParams(0);
+  if (with_embed) AcquireParams(0);
   m.residual.BeginForward();
-  ops_->EmbeddingForward(m.residual.at(0), m.inputs, embed.param(wte), embed.param(wpe), s.B, s.T,
-                         C);
-  for (int l = 0; l < L; ++l) {
-    UnitState& unit = units_[1 + l];
-    AcquireParams(1 + l);
+  if (first == 0) {
+    ops_->EmbeddingForward(m.residual.at(0), m.inputs, embed.param(wte), embed.param(wpe), s.B, s.T,
+                           C);
+  } else {
+    CopyInBackend(m.residual.at(first - 1), input, s.N() * C);
+  }
+  for (int u = std::max(first, 1); u < std::min(end, L + 1); ++u) {
+    const int l = u - 1;
+    UnitState& unit = units_[u];
+    AcquireParams(u);
     m.residual.ForwardBlock(l);
     BlockForward(*ops_, s, BlockTensors::In(unit.layout, unit.live_params), m.residual.at(l),
                  m.residual.at(l + 1), m.ActsOf(l));
-    ReleaseParams(1 + l);
+    ReleaseParams(u);
+  }
+  if (!with_head) {
+    if (with_embed) ReleaseParams(0);
+    return;
   }
   UnitState& head = units_[L + 1];
   AcquireParams(L + 1);
@@ -179,46 +191,54 @@ void Gpt2::RunForward(const int32_t* inputs, const int32_t* targets, double* los
   AddMeanLoss(m.losses, targets, s.N(), loss_sum, &m.valid_targets);
 }
 
-void Gpt2::RunBackward(float loss_scale, bool last_micro_batch) {
+void Gpt2::RunBackwardUnits(int first, int end, float loss_scale, bool last_micro_batch,
+                            const float* output_grad) {
   Impl& m = *impl_;
   const BlockShape& s = m.shape;
   const int N = static_cast<int>(s.N()), C = s.C, L = config_.n_layer;
   const size_t NC = s.N() * C;
+  const bool with_head = end == L + 2;
+  const bool with_embed = first == 0 || with_head;
 
   UnitState& embed = units_[0];
   UnitState& head = units_[L + 1];
   const TensorSpec& wte = *embed.layout.Find("wte");
   const TensorSpec& wpe = *embed.layout.Find("wpe");
-  const TensorSpec& lnf_w = head.layout.tensors()[0];
-  const TensorSpec& lnf_b = head.layout.tensors()[1];
 
   BeginPass(UnitResidency::Pass::kBackward, last_micro_batch);
   // The tied head needs the embedding Unit from its backward to the embedding's.
-  AcquireParams(0);
-  AcquireParams(L + 1);
-  AcquireGrads(0);
-  AcquireGrads(L + 1);
-  if (m.valid_targets == 0) {
-    ops_->Fill(m.logits, 0.0f, s.N() * Vp_);
+  if (with_embed) AcquireParams(0);
+  if (with_head) AcquireParams(L + 1);
+  if (with_embed) AcquireGrads(0);
+  if (with_head) {
+    const TensorSpec& lnf_w = head.layout.tensors()[0];
+    const TensorSpec& lnf_b = head.layout.tensors()[1];
+    AcquireGrads(L + 1);
+    if (m.valid_targets == 0) {
+      ops_->Fill(m.logits, 0.0f, s.N() * Vp_);
+    } else {
+      ops_->CrossEntropy(m.losses, m.logits, m.targets, N, config_.vocab_size, Vp_,
+                         loss_scale / static_cast<float>(m.valid_targets));
+    }
+    // Tied LM head: the logits' weight gradient lands in the embedding Unit's dwte.
+    float* dlnf = m.scratch.dln;
+    ops_->Fill(dlnf, 0.0f, NC);
+    ops_->MatmulBackward(dlnf, embed.grad(wte), nullptr, m.logits, m.lnf, embed.param(wte), N, C,
+                         Vp_);
+    ops_->Fill(m.dres, 0.0f, NC);
+    ops_->LayerNormBackward(m.dres, head.grad(lnf_w), head.grad(lnf_b), dlnf, m.residual.at(L),
+                            head.param(lnf_w), m.lnf_mean, m.lnf_rstd, N, C);
+    ReleaseGrads(L + 1);
+    ReleaseParams(L + 1);
   } else {
-    ops_->CrossEntropy(m.losses, m.logits, m.targets, N, config_.vocab_size, Vp_,
-                       loss_scale / static_cast<float>(m.valid_targets));
+    CopyInBackend(m.dres, output_grad, NC);
   }
-  // Tied LM head: the logits' weight gradient lands in the embedding Unit's dwte.
-  float* dlnf = m.scratch.dln;
-  ops_->Fill(dlnf, 0.0f, NC);
-  ops_->MatmulBackward(dlnf, embed.grad(wte), nullptr, m.logits, m.lnf, embed.param(wte), N, C,
-                       Vp_);
-  ops_->Fill(m.dres, 0.0f, NC);
-  ops_->LayerNormBackward(m.dres, head.grad(lnf_w), head.grad(lnf_b), dlnf, m.residual.at(L),
-                          head.param(lnf_w), m.lnf_mean, m.lnf_rstd, N, C);
-  ReleaseGrads(L + 1);
-  ReleaseParams(L + 1);
 
-  for (int l = L - 1; l >= 0; --l) {
-    UnitState& unit = units_[1 + l];
-    AcquireParams(1 + l);
-    AcquireGrads(1 + l);
+  for (int u = std::min(end, L + 1) - 1; u >= std::max(first, 1); --u) {
+    const int l = u - 1;
+    UnitState& unit = units_[u];
+    AcquireParams(u);
+    AcquireGrads(u);
     const BlockTensors w = BlockTensors::In(unit.layout, unit.live_params);
     const BlockTensors dw = BlockTensors::In(unit.layout, unit.live_grads);
     m.residual.BackwardBlock(l);
@@ -228,13 +248,21 @@ void Gpt2::RunBackward(float loss_scale, bool last_micro_batch) {
       BlockForward(*ops_, s, w, m.residual.at(l), m.residual.at(l + 1), m.ActsOf(l));
     }
     BlockBackward(*ops_, s, w, dw, m.residual.at(l), m.ActsOf(l), m.scratch, m.dres);
-    ReleaseGrads(1 + l);
-    ReleaseParams(1 + l);
+    ReleaseGrads(u);
+    ReleaseParams(u);
   }
-  ops_->EmbeddingBackward(embed.grad(wte), embed.grad(wpe), m.dres, m.inputs, s.B, s.T, C);
-  ReleaseGrads(0);
-  ReleaseParams(0);
+  if (first == 0) {
+    ops_->EmbeddingBackward(embed.grad(wte), embed.grad(wpe), m.dres, m.inputs, s.B, s.T, C);
+  }
+  if (with_embed) {
+    ReleaseGrads(0);
+    ReleaseParams(0);
+  }
 }
+
+const float* Gpt2::UnitsOutput(int end) const { return impl_->residual.at(end - 1); }
+
+const float* Gpt2::InputGrad() const { return impl_->dres; }
 
 size_t Gpt2::param_count() const {
   size_t n = 0;

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -34,11 +35,16 @@ class Gpt2 : public Model {
                                                       bool activation_checkpointing,
                                                       kernels::Ops* ops,
                                                       const ShardingPlan& sharding = {},
-                                                      bool offload_checkpoints = false);
+                                                      bool offload_checkpoints = false,
+                                                      std::span<const int> held_units = {});
 
   // GPT-2 initialisation from `seed`: weights N(0, init_std), the two residual projections
   // (attn.c_proj, mlp.c_proj) N(0, init_std / sqrt(2 L)), biases 0, LayerNorm weights 1.
   absl::Status InitParams(uint64_t seed) override;
+  void ForwardUnits(int first, int end, const int32_t* inputs, const int32_t* targets,
+                    const float* input, double* loss_sum) override;
+  const float* UnitsOutput(int end) const override;
+  const float* InputGrad() const override;
 
   size_t param_count() const override;
   size_t activation_bytes() const override;
@@ -53,8 +59,8 @@ class Gpt2 : public Model {
  private:
   struct Impl;
   Gpt2(const ModelConfig& config, int batch, kernels::Ops* ops);
-  void RunForward(const int32_t* inputs, const int32_t* targets, double* loss_sum) override;
-  void RunBackward(float loss_scale, bool last_micro_batch) override;
+  void RunBackwardUnits(int first, int end, float loss_scale, bool last_micro_batch,
+                        const float* output_grad) override;
 
   std::unique_ptr<Impl> impl_;
 };

@@ -1,5 +1,6 @@
 #include "engine/model/llama.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -100,20 +101,18 @@ Llama::Llama(const ModelConfig& config, int batch, kernels::Ops* ops)
 
 Llama::~Llama() = default;
 
-absl::StatusOr<std::unique_ptr<Llama>> Llama::Create(const ModelConfig& config, int batch,
-                                                     bool activation_checkpointing,
-                                                     kernels::Ops* ops,
-                                                     const ShardingPlan& sharding,
-                                                     bool offload_checkpoints) {
+absl::StatusOr<std::unique_ptr<Llama>> Llama::Create(
+    const ModelConfig& config, int batch, bool activation_checkpointing, kernels::Ops* ops,
+    const ShardingPlan& sharding, bool offload_checkpoints, std::span<const int> held_units) {
   SPW_RETURN_IF_ERROR(ValidateLlamaConfig(config));
   if (batch < 1) return absl::InvalidArgumentError("Llama: the micro-batch must be >= 1 rows");
   auto model = std::unique_ptr<Llama>(new Llama(config, batch, ops));
   const Tier tier = ops->memory_tier();
-  for (UnitLayout& layout : LlamaLayouts(config)) {
+  std::vector<UnitLayout> layouts = LlamaLayouts(config);
+  for (const UnitLayout& layout : layouts) {
     if (layout.name().starts_with("layers.")) SPW_RETURN_IF_ERROR(CheckStacked(layout));
-    SPW_ASSIGN_OR_RETURN(UnitState state, UnitState::Allocate(std::move(layout), tier, sharding));
-    model->units_.push_back(std::move(state));
   }
+  SPW_RETURN_IF_ERROR(model->AddUnits(std::move(layouts), sharding, held_units));
 
   auto impl = std::make_unique<Impl>();
   impl->checkpointing = activation_checkpointing;
@@ -155,6 +154,7 @@ absl::StatusOr<std::unique_ptr<Llama>> Llama::Create(const ModelConfig& config, 
 
 absl::Status Llama::InitParams(uint64_t seed) {
   for (int u = 0; u < num_units(); ++u) {
+    if (!holds(u)) continue;
     UnitState& unit = units_[u];
     Rng rng(seed, static_cast<uint64_t>(u));
     std::vector<float> host(unit.numel(), 0.0f);
@@ -176,28 +176,36 @@ absl::Status Llama::InitParams(uint64_t seed) {
   return absl::OkStatus();
 }
 
-void Llama::RunForward(const int32_t* inputs, const int32_t* targets, double* loss_sum) {
+void Llama::ForwardUnits(int first, int end, const int32_t* inputs, const int32_t* targets,
+                         const float* input, double* loss_sum) {
   Impl& m = *impl_;
   const LlamaBlockShape& s = m.shape;
   const int N = static_cast<int>(s.N()), C = s.C, L = config_.n_layer;
-  ops_->CopyToBackend(m.inputs, inputs, s.N() * sizeof(int32_t));
-  ops_->CopyToBackend(m.targets, targets, s.N() * sizeof(int32_t));
+  const bool with_head = end == L + 2;
+  if (first == 0) ops_->CopyToBackend(m.inputs, inputs, s.N() * sizeof(int32_t));
+  if (with_head) ops_->CopyToBackend(m.targets, targets, s.N() * sizeof(int32_t));
 
   BeginPass(UnitResidency::Pass::kForward);
-  UnitState& embed = units_[0];
-  AcquireParams(0);
   m.residual.BeginForward();
-  ops_->EmbeddingForward(m.residual.at(0), m.inputs, embed.param(embed.layout.tensors()[0]),
-                         nullptr, s.B, s.T, C);
-  ReleaseParams(0);
-  for (int l = 0; l < L; ++l) {
-    UnitState& unit = units_[1 + l];
-    AcquireParams(1 + l);
+  if (first == 0) {
+    UnitState& embed = units_[0];
+    AcquireParams(0);
+    ops_->EmbeddingForward(m.residual.at(0), m.inputs, embed.param(embed.layout.tensors()[0]),
+                           nullptr, s.B, s.T, C);
+    ReleaseParams(0);
+  } else {
+    CopyInBackend(m.residual.at(first - 1), input, s.N() * C);
+  }
+  for (int u = std::max(first, 1); u < std::min(end, L + 1); ++u) {
+    const int l = u - 1;
+    UnitState& unit = units_[u];
+    AcquireParams(u);
     m.residual.ForwardBlock(l);
     LlamaBlockForward(*ops_, s, LlamaBlockTensors::In(unit.layout, unit.live_params),
                       m.residual.at(l), m.residual.at(l + 1), m.ActsOf(l));
-    ReleaseParams(1 + l);
+    ReleaseParams(u);
   }
+  if (!with_head) return;
   UnitState& head = units_[L + 1];
   const TensorSpec& norm_w = head.layout.tensors()[0];
   const TensorSpec& lm_head = head.layout.tensors()[1];
@@ -210,40 +218,44 @@ void Llama::RunForward(const int32_t* inputs, const int32_t* targets, double* lo
   AddMeanLoss(m.losses, targets, s.N(), loss_sum, &m.valid_targets);
 }
 
-void Llama::RunBackward(float loss_scale, bool last_micro_batch) {
+void Llama::RunBackwardUnits(int first, int end, float loss_scale, bool last_micro_batch,
+                             const float* output_grad) {
   Impl& m = *impl_;
   const LlamaBlockShape& s = m.shape;
   const int N = static_cast<int>(s.N()), C = s.C, L = config_.n_layer;
   const size_t NC = s.N() * C;
 
-  UnitState& embed = units_[0];
-  UnitState& head = units_[L + 1];
-  const TensorSpec& norm_w = head.layout.tensors()[0];
-  const TensorSpec& lm_head = head.layout.tensors()[1];
-
   BeginPass(UnitResidency::Pass::kBackward, last_micro_batch);
-  AcquireParams(L + 1);
-  AcquireGrads(L + 1);
-  if (m.valid_targets == 0) {
-    ops_->Fill(m.logits, 0.0f, s.N() * Vp_);
+  if (end == L + 2) {
+    UnitState& head = units_[L + 1];
+    const TensorSpec& norm_w = head.layout.tensors()[0];
+    const TensorSpec& lm_head = head.layout.tensors()[1];
+    AcquireParams(L + 1);
+    AcquireGrads(L + 1);
+    if (m.valid_targets == 0) {
+      ops_->Fill(m.logits, 0.0f, s.N() * Vp_);
+    } else {
+      ops_->CrossEntropy(m.losses, m.logits, m.targets, N, config_.vocab_size, Vp_,
+                         loss_scale / static_cast<float>(m.valid_targets));
+    }
+    float* dnorm = m.scratch.dln;
+    ops_->Fill(dnorm, 0.0f, NC);
+    ops_->MatmulBackward(dnorm, head.grad(lm_head), nullptr, m.logits, m.norm, head.param(lm_head),
+                         N, C, Vp_);
+    ops_->Fill(m.dres, 0.0f, NC);
+    ops_->RmsNormBackward(m.dres, head.grad(norm_w), dnorm, m.residual.at(L), head.param(norm_w),
+                          m.norm_rstd, N, C);
+    ReleaseGrads(L + 1);
+    ReleaseParams(L + 1);
   } else {
-    ops_->CrossEntropy(m.losses, m.logits, m.targets, N, config_.vocab_size, Vp_,
-                       loss_scale / static_cast<float>(m.valid_targets));
+    CopyInBackend(m.dres, output_grad, NC);
   }
-  float* dnorm = m.scratch.dln;
-  ops_->Fill(dnorm, 0.0f, NC);
-  ops_->MatmulBackward(dnorm, head.grad(lm_head), nullptr, m.logits, m.norm, head.param(lm_head), N,
-                       C, Vp_);
-  ops_->Fill(m.dres, 0.0f, NC);
-  ops_->RmsNormBackward(m.dres, head.grad(norm_w), dnorm, m.residual.at(L), head.param(norm_w),
-                        m.norm_rstd, N, C);
-  ReleaseGrads(L + 1);
-  ReleaseParams(L + 1);
 
-  for (int l = L - 1; l >= 0; --l) {
-    UnitState& unit = units_[1 + l];
-    AcquireParams(1 + l);
-    AcquireGrads(1 + l);
+  for (int u = std::min(end, L + 1) - 1; u >= std::max(first, 1); --u) {
+    const int l = u - 1;
+    UnitState& unit = units_[u];
+    AcquireParams(u);
+    AcquireGrads(u);
     const LlamaBlockTensors w = LlamaBlockTensors::In(unit.layout, unit.live_params);
     const LlamaBlockTensors dw = LlamaBlockTensors::In(unit.layout, unit.live_grads);
     m.residual.BackwardBlock(l);
@@ -253,15 +265,22 @@ void Llama::RunBackward(float loss_scale, bool last_micro_batch) {
       LlamaBlockForward(*ops_, s, w, m.residual.at(l), m.residual.at(l + 1), m.ActsOf(l));
     }
     LlamaBlockBackward(*ops_, s, w, dw, m.residual.at(l), m.ActsOf(l), m.scratch, m.dres);
-    ReleaseGrads(1 + l);
-    ReleaseParams(1 + l);
+    ReleaseGrads(u);
+    ReleaseParams(u);
   }
-  // The embedding's backward reads no parameters.
-  AcquireGrads(0);
-  ops_->EmbeddingBackward(embed.grad(embed.layout.tensors()[0]), nullptr, m.dres, m.inputs, s.B,
-                          s.T, C);
-  ReleaseGrads(0);
+  if (first == 0) {
+    // The embedding's backward reads no parameters.
+    UnitState& embed = units_[0];
+    AcquireGrads(0);
+    ops_->EmbeddingBackward(embed.grad(embed.layout.tensors()[0]), nullptr, m.dres, m.inputs, s.B,
+                            s.T, C);
+    ReleaseGrads(0);
+  }
 }
+
+const float* Llama::UnitsOutput(int end) const { return impl_->residual.at(end - 1); }
+
+const float* Llama::InputGrad() const { return impl_->dres; }
 
 size_t Llama::param_count() const {
   size_t n = 0;

@@ -25,6 +25,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -45,11 +46,16 @@ class Llama : public Model {
                                                        bool activation_checkpointing,
                                                        kernels::Ops* ops,
                                                        const ShardingPlan& sharding = {},
-                                                       bool offload_checkpoints = false);
+                                                       bool offload_checkpoints = false,
+                                                       std::span<const int> held_units = {});
 
   // Hugging Face's Llama initialisation from `seed`: every weight matrix and the embedding
   // N(0, init_std) (initializer_range), RMSNorm weights 1; padding rows 0.
   absl::Status InitParams(uint64_t seed) override;
+  void ForwardUnits(int first, int end, const int32_t* inputs, const int32_t* targets,
+                    const float* input, double* loss_sum) override;
+  const float* UnitsOutput(int end) const override;
+  const float* InputGrad() const override;
 
   size_t param_count() const override;
   size_t activation_bytes() const override;
@@ -64,8 +70,8 @@ class Llama : public Model {
  private:
   struct Impl;
   Llama(const ModelConfig& config, int batch, kernels::Ops* ops);
-  void RunForward(const int32_t* inputs, const int32_t* targets, double* loss_sum) override;
-  void RunBackward(float loss_scale, bool last_micro_batch) override;
+  void RunBackwardUnits(int first, int end, float loss_scale, bool last_micro_batch,
+                        const float* output_grad) override;
 
   std::unique_ptr<Impl> impl_;
 };

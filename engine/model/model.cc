@@ -58,7 +58,8 @@ absl::Status Model::SetUnitParams(int u, std::span<const float> whole) {
   return ops_->Synchronize();
 }
 
-float Model::Forward(const int32_t* inputs, const int32_t* targets) {
+float Model::ForwardUnitsLoss(int first, int end, const int32_t* inputs, const int32_t* targets,
+                              const float* input) {
   constexpr float kFailed = std::numeric_limits<float>::quiet_NaN();
   if (forward_loss_.size() == 0) {
     absl::StatusOr<DeviceScalars> scalars = DeviceScalars::Create(*ops_, 1, "the forward's loss");
@@ -66,7 +67,8 @@ float Model::Forward(const int32_t* inputs, const int32_t* targets) {
     forward_loss_ = std::move(scalars).value();
   }
   forward_loss_.Zero(*ops_);
-  RunForward(inputs, targets, forward_loss_.at(0));
+  ForwardUnits(first, end, inputs, targets, input, forward_loss_.at(0));
+  if (end != num_units()) return 0.0f;
   double loss = 0.0;
   if (!forward_loss_.Read(*ops_, {&loss, 1}).ok()) return kFailed;
   return static_cast<float>(loss);
@@ -77,6 +79,36 @@ void Model::AddMeanLoss(const float* losses, const int32_t* targets, size_t n, d
   *valid = 0;
   for (size_t i = 0; i < n; ++i) *valid += targets[i] >= 0;
   ops_->AddMean(loss_sum, losses, n, *valid);
+}
+
+std::vector<int> StageUnits(const ModelConfig& config, int first, int end) {
+  std::vector<int> units;
+  if (config.type == "gpt2" && first > 0 && end == config.n_layer + 2) units.push_back(0);
+  for (int u = first; u < end; ++u) units.push_back(u);
+  return units;
+}
+
+absl::Status Model::AddUnits(std::vector<UnitLayout> layouts, const ShardingPlan& sharding,
+                             std::span<const int> held) {
+  const Tier tier = ops_->memory_tier();
+  for (UnitLayout& layout : layouts) {
+    const int u = num_units();
+    const bool holds = held.empty() || std::find(held.begin(), held.end(), u) != held.end();
+    held_.push_back(holds);
+    if (!holds) {
+      units_.push_back(UnitState{std::move(layout), ShardRange{}, sharding.stage, Buffer(),
+                                 Buffer(), Buffer(), Buffer(), Buffer(), Buffer()});
+      continue;
+    }
+    SPW_ASSIGN_OR_RETURN(UnitState state, UnitState::Allocate(std::move(layout), tier, sharding));
+    units_.push_back(std::move(state));
+  }
+  return absl::OkStatus();
+}
+
+void Model::CopyInBackend(float* dst, const float* src, size_t n) {
+  ops_->Fill(dst, 0.0f, n);
+  ops_->Accumulate(dst, src, n);
 }
 
 void Model::AcquireParams(int u) {
@@ -98,17 +130,18 @@ void Model::BeginPass(UnitResidency::Pass pass, bool last_backward) {
 absl::StatusOr<std::unique_ptr<Model>> CreateModel(const ModelConfig& config, int batch,
                                                    bool activation_checkpointing, kernels::Ops* ops,
                                                    const ShardingPlan& sharding,
-                                                   bool offload_checkpoints) {
+                                                   bool offload_checkpoints,
+                                                   std::span<const int> held_units) {
   if (config.type == "gpt2") {
-    SPW_ASSIGN_OR_RETURN(
-        std::unique_ptr<Gpt2> model,
-        Gpt2::Create(config, batch, activation_checkpointing, ops, sharding, offload_checkpoints));
+    SPW_ASSIGN_OR_RETURN(std::unique_ptr<Gpt2> model,
+                         Gpt2::Create(config, batch, activation_checkpointing, ops, sharding,
+                                      offload_checkpoints, held_units));
     return std::unique_ptr<Model>(std::move(model));
   }
   if (config.type == "llama") {
-    SPW_ASSIGN_OR_RETURN(
-        std::unique_ptr<Llama> model,
-        Llama::Create(config, batch, activation_checkpointing, ops, sharding, offload_checkpoints));
+    SPW_ASSIGN_OR_RETURN(std::unique_ptr<Llama> model,
+                         Llama::Create(config, batch, activation_checkpointing, ops, sharding,
+                                       offload_checkpoints, held_units));
     return std::unique_ptr<Model>(std::move(model));
   }
   return absl::InvalidArgumentError(

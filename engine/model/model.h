@@ -43,19 +43,50 @@ class Model {
   // double, to *loss_sum: one double in the backend's memory (DeviceScalars). Does not wait
   // for the backend. Keeps what Backward needs; logits() is valid until Backward.
   void ForwardAccumulate(const int32_t* inputs, const int32_t* targets, double* loss_sum) {
-    RunForward(inputs, targets, loss_sum);
+    ForwardUnits(0, num_units(), inputs, targets, nullptr, loss_sum);
   }
   // ForwardAccumulate into a scalar of the model's own, read back: returns the mean loss.
   // Waits for the backend; after a backend failure it returns NaN and Synchronize() has the
   // error.
-  float Forward(const int32_t* inputs, const int32_t* targets);
+  float Forward(const int32_t* inputs, const int32_t* targets) {
+    return ForwardUnitsLoss(0, num_units(), inputs, targets, nullptr);
+  }
 
   // Accumulates into the grads: d(loss_scale * mean loss of the last Forward) / d params.
   // `last_micro_batch`: no more backward passes before the optimizer step (ranks at ZeRO
   // stages 0-1 reduce their gradients during it).
   void Backward(float loss_scale, bool last_micro_batch = true) {
-    RunBackward(loss_scale, last_micro_batch);
+    RunBackwardUnits(0, num_units(), loss_scale, last_micro_batch, nullptr);
   }
+
+  // Pipeline stages (pipeline/): the forward over Units [first, end) only, using only the
+  // Units UnitsUsed(first, end) lists. Starts from the token `inputs` when first == 0, else
+  // from `input` ((B,T,C) floats in backend memory: the output of Unit first - 1), which is
+  // copied. With end == num_units() it adds the mean loss to *loss_sum
+  // (backend memory, as ForwardAccumulate; unused otherwise) and does not wait; otherwise Unit
+  // end - 1's output is at UnitsOutput(end) until the next ForwardUnits. Full range: exactly
+  // ForwardAccumulate.
+  virtual void ForwardUnits(int first, int end, const int32_t* inputs, const int32_t* targets,
+                            const float* input, double* loss_sum) = 0;
+  // ForwardUnits with the model's own loss scalar: returns the mean loss, read back (a wait),
+  // when end == num_units(), else 0 without waiting. NaN after a backend failure.
+  float ForwardUnitsLoss(int first, int end, const int32_t* inputs, const int32_t* targets,
+                         const float* input);
+  // The backward of the last ForwardUnits(first, end, ...): from `output_grad` ((B,T,C), the
+  // gradient of the output of Unit end - 1) when end < num_units(), else from the loss. When
+  // first > 0 the gradient of its `input` is then at InputGrad() until the next backward.
+  void BackwardUnits(int first, int end, float loss_scale, bool last_micro_batch,
+                     const float* output_grad) {
+    RunBackwardUnits(first, end, loss_scale, last_micro_batch, output_grad);
+  }
+  virtual const float* UnitsOutput(int end) const = 0;
+  virtual const float* InputGrad() const = 0;
+  // Floats of one activation between Units: (B, T, d_model).
+  size_t boundary_numel() const {
+    return static_cast<size_t>(B_) * config_.seq_len * config_.d_model;
+  }
+  // Whether this rank holds Unit u's state (CreateModel's held_units).
+  bool holds(int u) const { return held_[u]; }
 
   void ZeroGrads();
 
@@ -104,6 +135,12 @@ class Model {
   // to the number counted. Does not wait.
   void AddMeanLoss(const float* losses, const int32_t* targets, size_t n, double* loss_sum,
                    size_t* valid);
+  // Appends the Units of `layouts`: those in `held` (empty: all) allocated as `sharding` says,
+  // the others with their layout only (no buffers).
+  absl::Status AddUnits(std::vector<UnitLayout> layouts, const ShardingPlan& sharding,
+                        std::span<const int> held);
+  // dst = src, n floats of backend memory.
+  void CopyInBackend(float* dst, const float* src, size_t n);
 
   ModelConfig config_;
   int B_;
@@ -111,21 +148,28 @@ class Model {
   kernels::Ops* ops_;
   std::vector<UnitState> units_;
   UnitResidency* residency_ = nullptr;
-  DeviceScalars forward_loss_;  // Forward's own loss scalar, allocated on first use
+  std::vector<bool> held_;
+  DeviceScalars forward_loss_;  // ForwardUnitsLoss's own loss scalar, allocated on first use
 
  private:
-  virtual void RunForward(const int32_t* inputs, const int32_t* targets, double* loss_sum) = 0;
-  virtual void RunBackward(float loss_scale, bool last_micro_batch) = 0;
+  virtual void RunBackwardUnits(int first, int end, float loss_scale, bool last_micro_batch,
+                                const float* output_grad) = 0;
 };
 
 // Builds the model model.type names ("gpt2" or "llama") for micro-batches of `batch` rows;
 // InvalidArgument naming model.type for another.
 // `offload_checkpoints` (activation_checkpointing.cpu_checkpointing; needs checkpointing): the
-// kept block inputs live in CPU memory (engine/model/residual_stream.h).
+// kept block inputs live in CPU memory (engine/model/residual_stream.h). Only the Units in
+// `held_units` (empty: all) get state buffers: a pipeline stage holds its own (StageUnits).
 absl::StatusOr<std::unique_ptr<Model>> CreateModel(const ModelConfig& config, int batch,
                                                    bool activation_checkpointing, kernels::Ops* ops,
                                                    const ShardingPlan& sharding = {},
-                                                   bool offload_checkpoints = false);
+                                                   bool offload_checkpoints = false,
+                                                   std::span<const int> held_units = {});
+
+// The Units that Model::ForwardUnits(first, end, ...) computes with: the range, plus any Unit
+// it shares (GPT-2's tied head needs the embed Unit). A pipeline stage holds these.
+std::vector<int> StageUnits(const ModelConfig& config, int first, int end);
 
 // The activation bytes CreateModel would allocate for this shape: for reports and planning.
 size_t PlannedActivationBytes(const ModelConfig& config, int batch, bool activation_checkpointing);

@@ -1,5 +1,7 @@
 #include "engine/plan/plan_config.h"
 
+#include <algorithm>
+
 #include "core/status.h"
 #include "engine/hf/hf_model.h"
 #include "engine/model/gpt2_layout.h"
@@ -27,9 +29,12 @@ absl::StatusOr<PlanInput> PlanInputFromConfig(const Config& config, int world_si
   in.micro_batch = B;
   in.activation_bytes = PlannedActivationBytes(m, B, false);
   in.activation_bytes_checkpointed = PlannedActivationBytes(m, B, true);
-  in.world_size = world_size;
-  in.ranks_per_node = ranks_per_node;
-  in.stage = world_size > 1 ? config.zero_stage : 0;
+  // A pipeline is planned as if unpipelined: every rank holds all Units (an upper bound on a
+  // stage's), sharded over its data-parallel group only.
+  const int dp = world_size / std::max(config.pipeline.stages, 1);
+  in.world_size = dp;
+  in.ranks_per_node = std::min(ranks_per_node, dp);
+  in.stage = dp > 1 ? config.zero_stage : 0;
   in.gpu = config.trainer.backend != "cpu";
   in.offload_optimizer = config.zero.optimizer_nvme      ? Placement::kNvme
                          : config.zero.offload_optimizer ? Placement::kCpu

@@ -14,6 +14,8 @@ namespace spillway {
 inline constexpr size_t kGpuRuntimeReserveBytes = size_t{1} << 30;
 
 // `world_size` ranks, `ranks_per_node` of them per node; the backend is trainer.backend.
+// Pipelined configs (pipeline.stages > 1) are planned as if unpipelined: each rank holding
+// every Unit, sharded over world_size / stages ranks (an upper bound on what a stage holds).
 absl::StatusOr<PlanInput> PlanInputFromConfig(const Config& config, int world_size,
                                               int ranks_per_node);
 

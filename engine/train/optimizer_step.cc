@@ -31,10 +31,16 @@ absl::StatusOr<double> SumOverRanks(Communicator& control, double local) {
   return sum;
 }
 
-// Stages 1-2 on several ranks: every rank updated its shard; all-gather the whole Units.
-absl::Status GatherUpdatedParams(Model& model, Communicator& data) {
+std::vector<int> AllUnits(const Model& model) {
+  std::vector<int> units(model.num_units());
+  for (int u = 0; u < model.num_units(); ++u) units[u] = u;
+  return units;
+}
+
+// Stages 1-2 on several ranks: every rank updated its shard of `units`; all-gather them whole.
+absl::Status GatherUpdatedParams(Model& model, Communicator& data, std::span<const int> units) {
   if (data.world_size() == 1) return absl::OkStatus();
-  for (int u = 0; u < model.num_units(); ++u) {
+  for (int u : units) {
     UnitState& unit = model.unit(u);
     if (!unit.optimizer_sharded() || unit.params_sharded()) continue;
     float* params = unit.params.as<float>();
@@ -47,8 +53,9 @@ absl::Status GatherUpdatedParams(Model& model, Communicator& data) {
 // the offload tier, the CPU kernel (bitwise equal to the backend's AdamW) updates the master
 // parameters and moments there, and the updated parameters go back up.
 absl::Status OffloadedAdamW(Model& model, kernels::Ops& ops, const OptimizerConfig& opt,
-                            kernels::AdamWParams p, ExternalOptimizerState* external) {
-  for (int u = 0; u < model.num_units(); ++u) {
+                            kernels::AdamWParams p, std::span<const int> units,
+                            ExternalOptimizerState* external) {
+  for (int u : units) {
     UnitState& unit = model.unit(u);
     const size_t lo = unit.update_begin(), hi = unit.update_end();
     if (lo >= hi) continue;
@@ -56,7 +63,7 @@ absl::Status OffloadedAdamW(Model& model, kernels::Ops& ops, const OptimizerConf
                    unit.grads.as<float>() + unit.grad_index(lo), (hi - lo) * sizeof(float));
   }
   SPW_RETURN_IF_ERROR(ops.Synchronize());
-  for (int u = 0; u < model.num_units(); ++u) {
+  for (int u : units) {
     UnitState& unit = model.unit(u);
     const size_t lo = unit.update_begin(), hi = unit.update_end();
     if (lo >= hi) continue;
@@ -67,13 +74,7 @@ absl::Status OffloadedAdamW(Model& model, kernels::Ops& ops, const OptimizerConf
                         (hi - lo) * sizeof(float));
       continue;
     }
-    ForEachTensorPart(unit, lo, hi, [&](const TensorSpec& t, size_t begin, size_t end) {
-      p.weight_decay = t.weight_decay ? static_cast<float>(opt.weight_decay) : 0.0f;
-      const size_t k = unit.optimizer_index(begin);
-      kernels::cpu::CpuAdamW(unit.offload_master.as<float>() + k,
-                             unit.offload_grads.as<float>() + k, unit.exp_avg.as<float>() + k,
-                             unit.exp_avg_sq.as<float>() + k, nullptr, end - begin, p);
-    });
+    StepOffloadedShard(unit, opt, p);
     ops.CopyToBackend(unit.params.as<float>() + unit.param_index(lo),
                       unit.offload_master.as<float>() + unit.optimizer_index(lo),
                       (hi - lo) * sizeof(float));
@@ -128,7 +129,7 @@ absl::Status FlushOffloadedStep(Model& model, kernels::Ops& ops, Communicator& d
   if (offload == nullptr) return absl::OkStatus();
   SPW_ASSIGN_OR_RETURN(const bool uploaded, offload->Flush());
   if (!uploaded) return absl::OkStatus();
-  return GatherUpdatedParams(model, data);
+  return GatherUpdatedParams(model, data, AllUnits(model));
 }
 
 absl::Status CopyParamsToOffloadMaster(Model& model, kernels::Ops& ops,
@@ -144,17 +145,29 @@ absl::Status CopyParamsToOffloadMaster(Model& model, kernels::Ops& ops,
   return ops.Synchronize();
 }
 
-void AddGradSumSquares(Model& model, kernels::Ops& ops, double* sum_squares) {
-  const bool sharded_grads = model.unit(0).grads_sharded();
-  for (int u = 0; u < model.num_units(); ++u) {
+void AddGradSumSquares(Model& model, kernels::Ops& ops, double* sum_squares,
+                       std::span<const int> units) {
+  const std::vector<int> all = units.empty() ? AllUnits(model) : std::vector<int>();
+  if (units.empty()) units = all;
+  for (int u : units) {
     UnitState& unit = model.unit(u);
     // Whole gradients are the same on every rank; shards are added up over ranks later.
-    const size_t lo = sharded_grads ? unit.update_begin() : 0;
-    const size_t hi = sharded_grads ? unit.update_end() : unit.numel();
+    const size_t lo = unit.grads_sharded() ? unit.update_begin() : 0;
+    const size_t hi = unit.grads_sharded() ? unit.update_end() : unit.numel();
     ForEachTensorPart(unit, lo, hi, [&](const TensorSpec& t, size_t begin, size_t end) {
       ops.AddSumSquares(sum_squares, unit.grads.as<float>() + unit.grad_index(begin), end - begin);
     });
   }
+}
+
+absl::StatusOr<double> GradSumSquares(Model& model, kernels::Ops& ops, std::span<const int> units) {
+  SPW_ASSIGN_OR_RETURN(DeviceScalars scalars,
+                       DeviceScalars::Create(ops, 1, "the gradients' sum of squares"));
+  scalars.Zero(ops);
+  AddGradSumSquares(model, ops, scalars.at(0), units);
+  double sum_squares = 0.0;
+  SPW_RETURN_IF_ERROR(scalars.Read(ops, {&sum_squares, 1}));
+  return sum_squares;
 }
 
 absl::StatusOr<OptimizerStepResult> OptimizerStep(Model& model, kernels::Ops& ops,
@@ -163,12 +176,7 @@ absl::StatusOr<OptimizerStepResult> OptimizerStep(Model& model, kernels::Ops& op
                                                   double max_grad_norm, int64_t step,
                                                   ExternalOptimizerState* external,
                                                   OffloadedOptimizer* offload) {
-  SPW_ASSIGN_OR_RETURN(DeviceScalars scalars,
-                       DeviceScalars::Create(ops, 1, "the gradients' sum of squares"));
-  scalars.Zero(ops);
-  AddGradSumSquares(model, ops, scalars.at(0));
-  double sum_squares = 0.0;
-  SPW_RETURN_IF_ERROR(scalars.Read(ops, {&sum_squares, 1}));
+  SPW_ASSIGN_OR_RETURN(const double sum_squares, GradSumSquares(model, ops, {}));
   return ApplyOptimizerStep(model, ops, data, control, opt, lr, max_grad_norm, step, sum_squares,
                             GradScaling{}, external, offload);
 }
@@ -189,23 +197,39 @@ absl::StatusOr<OptimizerStepResult> ApplyOptimizerStep(
     if (offload != nullptr) SPW_RETURN_IF_ERROR(offload->FinishStep(0.0f, /*skipped=*/true));
     return result;
   }
+  result.clip_scale = ClipScale(result.grad_norm, max_grad_norm);
+  // Unscaling folds into the factor AdamW applies (exactly clip_scale when loss_scale is 1).
+  const float grad_scale = scaling.loss_scale == 1.0
+                               ? result.clip_scale
+                               : static_cast<float>(result.clip_scale / scaling.loss_scale);
+  if (offload != nullptr) {
+    SPW_RETURN_IF_ERROR(offload->FinishStep(grad_scale));
+    SPW_RETURN_IF_ERROR(GatherUpdatedParams(model, data, AllUnits(model)));
+    return result;
+  }
+  SPW_RETURN_IF_ERROR(
+      AdamWStep(model, ops, data, opt, lr, grad_scale, step, AllUnits(model), external));
+  return result;
+}
+
+float ClipScale(double grad_norm, double max_grad_norm) {
   // torch.nn.utils.clip_grad_norm_'s rule: scale by max_norm / (norm + 1e-6) when below 1.
   if (max_grad_norm > 0.0) {
-    const double coef = max_grad_norm / (result.grad_norm + 1e-6);
-    if (coef < 1.0) result.clip_scale = static_cast<float>(coef);
+    const double coef = max_grad_norm / (grad_norm + 1e-6);
+    if (coef < 1.0) return static_cast<float>(coef);
   }
+  return 1.0f;
+}
 
+absl::Status AdamWStep(Model& model, kernels::Ops& ops, Communicator& data,
+                       const OptimizerConfig& opt, double lr, float grad_scale, int64_t step,
+                       std::span<const int> units, ExternalOptimizerState* external) {
   kernels::AdamWParams p = AdamWParamsFor(opt, lr, step);
-  // Unscaling folds into the factor AdamW applies (exactly clip_scale when loss_scale is 1).
-  p.grad_scale = scaling.loss_scale == 1.0
-                     ? result.clip_scale
-                     : static_cast<float>(result.clip_scale / scaling.loss_scale);
-  if (offload != nullptr) {
-    SPW_RETURN_IF_ERROR(offload->FinishStep(p.grad_scale));
-  } else if (model.unit(0).optimizer_offloaded()) {
-    SPW_RETURN_IF_ERROR(OffloadedAdamW(model, ops, opt, p, external));
+  p.grad_scale = grad_scale;
+  if (model.unit(units.front()).optimizer_offloaded()) {
+    SPW_RETURN_IF_ERROR(OffloadedAdamW(model, ops, opt, p, units, external));
   } else {
-    for (int u = 0; u < model.num_units(); ++u) {
+    for (int u : units) {
       UnitState& unit = model.unit(u);
       const size_t lo = unit.update_begin(), hi = unit.update_end();
       ForEachTensorPart(unit, lo, hi, [&](const TensorSpec& t, size_t begin, size_t end) {
@@ -217,8 +241,7 @@ absl::StatusOr<OptimizerStepResult> ApplyOptimizerStep(
       });
     }
   }
-  SPW_RETURN_IF_ERROR(GatherUpdatedParams(model, data));
-  return result;
+  return GatherUpdatedParams(model, data, units);
 }
 
 }  // namespace spillway

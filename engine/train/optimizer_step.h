@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 #include "absl/status/statusor.h"
 #include "engine/config/config.h"
@@ -67,8 +68,21 @@ void StepOffloadedShard(UnitState& unit, const OptimizerConfig& opt, kernels::Ad
 // OptimizerStep in two halves, so that the caller reads the sum of squares back together with
 // other step scalars (the loss) in one host wait:
 // AddGradSumSquares adds the sum of squares of this rank's gradients (whole at stages 0-1,
-// its shards at 2-3) to *sum_squares, a double in the backend's memory (no wait).
-void AddGradSumSquares(Model& model, kernels::Ops& ops, double* sum_squares);
+// its shards at 2-3) of the Units `units` (empty: all; a pipeline stage passes its own) to
+// *sum_squares, a double in the backend's memory (no wait). GradSumSquares: the same into a
+// scalar of its own, read back (one wait).
+void AddGradSumSquares(Model& model, kernels::Ops& ops, double* sum_squares,
+                       std::span<const int> units = {});
+absl::StatusOr<double> GradSumSquares(Model& model, kernels::Ops& ops, std::span<const int> units);
+
+// The pieces ApplyOptimizerStep is made of, for callers that sum the norm themselves (a
+// pipeline adds its stages' sums of squares): torch's clipping factor for a global norm, and
+// AdamW over the Units `units` with the gradients multiplied by `grad_scale` (clipping and
+// loss-scale unscaling together), followed by the stage 1-2 all-gather.
+float ClipScale(double grad_norm, double max_grad_norm);
+absl::Status AdamWStep(Model& model, kernels::Ops& ops, Communicator& data,
+                       const OptimizerConfig& opt, double lr, float grad_scale, int64_t step,
+                       std::span<const int> units, ExternalOptimizerState* external = nullptr);
 
 // How the gradients were scaled: they hold loss_scale times the true gradients (fp16 loss
 // scaling; 1 otherwise). With skip_non_finite, a norm that is not finite (an overflow) skips

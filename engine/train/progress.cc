@@ -13,7 +13,10 @@ namespace spillway {
 
 std::string StepReport::Format() const {
   const int width = static_cast<int>(std::to_string(total_steps).size());
-  const std::string mfu_text = mfu > 0 ? absl::StrFormat(" | MFU %.1f%%", 100 * mfu) : "";
+  std::string mfu_text = mfu > 0 ? absl::StrFormat(" | MFU %.1f%%", 100 * mfu) : "";
+  if (pipeline_utilization >= 0) {
+    absl::StrAppendFormat(&mfu_text, " | pipeline util %.1f%%", 100 * pipeline_utilization);
+  }
   const std::string scale_text =
       loss_scale > 0 ? absl::StrFormat(" | scale %g | skipped %d", loss_scale, skipped_steps) : "";
   return absl::StrFormat(
@@ -30,6 +33,7 @@ nlohmann::json StepReport::ToJson() const {
                       {"grad_norm", grad_norm},
                       {"tokens_per_s", tokens_per_s},
                       {"ms_per_step", ms_per_step}};
+  if (pipeline_utilization >= 0) j["pipeline_utilization"] = pipeline_utilization;
   if (loss_scale > 0) {
     j["loss_scale"] = loss_scale;
     j["skipped_steps"] = skipped_steps;

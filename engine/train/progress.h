@@ -21,6 +21,8 @@ struct StepReport {
   double mfu = 0.0;     // tflops over the device's peak; 0 when the peak is unknown
   double ms_per_step = 0.0;
   double eta_s = 0.0;
+  // Pipelined runs: the stages' busy time over (stages x step time), in [0, 1]; < 0: none.
+  double pipeline_utilization = -1.0;
   double loss_scale = 0.0;    // fp16's loss scale; 0: not fp16 (not shown)
   int64_t skipped_steps = 0;  // fp16: steps skipped so far for overflows
 

@@ -96,7 +96,8 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const Config& config, s
     comm = trainer->own_comm_.get();
   }
   trainer->comm_ = comm;
-  if (comm->world_size() > 1) {
+  // A pipelined rank makes every MPI call from this thread (pipeline/peer_transport.h).
+  if (comm->world_size() > 1 && config.pipeline.stages == 1) {
     // Host collectives on a thread of their own: they overlap with compute, and a rank that
     // stops taking part makes the others fail after trainer.comm_timeout_s, not hang.
     trainer->threaded_comm_ =
@@ -166,20 +167,30 @@ absl::Status Trainer::Setup() {
         "trainer.backend: several GPU ranks need NCCL, which this build of spillway lacks");
 #endif
   }
+  std::vector<int> held_units;  // empty: all
+  if (config_.pipeline.stages > 1) {
+    SPW_ASSIGN_OR_RETURN(const PipelinePlacement placement,
+                         PlacePipeline(config_, comm_->rank(), world));
+    SPW_ASSIGN_OR_RETURN(pipeline_, PipelineStep::Create(config_, placement, *comm_));
+    data_comm_ = &pipeline_->dp_group();
+    held_units = pipeline_->HeldUnits(config_.model);
+  }
   SPW_RETURN_IF_ERROR(AgreeAcrossRanks(CheckMemoryPlan(), "checking the memory plan"));
   SPW_RETURN_IF_ERROR(LoadData());
   const int B = static_cast<int>(config_.train_micro_batch_size_per_gpu);
+  // Data parallelism (and ZeRO) spans data_comm_: all ranks, or a pipeline stage's group.
   ShardingPlan sharding;
-  sharding.world_size = world;
-  sharding.rank = comm_->rank();
-  sharding.stage = world > 1 ? config_.zero_stage : 0;  // one rank has nothing to shard
+  sharding.world_size = data_comm_->world_size();
+  sharding.rank = data_comm_->rank();
+  sharding.stage = sharding.world_size > 1 ? config_.zero_stage : 0;  // one rank: nothing to shard
   sharding.offload_optimizer = config_.zero.offload_optimizer;
   sharding.offload_tier = ops_->memory_tier() == Tier::kDevice && config_.zero.pin_memory
                               ? Tier::kPinnedHost
                               : Tier::kHost;
   sharding.external_optimizer_state = config_.zero.optimizer_nvme || CompactAdamW::Wanted(config_);
-  SPW_ASSIGN_OR_RETURN(model_, CreateModel(config_.model, B, config_.activation_checkpointing,
-                                           ops_.get(), sharding, config_.cpu_checkpointing));
+  SPW_ASSIGN_OR_RETURN(
+      model_, CreateModel(config_.model, B, config_.activation_checkpointing, ops_.get(), sharding,
+                          config_.cpu_checkpointing, held_units));
   ResidencyOptions residency;
   residency.overlap = config_.zero.overlap_comm;
   residency.reduce_bucket_elements = static_cast<size_t>(config_.zero.reduce_bucket_size);
@@ -188,8 +199,12 @@ absl::Status Trainer::Setup() {
   SPW_ASSIGN_OR_RETURN(residency_,
                        UnitResidency::Create(model_->units(), *ops_, *data_comm_, residency));
   model_->set_residency(residency_.get());
+  if (pipeline_ != nullptr) {
+    SPW_RETURN_IF_ERROR(pipeline_->Attach(*model_, *ops_, *train_loader_, *residency_));
+  }
   SPW_RETURN_IF_ERROR(AgreeAcrossRanks(CreateExternalState(), "creating its optimizer state"));
-  if (config_.zero.offload_optimizer) {
+  // A pipeline stage steps its offloaded Units itself (AdamWStep), after the stage's schedule.
+  if (config_.zero.offload_optimizer && pipeline_ == nullptr) {
     SPW_ASSIGN_OR_RETURN(
         offload_,
         OffloadedOptimizer::Create(
@@ -229,7 +244,14 @@ absl::Status Trainer::CheckMemoryPlan() {
   SPW_ASSIGN_OR_RETURN(const Hardware hw,
                        DetectHardware(ops_->memory_tier() == Tier::kDevice, input.nvme_path));
   SPW_ASSIGN_OR_RETURN(PlanResult result, PlanToFit(input, hw));
-  if (!result.fit.fits()) return NotFitError(result, hw);
+  if (!result.fit.fits()) {
+    // A stage holds only its Units: the unpipelined plan is an upper bound, not a refusal.
+    if (config_.pipeline.stages == 1) return NotFitError(result, hw);
+    Print(
+        absl::StrCat("memory plan: pipelined runs are planned as if unpipelined (every Unit "
+                     "on every rank), an upper bound that exceeds this machine; going on: ",
+                     NotFitError(result, hw).message()));
+  }
   memory_plan_ = std::move(result.plan);
   return absl::OkStatus();
 }
@@ -305,8 +327,8 @@ absl::Status Trainer::LoadData() {
   options.batch_size = config_.train_micro_batch_size_per_gpu;
   options.seq_len = config_.model.seq_len;
   options.seed = config_.trainer.seed;
-  options.world_size = comm_->world_size();
-  options.rank = comm_->rank();
+  options.world_size = data_comm_->world_size();
+  options.rank = data_comm_->rank();
   SPW_ASSIGN_OR_RETURN(BatchLoader train_loader, BatchLoader::Create(train_data_, options));
   train_loader_ = std::make_unique<BatchLoader>(std::move(train_loader));
   if (val_data_ != nullptr) {
@@ -362,10 +384,46 @@ void Trainer::PrintStartup() const {
                       "accumulation steps%s), backend %s",
                       config_.train_batch_size, m.seq_len, config_.train_micro_batch_size_per_gpu,
                       config_.gradient_accumulation_steps, ranks, ops_->name()));
+  if (pipeline_ != nullptr) {
+    const PipelinePlacement& p = pipeline_->placement();
+    std::string stages;
+    for (int s = 0; s < p.stages; ++s) {
+      absl::StrAppend(&stages, s == 0 ? "" : ", ", "[", p.partition.begin(s), ", ",
+                      p.partition.end(s), ")");
+    }
+    Print(
+        absl::StrFormat("pipeline: %d stages x %d data-parallel, schedule %s, %d micro-batches "
+                        "per step, partition %s: Units %s",
+                        p.stages, p.dp, config_.pipeline.schedule,
+                        config_.gradient_accumulation_steps, config_.pipeline.partition, stages));
+  }
   Print("data: " + data_description_);
 }
 
+absl::Status Trainer::PipelinedStep() {
+  const int64_t step = step_ + 1;
+  const double lr = LearningRate(config_.optimizer, config_.scheduler, step);
+  SPW_ASSIGN_OR_RETURN(const PipelineStep::Result result, pipeline_->Step(step, lr));
+  SPW_RETURN_IF_ERROR(CheckLoss(result.loss, step));
+  step_ = step;
+  step_losses_.push_back(result.loss);
+  last_loss_ = result.loss;
+  last_lr_ = lr;
+  last_grad_norm_ = result.grad_norm;
+  last_utilization_ = result.utilization;
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::CheckLoss(double loss, int64_t step) const {
+  if (std::isfinite(loss)) return absl::OkStatus();
+  return absl::InternalError(
+      absl::StrFormat("the training loss is %f at step %d; lower optimizer.params.lr or set "
+                      "gradient_clipping, and resume from the last checkpoint",
+                      loss, step));
+}
+
 absl::Status Trainer::TrainStep() {
+  if (pipeline_ != nullptr) return PipelinedStep();
   const int64_t step = step_ + 1;
   // Skipped steps do not count for the optimizer: neither its LR schedule nor bias correction.
   const int64_t optimizer_step = step - skipped_steps_;
@@ -396,12 +454,7 @@ absl::Status Trainer::TrainStep() {
   SPW_ASSIGN_OR_RETURN(const double loss,
                        MeanOverRanks(*comm_, scalars[kLossSum] / static_cast<double>(accum)));
   // fp16: a loss that is not finite is an overflow like the gradients' (the step is skipped).
-  if (!std::isfinite(loss) && !scaler_.enabled()) {
-    return absl::InternalError(
-        absl::StrFormat("the training loss is %f at step %d; lower optimizer.params.lr or set "
-                        "gradient_clipping, and resume from the last checkpoint",
-                        loss, step));
-  }
+  if (!scaler_.enabled()) SPW_RETURN_IF_ERROR(CheckLoss(loss, step));
   OptimizerStepResult result;
   if (std::isfinite(loss)) {
     GradScaling scaling;
@@ -468,6 +521,7 @@ absl::Status Trainer::Train() {
       if (ops_->peak_flops() > 0) report.mfu = report.tflops * 1e12 / ops_->peak_flops();
       report.ms_per_step = 1e3 * seconds_per_step;
       report.eta_s = seconds_per_step * static_cast<double>(total - step_);
+      report.pipeline_utilization = last_utilization_;
       Print(report.Format());
       if (offload_ != nullptr) Print(TakeOffloadSplit(window_steps));
       if (external_state_ != nullptr) {
@@ -495,6 +549,19 @@ absl::Status Trainer::Train() {
     }
     // Evals and checkpoints are not training time.
     if (window_steps == 0) window_start = Clock::now();
+  }
+  if (pipeline_ != nullptr) {
+    SPW_ASSIGN_OR_RETURN(const PipelineStep::Summary summary, pipeline_->Finish(step_losses_));
+    step_losses_ = summary.losses;
+    std::string stages;
+    double mean = 0.0;
+    for (size_t s = 0; s < summary.utilization.size(); ++s) {
+      absl::StrAppendFormat(&stages, "%s%.1f%%", s == 0 ? "" : ", ", 100 * summary.utilization[s]);
+      mean += summary.utilization[s] / static_cast<double>(summary.utilization.size());
+    }
+    pipeline_utilization_ = summary.utilization;
+    Print(absl::StrFormat("pipeline utilization (busy over wall time, per stage): %s; mean %.1f%%",
+                          stages, 100 * mean));
   }
   return absl::OkStatus();
 }
@@ -607,6 +674,10 @@ absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
 }
 
 absl::Status Trainer::ReadCheckpoint(const std::string& path, bool with_optimizer_state) {
+  if (pipeline_ != nullptr) {
+    return absl::FailedPreconditionError(
+        "pipeline.stages: loading checkpoints into a pipelined run is not built yet");
+  }
   SPW_RETURN_IF_ERROR(FlushOffload());  // no CPU step may still write the master copies
   residency_->InvalidateParams();
   // Every rank file, so that a checkpoint written by any number of ranks loads on this many.

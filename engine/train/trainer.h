@@ -4,6 +4,8 @@
 // Several ranks (CPU backend over MPI, or one GPU per rank over NCCL): each takes its rows of every
 // global micro-batch, the gradients are averaged across ranks, and ZeRO stages 1-3 shard the AdamW
 // state, the gradients and the parameters (partitioner/unit_state.h, partitioner/unit_residency.h).
+// With pipeline.stages > 1 each rank runs one stage of one data-parallel replica
+// (engine/train/pipeline_step.h); data parallelism and ZeRO then act inside each stage's group.
 // Only rank 0 prints and writes the metrics log; every rank writes its own shard of each
 // checkpoint. Everything the loop does to state goes through the model (Units), kernels::Ops and
 // the Communicator.
@@ -25,6 +27,7 @@
 #include "engine/train/external_optimizer_state.h"
 #include "engine/train/loss_scaler.h"
 #include "engine/train/offload_optimizer.h"
+#include "engine/train/pipeline_step.h"
 #include "engine/train/progress.h"
 #include "kernels/ops.h"
 #include "partitioner/communicator.h"
@@ -69,6 +72,10 @@ class Trainer {
   Model& model() { return *model_; }
   // Mean training loss of every step taken by this Trainer, in order.
   const std::vector<double>& step_losses() const { return step_losses_; }
+  // Pipelined runs, after Train: per stage, busy over wall time of the steps trained.
+  const std::vector<double>& pipeline_utilization() const { return pipeline_utilization_; }
+  // Pipelined runs: this rank's stage step, for tests.
+  PipelineStep* pipeline_step() { return pipeline_.get(); }
   // fp16: the current loss scale (1 otherwise) and the steps skipped for overflows so far.
   double loss_scale() const { return scaler_.scale(); }
   int64_t skipped_steps() const { return skipped_steps_; }
@@ -88,6 +95,9 @@ class Trainer {
   absl::Status CreateExternalState();
   absl::Status LoadData();
   absl::Status TrainStep();
+  absl::Status PipelinedStep();
+  // InternalError with advice unless `loss` is finite.
+  absl::Status CheckLoss(double loss, int64_t step) const;
   // checkpoint.dir is writable and, unless resuming, holds no other run's checkpoints.
   absl::Status CheckCheckpointDir() const;
   absl::Status ReadCheckpoint(const std::string& path, bool with_optimizer_state);
@@ -116,6 +126,7 @@ class Trainer {
   Communicator* data_comm_ = nullptr;
   std::unique_ptr<kernels::Ops> ops_;
   std::unique_ptr<Model> model_;
+  std::unique_ptr<PipelineStep> pipeline_;  // pipelined runs (pipeline.stages > 1)
   MemoryPlan memory_plan_;  // what CheckMemoryPlan planned: the start-up report's numbers
   std::unique_ptr<UnitResidency> residency_;  // after model_: it points into its Units
   // The offloaded master, m and v when not in the Units' Buffers; null otherwise.
@@ -134,6 +145,8 @@ class Trainer {
   std::vector<double> step_losses_;
   // Last training step's results, for progress lines.
   double last_loss_ = 0.0, last_lr_ = 0.0, last_grad_norm_ = 0.0;
+  double last_utilization_ = -1.0;  // pipelined runs
+  std::vector<double> pipeline_utilization_;
 };
 
 }  // namespace spillway

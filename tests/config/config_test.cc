@@ -414,3 +414,33 @@ TEST(ConfigTest, LoadConfigPrefixesErrorsWithThePath) {
 
 }  // namespace
 }  // namespace spillway
+
+namespace spillway {
+namespace {
+
+// The pipeline's micro-batches are the accumulation steps, and the batch spans the
+// data-parallel width world / stages.
+TEST(ConfigTest, PipelineResolvesBatchOverDataParallelRanks) {
+  absl::StatusOr<Config> c = ParseConfig(WithBatch(R"("train_micro_batch_size_per_gpu": 2,
+                   "pipeline": {"stages": 2, "micro_batches": 4, "schedule": "gpipe",
+                                "partition": "balanced"})"),
+                                         4);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->pipeline.stages, 2);
+  EXPECT_EQ(c->pipeline.schedule, "gpipe");
+  EXPECT_EQ(c->pipeline.partition, "balanced");
+  EXPECT_EQ(c->gradient_accumulation_steps, 4);
+  EXPECT_EQ(c->train_batch_size, 2 * 4 * 2);
+
+  absl::StatusOr<Config> automatic = ParseConfig(
+      WithBatch(R"("train_batch_size": 8, "pipeline": {"stages": "auto", "micro_batches": 4})"), 4);
+  ASSERT_TRUE(automatic.ok()) << automatic.status();
+  EXPECT_EQ(automatic->pipeline.stages, 4);
+  EXPECT_EQ(automatic->pipeline.schedule, "1f1b");
+  EXPECT_EQ(automatic->pipeline.partition, "uniform");
+  EXPECT_EQ(automatic->gradient_accumulation_steps, 4);
+  EXPECT_EQ(automatic->train_micro_batch_size_per_gpu, 2);
+}
+
+}  // namespace
+}  // namespace spillway

@@ -183,6 +183,40 @@ TEST(MemoryPlanTest, ParameterCountMatchesTheModel) {
   }
 }
 
+// A pipelined config (4 ranks, 2 stages) is planned as the unpipelined one on its data-parallel
+// width (2 ranks), and that bounds what a stage's model allocates for its Units.
+TEST(MemoryPlanTest, PipelinePlannedAsUnpipelinedOnItsDataParallelWidth) {
+  auto ops = kernels::CreateOps("cpu");
+  ASSERT_TRUE(ops.ok()) << ops.status();
+  for (const char* type : {"gpt2", "llama"}) {
+    SCOPED_TRACE(type);
+    Config config = MakeConfig({type, 2, 1, false, false});
+    const absl::StatusOr<PlanInput> flat = PlanInputFromConfig(config, 2, 2);
+    config.pipeline.stages = 2;
+    const absl::StatusOr<PlanInput> piped = PlanInputFromConfig(config, 4, 4);
+    ASSERT_TRUE(flat.ok() && piped.ok());
+    const absl::StatusOr<MemoryPlan> flat_plan = PlanMemory(*flat);
+    const absl::StatusOr<MemoryPlan> piped_plan = PlanMemory(*piped);
+    ASSERT_TRUE(flat_plan.ok() && piped_plan.ok());
+    for (Category cat : {Category::kParameters, Category::kGradients, Category::kOptimizer,
+                         Category::kActivations, Category::kWorking}) {
+      EXPECT_EQ(piped_plan->Bytes(cat, Tier::kHost), flat_plan->Bytes(cat, Tier::kHost))
+          << CategoryName(cat);
+    }
+    // The first stage: the embed Unit and the first block, sharded over 2 ranks at stage 1.
+    ShardingPlan sharding;
+    sharding.world_size = 2;
+    sharding.stage = 1;
+    const std::vector<int> held = StageUnits(config.model, 0, 2);
+    auto model = CreateModel(config.model, 2, false, ops->get(), sharding, false, held);
+    ASSERT_TRUE(model.ok()) << model.status();
+    size_t params = 0;
+    for (const UnitState& unit : (*model)->units()) params += unit.params.bytes();
+    EXPECT_GT(params, 0u);
+    EXPECT_LE(params, piped_plan->Bytes(Category::kParameters, Tier::kHost));
+  }
+}
+
 // A hand-made input: 3 Units of 1000, 4000 and 4000 elements, 4 ranks.
 PlanInput Handmade() {
   PlanInput in;
