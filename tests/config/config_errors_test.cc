@@ -161,6 +161,16 @@ const std::vector<ErrorCase>& Cases() {
            "params": {"state_dtype": "int8"}}})",
        {"optimizer.params.state_dtype", "pipelined"},
        2},
+      {"PipelineDelayedUpdate",
+       R"({"pipeline": {"stages": 2, "schedule": "gpipe"}, "zero_optimization":
+           {"offload_optimizer": {"device": "cpu", "delayed_update": true}}})",
+       {"zero_optimization.offload_optimizer.delayed_update", "pipelined"},
+       2},
+      {"PipelineCpuCheckpointing",
+       R"({"pipeline": {"stages": 2, "schedule": "gpipe"}, "activation_checkpointing":
+           {"enabled": true, "cpu_checkpointing": true}})",
+       {"activation_checkpointing.cpu_checkpointing", "pipelined"},
+       2},
       // DeepSpeed top-level keys for features not built.
       {"Amp", R"({"amp": {"enabled": true}})", {"amp", "not supported"}},
       {"Tensorboard", R"({"tensorboard": {"enabled": false}})", {"tensorboard", "not built yet"}},
