@@ -113,6 +113,10 @@ struct ZeroConfig {
   // parameters and Adam m and v live in a preallocated file per rank under nvme_path, streamed
   // through the CPU AdamW in tiles of buffer_size bytes per array, buffer_count tiles in flight.
   bool optimizer_nvme = false;
+  // offload_optimizer.device = "auto": the trainer's memory check picks the cheapest placement
+  // that fits (none, then cpu, then nvme when nvme_path is given; engine/plan/fit.h) and sets
+  // offload_optimizer / optimizer_nvme before anything is allocated.
+  bool offload_optimizer_auto = false;
   std::string nvme_path;
   int64_t nvme_buffer_count = 4;
   int64_t nvme_buffer_size = 100'000'000;

@@ -109,7 +109,8 @@ absl::Status WholeNumber(const ObjectReader& r, absl::string_view key, int64_t* 
 
 // offload_optimizer: device "cpu" sets zero->offload_optimizer (and pin_memory, the delayed
 // update and the staging pool); "nvme" also sets zero->optimizer_nvme and reads nvme_path
-// (required), buffer_count and buffer_size. The delayed update needs device "cpu".
+// (required), buffer_count and buffer_size; "auto" sets zero->offload_optimizer_auto and reads
+// the same keys, nvme_path optional. The delayed update needs device "cpu".
 absl::Status ParseOffloadOptimizer(const ObjectReader& zero_reader, ZeroConfig* zero) {
   const Json* v = zero_reader.Find("offload_optimizer");
   if (v == nullptr || v->is_null()) return absl::OkStatus();
@@ -120,7 +121,7 @@ absl::Status ParseOffloadOptimizer(const ObjectReader& zero_reader, ZeroConfig* 
                    "pipeline_read", "pipeline_write", "fast_init", "ratio", "delayed_update",
                    "delayed_update_warmup", "staging_buffer_count", "staging_buffer_size"}));
   std::string device = "none";
-  SPW_RETURN_IF_ERROR(r.String("device", &device, {"none", "cpu", "nvme"}));
+  SPW_RETURN_IF_ERROR(r.String("device", &device, {"none", "cpu", "nvme", "auto"}));
   bool want_delayed = false;
   SPW_RETURN_IF_ERROR(r.Bool("delayed_update", &want_delayed));
   SPW_RETURN_IF_ERROR(
@@ -134,8 +135,15 @@ absl::Status ParseOffloadOptimizer(const ObjectReader& zero_reader, ZeroConfig* 
   }
   zero->offload_delayed_update = want_delayed;
   if (device == "none") return absl::OkStatus();
-  zero->offload_optimizer = true;
   SPW_RETURN_IF_ERROR(r.Bool("pin_memory", &zero->pin_memory));
+  if (device == "auto") {
+    zero->offload_optimizer_auto = true;
+    if (!r.Has("nvme_path")) return absl::OkStatus();  // no NVMe candidate
+    SPW_RETURN_IF_ERROR(r.NonEmptyString("nvme_path", &zero->nvme_path));
+    SPW_RETURN_IF_ERROR(WholeNumber(r, "buffer_count", &zero->nvme_buffer_count, 3, 256));
+    return WholeNumber(r, "buffer_size", &zero->nvme_buffer_size, 4096, int64_t{1} << 32);
+  }
+  zero->offload_optimizer = true;
   if (device == "cpu") return absl::OkStatus();
   zero->optimizer_nvme = true;
   if (!r.Has("nvme_path")) {

@@ -88,6 +88,10 @@ absl::Status CheckPipeline(const Config& c) {
                     "is true but pipelined runs train in fp32 in this build (no loss scaling "
                     "across stages); set it to false or pipeline.stages to 1");
   }
+  if (c.zero.offload_optimizer_auto) {
+    return KeyError("zero_optimization.offload_optimizer.device",
+                    "\"auto\" is not built for pipelined runs; choose \"none\" or \"cpu\"");
+  }
   if (c.zero.optimizer_nvme) {
     return KeyError("zero_optimization.offload_optimizer.device",
                     "is \"nvme\" but pipelined runs keep optimizer state in the Units' buffers "

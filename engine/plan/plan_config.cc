@@ -36,10 +36,11 @@ absl::StatusOr<PlanInput> PlanInputFromConfig(const Config& config, int world_si
   in.ranks_per_node = std::min(ranks_per_node, dp);
   in.stage = dp > 1 ? config.zero_stage : 0;
   in.gpu = config.trainer.backend != "cpu";
-  in.offload_optimizer = config.zero.optimizer_nvme      ? Placement::kNvme
-                         : config.zero.offload_optimizer ? Placement::kCpu
-                                                         : Placement::kNone;
-  if (config.zero.optimizer_nvme) {
+  in.offload_optimizer = config.zero.offload_optimizer_auto ? Placement::kAuto
+                         : config.zero.optimizer_nvme       ? Placement::kNvme
+                         : config.zero.offload_optimizer    ? Placement::kCpu
+                                                            : Placement::kNone;
+  if (config.zero.optimizer_nvme || config.zero.offload_optimizer_auto) {
     in.nvme_path = config.zero.nvme_path;
     in.nvme_buffer_count = static_cast<int>(config.zero.nvme_buffer_count);
     in.nvme_buffer_bytes = static_cast<size_t>(config.zero.nvme_buffer_size);

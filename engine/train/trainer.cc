@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "core/file_io.h"
 #include "core/status.h"
 #include "engine/checkpoint/checkpoint.h"
@@ -175,6 +176,7 @@ absl::Status Trainer::Setup() {
     data_comm_ = &pipeline_->dp_group();
     held_units = pipeline_->HeldUnits(config_.model);
   }
+  SPW_RETURN_IF_ERROR(AgreeAcrossRanks(ResolveAutoOffload(), "choosing the optimizer placement"));
   SPW_RETURN_IF_ERROR(AgreeAcrossRanks(CheckMemoryPlan(), "checking the memory plan"));
   SPW_RETURN_IF_ERROR(LoadData());
   const int B = static_cast<int>(config_.train_micro_batch_size_per_gpu);
@@ -227,6 +229,38 @@ absl::Status Trainer::Setup() {
   inputs_.resize(N);
   targets_.resize(N);
   PrintStartup();
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::ResolveAutoOffload() {
+  if (!config_.zero.offload_optimizer_auto) return absl::OkStatus();
+  SPW_ASSIGN_OR_RETURN(const RankInfo ranks, RankInfoFromEnvironment());
+  const int world = comm_->world_size();
+  SPW_ASSIGN_OR_RETURN(
+      const PlanInput input,
+      PlanInputFromConfig(config_, world, std::min(world, ranks.local_world_size)));
+  if (!input.nvme_path.empty()) {
+    SPW_RETURN_IF_ERROR(
+        Annotate(CheckNvmePath(input.nvme_path), "zero_optimization.offload_optimizer.nvme_path"));
+  }
+  SPW_ASSIGN_OR_RETURN(const Hardware hw,
+                       DetectHardware(ops_->memory_tier() == Tier::kDevice, input.nvme_path));
+  SPW_ASSIGN_OR_RETURN(const PlanResult result, PlanToFit(input, hw));
+  if (!result.fit.fits()) return NotFitError(result, hw);
+  // Every rank takes the most offloaded of the ranks' choices, so that all hold the same state.
+  const Placement mine = result.plan.input.offload_optimizer;
+  float level = mine == Placement::kNvme ? 2.0f : mine == Placement::kCpu ? 1.0f : 0.0f;
+  std::vector<float> levels(world);
+  SPW_RETURN_IF_ERROR(comm_->AllGather(&level, levels.data(), 1));
+  level = *std::max_element(levels.begin(), levels.end());
+  config_.zero.offload_optimizer_auto = false;
+  config_.zero.offload_optimizer = level >= 1.0f;
+  config_.zero.optimizer_nvme = level >= 2.0f;
+  Print(absl::StrFormat("offload_optimizer \"auto\": chose \"%s\" (%s)",
+                        level >= 2.0f   ? "nvme"
+                        : level >= 1.0f ? "cpu"
+                                        : "none",
+                        absl::StrJoin(result.tried, "; ")));
   return absl::OkStatus();
 }
 

@@ -109,6 +109,9 @@ class Trainer {
   std::string TakeOffloadSplit(int64_t steps);
   // The memory plan (engine/plan) against this machine, before anything is allocated:
   // ResourceExhausted naming each short tier's bytes if it does not fit.
+  // offload_optimizer.device "auto": the cheapest placement that fits on every rank, written
+  // into config_.zero before anything is allocated.
+  absl::Status ResolveAutoOffload();
   absl::Status CheckMemoryPlan();
   void PrintStartup() const;
   void Print(const std::string& line) const;

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <string>
@@ -13,6 +14,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "engine/plan/hardware.h"
+#include "engine/plan/memory_plan.h"
+#include "engine/plan/plan_config.h"
 #include "engine/train/nvme_adamw.h"
 #include "kernels/backend.h"
 #include "tests/train/train_test_util.h"
@@ -199,6 +203,53 @@ TEST(NvmeOffloadErrorsTest, UnwritableNvmePathIsRefused) {
             std::string::npos)
       << status;
   EXPECT_NE(status.message().find("not writable"), std::string::npos) << status;
+}
+
+// offload_optimizer.device "auto": with room for everything, the optimizer stays in the backend;
+// with host memory (SPILLWAY_PLAN_HARDWARE) too small for anything but NVMe-resident state, the
+// trainer picks "nvme", and either way it trains exactly as the explicit placement does.
+TEST(NvmeOffloadAutoTest, AutoPicksTheCheapestPlacementThatFitsAndTrainsLikeIt) {
+  const std::string dir = FreshDir("nvme_auto");
+  std::filesystem::create_directories(dir + "/nvme");
+  const std::string auto_json = WithOffload(
+      SmallConfig(8, dir + "/auto"),
+      absl::StrCat(
+          R"("zero_optimization": {"offload_optimizer": {"device": "auto", "nvme_path": ")", dir,
+          R"(/nvme", "buffer_count": 4, "buffer_size": 4096}},)"));
+  // The host bytes each placement needs, from the planner.
+  absl::StatusOr<Config> config = ParseConfig(auto_json);
+  ASSERT_TRUE(config.ok()) << config.status();
+  absl::StatusOr<PlanInput> input = PlanInputFromConfig(*config, 1, 1);
+  ASSERT_TRUE(input.ok()) << input.status();
+  auto host_bytes = [&](Placement placement) {
+    PlanInput in = *input;
+    in.offload_optimizer = placement;
+    absl::StatusOr<MemoryPlan> plan = PlanMemory(in);
+    EXPECT_TRUE(plan.ok()) << plan.status();
+    return plan.ok() ? plan->Bytes(Tier::kHost) + plan->Bytes(Tier::kPinnedHost) : size_t{0};
+  };
+  const size_t none = host_bytes(Placement::kNone), nvme = host_bytes(Placement::kNvme);
+  ASSERT_LT(nvme, none);
+  ASSERT_LT(nvme, host_bytes(Placement::kCpu));
+
+  auto in_backend = MakeTrainer(SmallConfig(8, dir + "/ref_backend"));
+  auto chose_none = MakeTrainer(auto_json);
+  EXPECT_EQ(chose_none->external_state(), nullptr);
+  EXPECT_FALSE(chose_none->model().unit(0).optimizer_offloaded());
+
+  const std::string small_host = absl::StrCat("cpu=", (none + nvme) / 2);
+  setenv(kHardwareOverrideEnv, small_host.c_str(), 1);
+  auto chose_nvme = MakeTrainer(absl::StrReplaceAll(auto_json, {{"/auto", "/auto_nvme"}}));
+  unsetenv(kHardwareOverrideEnv);
+  ASSERT_NE(chose_nvme, nullptr);
+  EXPECT_NE(dynamic_cast<NvmeAdamW*>(chose_nvme->external_state()), nullptr);
+
+  for (Trainer* t : {in_backend.get(), chose_none.get(), chose_nvme.get()}) {
+    absl::Status trained = t->Train();
+    ASSERT_TRUE(trained.ok()) << trained;
+  }
+  EXPECT_EQ(in_backend->step_losses(), chose_none->step_losses());
+  EXPECT_EQ(in_backend->step_losses(), chose_nvme->step_losses());
 }
 
 }  // namespace
