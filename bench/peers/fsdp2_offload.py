@@ -22,7 +22,7 @@ import torch.distributed as dist
 from torch.utils.checkpoint import checkpoint
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gpt2_torch import Block, Gpt2, adamw_param_groups  # noqa: E402
+from gpt2_torch import Block, Gpt2, adamw_param_groups, init_for_bench  # noqa: E402
 
 try:
     from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
@@ -53,14 +53,7 @@ def main():
     torch.cuda.set_device(0)
     torch.manual_seed(1)
     model = Gpt2(a.layers, a.heads, a.dim, a.seq, a.vocab, fast=True)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "ln_" in name and name.endswith(".weight"):
-                param.fill_(1.0)
-            elif param.dim() >= 2:
-                param.normal_(0.0, 0.02)
-            else:
-                param.zero_()
+    init_for_bench(model)
     if a.checkpointing:
         model.h = torch.nn.ModuleList([CheckpointedBlock(b) for b in model.h])
     mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)

@@ -18,6 +18,7 @@
 #include "engine/train/pipeline_step.h"
 #include "engine/train/trainer.h"
 #include "partitioner/mpi_communicator.h"
+#include "tests/partitioner/mpi_world.h"
 
 namespace spillway {
 namespace {
@@ -27,14 +28,7 @@ namespace {
 constexpr double kLossRelTol = 1e-4;
 constexpr double kParamRelTol = 1e-4;
 
-Communicator& World() {
-  static std::unique_ptr<Communicator> comm = [] {
-    absl::StatusOr<std::unique_ptr<Communicator>> c = MpiCommunicator::Create();
-    EXPECT_TRUE(c.ok()) << c.status();
-    return std::move(c).value();
-  }();
-  return *comm;
-}
+using testing_util::World;
 
 struct PipeMareKeys {
   bool t1 = true, t2 = true;

@@ -17,6 +17,7 @@
 #include "engine/train/export.h"
 #include "kernels/backend.h"
 #include "partitioner/mpi_communicator.h"
+#include "tests/partitioner/mpi_world.h"
 #include "tests/train/train_test_util.h"
 
 namespace spillway {
@@ -29,14 +30,7 @@ using testing_util::SmallConfig;
 constexpr double kLossRelTol = 1e-4;
 constexpr double kParamRelTol = 1e-4;
 
-Communicator& World() {
-  static std::unique_ptr<Communicator> comm = [] {
-    absl::StatusOr<std::unique_ptr<Communicator>> c = MpiCommunicator::Create();
-    EXPECT_TRUE(c.ok()) << c.status();
-    return std::move(c).value();
-  }();
-  return *comm;
-}
+using testing_util::World;
 
 // SPILLWAY_ZERO_TEST_BACKEND=cuda runs the N-rank trainers on GPUs (NCCL; one GPU per rank),
 // against one-rank references on the CPU.
