@@ -147,12 +147,14 @@ TEST(NvmeOffloadGpuTest, CudaNvmeEqualsInBackendAndCpuTierBitwise) {
     const std::string at = R"("weight_decay": 0.1)";
     return json.insert(json.find(at) + at.size(), R"(, "state_dtype": "int8")");
   };
+  // Each NVMe run its own folder: the state file's name is per process and rank.
   const std::string dir = FreshDir("gpu_nvme_files");
-  std::filesystem::create_directories(dir + "/nvme");
+  std::filesystem::create_directories(dir + "/fp32");
+  std::filesystem::create_directories(dir + "/int8");
   auto in_backend = MakeTrainer(config("in_backend"));
-  auto nvme = MakeTrainer(OnNvme(config("nvme"), dir + "/nvme", "auto"));
+  auto nvme = MakeTrainer(OnNvme(config("nvme"), dir + "/fp32", "auto"));
   auto int8_cpu = MakeTrainer(int8(OnCpu(config("int8_cpu"))));
-  auto int8_nvme = MakeTrainer(int8(OnNvme(config("int8_nvme"), dir + "/nvme", "auto")));
+  auto int8_nvme = MakeTrainer(int8(OnNvme(config("int8_nvme"), dir + "/int8", "auto")));
   for (Trainer* t : {in_backend.get(), nvme.get(), int8_cpu.get(), int8_nvme.get()}) {
     absl::Status trained = t->Train();
     ASSERT_TRUE(trained.ok()) << trained;
