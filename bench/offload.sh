@@ -6,6 +6,7 @@
 # B=8, T=1024, activation checkpointing on.
 # usage (device tool, nvidia-h100-x1, carry [".deps"]): bash bench/offload.sh
 # env: MODELS="1.5b 3.8b", VARIANTS="gpu offload offload_noclip offload_delayed peer", STEPS=6,
+#      PRECISION=bf16 (as the peer; or fp32),
 #      BUILD=build-device; a variant ending in _cpuckpt also keeps the activation checkpoints in
 #      CPU memory (offload_noclip_cpuckpt).
 set -uo pipefail
@@ -30,9 +31,10 @@ printf "%-5s %-16s %10s  %s\n" model variant tokens/s "split per step" | tee -a 
 # offload split line.
 spillway() {
   local model=$1 variant=$2 cfg=/tmp/offload_$1_$2.json log=$out/offload_$1_$2.log
-  python3 - "$model" "$variant" "$steps" "$cfg" <<'PY'
+  python3 - "$model" "$variant" "$steps" "$cfg" "${PRECISION:-bf16}" <<'PY'
 import json, sys
-model, variant, steps, path = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+model, variant, steps, path, precision = sys.argv[1:6]
+steps = int(steps)
 L, H, C = {"1.5b": (48, 25, 1600), "3.8b": (32, 24, 3072)}[model]
 zero = {"stage": 0}
 if variant != "gpu":
@@ -51,6 +53,7 @@ json.dump({
             "vocab_size": 50257},
   "data": {"synthetic": {"train_tokens": 8 * 1024 * (steps + 4)}},
   "trainer": {"steps": steps, "backend": "cuda"},
+  "bf16": {"enabled": precision == "bf16"},
 }, open(path, "w"))
 PY
   timeout 400 "$build/spillway" train "$cfg" >"$log" 2>&1
