@@ -13,7 +13,7 @@ namespace spillway {
 absl::StatusOr<void*> AllocateDeviceMemory(size_t bytes);
 void FreeDeviceMemory(void* p);
 
-// `bytes` (> 0) of zeroed page-locked host memory.
+// `bytes` (> 0) of zeroed page-locked host memory, 4096-byte aligned (O_DIRECT needs it).
 absl::StatusOr<void*> AllocatePinnedHostMemory(size_t bytes);
 void FreePinnedHostMemory(void* p);
 
