@@ -66,8 +66,6 @@ std::string ConfigJson(const PipelineRun& run, bool reference) {
   if (run.model == "llama") {
     model = R"("type": "llama", "n_layer": 3, "n_head": 2, "n_kv_head": 1, "d_model": 24,
                "seq_len": 16,)";
-  } else if (run.model == "tiny") {  // examples/tiny's model
-    model = R"("n_layer": 4, "n_head": 4, "d_model": 128, "seq_len": 128,)";
   }
   const std::string batch =
       reference
@@ -88,7 +86,7 @@ std::string ConfigJson(const PipelineRun& run, bool reference) {
     "scheduler": {"type": "WarmupCosineLR",
                   "params": {"total_num_steps": TOTAL, "warmup_num_steps": 3}},
     "model": {MODEL "vocab_size": 256},
-    "data": {"synthetic": {"seed": 3, "train_tokens": TOKENS}},
+    "data": {"synthetic": {"seed": 3, "train_tokens": 20000}},
     "trainer": {"steps": STEPS, "seed": 5, "backend": "cpu"}
   })",
       {{"BATCH", batch},
@@ -96,7 +94,6 @@ std::string ConfigJson(const PipelineRun& run, bool reference) {
        {"CKPT", run.checkpointing ? "true" : "false"},
        {"MODEL", model},
        {"STEPS", absl::StrCat(run.steps)},
-       {"TOKENS", run.model == "tiny" ? "400000" : "20000"},
        {"PEAKRATE", absl::StrCat(run.lr)},
        {"TOTAL", absl::StrCat(std::max(12, run.steps))}});
 }
