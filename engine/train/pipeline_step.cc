@@ -38,6 +38,10 @@ int PipeMareDelay(int stages, int stage, int micro_batches) {
   return (stages - 1 - stage + micro_batches - 1) / micro_batches;
 }
 
+int PipeMareTiedLag(int stages, int micro_batches) {
+  return (stages + micro_batches - 1) / micro_batches;
+}
+
 std::vector<double> EstimatedUnitCosts(const ModelConfig& model) {
   const std::vector<UnitLayout> layouts =
       model.type == "llama" ? LlamaLayouts(model) : Gpt2Layouts(model);
@@ -129,7 +133,7 @@ absl::Status PipelineStep::Attach(Model& model, kernels::Ops& ops, BatchLoader& 
       delta_.emplace_back(model.unit(u).numel(), 0.0f);
     }
   }
-  tie_lag_ = PipeMareDelay(p.stages, 0, m_) + 1;
+  tie_lag_ = PipeMareTiedLag(p.stages, m_);
   if (shares_embed_) {
     const size_t n = model.unit(0).grads.bytes() / sizeof(float);
     const bool last = p.stage == p.stages - 1;
@@ -162,11 +166,15 @@ float PipelineStep::Forward(int mb, const float* input) {
 const float* PipelineStep::Output() const { return model_->UnitsOutput(placement_.end_unit()); }
 
 void PipelineStep::BeginBackward(int mb) {
-  if (correcting_ && async_started_) ShiftWeights(-static_cast<float>(tau_));
+  shift_ = 0;
+  if (!correcting_ || !async_started_) return;
+  shift_ = static_cast<int>(updates_ - runner_->forward_versions()[mb]);
+  if (shift_ > 0) ShiftWeights(-static_cast<float>(shift_));
 }
 
 void PipelineStep::EndBackward(int mb) {
-  if (correcting_ && async_started_) ShiftWeights(static_cast<float>(tau_));
+  if (shift_ > 0) ShiftWeights(static_cast<float>(shift_));
+  shift_ = 0;
 }
 
 void PipelineStep::Backward(int mb, const float* output_grad, bool last) {

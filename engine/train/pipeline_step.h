@@ -52,6 +52,13 @@ std::vector<double> EstimatedUnitCosts(const ModelConfig& model);
 // between the weights of a step's first forward on the stage and those of its backward.
 int PipeMareDelay(int stages, int stage, int micro_batches);
 
+// PipeMare with GPT-2's tied head: the last stage's copy of the embed Unit takes the first
+// stage's weights of step k at the end of its own step k + ceil(stages / micro_batches), the
+// least lag at which the last stage need not wait for them (the update of step k needs the
+// step's last gradient to travel back over stages - 1 stages, while the last stage runs
+// micro_batches micro-batches per step).
+int PipeMareTiedLag(int stages, int micro_batches);
+
 class PipelineStep final : public pipeline::StageCompute {
  public:
   // `config` and `world` (the job's communicator over MPI, used from this thread only) must
@@ -123,8 +130,8 @@ class PipelineStep final : public pipeline::StageCompute {
   // T2 around AdamW: delta <- gamma delta + (1 - gamma)(w_new - w_old).
   void DiscrepancyBeforeUpdate();
   void DiscrepancyAfterUpdate();
-  // w += sign * tau * delta over the updated Units.
-  void ShiftWeights(float sign);
+  // w += factor * delta over the updated Units.
+  void ShiftWeights(float factor);
 
   const Config& config_;
   PipelinePlacement placement_;
@@ -150,6 +157,7 @@ class PipelineStep final : public pipeline::StageCompute {
   std::vector<size_t> chunk_end_;  // per async step: the end of its actions in the list
   int64_t updates_ = 0;            // this stage's updates so far (its weight version)
   int tau_ = 0;
+  int shift_ = 0;            // T2: the updates the running backward's weights are moved back by
   bool correcting_ = false;  // T2 active for this stage
   float gamma_ = 0.0f;
   std::vector<std::vector<float>> delta_;  // T2's EMA, per updated Unit (host)
