@@ -149,33 +149,20 @@ TEST_P(MemoryPlanBackendTest, GpuMemoryTakenMatchesThePlan) {
   absl::StatusOr<MemoryPlan> plan = PlanMemory(*input);
   ASSERT_TRUE(plan.ok()) << plan.status();
   const size_t planned = plan->Bytes(Tier::kDevice) - plan->Bytes(Category::kPools, Tier::kDevice);
+  absl::StatusOr<DeviceMemoryInfo> before = QueryDeviceMemory();
+  ASSERT_TRUE(before.ok()) << before.status();
+  ShardingPlan sharding{2, 0, 3};
+  auto model = CreateModel(config.model, 4, false, ops_.get(), sharding);
+  ASSERT_TRUE(model.ok()) << model.status();
   std::unique_ptr<Communicator> comm = Communicator::Single();
   ResidencyOptions options;
   options.prefetch_elements = static_cast<size_t>(config.zero.stage3_prefetch_bucket_size);
-  struct Allocated {
-    std::unique_ptr<Model> model;
-    std::unique_ptr<UnitResidency> residency;
-  };
-  auto allocate = [&]() -> Allocated {
-    auto model = CreateModel(config.model, 4, false, ops_.get(), ShardingPlan{2, 0, 3});
-    EXPECT_TRUE(model.ok()) << model.status();
-    if (!model.ok()) return {};
-    auto residency = UnitResidency::Create((*model)->units(), *ops_, *comm, options);
-    EXPECT_TRUE(residency.ok()) << residency.status();
-    if (!residency.ok()) return {};
-    return {std::move(model).value(), std::move(residency).value()};
-  };
-  // Once untimed: the driver reserves memory lazily at a process's first launches (modules,
-  // local memory), which is not the model's.
-  ASSERT_NE(allocate().residency, nullptr);
-  absl::StatusOr<DeviceMemoryInfo> before = QueryDeviceMemory();
-  ASSERT_TRUE(before.ok()) << before.status();
-  const Allocated allocated = allocate();
-  ASSERT_NE(allocated.residency, nullptr);
+  auto residency = UnitResidency::Create((*model)->units(), *ops_, *comm, options);
+  ASSERT_TRUE(residency.ok()) << residency.status();
   absl::StatusOr<DeviceMemoryInfo> after = QueryDeviceMemory();
   ASSERT_TRUE(after.ok()) << after.status();
   const double taken = static_cast<double>(before->free_bytes) - after->free_bytes;
-  const double buffers = 4.0 * allocated.model->num_units() + 5 + 12;
+  const double buffers = 4.0 * (*model)->num_units() + 5 + 12;
   EXPECT_NEAR(taken, static_cast<double>(planned), buffers * 2 * 1024 * 1024)
       << "planned " << planned << " bytes, cudaMemGetInfo says " << taken << " were taken";
 }
