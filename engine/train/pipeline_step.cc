@@ -17,6 +17,7 @@ constexpr int kGroupTag = 30001;
 constexpr int kTiedUnitTag = 3;
 constexpr int kTiedParamsTag = 4;
 constexpr int kLossTag = 5;
+constexpr int kNormTag = 6;
 
 // Per rank in the step's AllGather: gradient sum of squares, loss sum, busy and wall seconds.
 constexpr int kReportDoubles = 4;
@@ -36,10 +37,6 @@ absl::StatusOr<std::vector<double>> GatherDoubles(Communicator& comm, const doub
 
 int PipeMareDelay(int stages, int stage, int micro_batches) {
   return (stages - 1 - stage + micro_batches - 1) / micro_batches;
-}
-
-int PipeMareTiedLag(int stages, int micro_batches) {
-  return (stages + micro_batches - 1) / micro_batches;
 }
 
 std::vector<double> EstimatedUnitCosts(const ModelConfig& model) {
@@ -105,8 +102,11 @@ absl::Status PipelineStep::Attach(Model& model, kernels::Ops& ops, BatchLoader& 
       StageUnits(model.config(), p.partition.begin(p.stages - 1), p.partition.end(p.stages - 1));
   shares_embed_ = (p.stage == 0 || p.stage == p.stages - 1) &&
                   std::find(last_uses.begin(), last_uses.end(), 0) != last_uses.end();
-  // PipeMare: the first stage alone updates a shared embed Unit.
-  update_units_ = pipemare() ? owned_units_ : held_units_;
+  // PipeMare: the last stage alone updates a shared embed Unit.
+  update_units_ = held_units_;
+  if (pipemare() && shares_embed_ && p.stage == 0) {
+    std::erase(update_units_, 0);
+  }
   int in_flight = 0;
   for (pipeline::Schedule schedule : {pipeline::Schedule::kGPipe, pipeline::Schedule::kOneFOneB}) {
     // The list PipeMare runs is 1F1B's over more micro-batches: as many in flight as p - s.
@@ -124,7 +124,7 @@ absl::Status PipelineStep::Attach(Model& model, kernels::Ops& ops, BatchLoader& 
   correcting_ = pm.discrepancy_correction && tau_ > 0;
   gamma_ = static_cast<float>(std::pow(pm.discrepancy_decay, 1.0 / std::max(tau_, 1)));
   if (correcting_) {
-    for (int u : update_units_) {
+    for (int u : owned_units_) {
       if (!model.unit(u).params.on_host()) {
         return absl::FailedPreconditionError(
             "pipeline.pipemare.discrepancy_correction needs the parameters in host memory "
@@ -133,15 +133,18 @@ absl::Status PipelineStep::Attach(Model& model, kernels::Ops& ops, BatchLoader& 
       delta_.emplace_back(model.unit(u).numel(), 0.0f);
     }
   }
-  tie_lag_ = PipeMareTiedLag(p.stages, m_);
   if (shares_embed_) {
     const size_t n = model.unit(0).grads.bytes() / sizeof(float);
-    const bool last = p.stage == p.stages - 1;
     tie_send_.assign(2, std::vector<float>(n));
     tie_send_h_.assign(2, 0);
-    tie_recv_.assign(last ? tie_lag_ + 1 : 2, std::vector<float>(n));
-    tie_recv_h_.assign(tie_recv_.size(), 0);
+    tie_recv_.assign(2, std::vector<float>(n));
+    tie_recv_h_.assign(2, 0);
   }
+  peer_sum_squares_.assign(p.stages, -1.0);
+  norm_send_.assign(2, 0.0);
+  norm_send_h_.assign(2 * p.stages, 0);
+  norm_recv_.assign(2 * p.stages, 0.0);
+  norm_recv_h_.assign(2 * p.stages, 0);
   loss_send_.assign(2, 0.0);
   loss_send_h_.assign(2, 0);
   return absl::OkStatus();
@@ -186,24 +189,24 @@ void PipelineStep::Backward(int mb, const float* output_grad, bool last) {
 const float* PipelineStep::InputGrad() const { return model_->InputGrad(); }
 
 void PipelineStep::ShiftWeights(float factor) {
-  for (size_t i = 0; i < update_units_.size(); ++i) {
-    float* w = model_->unit(update_units_[i]).params.as<float>();
+  for (size_t i = 0; i < owned_units_.size(); ++i) {
+    float* w = model_->unit(owned_units_[i]).params.as<float>();
     const std::vector<float>& d = delta_[i];
     for (size_t e = 0; e < d.size(); ++e) w[e] += factor * d[e];
   }
 }
 
 void PipelineStep::DiscrepancyBeforeUpdate() {
-  for (size_t i = 0; i < update_units_.size(); ++i) {
-    const float* w = model_->unit(update_units_[i]).params.as<float>();
+  for (size_t i = 0; i < owned_units_.size(); ++i) {
+    const float* w = model_->unit(owned_units_[i]).params.as<float>();
     std::vector<float>& d = delta_[i];
     for (size_t e = 0; e < d.size(); ++e) d[e] = gamma_ * d[e] - (1.0f - gamma_) * w[e];
   }
 }
 
 void PipelineStep::DiscrepancyAfterUpdate() {
-  for (size_t i = 0; i < update_units_.size(); ++i) {
-    const float* w = model_->unit(update_units_[i]).params.as<float>();
+  for (size_t i = 0; i < owned_units_.size(); ++i) {
+    const float* w = model_->unit(owned_units_[i]).params.as<float>();
     std::vector<float>& d = delta_[i];
     for (size_t e = 0; e < d.size(); ++e) d[e] += (1.0f - gamma_) * w[e];
   }
@@ -260,6 +263,7 @@ absl::StatusOr<PipelineStep::Result> PipelineStep::SyncStep(int64_t step, double
   for (int r = 0; r < world_.world_size(); ++r) {
     const double* theirs = all.data() + r * kReportDoubles;
     if (r / p.dp == p.stages - 1) loss += theirs[1];
+    if (r % p.dp == p.dp_index && pipemare()) peer_sum_squares_[r / p.dp] = theirs[0];
     if (r % p.dp != 0) continue;  // one replica: gradients are the same in all of them
     sum_squares += theirs[0];
     busy += theirs[2];
@@ -281,32 +285,33 @@ absl::StatusOr<PipelineStep::Result> PipelineStep::SyncStep(int64_t step, double
   return result;
 }
 
+absl::Status PipelineStep::BeginAsync() {
+  const PipelinePlacement& p = placement_;
+  const PipeMareConfig& pm = config_.pipeline.pipemare;
+  const int64_t total = (config_.trainer.steps - pm.warmup_steps) * m_;
+  std::vector<pipeline::Action> actions = pipeline::StageActions(
+      pipeline::Schedule::kOneFOneB, p.stages, static_cast<int>(total), p.stage);
+  // Each step's piece ends with the backward (and its send) of its last micro-batch.
+  for (size_t i = 0; i < actions.size(); ++i) {
+    const pipeline::Action& a = actions[i];
+    const bool ends_backward = a.kind == pipeline::ActionKind::kSendGradient ||
+                               (a.kind == pipeline::ActionKind::kBackward && p.stage == 0);
+    if (ends_backward && (a.micro_batch + 1) % m_ == 0) chunk_end_.push_back(i + 1);
+  }
+  base_ = pm.warmup_steps * m_;
+  SPW_RETURN_IF_ERROR(runner_->Begin(std::move(actions)));
+  async_started_ = true;
+  return absl::OkStatus();
+}
+
 absl::StatusOr<PipelineStep::Result> PipelineStep::AsyncStep(int64_t step, double lr) {
   const PipelinePlacement& p = placement_;
   const PipeMareConfig& pm = config_.pipeline.pipemare;
   const int64_t k = step - 1 - pm.warmup_steps;  // the asynchronous step, from 0
   const bool first = p.stage == 0, last = p.stage == p.stages - 1;
-  if (!async_started_) {
-    const int64_t total = (config_.trainer.steps - pm.warmup_steps) * m_;
-    std::vector<pipeline::Action> actions = pipeline::StageActions(
-        pipeline::Schedule::kOneFOneB, p.stages, static_cast<int>(total), p.stage);
-    // Each step's piece ends with the backward (and its send) of its last micro-batch.
-    for (size_t i = 0; i < actions.size(); ++i) {
-      const pipeline::Action& a = actions[i];
-      const bool ends_backward = a.kind == pipeline::ActionKind::kSendGradient ||
-                                 (a.kind == pipeline::ActionKind::kBackward && first);
-      if (ends_backward && (a.micro_batch + 1) % m_ == 0) chunk_end_.push_back(i + 1);
-    }
-    base_ = pm.warmup_steps * m_;
-    SPW_RETURN_IF_ERROR(runner_->Begin(std::move(actions)));
-    async_started_ = true;
-  }
-  if (first && shares_embed_) {
-    std::vector<float>& buf = tie_recv_[k % 2];
-    SPW_ASSIGN_OR_RETURN(tie_recv_h_[k % 2],
-                         transport_->StartRecv(buf.data(), buf.size() * sizeof(float),
-                                               WorldRank(p.stages - 1), kTiedUnitTag));
-  }
+  if (!async_started_) SPW_RETURN_IF_ERROR(BeginAsync());
+  if (shares_embed_) SPW_RETURN_IF_ERROR(PostTiedRecv(k));
+  SPW_RETURN_IF_ERROR(PostNormRecvs(k));
   model_->ZeroGrads();
   runner_->set_weight_version(updates_);
   SPW_ASSIGN_OR_RETURN(const double loss_sum, runner_->RunThrough(chunk_end_[k], *this));
@@ -316,34 +321,20 @@ absl::StatusOr<PipelineStep::Result> PipelineStep::AsyncStep(int64_t step, doubl
   busy_s_ += timing.busy_s;
   wall_s_ += timing.wall_s;
 
-  if (last && shares_embed_) SPW_RETURN_IF_ERROR(SendTiedGrads(k));
+  if (first && shares_embed_) SPW_RETURN_IF_ERROR(SendTiedGrads(k));
+  if (last && shares_embed_ && k > 0) SPW_RETURN_IF_ERROR(AddTiedGrads(k - 1));
   Result result;
-  if (last) {
-    const int slot = static_cast<int>(k % 2);
-    if (loss_send_h_[slot] != 0) SPW_RETURN_IF_ERROR(transport_->Wait(loss_send_h_[slot]));
-    loss_send_[slot] = loss_sum;
-    SPW_ASSIGN_OR_RETURN(loss_send_h_[slot],
-                         transport_->StartSend(&loss_send_[slot], sizeof(double), 0, kLossTag));
-  }
-  if (first && shares_embed_) SPW_RETURN_IF_ERROR(AddTiedGrads(k));
+  if (last) SPW_RETURN_IF_ERROR(SendLoss(k, loss_sum));
   if (world_.rank() == 0) {
-    double sum = 0.0;
-    for (int d = 0; d < p.dp; ++d) {
-      double theirs = 0.0;
-      SPW_ASSIGN_OR_RETURN(auto h, transport_->StartRecv(&theirs, sizeof(double),
-                                                         (p.stages - 1) * p.dp + d, kLossTag));
-      SPW_RETURN_IF_ERROR(transport_->Wait(h));
-      sum += theirs;
-    }
-    result.loss = sum / (static_cast<double>(m_) * p.dp);
+    SPW_ASSIGN_OR_RETURN(result.loss, ReceiveLoss());
   }
   SPW_ASSIGN_OR_RETURN(const double stage_sum_squares,
-                       GradSumSquares(*model_, *ops_, owned_units_));
+                       GradSumSquares(*model_, *ops_, update_units_));
+  SPW_RETURN_IF_ERROR(SendNorm(k, stage_sum_squares));
   result.grad_norm = std::sqrt(stage_sum_squares);
   result.utilization = timing.wall_s > 0 ? timing.busy_s / timing.wall_s : 0.0;
-  // Each stage clips its own norm to max / sqrt(p), so the global norm stays <= max.
-  const float clip =
-      ClipScale(result.grad_norm, config_.gradient_clipping / std::sqrt(double(p.stages)));
+  SPW_ASSIGN_OR_RETURN(const double global_norm, EstimatedGlobalNorm(k, stage_sum_squares));
+  const float clip = ClipScale(global_norm, config_.gradient_clipping);
   double stage_lr = lr;
   if (pm.lr_rescheduling) {
     const double progress = pm.lr_anneal_steps == 0
@@ -354,25 +345,124 @@ absl::StatusOr<PipelineStep::Result> PipelineStep::AsyncStep(int64_t step, doubl
   if (correcting_) DiscrepancyBeforeUpdate();
   SPW_RETURN_IF_ERROR(AdamWStep(*model_, *ops_, *dp_group_, config_.optimizer, stage_lr, clip, step,
                                 update_units_));
+  if (last && shares_embed_) SPW_RETURN_IF_ERROR(SendTiedParams(k));
+  if (first && shares_embed_) SPW_RETURN_IF_ERROR(ReceiveTiedParams(k));
   if (correcting_) DiscrepancyAfterUpdate();
   ++updates_;
-  if (first && shares_embed_) SPW_RETURN_IF_ERROR(SendTiedParams(k));
-  if (last && shares_embed_) SPW_RETURN_IF_ERROR(ReceiveTiedParams(k));
   residency_->InvalidateParams();
   SPW_RETURN_IF_ERROR(ops_->Synchronize());
   return result;
 }
 
-absl::Status PipelineStep::SendTiedGrads(int64_t k) {
+int64_t PipelineStep::AsyncSteps() const {
+  return config_.trainer.steps - config_.pipeline.pipemare.warmup_steps;
+}
+
+absl::Status PipelineStep::SendLoss(int64_t k, double loss_sum) {
+  const int slot = static_cast<int>(k % 2);
+  if (loss_send_h_[slot] != 0) SPW_RETURN_IF_ERROR(transport_->Wait(loss_send_h_[slot]));
+  loss_send_[slot] = loss_sum;
+  SPW_ASSIGN_OR_RETURN(loss_send_h_[slot],
+                       transport_->StartSend(&loss_send_[slot], sizeof(double), 0, kLossTag));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<double> PipelineStep::ReceiveLoss() {
+  const PipelinePlacement& p = placement_;
+  double sum = 0.0;
+  for (int d = 0; d < p.dp; ++d) {
+    double theirs = 0.0;
+    SPW_ASSIGN_OR_RETURN(auto h, transport_->StartRecv(&theirs, sizeof(double),
+                                                       (p.stages - 1) * p.dp + d, kLossTag));
+    SPW_RETURN_IF_ERROR(transport_->Wait(h));
+    sum += theirs;
+  }
+  return sum / (static_cast<double>(m_) * p.dp);
+}
+
+absl::Status PipelineStep::PostNormRecvs(int64_t k) {
+  const PipelinePlacement& p = placement_;
+  if (config_.gradient_clipping <= 0) return absl::OkStatus();
+  for (int s = 0; s < p.stages; ++s) {
+    if (s == p.stage) continue;
+    const int i = static_cast<int>(k % 2) * p.stages + s;
+    SPW_ASSIGN_OR_RETURN(norm_recv_h_[i], transport_->StartRecv(&norm_recv_[i], sizeof(double),
+                                                                WorldRank(s), kNormTag));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PipelineStep::SendNorm(int64_t k, double sum_squares) {
+  const PipelinePlacement& p = placement_;
+  if (config_.gradient_clipping <= 0) return absl::OkStatus();
+  const int slot = static_cast<int>(k % 2);
+  for (int s = 0; s < p.stages; ++s) {
+    pipeline::PeerTransport::Handle& h = norm_send_h_[slot * p.stages + s];
+    if (h == 0) continue;
+    SPW_RETURN_IF_ERROR(transport_->Wait(h));
+    h = 0;
+  }
+  norm_send_[slot] = sum_squares;
+  for (int s = 0; s < p.stages; ++s) {
+    if (s == p.stage) continue;
+    SPW_ASSIGN_OR_RETURN(
+        norm_send_h_[slot * p.stages + s],
+        transport_->StartSend(&norm_send_[slot], sizeof(double), WorldRank(s), kNormTag));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<double> PipelineStep::EstimatedGlobalNorm(int64_t k, double own_sum_squares) {
+  const PipelinePlacement& p = placement_;
+  if (config_.gradient_clipping <= 0) return std::sqrt(own_sum_squares);
+  double sum = 0.0;
+  for (int s = 0; s < p.stages; ++s) {
+    if (s == p.stage) {
+      sum += own_sum_squares;
+      continue;
+    }
+    // Later stages finished step k before this one; earlier ones only step k - 1.
+    const int64_t theirs = s > p.stage ? k : k - 1;
+    if (theirs >= 0) {
+      const int i = static_cast<int>(theirs % 2) * p.stages + s;
+      SPW_RETURN_IF_ERROR(transport_->Wait(norm_recv_h_[i]));
+      norm_recv_h_[i] = 0;
+      peer_sum_squares_[s] = norm_recv_[i];
+    }
+    sum += peer_sum_squares_[s] >= 0 ? peer_sum_squares_[s] : own_sum_squares;
+  }
+  return std::sqrt(sum);
+}
+
+absl::Status PipelineStep::PostTiedRecv(int64_t k) {
+  const PipelinePlacement& p = placement_;
+  const bool first = p.stage == 0;
+  // The first stage receives the step's updated weights; the last stage the first stage's
+  // gradient of the step, which it adds one step later.
+  if (!first && k + 1 >= AsyncSteps()) return absl::OkStatus();
+  std::vector<float>& buf = tie_recv_[k % 2];
+  SPW_ASSIGN_OR_RETURN(tie_recv_h_[k % 2],
+                       transport_->StartRecv(buf.data(), buf.size() * sizeof(float),
+                                             WorldRank(first ? p.stages - 1 : 0),
+                                             first ? kTiedParamsTag : kTiedUnitTag));
+  return absl::OkStatus();
+}
+
+absl::Status PipelineStep::SendTied(int64_t k, const Buffer& source, int peer, int tag) {
   const int slot = static_cast<int>(k % 2);
   if (tie_send_h_[slot] != 0) SPW_RETURN_IF_ERROR(transport_->Wait(tie_send_h_[slot]));
+  tie_send_h_[slot] = 0;
   std::vector<float>& buf = tie_send_[slot];
-  ops_->CopyToHost(buf.data(), model_->unit(0).grads.data(), buf.size() * sizeof(float));
+  ops_->CopyToHost(buf.data(), source.data(), buf.size() * sizeof(float));
   SPW_RETURN_IF_ERROR(ops_->Synchronize());
-  SPW_ASSIGN_OR_RETURN(
-      tie_send_h_[slot],
-      transport_->StartSend(buf.data(), buf.size() * sizeof(float), WorldRank(0), kTiedUnitTag));
+  SPW_ASSIGN_OR_RETURN(tie_send_h_[slot],
+                       transport_->StartSend(buf.data(), buf.size() * sizeof(float), peer, tag));
   return absl::OkStatus();
+}
+
+absl::Status PipelineStep::SendTiedGrads(int64_t k) {
+  if (k + 1 >= AsyncSteps()) return absl::OkStatus();  // no update left to use it
+  return SendTied(k, model_->unit(0).grads, WorldRank(placement_.stages - 1), kTiedUnitTag);
 }
 
 absl::Status PipelineStep::AddTiedGrads(int64_t k) {
@@ -390,26 +480,11 @@ absl::Status PipelineStep::AddTiedGrads(int64_t k) {
 }
 
 absl::Status PipelineStep::SendTiedParams(int64_t k) {
-  const int slot = static_cast<int>(k % 2);
-  if (tie_send_h_[slot] != 0) SPW_RETURN_IF_ERROR(transport_->Wait(tie_send_h_[slot]));
-  std::vector<float>& buf = tie_send_[slot];
-  ops_->CopyToHost(buf.data(), model_->unit(0).params.data(), buf.size() * sizeof(float));
-  SPW_RETURN_IF_ERROR(ops_->Synchronize());
-  SPW_ASSIGN_OR_RETURN(tie_send_h_[slot],
-                       transport_->StartSend(buf.data(), buf.size() * sizeof(float),
-                                             WorldRank(placement_.stages - 1), kTiedParamsTag));
-  return absl::OkStatus();
+  return SendTied(k, model_->unit(0).params, WorldRank(0), kTiedParamsTag);
 }
 
 absl::Status PipelineStep::ReceiveTiedParams(int64_t k) {
-  const int slots = static_cast<int>(tie_recv_.size());
-  std::vector<float>& buf = tie_recv_[k % slots];
-  SPW_ASSIGN_OR_RETURN(
-      tie_recv_h_[k % slots],
-      transport_->StartRecv(buf.data(), buf.size() * sizeof(float), WorldRank(0), kTiedParamsTag));
-  const int64_t applied = k - tie_lag_;
-  if (applied < 0) return absl::OkStatus();
-  const int slot = static_cast<int>(applied % slots);
+  const int slot = static_cast<int>(k % 2);
   SPW_RETURN_IF_ERROR(transport_->Wait(tie_recv_h_[slot]));
   tie_recv_h_[slot] = 0;
   UnitState& unit = model_->unit(0);
@@ -420,7 +495,7 @@ absl::Status PipelineStep::ReceiveTiedParams(int64_t k) {
 absl::StatusOr<PipelineStep::Summary> PipelineStep::Finish(
     const std::vector<double>& local_losses) {
   SPW_RETURN_IF_ERROR(runner_->WaitSends());
-  for (auto* handles : {&tie_send_h_, &tie_recv_h_, &loss_send_h_}) {
+  for (auto* handles : {&tie_send_h_, &tie_recv_h_, &loss_send_h_, &norm_send_h_, &norm_recv_h_}) {
     for (pipeline::PeerTransport::Handle& h : *handles) {
       if (h == 0) continue;
       SPW_RETURN_IF_ERROR(transport_->Wait(h));
