@@ -17,7 +17,6 @@ constexpr int kGroupTag = 30001;
 constexpr int kTiedUnitTag = 3;
 constexpr int kTiedParamsTag = 4;
 constexpr int kLossTag = 5;
-constexpr int kNormTag = 6;
 
 // Per rank in the step's AllGather: gradient sum of squares, loss sum, busy and wall seconds.
 constexpr int kReportDoubles = 4;
@@ -140,11 +139,6 @@ absl::Status PipelineStep::Attach(Model& model, kernels::Ops& ops, BatchLoader& 
     tie_recv_.assign(2, std::vector<float>(n));
     tie_recv_h_.assign(2, 0);
   }
-  peer_sum_squares_.assign(p.stages, -1.0);
-  norm_send_.assign(2, 0.0);
-  norm_send_h_.assign(2 * p.stages, 0);
-  norm_recv_.assign(2 * p.stages, 0.0);
-  norm_recv_h_.assign(2 * p.stages, 0);
   loss_send_.assign(2, 0.0);
   loss_send_h_.assign(2, 0);
   return absl::OkStatus();
@@ -263,7 +257,6 @@ absl::StatusOr<PipelineStep::Result> PipelineStep::SyncStep(int64_t step, double
   for (int r = 0; r < world_.world_size(); ++r) {
     const double* theirs = all.data() + r * kReportDoubles;
     if (r / p.dp == p.stages - 1) loss += theirs[1];
-    if (r % p.dp == p.dp_index && pipemare()) peer_sum_squares_[r / p.dp] = theirs[0];
     if (r % p.dp != 0) continue;  // one replica: gradients are the same in all of them
     sum_squares += theirs[0];
     busy += theirs[2];
@@ -311,7 +304,6 @@ absl::StatusOr<PipelineStep::Result> PipelineStep::AsyncStep(int64_t step, doubl
   const bool first = p.stage == 0, last = p.stage == p.stages - 1;
   if (!async_started_) SPW_RETURN_IF_ERROR(BeginAsync());
   if (shares_embed_) SPW_RETURN_IF_ERROR(PostTiedRecv(k));
-  SPW_RETURN_IF_ERROR(PostNormRecvs(k));
   model_->ZeroGrads();
   runner_->set_weight_version(updates_);
   SPW_ASSIGN_OR_RETURN(const double loss_sum, runner_->RunThrough(chunk_end_[k], *this));
@@ -330,11 +322,11 @@ absl::StatusOr<PipelineStep::Result> PipelineStep::AsyncStep(int64_t step, doubl
   }
   SPW_ASSIGN_OR_RETURN(const double stage_sum_squares,
                        GradSumSquares(*model_, *ops_, update_units_));
-  SPW_RETURN_IF_ERROR(SendNorm(k, stage_sum_squares));
   result.grad_norm = std::sqrt(stage_sum_squares);
   result.utilization = timing.wall_s > 0 ? timing.busy_s / timing.wall_s : 0.0;
-  SPW_ASSIGN_OR_RETURN(const double global_norm, EstimatedGlobalNorm(k, stage_sum_squares));
-  const float clip = ClipScale(global_norm, config_.gradient_clipping);
+  // Each stage clips its own norm to max / sqrt(p), so the global norm stays <= max.
+  const float clip =
+      ClipScale(result.grad_norm, config_.gradient_clipping / std::sqrt(double(p.stages)));
   double stage_lr = lr;
   if (pm.lr_rescheduling) {
     const double progress = pm.lr_anneal_steps == 0
@@ -378,60 +370,6 @@ absl::StatusOr<double> PipelineStep::ReceiveLoss() {
     sum += theirs;
   }
   return sum / (static_cast<double>(m_) * p.dp);
-}
-
-absl::Status PipelineStep::PostNormRecvs(int64_t k) {
-  const PipelinePlacement& p = placement_;
-  if (config_.gradient_clipping <= 0) return absl::OkStatus();
-  for (int s = 0; s < p.stages; ++s) {
-    if (s == p.stage) continue;
-    const int i = static_cast<int>(k % 2) * p.stages + s;
-    SPW_ASSIGN_OR_RETURN(norm_recv_h_[i], transport_->StartRecv(&norm_recv_[i], sizeof(double),
-                                                                WorldRank(s), kNormTag));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status PipelineStep::SendNorm(int64_t k, double sum_squares) {
-  const PipelinePlacement& p = placement_;
-  if (config_.gradient_clipping <= 0) return absl::OkStatus();
-  const int slot = static_cast<int>(k % 2);
-  for (int s = 0; s < p.stages; ++s) {
-    pipeline::PeerTransport::Handle& h = norm_send_h_[slot * p.stages + s];
-    if (h == 0) continue;
-    SPW_RETURN_IF_ERROR(transport_->Wait(h));
-    h = 0;
-  }
-  norm_send_[slot] = sum_squares;
-  for (int s = 0; s < p.stages; ++s) {
-    if (s == p.stage) continue;
-    SPW_ASSIGN_OR_RETURN(
-        norm_send_h_[slot * p.stages + s],
-        transport_->StartSend(&norm_send_[slot], sizeof(double), WorldRank(s), kNormTag));
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<double> PipelineStep::EstimatedGlobalNorm(int64_t k, double own_sum_squares) {
-  const PipelinePlacement& p = placement_;
-  if (config_.gradient_clipping <= 0) return std::sqrt(own_sum_squares);
-  double sum = 0.0;
-  for (int s = 0; s < p.stages; ++s) {
-    if (s == p.stage) {
-      sum += own_sum_squares;
-      continue;
-    }
-    // Later stages finished step k before this one; earlier ones only step k - 1.
-    const int64_t theirs = s > p.stage ? k : k - 1;
-    if (theirs >= 0) {
-      const int i = static_cast<int>(theirs % 2) * p.stages + s;
-      SPW_RETURN_IF_ERROR(transport_->Wait(norm_recv_h_[i]));
-      norm_recv_h_[i] = 0;
-      peer_sum_squares_[s] = norm_recv_[i];
-    }
-    sum += peer_sum_squares_[s] >= 0 ? peer_sum_squares_[s] : own_sum_squares;
-  }
-  return std::sqrt(sum);
 }
 
 absl::Status PipelineStep::PostTiedRecv(int64_t k) {
@@ -495,7 +433,7 @@ absl::Status PipelineStep::ReceiveTiedParams(int64_t k) {
 absl::StatusOr<PipelineStep::Summary> PipelineStep::Finish(
     const std::vector<double>& local_losses) {
   SPW_RETURN_IF_ERROR(runner_->WaitSends());
-  for (auto* handles : {&tie_send_h_, &tie_recv_h_, &loss_send_h_, &norm_send_h_, &norm_recv_h_}) {
+  for (auto* handles : {&tie_send_h_, &tie_recv_h_, &loss_send_h_}) {
     for (pipeline::PeerTransport::Handle& h : *handles) {
       if (h == 0) continue;
       SPW_RETURN_IF_ERROR(transport_->Wait(h));

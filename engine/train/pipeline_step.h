@@ -9,10 +9,10 @@
 // two gradients of the embed Unit, so both copies take the same update.
 // PipeMare never flushes: one 1F1B list runs for the whole run, cut at each stage's update,
 // so each stage updates as soon as its step's gradients are done, with no collective across
-// stages: T1 and T2 (docs/pipeline.md); clipping on a global norm assembled from the other
-// stages' latest sums of squares (sent without blocking); for the tied head the embed Unit is
-// updated by the last stage alone (with the first stage's gradient of the step before), whose
-// new weights replace the first stage's copy at the end of the first stage's same step.
+// stages: its own gradient norm for clipping, T1 and T2 (docs/pipeline.md), and for the tied
+// head the embed Unit is updated by the last stage alone (with the first stage's gradient of the
+// step before), whose new weights replace the first stage's copy at the end of the first stage's
+// same step.
 #pragma once
 
 #include <cstdint>
@@ -130,12 +130,6 @@ class PipelineStep final : public pipeline::StageCompute {
   // The last stage's loss sums of step k to rank 0, which averages them.
   absl::Status SendLoss(int64_t k, double loss_sum);
   absl::StatusOr<double> ReceiveLoss();
-  // Clipping norm: every stage sends its step's sum of squares to the replica's other stages;
-  // a stage's estimate of the global norm at step k adds its own, the later stages' of step k
-  // and the earlier stages' of step k - 1 (the latest each has finished without waiting).
-  absl::Status PostNormRecvs(int64_t k);
-  absl::Status SendNorm(int64_t k, double sum_squares);
-  absl::StatusOr<double> EstimatedGlobalNorm(int64_t k, double own_sum_squares);
   // T2 around AdamW: delta <- gamma delta + (1 - gamma)(w_new - w_old).
   void DiscrepancyBeforeUpdate();
   void DiscrepancyAfterUpdate();
@@ -175,9 +169,6 @@ class PipelineStep final : public pipeline::StageCompute {
   std::vector<double> loss_send_;
   std::vector<pipeline::PeerTransport::Handle> loss_send_h_;
   std::vector<float> tied_mine_, tied_theirs_;
-  std::vector<double> peer_sum_squares_;       // per stage: the latest sum of squares received
-  std::vector<double> norm_send_, norm_recv_;  // by step % 2 (receives: then by stage)
-  std::vector<pipeline::PeerTransport::Handle> norm_send_h_, norm_recv_h_;
   double busy_s_ = 0.0, wall_s_ = 0.0;  // over the run
 };
 
