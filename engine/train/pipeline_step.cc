@@ -38,10 +38,6 @@ int PipeMareDelay(int stages, int stage, int micro_batches) {
   return (stages - 1 - stage + micro_batches - 1) / micro_batches;
 }
 
-int PipeMareTiedLag(int stages, int micro_batches) {
-  return (stages + micro_batches - 1) / micro_batches;
-}
-
 std::vector<double> EstimatedUnitCosts(const ModelConfig& model) {
   const std::vector<UnitLayout> layouts =
       model.type == "llama" ? LlamaLayouts(model) : Gpt2Layouts(model);
@@ -105,8 +101,11 @@ absl::Status PipelineStep::Attach(Model& model, kernels::Ops& ops, BatchLoader& 
       StageUnits(model.config(), p.partition.begin(p.stages - 1), p.partition.end(p.stages - 1));
   shares_embed_ = (p.stage == 0 || p.stage == p.stages - 1) &&
                   std::find(last_uses.begin(), last_uses.end(), 0) != last_uses.end();
-  // PipeMare: the first stage alone updates a shared embed Unit.
-  update_units_ = pipemare() ? owned_units_ : held_units_;
+  // PipeMare: the last stage alone updates a shared embed Unit.
+  update_units_ = held_units_;
+  if (pipemare() && shares_embed_ && p.stage == 0) {
+    std::erase(update_units_, 0);
+  }
   int in_flight = 0;
   for (pipeline::Schedule schedule : {pipeline::Schedule::kGPipe, pipeline::Schedule::kOneFOneB}) {
     // The list PipeMare runs is 1F1B's over more micro-batches: as many in flight as p - s.
@@ -124,7 +123,7 @@ absl::Status PipelineStep::Attach(Model& model, kernels::Ops& ops, BatchLoader& 
   correcting_ = pm.discrepancy_correction && tau_ > 0;
   gamma_ = static_cast<float>(std::pow(pm.discrepancy_decay, 1.0 / std::max(tau_, 1)));
   if (correcting_) {
-    for (int u : update_units_) {
+    for (int u : owned_units_) {
       if (!model.unit(u).params.on_host()) {
         return absl::FailedPreconditionError(
             "pipeline.pipemare.discrepancy_correction needs the parameters in host memory "
@@ -133,14 +132,12 @@ absl::Status PipelineStep::Attach(Model& model, kernels::Ops& ops, BatchLoader& 
       delta_.emplace_back(model.unit(u).numel(), 0.0f);
     }
   }
-  tie_lag_ = PipeMareTiedLag(p.stages, m_);
   if (shares_embed_) {
     const size_t n = model.unit(0).grads.bytes() / sizeof(float);
-    const bool last = p.stage == p.stages - 1;
     tie_send_.assign(2, std::vector<float>(n));
     tie_send_h_.assign(2, 0);
-    tie_recv_.assign(last ? tie_lag_ + 1 : 2, std::vector<float>(n));
-    tie_recv_h_.assign(tie_recv_.size(), 0);
+    tie_recv_.assign(2, std::vector<float>(n));
+    tie_recv_h_.assign(2, 0);
   }
   loss_send_.assign(2, 0.0);
   loss_send_h_.assign(2, 0);
@@ -186,24 +183,24 @@ void PipelineStep::Backward(int mb, const float* output_grad, bool last) {
 const float* PipelineStep::InputGrad() const { return model_->InputGrad(); }
 
 void PipelineStep::ShiftWeights(float factor) {
-  for (size_t i = 0; i < update_units_.size(); ++i) {
-    float* w = model_->unit(update_units_[i]).params.as<float>();
+  for (size_t i = 0; i < owned_units_.size(); ++i) {
+    float* w = model_->unit(owned_units_[i]).params.as<float>();
     const std::vector<float>& d = delta_[i];
     for (size_t e = 0; e < d.size(); ++e) w[e] += factor * d[e];
   }
 }
 
 void PipelineStep::DiscrepancyBeforeUpdate() {
-  for (size_t i = 0; i < update_units_.size(); ++i) {
-    const float* w = model_->unit(update_units_[i]).params.as<float>();
+  for (size_t i = 0; i < owned_units_.size(); ++i) {
+    const float* w = model_->unit(owned_units_[i]).params.as<float>();
     std::vector<float>& d = delta_[i];
     for (size_t e = 0; e < d.size(); ++e) d[e] = gamma_ * d[e] - (1.0f - gamma_) * w[e];
   }
 }
 
 void PipelineStep::DiscrepancyAfterUpdate() {
-  for (size_t i = 0; i < update_units_.size(); ++i) {
-    const float* w = model_->unit(update_units_[i]).params.as<float>();
+  for (size_t i = 0; i < owned_units_.size(); ++i) {
+    const float* w = model_->unit(owned_units_[i]).params.as<float>();
     std::vector<float>& d = delta_[i];
     for (size_t e = 0; e < d.size(); ++e) d[e] += (1.0f - gamma_) * w[e];
   }
@@ -281,32 +278,32 @@ absl::StatusOr<PipelineStep::Result> PipelineStep::SyncStep(int64_t step, double
   return result;
 }
 
+absl::Status PipelineStep::BeginAsync() {
+  const PipelinePlacement& p = placement_;
+  const PipeMareConfig& pm = config_.pipeline.pipemare;
+  const int64_t total = (config_.trainer.steps - pm.warmup_steps) * m_;
+  std::vector<pipeline::Action> actions = pipeline::StageActions(
+      pipeline::Schedule::kOneFOneB, p.stages, static_cast<int>(total), p.stage);
+  // Each step's piece ends with the backward (and its send) of its last micro-batch.
+  for (size_t i = 0; i < actions.size(); ++i) {
+    const pipeline::Action& a = actions[i];
+    const bool ends_backward = a.kind == pipeline::ActionKind::kSendGradient ||
+                               (a.kind == pipeline::ActionKind::kBackward && p.stage == 0);
+    if (ends_backward && (a.micro_batch + 1) % m_ == 0) chunk_end_.push_back(i + 1);
+  }
+  base_ = pm.warmup_steps * m_;
+  SPW_RETURN_IF_ERROR(runner_->Begin(std::move(actions)));
+  async_started_ = true;
+  return absl::OkStatus();
+}
+
 absl::StatusOr<PipelineStep::Result> PipelineStep::AsyncStep(int64_t step, double lr) {
   const PipelinePlacement& p = placement_;
   const PipeMareConfig& pm = config_.pipeline.pipemare;
   const int64_t k = step - 1 - pm.warmup_steps;  // the asynchronous step, from 0
   const bool first = p.stage == 0, last = p.stage == p.stages - 1;
-  if (!async_started_) {
-    const int64_t total = (config_.trainer.steps - pm.warmup_steps) * m_;
-    std::vector<pipeline::Action> actions = pipeline::StageActions(
-        pipeline::Schedule::kOneFOneB, p.stages, static_cast<int>(total), p.stage);
-    // Each step's piece ends with the backward (and its send) of its last micro-batch.
-    for (size_t i = 0; i < actions.size(); ++i) {
-      const pipeline::Action& a = actions[i];
-      const bool ends_backward = a.kind == pipeline::ActionKind::kSendGradient ||
-                                 (a.kind == pipeline::ActionKind::kBackward && first);
-      if (ends_backward && (a.micro_batch + 1) % m_ == 0) chunk_end_.push_back(i + 1);
-    }
-    base_ = pm.warmup_steps * m_;
-    SPW_RETURN_IF_ERROR(runner_->Begin(std::move(actions)));
-    async_started_ = true;
-  }
-  if (first && shares_embed_) {
-    std::vector<float>& buf = tie_recv_[k % 2];
-    SPW_ASSIGN_OR_RETURN(tie_recv_h_[k % 2],
-                         transport_->StartRecv(buf.data(), buf.size() * sizeof(float),
-                                               WorldRank(p.stages - 1), kTiedUnitTag));
-  }
+  if (!async_started_) SPW_RETURN_IF_ERROR(BeginAsync());
+  if (shares_embed_) SPW_RETURN_IF_ERROR(PostTiedRecv(k));
   model_->ZeroGrads();
   runner_->set_weight_version(updates_);
   SPW_ASSIGN_OR_RETURN(const double loss_sum, runner_->RunThrough(chunk_end_[k], *this));
@@ -316,29 +313,15 @@ absl::StatusOr<PipelineStep::Result> PipelineStep::AsyncStep(int64_t step, doubl
   busy_s_ += timing.busy_s;
   wall_s_ += timing.wall_s;
 
-  if (last && shares_embed_) SPW_RETURN_IF_ERROR(SendTiedGrads(k));
+  if (first && shares_embed_) SPW_RETURN_IF_ERROR(SendTiedGrads(k));
+  if (last && shares_embed_ && k > 0) SPW_RETURN_IF_ERROR(AddTiedGrads(k - 1));
   Result result;
-  if (last) {
-    const int slot = static_cast<int>(k % 2);
-    if (loss_send_h_[slot] != 0) SPW_RETURN_IF_ERROR(transport_->Wait(loss_send_h_[slot]));
-    loss_send_[slot] = loss_sum;
-    SPW_ASSIGN_OR_RETURN(loss_send_h_[slot],
-                         transport_->StartSend(&loss_send_[slot], sizeof(double), 0, kLossTag));
-  }
-  if (first && shares_embed_) SPW_RETURN_IF_ERROR(AddTiedGrads(k));
+  if (last) SPW_RETURN_IF_ERROR(SendLoss(k, loss_sum));
   if (world_.rank() == 0) {
-    double sum = 0.0;
-    for (int d = 0; d < p.dp; ++d) {
-      double theirs = 0.0;
-      SPW_ASSIGN_OR_RETURN(auto h, transport_->StartRecv(&theirs, sizeof(double),
-                                                         (p.stages - 1) * p.dp + d, kLossTag));
-      SPW_RETURN_IF_ERROR(transport_->Wait(h));
-      sum += theirs;
-    }
-    result.loss = sum / (static_cast<double>(m_) * p.dp);
+    SPW_ASSIGN_OR_RETURN(result.loss, ReceiveLoss());
   }
   SPW_ASSIGN_OR_RETURN(const double stage_sum_squares,
-                       GradSumSquares(*model_, *ops_, owned_units_));
+                       GradSumSquares(*model_, *ops_, update_units_));
   result.grad_norm = std::sqrt(stage_sum_squares);
   result.utilization = timing.wall_s > 0 ? timing.busy_s / timing.wall_s : 0.0;
   // Each stage clips its own norm to max / sqrt(p), so the global norm stays <= max.
@@ -354,25 +337,70 @@ absl::StatusOr<PipelineStep::Result> PipelineStep::AsyncStep(int64_t step, doubl
   if (correcting_) DiscrepancyBeforeUpdate();
   SPW_RETURN_IF_ERROR(AdamWStep(*model_, *ops_, *dp_group_, config_.optimizer, stage_lr, clip, step,
                                 update_units_));
+  if (last && shares_embed_) SPW_RETURN_IF_ERROR(SendTiedParams(k));
+  if (first && shares_embed_) SPW_RETURN_IF_ERROR(ReceiveTiedParams(k));
   if (correcting_) DiscrepancyAfterUpdate();
   ++updates_;
-  if (first && shares_embed_) SPW_RETURN_IF_ERROR(SendTiedParams(k));
-  if (last && shares_embed_) SPW_RETURN_IF_ERROR(ReceiveTiedParams(k));
   residency_->InvalidateParams();
   SPW_RETURN_IF_ERROR(ops_->Synchronize());
   return result;
 }
 
-absl::Status PipelineStep::SendTiedGrads(int64_t k) {
+int64_t PipelineStep::AsyncSteps() const {
+  return config_.trainer.steps - config_.pipeline.pipemare.warmup_steps;
+}
+
+absl::Status PipelineStep::SendLoss(int64_t k, double loss_sum) {
+  const int slot = static_cast<int>(k % 2);
+  if (loss_send_h_[slot] != 0) SPW_RETURN_IF_ERROR(transport_->Wait(loss_send_h_[slot]));
+  loss_send_[slot] = loss_sum;
+  SPW_ASSIGN_OR_RETURN(loss_send_h_[slot],
+                       transport_->StartSend(&loss_send_[slot], sizeof(double), 0, kLossTag));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<double> PipelineStep::ReceiveLoss() {
+  const PipelinePlacement& p = placement_;
+  double sum = 0.0;
+  for (int d = 0; d < p.dp; ++d) {
+    double theirs = 0.0;
+    SPW_ASSIGN_OR_RETURN(auto h, transport_->StartRecv(&theirs, sizeof(double),
+                                                       (p.stages - 1) * p.dp + d, kLossTag));
+    SPW_RETURN_IF_ERROR(transport_->Wait(h));
+    sum += theirs;
+  }
+  return sum / (static_cast<double>(m_) * p.dp);
+}
+
+absl::Status PipelineStep::PostTiedRecv(int64_t k) {
+  const PipelinePlacement& p = placement_;
+  const bool first = p.stage == 0;
+  // The first stage receives the step's updated weights; the last stage the first stage's
+  // gradient of the step, which it adds one step later.
+  if (!first && k + 1 >= AsyncSteps()) return absl::OkStatus();
+  std::vector<float>& buf = tie_recv_[k % 2];
+  SPW_ASSIGN_OR_RETURN(tie_recv_h_[k % 2],
+                       transport_->StartRecv(buf.data(), buf.size() * sizeof(float),
+                                             WorldRank(first ? p.stages - 1 : 0),
+                                             first ? kTiedParamsTag : kTiedUnitTag));
+  return absl::OkStatus();
+}
+
+absl::Status PipelineStep::SendTied(int64_t k, const Buffer& source, int peer, int tag) {
   const int slot = static_cast<int>(k % 2);
   if (tie_send_h_[slot] != 0) SPW_RETURN_IF_ERROR(transport_->Wait(tie_send_h_[slot]));
+  tie_send_h_[slot] = 0;
   std::vector<float>& buf = tie_send_[slot];
-  ops_->CopyToHost(buf.data(), model_->unit(0).grads.data(), buf.size() * sizeof(float));
+  ops_->CopyToHost(buf.data(), source.data(), buf.size() * sizeof(float));
   SPW_RETURN_IF_ERROR(ops_->Synchronize());
-  SPW_ASSIGN_OR_RETURN(
-      tie_send_h_[slot],
-      transport_->StartSend(buf.data(), buf.size() * sizeof(float), WorldRank(0), kTiedUnitTag));
+  SPW_ASSIGN_OR_RETURN(tie_send_h_[slot],
+                       transport_->StartSend(buf.data(), buf.size() * sizeof(float), peer, tag));
   return absl::OkStatus();
+}
+
+absl::Status PipelineStep::SendTiedGrads(int64_t k) {
+  if (k + 1 >= AsyncSteps()) return absl::OkStatus();  // no update left to use it
+  return SendTied(k, model_->unit(0).grads, WorldRank(placement_.stages - 1), kTiedUnitTag);
 }
 
 absl::Status PipelineStep::AddTiedGrads(int64_t k) {
@@ -390,26 +418,11 @@ absl::Status PipelineStep::AddTiedGrads(int64_t k) {
 }
 
 absl::Status PipelineStep::SendTiedParams(int64_t k) {
-  const int slot = static_cast<int>(k % 2);
-  if (tie_send_h_[slot] != 0) SPW_RETURN_IF_ERROR(transport_->Wait(tie_send_h_[slot]));
-  std::vector<float>& buf = tie_send_[slot];
-  ops_->CopyToHost(buf.data(), model_->unit(0).params.data(), buf.size() * sizeof(float));
-  SPW_RETURN_IF_ERROR(ops_->Synchronize());
-  SPW_ASSIGN_OR_RETURN(tie_send_h_[slot],
-                       transport_->StartSend(buf.data(), buf.size() * sizeof(float),
-                                             WorldRank(placement_.stages - 1), kTiedParamsTag));
-  return absl::OkStatus();
+  return SendTied(k, model_->unit(0).params, WorldRank(0), kTiedParamsTag);
 }
 
 absl::Status PipelineStep::ReceiveTiedParams(int64_t k) {
-  const int slots = static_cast<int>(tie_recv_.size());
-  std::vector<float>& buf = tie_recv_[k % slots];
-  SPW_ASSIGN_OR_RETURN(
-      tie_recv_h_[k % slots],
-      transport_->StartRecv(buf.data(), buf.size() * sizeof(float), WorldRank(0), kTiedParamsTag));
-  const int64_t applied = k - tie_lag_;
-  if (applied < 0) return absl::OkStatus();
-  const int slot = static_cast<int>(applied % slots);
+  const int slot = static_cast<int>(k % 2);
   SPW_RETURN_IF_ERROR(transport_->Wait(tie_recv_h_[slot]));
   tie_recv_h_[slot] = 0;
   UnitState& unit = model_->unit(0);

@@ -10,8 +10,9 @@
 // PipeMare never flushes: one 1F1B list runs for the whole run, cut at each stage's update,
 // so each stage updates as soon as its step's gradients are done, with no collective across
 // stages: its own gradient norm for clipping, T1 and T2 (docs/pipeline.md), and for the tied
-// head the embed Unit is updated by the first stage alone (with the last stage's gradient),
-// whose new weights reach the last stage's copy a fixed number of steps later.
+// head the embed Unit is updated by the last stage alone (with the first stage's gradient of the
+// step before), whose new weights replace the first stage's copy at the end of the first stage's
+// same step.
 #pragma once
 
 #include <cstdint>
@@ -51,13 +52,6 @@ std::vector<double> EstimatedUnitCosts(const ModelConfig& model);
 // PipeMare's delay of stage `stage`: tau = ceil((stages - 1 - stage) / micro_batches) updates
 // between the weights of a step's first forward on the stage and those of its backward.
 int PipeMareDelay(int stages, int stage, int micro_batches);
-
-// PipeMare with GPT-2's tied head: the last stage's copy of the embed Unit takes the first
-// stage's weights of step k at the end of its own step k + ceil(stages / micro_batches), the
-// least lag at which the last stage need not wait for them (the update of step k needs the
-// step's last gradient to travel back over stages - 1 stages, while the last stage runs
-// micro_batches micro-batches per step).
-int PipeMareTiedLag(int stages, int micro_batches);
 
 class PipelineStep final : public pipeline::StageCompute {
  public:
@@ -119,18 +113,27 @@ class PipelineStep final : public pipeline::StageCompute {
   std::vector<int32_t>& Tokens(int64_t global, bool targets);
   absl::StatusOr<Result> SyncStep(int64_t step, double lr);
   absl::StatusOr<Result> AsyncStep(int64_t step, double lr);
+  // PipeMare: builds the run's list and its cuts at the updates.
+  absl::Status BeginAsync();
+  int64_t AsyncSteps() const;
   // First and last stage: add their gradients of the shared embed Unit.
   absl::Status ReduceTiedUnit();
-  // PipeMare's tied head: the last stage's embed gradient to the first stage, the first
-  // stage's updated embed weights back, `tie_lag_` steps later.
+  // PipeMare's tied head, asynchronous step k: the first stage's embed gradient goes to the
+  // last stage, which adds it to its own of step k + 1; the last stage's updated embed weights
+  // go to the first stage, which takes them at the end of its step k.
+  absl::Status PostTiedRecv(int64_t k);
+  absl::Status SendTied(int64_t k, const Buffer& source, int peer, int tag);
   absl::Status SendTiedGrads(int64_t k);
   absl::Status AddTiedGrads(int64_t k);
   absl::Status SendTiedParams(int64_t k);
   absl::Status ReceiveTiedParams(int64_t k);
+  // The last stage's loss sums of step k to rank 0, which averages them.
+  absl::Status SendLoss(int64_t k, double loss_sum);
+  absl::StatusOr<double> ReceiveLoss();
   // T2 around AdamW: delta <- gamma delta + (1 - gamma)(w_new - w_old).
   void DiscrepancyBeforeUpdate();
   void DiscrepancyAfterUpdate();
-  // w += factor * delta over the updated Units.
+  // w += factor * delta over the stage's own Units.
   void ShiftWeights(float factor);
 
   const Config& config_;
@@ -160,8 +163,7 @@ class PipelineStep final : public pipeline::StageCompute {
   int shift_ = 0;            // T2: the updates the running backward's weights are moved back by
   bool correcting_ = false;  // T2 active for this stage
   float gamma_ = 0.0f;
-  std::vector<std::vector<float>> delta_;  // T2's EMA, per updated Unit (host)
-  int tie_lag_ = 0;
+  std::vector<std::vector<float>> delta_;  // T2's EMA, per owned Unit (host)
   std::vector<std::vector<float>> tie_send_, tie_recv_;
   std::vector<pipeline::PeerTransport::Handle> tie_send_h_, tie_recv_h_;
   std::vector<double> loss_send_;

@@ -277,6 +277,36 @@ TEST(PipeMareTest, ReplicasOfAStageStayEqual) {
   for (double loss : trainer->step_losses()) EXPECT_GT(loss, 0.0);
 }
 
+// PipeMare on all ranks as stages: the last stage updates GPT-2's shared embed Unit and the
+// first stage takes its weights at the end of the same step, so after the last step the two
+// copies are bitwise equal.
+TEST(PipeMareTest, TiedEmbedCopiesEndEqual) {
+  const int stages = World().world_size();
+  if (stages < 2) GTEST_SKIP() << "needs 2 or more ranks";
+  PipelineRun run;
+  run.stages = stages;
+  run.schedule = "pipemare";
+  run.micro_batches = 2;
+  run.pipemare.warmup_steps = 1;
+  run.steps = 6;
+  auto trainer = MakeTrainer(ConfigJson(run, false), World());
+  ASSERT_TRUE(trainer != nullptr);
+  {
+    absl::Status trained = trainer->Train();
+    ASSERT_TRUE(trained.ok()) << trained;
+  }
+  std::vector<float> embed(trainer->model().unit(0).numel(), 0.0f);
+  if (trainer->model().holds(0)) {
+    absl::StatusOr<std::vector<float>> params = trainer->StoredParams(0);
+    ASSERT_TRUE(params.ok());
+    embed = *std::move(params);
+  }
+  std::vector<float> all(embed.size() * stages);
+  ASSERT_TRUE(World().AllGather(embed.data(), all.data(), embed.size()).ok());
+  const float* last = all.data() + embed.size() * (stages - 1);
+  EXPECT_EQ(std::memcmp(all.data(), last, embed.size() * sizeof(float)), 0);
+}
+
 // examples/tiny (its model, data, 600 steps, learning-rate schedule and clipping) in 4 stages
 // with kTinyMicroBatches micro-batches per update, after kTinyWarmupSteps synchronous steps:
 // the synchronous schedule (GPipe), PipeMare with T1 and T2, and plain asynchrony (neither).
