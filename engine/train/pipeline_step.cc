@@ -281,7 +281,7 @@ absl::StatusOr<PipelineStep::Result> PipelineStep::SyncStep(int64_t step, double
 absl::Status PipelineStep::BeginAsync() {
   const PipelinePlacement& p = placement_;
   const PipeMareConfig& pm = config_.pipeline.pipemare;
-  const int64_t total = (config_.trainer.steps - pm.warmup_steps) * m_;
+  const int64_t total = AsyncSteps() * m_;
   std::vector<pipeline::Action> actions = pipeline::StageActions(
       pipeline::Schedule::kOneFOneB, p.stages, static_cast<int>(total), p.stage);
   // Each step's piece ends with the backward (and its send) of its last micro-batch.

@@ -107,6 +107,15 @@ std::unique_ptr<Trainer> MakeTrainer(const std::string& json, Communicator& comm
   return trainer.ok() ? std::move(trainer).value() : nullptr;
 }
 
+// A pipelined run of `run` on all ranks, trained; null (with a test failure) if it failed.
+std::unique_ptr<Trainer> TrainPipelined(const PipelineRun& run) {
+  auto trainer = MakeTrainer(ConfigJson(run, false), World());
+  if (trainer == nullptr) return nullptr;
+  absl::Status trained = trainer->Train();
+  EXPECT_TRUE(trained.ok()) << trained;
+  return trained.ok() ? std::move(trainer) : nullptr;
+}
+
 double RelL2(const std::vector<float>& a, const std::vector<float>& b) {
   double diff = 0, norm = 0;
   for (size_t i = 0; i < a.size(); ++i) {
@@ -215,12 +224,8 @@ void ExpectScriptedDelays(int micro_batches) {
   run.micro_batches = micro_batches;
   run.pipemare.warmup_steps = 1;
   run.steps = 7;
-  auto trainer = MakeTrainer(ConfigJson(run, false), World());
+  auto trainer = TrainPipelined(run);
   ASSERT_TRUE(trainer != nullptr);
-  {
-    absl::Status trained = trainer->Train();
-    ASSERT_TRUE(trained.ok()) << trained;
-  }
   const int s = World().rank(), w = stages - 1 - s, m = micro_batches;
   const std::vector<int64_t>& fwd = trainer->pipeline_step()->forward_versions();
   const std::vector<int64_t>& bwd = trainer->pipeline_step()->backward_versions();
@@ -251,12 +256,8 @@ TEST(PipeMareTest, ReplicasOfAStageStayEqual) {
   run.micro_batches = 2;
   run.pipemare.warmup_steps = 1;
   run.steps = 6;
-  auto trainer = MakeTrainer(ConfigJson(run, false), World());
+  auto trainer = TrainPipelined(run);
   ASSERT_TRUE(trainer != nullptr);
-  {
-    absl::Status trained = trainer->Train();
-    ASSERT_TRUE(trained.ok()) << trained;
-  }
   uint64_t hash = 1469598103934665603ull;  // FNV-1a over the held parameters' bytes
   for (int u = 0; u < trainer->model().num_units(); ++u) {
     if (!trainer->model().holds(u)) continue;
@@ -289,12 +290,8 @@ TEST(PipeMareTest, TiedEmbedCopiesEndEqual) {
   run.micro_batches = 2;
   run.pipemare.warmup_steps = 1;
   run.steps = 6;
-  auto trainer = MakeTrainer(ConfigJson(run, false), World());
+  auto trainer = TrainPipelined(run);
   ASSERT_TRUE(trainer != nullptr);
-  {
-    absl::Status trained = trainer->Train();
-    ASSERT_TRUE(trained.ok()) << trained;
-  }
   std::vector<float> embed(trainer->model().unit(0).numel(), 0.0f);
   if (trainer->model().holds(0)) {
     absl::StatusOr<std::vector<float>> params = trainer->StoredParams(0);
