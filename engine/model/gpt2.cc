@@ -118,12 +118,9 @@ absl::StatusOr<std::unique_ptr<Gpt2>> Gpt2::Create(const ModelConfig& config, in
 
 absl::Status Gpt2::InitParams(uint64_t seed) {
   const double residual_std = config_.init_std / std::sqrt(2.0 * config_.n_layer);
-  for (int u = 0; u < num_units(); ++u) {
-    if (!holds(u)) continue;
-    UnitState& unit = units_[u];
+  return InitUnitsParallel([&](int u, std::vector<float>& host) {
     Rng rng(seed, static_cast<uint64_t>(u));
-    std::vector<float> host(unit.numel(), 0.0f);
-    for (const TensorSpec& t : unit.layout.tensors()) {
+    for (const TensorSpec& t : units_[u].layout.tensors()) {
       float* p = host.data() + t.offset;
       const bool is_norm_weight =
           t.name.find("ln_") != std::string::npos && t.name.ends_with(".weight");
@@ -138,9 +135,7 @@ absl::Status Gpt2::InitParams(uint64_t seed) {
           p[i] = static_cast<float>(std * rng.Normal());
       }
     }
-    SPW_RETURN_IF_ERROR(SetUnitParams(u, host));
-  }
-  return absl::OkStatus();
+  });
 }
 
 void Gpt2::ForwardUnits(int first, int end, const int32_t* inputs, const int32_t* targets,

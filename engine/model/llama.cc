@@ -153,12 +153,9 @@ absl::StatusOr<std::unique_ptr<Llama>> Llama::Create(
 }
 
 absl::Status Llama::InitParams(uint64_t seed) {
-  for (int u = 0; u < num_units(); ++u) {
-    if (!holds(u)) continue;
-    UnitState& unit = units_[u];
+  return InitUnitsParallel([&](int u, std::vector<float>& host) {
     Rng rng(seed, static_cast<uint64_t>(u));
-    std::vector<float> host(unit.numel(), 0.0f);
-    for (const TensorSpec& t : unit.layout.tensors()) {
+    for (const TensorSpec& t : units_[u].layout.tensors()) {
       float* p = host.data() + t.offset;
       if (t.shape.size() == 1) {  // RMSNorm weights
         for (size_t i = 0; i < t.numel; ++i) p[i] = 1.0f;
@@ -171,9 +168,7 @@ absl::Status Llama::InitParams(uint64_t seed) {
         p[i] = static_cast<float>(config_.init_std * rng.Normal());
       }
     }
-    SPW_RETURN_IF_ERROR(SetUnitParams(u, host));
-  }
-  return absl::OkStatus();
+  });
 }
 
 void Llama::ForwardUnits(int first, int end, const int32_t* inputs, const int32_t* targets,

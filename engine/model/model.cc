@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
@@ -56,6 +57,30 @@ absl::Status Model::SetUnitParams(int u, std::span<const float> whole) {
   ops_->CopyToBackend(unit.params.as<float>() + unit.param_index(begin), whole.data() + begin,
                       (end - begin) * sizeof(float));
   return ops_->Synchronize();
+}
+
+absl::Status Model::InitUnitsParallel(const std::function<void(int, std::vector<float>&)>& fill) {
+  std::vector<int> held;
+  for (int u = 0; u < num_units(); ++u) {
+    if (holds(u)) held.push_back(u);
+  }
+  // A wave holds one host copy per thread of its Units.
+  const size_t wave = std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 16);
+  for (size_t first = 0; first < held.size(); first += wave) {
+    const size_t n = std::min(wave, held.size() - first);
+    std::vector<std::vector<float>> hosts(n);
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < n; ++i) {
+      threads.emplace_back([&, i] {
+        const int u = held[first + i];
+        hosts[i].assign(units_[u].numel(), 0.0f);
+        fill(u, hosts[i]);
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    for (size_t i = 0; i < n; ++i) SPW_RETURN_IF_ERROR(SetUnitParams(held[first + i], hosts[i]));
+  }
+  return absl::OkStatus();
 }
 
 float Model::ForwardUnitsLoss(int first, int end, const int32_t* inputs, const int32_t* targets,

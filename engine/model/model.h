@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -130,6 +131,10 @@ class Model {
   void AcquireGrads(int u);
   void ReleaseGrads(int u);
   void BeginPass(UnitResidency::Pass pass, bool last_backward = false);
+  // Sets every held Unit's parameters to what fill(u, host) writes into `host` (unit(u).numel()
+  // floats, zeroed). Units are filled in parallel on the host, a few at a time (each fill must
+  // depend on u only), and set in Unit order.
+  absl::Status InitUnitsParallel(const std::function<void(int, std::vector<float>&)>& fill);
   // Adds the mean over non-ignored targets (>= 0; host memory) of the per-token `losses`
   // (backend memory, n of them, 0 where ignored) to *loss_sum (backend memory); sets *valid
   // to the number counted. Does not wait.
