@@ -90,4 +90,4 @@ for model in ${MODELS:-1.5b 3.8b}; do
     fi
   done
 done
-grep -hE "^memory|^optimizer offloaded" "$out"/offload_*.log | sort -u >"$out/offload_memory.txt"
+grep -hE "^memory|offloaded to" "$out"/offload_*.log | sort -u >"$out/offload_memory.txt"

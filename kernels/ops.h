@@ -60,7 +60,8 @@ class Ops {
   virtual void* native_stream() { return nullptr; }
 
   // Copies in issue order with the ops: host memory <-> the backend's memory. The host side
-  // must stay valid, and CopyToHost's result be read, only after Synchronize().
+  // must stay valid, and CopyToHost's result be read, only after Synchronize(). The backend side
+  // may also be host memory (offloaded Unit state standing in for the backend's).
   virtual void CopyToBackend(void* dst, const void* host_src, size_t bytes) = 0;
   virtual void CopyToHost(void* host_dst, const void* src, size_t bytes) = 0;
 
@@ -186,7 +187,8 @@ class Ops {
 
   // out[i] = a[i] + b[i]. out may alias a or b.
   virtual void Add(float* out, const float* a, const float* b, size_t n) = 0;
-  // y[i] += x[i]
+  // y[i] += x[i]. y (and AddSumSquares's x) may also be pinned host memory, which GPU backends
+  // reach through its mapping (offloaded gradient shards).
   virtual void Accumulate(float* y, const float* x, size_t n) = 0;
 
   // Softmax cross-entropy over the first V columns of logits (N,Vp).

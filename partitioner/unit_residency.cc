@@ -24,6 +24,14 @@ absl::Status UnitResidency::Allocate() {
   const int n = static_cast<int>(units_.size());
   param_slot_of_.assign(n, -1);
   grad_slot_of_.assign(n, -1);
+  grads_fresh_.assign(n, true);
+  grads_copy_.assign(n, 0);
+  const bool offloaded = units_[0].params_offloaded;
+  for (const UnitState& u : units_) {
+    if (u.params_offloaded != offloaded) {
+      return absl::InvalidArgumentError("Units with and without offloaded parameters");
+    }
+  }
   size_t largest = 0, largest_shard = units_[0].shard.shard_numel;
   for (int u = 1; u < n; ++u) {
     largest = std::max(largest, units_[u].shard.padded_numel);
@@ -59,6 +67,7 @@ absl::Status UnitResidency::Allocate() {
       SPW_ASSIGN_OR_RETURN(grad_slots_[i].buffer,
                            Buffer::Allocate(numel * sizeof(float), tier,
                                             absl::StrCat("gradient accumulation buffer ", i)));
+      if (offloaded) continue;  // reduced in place
       SPW_ASSIGN_OR_RETURN(grad_slots_[i].reduced,
                            Buffer::Allocate(shard * sizeof(float), tier,
                                             absl::StrCat("reduced gradient shard ", i)));
@@ -109,19 +118,45 @@ int UnitResidency::GatherInto(int u, bool required) {
   Slot& slot = param_slots_[chosen];
   WaitPending(slot);
   if (slot.unit >= 0) param_slot_of_[slot.unit] = -1;
+  if (params_needed_) params_needed_(u);
   UnitState& unit = units_[u];
-  absl::StatusOr<Communicator::Handle> handle = comm_.StartAllGather(
-      unit.params.as<float>(), slot.buffer.as<float>(), unit.shard.shard_numel);
-  Check(handle.status());
   ++gathers_;
   slot.unit = u;
   slot.last_use = ++clock_;
+  param_slot_of_[u] = chosen;
+  if (unit.params_offloaded) {
+    StartOffloadedGather(u, slot);
+    return chosen;
+  }
+  absl::StatusOr<Communicator::Handle> handle = comm_.StartAllGather(
+      unit.params.as<float>(), slot.buffer.as<float>(), unit.shard.shard_numel);
+  Check(handle.status());
   if (handle.ok()) {
     slot.pending = *handle;
     slot.has_pending = true;
   }
-  param_slot_of_[u] = chosen;
   return chosen;
+}
+
+void UnitResidency::StartOffloadedGather(int u, Slot& slot) {
+  UnitState& unit = units_[u];
+  float* mine = slot.buffer.as<float>() + unit.shard.begin;
+  const size_t bytes = unit.shard.shard_numel * sizeof(float);
+  // The copy stream starts it after the compute issued so far, the slot's last readers included.
+  slot.copy = ops_.CopyToBackendAsync(mine, unit.params.as<float>(), bytes);
+  slot.has_copy = true;
+  copied_bytes_ += static_cast<double>(bytes);
+  if (comm_.world_size() == 1) return;
+  // The collective starts after the compute issued before it, so the compute waits for the copy.
+  ops_.ComputeAfterCopies(slot.copy);
+  slot.has_copy = false;
+  absl::StatusOr<Communicator::Handle> handle =
+      comm_.StartAllGather(mine, slot.buffer.as<float>(), unit.shard.shard_numel);
+  Check(handle.status());
+  if (handle.ok()) {
+    slot.pending = *handle;
+    slot.has_pending = true;
+  }
 }
 
 void UnitResidency::AcquireParams(int u) {
@@ -166,6 +201,10 @@ void UnitResidency::InvalidateParams() {
 }
 
 void UnitResidency::WaitPending(Slot& slot) {
+  if (slot.has_copy) {
+    ops_.ComputeAfterCopies(slot.copy);
+    slot.has_copy = false;
+  }
   if (!slot.has_pending) return;
   Check(comm_.Wait(slot.pending));
   slot.has_pending = false;
@@ -175,10 +214,40 @@ void UnitResidency::CompleteReduction(Slot& slot) {
   if (!slot.has_pending) return;
   WaitPending(slot);
   UnitState& unit = units_[slot.unit];
-  ops_.Accumulate(unit.grads.as<float>(), slot.reduced.as<float>(), unit.shard.shard_numel);
+  if (unit.params_offloaded) {
+    LandOffloadedGrads(slot.unit, slot);
+  } else {
+    ops_.Accumulate(unit.grads.as<float>(), slot.reduced.as<float>(), unit.shard.shard_numel);
+  }
   if (last_backward_ && grads_final_ && status_.ok()) grads_final_(slot.unit);
   grad_slot_of_[slot.unit] = -1;
   slot.unit = -1;
+}
+
+void UnitResidency::LandOffloadedGrads(int u, Slot& slot) {
+  UnitState& unit = units_[u];
+  const float* mine = slot.buffer.as<float>() + unit.shard.begin;
+  if (grads_fresh_[u]) {
+    const size_t bytes = unit.shard.shard_numel * sizeof(float);
+    slot.copy = ops_.CopyToHostAsync(unit.grads.as<float>(), mine, bytes);
+    slot.has_copy = true;
+    grads_copy_[u] = slot.copy;
+    grads_fresh_[u] = false;
+    copied_bytes_ += static_cast<double>(bytes);
+    return;
+  }
+  // Later micro-batches add on the backend, through the pinned host memory's mapping, after the
+  // step's first copy into it.
+  ops_.ComputeAfterCopies(grads_copy_[u]);
+  ops_.Accumulate(unit.grads.as<float>(), mine, unit.shard.shard_numel);
+}
+
+void UnitResidency::BeginGradAccumulation() { grads_fresh_.assign(units_.size(), true); }
+
+double UnitResidency::TakeCopiedBytes() {
+  const double bytes = copied_bytes_;
+  copied_bytes_ = 0.0;
+  return bytes;
 }
 
 void UnitResidency::AcquireGrads(int u) {
@@ -198,6 +267,7 @@ void UnitResidency::AcquireGrads(int u) {
   }
   Slot& slot = grad_slots_[chosen];
   CompleteReduction(slot);
+  WaitPending(slot);  // the previous gradient's copy down, before the Fill overwrites it
   slot.unit = u;
   slot.users = 1;
   slot.last_use = ++clock_;
@@ -236,13 +306,16 @@ void UnitResidency::ReleaseGrads(int u) {
   Slot& slot = grad_slots_[index];
   unit.live_grads = nullptr;
   slot.users = 0;
-  absl::StatusOr<Communicator::Handle> handle = comm_.StartReduceScatterSum(
-      slot.buffer.as<float>(), slot.reduced.as<float>(), unit.shard.shard_numel);
+  float* reduced =
+      unit.params_offloaded ? slot.buffer.as<float>() + unit.shard.begin : slot.reduced.as<float>();
+  absl::StatusOr<Communicator::Handle> handle =
+      comm_.StartReduceScatterSum(slot.buffer.as<float>(), reduced, unit.shard.shard_numel);
   Check(handle.status());
   if (!handle.ok()) return;
   slot.pending = *handle;
   slot.has_pending = true;
-  if (!options_.overlap) CompleteReduction(slot);
+  // One rank has nothing to overlap: land the gradient now, so its copy down starts at once.
+  if (!options_.overlap || comm_.world_size() == 1) CompleteReduction(slot);
 }
 
 absl::Status UnitResidency::FinishGrads() {

@@ -15,6 +15,13 @@
 // embeddings, which GPT-2's tied head uses at both ends of the pass) and prefetch + 2 buffers
 // the size of the largest other Unit; the same for gradients with 2 ring buffers.
 //
+// Offloaded parameters (UnitState::params_offloaded; one rank or several): the shards live in
+// host memory. A gather copies this rank's shard up on the backend's copy stream into its place
+// in the working buffer (the compute waits for it on the backend at AcquireParams, not the host),
+// then all-gathers in place; a reduction reduce-scatters in place and brings this rank's part
+// down into the host shard (a copy on the copy stream for the step's first micro-batch, then a
+// backend Accumulate into the pinned host memory), so no gradient shard lives in the backend.
+//
 // Optimizer offload hooks in through set_grads_final_hook: it hears of each Unit as soon as
 // its gradients are final in the step's last backward (stage 0 on one rank: at ReleaseGrads;
 // stages 2-3: when its reduce-scatter completes; stages 0-1 on several ranks: at FinishGrads).
@@ -69,8 +76,12 @@ class UnitResidency {
   // thread, when that part of its gradients is final: the ops that finish it are issued (not
   // necessarily done), and no later op of the step writes it.
   void set_grads_final_hook(std::function<void(int)> hook) { grads_final_ = std::move(hook); }
-  // Called at every AcquireParams(u), before anything else, on the model's thread.
+  // Called at every AcquireParams(u), before anything else, and before a gather (prefetches
+  // included) reads u's stored parameters, on the model's thread.
   void set_params_needed_hook(std::function<void(int)> hook) { params_needed_ = std::move(hook); }
+  // A step's accumulation starts (Model::ZeroGrads): the next reduction of each offloaded Unit
+  // replaces its host gradient shard instead of adding to it.
+  void BeginGradAccumulation();
   // The parameters changed (optimizer step, checkpoint load): gathered copies are stale.
   void InvalidateParams();
 
@@ -79,6 +90,8 @@ class UnitResidency {
   int prefetch_units() const { return prefetch_; }
   // Gathers and reductions started so far (for tests of prefetch and reuse).
   int64_t gathers() const { return gathers_; }
+  // Bytes of offloaded parameters copied up and gradients copied down since the last call.
+  double TakeCopiedBytes();
 
  private:
   struct Slot {
@@ -88,6 +101,10 @@ class UnitResidency {
     int users = 0;
     Communicator::Handle pending = 0;
     bool has_pending = false;
+    // Offloaded Units: the copy (parameters up, or gradients down) that must land before the
+    // compute reads the buffer, or writes it again.
+    int64_t copy = 0;
+    bool has_copy = false;
     int64_t last_use = 0;
   };
 
@@ -97,8 +114,12 @@ class UnitResidency {
   absl::Status Allocate();
   // The slot holding (or now starting to gather) u's parameters; -1 if every slot is busy.
   int GatherInto(int u, bool required);
-  // Waits for the slot's started collective, if any.
+  // Orders the compute after the slot's copy and waits for its started collective, if any.
   void WaitPending(Slot& slot);
+  // Starts gathering Unit u's offloaded parameter shard into `slot`.
+  void StartOffloadedGather(int u, Slot& slot);
+  // Brings this rank's part of u's reduced gradient (in `slot`, in place) into its host shard.
+  void LandOffloadedGrads(int u, Slot& slot);
   void CompleteReduction(Slot& slot);
   void Check(const absl::Status& status);
   bool InWindow(int unit) const;
@@ -120,6 +141,9 @@ class UnitResidency {
   std::vector<int> grad_slot_of_;
   std::vector<Communicator::Handle> pending_reduces_;  // stages 0-1 all-reduces
   std::vector<int> reduced_units_;                     // their Units, for grads_final_
+  std::vector<bool> grads_fresh_;    // offloaded Units: no reduction yet in this step
+  std::vector<int64_t> grads_copy_;  // offloaded Units: their gradient copy of this step
+  double copied_bytes_ = 0.0;
   std::function<void(int)> grads_final_;
   std::function<void(int)> params_needed_;
   absl::Status status_;

@@ -16,13 +16,20 @@ absl::StatusOr<UnitState> UnitState::Allocate(UnitLayout layout, Tier tier,
   const std::string name = layout.name();
   UnitState s{std::move(layout), shard,    plan.stage, Buffer(), Buffer(),
               Buffer(),          Buffer(), Buffer(),   Buffer()};
-  SPW_ASSIGN_OR_RETURN(s.params, Buffer::Allocate(bytes(s.params_sharded()), tier,
-                                                  absl::StrCat(name, " parameters")));
-  SPW_ASSIGN_OR_RETURN(
-      s.grads, Buffer::Allocate(bytes(s.grads_sharded()), tier, absl::StrCat(name, " gradients")));
+  if (plan.offload_params &&
+      (plan.stage != 3 || !plan.offload_optimizer || plan.external_optimizer_state)) {
+    return absl::InvalidArgumentError(
+        "offloaded parameters need stage 3 and the optimizer offloaded with fp32 state");
+  }
+  s.params_offloaded = plan.offload_params;
   const Tier optimizer_tier = plan.offload_optimizer ? plan.offload_tier : tier;
+  const Tier param_tier = plan.offload_params ? plan.offload_tier : tier;
+  SPW_ASSIGN_OR_RETURN(s.params, Buffer::Allocate(bytes(s.params_sharded()), param_tier,
+                                                  absl::StrCat(name, " parameters")));
+  SPW_ASSIGN_OR_RETURN(s.grads, Buffer::Allocate(bytes(s.grads_sharded()), param_tier,
+                                                 absl::StrCat(name, " gradients")));
   const size_t optimizer_bytes = bytes(s.optimizer_sharded());
-  if (plan.offload_optimizer) {
+  if (plan.offload_optimizer && !plan.offload_params) {
     SPW_ASSIGN_OR_RETURN(s.offload_grads,
                          Buffer::Allocate(optimizer_bytes, optimizer_tier,
                                           absl::StrCat(name, " offloaded gradients")));
@@ -33,7 +40,7 @@ absl::StatusOr<UnitState> UnitState::Allocate(UnitLayout layout, Tier tier,
     SPW_ASSIGN_OR_RETURN(s.exp_avg_sq, Buffer::Allocate(optimizer_bytes, optimizer_tier,
                                                         absl::StrCat(name, " Adam v")));
   }
-  if (plan.offload_optimizer && !plan.external_optimizer_state) {
+  if (plan.offload_optimizer && !plan.external_optimizer_state && !plan.offload_params) {
     SPW_ASSIGN_OR_RETURN(s.offload_master,
                          Buffer::Allocate(optimizer_bytes, optimizer_tier,
                                           absl::StrCat(name, " offloaded master parameters")));

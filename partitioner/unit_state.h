@@ -12,6 +12,10 @@
 // to no tensor. With the optimizer offloaded (ShardingPlan::offload_optimizer), AdamW's part of
 // the state moves to the offload tier (see offload_master).
 //
+// With the parameters offloaded (ShardingPlan::offload_params, stage 3), params and grads are
+// shards in the offload tier: params is AdamW's master (no offload_master) and grads is the
+// gradient it reads (no offload_grads); the backend holds only the residency's working buffers.
+//
 // The model computes on the whole Unit through live_params / live_grads: for whole buffers these
 // point at them; for sharded ones a partitioner/unit_residency.h working buffer holds the
 // gathered parameters (stage 3) or the gradient being accumulated before its reduce-scatter
@@ -40,6 +44,9 @@ struct ShardingPlan {
   // The offloaded master, m and v live outside the Buffers (on NVMe, or in a compact format:
   // engine/train/external_optimizer_state.h); only the gradient copy is in `offload_tier`.
   bool external_optimizer_state = false;
+  // zero_optimization.offload_param.device = "cpu" (stage 3, offload_optimizer, not external):
+  // parameter and gradient shards in `offload_tier` too.
+  bool offload_params = false;
 };
 
 struct UnitState {
@@ -58,16 +65,21 @@ struct UnitState {
   Buffer offload_grads;
   float* live_params = nullptr;
   float* live_grads = nullptr;
+  bool params_offloaded = false;  // ShardingPlan::offload_params
 
   // Allocates the buffers `plan.stage` keeps in `tier`, zeroed.
   static absl::StatusOr<UnitState> Allocate(UnitLayout layout, Tier tier,
                                             const ShardingPlan& plan = {});
 
   bool optimizer_sharded() const { return stage >= 1; }
-  bool optimizer_offloaded() const { return offload_grads.bytes() > 0; }
+  bool optimizer_offloaded() const { return params_offloaded || offload_grads.bytes() > 0; }
   bool optimizer_state_external() const {
-    return optimizer_offloaded() && offload_master.bytes() == 0;
+    return !params_offloaded && optimizer_offloaded() && offload_master.bytes() == 0;
   }
+  // The offloaded optimizer's fp32 master parameters and gradient copy (optimizer_index
+  // layout): offload_master / offload_grads, or params / grads when the parameters are offloaded.
+  float* offload_master_data() { return (params_offloaded ? params : offload_master).as<float>(); }
+  float* offload_grads_data() { return (params_offloaded ? grads : offload_grads).as<float>(); }
   // Elements of each optimizer-state array (moments, master, gradient copy) this rank keeps.
   size_t optimizer_numel() const {
     return optimizer_sharded() ? shard.shard_numel : shard.padded_numel;

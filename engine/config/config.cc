@@ -150,6 +150,43 @@ absl::Status ResolveBatchSizes(const ObjectReader& r, int world_size, int64_t mi
   return absl::OkStatus();
 }
 
+// offload_param "cpu" needs the optimizer offloaded to the CPU in fp32, synchronously, at
+// stage 3: the CPU AdamW updates the offloaded parameter shards in place.
+absl::Status CheckOffloadParam(const Config& c) {
+  if (!c.zero.offload_param) return absl::OkStatus();
+  constexpr absl::string_view kKey = "zero_optimization.offload_param.device";
+  if (c.zero_stage != 3) {
+    return KeyError(kKey, absl::StrCat("\"cpu\" needs zero_optimization.stage 3 (partitioned "
+                                       "parameters), found ",
+                                       c.zero_stage));
+  }
+  if (!c.zero.offload_optimizer || c.zero.optimizer_nvme || c.zero.offload_optimizer_auto) {
+    const char* found = c.zero.offload_optimizer_auto ? "auto"
+                        : c.zero.optimizer_nvme       ? "nvme"
+                                                      : "none";
+    return KeyError(kKey, absl::StrCat("\"cpu\" needs zero_optimization.offload_optimizer.device "
+                                       "\"cpu\" (the CPU AdamW updates the offloaded parameters "
+                                       "in place), found \"",
+                                       found, "\""));
+  }
+  if (c.optimizer.compact()) {
+    return KeyError(
+        c.optimizer.bf16_master ? "optimizer.params.master_dtype" : "optimizer.params.state_dtype",
+        "compact optimizer state is not built with offload_param yet; use fp32");
+  }
+  if (!c.zero.pin_memory && c.trainer.backend != "cpu") {
+    return KeyError("zero_optimization.offload_optimizer.pin_memory",
+                    "must be true with offload_param on a GPU backend (the GPU adds into the "
+                    "offloaded gradient shards through their pinned mapping)");
+  }
+  if (c.zero.offload_delayed_update) {
+    return KeyError("zero_optimization.offload_optimizer.delayed_update",
+                    "is not built with offload_param (the CPU step updates the parameters the "
+                    "next forward reads); set it to false");
+  }
+  return absl::OkStatus();
+}
+
 bool HasValidationData(const DataConfig& data) {
   return data.synthetic ? data.synthetic_config.val_tokens > 0 : !data.val_path.empty();
 }
@@ -213,6 +250,7 @@ absl::StatusOr<Config> ParseConfig(absl::string_view json_text, int world_size) 
                                  " but there is no validation data; set data.val_path or "
                                  "data.synthetic.val_tokens > 0, or set eval_interval to 0"));
   }
+  SPW_RETURN_IF_ERROR(CheckOffloadParam(c));
   SPW_RETURN_IF_ERROR(CheckPipeline(c));
   c.canonical_json = json.dump();
   return c;

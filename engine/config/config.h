@@ -117,6 +117,10 @@ struct ZeroConfig {
   // that fits (none, then cpu, then nvme when nvme_path is given; engine/plan/fit.h) and sets
   // offload_optimizer / optimizer_nvme before anything is allocated.
   bool offload_optimizer_auto = false;
+  // offload_param.device = "cpu" (ZeRO stage 3, with offload_optimizer "cpu"): each Unit's
+  // parameter shard, which is also AdamW's master, and its gradient shard live in CPU memory;
+  // the backend holds only the residency's working buffers (docs/offload.md).
+  bool offload_param = false;
   std::string nvme_path;
   int64_t nvme_buffer_count = 4;
   int64_t nvme_buffer_size = 100'000'000;

@@ -156,11 +156,14 @@ absl::Status ParseOffloadOptimizer(const ObjectReader& zero_reader, ZeroConfig* 
   return WholeNumber(r, "buffer_size", &zero->nvme_buffer_size, 4096, int64_t{1} << 32);
 }
 
-// offload_param: only device "none" is accepted.
-absl::Status ParseOffloadParam(const ObjectReader& zero) {
-  const Json* v = zero.Find("offload_param");
+// offload_param: device "none" or "cpu" (sets zero->offload_param; pin_memory is shared with
+// offload_optimizer). The combinations it needs are checked by CheckOffloadParam once every
+// section is read.
+absl::Status ParseOffloadParam(const ObjectReader& zero_reader, ZeroConfig* zero) {
+  const Json* v = zero_reader.Find("offload_param");
   if (v == nullptr || v->is_null()) return absl::OkStatus();
-  SPW_ASSIGN_OR_RETURN(ObjectReader r, ObjectReader::Open(*v, zero.KeyPath("offload_param")));
+  SPW_ASSIGN_OR_RETURN(ObjectReader r,
+                       ObjectReader::Open(*v, zero_reader.KeyPath("offload_param")));
   for (absl::string_view k :
        {"delayed_update", "delayed_update_warmup", "staging_buffer_count", "staging_buffer_size"}) {
     if (r.Find(k) != nullptr) {
@@ -172,11 +175,19 @@ absl::Status ParseOffloadParam(const ObjectReader& zero) {
                    "pipeline_read", "pipeline_write", "fast_init", "ratio"}));
   std::string device = "none";
   SPW_RETURN_IF_ERROR(r.String("device", &device, {"none", "cpu", "nvme"}));
-  if (device != "none") {
-    return KeyError(
-        r.KeyPath("device"),
-        absl::StrCat("offload to \"", device, "\" is not built yet; only \"none\" is accepted"));
+  if (device == "nvme") {
+    return KeyError(r.KeyPath("device"),
+                    "\"nvme\" is not built yet (parameters on NVMe); use \"cpu\" or \"none\"");
   }
+  if (device == "none") return absl::OkStatus();
+  bool pin = zero->pin_memory;
+  SPW_RETURN_IF_ERROR(r.Bool("pin_memory", &pin));
+  if (pin != zero->pin_memory) {
+    return KeyError(r.KeyPath("pin_memory"),
+                    "must equal zero_optimization.offload_optimizer.pin_memory (one host tier "
+                    "holds parameters and optimizer state)");
+  }
+  zero->offload_param = true;
   return absl::OkStatus();
 }
 
@@ -359,7 +370,7 @@ absl::Status ParseZeroOptimization(const Json& value, int* stage_out, ZeroConfig
     *out = static_cast<int64_t>(count);
   }
   SPW_RETURN_IF_ERROR(ParseOffloadOptimizer(r, zero));
-  SPW_RETURN_IF_ERROR(ParseOffloadParam(r));
+  SPW_RETURN_IF_ERROR(ParseOffloadParam(r, zero));
   for (absl::string_view key : kZeroOptionsNotBuilt) {
     if (r.Has(key)) {
       return KeyError(r.KeyPath(key), "this ZeRO option is not built in spillway; remove the key");

@@ -15,8 +15,11 @@ Model::~Model() = default;
 
 void Model::ZeroGrads() {
   for (UnitState& unit : units_) {
+    // Offloaded gradient shards take their first reduction of the step as a copy instead.
+    if (unit.params_offloaded && residency_ != nullptr) continue;
     ops_->Fill(unit.grads.as<float>(), 0.0f, unit.grads.bytes() / sizeof(float));
   }
+  if (residency_ != nullptr) residency_->BeginGradAccumulation();
 }
 
 double Model::flops_per_token() const {

@@ -89,6 +89,8 @@ class Model {
   // Whether this rank holds Unit u's state (CreateModel's held_units).
   bool holds(int u) const { return held_[u]; }
 
+  // Starts a step's gradient accumulation: zeroes the gradients (offloaded ones through the
+  // residency, which copies their first reduction of the step instead of adding it).
   void ZeroGrads();
 
   // Routes every Unit's parameter and gradient use through `residency` (not owned; null: the

@@ -102,10 +102,22 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
   if (in.unit_numel.empty() || in.world_size < 1 || in.ranks_per_node < 1) {
     return absl::InvalidArgumentError("memory plan: no Units, or no ranks");
   }
-  if (in.offload_param != Placement::kNone && in.world_size > 1 && in.stage != 3) {
-    return KeyError("zero_optimization.offload_param.device",
-                    absl::StrCat("\"", PlacementName(in.offload_param),
-                                 "\" needs zero_optimization.stage 3, found ", in.stage));
+  constexpr absl::string_view kParamKey = "zero_optimization.offload_param.device";
+  if (in.offload_param == Placement::kNvme) {
+    return KeyError(kParamKey, "\"nvme\" is not built yet; use \"cpu\"");
+  }
+  if (in.offload_param == Placement::kCpu) {
+    if (in.world_size > 1 && in.stage != 3) {
+      return KeyError(kParamKey,
+                      absl::StrCat("\"cpu\" needs zero_optimization.stage 3, found ", in.stage));
+    }
+    if (in.offload_optimizer != Placement::kCpu) {
+      return KeyError(kParamKey, absl::StrCat("\"cpu\" needs offload_optimizer \"cpu\", found \"",
+                                              PlacementName(in.offload_optimizer), "\""));
+    }
+    if (in.moments != MomentDtype::kFp32 || in.master != MasterDtype::kFp32) {
+      return KeyError(kParamKey, "\"cpu\" is not built with compact optimizer state yet");
+    }
   }
   if (in.offload_activations && !in.activation_checkpointing) {
     return KeyError("activation_checkpointing.cpu_checkpointing",
@@ -128,8 +140,10 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
     if (bytes > 0) plan.items.push_back({std::move(what), c, t, bytes});
   };
 
-  const int stage = in.world_size > 1 ? in.stage : 0;
-  const bool params_sharded = stage >= 3 || in.offload_param != Placement::kNone;
+  // Offloaded parameters are sharded (stage 3) on one rank too.
+  const bool params_offloaded = in.offload_param == Placement::kCpu;
+  const int stage = params_offloaded ? 3 : in.world_size > 1 ? in.stage : 0;
+  const bool params_sharded = stage >= 3;
   const size_t pb = ParamBytes(in.precision);
   const bool separate_master =
       in.precision != Precision::kFp32 || in.offload_optimizer != Placement::kNone;
@@ -153,13 +167,12 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
   }
   const size_t n_units = in.unit_numel.size();
 
-  const Tier param_tier = in.offload_param == Placement::kNone  ? compute
-                          : in.offload_param == Placement::kCpu ? offload
-                                                                : Tier::kNvme;
+  // Offloaded: the parameter and gradient shards are the CPU AdamW's master and gradient copy.
+  const Tier param_tier = params_offloaded ? offload : compute;
   add("parameters", Category::kParameters, param_tier, params * pb);
-  add("gradients", Category::kGradients, compute, grads * kF32);
+  add("gradients", Category::kGradients, param_tier, grads * kF32);
 
-  const size_t master = separate_master ? optimizer_elems * master_bytes : 0;
+  const size_t master = separate_master && !params_offloaded ? optimizer_elems * master_bytes : 0;
   switch (in.offload_optimizer) {
     case Placement::kNone:
       add("Adam m and v", Category::kOptimizer, compute, moments);
@@ -168,7 +181,8 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
     case Placement::kCpu:
       add("Adam m and v", Category::kOptimizer, offload, moments);
       add("master parameters", Category::kOptimizer, offload, master);
-      add("gradient copy", Category::kOptimizer, offload, optimizer_elems * kF32);
+      if (!params_offloaded)
+        add("gradient copy", Category::kOptimizer, offload, optimizer_elems * kF32);
       break;
     case Placement::kNvme:
       add("Adam m and v", Category::kOptimizer, Tier::kNvme, moments);
@@ -197,15 +211,13 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
     const size_t ring = n > 1 ? static_cast<size_t>(prefetch + 2) : 0;
     add("gathered parameters", Category::kWorking, compute,
         (shards[0].padded_numel + ring * largest) * pb);
-    if (in.offload_param == Placement::kNvme) {
-      add("NVMe parameter staging", Category::kPools, offload,
-          (shards[0].shard_numel + ring * largest_shard) * pb);
-    }
   }
   if (stage >= 2) {
+    // Offloaded parameters reduce in place: no separate shard per buffer.
     const size_t ring = n_units > 1 ? 2 : 0;
+    const size_t shard_parts = params_offloaded ? 0 : shards[0].shard_numel + ring * largest_shard;
     add("gradient reduction buffers", Category::kWorking, compute,
-        (shards[0].padded_numel + shards[0].shard_numel + ring * (largest + largest_shard)) * kF32);
+        (shards[0].padded_numel + ring * largest + shard_parts) * kF32);
   }
 
   // Activations per micro-batch.

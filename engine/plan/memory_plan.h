@@ -4,23 +4,27 @@
 //
 // The model of each kind of state per Unit, per rank (P: the Unit's padded flat size, S = P /
 // world: its shard; the stage decides which one a rank stores, partitioner/unit_state.h):
-//   parameters   P or S (stage 3, or offload_param) x 4 B (fp32) or 2 B (bf16/fp16), in the
-//                compute tier, or the offload tier / NVMe with offload_param
-//   gradients    P or S (stage >= 2) x 4 B, compute tier (fp32 accumulation at every precision)
+//   parameters   P or S (stage 3) x 4 B (fp32) or 2 B (bf16/fp16), in the compute tier; with
+//                offload_param "cpu" (stage 3, also on one rank; needs offload_optimizer "cpu"
+//                with fp32 state) S x 4 B in the offload tier, where they are also the master
+//   gradients    P or S (stage >= 2) x 4 B (fp32 accumulation at every precision), in the
+//                compute tier; with offload_param S x 4 B in the offload tier, also the
+//                optimizer's gradient copy
 //   optimizer    P or S (stage >= 1) x (m + v + master + gradient copy): m and v 4+4 B (fp32),
 //                2+2 (bf16) or 1+1 plus one fp32 scale per 256-element block (int8); the master
 //                copy 4 B (fp32, or bf16 + bf16 Kahan term) where the parameters are not their
-//                own master (mixed precision or offloaded optimizer); a 4 B gradient copy when
-//                offloaded. With offload "cpu" all of it is in the offload tier; with "nvme"
-//                master, m and v are on NVMe and the gradient copy in the offload tier.
-//   working      ZeRO stage 3 (or offload_param) gathered-parameter buffers and stage 2-3
-//                gradient buffers, as partitioner/unit_residency.h allocates them
+//                own master (mixed precision or offloaded optimizer, not offload_param); a 4 B
+//                gradient copy when offloaded (not with offload_param). With offload "cpu" all
+//                of it is in the offload tier; with "nvme" master, m and v are on NVMe and the
+//                gradient copy in the offload tier.
+//   working      ZeRO stage 3 gathered-parameter buffers and stage 2-3 gradient buffers (with
+//                their reduced shards, except with offload_param), as
+//                partitioner/unit_residency.h allocates them
 //   activations  the model's plan per micro-batch (given, from PlannedActivationBytes); with
 //                activation offload the kept Unit inputs move to pinned CPU memory and two
 //                (N, C) fp32 staging buffers stay in the compute tier
 //   pools        the pinned buffer pool, NVMe staging buffers (registered with io_uring, so
-//                counted against RLIMIT_MEMLOCK), NVMe parameter staging (the prefetch window's
-//                shards in pinned memory), and a fixed GPU reserve for the runtime
+//                counted against RLIMIT_MEMLOCK), and a fixed GPU reserve for the runtime
 // The offload tier is pinned CPU memory for a GPU backend with pin_memory, pageable otherwise;
 // the compute tier is the GPU, or pageable CPU memory for the CPU backend.
 #pragma once
@@ -111,8 +115,9 @@ struct MemoryPlan {
 };
 
 // The plan for `input`; InvalidArgument naming the key when a placement is kAuto (resolve it
-// with PlanToFit, engine/plan/fit.h) or a combination is not allowed (offload_param needs
-// stage 3 with several ranks; activation offload needs checkpointing; NVMe needs nvme_path).
+// with PlanToFit, engine/plan/fit.h) or a combination is not built (offload_param: only "cpu",
+// with offload_optimizer "cpu", fp32 state and, with several ranks, stage 3; activation offload
+// needs checkpointing; NVMe needs nvme_path).
 absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& input);
 
 }  // namespace spillway

@@ -34,9 +34,10 @@ absl::StatusOr<std::unique_ptr<OffloadedOptimizer>> OffloadedOptimizer::Create(
   auto o = std::unique_ptr<OffloadedOptimizer>(
       new OffloadedOptimizer(model, ops, opt, delayed_from, external));
   o->pending_.assign(model.num_units(), 0);
-  o->lazy_uploads_ = !model.unit(0).optimizer_sharded();
+  o->lazy_uploads_ = !model.unit(0).optimizer_sharded() || model.unit(0).params_offloaded;
   o->unlanded_.assign(model.num_units(), 0);
-  if (ops.memory_tier() == Tier::kDevice && model.unit(0).offload_grads.tier() == Tier::kHost) {
+  if (ops.memory_tier() == Tier::kDevice && !model.unit(0).params_offloaded &&
+      model.unit(0).offload_grads.tier() == Tier::kHost) {
     SPW_ASSIGN_OR_RETURN(
         o->staging_,
         StagingPool::Create(staging_count, staging_elements * sizeof(float), Tier::kPinnedHost));
@@ -75,7 +76,7 @@ void OffloadedOptimizer::Upload(int u) {
   const size_t lo = unit.update_begin(), hi = unit.update_end();
   const bool skipped = skipped_.count(pending_[u]) > 0;
   pending_[u] = 0;
-  if (lo >= hi || skipped) return;
+  if (lo >= hi || skipped || unit.params_offloaded) return;  // offloaded: updated in place
   const size_t bytes = (hi - lo) * sizeof(float);
   Buffer& updated = external_ != nullptr ? unit.offload_grads : unit.offload_master;
   last_ticket_ = ops_.CopyToBackendAsync(unit.params.as<float>() + unit.param_index(lo),
@@ -114,7 +115,12 @@ void OffloadedOptimizer::OnGradsFinal(int u) {
   task.step = step_;
   task.clipping = clipping_;
   task.params = params_;
-  if (staging_ == nullptr) {
+  if (unit.params_offloaded) {
+    // The residency brought the gradient down into unit.grads: wait for what it issued.
+    float* grads = unit.offload_grads_data();
+    task.ticket = ops_.CopyToHostAsync(grads, grads, 0);
+    last_ticket_ = task.ticket;
+  } else if (staging_ == nullptr) {
     task.ticket = ops_.CopyToHostAsync(unit.offload_grads.as<float>() + unit.optimizer_index(lo),
                                        unit.grads.as<float>() + unit.grad_index(lo), bytes);
     last_ticket_ = task.ticket;
@@ -141,7 +147,8 @@ void OffloadedOptimizer::OnGradsFinal(int u) {
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    times_.pcie_bytes += static_cast<double>(bytes);
+    // Offloaded parameters: the residency counts its own copies (UnitResidency::TakeCopiedBytes).
+    if (!unit.params_offloaded) times_.pcie_bytes += static_cast<double>(bytes);
     queue_.push_back(task);
   }
   cv_.notify_all();

@@ -58,7 +58,7 @@ absl::Status OffloadedAdamW(Model& model, kernels::Ops& ops, const OptimizerConf
   for (int u : units) {
     UnitState& unit = model.unit(u);
     const size_t lo = unit.update_begin(), hi = unit.update_end();
-    if (lo >= hi) continue;
+    if (lo >= hi || unit.params_offloaded) continue;  // offloaded: the gradients are there
     ops.CopyToHost(unit.offload_grads.as<float>() + unit.optimizer_index(lo),
                    unit.grads.as<float>() + unit.grad_index(lo), (hi - lo) * sizeof(float));
   }
@@ -75,6 +75,7 @@ absl::Status OffloadedAdamW(Model& model, kernels::Ops& ops, const OptimizerConf
       continue;
     }
     StepOffloadedShard(unit, opt, p);
+    if (unit.params_offloaded) continue;  // the master is the parameters
     ops.CopyToBackend(unit.params.as<float>() + unit.param_index(lo),
                       unit.offload_master.as<float>() + unit.optimizer_index(lo),
                       (hi - lo) * sizeof(float));
@@ -118,7 +119,7 @@ void StepOffloadedShard(UnitState& unit, const OptimizerConfig& opt, kernels::Ad
                       p.weight_decay = t.weight_decay ? static_cast<float>(opt.weight_decay) : 0.0f;
                       const size_t k = unit.optimizer_index(begin);
                       kernels::cpu::CpuAdamW(
-                          unit.offload_master.as<float>() + k, unit.offload_grads.as<float>() + k,
+                          unit.offload_master_data() + k, unit.offload_grads_data() + k,
                           unit.exp_avg.as<float>() + k, unit.exp_avg_sq.as<float>() + k, nullptr,
                           end - begin, p);
                     });
@@ -138,7 +139,7 @@ absl::Status CopyParamsToOffloadMaster(Model& model, kernels::Ops& ops,
   for (int u = 0; u < model.num_units(); ++u) {
     UnitState& unit = model.unit(u);
     const size_t lo = unit.update_begin(), hi = unit.update_end();
-    if (!unit.optimizer_offloaded() || lo >= hi) continue;
+    if (!unit.optimizer_offloaded() || unit.params_offloaded || lo >= hi) continue;
     ops.CopyToHost(unit.offload_master.as<float>() + unit.optimizer_index(lo),
                    unit.params.as<float>() + unit.param_index(lo), (hi - lo) * sizeof(float));
   }

@@ -184,7 +184,9 @@ absl::Status Trainer::Setup() {
   ShardingPlan sharding;
   sharding.world_size = data_comm_->world_size();
   sharding.rank = data_comm_->rank();
-  sharding.stage = sharding.world_size > 1 ? config_.zero_stage : 0;  // one rank: nothing to shard
+  // One rank has nothing to shard, unless its parameters live in CPU memory (stage 3).
+  sharding.stage = sharding.world_size > 1 || config_.zero.offload_param ? config_.zero_stage : 0;
+  sharding.offload_params = config_.zero.offload_param;
   sharding.offload_optimizer = config_.zero.offload_optimizer;
   sharding.offload_tier = ops_->memory_tier() == Tier::kDevice && config_.zero.pin_memory
                               ? Tier::kPinnedHost
@@ -387,11 +389,15 @@ void Trainer::PrintStartup() const {
   const int world = comm_->world_size();
   for (const std::string& line : FormatStartupMemory(memory_plan_)) Print(line);
   if (memory_plan_.input.offload_optimizer != Placement::kNone) {
-    Print(absl::StrFormat("optimizer offloaded to %s memory (%s); AdamW on the CPU (%s)",
-                          TierName(memory_plan_.offload_tier),
-                          external_state_ != nullptr
-                              ? "gradient copies"
-                              : "fp32 master parameters, gradient copies, Adam m and v",
+    const char* what = config_.zero.offload_param
+                           ? "fp32 parameter and gradient shards, which AdamW updates in place, "
+                             "Adam m and v; the backend holds only working buffers"
+                       : external_state_ != nullptr
+                           ? "gradient copies"
+                           : "fp32 master parameters, gradient copies, Adam m and v";
+    Print(absl::StrFormat("%s offloaded to %s memory (%s); AdamW on the CPU (%s)",
+                          config_.zero.offload_param ? "parameters and optimizer" : "optimizer",
+                          TierName(memory_plan_.offload_tier), what,
                           kernels::cpu::CpuIsaName(kernels::cpu::BestCpuIsa())));
   }
   if (external_state_ != nullptr) Print(external_state_->Describe());
@@ -783,7 +789,8 @@ std::string Trainer::TakeOffloadSplit(int64_t steps) {
   const std::string line = absl::StrFormat(
       "offload per step: compute %.1f ms | PCIe %.1f ms (%s) | CPU Adam %.1f ms | waiting %.1f "
       "ms%s",
-      1e3 * compute_s_ / n, 1e3 * t.pcie_s / n, FormatBytes(t.pcie_bytes / n), 1e3 * t.adam_s / n,
+      1e3 * compute_s_ / n, 1e3 * t.pcie_s / n,
+      FormatBytes((t.pcie_bytes + residency_->TakeCopiedBytes()) / n), 1e3 * t.adam_s / n,
       1e3 * t.wait_s / n, offload_->delayed() ? " (delayed update)" : "");
   compute_s_ = 0.0;
   return line;

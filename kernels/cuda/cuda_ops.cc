@@ -67,19 +67,19 @@ class CudaOps final : public Ops {
   void* native_stream() override { return stream_; }
   void CopyToBackend(void* dst, const void* host_src, size_t bytes) override {
     if (bytes == 0) return;
-    Record(CudaStatus(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, stream_),
+    Record(CudaStatus(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyDefault, stream_),
                       "CopyToBackend"));
   }
   void CopyToHost(void* host_dst, const void* src, size_t bytes) override {
     if (bytes == 0) return;
-    Record(CudaStatus(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, stream_),
+    Record(CudaStatus(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDefault, stream_),
                       "CopyToHost"));
   }
   int64_t CopyToHostAsync(void* host_dst, const void* src, size_t bytes) override {
-    return CopyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost);
+    return CopyAsync(host_dst, src, bytes);
   }
   int64_t CopyToBackendAsync(void* dst, const void* host_src, size_t bytes) override {
-    return CopyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice);
+    return CopyAsync(dst, host_src, bytes);
   }
   absl::Status WaitCopies(int64_t ticket) override {
     cudaEvent_t done = nullptr;
@@ -264,7 +264,9 @@ class CudaOps final : public Ops {
 
   CudaOps() = default;
 
-  int64_t CopyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+  // cudaMemcpyDefault: the pointers say the direction (unified addressing), so offloaded Unit
+  // state in host memory may stand where backend memory usually does (host to host).
+  int64_t CopyAsync(void* dst, const void* src, size_t bytes) {
     std::lock_guard<std::mutex> lock(copies_mu_);
     const int64_t ticket = ++last_ticket_;
     RecycleLanded();
@@ -280,7 +282,8 @@ class CudaOps final : public Ops {
     CopyCheck(cudaEventRecord(compute_mark_, stream_), "copy: mark compute");
     CopyCheck(cudaStreamWaitEvent(copy_stream_, compute_mark_, 0), "copy: wait for compute");
     CopyCheck(cudaEventRecord(c.start, copy_stream_), "copy: start");
-    if (bytes > 0) CopyCheck(cudaMemcpyAsync(dst, src, bytes, kind, copy_stream_), "copy");
+    if (bytes > 0)
+      CopyCheck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, copy_stream_), "copy");
     CopyCheck(cudaEventRecord(c.end, copy_stream_), "copy: end");
     copies_.push_back(c);
     return ticket;

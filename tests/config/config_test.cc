@@ -213,6 +213,15 @@ TEST(ConfigTest, ZeroStagesAndDeepSpeedTuningKeys) {
   EXPECT_EQ(nvme->zero.nvme_buffer_size, 100'000'000);
   EXPECT_EQ(nvme->aio.block_size, 2 << 20);
   EXPECT_EQ(nvme->aio.queue_depth, 64);
+  // DeepSpeed's ZeRO-3 offload config (ZeRO-Infinity with the CPU as the last tier).
+  absl::StatusOr<Config> params = ParseConfig(WithBatch(R"("train_batch_size": 8,
+      "zero_optimization": {"stage": 3,
+                            "offload_optimizer": {"device": "cpu", "pin_memory": true},
+                            "offload_param": {"device": "cpu", "pin_memory": true}})"));
+  ASSERT_TRUE(params.ok()) << params.status();
+  EXPECT_TRUE(params->zero.offload_param);
+  EXPECT_TRUE(params->zero.offload_optimizer);
+  EXPECT_FALSE(nvme->zero.offload_param);
 }
 
 TEST(ConfigTest, MixedPrecisionKeys) {

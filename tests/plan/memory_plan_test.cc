@@ -23,6 +23,7 @@ struct Case {
   std::string type;
   int world, stage;
   bool offload, checkpointing;
+  bool offload_params = false;
 };
 
 Config MakeConfig(const Case& c) {
@@ -37,6 +38,7 @@ Config MakeConfig(const Case& c) {
   config.train_micro_batch_size_per_gpu = 2;
   config.zero_stage = c.stage;
   config.zero.offload_optimizer = c.offload;
+  config.zero.offload_param = c.offload_params;
   config.activation_checkpointing = c.checkpointing;
   // Small enough that the stage-3 prefetch depth depends on it.
   config.zero.stage3_prefetch_bucket_size = 30'000;
@@ -57,8 +59,9 @@ Allocated AllocateRank(const Config& config, int world, int rank, kernels::Ops& 
   ShardingPlan sharding;
   sharding.world_size = world;
   sharding.rank = rank;
-  sharding.stage = world > 1 ? config.zero_stage : 0;
+  sharding.stage = world > 1 || config.zero.offload_param ? config.zero_stage : 0;
   sharding.offload_optimizer = config.zero.offload_optimizer;
+  sharding.offload_params = config.zero.offload_param;
   sharding.offload_tier = ops.memory_tier() == Tier::kDevice ? Tier::kPinnedHost : Tier::kHost;
   auto model = CreateModel(config.model, static_cast<int>(config.train_micro_batch_size_per_gpu),
                            config.activation_checkpointing, &ops, sharding);
@@ -107,11 +110,15 @@ TEST_P(MemoryPlanBackendTest, EqualsWhatTheModelAllocates) {
         cases.push_back({type, world, stage, true, stage % 2 == 0});
         cases.push_back({type, world, stage, false, true});
       }
+      for (const bool checkpointing : {false, true}) {
+        cases.push_back({type, world, 3, true, checkpointing, /*offload_params=*/true});
+      }
     }
   }
   for (const Case& c : cases) {
     SCOPED_TRACE(absl::StrCat(c.type, " world ", c.world, " stage ", c.stage, " offload ",
-                              c.offload, " checkpointing ", c.checkpointing));
+                              c.offload, " checkpointing ", c.checkpointing, " offload_params ",
+                              c.offload_params));
     Config config = MakeConfig(c);
     config.trainer.backend = GetParam();
     absl::StatusOr<PlanInput> input = PlanInputFromConfig(config, c.world, 1);
@@ -279,13 +286,37 @@ TEST(MemoryPlanTest, ParameterAndActivationOffload) {
   PlanInput in = Handmade();
   in.stage = 3;
   in.offload_param = Placement::kCpu;
+  // Parameter offload needs the optimizer on the CPU too: it updates the shards in place.
+  absl::StatusOr<MemoryPlan> plan = PlanMemory(in);
+  ASSERT_FALSE(plan.ok());
+  EXPECT_NE(plan.status().message().find("offload_optimizer \"cpu\""), std::string::npos);
+  in.offload_optimizer = Placement::kCpu;
   in.activation_checkpointing = true;
   in.offload_activations = true;
-  absl::StatusOr<MemoryPlan> plan = PlanMemory(in);
+  plan = PlanMemory(in);
   ASSERT_TRUE(plan.ok()) << plan.status();
-  // Shards of 250, 1000, 1000 elements per rank, fp32, in pinned memory.
+  // Shards of 250, 1000, 1000 elements per rank, fp32, in pinned memory; the gradient shards
+  // too, and they are the CPU AdamW's master and gradient copy (none besides): 4 x 4 B each
+  // with m and v. The GPU keeps working buffers and activations only.
   EXPECT_EQ(plan->Bytes(Category::kParameters, Tier::kPinnedHost), 2250u * 4);
   EXPECT_EQ(plan->Bytes(Category::kParameters, Tier::kDevice), 0u);
+  EXPECT_EQ(plan->Bytes(Category::kGradients, Tier::kPinnedHost), 2250u * 4);
+  EXPECT_EQ(plan->Bytes(Category::kOptimizer, Tier::kPinnedHost), 2250u * 8);
+  EXPECT_EQ(plan->Bytes(Category::kGradients, Tier::kDevice) +
+                plan->Bytes(Category::kOptimizer, Tier::kDevice),
+            0u);
+  // One rank: stage 3 all the same (whole Units as the one shard).
+  PlanInput one = in;
+  one.world_size = 1;
+  one.stage = 0;
+  absl::StatusOr<MemoryPlan> single = PlanMemory(one);
+  ASSERT_TRUE(single.ok()) << single.status();
+  EXPECT_EQ(single->Bytes(Category::kParameters, Tier::kPinnedHost), 9000u * 4);
+  EXPECT_EQ(single->Bytes(Category::kParameters, Tier::kDevice), 0u);
+  EXPECT_GT(single->Bytes(Category::kWorking, Tier::kDevice), 0u);
+  // Parameters on NVMe are not built: refused, naming the key.
+  one.offload_param = Placement::kNvme;
+  EXPECT_NE(PlanMemory(one).status().message().find("offload_param"), std::string::npos);
   // The L block inputs, B x T x C fp32 each, move to pinned memory; of the residual stream's
   // L+1 arrays, three rotating buffers and the head's input stay (residual_stream.h).
   EXPECT_EQ(plan->Bytes(Category::kActivations, Tier::kPinnedHost), 1u * 10 * 10 * 4);

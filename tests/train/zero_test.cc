@@ -352,6 +352,50 @@ TEST(ZeroTest, OffloadedOptimizerEqualsInBackendAtEveryStage) {
   }
 }
 
+// Parameters in CPU memory too (offload_param "cpu", stage 3): each rank copies its shard up
+// and all-gathers it in place, reduce-scatters in place and brings its part of the gradient
+// down; bitwise equal to stage 3 with everything in the backend, clipped or not, and resumes
+// bit for bit.
+TEST(ZeroTest, OffloadedParametersEqualStageThreeInBackendAndResume) {
+  SKIP_WITHOUT_RANK_GPUS();
+  // One rank in the backend trains as stage 0 (offload_test compares with it).
+  if (World().world_size() == 1) GTEST_SKIP() << "needs several ranks (mpirun -np N)";
+  const std::string dir = SharedDir("offload_params");
+  const std::string keys =
+      R"("offload_optimizer": {"device": "cpu"}, "offload_param": {"device": "cpu"})";
+  for (const bool clipped : {true, false}) {
+    const std::string name = clipped ? "clipped" : "unclipped";
+    SCOPED_TRACE(name);
+    std::string reference_json = ZeroConfig(6, dir + "/" + name, 3);
+    if (!clipped) {
+      reference_json = absl::StrReplaceAll(
+          reference_json, {{R"("gradient_clipping": 1.0)", R"("gradient_clipping": 0)"}});
+    }
+    const std::string offload_json =
+        WithZeroKeys(absl::StrReplaceAll(reference_json, {{name, name + "_offload"}}), keys);
+    auto reference = MakeTrainer(reference_json, World());
+    auto offloaded = MakeTrainer(offload_json, World());
+    ASSERT_TRUE(reference->Train().ok());
+    absl::Status trained = offloaded->Train();
+    ASSERT_TRUE(trained.ok()) << trained;
+    EXPECT_EQ(offloaded->step_losses(), reference->step_losses());
+    for (int u = 0; u < reference->model().num_units(); ++u) {
+      EXPECT_EQ(offloaded->StoredParams(u).value(), reference->StoredParams(u).value())
+          << reference->model().unit(u).layout.name();
+      EXPECT_TRUE(offloaded->model().unit(u).params.on_host());
+    }
+  }
+  auto full = MakeTrainer(WithZeroKeys(ZeroConfig(6, dir + "/full", 3), keys), World());
+  ASSERT_TRUE(full->Train().ok());
+  const std::string split = dir + "/split";
+  ASSERT_TRUE(MakeTrainer(WithZeroKeys(ZeroConfig(3, split, 3), keys), World())->Train().ok());
+  auto resumed = MakeTrainer(WithZeroKeys(ZeroConfig(6, split, 3), keys), World());
+  ASSERT_TRUE(resumed->Resume(split + "/ckpt").ok());
+  ASSERT_TRUE(resumed->Train().ok());
+  ASSERT_EQ(resumed->step_losses().size(), 3u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(full->step_losses()[3 + i], resumed->step_losses()[i]);
+}
+
 // With the optimizer state on NVMe (a file per rank, small tiles so that every shard streams in
 // several), every stage trains exactly as with the optimizer in the backend, and resumes bit for
 // bit from a checkpoint that holds the NVMe-resident moments.
