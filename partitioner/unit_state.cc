@@ -16,12 +16,12 @@ absl::StatusOr<UnitState> UnitState::Allocate(UnitLayout layout, Tier tier,
   const std::string name = layout.name();
   UnitState s{std::move(layout), shard,    plan.stage, Buffer(), Buffer(),
               Buffer(),          Buffer(), Buffer(),   Buffer()};
-  if (plan.offload_params &&
-      (plan.stage != 3 || !plan.offload_optimizer || plan.external_optimizer_state)) {
+  if (plan.offload_params && (plan.stage != 3 || !plan.offload_optimizer)) {
     return absl::InvalidArgumentError(
-        "offloaded parameters need stage 3 and the optimizer offloaded with fp32 state");
+        "offloaded parameters need stage 3 and the optimizer offloaded");
   }
   s.params_offloaded = plan.offload_params;
+  s.optimizer_external = plan.offload_optimizer && plan.external_optimizer_state;
   const Tier optimizer_tier = plan.offload_optimizer ? plan.offload_tier : tier;
   const Tier param_tier = plan.offload_params ? plan.offload_tier : tier;
   SPW_ASSIGN_OR_RETURN(s.params, Buffer::Allocate(bytes(s.params_sharded()), param_tier,

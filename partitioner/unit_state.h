@@ -13,8 +13,9 @@
 // the state moves to the offload tier (see offload_master).
 //
 // With the parameters offloaded (ShardingPlan::offload_params, stage 3), params and grads are
-// shards in the offload tier: params is AdamW's master (no offload_master) and grads is the
-// gradient it reads (no offload_grads); the backend holds only the residency's working buffers.
+// shards in the offload tier: grads is the gradient AdamW reads (no offload_grads) and, unless
+// the state is external, params is its master (no offload_master); the backend holds only the
+// residency's working buffers.
 //
 // The model computes on the whole Unit through live_params / live_grads: for whole buffers these
 // point at them; for sharded ones a partitioner/unit_residency.h working buffer holds the
@@ -44,8 +45,8 @@ struct ShardingPlan {
   // The offloaded master, m and v live outside the Buffers (on NVMe, or in a compact format:
   // engine/train/external_optimizer_state.h); only the gradient copy is in `offload_tier`.
   bool external_optimizer_state = false;
-  // zero_optimization.offload_param.device = "cpu" (stage 3, offload_optimizer, not external):
-  // parameter and gradient shards in `offload_tier` too.
+  // zero_optimization.offload_param.device = "cpu" (stage 3, offload_optimizer): parameter and
+  // gradient shards in `offload_tier` too.
   bool offload_params = false;
 };
 
@@ -65,7 +66,8 @@ struct UnitState {
   Buffer offload_grads;
   float* live_params = nullptr;
   float* live_grads = nullptr;
-  bool params_offloaded = false;  // ShardingPlan::offload_params
+  bool params_offloaded = false;    // ShardingPlan::offload_params
+  bool optimizer_external = false;  // offload_optimizer with external_optimizer_state
 
   // Allocates the buffers `plan.stage` keeps in `tier`, zeroed.
   static absl::StatusOr<UnitState> Allocate(UnitLayout layout, Tier tier,
@@ -73,9 +75,7 @@ struct UnitState {
 
   bool optimizer_sharded() const { return stage >= 1; }
   bool optimizer_offloaded() const { return params_offloaded || offload_grads.bytes() > 0; }
-  bool optimizer_state_external() const {
-    return !params_offloaded && optimizer_offloaded() && offload_master.bytes() == 0;
-  }
+  bool optimizer_state_external() const { return optimizer_external; }
   // The offloaded optimizer's fp32 master parameters and gradient copy (optimizer_index
   // layout): offload_master / offload_grads, or params / grads when the parameters are offloaded.
   float* offload_master_data() { return (params_offloaded ? params : offload_master).as<float>(); }

@@ -150,8 +150,8 @@ absl::Status ResolveBatchSizes(const ObjectReader& r, int world_size, int64_t mi
   return absl::OkStatus();
 }
 
-// offload_param "cpu" needs the optimizer offloaded to the CPU in fp32, synchronously, at
-// stage 3: the CPU AdamW updates the offloaded parameter shards in place.
+// offload_param "cpu" needs stage 3 and the optimizer offloaded ("cpu" or "nvme"),
+// synchronously: the CPU AdamW updates the offloaded parameter shards.
 absl::Status CheckOffloadParam(const Config& c) {
   if (!c.zero.offload_param) return absl::OkStatus();
   constexpr absl::string_view kKey = "zero_optimization.offload_param.device";
@@ -160,19 +160,11 @@ absl::Status CheckOffloadParam(const Config& c) {
                                        "parameters), found ",
                                        c.zero_stage));
   }
-  if (!c.zero.offload_optimizer || c.zero.optimizer_nvme || c.zero.offload_optimizer_auto) {
-    const char* found = c.zero.offload_optimizer_auto ? "auto"
-                        : c.zero.optimizer_nvme       ? "nvme"
-                                                      : "none";
+  if (!c.zero.offload_optimizer || c.zero.offload_optimizer_auto) {
     return KeyError(kKey, absl::StrCat("\"cpu\" needs zero_optimization.offload_optimizer.device "
-                                       "\"cpu\" (the CPU AdamW updates the offloaded parameters "
-                                       "in place), found \"",
-                                       found, "\""));
-  }
-  if (c.optimizer.compact()) {
-    return KeyError(
-        c.optimizer.bf16_master ? "optimizer.params.master_dtype" : "optimizer.params.state_dtype",
-        "compact optimizer state is not built with offload_param yet; use fp32");
+                                       "\"cpu\" or \"nvme\" (the CPU AdamW updates the offloaded "
+                                       "parameters), found \"",
+                                       c.zero.offload_optimizer_auto ? "auto" : "none", "\""));
   }
   if (!c.zero.pin_memory && c.trainer.backend != "cpu") {
     return KeyError("zero_optimization.offload_optimizer.pin_memory",

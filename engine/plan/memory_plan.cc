@@ -111,12 +111,10 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
       return KeyError(kParamKey,
                       absl::StrCat("\"cpu\" needs zero_optimization.stage 3, found ", in.stage));
     }
-    if (in.offload_optimizer != Placement::kCpu) {
-      return KeyError(kParamKey, absl::StrCat("\"cpu\" needs offload_optimizer \"cpu\", found \"",
-                                              PlacementName(in.offload_optimizer), "\""));
-    }
-    if (in.moments != MomentDtype::kFp32 || in.master != MasterDtype::kFp32) {
-      return KeyError(kParamKey, "\"cpu\" is not built with compact optimizer state yet");
+    if (in.offload_optimizer != Placement::kCpu && in.offload_optimizer != Placement::kNvme) {
+      return KeyError(kParamKey,
+                      absl::StrCat("\"cpu\" needs offload_optimizer \"cpu\" or \"nvme\", found \"",
+                                   PlacementName(in.offload_optimizer), "\""));
     }
   }
   if (in.offload_activations && !in.activation_checkpointing) {
@@ -172,7 +170,12 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
   add("parameters", Category::kParameters, param_tier, params * pb);
   add("gradients", Category::kGradients, param_tier, grads * kF32);
 
-  const size_t master = separate_master && !params_offloaded ? optimizer_elems * master_bytes : 0;
+  // Offloaded parameters are the master of an fp32 CPU AdamW; NVMe and compact state keep theirs.
+  const bool external_state = in.offload_optimizer == Placement::kNvme ||
+                              in.moments != MomentDtype::kFp32 || in.master != MasterDtype::kFp32;
+  const size_t master = separate_master && !(params_offloaded && !external_state)
+                            ? optimizer_elems * master_bytes
+                            : 0;
   switch (in.offload_optimizer) {
     case Placement::kNone:
       add("Adam m and v", Category::kOptimizer, compute, moments);
@@ -187,7 +190,8 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
     case Placement::kNvme:
       add("Adam m and v", Category::kOptimizer, Tier::kNvme, moments);
       add("master parameters", Category::kOptimizer, Tier::kNvme, master);
-      add("gradient copy", Category::kOptimizer, offload, optimizer_elems * kF32);
+      if (!params_offloaded)
+        add("gradient copy", Category::kOptimizer, offload, optimizer_elems * kF32);
       break;
     case Placement::kAuto:
       break;

@@ -171,7 +171,7 @@ absl::Status CompactAdamW::StepUnit(int u, UnitState& unit, const OptimizerConfi
   SPW_ASSIGN_OR_RETURN(Arrays * arrays, Acquire(u));
   const auto start = std::chrono::steady_clock::now();
   Arrays& a = *arrays;
-  float* grads = unit.offload_grads.as<float>();
+  float* grads = unit.offload_grads_data();
   for (const Part& part : units_[u].parts) {
     p.weight_decay = part.decay ? static_cast<float>(opt.weight_decay) : 0.0f;
     const size_t j = part.begin, n = part.end - part.begin;

@@ -39,7 +39,7 @@ absl::Status NvmeAdamW::StepUnit(int u, UnitState& unit, const OptimizerConfig& 
   const size_t lo = unit.update_begin(), hi = unit.update_end();
   // Array element j holds flat element origin + j (optimizer_index's inverse).
   const size_t origin = unit.optimizer_sharded() ? unit.shard.begin : 0;
-  float* grads = unit.offload_grads.as<float>();
+  float* grads = unit.offload_grads_data();
   return state_->StreamUnit(u, [&](size_t first, float* master, float* m, float* v, size_t count) {
     const size_t flat = origin + first;
     ForEachTensorPart(unit, std::max(lo, flat), std::min(hi, flat + count),

@@ -214,8 +214,16 @@ absl::Status OffloadedOptimizer::StepUnit(const Task& task) {
   SPW_RETURN_IF_ERROR(ops_.WaitCopies(task.ticket));
   if (std::isnan(task.params.grad_scale)) return absl::OkStatus();  // a skipped step
   UnitState& unit = model_.unit(task.unit);
-  if (external_ != nullptr) return external_->StepUnit(task.unit, unit, opt_, task.params);
-  StepOffloadedShard(unit, opt_, task.params);
+  if (external_ == nullptr) {
+    StepOffloadedShard(unit, opt_, task.params);
+    return absl::OkStatus();
+  }
+  SPW_RETURN_IF_ERROR(external_->StepUnit(task.unit, unit, opt_, task.params));
+  if (unit.params_offloaded) {  // the updated parameters are in the gradient shard
+    const size_t lo = unit.update_begin(), hi = unit.update_end();
+    std::memcpy(unit.params.as<float>() + unit.param_index(lo),
+                unit.offload_grads_data() + unit.optimizer_index(lo), (hi - lo) * sizeof(float));
+  }
   return absl::OkStatus();
 }
 

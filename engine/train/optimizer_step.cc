@@ -70,7 +70,7 @@ absl::Status OffloadedAdamW(Model& model, kernels::Ops& ops, const OptimizerConf
     if (external != nullptr) {
       SPW_RETURN_IF_ERROR(external->StepUnit(u, unit, opt, p));
       ops.CopyToBackend(unit.params.as<float>() + unit.param_index(lo),
-                        unit.offload_grads.as<float>() + unit.optimizer_index(lo),
+                        unit.offload_grads_data() + unit.optimizer_index(lo),
                         (hi - lo) * sizeof(float));
       continue;
     }
@@ -83,14 +83,14 @@ absl::Status OffloadedAdamW(Model& model, kernels::Ops& ops, const OptimizerConf
   return absl::OkStatus();
 }
 
-// The external master arrays take the backend's parameters, staged through offload_grads.
+// The external master arrays take the backend's parameters, staged through the gradient copy.
 absl::Status WriteExternalMaster(Model& model, kernels::Ops& ops,
                                  ExternalOptimizerState& external) {
   for (int u = 0; u < model.num_units(); ++u) {
     UnitState& unit = model.unit(u);
     const size_t lo = unit.update_begin(), hi = unit.update_end();
-    float* staging = unit.offload_grads.as<float>();
-    std::memset(staging, 0, unit.offload_grads.bytes());
+    float* staging = unit.offload_grads_data();
+    std::memset(staging, 0, unit.optimizer_numel() * sizeof(float));
     if (lo < hi) {
       ops.CopyToHost(staging + unit.optimizer_index(lo),
                      unit.params.as<float>() + unit.param_index(lo), (hi - lo) * sizeof(float));

@@ -294,9 +294,10 @@ absl::Status Trainer::CheckMemoryPlan() {
 
 absl::Status Trainer::CreateExternalState() {
   if (CompactAdamW::Wanted(config_)) {
+    const UnitState& unit = model_->unit(0);
+    const Tier tier = (unit.params_offloaded ? unit.grads : unit.offload_grads).tier();
     SPW_ASSIGN_OR_RETURN(external_state_,
-                         CompactAdamW::Create(config_, *model_,
-                                              model_->unit(0).offload_grads.tier(), comm_->rank()));
+                         CompactAdamW::Create(config_, *model_, tier, comm_->rank()));
   } else if (config_.zero.optimizer_nvme) {
     SPW_ASSIGN_OR_RETURN(external_state_, NvmeAdamW::Create(config_, *model_, comm_->rank()));
   }
@@ -389,7 +390,10 @@ void Trainer::PrintStartup() const {
   const int world = comm_->world_size();
   for (const std::string& line : FormatStartupMemory(memory_plan_)) Print(line);
   if (memory_plan_.input.offload_optimizer != Placement::kNone) {
-    const char* what = config_.zero.offload_param
+    const char* what = config_.zero.offload_param && external_state_ != nullptr
+                           ? "fp32 parameter and gradient shards; the backend holds only working "
+                             "buffers"
+                       : config_.zero.offload_param
                            ? "fp32 parameter and gradient shards, which AdamW updates in place, "
                              "Adam m and v; the backend holds only working buffers"
                        : external_state_ != nullptr

@@ -96,9 +96,9 @@ TEST(FitTest, AutoPicksTheCheapestPlacementThatFits) {
   r = PlanToFit(in, tiny);
   ASSERT_TRUE(r.ok());
   EXPECT_FALSE(r->fit.fits());
-  // (Parameters on NVMe are not built, nor parameters in CPU memory beside an optimizer that is
-  // not: those candidates are tried and refused.)
-  EXPECT_EQ(r->plan.input.offload_optimizer, Placement::kCpu);
+  // (Parameters on NVMe are not built, nor parameters in CPU memory beside an optimizer in the
+  // GPU: those candidates are tried and refused.)
+  EXPECT_EQ(r->plan.input.offload_optimizer, Placement::kNvme);
   EXPECT_EQ(r->plan.input.offload_param, Placement::kCpu);
   EXPECT_EQ(r->tried.size(), 9u);
   EXPECT_NE(FormatPlan(*r, tiny).find("verdict: does not fit"), std::string::npos);
