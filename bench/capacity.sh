@@ -8,8 +8,11 @@
 #   cpu_int8  fp32 master + 8-bit block-wise m and v in pinned CPU memory (6 B/param + 4)
 #   cpu       fp32 state in pinned CPU memory (16 B/param with the gradient copy): the baseline
 # Parameters and gradients stay on the GPU in fp32 (8 B/param), so the GPU bounds every
-# placement near 8B parameters on an 80 GB H100; NVMe bounds "nvme" at disk / 12 B (about 5B
-# on a 64 GiB disk) and "nvme_int8" at disk / 6 B.
+# placement above near 8B parameters on an 80 GB H100; NVMe bounds "nvme" at disk / 12 B (about
+# 5B on a 64 GiB disk) and "nvme_int8" at disk / 6 B. A "params_" prefix (params_cpu,
+# params_nvme_int8, ...) adds offload_param "cpu" at stage 3: parameter and gradient shards in
+# pinned CPU memory (8 B/param), the GPU keeps working buffers and activations only, so host
+# memory and disk bound the model instead (params_nvme_int8: about 14 B/param in all).
 # For each placement the sizes run in order until one fails (out of memory, disk, time limit).
 # usage (device tool, nvidia-h100-x1, carry [".deps"]), one placement per call to stay within
 # the 10-minute limit:
@@ -50,7 +53,9 @@ mode, size, steps, nvme_dir, path, block, qd, backend = sys.argv[1:9]
 steps = int(steps)
 L, d, H = {"1.5b": (48, 1600, 25), "2.7b": (32, 2560, 20), "4b": (36, 3072, 24),
            "5b": (40, 3200, 25), "6.7b": (32, 4096, 32), "8b": (40, 4096, 32),
-           "10b": (48, 4096, 32), "tiny": (2, 64, 2)}[size]
+           "10b": (48, 4096, 32), "12b": (40, 5120, 40), "tiny": (2, 64, 2)}[size]
+params_offloaded = mode.startswith("params_")
+mode = mode.removeprefix("params_")
 V, T = 50257, 1024
 offload = {"device": "cpu", "pin_memory": True}
 params = {"lr": 1e-4}
@@ -62,7 +67,9 @@ if mode.endswith("int8"):
 json.dump({
   "train_batch_size": 1, "train_micro_batch_size_per_gpu": 1, "steps_per_print": 1,
   "activation_checkpointing": {"enabled": True},
-  "zero_optimization": {"stage": 0, "offload_optimizer": offload},
+  "zero_optimization": dict(
+      {"stage": 3 if params_offloaded else 0, "offload_optimizer": offload},
+      **({"offload_param": {"device": "cpu", "pin_memory": True}} if params_offloaded else {})),
   "aio": {"block_size": int(block), "queue_depth": int(qd)},
   "optimizer": {"type": "AdamW", "params": params},
   "model": {"type": "gpt2", "n_layer": L, "n_head": H, "d_model": d, "seq_len": T,

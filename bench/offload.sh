@@ -6,7 +6,8 @@
 # B=8, T=1024, activation checkpointing on.
 # usage (device tool, nvidia-h100-x1, carry [".deps"]): bash bench/offload.sh
 # env: MODELS="1.5b 3.8b", VARIANTS="gpu offload offload_noclip offload_delayed peer", STEPS=6,
-#      PRECISION=bf16 (as the peer; or fp32),
+#      PRECISION=bf16 (as the peer; or fp32); variant offload_param: stage 3 with the parameters
+#      and gradients in pinned CPU memory too (offload_param "cpu"),
 #      BUILD=build-device; a variant ending in _cpuckpt also keeps the activation checkpoints in
 #      CPU memory (offload_noclip_cpuckpt).
 set -uo pipefail
@@ -39,6 +40,9 @@ L, H, C = {"1.5b": (48, 25, 1600), "3.8b": (32, 24, 3072)}[model]
 zero = {"stage": 0}
 if variant != "gpu":
     zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+if variant.startswith("offload_param"):  # ZeRO-3 with the parameters in CPU memory too
+    zero["stage"] = 3
+    zero["offload_param"] = {"device": "cpu", "pin_memory": True}
 if variant.startswith("offload_delayed"):
     zero["offload_optimizer"].update({"delayed_update": True, "delayed_update_warmup": 1})
 ckpt = {"enabled": True, "cpu_checkpointing": variant.endswith("_cpuckpt")}

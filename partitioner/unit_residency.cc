@@ -232,6 +232,7 @@ void UnitResidency::LandOffloadedGrads(int u, Slot& slot) {
     slot.copy = ops_.CopyToHostAsync(unit.grads.as<float>(), mine, bytes);
     slot.has_copy = true;
     grads_copy_[u] = slot.copy;
+    last_grads_copy_ = slot.copy;
     grads_fresh_[u] = false;
     copied_bytes_ += static_cast<double>(bytes);
     return;
@@ -326,6 +327,9 @@ absl::Status UnitResidency::FinishGrads() {
   }
   reduced_units_.clear();
   for (Slot& slot : grad_slots_) CompleteReduction(slot);
+  // Offloaded gradient shards are final once their copies land: the step's later backend ops
+  // (the norm) read them. (Earlier micro-batches' later Accumulates wait for their own copy.)
+  if (last_backward_) ops_.ComputeAfterCopies(last_grads_copy_);
   return status_;
 }
 

@@ -70,7 +70,9 @@ class UnitResidency {
   void AcquireGrads(int u);
   void ReleaseGrads(int u);
   // Waits for (and completes) every gradient reduction started: the gradients are then
-  // final for this micro-batch. Returns the sticky error, if any.
+  // final for this micro-batch, and (last backward) later backend ops see the offloaded
+  // shards' copies landed.
+  // Returns the sticky error, if any.
   absl::Status FinishGrads();
   // Called once per Unit with a rank-local part, in the step's last backward, on the model's
   // thread, when that part of its gradients is final: the ops that finish it are issued (not
@@ -143,6 +145,7 @@ class UnitResidency {
   std::vector<int> reduced_units_;                     // their Units, for grads_final_
   std::vector<bool> grads_fresh_;    // offloaded Units: no reduction yet in this step
   std::vector<int64_t> grads_copy_;  // offloaded Units: their gradient copy of this step
+  int64_t last_grads_copy_ = 0;      // the latest of them (0: none)
   double copied_bytes_ = 0.0;
   std::function<void(int)> grads_final_;
   std::function<void(int)> params_needed_;

@@ -48,6 +48,11 @@ std::string ParamsOffloaded(std::string json) {
                      R"( "offload_param": {"device": "cpu"}},)");
 }
 
+// One micro-batch per step (the small configs have two).
+std::string OneMicroBatch(std::string json) {
+  return absl::StrReplaceAll(json, {{R"("train_batch_size": 4)", R"("train_batch_size": 2)"}});
+}
+
 double RelativeL2(const std::vector<float>& a, const std::vector<float>& b) {
   double diff = 0.0, norm = 0.0;
   for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
@@ -186,24 +191,30 @@ TEST_P(OffloadTest, LossScaledAndSkippedStepsEqualInBackendBitwise) {
     return json.insert(json.find('{') + 1,
                        R"("fp16": {"enabled": true, "initial_scale_power": 30}, )");
   };
-  auto reference = MakeTrainer(Fp16(WithoutClipping(Config(8, "fp16_in_backend"))));
-  auto offloaded = MakeTrainer(Offloaded(Fp16(WithoutClipping(Config(8, "fp16_offloaded")))));
-  ASSERT_TRUE(reference->Train().ok());
-  absl::Status trained = offloaded->Train();
-  ASSERT_TRUE(trained.ok()) << trained;
-  // cuBLAS's fp16 conversion does not overflow (bench/RESULTS.md), so only the CPU skips.
-  if (GetParam() == std::string("cpu")) EXPECT_GT(reference->skipped_steps(), 0);
-  EXPECT_EQ(offloaded->skipped_steps(), reference->skipped_steps());
-  EXPECT_EQ(reference->step_losses(), offloaded->step_losses());
-  for (int u = 0; u < reference->model().num_units(); ++u) {
-    EXPECT_EQ(reference->StoredParams(u).value(), offloaded->StoredParams(u).value())
-        << reference->model().unit(u).layout.name();
+  // With the parameters offloaded too (one micro-batch per step: see
+  // OffloadedParametersEqualInBackendBitwise), skipped steps leave the parameter shards as
+  // they were.
+  for (const bool params : {false, true}) {
+    SCOPED_TRACE(params ? "parameters offloaded" : "optimizer offloaded");
+    auto config = [&](const std::string& name) {
+      const std::string json = WithoutClipping(Config(8, absl::StrCat(name, params)));
+      return params ? OneMicroBatch(json) : json;
+    };
+    auto reference = MakeTrainer(Fp16(config("fp16_in_backend")));
+    auto offloaded = MakeTrainer(params ? ParamsOffloaded(Fp16(config("fp16_offloaded")))
+                                        : Offloaded(Fp16(config("fp16_offloaded"))));
+    ASSERT_TRUE(reference->Train().ok());
+    absl::Status trained = offloaded->Train();
+    ASSERT_TRUE(trained.ok()) << trained;
+    // cuBLAS's fp16 conversion does not overflow (bench/RESULTS.md), so only the CPU skips.
+    if (GetParam() == std::string("cpu")) EXPECT_GT(reference->skipped_steps(), 0);
+    EXPECT_EQ(offloaded->skipped_steps(), reference->skipped_steps());
+    EXPECT_EQ(reference->step_losses(), offloaded->step_losses());
+    for (int u = 0; u < reference->model().num_units(); ++u) {
+      EXPECT_EQ(reference->StoredParams(u).value(), offloaded->StoredParams(u).value())
+          << reference->model().unit(u).layout.name();
+    }
   }
-}
-
-// One micro-batch per step (the small configs have two).
-std::string OneMicroBatch(std::string json) {
-  return absl::StrReplaceAll(json, {{R"("train_batch_size": 4)", R"("train_batch_size": 2)"}});
 }
 
 // Parameters offloaded too: one rank trains at stage 3 with each Unit's parameter and gradient
@@ -325,21 +336,22 @@ std::string WithCheckpointing(std::string json, bool in_cpu_memory) {
 }
 
 // Activation checkpoints kept in CPU memory (copied down in the forward, prefetched back a block
-// ahead in the backward) change nothing: GPT-2 and Llama, with the optimizer in the backend and
-// offloaded too (both share the copy stream).
+// ahead in the backward) change nothing: GPT-2 and Llama, with the optimizer in the backend,
+// offloaded, and with the parameters offloaded too (all share the copy stream).
 TEST_P(OffloadTest, CheckpointsInCpuMemoryEqualCheckpointsInBackendBitwise) {
   for (const bool llama : {false, true}) {
-    for (const bool optimizer_offloaded : {false, true}) {
-      SCOPED_TRACE(absl::StrCat(llama ? "llama" : "gpt2",
-                                optimizer_offloaded ? ", optimizer offloaded" : ""));
+    for (const int offloaded : {0, 1, 2}) {  // nothing, the optimizer, the parameters too
+      SCOPED_TRACE(absl::StrCat(llama ? "llama" : "gpt2", offloaded > 0 ? ", optimizer" : "",
+                                offloaded > 1 ? " and parameters" : "",
+                                offloaded > 0 ? " offloaded" : ""));
       auto make = [&](const std::string& name, bool in_cpu_memory) {
-        const std::string dir = FreshDir(absl::StrCat(name, llama, "_", GetParam()));
+        const std::string dir = FreshDir(absl::StrCat(name, llama, offloaded, "_", GetParam()));
         std::string json =
             llama ? SmallLlamaConfig(6, dir, 0, GetParam()) : SmallConfig(6, dir, 0, GetParam());
         // 6 layers: more than the three backend buffers the offloaded stream rotates.
         json = absl::StrReplaceAll(json, {{R"("n_layer": 2)", R"("n_layer": 6)"}});
         json = WithCheckpointing(json, in_cpu_memory);
-        return optimizer_offloaded ? Offloaded(json) : json;
+        return offloaded == 2 ? ParamsOffloaded(json) : offloaded == 1 ? Offloaded(json) : json;
       };
       ExpectTrainBitwiseEqual(make("ckpt_backend", false), make("ckpt_cpu", true));
     }
