@@ -150,21 +150,24 @@ absl::Status ResolveBatchSizes(const ObjectReader& r, int world_size, int64_t mi
   return absl::OkStatus();
 }
 
-// offload_param "cpu" needs stage 3 and the optimizer offloaded ("cpu" or "nvme"),
-// synchronously: the CPU AdamW updates the offloaded parameter shards.
+// offload_param "cpu" (or "auto") needs stage 3 and the optimizer offloaded ("cpu", "nvme",
+// or "auto", which then picks one of them with the parameters offloaded), synchronously: the
+// CPU AdamW updates the offloaded parameter shards.
 absl::Status CheckOffloadParam(const Config& c) {
-  if (!c.zero.offload_param) return absl::OkStatus();
+  if (!c.zero.offload_param && !c.zero.offload_param_auto) return absl::OkStatus();
   constexpr absl::string_view kKey = "zero_optimization.offload_param.device";
+  const char* device = c.zero.offload_param ? "\"cpu\"" : "\"auto\"";
   if (c.zero_stage != 3) {
-    return KeyError(kKey, absl::StrCat("\"cpu\" needs zero_optimization.stage 3 (partitioned "
+    return KeyError(kKey, absl::StrCat(device,
+                                       " needs zero_optimization.stage 3 (partitioned "
                                        "parameters), found ",
                                        c.zero_stage));
   }
-  if (!c.zero.offload_optimizer || c.zero.offload_optimizer_auto) {
-    return KeyError(kKey, absl::StrCat("\"cpu\" needs zero_optimization.offload_optimizer.device "
-                                       "\"cpu\" or \"nvme\" (the CPU AdamW updates the offloaded "
-                                       "parameters), found \"",
-                                       c.zero.offload_optimizer_auto ? "auto" : "none", "\""));
+  if (!c.zero.offload_optimizer && !c.zero.offload_optimizer_auto) {
+    return KeyError(kKey, absl::StrCat(device,
+                                       " needs zero_optimization.offload_optimizer.device "
+                                       "\"cpu\", \"nvme\" or \"auto\" (the CPU AdamW updates the "
+                                       "offloaded parameters), found \"none\""));
   }
   if (!c.zero.pin_memory && c.trainer.backend != "cpu") {
     return KeyError("zero_optimization.offload_optimizer.pin_memory",

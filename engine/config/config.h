@@ -121,6 +121,9 @@ struct ZeroConfig {
   // parameter shard, which is also AdamW's master, and its gradient shard live in CPU memory;
   // the backend holds only the residency's working buffers (docs/offload.md).
   bool offload_param = false;
+  // offload_param.device = "auto": the trainer's memory check decides offload_param along with
+  // an "auto" offload_optimizer (the cheapest placement that fits) before allocating.
+  bool offload_param_auto = false;
   std::string nvme_path;
   int64_t nvme_buffer_count = 4;
   int64_t nvme_buffer_size = 100'000'000;

@@ -156,9 +156,9 @@ absl::Status ParseOffloadOptimizer(const ObjectReader& zero_reader, ZeroConfig* 
   return WholeNumber(r, "buffer_size", &zero->nvme_buffer_size, 4096, int64_t{1} << 32);
 }
 
-// offload_param: device "none" or "cpu" (sets zero->offload_param; pin_memory is shared with
-// offload_optimizer). The combinations it needs are checked by CheckOffloadParam once every
-// section is read.
+// offload_param: device "none", "cpu" (sets zero->offload_param) or "auto" (sets
+// zero->offload_param_auto); pin_memory is shared with offload_optimizer. The combinations it
+// needs are checked by CheckOffloadParam once every section is read.
 absl::Status ParseOffloadParam(const ObjectReader& zero_reader, ZeroConfig* zero) {
   const Json* v = zero_reader.Find("offload_param");
   if (v == nullptr || v->is_null()) return absl::OkStatus();
@@ -174,7 +174,7 @@ absl::Status ParseOffloadParam(const ObjectReader& zero_reader, ZeroConfig* zero
       r.CheckKeys({"device", "nvme_path", "buffer_count", "buffer_size", "max_in_cpu", "pin_memory",
                    "pipeline_read", "pipeline_write", "fast_init", "ratio"}));
   std::string device = "none";
-  SPW_RETURN_IF_ERROR(r.String("device", &device, {"none", "cpu", "nvme"}));
+  SPW_RETURN_IF_ERROR(r.String("device", &device, {"none", "cpu", "nvme", "auto"}));
   if (device == "nvme") {
     return KeyError(r.KeyPath("device"),
                     "\"nvme\" is not built yet (parameters on NVMe); use \"cpu\" or \"none\"");
@@ -187,7 +187,7 @@ absl::Status ParseOffloadParam(const ObjectReader& zero_reader, ZeroConfig* zero
                     "must equal zero_optimization.offload_optimizer.pin_memory (one host tier "
                     "holds parameters and optimizer state)");
   }
-  zero->offload_param = true;
+  (device == "auto" ? zero->offload_param_auto : zero->offload_param) = true;
   return absl::OkStatus();
 }
 

@@ -72,9 +72,11 @@ absl::StatusOr<PlanResult> PlanToFit(const PlanInput& input, const Hardware& hw)
   for (Placement o : Choices(input.offload_optimizer)) {
     for (Placement p : Choices(input.offload_param)) candidates.push_back({o, p});
   }
+  // Fewest tiers down first; between equals the optimizer nearer the GPU (parameters in CPU
+  // memory move 8-12 bytes per parameter over PCIe per step, an NVMe optimizer 24 over the disk).
   std::stable_sort(candidates.begin(), candidates.end(), [](const auto& a, const auto& b) {
-    return std::make_tuple(Level(a.first) + Level(a.second), Level(a.second)) <
-           std::make_tuple(Level(b.first) + Level(b.second), Level(b.second));
+    return std::make_tuple(Level(a.first) + Level(a.second), Level(a.first)) <
+           std::make_tuple(Level(b.first) + Level(b.second), Level(b.first));
   });
   const bool is_auto = candidates.size() > 1;
   PlanResult result;

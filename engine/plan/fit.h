@@ -6,8 +6,10 @@
 // the free space at nvme_path).
 //
 // "auto" placement: the candidates for offload_optimizer x offload_param are tried from the
-// cheapest, by how many levels they move (none < cpu < nvme, summed; parameters moving after
-// the optimizer at equal sums); the first that fits is chosen.
+// cheapest, by how many levels they move (none < cpu < nvme, summed; at equal sums the one with
+// the optimizer nearer the GPU: parameters and optimizer in CPU memory before the optimizer on
+// NVMe); the first that fits is chosen. Candidates the engine cannot build are refused by
+// PlanMemory and skipped.
 #pragma once
 
 #include <optional>

@@ -34,13 +34,16 @@ absl::StatusOr<PlanInput> PlanInputFromConfig(const Config& config, int world_si
   const int dp = world_size / std::max(config.pipeline.stages, 1);
   in.world_size = dp;
   in.ranks_per_node = std::min(ranks_per_node, dp);
-  in.stage = dp > 1 || config.zero.offload_param ? config.zero_stage : 0;
+  in.stage =
+      dp > 1 || config.zero.offload_param || config.zero.offload_param_auto ? config.zero_stage : 0;
   in.gpu = config.trainer.backend != "cpu";
   in.offload_optimizer = config.zero.offload_optimizer_auto ? Placement::kAuto
                          : config.zero.optimizer_nvme       ? Placement::kNvme
                          : config.zero.offload_optimizer    ? Placement::kCpu
                                                             : Placement::kNone;
-  in.offload_param = config.zero.offload_param ? Placement::kCpu : Placement::kNone;
+  in.offload_param = config.zero.offload_param_auto ? Placement::kAuto
+                     : config.zero.offload_param    ? Placement::kCpu
+                                                    : Placement::kNone;
   if (config.zero.optimizer_nvme || config.zero.offload_optimizer_auto) {
     in.nvme_path = config.zero.nvme_path;
     in.nvme_buffer_count = static_cast<int>(config.zero.nvme_buffer_count);

@@ -235,7 +235,9 @@ absl::Status Trainer::Setup() {
 }
 
 absl::Status Trainer::ResolveAutoOffload() {
-  if (!config_.zero.offload_optimizer_auto) return absl::OkStatus();
+  if (!config_.zero.offload_optimizer_auto && !config_.zero.offload_param_auto) {
+    return absl::OkStatus();
+  }
   SPW_ASSIGN_OR_RETURN(const RankInfo ranks, RankInfoFromEnvironment());
   const int world = comm_->world_size();
   SPW_ASSIGN_OR_RETURN(
@@ -249,20 +251,35 @@ absl::Status Trainer::ResolveAutoOffload() {
                        DetectHardware(ops_->memory_tier() == Tier::kDevice, input.nvme_path));
   SPW_ASSIGN_OR_RETURN(const PlanResult result, PlanToFit(input, hw));
   if (!result.fit.fits()) return NotFitError(result, hw);
-  // Every rank takes the most offloaded of the ranks' choices, so that all hold the same state.
-  const Placement mine = result.plan.input.offload_optimizer;
-  float level = mine == Placement::kNvme ? 2.0f : mine == Placement::kCpu ? 1.0f : 0.0f;
-  std::vector<float> levels(world);
-  SPW_RETURN_IF_ERROR(comm_->AllGather(&level, levels.data(), 1));
-  level = *std::max_element(levels.begin(), levels.end());
-  config_.zero.offload_optimizer_auto = false;
-  config_.zero.offload_optimizer = level >= 1.0f;
-  config_.zero.optimizer_nvme = level >= 2.0f;
-  Print(absl::StrFormat("offload_optimizer \"auto\": chose \"%s\" (%s)",
-                        level >= 2.0f   ? "nvme"
-                        : level >= 1.0f ? "cpu"
-                                        : "none",
-                        absl::StrJoin(result.tried, "; ")));
+  // Every rank takes the most offloaded of the ranks' choices, so that all hold the same state
+  // (a rank that offloads its parameters offloads its optimizer too, so the maxima agree).
+  const Placement optimizer = result.plan.input.offload_optimizer;
+  float mine[2] = {optimizer == Placement::kNvme  ? 2.0f
+                   : optimizer == Placement::kCpu ? 1.0f
+                                                  : 0.0f,
+                   result.plan.input.offload_param == Placement::kCpu ? 1.0f : 0.0f};
+  std::vector<float> levels(2 * world);
+  SPW_RETURN_IF_ERROR(comm_->AllGather(mine, levels.data(), 2));
+  float level = 0.0f, params = 0.0f;
+  for (int r = 0; r < world; ++r) {
+    level = std::max(level, levels[2 * r]);
+    params = std::max(params, levels[2 * r + 1]);
+  }
+  if (config_.zero.offload_optimizer_auto) {
+    config_.zero.offload_optimizer_auto = false;
+    config_.zero.offload_optimizer = level >= 1.0f;
+    config_.zero.optimizer_nvme = level >= 2.0f;
+  }
+  if (config_.zero.offload_param_auto) {
+    config_.zero.offload_param_auto = false;
+    config_.zero.offload_param = params >= 1.0f;
+  }
+  Print(absl::StrFormat(
+      "offload \"auto\": chose offload_optimizer \"%s\", offload_param \"%s\" (%s)",
+      config_.zero.optimizer_nvme      ? "nvme"
+      : config_.zero.offload_optimizer ? "cpu"
+                                       : "none",
+      config_.zero.offload_param ? "cpu" : "none", absl::StrJoin(result.tried, "; ")));
   return absl::OkStatus();
 }
 

@@ -291,5 +291,63 @@ TEST(NvmeOffloadAutoTest, AutoPicksTheCheapestPlacementThatFitsAndTrainsLikeIt) 
   EXPECT_EQ(in_backend->step_losses(), chose_nvme->step_losses());
 }
 
+// offload_param "auto" beside an "auto" optimizer (stage 3): with room for everything nothing
+// moves; with host memory that holds the parameter and gradient shards (8 bytes per parameter)
+// but not also a gradient copy (on the CPU backend the compute tier is host memory too) the
+// trainer moves the optimizer state to NVMe and the parameters to CPU memory, and trains
+// exactly as that explicit placement does.
+TEST(NvmeOffloadAutoTest, AutoOffloadsTheParametersWhenOnlyThatFits) {
+  const std::string dir = FreshDir("nvme_auto_params");
+  std::filesystem::create_directories(dir + "/nvme");
+  auto zero = [&](const std::string& optimizer, const std::string& params) {
+    return absl::StrCat(R"("zero_optimization": {"stage": 3, "stage3_prefetch_bucket_size": 1,)",
+                        R"( "offload_optimizer": {"device": ")", optimizer, R"(", "nvme_path": ")",
+                        dir, R"(/nvme", "buffer_count": 4, "buffer_size": 4096},)",
+                        R"( "offload_param": {"device": ")", params, R"("}},)");
+  };
+  // 12 layers, one Unit prefetched: the working buffers are small beside the model's state.
+  auto deep = [](const std::string& json) {
+    return absl::StrReplaceAll(json, {{R"("n_layer": 2)", R"("n_layer": 12)"}});
+  };
+  const std::string auto_json =
+      WithOffload(deep(SmallConfig(4, dir + "/auto")), zero("auto", "auto"));
+  absl::StatusOr<Config> config = ParseConfig(auto_json);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_TRUE(config->zero.offload_param_auto);
+  absl::StatusOr<PlanInput> input = PlanInputFromConfig(*config, 1, 1);
+  ASSERT_TRUE(input.ok()) << input.status();
+  auto host_bytes = [&](Placement optimizer, Placement params) {
+    PlanInput in = *input;
+    in.offload_optimizer = optimizer;
+    in.offload_param = params;
+    absl::StatusOr<MemoryPlan> plan = PlanMemory(in);
+    EXPECT_TRUE(plan.ok()) << plan.status();
+    return plan.ok() ? plan->Bytes(Tier::kHost) + plan->Bytes(Tier::kPinnedHost) : size_t{0};
+  };
+  const size_t both = host_bytes(Placement::kNvme, Placement::kCpu);
+  const size_t optimizer_only = host_bytes(Placement::kNvme, Placement::kNone);
+  ASSERT_LT(both, optimizer_only);
+
+  auto chose_none = MakeTrainer(auto_json);
+  EXPECT_FALSE(chose_none->model().unit(0).params_offloaded);
+  EXPECT_FALSE(chose_none->model().unit(0).optimizer_offloaded());
+
+  const std::string small_host = absl::StrCat("cpu=", (both + optimizer_only) / 2);
+  setenv(kHardwareOverrideEnv, small_host.c_str(), 1);
+  auto chose_both = MakeTrainer(absl::StrReplaceAll(auto_json, {{"/auto", "/auto_both"}}));
+  unsetenv(kHardwareOverrideEnv);
+  ASSERT_NE(chose_both, nullptr);
+  EXPECT_TRUE(chose_both->model().unit(0).params_offloaded);
+  EXPECT_NE(dynamic_cast<NvmeAdamW*>(chose_both->external_state()), nullptr);
+
+  auto explicit_placement =
+      MakeTrainer(WithOffload(deep(SmallConfig(4, dir + "/explicit")), zero("nvme", "cpu")));
+  for (Trainer* t : {chose_both.get(), explicit_placement.get()}) {
+    absl::Status trained = t->Train();
+    ASSERT_TRUE(trained.ok()) << trained;
+  }
+  EXPECT_EQ(explicit_placement->step_losses(), chose_both->step_losses());
+}
+
 }  // namespace
 }  // namespace spillway
