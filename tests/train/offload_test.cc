@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -64,6 +65,20 @@ double RelativeL2(const std::vector<float>& a, const std::vector<float>& b) {
 
 std::string WithoutClipping(std::string json) {
   return absl::StrReplaceAll(json, {{R"("gradient_clipping": 1.0)", R"("gradient_clipping": 0)"}});
+}
+
+// Trains `config` for its steps with the progress lines written to `log`, closed when training
+// ends (the trainer may evaluate afterwards, which prints nothing, but not train); null (and a
+// test failure) if it cannot.
+std::unique_ptr<Trainer> TrainLogged(const spillway::Config& config, const std::string& log) {
+  std::FILE* out = std::fopen(log.c_str(), "w");
+  EXPECT_NE(out, nullptr) << log;
+  if (out == nullptr) return nullptr;
+  absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(config, out);
+  absl::Status trained = trainer.ok() ? (*trainer)->Train() : trainer.status();
+  std::fclose(out);
+  EXPECT_TRUE(trained.ok()) << trained;
+  return trained.ok() ? std::move(trainer).value() : nullptr;
 }
 
 // Trains both configs for their steps and expects bitwise-equal losses and parameters.
@@ -157,14 +172,9 @@ TEST_P(OffloadTest, DelayedUpdateConvergesLikeSynchronous) {
     absl::StatusOr<spillway::Config> config = ParseConfig(run);
     ASSERT_TRUE(config.ok()) << config.status();
     const std::string log = dir + "/progress.txt";
-    std::FILE* out = std::fopen(log.c_str(), "w");
-    ASSERT_NE(out, nullptr);
-    auto trainer = Trainer::Create(*config, out);
-    ASSERT_TRUE(trainer.ok()) << trainer.status();
-    absl::Status trained = (*trainer)->Train();
-    ASSERT_TRUE(trained.ok()) << trained;
-    final_loss[delayed] = (*trainer)->Evaluate().value();
-    std::fclose(out);
+    std::unique_ptr<Trainer> trainer = TrainLogged(*config, log);
+    ASSERT_NE(trainer, nullptr);
+    final_loss[delayed] = trainer->Evaluate().value();
     const std::string progress = ReadFileOrDie(log);
     EXPECT_NE(progress.find("offload per step: compute"), std::string::npos) << progress;
     EXPECT_EQ(progress.find("(delayed update)") != std::string::npos, delayed) << progress;
@@ -281,14 +291,9 @@ TEST_P(OffloadTest, TinyOffloadExampleTrainsLikeTheTinyExample) {
     config->checkpoint.dir = dir + "/checkpoints";
     config->log.metrics_path = dir + "/metrics.jsonl";
     const std::string log = dir + "/progress.txt";
-    std::FILE* out = std::fopen(log.c_str(), "w");
-    ASSERT_NE(out, nullptr);
-    auto trainer = Trainer::Create(*config, out);
-    ASSERT_TRUE(trainer.ok()) << trainer.status();
-    absl::Status trained = (*trainer)->Train();
-    std::fclose(out);
-    ASSERT_TRUE(trained.ok()) << trained;
-    losses[offloaded] = (*trainer)->step_losses();
+    std::unique_ptr<Trainer> trainer = TrainLogged(*config, log);
+    ASSERT_NE(trainer, nullptr);
+    losses[offloaded] = trainer->step_losses();
     if (offloaded) {
       const std::string progress = ReadFileOrDie(log);
       EXPECT_NE(progress.find("parameters and optimizer offloaded to"), std::string::npos)

@@ -321,52 +321,13 @@ TEST(ZeroTest, StageThreeEqualsStageTwoBitwise) {
   EXPECT_EQ(stage2_sync->step_losses(), stage2->step_losses());
 }
 
-// The optimizer offloaded to the CPU (its step overlapped with the backward, Unit by Unit)
-// equals the in-backend optimizer bitwise at stages 0-3, with gradient clipping (every CPU
-// step waits for the global norm) and without (each starts as its gradient lands).
-TEST(ZeroTest, OffloadedOptimizerEqualsInBackendAtEveryStage) {
-  SKIP_WITHOUT_RANK_GPUS();
-  const std::string dir = SharedDir("offload_stages");
-  for (int stage = 0; stage <= 3; ++stage) {
-    for (const bool clipped : {true, false}) {
-      const std::string name = absl::StrCat("stage", stage, clipped ? "_clipped" : "_unclipped");
-      SCOPED_TRACE(name);
-      std::string reference_json = ZeroConfig(6, dir + "/" + name, stage);
-      if (!clipped) {
-        reference_json = absl::StrReplaceAll(
-            reference_json, {{R"("gradient_clipping": 1.0)", R"("gradient_clipping": 0)"}});
-      }
-      std::string offload_json = absl::StrReplaceAll(reference_json, {{name, name + "_offload"}});
-      offload_json = WithZeroKeys(offload_json, R"("offload_optimizer": {"device": "cpu"})");
-      auto reference = MakeTrainer(reference_json, World());
-      auto offloaded = MakeTrainer(offload_json, World());
-      ASSERT_TRUE(reference->Train().ok());
-      absl::Status trained = offloaded->Train();
-      ASSERT_TRUE(trained.ok()) << trained;
-      EXPECT_EQ(offloaded->step_losses(), reference->step_losses());
-      for (int u = 0; u < reference->model().num_units(); ++u) {
-        EXPECT_EQ(offloaded->StoredParams(u).value(), reference->StoredParams(u).value())
-            << reference->model().unit(u).layout.name();
-      }
-    }
-  }
-}
-
-// Parameters in CPU memory too (offload_param "cpu", stage 3): each rank copies its shard up
-// and all-gathers it in place, reduce-scatters in place and brings its part of the gradient
-// down; bitwise equal to stage 3 with everything in the backend, clipped or not, and resumes
-// bit for bit.
-TEST(ZeroTest, OffloadedParametersEqualStageThreeInBackendAndResume) {
-  SKIP_WITHOUT_RANK_GPUS();
-  // One rank in the backend trains as stage 0 (offload_test compares with it).
-  if (World().world_size() == 1) GTEST_SKIP() << "needs several ranks (mpirun -np N)";
-  const std::string dir = SharedDir("offload_params");
-  const std::string keys =
-      R"("offload_optimizer": {"device": "cpu"}, "offload_param": {"device": "cpu"})";
+// Trains ZeroConfig at `stage` on World(), clipped and not, with `keys` added to
+// zero_optimization and without, and expects bitwise-equal losses and parameters.
+void ExpectOffloadEqualsInBackend(const std::string& dir, int stage, const std::string& keys) {
   for (const bool clipped : {true, false}) {
-    const std::string name = clipped ? "clipped" : "unclipped";
+    const std::string name = absl::StrCat("stage", stage, clipped ? "_clipped" : "_unclipped");
     SCOPED_TRACE(name);
-    std::string reference_json = ZeroConfig(6, dir + "/" + name, 3);
+    std::string reference_json = ZeroConfig(6, dir + "/" + name, stage);
     if (!clipped) {
       reference_json = absl::StrReplaceAll(
           reference_json, {{R"("gradient_clipping": 1.0)", R"("gradient_clipping": 0)"}});
@@ -382,9 +343,33 @@ TEST(ZeroTest, OffloadedParametersEqualStageThreeInBackendAndResume) {
     for (int u = 0; u < reference->model().num_units(); ++u) {
       EXPECT_EQ(offloaded->StoredParams(u).value(), reference->StoredParams(u).value())
           << reference->model().unit(u).layout.name();
-      EXPECT_TRUE(offloaded->model().unit(u).params.on_host());
     }
   }
+}
+
+// The optimizer offloaded to the CPU (its step overlapped with the backward, Unit by Unit)
+// equals the in-backend optimizer bitwise at stages 0-3, with gradient clipping (every CPU
+// step waits for the global norm) and without (each starts as its gradient lands).
+TEST(ZeroTest, OffloadedOptimizerEqualsInBackendAtEveryStage) {
+  SKIP_WITHOUT_RANK_GPUS();
+  const std::string dir = SharedDir("offload_stages");
+  for (int stage = 0; stage <= 3; ++stage) {
+    ExpectOffloadEqualsInBackend(dir, stage, R"("offload_optimizer": {"device": "cpu"})");
+  }
+}
+
+// Parameters in CPU memory too (offload_param "cpu", stage 3): each rank copies its shard up
+// and all-gathers it in place, reduce-scatters in place and brings its part of the gradient
+// down; bitwise equal to stage 3 with everything in the backend, clipped or not, and resumes
+// bit for bit.
+TEST(ZeroTest, OffloadedParametersEqualStageThreeInBackendAndResume) {
+  SKIP_WITHOUT_RANK_GPUS();
+  // One rank in the backend trains as stage 0 (offload_test compares with it).
+  if (World().world_size() == 1) GTEST_SKIP() << "needs several ranks (mpirun -np N)";
+  const std::string dir = SharedDir("offload_params");
+  const std::string keys =
+      R"("offload_optimizer": {"device": "cpu"}, "offload_param": {"device": "cpu"})";
+  ExpectOffloadEqualsInBackend(dir, 3, keys);
   auto full = MakeTrainer(WithZeroKeys(ZeroConfig(6, dir + "/full", 3), keys), World());
   ASSERT_TRUE(full->Train().ok());
   const std::string split = dir + "/split";
