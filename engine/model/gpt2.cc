@@ -85,7 +85,7 @@ absl::StatusOr<std::unique_ptr<Gpt2>> Gpt2::Create(const ModelConfig& config, in
   }
   const BlockShape s{batch, config.seq_len, config.d_model, config.n_head};
   impl->shape = s;
-  const size_t N = s.N(), C = s.C, L = config.n_layer;
+  const size_t N = s.N(), C = s.C;
   const size_t F = sizeof(float);
   const ActivationPlan plan = ActivationPlan::For(config, batch, activation_checkpointing);
 

@@ -122,7 +122,7 @@ absl::StatusOr<std::unique_ptr<Llama>> Llama::Create(
   }
   const LlamaBlockShape s = ShapeOf(config, batch);
   impl->shape = s;
-  const size_t N = s.N(), C = s.C, L = config.n_layer;
+  const size_t N = s.N(), C = s.C;
   const size_t F = sizeof(float);
   const ActivationPlan plan = ActivationPlan::For(config, batch, activation_checkpointing);
 

@@ -217,7 +217,9 @@ TEST_P(OffloadTest, LossScaledAndSkippedStepsEqualInBackendBitwise) {
     absl::Status trained = offloaded->Train();
     ASSERT_TRUE(trained.ok()) << trained;
     // cuBLAS's fp16 conversion does not overflow (bench/RESULTS.md), so only the CPU skips.
-    if (GetParam() == std::string("cpu")) EXPECT_GT(reference->skipped_steps(), 0);
+    if (GetParam() == std::string("cpu")) {
+      EXPECT_GT(reference->skipped_steps(), 0);
+    }
     EXPECT_EQ(offloaded->skipped_steps(), reference->skipped_steps());
     EXPECT_EQ(reference->step_losses(), offloaded->step_losses());
     for (int u = 0; u < reference->model().num_units(); ++u) {
@@ -268,7 +270,9 @@ TEST_P(OffloadTest, OffloadedParametersEqualInBackendBitwise) {
           EXPECT_EQ(unit.grads.tier(), host);
           EXPECT_EQ(unit.offload_master.bytes() + unit.offload_grads.bytes(), 0u);
         }
-        if (micro_batches == 1) EXPECT_EQ(reference->step_losses(), offloaded->step_losses());
+        if (micro_batches == 1) {
+          EXPECT_EQ(reference->step_losses(), offloaded->step_losses());
+        }
       }
     }
   }
