@@ -71,8 +71,7 @@ class UnitResidency {
   void ReleaseGrads(int u);
   // Waits for (and completes) every gradient reduction started: the gradients are then
   // final for this micro-batch, and (last backward) later backend ops see the offloaded
-  // shards' copies landed.
-  // Returns the sticky error, if any.
+  // shards' copies landed. Returns the sticky error, if any.
   absl::Status FinishGrads();
   // Called once per Unit with a rank-local part, in the step's last backward, on the model's
   // thread, when that part of its gradients is final: the ops that finish it are issued (not
