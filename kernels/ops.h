@@ -187,8 +187,8 @@ class Ops {
 
   // out[i] = a[i] + b[i]. out may alias a or b.
   virtual void Add(float* out, const float* a, const float* b, size_t n) = 0;
-  // y[i] += x[i]. y (and AddSumSquares's x) may also be pinned host memory, which GPU backends
-  // reach through its mapping (offloaded gradient shards).
+  // y[i] += x[i]. x may also be pinned host memory, which GPU backends reach through its
+  // mapping (offloaded gradient shards).
   virtual void Accumulate(float* y, const float* x, size_t n) = 0;
 
   // Softmax cross-entropy over the first V columns of logits (N,Vp).
@@ -202,6 +202,9 @@ class Ops {
   // *acc += sum of x[i]^2, the sum taken in double in a fixed order. acc is one double in the
   // backend's memory, so summing many tensors needs a single readback (CopyToHost) at the end.
   virtual void AddSumSquares(double* acc, const float* x, size_t n) = 0;
+  // *acc += values[0], then += values[1], ... (n doubles, all in the backend's memory): sums
+  // taken apart (AddSumSquares into zeroed doubles) added as AddSumSquares would have, bitwise.
+  virtual void AddInOrder(double* acc, const double* values, size_t n) = 0;
 
   // *acc += double(float(sum of x[i] in double / divisor)), or += 0 when divisor is 0; the sum
   // in index order on the CPU, in a fixed order on other backends. acc is one double in the

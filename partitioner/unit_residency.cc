@@ -32,6 +32,21 @@ absl::Status UnitResidency::Allocate() {
       return absl::InvalidArgumentError("Units with and without offloaded parameters");
     }
   }
+  if (offloaded) {
+    sums_begin_.assign(n, 0);
+    sums_count_.assign(n, 0);
+    size_t total = 0;
+    for (int u = 0; u < n; ++u) {
+      sums_begin_[u] = total;
+      const UnitState& unit = units_[u];
+      ForEachTensorPart(unit, unit.update_begin(), unit.update_end(),
+                        [&](const TensorSpec&, size_t, size_t) { ++sums_count_[u]; });
+      total += sums_count_[u];
+    }
+    SPW_ASSIGN_OR_RETURN(grad_sum_squares_,
+                         Buffer::Allocate(std::max<size_t>(total, 1) * sizeof(double),
+                                          ops_.memory_tier(), "gradient sums of squares"));
+  }
   size_t largest = 0, largest_shard = units_[0].shard.shard_numel;
   for (int u = 1; u < n; ++u) {
     largest = std::max(largest, units_[u].shard.padded_numel);
@@ -226,21 +241,34 @@ void UnitResidency::CompleteReduction(Slot& slot) {
 
 void UnitResidency::LandOffloadedGrads(int u, Slot& slot) {
   UnitState& unit = units_[u];
-  const float* mine = slot.buffer.as<float>() + unit.shard.begin;
-  if (grads_fresh_[u]) {
-    const size_t bytes = unit.shard.shard_numel * sizeof(float);
-    slot.copy = ops_.CopyToHostAsync(unit.grads.as<float>(), mine, bytes);
-    slot.has_copy = true;
-    grads_copy_[u] = slot.copy;
-    last_grads_copy_ = slot.copy;
-    grads_fresh_[u] = false;
-    copied_bytes_ += static_cast<double>(bytes);
-    return;
+  float* mine = slot.buffer.as<float>() + unit.shard.begin;
+  if (!grads_fresh_[u]) {
+    // The host shard holds the step's earlier micro-batches (once their copy has landed): add
+    // them in, reading the pinned memory through its mapping.
+    ops_.ComputeAfterCopies(grads_copy_[u]);
+    ops_.Accumulate(mine, unit.grads.as<float>(), unit.shard.shard_numel);
   }
-  // Later micro-batches add on the backend, through the pinned host memory's mapping, after the
-  // step's first copy into it.
-  ops_.ComputeAfterCopies(grads_copy_[u]);
-  ops_.Accumulate(unit.grads.as<float>(), mine, unit.shard.shard_numel);
+  if (last_backward_) {
+    double* sums = grad_sum_squares_.as<double>() + sums_begin_[u];
+    ops_.Fill(reinterpret_cast<float*>(sums), 0.0f, 2 * sums_count_[u]);  // 0.0: all bits zero
+    size_t k = 0;
+    ForEachTensorPart(unit, unit.update_begin(), unit.update_end(),
+                      [&](const TensorSpec&, size_t begin, size_t end) {
+                        ops_.AddSumSquares(sums + k++, slot.buffer.as<float>() + begin,
+                                           end - begin);
+                      });
+  }
+  const size_t bytes = unit.shard.shard_numel * sizeof(float);
+  slot.copy = ops_.CopyToHostAsync(unit.grads.as<float>(), mine, bytes);
+  slot.has_copy = true;
+  grads_copy_[u] = slot.copy;
+  grads_fresh_[u] = false;
+  copied_bytes_ += static_cast<double>(bytes);
+}
+
+std::span<const double> UnitResidency::grad_sum_squares(int u) const {
+  if (sums_count_.empty()) return {};
+  return {grad_sum_squares_.as<double>() + sums_begin_[u], sums_count_[u]};
 }
 
 void UnitResidency::BeginGradAccumulation() { grads_fresh_.assign(units_.size(), true); }
@@ -327,9 +355,6 @@ absl::Status UnitResidency::FinishGrads() {
   }
   reduced_units_.clear();
   for (Slot& slot : grad_slots_) CompleteReduction(slot);
-  // Offloaded gradient shards are final once their copies land: the step's later backend ops
-  // (the norm) read them. (Earlier micro-batches' later Accumulates wait for their own copy.)
-  if (last_backward_) ops_.ComputeAfterCopies(last_grads_copy_);
   return status_;
 }
 

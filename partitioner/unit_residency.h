@@ -18,9 +18,10 @@
 // Offloaded parameters (UnitState::params_offloaded; one rank or several): the shards live in
 // host memory. A gather copies this rank's shard up on the backend's copy stream into its place
 // in the working buffer (the compute waits for it on the backend at AcquireParams, not the host),
-// then all-gathers in place; a reduction reduce-scatters in place and brings this rank's part
-// down into the host shard (a copy on the copy stream for the step's first micro-batch, then a
-// backend Accumulate into the pinned host memory), so no gradient shard lives in the backend.
+// then all-gathers in place; a reduction reduce-scatters in place, adds the host shard's earlier
+// micro-batches to this rank's part (read through the pinned memory's mapping) and copies the
+// sum down on the copy stream, so no gradient shard lives in the backend; in the last backward
+// it also takes the parts' sums of squares for the norm (grad_sum_squares).
 //
 // Optimizer offload hooks in through set_grads_final_hook: it hears of each Unit as soon as
 // its gradients are final in the step's last backward (stage 0 on one rank: at ReleaseGrads;
@@ -35,6 +36,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -70,8 +72,7 @@ class UnitResidency {
   void AcquireGrads(int u);
   void ReleaseGrads(int u);
   // Waits for (and completes) every gradient reduction started: the gradients are then
-  // final for this micro-batch, and (last backward) later backend ops see the offloaded
-  // shards' copies landed. Returns the sticky error, if any.
+  // final for this micro-batch. Returns the sticky error, if any.
   absl::Status FinishGrads();
   // Called once per Unit with a rank-local part, in the step's last backward, on the model's
   // thread, when that part of its gradients is final: the ops that finish it are issued (not
@@ -93,6 +94,11 @@ class UnitResidency {
   int64_t gathers() const { return gathers_; }
   // Bytes of offloaded parameters copied up and gradients copied down since the last call.
   double TakeCopiedBytes();
+  // Offloaded Unit u: the sums of squares (backend memory) of this rank's part of each of its
+  // tensors (ForEachTensorPart over [update_begin, update_end)), taken from the final gradient
+  // in the backend before it went down, in the step's last backward: the gradient norm adds
+  // them (Ops::AddInOrder) instead of reading the host shards back over PCIe.
+  std::span<const double> grad_sum_squares(int u) const;
 
  private:
   struct Slot {
@@ -119,7 +125,8 @@ class UnitResidency {
   void WaitPending(Slot& slot);
   // Starts gathering Unit u's offloaded parameter shard into `slot`.
   void StartOffloadedGather(int u, Slot& slot);
-  // Brings this rank's part of u's reduced gradient (in `slot`, in place) into its host shard.
+  // Brings this rank's part of u's reduced gradient (in `slot`, in place) into its host shard,
+  // adding the shard's earlier micro-batches to it first (so the backend holds the final sum).
   void LandOffloadedGrads(int u, Slot& slot);
   void CompleteReduction(Slot& slot);
   void Check(const absl::Status& status);
@@ -144,7 +151,9 @@ class UnitResidency {
   std::vector<int> reduced_units_;                     // their Units, for grads_final_
   std::vector<bool> grads_fresh_;    // offloaded Units: no reduction yet in this step
   std::vector<int64_t> grads_copy_;  // offloaded Units: their gradient copy of this step
-  int64_t last_grads_copy_ = 0;      // the latest of them (0: none)
+  Buffer grad_sum_squares_;          // offloaded Units' tensor parts' sums of squares (doubles)
+  std::vector<size_t> sums_begin_;   // per Unit: its first entry there
+  std::vector<size_t> sums_count_;   // per Unit: its entries
   double copied_bytes_ = 0.0;
   std::function<void(int)> grads_final_;
   std::function<void(int)> params_needed_;

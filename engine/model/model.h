@@ -96,6 +96,7 @@ class Model {
   // Routes every Unit's parameter and gradient use through `residency` (not owned; null: the
   // Units' own buffers, which needs ZeRO stage <= 1). Required for stages 2-3.
   void set_residency(UnitResidency* residency) { residency_ = residency; }
+  UnitResidency* residency() { return residency_; }
   std::vector<UnitState>& units() { return units_; }
   int num_units() const { return static_cast<int>(units_.size()); }
   UnitState& unit(int i) { return units_[i]; }

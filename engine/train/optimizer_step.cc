@@ -152,6 +152,11 @@ void AddGradSumSquares(Model& model, kernels::Ops& ops, double* sum_squares,
   if (units.empty()) units = all;
   for (int u : units) {
     UnitState& unit = model.unit(u);
+    if (unit.params_offloaded) {  // the backend took the sums before the shard went down
+      const std::span<const double> sums = model.residency()->grad_sum_squares(u);
+      ops.AddInOrder(sum_squares, sums.data(), sums.size());
+      continue;
+    }
     // Whole gradients are the same on every rank; shards are added up over ranks later.
     const size_t lo = unit.grads_sharded() ? unit.update_begin() : 0;
     const size_t hi = unit.grads_sharded() ? unit.update_end() : unit.numel();

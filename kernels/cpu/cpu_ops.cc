@@ -141,6 +141,9 @@ class CpuOps final : public Ops {
     cpu::SumSquares(&sum, x, n);
     *acc += sum;
   }
+  void AddInOrder(double* acc, const double* values, size_t n) override {
+    for (size_t i = 0; i < n; ++i) *acc += values[i];
+  }
   void AddMean(double* acc, const float* x, size_t n, size_t divisor) override {
     if (divisor == 0) return;
     const double sum = cpu::SumInOrder(x, n);

@@ -238,6 +238,9 @@ class CudaOps final : public Ops {
     if (scratch == nullptr) return;
     Record(cuda::LaunchAddSumSquares(acc, x, n, scratch, stream_), "AddSumSquares");
   }
+  void AddInOrder(double* acc, const double* values, size_t n) override {
+    Record(cuda::LaunchAddInOrder(acc, values, n, stream_), "AddInOrder");
+  }
   void AddMean(double* acc, const float* x, size_t n, size_t divisor) override {
     double* scratch = SumScratch(n);
     if (scratch == nullptr) return;

@@ -104,6 +104,8 @@ cudaError_t LaunchAddSumSquares(double* out, const float* x, size_t n, double* s
                                 cudaStream_t stream);
 cudaError_t LaunchAddMean(double* out, const float* x, size_t n, size_t divisor, double* scratch,
                           cudaStream_t stream);
+// *out += values[0], += values[1], ... in order (one thread: n is a count of tensors, not values).
+cudaError_t LaunchAddInOrder(double* out, const double* values, size_t n, cudaStream_t stream);
 
 // adamw.cu: the AdamW step of kernels/ops.h, with its parameters passed by value.
 cudaError_t LaunchAdamW(float* param, const float* grad, float* m, float* v, size_t n, float lr,

@@ -104,6 +104,22 @@ cudaError_t LaunchAddSumSquares(double* out, const float* x, size_t n, double* s
   return LaunchSum<true>(out, x, n, 0, scratch, stream);
 }
 
+namespace {
+
+__global__ void AddInOrderKernel(double* out, const double* values, size_t n) {
+  double acc = *out;
+  for (size_t i = 0; i < n; ++i) acc += values[i];
+  *out = acc;
+}
+
+}  // namespace
+
+cudaError_t LaunchAddInOrder(double* out, const double* values, size_t n, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  AddInOrderKernel<<<1, 1, 0, stream>>>(out, values, n);
+  return cudaGetLastError();
+}
+
 cudaError_t LaunchAddMean(double* out, const float* x, size_t n, size_t divisor, double* scratch,
                           cudaStream_t stream) {
   if (divisor == 0) return cudaSuccess;

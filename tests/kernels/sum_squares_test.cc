@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <iterator>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -40,6 +41,23 @@ TEST(SumSquaresTest, AddsToTheAccumulator) {
   Cpu().AddSumSquares(&twice, x.data(), 600);
   Cpu().AddSumSquares(&twice, x.data() + 600, 400);
   EXPECT_NEAR(twice, 5.0 + once, 1e-12 * once);
+}
+
+// Sums taken apart into zeroed doubles and added in order equal the sums added as they go.
+TEST(SumSquaresTest, AddInOrderEqualsAddingAsTheyGo) {
+  const auto x = RandomFloats(5000, 5);
+  const size_t cuts[] = {0, 7, 1000, 1001, 4096, 5000};
+  double direct = 0.5;
+  std::vector<double> parts(5, 0.0);
+  for (size_t k = 0; k + 1 < std::size(cuts); ++k) {
+    Cpu().AddSumSquares(&direct, x.data() + cuts[k], cuts[k + 1] - cuts[k]);
+    Cpu().AddSumSquares(&parts[k], x.data() + cuts[k], cuts[k + 1] - cuts[k]);
+  }
+  double apart = 0.5;
+  Cpu().AddInOrder(&apart, parts.data(), parts.size());
+  EXPECT_EQ(std::memcmp(&direct, &apart, sizeof(double)), 0) << direct << " vs " << apart;
+  Cpu().AddInOrder(&apart, parts.data(), 0);
+  EXPECT_EQ(std::memcmp(&direct, &apart, sizeof(double)), 0);
 }
 
 // AddMean adds float(sum / divisor), the sum in index order, and nothing for divisor 0.

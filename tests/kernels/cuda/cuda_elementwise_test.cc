@@ -342,6 +342,20 @@ TEST_F(CudaOpsTest, SumSquares) {
   EXPECT_NEAR(got.Download()[0], 1.0 + want, 1e-12 * want);
 }
 
+// AddInOrder adds the doubles one after another, as the CPU does: bitwise.
+TEST_F(CudaOpsTest, AddInOrder) {
+  const std::vector<double> values = {1e-3, 2.5, 1e17, -1e17, 3.0e-9, 7.0};
+  double want = 0.125;
+  Cpu().AddInOrder(&want, values.data(), values.size());
+  DeviceArray<double> dvalues(values);
+  DeviceArray<double> got(std::vector<double>{0.125});
+  cuda().AddInOrder(got.get(), dvalues.get(), values.size());
+  cuda().AddInOrder(got.get(), dvalues.get(), 0);
+  ASSERT_TRUE(cuda().Synchronize().ok());
+  const double g = got.Download()[0];
+  EXPECT_EQ(std::memcmp(&g, &want, sizeof(double)), 0) << g << " vs " << want;
+}
+
 // AddMean: float(sum / divisor) added to the device double, as the CPU's up to the order of the
 // double sum (which float rounding then hides almost always); nothing for divisor 0.
 TEST_F(CudaOpsTest, AddMean) {
