@@ -7,7 +7,8 @@
 # usage (device tool, nvidia-h100-x1, carry [".deps"]): bash bench/offload.sh
 # env: MODELS="1.5b 3.8b", VARIANTS="gpu offload offload_noclip offload_delayed peer", STEPS=6,
 #      PRECISION=bf16 (as the peer; or fp32); variant offload_param: stage 3 with the parameters
-#      and gradients in pinned CPU memory too (offload_param "cpu"),
+#      and gradients in pinned CPU memory too (offload_param "cpu"); variant offload_ratio:
+#      offload_optimizer.ratio RATIO (default 0.6, the last Units on the CPU),
 #      BUILD=build-device; a variant ending in _cpuckpt also keeps the activation checkpoints in
 #      CPU memory (offload_noclip_cpuckpt).
 set -uo pipefail
@@ -32,14 +33,16 @@ printf "%-5s %-16s %10s  %s\n" model variant tokens/s "split per step" | tee -a 
 # offload split line.
 spillway() {
   local model=$1 variant=$2 cfg=/tmp/offload_$1_$2.json log=$out/offload_$1_$2.log
-  python3 - "$model" "$variant" "$steps" "$cfg" "${PRECISION:-bf16}" <<'PY'
+  python3 - "$model" "$variant" "$steps" "$cfg" "${PRECISION:-bf16}" "${RATIO:-0.6}" <<'PY'
 import json, sys
-model, variant, steps, path, precision = sys.argv[1:6]
+model, variant, steps, path, precision, ratio = sys.argv[1:7]
 steps = int(steps)
 L, H, C = {"1.5b": (48, 25, 1600), "3.8b": (32, 24, 3072)}[model]
 zero = {"stage": 0}
 if variant != "gpu":
     zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+if variant.startswith("offload_ratio"):  # partial offload: the first Units step on the GPU
+    zero["offload_optimizer"]["ratio"] = float(ratio)
 if variant.startswith("offload_param"):  # ZeRO-3 with the parameters in CPU memory too
     zero["stage"] = 3
     zero["offload_param"] = {"device": "cpu", "pin_memory": True}

@@ -48,6 +48,9 @@ struct ShardingPlan {
   // zero_optimization.offload_param.device = "cpu" (stage 3, offload_optimizer): parameter and
   // gradient shards in `offload_tier` too.
   bool offload_params = false;
+  // offload_optimizer.ratio: Model::AddUnits offloads the optimizer of the last Units only
+  // (partitioner/offload_split.h); UnitState::Allocate takes each Unit's plan as decided.
+  double offload_ratio = 1.0;
 };
 
 struct UnitState {

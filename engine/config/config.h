@@ -104,6 +104,9 @@ struct ZeroConfig {
   bool pin_memory = true;  // offload_optimizer.pin_memory (GPU backends)
   // offload_optimizer.delayed_update: ZeRO-Offload's one-step-delayed parameter update.
   bool offload_delayed_update = false;
+  // offload_optimizer.ratio: the share of the elements whose optimizer runs on the CPU, the last
+  // Units' (partitioner/offload_split.h); 1: every Unit.
+  double offload_ratio = 1.0;
   int64_t delayed_update_warmup = 40;  // offload_optimizer.delayed_update_warmup (steps)
   // offload_optimizer.staging_buffer_count / staging_buffer_size (elements): the pinned staging
   // pool for pageable offloaded state (pin_memory false on a GPU backend).

@@ -134,6 +134,13 @@ absl::Status ParseOffloadOptimizer(const ObjectReader& zero_reader, ZeroConfig* 
                     "the delayed update needs the optimizer offloaded: set device to \"cpu\"");
   }
   zero->offload_delayed_update = want_delayed;
+  SPW_RETURN_IF_ERROR(r.Double("ratio", &zero->offload_ratio, {0.0, true, 1.0, false}));
+  if (zero->offload_ratio < 1.0 && (device != "cpu" || want_delayed)) {
+    return KeyError(r.KeyPath("ratio"),
+                    absl::StrCat("below 1 (partial offload) needs device \"cpu\" without "
+                                 "delayed_update, found device \"",
+                                 device, "\"", want_delayed ? " with delayed_update" : ""));
+  }
   if (device == "none") return absl::OkStatus();
   SPW_RETURN_IF_ERROR(r.Bool("pin_memory", &zero->pin_memory));
   if (device == "auto") {

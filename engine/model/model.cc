@@ -8,6 +8,7 @@
 #include "core/status.h"
 #include "engine/model/gpt2.h"
 #include "engine/model/llama.h"
+#include "partitioner/offload_split.h"
 
 namespace spillway {
 
@@ -119,8 +120,13 @@ std::vector<int> StageUnits(const ModelConfig& config, int first, int end) {
 absl::Status Model::AddUnits(std::vector<UnitLayout> layouts, const ShardingPlan& sharding,
                              std::span<const int> held) {
   const Tier tier = ops_->memory_tier();
+  std::vector<size_t> numels;
+  for (const UnitLayout& layout : layouts) numels.push_back(layout.numel());
+  const int first_offloaded = FirstOffloadedUnit(numels, sharding.offload_ratio);
   for (UnitLayout& layout : layouts) {
     const int u = num_units();
+    ShardingPlan plan = sharding;
+    plan.offload_optimizer = sharding.offload_optimizer && u >= first_offloaded;
     const bool holds = held.empty() || std::find(held.begin(), held.end(), u) != held.end();
     held_.push_back(holds);
     if (!holds) {
@@ -128,7 +134,7 @@ absl::Status Model::AddUnits(std::vector<UnitLayout> layouts, const ShardingPlan
                                  Buffer(), Buffer(), Buffer(), Buffer(), Buffer()});
       continue;
     }
-    SPW_ASSIGN_OR_RETURN(UnitState state, UnitState::Allocate(std::move(layout), tier, sharding));
+    SPW_ASSIGN_OR_RETURN(UnitState state, UnitState::Allocate(std::move(layout), tier, plan));
     units_.push_back(std::move(state));
   }
   return absl::OkStatus();

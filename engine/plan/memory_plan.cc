@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "partitioner/offload_split.h"
 #include "partitioner/shard.h"
 
 namespace spillway {
@@ -111,6 +112,10 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
       return KeyError(kParamKey,
                       absl::StrCat("\"cpu\" needs zero_optimization.stage 3, found ", in.stage));
     }
+    if (in.offload_ratio < 1.0) {
+      return KeyError("zero_optimization.offload_optimizer.ratio",
+                      "below 1 is not built with offload_param \"cpu\"");
+    }
     if (in.offload_optimizer != Placement::kCpu && in.offload_optimizer != Placement::kNvme) {
       return KeyError(kParamKey,
                       absl::StrCat("\"cpu\" needs offload_optimizer \"cpu\" or \"nvme\", found \"",
@@ -147,6 +152,12 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
       in.precision != Precision::kFp32 || in.offload_optimizer != Placement::kNone;
   const size_t master_bytes = 4;  // fp32, or bf16 + bf16 Kahan term: 4 either way
 
+  // offload_optimizer.ratio: Units before first_offloaded keep their optimizer in the compute
+  // tier (counted in backend_elems / backend_moments).
+  const int first_offloaded = in.offload_optimizer == Placement::kCpu
+                                  ? FirstOffloadedUnit(in.unit_numel, in.offload_ratio)
+                                  : 0;
+  size_t backend_elems = 0, backend_moments = 0;
   size_t params = 0, grads = 0, optimizer_elems = 0, moments = 0;
   size_t largest = 0, largest_shard = 0;  // over Units 1.., as the residency sizes its ring
   std::vector<ShardRange> shards;
@@ -156,8 +167,13 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
     params += params_sharded ? s.shard_numel : s.padded_numel;
     grads += stage >= 2 ? s.shard_numel : s.padded_numel;
     const size_t optimizer_numel = stage >= 1 ? s.shard_numel : s.padded_numel;
-    optimizer_elems += optimizer_numel;
-    moments += MomentBytes(in.moments, optimizer_numel);  // quantisation blocks per Unit
+    if (static_cast<int>(u) < first_offloaded) {
+      backend_elems += optimizer_numel;
+      backend_moments += MomentBytes(in.moments, optimizer_numel);
+    } else {
+      optimizer_elems += optimizer_numel;
+      moments += MomentBytes(in.moments, optimizer_numel);  // quantisation blocks per Unit
+    }
     if (u > 0) {
       largest = std::max(largest, s.padded_numel);
       largest_shard = std::max(largest_shard, s.shard_numel);
@@ -182,6 +198,10 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
       add("master parameters", Category::kOptimizer, compute, master);
       break;
     case Placement::kCpu:
+      add("Adam m and v (first Units)", Category::kOptimizer, compute, backend_moments);
+      if (in.precision != Precision::kFp32) {
+        add("master (first Units)", Category::kOptimizer, compute, backend_elems * master_bytes);
+      }
       add("Adam m and v", Category::kOptimizer, offload, moments);
       add("master parameters", Category::kOptimizer, offload, master);
       if (!params_offloaded)

@@ -66,6 +66,9 @@ struct PlanInput {
   MasterDtype master = MasterDtype::kFp32;
   Placement offload_optimizer = Placement::kNone;
   Placement offload_param = Placement::kNone;
+  // offload_optimizer.ratio with "cpu": the last Units holding this share of the elements
+  // offload their optimizer, the others keep it in the compute tier (partitioner/offload_split.h).
+  double offload_ratio = 1.0;
   bool pin_memory = true;
   bool activation_checkpointing = false;
   bool offload_activations = false;  // checkpointed Unit inputs in pinned CPU memory

@@ -41,6 +41,7 @@ absl::StatusOr<PlanInput> PlanInputFromConfig(const Config& config, int world_si
                          : config.zero.optimizer_nvme       ? Placement::kNvme
                          : config.zero.offload_optimizer    ? Placement::kCpu
                                                             : Placement::kNone;
+  in.offload_ratio = config.zero.offload_ratio;
   in.offload_param = config.zero.offload_param_auto ? Placement::kAuto
                      : config.zero.offload_param    ? Placement::kCpu
                                                     : Placement::kNone;

@@ -25,19 +25,15 @@ double SecondsSince(Clock::time_point t) {
 absl::StatusOr<std::unique_ptr<OffloadedOptimizer>> OffloadedOptimizer::Create(
     Model& model, kernels::Ops& ops, const OptimizerConfig& opt, int64_t delayed_from,
     int staging_count, size_t staging_elements, ExternalOptimizerState* external) {
-  for (int u = 0; u < model.num_units(); ++u) {
-    if (!model.unit(u).optimizer_offloaded() &&
-        model.unit(u).update_begin() < model.unit(u).update_end()) {
-      return absl::FailedPreconditionError("OffloadedOptimizer: a Unit is not offloaded");
-    }
-  }
   auto o = std::unique_ptr<OffloadedOptimizer>(
       new OffloadedOptimizer(model, ops, opt, delayed_from, external));
   o->pending_.assign(model.num_units(), 0);
   o->lazy_uploads_ = !model.unit(0).optimizer_sharded() || model.unit(0).params_offloaded;
   o->unlanded_.assign(model.num_units(), 0);
-  if (ops.memory_tier() == Tier::kDevice && !model.unit(0).params_offloaded &&
-      model.unit(0).offload_grads.tier() == Tier::kHost) {
+  // The last Unit is always offloaded (offload_optimizer.ratio offloads from the end).
+  const UnitState& last = model.unit(model.num_units() - 1);
+  if (ops.memory_tier() == Tier::kDevice && !last.params_offloaded &&
+      last.offload_grads.tier() == Tier::kHost) {
     SPW_ASSIGN_OR_RETURN(
         o->staging_,
         StagingPool::Create(staging_count, staging_elements * sizeof(float), Tier::kPinnedHost));
@@ -76,7 +72,8 @@ void OffloadedOptimizer::Upload(int u) {
   const size_t lo = unit.update_begin(), hi = unit.update_end();
   const bool skipped = skipped_.count(pending_[u]) > 0;
   pending_[u] = 0;
-  if (lo >= hi || skipped || unit.params_offloaded) return;  // offloaded: updated in place
+  // Offloaded parameters are updated in place; Units in the backend update there.
+  if (lo >= hi || skipped || unit.params_offloaded || !unit.optimizer_offloaded()) return;
   const size_t bytes = (hi - lo) * sizeof(float);
   Buffer& updated = external_ != nullptr ? unit.offload_grads : unit.offload_master;
   last_ticket_ = ops_.CopyToBackendAsync(unit.params.as<float>() + unit.param_index(lo),
@@ -101,9 +98,14 @@ void OffloadedOptimizer::OnGradsFinal(int u) {
     Upload(u);
   }
   order_.push_back(u);
-  pending_[u] = step_;
   UnitState& unit = model_.unit(u);
   const size_t lo = unit.update_begin(), hi = unit.update_end();
+  if (!unit.optimizer_offloaded()) {  // steps in the backend (offload_optimizer.ratio)
+    std::lock_guard<std::mutex> lock(mu_);
+    done_[u] = step_;
+    return;
+  }
+  pending_[u] = step_;
   if (lo >= hi) {
     std::lock_guard<std::mutex> lock(mu_);
     done_[u] = step_;

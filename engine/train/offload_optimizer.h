@@ -63,7 +63,8 @@ struct OffloadTimes {
 
 class OffloadedOptimizer {
  public:
-  // `model`, `ops`, `opt` and `external` must outlive it; every Unit must be offloaded. With
+  // `model`, `ops`, `opt` and `external` must outlive it. Units whose optimizer is not offloaded
+  // (offload_optimizer.ratio) are left to the backend's AdamW (ApplyOptimizerStep). With
   // `external` (state outside the Units' Buffers), each Unit steps through its StepUnit, always
   // after FinishStep and lowest Unit first, and its update goes up from offload_grads.
   static absl::StatusOr<std::unique_ptr<OffloadedOptimizer>> Create(

@@ -49,6 +49,23 @@ absl::Status GatherUpdatedParams(Model& model, Communicator& data, std::span<con
   return absl::OkStatus();
 }
 
+// AdamW in the backend over the Units' own state (issued, not waited for).
+void BackendAdamW(Model& model, kernels::Ops& ops, const OptimizerConfig& opt,
+                  kernels::AdamWParams p, std::span<const int> units) {
+  for (int u : units) {
+    UnitState& unit = model.unit(u);
+    ForEachTensorPart(unit, unit.update_begin(), unit.update_end(),
+                      [&](const TensorSpec& t, size_t begin, size_t end) {
+                        p.weight_decay = t.weight_decay ? static_cast<float>(opt.weight_decay) : 0;
+                        const size_t k = unit.optimizer_index(begin);
+                        ops.AdamW(unit.params.as<float>() + unit.param_index(begin),
+                                  unit.grads.as<float>() + unit.grad_index(begin),
+                                  unit.exp_avg.as<float>() + k, unit.exp_avg_sq.as<float>() + k,
+                                  end - begin, p);
+                      });
+  }
+}
+
 // AdamW on the CPU over the offloaded state: the gradients this rank updates come down to
 // the offload tier, the CPU kernel (bitwise equal to the backend's AdamW) updates the master
 // parameters and moments there, and the updated parameters go back up.
@@ -209,6 +226,15 @@ absl::StatusOr<OptimizerStepResult> ApplyOptimizerStep(
                                ? result.clip_scale
                                : static_cast<float>(result.clip_scale / scaling.loss_scale);
   if (offload != nullptr) {
+    // offload_optimizer.ratio: the Units that keep their optimizer in the backend step there
+    // first (issued on the backend), the others on the CPU.
+    std::vector<int> in_backend;
+    for (int u = 0; u < model.num_units(); ++u) {
+      if (!model.unit(u).optimizer_offloaded()) in_backend.push_back(u);
+    }
+    kernels::AdamWParams p = AdamWParamsFor(opt, lr, step);
+    p.grad_scale = grad_scale;
+    BackendAdamW(model, ops, opt, p, in_backend);
     SPW_RETURN_IF_ERROR(offload->FinishStep(grad_scale));
     SPW_RETURN_IF_ERROR(GatherUpdatedParams(model, data, AllUnits(model)));
     return result;
@@ -235,17 +261,7 @@ absl::Status AdamWStep(Model& model, kernels::Ops& ops, Communicator& data,
   if (model.unit(units.front()).optimizer_offloaded()) {
     SPW_RETURN_IF_ERROR(OffloadedAdamW(model, ops, opt, p, units, external));
   } else {
-    for (int u : units) {
-      UnitState& unit = model.unit(u);
-      const size_t lo = unit.update_begin(), hi = unit.update_end();
-      ForEachTensorPart(unit, lo, hi, [&](const TensorSpec& t, size_t begin, size_t end) {
-        p.weight_decay = t.weight_decay ? static_cast<float>(opt.weight_decay) : 0.0f;
-        const size_t k = unit.optimizer_index(begin);
-        ops.AdamW(unit.params.as<float>() + unit.param_index(begin),
-                  unit.grads.as<float>() + unit.grad_index(begin), unit.exp_avg.as<float>() + k,
-                  unit.exp_avg_sq.as<float>() + k, end - begin, p);
-      });
-    }
+    BackendAdamW(model, ops, opt, p, units);
   }
   return GatherUpdatedParams(model, data, units);
 }

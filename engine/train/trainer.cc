@@ -187,6 +187,7 @@ absl::Status Trainer::Setup() {
   // One rank has nothing to shard, unless its parameters live in CPU memory (stage 3).
   sharding.stage = sharding.world_size > 1 || config_.zero.offload_param ? config_.zero_stage : 0;
   sharding.offload_params = config_.zero.offload_param;
+  sharding.offload_ratio = config_.zero.offload_optimizer ? config_.zero.offload_ratio : 1.0;
   sharding.offload_optimizer = config_.zero.offload_optimizer;
   sharding.offload_tier = ops_->memory_tier() == Tier::kDevice && config_.zero.pin_memory
                               ? Tier::kPinnedHost
@@ -420,6 +421,18 @@ void Trainer::PrintStartup() const {
                           config_.zero.offload_param ? "parameters and optimizer" : "optimizer",
                           TierName(memory_plan_.offload_tier), what,
                           kernels::cpu::CpuIsaName(kernels::cpu::BestCpuIsa())));
+    if (config_.zero.offload_ratio < 1.0) {
+      int first = 0;
+      double in_backend = 0.0;
+      for (; first < model_->num_units() && !model_->unit(first).optimizer_offloaded(); ++first) {
+        in_backend += static_cast<double>(model_->unit(first).numel());
+      }
+      Print(absl::StrFormat(
+          "partial offload (offload_optimizer.ratio %g): Units %d-%d step on the CPU, the first "
+          "%d (%s elements) in the backend",
+          config_.zero.offload_ratio, first, model_->num_units() - 1, first,
+          FormatCount(in_backend)));
+    }
   }
   if (external_state_ != nullptr) Print(external_state_->Describe());
   if (offload_ != nullptr && offload_->staging() != nullptr) {

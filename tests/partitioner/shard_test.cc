@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <vector>
+
+#include "partitioner/offload_split.h"
+
 namespace spillway {
 namespace {
 
@@ -30,6 +34,18 @@ TEST(ShardTest, OneRankOwnsEverything) {
   EXPECT_EQ(r.begin, 0u);
   EXPECT_EQ(r.end, 12345u);
   EXPECT_EQ(r.valid_numel, 12345u);
+}
+
+// offload_optimizer.ratio: the last Units, from the end, until they hold the share.
+TEST(OffloadSplitTest, OffloadsTheLastUnitsUntilTheyHoldTheShare) {
+  const std::vector<size_t> units = {40, 10, 10, 10, 30};  // 100 elements
+  EXPECT_EQ(FirstOffloadedUnit(units, 1.0), 0);
+  EXPECT_EQ(FirstOffloadedUnit(units, 0.0), 5);
+  EXPECT_EQ(FirstOffloadedUnit(units, 0.3), 4);   // the last Unit holds exactly 30%
+  EXPECT_EQ(FirstOffloadedUnit(units, 0.31), 3);  // at least the share: 40%
+  EXPECT_EQ(FirstOffloadedUnit(units, 0.6), 1);
+  EXPECT_EQ(FirstOffloadedUnit(units, 0.61), 0);
+  EXPECT_EQ(FirstOffloadedUnit({}, 0.5), 0);
 }
 
 }  // namespace

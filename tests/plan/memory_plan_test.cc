@@ -24,6 +24,7 @@ struct Case {
   int world, stage;
   bool offload, checkpointing;
   bool offload_params = false;
+  double ratio = 1.0;  // offload_optimizer.ratio
 };
 
 Config MakeConfig(const Case& c) {
@@ -39,6 +40,7 @@ Config MakeConfig(const Case& c) {
   config.zero_stage = c.stage;
   config.zero.offload_optimizer = c.offload;
   config.zero.offload_param = c.offload_params;
+  config.zero.offload_ratio = c.ratio;
   config.activation_checkpointing = c.checkpointing;
   // Small enough that the stage-3 prefetch depth depends on it.
   config.zero.stage3_prefetch_bucket_size = 30'000;
@@ -62,6 +64,7 @@ Allocated AllocateRank(const Config& config, int world, int rank, kernels::Ops& 
   sharding.stage = world > 1 || config.zero.offload_param ? config.zero_stage : 0;
   sharding.offload_optimizer = config.zero.offload_optimizer;
   sharding.offload_params = config.zero.offload_param;
+  sharding.offload_ratio = config.zero.offload_ratio;
   sharding.offload_tier = ops.memory_tier() == Tier::kDevice ? Tier::kPinnedHost : Tier::kHost;
   auto model = CreateModel(config.model, static_cast<int>(config.train_micro_batch_size_per_gpu),
                            config.activation_checkpointing, &ops, sharding);
@@ -113,12 +116,15 @@ TEST_P(MemoryPlanBackendTest, EqualsWhatTheModelAllocates) {
       for (const bool checkpointing : {false, true}) {
         cases.push_back({type, world, 3, true, checkpointing, /*offload_params=*/true});
       }
+      for (int stage = 0; stage <= 3; stage += 3) {  // partial offload
+        if (world > 1 || stage == 0) cases.push_back({type, world, stage, true, false, false, 0.5});
+      }
     }
   }
   for (const Case& c : cases) {
     SCOPED_TRACE(absl::StrCat(c.type, " world ", c.world, " stage ", c.stage, " offload ",
                               c.offload, " checkpointing ", c.checkpointing, " offload_params ",
-                              c.offload_params));
+                              c.offload_params, " ratio ", c.ratio));
     Config config = MakeConfig(c);
     config.trainer.backend = GetParam();
     absl::StatusOr<PlanInput> input = PlanInputFromConfig(config, c.world, 1);

@@ -229,6 +229,52 @@ TEST_P(OffloadTest, LossScaledAndSkippedStepsEqualInBackendBitwise) {
   }
 }
 
+// Partial offload (offload_optimizer.ratio 0.5): the first Units step in the backend, the last
+// ones on the CPU; bitwise the same run, GPT-2 and Llama, clipped or not, and it resumes bitwise.
+TEST_P(OffloadTest, PartialOffloadEqualsInBackendBitwiseAndResumes) {
+  for (const bool llama : {false, true}) {
+    for (const bool clipped : {true, false}) {
+      SCOPED_TRACE(absl::StrCat(llama ? "llama" : "gpt2", clipped ? ", clipped" : ""));
+      auto make = [&](const std::string& name, int64_t steps, int64_t interval) {
+        const std::string dir = FreshDir(absl::StrCat(name, llama, clipped, "_", GetParam()));
+        std::string json = llama ? SmallLlamaConfig(steps, dir, interval, GetParam())
+                                 : SmallConfig(steps, dir, interval, GetParam());
+        return clipped ? json : WithoutClipping(json);
+      };
+      auto reference = MakeTrainer(make("partial_in_backend", 8, 0));
+      auto partial = MakeTrainer(Offloaded(make("partial_offload", 8, 5), R"(, "ratio": 0.5)"));
+      ASSERT_TRUE(reference->Train().ok());
+      absl::Status trained = partial->Train();
+      ASSERT_TRUE(trained.ok()) << trained;
+      EXPECT_EQ(reference->step_losses(), partial->step_losses());
+      const Model& model = partial->model();
+      EXPECT_FALSE(model.unit(0).optimizer_offloaded());
+      EXPECT_TRUE(model.unit(model.num_units() - 1).optimizer_offloaded());
+      for (int u = 0; u < model.num_units(); ++u) {
+        EXPECT_EQ(reference->StoredParams(u).value(), partial->StoredParams(u).value())
+            << model.unit(u).layout.name();
+      }
+      // Five steps, then resumed from their checkpoint for the last three.
+      const std::string dir =
+          FreshDir(absl::StrCat("partial_split", llama, clipped, "_", GetParam()));
+      auto split = [&](int64_t steps) {
+        std::string json = llama ? SmallLlamaConfig(steps, dir, 0, GetParam())
+                                 : SmallConfig(steps, dir, 0, GetParam());
+        return Offloaded(clipped ? json : WithoutClipping(json), R"(, "ratio": 0.5)");
+      };
+      ASSERT_TRUE(MakeTrainer(split(5))->Train().ok());
+      auto resumed = MakeTrainer(split(8));
+      absl::Status status = resumed->Resume(dir + "/ckpt");
+      ASSERT_TRUE(status.ok()) << status;
+      ASSERT_TRUE(resumed->Train().ok());
+      ASSERT_EQ(resumed->step_losses().size(), 3u);
+      for (int i = 0; i < 3; ++i) {
+        EXPECT_EQ(partial->step_losses()[5 + i], resumed->step_losses()[i]) << "step " << 6 + i;
+      }
+    }
+  }
+}
+
 // Parameters offloaded too: one rank trains at stage 3 with each Unit's parameter and gradient
 // shard in CPU memory (gathered up before each use, the gradient brought down after it). With
 // one micro-batch per step the results are bitwise those of the whole model in the backend:

@@ -349,12 +349,18 @@ void ExpectOffloadEqualsInBackend(const std::string& dir, int stage, const std::
 
 // The optimizer offloaded to the CPU (its step overlapped with the backward, Unit by Unit)
 // equals the in-backend optimizer bitwise at stages 0-3, with gradient clipping (every CPU
-// step waits for the global norm) and without (each starts as its gradient lands).
+// step waits for the global norm) and without (each starts as its gradient lands), and so does
+// partial offload.
 TEST(ZeroTest, OffloadedOptimizerEqualsInBackendAtEveryStage) {
   SKIP_WITHOUT_RANK_GPUS();
   const std::string dir = SharedDir("offload_stages");
   for (int stage = 0; stage <= 3; ++stage) {
     ExpectOffloadEqualsInBackend(dir, stage, R"("offload_optimizer": {"device": "cpu"})");
+  }
+  // Partial offload (ratio 0.5): the first Units step in the backend, the last on the CPU.
+  for (int stage : {1, 3}) {
+    ExpectOffloadEqualsInBackend(dir + "/partial", stage,
+                                 R"("offload_optimizer": {"device": "cpu", "ratio": 0.5})");
   }
 }
 
