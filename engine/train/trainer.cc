@@ -187,7 +187,7 @@ absl::Status Trainer::Setup() {
   // One rank has nothing to shard, unless its parameters live in CPU memory (stage 3).
   sharding.stage = sharding.world_size > 1 || config_.zero.offload_param ? config_.zero_stage : 0;
   sharding.offload_params = config_.zero.offload_param;
-  sharding.offload_ratio = config_.zero.offload_optimizer ? config_.zero.offload_ratio : 1.0;
+  sharding.offload_ratio = config_.zero.offload_ratio;  // AddUnits applies it to an offload
   sharding.offload_optimizer = config_.zero.offload_optimizer;
   sharding.offload_tier = ops_->memory_tier() == Tier::kDevice && config_.zero.pin_memory
                               ? Tier::kPinnedHost

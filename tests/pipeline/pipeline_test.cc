@@ -21,6 +21,7 @@
 #include "nlohmann/json.hpp"
 #include "partitioner/mpi_communicator.h"
 #include "tests/partitioner/mpi_world.h"
+#include "tests/train/train_test_util.h"
 
 namespace spillway {
 namespace {
@@ -116,15 +117,6 @@ std::unique_ptr<Trainer> TrainPipelined(const PipelineRun& run) {
   return trained.ok() ? std::move(trainer) : nullptr;
 }
 
-double RelL2(const std::vector<float>& a, const std::vector<float>& b) {
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    diff += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    norm += double(b[i]) * b[i];
-  }
-  return norm == 0 ? std::sqrt(diff) : std::sqrt(diff / norm);
-}
-
 void ExpectPipelineTrainsLikeOneRank(const PipelineRun& run) {
   if (run.stages < 2 || World().world_size() != run.stages * run.dp) {
     GTEST_SKIP() << "needs " << run.stages * run.dp << " ranks";
@@ -154,7 +146,7 @@ void ExpectPipelineTrainsLikeOneRank(const PipelineRun& run) {
     absl::StatusOr<std::vector<float>> mine = pipelined->StoredParams(u);
     absl::StatusOr<std::vector<float>> want = reference->StoredParams(u);
     ASSERT_TRUE(mine.ok() && want.ok());
-    EXPECT_LT(RelL2(*mine, *want), kParamRelTol) << model.unit(u).layout.name();
+    EXPECT_LT(testing_util::RelativeL2(*mine, *want), kParamRelTol) << model.unit(u).layout.name();
   }
   EXPECT_LT(held, model.num_units()) << "a stage holds only its Units";
 }

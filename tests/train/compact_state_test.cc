@@ -19,6 +19,7 @@ namespace spillway {
 namespace {
 
 using Dtype = OptimizerConfig::StateDtype;
+using testing_util::ExpectResumesLike;
 using testing_util::FreshDir;
 using testing_util::MakeTrainer;
 using testing_util::SmallConfig;
@@ -100,17 +101,8 @@ TEST_P(CompactResumeTest, ResumesBitwise) {
   ASSERT_NE(dynamic_cast<CompactAdamW*>(full->external_state()), nullptr);
   ASSERT_TRUE(full->Train().ok());
   ASSERT_TRUE(MakeTrainer(WithCompact(SmallConfig(5, dir_b), GetParam()))->Train().ok());
-  auto resumed = MakeTrainer(WithCompact(SmallConfig(8, dir_b), GetParam()));
-  absl::Status status = resumed->Resume(dir_b + "/ckpt");
-  ASSERT_TRUE(status.ok()) << status;
-  ASSERT_TRUE(resumed->Train().ok());
-  ASSERT_EQ(resumed->step_losses().size(), 3u);
-  for (int i = 0; i < 3; ++i) {
-    EXPECT_EQ(full->step_losses()[5 + i], resumed->step_losses()[i]) << "step " << 6 + i;
-  }
-  for (int u = 0; u < full->model().num_units(); ++u) {
-    EXPECT_EQ(full->StoredParams(u).value(), resumed->StoredParams(u).value());
-  }
+  ExpectResumesLike(*full, *MakeTrainer(WithCompact(SmallConfig(8, dir_b), GetParam())),
+                    dir_b + "/ckpt", 3, true);
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, CompactResumeTest, ::testing::Values("bf16", "int8"),

@@ -24,6 +24,7 @@
 namespace spillway {
 namespace {
 
+using testing_util::ExpectResumesLike;
 using testing_util::FreshDir;
 using testing_util::MakeTrainer;
 using testing_util::SmallConfig;
@@ -104,17 +105,8 @@ TEST_P(NvmeOffloadTest, NvmeRunResumesBitwise) {
   auto full = MakeTrainer(Nvme(SmallConfig(8, dir_a), dir_a));
   ASSERT_TRUE(full->Train().ok());
   ASSERT_TRUE(MakeTrainer(Nvme(SmallConfig(5, dir_b), dir_b))->Train().ok());
-  auto resumed = MakeTrainer(Nvme(SmallConfig(8, dir_b), dir_b));
-  absl::Status status = resumed->Resume(dir_b + "/ckpt");
-  ASSERT_TRUE(status.ok()) << status;
-  ASSERT_TRUE(resumed->Train().ok());
-  ASSERT_EQ(resumed->step_losses().size(), 3u);
-  for (int i = 0; i < 3; ++i) {
-    EXPECT_EQ(full->step_losses()[5 + i], resumed->step_losses()[i]) << "step " << 6 + i;
-  }
-  for (int u = 0; u < full->model().num_units(); ++u) {
-    EXPECT_EQ(full->StoredParams(u).value(), resumed->StoredParams(u).value());
-  }
+  ExpectResumesLike(*full, *MakeTrainer(Nvme(SmallConfig(8, dir_b), dir_b)), dir_b + "/ckpt", 3,
+                    true);
 }
 
 // A checkpoint written with the state on NVMe resumes on the CPU tier and the other way round:
@@ -125,12 +117,7 @@ TEST_P(NvmeOffloadTest, CheckpointsMoveBetweenCpuAndNvmeTiers) {
   auto full = MakeTrainer(OnCpu(SmallConfig(8, dir_a)));
   ASSERT_TRUE(full->Train().ok());
   ASSERT_TRUE(MakeTrainer(Nvme(SmallConfig(5, dir_b), dir_b))->Train().ok());
-  auto resumed = MakeTrainer(OnCpu(SmallConfig(8, dir_b)));
-  absl::Status status = resumed->Resume(dir_b + "/ckpt");
-  ASSERT_TRUE(status.ok()) << status;
-  ASSERT_TRUE(resumed->Train().ok());
-  ASSERT_EQ(resumed->step_losses().size(), 3u);
-  for (int i = 0; i < 3; ++i) EXPECT_EQ(full->step_losses()[5 + i], resumed->step_losses()[i]);
+  ExpectResumesLike(*full, *MakeTrainer(OnCpu(SmallConfig(8, dir_b))), dir_b + "/ckpt", 3, false);
 }
 
 // Parameters offloaded to CPU memory (stage 3) with the optimizer state on NVMe: the updated

@@ -23,8 +23,10 @@
 namespace spillway {
 namespace {
 
+using testing_util::ExpectResumesLike;
 using testing_util::FreshDir;
 using testing_util::MakeTrainer;
+using testing_util::RelativeL2;
 using testing_util::SmallConfig;
 using testing_util::SmallLlamaConfig;
 
@@ -54,15 +56,6 @@ std::string OneMicroBatch(std::string json) {
   return absl::StrReplaceAll(json, {{R"("train_batch_size": 4)", R"("train_batch_size": 2)"}});
 }
 
-double RelativeL2(const std::vector<float>& a, const std::vector<float>& b) {
-  double diff = 0.0, norm = 0.0;
-  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
-    diff += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    norm += double(b[i]) * b[i];
-  }
-  return a.size() != b.size() ? 1.0 : std::sqrt(diff / std::max(norm, 1e-30));
-}
-
 std::string WithoutClipping(std::string json) {
   return absl::StrReplaceAll(json, {{R"("gradient_clipping": 1.0)", R"("gradient_clipping": 0)"}});
 }
@@ -81,8 +74,10 @@ std::unique_ptr<Trainer> TrainLogged(const spillway::Config& config, const std::
   return trained.ok() ? std::move(trainer).value() : nullptr;
 }
 
-// Trains both configs for their steps and expects bitwise-equal losses and parameters.
-void ExpectTrainBitwiseEqual(const std::string& reference_json, const std::string& offload_json) {
+// Trains both configs for their steps and expects bitwise-equal losses and parameters; the
+// second trainer goes to `offloaded_out` when given.
+void ExpectTrainBitwiseEqual(const std::string& reference_json, const std::string& offload_json,
+                             std::unique_ptr<Trainer>* offloaded_out = nullptr) {
   auto reference = MakeTrainer(reference_json);
   auto offloaded = MakeTrainer(offload_json);
   ASSERT_TRUE(reference->Train().ok());
@@ -93,6 +88,7 @@ void ExpectTrainBitwiseEqual(const std::string& reference_json, const std::strin
     EXPECT_EQ(reference->StoredParams(u).value(), offloaded->StoredParams(u).value())
         << reference->model().unit(u).layout.name();
   }
+  if (offloaded_out != nullptr) *offloaded_out = std::move(offloaded);
 }
 
 class OffloadTest : public ::testing::TestWithParam<std::string> {
@@ -241,19 +237,14 @@ TEST_P(OffloadTest, PartialOffloadEqualsInBackendBitwiseAndResumes) {
                                  : SmallConfig(steps, dir, interval, GetParam());
         return clipped ? json : WithoutClipping(json);
       };
-      auto reference = MakeTrainer(make("partial_in_backend", 8, 0));
-      auto partial = MakeTrainer(Offloaded(make("partial_offload", 8, 5), R"(, "ratio": 0.5)"));
-      ASSERT_TRUE(reference->Train().ok());
-      absl::Status trained = partial->Train();
-      ASSERT_TRUE(trained.ok()) << trained;
-      EXPECT_EQ(reference->step_losses(), partial->step_losses());
+      std::unique_ptr<Trainer> partial;
+      ExpectTrainBitwiseEqual(make("partial_in_backend", 8, 0),
+                              Offloaded(make("partial_offload", 8, 5), R"(, "ratio": 0.5)"),
+                              &partial);
+      ASSERT_NE(partial, nullptr);
       const Model& model = partial->model();
       EXPECT_FALSE(model.unit(0).optimizer_offloaded());
       EXPECT_TRUE(model.unit(model.num_units() - 1).optimizer_offloaded());
-      for (int u = 0; u < model.num_units(); ++u) {
-        EXPECT_EQ(reference->StoredParams(u).value(), partial->StoredParams(u).value())
-            << model.unit(u).layout.name();
-      }
       // Five steps, then resumed from their checkpoint for the last three.
       const std::string dir =
           FreshDir(absl::StrCat("partial_split", llama, clipped, "_", GetParam()));
@@ -263,14 +254,7 @@ TEST_P(OffloadTest, PartialOffloadEqualsInBackendBitwiseAndResumes) {
         return Offloaded(clipped ? json : WithoutClipping(json), R"(, "ratio": 0.5)");
       };
       ASSERT_TRUE(MakeTrainer(split(5))->Train().ok());
-      auto resumed = MakeTrainer(split(8));
-      absl::Status status = resumed->Resume(dir + "/ckpt");
-      ASSERT_TRUE(status.ok()) << status;
-      ASSERT_TRUE(resumed->Train().ok());
-      ASSERT_EQ(resumed->step_losses().size(), 3u);
-      for (int i = 0; i < 3; ++i) {
-        EXPECT_EQ(partial->step_losses()[5 + i], resumed->step_losses()[i]) << "step " << 6 + i;
-      }
+      ExpectResumesLike(*partial, *MakeTrainer(split(8)), dir + "/ckpt", 3, false);
     }
   }
 }
@@ -368,18 +352,8 @@ TEST_P(OffloadTest, OffloadedParametersResumeBitwiseEitherWay) {
                     ->Train()
                     .ok());
     const std::string rest = OneMicroBatch(SmallConfig(8, dir, 0, GetParam()));
-    auto resumed = MakeTrainer(offloaded ? ParamsOffloaded(rest) : rest);
-    absl::Status status = resumed->Resume(dir + "/ckpt");
-    ASSERT_TRUE(status.ok()) << status;
-    ASSERT_TRUE(resumed->Train().ok());
-    ASSERT_EQ(resumed->step_losses().size(), 3u);
-    for (int i = 0; i < 3; ++i) {
-      EXPECT_EQ(full->step_losses()[5 + i], resumed->step_losses()[i]) << "step " << 6 + i;
-    }
-    for (int u = 0; u < full->model().num_units(); ++u) {
-      EXPECT_EQ(full->StoredParams(u).value(), resumed->StoredParams(u).value())
-          << full->model().unit(u).layout.name();
-    }
+    ExpectResumesLike(*full, *MakeTrainer(offloaded ? ParamsOffloaded(rest) : rest), dir + "/ckpt",
+                      3, true);
   }
 }
 
@@ -426,14 +400,8 @@ TEST_P(OffloadTest, OffloadedRunResumesBitwise) {
     ASSERT_TRUE(full->Train().ok());
     ASSERT_TRUE(
         MakeTrainer(Offloaded(SmallConfig(5, dir_b, 0, GetParam()), delayed))->Train().ok());
-    auto resumed = MakeTrainer(Offloaded(SmallConfig(8, dir_b, 0, GetParam()), delayed));
-    absl::Status status = resumed->Resume(dir_b + "/ckpt");
-    ASSERT_TRUE(status.ok()) << status;
-    ASSERT_TRUE(resumed->Train().ok());
-    ASSERT_EQ(resumed->step_losses().size(), 3u);
-    for (int i = 0; i < 3; ++i) {
-      EXPECT_EQ(full->step_losses()[5 + i], resumed->step_losses()[i]) << "step " << 6 + i;
-    }
+    ExpectResumesLike(*full, *MakeTrainer(Offloaded(SmallConfig(8, dir_b, 0, GetParam()), delayed)),
+                      dir_b + "/ckpt", 3, false);
   }
 }
 

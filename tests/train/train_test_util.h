@@ -3,10 +3,13 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
@@ -77,6 +80,39 @@ inline void ExpectSameState(Model& a, Model& b) {
         << x.layout.name() << " Adam m differs";
     EXPECT_EQ(std::memcmp(x.exp_avg_sq.data(), y.exp_avg_sq.data(), x.exp_avg_sq.bytes()), 0)
         << x.layout.name() << " Adam v differs";
+  }
+}
+
+// ||a - b|| / ||b|| in double (||a - b|| when b is zero; 1 when the sizes differ).
+inline double RelativeL2(std::span<const float> a, std::span<const float> b) {
+  if (a.size() != b.size()) return 1.0;
+  double diff = 0.0, norm = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    norm += double(b[i]) * b[i];
+  }
+  return norm == 0.0 ? std::sqrt(diff) : std::sqrt(diff / norm);
+}
+
+// Resumes `resumed` from `checkpoint` and trains it to its end: it takes `steps` steps with the
+// losses of `full`'s last `steps`, bitwise, and with `same_params` ends at full's parameters.
+inline void ExpectResumesLike(Trainer& full, Trainer& resumed, const std::string& checkpoint,
+                              size_t steps, bool same_params) {
+  absl::Status status = resumed.Resume(checkpoint);
+  ASSERT_TRUE(status.ok()) << status;
+  ASSERT_TRUE(resumed.Train().ok());
+  const std::vector<double>& want = full.step_losses();
+  const std::vector<double>& got = resumed.step_losses();
+  ASSERT_EQ(got.size(), steps);
+  ASSERT_GE(want.size(), steps);
+  const size_t first = want.size() - steps;
+  for (size_t i = 0; i < steps; ++i) {
+    EXPECT_EQ(want[first + i], got[i]) << "step " << first + i + 1;
+  }
+  if (!same_params) return;
+  for (int u = 0; u < full.model().num_units(); ++u) {
+    EXPECT_EQ(full.StoredParams(u).value(), resumed.StoredParams(u).value())
+        << full.model().unit(u).layout.name();
   }
 }
 

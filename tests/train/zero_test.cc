@@ -92,15 +92,6 @@ std::unique_ptr<Trainer> MakeTrainer(std::string json, Communicator& comm) {
   return std::move(trainer).value();
 }
 
-double RelL2(const float* a, const float* b, size_t n) {
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < n; ++i) {
-    diff += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    norm += double(b[i]) * b[i];
-  }
-  return norm == 0 ? std::sqrt(diff) : std::sqrt(diff / norm);
-}
-
 TEST(ZeroTest, StageOneEqualsStageZeroWithShardedOptimizerState) {
   SKIP_WITHOUT_RANK_GPUS();
   SKIP_ON_GPU_RANKS();
@@ -224,7 +215,8 @@ double ParamRelL2(Trainer& ranks, Trainer& reference, int u) {
   absl::StatusOr<std::vector<float>> whole = reference.StoredParams(u);
   EXPECT_TRUE(mine.ok() && whole.ok());
   if (!mine.ok() || !whole.ok()) return 1.0;
-  return RelL2(mine->data() + a.param_index(begin), whole->data() + begin, end - begin);
+  return testing_util::RelativeL2({mine->data() + a.param_index(begin), end - begin},
+                                  {whole->data() + begin, end - begin});
 }
 
 std::string WithZeroKeys(std::string json, const std::string& keys) {
@@ -380,11 +372,9 @@ TEST(ZeroTest, OffloadedParametersEqualStageThreeInBackendAndResume) {
   ASSERT_TRUE(full->Train().ok());
   const std::string split = dir + "/split";
   ASSERT_TRUE(MakeTrainer(WithZeroKeys(ZeroConfig(3, split, 3), keys), World())->Train().ok());
-  auto resumed = MakeTrainer(WithZeroKeys(ZeroConfig(6, split, 3), keys), World());
-  ASSERT_TRUE(resumed->Resume(split + "/ckpt").ok());
-  ASSERT_TRUE(resumed->Train().ok());
-  ASSERT_EQ(resumed->step_losses().size(), 3u);
-  for (int i = 0; i < 3; ++i) EXPECT_EQ(full->step_losses()[3 + i], resumed->step_losses()[i]);
+  testing_util::ExpectResumesLike(
+      *full, *MakeTrainer(WithZeroKeys(ZeroConfig(6, split, 3), keys), World()), split + "/ckpt", 3,
+      false);
 }
 
 // With the optimizer state on NVMe (a file per rank, small tiles so that every shard streams in
@@ -432,14 +422,9 @@ TEST(ZeroTest, NvmeOptimizerStateEqualsInBackendAtEveryStageAndResumes) {
   ASSERT_TRUE(full->Train().ok());
   ASSERT_TRUE(
       MakeTrainer(WithZeroKeys(ZeroConfig(5, dir + "/split", 2), nvme), World())->Train().ok());
-  auto resumed = MakeTrainer(WithZeroKeys(ZeroConfig(8, dir + "/split", 2), nvme), World());
-  absl::Status status = resumed->Resume(dir + "/split/ckpt");
-  ASSERT_TRUE(status.ok()) << status;
-  ASSERT_TRUE(resumed->Train().ok());
-  ASSERT_EQ(resumed->step_losses().size(), 3u);
-  for (int i = 0; i < 3; ++i) {
-    EXPECT_EQ(full->step_losses()[5 + i], resumed->step_losses()[i]) << "step " << 6 + i;
-  }
+  testing_util::ExpectResumesLike(
+      *full, *MakeTrainer(WithZeroKeys(ZeroConfig(8, dir + "/split", 2), nvme), World()),
+      dir + "/split/ckpt", 3, false);
 }
 
 // Per rank, stage 1 stores 1/N of the AdamW state, stage 2 also 1/N of the gradients, stage 3
