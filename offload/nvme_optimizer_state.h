@@ -62,14 +62,16 @@ class NvmeOptimizerState {
   // One pass over Unit `unit`'s three arrays, tile by tile; adds to stats().
   absl::Status StreamUnit(int unit, const TileFn& compute);
 
+  // Byte offset of Unit `unit`'s `array` in file() (a multiple of 4 KiB).
+  uint64_t offset(int unit, Array array) const {
+    return unit_offsets_[unit] + static_cast<uint64_t>(array) * NvmeBytesForFloats(numels_[unit]);
+  }
+
   const TileStreamStats& stats() const { return stats_; }
   void ResetStats() { stats_ = TileStreamStats(); }
 
  private:
   NvmeOptimizerState() = default;
-  uint64_t offset(int unit, Array array) const {
-    return unit_offsets_[unit] + static_cast<uint64_t>(array) * NvmeBytesForFloats(numels_[unit]);
-  }
 
   std::vector<size_t> numels_;
   std::vector<uint64_t> unit_offsets_;

@@ -153,12 +153,48 @@ int UnitResidency::GatherInto(int u, bool required) {
   return chosen;
 }
 
+std::vector<size_t> UnitResidency::param_slot_shard_numels() const {
+  size_t largest_shard = 0;
+  for (size_t u = 1; u < units_.size(); ++u) {
+    largest_shard = std::max(largest_shard, units_[u].shard.shard_numel);
+  }
+  std::vector<size_t> numels(param_slots_.size(), largest_shard);
+  if (!numels.empty()) numels[0] = units_[0].shard.shard_numel;
+  return numels;
+}
+
 void UnitResidency::StartOffloadedGather(int u, Slot& slot) {
+  UnitState& unit = units_[u];
+  if (!unit.params_on_nvme) {
+    CopyUpAndGather(u, slot, unit.params.as<float>());
+    return;
+  }
+  if (param_reader_ == nullptr) {
+    Check(absl::FailedPreconditionError("parameters on NVMe, but no reader for them"));
+    return;
+  }
+  // The staging's last copy up must have landed before the read overwrites it.
+  Check(ops_.WaitCopies(slot.staging_copy));
+  Check(param_reader_->StartRead(u, static_cast<int>(&slot - param_slots_.data())));
+  slot.reading = status_.ok();
+}
+
+void UnitResidency::FinishRead(Slot& slot) {
+  slot.reading = false;
+  absl::StatusOr<const float*> shard =
+      param_reader_->FinishRead(static_cast<int>(&slot - param_slots_.data()));
+  Check(shard.status());
+  if (!shard.ok()) return;
+  CopyUpAndGather(slot.unit, slot, *shard);
+  slot.staging_copy = slot.copy;
+}
+
+void UnitResidency::CopyUpAndGather(int u, Slot& slot, const float* shard) {
   UnitState& unit = units_[u];
   float* mine = slot.buffer.as<float>() + unit.shard.begin;
   const size_t bytes = unit.shard.shard_numel * sizeof(float);
   // The copy stream starts it after the compute issued so far, the slot's last readers included.
-  slot.copy = ops_.CopyToBackendAsync(mine, unit.params.as<float>(), bytes);
+  slot.copy = ops_.CopyToBackendAsync(mine, shard, bytes);
   slot.has_copy = true;
   copied_bytes_ += static_cast<double>(bytes);
   if (comm_.world_size() == 1) return;
@@ -216,6 +252,7 @@ void UnitResidency::InvalidateParams() {
 }
 
 void UnitResidency::WaitPending(Slot& slot) {
+  if (slot.reading) FinishRead(slot);
   if (slot.has_copy) {
     ops_.ComputeAfterCopies(slot.copy);
     slot.has_copy = false;

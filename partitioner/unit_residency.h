@@ -23,6 +23,11 @@
 // sum down on the copy stream, so no gradient shard lives in the backend; in the last backward
 // it also takes the parts' sums of squares for the norm (grad_sum_squares).
 //
+// Parameters on NVMe (UnitState::params_on_nvme, set_param_reader): a gather first reads the
+// shard from NVMe into the slot's host staging (offload/nvme_shard_reader.h), so the read runs
+// as far ahead as the prefetch; the copy up (and all-gather) is issued when the Unit is
+// acquired, or its slot reused, after the host waits for the read.
+//
 // Optimizer offload hooks in through set_grads_final_hook: it hears of each Unit as soon as
 // its gradients are final in the step's last backward (stage 0 on one rank: at ReleaseGrads;
 // stages 2-3: when its reduce-scatter completes; stages 0-1 on several ranks: at FinishGrads).
@@ -42,6 +47,7 @@
 #include "absl/status/statusor.h"
 #include "kernels/ops.h"
 #include "offload/buffer.h"
+#include "offload/nvme_shard_reader.h"
 #include "partitioner/communicator.h"
 #include "partitioner/unit_state.h"
 
@@ -84,6 +90,10 @@ class UnitResidency {
   // A step's accumulation starts (Model::ZeroGrads): the next reduction of each offloaded Unit
   // replaces its host gradient shard instead of adding to it.
   void BeginGradAccumulation();
+  // Parameters on NVMe: where gathers read the shards (outlives the residency's gathers),
+  // with one staging slot per gathered-parameter buffer of param_slot_shard_numels().
+  void set_param_reader(NvmeShardReader* reader) { param_reader_ = reader; }
+  std::vector<size_t> param_slot_shard_numels() const;
   // The parameters changed (optimizer step, checkpoint load): gathered copies are stale.
   void InvalidateParams();
 
@@ -112,6 +122,10 @@ class UnitResidency {
     // compute reads the buffer, or writes it again.
     int64_t copy = 0;
     bool has_copy = false;
+    // Parameters on NVMe: the read into this slot's staging is in flight (`unit`'s), and the
+    // last copy up from that staging.
+    bool reading = false;
+    int64_t staging_copy = 0;
     int64_t last_use = 0;
   };
 
@@ -123,8 +137,12 @@ class UnitResidency {
   int GatherInto(int u, bool required);
   // Orders the compute after the slot's copy and waits for its started collective, if any.
   void WaitPending(Slot& slot);
-  // Starts gathering Unit u's offloaded parameter shard into `slot`.
+  // Starts gathering Unit u's offloaded parameter shard into `slot` (from NVMe: the read).
   void StartOffloadedGather(int u, Slot& slot);
+  // Copies Unit u's shard from host memory `shard` into its place in `slot` and all-gathers.
+  void CopyUpAndGather(int u, Slot& slot, const float* shard);
+  // Parameters on NVMe: waits for the slot's read and copies it up.
+  void FinishRead(Slot& slot);
   // Brings this rank's part of u's reduced gradient (in `slot`, in place) into its host shard,
   // adding the shard's earlier micro-batches to it first (so the backend holds the final sum).
   void LandOffloadedGrads(int u, Slot& slot);
@@ -155,6 +173,7 @@ class UnitResidency {
   std::vector<size_t> sums_begin_;   // per Unit: its first entry there
   std::vector<size_t> sums_count_;   // per Unit: its entries
   double copied_bytes_ = 0.0;
+  NvmeShardReader* param_reader_ = nullptr;
   std::function<void(int)> grads_final_;
   std::function<void(int)> params_needed_;
   absl::Status status_;

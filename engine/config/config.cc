@@ -156,7 +156,9 @@ absl::Status ResolveBatchSizes(const ObjectReader& r, int world_size, int64_t mi
 absl::Status CheckOffloadParam(const Config& c) {
   if (!c.zero.offload_param && !c.zero.offload_param_auto) return absl::OkStatus();
   constexpr absl::string_view kKey = "zero_optimization.offload_param.device";
-  const char* device = c.zero.offload_param ? "\"cpu\"" : "\"auto\"";
+  const char* device = c.zero.param_nvme      ? "\"nvme\""
+                       : c.zero.offload_param ? "\"cpu\""
+                                              : "\"auto\"";
   if (c.zero_stage != 3) {
     return KeyError(kKey, absl::StrCat(device,
                                        " needs zero_optimization.stage 3 (partitioned "
@@ -168,6 +170,17 @@ absl::Status CheckOffloadParam(const Config& c) {
                                        " needs zero_optimization.offload_optimizer.device "
                                        "\"cpu\", \"nvme\" or \"auto\" (the CPU AdamW updates the "
                                        "offloaded parameters), found \"none\""));
+  }
+  if (c.zero.param_nvme && !c.zero.optimizer_nvme) {
+    return KeyError(kKey, absl::StrCat("\"nvme\" needs zero_optimization.offload_optimizer.device "
+                                       "\"nvme\" (the parameters are the optimizer's master "
+                                       "copy in its NVMe file), found \"",
+                                       c.zero.offload_optimizer_auto ? "auto" : "cpu", "\""));
+  }
+  if (c.zero.param_nvme && c.optimizer.bf16_master) {
+    return KeyError("optimizer.params.master_dtype",
+                    "\"bf16\" is not built with offload_param \"nvme\" (the parameters are "
+                    "read from an fp32 master); use \"fp32\"");
   }
   if (!c.zero.pin_memory && c.trainer.backend != "cpu") {
     return KeyError("zero_optimization.offload_optimizer.pin_memory",

@@ -124,6 +124,10 @@ struct ZeroConfig {
   // parameter shard, which is also AdamW's master, and its gradient shard live in CPU memory;
   // the backend holds only the residency's working buffers (docs/offload.md).
   bool offload_param = false;
+  // offload_param.device = "nvme" (offload_param is set too; needs offload_optimizer "nvme"
+  // with an fp32 master): the parameter shards are the optimizer's fp32 master in its NVMe file,
+  // read into pinned staging before each gather; host memory keeps the gradient shards.
+  bool param_nvme = false;
   // offload_param.device = "auto": the trainer's memory check decides offload_param along with
   // an "auto" offload_optimizer (the cheapest placement that fits) before allocating.
   bool offload_param_auto = false;

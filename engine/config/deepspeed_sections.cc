@@ -163,9 +163,11 @@ absl::Status ParseOffloadOptimizer(const ObjectReader& zero_reader, ZeroConfig* 
   return WholeNumber(r, "buffer_size", &zero->nvme_buffer_size, 4096, int64_t{1} << 32);
 }
 
-// offload_param: device "none", "cpu" (sets zero->offload_param) or "auto" (sets
-// zero->offload_param_auto); pin_memory is shared with offload_optimizer. The combinations it
-// needs are checked by CheckOffloadParam once every section is read.
+// offload_param: device "none", "cpu" (sets zero->offload_param), "nvme" (also sets
+// zero->param_nvme; an nvme_path here must be offload_optimizer's, whose file holds the
+// parameters) or "auto" (sets zero->offload_param_auto); pin_memory is shared with
+// offload_optimizer. The combinations it needs are checked by CheckOffloadParam once every
+// section is read.
 absl::Status ParseOffloadParam(const ObjectReader& zero_reader, ZeroConfig* zero) {
   const Json* v = zero_reader.Find("offload_param");
   if (v == nullptr || v->is_null()) return absl::OkStatus();
@@ -182,11 +184,19 @@ absl::Status ParseOffloadParam(const ObjectReader& zero_reader, ZeroConfig* zero
                    "pipeline_read", "pipeline_write", "fast_init", "ratio"}));
   std::string device = "none";
   SPW_RETURN_IF_ERROR(r.String("device", &device, {"none", "cpu", "nvme", "auto"}));
-  if (device == "nvme") {
-    return KeyError(r.KeyPath("device"),
-                    "\"nvme\" is not built yet (parameters on NVMe); use \"cpu\" or \"none\"");
-  }
   if (device == "none") return absl::OkStatus();
+  if (device == "nvme") {
+    std::string path = zero->nvme_path;
+    SPW_RETURN_IF_ERROR(r.String("nvme_path", &path));
+    if (path != zero->nvme_path) {
+      return KeyError(r.KeyPath("nvme_path"),
+                      absl::StrCat("must equal zero_optimization.offload_optimizer.nvme_path (\"",
+                                   zero->nvme_path,
+                                   "\"): the parameters are the optimizer's master copy in its "
+                                   "file; leave it out"));
+    }
+    zero->param_nvme = true;
+  }
   bool pin = zero->pin_memory;
   SPW_RETURN_IF_ERROR(r.Bool("pin_memory", &pin));
   if (pin != zero->pin_memory) {

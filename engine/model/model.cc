@@ -58,8 +58,8 @@ absl::Status Model::SetUnitParams(int u, std::span<const float> whole) {
   }
   const size_t begin = unit.params_sharded() ? std::min(unit.shard.begin, unit.numel()) : 0;
   const size_t end = unit.params_sharded() ? std::min(unit.shard.end, unit.numel()) : unit.numel();
-  ops_->CopyToBackend(unit.params.as<float>() + unit.param_index(begin), whole.data() + begin,
-                      (end - begin) * sizeof(float));
+  ops_->CopyToBackend(unit.incoming_params().as<float>() + unit.param_index(begin),
+                      whole.data() + begin, (end - begin) * sizeof(float));
   return ops_->Synchronize();
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "offload/nvme_file.h"
 #include "partitioner/offload_split.h"
 #include "partitioner/shard.h"
 
@@ -104,22 +105,29 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
     return absl::InvalidArgumentError("memory plan: no Units, or no ranks");
   }
   constexpr absl::string_view kParamKey = "zero_optimization.offload_param.device";
-  if (in.offload_param == Placement::kNvme) {
-    return KeyError(kParamKey, "\"nvme\" is not built yet; use \"cpu\"");
-  }
-  if (in.offload_param == Placement::kCpu) {
+  const bool params_on_nvme = in.offload_param == Placement::kNvme;
+  if (in.offload_param == Placement::kCpu || params_on_nvme) {
+    const std::string device = absl::StrCat("\"", PlacementName(in.offload_param), "\"");
     if (in.world_size > 1 && in.stage != 3) {
       return KeyError(kParamKey,
-                      absl::StrCat("\"cpu\" needs zero_optimization.stage 3, found ", in.stage));
+                      absl::StrCat(device, " needs zero_optimization.stage 3, found ", in.stage));
     }
     if (in.offload_ratio < 1.0) {
       return KeyError("zero_optimization.offload_optimizer.ratio",
-                      "below 1 is not built with offload_param \"cpu\"");
+                      absl::StrCat("below 1 is not built with offload_param ", device));
     }
-    if (in.offload_optimizer != Placement::kCpu && in.offload_optimizer != Placement::kNvme) {
-      return KeyError(kParamKey,
-                      absl::StrCat("\"cpu\" needs offload_optimizer \"cpu\" or \"nvme\", found \"",
-                                   PlacementName(in.offload_optimizer), "\""));
+    if (params_on_nvme
+            ? in.offload_optimizer != Placement::kNvme
+            : in.offload_optimizer != Placement::kCpu && in.offload_optimizer != Placement::kNvme) {
+      return KeyError(
+          kParamKey, absl::StrCat(device, " needs offload_optimizer ",
+                                  params_on_nvme ? "\"nvme\"" : "\"cpu\" or \"nvme\"", ", found \"",
+                                  PlacementName(in.offload_optimizer), "\""));
+    }
+    if (params_on_nvme && in.master != MasterDtype::kFp32) {
+      return KeyError("optimizer.params.master_dtype",
+                      "\"bf16\" is not built with offload_param \"nvme\" (the parameters are "
+                      "read from an fp32 master)");
     }
   }
   if (in.offload_activations && !in.activation_checkpointing) {
@@ -144,7 +152,7 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
   };
 
   // Offloaded parameters are sharded (stage 3) on one rank too.
-  const bool params_offloaded = in.offload_param == Placement::kCpu;
+  const bool params_offloaded = in.offload_param == Placement::kCpu || params_on_nvme;
   const int stage = params_offloaded ? 3 : in.world_size > 1 ? in.stage : 0;
   const bool params_sharded = stage >= 3;
   const size_t pb = ParamBytes(in.precision);
@@ -181,9 +189,10 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
   }
   const size_t n_units = in.unit_numel.size();
 
-  // Offloaded: the parameter and gradient shards are the CPU AdamW's master and gradient copy.
+  // Offloaded: the parameter and gradient shards are the CPU AdamW's master and gradient copy;
+  // on NVMe the master (counted with the optimizer) is the parameters.
   const Tier param_tier = params_offloaded ? offload : compute;
-  add("parameters", Category::kParameters, param_tier, params * pb);
+  if (!params_on_nvme) add("parameters", Category::kParameters, param_tier, params * pb);
   add("gradients", Category::kGradients, param_tier, grads * kF32);
 
   // Offloaded parameters are the master of an fp32 CPU AdamW; NVMe and compact state keep theirs.
@@ -235,6 +244,12 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
     const size_t ring = n > 1 ? static_cast<size_t>(prefetch + 2) : 0;
     add("gathered parameters", Category::kWorking, compute,
         (shards[0].padded_numel + ring * largest) * pb);
+    // offload/nvme_shard_reader.h: one staging buffer per gathered-parameter buffer.
+    if (params_on_nvme) {
+      add("NVMe parameter staging", Category::kPools, offload,
+          RoundUpToNvmeAlignment(shards[0].shard_numel * kF32) +
+              ring * RoundUpToNvmeAlignment(largest_shard * kF32));
+    }
   }
   if (stage >= 2) {
     // Offloaded parameters reduce in place: no separate shard per buffer.

@@ -43,6 +43,7 @@ absl::StatusOr<PlanInput> PlanInputFromConfig(const Config& config, int world_si
                                                             : Placement::kNone;
   in.offload_ratio = config.zero.offload_ratio;
   in.offload_param = config.zero.offload_param_auto ? Placement::kAuto
+                     : config.zero.param_nvme       ? Placement::kNvme
                      : config.zero.offload_param    ? Placement::kCpu
                                                     : Placement::kNone;
   if (config.zero.optimizer_nvme || config.zero.offload_optimizer_auto) {

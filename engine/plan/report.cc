@@ -34,7 +34,7 @@ std::string FormatPlan(const PlanResult& result, const Hardware& hw) {
   std::string out =
       absl::StrFormat("memory plan per rank (%d rank%s, ZeRO stage %d, %d per node), %s\n",
                       in.world_size, in.world_size > 1 ? "s" : "",
-                      in.world_size > 1 || in.offload_param == Placement::kCpu ? in.stage : 0,
+                      in.world_size > 1 || in.offload_param != Placement::kNone ? in.stage : 0,
                       in.ranks_per_node, PlacementText(in));
   const double params = static_cast<double>(std::max<size_t>(in.param_count, 1));
   for (const MemoryItem& item : plan.items) {

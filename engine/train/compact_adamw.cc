@@ -73,6 +73,7 @@ absl::StatusOr<std::unique_ptr<CompactAdamW>> CompactAdamW::Create(const Config&
     state->units_.push_back(std::move(info));
   }
   if (!nvme) return state;
+  state->settle_writes_ = config.zero.param_nvme;
   IoOptions io;
   io.nvme_path = config.zero.nvme_path;
   io.block_size = static_cast<size_t>(config.aio.block_size);
@@ -163,7 +164,7 @@ absl::Status CompactAdamW::Release(int u, bool changed) {
     slot.tickets.push_back(*t);
     bytes_written_ += RoundUpToNvmeAlignment(info.bytes[k]);
   }
-  return absl::OkStatus();
+  return settle_writes_ ? Settle(slot) : absl::OkStatus();
 }
 
 absl::Status CompactAdamW::StepUnit(int u, UnitState& unit, const OptimizerConfig& opt,
@@ -211,6 +212,23 @@ absl::Status CompactAdamW::WriteMaster(int u, const float* src) {
     std::memset(a[kComp].data(), 0, units_[u].bytes[kComp]);
   }
   return Release(u, /*changed=*/true);
+}
+
+absl::Status CompactAdamW::ReadMaster(int u, float* dst) {
+  SPW_ASSIGN_OR_RETURN(Arrays * arrays, Acquire(u));
+  const Buffer& master = (*arrays)[kMaster];
+  const size_t n = units_[u].numel;
+  if (!bf16_master_) {
+    std::memcpy(dst, master.data(), n * sizeof(float));
+  } else {
+    for (size_t i = 0; i < n; ++i) dst[i] = Bf16ToFloat(master.as<uint16_t>()[i]);
+  }
+  return Release(u, /*changed=*/false);
+}
+
+NvmeShardReader::Location CompactAdamW::MasterOnNvme(int u) const {
+  if (file_ == nullptr || bf16_master_) return {};
+  return {file_.get(), units_[u].offset[kMaster], units_[u].numel};
 }
 
 absl::Status CompactAdamW::ReadMoment(int u, Moment moment, float* dst) {

@@ -7,7 +7,7 @@
 // ("nvme"): one preallocated file per rank under nvme_path holding each Unit's arrays, moved
 // whole Unit by whole Unit through three host slots, so that the read of Unit u+1 and the write
 // of Unit u-1 are in flight while Unit u steps (host memory: three times the largest Unit's
-// compact state).
+// compact state); with offload_param "nvme" a Unit's writes finish before its step returns.
 //
 // The 8-bit blocks start at each tensor part (so that weight decay can differ between tensors).
 // Checkpoints hold the moments decoded to fp32 (bf16 and 8-bit codes encode back exactly) and
@@ -41,6 +41,8 @@ class CompactAdamW : public ExternalOptimizerState {
   absl::Status StepUnit(int u, UnitState& unit, const OptimizerConfig& opt,
                         kernels::AdamWParams p) override;
   absl::Status WriteMaster(int u, const float* src) override;
+  absl::Status ReadMaster(int u, float* dst) override;
+  NvmeShardReader::Location MasterOnNvme(int u) const override;
   absl::Status ReadMoment(int u, Moment moment, float* dst) override;
   absl::Status WriteMoment(int u, Moment moment, const float* src) override;
   std::string Describe() const override;
@@ -92,6 +94,9 @@ class CompactAdamW : public ExternalOptimizerState {
   std::unique_ptr<IoEngine> engine_;
   std::unique_ptr<NvmeFile> file_;  // NVMe: closed before the engine goes
   std::array<Slot, 3> slots_;
+  // offload_param "nvme" reads the master from the file: a Unit's writes complete before its
+  // StepUnit or WriteMaster returns.
+  bool settle_writes_ = false;
   // NVMe: seconds blocked on I/O and computing since the last TakeTimeReport, bytes moved.
   double io_wait_s_ = 0, compute_s_ = 0;
   uint64_t bytes_read_ = 0, bytes_written_ = 0;

@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "engine/config/config.h"
 #include "kernels/ops.h"
+#include "offload/nvme_shard_reader.h"
 #include "partitioner/unit_state.h"
 
 namespace spillway {
@@ -24,8 +25,14 @@ class ExternalOptimizerState {
   // unit.offload_grads, which then holds the updated parameters.
   virtual absl::Status StepUnit(int u, UnitState& unit, const OptimizerConfig& opt,
                                 kernels::AdamWParams p) = 0;
-  // The master parameters of Unit u take `src` (UnitState::optimizer_numel floats).
+  // The master parameters of Unit u take `src` (UnitState::optimizer_numel floats), and back
+  // (decoded to fp32).
   virtual absl::Status WriteMaster(int u, const float* src) = 0;
+  virtual absl::Status ReadMaster(int u, float* dst) = 0;
+  // Where Unit u's fp32 master lies on NVMe, once StepUnit or WriteMaster for it has returned
+  // (offload_param "nvme" reads the parameters there); a null file where it does not (in
+  // memory, or bf16).
+  virtual NvmeShardReader::Location MasterOnNvme(int u) const { return {}; }
   // A moment of Unit u as fp32 (decoded), and back: for checkpoints.
   virtual absl::Status ReadMoment(int u, Moment moment, float* dst) = 0;
   virtual absl::Status WriteMoment(int u, Moment moment, const float* src) = 0;

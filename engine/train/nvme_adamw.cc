@@ -58,6 +58,14 @@ absl::Status NvmeAdamW::WriteMaster(int u, const float* src) {
   return state_->WriteArray(u, NvmeOptimizerState::kMaster, src);
 }
 
+absl::Status NvmeAdamW::ReadMaster(int u, float* dst) {
+  return state_->ReadArray(u, NvmeOptimizerState::kMaster, dst);
+}
+
+NvmeShardReader::Location NvmeAdamW::MasterOnNvme(int u) const {
+  return {&state_->file(), state_->offset(u, NvmeOptimizerState::kMaster), state_->numel(u)};
+}
+
 absl::Status NvmeAdamW::ReadMoment(int u, Moment moment, float* dst) {
   return state_->ReadArray(u, ArrayOf(moment), dst);
 }

@@ -86,6 +86,7 @@ absl::Status OffloadedAdamW(Model& model, kernels::Ops& ops, const OptimizerConf
     if (lo >= hi) continue;
     if (external != nullptr) {
       SPW_RETURN_IF_ERROR(external->StepUnit(u, unit, opt, p));
+      if (unit.params_on_nvme) continue;  // the master on NVMe is the parameters
       ops.CopyToBackend(unit.params.as<float>() + unit.param_index(lo),
                         unit.offload_grads_data() + unit.optimizer_index(lo),
                         (hi - lo) * sizeof(float));
@@ -100,13 +101,22 @@ absl::Status OffloadedAdamW(Model& model, kernels::Ops& ops, const OptimizerConf
   return absl::OkStatus();
 }
 
-// The external master arrays take the backend's parameters, staged through the gradient copy.
+// The external master arrays take the backend's parameters, staged through the gradient copy
+// (where parameters on NVMe already wait: UnitState::incoming_params).
 absl::Status WriteExternalMaster(Model& model, kernels::Ops& ops,
                                  ExternalOptimizerState& external) {
   for (int u = 0; u < model.num_units(); ++u) {
     UnitState& unit = model.unit(u);
     const size_t lo = unit.update_begin(), hi = unit.update_end();
     float* staging = unit.offload_grads_data();
+    if (unit.params_on_nvme) {  // zero what lies outside [lo, hi): padding
+      const size_t first = lo < hi ? unit.optimizer_index(lo) : 0;
+      const size_t last = lo < hi ? unit.optimizer_index(hi) : 0;
+      std::memset(staging, 0, first * sizeof(float));
+      std::memset(staging + last, 0, (unit.optimizer_numel() - last) * sizeof(float));
+      SPW_RETURN_IF_ERROR(external.WriteMaster(u, staging));
+      continue;
+    }
     std::memset(staging, 0, unit.optimizer_numel() * sizeof(float));
     if (lo < hi) {
       ops.CopyToHost(staging + unit.optimizer_index(lo),

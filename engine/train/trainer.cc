@@ -58,6 +58,9 @@ struct CheckpointedRange {
   // the range is `moment` of Unit `unit` there, laid out as `buffer` would be.
   int unit = -1;
   ExternalOptimizerState::Moment moment = ExternalOptimizerState::kExpAvg;
+  // Parameters on NVMe: saved from the external master of Unit `unit`, loaded into `buffer`
+  // (UnitState::incoming_params), which CopyParamsToOffloadMaster then writes there.
+  bool external_master = false;
 };
 
 std::vector<CheckpointedRange> CheckpointedRanges(Model& model) {
@@ -68,8 +71,9 @@ std::vector<CheckpointedRange> CheckpointedRanges(Model& model) {
     const bool sharded = unit.optimizer_sharded();
     const size_t moment_origin = sharded ? unit.shard.begin : 0;
     const bool params_sharded = unit.params_sharded();
-    out.push_back({name + "/params", &unit.params, params_sharded ? unit.shard.begin : 0,
-                   unit.shard, unit.numel(), false, !params_sharded});
+    out.push_back({name + "/params", &unit.incoming_params(), params_sharded ? unit.shard.begin : 0,
+                   unit.shard, unit.numel(), false, !params_sharded, u,
+                   ExternalOptimizerState::kExpAvg, unit.params_on_nvme});
     const bool external = unit.optimizer_state_external();
     out.push_back({name + "/exp_avg", external ? nullptr : &unit.exp_avg, moment_origin, unit.shard,
                    unit.numel(), true, !sharded, u, ExternalOptimizerState::kExpAvg});
@@ -187,6 +191,7 @@ absl::Status Trainer::Setup() {
   // One rank has nothing to shard, unless its parameters live in CPU memory (stage 3).
   sharding.stage = sharding.world_size > 1 || config_.zero.offload_param ? config_.zero_stage : 0;
   sharding.offload_params = config_.zero.offload_param;
+  sharding.params_on_nvme = config_.zero.param_nvme;
   sharding.offload_ratio = config_.zero.offload_ratio;  // AddUnits applies it to an offload
   sharding.offload_optimizer = config_.zero.offload_optimizer;
   sharding.offload_tier = ops_->memory_tier() == Tier::kDevice && config_.zero.pin_memory
@@ -258,7 +263,9 @@ absl::Status Trainer::ResolveAutoOffload() {
   float mine[2] = {optimizer == Placement::kNvme  ? 2.0f
                    : optimizer == Placement::kCpu ? 1.0f
                                                   : 0.0f,
-                   result.plan.input.offload_param == Placement::kCpu ? 1.0f : 0.0f};
+                   static_cast<float>(result.plan.input.offload_param == Placement::kNvme  ? 2
+                                      : result.plan.input.offload_param == Placement::kCpu ? 1
+                                                                                           : 0)};
   std::vector<float> levels(2 * world);
   SPW_RETURN_IF_ERROR(comm_->AllGather(mine, levels.data(), 2));
   float level = 0.0f, params = 0.0f;
@@ -274,13 +281,17 @@ absl::Status Trainer::ResolveAutoOffload() {
   if (config_.zero.offload_param_auto) {
     config_.zero.offload_param_auto = false;
     config_.zero.offload_param = params >= 1.0f;
+    config_.zero.param_nvme = params >= 2.0f;
   }
-  Print(absl::StrFormat(
-      "offload \"auto\": chose offload_optimizer \"%s\", offload_param \"%s\" (%s)",
-      config_.zero.optimizer_nvme      ? "nvme"
-      : config_.zero.offload_optimizer ? "cpu"
-                                       : "none",
-      config_.zero.offload_param ? "cpu" : "none", absl::StrJoin(result.tried, "; ")));
+  Print(
+      absl::StrFormat("offload \"auto\": chose offload_optimizer \"%s\", offload_param \"%s\" (%s)",
+                      config_.zero.optimizer_nvme      ? "nvme"
+                      : config_.zero.offload_optimizer ? "cpu"
+                                                       : "none",
+                      config_.zero.param_nvme      ? "nvme"
+                      : config_.zero.offload_param ? "cpu"
+                                                   : "none",
+                      absl::StrJoin(result.tried, "; ")));
   return absl::OkStatus();
 }
 
@@ -319,6 +330,21 @@ absl::Status Trainer::CreateExternalState() {
   } else if (config_.zero.optimizer_nvme) {
     SPW_ASSIGN_OR_RETURN(external_state_, NvmeAdamW::Create(config_, *model_, comm_->rank()));
   }
+  if (!config_.zero.param_nvme) return absl::OkStatus();
+  std::vector<NvmeShardReader::Location> shards;
+  for (int u = 0; u < model_->num_units(); ++u) {
+    shards.push_back(external_state_->MasterOnNvme(u));
+  }
+  IoOptions io;
+  io.nvme_path = config_.zero.nvme_path;
+  io.block_size = static_cast<size_t>(config_.aio.block_size);
+  io.queue_depth = static_cast<int>(config_.aio.queue_depth);
+  io.force_fallback = config_.aio.force_pread;
+  absl::StatusOr<std::unique_ptr<NvmeShardReader>> reader = NvmeShardReader::Create(
+      io, std::move(shards), residency_->param_slot_shard_numels(), model_->unit(0).grads.tier());
+  if (!reader.ok()) return Annotate(reader.status(), "zero_optimization.offload_param.device");
+  param_reader_ = std::move(reader).value();
+  residency_->set_param_reader(param_reader_.get());
   return absl::OkStatus();
 }
 
@@ -408,15 +434,17 @@ void Trainer::PrintStartup() const {
   const int world = comm_->world_size();
   for (const std::string& line : FormatStartupMemory(memory_plan_)) Print(line);
   if (memory_plan_.input.offload_optimizer != Placement::kNone) {
-    const char* what = config_.zero.offload_param && external_state_ != nullptr
-                           ? "fp32 parameter and gradient shards; the backend holds only working "
-                             "buffers"
-                       : config_.zero.offload_param
-                           ? "fp32 parameter and gradient shards, which AdamW updates in place, "
-                             "Adam m and v; the backend holds only working buffers"
-                       : external_state_ != nullptr
-                           ? "gradient copies"
-                           : "fp32 master parameters, gradient copies, Adam m and v";
+    const char* what =
+        config_.zero.param_nvme ? "fp32 gradient shards; the parameter shards are the optimizer's "
+                                  "master on NVMe; the backend holds only working buffers"
+        : config_.zero.offload_param && external_state_ != nullptr
+            ? "fp32 parameter and gradient shards; the backend holds only working "
+              "buffers"
+        : config_.zero.offload_param
+            ? "fp32 parameter and gradient shards, which AdamW updates in place, "
+              "Adam m and v; the backend holds only working buffers"
+        : external_state_ != nullptr ? "gradient copies"
+                                     : "fp32 master parameters, gradient copies, Adam m and v";
     Print(absl::StrFormat("%s offloaded to %s memory (%s); AdamW on the CPU (%s)",
                           config_.zero.offload_param ? "parameters and optimizer" : "optimizer",
                           TierName(memory_plan_.offload_tier), what,
@@ -435,6 +463,13 @@ void Trainer::PrintStartup() const {
     }
   }
   if (external_state_ != nullptr) Print(external_state_->Describe());
+  if (param_reader_ != nullptr) {
+    Print(absl::StrFormat(
+        "parameters read from NVMe through %s into %s of host staging (%d buffers), as far ahead "
+        "as the stage-3 prefetch",
+        param_reader_->engine_name(), FormatBytes(static_cast<double>(param_reader_->host_bytes())),
+        static_cast<int>(residency_->param_slot_shard_numels().size())));
+  }
   if (offload_ != nullptr && offload_->staging() != nullptr) {
     const StagingPool& pool = *offload_->staging();
     Print(absl::StrFormat(
@@ -602,6 +637,13 @@ absl::Status Trainer::Train() {
         const std::string times = external_state_->TakeTimeReport();
         if (!times.empty()) Print(times);
       }
+      if (param_reader_ != nullptr) {
+        const NvmeShardReader::Stats reads = param_reader_->TakeStats();
+        const double n = static_cast<double>(std::max<int64_t>(window_steps, 1));
+        Print(absl::StrFormat("nvme parameters per step: %s read, %.1f ms waiting for reads",
+                              FormatBytes(static_cast<double>(reads.bytes) / n),
+                              1e3 * reads.wait_s / n));
+      }
       SPW_RETURN_IF_ERROR(metrics.Write(report.ToJson()));
       window_start = Clock::now();
       window_steps = 0;
@@ -701,10 +743,12 @@ absl::StatusOr<std::string> Trainer::SaveCheckpoint() {
   std::vector<CheckpointBlob> blobs;
   for (const CheckpointedRange& r : ranges) {
     const size_t bytes = r.shard.shard_numel * sizeof(float);
-    if (r.buffer == nullptr) {  // on NVMe: read back whole, keep this rank's range
+    if (r.buffer == nullptr || r.external_master) {  // read back whole, keep this rank's range
       std::vector<std::byte> array(model_->unit(r.unit).optimizer_numel() * sizeof(float));
-      SPW_RETURN_IF_ERROR(
-          external_state_->ReadMoment(r.unit, r.moment, reinterpret_cast<float*>(array.data())));
+      float* floats = reinterpret_cast<float*>(array.data());
+      SPW_RETURN_IF_ERROR(r.external_master
+                              ? external_state_->ReadMaster(r.unit, floats)
+                              : external_state_->ReadMoment(r.unit, r.moment, floats));
       const size_t skip = (r.shard.begin - r.origin) * sizeof(float);
       staging.emplace_back(array.begin() + skip, array.begin() + skip + bytes);
       blobs.push_back({r.name, staging.back()});
@@ -832,6 +876,11 @@ std::string Trainer::TakeOffloadSplit(int64_t steps) {
 
 absl::StatusOr<std::vector<float>> Trainer::StoredParams(int unit) {
   SPW_RETURN_IF_ERROR(FlushOffload());
+  if (model_->unit(unit).params_on_nvme) {
+    std::vector<float> master(model_->unit(unit).optimizer_numel());
+    SPW_RETURN_IF_ERROR(external_state_->ReadMaster(unit, master.data()));
+    return master;
+  }
   const Buffer& params = model_->unit(unit).params;
   std::vector<float> host(params.bytes() / sizeof(float));
   ops_->CopyToHost(host.data(), params.data(), params.bytes());

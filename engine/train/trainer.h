@@ -30,6 +30,7 @@
 #include "engine/train/pipeline_step.h"
 #include "engine/train/progress.h"
 #include "kernels/ops.h"
+#include "offload/nvme_shard_reader.h"
 #include "partitioner/communicator.h"
 
 namespace spillway {
@@ -91,7 +92,8 @@ class Trainer {
   // succeeded, an error saying another rank failed at `what`.
   absl::Status AgreeAcrossRanks(const absl::Status& local, absl::string_view what);
   absl::Status Setup();
-  // Creates external_state_ for offload_optimizer.device = "nvme" or a compact state format.
+  // Creates external_state_ for offload_optimizer.device = "nvme" or a compact state format,
+  // and with offload_param "nvme" the residency's param_reader_.
   absl::Status CreateExternalState();
   absl::Status LoadData();
   absl::Status TrainStep();
@@ -134,6 +136,9 @@ class Trainer {
   std::unique_ptr<UnitResidency> residency_;  // after model_: it points into its Units
   // The offloaded master, m and v when not in the Units' Buffers; null otherwise.
   std::unique_ptr<ExternalOptimizerState> external_state_;
+  // offload_param "nvme": reads the parameter shards from external_state_'s file for the
+  // residency's gathers; after external_state_, so that it goes first.
+  std::unique_ptr<NvmeShardReader> param_reader_;
   std::unique_ptr<OffloadedOptimizer> offload_;  // offload_optimizer only; after residency_
   double compute_s_ = 0.0;  // forward + backward since the last offload split line
   std::shared_ptr<const TokenData> train_data_, val_data_;

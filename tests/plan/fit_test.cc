@@ -91,15 +91,22 @@ TEST(FitTest, AutoPicksTheCheapestPlacementThatFits) {
   EXPECT_TRUE(r->fit.fits()) << FormatPlan(*r, Machine(1020 * kMiB, 8192 * kMiB, 0));
   EXPECT_EQ(r->plan.input.offload_optimizer, Placement::kCpu);
   EXPECT_EQ(r->plan.input.offload_param, Placement::kCpu);
+  // Host memory for the gradient shards but not the parameters beside them: both on NVMe.
+  const Hardware small_host = Machine(1020 * kMiB, 750 * kMiB, 100'000 * kMiB);
+  r = PlanToFit(in, small_host);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->fit.fits()) << FormatPlan(*r, small_host);
+  EXPECT_EQ(r->plan.input.offload_optimizer, Placement::kNvme);
+  EXPECT_EQ(r->plan.input.offload_param, Placement::kNvme);
   // Nothing fits: the most offloaded candidate and every candidate's shortfall.
   const Hardware tiny = Machine(10 * kMiB, 10 * kMiB, 10 * kMiB);
   r = PlanToFit(in, tiny);
   ASSERT_TRUE(r.ok());
   EXPECT_FALSE(r->fit.fits());
-  // (Parameters on NVMe are not built, nor parameters in CPU memory beside an optimizer in the
-  // GPU: those candidates are tried and refused.)
+  // (Parameters in CPU memory or on NVMe beside an optimizer nearer the GPU are not built:
+  // those candidates are tried and refused.)
   EXPECT_EQ(r->plan.input.offload_optimizer, Placement::kNvme);
-  EXPECT_EQ(r->plan.input.offload_param, Placement::kCpu);
+  EXPECT_EQ(r->plan.input.offload_param, Placement::kNvme);
   EXPECT_EQ(r->tried.size(), 9u);
   EXPECT_NE(FormatPlan(*r, tiny).find("verdict: does not fit"), std::string::npos);
 }

@@ -14,6 +14,7 @@
 #include "engine/plan/plan_config.h"
 #include "kernels/backend.h"
 #include "offload/device_memory.h"
+#include "offload/tile_stream.h"
 #include "partitioner/unit_residency.h"
 
 namespace spillway {
@@ -25,6 +26,7 @@ struct Case {
   bool offload, checkpointing;
   bool offload_params = false;
   double ratio = 1.0;  // offload_optimizer.ratio
+  bool nvme = false;   // optimizer state, and offloaded parameters, on NVMe
 };
 
 Config MakeConfig(const Case& c) {
@@ -40,6 +42,9 @@ Config MakeConfig(const Case& c) {
   config.zero_stage = c.stage;
   config.zero.offload_optimizer = c.offload;
   config.zero.offload_param = c.offload_params;
+  config.zero.optimizer_nvme = c.nvme;
+  config.zero.param_nvme = c.nvme && c.offload_params;
+  if (c.nvme) config.zero.nvme_path = "/tmp";
   config.zero.offload_ratio = c.ratio;
   config.activation_checkpointing = c.checkpointing;
   // Small enough that the stage-3 prefetch depth depends on it.
@@ -51,6 +56,7 @@ Config MakeConfig(const Case& c) {
 struct Allocated {
   std::map<std::pair<Category, Tier>, size_t> bytes;
   size_t buffers = 0;
+  size_t param_staging = 0;  // parameters on NVMe: NvmeShardReader's staging for the residency
   void Add(Category c, const Buffer& b) {
     bytes[{c, b.tier()}] += b.bytes();
     buffers += b.bytes() > 0;
@@ -64,6 +70,8 @@ Allocated AllocateRank(const Config& config, int world, int rank, kernels::Ops& 
   sharding.stage = world > 1 || config.zero.offload_param ? config.zero_stage : 0;
   sharding.offload_optimizer = config.zero.offload_optimizer;
   sharding.offload_params = config.zero.offload_param;
+  sharding.params_on_nvme = config.zero.param_nvme;
+  sharding.external_optimizer_state = config.zero.optimizer_nvme;
   sharding.offload_ratio = config.zero.offload_ratio;
   sharding.offload_tier = ops.memory_tier() == Tier::kDevice ? Tier::kPinnedHost : Tier::kHost;
   auto model = CreateModel(config.model, static_cast<int>(config.train_micro_batch_size_per_gpu),
@@ -76,6 +84,10 @@ Allocated AllocateRank(const Config& config, int world, int rank, kernels::Ops& 
     for (const Buffer* b : {&u.exp_avg, &u.exp_avg_sq, &u.offload_master, &u.offload_grads}) {
       a.Add(Category::kOptimizer, *b);
     }
+    // The NVMe file's fp32 master, m and v arrays (NvmeOptimizerState, before 4 KiB padding).
+    if (u.optimizer_state_external()) {
+      a.bytes[{Category::kOptimizer, Tier::kNvme}] += 3 * u.optimizer_numel() * sizeof(float);
+    }
   }
   a.bytes[{Category::kActivations, ops.memory_tier()}] += (*model)->activation_bytes();
   a.buffers += 5;  // the activation buffers (engine/model/gpt2.cc, llama.cc)
@@ -87,6 +99,11 @@ Allocated AllocateRank(const Config& config, int world, int rank, kernels::Ops& 
   EXPECT_TRUE(residency.ok()) << residency.status();
   a.bytes[{Category::kWorking, ops.memory_tier()}] += (*residency)->working_bytes();
   a.buffers += 12;  // at most this many working buffers for these shapes
+  if (config.zero.param_nvme) {
+    for (size_t numel : (*residency)->param_slot_shard_numels()) {
+      a.param_staging += NvmeBytesForFloats(numel);
+    }
+  }
   return a;
 }
 
@@ -116,6 +133,11 @@ TEST_P(MemoryPlanBackendTest, EqualsWhatTheModelAllocates) {
       for (const bool checkpointing : {false, true}) {
         cases.push_back({type, world, 3, true, checkpointing, /*offload_params=*/true});
       }
+      // The optimizer state on NVMe, with the parameters in CPU memory and on NVMe.
+      cases.push_back({type, world, world > 1 ? 2 : 0, true, false, false, 1.0, true});
+      for (const bool checkpointing : {false, true}) {
+        cases.push_back({type, world, 3, true, checkpointing, true, 1.0, /*nvme=*/true});
+      }
       for (int stage = 0; stage <= 3; stage += 3) {  // partial offload
         if (world > 1 || stage == 0) cases.push_back({type, world, stage, true, false, false, 0.5});
       }
@@ -124,7 +146,7 @@ TEST_P(MemoryPlanBackendTest, EqualsWhatTheModelAllocates) {
   for (const Case& c : cases) {
     SCOPED_TRACE(absl::StrCat(c.type, " world ", c.world, " stage ", c.stage, " offload ",
                               c.offload, " checkpointing ", c.checkpointing, " offload_params ",
-                              c.offload_params, " ratio ", c.ratio));
+                              c.offload_params, " ratio ", c.ratio, " nvme ", c.nvme));
     Config config = MakeConfig(c);
     config.trainer.backend = GetParam();
     absl::StatusOr<PlanInput> input = PlanInputFromConfig(config, c.world, 1);
@@ -141,6 +163,11 @@ TEST_P(MemoryPlanBackendTest, EqualsWhatTheModelAllocates) {
               << CategoryName(cat) << " in " << TierName(tier) << ", rank " << rank;
         }
       }
+      size_t planned_staging = 0;
+      for (const MemoryItem& item : plan->items) {
+        if (item.what == "NVMe parameter staging") planned_staging += item.bytes;
+      }
+      EXPECT_EQ(planned_staging, a.param_staging) << "rank " << rank;
     }
   }
 }
@@ -320,9 +347,29 @@ TEST(MemoryPlanTest, ParameterAndActivationOffload) {
   EXPECT_EQ(single->Bytes(Category::kParameters, Tier::kPinnedHost), 9000u * 4);
   EXPECT_EQ(single->Bytes(Category::kParameters, Tier::kDevice), 0u);
   EXPECT_GT(single->Bytes(Category::kWorking, Tier::kDevice), 0u);
-  // Parameters on NVMe are not built: refused, naming the key.
+  // Parameters on NVMe need the optimizer state there (they are its master), with an fp32
+  // master: refused otherwise, naming the key.
   one.offload_param = Placement::kNvme;
-  EXPECT_NE(PlanMemory(one).status().message().find("offload_param"), std::string::npos);
+  EXPECT_NE(PlanMemory(one).status().message().find("offload_optimizer \"nvme\""),
+            std::string::npos);
+  one.offload_optimizer = Placement::kNvme;
+  one.nvme_path = "/tmp";
+  one.master = MasterDtype::kBf16Kahan;
+  EXPECT_NE(PlanMemory(one).status().message().find("master_dtype"), std::string::npos);
+  one.master = MasterDtype::kFp32;
+  absl::StatusOr<MemoryPlan> on_nvme = PlanMemory(one);
+  ASSERT_TRUE(on_nvme.ok()) << on_nvme.status();
+  // No parameter bytes in memory: the fp32 master, m and v (12 B) on NVMe; the gradient shards
+  // (4 B) in pinned memory, and one staging buffer per gathered-parameter buffer (Unit 0's,
+  // then a ring of the largest), each rounded up to 4 KiB.
+  EXPECT_EQ(on_nvme->Bytes(Category::kParameters), 0u);
+  EXPECT_EQ(on_nvme->Bytes(Category::kOptimizer, Tier::kNvme), 9000u * 12);
+  EXPECT_EQ(on_nvme->Bytes(Category::kGradients, Tier::kPinnedHost), 9000u * 4);
+  EXPECT_EQ(on_nvme->Bytes(Category::kOptimizer, Tier::kPinnedHost), 0u);
+  const size_t staging = on_nvme->Bytes(Category::kPools, Tier::kPinnedHost) -
+                         on_nvme->registered_bytes - on_nvme->input.pinned_pool_bytes;
+  EXPECT_EQ(staging % 4096, 0u);
+  EXPECT_GE(staging, (1000u + 2 * 4000u) * 4);
   // The L block inputs, B x T x C fp32 each, move to pinned memory; of the residual stream's
   // L+1 arrays, three rotating buffers and the head's input stay (residual_stream.h).
   EXPECT_EQ(plan->Bytes(Category::kActivations, Tier::kPinnedHost), 1u * 10 * 10 * 4);

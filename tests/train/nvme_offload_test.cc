@@ -157,6 +157,53 @@ TEST_P(NvmeOffloadTest, OffloadedParametersWithStateOnNvmeEqualCpuTierBitwise) {
   }
 }
 
+// Parameters on NVMe (offload_param "nvme"): the parameter shards are the optimizer's master
+// in its file, read back for every gather; no parameter Buffer is allocated. Bitwise the same
+// run as with them in CPU memory (two micro-batches per step, evaluation, fp32 and 8-bit
+// moments); checkpoints hold them, so a run resumes bit for bit, also from a checkpoint written
+// with the parameters in CPU memory.
+TEST_P(NvmeOffloadTest, ParametersOnNvmeEqualParametersInCpuMemoryBitwise) {
+  auto config = [&](const std::string& params, const std::string& dir, int steps, bool int8) {
+    std::filesystem::create_directories(dir + "/nvme");
+    std::string json = WithOffload(
+        SmallConfig(steps, dir),
+        absl::StrCat(R"("zero_optimization": {"stage": 3, "offload_param": {"device": ")", params,
+                     R"("}, "offload_optimizer": {"device": "nvme", "nvme_path": ")", dir,
+                     R"(/nvme", "buffer_count": 4, "buffer_size": 4096}},)",
+                     R"("aio": {"engine": ")", GetParam(), R"("},)"));
+    const std::string at = R"("weight_decay": 0.1)";
+    if (int8) json.insert(json.find(at) + at.size(), R"(, "state_dtype": "int8")");
+    return json;
+  };
+  for (const bool int8 : {false, true}) {
+    SCOPED_TRACE(int8 ? "int8 moments" : "fp32 moments");
+    const std::string tag = int8 ? "_int8" : "";
+    auto cpu = MakeTrainer(config("cpu", Dir("params_cpu" + tag), 8, int8));
+    auto nvme = MakeTrainer(config("nvme", Dir("params_nvme" + tag), 8, int8));
+    for (Trainer* t : {cpu.get(), nvme.get()}) {
+      absl::Status trained = t->Train();
+      ASSERT_TRUE(trained.ok()) << trained;
+    }
+    EXPECT_EQ(cpu->step_losses(), nvme->step_losses());
+    for (int u = 0; u < nvme->model().num_units(); ++u) {
+      const UnitState& unit = nvme->model().unit(u);
+      EXPECT_TRUE(unit.params_on_nvme);
+      EXPECT_EQ(unit.params.bytes(), 0u);
+      EXPECT_EQ(cpu->StoredParams(u).value(), nvme->StoredParams(u).value()) << u;
+    }
+  }
+  const std::string full_dir = Dir("params_nvme_full"), split_dir = Dir("params_nvme_split");
+  auto full = MakeTrainer(config("nvme", full_dir, 8, false));
+  ASSERT_TRUE(full->Train().ok());
+  ASSERT_TRUE(MakeTrainer(config("nvme", split_dir, 5, false))->Train().ok());
+  ExpectResumesLike(*full, *MakeTrainer(config("nvme", split_dir, 8, false)), split_dir + "/ckpt",
+                    3, true);
+  const std::string moved_dir = Dir("params_moved");
+  ASSERT_TRUE(MakeTrainer(config("cpu", moved_dir, 5, false))->Train().ok());
+  ExpectResumesLike(*full, *MakeTrainer(config("nvme", moved_dir, 8, false)), moved_dir + "/ckpt",
+                    3, true);
+}
+
 INSTANTIATE_TEST_SUITE_P(Engines, NvmeOffloadTest, ::testing::Values("auto", "pread"),
                          [](const auto& info) { return info.param; });
 
@@ -189,6 +236,32 @@ TEST(NvmeOffloadGpuTest, CudaNvmeEqualsInBackendAndCpuTierBitwise) {
     EXPECT_EQ(in_backend->StoredParams(u).value(), nvme->StoredParams(u).value());
     EXPECT_EQ(int8_cpu->StoredParams(u).value(), int8_nvme->StoredParams(u).value());
     EXPECT_EQ(nvme->model().unit(u).offload_grads.tier(), Tier::kPinnedHost);
+  }
+}
+
+// The CUDA backend (label gpu): parameters on NVMe, read into pinned staging and copied up for
+// each gather, train exactly as with them in pinned CPU memory.
+TEST(NvmeOffloadGpuTest, CudaParametersOnNvmeEqualParametersInPinnedMemoryBitwise) {
+  if (kernels::GpuCount() == 0) GTEST_SKIP() << "no GPU here (this runs on the GPU machine)";
+  auto config = [](const std::string& params, const std::string& name) {
+    const std::string dir = FreshDir("gpu_params_" + name);
+    std::filesystem::create_directories(dir + "/nvme");
+    return WithOffload(
+        SmallConfig(8, dir, 0, "cuda"),
+        absl::StrCat(R"("zero_optimization": {"stage": 3, "offload_param": {"device": ")", params,
+                     R"("}, "offload_optimizer": {"device": "nvme", "nvme_path": ")", dir,
+                     R"(/nvme", "buffer_count": 4, "buffer_size": 4096}},)"));
+  };
+  auto pinned = MakeTrainer(config("cpu", "pinned"));
+  auto nvme = MakeTrainer(config("nvme", "nvme"));
+  for (Trainer* t : {pinned.get(), nvme.get()}) {
+    absl::Status trained = t->Train();
+    ASSERT_TRUE(trained.ok()) << trained;
+  }
+  EXPECT_EQ(pinned->step_losses(), nvme->step_losses());
+  for (int u = 0; u < nvme->model().num_units(); ++u) {
+    EXPECT_EQ(pinned->StoredParams(u).value(), nvme->StoredParams(u).value()) << u;
+    EXPECT_EQ(nvme->model().unit(u).grads.tier(), Tier::kPinnedHost);
   }
 }
 

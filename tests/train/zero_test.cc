@@ -356,6 +356,20 @@ TEST(ZeroTest, OffloadedOptimizerEqualsInBackendAtEveryStage) {
   }
 }
 
+// ExpectOffloadEqualsInBackend at stage 3, then: a run split by a checkpoint resumes bit for
+// bit, parameters included.
+void ExpectStageThreeOffloadEqualsInBackendAndResumes(const std::string& dir,
+                                                      const std::string& keys) {
+  ExpectOffloadEqualsInBackend(dir, 3, keys);
+  auto full = MakeTrainer(WithZeroKeys(ZeroConfig(6, dir + "/full", 3), keys), World());
+  ASSERT_TRUE(full->Train().ok());
+  const std::string split = dir + "/split";
+  ASSERT_TRUE(MakeTrainer(WithZeroKeys(ZeroConfig(3, split, 3), keys), World())->Train().ok());
+  testing_util::ExpectResumesLike(
+      *full, *MakeTrainer(WithZeroKeys(ZeroConfig(6, split, 3), keys), World()), split + "/ckpt", 3,
+      true);
+}
+
 // Parameters in CPU memory too (offload_param "cpu", stage 3): each rank copies its shard up
 // and all-gathers it in place, reduce-scatters in place and brings its part of the gradient
 // down; bitwise equal to stage 3 with everything in the backend, clipped or not, and resumes
@@ -367,14 +381,23 @@ TEST(ZeroTest, OffloadedParametersEqualStageThreeInBackendAndResume) {
   const std::string dir = SharedDir("offload_params");
   const std::string keys =
       R"("offload_optimizer": {"device": "cpu"}, "offload_param": {"device": "cpu"})";
-  ExpectOffloadEqualsInBackend(dir, 3, keys);
-  auto full = MakeTrainer(WithZeroKeys(ZeroConfig(6, dir + "/full", 3), keys), World());
-  ASSERT_TRUE(full->Train().ok());
-  const std::string split = dir + "/split";
-  ASSERT_TRUE(MakeTrainer(WithZeroKeys(ZeroConfig(3, split, 3), keys), World())->Train().ok());
-  testing_util::ExpectResumesLike(
-      *full, *MakeTrainer(WithZeroKeys(ZeroConfig(6, split, 3), keys), World()), split + "/ckpt", 3,
-      false);
+  ExpectStageThreeOffloadEqualsInBackendAndResumes(dir, keys);
+}
+
+// Parameters on NVMe (offload_param "nvme"): each rank reads its parameter shard, the master in
+// its own NVMe file, copies it up and all-gathers it in place; bitwise equal to stage 3 with
+// everything in the backend, clipped or not, and resumes bit for bit.
+TEST(ZeroTest, ParametersOnNvmeEqualStageThreeInBackendAndResume) {
+  SKIP_WITHOUT_RANK_GPUS();
+  if (World().world_size() == 1) GTEST_SKIP() << "needs several ranks (mpirun -np N)";
+  const std::string dir = SharedDir("nvme_params");
+  if (World().rank() == 0) std::filesystem::create_directories(dir + "/nvme");
+  ASSERT_TRUE(World().Barrier().ok());
+  const std::string keys =
+      absl::StrCat("\"offload_optimizer\": {\"device\": \"nvme\", \"nvme_path\": \"", dir,
+                   "/nvme\", \"buffer_count\": 3, \"buffer_size\": 4096}, ",
+                   "\"offload_param\": {\"device\": \"nvme\"}");
+  ExpectStageThreeOffloadEqualsInBackendAndResumes(dir, keys);
 }
 
 // With the optimizer state on NVMe (a file per rank, small tiles so that every shard streams in
