@@ -12,7 +12,13 @@
 # 5B on a 64 GiB disk) and "nvme_int8" at disk / 6 B. A "params_" prefix (params_cpu,
 # params_nvme_int8, ...) adds offload_param "cpu" at stage 3: parameter and gradient shards in
 # pinned CPU memory (8 B/param), the GPU keeps working buffers and activations only, so host
-# memory and disk bound the model instead (params_nvme_int8: about 14 B/param in all).
+# memory and disk bound the model instead (params_nvme_int8: about 14 B/param in all). A
+# "pnvme_" prefix (pnvme_nvme_int8) puts the parameters on NVMe instead (offload_param "nvme":
+# they are the fp32 master in the optimizer's file), so pinned memory holds only the gradient
+# shards (4 B/param) and staging; NVME_RATIO below 1 keeps the first Units' compact state in
+# pinned memory and the rest on NVMe (offload_optimizer.nvme_ratio), to use both tiers.
+# PLAN=1 runs `spillway plan` instead of training (anywhere; set SPILLWAY_PLAN_HARDWARE, e.g.
+# gpu=79GiB,cpu=120GiB,memlock=1TiB,nvme=60GiB, to plan for the GPU machine).
 # For each placement the sizes run in order until one fails (out of memory, disk, time limit).
 # usage (device tool, nvidia-h100-x1, carry [".deps"]), one placement per call to stay within
 # the 10-minute limit:
@@ -21,7 +27,8 @@
 #   MODES=cpu_int8 SIZES="4b 6.7b 8b" bash bench/capacity.sh
 # env: MODES ("nvme nvme_int8 cpu_int8"), SIZES ("1.5b 2.7b 4b 5b"), STEPS (3), RUN_TIMEOUT (300 s per
 #      run), NVME_DIR (./.capacity_nvme, on the root disk), AIO_BLOCK (1048576), AIO_QD (32),
-#      BUILD (build-device), BACKEND (cuda; cpu with SIZES=tiny checks the script anywhere).
+#      BUILD (build-device), BACKEND (cuda; cpu with SIZES=tiny checks the script anywhere),
+#      NVME_RATIO (1), PLAN (unset).
 #      Logs and a table under $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -47,29 +54,35 @@ printf "%-9s %-5s %8s %-8s %9s %10s  %s\n" mode size params status s/step host_G
 # config MODE SIZE PATH: writes the training config; prints the parameter count.
 config() {
   python3 - "$1" "$2" "$steps" "$nvme_dir" "$3" "${AIO_BLOCK:-1048576}" "${AIO_QD:-32}" \
-    "${BACKEND:-cuda}" <<'PY'
+    "${BACKEND:-cuda}" "${NVME_RATIO:-1}" <<'PY'
 import json, sys
-mode, size, steps, nvme_dir, path, block, qd, backend = sys.argv[1:9]
+mode, size, steps, nvme_dir, path, block, qd, backend, nvme_ratio = sys.argv[1:10]
 steps = int(steps)
 L, d, H = {"1.5b": (48, 1600, 25), "2.7b": (32, 2560, 20), "4b": (36, 3072, 24),
            "5b": (40, 3200, 25), "6.7b": (32, 4096, 32), "8b": (40, 4096, 32),
-           "10b": (48, 4096, 32), "12b": (40, 5120, 40), "tiny": (2, 64, 2)}[size]
-params_offloaded = mode.startswith("params_")
-mode = mode.removeprefix("params_")
+           "10b": (48, 4096, 32), "12b": (40, 5120, 40), "14b": (40, 5376, 42),
+           "16b": (44, 5504, 43), "18b": (48, 5632, 44), "20b": (44, 6144, 48),
+           "tiny": (2, 64, 2)}[size]
+params_device = ("cpu" if mode.startswith("params_") else
+                 "nvme" if mode.startswith("pnvme_") else None)
+mode = mode.removeprefix("params_").removeprefix("pnvme_")
 V, T = 50257, 1024
 offload = {"device": "cpu", "pin_memory": True}
 params = {"lr": 1e-4}
 if mode.startswith("nvme"):
   offload = {"device": "nvme", "nvme_path": nvme_dir, "pin_memory": True,
              "buffer_count": 4, "buffer_size": 64 << 20}
+  if float(nvme_ratio) < 1:
+    offload["nvme_ratio"] = float(nvme_ratio)
 if mode.endswith("int8"):
   params["state_dtype"] = "int8"
 json.dump({
   "train_batch_size": 1, "train_micro_batch_size_per_gpu": 1, "steps_per_print": 1,
   "activation_checkpointing": {"enabled": True},
   "zero_optimization": dict(
-      {"stage": 3 if params_offloaded else 0, "offload_optimizer": offload},
-      **({"offload_param": {"device": "cpu", "pin_memory": True}} if params_offloaded else {})),
+      {"stage": 3 if params_device else 0, "offload_optimizer": offload},
+      **({"offload_param": {"device": params_device, "pin_memory": True}}
+         if params_device else {})),
   "aio": {"block_size": int(block), "queue_depth": int(qd)},
   "optimizer": {"type": "AdamW", "params": params},
   "model": {"type": "gpt2", "n_layer": L, "n_head": H, "d_model": d, "seq_len": T,
@@ -86,6 +99,15 @@ for mode in ${MODES:-nvme nvme_int8 cpu_int8}; do
   for size in ${SIZES:-1.5b 2.7b 4b 5b}; do
     cfg=/tmp/cap_${mode}_${size}.json log=$out/cap_${mode}_${size}.log
     params=$(config "$mode" "$size" "$cfg")
+    if [ -n "${PLAN:-}" ]; then
+      "$build/spillway" plan "$cfg" >"$log" 2>&1
+      verdict=$(grep -E "^verdict" "$log")
+      printf "%-15s %-5s %8s  %s\n" "$mode" "$size" "$params" "$verdict" | tee -a "$table"
+      grep -E "^(gpu|pinned cpu|cpu \(all\)|nvme) " "$log" | sed "s/^/  /" >>"$table"
+      case "$verdict" in *"does not fit"*) break ;; esac
+      largest="$size ($params)"
+      continue
+    fi
     rm -f "$nvme_dir"/spillway.*  # files a killed run left behind
     timer=()
     [ -x /usr/bin/time ] && timer=(/usr/bin/time -v -o "$log.time")  # peak host memory

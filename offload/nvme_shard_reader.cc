@@ -13,9 +13,10 @@ absl::StatusOr<std::unique_ptr<NvmeShardReader>> NvmeShardReader::Create(
     const IoOptions& io, std::vector<Location> units, const std::vector<size_t>& slot_numels,
     Tier tier) {
   for (size_t u = 0; u < units.size(); ++u) {
-    if (units[u].file == nullptr || units[u].offset % kNvmeAlignment != 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("Unit ", u, "'s parameters have no 4 KiB-aligned place on NVMe"));
+    if (units[u].file == nullptr ? units[u].memory == nullptr
+                                 : units[u].offset % kNvmeAlignment != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Unit ", u, "'s parameters have neither a 4 KiB-aligned place on NVMe nor in memory"));
     }
   }
   auto reader = std::unique_ptr<NvmeShardReader>(new NvmeShardReader());
@@ -37,10 +38,15 @@ NvmeShardReader::~NvmeShardReader() {
 absl::Status NvmeShardReader::StartRead(int unit, int slot) {
   Slot& s = slots_[slot];
   const Location& where = units_[unit];
-  const uint64_t bytes = NvmeBytesForFloats(where.numel);
+  const uint64_t bytes = where.file == nullptr ? 0 : NvmeBytesForFloats(where.numel);
   if (s.reading || bytes > s.staging.bytes()) {
     return absl::InternalError(absl::StrCat("NVMe parameter staging ", slot, " is busy or holds ",
                                             s.staging.bytes(), " of ", bytes, " bytes"));
+  }
+  s.memory = where.memory;
+  if (where.file == nullptr) {
+    s.reading = true;
+    return absl::OkStatus();
   }
   SPW_ASSIGN_OR_RETURN(
       s.ticket, engine_->SubmitRead(*where.file, where.offset, s.staging.span().first(bytes)));
@@ -52,6 +58,10 @@ absl::Status NvmeShardReader::StartRead(int unit, int slot) {
 absl::StatusOr<const float*> NvmeShardReader::FinishRead(int slot) {
   Slot& s = slots_[slot];
   if (!s.reading) return absl::InternalError(absl::StrCat("no read into NVMe staging ", slot));
+  if (s.memory != nullptr) {
+    s.reading = false;
+    return s.memory;
+  }
   const auto start = std::chrono::steady_clock::now();
   const absl::Status status = engine_->Wait(s.ticket);
   stats_.wait_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -1,6 +1,8 @@
 // NvmeShardReader: reads Units' fp32 parameter shards from NVMe into host staging buffers,
 // asynchronously, for offload_param.device = "nvme", where each shard is the optimizer's fp32
-// master array in its NVMe file (engine/train/external_optimizer_state.h says where).
+// master array in its NVMe file (engine/train/external_optimizer_state.h says where). A shard
+// whose master lies in host memory (offload_optimizer.nvme_ratio below 1) is not copied: its
+// read hands back that memory.
 //
 // It has an IoEngine of its own: the optimizer's engine belongs to the thread that steps it.
 // Staging: one buffer per slot (the residency's gathered-parameter buffers), allocated once in
@@ -28,11 +30,13 @@ namespace spillway {
 class NvmeShardReader {
  public:
   // Where one Unit's shard lies: `numel` floats at `offset` (a multiple of 4 KiB) of `file`,
-  // whose array is padded to 4 KiB (NvmeBytesForFloats) so whole blocks can be read.
+  // whose array is padded to 4 KiB (NvmeBytesForFloats) so whole blocks can be read; or, with
+  // no file, at `memory` (host memory).
   struct Location {
     const NvmeFile* file = nullptr;
     uint64_t offset = 0;
     size_t numel = 0;
+    const float* memory = nullptr;
   };
   // Bytes read and seconds the caller blocked in FinishRead since the last TakeStats().
   struct Stats {
@@ -40,8 +44,9 @@ class NvmeShardReader {
     double wait_s = 0.0;
   };
 
-  // `units[u]`: Unit u's shard (every file must outlive the reader). Errors: CreateIoEngine's,
-  // a Location without a file or misaligned, and allocation failures naming the staging.
+  // `units[u]`: Unit u's shard (every file and memory must outlive the reader). Errors:
+  // CreateIoEngine's, a Location with neither a file nor memory or misaligned, and allocation
+  // failures naming the staging.
   static absl::StatusOr<std::unique_ptr<NvmeShardReader>> Create(
       const IoOptions& io, std::vector<Location> units, const std::vector<size_t>& slot_numels,
       Tier tier);
@@ -62,6 +67,7 @@ class NvmeShardReader {
     Buffer staging;
     IoEngine::Ticket ticket = 0;
     bool reading = false;
+    const float* memory = nullptr;  // the shard when it lies in memory
   };
   NvmeShardReader() = default;
 

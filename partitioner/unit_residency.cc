@@ -165,7 +165,7 @@ std::vector<size_t> UnitResidency::param_slot_shard_numels() const {
 
 void UnitResidency::StartOffloadedGather(int u, Slot& slot) {
   UnitState& unit = units_[u];
-  if (!unit.params_on_nvme) {
+  if (!unit.params_in_master) {
     CopyUpAndGather(u, slot, unit.params.as<float>());
     return;
   }

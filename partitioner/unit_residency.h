@@ -23,10 +23,11 @@
 // sum down on the copy stream, so no gradient shard lives in the backend; in the last backward
 // it also takes the parts' sums of squares for the norm (grad_sum_squares).
 //
-// Parameters on NVMe (UnitState::params_on_nvme, set_param_reader): a gather first reads the
-// shard from NVMe into the slot's host staging (offload/nvme_shard_reader.h), so the read runs
-// as far ahead as the prefetch; the copy up (and all-gather) is issued when the Unit is
-// acquired, or its slot reused, after the host waits for the read.
+// Parameters on NVMe (UnitState::params_in_master, set_param_reader): a gather first reads the
+// shard from NVMe into the slot's host staging (offload/nvme_shard_reader.h; a master in CPU
+// memory is used where it is), so the read runs as far ahead as the prefetch; the copy up (and
+// all-gather) is issued when the Unit is acquired, or its slot reused, after the host waits for
+// the read.
 //
 // Optimizer offload hooks in through set_grads_final_hook: it hears of each Unit as soon as
 // its gradients are final in the step's last backward (stage 0 on one rank: at ReleaseGrads;

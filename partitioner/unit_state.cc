@@ -20,16 +20,16 @@ absl::StatusOr<UnitState> UnitState::Allocate(UnitLayout layout, Tier tier,
     return absl::InvalidArgumentError(
         "offloaded parameters need stage 3 and the optimizer offloaded");
   }
-  if (plan.params_on_nvme && (!plan.offload_params || !plan.external_optimizer_state)) {
+  if (plan.params_in_master && (!plan.offload_params || !plan.external_optimizer_state)) {
     return absl::InvalidArgumentError(
         "parameters on NVMe need them offloaded and the optimizer state on NVMe");
   }
   s.params_offloaded = plan.offload_params;
-  s.params_on_nvme = plan.params_on_nvme;
+  s.params_in_master = plan.params_in_master;
   s.optimizer_external = plan.offload_optimizer && plan.external_optimizer_state;
   const Tier optimizer_tier = plan.offload_optimizer ? plan.offload_tier : tier;
   const Tier param_tier = plan.offload_params ? plan.offload_tier : tier;
-  if (!s.params_on_nvme) {
+  if (!s.params_in_master) {
     SPW_ASSIGN_OR_RETURN(s.params, Buffer::Allocate(bytes(s.params_sharded()), param_tier,
                                                     absl::StrCat(name, " parameters")));
   }

@@ -15,8 +15,9 @@
 // With the parameters offloaded (ShardingPlan::offload_params, stage 3), params and grads are
 // shards in the offload tier: grads is the gradient AdamW reads (no offload_grads) and, unless
 // the state is external, params is its master (no offload_master); the backend holds only the
-// residency's working buffers. With the parameters on NVMe (ShardingPlan::params_on_nvme, NVMe
-// optimizer state) there is no params Buffer: the optimizer's fp32 master on NVMe is the
+// residency's working buffers. With the parameters on NVMe (ShardingPlan::params_in_master,
+// external optimizer state) there is no params Buffer: the external state's fp32 master (on
+// NVMe; with offload_optimizer.nvme_ratio below 1 the first Units' in CPU memory) is the
 // parameter shard (UnitResidency reads it there), and parameters set from outside
 // (initialisation, loading) wait in the gradient shard (incoming_params) until
 // CopyParamsToOffloadMaster (engine/train/optimizer_step.h) writes them to the master.
@@ -52,9 +53,9 @@ struct ShardingPlan {
   // zero_optimization.offload_param.device = "cpu" (stage 3, offload_optimizer): parameter and
   // gradient shards in `offload_tier` too.
   bool offload_params = false;
-  // offload_param.device = "nvme" (offload_params, with the optimizer state on NVMe): the
-  // parameter shards are the optimizer's master on NVMe; no params Buffer.
-  bool params_on_nvme = false;
+  // offload_param.device = "nvme" (offload_params, external optimizer state on NVMe): the
+  // parameter shards are the external state's fp32 master; no params Buffer.
+  bool params_in_master = false;
   // offload_optimizer.ratio: Model::AddUnits offloads the optimizer of the last Units only
   // (partitioner/offload_split.h); UnitState::Allocate takes each Unit's plan as decided.
   double offload_ratio = 1.0;
@@ -77,7 +78,7 @@ struct UnitState {
   float* live_params = nullptr;
   float* live_grads = nullptr;
   bool params_offloaded = false;    // ShardingPlan::offload_params
-  bool params_on_nvme = false;      // ShardingPlan::params_on_nvme
+  bool params_in_master = false;    // ShardingPlan::params_in_master
   bool optimizer_external = false;  // offload_optimizer with external_optimizer_state
 
   // Allocates the buffers `plan.stage` keeps in `tier`, zeroed.
@@ -93,7 +94,7 @@ struct UnitState {
   float* offload_grads_data() { return (params_offloaded ? grads : offload_grads).as<float>(); }
   // Where parameters set from outside the optimizer are written (laid out as params): params,
   // or with the parameters on NVMe the gradient shard, until the master takes them.
-  Buffer& incoming_params() { return params_on_nvme ? grads : params; }
+  Buffer& incoming_params() { return params_in_master ? grads : params; }
   // Elements of each optimizer-state array (moments, master, gradient copy) this rank keeps.
   size_t optimizer_numel() const {
     return optimizer_sharded() ? shard.shard_numel : shard.padded_numel;

@@ -253,6 +253,11 @@ absl::StatusOr<Config> ParseConfig(absl::string_view json_text, int world_size) 
                              "its optimizer's master in CPU memory)"
                            : "below 1 is not built with compact optimizer state; use fp32");
   }
+  if (c.zero.nvme_ratio < 1.0 && !c.optimizer.compact()) {
+    return KeyError("zero_optimization.offload_optimizer.nvme_ratio",
+                    "below 1 needs compact optimizer state (optimizer.params.state_dtype \"bf16\" "
+                    "or \"int8\"): fp32 state is all on NVMe or all in CPU memory");
+  }
   if (c.optimizer.compact() && !c.zero.offload_optimizer) {
     return KeyError(
         c.optimizer.bf16_master ? "optimizer.params.master_dtype" : "optimizer.params.state_dtype",

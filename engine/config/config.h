@@ -116,6 +116,10 @@ struct ZeroConfig {
   // parameters and Adam m and v live in a preallocated file per rank under nvme_path, streamed
   // through the CPU AdamW in tiles of buffer_size bytes per array, buffer_count tiles in flight.
   bool optimizer_nvme = false;
+  // offload_optimizer.nvme_ratio in (0, 1], with "nvme" and compact state: the last Units
+  // holding at least this share of the elements keep their state on NVMe, the first Units in
+  // CPU memory (engine/train/compact_adamw.h), to spread a model's state over both tiers.
+  double nvme_ratio = 1.0;
   // offload_optimizer.device = "auto": the trainer's memory check picks the cheapest placement
   // that fits (none, then cpu, then nvme when nvme_path is given; engine/plan/fit.h) and sets
   // offload_optimizer / optimizer_nvme before anything is allocated.

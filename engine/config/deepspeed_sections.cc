@@ -110,16 +110,17 @@ absl::Status WholeNumber(const ObjectReader& r, absl::string_view key, int64_t* 
 // offload_optimizer: device "cpu" sets zero->offload_optimizer (and pin_memory, the delayed
 // update and the staging pool); "nvme" also sets zero->optimizer_nvme and reads nvme_path
 // (required), buffer_count and buffer_size; "auto" sets zero->offload_optimizer_auto and reads
-// the same keys, nvme_path optional. The delayed update needs device "cpu".
+// the same keys, nvme_path optional. The delayed update needs device "cpu"; nvme_ratio below 1
+// needs "nvme" (and compact state, checked once the optimizer section is read).
 absl::Status ParseOffloadOptimizer(const ObjectReader& zero_reader, ZeroConfig* zero) {
   const Json* v = zero_reader.Find("offload_optimizer");
   if (v == nullptr || v->is_null()) return absl::OkStatus();
   SPW_ASSIGN_OR_RETURN(ObjectReader r,
                        ObjectReader::Open(*v, zero_reader.KeyPath("offload_optimizer")));
-  SPW_RETURN_IF_ERROR(
-      r.CheckKeys({"device", "nvme_path", "buffer_count", "buffer_size", "max_in_cpu", "pin_memory",
-                   "pipeline_read", "pipeline_write", "fast_init", "ratio", "delayed_update",
-                   "delayed_update_warmup", "staging_buffer_count", "staging_buffer_size"}));
+  SPW_RETURN_IF_ERROR(r.CheckKeys(
+      {"device", "nvme_path", "buffer_count", "buffer_size", "max_in_cpu", "pin_memory",
+       "pipeline_read", "pipeline_write", "fast_init", "ratio", "nvme_ratio", "delayed_update",
+       "delayed_update_warmup", "staging_buffer_count", "staging_buffer_size"}));
   std::string device = "none";
   SPW_RETURN_IF_ERROR(r.String("device", &device, {"none", "cpu", "nvme", "auto"}));
   bool want_delayed = false;
@@ -140,6 +141,13 @@ absl::Status ParseOffloadOptimizer(const ObjectReader& zero_reader, ZeroConfig* 
                     absl::StrCat("below 1 (partial offload) needs device \"cpu\" without "
                                  "delayed_update, found device \"",
                                  device, "\"", want_delayed ? " with delayed_update" : ""));
+  }
+  SPW_RETURN_IF_ERROR(r.Double("nvme_ratio", &zero->nvme_ratio, {0.0, true, 1.0, false}));
+  if (zero->nvme_ratio < 1.0 && device != "nvme") {
+    return KeyError(r.KeyPath("nvme_ratio"),
+                    absl::StrCat("below 1 (the first Units' state in CPU memory, the last Units' "
+                                 "on NVMe) needs device \"nvme\", found \"",
+                                 device, "\""));
   }
   if (device == "none") return absl::OkStatus();
   SPW_RETURN_IF_ERROR(r.Bool("pin_memory", &zero->pin_memory));

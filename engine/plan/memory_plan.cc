@@ -130,6 +130,11 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
                       "read from an fp32 master)");
     }
   }
+  if (in.nvme_ratio < 1.0 && in.offload_optimizer == Placement::kNvme &&
+      in.moments == MomentDtype::kFp32 && in.master == MasterDtype::kFp32) {
+    return KeyError("zero_optimization.offload_optimizer.nvme_ratio",
+                    "below 1 needs compact optimizer state (state_dtype \"bf16\" or \"int8\")");
+  }
   if (in.offload_activations && !in.activation_checkpointing) {
     return KeyError("activation_checkpointing.cpu_checkpointing",
                     "needs activation_checkpointing.enabled (only the kept Unit inputs move)");
@@ -166,6 +171,13 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
                                   ? FirstOffloadedUnit(in.unit_numel, in.offload_ratio)
                                   : 0;
   size_t backend_elems = 0, backend_moments = 0;
+  // offload_optimizer.nvme_ratio: Units before first_nvme keep their NVMe-bound state in the
+  // offload tier (memory_elems / memory_moments, part of optimizer_elems / moments).
+  const int first_nvme = in.offload_optimizer == Placement::kNvme
+                             ? FirstOffloadedUnit(in.unit_numel, in.nvme_ratio)
+                             : static_cast<int>(in.unit_numel.size());
+  size_t memory_elems = 0, memory_moments = 0;
+  size_t largest_nvme = 0;  // the largest optimizer array on NVMe, in elements
   size_t params = 0, grads = 0, optimizer_elems = 0, moments = 0;
   size_t largest = 0, largest_shard = 0;  // over Units 1.., as the residency sizes its ring
   std::vector<ShardRange> shards;
@@ -181,6 +193,12 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
     } else {
       optimizer_elems += optimizer_numel;
       moments += MomentBytes(in.moments, optimizer_numel);  // quantisation blocks per Unit
+    }
+    if (static_cast<int>(u) < first_nvme) {
+      memory_elems += optimizer_numel;
+      memory_moments += MomentBytes(in.moments, optimizer_numel);
+    } else {
+      largest_nvme = std::max(largest_nvme, optimizer_numel);
     }
     if (u > 0) {
       largest = std::max(largest, s.padded_numel);
@@ -198,9 +216,9 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
   // Offloaded parameters are the master of an fp32 CPU AdamW; NVMe and compact state keep theirs.
   const bool external_state = in.offload_optimizer == Placement::kNvme ||
                               in.moments != MomentDtype::kFp32 || in.master != MasterDtype::kFp32;
-  const size_t master = separate_master && !(params_offloaded && !external_state)
-                            ? optimizer_elems * master_bytes
-                            : 0;
+  const bool external_compact = in.moments != MomentDtype::kFp32 || in.master != MasterDtype::kFp32;
+  const bool has_master = separate_master && !(params_offloaded && !external_state);
+  const size_t master = has_master ? optimizer_elems * master_bytes : 0;
   switch (in.offload_optimizer) {
     case Placement::kNone:
       add("Adam m and v", Category::kOptimizer, compute, moments);
@@ -216,12 +234,16 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
       if (!params_offloaded)
         add("gradient copy", Category::kOptimizer, offload, optimizer_elems * kF32);
       break;
-    case Placement::kNvme:
-      add("Adam m and v", Category::kOptimizer, Tier::kNvme, moments);
-      add("master parameters", Category::kOptimizer, Tier::kNvme, master);
+    case Placement::kNvme: {
+      const size_t memory_master = has_master ? memory_elems * master_bytes : 0;
+      add("Adam m and v (first Units)", Category::kOptimizer, offload, memory_moments);
+      add("master (first Units)", Category::kOptimizer, offload, memory_master);
+      add("Adam m and v", Category::kOptimizer, Tier::kNvme, moments - memory_moments);
+      add("master parameters", Category::kOptimizer, Tier::kNvme, master - memory_master);
       if (!params_offloaded)
         add("gradient copy", Category::kOptimizer, offload, optimizer_elems * kF32);
       break;
+    }
     case Placement::kAuto:
       break;
   }
@@ -277,9 +299,26 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
   }
 
   add("pinned buffer pool", Category::kPools, offload, in.pinned_pool_bytes);
-  if (in.offload_optimizer == Placement::kNvme) {
-    plan.registered_bytes = static_cast<size_t>(in.nvme_buffer_count) * in.nvme_buffer_bytes;
+  if (in.offload_optimizer == Placement::kNvme && !external_compact) {
+    // offload/nvme_optimizer_state.h: buffer_count tiles per array (master, m, v), registered
+    // with io_uring, a tile being buffer_size rounded down to 4 KiB, at most the largest array.
+    const size_t tile = std::min(std::max<size_t>(in.nvme_buffer_bytes / 4096, 1) * 4096,
+                                 (std::max<size_t>(largest_nvme, 1) + 1023) / 1024 * 4096);
+    plan.registered_bytes = 3 * static_cast<size_t>(in.nvme_buffer_count) * tile;
     add("NVMe staging buffers", Category::kPools, offload, plan.registered_bytes);
+  } else if (in.offload_optimizer == Placement::kNvme) {
+    // engine/train/compact_adamw.h: three host slots, each array sized for the largest Unit.
+    const size_t n = largest_nvme;
+    const bool bf16_master = in.master == MasterDtype::kBf16Kahan;
+    const size_t moment = in.moments == MomentDtype::kFp32   ? 4
+                          : in.moments == MomentDtype::kBf16 ? 2
+                                                             : 1;
+    const size_t scales =
+        in.moments == MomentDtype::kInt8 ? (n + kQuantBlock - 1) / kQuantBlock * kF32 : 0;
+    const size_t slot = RoundUpToNvmeAlignment(n * (bf16_master ? 2 : 4)) +
+                        RoundUpToNvmeAlignment(bf16_master ? n * 2 : 0) +
+                        2 * RoundUpToNvmeAlignment(n * moment) + 2 * RoundUpToNvmeAlignment(scales);
+    add("NVMe staging buffers", Category::kPools, offload, 3 * slot);
   }
   if (in.gpu) add("runtime reserve", Category::kPools, Tier::kDevice, in.gpu_reserve_bytes);
   return plan;

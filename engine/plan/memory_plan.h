@@ -69,6 +69,9 @@ struct PlanInput {
   // offload_optimizer.ratio with "cpu": the last Units holding this share of the elements
   // offload their optimizer, the others keep it in the compute tier (partitioner/offload_split.h).
   double offload_ratio = 1.0;
+  // offload_optimizer.nvme_ratio with "nvme" (compact state): the last Units holding this share
+  // of the elements keep their state on NVMe, the first Units in the offload tier.
+  double nvme_ratio = 1.0;
   bool pin_memory = true;
   bool activation_checkpointing = false;
   bool offload_activations = false;  // checkpointed Unit inputs in pinned CPU memory

@@ -12,6 +12,7 @@
 #include "engine/train/progress.h"
 #include "kernels/cpu/compact_adam.h"
 #include "kernels/cpu/quant8.h"
+#include "partitioner/offload_split.h"
 
 namespace spillway {
 namespace {
@@ -38,13 +39,19 @@ absl::StatusOr<std::unique_ptr<CompactAdamW>> CompactAdamW::Create(const Config&
   const Dtype dtype = config.optimizer.state_dtype;
   const bool bf16_master = config.optimizer.bf16_master;
   auto state = std::unique_ptr<CompactAdamW>(new CompactAdamW(dtype, bf16_master, tier));
-  const bool nvme = config.zero.optimizer_nvme;
+  // offload_optimizer.nvme_ratio: the last Units' state on NVMe, the first Units' in memory.
+  std::vector<size_t> numels;
+  for (int u = 0; u < model.num_units(); ++u) numels.push_back(model.unit(u).numel());
+  const int first_nvme = config.zero.optimizer_nvme
+                             ? FirstOffloadedUnit(numels, config.zero.nvme_ratio)
+                             : model.num_units();
   uint64_t file_bytes = 0;
   std::array<size_t, kArrays> largest{};
   for (int u = 0; u < model.num_units(); ++u) {
     const UnitState& unit = model.unit(u);
     UnitInfo info;
     info.numel = unit.optimizer_numel();
+    info.on_nvme = u >= first_nvme;
     size_t blocks = 0;
     ForEachTensorPart(unit, unit.update_begin(), unit.update_end(),
                       [&](const TensorSpec& t, size_t begin, size_t end) {
@@ -56,23 +63,23 @@ absl::StatusOr<std::unique_ptr<CompactAdamW>> CompactAdamW::Create(const Config&
     info.bytes[kComp] = bf16_master ? info.numel * sizeof(uint16_t) : 0;
     info.bytes[kM] = info.bytes[kV] = info.numel * MomentBytes(dtype);
     info.bytes[kMScale] = info.bytes[kVScale] = dtype == Dtype::kInt8 ? blocks * sizeof(float) : 0;
-    for (int k = 0; k < kArrays; ++k) {
+    for (int k = 0; k < kArrays && info.on_nvme; ++k) {
       info.offset[k] = file_bytes;
       file_bytes += RoundUpToNvmeAlignment(info.bytes[k]);
       largest[k] = std::max<size_t>(largest[k], RoundUpToNvmeAlignment(info.bytes[k]));
     }
-    if (!nvme) {
-      Arrays arrays;
+    Arrays arrays;  // empty for a Unit on NVMe
+    if (!info.on_nvme) {
       for (int k = 0; k < kArrays; ++k) {
         SPW_ASSIGN_OR_RETURN(
             arrays[k], Buffer::Allocate(info.bytes[k], tier,
                                         absl::StrCat(unit.layout.name(), " ", kArrayNames[k])));
       }
-      state->memory_.push_back(std::move(arrays));
     }
+    state->memory_.push_back(std::move(arrays));
     state->units_.push_back(std::move(info));
   }
-  if (!nvme) return state;
+  if (first_nvme == model.num_units()) return state;
   state->settle_writes_ = config.zero.param_nvme;
   IoOptions io;
   io.nvme_path = config.zero.nvme_path;
@@ -132,14 +139,14 @@ absl::Status CompactAdamW::SubmitReads(Slot& slot, int u) {
 }
 
 absl::StatusOr<CompactAdamW::Arrays*> CompactAdamW::Acquire(int u) {
-  if (file_ == nullptr) return &memory_[u];
+  if (!units_[u].on_nvme) return &memory_[u];
   Slot& slot = slots_[u % slots_.size()];
   SPW_RETURN_IF_ERROR(Settle(slot));
   if (slot.unit != u) {
     SPW_RETURN_IF_ERROR(SubmitReads(slot, u));
     SPW_RETURN_IF_ERROR(Settle(slot));
   }
-  if (u + 1 < static_cast<int>(units_.size())) {
+  if (u + 1 < static_cast<int>(units_.size()) && units_[u + 1].on_nvme) {
     Slot& next = slots_[(u + 1) % slots_.size()];
     if (next.unit != u + 1) {
       SPW_RETURN_IF_ERROR(Settle(next));  // Unit u-2's writes
@@ -150,7 +157,7 @@ absl::StatusOr<CompactAdamW::Arrays*> CompactAdamW::Acquire(int u) {
 }
 
 absl::Status CompactAdamW::Release(int u, bool changed) {
-  if (file_ == nullptr || !changed) return absl::OkStatus();
+  if (!units_[u].on_nvme || !changed) return absl::OkStatus();
   Slot& slot = slots_[u % slots_.size()];
   const UnitInfo& info = units_[u];
   for (int k = 0; k < kArrays; ++k) {
@@ -226,8 +233,9 @@ absl::Status CompactAdamW::ReadMaster(int u, float* dst) {
   return Release(u, /*changed=*/false);
 }
 
-NvmeShardReader::Location CompactAdamW::MasterOnNvme(int u) const {
-  if (file_ == nullptr || bf16_master_) return {};
+NvmeShardReader::Location CompactAdamW::MasterLocation(int u) const {
+  if (bf16_master_) return {};
+  if (!units_[u].on_nvme) return {nullptr, 0, units_[u].numel, memory_[u][kMaster].as<float>()};
   return {file_.get(), units_[u].offset[kMaster], units_[u].numel};
 }
 
@@ -300,16 +308,28 @@ size_t CompactAdamW::bytes() const {
   return total;
 }
 
+size_t CompactAdamW::staging_bytes() const {
+  size_t bytes = 0;
+  for (const Slot& slot : slots_) {
+    for (const Buffer& b : slot.arrays) bytes += b.bytes();
+  }
+  return bytes;
+}
+
 std::string CompactAdamW::Describe() const {
   const char* moments = dtype_ == Dtype::kBf16   ? "bf16"
                         : dtype_ == Dtype::kInt8 ? "8-bit block-wise"
                                                  : "fp32";
   std::string where = absl::StrCat(TierName(tier_), " memory");
   if (file_ != nullptr) {
-    size_t staging = 0;
-    for (const Buffer& b : slots_[0].arrays) staging += b.bytes();
-    where = absl::StrCat("NVMe (", file_->path(), " through ", engine_->name(), ", ",
-                         FormatBytes(3.0 * staging), " of host staging)");
+    int first_nvme = 0;
+    while (!units_[first_nvme].on_nvme) ++first_nvme;
+    where = absl::StrCat(
+        first_nvme == 0 ? "" : absl::StrCat(where, " (Units 0-", first_nvme - 1, ") and "),
+        "NVMe (",
+        first_nvme == 0 ? "" : absl::StrCat("Units ", first_nvme, "-", units_.size() - 1, ", "),
+        file_->path(), " through ", engine_->name(), ", ",
+        FormatBytes(static_cast<double>(staging_bytes())), " of host staging)");
   }
   return absl::StrFormat(
       "compact optimizer state in %s: %s (%s master parameters%s, %s Adam m "

@@ -8,6 +8,8 @@
 // whole Unit by whole Unit through three host slots, so that the read of Unit u+1 and the write
 // of Unit u-1 are in flight while Unit u steps (host memory: three times the largest Unit's
 // compact state); with offload_param "nvme" a Unit's writes finish before its step returns.
+// offload_optimizer.nvme_ratio below 1 keeps the first Units' state in memory and puts the last
+// Units' (at least that share of the elements, partitioner/offload_split.h) on NVMe.
 //
 // The 8-bit blocks start at each tensor part (so that weight decay can differ between tensors).
 // Checkpoints hold the moments decoded to fp32 (bf16 and 8-bit codes encode back exactly) and
@@ -42,7 +44,7 @@ class CompactAdamW : public ExternalOptimizerState {
                         kernels::AdamWParams p) override;
   absl::Status WriteMaster(int u, const float* src) override;
   absl::Status ReadMaster(int u, float* dst) override;
-  NvmeShardReader::Location MasterOnNvme(int u) const override;
+  NvmeShardReader::Location MasterLocation(int u) const override;
   absl::Status ReadMoment(int u, Moment moment, float* dst) override;
   absl::Status WriteMoment(int u, Moment moment, const float* src) override;
   std::string Describe() const override;
@@ -50,7 +52,9 @@ class CompactAdamW : public ExternalOptimizerState {
 
   // Bytes of state (in memory, or in the file).
   size_t bytes() const;
-  bool on_nvme() const { return file_ != nullptr; }
+  bool on_nvme() const { return file_ != nullptr; }  // any Unit's state
+  // Host bytes of the three NVMe staging slots (0 in memory).
+  size_t staging_bytes() const;
 
  private:
   // A tensor's part of the Unit's update range: array indexes [begin, end), and (8-bit) the
@@ -69,6 +73,7 @@ class CompactAdamW : public ExternalOptimizerState {
     std::vector<Part> parts;
     std::array<size_t, kArrays> bytes{};
     std::array<uint64_t, kArrays> offset{};  // in the file (NVMe)
+    bool on_nvme = false;
   };
   // NVMe: a host copy of one Unit's arrays and the I/O in flight on it.
   struct Slot {
@@ -90,7 +95,7 @@ class CompactAdamW : public ExternalOptimizerState {
   bool bf16_master_;
   Tier tier_;
   std::vector<UnitInfo> units_;
-  std::vector<Arrays> memory_;  // in memory: one set per Unit
+  std::vector<Arrays> memory_;  // per Unit: its arrays when in memory, else empty
   std::unique_ptr<IoEngine> engine_;
   std::unique_ptr<NvmeFile> file_;  // NVMe: closed before the engine goes
   std::array<Slot, 3> slots_;

@@ -29,10 +29,10 @@ class ExternalOptimizerState {
   // (decoded to fp32).
   virtual absl::Status WriteMaster(int u, const float* src) = 0;
   virtual absl::Status ReadMaster(int u, float* dst) = 0;
-  // Where Unit u's fp32 master lies on NVMe, once StepUnit or WriteMaster for it has returned
-  // (offload_param "nvme" reads the parameters there); a null file where it does not (in
-  // memory, or bf16).
-  virtual NvmeShardReader::Location MasterOnNvme(int u) const { return {}; }
+  // Where Unit u's fp32 master lies, on NVMe or in host memory, once StepUnit or WriteMaster
+  // for it has returned (offload_param "nvme" reads the parameters there); neither file nor
+  // memory where it cannot be read as it is (a bf16 master).
+  virtual NvmeShardReader::Location MasterLocation(int u) const { return {}; }
   // A moment of Unit u as fp32 (decoded), and back: for checkpoints.
   virtual absl::Status ReadMoment(int u, Moment moment, float* dst) = 0;
   virtual absl::Status WriteMoment(int u, Moment moment, const float* src) = 0;

@@ -62,7 +62,7 @@ absl::Status NvmeAdamW::ReadMaster(int u, float* dst) {
   return state_->ReadArray(u, NvmeOptimizerState::kMaster, dst);
 }
 
-NvmeShardReader::Location NvmeAdamW::MasterOnNvme(int u) const {
+NvmeShardReader::Location NvmeAdamW::MasterLocation(int u) const {
   return {&state_->file(), state_->offset(u, NvmeOptimizerState::kMaster), state_->numel(u)};
 }
 

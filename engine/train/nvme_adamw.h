@@ -26,7 +26,7 @@ class NvmeAdamW : public ExternalOptimizerState {
                         kernels::AdamWParams p) override;
   absl::Status WriteMaster(int u, const float* src) override;
   absl::Status ReadMaster(int u, float* dst) override;
-  NvmeShardReader::Location MasterOnNvme(int u) const override;
+  NvmeShardReader::Location MasterLocation(int u) const override;
   absl::Status ReadMoment(int u, Moment moment, float* dst) override;
   absl::Status WriteMoment(int u, Moment moment, const float* src) override;
   std::string Describe() const override;

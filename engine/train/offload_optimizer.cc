@@ -222,7 +222,7 @@ absl::Status OffloadedOptimizer::StepUnit(const Task& task) {
   }
   SPW_RETURN_IF_ERROR(external_->StepUnit(task.unit, unit, opt_, task.params));
   // The updated parameters are in the gradient shard (on NVMe: the master is the parameters).
-  if (unit.params_offloaded && !unit.params_on_nvme) {
+  if (unit.params_offloaded && !unit.params_in_master) {
     const size_t lo = unit.update_begin(), hi = unit.update_end();
     std::memcpy(unit.params.as<float>() + unit.param_index(lo),
                 unit.offload_grads_data() + unit.optimizer_index(lo), (hi - lo) * sizeof(float));

@@ -86,7 +86,7 @@ absl::Status OffloadedAdamW(Model& model, kernels::Ops& ops, const OptimizerConf
     if (lo >= hi) continue;
     if (external != nullptr) {
       SPW_RETURN_IF_ERROR(external->StepUnit(u, unit, opt, p));
-      if (unit.params_on_nvme) continue;  // the master on NVMe is the parameters
+      if (unit.params_in_master) continue;  // the master on NVMe is the parameters
       ops.CopyToBackend(unit.params.as<float>() + unit.param_index(lo),
                         unit.offload_grads_data() + unit.optimizer_index(lo),
                         (hi - lo) * sizeof(float));
@@ -109,7 +109,7 @@ absl::Status WriteExternalMaster(Model& model, kernels::Ops& ops,
     UnitState& unit = model.unit(u);
     const size_t lo = unit.update_begin(), hi = unit.update_end();
     float* staging = unit.offload_grads_data();
-    if (unit.params_on_nvme) {  // zero what lies outside [lo, hi): padding
+    if (unit.params_in_master) {  // zero what lies outside [lo, hi): padding
       const size_t first = lo < hi ? unit.optimizer_index(lo) : 0;
       const size_t last = lo < hi ? unit.optimizer_index(hi) : 0;
       std::memset(staging, 0, first * sizeof(float));

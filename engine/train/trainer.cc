@@ -73,7 +73,7 @@ std::vector<CheckpointedRange> CheckpointedRanges(Model& model) {
     const bool params_sharded = unit.params_sharded();
     out.push_back({name + "/params", &unit.incoming_params(), params_sharded ? unit.shard.begin : 0,
                    unit.shard, unit.numel(), false, !params_sharded, u,
-                   ExternalOptimizerState::kExpAvg, unit.params_on_nvme});
+                   ExternalOptimizerState::kExpAvg, unit.params_in_master});
     const bool external = unit.optimizer_state_external();
     out.push_back({name + "/exp_avg", external ? nullptr : &unit.exp_avg, moment_origin, unit.shard,
                    unit.numel(), true, !sharded, u, ExternalOptimizerState::kExpAvg});
@@ -191,7 +191,7 @@ absl::Status Trainer::Setup() {
   // One rank has nothing to shard, unless its parameters live in CPU memory (stage 3).
   sharding.stage = sharding.world_size > 1 || config_.zero.offload_param ? config_.zero_stage : 0;
   sharding.offload_params = config_.zero.offload_param;
-  sharding.params_on_nvme = config_.zero.param_nvme;
+  sharding.params_in_master = config_.zero.param_nvme;
   sharding.offload_ratio = config_.zero.offload_ratio;  // AddUnits applies it to an offload
   sharding.offload_optimizer = config_.zero.offload_optimizer;
   sharding.offload_tier = ops_->memory_tier() == Tier::kDevice && config_.zero.pin_memory
@@ -333,7 +333,7 @@ absl::Status Trainer::CreateExternalState() {
   if (!config_.zero.param_nvme) return absl::OkStatus();
   std::vector<NvmeShardReader::Location> shards;
   for (int u = 0; u < model_->num_units(); ++u) {
-    shards.push_back(external_state_->MasterOnNvme(u));
+    shards.push_back(external_state_->MasterLocation(u));
   }
   IoOptions io;
   io.nvme_path = config_.zero.nvme_path;
@@ -876,7 +876,7 @@ std::string Trainer::TakeOffloadSplit(int64_t steps) {
 
 absl::StatusOr<std::vector<float>> Trainer::StoredParams(int unit) {
   SPW_RETURN_IF_ERROR(FlushOffload());
-  if (model_->unit(unit).params_on_nvme) {
+  if (model_->unit(unit).params_in_master) {
     std::vector<float> master(model_->unit(unit).optimizer_numel());
     SPW_RETURN_IF_ERROR(external_state_->ReadMaster(unit, master.data()));
     return master;

@@ -84,6 +84,7 @@ class Trainer {
   std::optional<double> entropy_floor() const { return entropy_floor_; }
   // The offloaded optimizer state on NVMe or in a compact format, else null.
   ExternalOptimizerState* external_state() { return external_state_.get(); }
+  const MemoryPlan& memory_plan() const { return memory_plan_; }
 
  private:
   Trainer(const Config& config, std::FILE* out)

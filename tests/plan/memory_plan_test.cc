@@ -70,7 +70,7 @@ Allocated AllocateRank(const Config& config, int world, int rank, kernels::Ops& 
   sharding.stage = world > 1 || config.zero.offload_param ? config.zero_stage : 0;
   sharding.offload_optimizer = config.zero.offload_optimizer;
   sharding.offload_params = config.zero.offload_param;
-  sharding.params_on_nvme = config.zero.param_nvme;
+  sharding.params_in_master = config.zero.param_nvme;
   sharding.external_optimizer_state = config.zero.optimizer_nvme;
   sharding.offload_ratio = config.zero.offload_ratio;
   sharding.offload_tier = ops.memory_tier() == Tier::kDevice ? Tier::kPinnedHost : Tier::kHost;
@@ -311,8 +311,20 @@ TEST(MemoryPlanTest, BytesPerParameterForEachOption) {
   ASSERT_TRUE(plan.ok());
   EXPECT_EQ(plan->Bytes(Tier::kNvme), 9000u * (2 + 4) + 2 * blocks * 4);
   EXPECT_EQ(plan->Bytes(Category::kOptimizer, Tier::kPinnedHost), 9000u * 4);
-  EXPECT_EQ(plan->registered_bytes, 4u << 20);
-  EXPECT_EQ(plan->Bytes(Category::kPools, Tier::kPinnedHost), 4u << 20);
+  // Compact state moves through three host slots, each holding the largest Unit's arrays
+  // (bf16 master and Kahan term, 8-bit m and v, their scales), each 4 KiB aligned; nothing
+  // registered with io_uring.
+  EXPECT_EQ(plan->registered_bytes, 0u);
+  EXPECT_EQ(plan->Bytes(Category::kPools, Tier::kPinnedHost),
+            3u * (8192 + 8192 + 2 * 4096 + 2 * 4096));
+  // fp32 state streams in tiles: buffer_count per array, registered, a tile at most the largest
+  // array (4000 floats, 16 KiB rounded up to 4 KiB).
+  in.moments = MomentDtype::kFp32;
+  in.master = MasterDtype::kFp32;
+  plan = PlanMemory(in);
+  ASSERT_TRUE(plan.ok());
+  EXPECT_EQ(plan->registered_bytes, 3u * 4 * 16384);
+  EXPECT_EQ(plan->Bytes(Category::kPools, Tier::kPinnedHost), 3u * 4 * 16384);
 }
 
 TEST(MemoryPlanTest, ParameterAndActivationOffload) {
@@ -384,6 +396,30 @@ TEST(MemoryPlanTest, ParameterAndActivationOffload) {
   plan = PlanMemory(in);
   ASSERT_FALSE(plan.ok());
   EXPECT_NE(plan.status().message().find("cpu_checkpointing"), std::string::npos);
+}
+
+TEST(MemoryPlanTest, NvmeRatioSplitsTheStateBetweenCpuMemoryAndNvme) {
+  PlanInput in = Handmade();
+  in.world_size = 1;
+  in.stage = 0;
+  in.offload_optimizer = Placement::kNvme;
+  in.nvme_path = "/tmp";
+  in.nvme_ratio = 0.5;
+  // fp32 state lives in one tier: refused, naming the key.
+  EXPECT_NE(PlanMemory(in).status().message().find("nvme_ratio"), std::string::npos);
+  in.moments = MomentDtype::kInt8;
+  PlanInput whole = in;
+  whole.nvme_ratio = 1.0;
+  absl::StatusOr<MemoryPlan> split = PlanMemory(in), all = PlanMemory(whole);
+  ASSERT_TRUE(split.ok()) << split.status();
+  ASSERT_TRUE(all.ok()) << all.status();
+  // Units 2 and 1 (8000 of 9000 elements) on NVMe: fp32 master and 8-bit m and v, one fp32
+  // scale per 256 elements each; Unit 0's in pinned memory; the same bytes in all.
+  EXPECT_EQ(split->Bytes(Category::kOptimizer, Tier::kNvme), 8000u * 4 + 2 * (8000u + 32 * 4));
+  EXPECT_EQ(split->Bytes(Category::kOptimizer, Tier::kPinnedHost) -
+                all->Bytes(Category::kOptimizer, Tier::kPinnedHost),
+            1000u * 4 + 2 * (1000u + 4 * 4));
+  EXPECT_EQ(split->Bytes(Category::kOptimizer), all->Bytes(Category::kOptimizer));
 }
 
 TEST(MemoryPlanTest, NvmeNeedsAPathAndAutoNeedsTheSearch) {

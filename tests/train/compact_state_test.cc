@@ -143,6 +143,12 @@ TEST_P(CompactOnNvmeTest, EqualsCpuTierBitwiseAndResumes) {
   auto* state = dynamic_cast<CompactAdamW*>(nvme->external_state());
   ASSERT_NE(state, nullptr);
   EXPECT_TRUE(state->on_nvme());
+  // The planner counts the three staging slots (its 8-bit scales per Unit, not per tensor).
+  size_t planned = 0;
+  for (const MemoryItem& item : nvme->memory_plan().items) {
+    if (item.what == "NVMe staging buffers") planned += item.bytes;
+  }
+  EXPECT_EQ(planned, state->staging_bytes());
   ASSERT_TRUE(cpu->Train().ok());
   absl::Status trained = nvme->Train();
   ASSERT_TRUE(trained.ok()) << trained;

@@ -66,6 +66,12 @@ TEST_P(NvmeOffloadTest, NvmeEqualsCpuTierAndInBackendOptimizerBitwise) {
   ASSERT_NE(nvme_adamw, nullptr);
   NvmeOptimizerState& state = nvme_adamw->state();
   EXPECT_EQ(state.num_units(), nvme->model().num_units());
+  // The planner counts the tiles the state streams through.
+  size_t planned = 0;
+  for (const MemoryItem& item : nvme->memory_plan().items) {
+    if (item.what == "NVMe staging buffers") planned += item.bytes;
+  }
+  EXPECT_EQ(planned, state.host_bytes());
   if (GetParam() == "pread") {
     EXPECT_EQ(state.engine().name(), "pread");
   }
@@ -160,48 +166,68 @@ TEST_P(NvmeOffloadTest, OffloadedParametersWithStateOnNvmeEqualCpuTierBitwise) {
 // Parameters on NVMe (offload_param "nvme"): the parameter shards are the optimizer's master
 // in its file, read back for every gather; no parameter Buffer is allocated. Bitwise the same
 // run as with them in CPU memory (two micro-batches per step, evaluation, fp32 and 8-bit
-// moments); checkpoints hold them, so a run resumes bit for bit, also from a checkpoint written
-// with the parameters in CPU memory.
+// moments, and 8-bit with nvme_ratio 0.5, where the first Units' master stays in CPU memory);
+// checkpoints hold them, so a run resumes bit for bit, also from a checkpoint written with the
+// parameters in CPU memory.
 TEST_P(NvmeOffloadTest, ParametersOnNvmeEqualParametersInCpuMemoryBitwise) {
-  auto config = [&](const std::string& params, const std::string& dir, int steps, bool int8) {
+  // `state`: "fp32", "int8", or "split" (int8 with nvme_ratio 0.5).
+  auto config = [&](const std::string& params, const std::string& dir, int steps,
+                    const std::string& state) {
     std::filesystem::create_directories(dir + "/nvme");
     std::string json = WithOffload(
         SmallConfig(steps, dir),
         absl::StrCat(R"("zero_optimization": {"stage": 3, "offload_param": {"device": ")", params,
                      R"("}, "offload_optimizer": {"device": "nvme", "nvme_path": ")", dir,
-                     R"(/nvme", "buffer_count": 4, "buffer_size": 4096}},)",
+                     R"(/nvme", "buffer_count": 4, "buffer_size": 4096)",
+                     state == "split" ? R"(, "nvme_ratio": 0.5)" : "", "}},",
                      R"("aio": {"engine": ")", GetParam(), R"("},)"));
     const std::string at = R"("weight_decay": 0.1)";
-    if (int8) json.insert(json.find(at) + at.size(), R"(, "state_dtype": "int8")");
+    if (state != "fp32") json.insert(json.find(at) + at.size(), R"(, "state_dtype": "int8")");
     return json;
   };
-  for (const bool int8 : {false, true}) {
-    SCOPED_TRACE(int8 ? "int8 moments" : "fp32 moments");
-    const std::string tag = int8 ? "_int8" : "";
-    auto cpu = MakeTrainer(config("cpu", Dir("params_cpu" + tag), 8, int8));
-    auto nvme = MakeTrainer(config("nvme", Dir("params_nvme" + tag), 8, int8));
+  std::vector<double> int8_losses;
+  for (const std::string state : {"fp32", "int8", "split"}) {
+    SCOPED_TRACE(state);
+    auto cpu = MakeTrainer(config("cpu", Dir("params_cpu_" + state), 8, state));
+    auto nvme = MakeTrainer(config("nvme", Dir("params_nvme_" + state), 8, state));
     for (Trainer* t : {cpu.get(), nvme.get()}) {
       absl::Status trained = t->Train();
       ASSERT_TRUE(trained.ok()) << trained;
     }
     EXPECT_EQ(cpu->step_losses(), nvme->step_losses());
+    // Where the 8-bit state lives changes nothing.
+    if (state == "int8") int8_losses = nvme->step_losses();
+    if (state == "split") EXPECT_EQ(nvme->step_losses(), int8_losses);
     for (int u = 0; u < nvme->model().num_units(); ++u) {
       const UnitState& unit = nvme->model().unit(u);
-      EXPECT_TRUE(unit.params_on_nvme);
+      EXPECT_TRUE(unit.params_in_master);
       EXPECT_EQ(unit.params.bytes(), 0u);
       EXPECT_EQ(cpu->StoredParams(u).value(), nvme->StoredParams(u).value()) << u;
+      // nvme_ratio 0.5: the first Unit's master in memory, the last Unit's in the file.
+      const NvmeShardReader::Location at = nvme->external_state()->MasterLocation(u);
+      if (state == "split" && (u == 0 || u + 1 == nvme->model().num_units())) {
+        EXPECT_EQ(at.memory != nullptr, u == 0) << u;
+        EXPECT_EQ(at.file != nullptr, u != 0) << u;
+      }
     }
   }
   const std::string full_dir = Dir("params_nvme_full"), split_dir = Dir("params_nvme_split");
-  auto full = MakeTrainer(config("nvme", full_dir, 8, false));
+  auto full = MakeTrainer(config("nvme", full_dir, 8, "fp32"));
   ASSERT_TRUE(full->Train().ok());
-  ASSERT_TRUE(MakeTrainer(config("nvme", split_dir, 5, false))->Train().ok());
-  ExpectResumesLike(*full, *MakeTrainer(config("nvme", split_dir, 8, false)), split_dir + "/ckpt",
+  ASSERT_TRUE(MakeTrainer(config("nvme", split_dir, 5, "fp32"))->Train().ok());
+  ExpectResumesLike(*full, *MakeTrainer(config("nvme", split_dir, 8, "fp32")), split_dir + "/ckpt",
                     3, true);
   const std::string moved_dir = Dir("params_moved");
-  ASSERT_TRUE(MakeTrainer(config("cpu", moved_dir, 5, false))->Train().ok());
-  ExpectResumesLike(*full, *MakeTrainer(config("nvme", moved_dir, 8, false)), moved_dir + "/ckpt",
+  ASSERT_TRUE(MakeTrainer(config("cpu", moved_dir, 5, "fp32"))->Train().ok());
+  ExpectResumesLike(*full, *MakeTrainer(config("nvme", moved_dir, 8, "fp32")), moved_dir + "/ckpt",
                     3, true);
+  // A run with its 8-bit state split over CPU memory and NVMe resumes bit for bit.
+  const std::string split_full_dir = Dir("split_full"), split_split_dir = Dir("split_split");
+  auto split_full = MakeTrainer(config("nvme", split_full_dir, 8, "split"));
+  ASSERT_TRUE(split_full->Train().ok());
+  ASSERT_TRUE(MakeTrainer(config("nvme", split_split_dir, 5, "split"))->Train().ok());
+  ExpectResumesLike(*split_full, *MakeTrainer(config("nvme", split_split_dir, 8, "split")),
+                    split_split_dir + "/ckpt", 3, true);
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, NvmeOffloadTest, ::testing::Values("auto", "pread"),
