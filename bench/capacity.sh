@@ -16,7 +16,8 @@
 # "pnvme_" prefix (pnvme_nvme_int8) puts the parameters on NVMe instead (offload_param "nvme":
 # they are the fp32 master in the optimizer's file), so pinned memory holds only the gradient
 # shards (4 B/param) and staging; NVME_RATIO below 1 keeps the first Units' compact state in
-# pinned memory and the rest on NVMe (offload_optimizer.nvme_ratio), to use both tiers.
+# pinned memory and the rest on NVMe (offload_optimizer.nvme_ratio), and RATIO below 1 keeps
+# the first Units wholly on the GPU (offload_optimizer.ratio), to use all three tiers.
 # PLAN=1 runs `spillway plan` instead of training (anywhere; set SPILLWAY_PLAN_HARDWARE, e.g.
 # gpu=79GiB,cpu=120GiB,memlock=1TiB,nvme=60GiB, to plan for the GPU machine).
 # For each placement the sizes run in order until one fails (out of memory, disk, time limit).
@@ -28,7 +29,7 @@
 # env: MODES ("nvme nvme_int8 cpu_int8"), SIZES ("1.5b 2.7b 4b 5b"), STEPS (3), RUN_TIMEOUT (300 s per
 #      run), NVME_DIR (./.capacity_nvme, on the root disk), AIO_BLOCK (1048576), AIO_QD (32),
 #      BUILD (build-device), BACKEND (cuda; cpu with SIZES=tiny checks the script anywhere),
-#      NVME_RATIO (1), PLAN (unset).
+#      NVME_RATIO (1), RATIO (1), PLAN (unset).
 #      Logs and a table under $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -54,14 +55,15 @@ printf "%-9s %-5s %8s %-8s %9s %10s  %s\n" mode size params status s/step host_G
 # config MODE SIZE PATH: writes the training config; prints the parameter count.
 config() {
   python3 - "$1" "$2" "$steps" "$nvme_dir" "$3" "${AIO_BLOCK:-1048576}" "${AIO_QD:-32}" \
-    "${BACKEND:-cuda}" "${NVME_RATIO:-1}" <<'PY'
+    "${BACKEND:-cuda}" "${NVME_RATIO:-1}" "${RATIO:-1}" <<'PY'
 import json, sys
-mode, size, steps, nvme_dir, path, block, qd, backend, nvme_ratio = sys.argv[1:10]
+mode, size, steps, nvme_dir, path, block, qd, backend, nvme_ratio, ratio = sys.argv[1:11]
 steps = int(steps)
 L, d, H = {"1.5b": (48, 1600, 25), "2.7b": (32, 2560, 20), "4b": (36, 3072, 24),
            "5b": (40, 3200, 25), "6.7b": (32, 4096, 32), "8b": (40, 4096, 32),
            "10b": (48, 4096, 32), "12b": (40, 5120, 40), "14b": (40, 5376, 42),
            "16b": (44, 5504, 43), "18b": (48, 5632, 44), "20b": (44, 6144, 48),
+           "22b": (48, 6144, 48), "24b": (52, 6144, 48),
            "tiny": (2, 64, 2)}[size]
 params_device = ("cpu" if mode.startswith("params_") else
                  "nvme" if mode.startswith("pnvme_") else None)
@@ -74,6 +76,8 @@ if mode.startswith("nvme"):
              "buffer_count": 4, "buffer_size": 64 << 20}
   if float(nvme_ratio) < 1:
     offload["nvme_ratio"] = float(nvme_ratio)
+if float(ratio) < 1:
+  offload["ratio"] = float(ratio)
 if mode.endswith("int8"):
   params["state_dtype"] = "int8"
 json.dump({

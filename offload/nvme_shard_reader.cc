@@ -13,8 +13,8 @@ absl::StatusOr<std::unique_ptr<NvmeShardReader>> NvmeShardReader::Create(
     const IoOptions& io, std::vector<Location> units, const std::vector<size_t>& slot_numels,
     Tier tier) {
   for (size_t u = 0; u < units.size(); ++u) {
-    if (units[u].file == nullptr ? units[u].memory == nullptr
-                                 : units[u].offset % kNvmeAlignment != 0) {
+    const bool unused = units[u].file == nullptr && units[u].memory == nullptr;
+    if (unused ? units[u].numel != 0 : units[u].offset % kNvmeAlignment != 0) {
       return absl::InvalidArgumentError(absl::StrCat(
           "Unit ", u, "'s parameters have neither a 4 KiB-aligned place on NVMe nor in memory"));
     }
@@ -39,6 +39,9 @@ absl::Status NvmeShardReader::StartRead(int unit, int slot) {
   Slot& s = slots_[slot];
   const Location& where = units_[unit];
   const uint64_t bytes = where.file == nullptr ? 0 : NvmeBytesForFloats(where.numel);
+  if (where.file == nullptr && where.memory == nullptr) {
+    return absl::InternalError(absl::StrCat("Unit ", unit, "'s parameters are not read here"));
+  }
   if (s.reading || bytes > s.staging.bytes()) {
     return absl::InternalError(absl::StrCat("NVMe parameter staging ", slot, " is busy or holds ",
                                             s.staging.bytes(), " of ", bytes, " bytes"));

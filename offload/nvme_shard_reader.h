@@ -44,9 +44,9 @@ class NvmeShardReader {
     double wait_s = 0.0;
   };
 
-  // `units[u]`: Unit u's shard (every file and memory must outlive the reader). Errors:
-  // CreateIoEngine's, a Location with neither a file nor memory or misaligned, and allocation
-  // failures naming the staging.
+  // `units[u]`: Unit u's shard (every file and memory must outlive the reader); an empty
+  // Location for a Unit never read here. Errors: CreateIoEngine's, a Location with neither a
+  // file nor memory but elements, or misaligned, and allocation failures naming the staging.
   static absl::StatusOr<std::unique_ptr<NvmeShardReader>> Create(
       const IoOptions& io, std::vector<Location> units, const std::vector<size_t>& slot_numels,
       Tier tier);

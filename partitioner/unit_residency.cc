@@ -26,19 +26,17 @@ absl::Status UnitResidency::Allocate() {
   grad_slot_of_.assign(n, -1);
   grads_fresh_.assign(n, true);
   grads_copy_.assign(n, 0);
-  const bool offloaded = units_[0].params_offloaded;
-  for (const UnitState& u : units_) {
-    if (u.params_offloaded != offloaded) {
-      return absl::InvalidArgumentError("Units with and without offloaded parameters");
-    }
-  }
-  if (offloaded) {
+  // Offloaded parameters (all Units', or the last Units' with offload_optimizer.ratio).
+  const bool any_offloaded = units_.back().params_offloaded;
+  const bool all_offloaded = units_[0].params_offloaded;
+  if (any_offloaded) {
     sums_begin_.assign(n, 0);
     sums_count_.assign(n, 0);
     size_t total = 0;
     for (int u = 0; u < n; ++u) {
       sums_begin_[u] = total;
       const UnitState& unit = units_[u];
+      if (!unit.params_offloaded) continue;
       ForEachTensorPart(unit, unit.update_begin(), unit.update_end(),
                         [&](const TensorSpec&, size_t, size_t) { ++sums_count_[u]; });
       total += sums_count_[u];
@@ -82,7 +80,7 @@ absl::Status UnitResidency::Allocate() {
       SPW_ASSIGN_OR_RETURN(grad_slots_[i].buffer,
                            Buffer::Allocate(numel * sizeof(float), tier,
                                             absl::StrCat("gradient accumulation buffer ", i)));
-      if (offloaded) continue;  // reduced in place
+      if (all_offloaded) continue;  // reduced in place
       SPW_ASSIGN_OR_RETURN(grad_slots_[i].reduced,
                            Buffer::Allocate(shard * sizeof(float), tier,
                                             absl::StrCat("reduced gradient shard ", i)));

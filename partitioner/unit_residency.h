@@ -15,7 +15,8 @@
 // embeddings, which GPT-2's tied head uses at both ends of the pass) and prefetch + 2 buffers
 // the size of the largest other Unit; the same for gradients with 2 ring buffers.
 //
-// Offloaded parameters (UnitState::params_offloaded; one rank or several): the shards live in
+// Offloaded parameters (UnitState::params_offloaded, every Unit's or, with
+// offload_optimizer.ratio, the last Units'; one rank or several): the shards live in
 // host memory. A gather copies this rank's shard up on the backend's copy stream into its place
 // in the working buffer (the compute waits for it on the backend at AcquireParams, not the host),
 // then all-gathers in place; a reduction reduce-scatters in place, adds the host shard's earlier

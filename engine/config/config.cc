@@ -246,13 +246,6 @@ absl::StatusOr<Config> ParseConfig(absl::string_view json_text, int world_size) 
   if (const Json* v = r.Find("checkpoint")) SPW_RETURN_IF_ERROR(ParseCheckpoint(*v, &c.checkpoint));
   if (const Json* v = r.Find("log")) SPW_RETURN_IF_ERROR(ParseLog(*v, &c.log));
 
-  const bool params = c.zero.offload_param || c.zero.offload_param_auto;
-  if (c.zero.offload_ratio < 1.0 && (c.optimizer.compact() || params)) {
-    return KeyError("zero_optimization.offload_optimizer.ratio",
-                    params ? "below 1 is not built with offload_param (every parameter shard is "
-                             "its optimizer's master in CPU memory)"
-                           : "below 1 is not built with compact optimizer state; use fp32");
-  }
   if (c.zero.nvme_ratio < 1.0 && !c.optimizer.compact()) {
     return KeyError("zero_optimization.offload_optimizer.nvme_ratio",
                     "below 1 needs compact optimizer state (optimizer.params.state_dtype \"bf16\" "

@@ -136,10 +136,10 @@ absl::Status ParseOffloadOptimizer(const ObjectReader& zero_reader, ZeroConfig* 
   }
   zero->offload_delayed_update = want_delayed;
   SPW_RETURN_IF_ERROR(r.Double("ratio", &zero->offload_ratio, {0.0, true, 1.0, false}));
-  if (zero->offload_ratio < 1.0 && (device != "cpu" || want_delayed)) {
+  if (zero->offload_ratio < 1.0 && ((device != "cpu" && device != "nvme") || want_delayed)) {
     return KeyError(r.KeyPath("ratio"),
-                    absl::StrCat("below 1 (partial offload) needs device \"cpu\" without "
-                                 "delayed_update, found device \"",
+                    absl::StrCat("below 1 (partial offload) needs device \"cpu\" or \"nvme\" "
+                                 "without delayed_update, found device \"",
                                  device, "\"", want_delayed ? " with delayed_update" : ""));
   }
   SPW_RETURN_IF_ERROR(r.Double("nvme_ratio", &zero->nvme_ratio, {0.0, true, 1.0, false}));

@@ -126,7 +126,12 @@ absl::Status Model::AddUnits(std::vector<UnitLayout> layouts, const ShardingPlan
   for (UnitLayout& layout : layouts) {
     const int u = num_units();
     ShardingPlan plan = sharding;
-    plan.offload_optimizer = sharding.offload_optimizer && u >= first_offloaded;
+    // The first Units keep everything in the backend: their optimizer, and so their parameters.
+    const bool offloaded = u >= first_offloaded;
+    plan.offload_optimizer = sharding.offload_optimizer && offloaded;
+    plan.offload_params = sharding.offload_params && offloaded;
+    plan.params_in_master = sharding.params_in_master && offloaded;
+    plan.external_optimizer_state = sharding.external_optimizer_state && offloaded;
     const bool holds = held.empty() || std::find(held.begin(), held.end(), u) != held.end();
     held_.push_back(holds);
     if (!holds) {

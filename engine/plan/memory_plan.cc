@@ -112,10 +112,6 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
       return KeyError(kParamKey,
                       absl::StrCat(device, " needs zero_optimization.stage 3, found ", in.stage));
     }
-    if (in.offload_ratio < 1.0) {
-      return KeyError("zero_optimization.offload_optimizer.ratio",
-                      absl::StrCat("below 1 is not built with offload_param ", device));
-    }
     if (params_on_nvme
             ? in.offload_optimizer != Placement::kNvme
             : in.offload_optimizer != Placement::kCpu && in.offload_optimizer != Placement::kNvme) {
@@ -165,17 +161,19 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
       in.precision != Precision::kFp32 || in.offload_optimizer != Placement::kNone;
   const size_t master_bytes = 4;  // fp32, or bf16 + bf16 Kahan term: 4 either way
 
-  // offload_optimizer.ratio: Units before first_offloaded keep their optimizer in the compute
-  // tier (counted in backend_elems / backend_moments).
-  const int first_offloaded = in.offload_optimizer == Placement::kCpu
-                                  ? FirstOffloadedUnit(in.unit_numel, in.offload_ratio)
-                                  : 0;
-  size_t backend_elems = 0, backend_moments = 0;
-  // offload_optimizer.nvme_ratio: Units before first_nvme keep their NVMe-bound state in the
-  // offload tier (memory_elems / memory_moments, part of optimizer_elems / moments).
-  const int first_nvme = in.offload_optimizer == Placement::kNvme
-                             ? FirstOffloadedUnit(in.unit_numel, in.nvme_ratio)
-                             : static_cast<int>(in.unit_numel.size());
+  // offload_optimizer.ratio: Units before first_offloaded keep their optimizer (fp32 moments)
+  // and, with offload_param, their parameters and gradients in the compute tier (counted in
+  // backend_*).
+  const bool offloading =
+      in.offload_optimizer == Placement::kCpu || in.offload_optimizer == Placement::kNvme;
+  const int first_offloaded = offloading ? FirstOffloadedUnit(in.unit_numel, in.offload_ratio) : 0;
+  size_t backend_elems = 0, backend_moments = 0, backend_params = 0, backend_grads = 0;
+  // offload_optimizer.nvme_ratio: offloaded Units before first_nvme keep their NVMe-bound state
+  // in the offload tier (memory_elems / memory_moments, part of optimizer_elems / moments).
+  const int first_nvme =
+      in.offload_optimizer == Placement::kNvme
+          ? std::max(FirstOffloadedUnit(in.unit_numel, in.nvme_ratio), first_offloaded)
+          : static_cast<int>(in.unit_numel.size());
   size_t memory_elems = 0, memory_moments = 0;
   size_t largest_nvme = 0;  // the largest optimizer array on NVMe, in elements
   size_t params = 0, grads = 0, optimizer_elems = 0, moments = 0;
@@ -184,21 +182,25 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
   for (size_t u = 0; u < in.unit_numel.size(); ++u) {
     const ShardRange s = ShardOf(in.unit_numel[u], in.world_size, 0);
     shards.push_back(s);
-    params += params_sharded ? s.shard_numel : s.padded_numel;
-    grads += stage >= 2 ? s.shard_numel : s.padded_numel;
+    const size_t unit_params = params_sharded ? s.shard_numel : s.padded_numel;
+    const size_t unit_grads = stage >= 2 ? s.shard_numel : s.padded_numel;
     const size_t optimizer_numel = stage >= 1 ? s.shard_numel : s.padded_numel;
     if (static_cast<int>(u) < first_offloaded) {
       backend_elems += optimizer_numel;
-      backend_moments += MomentBytes(in.moments, optimizer_numel);
+      backend_moments += MomentBytes(MomentDtype::kFp32, optimizer_numel);
+      backend_params += unit_params;
+      backend_grads += unit_grads;
     } else {
       optimizer_elems += optimizer_numel;
       moments += MomentBytes(in.moments, optimizer_numel);  // quantisation blocks per Unit
+      params += unit_params;
+      grads += unit_grads;
     }
-    if (static_cast<int>(u) < first_nvme) {
+    if (static_cast<int>(u) >= first_nvme) {
+      largest_nvme = std::max(largest_nvme, optimizer_numel);
+    } else if (static_cast<int>(u) >= first_offloaded) {
       memory_elems += optimizer_numel;
       memory_moments += MomentBytes(in.moments, optimizer_numel);
-    } else {
-      largest_nvme = std::max(largest_nvme, optimizer_numel);
     }
     if (u > 0) {
       largest = std::max(largest, s.padded_numel);
@@ -210,6 +212,13 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
   // Offloaded: the parameter and gradient shards are the CPU AdamW's master and gradient copy;
   // on NVMe the master (counted with the optimizer) is the parameters.
   const Tier param_tier = params_offloaded ? offload : compute;
+  if (params_offloaded) {
+    add("parameters (first Units)", Category::kParameters, compute, backend_params * pb);
+    add("gradients (first Units)", Category::kGradients, compute, backend_grads * kF32);
+  } else {
+    params += backend_params;
+    grads += backend_grads;
+  }
   if (!params_on_nvme) add("parameters", Category::kParameters, param_tier, params * pb);
   add("gradients", Category::kGradients, param_tier, grads * kF32);
 
@@ -236,8 +245,12 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
       break;
     case Placement::kNvme: {
       const size_t memory_master = has_master ? memory_elems * master_bytes : 0;
-      add("Adam m and v (first Units)", Category::kOptimizer, offload, memory_moments);
-      add("master (first Units)", Category::kOptimizer, offload, memory_master);
+      add("Adam m and v (first Units)", Category::kOptimizer, compute, backend_moments);
+      if (in.precision != Precision::kFp32) {
+        add("master (first Units)", Category::kOptimizer, compute, backend_elems * master_bytes);
+      }
+      add("Adam m and v (in CPU memory)", Category::kOptimizer, offload, memory_moments);
+      add("master (in CPU memory)", Category::kOptimizer, offload, memory_master);
       add("Adam m and v", Category::kOptimizer, Tier::kNvme, moments - memory_moments);
       add("master parameters", Category::kOptimizer, Tier::kNvme, master - memory_master);
       if (!params_offloaded)
@@ -276,7 +289,8 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
   if (stage >= 2) {
     // Offloaded parameters reduce in place: no separate shard per buffer.
     const size_t ring = n_units > 1 ? 2 : 0;
-    const size_t shard_parts = params_offloaded ? 0 : shards[0].shard_numel + ring * largest_shard;
+    const bool all_offloaded = params_offloaded && first_offloaded == 0;
+    const size_t shard_parts = all_offloaded ? 0 : shards[0].shard_numel + ring * largest_shard;
     add("gradient reduction buffers", Category::kWorking, compute,
         (shards[0].padded_numel + ring * largest + shard_parts) * kF32);
   }

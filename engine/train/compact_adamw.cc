@@ -45,20 +45,24 @@ absl::StatusOr<std::unique_ptr<CompactAdamW>> CompactAdamW::Create(const Config&
   const int first_nvme = config.zero.optimizer_nvme
                              ? FirstOffloadedUnit(numels, config.zero.nvme_ratio)
                              : model.num_units();
+  // Units whose optimizer stays in the backend (offload_optimizer.ratio) take no space here.
+  auto offloaded = [&](int u) { return model.unit(u).optimizer_offloaded(); };
   uint64_t file_bytes = 0;
   std::array<size_t, kArrays> largest{};
   for (int u = 0; u < model.num_units(); ++u) {
     const UnitState& unit = model.unit(u);
     UnitInfo info;
-    info.numel = unit.optimizer_numel();
-    info.on_nvme = u >= first_nvme;
+    info.numel = offloaded(u) ? unit.optimizer_numel() : 0;
+    info.on_nvme = u >= first_nvme && offloaded(u);
     size_t blocks = 0;
-    ForEachTensorPart(unit, unit.update_begin(), unit.update_end(),
-                      [&](const TensorSpec& t, size_t begin, size_t end) {
-                        const size_t j = unit.optimizer_index(begin);
-                        info.parts.push_back({j, j + (end - begin), blocks, t.weight_decay});
-                        blocks += Blocks(end - begin);
-                      });
+    if (offloaded(u)) {
+      ForEachTensorPart(unit, unit.update_begin(), unit.update_end(),
+                        [&](const TensorSpec& t, size_t begin, size_t end) {
+                          const size_t j = unit.optimizer_index(begin);
+                          info.parts.push_back({j, j + (end - begin), blocks, t.weight_decay});
+                          blocks += Blocks(end - begin);
+                        });
+    }
     info.bytes[kMaster] = info.numel * (bf16_master ? sizeof(uint16_t) : sizeof(float));
     info.bytes[kComp] = bf16_master ? info.numel * sizeof(uint16_t) : 0;
     info.bytes[kM] = info.bytes[kV] = info.numel * MomentBytes(dtype);
@@ -79,7 +83,7 @@ absl::StatusOr<std::unique_ptr<CompactAdamW>> CompactAdamW::Create(const Config&
     state->memory_.push_back(std::move(arrays));
     state->units_.push_back(std::move(info));
   }
-  if (first_nvme == model.num_units()) return state;
+  if (file_bytes == 0) return state;  // no Unit on NVMe
   state->settle_writes_ = config.zero.param_nvme;
   IoOptions io;
   io.nvme_path = config.zero.nvme_path;
@@ -322,12 +326,14 @@ std::string CompactAdamW::Describe() const {
                                                  : "fp32";
   std::string where = absl::StrCat(TierName(tier_), " memory");
   if (file_ != nullptr) {
-    int first_nvme = 0;
+    int first = 0, first_nvme = 0;  // the first Unit stepped here, and on NVMe
+    while (units_[first].numel == 0) ++first;
     while (!units_[first_nvme].on_nvme) ++first_nvme;
     where = absl::StrCat(
-        first_nvme == 0 ? "" : absl::StrCat(where, " (Units 0-", first_nvme - 1, ") and "),
+        first_nvme == first ? ""
+                            : absl::StrCat(where, " (Units ", first, "-", first_nvme - 1, ") and "),
         "NVMe (",
-        first_nvme == 0 ? "" : absl::StrCat("Units ", first_nvme, "-", units_.size() - 1, ", "),
+        first_nvme == first ? "" : absl::StrCat("Units ", first_nvme, "-", units_.size() - 1, ", "),
         file_->path(), " through ", engine_->name(), ", ",
         FormatBytes(static_cast<double>(staging_bytes())), " of host staging)");
   }

@@ -20,7 +20,11 @@ absl::StatusOr<std::unique_ptr<NvmeAdamW>> NvmeAdamW::Create(const Config& confi
   io.queue_depth = static_cast<int>(config.aio.queue_depth);
   io.force_fallback = config.aio.force_pread;
   std::vector<size_t> numels;
-  for (int u = 0; u < model.num_units(); ++u) numels.push_back(model.unit(u).optimizer_numel());
+  // Units whose optimizer stays in the backend (offload_optimizer.ratio) take no space.
+  for (int u = 0; u < model.num_units(); ++u) {
+    const UnitState& unit = model.unit(u);
+    numels.push_back(unit.optimizer_offloaded() ? unit.optimizer_numel() : 0);
+  }
   // Several trainers of one process (tests) each have their own file.
   static std::atomic<int> next_file = 0;
   absl::StatusOr<std::unique_ptr<NvmeOptimizerState>> state = NvmeOptimizerState::Create(

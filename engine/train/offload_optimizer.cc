@@ -28,10 +28,10 @@ absl::StatusOr<std::unique_ptr<OffloadedOptimizer>> OffloadedOptimizer::Create(
   auto o = std::unique_ptr<OffloadedOptimizer>(
       new OffloadedOptimizer(model, ops, opt, delayed_from, external));
   o->pending_.assign(model.num_units(), 0);
-  o->lazy_uploads_ = !model.unit(0).optimizer_sharded() || model.unit(0).params_offloaded;
   o->unlanded_.assign(model.num_units(), 0);
   // The last Unit is always offloaded (offload_optimizer.ratio offloads from the end).
   const UnitState& last = model.unit(model.num_units() - 1);
+  o->lazy_uploads_ = !last.optimizer_sharded() || last.params_offloaded;
   if (ops.memory_tier() == Tier::kDevice && !last.params_offloaded &&
       last.offload_grads.tier() == Tier::kHost) {
     SPW_ASSIGN_OR_RETURN(

@@ -107,6 +107,7 @@ absl::Status WriteExternalMaster(Model& model, kernels::Ops& ops,
                                  ExternalOptimizerState& external) {
   for (int u = 0; u < model.num_units(); ++u) {
     UnitState& unit = model.unit(u);
+    if (!unit.optimizer_offloaded()) continue;  // in the backend (offload_optimizer.ratio)
     const size_t lo = unit.update_begin(), hi = unit.update_end();
     float* staging = unit.offload_grads_data();
     if (unit.params_in_master) {  // zero what lies outside [lo, hi): padding

@@ -333,7 +333,8 @@ absl::Status Trainer::CreateExternalState() {
   if (!config_.zero.param_nvme) return absl::OkStatus();
   std::vector<NvmeShardReader::Location> shards;
   for (int u = 0; u < model_->num_units(); ++u) {
-    shards.push_back(external_state_->MasterLocation(u));
+    shards.push_back(model_->unit(u).params_in_master ? external_state_->MasterLocation(u)
+                                                      : NvmeShardReader::Location());
   }
   IoOptions io;
   io.nvme_path = config_.zero.nvme_path;

@@ -141,6 +141,10 @@ TEST_P(MemoryPlanBackendTest, EqualsWhatTheModelAllocates) {
       for (int stage = 0; stage <= 3; stage += 3) {  // partial offload
         if (world > 1 || stage == 0) cases.push_back({type, world, stage, true, false, false, 0.5});
       }
+      // Partial offload of parameters too: the first Units wholly in the backend, the last ones'
+      // parameters in CPU memory or (state on NVMe) on NVMe.
+      cases.push_back({type, world, 3, true, false, true, 0.5});
+      cases.push_back({type, world, 3, true, true, true, 0.5, /*nvme=*/true});
     }
   }
   for (const Case& c : cases) {

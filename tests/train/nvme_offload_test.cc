@@ -221,6 +221,34 @@ TEST_P(NvmeOffloadTest, ParametersOnNvmeEqualParametersInCpuMemoryBitwise) {
   ASSERT_TRUE(MakeTrainer(config("cpu", moved_dir, 5, "fp32"))->Train().ok());
   ExpectResumesLike(*full, *MakeTrainer(config("nvme", moved_dir, 8, "fp32")), moved_dir + "/ckpt",
                     3, true);
+  // All three tiers (offload_optimizer.ratio 0.4: the first Units wholly in the backend;
+  // nvme_ratio 0.3: the middle Units' 8-bit state in CPU memory, the last Units' on NVMe, with
+  // the parameters there too): bitwise the same run as the same split with the parameters and
+  // state in CPU memory.
+  auto tiers = [&](const std::string& params, const std::string& dir) {
+    return absl::StrReplaceAll(
+        config(params, dir, 8, "int8"),
+        {{R"("buffer_size": 4096)", R"("buffer_size": 4096, "ratio": 0.4, "nvme_ratio": 0.3)"}});
+  };
+  auto tiers_cpu = MakeTrainer(tiers("cpu", Dir("tiers_cpu")));
+  auto tiers_nvme = MakeTrainer(tiers("nvme", Dir("tiers_nvme")));
+  for (Trainer* t : {tiers_cpu.get(), tiers_nvme.get()}) {
+    absl::Status trained = t->Train();
+    ASSERT_TRUE(trained.ok()) << trained;
+  }
+  EXPECT_EQ(tiers_cpu->step_losses(), tiers_nvme->step_losses());
+  const Model& model = tiers_nvme->model();
+  int in_backend = 0, in_memory = 0, on_nvme = 0;
+  for (int u = 0; u < model.num_units(); ++u) {
+    EXPECT_EQ(tiers_cpu->StoredParams(u).value(), tiers_nvme->StoredParams(u).value()) << u;
+    const NvmeShardReader::Location at = tiers_nvme->external_state()->MasterLocation(u);
+    in_backend += !model.unit(u).optimizer_offloaded();
+    in_memory += model.unit(u).optimizer_offloaded() && at.memory != nullptr;
+    on_nvme += model.unit(u).optimizer_offloaded() && at.file != nullptr;
+  }
+  EXPECT_GT(in_backend, 0);
+  EXPECT_GT(in_memory, 0);
+  EXPECT_GT(on_nvme, 0);
   // A run with its 8-bit state split over CPU memory and NVMe resumes bit for bit.
   const std::string split_full_dir = Dir("split_full"), split_split_dir = Dir("split_split");
   auto split_full = MakeTrainer(config("nvme", split_full_dir, 8, "split"));

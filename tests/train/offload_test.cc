@@ -308,6 +308,46 @@ TEST_P(OffloadTest, OffloadedParametersEqualInBackendBitwise) {
   }
 }
 
+// Partial offload with the parameters offloaded (offload_optimizer.ratio 0.5, offload_param
+// "cpu"): the first Units keep parameters, gradients and optimizer in the backend, the last
+// Units' live in CPU memory; with one micro-batch bitwise the run of the whole model in the
+// backend, GPT-2 and Llama, and it resumes bit for bit.
+TEST_P(OffloadTest, PartiallyOffloadedParametersEqualInBackendBitwiseAndResume) {
+  const Tier backend = GetParam() == "cuda" ? Tier::kDevice : Tier::kHost;
+  const Tier host = GetParam() == "cuda" ? Tier::kPinnedHost : Tier::kHost;
+  auto partial = [](std::string json) {
+    return absl::StrReplaceAll(ParamsOffloaded(std::move(json)),
+                               {{R"("offload_optimizer": {"device": "cpu"})",
+                                 R"("offload_optimizer": {"device": "cpu", "ratio": 0.5})"}});
+  };
+  for (const bool llama : {false, true}) {
+    SCOPED_TRACE(llama ? "llama" : "gpt2");
+    auto make = [&](const std::string& name, int64_t steps) {
+      const std::string dir = FreshDir(absl::StrCat(name, llama, "_", GetParam()));
+      return OneMicroBatch(llama ? SmallLlamaConfig(steps, dir, 0, GetParam())
+                                 : SmallConfig(steps, dir, 0, GetParam()));
+    };
+    std::unique_ptr<Trainer> offloaded;
+    ExpectTrainBitwiseEqual(make("partial_params_in_backend", 8),
+                            partial(make("partial_params", 8)), &offloaded);
+    ASSERT_NE(offloaded, nullptr);
+    const Model& model = offloaded->model();
+    const UnitState& first = model.unit(0);
+    const UnitState& last = model.unit(model.num_units() - 1);
+    EXPECT_FALSE(first.params_offloaded || first.optimizer_offloaded());
+    EXPECT_EQ(first.params.tier(), backend);
+    EXPECT_TRUE(last.params_offloaded && last.optimizer_offloaded());
+    EXPECT_EQ(last.params.tier(), host);
+    const std::string dir = FreshDir(absl::StrCat("partial_params_split", llama, GetParam()));
+    auto split = [&](int64_t steps) {
+      return partial(OneMicroBatch(llama ? SmallLlamaConfig(steps, dir, 0, GetParam())
+                                         : SmallConfig(steps, dir, 0, GetParam())));
+    };
+    ASSERT_TRUE(MakeTrainer(split(5))->Train().ok());
+    ExpectResumesLike(*offloaded, *MakeTrainer(split(8)), dir + "/ckpt", 3, true);
+  }
+}
+
 // examples/tiny-offload (examples/tiny at ZeRO-3 with parameters and optimizer in CPU memory)
 // trains exactly like examples/tiny: its first 40 steps, and it says where its state is.
 TEST_P(OffloadTest, TinyOffloadExampleTrainsLikeTheTinyExample) {

@@ -373,7 +373,7 @@ void ExpectStageThreeOffloadEqualsInBackendAndResumes(const std::string& dir,
 // Parameters in CPU memory too (offload_param "cpu", stage 3): each rank copies its shard up
 // and all-gathers it in place, reduce-scatters in place and brings its part of the gradient
 // down; bitwise equal to stage 3 with everything in the backend, clipped or not, and resumes
-// bit for bit.
+// bit for bit; also with only the last Units offloaded (offload_optimizer.ratio).
 TEST(ZeroTest, OffloadedParametersEqualStageThreeInBackendAndResume) {
   SKIP_WITHOUT_RANK_GPUS();
   // One rank in the backend trains as stage 0 (offload_test compares with it).
@@ -382,6 +382,11 @@ TEST(ZeroTest, OffloadedParametersEqualStageThreeInBackendAndResume) {
   const std::string keys =
       R"("offload_optimizer": {"device": "cpu"}, "offload_param": {"device": "cpu"})";
   ExpectStageThreeOffloadEqualsInBackendAndResumes(dir, keys);
+  // Partially (offload_optimizer.ratio 0.5): the first Units wholly in the backend.
+  ExpectStageThreeOffloadEqualsInBackendAndResumes(
+      dir + "/partial",
+      absl::StrReplaceAll(keys, {{R"("offload_optimizer": {"device": "cpu"})",
+                                  R"("offload_optimizer": {"device": "cpu", "ratio": 0.5})"}}));
 }
 
 // Parameters on NVMe (offload_param "nvme"): each rank reads its parameter shard, the master in
