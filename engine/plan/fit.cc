@@ -107,6 +107,26 @@ absl::StatusOr<PlanResult> PlanToFit(const PlanInput& input, const Hardware& hw)
   return result;
 }
 
+std::optional<PlanInput> SplitThatFits(const PlanInput& input, const Hardware& hw) {
+  const bool offloaded =
+      input.offload_optimizer == Placement::kCpu || input.offload_optimizer == Placement::kNvme;
+  if (!offloaded) return std::nullopt;
+  const bool compact = input.moments != MomentDtype::kFp32 || input.master != MasterDtype::kFp32;
+  const bool split_nvme = input.offload_optimizer == Placement::kNvme && compact;
+  constexpr int kSteps = 20;  // ratios of 0.05, 0.10, ... 1
+  for (int r = 1; r <= kSteps; ++r) {
+    // nvme_ratio above ratio puts every offloaded Unit on NVMe, as nvme_ratio = ratio does.
+    for (int n = 1; n <= (split_nvme ? r : 1); ++n) {
+      PlanInput in = input;
+      in.offload_ratio = static_cast<double>(r) / kSteps;
+      in.nvme_ratio = split_nvme ? static_cast<double>(n) / kSteps : 1.0;
+      absl::StatusOr<MemoryPlan> plan = PlanMemory(in);
+      if (plan.ok() && CheckFit(*plan, hw).fits()) return in;
+    }
+  }
+  return std::nullopt;
+}
+
 absl::Status NotFitError(const PlanResult& result, const Hardware& hw) {
   const PlanInput& in = result.plan.input;
   std::string hint;
@@ -117,6 +137,15 @@ absl::Status NotFitError(const PlanResult& result, const Hardware& hw) {
     absl::StatusOr<PlanResult> other = PlanToFit(any, hw);
     if (other.ok() && other->fit.fits()) {
       hint = absl::StrCat("; ", PlacementText(other->plan.input), " would fit");
+    }
+  }
+  if (hint.empty() && (in.offload_ratio == 1.0 && in.nvme_ratio == 1.0)) {
+    if (std::optional<PlanInput> split = SplitThatFits(in, hw)) {
+      hint = absl::StrFormat("; offload_optimizer.ratio %g", split->offload_ratio);
+      if (split->nvme_ratio < 1.0)
+        absl::StrAppendFormat(&hint, ", nvme_ratio %g", split->nvme_ratio);
+      absl::StrAppend(&hint, " would fit (the first Units on the GPU",
+                      split->nvme_ratio < 1.0 ? ", the last on NVMe" : "", ")");
     }
   }
   if (!in.activation_checkpointing) {

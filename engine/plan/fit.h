@@ -49,8 +49,14 @@ struct PlanResult {
 // the last one tried (the most offloaded), with its report.
 absl::StatusOr<PlanResult> PlanToFit(const PlanInput& input, const Hardware& hw);
 
+// The split of an offloaded config over the tiers that fits, if any: offload_optimizer.ratio
+// (and, with compact state on NVMe, nvme_ratio) on a grid of 0.05, the most on the GPU first,
+// then the least on NVMe; the other inputs as given.
+std::optional<PlanInput> SplitThatFits(const PlanInput& input, const Hardware& hw);
+
 // ResourceExhausted for a result that does not fit: each short tier with bytes needed, bytes
-// found and the difference, and a placement that would fit if there is one.
+// found and the difference, and a placement that would fit if there is one (another device, a
+// split over the tiers by ratio and nvme_ratio, or activation checkpointing).
 absl::Status NotFitError(const PlanResult& result, const Hardware& hw);
 
 // `offload_optimizer "cpu", offload_param "none"`.

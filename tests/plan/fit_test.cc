@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "engine/plan/report.h"
 #include "offload/buffer.h"
 
@@ -109,6 +110,44 @@ TEST(FitTest, AutoPicksTheCheapestPlacementThatFits) {
   EXPECT_EQ(r->plan.input.offload_param, Placement::kNvme);
   EXPECT_EQ(r->tried.size(), 9u);
   EXPECT_NE(FormatPlan(*r, tiny).find("verdict: does not fit"), std::string::npos);
+}
+
+// A config with its state and parameters on NVMe that no tier holds alone: the error proposes
+// the split over all three (the most on the GPU, then the least on NVMe), and that split fits.
+TEST(FitTest, NotFitProposesASplitOverTheTiers) {
+  PlanInput in = Model100M();
+  in.unit_numel.assign(40, 2'500'000);  // small Units against the model, as in a large one
+  in.prefetch_elements = 2'500'000;
+  in.stage = 3;
+  in.activation_checkpointing = true;
+  in.moments = MomentDtype::kInt8;
+  in.offload_optimizer = Placement::kNvme;
+  in.offload_param = Placement::kNvme;
+  absl::StatusOr<MemoryPlan> all_on_nvme = PlanMemory(in);
+  ASSERT_TRUE(all_on_nvme.ok()) << all_on_nvme.status();
+  // Half the disk the plan needs, room for a third of the model's state in CPU memory, and a
+  // GPU with room for a fifth of it (16 bytes per parameter, and the reduced-shard buffers
+  // that resident Units need).
+  const size_t nvme = all_on_nvme->Bytes(Tier::kNvme);
+  const Hardware hw = Machine(all_on_nvme->Bytes(Tier::kDevice) + 20'000'000 * 16 + 40 * kMiB,
+                              all_on_nvme->Bytes(Tier::kPinnedHost) + nvme / 3, nvme / 2);
+  EXPECT_FALSE(CheckFit(*all_on_nvme, hw).fits());
+  std::optional<PlanInput> split = SplitThatFits(in, hw);
+  ASSERT_TRUE(split.has_value());
+  EXPECT_LT(split->offload_ratio, 1.0);
+  EXPECT_LT(split->nvme_ratio, split->offload_ratio);
+  absl::StatusOr<MemoryPlan> plan = PlanMemory(*split);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_TRUE(CheckFit(*plan, hw).fits()) << FormatPlan({*plan, CheckFit(*plan, hw)}, hw);
+  absl::StatusOr<PlanResult> r = PlanToFit(in, hw);
+  ASSERT_TRUE(r.ok());
+  const std::string message(NotFitError(*r, hw).message());
+  EXPECT_NE(message.find(absl::StrFormat("offload_optimizer.ratio %g, nvme_ratio %g would fit",
+                                         split->offload_ratio, split->nvme_ratio)),
+            std::string::npos)
+      << message;
+  // Nothing fits a GPU too small for the working buffers: no split is proposed.
+  EXPECT_FALSE(SplitThatFits(in, Machine(kMiB, 1u << 30, 1u << 30)).has_value());
 }
 
 TEST(FitTest, HostMemoryIsSharedByTheRanksOfANode) {
