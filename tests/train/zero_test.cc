@@ -225,6 +225,12 @@ std::string WithZeroKeys(std::string json, const std::string& keys) {
 }
 
 // ZeroConfig with a Llama (grouped-query attention, untied head) in place of its GPT-2.
+// `json` with 8-bit Adam m and v (compact optimizer state).
+std::string Int8State(std::string json) {
+  const std::string at = R"("weight_decay": 0.1)";
+  return json.insert(json.find(at) + at.size(), R"(, "state_dtype": "int8")");
+}
+
 std::string LlamaZeroConfig(int64_t steps, const std::string& dir, int stage) {
   std::string json = ZeroConfig(steps, dir, stage);
   const std::string gpt2 = R"("n_layer": 2, "n_head": 2, "d_model": 18,)";
@@ -391,7 +397,7 @@ TEST(ZeroTest, OffloadedParametersEqualStageThreeInBackendAndResume) {
 
 // Parameters on NVMe (offload_param "nvme"): each rank reads its parameter shard, the master in
 // its own NVMe file, copies it up and all-gathers it in place; bitwise equal to stage 3 with
-// everything in the backend, clipped or not, and resumes bit for bit.
+// everything in the backend, clipped or not, and resumes bit for bit; and over three tiers.
 TEST(ZeroTest, ParametersOnNvmeEqualStageThreeInBackendAndResume) {
   SKIP_WITHOUT_RANK_GPUS();
   if (World().world_size() == 1) GTEST_SKIP() << "needs several ranks (mpirun -np N)";
@@ -403,6 +409,26 @@ TEST(ZeroTest, ParametersOnNvmeEqualStageThreeInBackendAndResume) {
                    "/nvme\", \"buffer_count\": 3, \"buffer_size\": 4096}, ",
                    "\"offload_param\": {\"device\": \"nvme\"}");
   ExpectStageThreeOffloadEqualsInBackendAndResumes(dir, keys);
+  // All three tiers with 8-bit state (ratio 0.5: the first Units in the backend; nvme_ratio
+  // 0.3: the last Units' shards of master and state on NVMe, the middle ones' in CPU memory)
+  // train bitwise as the same split with the parameters and state in CPU memory.
+  const std::string tiers = absl::StrReplaceAll(
+      keys,
+      {{R"("buffer_size": 4096})", R"("buffer_size": 4096, "ratio": 0.5, "nvme_ratio": 0.3})"}});
+  const std::string tiers_cpu =
+      R"("offload_optimizer": {"device": "cpu", "ratio": 0.5}, "offload_param": {"device": "cpu"})";
+  auto on_nvme =
+      MakeTrainer(Int8State(WithZeroKeys(ZeroConfig(6, dir + "/tiers", 3), tiers)), World());
+  auto in_memory = MakeTrainer(
+      Int8State(WithZeroKeys(ZeroConfig(6, dir + "/tiers_cpu", 3), tiers_cpu)), World());
+  for (Trainer* t : {on_nvme.get(), in_memory.get()}) {
+    absl::Status trained = t->Train();
+    ASSERT_TRUE(trained.ok()) << trained;
+  }
+  EXPECT_EQ(on_nvme->step_losses(), in_memory->step_losses());
+  for (int u = 0; u < on_nvme->model().num_units(); ++u) {
+    EXPECT_EQ(on_nvme->StoredParams(u).value(), in_memory->StoredParams(u).value()) << u;
+  }
 }
 
 // With the optimizer state on NVMe (a file per rank, small tiles so that every shard streams in
@@ -431,15 +457,12 @@ TEST(ZeroTest, NvmeOptimizerStateEqualsInBackendAtEveryStageAndResumes) {
     }
   }
   // Compact (8-bit) moments on NVMe equal them on the CPU tier, shard by shard.
-  auto Int8 = [](std::string json) {
-    const std::string at = R"("weight_decay": 0.1)";
-    return json.insert(json.find(at) + at.size(), R"(, "state_dtype": "int8")");
-  };
-  auto int8_cpu = MakeTrainer(Int8(WithZeroKeys(ZeroConfig(6, dir + "/int8_cpu", 2),
-                                                "\"offload_optimizer\": {\"device\": \"cpu\"}")),
-                              World());
+  auto int8_cpu =
+      MakeTrainer(Int8State(WithZeroKeys(ZeroConfig(6, dir + "/int8_cpu", 2),
+                                         "\"offload_optimizer\": {\"device\": \"cpu\"}")),
+                  World());
   auto int8_nvme =
-      MakeTrainer(Int8(WithZeroKeys(ZeroConfig(6, dir + "/int8_nvme", 2), nvme)), World());
+      MakeTrainer(Int8State(WithZeroKeys(ZeroConfig(6, dir + "/int8_nvme", 2), nvme)), World());
   ASSERT_TRUE(int8_cpu->Train().ok());
   ASSERT_TRUE(int8_nvme->Train().ok());
   EXPECT_EQ(int8_cpu->step_losses(), int8_nvme->step_losses());
