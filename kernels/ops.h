@@ -66,10 +66,10 @@ class Ops {
   virtual void CopyToHost(void* host_dst, const void* src, size_t bytes) = 0;
 
   // Copies on a copy stream that runs beside the compute stream (GPU backends), for the
-  // offloaded optimizer. Each copy starts after every op issued before it and returns a ticket
-  // (increasing). WaitCopies(t) blocks the calling thread, which may be any one thread other
-  // than the issuing one, until every copy up to ticket t has landed, and returns the first
-  // copy error. ComputeAfterCopies(t) makes every later op wait for the copies up to ticket t,
+  // offloaded state. Each copy starts after every op issued before it and returns a ticket
+  // (increasing). WaitCopies(t) blocks the calling thread (the issuing one, or another: the
+  // offloaded optimizer's worker) until every copy up to ticket t has landed, and returns the
+  // first copy error. ComputeAfterCopies(t) makes every later op wait for the copies up to ticket t,
   // without a host wait (t <= 0: none). TakeCopySeconds() returns the copy stream's busy time of
   // the copies that have landed since the last call. Host backends copy at once (these
   // defaults).

@@ -435,15 +435,15 @@ void Trainer::PrintStartup() const {
   const int world = comm_->world_size();
   for (const std::string& line : FormatStartupMemory(memory_plan_)) Print(line);
   if (memory_plan_.input.offload_optimizer != Placement::kNone) {
+    // With offload_optimizer.ratio the first Units stay in the backend (the line below says which).
     const char* what =
         config_.zero.param_nvme ? "fp32 gradient shards; the parameter shards are the optimizer's "
-                                  "master on NVMe; the backend holds only working buffers"
+                                  "fp32 master, on NVMe (with nvme_ratio the first offloaded "
+                                  "Units' in CPU memory)"
         : config_.zero.offload_param && external_state_ != nullptr
-            ? "fp32 parameter and gradient shards; the backend holds only working "
-              "buffers"
+            ? "fp32 parameter and gradient shards"
         : config_.zero.offload_param
-            ? "fp32 parameter and gradient shards, which AdamW updates in place, "
-              "Adam m and v; the backend holds only working buffers"
+            ? "fp32 parameter and gradient shards, which AdamW updates in place, Adam m and v"
         : external_state_ != nullptr ? "gradient copies"
                                      : "fp32 master parameters, gradient copies, Adam m and v";
     Print(absl::StrFormat("%s offloaded to %s memory (%s); AdamW on the CPU (%s)",
