@@ -118,7 +118,7 @@ absl::StatusOr<std::unique_ptr<Gpt2>> Gpt2::Create(const ModelConfig& config, in
 
 absl::Status Gpt2::InitParams(uint64_t seed) {
   const double residual_std = config_.init_std / std::sqrt(2.0 * config_.n_layer);
-  return InitUnitsParallel([&](int u, std::vector<float>& host) {
+  return InitUnitsParallel([&](int u, std::span<float> host) {
     Rng rng(seed, static_cast<uint64_t>(u));
     for (const TensorSpec& t : units_[u].layout.tensors()) {
       float* p = host.data() + t.offset;

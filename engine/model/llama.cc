@@ -153,7 +153,7 @@ absl::StatusOr<std::unique_ptr<Llama>> Llama::Create(
 }
 
 absl::Status Llama::InitParams(uint64_t seed) {
-  return InitUnitsParallel([&](int u, std::vector<float>& host) {
+  return InitUnitsParallel([&](int u, std::span<float> host) {
     Rng rng(seed, static_cast<uint64_t>(u));
     for (const TensorSpec& t : units_[u].layout.tensors()) {
       float* p = host.data() + t.offset;

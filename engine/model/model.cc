@@ -63,26 +63,49 @@ absl::Status Model::SetUnitParams(int u, std::span<const float> whole) {
   return ops_->Synchronize();
 }
 
-absl::Status Model::InitUnitsParallel(const std::function<void(int, std::vector<float>&)>& fill) {
-  std::vector<int> held;
+absl::Status Model::InitUnitsParallel(const std::function<void(int, std::span<float>)>& fill) {
+  // In place: parameters (or, on NVMe, their incoming copy) stored whole in host memory.
+  std::vector<int> in_place, copied;
+  size_t largest_copied = 1;
   for (int u = 0; u < num_units(); ++u) {
-    if (holds(u)) held.push_back(u);
+    if (!holds(u)) continue;
+    UnitState& unit = units_[u];
+    const bool whole =
+        !unit.params_sharded() || (unit.shard.begin == 0 && unit.shard.shard_numel >= unit.numel());
+    if (unit.incoming_params().on_host() && whole) {
+      in_place.push_back(u);
+    } else {
+      copied.push_back(u);
+      largest_copied = std::max(largest_copied, unit.numel() * sizeof(float));
+    }
   }
-  // A wave holds one host copy per thread of its Units.
-  const size_t wave = std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 16);
-  for (size_t first = 0; first < held.size(); first += wave) {
-    const size_t n = std::min(wave, held.size() - first);
+  const size_t threads = std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 16);
+  for (size_t first = 0; first < in_place.size(); first += threads) {
+    std::vector<std::thread> workers;
+    for (size_t i = first; i < std::min(first + threads, in_place.size()); ++i) {
+      workers.emplace_back([&, i] {
+        UnitState& unit = units_[in_place[i]];
+        const std::span<float> host(unit.incoming_params().as<float>(), unit.numel());
+        std::fill(host.begin(), host.end(), 0.0f);
+        fill(in_place[i], host);
+      });
+    }
+    for (std::thread& t : workers) t.join();
+  }
+  const size_t wave = std::clamp<size_t>(kInitScratchBytes / largest_copied, 1, threads);
+  for (size_t first = 0; first < copied.size(); first += wave) {
+    const size_t n = std::min(wave, copied.size() - first);
     std::vector<std::vector<float>> hosts(n);
-    std::vector<std::thread> threads;
+    std::vector<std::thread> workers;
     for (size_t i = 0; i < n; ++i) {
-      threads.emplace_back([&, i] {
-        const int u = held[first + i];
+      workers.emplace_back([&, i] {
+        const int u = copied[first + i];
         hosts[i].assign(units_[u].numel(), 0.0f);
         fill(u, hosts[i]);
       });
     }
-    for (std::thread& t : threads) t.join();
-    for (size_t i = 0; i < n; ++i) SPW_RETURN_IF_ERROR(SetUnitParams(held[first + i], hosts[i]));
+    for (std::thread& t : workers) t.join();
+    for (size_t i = 0; i < n; ++i) SPW_RETURN_IF_ERROR(SetUnitParams(copied[first + i], hosts[i]));
   }
   return absl::OkStatus();
 }

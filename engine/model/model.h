@@ -124,6 +124,8 @@ class Model {
   // Sets Unit u's parameters from `whole` (unit(u).numel() floats on the host): all of them,
   // or this rank's shard at ZeRO stage 3. Waits for the copy.
   absl::Status SetUnitParams(int u, std::span<const float> whole);
+  // InitUnitsParallel's bound on host copies of Units it cannot fill in place.
+  static constexpr size_t kInitScratchBytes = size_t{4} << 30;
 
  protected:
   Model(const ModelConfig& config, int batch, int padded_vocab, kernels::Ops* ops)
@@ -135,9 +137,11 @@ class Model {
   void ReleaseGrads(int u);
   void BeginPass(UnitResidency::Pass pass, bool last_backward = false);
   // Sets every held Unit's parameters to what fill(u, host) writes into `host` (unit(u).numel()
-  // floats, zeroed). Units are filled in parallel on the host, a few at a time (each fill must
-  // depend on u only), and set in Unit order.
-  absl::Status InitUnitsParallel(const std::function<void(int, std::vector<float>&)>& fill);
+  // floats, zeroed). Units are filled in parallel on the host (each fill must depend on u only):
+  // where this rank stores a Unit's parameters whole in host memory, in place (the offloaded
+  // shards of one rank, the CPU backend); otherwise through a host copy each, at most
+  // kInitScratchBytes of copies at once (at least one Unit), set in Unit order.
+  absl::Status InitUnitsParallel(const std::function<void(int, std::span<float>)>& fill);
   // Adds the mean over non-ignored targets (>= 0; host memory) of the per-token `losses`
   // (backend memory, n of them, 0 where ignored) to *loss_sum (backend memory); sets *valid
   // to the number counted. Does not wait.

@@ -335,6 +335,21 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
     add("NVMe staging buffers", Category::kPools, offload, 3 * slot);
   }
   if (in.gpu) add("runtime reserve", Category::kPools, Tier::kDevice, in.gpu_reserve_bytes);
+  // Start-up only: whole-Unit host copies for the Units whose parameters are not stored whole in
+  // host memory (in the GPU, or sharded over ranks), as many as fit in init_scratch_bytes.
+  size_t copied = 0, largest_copied = 0;
+  for (size_t u = 0; u < n_units; ++u) {
+    const bool resident = static_cast<int>(u) < first_offloaded || !params_offloaded;
+    const bool in_place = (resident ? !in.gpu : true) && (!params_sharded || in.world_size == 1);
+    if (in_place) continue;
+    copied += in.unit_numel[u] * kF32;
+    largest_copied = std::max(largest_copied, in.unit_numel[u] * kF32);
+  }
+  if (copied > 0 && in.init_scratch_bytes > 0) {
+    const size_t wave = std::max<size_t>(in.init_scratch_bytes / largest_copied, 1);
+    add("parameter initialisation (start-up)", Category::kPools, Tier::kHost,
+        std::min(copied, wave * largest_copied));
+  }
   return plan;
 }
 

@@ -84,6 +84,8 @@ struct PlanInput {
   int nvme_buffer_count = 0;     // NVMe staging buffers for the optimizer's tiles
   size_t nvme_buffer_bytes = 0;  // bytes each
   size_t gpu_reserve_bytes = 0;  // runtime memory outside spillway's buffers (GPU only)
+  // Model::InitUnitsParallel's bound on host copies of Units it cannot fill in place (start-up).
+  size_t init_scratch_bytes = 0;
   std::string nvme_path;
 };
 
