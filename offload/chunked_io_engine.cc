@@ -178,6 +178,12 @@ absl::Status ChunkedIoEngine::Wait(Ticket ticket) {
   }
 }
 
+bool ChunkedIoEngine::Done(Ticket ticket) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const auto it = requests_.find(ticket);
+  return !fatal_.ok() || it == requests_.end() || it->second.chunks_left == 0;
+}
+
 absl::Status ChunkedIoEngine::WaitAll() {
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {

@@ -28,6 +28,7 @@ class ChunkedIoEngine : public IoEngine {
   absl::StatusOr<Ticket> SubmitWrite(const NvmeFile& file, uint64_t offset,
                                      std::span<const std::byte> src) override;
   absl::Status Wait(Ticket ticket) override;
+  bool Done(Ticket ticket) override;
   absl::Status WaitAll() override;
   int buffer_count() const override { return static_cast<int>(buffers_.size()); }
   std::span<std::byte> buffer(int index) override { return buffers_.at(index).span(); }

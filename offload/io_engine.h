@@ -83,6 +83,8 @@ class IoEngine {
                                              std::span<const std::byte> src) = 0;
   // Blocks until the request is done; its status. InvalidArgument for an unknown ticket.
   virtual absl::Status Wait(Ticket ticket) = 0;
+  // Whether Wait(ticket) would return at once (done, failed, or unknown), without waiting.
+  virtual bool Done(Ticket ticket) = 0;
   // Waits for every outstanding request; the first error among them.
   virtual absl::Status WaitAll() = 0;
 

@@ -73,6 +73,11 @@ absl::StatusOr<const float*> NvmeShardReader::FinishRead(int slot) {
   return s.staging.as<float>();
 }
 
+bool NvmeShardReader::Ready(int slot) {
+  const Slot& s = slots_[slot];
+  return !s.reading || s.memory != nullptr || engine_->Done(s.ticket);
+}
+
 size_t NvmeShardReader::host_bytes() const {
   size_t bytes = 0;
   for (const Slot& s : slots_) bytes += s.staging.bytes();

@@ -57,6 +57,8 @@ class NvmeShardReader {
   absl::Status StartRead(int unit, int slot);
   // Waits for slot `slot`'s read; the shard's floats in its staging.
   absl::StatusOr<const float*> FinishRead(int slot);
+  // Whether FinishRead(slot) would return at once.
+  bool Ready(int slot);
 
   size_t host_bytes() const;
   absl::string_view engine_name() const { return engine_->name(); }

@@ -224,8 +224,14 @@ void UnitResidency::AcquireParams(int u) {
     const int next = u + k * step;
     if (next < 0 || next >= static_cast<int>(units_.size())) break;
     if (GatherInto(next, /*required=*/false) < 0) break;
+    Slot& prefetched = param_slots_[param_slot_of_[next]];
     if (!options_.overlap) {
-      WaitPending(param_slots_[param_slot_of_[next]]);
+      WaitPending(prefetched);
+    } else if (prefetched.reading && comm_.world_size() == 1 &&
+               param_reader_->Ready(static_cast<int>(&prefetched - param_slots_.data()))) {
+      // Its NVMe read has landed: the copy up starts now, beside this Unit's compute. (With
+      // several ranks the all-gather after it would hold the compute back: at acquire then.)
+      FinishRead(prefetched);
     }
   }
 }

@@ -28,7 +28,8 @@
 // shard from NVMe into the slot's host staging (offload/nvme_shard_reader.h; a master in CPU
 // memory is used where it is), so the read runs as far ahead as the prefetch; the copy up (and
 // all-gather) is issued when the Unit is acquired, or its slot reused, after the host waits for
-// the read.
+// the read, or on one rank as soon as an earlier acquire finds the read landed, so that the copy
+// runs beside that Unit's compute.
 //
 // Optimizer offload hooks in through set_grads_final_hook: it hears of each Unit as soon as
 // its gradients are final in the step's last backward (stage 0 on one rank: at ReleaseGrads;

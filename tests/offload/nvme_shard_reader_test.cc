@@ -5,7 +5,9 @@
 #include "offload/nvme_shard_reader.h"
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -76,7 +78,14 @@ TEST_P(NvmeShardReaderTest, ReadsEveryShardExactlyWithSeveralInFlight) {
     EXPECT_EQ(std::memcmp(*shard, masters_[u].data(), masters_[u].size() * sizeof(float)), 0)
         << "unit " << u;
   }
+  // Ready() turns true once the read has landed, without waiting (IoEngine::Done).
+  EXPECT_TRUE(reader->Ready(0));
   ASSERT_TRUE(reader->StartRead(3, 0).ok());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!reader->Ready(0) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_TRUE(reader->Ready(0));
   absl::StatusOr<const float*> shard = reader->FinishRead(0);
   ASSERT_TRUE(shard.ok()) << shard.status();
   EXPECT_EQ(std::memcmp(*shard, masters_[3].data(), masters_[3].size() * sizeof(float)), 0);
