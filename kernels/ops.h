@@ -69,8 +69,8 @@ class Ops {
   // offloaded state. Each copy starts after every op issued before it and returns a ticket
   // (increasing). WaitCopies(t) blocks the calling thread (the issuing one, or another: the
   // offloaded optimizer's worker) until every copy up to ticket t has landed, and returns the
-  // first copy error. ComputeAfterCopies(t) makes every later op wait for the copies up to ticket t,
-  // without a host wait (t <= 0: none). TakeCopySeconds() returns the copy stream's busy time of
+  // first copy error. ComputeAfterCopies(t) makes every later op wait for the copies up to ticket
+  // t, without a host wait (t <= 0: none). TakeCopySeconds() returns the copy stream's busy time of
   // the copies that have landed since the last call. Host backends copy at once (these
   // defaults).
   virtual int64_t CopyToHostAsync(void* host_dst, const void* src, size_t bytes) {
