@@ -28,7 +28,10 @@ absl::Status UnitResidency::Allocate() {
   grads_copy_.assign(n, 0);
   // Offloaded parameters (all Units', or the last Units' with offload_optimizer.ratio).
   const bool any_offloaded = units_.back().params_offloaded;
-  const bool all_offloaded = units_[0].params_offloaded;
+  // Offloaded Units reduce in place, and so does everything on one rank (the identity; the
+  // Units' shards say how many ranks share them).
+  one_rank_ = units_[0].shard.shard_numel == units_[0].shard.padded_numel;
+  reduce_in_place_ = units_[0].params_offloaded || one_rank_;
   if (any_offloaded) {
     sums_begin_.assign(n, 0);
     sums_count_.assign(n, 0);
@@ -80,7 +83,7 @@ absl::Status UnitResidency::Allocate() {
       SPW_ASSIGN_OR_RETURN(grad_slots_[i].buffer,
                            Buffer::Allocate(numel * sizeof(float), tier,
                                             absl::StrCat("gradient accumulation buffer ", i)));
-      if (all_offloaded) continue;  // reduced in place
+      if (reduce_in_place_) continue;
       SPW_ASSIGN_OR_RETURN(grad_slots_[i].reduced,
                            Buffer::Allocate(shard * sizeof(float), tier,
                                             absl::StrCat("reduced gradient shard ", i)));
@@ -141,6 +144,10 @@ int UnitResidency::GatherInto(int u, bool required) {
     StartOffloadedGather(u, slot);
     return chosen;
   }
+  if (one_rank_) {  // a resident Unit at stage 3 on one rank: a copy in the backend
+    CopyUpAndGather(u, slot, unit.params.as<float>());
+    return chosen;
+  }
   absl::StatusOr<Communicator::Handle> handle = comm_.StartAllGather(
       unit.params.as<float>(), slot.buffer.as<float>(), unit.shard.shard_numel);
   Check(handle.status());
@@ -149,6 +156,11 @@ int UnitResidency::GatherInto(int u, bool required) {
     slot.has_pending = true;
   }
   return chosen;
+}
+
+float* UnitResidency::ReducedShard(const UnitState& unit, Slot& slot) const {
+  return reduce_in_place_ || unit.params_offloaded ? slot.buffer.as<float>() + unit.shard.begin
+                                                   : slot.reduced.as<float>();
 }
 
 std::vector<size_t> UnitResidency::param_slot_shard_numels() const {
@@ -194,7 +206,7 @@ void UnitResidency::CopyUpAndGather(int u, Slot& slot, const float* shard) {
   // The copy stream starts it after the compute issued so far, the slot's last readers included.
   slot.copy = ops_.CopyToBackendAsync(mine, shard, bytes);
   slot.has_copy = true;
-  copied_bytes_ += static_cast<double>(bytes);
+  if (unit.params_offloaded) copied_bytes_ += static_cast<double>(bytes);  // over PCIe
   if (comm_.world_size() == 1) return;
   // The collective starts after the compute issued before it, so the compute waits for the copy.
   ops_.ComputeAfterCopies(slot.copy);
@@ -273,7 +285,7 @@ void UnitResidency::CompleteReduction(Slot& slot) {
   if (unit.params_offloaded) {
     LandOffloadedGrads(slot.unit, slot);
   } else {
-    ops_.Accumulate(unit.grads.as<float>(), slot.reduced.as<float>(), unit.shard.shard_numel);
+    ops_.Accumulate(unit.grads.as<float>(), ReducedShard(unit, slot), unit.shard.shard_numel);
   }
   if (last_backward_ && grads_final_ && status_.ok()) grads_final_(slot.unit);
   grad_slot_of_[slot.unit] = -1;
@@ -376,8 +388,7 @@ void UnitResidency::ReleaseGrads(int u) {
   Slot& slot = grad_slots_[index];
   unit.live_grads = nullptr;
   slot.users = 0;
-  float* reduced =
-      unit.params_offloaded ? slot.buffer.as<float>() + unit.shard.begin : slot.reduced.as<float>();
+  float* reduced = ReducedShard(unit, slot);
   absl::StatusOr<Communicator::Handle> handle =
       comm_.StartReduceScatterSum(slot.buffer.as<float>(), reduced, unit.shard.shard_numel);
   Check(handle.status());

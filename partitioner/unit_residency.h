@@ -13,7 +13,9 @@
 //
 // Working memory, allocated once in the backend's tier: one parameter buffer for Unit 0 (the
 // embeddings, which GPT-2's tied head uses at both ends of the pass) and prefetch + 2 buffers
-// the size of the largest other Unit; the same for gradients with 2 ring buffers.
+// the size of the largest other Unit; the same for gradients with 2 ring buffers. On one rank
+// (stage 3 with offload_param) a resident Unit's gather is a copy on the copy stream and its
+// reduction happens in place: no collective touches the backend's memory.
 //
 // Offloaded parameters (UnitState::params_offloaded, every Unit's or, with
 // offload_optimizer.ratio, the last Units'; one rank or several): the shards live in
@@ -150,6 +152,8 @@ class UnitResidency {
   // adding the shard's earlier micro-batches to it first (so the backend holds the final sum).
   void LandOffloadedGrads(int u, Slot& slot);
   void CompleteReduction(Slot& slot);
+  // Where the reduce-scatter puts this rank's part of `unit`'s gradient in `slot`.
+  float* ReducedShard(const UnitState& unit, Slot& slot) const;
   void Check(const absl::Status& status);
   bool InWindow(int unit) const;
 
@@ -158,6 +162,8 @@ class UnitResidency {
   Communicator& comm_;
   ResidencyOptions options_;
   int stage_ = 0;
+  bool one_rank_ = false;         // the Units are not shared with other ranks
+  bool reduce_in_place_ = false;  // no separate reduced shard buffers
   int prefetch_ = 0;
   Pass pass_ = Pass::kForward;
   bool last_backward_ = false;

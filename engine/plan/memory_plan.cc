@@ -289,8 +289,8 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
   if (stage >= 2) {
     // Offloaded parameters reduce in place: no separate shard per buffer.
     const size_t ring = n_units > 1 ? 2 : 0;
-    const bool all_offloaded = params_offloaded && first_offloaded == 0;
-    const size_t shard_parts = all_offloaded ? 0 : shards[0].shard_numel + ring * largest_shard;
+    const bool in_place = (params_offloaded && first_offloaded == 0) || in.world_size == 1;
+    const size_t shard_parts = in_place ? 0 : shards[0].shard_numel + ring * largest_shard;
     add("gradient reduction buffers", Category::kWorking, compute,
         (shards[0].padded_numel + ring * largest + shard_parts) * kF32);
   }
