@@ -207,7 +207,7 @@ void UnitResidency::CopyUpAndGather(int u, Slot& slot, const float* shard) {
   slot.copy = ops_.CopyToBackendAsync(mine, shard, bytes);
   slot.has_copy = true;
   if (unit.params_offloaded) copied_bytes_ += static_cast<double>(bytes);  // over PCIe
-  if (comm_.world_size() == 1) return;
+  if (one_rank_) return;
   // The collective starts after the compute issued before it, so the compute waits for the copy.
   ops_.ComputeAfterCopies(slot.copy);
   slot.has_copy = false;
@@ -239,7 +239,7 @@ void UnitResidency::AcquireParams(int u) {
     Slot& prefetched = param_slots_[param_slot_of_[next]];
     if (!options_.overlap) {
       WaitPending(prefetched);
-    } else if (prefetched.reading && comm_.world_size() == 1 &&
+    } else if (prefetched.reading && one_rank_ &&
                param_reader_->Ready(static_cast<int>(&prefetched - param_slots_.data()))) {
       // Its NVMe read has landed: the copy up starts now, beside this Unit's compute. (With
       // several ranks the all-gather after it would hold the compute back: at acquire then.)

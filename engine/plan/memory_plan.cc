@@ -223,9 +223,8 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
   add("gradients", Category::kGradients, param_tier, grads * kF32);
 
   // Offloaded parameters are the master of an fp32 CPU AdamW; NVMe and compact state keep theirs.
-  const bool external_state = in.offload_optimizer == Placement::kNvme ||
-                              in.moments != MomentDtype::kFp32 || in.master != MasterDtype::kFp32;
   const bool external_compact = in.moments != MomentDtype::kFp32 || in.master != MasterDtype::kFp32;
+  const bool external_state = in.offload_optimizer == Placement::kNvme || external_compact;
   const bool has_master = separate_master && !(params_offloaded && !external_state);
   const size_t master = has_master ? optimizer_elems * master_bytes : 0;
   switch (in.offload_optimizer) {

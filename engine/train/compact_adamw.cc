@@ -85,11 +85,7 @@ absl::StatusOr<std::unique_ptr<CompactAdamW>> CompactAdamW::Create(const Config&
   }
   if (file_bytes == 0) return state;  // no Unit on NVMe
   state->settle_writes_ = config.zero.param_nvme;
-  IoOptions io;
-  io.nvme_path = config.zero.nvme_path;
-  io.block_size = static_cast<size_t>(config.aio.block_size);
-  io.queue_depth = static_cast<int>(config.aio.queue_depth);
-  io.force_fallback = config.aio.force_pread;
+  const IoOptions io = NvmeIoOptions(config);
   absl::Status created = [&]() -> absl::Status {
     SPW_ASSIGN_OR_RETURN(state->engine_, CreateIoEngine(io));
     static std::atomic<int> next_file = 0;

@@ -15,6 +15,16 @@
 
 namespace spillway {
 
+// The I/O engine options the config gives the NVMe tier (nvme_path and the aio section).
+inline IoOptions NvmeIoOptions(const Config& config) {
+  IoOptions io;
+  io.nvme_path = config.zero.nvme_path;
+  io.block_size = static_cast<size_t>(config.aio.block_size);
+  io.queue_depth = static_cast<int>(config.aio.queue_depth);
+  io.force_fallback = config.aio.force_pread;
+  return io;
+}
+
 class ExternalOptimizerState {
  public:
   enum Moment { kExpAvg, kExpAvgSq };

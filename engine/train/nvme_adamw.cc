@@ -14,11 +14,6 @@ namespace spillway {
 
 absl::StatusOr<std::unique_ptr<NvmeAdamW>> NvmeAdamW::Create(const Config& config, Model& model,
                                                              int rank) {
-  IoOptions io;
-  io.nvme_path = config.zero.nvme_path;
-  io.block_size = static_cast<size_t>(config.aio.block_size);
-  io.queue_depth = static_cast<int>(config.aio.queue_depth);
-  io.force_fallback = config.aio.force_pread;
   std::vector<size_t> numels;
   // Units whose optimizer stays in the backend (offload_optimizer.ratio) take no space.
   for (int u = 0; u < model.num_units(); ++u) {
@@ -28,7 +23,7 @@ absl::StatusOr<std::unique_ptr<NvmeAdamW>> NvmeAdamW::Create(const Config& confi
   // Several trainers of one process (tests) each have their own file.
   static std::atomic<int> next_file = 0;
   absl::StatusOr<std::unique_ptr<NvmeOptimizerState>> state = NvmeOptimizerState::Create(
-      io, std::move(numels), static_cast<size_t>(config.zero.nvme_buffer_size),
+      NvmeIoOptions(config), std::move(numels), static_cast<size_t>(config.zero.nvme_buffer_size),
       static_cast<int>(config.zero.nvme_buffer_count),
       absl::StrCat("optimizer.rank", rank, ".", next_file++));
   if (!state.ok()) {

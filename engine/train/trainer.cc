@@ -259,13 +259,11 @@ absl::Status Trainer::ResolveAutoOffload() {
   if (!result.fit.fits()) return NotFitError(result, hw);
   // Every rank takes the most offloaded of the ranks' choices, so that all hold the same state
   // (a rank that offloads its parameters offloads its optimizer too, so the maxima agree).
-  const Placement optimizer = result.plan.input.offload_optimizer;
-  float mine[2] = {optimizer == Placement::kNvme  ? 2.0f
-                   : optimizer == Placement::kCpu ? 1.0f
-                                                  : 0.0f,
-                   static_cast<float>(result.plan.input.offload_param == Placement::kNvme  ? 2
-                                      : result.plan.input.offload_param == Placement::kCpu ? 1
-                                                                                           : 0)};
+  auto level_of = [](Placement p) {
+    return p == Placement::kNvme ? 2.0f : p == Placement::kCpu ? 1.0f : 0.0f;
+  };
+  float mine[2] = {level_of(result.plan.input.offload_optimizer),
+                   level_of(result.plan.input.offload_param)};
   std::vector<float> levels(2 * world);
   SPW_RETURN_IF_ERROR(comm_->AllGather(mine, levels.data(), 2));
   float level = 0.0f, params = 0.0f;
@@ -336,13 +334,9 @@ absl::Status Trainer::CreateExternalState() {
     shards.push_back(model_->unit(u).params_in_master ? external_state_->MasterLocation(u)
                                                       : NvmeShardReader::Location());
   }
-  IoOptions io;
-  io.nvme_path = config_.zero.nvme_path;
-  io.block_size = static_cast<size_t>(config_.aio.block_size);
-  io.queue_depth = static_cast<int>(config_.aio.queue_depth);
-  io.force_fallback = config_.aio.force_pread;
-  absl::StatusOr<std::unique_ptr<NvmeShardReader>> reader = NvmeShardReader::Create(
-      io, std::move(shards), residency_->param_slot_shard_numels(), model_->unit(0).grads.tier());
+  absl::StatusOr<std::unique_ptr<NvmeShardReader>> reader =
+      NvmeShardReader::Create(NvmeIoOptions(config_), std::move(shards),
+                              residency_->param_slot_shard_numels(), model_->unit(0).grads.tier());
   if (!reader.ok()) return Annotate(reader.status(), "zero_optimization.offload_param.device");
   param_reader_ = std::move(reader).value();
   residency_->set_param_reader(param_reader_.get());
