@@ -10,7 +10,8 @@
 #      and gradients in pinned CPU memory too (offload_param "cpu"); variant offload_ratio:
 #      offload_optimizer.ratio RATIO (default 0.6, the last Units on the CPU),
 #      BUILD=build-device; a variant ending in _cpuckpt also keeps the activation checkpoints in
-#      CPU memory (offload_noclip_cpuckpt).
+#      CPU memory (offload_noclip_cpuckpt); "noclip" anywhere in a variant's name turns gradient
+#      clipping off (offload_ratio_noclip).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/out}
@@ -51,7 +52,7 @@ if variant.startswith("offload_delayed"):
 ckpt = {"enabled": True, "cpu_checkpointing": variant.endswith("_cpuckpt")}
 json.dump({
   "train_batch_size": 8, "train_micro_batch_size_per_gpu": 8,
-  "gradient_clipping": 0.0 if variant.startswith("offload_noclip") else 1.0,
+  "gradient_clipping": 0.0 if "noclip" in variant else 1.0,
   "steps_per_print": steps // 2,
   "activation_checkpointing": ckpt,
   "zero_optimization": zero,
