@@ -96,6 +96,10 @@ class Trainer {
   // Creates external_state_ for offload_optimizer.device = "nvme" or a compact state format,
   // and with offload_param "nvme" the residency's param_reader_.
   absl::Status CreateExternalState();
+  // Where offloaded state lives (ShardingPlan::offload_tier): pinned host memory for a GPU
+  // backend with pin_memory, else host memory. Not Unit 0's tier: offload_optimizer.ratio keeps
+  // the first Units in the backend.
+  Tier OffloadTier() const;
   absl::Status LoadData();
   absl::Status TrainStep();
   absl::Status PipelinedStep();

@@ -197,7 +197,9 @@ TEST_P(NvmeOffloadTest, ParametersOnNvmeEqualParametersInCpuMemoryBitwise) {
     EXPECT_EQ(cpu->step_losses(), nvme->step_losses());
     // Where the 8-bit state lives changes nothing.
     if (state == "int8") int8_losses = nvme->step_losses();
-    if (state == "split") EXPECT_EQ(nvme->step_losses(), int8_losses);
+    if (state == "split") {
+      EXPECT_EQ(nvme->step_losses(), int8_losses);
+    }
     for (int u = 0; u < nvme->model().num_units(); ++u) {
       const UnitState& unit = nvme->model().unit(u);
       EXPECT_TRUE(unit.params_in_master);
@@ -294,28 +296,42 @@ TEST(NvmeOffloadGpuTest, CudaNvmeEqualsInBackendAndCpuTierBitwise) {
 }
 
 // The CUDA backend (label gpu): parameters on NVMe, read into pinned staging and copied up for
-// each gather, train exactly as with them in pinned CPU memory.
+// each gather, train exactly as with them in pinned CPU memory; likewise all three tiers
+// (ratio 0.4: the first Units wholly on the GPU, so Unit 0's tier is not the offload tier;
+// nvme_ratio 0.3, 8-bit state).
 TEST(NvmeOffloadGpuTest, CudaParametersOnNvmeEqualParametersInPinnedMemoryBitwise) {
   if (kernels::GpuCount() == 0) GTEST_SKIP() << "no GPU here (this runs on the GPU machine)";
-  auto config = [](const std::string& params, const std::string& name) {
+  auto config = [](const std::string& params, const std::string& name, const std::string& split) {
     const std::string dir = FreshDir("gpu_params_" + name);
     std::filesystem::create_directories(dir + "/nvme");
-    return WithOffload(
+    std::string json = WithOffload(
         SmallConfig(8, dir, 0, "cuda"),
         absl::StrCat(R"("zero_optimization": {"stage": 3, "offload_param": {"device": ")", params,
                      R"("}, "offload_optimizer": {"device": "nvme", "nvme_path": ")", dir,
-                     R"(/nvme", "buffer_count": 4, "buffer_size": 4096}},)"));
+                     R"(/nvme", "buffer_count": 4, "buffer_size": 4096)", split, "}},"));
+    const std::string at = R"("weight_decay": 0.1)";
+    if (!split.empty()) json.insert(json.find(at) + at.size(), R"(, "state_dtype": "int8")");
+    return json;
   };
-  auto pinned = MakeTrainer(config("cpu", "pinned"));
-  auto nvme = MakeTrainer(config("nvme", "nvme"));
-  for (Trainer* t : {pinned.get(), nvme.get()}) {
-    absl::Status trained = t->Train();
-    ASSERT_TRUE(trained.ok()) << trained;
-  }
-  EXPECT_EQ(pinned->step_losses(), nvme->step_losses());
-  for (int u = 0; u < nvme->model().num_units(); ++u) {
-    EXPECT_EQ(pinned->StoredParams(u).value(), nvme->StoredParams(u).value()) << u;
-    EXPECT_EQ(nvme->model().unit(u).grads.tier(), Tier::kPinnedHost);
+  const std::string three_tiers = R"(, "ratio": 0.4, "nvme_ratio": 0.3)";
+  for (const std::string& split : {std::string(), three_tiers}) {
+    SCOPED_TRACE(split.empty() ? "fp32, all offloaded" : "three tiers");
+    const std::string name = split.empty() ? "" : "_tiers";
+    auto pinned = MakeTrainer(config("cpu", "pinned" + name, split));
+    auto nvme = MakeTrainer(config("nvme", "nvme" + name, split));
+    for (Trainer* t : {pinned.get(), nvme.get()}) {
+      absl::Status trained = t->Train();
+      ASSERT_TRUE(trained.ok()) << trained;
+    }
+    EXPECT_EQ(pinned->step_losses(), nvme->step_losses());
+    int in_backend = 0;
+    for (int u = 0; u < nvme->model().num_units(); ++u) {
+      EXPECT_EQ(pinned->StoredParams(u).value(), nvme->StoredParams(u).value()) << u;
+      const UnitState& unit = nvme->model().unit(u);
+      in_backend += !unit.params_offloaded;
+      EXPECT_EQ(unit.grads.tier(), unit.params_offloaded ? Tier::kPinnedHost : Tier::kDevice);
+    }
+    EXPECT_EQ(in_backend > 0, !split.empty());
   }
 }
 
