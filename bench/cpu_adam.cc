@@ -7,6 +7,9 @@
 // instruction set asked for, AdamW steps on n parameters without and with the fused bf16 output:
 // effective GB/s counts the bytes a step must move (p, g, m, v read; p, m, v written: 28 bytes
 // per parameter, +2 with bf16 out), from the median step time; the ratio is to the triad.
+// Last, the compact-state AdamW kernels (kernels/cpu/compact_adam.h) on the same n: bf16 m and v
+// (20 bytes per parameter), 8-bit block-wise m and v (18 bytes with the codes, ignoring the
+// scales); their rows give ns per parameter, the figure the offloaded optimizer's step scales by.
 // Prints a table row and one JSON line per measurement. Threads: OMP_NUM_THREADS.
 #include "kernels/cpu/cpu_adam.h"
 
@@ -23,7 +26,9 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "kernels/cpu/compact_adam.h"
 #include "kernels/cpu/parallel.h"
+#include "kernels/cpu/quant8.h"
 
 namespace spillway {
 namespace {
@@ -100,6 +105,61 @@ double TriadGBs(size_t n, int runs) {
     if (r > 0) best = std::min(best, Seconds(start));
   }
   return 12.0 * static_cast<double>(n) / best / 1e9;
+}
+
+// Median seconds of `step(s)` over `steps` calls after `warmup`, s counting from 1.
+template <typename Step>
+double MedianStepSeconds(int steps, int warmup, Step step) {
+  std::vector<double> seconds;
+  for (int s = 0; s < warmup + steps; ++s) {
+    const auto start = std::chrono::steady_clock::now();
+    step(s + 1);
+    if (s >= warmup) seconds.push_back(Seconds(start));
+  }
+  return Median(seconds);
+}
+
+void PrintCompactRow(const char* name, size_t n, int threads, double t, double bytes_per_param,
+                     double triad) {
+  const double gbs = bytes_per_param * static_cast<double>(n) / t / 1e9;
+  std::printf(
+      "spillway adamw %s | n=%zu | %d threads | %.1f ms/step | %.2f ns/param | %.1f GB/s | "
+      "%.0f%% of triad\n",
+      name, n, threads, 1e3 * t, 1e9 * t / static_cast<double>(n), gbs, 100.0 * gbs / triad);
+  std::printf(
+      "{\"impl\": \"spillway-adamw-%s\", \"n\": %zu, \"threads\": %d, \"ms_per_step\": %.3f, "
+      "\"ns_per_param\": %.3f, \"gb_per_s\": %.2f, \"triad_fraction\": %.3f}\n",
+      name, n, threads, 1e3 * t, 1e9 * t / static_cast<double>(n), gbs, gbs / triad);
+}
+
+// The compact-state kernels on n parameters (param and grad as the fp32 rows left them).
+void CompactRows(size_t n, int steps, int warmup, int threads, double triad, float* param,
+                 const float* grad) {
+  kernels::AdamWParams p;
+  p.lr = 1e-4f;
+  p.weight_decay = 0.01f;
+  {
+    Array<uint16_t> m(n), v(n);
+    std::fill_n(m.get(), n, uint16_t{0});
+    std::fill_n(v.get(), n, uint16_t{0});
+    const double t = MedianStepSeconds(steps, warmup, [&](int s) {
+      p.step = s;
+      kernels::cpu::AdamWBf16State(param, grad, m.get(), v.get(), n, p);
+    });
+    PrintCompactRow("bf16-state", n, threads, t, 20.0, triad);
+  }
+  const size_t blocks = (n + kernels::cpu::kQuantBlock - 1) / kernels::cpu::kQuantBlock;
+  Array<uint8_t> m(n), v(n);
+  Array<float> m_scale(blocks), v_scale(blocks);
+  std::fill_n(m.get(), n, uint8_t{0});
+  std::fill_n(v.get(), n, uint8_t{0});
+  std::fill_n(m_scale.get(), blocks, 0.0f);
+  std::fill_n(v_scale.get(), blocks, 0.0f);
+  const double t = MedianStepSeconds(steps, warmup, [&](int s) {
+    p.step = s;
+    kernels::cpu::AdamW8bitState(param, grad, m.get(), m_scale.get(), v.get(), v_scale.get(), n, p);
+  });
+  PrintCompactRow("int8-state", n, threads, t, 18.0, triad);
 }
 
 int Main(int argc, char** argv) {
@@ -187,6 +247,7 @@ int Main(int argc, char** argv) {
           name.c_str(), with_bf16 ? "true" : "false", n, threads, 1e3 * t, n / t, gbs, gbs / triad);
     }
   }
+  CompactRows(n, steps, warmup, threads, triad, param.get(), grad.get());
   return 0;
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cmath>
 
 namespace spillway::kernels::cpu {
@@ -25,36 +26,91 @@ std::array<float, kCount> Magnitudes(int exp_bits, int mant_bits) {
   return out;
 }
 
-const std::array<float, 128>& SignedMagnitudes() {
-  static const std::array<float, 128> table = Magnitudes<128>(4, 3);
-  return table;
-}
-
-const std::array<float, 256>& UnsignedMagnitudes() {
-  static const std::array<float, 256> table = Magnitudes<256>(5, 3);
-  return table;
-}
-
-// Index of the magnitude nearest to a (ties to the smaller).
+// A sorted table of magnitudes in [0, 1] and, for a fast exact std::lower_bound, the index of
+// the first magnitude >= the smallest float of each bucket of floats (the top bits of a
+// non-negative float: exponent and 4 mantissa bits). Neighbouring magnitudes of both formats
+// differ by at least 1/15 of the smaller (3 mantissa bits; more in their subnormal range), more
+// than a bucket spans (1/16), so a bucket holds at most one magnitude and the search from its
+// first index takes at most one step.
 template <size_t kCount>
-uint8_t Nearest(const std::array<float, kCount>& table, float a) {
-  const auto upper = std::lower_bound(table.begin(), table.end(), a);
-  if (upper == table.begin()) return 0;
-  if (upper == table.end()) return static_cast<uint8_t>(kCount - 1);
-  const size_t hi = static_cast<size_t>(upper - table.begin());
-  return static_cast<uint8_t>(*upper - a < a - table[hi - 1] ? hi : hi - 1);
+struct MagnitudeTable {
+  static constexpr int kShift = 23 - 4;                              // 4 mantissa bits per bucket
+  static constexpr uint32_t kBuckets = (0x3f800000u >> kShift) + 1;  // floats in [0, 1]
+  std::array<float, kCount> magnitude;
+  std::array<uint16_t, kBuckets> first_at_least;
+
+  MagnitudeTable(int exp_bits, int mant_bits) : magnitude(Magnitudes<kCount>(exp_bits, mant_bits)) {
+    for (uint32_t b = 0; b < kBuckets; ++b) {
+      const float lo = std::bit_cast<float>(b << kShift);
+      first_at_least[b] = static_cast<uint16_t>(
+          std::lower_bound(magnitude.begin(), magnitude.end(), lo) - magnitude.begin());
+    }
+  }
+
+  // std::lower_bound(magnitude, a) for a in [0, 1]; 0 for NaN.
+  size_t LowerBound(float a) const {
+    const uint32_t bucket = std::bit_cast<uint32_t>(a) >> kShift;
+    if (bucket >= kBuckets) return 0;         // NaN
+    const size_t k = first_at_least[bucket];  // < kCount: a <= 1 = magnitude[kCount - 1]
+    return k + static_cast<size_t>(magnitude[k] < a);
+  }
+};
+
+const MagnitudeTable<128>& SignedTable() {
+  static const MagnitudeTable<128> table(4, 3);
+  return table;
+}
+
+const MagnitudeTable<256>& UnsignedTable() {
+  static const MagnitudeTable<256> table(5, 3);
+  return table;
+}
+
+// Index of the magnitude nearest to a >= 0 (ties to the smaller; 0 for NaN, the largest above
+// 1). Branch-free: the magnitudes' order is data-dependent.
+template <size_t kCount>
+uint8_t Nearest(const MagnitudeTable<kCount>& table, float a) {
+  a = std::min(a, 1.0f);
+  const size_t hi = std::max<size_t>(table.LowerBound(a), 1);
+  const auto& m = table.magnitude;
+  return static_cast<uint8_t>(hi - 1 + static_cast<size_t>(m[hi] - a < a - m[hi - 1]));
 }
 
 // Index of the lower (or the upper, with probability proportional to the distance from the
-// lower) of the two magnitudes around a: unbiased rounding, with u uniform in [0, 1).
+// lower) of the two magnitudes around a >= 0: unbiased rounding, with u uniform in [0, 1).
 template <size_t kCount>
-uint8_t Stochastic(const std::array<float, kCount>& table, float a, float u) {
-  const auto upper = std::lower_bound(table.begin(), table.end(), a);
-  if (upper == table.begin()) return 0;
-  if (upper == table.end()) return static_cast<uint8_t>(kCount - 1);
-  const size_t hi = static_cast<size_t>(upper - table.begin());
-  const float lo = table[hi - 1];
-  return static_cast<uint8_t>(u * (*upper - lo) < a - lo ? hi : hi - 1);
+uint8_t Stochastic(const MagnitudeTable<kCount>& table, float a, float u) {
+  a = std::min(a, 1.0f);
+  const size_t hi = std::max<size_t>(table.LowerBound(a), 1);
+  const float lo = table.magnitude[hi - 1];
+  return static_cast<uint8_t>(hi - 1 +
+                              static_cast<size_t>(u * (table.magnitude[hi] - lo) < a - lo));
+}
+
+// The signed code of magnitude index `magnitude` for x's sign (0 stays 0: no negative zero).
+uint8_t WithSign(float x, uint8_t magnitude) {
+  const uint32_t negative = std::bit_cast<uint32_t>(x) >> 31;  // branch-free: signs are random
+  return static_cast<uint8_t>(magnitude | (negative & (magnitude != 0)) << 7);
+}
+
+// Every code's value at scale 1, signed codes with their sign.
+struct DecodeTables {
+  std::array<float, 256> is_signed, is_unsigned;
+  DecodeTables() {
+    for (int c = 0; c < 256; ++c) {
+      const float magnitude = SignedTable().magnitude[c & 0x7f];
+      is_signed[c] = (c & 0x80) ? -magnitude : magnitude;
+      is_unsigned[c] = UnsignedTable().magnitude[c];
+    }
+  }
+  const std::array<float, 256>& of(Quant8Code kind) const {
+    return kind == Quant8Code::kSigned ? is_signed : is_unsigned;
+  }
+};
+
+const DecodeTables& Decoded() {
+  static const DecodeTables tables;
+  return tables;
 }
 
 // SplitMix64's finaliser: a well-mixed 64-bit hash.
@@ -65,25 +121,37 @@ uint64_t Mix(uint64_t z) {
   return z ^ (z >> 31);
 }
 
+// Codes of x[0, n) for a block of maximum `scale` > 0 (seed: as Quant8EncodeBlock).
+template <bool kSigned, size_t kCount>
+void EncodeValues(const MagnitudeTable<kCount>& table, const float* x, uint8_t* codes, size_t n,
+                  float scale, uint64_t seed) {
+  for (size_t i = 0; i < n; ++i) {
+    const float a = std::fabs(x[i]) / scale;
+    uint8_t magnitude;
+    if (seed == 0) {
+      magnitude = Nearest(table, a);
+    } else {
+      magnitude = Stochastic(table, a, static_cast<float>(Mix(seed + i) >> 40) * 0x1p-24f);
+    }
+    codes[i] = kSigned ? WithSign(x[i], magnitude) : magnitude;
+  }
+}
+
 }  // namespace
 
 uint64_t RoundingHash(uint64_t a, uint64_t b, uint64_t c) { return Mix(Mix(Mix(a) ^ b) ^ c) | 1; }
 
-float Quant8Decode(Quant8Code kind, uint8_t code) {
-  if (kind == Quant8Code::kUnsigned) return UnsignedMagnitudes()[code];
-  const float magnitude = SignedMagnitudes()[code & 0x7f];
-  return (code & 0x80) ? -magnitude : magnitude;
-}
+float Quant8Decode(Quant8Code kind, uint8_t code) { return Decoded().of(kind)[code]; }
 
 uint8_t Quant8Encode(Quant8Code kind, float x, float scale) {
   const float a = std::fabs(x) / scale;
-  if (kind == Quant8Code::kUnsigned) return Nearest(UnsignedMagnitudes(), a);
-  const uint8_t magnitude = Nearest(SignedMagnitudes(), a);
-  return std::signbit(x) && magnitude != 0 ? static_cast<uint8_t>(0x80 | magnitude) : magnitude;
+  if (kind == Quant8Code::kUnsigned) return Nearest(UnsignedTable(), a);
+  return WithSign(x, Nearest(SignedTable(), a));
 }
 
 void Quant8DecodeBlock(Quant8Code kind, const uint8_t* codes, float scale, float* out, size_t n) {
-  for (size_t i = 0; i < n; ++i) out[i] = Quant8Decode(kind, codes[i]) * scale;
+  const std::array<float, 256>& value = Decoded().of(kind);
+  for (size_t i = 0; i < n; ++i) out[i] = value[codes[i]] * scale;
 }
 
 float Quant8EncodeBlock(Quant8Code kind, const float* x, uint8_t* codes, size_t n, uint64_t seed) {
@@ -93,20 +161,10 @@ float Quant8EncodeBlock(Quant8Code kind, const float* x, uint8_t* codes, size_t 
     std::fill(codes, codes + n, uint8_t{0});
     return scale;
   }
-  if (seed == 0) {
-    for (size_t i = 0; i < n; ++i) codes[i] = Quant8Encode(kind, x[i], scale);
-    return scale;
-  }
-  for (size_t i = 0; i < n; ++i) {
-    const float a = std::fabs(x[i]) / scale;
-    const float u = static_cast<float>(Mix(seed + i) >> 40) * 0x1p-24f;
-    if (kind == Quant8Code::kUnsigned) {
-      codes[i] = Stochastic(UnsignedMagnitudes(), a, u);
-    } else {
-      const uint8_t magnitude = Stochastic(SignedMagnitudes(), a, u);
-      codes[i] =
-          std::signbit(x[i]) && magnitude != 0 ? static_cast<uint8_t>(0x80 | magnitude) : magnitude;
-    }
+  if (kind == Quant8Code::kSigned) {
+    EncodeValues<true>(SignedTable(), x, codes, n, scale, seed);
+  } else {
+    EncodeValues<false>(UnsignedTable(), x, codes, n, scale, seed);
   }
   return scale;
 }

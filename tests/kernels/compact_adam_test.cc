@@ -2,8 +2,11 @@
 // few hundred steps of a small quadratic problem, f(x) = 1/2 sum_i a_i (x_i - t_i)^2.
 #include "kernels/cpu/compact_adam.h"
 
+#include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "core/safetensors.h"
@@ -113,6 +116,70 @@ TEST(Quant8Test, StochasticRoundingIsUnbiased) {
       }
     }
     EXPECT_NEAR(sum / count, x, 1e-3);  // 51000 samples, code spacing ~0.03: sd ~7e-5
+  }
+}
+
+// The values at which the encoder's answer can change: every code's magnitude and its
+// neighbouring floats, every float whose low 19 mantissa bits are 0 (the encoder's lookup
+// buckets) and the float below it, 0, the smallest subnormal, and 20000 random floats in [0, 1].
+std::vector<float> EncoderProbes(const std::vector<float>& magnitudes) {
+  std::vector<float> probes = {0.0f, std::numeric_limits<float>::denorm_min()};
+  for (float m : magnitudes) {
+    float below = m, above = m;
+    for (int k = 0; k < 3; ++k, below = std::nextafter(below, 0.0f)) probes.push_back(below);
+    for (int k = 0; k < 3 && above < 1.0f; ++k, above = std::nextafter(above, 2.0f)) {
+      probes.push_back(above);
+    }
+  }
+  for (uint32_t bits = 0; bits <= 0x3f800000u; bits += 1u << 19) {
+    probes.push_back(std::bit_cast<float>(bits));
+    if (bits > 0) probes.push_back(std::bit_cast<float>(bits - 1));
+  }
+  for (float r : RandomFloats(20000, 25)) probes.push_back(std::min(std::fabs(r), 1.0f));
+  return probes;
+}
+
+// The encoder's lookup (a bucket table and one step) equals a binary search over the codes'
+// magnitudes: the nearest code (ties to the smaller) and, with stochastic rounding, one of the two
+// codes around the value, the lower one where the value is exactly a code.
+TEST(Quant8Test, EncoderEqualsBinarySearchOverTheMagnitudes) {
+  for (Quant8Code kind : {Quant8Code::kSigned, Quant8Code::kUnsigned}) {
+    SCOPED_TRACE(kind == Quant8Code::kSigned ? "signed" : "unsigned");
+    std::vector<float> magnitudes;
+    for (int c = 0; c < (kind == Quant8Code::kSigned ? 128 : 256); ++c) {
+      magnitudes.push_back(cpu::Quant8Decode(kind, static_cast<uint8_t>(c)));
+    }
+    ASSERT_TRUE(std::is_sorted(magnitudes.begin(), magnitudes.end()));
+    const std::vector<float> probes = EncoderProbes(magnitudes);
+    std::vector<float> block(cpu::kQuantBlock);
+    std::vector<uint8_t> codes(block.size());
+    for (size_t first = 0; first < probes.size(); first += block.size() - 1) {
+      const size_t n = std::min(block.size() - 1, probes.size() - first);
+      block[0] = 1.0f;  // the scale, so the block's values are the probes themselves
+      std::copy_n(probes.begin() + first, n, block.begin() + 1);
+      ASSERT_EQ(cpu::Quant8EncodeBlock(kind, block.data(), codes.data(), n + 1,
+                                       cpu::RoundingHash(first, 1, 2)),
+                1.0f);
+      for (size_t i = 0; i < n; ++i) {
+        const float a = probes[first + i];
+        const size_t upper =
+            std::lower_bound(magnitudes.begin(), magnitudes.end(), a) - magnitudes.begin();
+        const size_t hi = std::max<size_t>(upper, 1);
+        const bool nearer_above = magnitudes[hi] - a < a - magnitudes[hi - 1];
+        const uint8_t nearest = static_cast<uint8_t>(upper == 0 ? 0 : hi - !nearer_above);
+        ASSERT_EQ(cpu::Quant8Encode(kind, a, 1.0f), nearest) << a;
+        if (kind == Quant8Code::kSigned && nearest != 0) {
+          ASSERT_EQ(cpu::Quant8Encode(kind, -a, 1.0f), 0x80 | nearest) << -a;
+        }
+        const uint8_t stochastic = codes[1 + i];
+        if (upper == 0 || magnitudes[upper] == a) {
+          ASSERT_EQ(stochastic, upper) << a;
+        } else {
+          ASSERT_TRUE(stochastic == hi - 1 || stochastic == hi) << a;
+        }
+      }
+    }
+    EXPECT_EQ(cpu::Quant8Encode(kind, std::numeric_limits<float>::quiet_NaN(), 1.0f), 0);
   }
 }
 
