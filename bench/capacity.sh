@@ -27,7 +27,8 @@
 #   MODES=nvme_int8 SIZES="4b 6.7b 8b" bash bench/capacity.sh
 #   MODES=cpu_int8 SIZES="4b 6.7b 8b" bash bench/capacity.sh
 # env: MODES ("nvme nvme_int8 cpu_int8"), SIZES ("1.5b 2.7b 4b 5b"), STEPS (3), RUN_TIMEOUT (300 s per
-#      run), NVME_DIR (./.capacity_nvme, on the root disk), AIO_BLOCK (1048576), AIO_QD (32),
+#      run), NVME_DIR (./.capacity_nvme, on the root disk), AIO_BLOCK (8388608) and AIO_QD (64):
+#      the engine's best on the GPU machine's disk (bench/RESULTS.md, nvme_io 2026-12-05),
 #      BUILD (build-device), BACKEND (cuda; cpu with SIZES=tiny checks the script anywhere),
 #      NVME_RATIO (1), RATIO (1), PLAN (unset).
 #      Logs and a table under $OUT.
@@ -54,7 +55,7 @@ printf "%-9s %-5s %8s %-8s %9s %10s  %s\n" mode size params status s/step host_G
 
 # config MODE SIZE PATH: writes the training config; prints the parameter count.
 config() {
-  python3 - "$1" "$2" "$steps" "$nvme_dir" "$3" "${AIO_BLOCK:-1048576}" "${AIO_QD:-32}" \
+  python3 - "$1" "$2" "$steps" "$nvme_dir" "$3" "${AIO_BLOCK:-8388608}" "${AIO_QD:-64}" \
     "${BACKEND:-cuda}" "${NVME_RATIO:-1}" "${RATIO:-1}" <<'PY'
 import json, sys
 mode, size, steps, nvme_dir, path, block, qd, backend, nvme_ratio, ratio = sys.argv[1:11]
