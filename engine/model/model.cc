@@ -1,8 +1,12 @@
 #include "engine/model/model.h"
 
 #include <algorithm>
+#include <condition_variable>
+#include <deque>
 #include <limits>
+#include <mutex>
 #include <thread>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
@@ -79,35 +83,64 @@ absl::Status Model::InitUnitsParallel(const std::function<void(int, std::span<fl
       largest_copied = std::max(largest_copied, unit.numel() * sizeof(float));
     }
   }
-  const size_t threads = std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 16);
-  for (size_t first = 0; first < in_place.size(); first += threads) {
-    std::vector<std::thread> workers;
-    for (size_t i = first; i < std::min(first + threads, in_place.size()); ++i) {
-      workers.emplace_back([&, i] {
-        UnitState& unit = units_[in_place[i]];
-        const std::span<float> host(unit.incoming_params().as<float>(), unit.numel());
+  // Host copies in flight (filled, or waiting to be set) stay within the planner's bound.
+  const size_t scratch_limit =
+      std::max<size_t>(kInitScratchBytes / largest_copied, 1) * largest_copied;
+  auto bytes = [&](int u) { return units_[u].numel() * sizeof(float); };
+  // Workers take the next copied Unit while its copy fits, else the next in-place one, else wait
+  // for copies to be set; this thread sets each filled copy (SetUnitParams uses the backend).
+  std::mutex mu;
+  std::condition_variable changed;
+  size_t next_copied = 0, next_in_place = 0, scratch = 0;
+  size_t running = std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 16);
+  std::deque<std::pair<int, std::vector<float>>> filled;
+  auto work = [&] {
+    std::unique_lock lock(mu);
+    while (true) {
+      if (next_copied < copied.size() && scratch + bytes(copied[next_copied]) <= scratch_limit) {
+        const int u = copied[next_copied++];
+        scratch += bytes(u);
+        lock.unlock();
+        std::vector<float> host(units_[u].numel(), 0.0f);
+        fill(u, host);
+        lock.lock();
+        filled.emplace_back(u, std::move(host));
+        changed.notify_all();
+      } else if (next_in_place < in_place.size()) {
+        const int u = in_place[next_in_place++];
+        lock.unlock();
+        const std::span<float> host(units_[u].incoming_params().as<float>(), units_[u].numel());
         std::fill(host.begin(), host.end(), 0.0f);
-        fill(in_place[i], host);
-      });
+        fill(u, host);
+        lock.lock();
+      } else if (next_copied < copied.size()) {
+        changed.wait(lock);
+      } else {
+        break;
+      }
     }
-    for (std::thread& t : workers) t.join();
+    --running;
+    changed.notify_all();
+  };
+  std::vector<std::thread> workers;
+  for (size_t i = running; i > 0; --i) workers.emplace_back(work);
+  absl::Status status;
+  std::unique_lock lock(mu);
+  while (true) {
+    changed.wait(lock, [&] { return !filled.empty() || running == 0; });
+    if (filled.empty()) break;
+    auto [u, host] = std::move(filled.front());
+    filled.pop_front();
+    lock.unlock();
+    if (status.ok()) status = SetUnitParams(u, host);
+    host = {};
+    lock.lock();
+    scratch -= bytes(u);
+    changed.notify_all();
   }
-  const size_t wave = std::clamp<size_t>(kInitScratchBytes / largest_copied, 1, threads);
-  for (size_t first = 0; first < copied.size(); first += wave) {
-    const size_t n = std::min(wave, copied.size() - first);
-    std::vector<std::vector<float>> hosts(n);
-    std::vector<std::thread> workers;
-    for (size_t i = 0; i < n; ++i) {
-      workers.emplace_back([&, i] {
-        const int u = copied[first + i];
-        hosts[i].assign(units_[u].numel(), 0.0f);
-        fill(u, hosts[i]);
-      });
-    }
-    for (std::thread& t : workers) t.join();
-    for (size_t i = 0; i < n; ++i) SPW_RETURN_IF_ERROR(SetUnitParams(copied[first + i], hosts[i]));
-  }
-  return absl::OkStatus();
+  lock.unlock();
+  for (std::thread& t : workers) t.join();
+  return status;
 }
 
 float Model::ForwardUnitsLoss(int first, int end, const int32_t* inputs, const int32_t* targets,

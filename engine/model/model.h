@@ -140,7 +140,8 @@ class Model {
   // floats, zeroed). Units are filled in parallel on the host (each fill must depend on u only):
   // where this rank stores a Unit's parameters whole in host memory, in place (the offloaded
   // shards of one rank, the CPU backend); otherwise through a host copy each, at most
-  // kInitScratchBytes of copies at once (at least one Unit), set in Unit order.
+  // kInitScratchBytes of copies at once (at least one Unit), each set as soon as it is filled.
+  // Up to 16 threads take Units as they finish, so copies and in-place fills overlap.
   absl::Status InitUnitsParallel(const std::function<void(int, std::span<float>)>& fill);
   // Adds the mean over non-ignored targets (>= 0; host memory) of the per-token `losses`
   // (backend memory, n of them, 0 where ignored) to *loss_sum (backend memory); sets *valid

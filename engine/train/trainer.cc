@@ -223,12 +223,20 @@ absl::Status Trainer::Setup() {
     residency_->set_grads_final_hook([this](int u) { offload_->OnGradsFinal(u); });
     residency_->set_params_needed_hook([this](int u) { offload_->OnParamsNeeded(u); });
   }
+  // Large models take minutes here (one random stream per Unit; NVMe writes): say so first.
+  const auto params_start = std::chrono::steady_clock::now();
+  const std::string param_count = FormatCount(static_cast<double>(model_->param_count()));
   if (config_.model.init_from.empty()) {
+    Print(
+        absl::StrFormat("initialising %s parameters (seed %d)", param_count, config_.trainer.seed));
     SPW_RETURN_IF_ERROR(model_->InitParams(config_.trainer.seed));
   } else {
+    Print(absl::StrFormat("loading %s parameters from %s", param_count, config_.model.init_from));
     SPW_RETURN_IF_ERROR(LoadInitialParams());
   }
   SPW_RETURN_IF_ERROR(CopyParamsToOffloadMaster(*model_, *ops_, external_state_.get()));
+  params_ready_s_ =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - params_start).count();
   SPW_ASSIGN_OR_RETURN(step_scalars_,
                        DeviceScalars::Create(*ops_, kStepScalars, "the step's loss and norm"));
   const size_t N = static_cast<size_t>(B) * config_.model.seq_len;
@@ -424,9 +432,10 @@ void Trainer::Print(const std::string& line) const {
 void Trainer::PrintStartup() const {
   const ModelConfig& m = config_.model;
   Print(absl::StrFormat(
-      "model: %s, seq_len %d, vocab %d: %s parameters in %d Units%s", model_->Describe(), m.seq_len,
-      m.vocab_size, FormatCount(static_cast<double>(model_->param_count())), model_->num_units(),
-      m.init_from.empty() ? "" : absl::StrCat(", loaded from ", m.init_from)));
+      "model: %s, seq_len %d, vocab %d: %s parameters in %d Units%s, ready in %.1f s",
+      model_->Describe(), m.seq_len, m.vocab_size,
+      FormatCount(static_cast<double>(model_->param_count())), model_->num_units(),
+      m.init_from.empty() ? "" : absl::StrCat(", loaded from ", m.init_from), params_ready_s_));
   const int world = comm_->world_size();
   for (const std::string& line : FormatStartupMemory(memory_plan_)) Print(line);
   if (memory_plan_.input.offload_optimizer != Placement::kNone) {
@@ -441,10 +450,12 @@ void Trainer::PrintStartup() const {
             ? "fp32 parameter and gradient shards, which AdamW updates in place, Adam m and v"
         : external_state_ != nullptr ? "gradient copies"
                                      : "fp32 master parameters, gradient copies, Adam m and v";
-    Print(absl::StrFormat("%s offloaded to %s memory (%s); AdamW on the CPU (%s)",
-                          config_.zero.offload_param ? "parameters and optimizer" : "optimizer",
-                          TierName(memory_plan_.offload_tier), what,
-                          kernels::cpu::CpuIsaName(kernels::cpu::BestCpuIsa())));
+    Print(absl::StrFormat(
+        "%s offloaded to %s memory (%s); AdamW on the CPU (%s, %d threads on %d CPUs)",
+        config_.zero.offload_param ? "parameters and optimizer" : "optimizer",
+        TierName(memory_plan_.offload_tier), what,
+        kernels::cpu::CpuIsaName(kernels::cpu::BestCpuIsa()), kernels::cpu::CpuKernelThreads(),
+        kernels::cpu::CpusAvailable()));
     if (config_.zero.offload_ratio < 1.0) {
       int first = 0;
       double in_backend = 0.0;

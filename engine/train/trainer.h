@@ -137,7 +137,8 @@ class Trainer {
   std::unique_ptr<kernels::Ops> ops_;
   std::unique_ptr<Model> model_;
   std::unique_ptr<PipelineStep> pipeline_;  // pipelined runs (pipeline.stages > 1)
-  MemoryPlan memory_plan_;  // what CheckMemoryPlan planned: the start-up report's numbers
+  MemoryPlan memory_plan_;       // what CheckMemoryPlan planned: the start-up report's numbers
+  double params_ready_s_ = 0.0;  // seconds to initialise or load the parameters, at start-up
   std::unique_ptr<UnitResidency> residency_;  // after model_: it points into its Units
   // The offloaded master, m and v when not in the Units' Buffers; null otherwise.
   std::unique_ptr<ExternalOptimizerState> external_state_;

@@ -1,5 +1,8 @@
 #include "kernels/cpu/cpu_adam.h"
 
+#include <omp.h>
+#include <sched.h>
+
 #include "kernels/cpu/cpu_adam_kernels.h"
 #include "kernels/cpu/parallel.h"
 
@@ -59,6 +62,15 @@ std::vector<CpuIsa> SupportedCpuIsas() {
     if (CpuIsaSupported(isa)) isas.push_back(isa);
   }
   return isas;
+}
+
+int CpuKernelThreads() { return omp_get_max_threads(); }
+
+int CpusAvailable() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) return omp_get_num_procs();
+  return CPU_COUNT(&set);
 }
 
 CpuIsa BestCpuIsa() {

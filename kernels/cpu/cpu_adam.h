@@ -31,6 +31,12 @@ std::vector<CpuIsa> SupportedCpuIsas();
 // The instruction set CpuAdamW uses: the widest supported one.
 CpuIsa BestCpuIsa();
 
+// Threads an OpenMP loop of the CPU kernels starts (OMP_NUM_THREADS, else one per CPU), and the
+// CPUs this process may run on (its affinity mask: a launcher's binding can shrink it). More
+// threads than CPUs means they share cores, and the compact-state kernels slow down in step.
+int CpuKernelThreads();
+int CpusAvailable();
+
 // One AdamW step over n elements, updating param, m and v in place. If param_bf16 is not null,
 // it receives the updated param rounded to bf16 (round to nearest even, as FloatToBf16 in
 // core/safetensors.h), as raw bits. The arrays must not overlap.
