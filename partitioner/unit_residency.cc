@@ -169,7 +169,8 @@ std::vector<size_t> UnitResidency::param_slot_shard_numels() const {
     largest_shard = std::max(largest_shard, units_[u].shard.shard_numel);
   }
   std::vector<size_t> numels(param_slots_.size(), largest_shard);
-  if (!numels.empty()) numels[0] = units_[0].shard.shard_numel;
+  // Slot 0 is Unit 0's alone, which offload_optimizer.ratio can keep in the backend.
+  if (!numels.empty()) numels[0] = units_[0].params_in_master ? units_[0].shard.shard_numel : 0;
   return numels;
 }
 

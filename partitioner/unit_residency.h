@@ -96,7 +96,8 @@ class UnitResidency {
   // replaces its host gradient shard instead of adding to it.
   void BeginGradAccumulation();
   // Parameters on NVMe: where gathers read the shards (outlives the residency's gathers),
-  // with one staging slot per gathered-parameter buffer of param_slot_shard_numels().
+  // with one staging slot per gathered-parameter buffer of param_slot_shard_numels() (slot 0,
+  // Unit 0's, empty unless Unit 0's parameters are read from NVMe).
   void set_param_reader(NvmeShardReader* reader) { param_reader_ = reader; }
   std::vector<size_t> param_slot_shard_numels() const;
   // The parameters changed (optimizer step, checkpoint load): gathered copies are stale.

@@ -278,11 +278,12 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
     const size_t ring = n > 1 ? static_cast<size_t>(prefetch + 2) : 0;
     add("gathered parameters", Category::kWorking, compute,
         (shards[0].padded_numel + ring * largest) * pb);
-    // offload/nvme_shard_reader.h: one staging buffer per gathered-parameter buffer.
+    // offload/nvme_shard_reader.h: one staging buffer per gathered-parameter buffer; Unit 0's
+    // only if Unit 0 is read from NVMe (ratio can keep it in the backend).
     if (params_on_nvme) {
+      const size_t unit0 = first_offloaded == 0 ? shards[0].shard_numel * kF32 : 0;
       add("NVMe parameter staging", Category::kPools, offload,
-          RoundUpToNvmeAlignment(shards[0].shard_numel * kF32) +
-              ring * RoundUpToNvmeAlignment(largest_shard * kF32));
+          RoundUpToNvmeAlignment(unit0) + ring * RoundUpToNvmeAlignment(largest_shard * kF32));
     }
   }
   if (stage >= 2) {
