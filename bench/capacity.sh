@@ -7,6 +7,9 @@
 #             Unit by Unit through pinned memory
 #   cpu_int8  fp32 master + 8-bit block-wise m and v in pinned CPU memory (6 B/param + 4)
 #   cpu       fp32 state in pinned CPU memory (16 B/param with the gradient copy): the baseline
+#   fsdp2     the peer: PyTorch FSDP2 with CPUOffloadPolicy (bench/peers/fsdp2_offload.py, B=1,
+#             checkpointing, STEPS steps of which the first is warm-up), same sizes; its limit is
+#             host memory at about 16 B/param (e.g. SIZES="6.7b 7.5b 8b")
 # Parameters and gradients stay on the GPU in fp32 (8 B/param), so the GPU bounds every
 # placement above near 8B parameters on an 80 GB H100; NVMe bounds "nvme" at disk / 12 B (about
 # 5B on a 64 GiB disk) and "nvme_int8" at disk / 6 B. A "params_" prefix (params_cpu,
@@ -26,6 +29,7 @@
 #   MODES=nvme bash bench/capacity.sh
 #   MODES=nvme_int8 SIZES="4b 6.7b 8b" bash bench/capacity.sh
 #   MODES=cpu_int8 SIZES="4b 6.7b 8b" bash bench/capacity.sh
+#   MODES=fsdp2 SIZES="6.7b 7.5b 8b" RUN_TIMEOUT=580 bash bench/capacity.sh   (the peer's limit)
 # env: MODES ("nvme nvme_int8 cpu_int8"), SIZES ("1.5b 2.7b 4b 5b"), STEPS (3), RUN_TIMEOUT (300 s per
 #      run), NVME_DIR (./.capacity_nvme, on the root disk), AIO_BLOCK (8388608) and AIO_QD (64):
 #      the engine's best on the GPU machine's disk (bench/RESULTS.md, nvme_io 2026-12-05),
@@ -39,7 +43,7 @@ mkdir -p "$out"
 build=${BUILD:-build-device}
 source bench/device_env.sh
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
-if [ ! -x "$build/spillway" ]; then
+if [ ! -x "$build/spillway" ] && [ "${MODES:-}" != fsdp2 ]; then
   SPW_CMAKE_FLAGS=-DSPILLWAY_BUILD_TESTS=OFF spw_build "$build" "$out/cap_build.log" spillway || exit 1
 fi
 nvme_dir=${NVME_DIR:-$PWD/.capacity_nvme}
@@ -65,7 +69,11 @@ L, d, H = {"1.5b": (48, 1600, 25), "2.7b": (32, 2560, 20), "4b": (36, 3072, 24),
            "10b": (48, 4096, 32), "12b": (40, 5120, 40), "14b": (40, 5376, 42),
            "16b": (44, 5504, 43), "18b": (48, 5632, 44), "20b": (44, 6144, 48),
            "22b": (48, 6144, 48), "24b": (52, 6144, 48),
-           "tiny": (2, 64, 2)}[size]
+           "7.5b": (36, 4096, 32), "tiny": (2, 64, 2)}[size]
+if mode == "fsdp2":  # the peer's command-line shape instead of a config
+  open(path, "w").write(f"--layers {L} --heads {H} --dim {d}")
+  print(f"{(12 * L * d * d + 13 * L * d + 50257 * d + 1024 * d) / 1e9:.2f}B")
+  sys.exit(0)
 params_device = ("cpu" if mode.startswith("params_") else
                  "nvme" if mode.startswith("pnvme_") else None)
 mode = mode.removeprefix("params_").removeprefix("pnvme_")
@@ -116,11 +124,18 @@ for mode in ${MODES:-nvme nvme_int8 cpu_int8}; do
     rm -f "$nvme_dir"/spillway.*  # files a killed run left behind
     timer=()
     [ -x /usr/bin/time ] && timer=(/usr/bin/time -v -o "$log.time")  # peak host memory
-    "${timer[@]}" timeout "${RUN_TIMEOUT:-300}" "$build/spillway" train "$cfg" >"$log" 2>&1
+    if [ "$mode" = fsdp2 ]; then
+      # shellcheck disable=SC2046  # the shape's arguments
+      "${timer[@]}" timeout "${RUN_TIMEOUT:-300}" python3 bench/peers/fsdp2_offload.py \
+        $(cat "$cfg") --seq 1024 --vocab 50257 --batch 1 --steps $((steps - 1)) --warmup 1 \
+        --checkpointing >"$log" 2>&1
+    else
+      "${timer[@]}" timeout "${RUN_TIMEOUT:-300}" "$build/spillway" train "$cfg" >"$log" 2>&1
+    fi
     rc=$?
     rm -f "$nvme_dir"/spillway.*
     host=$(awk '/Maximum resident/ { printf "%.1f", $NF / 1048576 }' "$log.time" 2>/dev/null)
-    line=$(grep -E "^step +$steps/$steps" "$log")
+    line=$(grep -E "^step +$steps/$steps|^fsdp2-cpu-offload" "$log")
     if [ $rc = 0 ] && [ -n "$line" ]; then
       status=ok
       largest="$size ($params)"
