@@ -37,7 +37,7 @@
 #      NVME_RATIO (1), RATIO (1), PLAN (unset).
 #      Logs and a table under $OUT.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
 build=${BUILD:-build-device}

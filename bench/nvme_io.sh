@@ -12,7 +12,7 @@
 #      QUEUE_DEPTHS (1,8,32,64), BLOCK_MIB (1,8), BUILD_DIR (build-nvme; a build that already
 #      holds nvme_io and offload_io_test is used as it is). Logs under $OUT.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
 dir=${NVME_DIR:-$PWD/.nvme_bench}

@@ -13,7 +13,7 @@
 #      CPU memory (offload_noclip_cpuckpt); "noclip" anywhere in a variant's name turns gradient
 #      clipping off (offload_ratio_noclip).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
 build=${BUILD:-build-device}
