@@ -224,15 +224,11 @@ int Main(int argc, char** argv) {
       kernels::AdamWParams p;
       p.lr = 1e-4f;
       p.weight_decay = 0.01f;
-      std::vector<double> seconds;
-      for (int s = 0; s < warmup + steps; ++s) {
-        p.step = s + 1;
-        const auto start = std::chrono::steady_clock::now();
+      const double t = MedianStepSeconds(steps, warmup, [&](int s) {
+        p.step = s;
         kernels::cpu::CpuAdamW(isa, param.get(), grad.get(), m.get(), v.get(),
                                with_bf16 ? bf16.get() : nullptr, n, p);
-        if (s >= warmup) seconds.push_back(Seconds(start));
-      }
-      const double t = Median(seconds);
+      });
       const double bytes = (with_bf16 ? 30.0 : 28.0) * static_cast<double>(n);
       const double gbs = bytes / t / 1e9;
       std::printf(

@@ -194,7 +194,7 @@ absl::Status Trainer::Setup() {
   sharding.params_in_master = config_.zero.param_nvme;
   sharding.offload_ratio = config_.zero.offload_ratio;  // AddUnits applies it to an offload
   sharding.offload_optimizer = config_.zero.offload_optimizer;
-  sharding.offload_tier = OffloadTier();
+  sharding.offload_tier = memory_plan_.offload_tier;
   sharding.external_optimizer_state = config_.zero.optimizer_nvme || CompactAdamW::Wanted(config_);
   SPW_ASSIGN_OR_RETURN(
       model_, CreateModel(config_.model, B, config_.activation_checkpointing, ops_.get(), sharding,
@@ -325,15 +325,11 @@ absl::Status Trainer::CheckMemoryPlan() {
   return absl::OkStatus();
 }
 
-Tier Trainer::OffloadTier() const {
-  return ops_->memory_tier() == Tier::kDevice && config_.zero.pin_memory ? Tier::kPinnedHost
-                                                                         : Tier::kHost;
-}
-
 absl::Status Trainer::CreateExternalState() {
   if (CompactAdamW::Wanted(config_)) {
-    SPW_ASSIGN_OR_RETURN(external_state_,
-                         CompactAdamW::Create(config_, *model_, OffloadTier(), comm_->rank()));
+    SPW_ASSIGN_OR_RETURN(
+        external_state_,
+        CompactAdamW::Create(config_, *model_, memory_plan_.offload_tier, comm_->rank()));
   } else if (config_.zero.optimizer_nvme) {
     SPW_ASSIGN_OR_RETURN(external_state_, NvmeAdamW::Create(config_, *model_, comm_->rank()));
   }
@@ -345,7 +341,7 @@ absl::Status Trainer::CreateExternalState() {
   }
   absl::StatusOr<std::unique_ptr<NvmeShardReader>> reader =
       NvmeShardReader::Create(NvmeIoOptions(config_), std::move(shards),
-                              residency_->param_slot_shard_numels(), OffloadTier());
+                              residency_->param_slot_shard_numels(), memory_plan_.offload_tier);
   if (!reader.ok()) return Annotate(reader.status(), "zero_optimization.offload_param.device");
   param_reader_ = std::move(reader).value();
   residency_->set_param_reader(param_reader_.get());

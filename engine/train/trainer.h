@@ -96,10 +96,6 @@ class Trainer {
   // Creates external_state_ for offload_optimizer.device = "nvme" or a compact state format,
   // and with offload_param "nvme" the residency's param_reader_.
   absl::Status CreateExternalState();
-  // Where offloaded state lives (ShardingPlan::offload_tier): pinned host memory for a GPU
-  // backend with pin_memory, else host memory. Not Unit 0's tier: offload_optimizer.ratio keeps
-  // the first Units in the backend.
-  Tier OffloadTier() const;
   absl::Status LoadData();
   absl::Status TrainStep();
   absl::Status PipelinedStep();
@@ -137,7 +133,10 @@ class Trainer {
   std::unique_ptr<kernels::Ops> ops_;
   std::unique_ptr<Model> model_;
   std::unique_ptr<PipelineStep> pipeline_;  // pipelined runs (pipeline.stages > 1)
-  MemoryPlan memory_plan_;       // what CheckMemoryPlan planned: the start-up report's numbers
+  // What CheckMemoryPlan planned: the start-up report's numbers, and the offload tier every
+  // offloaded buffer takes (not Unit 0's: offload_optimizer.ratio keeps the first Units in the
+  // backend).
+  MemoryPlan memory_plan_;
   double params_ready_s_ = 0.0;  // seconds to initialise or load the parameters, at start-up
   std::unique_ptr<UnitResidency> residency_;  // after model_: it points into its Units
   // The offloaded master, m and v when not in the Units' Buffers; null otherwise.
