@@ -11,6 +11,7 @@
 #include "core/status.h"
 #include "engine/train/progress.h"
 #include "kernels/cpu/compact_adam.h"
+#include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/quant8.h"
 #include "partitioner/offload_split.h"
 
@@ -201,7 +202,7 @@ absl::Status CompactAdamW::StepUnit(int u, UnitState& unit, const OptimizerConfi
     } else {
       return absl::InternalError("CompactAdamW with fp32 master and moments");
     }
-    std::memcpy(grads + j, master, n * sizeof(float));
+    kernels::cpu::Copy(grads + j, master, n);
   }
   compute_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return Release(u, /*changed=*/true);

@@ -2,13 +2,13 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/status.h"
 #include "engine/train/progress.h"
 #include "kernels/cpu/cpu_adam.h"
+#include "kernels/cpu/elementwise.h"
 
 namespace spillway {
 
@@ -48,7 +48,7 @@ absl::Status NvmeAdamW::StepUnit(int u, UnitState& unit, const OptimizerConfig& 
                         kernels::cpu::CpuAdamW(master + k, grads + first + k, m + k, v + k, nullptr,
                                                end - begin, p);
                       });
-    std::memcpy(grads + first, master, count * sizeof(float));
+    kernels::cpu::Copy(grads + first, master, count);
     return absl::OkStatus();
   });
 }

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
 #include "engine/train/optimizer_step.h"
+#include "kernels/cpu/elementwise.h"
 
 namespace spillway {
 namespace {
@@ -224,8 +225,8 @@ absl::Status OffloadedOptimizer::StepUnit(const Task& task) {
   // The updated parameters are in the gradient shard (on NVMe: the master is the parameters).
   if (unit.params_offloaded && !unit.params_in_master) {
     const size_t lo = unit.update_begin(), hi = unit.update_end();
-    std::memcpy(unit.params.as<float>() + unit.param_index(lo),
-                unit.offload_grads_data() + unit.optimizer_index(lo), (hi - lo) * sizeof(float));
+    kernels::cpu::Copy(unit.params.as<float>() + unit.param_index(lo),
+                       unit.offload_grads_data() + unit.optimizer_index(lo), hi - lo);
   }
   return absl::OkStatus();
 }

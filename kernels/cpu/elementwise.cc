@@ -1,5 +1,7 @@
 #include "kernels/cpu/elementwise.h"
 
+#include <cstring>
+
 #include "kernels/cpu/parallel.h"
 
 namespace spillway::kernels::cpu {
@@ -22,6 +24,12 @@ void Add(float* out, const float* a, const float* b, size_t n) {
 void Accumulate(float* y, const float* x, size_t n) {
   ParallelForBlocks(n, kBlock, [&](size_t begin, size_t end) {
     for (size_t i = begin; i < end; ++i) y[i] += x[i];
+  });
+}
+
+void Copy(float* dst, const float* src, size_t n) {
+  ParallelForBlocks(n, kBlock, [&](size_t begin, size_t end) {
+    std::memcpy(dst + begin, src + begin, (end - begin) * sizeof(float));
   });
 }
 

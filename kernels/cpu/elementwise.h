@@ -1,4 +1,5 @@
-// Elementwise Fill, Add and Accumulate (see kernels/ops.h).
+// Elementwise Fill, Add and Accumulate (see kernels/ops.h), and a multithreaded Copy for
+// host-side copies of whole Units on the offloaded optimizer's path.
 #pragma once
 
 #include <cstddef>
@@ -13,5 +14,8 @@ void Add(float* out, const float* a, const float* b, size_t n);
 
 // y[i] += x[i]
 void Accumulate(float* y, const float* x, size_t n);
+
+// dst[i] = src[i]; the arrays must not overlap.
+void Copy(float* dst, const float* src, size_t n);
 
 }  // namespace spillway::kernels::cpu

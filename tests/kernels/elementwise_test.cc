@@ -1,3 +1,5 @@
+#include "kernels/cpu/elementwise.h"
+
 #include <cmath>
 #include <numbers>
 #include <vector>
@@ -54,6 +56,16 @@ TEST(ElementwiseTest, FillAddAccumulate) {
   y = b;
   Cpu().Accumulate(y.data(), a.data(), n);
   EXPECT_TRUE(BitwiseEqual(y, x));
+}
+
+TEST(ElementwiseTest, CopyEqualsTheSourceOnEveryBlockBoundary) {
+  for (const size_t n : {size_t{0}, size_t{1}, size_t{65535}, size_t{65536}, size_t{200003}}) {
+    const auto src = RandomFloats(n, 8);
+    std::vector<float> dst(n + 1, -7.0f);
+    WithThreads(3, [&] { cpu::Copy(dst.data(), src.data(), n); });
+    EXPECT_TRUE(BitwiseEqual(std::vector<float>(dst.begin(), dst.begin() + n), src)) << n;
+    EXPECT_EQ(dst[n], -7.0f) << "Copy wrote past n = " << n;
+  }
 }
 
 TEST(ElementwiseTest, BitwiseIndependentOfThreadCount) {
