@@ -34,7 +34,8 @@
 #      run), NVME_DIR (./.capacity_nvme, on the root disk), AIO_BLOCK (8388608) and AIO_QD (64):
 #      the engine's best on the GPU machine's disk (bench/RESULTS.md, nvme_io 2026-12-05),
 #      BUILD (build-device), BACKEND (cuda; cpu with SIZES=tiny checks the script anywhere),
-#      NVME_RATIO (1), RATIO (1), PLAN (unset).
+#      NVME_RATIO (1), RATIO (1), MAX_IN_CPU (offload_param.max_in_cpu with the pnvme_ modes,
+#      e.g. 2.3e9: 6 Units' shards at 18b; unset: no cache), PLAN (unset).
 #      Logs and a table under $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -60,9 +61,10 @@ printf "%-9s %-5s %8s %-8s %9s %10s  %s\n" mode size params status s/step host_G
 # config MODE SIZE PATH: writes the training config; prints the parameter count.
 config() {
   python3 - "$1" "$2" "$steps" "$nvme_dir" "$3" "${AIO_BLOCK:-8388608}" "${AIO_QD:-64}" \
-    "${BACKEND:-cuda}" "${NVME_RATIO:-1}" "${RATIO:-1}" <<'PY'
+    "${BACKEND:-cuda}" "${NVME_RATIO:-1}" "${RATIO:-1}" "${MAX_IN_CPU:-}" <<'PY'
 import json, sys
-mode, size, steps, nvme_dir, path, block, qd, backend, nvme_ratio, ratio = sys.argv[1:11]
+mode, size, steps, nvme_dir, path, block, qd, backend, nvme_ratio, ratio, max_in_cpu = \
+    sys.argv[1:12]
 steps = int(steps)
 L, d, H = {"1.5b": (48, 1600, 25), "2.7b": (32, 2560, 20), "4b": (36, 3072, 24),
            "5b": (40, 3200, 25), "6.7b": (32, 4096, 32), "8b": (40, 4096, 32),
@@ -94,7 +96,8 @@ json.dump({
   "activation_checkpointing": {"enabled": True},
   "zero_optimization": dict(
       {"stage": 3 if params_device else 0, "offload_optimizer": offload},
-      **({"offload_param": {"device": params_device, "pin_memory": True}}
+      **({"offload_param": dict({"device": params_device, "pin_memory": True},
+                                **({"max_in_cpu": float(max_in_cpu)} if max_in_cpu else {}))}
          if params_device else {})),
   "aio": {"block_size": int(block), "queue_depth": int(qd)},
   "optimizer": {"type": "AdamW", "params": params},

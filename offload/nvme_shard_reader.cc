@@ -1,5 +1,6 @@
 #include "offload/nvme_shard_reader.h"
 
+#include <algorithm>
 #include <chrono>
 #include <utility>
 
@@ -9,9 +10,15 @@
 
 namespace spillway {
 
+int NvmeShardReader::CacheCount(int64_t max_in_cpu, size_t shard_numel, int file_shards) {
+  if (max_in_cpu <= 0 || shard_numel == 0) return 0;
+  const uint64_t fit = static_cast<uint64_t>(max_in_cpu) / shard_numel;
+  return static_cast<int>(std::min<uint64_t>(fit, static_cast<uint64_t>(file_shards)));
+}
+
 absl::StatusOr<std::unique_ptr<NvmeShardReader>> NvmeShardReader::Create(
     const IoOptions& io, std::vector<Location> units, const std::vector<size_t>& slot_numels,
-    Tier tier) {
+    Tier tier, int cache_count, size_t cache_numel) {
   for (size_t u = 0; u < units.size(); ++u) {
     const bool unused = units[u].file == nullptr && units[u].memory == nullptr;
     if (unused ? units[u].numel != 0 : units[u].offset % kNvmeAlignment != 0) {
@@ -27,6 +34,14 @@ absl::StatusOr<std::unique_ptr<NvmeShardReader>> NvmeShardReader::Create(
     SPW_ASSIGN_OR_RETURN(reader->slots_[s].staging,
                          Buffer::Allocate(NvmeBytesForFloats(slot_numels[s]), tier,
                                           absl::StrCat("NVMe parameter staging, buffer ", s)));
+  }
+  reader->cache_.resize(static_cast<size_t>(std::max(cache_count, 0)));
+  for (size_t e = 0; e < reader->cache_.size(); ++e) {
+    SPW_ASSIGN_OR_RETURN(
+        reader->cache_[e].buffer,
+        Buffer::Allocate(NvmeBytesForFloats(cache_numel), tier,
+                         absl::StrCat("NVMe parameter cache (offload_param.max_in_cpu), buffer ", e,
+                                      " of ", reader->cache_.size())));
   }
   return reader;
 }
@@ -51,11 +66,52 @@ absl::Status NvmeShardReader::StartRead(int unit, int slot) {
     s.reading = true;
     return absl::OkStatus();
   }
+  if (s.holds == unit || TakeFromCache(s, unit)) {
+    s.memory = s.staging.as<float>();
+    s.reading = true;
+    stats_.cached_bytes += bytes;
+    return absl::OkStatus();
+  }
+  KeepInCache(s);
+  s.holds = -1;
   SPW_ASSIGN_OR_RETURN(
       s.ticket, engine_->SubmitRead(*where.file, where.offset, s.staging.span().first(bytes)));
+  s.holds = unit;
   s.reading = true;
   stats_.bytes += bytes;
   return absl::OkStatus();
+}
+
+bool NvmeShardReader::TakeFromCache(Slot& s, int unit) {
+  for (CacheEntry& e : cache_) {
+    if (e.holds != unit || e.buffer.bytes() != s.staging.bytes()) continue;
+    std::swap(s.staging, e.buffer);
+    e.holds = std::exchange(s.holds, unit);
+    e.last_use = ++clock_;
+    return true;
+  }
+  return false;
+}
+
+bool NvmeShardReader::KeepInCache(Slot& s) {
+  if (s.holds < 0) return false;
+  CacheEntry* victim = nullptr;
+  for (CacheEntry& e : cache_) {
+    if (e.buffer.bytes() != s.staging.bytes()) continue;
+    const bool better = victim == nullptr || (victim->holds >= 0 && e.holds < 0) ||
+                        ((victim->holds >= 0) == (e.holds >= 0) && e.last_use < victim->last_use);
+    if (better) victim = &e;
+  }
+  if (victim == nullptr) return false;
+  std::swap(s.staging, victim->buffer);
+  victim->holds = std::exchange(s.holds, -1);
+  victim->last_use = ++clock_;
+  return true;
+}
+
+void NvmeShardReader::Invalidate() {
+  for (Slot& s : slots_) s.holds = -1;
+  for (CacheEntry& e : cache_) e.holds = -1;
 }
 
 absl::StatusOr<const float*> NvmeShardReader::FinishRead(int slot) {
@@ -69,7 +125,10 @@ absl::StatusOr<const float*> NvmeShardReader::FinishRead(int slot) {
   const absl::Status status = engine_->Wait(s.ticket);
   stats_.wait_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   s.reading = false;
-  SPW_RETURN_IF_ERROR(status);
+  if (!status.ok()) {
+    s.holds = -1;
+    return status;
+  }
   return s.staging.as<float>();
 }
 
@@ -79,11 +138,27 @@ bool NvmeShardReader::Ready(int slot) {
 }
 
 size_t NvmeShardReader::host_bytes() const {
-  size_t bytes = 0;
+  size_t bytes = cache_bytes();
   for (const Slot& s : slots_) bytes += s.staging.bytes();
   return bytes;
 }
 
-NvmeShardReader::Stats NvmeShardReader::TakeStats() { return std::exchange(stats_, Stats()); }
+size_t NvmeShardReader::cache_bytes() const {
+  size_t bytes = 0;
+  for (const CacheEntry& e : cache_) bytes += e.buffer.bytes();
+  return bytes;
+}
+
+NvmeShardReader::Stats NvmeShardReader::TakeStats() {
+  taken_.bytes += stats_.bytes;
+  taken_.cached_bytes += stats_.cached_bytes;
+  taken_.wait_s += stats_.wait_s;
+  return std::exchange(stats_, Stats());
+}
+
+NvmeShardReader::Stats NvmeShardReader::totals() const {
+  return {taken_.bytes + stats_.bytes, taken_.cached_bytes + stats_.cached_bytes,
+          taken_.wait_s + stats_.wait_s};
+}
 
 }  // namespace spillway

@@ -11,6 +11,14 @@
 // then FinishRead(s), which waits for it; the caller leaves the staging alone until its copy up
 // has landed. The writer of a master array must have finished writing it before StartRead
 // (the residency's params-needed hook orders this). Errors name the file (IoEngine's).
+//
+// Cache (offload_param.max_in_cpu): `cache_count` more buffers of `cache_numel` floats in the
+// same tier keep shards read earlier. When a slot whose staging has that size starts a new
+// read, its old shard moves into the cache (buffers are swapped, nothing is copied; the least
+// recently used entry gives way), and a read of a shard the slot or the cache still holds
+// costs no I/O. This serves the backward the shards the forward read last. Invalidate() drops
+// every kept shard: the caller must call it whenever a master array may have changed (an
+// optimizer step, a checkpoint load) and before the next StartRead.
 #pragma once
 
 #include <cstddef>
@@ -38,9 +46,11 @@ class NvmeShardReader {
     size_t numel = 0;
     const float* memory = nullptr;
   };
-  // Bytes read and seconds the caller blocked in FinishRead since the last TakeStats().
+  // Bytes read, bytes served by the cache instead, and seconds the caller blocked in
+  // FinishRead since the last TakeStats().
   struct Stats {
     uint64_t bytes = 0;
+    uint64_t cached_bytes = 0;
     double wait_s = 0.0;
   };
 
@@ -49,34 +59,57 @@ class NvmeShardReader {
   // file nor memory but elements, or misaligned, and allocation failures naming the staging.
   static absl::StatusOr<std::unique_ptr<NvmeShardReader>> Create(
       const IoOptions& io, std::vector<Location> units, const std::vector<size_t>& slot_numels,
-      Tier tier);
+      Tier tier, int cache_count = 0, size_t cache_numel = 0);
+
+  // Cache entries for offload_param.max_in_cpu elements of shards of `shard_numel` floats, at
+  // most one per shard read from a file (`file_shards`); the planner counts the same.
+  static int CacheCount(int64_t max_in_cpu, size_t shard_numel, int file_shards);
   ~NvmeShardReader();  // waits for the reads in flight
 
   // Starts reading Unit `unit`'s shard into slot `slot`'s staging (which must be idle and
   // large enough).
   absl::Status StartRead(int unit, int slot);
-  // Waits for slot `slot`'s read; the shard's floats in its staging.
+  // Waits for slot `slot`'s read; the shard's floats in its staging (or in host memory).
   absl::StatusOr<const float*> FinishRead(int slot);
   // Whether FinishRead(slot) would return at once.
   bool Ready(int slot);
 
-  size_t host_bytes() const;
+  // Every shard kept from earlier reads is forgotten (no read may be in flight).
+  void Invalidate();
+
+  size_t host_bytes() const;  // staging and cache
+  int cache_count() const { return static_cast<int>(cache_.size()); }
+  size_t cache_bytes() const;
   absl::string_view engine_name() const { return engine_->name(); }
   Stats TakeStats();
+  Stats totals() const;  // since creation
 
  private:
   struct Slot {
     Buffer staging;
+    int holds = -1;  // the Unit whose shard the staging holds (or is receiving), -1: none
     IoEngine::Ticket ticket = 0;
     bool reading = false;
-    const float* memory = nullptr;  // the shard when it lies in memory
+    const float* memory = nullptr;  // the shard when it lies in memory (or in the staging)
+  };
+  struct CacheEntry {
+    Buffer buffer;
+    int holds = -1;
+    int64_t last_use = 0;
   };
   NvmeShardReader() = default;
+  // Moves slot `s`'s staging, which holds `unit`'s shard, into the cache, or takes `unit`'s
+  // shard from the cache into it; false if neither applies.
+  bool KeepInCache(Slot& s);
+  bool TakeFromCache(Slot& s, int unit);
 
   std::vector<Location> units_;
   std::vector<Slot> slots_;
+  std::vector<CacheEntry> cache_;
+  int64_t clock_ = 0;
   std::unique_ptr<IoEngine> engine_;
   Stats stats_;
+  Stats taken_;  // the sum of what TakeStats returned
 };
 
 }  // namespace spillway

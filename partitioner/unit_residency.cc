@@ -266,6 +266,7 @@ void UnitResidency::InvalidateParams() {
   for (UnitState& unit : units_) {
     if (unit.params_sharded()) unit.live_params = nullptr;
   }
+  if (param_reader_ != nullptr) param_reader_->Invalidate();
 }
 
 void UnitResidency::WaitPending(Slot& slot) {

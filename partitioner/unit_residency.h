@@ -100,7 +100,8 @@ class UnitResidency {
   // Unit 0's, empty unless Unit 0's parameters are read from NVMe).
   void set_param_reader(NvmeShardReader* reader) { param_reader_ = reader; }
   std::vector<size_t> param_slot_shard_numels() const;
-  // The parameters changed (optimizer step, checkpoint load): gathered copies are stale.
+  // The parameters changed (optimizer step, checkpoint load): gathered copies are stale, and
+  // so are the shards the parameter reader keeps (NvmeShardReader::Invalidate).
   void InvalidateParams();
 
   absl::Status status() const { return status_; }

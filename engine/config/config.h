@@ -132,6 +132,11 @@ struct ZeroConfig {
   // with an fp32 master): the parameter shards are the optimizer's fp32 master in its NVMe file,
   // read into pinned staging before each gather; host memory keeps the gradient shards.
   bool param_nvme = false;
+  // offload_param.max_in_cpu (DeepSpeed's key; with "nvme" only): elements of parameter shards
+  // read from NVMe that host memory keeps for their next use in the step, whole Units at a time
+  // (offload/nvme_shard_reader.h). Default 0, off: DeepSpeed's 1e9 would take pinned memory that
+  // a plan sized to the machine may not have.
+  int64_t param_max_in_cpu = 0;
   // offload_param.device = "auto": the trainer's memory check decides offload_param along with
   // an "auto" offload_optimizer (the cheapest placement that fits) before allocating.
   bool offload_param_auto = false;

@@ -192,6 +192,7 @@ absl::Status ParseOffloadParam(const ObjectReader& zero_reader, ZeroConfig* zero
                    "pipeline_read", "pipeline_write", "fast_init", "ratio"}));
   std::string device = "none";
   SPW_RETURN_IF_ERROR(r.String("device", &device, {"none", "cpu", "nvme", "auto"}));
+  SPW_RETURN_IF_ERROR(WholeNumber(r, "max_in_cpu", &zero->param_max_in_cpu, 0, int64_t{1} << 50));
   if (device == "none") return absl::OkStatus();
   if (device == "nvme") {
     std::string path = zero->nvme_path;

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "offload/nvme_file.h"
+#include "offload/nvme_shard_reader.h"
 #include "partitioner/offload_split.h"
 #include "partitioner/shard.h"
 
@@ -282,8 +283,14 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
     // only if Unit 0 is read from NVMe (ratio can keep it in the backend).
     if (params_on_nvme) {
       const size_t unit0 = first_offloaded == 0 ? shards[0].shard_numel * kF32 : 0;
+      const size_t slot = RoundUpToNvmeAlignment(largest_shard * kF32);
       add("NVMe parameter staging", Category::kPools, offload,
-          RoundUpToNvmeAlignment(unit0) + ring * RoundUpToNvmeAlignment(largest_shard * kF32));
+          RoundUpToNvmeAlignment(unit0) + ring * slot);
+      // The cache holds shards of Units 1.. read from the file (Unit 0 keeps its own slot).
+      const int file_shards = static_cast<int>(n_units) - std::max(first_nvme, 1);
+      const int cache = NvmeShardReader::CacheCount(static_cast<int64_t>(in.param_max_in_cpu),
+                                                    largest_shard, std::max(file_shards, 0));
+      add("NVMe parameter cache", Category::kPools, offload, static_cast<size_t>(cache) * slot);
     }
   }
   if (stage >= 2) {

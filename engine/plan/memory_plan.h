@@ -24,7 +24,8 @@
 //                activation offload the kept Unit inputs move to pinned CPU memory and two
 //                (N, C) fp32 staging buffers stay in the compute tier
 //   pools        the pinned buffer pool, NVMe staging buffers (registered with io_uring, so
-//                counted against RLIMIT_MEMLOCK), and a fixed GPU reserve for the runtime
+//                counted against RLIMIT_MEMLOCK), the parameter reader's staging and cache
+//                (offload_param "nvme"), and a fixed GPU reserve for the runtime
 // The offload tier is pinned CPU memory for a GPU backend with pin_memory, pageable otherwise;
 // the compute tier is the GPU, or pageable CPU memory for the CPU backend.
 #pragma once
@@ -79,6 +80,9 @@ struct PlanInput {
   // ZeRO stage-3 working-set bounds, in elements (zero_optimization's keys).
   size_t prefetch_elements = 50'000'000;
   size_t max_live_elements = 1'000'000'000;
+  // offload_param.max_in_cpu with "nvme": elements of parameter shards kept in the offload tier
+  // between reads (whole largest shards, at most one per shard read from NVMe).
+  size_t param_max_in_cpu = 0;
 
   size_t pinned_pool_bytes = 0;  // the pinned buffer pool (offload)
   int nvme_buffer_count = 0;     // NVMe staging buffers for the optimizer's tiles

@@ -70,6 +70,7 @@ absl::StatusOr<PlanInput> PlanInputFromConfig(const Config& config, int world_si
   }
   in.prefetch_elements = static_cast<size_t>(config.zero.stage3_prefetch_bucket_size);
   in.max_live_elements = static_cast<size_t>(config.zero.stage3_max_live_parameters);
+  in.param_max_in_cpu = static_cast<size_t>(config.zero.param_max_in_cpu);
   in.gpu_reserve_bytes = in.gpu ? kGpuRuntimeReserveBytes : 0;
   in.init_scratch_bytes = Model::kInitScratchBytes;
   return in;

@@ -335,13 +335,19 @@ absl::Status Trainer::CreateExternalState() {
   }
   if (!config_.zero.param_nvme) return absl::OkStatus();
   std::vector<NvmeShardReader::Location> shards;
+  int file_shards = 0;  // Units 1.. read from the file: the cache's candidates
   for (int u = 0; u < model_->num_units(); ++u) {
     shards.push_back(model_->unit(u).params_in_master ? external_state_->MasterLocation(u)
                                                       : NvmeShardReader::Location());
+    if (u > 0 && shards.back().file != nullptr) ++file_shards;
   }
+  const std::vector<size_t> slots = residency_->param_slot_shard_numels();
+  const size_t ring_numel = slots.size() > 1 ? slots[1] : 0;
+  const int cache =
+      NvmeShardReader::CacheCount(config_.zero.param_max_in_cpu, ring_numel, file_shards);
   absl::StatusOr<std::unique_ptr<NvmeShardReader>> reader =
-      NvmeShardReader::Create(NvmeIoOptions(config_), std::move(shards),
-                              residency_->param_slot_shard_numels(), memory_plan_.offload_tier);
+      NvmeShardReader::Create(NvmeIoOptions(config_), std::move(shards), slots,
+                              memory_plan_.offload_tier, cache, ring_numel);
   if (!reader.ok()) return Annotate(reader.status(), "zero_optimization.offload_param.device");
   param_reader_ = std::move(reader).value();
   residency_->set_param_reader(param_reader_.get());
@@ -467,11 +473,19 @@ void Trainer::PrintStartup() const {
   }
   if (external_state_ != nullptr) Print(external_state_->Describe());
   if (param_reader_ != nullptr) {
+    const size_t cache = param_reader_->cache_bytes();
     Print(absl::StrFormat(
         "parameters read from NVMe through %s into %s of host staging (%d buffers), as far ahead "
-        "as the stage-3 prefetch",
-        param_reader_->engine_name(), FormatBytes(static_cast<double>(param_reader_->host_bytes())),
-        static_cast<int>(residency_->param_slot_shard_numels().size())));
+        "as the stage-3 prefetch; %s",
+        param_reader_->engine_name(),
+        FormatBytes(static_cast<double>(param_reader_->host_bytes() - cache)),
+        static_cast<int>(residency_->param_slot_shard_numels().size()),
+        param_reader_->cache_count() == 0
+            ? std::string("no cache (offload_param.max_in_cpu)")
+            : absl::StrFormat("a %s cache keeps the last %d Units read for their next use "
+                              "(offload_param.max_in_cpu)",
+                              FormatBytes(static_cast<double>(cache)),
+                              param_reader_->cache_count())));
   }
   if (offload_ != nullptr && offload_->staging() != nullptr) {
     const StagingPool& pool = *offload_->staging();
@@ -643,9 +657,10 @@ absl::Status Trainer::Train() {
       if (param_reader_ != nullptr) {
         const NvmeShardReader::Stats reads = param_reader_->TakeStats();
         const double n = static_cast<double>(std::max<int64_t>(window_steps, 1));
-        Print(absl::StrFormat("nvme parameters per step: %s read, %.1f ms waiting for reads",
-                              FormatBytes(static_cast<double>(reads.bytes) / n),
-                              1e3 * reads.wait_s / n));
+        Print(absl::StrFormat(
+            "nvme parameters per step: %s read, %s from the cache, %.1f ms waiting for reads",
+            FormatBytes(static_cast<double>(reads.bytes) / n),
+            FormatBytes(static_cast<double>(reads.cached_bytes) / n), 1e3 * reads.wait_s / n));
       }
       SPW_RETURN_IF_ERROR(metrics.Write(report.ToJson()));
       window_start = Clock::now();

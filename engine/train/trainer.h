@@ -84,6 +84,8 @@ class Trainer {
   std::optional<double> entropy_floor() const { return entropy_floor_; }
   // The offloaded optimizer state on NVMe or in a compact format, else null.
   ExternalOptimizerState* external_state() { return external_state_.get(); }
+  // Parameters on NVMe: their reader (staging and cache), else null.
+  const NvmeShardReader* param_reader() const { return param_reader_.get(); }
   const MemoryPlan& memory_plan() const { return memory_plan_; }
 
  private:

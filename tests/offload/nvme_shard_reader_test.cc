@@ -1,7 +1,8 @@
 // NvmeShardReader on both engines: Units' shards written into an NvmeOptimizerState's master
 // arrays come back exactly into each slot's staging, several reads in flight at once; misuse
 // (a busy slot, a staging too small) and an injected EIO fail with a message naming the slot or
-// the file, never a silent success.
+// the file, never a silent success. The cache (offload_param.max_in_cpu) serves the shards read
+// earlier without I/O, exactly, until invalidated, evicting the least recently used.
 #include "offload/nvme_shard_reader.h"
 
 #include <cerrno>
@@ -44,7 +45,8 @@ class NvmeShardReaderTest : public ::testing::TestWithParam<EngineKind> {
     }
   }
 
-  std::unique_ptr<NvmeShardReader> Make(std::vector<size_t> slots, CompletionFilter filter = {}) {
+  std::unique_ptr<NvmeShardReader> Make(std::vector<size_t> slots, CompletionFilter filter = {},
+                                        int cache_count = 0, size_t cache_numel = 0) {
     IoOptions io;
     io.nvme_path = dir_.path();
     io.force_fallback = GetParam() == EngineKind::kPread;
@@ -55,7 +57,8 @@ class NvmeShardReaderTest : public ::testing::TestWithParam<EngineKind> {
       units.push_back(
           {&state_->file(), state_->offset(u, NvmeOptimizerState::kMaster), state_->numel(u)});
     }
-    auto reader = NvmeShardReader::Create(io, std::move(units), slots, Tier::kHost);
+    auto reader =
+        NvmeShardReader::Create(io, std::move(units), slots, Tier::kHost, cache_count, cache_numel);
     EXPECT_TRUE(reader.ok()) << reader.status();
     return reader.ok() ? std::move(reader).value() : nullptr;
   }
@@ -94,6 +97,72 @@ TEST_P(NvmeShardReaderTest, ReadsEveryShardExactlyWithSeveralInFlight) {
   for (size_t n : kUnitNumels) want += NvmeBytesForFloats(n);
   EXPECT_EQ(stats.bytes, want);
   EXPECT_EQ(reader->TakeStats().bytes, 0u);
+}
+
+// Reads one shard into `slot` and checks its floats; returns the bytes it read from the file.
+uint64_t ReadAndCheck(NvmeShardReader& reader, int unit, int slot,
+                      const std::vector<std::vector<float>>& masters) {
+  EXPECT_TRUE(reader.StartRead(unit, slot).ok());
+  absl::StatusOr<const float*> shard = reader.FinishRead(slot);
+  EXPECT_TRUE(shard.ok()) << shard.status();
+  if (shard.ok()) {
+    EXPECT_EQ(std::memcmp(*shard, masters[unit].data(), masters[unit].size() * sizeof(float)), 0)
+        << "unit " << unit;
+  }
+  return reader.TakeStats().bytes;
+}
+
+TEST_P(NvmeShardReaderTest, CacheServesEarlierShardsExactlyUntilInvalidated) {
+  auto reader = Make({5000, 5000}, {}, /*cache_count=*/2, /*cache_numel=*/5000);
+  ASSERT_NE(reader, nullptr);
+  EXPECT_EQ(reader->cache_count(), 2);
+  EXPECT_EQ(reader->cache_bytes(), 2 * NvmeBytesForFloats(5000));
+  EXPECT_EQ(reader->host_bytes(), 4 * NvmeBytesForFloats(5000));
+  // Units 1, 2, 3 through slot 0: 1 and 2 move into the cache as the slot is reused.
+  for (int u = 1; u <= 3; ++u) {
+    EXPECT_EQ(ReadAndCheck(*reader, u, 0, masters_), NvmeBytesForFloats(kUnitNumels[u])) << u;
+  }
+  // The backward's order: 3 is still in slot 0, 2 and 1 come from the cache into slot 1.
+  ASSERT_TRUE(reader->StartRead(3, 0).ok());
+  EXPECT_TRUE(reader->Ready(0));
+  ASSERT_TRUE(reader->FinishRead(0).ok());
+  EXPECT_EQ(reader->TakeStats().cached_bytes, NvmeBytesForFloats(kUnitNumels[3]));
+  EXPECT_EQ(ReadAndCheck(*reader, 2, 1, masters_), 0u);
+  EXPECT_EQ(ReadAndCheck(*reader, 1, 1, masters_), 0u);
+  // The cache holds 2 (given back by slot 1); 0 is read into slot 1, whose 1 takes the free
+  // entry; then 2 and 1 come back from the cache into slot 0, which gives 3 and then 2 back.
+  EXPECT_EQ(ReadAndCheck(*reader, 0, 1, masters_), NvmeBytesForFloats(kUnitNumels[0]));
+  EXPECT_EQ(ReadAndCheck(*reader, 2, 0, masters_), 0u);
+  EXPECT_EQ(ReadAndCheck(*reader, 1, 0, masters_), 0u);
+  // Both entries are full (3, then 2, kept in that order): a miss evicts the least recently
+  // kept. Reading 0 into slot 0 evicts 3 and keeps 1; reading 3 again costs I/O and evicts 2.
+  EXPECT_EQ(ReadAndCheck(*reader, 0, 0, masters_), NvmeBytesForFloats(kUnitNumels[0]));
+  EXPECT_EQ(ReadAndCheck(*reader, 3, 0, masters_), NvmeBytesForFloats(kUnitNumels[3]));
+  EXPECT_EQ(ReadAndCheck(*reader, 1, 1, masters_), 0u);
+  // New masters: nothing kept is used again.
+  reader->Invalidate();
+  for (int u : {3, 2, 1}) {
+    EXPECT_EQ(ReadAndCheck(*reader, u, u % 2, masters_), NvmeBytesForFloats(kUnitNumels[u])) << u;
+  }
+}
+
+TEST_P(NvmeShardReaderTest, AFailedReadIsNotKept) {
+  bool fail = true;
+  auto reader = Make(
+      {5000},
+      [&](const IoAttempt& attempt, int result) {
+        return attempt.op == IoOp::kRead && fail ? -EIO : result;
+      },
+      /*cache_count=*/1, /*cache_numel=*/5000);
+  ASSERT_NE(reader, nullptr);
+  ASSERT_TRUE(reader->StartRead(2, 0).ok());
+  EXPECT_FALSE(reader->FinishRead(0).ok());
+  reader->TakeStats();
+  fail = false;
+  EXPECT_EQ(ReadAndCheck(*reader, 2, 0, masters_), NvmeBytesForFloats(kUnitNumels[2]));
+  EXPECT_EQ(NvmeShardReader::CacheCount(0, 5000, 3), 0);
+  EXPECT_EQ(NvmeShardReader::CacheCount(9999, 5000, 3), 1);
+  EXPECT_EQ(NvmeShardReader::CacheCount(int64_t{1} << 40, 5000, 3), 3);
 }
 
 TEST_P(NvmeShardReaderTest, MisuseIsAnErrorNamingTheSlot) {

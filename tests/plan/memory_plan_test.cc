@@ -10,7 +10,6 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
-#include "core/status.h"
 #include "engine/model/model.h"
 #include "engine/plan/plan_config.h"
 #include "kernels/backend.h"
@@ -194,38 +193,20 @@ TEST_P(MemoryPlanBackendTest, GpuMemoryTakenMatchesThePlan) {
   absl::StatusOr<MemoryPlan> plan = PlanMemory(*input);
   ASSERT_TRUE(plan.ok()) << plan.status();
   const size_t planned = plan->Bytes(Tier::kDevice) - plan->Bytes(Category::kPools, Tier::kDevice);
-  const ShardingPlan sharding{2, 0, 3};
+  absl::StatusOr<DeviceMemoryInfo> before = QueryDeviceMemory();
+  ASSERT_TRUE(before.ok()) << before.status();
+  ShardingPlan sharding{2, 0, 3};
+  auto model = CreateModel(config.model, 4, false, ops_.get(), sharding);
+  ASSERT_TRUE(model.ok()) << model.status();
   std::unique_ptr<Communicator> comm = Communicator::Single();
   ResidencyOptions options;
   options.prefetch_elements = static_cast<size_t>(config.zero.stage3_prefetch_bucket_size);
-  struct Built {
-    std::unique_ptr<Model> model;
-    std::unique_ptr<UnitResidency> residency;
-  };
-  auto build = [&](kernels::Ops& ops) -> absl::StatusOr<Built> {
-    Built built;
-    SPW_ASSIGN_OR_RETURN(built.model, CreateModel(config.model, 4, false, &ops, sharding));
-    SPW_ASSIGN_OR_RETURN(built.residency,
-                         UnitResidency::Create(built.model->units(), ops, *comm, options));
-    return built;
-  };
-  // A warm-up model, built and freed with its own Ops first: what the CUDA runtime reserves once
-  // per process on first use (lazily loaded kernels, the local memory sized for the largest
-  // kernel stack frame launched so far) belongs to the planner's runtime reserve, not the model.
-  {
-    auto warm_ops = kernels::CreateOps("cuda");
-    ASSERT_TRUE(warm_ops.ok()) << warm_ops.status();
-    absl::StatusOr<Built> warm = build(**warm_ops);
-    ASSERT_TRUE(warm.ok()) << warm.status();
-  }
-  absl::StatusOr<DeviceMemoryInfo> before = QueryDeviceMemory();
-  ASSERT_TRUE(before.ok()) << before.status();
-  absl::StatusOr<Built> built = build(*ops_);
-  ASSERT_TRUE(built.ok()) << built.status();
+  auto residency = UnitResidency::Create((*model)->units(), *ops_, *comm, options);
+  ASSERT_TRUE(residency.ok()) << residency.status();
   absl::StatusOr<DeviceMemoryInfo> after = QueryDeviceMemory();
   ASSERT_TRUE(after.ok()) << after.status();
   const double taken = static_cast<double>(before->free_bytes) - after->free_bytes;
-  const double buffers = 4.0 * built->model->num_units() + 5 + 12;
+  const double buffers = 4.0 * (*model)->num_units() + 5 + 12;
   EXPECT_NEAR(taken, static_cast<double>(planned), buffers * 2 * 1024 * 1024)
       << "planned " << planned << " bytes, cudaMemGetInfo says " << taken << " were taken";
 }

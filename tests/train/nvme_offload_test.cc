@@ -260,6 +260,59 @@ TEST_P(NvmeOffloadTest, ParametersOnNvmeEqualParametersInCpuMemoryBitwise) {
                     split_split_dir + "/ckpt", 3, true);
 }
 
+// offload_param.max_in_cpu: the parameter reader keeps shards in host memory for their next
+// use (the backward takes the shards the forward read last). Four layers and a prefetch of one
+// Unit, so the gathered buffers cannot hold every Unit and the backward must read again: off
+// (the default), one Unit's worth and DeepSpeed's 1e9 (every Unit here) are bitwise the same
+// run, with two micro-batches per step and evaluation between steps.
+TEST_P(NvmeOffloadTest, ParameterCacheChangesNoBit) {
+  auto config = [&](const std::string& dir, const std::string& max_in_cpu) {
+    std::filesystem::create_directories(dir + "/nvme");
+    std::string json = WithOffload(
+        absl::StrReplaceAll(SmallConfig(6, dir), {{R"("n_layer": 2)", R"("n_layer": 4)"}}),
+        absl::StrCat(R"("zero_optimization": {"stage": 3, "stage3_prefetch_bucket_size": 1,)",
+                     R"("offload_param": {"device": "nvme")", max_in_cpu,
+                     R"(}, "offload_optimizer": {"device": "nvme", "nvme_path": ")", dir,
+                     R"(/nvme", "buffer_count": 4, "buffer_size": 4096}},)",
+                     R"("aio": {"engine": ")", GetParam(), R"("},)"));
+    return json;
+  };
+  auto off = MakeTrainer(config(Dir("cache_off"), ""));
+  auto one = MakeTrainer(config(Dir("cache_one"), R"(, "max_in_cpu": 13000)"));
+  auto all = MakeTrainer(config(Dir("cache_all"), R"(, "max_in_cpu": 1e9)"));
+  for (Trainer* t : {off.get(), one.get(), all.get()}) {
+    absl::Status trained = t->Train();
+    ASSERT_TRUE(trained.ok()) << trained;
+  }
+  // A layer Unit of d = 32 holds 12 * 32^2 + 13 * 32 = 12704 elements; Units 1-5 are read.
+  EXPECT_EQ(off->param_reader()->cache_count(), 0);
+  EXPECT_EQ(one->param_reader()->cache_count(), 1);
+  EXPECT_EQ(all->param_reader()->cache_count(), all->model().num_units() - 1);
+  // Every Unit is read once per step with the whole cache, where the backward re-reads without.
+  const NvmeShardReader::Stats off_reads = off->param_reader()->totals();
+  const NvmeShardReader::Stats one_reads = one->param_reader()->totals();
+  const NvmeShardReader::Stats all_reads = all->param_reader()->totals();
+  EXPECT_EQ(off_reads.cached_bytes, 0u);
+  EXPECT_GT(one_reads.cached_bytes, 0u);
+  EXPECT_LT(one_reads.bytes, off_reads.bytes);
+  EXPECT_LT(all_reads.bytes, one_reads.bytes);
+  EXPECT_EQ(all_reads.bytes + all_reads.cached_bytes, off_reads.bytes);
+  for (Trainer* t : {one.get(), all.get()}) {
+    EXPECT_EQ(t->step_losses(), off->step_losses());
+    for (int u = 0; u < off->model().num_units(); ++u) {
+      EXPECT_EQ(t->StoredParams(u).value(), off->StoredParams(u).value()) << u;
+    }
+  }
+  // The planner counts the cache the reader allocates.
+  for (Trainer* t : {off.get(), one.get(), all.get()}) {
+    size_t planned = 0;
+    for (const MemoryItem& item : t->memory_plan().items) {
+      if (item.what.starts_with("NVMe parameter")) planned += item.bytes;
+    }
+    EXPECT_EQ(planned, t->param_reader()->host_bytes());
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Engines, NvmeOffloadTest, ::testing::Values("auto", "pread"),
                          [](const auto& info) { return info.param; });
 
