@@ -203,18 +203,21 @@ void OffloadedOptimizer::Work() {
     if (task.clipping) task.params.grad_scale = scales_[task.step];
     lock.unlock();
     const Clock::time_point start = Clock::now();
-    const absl::Status status = StepUnit(task);
-    const double seconds = SecondsSince(start);
+    absl::Status status = ops_.WaitCopies(task.ticket);
+    const double landing = SecondsSince(start);
+    const Clock::time_point compute = Clock::now();
+    if (status.ok()) status = StepUnit(task);
+    const double seconds = SecondsSince(compute);
     lock.lock();
     if (!status.ok() && error_.ok()) error_ = status;
     done_[task.unit] = task.step;
     times_.adam_s += seconds;
+    times_.grads_wait_s += landing;
     cv_.notify_all();
   }
 }
 
 absl::Status OffloadedOptimizer::StepUnit(const Task& task) {
-  SPW_RETURN_IF_ERROR(ops_.WaitCopies(task.ticket));
   if (std::isnan(task.params.grad_scale)) return absl::OkStatus();  // a skipped step
   UnitState& unit = model_.unit(task.unit);
   if (external_ == nullptr) {

@@ -55,10 +55,11 @@ namespace spillway {
 
 // Seconds (and bytes) spent since the last TakeTimes().
 struct OffloadTimes {
-  double adam_s = 0.0;      // CPU AdamW on the worker thread
-  double pcie_s = 0.0;      // the copy stream busy (GPU backends; 0 on host backends)
-  double wait_s = 0.0;      // the training thread blocked on the offloaded step
-  double pcie_bytes = 0.0;  // gradients down plus parameters up
+  double adam_s = 0.0;        // CPU AdamW on the worker thread
+  double grads_wait_s = 0.0;  // the worker waiting for a Unit's gradients to land (backward, copy)
+  double pcie_s = 0.0;        // the copy stream busy (GPU backends; 0 on host backends)
+  double wait_s = 0.0;        // the training thread blocked on the offloaded step
+  double pcie_bytes = 0.0;    // gradients down plus parameters up
 };
 
 class OffloadedOptimizer {

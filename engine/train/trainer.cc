@@ -883,11 +883,11 @@ std::string Trainer::TakeOffloadSplit(int64_t steps) {
   const OffloadTimes t = offload_->TakeTimes();
   const double n = static_cast<double>(std::max<int64_t>(steps, 1));
   const std::string line = absl::StrFormat(
-      "offload per step: compute %.1f ms | PCIe %.1f ms (%s) | CPU Adam %.1f ms | waiting %.1f "
-      "ms%s",
+      "offload per step: compute %.1f ms | PCIe %.1f ms (%s) | CPU Adam %.1f ms (%.1f ms waiting "
+      "for gradients) | waiting %.1f ms%s",
       1e3 * compute_s_ / n, 1e3 * t.pcie_s / n,
       FormatBytes((t.pcie_bytes + residency_->TakeCopiedBytes()) / n), 1e3 * t.adam_s / n,
-      1e3 * t.wait_s / n, offload_->delayed() ? " (delayed update)" : "");
+      1e3 * t.grads_wait_s / n, 1e3 * t.wait_s / n, offload_->delayed() ? " (delayed update)" : "");
   compute_s_ = 0.0;
   return line;
 }

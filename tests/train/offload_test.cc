@@ -173,6 +173,8 @@ TEST_P(OffloadTest, DelayedUpdateConvergesLikeSynchronous) {
     final_loss[delayed] = trainer->Evaluate().value();
     const std::string progress = ReadFileOrDie(log);
     EXPECT_NE(progress.find("offload per step: compute"), std::string::npos) << progress;
+    EXPECT_NE(progress.find(" ms waiting for gradients) | waiting "), std::string::npos)
+        << progress;
     EXPECT_EQ(progress.find("(delayed update)") != std::string::npos, delayed) << progress;
   }
   EXPECT_LT(std::abs(final_loss[1] - final_loss[0]), kDelayedMargin * final_loss[0])
