@@ -73,7 +73,7 @@ absl::Status NvmeShardReader::StartRead(int unit, int slot) {
     return absl::OkStatus();
   }
   KeepInCache(s);
-  s.holds = -1;
+  s.holds = -1;  // until the read is submitted
   SPW_ASSIGN_OR_RETURN(
       s.ticket, engine_->SubmitRead(*where.file, where.offset, s.staging.span().first(bytes)));
   s.holds = unit;
@@ -93,8 +93,8 @@ bool NvmeShardReader::TakeFromCache(Slot& s, int unit) {
   return false;
 }
 
-bool NvmeShardReader::KeepInCache(Slot& s) {
-  if (s.holds < 0) return false;
+void NvmeShardReader::KeepInCache(Slot& s) {
+  if (s.holds < 0) return;
   CacheEntry* victim = nullptr;
   for (CacheEntry& e : cache_) {
     if (e.buffer.bytes() != s.staging.bytes()) continue;
@@ -102,11 +102,10 @@ bool NvmeShardReader::KeepInCache(Slot& s) {
                         ((victim->holds >= 0) == (e.holds >= 0) && e.last_use < victim->last_use);
     if (better) victim = &e;
   }
-  if (victim == nullptr) return false;
+  if (victim == nullptr) return;
   std::swap(s.staging, victim->buffer);
   victim->holds = std::exchange(s.holds, -1);
   victim->last_use = ++clock_;
-  return true;
 }
 
 void NvmeShardReader::Invalidate() {

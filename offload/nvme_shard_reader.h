@@ -98,9 +98,10 @@ class NvmeShardReader {
     int64_t last_use = 0;
   };
   NvmeShardReader() = default;
-  // Moves slot `s`'s staging, which holds `unit`'s shard, into the cache, or takes `unit`'s
-  // shard from the cache into it; false if neither applies.
-  bool KeepInCache(Slot& s);
+  // KeepInCache: slot `s`'s shard, if any, moves into the cache (its staging takes the evicted
+  // entry's buffer). TakeFromCache: `unit`'s shard comes from the cache into `s` (whose shard
+  // takes its place); false if the cache does not hold it.
+  void KeepInCache(Slot& s);
   bool TakeFromCache(Slot& s, int unit);
 
   std::vector<Location> units_;
