@@ -410,11 +410,15 @@ TEST(ZeroTest, ParametersOnNvmeEqualStageThreeInBackendAndResume) {
                    "\"offload_param\": {\"device\": \"nvme\"}");
   ExpectStageThreeOffloadEqualsInBackendAndResumes(dir, keys);
   // All three tiers with 8-bit state (ratio 0.5: the first Units in the backend; nvme_ratio
-  // 0.3: the last Units' shards of master and state on NVMe, the middle ones' in CPU memory)
-  // train bitwise as the same split with the parameters and state in CPU memory.
+  // 0.3: the last Units' shards of master and state on NVMe, the middle ones' in CPU memory),
+  // with the parameter cache allocated on every rank (offload_param.max_in_cpu; these few NVMe
+  // Units stay gathered, so nothing is read twice: nvme_offload_test has the hits), train
+  // bitwise as the same split with the parameters and state in CPU memory.
   const std::string tiers = absl::StrReplaceAll(
       keys,
-      {{R"("buffer_size": 4096})", R"("buffer_size": 4096, "ratio": 0.5, "nvme_ratio": 0.3})"}});
+      {{R"("buffer_size": 4096})", R"("buffer_size": 4096, "ratio": 0.5, "nvme_ratio": 0.3})"},
+       {R"("offload_param": {"device": "nvme"})",
+        R"("offload_param": {"device": "nvme", "max_in_cpu": 1e9})"}});
   const std::string tiers_cpu =
       R"("offload_optimizer": {"device": "cpu", "ratio": 0.5}, "offload_param": {"device": "cpu"})";
   auto on_nvme =
@@ -429,6 +433,7 @@ TEST(ZeroTest, ParametersOnNvmeEqualStageThreeInBackendAndResume) {
   for (int u = 0; u < on_nvme->model().num_units(); ++u) {
     EXPECT_EQ(on_nvme->StoredParams(u).value(), in_memory->StoredParams(u).value()) << u;
   }
+  EXPECT_GT(on_nvme->param_reader()->cache_count(), 0);
 }
 
 // With the optimizer state on NVMe (a file per rank, small tiles so that every shard streams in
