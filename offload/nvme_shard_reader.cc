@@ -82,35 +82,35 @@ absl::Status NvmeShardReader::StartRead(int unit, int slot) {
   return absl::OkStatus();
 }
 
+void NvmeShardReader::Exchange(Slot& s, CacheEntry& e, int unit) {
+  std::swap(s.staging, e.buffer);
+  e.holds = std::exchange(s.holds, unit);
+  e.last_use = e.holds < 0 ? 0 : ++clock_;
+}
+
 bool NvmeShardReader::TakeFromCache(Slot& s, int unit) {
   for (CacheEntry& e : cache_) {
-    if (e.holds != unit || e.buffer.bytes() != s.staging.bytes()) continue;
-    std::swap(s.staging, e.buffer);
-    e.holds = std::exchange(s.holds, unit);
-    e.last_use = ++clock_;
-    return true;
+    if (e.holds == unit && e.buffer.bytes() == s.staging.bytes()) {
+      Exchange(s, e, unit);
+      return true;
+    }
   }
   return false;
 }
 
 void NvmeShardReader::KeepInCache(Slot& s) {
   if (s.holds < 0) return;
-  CacheEntry* victim = nullptr;
+  CacheEntry* victim = nullptr;  // an empty entry (last_use 0), else the least recently kept
   for (CacheEntry& e : cache_) {
     if (e.buffer.bytes() != s.staging.bytes()) continue;
-    const bool better = victim == nullptr || (victim->holds >= 0 && e.holds < 0) ||
-                        ((victim->holds >= 0) == (e.holds >= 0) && e.last_use < victim->last_use);
-    if (better) victim = &e;
+    if (victim == nullptr || e.last_use < victim->last_use) victim = &e;
   }
-  if (victim == nullptr) return;
-  std::swap(s.staging, victim->buffer);
-  victim->holds = std::exchange(s.holds, -1);
-  victim->last_use = ++clock_;
+  if (victim != nullptr) Exchange(s, *victim, -1);
 }
 
 void NvmeShardReader::Invalidate() {
   for (Slot& s : slots_) s.holds = -1;
-  for (CacheEntry& e : cache_) e.holds = -1;
+  for (CacheEntry& e : cache_) e = {std::move(e.buffer)};
 }
 
 absl::StatusOr<const float*> NvmeShardReader::FinishRead(int slot) {

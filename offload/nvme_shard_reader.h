@@ -95,7 +95,7 @@ class NvmeShardReader {
   struct CacheEntry {
     Buffer buffer;
     int holds = -1;
-    int64_t last_use = 0;
+    int64_t last_use = 0;  // 0 while it holds nothing
   };
   NvmeShardReader() = default;
   // KeepInCache: slot `s`'s shard, if any, moves into the cache (its staging takes the evicted
@@ -103,6 +103,8 @@ class NvmeShardReader {
   // takes its place); false if the cache does not hold it.
   void KeepInCache(Slot& s);
   bool TakeFromCache(Slot& s, int unit);
+  // Swaps the buffers of `s` and `e`: `e` keeps the slot's shard, and `s` then holds `unit`.
+  void Exchange(Slot& s, CacheEntry& e, int unit);
 
   std::vector<Location> units_;
   std::vector<Slot> slots_;
