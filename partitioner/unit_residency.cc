@@ -48,7 +48,8 @@ absl::Status UnitResidency::Allocate() {
                          Buffer::Allocate(std::max<size_t>(total, 1) * sizeof(double),
                                           ops_.memory_tier(), "gradient sums of squares"));
   }
-  size_t largest = 0, largest_shard = units_[0].shard.shard_numel;
+  // Over Units 1..: the ring buffers never hold Unit 0, which has slot 0 to itself.
+  size_t largest = 0, largest_shard = 0;
   for (int u = 1; u < n; ++u) {
     largest = std::max(largest, units_[u].shard.padded_numel);
     largest_shard = std::max(largest_shard, units_[u].shard.shard_numel);

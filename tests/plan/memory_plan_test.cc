@@ -27,6 +27,7 @@ struct Case {
   bool offload_params = false;
   double ratio = 1.0;  // offload_optimizer.ratio
   bool nvme = false;   // optimizer state, and offloaded parameters, on NVMe
+  int vocab = 101;     // 2000: Unit 0 (the embedding) is larger than any other Unit
 };
 
 Config MakeConfig(const Case& c) {
@@ -36,7 +37,7 @@ Config MakeConfig(const Case& c) {
   config.model.n_head = 4;
   config.model.d_model = 32;
   config.model.seq_len = 16;
-  config.model.vocab_size = 101;
+  config.model.vocab_size = c.vocab;
   if (c.type == "llama") config.model.n_kv_head = 2;
   config.train_micro_batch_size_per_gpu = 2;
   config.zero_stage = c.stage;
@@ -145,12 +146,17 @@ TEST_P(MemoryPlanBackendTest, EqualsWhatTheModelAllocates) {
       // parameters in CPU memory or (state on NVMe) on NVMe.
       cases.push_back({type, world, 3, true, false, true, 0.5});
       cases.push_back({type, world, 3, true, true, true, 0.5, /*nvme=*/true});
+      // The residency's ring buffers hold Units 1.. only, however large Unit 0 is.
+      for (int stage = 2; stage <= 3 && world > 1; ++stage) {
+        cases.push_back({type, world, stage, false, false, false, 1.0, false, /*vocab=*/2000});
+      }
     }
   }
   for (const Case& c : cases) {
     SCOPED_TRACE(absl::StrCat(c.type, " world ", c.world, " stage ", c.stage, " offload ",
                               c.offload, " checkpointing ", c.checkpointing, " offload_params ",
-                              c.offload_params, " ratio ", c.ratio, " nvme ", c.nvme));
+                              c.offload_params, " ratio ", c.ratio, " nvme ", c.nvme, " vocab ",
+                              c.vocab));
     Config config = MakeConfig(c);
     config.trainer.backend = GetParam();
     absl::StatusOr<PlanInput> input = PlanInputFromConfig(config, c.world, 1);
