@@ -70,9 +70,9 @@ class Ops {
   // (increasing). WaitCopies(t) blocks the calling thread (the issuing one, or another: the
   // offloaded optimizer's worker) until every copy up to ticket t has landed, and returns the
   // first copy error. ComputeAfterCopies(t) makes every later op wait for the copies up to ticket
-  // t, without a host wait (t <= 0: none). TakeCopySeconds() returns the copy stream's busy time of
-  // the copies that have landed since the last call. Host backends copy at once (these
-  // defaults).
+  // t, without a host wait (t <= 0: none). TakeCopySeconds() returns the copy streams' busy time
+  // (added up) of the copies that have landed since the last call. Host backends copy at once
+  // (these defaults).
   virtual int64_t CopyToHostAsync(void* host_dst, const void* src, size_t bytes) {
     CopyToHost(host_dst, src, bytes);
     return 0;
@@ -81,7 +81,17 @@ class Ops {
     CopyToBackend(dst, host_src, bytes);
     return 0;
   }
+  // A copy to the backend on an upload stream of its own, which does not wait for earlier ops
+  // (the caller knows that nothing issued reads or writes dst any more) nor for earlier copies.
+  // May be called from any thread. Its ticket counts for WaitCopies and ComputeAfterCopies like
+  // the others': "up to ticket t" then means on both streams.
+  virtual int64_t UploadAsync(void* dst, const void* host_src, size_t bytes) {
+    CopyToBackend(dst, host_src, bytes);
+    return 0;
+  }
   virtual absl::Status WaitCopies(int64_t ticket) { return absl::OkStatus(); }
+  // Whether every copy up to ticket t has landed (or failed), without blocking.
+  virtual bool CopiesLanded(int64_t ticket) { return true; }
   virtual void ComputeAfterCopies(int64_t ticket) {}
   virtual double TakeCopySeconds() { return 0.0; }
 

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
 #include "engine/train/optimizer_step.h"
+#include "kernels/cpu/cpu_adam.h"
 #include "kernels/cpu/elementwise.h"
 
 namespace spillway {
@@ -29,6 +30,12 @@ absl::StatusOr<std::unique_ptr<OffloadedOptimizer>> OffloadedOptimizer::Create(
   auto o = std::unique_ptr<OffloadedOptimizer>(
       new OffloadedOptimizer(model, ops, opt, delayed_from, external));
   o->pending_.assign(model.num_units(), 0);
+  o->uploads_.assign(model.num_units(), 0);
+  o->uploaded_.assign(model.num_units(), 0);
+  o->cpu_threads_ = kernels::cpu::CpuKernelThreads();
+  if (ops.memory_tier() == Tier::kDevice) {
+    o->cpu_threads_ = std::max(1, std::min(o->cpu_threads_, kernels::cpu::CpusAvailable() - 1));
+  }
   o->unlanded_.assign(model.num_units(), 0);
   // The last Unit is always offloaded (offload_optimizer.ratio offloads from the end).
   const UnitState& last = model.unit(model.num_units() - 1);
@@ -68,27 +75,50 @@ void OffloadedOptimizer::WaitUpdated(int u, int64_t step) {
   times_.wait_s += SecondsSince(start);
 }
 
-void OffloadedOptimizer::Upload(int u) {
+bool OffloadedOptimizer::UpdateGoesUp(const UnitState& unit) {
+  // Offloaded parameters are updated in place; Units in the backend update there.
+  return unit.update_begin() < unit.update_end() && !unit.params_offloaded &&
+         unit.optimizer_offloaded();
+}
+
+int64_t OffloadedOptimizer::IssueUpload(int u, bool from_worker) {
   UnitState& unit = model_.unit(u);
   const size_t lo = unit.update_begin(), hi = unit.update_end();
-  const bool skipped = skipped_.count(pending_[u]) > 0;
-  pending_[u] = 0;
-  // Offloaded parameters are updated in place; Units in the backend update there.
-  if (lo >= hi || skipped || unit.params_offloaded || !unit.optimizer_offloaded()) return;
   const size_t bytes = (hi - lo) * sizeof(float);
-  Buffer& updated = external_ != nullptr ? unit.offload_grads : unit.offload_master;
-  last_ticket_ = ops_.CopyToBackendAsync(unit.params.as<float>() + unit.param_index(lo),
-                                         updated.as<float>() + unit.optimizer_index(lo), bytes);
+  float* params = unit.params.as<float>() + unit.param_index(lo);
+  const float* updated =
+      (external_ != nullptr ? unit.offload_grads : unit.offload_master).as<float>() +
+      unit.optimizer_index(lo);
+  const int64_t ticket = from_worker ? ops_.UploadAsync(params, updated, bytes)
+                                     : ops_.CopyToBackendAsync(params, updated, bytes);
   std::lock_guard<std::mutex> lock(mu_);
+  uploads_[u] = ticket;
   times_.pcie_bytes += static_cast<double>(bytes);
+  return ticket;
+}
+
+void OffloadedOptimizer::Upload(int u) {
+  const int64_t step = std::exchange(pending_[u], 0);
+  if (step == 0 || skipped_.count(step) > 0 || !UpdateGoesUp(model_.unit(u))) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (uploaded_[u] == step) return;  // by the worker
+  }
+  last_ticket_ = IssueUpload(u, /*from_worker=*/false);
 }
 
 void OffloadedOptimizer::OnParamsNeeded(int u) {
   const int64_t step = pending_[u];
-  if (step == 0 || (delayed_from_ > 0 && step >= delayed_from_)) return;
-  WaitUpdated(u, step);
-  Upload(u);
-  ops_.ComputeAfterCopies(last_ticket_);
+  if (step != 0 && !Delayed(step)) {
+    WaitUpdated(u, step);
+    Upload(u);
+  }
+  int64_t ticket = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ticket = std::exchange(uploads_[u], 0);
+  }
+  ops_.ComputeAfterCopies(ticket);
 }
 
 void OffloadedOptimizer::OnGradsFinal(int u) {
@@ -159,15 +189,19 @@ void OffloadedOptimizer::OnGradsFinal(int u) {
 
 std::deque<OffloadedOptimizer::Task>::iterator OffloadedOptimizer::ReadyTask() {
   auto next = queue_.end();
+  auto first_issued = queue_.end();
   for (auto it = queue_.begin(); it != queue_.end(); ++it) {
     if (unlanded_[it->unit] > 0 || (it->clipping && scales_.count(it->step) == 0)) continue;
-    // The oldest step's lowest Unit: the next forward needs it first.
-    if (next == queue_.end() ||
-        std::make_pair(it->step, it->unit) < std::make_pair(next->step, next->unit)) {
-      next = it;
-    }
+    if (first_issued == queue_.end() || it->ticket < first_issued->ticket) first_issued = it;
+    // The training thread issues the backward ahead of the backend: most queued gradients are
+    // still on their way, and the one to wait for is the first issued.
+    if (!ops_.CopiesLanded(it->ticket)) continue;
+    const auto key = [this](const Task& t) {
+      return std::make_pair(t.step, Delayed(t.step) ? -t.unit : t.unit);
+    };
+    if (next == queue_.end() || key(*it) < key(*next)) next = it;
   }
-  return next;
+  return next != queue_.end() ? next : first_issued;
 }
 
 void OffloadedOptimizer::LandChunk(const Chunk& chunk) {
@@ -183,6 +217,7 @@ void OffloadedOptimizer::LandChunk(const Chunk& chunk) {
 }
 
 void OffloadedOptimizer::Work() {
+  kernels::cpu::SetCallerKernelThreads(cpu_threads_);
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     // Staged chunks first, whatever the steps wait for: the training thread may need buffers.
@@ -208,7 +243,11 @@ void OffloadedOptimizer::Work() {
     const Clock::time_point compute = Clock::now();
     if (status.ok()) status = StepUnit(task);
     const double seconds = SecondsSince(compute);
+    const bool upload = status.ok() && lazy_uploads_ && !Delayed(task.step) &&
+                        !std::isnan(task.params.grad_scale) && UpdateGoesUp(model_.unit(task.unit));
+    if (upload) IssueUpload(task.unit, /*from_worker=*/true);
     lock.lock();
+    if (upload) uploaded_[task.unit] = task.step;
     if (!status.ok() && error_.ok()) error_ = status;
     done_[task.unit] = task.step;
     times_.adam_s += seconds;
@@ -276,7 +315,12 @@ absl::StatusOr<bool> OffloadedOptimizer::Flush() {
     Upload(u);
     uploaded = true;
   }
-  if (uploaded) ops_.ComputeAfterCopies(last_ticket_);
+  int64_t last = last_ticket_;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (int64_t& ticket : uploads_) last = std::max(last, std::exchange(ticket, 0));
+  }
+  if (uploaded) ops_.ComputeAfterCopies(last);
   SPW_RETURN_IF_ERROR(error());
   return uploaded;
 }

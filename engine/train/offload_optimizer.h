@@ -11,8 +11,11 @@
 //      Units (stage 0: no parameter all-gather follows), FinishStep returns at once and the
 //      next forward's residency hook (OnParamsNeeded) waits for each Unit's update just before
 //      the Unit is used, so the CPU step of later Units overlaps the forward of earlier ones
-//      (the worker takes the lowest Unit first); otherwise FinishStep waits for every Unit and
-//      uploads it as soon as it is done.
+//      (the worker takes the lowest landed Unit first). There the worker itself uploads each Unit
+//      as soon as it is updated, on the backend's unordered upload stream (Ops::UploadAsync: the
+//      Unit's backward is over, as its gradient has landed), so the uploads overlap the backward
+//      of earlier Units and the hook only orders the backend after its Unit's upload. Otherwise
+//      FinishStep waits for every Unit and uploads it as soon as it is done.
 // Gradient clipping needs the global norm before any update: with clipping on, step 2 of every
 // Unit waits for FinishStep, which brings the clip scale (computed from the backend's gradients
 // exactly as without offload), so results stay bitwise equal to the in-backend optimizer;
@@ -31,7 +34,10 @@
 // which the worker empties into offload_grads as each chunk lands, before any Unit's step.
 //
 // Threads: every method is called on the training thread; only the worker touches the offloaded
-// master, m and v while a step is in flight.
+// master, m and v while a step is in flight, and issues uploads besides the training thread's. On a
+// GPU backend the worker's CPU kernels leave one CPU to the training thread (cpu_threads()): it
+// spins while it feeds and waits for the GPU, and a statically scheduled kernel that shares its
+// core finishes last (bench/RESULTS.md).
 #pragma once
 
 #include <condition_variable>
@@ -94,7 +100,9 @@ class OffloadedOptimizer {
   // uploaded (the caller then re-gathers sharded parameters).
   absl::StatusOr<bool> Flush();
   // Whether the current step's update is delayed.
-  bool delayed() const { return delayed_from_ > 0 && step_ >= delayed_from_; }
+  bool delayed() const { return Delayed(step_); }
+  // Threads of the worker's CPU AdamW.
+  int cpu_threads() const { return cpu_threads_; }
   // The pinned staging pool, or null when the offloaded state takes copies directly.
   const StagingPool* staging() const { return staging_.get(); }
 
@@ -122,12 +130,21 @@ class OffloadedOptimizer {
       : model_(model), ops_(ops), opt_(opt), delayed_from_(delayed_from), external_(external) {}
   absl::Status StepUnit(const Task& task);  // worker, without mu_
   void Work();
-  // Under mu_: the queued task to step next (chunks landed, scale known), or queue_.end().
+  // Under mu_: the queued task to step next (chunks landed, scale known), or queue_.end(). Among
+  // the tasks whose gradients have landed: for synchronous steps the oldest step's lowest Unit
+  // (the next forward needs it first), for delayed steps its highest (the next backward needs it
+  // first). If none has landed, the one whose copy was issued first.
   std::deque<Task>::iterator ReadyTask();
   void LandChunk(const Chunk& chunk);  // worker, without mu_
   // Blocks until Unit u's update of `step` is done (timed as waiting).
   void WaitUpdated(int u, int64_t step);
+  // Issues Unit u's pending upload on the training thread, unless the worker has.
   void Upload(int u);
+  // Copies Unit u's updated parameters up (the worker's on the upload stream); returns the ticket.
+  int64_t IssueUpload(int u, bool from_worker);
+  // Whether the Unit's update is copied up (not: updated in place, in the backend, or empty).
+  static bool UpdateGoesUp(const UnitState& unit);
+  bool Delayed(int64_t step) const { return delayed_from_ > 0 && step >= delayed_from_; }
   absl::Status error();
 
   Model& model_;
@@ -141,7 +158,8 @@ class OffloadedOptimizer {
   kernels::AdamWParams params_;
   std::vector<int> order_;        // this step's Units in hook order
   std::vector<int64_t> pending_;  // per Unit: the step of its update not yet uploaded, or 0
-  bool lazy_uploads_ = false;     // uploads wait for the next forward (whole Units)
+  int cpu_threads_ = 1;
+  bool lazy_uploads_ = false;  // whole Units: the worker uploads, the next forward waits (3. above)
   std::unique_ptr<StagingPool> staging_;
   size_t staging_elements_ = 0;
   int64_t last_ticket_ = 0;  // of the last copy issued
@@ -153,6 +171,8 @@ class OffloadedOptimizer {
   std::vector<int> unlanded_;        // per Unit: its chunks not yet in offload_grads
   std::map<int64_t, float> scales_;  // grad scale per step, once known (NaN: skipped)
   std::vector<int64_t> done_;        // per Unit: the last step whose update is done
+  std::vector<int64_t> uploaded_;    // per Unit: the last step whose update the worker uploaded
+  std::vector<int64_t> uploads_;     // per Unit: its upload's ticket, until the backend waits on it
   absl::Status error_;
   bool stop_ = false;
   OffloadTimes times_;

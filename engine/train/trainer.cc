@@ -456,7 +456,8 @@ void Trainer::PrintStartup() const {
         "%s offloaded to %s memory (%s); AdamW on the CPU (%s, %d threads on %d CPUs)",
         config_.zero.offload_param ? "parameters and optimizer" : "optimizer",
         TierName(memory_plan_.offload_tier), what,
-        kernels::cpu::CpuIsaName(kernels::cpu::BestCpuIsa()), kernels::cpu::CpuKernelThreads(),
+        kernels::cpu::CpuIsaName(kernels::cpu::BestCpuIsa()),
+        offload_ != nullptr ? offload_->cpu_threads() : kernels::cpu::CpuKernelThreads(),
         kernels::cpu::CpusAvailable()));
     if (config_.zero.offload_ratio < 1.0) {
       int first = 0;

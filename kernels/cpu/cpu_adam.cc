@@ -66,6 +66,8 @@ std::vector<CpuIsa> SupportedCpuIsas() {
 
 int CpuKernelThreads() { return omp_get_max_threads(); }
 
+void SetCallerKernelThreads(int threads) { omp_set_num_threads(threads); }
+
 int CpusAvailable() {
   cpu_set_t set;
   CPU_ZERO(&set);

@@ -36,6 +36,9 @@ CpuIsa BestCpuIsa();
 // threads than CPUs means they share cores, and the compact-state kernels slow down in step.
 int CpuKernelThreads();
 int CpusAvailable();
+// Sets the threads of the CPU kernels the calling thread runs from now on (OpenMP's setting is
+// per thread: others keep theirs).
+void SetCallerKernelThreads(int threads);
 
 // One AdamW step over n elements, updating param, m and v in place. If param_bf16 is not null,
 // it receives the updated param rounded to bf16 (round to nearest even, as FloatToBf16 in

@@ -1,5 +1,6 @@
 #include "kernels/cuda/cuda_ops.h"
 
+#include <array>
 #include <deque>
 #include <mutex>
 #include <string>
@@ -20,14 +21,18 @@ constexpr size_t kNormScratchFloats = size_t{1} << 18;
 // Ops enqueue work on one non-blocking stream and never wait for it. The first failure of any call
 // is kept and reported by Synchronize(); after a failure later results are meaningless and the
 // caller must stop. The *Async copies run on a second non-blocking stream, ordered against the
-// compute stream by events; the events of landed copies are recycled.
+// compute stream by events, and UploadAsync's on a third, unordered; the events of landed copies
+// are recycled.
 class CudaOps final : public Ops {
  public:
   static absl::StatusOr<std::unique_ptr<Ops>> Create(int device) {
     auto ops = std::unique_ptr<CudaOps>(new CudaOps());
     SPW_CUDA_CHECK(cudaSetDevice(device));
+    ops->device_ = device;
     SPW_CUDA_CHECK(cudaStreamCreateWithFlags(&ops->stream_, cudaStreamNonBlocking));
-    SPW_CUDA_CHECK(cudaStreamCreateWithFlags(&ops->copy_stream_, cudaStreamNonBlocking));
+    for (cudaStream_t& lane : ops->copy_streams_) {
+      SPW_CUDA_CHECK(cudaStreamCreateWithFlags(&lane, cudaStreamNonBlocking));
+    }
     SPW_CUDA_CHECK(cudaEventCreateWithFlags(&ops->compute_mark_, cudaEventDisableTiming));
     cudaDeviceProp prop;
     SPW_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
@@ -42,11 +47,15 @@ class CudaOps final : public Ops {
 
   ~CudaOps() override {
     if (stream_ != nullptr) cudaStreamSynchronize(stream_);
-    if (copy_stream_ != nullptr) cudaStreamSynchronize(copy_stream_);
+    for (cudaStream_t lane : copy_streams_) {
+      if (lane != nullptr) cudaStreamSynchronize(lane);
+    }
     for (const CopyEvents& c : copies_) c.Destroy();
     for (const CopyEvents& c : free_copy_events_) c.Destroy();
     if (compute_mark_ != nullptr) cudaEventDestroy(compute_mark_);
-    if (copy_stream_ != nullptr) cudaStreamDestroy(copy_stream_);
+    for (cudaStream_t lane : copy_streams_) {
+      if (lane != nullptr) cudaStreamDestroy(lane);
+    }
     gemm_.reset();
     cudaFree(attention_scratch_);
     cudaFree(norm_scratch_);
@@ -58,7 +67,11 @@ class CudaOps final : public Ops {
 
   absl::Status Synchronize() override {
     Record(CudaStatus(cudaStreamSynchronize(stream_), "cudaStreamSynchronize"));
-    Record(CudaStatus(cudaStreamSynchronize(copy_stream_), "cudaStreamSynchronize (copies)"));
+    for (cudaStream_t lane : copy_streams_) {
+      Record(CudaStatus(cudaStreamSynchronize(lane), "cudaStreamSynchronize (copies)"));
+    }
+    std::lock_guard<std::mutex> lock(copies_mu_);
+    Record(copy_error_);
     return first_error_;
   }
 
@@ -76,30 +89,40 @@ class CudaOps final : public Ops {
                       "CopyToHost"));
   }
   int64_t CopyToHostAsync(void* host_dst, const void* src, size_t bytes) override {
-    return CopyAsync(host_dst, src, bytes);
+    return CopyAsync(kOrdered, host_dst, src, bytes);
   }
   int64_t CopyToBackendAsync(void* dst, const void* host_src, size_t bytes) override {
-    return CopyAsync(dst, host_src, bytes);
+    return CopyAsync(kOrdered, dst, host_src, bytes);
+  }
+  int64_t UploadAsync(void* dst, const void* host_src, size_t bytes) override {
+    return CopyAsync(kUnordered, dst, host_src, bytes);
   }
   absl::Status WaitCopies(int64_t ticket) override {
-    cudaEvent_t done = nullptr;
+    std::array<cudaEvent_t, kLanes> last;
     {
       std::lock_guard<std::mutex> lock(copies_mu_);
-      for (const CopyEvents& c : copies_) {
-        if (c.ticket == ticket) done = c.end;
-      }
       if (!copy_error_.ok()) return copy_error_;
+      last = LastCopies(ticket);
     }
-    // Landed and recycled already, or recycled for a later copy (a longer wait, still correct:
-    // the copy stream runs in order).
-    if (done == nullptr) return absl::OkStatus();
-    return CudaStatus(cudaEventSynchronize(done), "WaitCopies");
+    // An event recycled meanwhile for a later copy only makes the wait longer: each lane runs in
+    // order.
+    for (cudaEvent_t end : last) {
+      if (end != nullptr) SPW_RETURN_IF_ERROR(CudaStatus(cudaEventSynchronize(end), "WaitCopies"));
+    }
+    return absl::OkStatus();
+  }
+  bool CopiesLanded(int64_t ticket) override {
+    std::lock_guard<std::mutex> lock(copies_mu_);
+    for (cudaEvent_t end : LastCopies(ticket)) {
+      if (end != nullptr && cudaEventQuery(end) == cudaErrorNotReady) return false;
+    }
+    return true;
   }
   void ComputeAfterCopies(int64_t ticket) override {
     if (ticket <= 0) return;
     std::lock_guard<std::mutex> lock(copies_mu_);
-    for (const CopyEvents& c : copies_) {
-      if (c.ticket == ticket) Record(cudaStreamWaitEvent(stream_, c.end, 0), "ComputeAfterCopies");
+    for (cudaEvent_t end : LastCopies(ticket)) {
+      if (end != nullptr) Record(cudaStreamWaitEvent(stream_, end, 0), "ComputeAfterCopies");
     }
   }
   double TakeCopySeconds() override {
@@ -254,9 +277,11 @@ class CudaOps final : public Ops {
   }
 
  private:
-  // Events around one copy on the copy stream: busy time, and the end for WaitCopies.
+  // Events around one copy on its lane's stream: busy time, and the end for WaitCopies.
+  enum Lane { kOrdered, kUnordered, kLanes };
   struct CopyEvents {
     int64_t ticket = 0;
+    Lane lane = kOrdered;
     cudaEvent_t start = nullptr;
     cudaEvent_t end = nullptr;
     void Destroy() const {
@@ -267,11 +292,24 @@ class CudaOps final : public Ops {
 
   CudaOps() = default;
 
+  // Per lane, the end of the last copy up to `ticket` not yet recycled (null: none, all landed);
+  // caller holds copies_mu_.
+  std::array<cudaEvent_t, kLanes> LastCopies(int64_t ticket) const {
+    std::array<cudaEvent_t, kLanes> last{};
+    for (const CopyEvents& c : copies_) {
+      if (c.ticket <= ticket) last[c.lane] = c.end;
+    }
+    return last;
+  }
+
   // cudaMemcpyDefault: the pointers say the direction (unified addressing), so offloaded Unit
-  // state in host memory may stand where backend memory usually does (host to host).
-  int64_t CopyAsync(void* dst, const void* src, size_t bytes) {
+  // state in host memory may stand where backend memory usually does (host to host). Ordered
+  // copies start after every op issued before them.
+  int64_t CopyAsync(Lane lane, void* dst, const void* src, size_t bytes) {
     std::lock_guard<std::mutex> lock(copies_mu_);
     const int64_t ticket = ++last_ticket_;
+    // The calling thread may be another than the ops' (UploadAsync), with its own current device.
+    CopyCheck(cudaSetDevice(device_), "copy: device");
     RecycleLanded();
     CopyEvents c;
     if (!free_copy_events_.empty()) {
@@ -282,18 +320,21 @@ class CudaOps final : public Ops {
       return ticket;
     }
     c.ticket = ticket;
-    CopyCheck(cudaEventRecord(compute_mark_, stream_), "copy: mark compute");
-    CopyCheck(cudaStreamWaitEvent(copy_stream_, compute_mark_, 0), "copy: wait for compute");
-    CopyCheck(cudaEventRecord(c.start, copy_stream_), "copy: start");
-    if (bytes > 0)
-      CopyCheck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, copy_stream_), "copy");
-    CopyCheck(cudaEventRecord(c.end, copy_stream_), "copy: end");
+    c.lane = lane;
+    const cudaStream_t copies = copy_streams_[lane];
+    if (lane == kOrdered) {
+      CopyCheck(cudaEventRecord(compute_mark_, stream_), "copy: mark compute");
+      CopyCheck(cudaStreamWaitEvent(copies, compute_mark_, 0), "copy: wait for compute");
+    }
+    CopyCheck(cudaEventRecord(c.start, copies), "copy: start");
+    if (bytes > 0) CopyCheck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, copies), "copy");
+    CopyCheck(cudaEventRecord(c.end, copies), "copy: end");
     copies_.push_back(c);
     return ticket;
   }
   // Adds up the busy time of the landed copies and recycles their events; caller holds
   // copies_mu_. (An event a WaitCopies caller still waits on may be recorded again for a later
-  // copy: that caller waits longer, still correctly, as the copy stream runs in order.)
+  // copy: that caller waits longer, still correctly, as each lane runs in order.)
   void RecycleLanded() {
     while (!copies_.empty() && cudaEventQuery(copies_.front().end) == cudaSuccess) {
       float ms = 0.0f;
@@ -304,11 +345,11 @@ class CudaOps final : public Ops {
       copies_.pop_front();
     }
   }
-  // Keeps the first copy error for WaitCopies and Synchronize; caller holds copies_mu_.
+  // Keeps the first copy error for WaitCopies and Synchronize; caller holds copies_mu_ (copies
+  // may be issued from another thread than the ops).
   bool CopyCheck(cudaError_t err, const char* what) {
     if (err == cudaSuccess) return true;
     if (copy_error_.ok()) copy_error_ = CudaStatus(err, what);
-    Record(copy_error_);
     return false;
   }
 
@@ -360,11 +401,13 @@ class CudaOps final : public Ops {
   double* sum_scratch_ = nullptr;
   size_t sum_scratch_bytes_ = 0;
   absl::Status first_error_;
-  cudaStream_t copy_stream_ = nullptr;
-  cudaEvent_t compute_mark_ = nullptr;  // the compute stream's point a copy waits for
+  int device_ = 0;
+  std::array<cudaStream_t, kLanes> copy_streams_{};
+  cudaEvent_t compute_mark_ = nullptr;  // the compute stream's point an ordered copy waits for
   std::mutex copies_mu_;                // guards the fields below
   int64_t last_ticket_ = 0;
-  std::deque<CopyEvents> copies_;  // issued, busy time not yet taken, in ticket order
+  // Issued, busy time not yet taken, in ticket order; recycled up to the first not landed.
+  std::deque<CopyEvents> copies_;
   std::vector<CopyEvents> free_copy_events_;
   double landed_seconds_ = 0.0;
   absl::Status copy_error_;
