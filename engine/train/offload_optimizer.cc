@@ -194,8 +194,9 @@ std::deque<OffloadedOptimizer::Task>::iterator OffloadedOptimizer::ReadyTask() {
     if (unlanded_[it->unit] > 0 || (it->clipping && scales_.count(it->step) == 0)) continue;
     if (first_issued == queue_.end() || it->ticket < first_issued->ticket) first_issued = it;
     // The training thread issues the backward ahead of the backend: most queued gradients are
-    // still on their way, and the one to wait for is the first issued.
-    if (!ops_.CopiesLanded(it->ticket)) continue;
+    // still on their way, and the one to wait for is the first issued. External state streams
+    // its Units in order (its steps follow the backward, when every copy has about landed).
+    if (external_ == nullptr && !ops_.CopiesLanded(it->ticket)) continue;
     const auto key = [this](const Task& t) {
       return std::make_pair(t.step, Delayed(t.step) ? -t.unit : t.unit);
     };

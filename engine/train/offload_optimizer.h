@@ -133,7 +133,8 @@ class OffloadedOptimizer {
   // Under mu_: the queued task to step next (chunks landed, scale known), or queue_.end(). Among
   // the tasks whose gradients have landed: for synchronous steps the oldest step's lowest Unit
   // (the next forward needs it first), for delayed steps its highest (the next backward needs it
-  // first). If none has landed, the one whose copy was issued first.
+  // first). If none has landed, the one whose copy was issued first. External state: the lowest
+  // Unit, landed or not (the order it streams in).
   std::deque<Task>::iterator ReadyTask();
   void LandChunk(const Chunk& chunk);  // worker, without mu_
   // Blocks until Unit u's update of `step` is done (timed as waiting).
