@@ -12,7 +12,7 @@
 // stages: its own gradient norm for clipping, T1 and T2 (docs/pipeline.md), and for the tied
 // head the embed Unit is updated by the last stage alone (with the first stage's gradient of the
 // step before), whose new weights replace the first stage's copy at the end of the first stage's
-// same step.
+// same step; the first stage then steps its copy with its own gradient of that step (look-ahead).
 #pragma once
 
 #include <cstdint>
