@@ -4,8 +4,8 @@
 //      Unit's gradient part into its offload_grads on the backend's copy stream (Ops::*Async)
 //      and queues the Unit for a worker thread;
 //   2. the worker waits for that copy and runs StepOffloadedShard (optimizer_step.h): CPU AdamW
-//   over the Unit's
-//      master / m / v, while the backend computes earlier Units' backward;
+//      over the Unit's master / m / v, while the backend computes earlier Units' backward (the
+//      worker takes Units whose copies have landed first: see ReadyTask);
 //   3. each updated Unit goes back to the backend by an asynchronous copy, and the backend's
 //      later ops wait for it on the backend, not on the host. Where every rank updates whole
 //      Units (stage 0: no parameter all-gather follows), FinishStep returns at once and the
