@@ -49,11 +49,12 @@ absl::Status UnitResidency::Allocate() {
                                           ops_.memory_tier(), "gradient sums of squares"));
   }
   // Over Units 1..: the ring buffers never hold Unit 0, which has slot 0 to itself.
-  size_t largest = 0, largest_shard = 0;
+  size_t largest = 0;
   for (int u = 1; u < n; ++u) {
     largest = std::max(largest, units_[u].shard.padded_numel);
-    largest_shard = std::max(largest_shard, units_[u].shard.shard_numel);
+    ring_shard_numel_ = std::max(ring_shard_numel_, units_[u].shard.shard_numel);
   }
+  const size_t largest_shard = ring_shard_numel_;
   const Tier tier = ops_.memory_tier();
   if (units_[0].params_sharded()) {
     // Prefetch depth: the following Units that fit in stage3_prefetch_bucket_size (at least
@@ -165,11 +166,7 @@ float* UnitResidency::ReducedShard(const UnitState& unit, Slot& slot) const {
 }
 
 std::vector<size_t> UnitResidency::param_slot_shard_numels() const {
-  size_t largest_shard = 0;
-  for (size_t u = 1; u < units_.size(); ++u) {
-    largest_shard = std::max(largest_shard, units_[u].shard.shard_numel);
-  }
-  std::vector<size_t> numels(param_slots_.size(), largest_shard);
+  std::vector<size_t> numels(param_slots_.size(), ring_shard_numel_);
   // Slot 0 is Unit 0's alone, which offload_optimizer.ratio can keep in the backend.
   if (!numels.empty()) numels[0] = units_[0].params_in_master ? units_[0].shard.shard_numel : 0;
   return numels;

@@ -167,6 +167,7 @@ class UnitResidency {
   bool one_rank_ = false;         // the Units are not shared with other ranks
   bool reduce_in_place_ = false;  // no separate reduced shard buffers
   int prefetch_ = 0;
+  size_t ring_shard_numel_ = 0;  // the largest shard of Units 1.. (the ring buffers' Units)
   Pass pass_ = Pass::kForward;
   bool last_backward_ = false;
   int window_start_ = -1;  // the Unit last acquired; the next prefetch_ ones are kept

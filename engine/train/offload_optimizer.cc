@@ -31,7 +31,6 @@ absl::StatusOr<std::unique_ptr<OffloadedOptimizer>> OffloadedOptimizer::Create(
       new OffloadedOptimizer(model, ops, opt, delayed_from, external));
   o->pending_.assign(model.num_units(), 0);
   o->uploads_.assign(model.num_units(), 0);
-  o->uploaded_.assign(model.num_units(), 0);
   o->cpu_threads_ = kernels::cpu::CpuKernelThreads();
   if (ops.memory_tier() == Tier::kDevice) {
     o->cpu_threads_ = std::max(1, std::min(o->cpu_threads_, kernels::cpu::CpusAvailable() - 1));
@@ -100,10 +99,7 @@ int64_t OffloadedOptimizer::IssueUpload(int u, bool from_worker) {
 void OffloadedOptimizer::Upload(int u) {
   const int64_t step = std::exchange(pending_[u], 0);
   if (step == 0 || skipped_.count(step) > 0 || !UpdateGoesUp(model_.unit(u))) return;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (uploaded_[u] == step) return;  // by the worker
-  }
+  if (WorkerUploads(step)) return;  // issued before the update was marked done
   last_ticket_ = IssueUpload(u, /*from_worker=*/false);
 }
 
@@ -244,11 +240,12 @@ void OffloadedOptimizer::Work() {
     const Clock::time_point compute = Clock::now();
     if (status.ok()) status = StepUnit(task);
     const double seconds = SecondsSince(compute);
-    const bool upload = status.ok() && lazy_uploads_ && !Delayed(task.step) &&
-                        !std::isnan(task.params.grad_scale) && UpdateGoesUp(model_.unit(task.unit));
-    if (upload) IssueUpload(task.unit, /*from_worker=*/true);
+    // A NaN scale is a skipped step: nothing changed.
+    if (status.ok() && WorkerUploads(task.step) && !std::isnan(task.params.grad_scale) &&
+        UpdateGoesUp(model_.unit(task.unit))) {
+      IssueUpload(task.unit, /*from_worker=*/true);
+    }
     lock.lock();
-    if (upload) uploaded_[task.unit] = task.step;
     if (!status.ok() && error_.ok()) error_ = status;
     done_[task.unit] = task.step;
     times_.adam_s += seconds;

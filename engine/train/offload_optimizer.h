@@ -146,6 +146,8 @@ class OffloadedOptimizer {
   // Whether the Unit's update is copied up (not: updated in place, in the backend, or empty).
   static bool UpdateGoesUp(const UnitState& unit);
   bool Delayed(int64_t step) const { return delayed_from_ > 0 && step >= delayed_from_; }
+  // Whether the worker uploads the updates of `step` itself (whole Units, synchronous step).
+  bool WorkerUploads(int64_t step) const { return lazy_uploads_ && !Delayed(step); }
   absl::Status error();
 
   Model& model_;
@@ -172,7 +174,6 @@ class OffloadedOptimizer {
   std::vector<int> unlanded_;        // per Unit: its chunks not yet in offload_grads
   std::map<int64_t, float> scales_;  // grad scale per step, once known (NaN: skipped)
   std::vector<int64_t> done_;        // per Unit: the last step whose update is done
-  std::vector<int64_t> uploaded_;    // per Unit: the last step whose update the worker uploaded
   std::vector<int64_t> uploads_;     // per Unit: its upload's ticket, until the backend waits on it
   absl::Status error_;
   bool stop_ = false;

@@ -339,7 +339,9 @@ absl::StatusOr<PipelineStep::Result> PipelineStep::AsyncStep(int64_t step, doubl
                                 update_units_));
   if (last && shares_embed_) SPW_RETURN_IF_ERROR(SendTiedParams(k));
   if (first && shares_embed_) SPW_RETURN_IF_ERROR(ReceiveTiedParams(k));
-  if (first && shares_embed_ && k + 1 < AsyncSteps()) LookAheadTiedUnit(stage_lr, clip, step);
+  if (first && shares_embed_ && k + 1 < AsyncSteps()) {
+    SPW_RETURN_IF_ERROR(LookAheadTiedUnit(stage_lr, clip, step));
+  }
   if (correcting_) DiscrepancyAfterUpdate();
   ++updates_;
   residency_->InvalidateParams();
@@ -431,17 +433,13 @@ absl::Status PipelineStep::ReceiveTiedParams(int64_t k) {
   return ops_->Synchronize();
 }
 
-void PipelineStep::LookAheadTiedUnit(double lr, float clip, int64_t step) {
-  UnitState& unit = model_->unit(0);
-  if (unit.optimizer_sharded() || unit.optimizer_offloaded()) return;
-  kernels::AdamWParams p = AdamWParamsFor(config_.optimizer, lr, step);
-  p.grad_scale = clip;
-  p.weight_decay = 0.0f;  // the last stage's update decays the weights
-  const size_t lo = unit.update_begin(), hi = unit.update_end();
-  ops_->AdamW(unit.params.as<float>() + unit.param_index(lo),
-              unit.grads.as<float>() + unit.grad_index(lo),
-              unit.exp_avg.as<float>() + unit.optimizer_index(lo),
-              unit.exp_avg_sq.as<float>() + unit.optimizer_index(lo), hi - lo, p);
+absl::Status PipelineStep::LookAheadTiedUnit(double lr, float clip, int64_t step) {
+  const UnitState& unit = model_->unit(0);
+  if (unit.optimizer_sharded() || unit.optimizer_offloaded()) return absl::OkStatus();
+  OptimizerConfig no_decay = config_.optimizer;
+  no_decay.weight_decay = 0.0;  // the last stage's update decays the weights
+  const int tied[] = {0};
+  return AdamWStep(*model_, *ops_, *dp_group_, no_decay, lr, clip, step, tied);
 }
 
 absl::StatusOr<PipelineStep::Summary> PipelineStep::Finish(

@@ -132,7 +132,7 @@ class PipelineStep final : public pipeline::StageCompute {
   // without weight decay, so the lookup sees its gradient one update late as an untied
   // embedding would, not two. The last stage applies that gradient in update k + 1, whose weights
   // then replace the copy. Not where the Unit's optimizer is sharded or offloaded.
-  void LookAheadTiedUnit(double lr, float clip, int64_t step);
+  absl::Status LookAheadTiedUnit(double lr, float clip, int64_t step);
   // The last stage's loss sums of step k to rank 0, which averages them.
   absl::Status SendLoss(int64_t k, double loss_sum);
   absl::StatusOr<double> ReceiveLoss();
