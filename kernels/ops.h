@@ -132,8 +132,8 @@ class Ops {
   // the GEMM, within a bf16 ulp of the CPU's rounding, and an out-of-range fp16 operand does
   // not become infinite) and the products are added in fp32 (tensor cores on CUDA). The buffers
   // stay fp32; the bias and the "+=" accumulation are fp32. On CUDA the attention ops follow
-  // the same setting where the head size is 64: their products (q k^T, p v and the backward's)
-  // run on tensor cores from 16-bit operands, softmax and accumulation in fp32. The CPU
+  // the same setting where the head size is 64 or 128: their products (q k^T, p v and the
+  // backward's) run on tensor cores from 16-bit operands, softmax and accumulation in fp32. The CPU
   // backend's attention stays fp32.
   virtual void SetMatmulPrecision(MatmulPrecision precision) = 0;
 

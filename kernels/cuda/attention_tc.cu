@@ -1,21 +1,24 @@
 // Causal (grouped-query) attention on tensor cores, for the mixed-precision matmul setting
-// (Ops::SetMatmulPrecision bf16 / fp16) and head size 64: the products q k^T, p v, dout v^T,
-// ds k, p^T dout and ds^T q take their operands rounded to 16 bits and accumulate in fp32
-// (mma.sync m16n8k16); the softmax, its statistics and every buffer stay fp32, with the layouts
-// and the contract of kernels/ops.h (no (T,T) matrix is stored; lse saved).
+// (Ops::SetMatmulPrecision bf16 / fp16) and head sizes 64 and 128: the products q k^T, p v,
+// dout v^T, ds k, p^T dout and ds^T q take their operands rounded to 16 bits and accumulate in
+// fp32 (mma.sync m16n8k16); the softmax, its statistics and every buffer stay fp32, with the
+// layouts and the contract of kernels/ops.h (no (T,T) matrix is stored; lse saved). Buffers must
+// be 16-byte aligned (the launchers return cudaErrorMisalignedAddress otherwise).
 //
 // Flash-attention-2 style: tiles of 64 query rows and 64 key rows, 4 warps per block, warp w
 // owning rows [16w, 16w+16) of the block's tile. Scores, probabilities and accumulators stay in
 // registers in the mma fragment layout; a C fragment of two adjacent 8-column tiles is the A
 // fragment of the next product, so p and ds never go through shared memory. Shared memory holds
-// the 16-bit copies of the tiles (converted from the fp32 buffers on load), read with ldmatrix.
+// the 16-bit copies of the tiles, read with ldmatrix. A tile's fp32 rows are fetched into
+// registers with all of a block's loads in flight at once, then rounded into shared memory
+// (TileFetch); other blocks on the SM multiply meanwhile.
 // Fixed loop orders and no atomics: results are bitwise reproducible.
 //  - Forward: a block per (batch, head, query tile); online softmax over the key tiles up to the
 //    diagonal (exp2 of log2e-scaled scores; row sums kept per thread, combined at the end).
 //  - Backward, kernel 1: a block per (batch, head, query tile): D_i = dout_i . out_i (fp32, to
 //    scratch), dq = scale * sum_j ds_ij k_j with p and ds recomputed from lse.
 //  - Backward, kernel 2: a block per (batch, kv head, key tile): dk, dv summed over the kv head's
-//    query heads in ascending order and over the query tiles from the diagonal on.
+//    query heads in ascending order and over the query tiles (of kDkvRows) from the diagonal on.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -29,16 +32,17 @@
 namespace spillway::kernels::cuda {
 namespace {
 
-constexpr int kHs = 64;    // head size handled here
-constexpr int kTile = 64;  // query and key rows per tile
+constexpr int kTile = 64;  // query rows per block (forward, dq) and key rows per block (dk, dv)
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
-constexpr int kStride = kHs + 8;    // 16-bit elements per shared row: conflict-free ldmatrix
-constexpr int kNTiles = kTile / 8;  // 8-column mma tiles across a 64-wide product
-constexpr int kKSteps = kHs / 16;   // 16-deep mma steps over 64
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 constexpr unsigned kFullMask = 0xffffffffu;
+
+// 16-bit elements per shared row of a head-size-HS tile: rows 16 bytes apart modulo 128, so
+// ldmatrix's eight row addresses fall in distinct banks.
+template <int HS>
+constexpr int kStride = HS + 8;
 
 // The 16-bit type's packing and its mma.
 template <typename T16>
@@ -90,90 +94,100 @@ __device__ __forceinline__ void LdMatrix4Trans(uint32_t (&r)[4], const void* p) 
                : "r"(a));
 }
 
-// Fragment loads from a shared tile (rows of kStride 16-bit elements), by the whole warp.
+// Fragment loads from a shared tile (rows of S 16-bit elements), by the whole warp.
 // A (16 x 16, row-major) at rows [row0, row0 + 16), columns [k0, k0 + 16).
-template <typename T16>
+template <int S, typename T16>
 __device__ __forceinline__ void LoadA(uint32_t (&a)[4], const T16* s, int row0, int k0) {
   const int lane = threadIdx.x % 32;
-  LdMatrix4(a, s + (row0 + lane % 16) * kStride + k0 + 8 * (lane / 16));
+  LdMatrix4(a, s + (row0 + lane % 16) * S + k0 + 8 * (lane / 16));
 }
 // B of two 8-column tiles, n in [n0, n0 + 16), k in [k0, k0 + 16), where B[k][n] = s[n][k]:
 // {b[0], b[1]} for columns [n0, n0 + 8), {b[2], b[3]} for [n0 + 8, n0 + 16).
-template <typename T16>
+template <int S, typename T16>
 __device__ __forceinline__ void LoadBRows(uint32_t (&b)[4], const T16* s, int n0, int k0) {
   const int lane = threadIdx.x % 32, m = lane / 8;
-  LdMatrix4(b, s + (n0 + lane % 8 + 8 * (m / 2)) * kStride + k0 + 8 * (m % 2));
+  LdMatrix4(b, s + (n0 + lane % 8 + 8 * (m / 2)) * S + k0 + 8 * (m % 2));
 }
 // The same where B[k][n] = s[k][n].
-template <typename T16>
+template <int S, typename T16>
 __device__ __forceinline__ void LoadBCols(uint32_t (&b)[4], const T16* s, int k0, int n0) {
   const int lane = threadIdx.x % 32, m = lane / 8;
-  LdMatrix4Trans(b, s + (k0 + lane % 8 + 8 * (m % 2)) * kStride + n0 + 8 * (m / 2));
+  LdMatrix4Trans(b, s + (k0 + lane % 8 + 8 * (m % 2)) * S + n0 + 8 * (m / 2));
 }
 
-// c[n] (16 x 64 in 8 column tiles) = A rows [row0, row0 + 16) of `a` times B[k][n] = b[n][k],
-// both 64 deep: c = a b^T.
-template <typename T16>
-__device__ __forceinline__ void WarpABt(float (&c)[kNTiles][4], const T16* a, int row0,
+// c (16 x N, in N / 8 column tiles) = rows [row0, row0 + 16) of `a` times B[k][n] = b[n][k],
+// both K deep: c = a b^T. Row strides SA and SB.
+template <typename T16, int N, int K, int SA, int SB>
+__device__ __forceinline__ void WarpABt(float (&c)[N / 8][4], const T16* a, int row0,
                                         const T16* b) {
 #pragma unroll
-  for (int n = 0; n < kNTiles; ++n) c[n][0] = c[n][1] = c[n][2] = c[n][3] = 0.0f;
+  for (int n = 0; n < N / 8; ++n) c[n][0] = c[n][1] = c[n][2] = c[n][3] = 0.0f;
 #pragma unroll
-  for (int k = 0; k < kKSteps; ++k) {
+  for (int k = 0; k < K / 16; ++k) {
     uint32_t fa[4];
-    LoadA(fa, a, row0, 16 * k);
+    LoadA<SA>(fa, a, row0, 16 * k);
 #pragma unroll
-    for (int n = 0; n < kNTiles; n += 2) {
+    for (int n = 0; n < N / 8; n += 2) {
       uint32_t fb[4];
-      LoadBRows(fb, b, 8 * n, 16 * k);
+      LoadBRows<SB>(fb, b, 8 * n, 16 * k);
       Mma16<T16>::Run(c[n], fa, fb[0], fb[1]);
       Mma16<T16>::Run(c[n + 1], fa, fb[2], fb[3]);
     }
   }
 }
 
-// acc (16 x 64) += p (16 x 64, in C fragments, rounded to 16 bits here) times b (64 x 64,
-// row-major [k][n]).
-template <typename T16>
-__device__ __forceinline__ void WarpAccumulatePB(float (&acc)[kNTiles][4],
-                                                 const float (&p)[kNTiles][4], const T16* b) {
+// acc (16 x N) += p (16 x K, in C fragments, rounded to 16 bits here) times b (K x N,
+// row-major [k][n], row stride SB).
+template <typename T16, int N, int K, int SB>
+__device__ __forceinline__ void WarpAccumulatePB(float (&acc)[N / 8][4], const float (&p)[K / 8][4],
+                                                 const T16* b) {
 #pragma unroll
-  for (int k = 0; k < kKSteps; ++k) {
+  for (int k = 0; k < K / 16; ++k) {
     const uint32_t fa[4] = {Mma16<T16>::Pack(p[2 * k][0], p[2 * k][1]),
                             Mma16<T16>::Pack(p[2 * k][2], p[2 * k][3]),
                             Mma16<T16>::Pack(p[2 * k + 1][0], p[2 * k + 1][1]),
                             Mma16<T16>::Pack(p[2 * k + 1][2], p[2 * k + 1][3])};
 #pragma unroll
-    for (int n = 0; n < kNTiles; n += 2) {
+    for (int n = 0; n < N / 8; n += 2) {
       uint32_t fb[4];
-      LoadBCols(fb, b, 16 * k, 8 * n);
+      LoadBCols<SB>(fb, b, 16 * k, 8 * n);
       Mma16<T16>::Run(acc[n], fa, fb[0], fb[1]);
       Mma16<T16>::Run(acc[n + 1], fa, fb[2], fb[3]);
     }
   }
 }
 
-// dst (kTile rows, kStride apart) 16-bit = rows [row0, row0 + kTile) of src (row stride
-// `stride` floats), 64 columns; rows >= T are zero. Called by the whole block.
-template <typename T16>
-__device__ __forceinline__ void LoadTile(T16* dst, const float* src, size_t stride, int row0,
-                                         int T) {
-  for (int idx = threadIdx.x; idx < kTile * kHs / 4; idx += kThreads) {
-    const int r = idx / (kHs / 4);
-    const int d = (idx % (kHs / 4)) * 4;
-    const int t = row0 + r;
-    float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-    if (t < T) {
-      const float* p = src + static_cast<size_t>(t) * stride + d;
-      v = reinterpret_cast<uintptr_t>(p) % 16 == 0 ? *reinterpret_cast<const float4*>(p)
-                                                   : make_float4(p[0], p[1], p[2], p[3]);
+// A ROWS x HS tile of an fp32 buffer held in registers: Fetch issues every load of the block's
+// share before any is used; Put rounds them to 16 bits into shared memory (rows kStride<HS>
+// apart). Rows >= T read as zero. Both are called by the whole block.
+template <int ROWS, int HS>
+struct TileFetch {
+  static constexpr int kVecs = ROWS * HS / 4 / kThreads;
+  static_assert(ROWS * HS / 4 % kThreads == 0, "tile does not split evenly over the block");
+  float4 v[kVecs];
+
+  __device__ __forceinline__ void Fetch(const float* src, size_t stride, int row0, int T) {
+#pragma unroll
+    for (int i = 0; i < kVecs; ++i) {
+      const int idx = static_cast<int>(threadIdx.x) + i * kThreads;
+      const int t = row0 + idx / (HS / 4);
+      v[i] = t < T ? __ldg(reinterpret_cast<const float4*>(src + static_cast<size_t>(t) * stride +
+                                                           idx % (HS / 4) * 4))
+                   : make_float4(0.f, 0.f, 0.f, 0.f);
     }
-    uint2 packed;
-    packed.x = Mma16<T16>::Pack(v.x, v.y);
-    packed.y = Mma16<T16>::Pack(v.z, v.w);
-    *reinterpret_cast<uint2*>(dst + r * kStride + d) = packed;
   }
-}
+  template <typename T16>
+  __device__ __forceinline__ void Put(T16* dst) const {
+#pragma unroll
+    for (int i = 0; i < kVecs; ++i) {
+      const int idx = static_cast<int>(threadIdx.x) + i * kThreads;
+      uint2 packed;
+      packed.x = Mma16<T16>::Pack(v[i].x, v[i].y);
+      packed.y = Mma16<T16>::Pack(v[i].z, v[i].w);
+      *reinterpret_cast<uint2*>(dst + idx / (HS / 4) * kStride<HS> + idx % (HS / 4) * 4) = packed;
+    }
+  }
+};
 
 // Sum over the 4 threads of a quad (the threads sharing a row of a C fragment).
 __device__ __forceinline__ float QuadSum(float x) {
@@ -192,27 +206,43 @@ struct Geometry {
   const float* v;
 };
 
+template <int HS>
 __device__ __forceinline__ Geometry Locate(const float* qkv, int b, int h, int g, int T, int NH,
                                            int NKV) {
   Geometry geo;
-  geo.C3 = static_cast<size_t>(NH + 2 * NKV) * kHs;
+  geo.C3 = static_cast<size_t>(NH + 2 * NKV) * HS;
   const float* row = qkv + static_cast<size_t>(b) * T * geo.C3;
-  geo.q = row + static_cast<size_t>(h) * kHs;
-  geo.k = row + static_cast<size_t>(NH + g) * kHs;
-  geo.v = row + static_cast<size_t>(NH + NKV + g) * kHs;
+  geo.q = row + static_cast<size_t>(h) * HS;
+  geo.k = row + static_cast<size_t>(NH + g) * HS;
+  geo.v = row + static_cast<size_t>(NH + NKV + g) * HS;
   return geo;
 }
 
+// Key rows [s0, s0 + kTile) of k and v into k_s and v_s, between barriers: the block's products
+// on the previous tile are done before it writes, and its writes land before anyone reads.
+template <int HS, typename T16>
+__device__ __forceinline__ void LoadKeyTile(T16* k_s, T16* v_s, const Geometry& geo, int s0,
+                                            int T) {
+  TileFetch<kTile, HS> kf, vf;
+  kf.Fetch(geo.k, geo.C3, s0, T);
+  vf.Fetch(geo.v, geo.C3, s0, T);
+  __syncthreads();
+  kf.Put(k_s);
+  vf.Put(v_s);
+  __syncthreads();
+}
+
 // In a C fragment, element e of column tile n of a thread is at row (lane / 4) + 8 * (e / 2)
-// and column 8 n + 2 (lane % 4) + e % 2 of the warp's 16 x 64 block.
+// and column 8 n + 2 (lane % 4) + e % 2 of the warp's 16-row block.
 __device__ __forceinline__ int FragRow(int e) { return threadIdx.x % 32 / 4 + 8 * (e / 2); }
 __device__ __forceinline__ int FragCol(int n, int e) {
   return 8 * n + 2 * (threadIdx.x % 4) + e % 2;
 }
 
-// Writes a 16 x 64 C-fragment block times `scale` to rows [t0, ...) (those < T) of dst (row
+// Writes a 16 x HS C-fragment block times `scale` to rows [t0, ...) (those < T) of dst (row
 // stride `stride` floats).
-__device__ __forceinline__ void StoreRows(float* dst, size_t stride, const float (&c)[kNTiles][4],
+template <int HS>
+__device__ __forceinline__ void StoreRows(float* dst, size_t stride, const float (&c)[HS / 8][4],
                                           int t0, int T, float scale0, float scale1) {
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
@@ -221,52 +251,66 @@ __device__ __forceinline__ void StoreRows(float* dst, size_t stride, const float
     const float scale = half == 0 ? scale0 : scale1;
     float* row = dst + static_cast<size_t>(t) * stride;
 #pragma unroll
-    for (int n = 0; n < kNTiles; ++n) {
+    for (int n = 0; n < HS / 8; ++n) {
       *reinterpret_cast<float2*>(row + FragCol(n, 0)) =
           make_float2(c[n][2 * half] * scale, c[n][2 * half + 1] * scale);
     }
   }
 }
 
-constexpr size_t kTileBytes = kTile * kStride * 2;
+template <int ROWS, int HS>
+constexpr size_t kTileBytes = static_cast<size_t>(ROWS) * kStride<HS> * 2;
+
+// Blocks per SM the kernels are compiled for: 3 at head size 64 (at most 168 registers a
+// thread), which measured 8-10% faster on the H100 than the 2 that unbounded registers allow.
+template <int HS>
+constexpr int kMinBlocks = HS <= 64 ? 3 : 1;
+
+// Query rows per step of the dk/dv kernel: 32 at head size 128 keeps its dk and dv
+// accumulators (128 registers) and the step's scores within the register file.
+template <int HS>
+constexpr int kDkvRows = HS <= 64 ? 64 : 32;
 
 // ---------------------------------------------------------------------------------------------
 // Forward. smem: q, k, v (16-bit).
-constexpr size_t kForwardSmem = 3 * kTileBytes;
+template <int HS>
+constexpr size_t kForwardSmem = 3 * kTileBytes<kTile, HS>;
 
-template <typename T16>
-__global__ void __launch_bounds__(kThreads)
+template <typename T16, int HS>
+__global__ void __launch_bounds__(kThreads, kMinBlocks<HS>)
     TcForwardKernel(float* __restrict__ out, float* __restrict__ lse, const float* __restrict__ qkv,
                     int T, int NH, int NKV, int tiles, float scale) {
+  constexpr int S = kStride<HS>;
   extern __shared__ __align__(128) unsigned char smem[];
   T16* q_s = reinterpret_cast<T16*>(smem);
-  T16* k_s = q_s + kTile * kStride;
-  T16* v_s = k_s + kTile * kStride;
+  T16* k_s = q_s + kTile * S;
+  T16* v_s = k_s + kTile * S;
 
   const int heads = gridDim.x / tiles;
   const int bh = blockIdx.x % heads;
   const int tile = tiles - 1 - static_cast<int>(blockIdx.x / heads);
   const int b = bh / NH, h = bh % NH;
-  const Geometry geo = Locate(qkv, b, h, h / (NH / NKV), T, NH, NKV);
+  const Geometry geo = Locate<HS>(qkv, b, h, h / (NH / NKV), T, NH, NKV);
   const int t0 = tile * kTile;
   const int wrow = threadIdx.x / 32 * 16;
   const float scale2 = scale * kLog2e;  // scores in log2 units
 
-  LoadTile(q_s, geo.q, geo.C3, t0, T);
-  float o[kNTiles][4];
+  {
+    TileFetch<kTile, HS> qf;
+    qf.Fetch(geo.q, geo.C3, t0, T);
+    qf.Put(q_s);
+  }
+  float o[HS / 8][4];
 #pragma unroll
-  for (int n = 0; n < kNTiles; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+  for (int n = 0; n < HS / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // rows FragRow(0), FragRow(2)
   for (int s0 = 0; s0 <= t0; s0 += kTile) {
-    __syncthreads();
-    LoadTile(k_s, geo.k, geo.C3, s0, T);
-    LoadTile(v_s, geo.v, geo.C3, s0, T);
-    __syncthreads();
-    float s[kNTiles][4];
-    WarpABt(s, q_s, wrow, k_s);
+    LoadKeyTile<HS>(k_s, v_s, geo, s0, T);
+    float s[kTile / 8][4];
+    WarpABt<T16, kTile, HS, S, S>(s, q_s, wrow, k_s);
     float row_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-    for (int n = 0; n < kNTiles; ++n) {
+    for (int n = 0; n < kTile / 8; ++n) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const bool masked = s0 == t0 && FragCol(n, e) > wrow + FragRow(e);
@@ -283,17 +327,23 @@ __global__ void __launch_bounds__(kThreads)
       l[r] *= corr[r];
     }
 #pragma unroll
-    for (int n = 0; n < kNTiles; ++n) {
+    for (int n = 0; n < kTile / 8; ++n) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        s[n][e] = exp2f(s[n][e] - m[e / 2]);
-        l[e / 2] += s[n][e];
-        o[n][e] *= corr[e / 2];
-      }
+      for (int e = 0; e < 4; ++e) s[n][e] = exp2f(s[n][e] - m[e / 2]);
     }
-    WarpAccumulatePB<T16>(o, s, v_s);
+#pragma unroll
+    for (int n = 0; n < kTile / 8; ++n) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) l[e / 2] += s[n][e];
+    }
+#pragma unroll
+    for (int n = 0; n < HS / 8; ++n) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) o[n][e] *= corr[e / 2];
+    }
+    WarpAccumulatePB<T16, HS, kTile, S>(o, s, v_s);
   }
-  const size_t C = static_cast<size_t>(NH) * kHs;
+  const size_t C = static_cast<size_t>(NH) * HS;
   float inv[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -304,41 +354,48 @@ __global__ void __launch_bounds__(kThreads)
       lse[static_cast<size_t>(bh) * T + t] = (m[r] + log2f(l[r])) * kLn2;
     }
   }
-  StoreRows(out + static_cast<size_t>(b) * T * C + static_cast<size_t>(h) * kHs, C, o, t0 + wrow, T,
-            inv[0], inv[1]);
+  StoreRows<HS>(out + static_cast<size_t>(b) * T * C + static_cast<size_t>(h) * HS, C, o, t0 + wrow,
+                T, inv[0], inv[1]);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Backward, kernel 1 (dq). smem: q, dout, k, v (16-bit).
-constexpr size_t kDqSmem = 4 * kTileBytes;
+template <int HS>
+constexpr size_t kDqSmem = 4 * kTileBytes<kTile, HS>;
 
-template <typename T16>
-__global__ void __launch_bounds__(kThreads)
+template <typename T16, int HS>
+__global__ void __launch_bounds__(kThreads, kMinBlocks<HS>)
     TcBackwardDqKernel(float* __restrict__ dqkv, float* __restrict__ d_scratch,
                        const float* __restrict__ dout, const float* __restrict__ qkv,
                        const float* __restrict__ out, const float* __restrict__ lse, int T, int NH,
                        int NKV, int tiles, float scale) {
+  constexpr int S = kStride<HS>;
   extern __shared__ __align__(128) unsigned char smem[];
   T16* q_s = reinterpret_cast<T16*>(smem);
-  T16* do_s = q_s + kTile * kStride;
-  T16* k_s = do_s + kTile * kStride;
-  T16* v_s = k_s + kTile * kStride;
+  T16* do_s = q_s + kTile * S;
+  T16* k_s = do_s + kTile * S;
+  T16* v_s = k_s + kTile * S;
 
   const int heads = gridDim.x / tiles;
   const int bh = blockIdx.x % heads;
   const int tile = tiles - 1 - static_cast<int>(blockIdx.x / heads);
   const int b = bh / NH, h = bh % NH;
-  const Geometry geo = Locate(qkv, b, h, h / (NH / NKV), T, NH, NKV);
-  const size_t C = static_cast<size_t>(NH) * kHs;
-  const float* dout_h = dout + static_cast<size_t>(b) * T * C + static_cast<size_t>(h) * kHs;
-  const float* out_h = out + static_cast<size_t>(b) * T * C + static_cast<size_t>(h) * kHs;
+  const Geometry geo = Locate<HS>(qkv, b, h, h / (NH / NKV), T, NH, NKV);
+  const size_t C = static_cast<size_t>(NH) * HS;
+  const float* dout_h = dout + static_cast<size_t>(b) * T * C + static_cast<size_t>(h) * HS;
+  const float* out_h = out + static_cast<size_t>(b) * T * C + static_cast<size_t>(h) * HS;
   const int t0 = tile * kTile;
   const int wrow = threadIdx.x / 32 * 16;
   const float scale2 = scale * kLog2e;
 
-  LoadTile(q_s, geo.q, geo.C3, t0, T);
-  LoadTile(do_s, dout_h, C, t0, T);
-  // D and lse (log2 units) of the thread's two rows; a quad sums D over its 4 x 16 columns.
+  {
+    TileFetch<kTile, HS> qf, dof;
+    qf.Fetch(geo.q, geo.C3, t0, T);
+    dof.Fetch(dout_h, C, t0, T);
+    qf.Put(q_s);
+    dof.Put(do_s);
+  }
+  // D and lse (log2 units) of the thread's two rows; a quad sums D over its 4 x HS/4 columns.
   float D[2], L[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -346,27 +403,28 @@ __global__ void __launch_bounds__(kThreads)
     float partial = 0.0f;
     L[r] = 0.0f;
     if (t < T) {
-      const size_t off = static_cast<size_t>(t) * C + 16 * (threadIdx.x % 4);
+      const size_t off = static_cast<size_t>(t) * C + HS / 4 * (threadIdx.x % 4);
 #pragma unroll
-      for (int d = 0; d < 16; ++d) partial += dout_h[off + d] * out_h[off + d];
+      for (int d = 0; d < HS / 4; d += 4) {
+        const float4 x = __ldg(reinterpret_cast<const float4*>(dout_h + off + d));
+        const float4 y = __ldg(reinterpret_cast<const float4*>(out_h + off + d));
+        partial += x.x * y.x + x.y * y.y + x.z * y.z + x.w * y.w;
+      }
       L[r] = lse[static_cast<size_t>(bh) * T + t] * kLog2e;
     }
     D[r] = QuadSum(partial);
     if (threadIdx.x % 4 == 0 && t < T) d_scratch[static_cast<size_t>(bh) * T + t] = D[r];
   }
-  float dq[kNTiles][4];
+  float dq[HS / 8][4];
 #pragma unroll
-  for (int n = 0; n < kNTiles; ++n) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.0f;
+  for (int n = 0; n < HS / 8; ++n) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.0f;
   for (int s0 = 0; s0 <= t0; s0 += kTile) {
-    __syncthreads();
-    LoadTile(k_s, geo.k, geo.C3, s0, T);
-    LoadTile(v_s, geo.v, geo.C3, s0, T);
-    __syncthreads();
-    float s[kNTiles][4], dp[kNTiles][4];
-    WarpABt(s, q_s, wrow, k_s);
-    WarpABt(dp, do_s, wrow, v_s);
+    LoadKeyTile<HS>(k_s, v_s, geo, s0, T);
+    float s[kTile / 8][4], dp[kTile / 8][4];
+    WarpABt<T16, kTile, HS, S, S>(s, q_s, wrow, k_s);
+    WarpABt<T16, kTile, HS, S, S>(dp, do_s, wrow, v_s);
 #pragma unroll
-    for (int n = 0; n < kNTiles; ++n) {
+    for (int n = 0; n < kTile / 8; ++n) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const bool masked = s0 == t0 && FragCol(n, e) > wrow + FragRow(e);
@@ -374,86 +432,104 @@ __global__ void __launch_bounds__(kThreads)
         s[n][e] = p * (dp[n][e] - D[e / 2]);  // ds
       }
     }
-    WarpAccumulatePB<T16>(dq, s, k_s);
+    WarpAccumulatePB<T16, HS, kTile, S>(dq, s, k_s);
   }
-  StoreRows(dqkv + static_cast<size_t>(b) * T * geo.C3 + static_cast<size_t>(h) * kHs, geo.C3, dq,
-            t0 + wrow, T, scale, scale);
+  StoreRows<HS>(dqkv + static_cast<size_t>(b) * T * geo.C3 + static_cast<size_t>(h) * HS, geo.C3,
+                dq, t0 + wrow, T, scale, scale);
 }
 
 // ---------------------------------------------------------------------------------------------
-// Backward, kernel 2 (dk, dv). smem: k, v, q, dout (16-bit); lse (log2 units) and D of the
-// query tile.
-constexpr size_t kDkvSmem = 4 * kTileBytes + 2 * kTile * sizeof(float);
+// Backward, kernel 2 (dk, dv). smem: k, v (kTile rows), q, dout (kDkvRows rows) (16-bit); lse
+// (log2 units) and D of the query rows.
+template <int HS>
+constexpr size_t kDkvSmem = 2 * kTileBytes<kTile, HS> + 2 * kTileBytes<kDkvRows<HS>, HS> +
+                            2 * kDkvRows<HS> * sizeof(float);
 
-template <typename T16>
-__global__ void __launch_bounds__(kThreads)
+template <typename T16, int HS>
+__global__ void __launch_bounds__(kThreads, kMinBlocks<HS>)
     TcBackwardDkvKernel(float* __restrict__ dqkv, const float* __restrict__ d_scratch,
                         const float* __restrict__ dout, const float* __restrict__ qkv,
                         const float* __restrict__ lse, int T, int NH, int NKV, int tiles,
                         float scale) {
+  constexpr int S = kStride<HS>;
+  constexpr int QR = kDkvRows<HS>;
   extern __shared__ __align__(128) unsigned char smem[];
   T16* k_s = reinterpret_cast<T16*>(smem);
-  T16* v_s = k_s + kTile * kStride;
-  T16* q_s = v_s + kTile * kStride;
-  T16* do_s = q_s + kTile * kStride;
-  float* lse_s = reinterpret_cast<float*>(do_s + kTile * kStride);
-  float* d_s = lse_s + kTile;
+  T16* v_s = k_s + kTile * S;
+  T16* q_s = v_s + kTile * S;
+  T16* do_s = q_s + QR * S;
+  float* lse_s = reinterpret_cast<float*>(do_s + QR * S);
+  float* d_s = lse_s + QR;
 
   const int kv_heads = gridDim.x / tiles;
   const int bg = blockIdx.x % kv_heads;
   const int tile = static_cast<int>(blockIdx.x / kv_heads);  // heaviest (first) tiles first
   const int b = bg / NKV, g = bg % NKV;
   const int group = NH / NKV;
-  const Geometry geo0 = Locate(qkv, b, g * group, g, T, NH, NKV);
-  const size_t C = static_cast<size_t>(NH) * kHs;
+  const Geometry geo0 = Locate<HS>(qkv, b, g * group, g, T, NH, NKV);
+  const size_t C = static_cast<size_t>(NH) * HS;
   const int s0 = tile * kTile;
   const int wrow = threadIdx.x / 32 * 16;
   const float scale2 = scale * kLog2e;
 
-  LoadTile(k_s, geo0.k, geo0.C3, s0, T);
-  LoadTile(v_s, geo0.v, geo0.C3, s0, T);
-  float dk[kNTiles][4], dv[kNTiles][4];
+  {
+    TileFetch<kTile, HS> kf, vf;
+    kf.Fetch(geo0.k, geo0.C3, s0, T);
+    vf.Fetch(geo0.v, geo0.C3, s0, T);
+    kf.Put(k_s);
+    vf.Put(v_s);
+  }
+  float dk[HS / 8][4], dv[HS / 8][4];
 #pragma unroll
-  for (int n = 0; n < kNTiles; ++n) {
+  for (int n = 0; n < HS / 8; ++n) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) dk[n][e] = dv[n][e] = 0.0f;
   }
   for (int h = g * group; h < (g + 1) * group; ++h) {
-    const Geometry geo = Locate(qkv, b, h, g, T, NH, NKV);
-    const float* dout_h = dout + static_cast<size_t>(b) * T * C + static_cast<size_t>(h) * kHs;
+    const Geometry geo = Locate<HS>(qkv, b, h, g, T, NH, NKV);
+    const float* dout_h = dout + static_cast<size_t>(b) * T * C + static_cast<size_t>(h) * HS;
     const size_t bh = static_cast<size_t>(b) * NH + h;
-    for (int t0 = s0; t0 < T; t0 += kTile) {
+    for (int t0 = s0; t0 < T; t0 += QR) {
+      TileFetch<QR, HS> qf, dof;
+      qf.Fetch(geo.q, geo.C3, t0, T);
+      dof.Fetch(dout_h, C, t0, T);
+      float lse_i = INFINITY, d_i = 0.0f;  // p = 0 past T
+      if (threadIdx.x < QR && t0 + static_cast<int>(threadIdx.x) < T) {
+        lse_i = lse[bh * T + t0 + threadIdx.x] * kLog2e;
+        d_i = d_scratch[bh * T + t0 + threadIdx.x];
+      }
       __syncthreads();
-      LoadTile(q_s, geo.q, geo.C3, t0, T);
-      LoadTile(do_s, dout_h, C, t0, T);
-      for (int i = threadIdx.x; i < kTile; i += kThreads) {
-        const int t = t0 + i;
-        lse_s[i] = t < T ? lse[bh * T + t] * kLog2e : INFINITY;  // p = 0 past T
-        d_s[i] = t < T ? d_scratch[bh * T + t] : 0.0f;
+      qf.Put(q_s);
+      dof.Put(do_s);
+      if (threadIdx.x < QR) {
+        lse_s[threadIdx.x] = lse_i;
+        d_s[threadIdx.x] = d_i;
       }
       __syncthreads();
       // s^T (keys x queries) = k q^T; dp^T = v dout^T.
-      float st[kNTiles][4], dpt[kNTiles][4];
-      WarpABt(st, k_s, wrow, q_s);
-      WarpABt(dpt, v_s, wrow, do_s);
+      float st[QR / 8][4], dpt[QR / 8][4];
+      WarpABt<T16, QR, HS, S, S>(st, k_s, wrow, q_s);
+      WarpABt<T16, QR, HS, S, S>(dpt, v_s, wrow, do_s);
+      const bool diagonal = t0 < s0 + kTile;
 #pragma unroll
-      for (int n = 0; n < kNTiles; ++n) {
+      for (int n = 0; n < QR / 8; ++n) {
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int c = FragCol(n, e);
-          const bool masked = t0 == s0 && c < wrow + FragRow(e);
+          const bool masked = diagonal && t0 + c < s0 + wrow + FragRow(e);
           const float p = masked ? 0.0f : exp2f(st[n][e] * scale2 - lse_s[c]);
           st[n][e] = p;
           dpt[n][e] = p * (dpt[n][e] - d_s[c]);  // ds^T
         }
       }
-      WarpAccumulatePB<T16>(dv, st, do_s);
-      WarpAccumulatePB<T16>(dk, dpt, q_s);
+      WarpAccumulatePB<T16, HS, QR, S>(dv, st, do_s);
+      WarpAccumulatePB<T16, HS, QR, S>(dk, dpt, q_s);
     }
   }
   float* rows = dqkv + static_cast<size_t>(b) * T * geo0.C3;
-  StoreRows(rows + static_cast<size_t>(NH + g) * kHs, geo0.C3, dk, s0 + wrow, T, scale, scale);
-  StoreRows(rows + static_cast<size_t>(NH + NKV + g) * kHs, geo0.C3, dv, s0 + wrow, T, 1.0f, 1.0f);
+  StoreRows<HS>(rows + static_cast<size_t>(NH + g) * HS, geo0.C3, dk, s0 + wrow, T, scale, scale);
+  StoreRows<HS>(rows + static_cast<size_t>(NH + NKV + g) * HS, geo0.C3, dv, s0 + wrow, T, 1.0f,
+                1.0f);
 }
 
 template <typename Kernel>
@@ -462,50 +538,81 @@ cudaError_t AllowSmem(Kernel kernel, size_t bytes) {
                               static_cast<int>(bytes));
 }
 
-template <typename T16>
+bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+template <typename T16, int HS>
 cudaError_t Forward(float* out, float* lse, const float* qkv, int B, int T, int NH, int NKV,
                     cudaStream_t stream) {
   const int tiles = (T + kTile - 1) / kTile;
-  if (cudaError_t e = AllowSmem(TcForwardKernel<T16>, kForwardSmem); e != cudaSuccess) return e;
-  TcForwardKernel<T16><<<tiles * B * NH, kThreads, kForwardSmem, stream>>>(
-      out, lse, qkv, T, NH, NKV, tiles, 1.0f / sqrtf(static_cast<float>(kHs)));
+  if (cudaError_t e = AllowSmem(TcForwardKernel<T16, HS>, kForwardSmem<HS>); e != cudaSuccess) {
+    return e;
+  }
+  TcForwardKernel<T16, HS><<<tiles * B * NH, kThreads, kForwardSmem<HS>, stream>>>(
+      out, lse, qkv, T, NH, NKV, tiles, 1.0f / sqrtf(static_cast<float>(HS)));
   return cudaGetLastError();
 }
 
-template <typename T16>
+template <typename T16, int HS>
 cudaError_t Backward(float* dqkv, const float* dout, const float* qkv, const float* out,
                      const float* lse, int B, int T, int NH, int NKV, float* scratch,
                      cudaStream_t stream) {
   const int tiles = (T + kTile - 1) / kTile;
-  const float scale = 1.0f / sqrtf(static_cast<float>(kHs));
-  if (cudaError_t e = AllowSmem(TcBackwardDqKernel<T16>, kDqSmem); e != cudaSuccess) return e;
-  if (cudaError_t e = AllowSmem(TcBackwardDkvKernel<T16>, kDkvSmem); e != cudaSuccess) return e;
-  TcBackwardDqKernel<T16><<<tiles * B * NH, kThreads, kDqSmem, stream>>>(
+  const float scale = 1.0f / sqrtf(static_cast<float>(HS));
+  if (cudaError_t e = AllowSmem(TcBackwardDqKernel<T16, HS>, kDqSmem<HS>); e != cudaSuccess) {
+    return e;
+  }
+  if (cudaError_t e = AllowSmem(TcBackwardDkvKernel<T16, HS>, kDkvSmem<HS>); e != cudaSuccess) {
+    return e;
+  }
+  TcBackwardDqKernel<T16, HS><<<tiles * B * NH, kThreads, kDqSmem<HS>, stream>>>(
       dqkv, scratch, dout, qkv, out, lse, T, NH, NKV, tiles, scale);
   if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
-  TcBackwardDkvKernel<T16><<<tiles * B * NKV, kThreads, kDkvSmem, stream>>>(
+  TcBackwardDkvKernel<T16, HS><<<tiles * B * NKV, kThreads, kDkvSmem<HS>, stream>>>(
       dqkv, scratch, dout, qkv, lse, T, NH, NKV, tiles, scale);
   return cudaGetLastError();
 }
 
+template <typename T16>
+cudaError_t ForwardFor(int hs, float* out, float* lse, const float* qkv, int B, int T, int NH,
+                       int NKV, cudaStream_t stream) {
+  return hs == 64 ? Forward<T16, 64>(out, lse, qkv, B, T, NH, NKV, stream)
+                  : Forward<T16, 128>(out, lse, qkv, B, T, NH, NKV, stream);
+}
+
+template <typename T16>
+cudaError_t BackwardFor(int hs, float* dqkv, const float* dout, const float* qkv, const float* out,
+                        const float* lse, int B, int T, int NH, int NKV, float* scratch,
+                        cudaStream_t stream) {
+  return hs == 64 ? Backward<T16, 64>(dqkv, dout, qkv, out, lse, B, T, NH, NKV, scratch, stream)
+                  : Backward<T16, 128>(dqkv, dout, qkv, out, lse, B, T, NH, NKV, scratch, stream);
+}
+
 }  // namespace
 
-bool TensorCoreAttentionSupported(int hs) { return hs == kHs; }
+bool TensorCoreAttentionSupported(int hs) { return hs == 64 || hs == 128; }
 
 cudaError_t LaunchTensorCoreAttentionForward(float* out, float* lse, const float* qkv, int B, int T,
-                                             int NH, int NKV, bool fp16, cudaStream_t stream) {
+                                             int NH, int NKV, int hs, bool fp16,
+                                             cudaStream_t stream) {
   if (B <= 0 || T <= 0) return cudaSuccess;
-  return fp16 ? Forward<__half>(out, lse, qkv, B, T, NH, NKV, stream)
-              : Forward<__nv_bfloat16>(out, lse, qkv, B, T, NH, NKV, stream);
+  if (!TensorCoreAttentionSupported(hs)) return cudaErrorInvalidValue;
+  if (!Aligned16(out) || !Aligned16(qkv)) return cudaErrorMisalignedAddress;
+  return fp16 ? ForwardFor<__half>(hs, out, lse, qkv, B, T, NH, NKV, stream)
+              : ForwardFor<__nv_bfloat16>(hs, out, lse, qkv, B, T, NH, NKV, stream);
 }
 
 cudaError_t LaunchTensorCoreAttentionBackward(float* dqkv, const float* dout, const float* qkv,
                                               const float* out, const float* lse, int B, int T,
-                                              int NH, int NKV, bool fp16, float* scratch,
+                                              int NH, int NKV, int hs, bool fp16, float* scratch,
                                               cudaStream_t stream) {
   if (B <= 0 || T <= 0) return cudaSuccess;
-  return fp16 ? Backward<__half>(dqkv, dout, qkv, out, lse, B, T, NH, NKV, scratch, stream)
-              : Backward<__nv_bfloat16>(dqkv, dout, qkv, out, lse, B, T, NH, NKV, scratch, stream);
+  if (!TensorCoreAttentionSupported(hs)) return cudaErrorInvalidValue;
+  if (!Aligned16(dqkv) || !Aligned16(dout) || !Aligned16(qkv) || !Aligned16(out)) {
+    return cudaErrorMisalignedAddress;
+  }
+  return fp16 ? BackwardFor<__half>(hs, dqkv, dout, qkv, out, lse, B, T, NH, NKV, scratch, stream)
+              : BackwardFor<__nv_bfloat16>(hs, dqkv, dout, qkv, out, lse, B, T, NH, NKV, scratch,
+                                           stream);
 }
 
 }  // namespace spillway::kernels::cuda

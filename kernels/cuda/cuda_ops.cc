@@ -203,7 +203,7 @@ class CudaOps final : public Ops {
   void GqaAttentionForward(float* out, float* lse, const float* qkv, int B, int T, int NH, int NKV,
                            int hs) override {
     if (TensorCoreAttention(hs)) {
-      Record(cuda::LaunchTensorCoreAttentionForward(out, lse, qkv, B, T, NH, NKV,
+      Record(cuda::LaunchTensorCoreAttentionForward(out, lse, qkv, B, T, NH, NKV, hs,
                                                     precision_ == MatmulPrecision::kFp16, stream_),
              "AttentionForward (tensor cores)");
       return;
@@ -217,7 +217,7 @@ class CudaOps final : public Ops {
                           cuda::AttentionScratchFloats(B, T, NH) * sizeof(float));
     if (scratch == nullptr) return;
     if (TensorCoreAttention(hs)) {
-      Record(cuda::LaunchTensorCoreAttentionBackward(dqkv, dout, qkv, out, lse, B, T, NH, NKV,
+      Record(cuda::LaunchTensorCoreAttentionBackward(dqkv, dout, qkv, out, lse, B, T, NH, NKV, hs,
                                                      precision_ == MatmulPrecision::kFp16, scratch,
                                                      stream_),
              "AttentionBackward (tensor cores)");

@@ -82,14 +82,16 @@ cudaError_t LaunchGqaAttentionBackward(float* dqkv, const float* dout, const flo
                                        int NKV, int hs, float* scratch, cudaStream_t stream);
 
 // attention_tc.cu: the same attention contracts, on tensor cores from 16-bit operands (fp16 or
-// else bf16) with fp32 softmax and accumulation, for head size 64 only
-// (TensorCoreAttentionSupported). The backward needs AttentionScratchFloats(B, T, NH) floats.
+// else bf16) with fp32 softmax and accumulation, for head sizes 64 and 128
+// (TensorCoreAttentionSupported) and 16-byte aligned buffers. The backward needs
+// AttentionScratchFloats(B, T, NH) floats.
 bool TensorCoreAttentionSupported(int hs);
 cudaError_t LaunchTensorCoreAttentionForward(float* out, float* lse, const float* qkv, int B, int T,
-                                             int NH, int NKV, bool fp16, cudaStream_t stream);
+                                             int NH, int NKV, int hs, bool fp16,
+                                             cudaStream_t stream);
 cudaError_t LaunchTensorCoreAttentionBackward(float* dqkv, const float* dout, const float* qkv,
                                               const float* out, const float* lse, int B, int T,
-                                              int NH, int NKV, bool fp16, float* scratch,
+                                              int NH, int NKV, int hs, bool fp16, float* scratch,
                                               cudaStream_t stream);
 
 // cross_entropy.cu

@@ -233,16 +233,19 @@ TEST_F(CudaOpsTest, GqaAttentionWithAllKvHeadsIsPlainAttentionBitwise) {
   EXPECT_TRUE(BitwiseEqual(gqa.dqkv, dqkv.Download()));
 }
 
-// Mixed precision: head size 64 runs on tensor cores from 16-bit operands (attention_tc.cu),
-// fp32 softmax and accumulation. Against the CPU's fp32 attention, stated tolerances (relative
-// L2): bf16 out 2e-2, lse 2e-3, dqkv 4e-2; fp16 a quarter of those. The errors are printed. The
-// tensor-core path is bitwise reproducible too.
+// Mixed precision: head sizes 64 and 128 run on tensor cores from 16-bit operands
+// (attention_tc.cu), fp32 softmax and accumulation. Against the CPU's fp32 attention, stated
+// tolerances (relative L2): bf16 out 2e-2, lse 2e-3, dqkv 4e-2; fp16 a quarter of those. The errors
+// are printed. The tensor-core path is bitwise reproducible too.
 TEST_F(CudaOpsTest, TensorCoreAttentionMatchesCpuWithin16BitTolerance) {
   constexpr GqaShape kShapes[] = {
-      {2, 100, 4, 4, 64},     // plain multi-head, a partial last tile
-      {2, 128, 8, 2, 64},     // groups of 4
-      {1, 1024, 12, 12, 64},  // GPT-2 small
-      {1, 1024, 32, 8, 64},   // Llama-like
+      {2, 100, 4, 4, 64},      // plain multi-head, a partial last tile
+      {2, 128, 8, 2, 64},      // groups of 4
+      {1, 1024, 12, 12, 64},   // GPT-2 small
+      {1, 1024, 32, 8, 64},    // Llama-like
+      {2, 100, 4, 4, 128},     // head size 128: a partial last tile
+      {2, 200, 8, 2, 128},     // groups of 4, dk/dv's 32-row query steps past the diagonal
+      {1, 1024, 24, 24, 128},  // the 3.8B GPT of bench/offload.sh
   };
   struct Case {
     MatmulPrecision precision;
