@@ -296,29 +296,35 @@ TEST(PipeMareTest, TiedEmbedCopiesEndEqual) {
   EXPECT_EQ(std::memcmp(all.data(), last, embed.size() * sizeof(float)), 0);
 }
 
-// examples/tiny (its model, data, 600 steps, learning-rate schedule and clipping) in 4 stages
-// with kTinyMicroBatches micro-batches per update, after kTinyWarmupSteps synchronous steps:
-// the synchronous schedule (GPipe), PipeMare with T1 and T2, and plain asynchrony (neither).
-// Pipelined runs have no evaluation, so the final loss is the mean training loss of the last
-// 50 steps (batches the model has not seen). The test prints the three (docs/pipeline.md
-// records them) and checks that each schedule trained.
-constexpr int kTinyMicroBatches = 8;
-constexpr int kTinyWarmupSteps = 0;
+// examples/tiny (its data, 600 steps, learning-rate schedule and clipping) in 4 stages with
+// `micro_batches` micro-batches per update, its GPT-2 or a Llama of the same shape (whose
+// embedding and LM head are not tied). Pipelined runs have no evaluation, so the final loss is
+// the mean training loss of the last kTinyFinalSteps steps (batches the model has not seen).
 constexpr int kTinyFinalSteps = 50;
 
-std::string TinyExampleJson(const std::string& schedule, const PipeMareKeys& keys) {
+struct TinyRun {
+  int micro_batches = 8;
+  bool llama = false;
+};
+
+std::string TinyExampleJson(const TinyRun& run, const std::string& schedule,
+                            const PipeMareKeys& keys) {
   std::ifstream file("examples/tiny/config.json");
   nlohmann::json config = nlohmann::json::parse(file, nullptr, /*allow_exceptions=*/false);
   if (config.is_discarded()) return "";
-  const int64_t rows = config["train_batch_size"].get<int64_t>() / kTinyMicroBatches;
+  const int64_t rows = config["train_batch_size"].get<int64_t>() / run.micro_batches;
   config["train_micro_batch_size_per_gpu"] = rows;
-  config["gradient_accumulation_steps"] = kTinyMicroBatches;
+  config["gradient_accumulation_steps"] = run.micro_batches;
   config["steps_per_print"] = 100;
   config["trainer"]["eval_interval"] = 0;  // not built for pipelined runs
   config.erase("checkpoint");
   config.erase("log");
+  if (run.llama) {
+    config["model"] = {{"type", "llama"}, {"n_layer", 4},   {"n_head", 4},      {"n_kv_head", 2},
+                       {"d_model", 128},  {"seq_len", 128}, {"vocab_size", 256}};
+  }
   nlohmann::json pipeline = {
-      {"stages", 4}, {"schedule", schedule}, {"micro_batches", kTinyMicroBatches}};
+      {"stages", 4}, {"schedule", schedule}, {"micro_batches", run.micro_batches}};
   if (schedule == "pipemare") {
     pipeline["pipemare"] = {{"lr_rescheduling", keys.t1},
                             {"discrepancy_correction", keys.t2},
@@ -328,41 +334,69 @@ std::string TinyExampleJson(const std::string& schedule, const PipeMareKeys& key
   return config.dump();
 }
 
+struct TinyLosses {
+  double first = 0.0, last = 0.0;  // the first step's; the mean of the last kTinyFinalSteps
+};
+
+TinyLosses TrainTiny(const TinyRun& run, const std::string& schedule, const PipeMareKeys& keys) {
+  const std::string json = TinyExampleJson(run, schedule, keys);
+  EXPECT_FALSE(json.empty()) << "examples/tiny/config.json (run from the repository root)";
+  auto trainer = json.empty() ? nullptr : MakeTrainer(json, World());
+  if (trainer == nullptr) return {};
+  absl::Status trained = trainer->Train();
+  EXPECT_TRUE(trained.ok()) << trained;
+  const std::vector<double>& losses = trainer->step_losses();
+  if (losses.size() < kTinyFinalSteps) return {};
+  TinyLosses out{losses.front(), 0.0};
+  for (size_t i = losses.size() - kTinyFinalSteps; i < losses.size(); ++i) {
+    out.last += losses[i] / kTinyFinalSteps;
+  }
+  return out;
+}
+
+double Gap(const TinyLosses& run, const TinyLosses& sync) {
+  return 100 * (run.last / sync.last - 1);
+}
+
+// The GPT-2 of examples/tiny, 8 micro-batches, no synchronous warm-up: the synchronous
+// schedule (GPipe), PipeMare with T1 and T2, and plain asynchrony (neither). The test prints
+// the three (docs/pipeline.md records them) and checks that each schedule trained: the 2%
+// target is not met with the tied embedding (+15.6%).
 TEST(PipeMareTest, TinyExampleFinalLossAgainstSynchronous) {
   if (World().world_size() != 4) GTEST_SKIP() << "needs 4 ranks";
-  struct Losses {
-    double first = 0.0, last = 0.0;
-  };
-  auto train = [](const std::string& schedule, const PipeMareKeys& keys) -> Losses {
-    const std::string json = TinyExampleJson(schedule, keys);
-    EXPECT_FALSE(json.empty()) << "examples/tiny/config.json (run from the repository root)";
-    auto trainer = json.empty() ? nullptr : MakeTrainer(json, World());
-    if (trainer == nullptr) return {};
-    absl::Status trained = trainer->Train();
-    EXPECT_TRUE(trained.ok()) << trained;
-    const std::vector<double>& losses = trainer->step_losses();
-    if (losses.size() < kTinyFinalSteps) return {};
-    Losses out{losses.front(), 0.0};
-    for (size_t i = losses.size() - kTinyFinalSteps; i < losses.size(); ++i) {
-      out.last += losses[i] / kTinyFinalSteps;
-    }
-    return out;
-  };
-  PipeMareKeys corrected_keys;
-  corrected_keys.warmup_steps = kTinyWarmupSteps;
-  PipeMareKeys plain_keys = corrected_keys;
+  const TinyRun run;
+  PipeMareKeys plain_keys;
   plain_keys.t1 = plain_keys.t2 = false;
-  const Losses sync = train("gpipe", {}), corrected = train("pipemare", corrected_keys),
-               plain = train("pipemare", plain_keys);
+  const TinyLosses sync = TrainTiny(run, "gpipe", {}),
+                   corrected = TrainTiny(run, "pipemare", PipeMareKeys{}),
+                   plain = TrainTiny(run, "pipemare", plain_keys);
   if (World().rank() == 0) {
     std::printf(
-        "examples/tiny, 4 stages, %d micro-batches per update, %d synchronous steps; final loss "
-        "(mean of the last %d steps): synchronous %.4f | PipeMare T1+T2 %.4f (%+.1f%%) | plain "
-        "asynchrony %.4f (%+.1f%%)\n",
-        kTinyMicroBatches, kTinyWarmupSteps, kTinyFinalSteps, sync.last, corrected.last,
-        100 * (corrected.last / sync.last - 1), plain.last, 100 * (plain.last / sync.last - 1));
+        "examples/tiny, 4 stages, %d micro-batches per update; final loss (mean of the last %d "
+        "steps): synchronous %.4f | PipeMare T1+T2 %.4f (%+.1f%%) | plain asynchrony %.4f "
+        "(%+.1f%%)\n",
+        run.micro_batches, kTinyFinalSteps, sync.last, corrected.last, Gap(corrected, sync),
+        plain.last, Gap(plain, sync));
   }
-  for (const Losses& l : {sync, corrected, plain}) EXPECT_LT(l.last, l.first - 1.0);
+  for (const TinyLosses& l : {sync, corrected, plain}) EXPECT_LT(l.last, l.first - 1.0);
+}
+
+// The Llama of the same shape with 16 micro-batches of one row: PipeMare with T1 and T2 ends
+// within 2% of the synchronous schedule (docs/pipeline.md: +1.5%), which bounds what the
+// schedule's own delays cost; what GPT-2 loses beyond it is its tied embedding.
+TEST(PipeMareTest, TinyLlamaWithinTwoPercentOfSynchronous) {
+  if (World().world_size() != 4) GTEST_SKIP() << "needs 4 ranks";
+  const TinyRun run{16, true};
+  const TinyLosses sync = TrainTiny(run, "gpipe", {}),
+                   corrected = TrainTiny(run, "pipemare", PipeMareKeys{});
+  if (World().rank() == 0) {
+    std::printf(
+        "Llama of examples/tiny's shape, 4 stages, %d micro-batches per update; final loss: "
+        "synchronous %.4f | PipeMare T1+T2 %.4f (%+.1f%%)\n",
+        run.micro_batches, sync.last, corrected.last, Gap(corrected, sync));
+  }
+  for (const TinyLosses& l : {sync, corrected}) EXPECT_LT(l.last, l.first - 1.0);
+  EXPECT_LT(Gap(corrected, sync), 2.0);
 }
 
 }  // namespace
