@@ -27,6 +27,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/cuda/grid_stride.cuh"
 #include "kernels/cuda/launchers.h"
 
 namespace spillway::kernels::cuda {
@@ -537,8 +538,6 @@ cudaError_t AllowSmem(Kernel kernel, size_t bytes) {
   return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                               static_cast<int>(bytes));
 }
-
-bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 template <typename T16, int HS>
 cudaError_t Forward(float* out, float* lse, const float* qkv, int B, int T, int NH, int NKV,
