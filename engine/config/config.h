@@ -158,6 +158,9 @@ struct PipeMareConfig {                // "pipeline.pipemare" (docs/pipeline.md 
   bool discrepancy_correction = true;  // T2: backward with extrapolated weights
   double discrepancy_decay = 0.1;      // D: the EMA's decay over one delay, in (0, 1)
   int64_t warmup_steps = 0;            // W: synchronous (1F1B) steps before going asynchronous
+  // Tied embedding: the first stage's look-ahead steps its copy with its own lookup gradient at
+  // this multiple of its learning rate (0: no look-ahead; docs/pipeline.md, item 7).
+  double tied_lookahead = 3.0;
 };
 
 struct PipelineConfig {

@@ -34,7 +34,7 @@ absl::Status ParsePipeline(const Json& value, int world_size, PipelineConfig* ou
     }
     SPW_ASSIGN_OR_RETURN(ObjectReader m, ObjectReader::Open(*v, "pipeline.pipemare"));
     SPW_RETURN_IF_ERROR(m.CheckKeys({"lr_rescheduling", "lr_anneal_steps", "discrepancy_correction",
-                                     "discrepancy_decay", "warmup_steps"}));
+                                     "discrepancy_decay", "warmup_steps", "tied_lookahead"}));
     PipeMareConfig& pm = out->pipemare;
     constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
     SPW_RETURN_IF_ERROR(m.Bool("lr_rescheduling", &pm.lr_rescheduling));
@@ -43,6 +43,7 @@ absl::Status ParsePipeline(const Json& value, int world_size, PipelineConfig* ou
     SPW_RETURN_IF_ERROR(
         m.Double("discrepancy_decay", &pm.discrepancy_decay, DoubleRange{0.0, true, 1.0, true}));
     SPW_RETURN_IF_ERROR(m.Int("warmup_steps", &pm.warmup_steps, 0, kMax));
+    SPW_RETURN_IF_ERROR(m.Double("tied_lookahead", &pm.tied_lookahead, DoubleRange::AtLeast(0)));
   }
   SPW_RETURN_IF_ERROR(r.Int("micro_batches", micro_batches, 1, std::numeric_limits<int>::max()));
   return absl::OkStatus();

@@ -435,11 +435,14 @@ absl::Status PipelineStep::ReceiveTiedParams(int64_t k) {
 
 absl::Status PipelineStep::LookAheadTiedUnit(double lr, float clip, int64_t step) {
   const UnitState& unit = model_->unit(0);
-  if (unit.optimizer_sharded() || unit.optimizer_offloaded()) return absl::OkStatus();
+  const double scale = config_.pipeline.pipemare.tied_lookahead;
+  if (unit.optimizer_sharded() || unit.optimizer_offloaded() || scale == 0.0) {
+    return absl::OkStatus();
+  }
   OptimizerConfig no_decay = config_.optimizer;
   no_decay.weight_decay = 0.0;  // the last stage's update decays the weights
   const int tied[] = {0};
-  return AdamWStep(*model_, *ops_, *dp_group_, no_decay, lr, clip, step, tied);
+  return AdamWStep(*model_, *ops_, *dp_group_, no_decay, scale * lr, clip, step, tied);
 }
 
 absl::StatusOr<PipelineStep::Summary> PipelineStep::Finish(
