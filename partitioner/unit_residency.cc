@@ -54,7 +54,6 @@ absl::Status UnitResidency::Allocate() {
     largest = std::max(largest, units_[u].shard.padded_numel);
     ring_shard_numel_ = std::max(ring_shard_numel_, units_[u].shard.shard_numel);
   }
-  const size_t largest_shard = ring_shard_numel_;
   const Tier tier = ops_.memory_tier();
   if (units_[0].params_sharded()) {
     // Prefetch depth: the following Units that fit in stage3_prefetch_bucket_size (at least
@@ -81,7 +80,7 @@ absl::Status UnitResidency::Allocate() {
     grad_slots_.resize(n > 1 ? 3 : 1);
     for (size_t i = 0; i < grad_slots_.size(); ++i) {
       const size_t numel = i == 0 ? units_[0].shard.padded_numel : largest;
-      const size_t shard = i == 0 ? units_[0].shard.shard_numel : largest_shard;
+      const size_t shard = i == 0 ? units_[0].shard.shard_numel : ring_shard_numel_;
       SPW_ASSIGN_OR_RETURN(grad_slots_[i].buffer,
                            Buffer::Allocate(numel * sizeof(float), tier,
                                             absl::StrCat("gradient accumulation buffer ", i)));

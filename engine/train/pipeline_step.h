@@ -129,9 +129,10 @@ class PipelineStep final : public pipeline::StageCompute {
   absl::Status ReceiveTiedParams(int64_t k);
   // The first stage, after taking the last stage's update k (not the run's last): its own
   // gradient of step k (the lookup's) steps its copy at once, by AdamW on the copy's own moments
-  // without weight decay, so the lookup sees its gradient one update late as an untied
-  // embedding would, not two. The last stage applies that gradient in update k + 1, whose weights
-  // then replace the copy. Not where the Unit's optimizer is sharded or offloaded.
+  // without weight decay at pipemare.tied_lookahead times `lr`, extrapolating over the lag with
+  // which the shared weights get that gradient. The last stage applies it in update k + 1, whose
+  // weights then replace the copy. Not where the Unit's optimizer is sharded or offloaded, nor
+  // with tied_lookahead 0.
   absl::Status LookAheadTiedUnit(double lr, float clip, int64_t step);
   // The last stage's loss sums of step k to rank 0, which averages them.
   absl::Status SendLoss(int64_t k, double loss_sum);

@@ -473,13 +473,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HS>)
   const int wrow = threadIdx.x / 32 * 16;
   const float scale2 = scale * kLog2e;
 
-  {
-    TileFetch<kTile, HS> kf, vf;
-    kf.Fetch(geo0.k, geo0.C3, s0, T);
-    vf.Fetch(geo0.v, geo0.C3, s0, T);
-    kf.Put(k_s);
-    vf.Put(v_s);
-  }
+  LoadKeyTile<HS>(k_s, v_s, geo0, s0, T);
   float dk[HS / 8][4], dv[HS / 8][4];
 #pragma unroll
   for (int n = 0; n < HS / 8; ++n) {
