@@ -5,9 +5,12 @@
 #
 # CPU mode (default): MPI ranks on this machine's CPUs, examples/tiny's model, 2 and 4 stages.
 #   usage: bash bench/pipeline.sh            (env: BUILD=build-cpu STEPS=40 MICRO=8)
-# GPU mode (device tool, kind nvidia-h200-x2, carry [".deps"]): GPT-2 1.5B in 2 stages, one GPU
-# per stage (the trainer gives each rank its own GPU, so 4 stages on 2 GPUs are not possible).
-#   usage: MODE=gpu bash bench/pipeline.sh   (env: STEPS=6 MICRO=8 BUILD=build-device)
+# GPU mode (device tool, carry [".deps"]): GPT-2 1.5B (fp32: pipelined runs train in fp32) in
+# 2 stages, and in 4 where there are 2 GPUs. With fewer GPUs than stages, neighbouring stages
+# share a GPU (the trainer's GpuForRank); "gpu-busy" is then the GPU's own figure: the mean of
+# nvidia-smi's utilization.gpu (share of time a kernel ran) over the samples from the first to
+# the last above 10%, which leaves the start-up out.
+#   usage: MODE=gpu bash bench/pipeline.sh   (env: STEPS=6 MICRO=8 BUILD=build-device SHAPES=)
 # PipeMare's discrepancy correction runs on the CPU backend only, so the GPU rows use T1 alone.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +32,8 @@ if [ "$mode" = gpu ]; then
     cmake --build "$build" --target spillway >"$out/pipeline_build.log" 2>&1 ||
       { grep -E "error" "$out/pipeline_build.log" | head; exit 1; }
   fi
-  shapes="1.5b:2"
+  gpus=$(nvidia-smi -L 2>/dev/null | wc -l)
+  shapes=${SHAPES:-$([ "$gpus" -ge 2 ] && echo "1.5b:2 1.5b:4" || echo "1.5b:2")}
 else
   build=${BUILD:-build-cpu}
   steps=${STEPS:-40}
@@ -42,8 +46,8 @@ fi
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 echo "# $(date -u +%F) commit $commit, mode $mode, $micro micro-batches per step, $steps steps" |
   tee "$out/pipeline.txt"
-printf "%-6s %-7s %-9s %12s %11s %14s  %s\n" model stages schedule tokens/s util-mean \
-  "1F1B-bubble" "util per stage" | tee -a "$out/pipeline.txt"
+printf "%-6s %-7s %-9s %12s %11s %9s %14s  %s\n" model stages schedule tokens/s util-mean \
+  gpu-busy "1F1B-bubble" "util per stage" | tee -a "$out/pipeline.txt"
 
 # run MODEL STAGES SCHEDULE: one training run; prints "tokens/s util-mean per-stage".
 run() {
@@ -71,15 +75,32 @@ json.dump({
   "trainer": {"steps": steps, "backend": "cuda" if mode == "gpu" else "cpu"},
 }, open(path, "w"))
 PY
+  local smi=""
+  if [ "$mode" = gpu ]; then
+    nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits -lms 200 \
+      >"$log.smi" 2>/dev/null &
+    smi=$!
+  fi
   timeout 550 mpirun --oversubscribe --allow-run-as-root -np "$stages" -x LD_LIBRARY_PATH \
     -x NCCL_NVLS_ENABLE -x OMP_NUM_THREADS "$build/spillway" train "$cfg" >"$log" 2>&1
+  [ -n "$smi" ] && kill "$smi" 2>/dev/null
   python3 - "$log" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
 tps = re.findall(r'\| ([0-9.]+)([KM]?) tok/s', text)
 tps = round(float(tps[-1][0]) * {'': 1, 'K': 1e3, 'M': 1e6}[tps[-1][1]]) if tps else 0
 m = re.search(r'per stage\): (.*); mean ([0-9.]+)%', text)
-print(tps, f"{m.group(2)}%" if m else "-", (m.group(1) if m else "failed").replace(" ", ""))
+busy = "-"
+try:  # one line per GPU per sample; the window from the first to the last sample above 10%
+    samples = [int(x) for x in open(sys.argv[1] + ".smi").read().split() if x.isdigit()]
+    hot = [i for i, x in enumerate(samples) if x > 10]
+    if hot:
+        window = samples[hot[0]:hot[-1] + 1]
+        busy = f"{sum(window) / len(window):.1f}%"
+except OSError:
+    pass
+print(tps, f"{m.group(2)}%" if m else "-", busy,
+      (m.group(1) if m else "failed").replace(" ", ""))
 PY
 }
 
@@ -88,9 +109,9 @@ for shape in $shapes; do
   stages=${shape##*:}
   bubble=$(python3 -c "p, m = $stages, $micro; print(f'{(p - 1) / (m + p - 1) * 100:.1f}%')")
   for schedule in gpipe 1f1b pipemare; do
-    read -r tps util per <<<"$(run "$model" "$stages" "$schedule")"
+    read -r tps util busy per <<<"$(run "$model" "$stages" "$schedule")"
     [ "$tps" = 0 ] && tail -3 "$out/pipeline_${model}_${stages}_${schedule}.log"
-    printf "%-6s %-7s %-9s %12s %11s %14s  %s\n" "$model" "$stages" "$schedule" "$tps" "$util" \
-      "$bubble" "$per" | tee -a "$out/pipeline.txt"
+    printf "%-6s %-7s %-9s %12s %11s %9s %14s  %s\n" "$model" "$stages" "$schedule" "$tps" \
+      "$util" "$busy" "$bubble" "$per" | tee -a "$out/pipeline.txt"
   done
 done

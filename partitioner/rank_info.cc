@@ -109,4 +109,17 @@ absl::StatusOr<RankInfo> RankInfoFromEnvironment() {
   return RankInfo{};
 }
 
+absl::StatusOr<int> GpuForRank(const RankInfo& info, int gpus, bool may_share) {
+  if (info.local_rank < gpus && (info.local_world_size <= gpus || !may_share)) {
+    return info.local_rank;
+  }
+  if (gpus > 0 && may_share) {
+    const int per_gpu = (info.local_world_size + gpus - 1) / gpus;
+    return info.local_rank / per_gpu;
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "local rank ", info.local_rank, " has no GPU (this node has ", gpus, "); start at most ",
+      gpus, " ranks per node, one per GPU", gpus > 0 ? " (pipeline stages may share GPUs)" : ""));
+}
+
 }  // namespace spillway

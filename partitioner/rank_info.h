@@ -28,4 +28,10 @@ struct RankInfo {
 // allocation's; launch ranks with srun or mpirun.
 absl::StatusOr<RankInfo> RankInfoFromEnvironment();
 
+// The GPU (0 .. gpus-1) that rank `info` drives: its local rank's. With `may_share` (pipeline
+// stages, whose traffic goes through host memory, not NCCL) a node with more processes than
+// GPUs splits them into contiguous blocks of ceil(local_world_size / gpus) ranks per GPU, so
+// neighbouring stages share one. FailedPrecondition when the rank would have no GPU.
+absl::StatusOr<int> GpuForRank(const RankInfo& info, int gpus, bool may_share);
+
 }  // namespace spillway

@@ -136,21 +136,22 @@ absl::Status Trainer::Setup() {
           "the config differs between ranks; every rank must train with the same config");
     }
   }
-  // One GPU per rank: the local rank's.
+  // One GPU per rank, or pipeline stages sharing a node's GPUs (rank_info.h's GpuForRank).
   int device = 0;
   const bool gpu_ranks = world > 1 && config_.trainer.backend != "cpu";
+  const bool pipelined = config_.pipeline.stages > 1;
   if (gpu_ranks) {
     SPW_ASSIGN_OR_RETURN(const RankInfo info, RankInfoFromEnvironment());
     const int gpus = kernels::GpuCount();
-    SPW_RETURN_IF_ERROR(AgreeAcrossRanks(
-        info.local_rank < gpus
-            ? absl::OkStatus()
-            : absl::FailedPreconditionError(absl::StrFormat(
-                  "trainer.backend is \"%s\" but local rank %d has no GPU (this node has %d); "
-                  "start at most %d ranks per node, one per GPU",
-                  config_.trainer.backend, info.local_rank, gpus, gpus)),
-        "choosing its GPU"));
-    device = info.local_rank;
+    const absl::StatusOr<int> gpu = GpuForRank(info, gpus, /*may_share=*/pipelined);
+    SPW_RETURN_IF_ERROR(
+        AgreeAcrossRanks(Annotate(gpu.status(), "trainer.backend"), "choosing its GPU"));
+    device = *gpu;
+    if (info.local_world_size > gpus) {
+      Print(absl::StrFormat("pipeline: %d ranks share this node's %d GPU%s, up to %d stages each",
+                            info.local_world_size, gpus, gpus == 1 ? "" : "s",
+                            (info.local_world_size + gpus - 1) / gpus));
+    }
   }
   absl::StatusOr<std::unique_ptr<kernels::Ops>> ops =
       kernels::CreateOps(config_.trainer.backend, device);
@@ -162,7 +163,9 @@ absl::Status Trainer::Setup() {
       precision == PrecisionConfig::Mode::kBf16   ? kernels::MatmulPrecision::kBf16
       : precision == PrecisionConfig::Mode::kFp16 ? kernels::MatmulPrecision::kFp16
                                                   : kernels::MatmulPrecision::kFp32);
-  if (gpu_ranks) {
+  // Pipeline stages run without data parallelism on GPUs (config check): no NCCL, which would
+  // refuse stages that share a GPU.
+  if (gpu_ranks && !pipelined) {
 #if SPILLWAY_WITH_NCCL
     SPW_ASSIGN_OR_RETURN(own_data_comm_, NcclCommunicator::Create(*comm_, ops_->native_stream(),
                                                                   config_.trainer.comm_timeout_s));

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <map>
 #include <string>
+#include <vector>
 
 namespace spillway {
 namespace {
@@ -150,6 +151,38 @@ TEST_F(RankInfoTest, InconsistentValuesNameTheVariable) {
   ExpectInvalid("OMPI_COMM_WORLD_LOCAL_SIZE");
   Set({{"OMPI_COMM_WORLD_RANK", "0"}, {"OMPI_COMM_WORLD_SIZE", "0"}});
   ExpectInvalid("OMPI_COMM_WORLD_RANK");
+}
+
+RankInfo Local(int local_rank, int local_world_size) {
+  return RankInfo{local_rank, local_world_size, local_rank, local_world_size};
+}
+
+TEST(GpuForRankTest, OneGpuPerRankIsTheLocalRanks) {
+  for (int r = 0; r < 4; ++r) {
+    EXPECT_EQ(GpuForRank(Local(r, 4), 8, /*may_share=*/false).value(), r);
+    EXPECT_EQ(GpuForRank(Local(r, 4), 4, /*may_share=*/true).value(), r);
+  }
+}
+
+TEST(GpuForRankTest, SharingStagesFillEachGpuInTurn) {
+  std::vector<int> gpus;
+  for (int r = 0; r < 4; ++r) gpus.push_back(GpuForRank(Local(r, 4), 2, true).value());
+  EXPECT_EQ(gpus, (std::vector<int>{0, 0, 1, 1}));
+  gpus.clear();
+  for (int r = 0; r < 3; ++r) gpus.push_back(GpuForRank(Local(r, 3), 2, true).value());
+  EXPECT_EQ(gpus, (std::vector<int>{0, 0, 1}));
+  EXPECT_EQ(GpuForRank(Local(1, 2), 1, true).value(), 0);
+}
+
+TEST(GpuForRankTest, RankWithoutGpuIsAnError) {
+  const absl::StatusOr<int> gpu = GpuForRank(Local(2, 3), 2, /*may_share=*/false);
+  ASSERT_FALSE(gpu.ok());
+  EXPECT_EQ(gpu.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(gpu.status().message().find("local rank 2 has no GPU (this node has 2)"),
+            std::string::npos)
+      << gpu.status();
+  EXPECT_EQ(GpuForRank(Local(0, 2), 2, false).value(), 0);  // ranks that have one go on
+  EXPECT_FALSE(GpuForRank(Local(0, 2), 0, /*may_share=*/true).ok());
 }
 
 }  // namespace
