@@ -137,11 +137,12 @@ class Ops {
   // backend's attention stays fp32.
   virtual void SetMatmulPrecision(MatmulPrecision precision) = 0;
 
-  // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC); bias may be null.
+  // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC) + residual (N,OC): a block's residual
+  // add, fused into the GEMM on CUDA. bias and residual may be null; residual must not alias out.
   virtual void MatmulForward(float* out, const float* inp, const float* weight, const float* bias,
-                             int N, int C, int OC) = 0;
-  // dinp (N,C) += dout (N,OC) @ weight (OC,C);  dweight (OC,C) += dout^T @ inp;
-  // dbias (OC) += sum over rows of dout. dbias may be null (no bias).
+                             const float* residual, int N, int C, int OC) = 0;
+  // dinp (N,C) = dout (N,OC) @ weight (OC,C) (overwritten: no fill first);
+  // dweight (OC,C) += dout^T @ inp;  dbias (OC) += sum over rows of dout. dbias may be null.
   virtual void MatmulBackward(float* dinp, float* dweight, float* dbias, const float* dout,
                               const float* inp, const float* weight, int N, int C, int OC) = 0;
 

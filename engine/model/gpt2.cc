@@ -178,7 +178,7 @@ void Gpt2::ForwardUnits(int first, int end, const int32_t* inputs, const int32_t
   ops_->LayerNormForward(m.lnf, m.lnf_mean, m.lnf_rstd, m.residual.at(L),
                          head.param(head.layout.tensors()[0]), head.param(head.layout.tensors()[1]),
                          N, C);
-  ops_->MatmulForward(m.logits, m.lnf, embed.param(wte), nullptr, N, C, Vp_);
+  ops_->MatmulForward(m.logits, m.lnf, embed.param(wte), nullptr, nullptr, N, C, Vp_);
   ReleaseParams(L + 1);
   ReleaseParams(0);
   ops_->CrossEntropy(m.losses, m.logits, m.targets, N, config_.vocab_size, Vp_, 0.0f);
@@ -217,7 +217,6 @@ void Gpt2::RunBackwardUnits(int first, int end, float loss_scale, bool last_micr
     }
     // Tied LM head: the logits' weight gradient lands in the embedding Unit's dwte.
     float* dlnf = m.scratch.dln;
-    ops_->Fill(dlnf, 0.0f, NC);
     ops_->MatmulBackward(dlnf, embed.grad(wte), nullptr, m.logits, m.lnf, embed.param(wte), N, C,
                          Vp_);
     ops_->Fill(m.dres, 0.0f, NC);

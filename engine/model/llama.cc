@@ -206,7 +206,7 @@ void Llama::ForwardUnits(int first, int end, const int32_t* inputs, const int32_
   const TensorSpec& lm_head = head.layout.tensors()[1];
   AcquireParams(L + 1);
   ops_->RmsNormForward(m.norm, m.norm_rstd, m.residual.at(L), head.param(norm_w), s.eps, N, C);
-  ops_->MatmulForward(m.logits, m.norm, head.param(lm_head), nullptr, N, C, Vp_);
+  ops_->MatmulForward(m.logits, m.norm, head.param(lm_head), nullptr, nullptr, N, C, Vp_);
   ReleaseParams(L + 1);
   ops_->CrossEntropy(m.losses, m.logits, m.targets, N, config_.vocab_size, Vp_, 0.0f);
 
@@ -234,7 +234,6 @@ void Llama::RunBackwardUnits(int first, int end, float loss_scale, bool last_mic
                          loss_scale / static_cast<float>(m.valid_targets));
     }
     float* dnorm = m.scratch.dln;
-    ops_->Fill(dnorm, 0.0f, NC);
     ops_->MatmulBackward(dnorm, head.grad(lm_head), nullptr, m.logits, m.norm, head.param(lm_head),
                          N, C, Vp_);
     ops_->Fill(m.dres, 0.0f, NC);

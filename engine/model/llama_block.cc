@@ -78,18 +78,15 @@ LlamaBlockGradScratch LlamaBlockGradScratch::Carve(float* base, const LlamaBlock
 void LlamaBlockForward(kernels::Ops& ops, const LlamaBlockShape& s, const LlamaBlockTensors& w,
                        const float* in, float* out, const LlamaBlockActivations& a) {
   const int N = static_cast<int>(s.N()), C = s.C, F = s.F;
-  const size_t NC = s.N() * C;
   ops.RmsNormForward(a.ln1, a.ln1_rstd, in, w.ln1_w, s.eps, N, C);
-  ops.MatmulForward(a.qkv, a.ln1, w.qkv_w, nullptr, N, C, s.QKV());
+  ops.MatmulForward(a.qkv, a.ln1, w.qkv_w, nullptr, nullptr, N, C, s.QKV());
   ops.RopeForward(a.qkv, s.B, s.T, s.NH, s.NKV, s.hs, s.theta);
   ops.GqaAttentionForward(a.atty, a.lse, a.qkv, s.B, s.T, s.NH, s.NKV, s.hs);
-  ops.MatmulForward(a.res2, a.atty, w.o_w, nullptr, N, C, C);
-  ops.Add(a.res2, a.res2, in, NC);
+  ops.MatmulForward(a.res2, a.atty, w.o_w, nullptr, in, N, C, C);
   ops.RmsNormForward(a.ln2, a.ln2_rstd, a.res2, w.ln2_w, s.eps, N, C);
-  ops.MatmulForward(a.gu, a.ln2, w.gu_w, nullptr, N, C, 2 * F);
+  ops.MatmulForward(a.gu, a.ln2, w.gu_w, nullptr, nullptr, N, C, 2 * F);
   ops.SwiGluForward(a.act, a.gu, N, F);
-  ops.MatmulForward(out, a.act, w.down_w, nullptr, N, F, C);
-  ops.Add(out, out, a.res2, NC);
+  ops.MatmulForward(out, a.act, w.down_w, nullptr, a.res2, N, F, C);
 }
 
 void LlamaBlockBackward(kernels::Ops& ops, const LlamaBlockShape& s, const LlamaBlockTensors& w,
@@ -97,20 +94,15 @@ void LlamaBlockBackward(kernels::Ops& ops, const LlamaBlockShape& s, const Llama
                         const LlamaBlockActivations& a, const LlamaBlockGradScratch& g,
                         float* dres) {
   const int N = static_cast<int>(s.N()), C = s.C, F = s.F;
-  const size_t NC = s.N() * C;
   // MLP: dres is d out = d down_proj output, and flows on to res2 unchanged.
-  ops.Fill(g.dact, 0.0f, s.N() * F);
   ops.MatmulBackward(g.dact, dw.down_w, nullptr, dres, a.act, w.down_w, N, F, C);
   ops.SwiGluBackward(g.dgu, g.dact, a.gu, N, F);
-  ops.Fill(g.dln, 0.0f, NC);
   ops.MatmulBackward(g.dln, dw.gu_w, nullptr, g.dgu, a.ln2, w.gu_w, N, C, 2 * F);
   ops.RmsNormBackward(dres, dw.ln2_w, g.dln, a.res2, w.ln2_w, a.ln2_rstd, N, C);
   // Attention: dres is now d res2 = d o_proj output, and flows on to `in` unchanged.
-  ops.Fill(g.datty, 0.0f, NC);
   ops.MatmulBackward(g.datty, dw.o_w, nullptr, dres, a.atty, w.o_w, N, C, C);
   ops.GqaAttentionBackward(g.dqkv, g.datty, a.qkv, a.atty, a.lse, s.B, s.T, s.NH, s.NKV, s.hs);
   ops.RopeBackward(g.dqkv, s.B, s.T, s.NH, s.NKV, s.hs, s.theta);
-  ops.Fill(g.dln, 0.0f, NC);
   ops.MatmulBackward(g.dln, dw.qkv_w, nullptr, g.dqkv, a.ln1, w.qkv_w, N, C, s.QKV());
   ops.RmsNormBackward(dres, dw.ln1_w, g.dln, in, w.ln1_w, a.ln1_rstd, N, C);
 }

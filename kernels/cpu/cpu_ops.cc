@@ -66,13 +66,14 @@ class CpuOps final : public Ops {
   }
 
   void SetMatmulPrecision(MatmulPrecision precision) override { precision_ = precision; }
-  void MatmulForward(float* out, const float* inp, const float* weight, const float* bias, int N,
-                     int C, int OC) override {
+  void MatmulForward(float* out, const float* inp, const float* weight, const float* bias,
+                     const float* residual, int N, int C, int OC) override {
     if (precision_ != MatmulPrecision::kFp32) {
       inp = Rounded(0, inp, static_cast<size_t>(N) * C);
       weight = Rounded(1, weight, static_cast<size_t>(OC) * C);
     }
     cpu::MatmulForward(out, inp, weight, bias, N, C, OC);
+    if (residual != nullptr) cpu::Add(out, out, residual, static_cast<size_t>(N) * OC);
   }
   void MatmulBackward(float* dinp, float* dweight, float* dbias, const float* dout,
                       const float* inp, const float* weight, int N, int C, int OC) override {

@@ -139,8 +139,8 @@ void MatmulForward(float* out, const float* inp, const float* weight, const floa
 
 void MatmulBackward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                     const float* weight, int N, int C, int OC) {
-  // dinp (N,C) += dout (N,OC) @ weight (OC,C): B(o, c) = weight[o, c].
-  PackAndGemm(dinp, C, View{dout, OC, 1}, View{weight, 1, C}, nullptr, true, N, C, OC);
+  // dinp (N,C) = dout (N,OC) @ weight (OC,C): B(o, c) = weight[o, c].
+  PackAndGemm(dinp, C, View{dout, OC, 1}, View{weight, 1, C}, nullptr, false, N, C, OC);
   // dweight (OC,C) += dout^T (OC,N) @ inp (N,C): A(o, n) = dout[n, o]; B(n, c) = inp[n, c].
   PackAndGemm(dweight, C, View{dout, 1, OC}, View{inp, 1, C}, nullptr, true, OC, C, N);
   if (dbias != nullptr) BiasGradient(dbias, dout, N, OC);

@@ -9,8 +9,8 @@ namespace spillway::kernels::cpu {
 void MatmulForward(float* out, const float* inp, const float* weight, const float* bias, int N,
                    int C, int OC);
 
-// dinp (N,C) += dout @ weight; dweight (OC,C) += dout^T @ inp; dbias (OC) += column sums of
-// dout (skipped when null).
+// dinp (N,C) = dout @ weight (overwritten); dweight (OC,C) += dout^T @ inp; dbias (OC) +=
+// column sums of dout (skipped when null).
 void MatmulBackward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                     const float* weight, int N, int C, int OC);
 

@@ -27,7 +27,8 @@ namespace {
 //            dweight (OC,C) += dout^T @ inp:
 //                                        dW_cm (C,OC)   = inp_cm (C,N)  @ dout_cm (OC,N)^T
 
-// One column-major GEMM D (m,n) = op(A) @ op(B) + beta * D (+ bias broadcast over columns).
+// One column-major GEMM D (m,n) = op(A) @ op(B) + beta * C (+ bias broadcast over columns), where
+// C is D itself unless `c` is set (then C has D's layout and must not alias it).
 // op(A) is (m,k): A is stored (m,k) for transa = N, (k,m) for T; likewise op(B) is (k,n).
 // A and B hold ab_type values (fp32, or bf16 copies made by ToBf16); D and the bias are fp32.
 struct Gemm {
@@ -44,6 +45,9 @@ struct Gemm {
   const float* bias;  // (m), added to every column of D (CUBLASLT_EPILOGUE_BIAS); may be null
   cublasComputeType_t compute;
   cudaDataType_t ab_type = CUDA_R_32F;
+  const float* c = nullptr;  // beta's operand; null: D
+
+  const float* c_or_d() const { return c != nullptr ? c : d; }
 };
 
 // Largest power of two <= 256 dividing the address (4 at least for a float pointer).
@@ -76,7 +80,7 @@ struct Preference {
 
 // The algorithms chosen by the heuristic, per handle and problem (shape, transposes, epilogue,
 // pointer alignments): the heuristic query costs more than the descriptors.
-using AlgoKey = std::array<int64_t, 16>;
+using AlgoKey = std::array<int64_t, 17>;
 
 struct AlgoCache {
   std::mutex mu;
@@ -102,6 +106,7 @@ AlgoKey KeyOf(cublasLtHandle_t handle, const Gemm& g) {
           Alignment(g.a),
           Alignment(g.b),
           Alignment(g.d),
+          Alignment(g.c_or_d()),
           g.bias != nullptr ? Alignment(g.bias) : 0,
           g.compute,
           g.ab_type};
@@ -158,13 +163,14 @@ absl::StatusOr<cublasLtMatmulAlgo_t> FindAlgo(cublasLtHandle_t handle, size_t wo
   // The defaults assume 256-byte aligned buffers; sub-buffers may be aligned less.
   const uint32_t align_a = Alignment(g.a);
   const uint32_t align_b = Alignment(g.b);
+  const uint32_t align_c = Alignment(g.c_or_d());
   const uint32_t align_d = Alignment(g.d);
   SPW_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
       pref.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a, sizeof(align_a)));
   SPW_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
       pref.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b, sizeof(align_b)));
   SPW_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-      pref.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_d, sizeof(align_d)));
+      pref.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof(align_c)));
   SPW_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
       pref.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_d, sizeof(align_d)));
   cublasLtMatmulHeuristicResult_t result = {};
@@ -198,10 +204,9 @@ absl::Status RunGemm(cublasLtHandle_t handle, void* workspace, size_t workspace_
                        FindAlgo(handle, workspace_bytes, g, descs));
   const float alpha = 1.0f;
   const float beta = g.beta;
-  // C = D: beta * D is read from the output buffer itself.
   SPW_CUBLAS_CHECK(cublasLtMatmul(handle, descs.op.desc, &alpha, g.a, descs.a.layout, g.b,
-                                  descs.b.layout, &beta, g.d, descs.d.layout, g.d, descs.d.layout,
-                                  &algo, workspace, workspace_bytes, stream));
+                                  descs.b.layout, &beta, g.c_or_d(), descs.d.layout, g.d,
+                                  descs.d.layout, &algo, workspace, workspace_bytes, stream));
   return absl::OkStatus();
 }
 
@@ -268,27 +273,31 @@ bool CublasLtMatmul::Bf16Copies(int N, int C, int OC) const {
 }
 
 absl::Status CublasLtMatmul::Forward(float* out, const float* inp, const float* weight,
-                                     const float* bias, int N, int C, int OC, cudaStream_t stream) {
+                                     const float* bias, const float* residual, int N, int C, int OC,
+                                     cudaStream_t stream) {
   if (N <= 0 || OC <= 0) return absl::OkStatus();
+  const float beta = residual != nullptr ? 1.0f : 0.0f;  // C = residual
   if (Bf16Copies(N, C, OC)) {
     const size_t w_elems = Bf16Slot(static_cast<size_t>(OC) * C);
     SPW_ASSIGN_OR_RETURN(uint16_t * w16, Bf16Scratch(w_elems + static_cast<size_t>(N) * C, stream));
     uint16_t* x16 = w16 + w_elems;
     SPW_CUDA_CHECK(LaunchToBf16(w16, weight, static_cast<size_t>(OC) * C, stream));
     SPW_CUDA_CHECK(LaunchToBf16(x16, inp, static_cast<size_t>(N) * C, stream));
-    Gemm g{CUBLAS_OP_T, CUBLAS_OP_N, /*m=*/OC,   /*n=*/N,       /*k=*/C, w16,
+    Gemm g{CUBLAS_OP_T, CUBLAS_OP_N, /*m=*/OC,   /*n=*/N, /*k=*/C, w16,
            /*lda=*/C,   x16,
-           /*ldb=*/C,   out,         /*ldd=*/OC, /*beta=*/0.0f, bias,    CUBLAS_COMPUTE_32F};
+           /*ldb=*/C,   out,         /*ldd=*/OC, beta,    bias,    CUBLAS_COMPUTE_32F};
     g.ab_type = CUDA_R_16BF;
+    g.c = residual;
     absl::Status status = RunGemm(handle_, workspace_, workspace_bytes_, g, stream);
     if (!absl::IsNotFound(status)) {
       return Annotate(status, absl::StrCat("MatmulForward bf16 ", ShapeString(N, C, OC)));
     }
   }
   // out_cm (OC,N) = W_cm (C,OC)^T @ inp_cm (C,N) + bias (OC) per column.
-  const Gemm g{CUBLAS_OP_T, CUBLAS_OP_N, /*m=*/OC,   /*n=*/N,       /*k=*/C, weight,
-               /*lda=*/C,   inp,
-               /*ldb=*/C,   out,         /*ldd=*/OC, /*beta=*/0.0f, bias,    compute_};
+  Gemm g{CUBLAS_OP_T, CUBLAS_OP_N, /*m=*/OC,   /*n=*/N, /*k=*/C, weight,
+         /*lda=*/C,   inp,
+         /*ldb=*/C,   out,         /*ldd=*/OC, beta,    bias,    compute_};
+  g.c = residual;
   return Annotate(RunGemm(handle_, workspace_, workspace_bytes_, g, stream),
                   absl::StrCat("MatmulForward ", ShapeString(N, C, OC)));
 }
@@ -326,7 +335,7 @@ absl::StatusOr<bool> CublasLtMatmul::BackwardBf16(float* dinp, float* dweight, c
   SPW_CUDA_CHECK(LaunchToBf16(x16, inp, static_cast<size_t>(N) * C, stream));
   Gemm g_inp{CUBLAS_OP_N, CUBLAS_OP_N, /*m=*/C,   /*n=*/N,       /*k=*/OC, w16,
              /*lda=*/C,   d16,
-             /*ldb=*/OC,  dinp,        /*ldd=*/C, /*beta=*/1.0f, nullptr,  CUBLAS_COMPUTE_32F};
+             /*ldb=*/OC,  dinp,        /*ldd=*/C, /*beta=*/0.0f, nullptr,  CUBLAS_COMPUTE_32F};
   g_inp.ab_type = CUDA_R_16BF;
   Gemm g_weight{CUBLAS_OP_N, CUBLAS_OP_T, /*m=*/C,   /*n=*/OC,      /*k=*/N, x16,
                 /*lda=*/C,   d16,
@@ -350,10 +359,10 @@ absl::Status CublasLtMatmul::BackwardGemms(float* dinp, float* dweight, const fl
                                            const float* inp, const float* weight, int N, int C,
                                            int OC, cudaStream_t stream) {
   const std::string shape = ShapeString(N, C, OC);
-  // dinp_cm (C,N) += W_cm (C,OC) @ dout_cm (OC,N).
+  // dinp_cm (C,N) = W_cm (C,OC) @ dout_cm (OC,N).
   const Gemm g_inp{CUBLAS_OP_N, CUBLAS_OP_N, /*m=*/C,   /*n=*/N,       /*k=*/OC, weight,
                    /*lda=*/C,   dout,
-                   /*ldb=*/OC,  dinp,        /*ldd=*/C, /*beta=*/1.0f, nullptr,  compute_};
+                   /*ldb=*/OC,  dinp,        /*ldd=*/C, /*beta=*/0.0f, nullptr,  compute_};
   SPW_RETURN_IF_ERROR(Annotate(RunGemm(handle_, workspace_, workspace_bytes_, g_inp, stream),
                                absl::StrCat("MatmulBackward dinp ", shape)));
   // dW_cm (C,OC) += inp_cm (C,N) @ dout_cm (OC,N)^T.

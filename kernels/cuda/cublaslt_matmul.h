@@ -25,11 +25,12 @@ class CublasLtMatmul {
   // _FAST_16F: tensor cores on operands converted to bf16 / fp16, fp32 accumulation.
   void set_compute_type(cublasComputeType_t compute) { compute_ = compute; }
 
-  // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC); bias may be null.
-  absl::Status Forward(float* out, const float* inp, const float* weight, const float* bias, int N,
-                       int C, int OC, cudaStream_t stream);
-  // dinp (N,C) += dout @ weight;  dweight (OC,C) += dout^T @ inp;  dbias (OC) += column sums of
-  // dout (dbias may be null).
+  // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC) + residual (N,OC); bias and residual
+  // may be null (residual: cuBLASLt's beta * C with C = residual, so it must not alias out).
+  absl::Status Forward(float* out, const float* inp, const float* weight, const float* bias,
+                       const float* residual, int N, int C, int OC, cudaStream_t stream);
+  // dinp (N,C) = dout @ weight (overwritten);  dweight (OC,C) += dout^T @ inp;  dbias (OC) +=
+  // column sums of dout (dbias may be null).
   absl::Status Backward(float* dinp, float* dweight, float* dbias, const float* dout,
                         const float* inp, const float* weight, int N, int C, int OC,
                         cudaStream_t stream);

@@ -172,9 +172,9 @@ class CudaOps final : public Ops {
                             : precision == MatmulPrecision::kFp16 ? CUBLAS_COMPUTE_32F_FAST_16F
                                                                   : CUBLAS_COMPUTE_32F);
   }
-  void MatmulForward(float* out, const float* inp, const float* weight, const float* bias, int N,
-                     int C, int OC) override {
-    Record(gemm_->Forward(out, inp, weight, bias, N, C, OC, stream_));
+  void MatmulForward(float* out, const float* inp, const float* weight, const float* bias,
+                     const float* residual, int N, int C, int OC) override {
+    Record(gemm_->Forward(out, inp, weight, bias, residual, N, C, OC, stream_));
   }
   void MatmulBackward(float* dinp, float* dweight, float* dbias, const float* dout,
                       const float* inp, const float* weight, int N, int C, int OC) override {

@@ -31,11 +31,11 @@ TEST(MatmulTest, ForwardMatchesReference) {
     const auto w = RandomFloats(s.OC * s.C, 2);
     const auto bias = RandomFloats(s.OC, 3);
     std::vector<float> out(s.N * s.OC);
-    Cpu().MatmulForward(out.data(), inp.data(), w.data(), bias.data(), s.N, s.C, s.OC);
+    Cpu().MatmulForward(out.data(), inp.data(), w.data(), bias.data(), nullptr, s.N, s.C, s.OC);
     EXPECT_LT(
         RelError(out, MatmulRef(AsFloat64(inp), AsFloat64(w), AsFloat64(bias), s.N, s.C, s.OC)),
         kForwardTol);
-    Cpu().MatmulForward(out.data(), inp.data(), w.data(), nullptr, s.N, s.C, s.OC);
+    Cpu().MatmulForward(out.data(), inp.data(), w.data(), nullptr, nullptr, s.N, s.C, s.OC);
     EXPECT_LT(RelError(out, MatmulRef(AsFloat64(inp), AsFloat64(w), {}, s.N, s.C, s.OC)),
               kForwardTol);
   }
@@ -99,7 +99,7 @@ TEST(MatmulTest, BackwardMatchesDirectionalDerivativesAtLargerShape) {
             kGradTol);
 }
 
-TEST(MatmulTest, BackwardAccumulatesAndAllowsNullBias) {
+TEST(MatmulTest, BackwardOverwritesDinpAccumulatesTheRestAndAllowsNullBias) {
   const int N = 19, C = 13, OC = 21;
   const auto inp = RandomFloats(N * C, 8);
   const auto w = RandomFloats(OC * C, 9);
@@ -110,8 +110,8 @@ TEST(MatmulTest, BackwardAccumulatesAndAllowsNullBias) {
   std::vector<float> dinp2 = dinp, dw2 = dw, dbias2 = dbias;
   Cpu().MatmulBackward(dinp2.data(), dw2.data(), dbias2.data(), dout.data(), inp.data(), w.data(),
                        N, C, OC);
-  // Each call adds its full sum once, so a second call from g gives exactly 2g.
-  for (size_t i = 0; i < dinp.size(); ++i) EXPECT_EQ(dinp2[i], 2 * dinp[i]);
+  // dinp is overwritten; the others add their full sum once, so a second call gives exactly 2g.
+  for (size_t i = 0; i < dinp.size(); ++i) EXPECT_EQ(dinp2[i], dinp[i]);
   for (size_t i = 0; i < dw.size(); ++i) EXPECT_EQ(dw2[i], 2 * dw[i]);
   for (size_t i = 0; i < dbias.size(); ++i) EXPECT_EQ(dbias2[i], 2 * dbias[i]);
 
@@ -131,7 +131,7 @@ TEST(MatmulTest, BitwiseIndependentOfThreadCount) {
   auto run = [&](int threads) {
     std::vector<float> out(N * OC), dinp(N * C), dw(OC * C), dbias(OC);
     WithThreads(threads, [&] {
-      Cpu().MatmulForward(out.data(), inp.data(), w.data(), bias.data(), N, C, OC);
+      Cpu().MatmulForward(out.data(), inp.data(), w.data(), bias.data(), nullptr, N, C, OC);
       Cpu().MatmulBackward(dinp.data(), dw.data(), dbias.data(), dout.data(), inp.data(), w.data(),
                            N, C, OC);
     });

@@ -49,36 +49,43 @@ constexpr MatmulShape kGpt2Matmul{1024, 768, 3072};
 std::vector<float> GpuMatmulForward(Ops& gpu, const std::vector<float>& inp,
                                     const std::vector<float>& weight,
                                     const std::vector<float>* bias, MatmulShape s,
-                                    size_t offset = 0) {
+                                    size_t offset = 0,
+                                    const std::vector<float>* residual = nullptr) {
   DeviceArray<float> d_inp(Padded(inp, offset)), d_weight(Padded(weight, offset));
   DeviceArray<float> d_bias(Padded(bias != nullptr ? *bias : std::vector<float>(), offset));
+  DeviceArray<float> d_res(Padded(residual != nullptr ? *residual : std::vector<float>(), offset));
   // The output is overwritten: start it at a value that would show.
   DeviceArray<float> d_out(Padded(std::vector<float>(Prod(s.N, s.OC), 5.0f), offset));
   gpu.MatmulForward(d_out.get() + offset, d_inp.get() + offset, d_weight.get() + offset,
-                    bias != nullptr ? d_bias.get() + offset : nullptr, s.N, s.C, s.OC);
+                    bias != nullptr ? d_bias.get() + offset : nullptr,
+                    residual != nullptr ? d_res.get() + offset : nullptr, s.N, s.C, s.OC);
   ExpectSynchronized(gpu);
   return Unpadded(d_out, offset);
 }
 
 void ExpectMatmulForwardMatches(Ops& gpu, MatmulShape s, bool with_bias, uint64_t seed,
-                                size_t offset = 0) {
-  SCOPED_TRACE(::testing::Message() << "N=" << s.N << " C=" << s.C << " OC=" << s.OC
-                                    << " bias=" << with_bias << " offset=" << offset);
+                                size_t offset = 0, bool with_residual = false,
+                                double tol = kCudaFp32Tol) {
+  SCOPED_TRACE(::testing::Message()
+               << "N=" << s.N << " C=" << s.C << " OC=" << s.OC << " bias=" << with_bias
+               << " offset=" << offset << " residual=" << with_residual);
   const auto inp = RandomFloats(Prod(s.N, s.C), seed);
   const auto weight = RandomFloats(Prod(s.OC, s.C), seed + 1);
   const auto bias = RandomFloats(s.OC, seed + 2);
+  const auto residual = RandomFloats(Prod(s.N, s.OC), seed + 3);
   const std::vector<float>* b = with_bias ? &bias : nullptr;
+  const std::vector<float>* r = with_residual ? &residual : nullptr;
   std::vector<float> want(Prod(s.N, s.OC));
   Cpu().MatmulForward(want.data(), inp.data(), weight.data(), with_bias ? bias.data() : nullptr,
-                      s.N, s.C, s.OC);
-  EXPECT_LT(RelError(GpuMatmulForward(gpu, inp, weight, b, s, offset), want), kCudaFp32Tol);
+                      with_residual ? residual.data() : nullptr, s.N, s.C, s.OC);
+  EXPECT_LT(RelError(GpuMatmulForward(gpu, inp, weight, b, s, offset, r), want), tol);
 }
 
 struct MatmulBackwardCase {
   MatmulShape s;
   bool with_bias;
   std::vector<float> dout, inp, weight;
-  std::vector<float> dinp0, dweight0, dbias0;  // non-zero: checks "+="
+  std::vector<float> dinp0, dweight0, dbias0;  // non-zero: checks "=" for dinp, "+=" for the rest
 };
 
 MatmulBackwardCase MakeMatmulBackwardCase(MatmulShape s, bool with_bias, uint64_t seed) {
@@ -138,6 +145,20 @@ TEST_F(CudaOpsTest, MatmulForwardWithBiasMatchesCpu) {
 TEST_F(CudaOpsTest, MatmulForwardWithoutBiasMatchesCpu) {
   ExpectMatmulForwardMatches(cuda(), kSmallMatmul, false, 30);
   ExpectMatmulForwardMatches(cuda(), kGpt2Matmul, false, 40);
+}
+
+// The residual add rides in cuBLASLt's beta * C (C = residual, not the output), on aligned and
+// less aligned buffers, in fp32 and on bf16 copies.
+TEST_F(CudaOpsTest, MatmulForwardWithResidualMatchesCpu) {
+  ExpectMatmulForwardMatches(cuda(), kSmallMatmul, true, 12, 0, /*with_residual=*/true);
+  ExpectMatmulForwardMatches(cuda(), kGpt2Matmul, true, 22, 0, true);
+  ExpectMatmulForwardMatches(cuda(), kGpt2Matmul, false, 32, 0, true);
+  ExpectMatmulForwardMatches(cuda(), kGpt2Matmul, true, 42, 1, true);
+  Cpu().SetMatmulPrecision(MatmulPrecision::kBf16);
+  cuda().SetMatmulPrecision(MatmulPrecision::kBf16);
+  ExpectMatmulForwardMatches(cuda(), kGpt2Matmul, true, 52, 0, true, /*tol=*/1e-4);
+  Cpu().SetMatmulPrecision(MatmulPrecision::kFp32);
+  cuda().SetMatmulPrecision(MatmulPrecision::kFp32);
 }
 
 TEST_F(CudaOpsTest, MatmulBackwardAccumulatesLikeCpu) {
@@ -203,10 +224,12 @@ TEST_F(CudaOpsTest, MatmulMixedPrecisionMatchesCpuRounding) {
       const MatmulBackwardCase c = MakeMatmulBackwardCase(s, true, 110);
       const auto bias = RandomFloats(s.OC, 111);
       std::vector<float> fp32(Prod(s.N, s.OC)), want(Prod(s.N, s.OC));
-      Cpu().MatmulForward(fp32.data(), c.inp.data(), c.weight.data(), bias.data(), s.N, s.C, s.OC);
+      Cpu().MatmulForward(fp32.data(), c.inp.data(), c.weight.data(), bias.data(), nullptr, s.N,
+                          s.C, s.OC);
       Cpu().SetMatmulPrecision(p.precision);
       cuda().SetMatmulPrecision(p.precision);
-      Cpu().MatmulForward(want.data(), c.inp.data(), c.weight.data(), bias.data(), s.N, s.C, s.OC);
+      Cpu().MatmulForward(want.data(), c.inp.data(), c.weight.data(), bias.data(), nullptr, s.N,
+                          s.C, s.OC);
       const MatmulGrads want_grads = CpuMatmulBackward(c);
       const std::vector<float> got = GpuMatmulForward(cuda(), c.inp, c.weight, &bias, s);
       const MatmulGrads got_grads = GpuMatmulBackward(cuda(), c);
