@@ -10,7 +10,8 @@
 # share a GPU (the trainer's GpuForRank); "gpu-busy" is then the GPU's own figure: the mean of
 # nvidia-smi's utilization.gpu (share of time a kernel ran) over the samples from the first to
 # the last above 10%, which leaves the start-up out.
-#   usage: MODE=gpu bash bench/pipeline.sh   (env: STEPS=6 MICRO=8 BUILD=build-device SHAPES=)
+#   usage: MODE=gpu bash bench/pipeline.sh   (env: STEPS=6 MICRO=8 BUILD=build-device SHAPES=,
+#   SCHEDULES="gpipe 1f1b pipemare")
 # PipeMare's discrepancy correction runs on the CPU backend only, so the GPU rows use T1 alone.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -108,7 +109,7 @@ for shape in $shapes; do
   model=${shape%%:*}
   stages=${shape##*:}
   bubble=$(python3 -c "p, m = $stages, $micro; print(f'{(p - 1) / (m + p - 1) * 100:.1f}%')")
-  for schedule in gpipe 1f1b pipemare; do
+  for schedule in ${SCHEDULES:-gpipe 1f1b pipemare}; do
     read -r tps util busy per <<<"$(run "$model" "$stages" "$schedule")"
     [ "$tps" = 0 ] && tail -3 "$out/pipeline_${model}_${stages}_${schedule}.log"
     printf "%-6s %-7s %-9s %12s %11s %9s %14s  %s\n" "$model" "$stages" "$schedule" "$tps" \

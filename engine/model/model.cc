@@ -7,11 +7,14 @@
 #include <mutex>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
 #include "engine/model/gpt2.h"
+#include "engine/model/gpt2_layout.h"
 #include "engine/model/llama.h"
+#include "engine/model/llama_layout.h"
 #include "partitioner/offload_split.h"
 
 namespace spillway {
@@ -248,6 +251,23 @@ size_t PlannedActivationBytes(const ModelConfig& config, int batch, bool activat
     return Llama::PlannedActivationBytes(config, batch, activation_checkpointing);
   }
   return Gpt2::PlannedActivationBytes(config, batch, activation_checkpointing);
+}
+
+size_t PlannedGemmCopyBytes(const ModelConfig& config, int batch) {
+  const int N = batch * config.seq_len, C = config.d_model;
+  // (C, OC) of each GEMM: the block's projections, then the head.
+  std::vector<std::pair<int, int>> gemms;
+  if (config.type == "llama") {
+    const LlamaDims d = LlamaDimsOf(config);
+    gemms = {{C, d.QKV()}, {C, C}, {C, 2 * d.F}, {d.F, C}, {C, d.Vp}};
+  } else {
+    gemms = {{C, 3 * C}, {C, C}, {C, 4 * C}, {4 * C, C}, {C, PaddedVocab(config.vocab_size)}};
+  }
+  size_t largest = 0;
+  for (const auto& [c, oc] : gemms) {
+    largest = std::max(largest, kernels::MatmulOperandCopyBytes(N, c, oc));
+  }
+  return largest;
 }
 
 bool HasVocabPaddingRows(absl::string_view tensor_name) {

@@ -187,6 +187,11 @@ std::vector<int> StageUnits(const ModelConfig& config, int first, int end);
 // The activation bytes CreateModel would allocate for this shape: for reports and planning.
 size_t PlannedActivationBytes(const ModelConfig& config, int batch, bool activation_checkpointing);
 
+// The GPU bytes of 16-bit GEMM operand copies a step at a 16-bit matmul precision leaves
+// allocated: kernels::MatmulOperandCopyBytes of the model's largest GEMM (the head's, at GPT-2
+// and Llama shapes). For planning.
+size_t PlannedGemmCopyBytes(const ModelConfig& config, int batch);
+
 // True for the tensors whose rows past vocab_size are padding (GPT-2's wte, Llama's
 // embed_tokens.weight and lm_head.weight): zero, never trained, not exported.
 bool HasVocabPaddingRows(absl::string_view tensor_name);

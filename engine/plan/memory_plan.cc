@@ -341,7 +341,10 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
                         2 * RoundUpToNvmeAlignment(n * moment) + 2 * RoundUpToNvmeAlignment(scales);
     add("NVMe staging buffers", Category::kPools, offload, 3 * slot);
   }
-  if (in.gpu) add("runtime reserve", Category::kPools, Tier::kDevice, in.gpu_reserve_bytes);
+  if (in.gpu) {
+    add("16-bit GEMM operand copies", Category::kPools, Tier::kDevice, in.gemm_copy_bytes);
+    add("runtime reserve", Category::kPools, Tier::kDevice, in.gpu_reserve_bytes);
+  }
   // Start-up only: whole-Unit host copies for the Units whose parameters are not stored whole in
   // host memory (in the GPU, or sharded over ranks), as many as fit in init_scratch_bytes.
   size_t copied = 0, largest_copied = 0;

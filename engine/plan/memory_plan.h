@@ -25,7 +25,8 @@
 //                (N, C) fp32 staging buffers stay in the compute tier
 //   pools        the pinned buffer pool, NVMe staging buffers (registered with io_uring, so
 //                counted against RLIMIT_MEMLOCK), the parameter reader's staging and cache
-//                (offload_param "nvme"), and a fixed GPU reserve for the runtime
+//                (offload_param "nvme"), the 16-bit GEMM operand copies (GPU, bf16/fp16), and
+//                a fixed GPU reserve for the runtime
 // The offload tier is pinned CPU memory for a GPU backend with pin_memory, pageable otherwise;
 // the compute tier is the GPU, or pageable CPU memory for the CPU backend.
 #pragma once
@@ -88,6 +89,7 @@ struct PlanInput {
   int nvme_buffer_count = 0;     // NVMe staging buffers for the optimizer's tiles
   size_t nvme_buffer_bytes = 0;  // bytes each
   size_t gpu_reserve_bytes = 0;  // runtime memory outside spillway's buffers (GPU only)
+  size_t gemm_copy_bytes = 0;    // 16-bit GEMM operand copies (GPU, PlannedGemmCopyBytes)
   // Model::InitUnitsParallel's bound on host copies of Units it cannot fill in place (start-up).
   size_t init_scratch_bytes = 0;
   std::string nvme_path;

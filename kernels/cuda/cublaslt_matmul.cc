@@ -15,6 +15,7 @@
 #include "core/status.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/launchers.h"
+#include "kernels/ops.h"
 
 namespace spillway::kernels::cuda {
 namespace {
@@ -326,8 +327,9 @@ absl::StatusOr<bool> CublasLtMatmul::BackwardBf16(float* dinp, float* dweight, c
   const std::string shape = ShapeString(N, C, OC);
   const size_t w_elems = Bf16Slot(static_cast<size_t>(OC) * C);
   const size_t d_elems = Bf16Slot(static_cast<size_t>(N) * OC);
-  SPW_ASSIGN_OR_RETURN(uint16_t * w16,
-                       Bf16Scratch(w_elems + d_elems + static_cast<size_t>(N) * C, stream));
+  SPW_ASSIGN_OR_RETURN(
+      uint16_t * w16,
+      Bf16Scratch(MatmulOperandCopyBytes(N, C, OC) / sizeof(uint16_t), stream));  // w, d, x
   uint16_t* d16 = w16 + w_elems;
   uint16_t* x16 = d16 + d_elems;
   SPW_CUDA_CHECK(LaunchToBf16(w16, weight, static_cast<size_t>(OC) * C, stream));

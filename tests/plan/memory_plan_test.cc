@@ -220,6 +220,41 @@ TEST_P(MemoryPlanBackendTest, GpuMemoryTakenMatchesThePlan) {
 INSTANTIATE_TEST_SUITE_P(Backends, MemoryPlanBackendTest, ::testing::Values("cpu", "cuda"),
                          [](const auto& info) { return info.param; });
 
+// A GPU run at a 16-bit matmul precision plans the operand copies of its largest GEMM, the
+// head's backward: GPT-2 124M at B 16 rounds wte (50304 x 768), the logits gradient
+// (16384 x 50304) and the final LayerNorm's output (16384 x 768) to bf16: 1,750,794,240 bytes.
+TEST(MemoryPlanTest, SixteenBitGpuRunsPlanTheHeadsOperandCopies) {
+  Config config = MakeConfig({"gpt2", 1, 0, false, false});
+  config.model.n_layer = 12;
+  config.model.n_head = 12;
+  config.model.d_model = 768;
+  config.model.seq_len = 1024;
+  config.model.vocab_size = 50257;
+  config.train_micro_batch_size_per_gpu = 16;
+  EXPECT_EQ(PlannedGemmCopyBytes(config.model, 16), size_t{1'750'794'240});
+  auto copies = [&](const char* backend, PrecisionConfig::Mode mode) -> size_t {
+    config.trainer.backend = backend;
+    config.precision.mode = mode;
+    const absl::StatusOr<PlanInput> input = PlanInputFromConfig(config, 1, 1);
+    EXPECT_TRUE(input.ok()) << input.status();
+    const absl::StatusOr<MemoryPlan> plan = PlanMemory(*input);
+    EXPECT_TRUE(plan.ok()) << plan.status();
+    size_t bytes = 0;
+    for (const MemoryItem& item : plan->items) {
+      if (item.what == "16-bit GEMM operand copies") bytes += item.bytes;
+    }
+    return bytes;
+  };
+  EXPECT_EQ(copies("cuda", PrecisionConfig::Mode::kBf16), size_t{1'750'794'240});
+  EXPECT_EQ(copies("cuda", PrecisionConfig::Mode::kFp16), size_t{1'750'794'240});
+  EXPECT_EQ(copies("cuda", PrecisionConfig::Mode::kFp32), 0u);
+  EXPECT_EQ(copies("cpu", PrecisionConfig::Mode::kBf16), 0u);  // host memory, not planned
+  // Llama: the head (vocab 50257 -> 50304) is still the largest of its GEMMs.
+  config.model.type = "llama";
+  config.model.n_kv_head = 4;
+  EXPECT_EQ(PlannedGemmCopyBytes(config.model, 16), size_t{1'750'794'240});
+}
+
 TEST(MemoryPlanTest, ParameterCountMatchesTheModel) {
   auto ops = kernels::CreateOps("cpu");
   ASSERT_TRUE(ops.ok()) << ops.status();
