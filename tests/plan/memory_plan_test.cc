@@ -53,6 +53,16 @@ Config MakeConfig(const Case& c) {
   return config;
 }
 
+// Gives config GPT-2's vocabulary (50257) and the other shape fields.
+void SetShape(Config& config, int layers, int heads, int d_model, int seq_len, int batch) {
+  config.model.n_layer = layers;
+  config.model.n_head = heads;
+  config.model.d_model = d_model;
+  config.model.seq_len = seq_len;
+  config.model.vocab_size = 50257;
+  config.train_micro_batch_size_per_gpu = batch;
+}
+
 // Bytes the model and the residency allocated on one rank, by (category, tier).
 struct Allocated {
   std::map<std::pair<Category, Tier>, size_t> bytes;
@@ -187,12 +197,7 @@ TEST_P(MemoryPlanBackendTest, EqualsWhatTheModelAllocates) {
 TEST_P(MemoryPlanBackendTest, GpuMemoryTakenMatchesThePlan) {
   if (GetParam() != "cuda") GTEST_SKIP() << "GPU memory only";
   Config config = MakeConfig({"gpt2", 2, 3, false, false});
-  config.model.n_layer = 4;
-  config.model.d_model = 512;
-  config.model.n_head = 8;
-  config.model.seq_len = 256;
-  config.model.vocab_size = 50257;
-  config.train_micro_batch_size_per_gpu = 4;
+  SetShape(config, /*layers=*/4, /*heads=*/8, /*d_model=*/512, /*seq_len=*/256, /*batch=*/4);
   config.trainer.backend = "cuda";
   absl::StatusOr<PlanInput> input = PlanInputFromConfig(config, 2, 1);
   ASSERT_TRUE(input.ok()) << input.status();
@@ -225,12 +230,7 @@ INSTANTIATE_TEST_SUITE_P(Backends, MemoryPlanBackendTest, ::testing::Values("cpu
 // (16384 x 50304) and the final LayerNorm's output (16384 x 768) to bf16: 1,750,794,240 bytes.
 TEST(MemoryPlanTest, SixteenBitGpuRunsPlanTheHeadsOperandCopies) {
   Config config = MakeConfig({"gpt2", 1, 0, false, false});
-  config.model.n_layer = 12;
-  config.model.n_head = 12;
-  config.model.d_model = 768;
-  config.model.seq_len = 1024;
-  config.model.vocab_size = 50257;
-  config.train_micro_batch_size_per_gpu = 16;
+  SetShape(config, /*layers=*/12, /*heads=*/12, /*d_model=*/768, /*seq_len=*/1024, /*batch=*/16);
   EXPECT_EQ(PlannedGemmCopyBytes(config.model, 16), size_t{1'750'794'240});
   auto copies = [&](const char* backend, PrecisionConfig::Mode mode) -> size_t {
     config.trainer.backend = backend;
