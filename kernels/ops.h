@@ -38,14 +38,17 @@ struct AdamWParams {
 // How the matmul ops multiply (Ops::SetMatmulPrecision).
 enum class MatmulPrecision { kFp32, kBf16, kFp16 };
 
+// Elements of one 16-bit operand copy rounded up to 128 (256 bytes), so that the next copy in
+// the same buffer is aligned.
+inline size_t MatmulCopySlot(size_t elements) { return (elements + 127) / 128 * 128; }
+
 // Device bytes of the 16-bit operand copies the CUDA backend makes for one MatmulBackward (N, C,
-// OC) at a 16-bit precision: weight, dout and input, the first two in 256-byte slots (the
-// forward's copies are smaller). Its copy buffer grows to the largest GEMM it has run, and the
-// memory planner counts that (PlannedGemmCopyBytes in engine/model/model.h).
+// OC) at a 16-bit precision: weight, dout and input, the first two in slots (the forward's
+// copies are smaller). Its copy buffer grows to the largest GEMM it has run, and the memory
+// planner counts that (PlannedGemmCopyBytes in engine/model/model.h).
 inline size_t MatmulOperandCopyBytes(int N, int C, int OC) {
-  auto slot = [](size_t elements) { return (elements + 127) / 128 * 128; };
   const size_t n = static_cast<size_t>(N), c = static_cast<size_t>(C), oc = static_cast<size_t>(OC);
-  return sizeof(uint16_t) * (slot(oc * c) + slot(n * oc) + n * c);
+  return sizeof(uint16_t) * (MatmulCopySlot(oc * c) + MatmulCopySlot(n * oc) + n * c);
 }
 
 class Ops {

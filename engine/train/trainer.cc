@@ -148,9 +148,8 @@ absl::Status Trainer::Setup() {
         AgreeAcrossRanks(Annotate(gpu.status(), "trainer.backend"), "choosing its GPU"));
     device = *gpu;
     if (info.local_world_size > gpus) {
-      Print(absl::StrFormat("pipeline: %d ranks share this node's %d GPU%s, up to %d stages each",
-                            info.local_world_size, gpus, gpus == 1 ? "" : "s",
-                            (info.local_world_size + gpus - 1) / gpus));
+      Print(absl::StrFormat("pipeline: %d stage ranks share this node's %d GPU%s",
+                            info.local_world_size, gpus, gpus == 1 ? "" : "s"));
     }
   }
   absl::StatusOr<std::unique_ptr<kernels::Ops>> ops =

@@ -211,9 +211,6 @@ absl::Status RunGemm(cublasLtHandle_t handle, void* workspace, size_t workspace_
   return absl::OkStatus();
 }
 
-// Elements of a bf16 copy rounded up to 128 (256 bytes), so that the next copy is aligned.
-size_t Bf16Slot(size_t elements) { return (elements + 127) / 128 * 128; }
-
 // Partial sums of the bias gradient: enough for 64 row chunks of OC = 4096.
 constexpr size_t kBiasScratchFloats = size_t{1} << 18;
 
@@ -279,7 +276,7 @@ absl::Status CublasLtMatmul::Forward(float* out, const float* inp, const float* 
   if (N <= 0 || OC <= 0) return absl::OkStatus();
   const float beta = residual != nullptr ? 1.0f : 0.0f;  // C = residual
   if (Bf16Copies(N, C, OC)) {
-    const size_t w_elems = Bf16Slot(static_cast<size_t>(OC) * C);
+    const size_t w_elems = MatmulCopySlot(static_cast<size_t>(OC) * C);
     SPW_ASSIGN_OR_RETURN(uint16_t * w16, Bf16Scratch(w_elems + static_cast<size_t>(N) * C, stream));
     uint16_t* x16 = w16 + w_elems;
     SPW_CUDA_CHECK(LaunchToBf16(w16, weight, static_cast<size_t>(OC) * C, stream));
@@ -325,8 +322,8 @@ absl::StatusOr<bool> CublasLtMatmul::BackwardBf16(float* dinp, float* dweight, c
                                                   const float* inp, const float* weight, int N,
                                                   int C, int OC, cudaStream_t stream) {
   const std::string shape = ShapeString(N, C, OC);
-  const size_t w_elems = Bf16Slot(static_cast<size_t>(OC) * C);
-  const size_t d_elems = Bf16Slot(static_cast<size_t>(N) * OC);
+  const size_t w_elems = MatmulCopySlot(static_cast<size_t>(OC) * C);
+  const size_t d_elems = MatmulCopySlot(static_cast<size_t>(N) * OC);
   SPW_ASSIGN_OR_RETURN(
       uint16_t * w16,
       Bf16Scratch(MatmulOperandCopyBytes(N, C, OC) / sizeof(uint16_t), stream));  // w, d, x
