@@ -250,9 +250,11 @@ absl::Status RunGemm(cublasLtHandle_t handle, void* workspace, size_t workspace_
 // Partial sums of the bias gradient: enough for 64 row chunks of OC = 4096.
 constexpr size_t kBiasScratchFloats = size_t{1} << 18;
 
+// dbias += column sums of dout; with bf16_copy (may be null), dout's bf16 copy in the same pass.
 absl::Status BiasGradient(float* dbias, const float* dout, int N, int OC, float* scratch,
-                          cudaStream_t stream) {
-  SPW_CUDA_CHECK(LaunchBiasGradient(dbias, dout, N, OC, scratch, kBiasScratchFloats, stream));
+                          uint16_t* bf16_copy, cudaStream_t stream) {
+  SPW_CUDA_CHECK(
+      LaunchBiasGradient(dbias, dout, N, OC, scratch, kBiasScratchFloats, bf16_copy, stream));
   return absl::OkStatus();
 }
 
@@ -393,12 +395,12 @@ absl::Status CublasLtMatmul::GeluBackward(float* dinp, float* dweight, float* db
   if (Bf16Copies(N, C, OC)) {
     if (gelu_pre != nullptr && GeluEpilogue(N, C, OC, gelu_pre)) {
       SPW_ASSIGN_OR_RETURN(
-          fused, BackwardBf16(dinp, dweight, dout, inp, weight, gelu_pre, N, C, OC, stream));
+          fused, BackwardBf16(dinp, dweight, dbias, dout, inp, weight, gelu_pre, N, C, OC, stream));
       done = fused;
     }
     if (!done) {
       SPW_ASSIGN_OR_RETURN(
-          done, BackwardBf16(dinp, dweight, dout, inp, weight, nullptr, N, C, OC, stream));
+          done, BackwardBf16(dinp, dweight, dbias, dout, inp, weight, nullptr, N, C, OC, stream));
     }
   }
   if (!done) {
@@ -407,16 +409,17 @@ absl::Status CublasLtMatmul::GeluBackward(float* dinp, float* dweight, float* db
   if (gelu_pre != nullptr && !fused) {
     SPW_CUDA_CHECK(LaunchGeluBackward(dinp, gelu_pre, dinp, static_cast<size_t>(N) * C, stream));
   }
-  // cuBLASLt's BGRAD epilogues overwrite; the contract accumulates.
-  if (dbias == nullptr) return absl::OkStatus();
-  return Annotate(BiasGradient(dbias, dout, N, OC, bias_scratch_, stream),
+  // BackwardBf16 added the bias gradient in its copy pass. (cuBLASLt's BGRAD epilogues
+  // overwrite; the contract accumulates.)
+  if (done || dbias == nullptr) return absl::OkStatus();
+  return Annotate(BiasGradient(dbias, dout, N, OC, bias_scratch_, nullptr, stream),
                   absl::StrCat("MatmulBackward dbias ", shape));
 }
 
-absl::StatusOr<bool> CublasLtMatmul::BackwardBf16(float* dinp, float* dweight, const float* dout,
-                                                  const float* inp, const float* weight,
-                                                  const float* gelu_pre, int N, int C, int OC,
-                                                  cudaStream_t stream) {
+absl::StatusOr<bool> CublasLtMatmul::BackwardBf16(float* dinp, float* dweight, float* dbias,
+                                                  const float* dout, const float* inp,
+                                                  const float* weight, const float* gelu_pre, int N,
+                                                  int C, int OC, cudaStream_t stream) {
   const std::string shape = ShapeString(N, C, OC);
   const size_t w_elems = MatmulCopySlot(static_cast<size_t>(OC) * C);
   const size_t d_elems = MatmulCopySlot(static_cast<size_t>(N) * OC);
@@ -446,7 +449,12 @@ absl::StatusOr<bool> CublasLtMatmul::BackwardBf16(float* dinp, float* dweight, c
     SPW_RETURN_IF_ERROR(Annotate(status, absl::StrCat("MatmulBackward bf16 ", shape)));
   }
   SPW_CUDA_CHECK(LaunchToBf16(w16, weight, static_cast<size_t>(OC) * C, stream));
-  SPW_CUDA_CHECK(LaunchToBf16(d16, dout, static_cast<size_t>(N) * OC, stream));
+  if (dbias != nullptr) {
+    SPW_RETURN_IF_ERROR(Annotate(BiasGradient(dbias, dout, N, OC, bias_scratch_, d16, stream),
+                                 absl::StrCat("MatmulBackward dbias ", shape)));
+  } else {
+    SPW_CUDA_CHECK(LaunchToBf16(d16, dout, static_cast<size_t>(N) * OC, stream));
+  }
   SPW_CUDA_CHECK(LaunchToBf16(x16, inp, static_cast<size_t>(N) * C, stream));
   SPW_RETURN_IF_ERROR(Annotate(RunGemm(handle_, workspace_, workspace_bytes_, g_inp, stream),
                                absl::StrCat("MatmulBackward bf16 dinp ", shape)));

@@ -60,9 +60,10 @@ class CublasLtMatmul {
                                    int N, int C, int OC, cudaStream_t stream);
   // The bf16 copy buffer, grown to `elements` if smaller (waiting for the stream first).
   absl::StatusOr<uint16_t*> Bf16Scratch(size_t elements, cudaStream_t stream);
-  // The two backward GEMMs on bf16 copies, the input gradient times gelu'(gelu_pre) in DGELU's
-  // epilogue when gelu_pre is set; false (nothing added) when cuBLASLt has no algorithm.
-  absl::StatusOr<bool> BackwardBf16(float* dinp, float* dweight, const float* dout,
+  // The backward on bf16 copies: both GEMMs, the input gradient times gelu'(gelu_pre) in
+  // DGELU's epilogue when gelu_pre is set, and the bias gradient (dbias may be null) in the pass
+  // that copies dout; false (nothing added) when cuBLASLt has no algorithm.
+  absl::StatusOr<bool> BackwardBf16(float* dinp, float* dweight, float* dbias, const float* dout,
                                     const float* inp, const float* weight, const float* gelu_pre,
                                     int N, int C, int OC, cudaStream_t stream);
   // The two backward GEMMs on the fp32 buffers, at compute_.

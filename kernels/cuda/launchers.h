@@ -64,9 +64,10 @@ cudaError_t LaunchToBf16(uint16_t* out, const float* in, size_t n, cudaStream_t 
 
 // matmul_bias.cu: dbias (OC) += sum over the N rows of dout (N,OC), in a fixed order (which
 // depends only on N, OC and scratch_floats). `scratch` (device, scratch_floats floats, may be
-// null) holds per-chunk partial sums so that many blocks share the rows.
+// null) holds per-chunk partial sums so that many blocks share the rows. bf16_copy (N*OC, may be
+// null) receives LaunchToBf16(dout) in the same pass.
 cudaError_t LaunchBiasGradient(float* dbias, const float* dout, int N, int OC, float* scratch,
-                               size_t scratch_floats, cudaStream_t stream);
+                               size_t scratch_floats, uint16_t* bf16_copy, cudaStream_t stream);
 
 // attention.cu. The backwards need `scratch` of AttentionScratchFloats(B, T, NH) floats.
 size_t AttentionScratchFloats(int B, int T, int NH);

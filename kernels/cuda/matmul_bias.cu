@@ -6,6 +6,10 @@
 // and the scratch size), block (column tile, chunk) writes its chunk's column sums to
 // scratch[chunk][col], and a second kernel adds the R partial sums of each column in ascending
 // chunk order into dbias. R = 1 is the single-stage kernel over all rows.
+//
+// The kernel visits every value of dout once, so it also writes the bf16 copy of dout that the
+// bf16 GEMMs of the same backward read, when asked: one read of dout for both.
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -25,10 +29,12 @@ constexpr int kMinRowsPerChunk = 256;
 // Block (kCols, kRowGroups) owns columns [blockIdx.x * kCols, +kCols) and the rows
 // [blockIdx.y * rows_per_chunk, +rows_per_chunk). Thread (x, y) sums its rows y, y + kRowGroups,
 // ... in ascending order; the kRowGroups partial sums are then added in ascending y by row
-// group 0, which writes out[blockIdx.y * OC + col] (accumulate: out[col] += instead).
+// group 0, which writes out[blockIdx.y * OC + col] (accumulate: out[col] += instead). With
+// `copy`, every value read is also written there rounded to bf16 (nearest even).
 __global__ void __launch_bounds__(kCols* kRowGroups)
-    BiasGradientKernel(float* __restrict__ out, const float* __restrict__ dout, int N, int OC,
-                       int rows_per_chunk, bool accumulate) {
+    BiasGradientKernel(float* __restrict__ out, __nv_bfloat16* __restrict__ copy,
+                       const float* __restrict__ dout, int N, int OC, int rows_per_chunk,
+                       bool accumulate) {
   __shared__ float partial[kRowGroups][kCols + 1];
   const int col = blockIdx.x * kCols + threadIdx.x;
   const int begin = static_cast<int>(blockIdx.y) * rows_per_chunk;
@@ -43,8 +49,18 @@ __global__ void __launch_bounds__(kCols* kRowGroups)
       for (int u = 0; u < 4; ++u) v[u] = dout[static_cast<size_t>(n + u * kRowGroups) * OC + col];
 #pragma unroll
       for (int u = 0; u < 4; ++u) sum += v[u];
+      if (copy != nullptr) {
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+          copy[static_cast<size_t>(n + u * kRowGroups) * OC + col] = __float2bfloat16_rn(v[u]);
+        }
+      }
     }
-    for (; n < end; n += kRowGroups) sum += dout[static_cast<size_t>(n) * OC + col];
+    for (; n < end; n += kRowGroups) {
+      const float v = dout[static_cast<size_t>(n) * OC + col];
+      sum += v;
+      if (copy != nullptr) copy[static_cast<size_t>(n) * OC + col] = __float2bfloat16_rn(v);
+    }
   }
   partial[threadIdx.y][threadIdx.x] = sum;
   __syncthreads();
@@ -83,18 +99,19 @@ int Chunks(int N, int OC, size_t scratch_floats) {
 }  // namespace
 
 cudaError_t LaunchBiasGradient(float* dbias, const float* dout, int N, int OC, float* scratch,
-                               size_t scratch_floats, cudaStream_t stream) {
+                               size_t scratch_floats, uint16_t* bf16_copy, cudaStream_t stream) {
+  auto* copy = reinterpret_cast<__nv_bfloat16*>(bf16_copy);
   if (N <= 0 || OC <= 0) return cudaGetLastError();
   const unsigned tiles = static_cast<unsigned>((OC + kCols - 1) / kCols);
   const int chunks = scratch == nullptr ? 1 : Chunks(N, OC, scratch_floats);
   if (chunks == 1) {
-    BiasGradientKernel<<<dim3(tiles, 1), dim3(kCols, kRowGroups), 0, stream>>>(dbias, dout, N, OC,
-                                                                               N, true);
+    BiasGradientKernel<<<dim3(tiles, 1), dim3(kCols, kRowGroups), 0, stream>>>(dbias, copy, dout, N,
+                                                                               OC, N, true);
     return cudaGetLastError();
   }
   const int rows_per_chunk = (N + chunks - 1) / chunks;
   BiasGradientKernel<<<dim3(tiles, static_cast<unsigned>(chunks)), dim3(kCols, kRowGroups), 0,
-                       stream>>>(scratch, dout, N, OC, rows_per_chunk, false);
+                       stream>>>(scratch, copy, dout, N, OC, rows_per_chunk, false);
   constexpr int kFinishThreads = 256;
   BiasGradientFinishKernel<<<(OC + kFinishThreads - 1) / kFinishThreads, kFinishThreads, 0,
                              stream>>>(dbias, scratch, OC, chunks);
