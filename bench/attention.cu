@@ -8,6 +8,7 @@
 // bench/peers/attention_torch.py, which times PyTorch's SDPA on the same shapes).
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -52,14 +53,16 @@ bool Run(const Shape& s, bool fp32, int reps) {
       !Check(cudaMalloc(&out, rows * C * sizeof(float)), "cudaMalloc") ||
       !Check(cudaMalloc(&lse, rows * s.NH * sizeof(float)), "cudaMalloc") ||
       !Check(cudaMalloc(&dqkv, rows * 3 * C * sizeof(float)), "cudaMalloc") ||
-      !Check(cudaMalloc(&scratch, k::AttentionScratchFloats(s.B, s.T, s.NH) * sizeof(float)),
+      !Check(cudaMalloc(&scratch,
+                        std::max(k::AttentionScratchFloats(s.B, s.T, s.NH) * sizeof(float),
+                                 k::TensorCoreAttentionScratchBytes(s.B, s.T, s.NH, s.NH, s.HS))),
              "cudaMalloc")) {
     return false;
   }
   auto forward = [&] {
     return fp32 ? k::LaunchGqaAttentionForward(out, lse, qkv, s.B, s.T, s.NH, s.NH, s.HS, nullptr)
                 : k::LaunchTensorCoreAttentionForward(out, lse, qkv, s.B, s.T, s.NH, s.NH, s.HS,
-                                                      false, nullptr);
+                                                      false, scratch, nullptr);
   };
   auto backward = [&] {
     return fp32 ? k::LaunchGqaAttentionBackward(dqkv, dout, qkv, out, lse, s.B, s.T, s.NH, s.NH,

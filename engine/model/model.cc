@@ -15,6 +15,7 @@
 #include "engine/model/gpt2_layout.h"
 #include "engine/model/llama.h"
 #include "engine/model/llama_layout.h"
+#include "kernels/attention_scratch.h"
 #include "partitioner/offload_split.h"
 
 namespace spillway {
@@ -268,6 +269,16 @@ size_t PlannedGemmCopyBytes(const ModelConfig& config, int batch) {
     largest = std::max(largest, kernels::MatmulOperandCopyBytes(N, c, oc));
   }
   return largest;
+}
+
+size_t PlannedAttentionScratchBytes(const ModelConfig& config, int batch, bool sixteen_bit) {
+  int NH = config.n_head, NKV = config.n_head;
+  if (config.type == "llama") NKV = LlamaDimsOf(config).NKV;
+  const int hs = NH > 0 ? config.d_model / NH : 0;
+  if (sixteen_bit && (hs == 64 || hs == 128)) {
+    return kernels::TensorCoreAttentionScratch(batch, config.seq_len, NH, NKV, hs).bytes;
+  }
+  return static_cast<size_t>(batch) * config.seq_len * NH * sizeof(float);
 }
 
 bool HasVocabPaddingRows(absl::string_view tensor_name) {

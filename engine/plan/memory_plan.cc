@@ -343,6 +343,7 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
   }
   if (in.gpu) {
     add("16-bit GEMM operand copies", Category::kPools, Tier::kDevice, in.gemm_copy_bytes);
+    add("attention scratch", Category::kPools, Tier::kDevice, in.attention_scratch_bytes);
     add("runtime reserve", Category::kPools, Tier::kDevice, in.gpu_reserve_bytes);
   }
   // Start-up only: whole-Unit host copies for the Units whose parameters are not stored whole in

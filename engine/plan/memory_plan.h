@@ -85,11 +85,12 @@ struct PlanInput {
   // between reads (whole largest shards, at most one per shard read from NVMe).
   size_t param_max_in_cpu = 0;
 
-  size_t pinned_pool_bytes = 0;  // the pinned buffer pool (offload)
-  int nvme_buffer_count = 0;     // NVMe staging buffers for the optimizer's tiles
-  size_t nvme_buffer_bytes = 0;  // bytes each
-  size_t gpu_reserve_bytes = 0;  // runtime memory outside spillway's buffers (GPU only)
-  size_t gemm_copy_bytes = 0;    // 16-bit GEMM operand copies (GPU, PlannedGemmCopyBytes)
+  size_t pinned_pool_bytes = 0;        // the pinned buffer pool (offload)
+  int nvme_buffer_count = 0;           // NVMe staging buffers for the optimizer's tiles
+  size_t nvme_buffer_bytes = 0;        // bytes each
+  size_t gpu_reserve_bytes = 0;        // runtime memory outside spillway's buffers (GPU only)
+  size_t gemm_copy_bytes = 0;          // 16-bit GEMM operand copies (GPU, PlannedGemmCopyBytes)
+  size_t attention_scratch_bytes = 0;  // GPU, PlannedAttentionScratchBytes
   // Model::InitUnitsParallel's bound on host copies of Units it cannot fill in place (start-up).
   size_t init_scratch_bytes = 0;
   std::string nvme_path;

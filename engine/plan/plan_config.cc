@@ -72,9 +72,9 @@ absl::StatusOr<PlanInput> PlanInputFromConfig(const Config& config, int world_si
   in.max_live_elements = static_cast<size_t>(config.zero.stage3_max_live_parameters);
   in.param_max_in_cpu = static_cast<size_t>(config.zero.param_max_in_cpu);
   in.gpu_reserve_bytes = in.gpu ? kGpuRuntimeReserveBytes : 0;
-  if (in.gpu && config.precision.mode != PrecisionConfig::Mode::kFp32) {
-    in.gemm_copy_bytes = PlannedGemmCopyBytes(m, B);
-  }
+  const bool sixteen_bit = config.precision.mode != PrecisionConfig::Mode::kFp32;
+  if (in.gpu && sixteen_bit) in.gemm_copy_bytes = PlannedGemmCopyBytes(m, B);
+  if (in.gpu) in.attention_scratch_bytes = PlannedAttentionScratchBytes(m, B, sixteen_bit);
   in.init_scratch_bytes = Model::kInitScratchBytes;
   return in;
 }

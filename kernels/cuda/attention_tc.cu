@@ -8,10 +8,11 @@
 // Flash-attention-2 style: tiles of 64 query rows and 64 key rows, 4 warps per block, warp w
 // owning rows [16w, 16w+16) of the block's tile. Scores, probabilities and accumulators stay in
 // registers in the mma fragment layout; a C fragment of two adjacent 8-column tiles is the A
-// fragment of the next product, so p and ds never go through shared memory. Shared memory holds
-// the 16-bit copies of the tiles, read with ldmatrix. A tile's fp32 rows are fetched into
-// registers with all of a block's loads in flight at once, then rounded into shared memory
-// (TileFetch); other blocks on the SM multiply meanwhile.
+// fragment of the next product, so p and ds never go through shared memory. The launchers first
+// round qkv (and, for the backward, dout) to 16-bit copies in the caller's scratch, one pass each;
+// the kernels copy tiles of those into shared memory with cp.async (CopyTile) and read them with
+// ldmatrix. The next key tile (forward, dq) or query tile (dk/dv) is in flight while the block
+// multiplies the current one: two buffers, one cp.async group per tile step.
 // Fixed loop orders and no atomics: results are bitwise reproducible.
 //  - Forward: a block per (batch, head, query tile); online softmax over the key tiles up to the
 //    diagonal (exp2 of log2e-scaled scores; row sums kept per thread, combined at the end).
@@ -26,7 +27,9 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
+#include "kernels/attention_scratch.h"
 #include "kernels/cuda/grid_stride.cuh"
 #include "kernels/cuda/launchers.h"
 
@@ -158,37 +161,34 @@ __device__ __forceinline__ void WarpAccumulatePB(float (&acc)[N / 8][4], const f
   }
 }
 
-// A ROWS x HS tile of an fp32 buffer held in registers: Fetch issues every load of the block's
-// share before any is used; Put rounds them to 16 bits into shared memory (rows kStride<HS>
-// apart). Rows >= T read as zero. Both are called by the whole block.
-template <int ROWS, int HS>
-struct TileFetch {
-  static constexpr int kVecs = ROWS * HS / 4 / kThreads;
-  static_assert(ROWS * HS / 4 % kThreads == 0, "tile does not split evenly over the block");
-  float4 v[kVecs];
+// Asynchronous copies global -> shared (sm_80+): 16 bytes, or zeros where `bytes` is 0.
+__device__ __forceinline__ void CopyAsync16(void* dst, const void* src, int bytes) {
+  const auto d = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(bytes));
+}
+__device__ __forceinline__ void CommitCopies() { asm volatile("cp.async.commit_group;\n" ::); }
+// Waits until at most `kPending` of the thread's latest copy groups are still in flight.
+template <int kPending>
+__device__ __forceinline__ void WaitCopies() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
+}
 
-  __device__ __forceinline__ void Fetch(const float* src, size_t stride, int row0, int T) {
+// Issues the copy of rows [row0, row0 + ROWS) of a 16-bit HS-wide buffer (row stride `stride`
+// elements, 16-byte aligned rows) into dst (rows kStride<HS> apart); rows >= T become zeros.
+// Called by the whole block; lands after WaitCopies and a barrier.
+template <int ROWS, int HS, typename T16>
+__device__ __forceinline__ void CopyTile(T16* dst, const T16* src, size_t stride, int row0, int T) {
+  constexpr int kChunks = HS / 8;  // 16-byte chunks per row
+  static_assert(ROWS * kChunks % kThreads == 0, "tile does not split evenly over the block");
 #pragma unroll
-    for (int i = 0; i < kVecs; ++i) {
-      const int idx = static_cast<int>(threadIdx.x) + i * kThreads;
-      const int t = row0 + idx / (HS / 4);
-      v[i] = t < T ? __ldg(reinterpret_cast<const float4*>(src + static_cast<size_t>(t) * stride +
-                                                           idx % (HS / 4) * 4))
-                   : make_float4(0.f, 0.f, 0.f, 0.f);
-    }
+  for (int i = 0; i < ROWS * kChunks / kThreads; ++i) {
+    const int idx = static_cast<int>(threadIdx.x) + i * kThreads;
+    const int r = idx / kChunks, c = idx % kChunks;
+    const int t = row0 + r;
+    const T16* from = src + static_cast<size_t>(t < T ? t : 0) * stride + 8 * c;
+    CopyAsync16(dst + r * kStride<HS> + 8 * c, from, t < T ? 16 : 0);
   }
-  template <typename T16>
-  __device__ __forceinline__ void Put(T16* dst) const {
-#pragma unroll
-    for (int i = 0; i < kVecs; ++i) {
-      const int idx = static_cast<int>(threadIdx.x) + i * kThreads;
-      uint2 packed;
-      packed.x = Mma16<T16>::Pack(v[i].x, v[i].y);
-      packed.y = Mma16<T16>::Pack(v[i].z, v[i].w);
-      *reinterpret_cast<uint2*>(dst + idx / (HS / 4) * kStride<HS> + idx % (HS / 4) * 4) = packed;
-    }
-  }
-};
+}
 
 // Sum over the 4 threads of a quad (the threads sharing a row of a C fragment).
 __device__ __forceinline__ float QuadSum(float x) {
@@ -200,37 +200,55 @@ __device__ __forceinline__ float QuadMax(float x) {
   return fmaxf(x, __shfl_xor_sync(kFullMask, x, 2));
 }
 
+// Where head h's queries and kv head g's keys and values of batch b start in the 16-bit qkv copy.
+template <typename T16>
 struct Geometry {
   size_t C3;  // qkv row width
-  const float* q;
-  const float* k;
-  const float* v;
+  const T16* q;
+  const T16* k;
+  const T16* v;
 };
 
-template <int HS>
-__device__ __forceinline__ Geometry Locate(const float* qkv, int b, int h, int g, int T, int NH,
-                                           int NKV) {
-  Geometry geo;
+template <int HS, typename T16>
+__device__ __forceinline__ Geometry<T16> Locate(const T16* qkv, int b, int h, int g, int T, int NH,
+                                                int NKV) {
+  Geometry<T16> geo;
   geo.C3 = static_cast<size_t>(NH + 2 * NKV) * HS;
-  const float* row = qkv + static_cast<size_t>(b) * T * geo.C3;
+  const T16* row = qkv + static_cast<size_t>(b) * T * geo.C3;
   geo.q = row + static_cast<size_t>(h) * HS;
   geo.k = row + static_cast<size_t>(NH + g) * HS;
   geo.v = row + static_cast<size_t>(NH + NKV + g) * HS;
   return geo;
 }
 
-// Key rows [s0, s0 + kTile) of k and v into k_s and v_s, between barriers: the block's products
-// on the previous tile are done before it writes, and its writes land before anyone reads.
+// Issues the copies of key rows [s0, s0 + kTile) of k and v into k_s and v_s.
 template <int HS, typename T16>
-__device__ __forceinline__ void LoadKeyTile(T16* k_s, T16* v_s, const Geometry& geo, int s0,
+__device__ __forceinline__ void CopyKeyTile(T16* k_s, T16* v_s, const Geometry<T16>& geo, int s0,
                                             int T) {
-  TileFetch<kTile, HS> kf, vf;
-  kf.Fetch(geo.k, geo.C3, s0, T);
-  vf.Fetch(geo.v, geo.C3, s0, T);
-  __syncthreads();
-  kf.Put(k_s);
-  vf.Put(v_s);
-  __syncthreads();
+  CopyTile<kTile, HS>(k_s, geo.k, geo.C3, s0, T);
+  CopyTile<kTile, HS>(v_s, geo.v, geo.C3, s0, T);
+}
+
+// The key-tile loop of the forward and dq kernels: key tiles s0 = 0, kTile, ... up to t0, two
+// buffers, the next tile's copy in flight during body(k_s, v_s, s0) on the current one. Copies
+// issued before the call (the query-side tiles) land before the first body.
+template <int HS, typename T16, typename Body>
+__device__ __forceinline__ void ForEachKeyTile(T16* k_s, T16* v_s, const Geometry<T16>& geo, int t0,
+                                               int T, Body&& body) {
+  constexpr int kTileElems = kTile * kStride<HS>;
+  CopyKeyTile<HS>(k_s, v_s, geo, 0, T);
+  CommitCopies();
+  for (int s0 = 0, buf = 0; s0 <= t0; s0 += kTile, buf ^= 1) {
+    if (s0 + kTile <= t0) {
+      CopyKeyTile<HS>(k_s + (buf ^ 1) * kTileElems, v_s + (buf ^ 1) * kTileElems, geo, s0 + kTile,
+                      T);
+    }
+    CommitCopies();  // possibly empty: one group per step either way
+    WaitCopies<1>();
+    __syncthreads();  // this tile's copies, from every thread, have landed
+    body(k_s + buf * kTileElems, v_s + buf * kTileElems, s0);
+    __syncthreads();  // everyone is done with this buffer before the next step refills it
+  }
 }
 
 // In a C fragment, element e of column tile n of a thread is at row (lane / 4) + 8 * (e / 2)
@@ -273,42 +291,37 @@ template <int HS>
 constexpr int kDkvRows = HS <= 64 ? 64 : 32;
 
 // ---------------------------------------------------------------------------------------------
-// Forward. smem: q, k, v (16-bit).
+// Forward. smem: q, k (2 buffers), v (2 buffers).
 template <int HS>
-constexpr size_t kForwardSmem = 3 * kTileBytes<kTile, HS>;
+constexpr size_t kForwardSmem = 5 * kTileBytes<kTile, HS>;
 
 template <typename T16, int HS>
 __global__ void __launch_bounds__(kThreads, kMinBlocks<HS>)
-    TcForwardKernel(float* __restrict__ out, float* __restrict__ lse, const float* __restrict__ qkv,
+    TcForwardKernel(float* __restrict__ out, float* __restrict__ lse, const T16* __restrict__ qkv,
                     int T, int NH, int NKV, int tiles, float scale) {
   constexpr int S = kStride<HS>;
   extern __shared__ __align__(128) unsigned char smem[];
   T16* q_s = reinterpret_cast<T16*>(smem);
   T16* k_s = q_s + kTile * S;
-  T16* v_s = k_s + kTile * S;
+  T16* v_s = k_s + 2 * kTile * S;
 
   const int heads = gridDim.x / tiles;
   const int bh = blockIdx.x % heads;
   const int tile = tiles - 1 - static_cast<int>(blockIdx.x / heads);
   const int b = bh / NH, h = bh % NH;
-  const Geometry geo = Locate<HS>(qkv, b, h, h / (NH / NKV), T, NH, NKV);
+  const Geometry<T16> geo = Locate<HS>(qkv, b, h, h / (NH / NKV), T, NH, NKV);
   const int t0 = tile * kTile;
   const int wrow = threadIdx.x / 32 * 16;
   const float scale2 = scale * kLog2e;  // scores in log2 units
 
-  {
-    TileFetch<kTile, HS> qf;
-    qf.Fetch(geo.q, geo.C3, t0, T);
-    qf.Put(q_s);
-  }
+  CopyTile<kTile, HS>(q_s, geo.q, geo.C3, t0, T);
   float o[HS / 8][4];
 #pragma unroll
   for (int n = 0; n < HS / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // rows FragRow(0), FragRow(2)
-  for (int s0 = 0; s0 <= t0; s0 += kTile) {
-    LoadKeyTile<HS>(k_s, v_s, geo, s0, T);
+  ForEachKeyTile<HS>(k_s, v_s, geo, t0, T, [&](const T16* k_t, const T16* v_t, int s0) {
     float s[kTile / 8][4];
-    WarpABt<T16, kTile, HS, S, S>(s, q_s, wrow, k_s);
+    WarpABt<T16, kTile, HS, S, S>(s, q_s, wrow, k_t);
     float row_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int n = 0; n < kTile / 8; ++n) {
@@ -342,8 +355,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HS>)
 #pragma unroll
       for (int e = 0; e < 4; ++e) o[n][e] *= corr[e / 2];
     }
-    WarpAccumulatePB<T16, HS, kTile, S>(o, s, v_s);
-  }
+    WarpAccumulatePB<T16, HS, kTile, S>(o, s, v_t);
+  });
   const size_t C = static_cast<size_t>(NH) * HS;
   float inv[2];
 #pragma unroll
@@ -360,42 +373,40 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HS>)
 }
 
 // ---------------------------------------------------------------------------------------------
-// Backward, kernel 1 (dq). smem: q, dout, k, v (16-bit).
+// Backward, kernel 1 (dq). smem: q, dout, k (2 buffers), v (2 buffers). D reads the fp32 dout
+// and out; the products read the 16-bit copies dout16 and qkv.
 template <int HS>
-constexpr size_t kDqSmem = 4 * kTileBytes<kTile, HS>;
+constexpr size_t kDqSmem = 6 * kTileBytes<kTile, HS>;
 
 template <typename T16, int HS>
 __global__ void __launch_bounds__(kThreads, kMinBlocks<HS>)
     TcBackwardDqKernel(float* __restrict__ dqkv, float* __restrict__ d_scratch,
-                       const float* __restrict__ dout, const float* __restrict__ qkv,
-                       const float* __restrict__ out, const float* __restrict__ lse, int T, int NH,
-                       int NKV, int tiles, float scale) {
+                       const float* __restrict__ dout, const T16* __restrict__ dout16,
+                       const T16* __restrict__ qkv, const float* __restrict__ out,
+                       const float* __restrict__ lse, int T, int NH, int NKV, int tiles,
+                       float scale) {
   constexpr int S = kStride<HS>;
   extern __shared__ __align__(128) unsigned char smem[];
   T16* q_s = reinterpret_cast<T16*>(smem);
   T16* do_s = q_s + kTile * S;
   T16* k_s = do_s + kTile * S;
-  T16* v_s = k_s + kTile * S;
+  T16* v_s = k_s + 2 * kTile * S;
 
   const int heads = gridDim.x / tiles;
   const int bh = blockIdx.x % heads;
   const int tile = tiles - 1 - static_cast<int>(blockIdx.x / heads);
   const int b = bh / NH, h = bh % NH;
-  const Geometry geo = Locate<HS>(qkv, b, h, h / (NH / NKV), T, NH, NKV);
+  const Geometry<T16> geo = Locate<HS>(qkv, b, h, h / (NH / NKV), T, NH, NKV);
   const size_t C = static_cast<size_t>(NH) * HS;
-  const float* dout_h = dout + static_cast<size_t>(b) * T * C + static_cast<size_t>(h) * HS;
-  const float* out_h = out + static_cast<size_t>(b) * T * C + static_cast<size_t>(h) * HS;
+  const size_t head = static_cast<size_t>(b) * T * C + static_cast<size_t>(h) * HS;
+  const float* dout_h = dout + head;
+  const float* out_h = out + head;
   const int t0 = tile * kTile;
   const int wrow = threadIdx.x / 32 * 16;
   const float scale2 = scale * kLog2e;
 
-  {
-    TileFetch<kTile, HS> qf, dof;
-    qf.Fetch(geo.q, geo.C3, t0, T);
-    dof.Fetch(dout_h, C, t0, T);
-    qf.Put(q_s);
-    dof.Put(do_s);
-  }
+  CopyTile<kTile, HS>(q_s, geo.q, geo.C3, t0, T);
+  CopyTile<kTile, HS>(do_s, dout16 + head, C, t0, T);
   // D and lse (log2 units) of the thread's two rows; a quad sums D over its 4 x HS/4 columns.
   float D[2], L[2];
 #pragma unroll
@@ -419,11 +430,10 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HS>)
   float dq[HS / 8][4];
 #pragma unroll
   for (int n = 0; n < HS / 8; ++n) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.0f;
-  for (int s0 = 0; s0 <= t0; s0 += kTile) {
-    LoadKeyTile<HS>(k_s, v_s, geo, s0, T);
+  ForEachKeyTile<HS>(k_s, v_s, geo, t0, T, [&](const T16* k_t, const T16* v_t, int s0) {
     float s[kTile / 8][4], dp[kTile / 8][4];
-    WarpABt<T16, kTile, HS, S, S>(s, q_s, wrow, k_s);
-    WarpABt<T16, kTile, HS, S, S>(dp, do_s, wrow, v_s);
+    WarpABt<T16, kTile, HS, S, S>(s, q_s, wrow, k_t);
+    WarpABt<T16, kTile, HS, S, S>(dp, do_s, wrow, v_t);
 #pragma unroll
     for (int n = 0; n < kTile / 8; ++n) {
 #pragma unroll
@@ -433,23 +443,23 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HS>)
         s[n][e] = p * (dp[n][e] - D[e / 2]);  // ds
       }
     }
-    WarpAccumulatePB<T16, HS, kTile, S>(dq, s, k_s);
-  }
+    WarpAccumulatePB<T16, HS, kTile, S>(dq, s, k_t);
+  });
   StoreRows<HS>(dqkv + static_cast<size_t>(b) * T * geo.C3 + static_cast<size_t>(h) * HS, geo.C3,
                 dq, t0 + wrow, T, scale, scale);
 }
 
 // ---------------------------------------------------------------------------------------------
-// Backward, kernel 2 (dk, dv). smem: k, v (kTile rows), q, dout (kDkvRows rows) (16-bit); lse
-// (log2 units) and D of the query rows.
+// Backward, kernel 2 (dk, dv). smem: k, v (kTile rows), q, dout (kDkvRows rows, 2 buffers each)
+// (16-bit); lse (log2 units) and D of the query rows (2 buffers each).
 template <int HS>
-constexpr size_t kDkvSmem = 2 * kTileBytes<kTile, HS> + 2 * kTileBytes<kDkvRows<HS>, HS> +
-                            2 * kDkvRows<HS> * sizeof(float);
+constexpr size_t kDkvSmem = 2 * kTileBytes<kTile, HS> + 4 * kTileBytes<kDkvRows<HS>, HS> +
+                            4 * kDkvRows<HS> * sizeof(float);
 
 template <typename T16, int HS>
 __global__ void __launch_bounds__(kThreads, kMinBlocks<HS>)
     TcBackwardDkvKernel(float* __restrict__ dqkv, const float* __restrict__ d_scratch,
-                        const float* __restrict__ dout, const float* __restrict__ qkv,
+                        const T16* __restrict__ dout16, const T16* __restrict__ qkv,
                         const float* __restrict__ lse, int T, int NH, int NKV, int tiles,
                         float scale) {
   constexpr int S = kStride<HS>;
@@ -457,69 +467,80 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HS>)
   extern __shared__ __align__(128) unsigned char smem[];
   T16* k_s = reinterpret_cast<T16*>(smem);
   T16* v_s = k_s + kTile * S;
-  T16* q_s = v_s + kTile * S;
-  T16* do_s = q_s + QR * S;
-  float* lse_s = reinterpret_cast<float*>(do_s + QR * S);
-  float* d_s = lse_s + QR;
+  T16* q_buf = v_s + kTile * S;                                    // 2 x QR rows
+  T16* do_buf = q_buf + 2 * QR * S;                                // 2 x QR rows
+  float* lse_buf = reinterpret_cast<float*>(do_buf + 2 * QR * S);  // 2 x QR
+  float* d_buf = lse_buf + 2 * QR;                                 // 2 x QR
 
   const int kv_heads = gridDim.x / tiles;
   const int bg = blockIdx.x % kv_heads;
   const int tile = static_cast<int>(blockIdx.x / kv_heads);  // heaviest (first) tiles first
   const int b = bg / NKV, g = bg % NKV;
   const int group = NH / NKV;
-  const Geometry geo0 = Locate<HS>(qkv, b, g * group, g, T, NH, NKV);
+  const Geometry<T16> geo0 = Locate<HS>(qkv, b, g * group, g, T, NH, NKV);
   const size_t C = static_cast<size_t>(NH) * HS;
   const int s0 = tile * kTile;
   const int wrow = threadIdx.x / 32 * 16;
   const float scale2 = scale * kLog2e;
 
-  LoadKeyTile<HS>(k_s, v_s, geo0, s0, T);
+  // Steps: the kv head's query heads in ascending order, each over the query tiles t0 = s0,
+  // s0 + QR, ... < T. Step i's tiles go to buffer i % 2.
+  const int per_head = (T - s0 + QR - 1) / QR;
+  const int steps = group * per_head;
+  const auto issue = [&](int i) {
+    const int h = g * group + i / per_head;
+    const int t0 = s0 + i % per_head * QR;
+    const int buf = i % 2;
+    const Geometry<T16> geo = Locate<HS>(qkv, b, h, g, T, NH, NKV);
+    CopyTile<QR, HS>(q_buf + buf * QR * S, geo.q, geo.C3, t0, T);
+    CopyTile<QR, HS>(do_buf + buf * QR * S,
+                     dout16 + static_cast<size_t>(b) * T * C + static_cast<size_t>(h) * HS, C, t0,
+                     T);
+    if (threadIdx.x < QR) {  // read by the step after a barrier; p = 0 past T
+      const size_t bh = static_cast<size_t>(b) * NH + h;
+      const int t = t0 + static_cast<int>(threadIdx.x);
+      lse_buf[buf * QR + threadIdx.x] = t < T ? lse[bh * T + t] * kLog2e : INFINITY;
+      d_buf[buf * QR + threadIdx.x] = t < T ? d_scratch[bh * T + t] : 0.0f;
+    }
+  };
+  CopyKeyTile<HS>(k_s, v_s, geo0, s0, T);
+  issue(0);
+  CommitCopies();
   float dk[HS / 8][4], dv[HS / 8][4];
 #pragma unroll
   for (int n = 0; n < HS / 8; ++n) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) dk[n][e] = dv[n][e] = 0.0f;
   }
-  for (int h = g * group; h < (g + 1) * group; ++h) {
-    const Geometry geo = Locate<HS>(qkv, b, h, g, T, NH, NKV);
-    const float* dout_h = dout + static_cast<size_t>(b) * T * C + static_cast<size_t>(h) * HS;
-    const size_t bh = static_cast<size_t>(b) * NH + h;
-    for (int t0 = s0; t0 < T; t0 += QR) {
-      TileFetch<QR, HS> qf, dof;
-      qf.Fetch(geo.q, geo.C3, t0, T);
-      dof.Fetch(dout_h, C, t0, T);
-      float lse_i = INFINITY, d_i = 0.0f;  // p = 0 past T
-      if (threadIdx.x < QR && t0 + static_cast<int>(threadIdx.x) < T) {
-        lse_i = lse[bh * T + t0 + threadIdx.x] * kLog2e;
-        d_i = d_scratch[bh * T + t0 + threadIdx.x];
-      }
-      __syncthreads();
-      qf.Put(q_s);
-      dof.Put(do_s);
-      if (threadIdx.x < QR) {
-        lse_s[threadIdx.x] = lse_i;
-        d_s[threadIdx.x] = d_i;
-      }
-      __syncthreads();
-      // s^T (keys x queries) = k q^T; dp^T = v dout^T.
-      float st[QR / 8][4], dpt[QR / 8][4];
-      WarpABt<T16, QR, HS, S, S>(st, k_s, wrow, q_s);
-      WarpABt<T16, QR, HS, S, S>(dpt, v_s, wrow, do_s);
-      const bool diagonal = t0 < s0 + kTile;
+  for (int i = 0; i < steps; ++i) {
+    if (i + 1 < steps) issue(i + 1);
+    CommitCopies();
+    WaitCopies<1>();
+    __syncthreads();  // step i's tiles and row values have landed
+    const int t0 = s0 + i % per_head * QR;
+    const T16* q_s = q_buf + i % 2 * QR * S;
+    const T16* do_s = do_buf + i % 2 * QR * S;
+    const float* lse_s = lse_buf + i % 2 * QR;
+    const float* d_s = d_buf + i % 2 * QR;
+    // s^T (keys x queries) = k q^T; dp^T = v dout^T.
+    float st[QR / 8][4], dpt[QR / 8][4];
+    WarpABt<T16, QR, HS, S, S>(st, k_s, wrow, q_s);
+    WarpABt<T16, QR, HS, S, S>(dpt, v_s, wrow, do_s);
+    const bool diagonal = t0 < s0 + kTile;
 #pragma unroll
-      for (int n = 0; n < QR / 8; ++n) {
+    for (int n = 0; n < QR / 8; ++n) {
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int c = FragCol(n, e);
-          const bool masked = diagonal && t0 + c < s0 + wrow + FragRow(e);
-          const float p = masked ? 0.0f : exp2f(st[n][e] * scale2 - lse_s[c]);
-          st[n][e] = p;
-          dpt[n][e] = p * (dpt[n][e] - d_s[c]);  // ds^T
-        }
+      for (int e = 0; e < 4; ++e) {
+        const int c = FragCol(n, e);
+        const bool masked = diagonal && t0 + c < s0 + wrow + FragRow(e);
+        const float p = masked ? 0.0f : exp2f(st[n][e] * scale2 - lse_s[c]);
+        st[n][e] = p;
+        dpt[n][e] = p * (dpt[n][e] - d_s[c]);  // ds^T
       }
-      WarpAccumulatePB<T16, HS, QR, S>(dv, st, do_s);
-      WarpAccumulatePB<T16, HS, QR, S>(dk, dpt, q_s);
     }
+    WarpAccumulatePB<T16, HS, QR, S>(dv, st, do_s);
+    WarpAccumulatePB<T16, HS, QR, S>(dk, dpt, q_s);
+    __syncthreads();  // everyone is done with buffer i % 2 before step i + 2 refills it
   }
   float* rows = dqkv + static_cast<size_t>(b) * T * geo0.C3;
   StoreRows<HS>(rows + static_cast<size_t>(NH + g) * HS, geo0.C3, dk, s0 + wrow, T, scale, scale);
@@ -533,48 +554,90 @@ cudaError_t AllowSmem(Kernel kernel, size_t bytes) {
                               static_cast<int>(bytes));
 }
 
+// The scratch's parts (kernels/attention_scratch.h).
+struct Scratch {
+  float* d;
+  uint16_t* qkv16;
+  uint16_t* dout16;
+};
+
+Scratch Carve(void* scratch, int B, int T, int NH, int NKV, int hs) {
+  auto* base = static_cast<unsigned char*>(scratch);
+  const AttentionScratchLayout l = TensorCoreAttentionScratch(B, T, NH, NKV, hs);
+  return {reinterpret_cast<float*>(base + l.d_offset),
+          reinterpret_cast<uint16_t*>(base + l.qkv16_offset),
+          reinterpret_cast<uint16_t*>(base + l.dout16_offset)};
+}
+
+template <typename T16>
+cudaError_t To16(uint16_t* out, const float* in, size_t n, cudaStream_t stream) {
+  if constexpr (std::is_same_v<T16, __half>) {
+    return LaunchToFp16(out, in, n, stream);
+  } else {
+    return LaunchToBf16(out, in, n, stream);
+  }
+}
+
 template <typename T16, int HS>
 cudaError_t Forward(float* out, float* lse, const float* qkv, int B, int T, int NH, int NKV,
-                    cudaStream_t stream) {
+                    void* scratch, cudaStream_t stream) {
   const int tiles = (T + kTile - 1) / kTile;
+  const Scratch sc = Carve(scratch, B, T, NH, NKV, HS);
+  if (cudaError_t e =
+          To16<T16>(sc.qkv16, qkv, static_cast<size_t>(B) * T * (NH + 2 * NKV) * HS, stream);
+      e != cudaSuccess) {
+    return e;
+  }
   if (cudaError_t e = AllowSmem(TcForwardKernel<T16, HS>, kForwardSmem<HS>); e != cudaSuccess) {
     return e;
   }
   TcForwardKernel<T16, HS><<<tiles * B * NH, kThreads, kForwardSmem<HS>, stream>>>(
-      out, lse, qkv, T, NH, NKV, tiles, 1.0f / sqrtf(static_cast<float>(HS)));
+      out, lse, reinterpret_cast<const T16*>(sc.qkv16), T, NH, NKV, tiles,
+      1.0f / sqrtf(static_cast<float>(HS)));
   return cudaGetLastError();
 }
 
 template <typename T16, int HS>
 cudaError_t Backward(float* dqkv, const float* dout, const float* qkv, const float* out,
-                     const float* lse, int B, int T, int NH, int NKV, float* scratch,
+                     const float* lse, int B, int T, int NH, int NKV, void* scratch,
                      cudaStream_t stream) {
   const int tiles = (T + kTile - 1) / kTile;
   const float scale = 1.0f / sqrtf(static_cast<float>(HS));
+  const Scratch sc = Carve(scratch, B, T, NH, NKV, HS);
+  const size_t rows = static_cast<size_t>(B) * T;
+  if (cudaError_t e = To16<T16>(sc.qkv16, qkv, rows * (NH + 2 * NKV) * HS, stream);
+      e != cudaSuccess) {
+    return e;
+  }
+  if (cudaError_t e = To16<T16>(sc.dout16, dout, rows * NH * HS, stream); e != cudaSuccess) {
+    return e;
+  }
   if (cudaError_t e = AllowSmem(TcBackwardDqKernel<T16, HS>, kDqSmem<HS>); e != cudaSuccess) {
     return e;
   }
   if (cudaError_t e = AllowSmem(TcBackwardDkvKernel<T16, HS>, kDkvSmem<HS>); e != cudaSuccess) {
     return e;
   }
+  const auto* qkv16 = reinterpret_cast<const T16*>(sc.qkv16);
+  const auto* dout16 = reinterpret_cast<const T16*>(sc.dout16);
   TcBackwardDqKernel<T16, HS><<<tiles * B * NH, kThreads, kDqSmem<HS>, stream>>>(
-      dqkv, scratch, dout, qkv, out, lse, T, NH, NKV, tiles, scale);
+      dqkv, sc.d, dout, dout16, qkv16, out, lse, T, NH, NKV, tiles, scale);
   if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
   TcBackwardDkvKernel<T16, HS><<<tiles * B * NKV, kThreads, kDkvSmem<HS>, stream>>>(
-      dqkv, scratch, dout, qkv, lse, T, NH, NKV, tiles, scale);
+      dqkv, sc.d, dout16, qkv16, lse, T, NH, NKV, tiles, scale);
   return cudaGetLastError();
 }
 
 template <typename T16>
 cudaError_t ForwardFor(int hs, float* out, float* lse, const float* qkv, int B, int T, int NH,
-                       int NKV, cudaStream_t stream) {
-  return hs == 64 ? Forward<T16, 64>(out, lse, qkv, B, T, NH, NKV, stream)
-                  : Forward<T16, 128>(out, lse, qkv, B, T, NH, NKV, stream);
+                       int NKV, void* scratch, cudaStream_t stream) {
+  return hs == 64 ? Forward<T16, 64>(out, lse, qkv, B, T, NH, NKV, scratch, stream)
+                  : Forward<T16, 128>(out, lse, qkv, B, T, NH, NKV, scratch, stream);
 }
 
 template <typename T16>
 cudaError_t BackwardFor(int hs, float* dqkv, const float* dout, const float* qkv, const float* out,
-                        const float* lse, int B, int T, int NH, int NKV, float* scratch,
+                        const float* lse, int B, int T, int NH, int NKV, void* scratch,
                         cudaStream_t stream) {
   return hs == 64 ? Backward<T16, 64>(dqkv, dout, qkv, out, lse, B, T, NH, NKV, scratch, stream)
                   : Backward<T16, 128>(dqkv, dout, qkv, out, lse, B, T, NH, NKV, scratch, stream);
@@ -584,23 +647,30 @@ cudaError_t BackwardFor(int hs, float* dqkv, const float* dout, const float* qkv
 
 bool TensorCoreAttentionSupported(int hs) { return hs == 64 || hs == 128; }
 
+size_t TensorCoreAttentionScratchBytes(int B, int T, int NH, int NKV, int hs) {
+  return TensorCoreAttentionScratch(B, T, NH, NKV, hs).bytes;
+}
+
 cudaError_t LaunchTensorCoreAttentionForward(float* out, float* lse, const float* qkv, int B, int T,
-                                             int NH, int NKV, int hs, bool fp16,
+                                             int NH, int NKV, int hs, bool fp16, void* scratch,
                                              cudaStream_t stream) {
   if (B <= 0 || T <= 0) return cudaSuccess;
   if (!TensorCoreAttentionSupported(hs)) return cudaErrorInvalidValue;
-  if (!Aligned16(out) || !Aligned16(qkv)) return cudaErrorMisalignedAddress;
-  return fp16 ? ForwardFor<__half>(hs, out, lse, qkv, B, T, NH, NKV, stream)
-              : ForwardFor<__nv_bfloat16>(hs, out, lse, qkv, B, T, NH, NKV, stream);
+  if (!Aligned16(out) || !Aligned16(qkv) || reinterpret_cast<uintptr_t>(scratch) % 256 != 0) {
+    return cudaErrorMisalignedAddress;
+  }
+  return fp16 ? ForwardFor<__half>(hs, out, lse, qkv, B, T, NH, NKV, scratch, stream)
+              : ForwardFor<__nv_bfloat16>(hs, out, lse, qkv, B, T, NH, NKV, scratch, stream);
 }
 
 cudaError_t LaunchTensorCoreAttentionBackward(float* dqkv, const float* dout, const float* qkv,
                                               const float* out, const float* lse, int B, int T,
-                                              int NH, int NKV, int hs, bool fp16, float* scratch,
+                                              int NH, int NKV, int hs, bool fp16, void* scratch,
                                               cudaStream_t stream) {
   if (B <= 0 || T <= 0) return cudaSuccess;
   if (!TensorCoreAttentionSupported(hs)) return cudaErrorInvalidValue;
-  if (!Aligned16(dqkv) || !Aligned16(dout) || !Aligned16(qkv) || !Aligned16(out)) {
+  if (!Aligned16(dqkv) || !Aligned16(dout) || !Aligned16(qkv) || !Aligned16(out) ||
+      reinterpret_cast<uintptr_t>(scratch) % 256 != 0) {
     return cudaErrorMisalignedAddress;
   }
   return fp16 ? BackwardFor<__half>(hs, dqkv, dout, qkv, out, lse, B, T, NH, NKV, scratch, stream)

@@ -213,8 +213,12 @@ class CudaOps final : public Ops {
   void GqaAttentionForward(float* out, float* lse, const float* qkv, int B, int T, int NH, int NKV,
                            int hs) override {
     if (TensorCoreAttention(hs)) {
+      void* scratch = Grow(&attention_scratch_, &attention_scratch_bytes_,
+                           cuda::TensorCoreAttentionScratchBytes(B, T, NH, NKV, hs));
+      if (scratch == nullptr) return;
       Record(cuda::LaunchTensorCoreAttentionForward(out, lse, qkv, B, T, NH, NKV, hs,
-                                                    precision_ == MatmulPrecision::kFp16, stream_),
+                                                    precision_ == MatmulPrecision::kFp16, scratch,
+                                                    stream_),
              "AttentionForward (tensor cores)");
       return;
     }
@@ -223,16 +227,19 @@ class CudaOps final : public Ops {
   }
   void GqaAttentionBackward(float* dqkv, const float* dout, const float* qkv, const float* out,
                             const float* lse, int B, int T, int NH, int NKV, int hs) override {
-    float* scratch = Grow(&attention_scratch_, &attention_scratch_bytes_,
-                          cuda::AttentionScratchFloats(B, T, NH) * sizeof(float));
-    if (scratch == nullptr) return;
     if (TensorCoreAttention(hs)) {
+      void* scratch = Grow(&attention_scratch_, &attention_scratch_bytes_,
+                           cuda::TensorCoreAttentionScratchBytes(B, T, NH, NKV, hs));
+      if (scratch == nullptr) return;
       Record(cuda::LaunchTensorCoreAttentionBackward(dqkv, dout, qkv, out, lse, B, T, NH, NKV, hs,
                                                      precision_ == MatmulPrecision::kFp16, scratch,
                                                      stream_),
              "AttentionBackward (tensor cores)");
       return;
     }
+    float* scratch = Grow(&attention_scratch_, &attention_scratch_bytes_,
+                          cuda::AttentionScratchFloats(B, T, NH) * sizeof(float));
+    if (scratch == nullptr) return;
     Record(cuda::LaunchGqaAttentionBackward(dqkv, dout, qkv, out, lse, B, T, NH, NKV, hs, scratch,
                                             stream_),
            "GqaAttentionBackward");

@@ -59,8 +59,9 @@ cudaError_t LaunchSwiGluForward(float* out, const float* gu, int N, int F, cudaS
 cudaError_t LaunchSwiGluBackward(float* dgu, const float* dout, const float* gu, int N, int F,
                                  cudaStream_t stream);
 
-// bf16_convert.cu: out[i] = in[i] rounded to bf16 (nearest even), as its 16 bits.
+// bf16_convert.cu: out[i] = in[i] rounded to bf16 / fp16 (nearest even), as its 16 bits.
 cudaError_t LaunchToBf16(uint16_t* out, const float* in, size_t n, cudaStream_t stream);
+cudaError_t LaunchToFp16(uint16_t* out, const float* in, size_t n, cudaStream_t stream);
 
 // matmul_bias.cu: dbias (OC) += sum over the N rows of dout (N,OC), in a fixed order (which
 // depends only on N, OC and scratch_floats). `scratch` (device, scratch_floats floats, may be
@@ -84,15 +85,17 @@ cudaError_t LaunchGqaAttentionBackward(float* dqkv, const float* dout, const flo
 
 // attention_tc.cu: the same attention contracts, on tensor cores from 16-bit operands (fp16 or
 // else bf16) with fp32 softmax and accumulation, for head sizes 64 and 128
-// (TensorCoreAttentionSupported) and 16-byte aligned buffers. The backward needs
-// AttentionScratchFloats(B, T, NH) floats.
+// (TensorCoreAttentionSupported) and 16-byte aligned buffers. Both need `scratch` (device,
+// 256-byte aligned) of TensorCoreAttentionScratchBytes bytes: the 16-bit copies of qkv and dout
+// the kernels read, and the backward's row sums (layout: kernels/attention_scratch.h).
 bool TensorCoreAttentionSupported(int hs);
+size_t TensorCoreAttentionScratchBytes(int B, int T, int NH, int NKV, int hs);
 cudaError_t LaunchTensorCoreAttentionForward(float* out, float* lse, const float* qkv, int B, int T,
-                                             int NH, int NKV, int hs, bool fp16,
+                                             int NH, int NKV, int hs, bool fp16, void* scratch,
                                              cudaStream_t stream);
 cudaError_t LaunchTensorCoreAttentionBackward(float* dqkv, const float* dout, const float* qkv,
                                               const float* out, const float* lse, int B, int T,
-                                              int NH, int NKV, int hs, bool fp16, float* scratch,
+                                              int NH, int NKV, int hs, bool fp16, void* scratch,
                                               cudaStream_t stream);
 
 // cross_entropy.cu

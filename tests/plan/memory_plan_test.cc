@@ -255,6 +255,33 @@ TEST(MemoryPlanTest, SixteenBitGpuRunsPlanTheHeadsOperandCopies) {
   EXPECT_EQ(PlannedGemmCopyBytes(config.model, 16), size_t{1'750'794'240});
 }
 
+// The attention's scratch at GPT-2 124M, B 16, T 1024: at bf16 the tensor-core kernels' 16-bit
+// copies of qkv (16384 x 2304) and dout (16384 x 768) and the row sums (16384 x 12 floats); in
+// fp32 the row sums alone. A GPU plan lists it; a CPU plan does not.
+TEST(MemoryPlanTest, GpuRunsPlanTheAttentionScratch) {
+  Config config = MakeConfig({"gpt2", 1, 0, false, false});
+  SetShape(config, /*layers=*/12, /*heads=*/12, /*d_model=*/768, /*seq_len=*/1024, /*batch=*/16);
+  const size_t sums = 16384 * 12 * 4, bf16 = sums + 16384 * 2304 * 2 + 16384 * 768 * 2;
+  EXPECT_EQ(PlannedAttentionScratchBytes(config.model, 16, /*sixteen_bit=*/true), bf16);
+  EXPECT_EQ(PlannedAttentionScratchBytes(config.model, 16, /*sixteen_bit=*/false), sums);
+  auto planned = [&](const char* backend, PrecisionConfig::Mode mode) -> size_t {
+    config.trainer.backend = backend;
+    config.precision.mode = mode;
+    const absl::StatusOr<PlanInput> input = PlanInputFromConfig(config, 1, 1);
+    EXPECT_TRUE(input.ok()) << input.status();
+    const absl::StatusOr<MemoryPlan> plan = PlanMemory(*input);
+    EXPECT_TRUE(plan.ok()) << plan.status();
+    size_t bytes = 0;
+    for (const MemoryItem& item : plan->items) {
+      if (item.what == "attention scratch") bytes += item.bytes;
+    }
+    return bytes;
+  };
+  EXPECT_EQ(planned("cuda", PrecisionConfig::Mode::kBf16), bf16);
+  EXPECT_EQ(planned("cuda", PrecisionConfig::Mode::kFp32), sums);
+  EXPECT_EQ(planned("cpu", PrecisionConfig::Mode::kBf16), 0u);
+}
+
 TEST(MemoryPlanTest, ParameterCountMatchesTheModel) {
   auto ops = kernels::CreateOps("cpu");
   ASSERT_TRUE(ops.ok()) << ops.status();
