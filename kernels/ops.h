@@ -159,24 +159,6 @@ class Ops {
   virtual void MatmulBackward(float* dinp, float* dweight, float* dbias, const float* dout,
                               const float* inp, const float* weight, int N, int C, int OC) = 0;
 
-  // The MLP's GELU with the GEMM next to it, fused into the GEMM's epilogue on CUDA at bf16
-  // (elsewhere, as here, the two ops in turn; results within the GEMM precision of them).
-  // pre (N,OC) = inp @ weight^T + bias;  out (N,OC) = gelu(pre). out must not alias pre.
-  virtual void MatmulGeluForward(float* out, float* pre, const float* inp, const float* weight,
-                                 const float* bias, int N, int C, int OC) {
-    MatmulForward(pre, inp, weight, bias, nullptr, N, C, OC);
-    GeluForward(out, pre, static_cast<size_t>(N) * OC);
-  }
-  // MatmulBackward of a GEMM whose input inp = gelu(gelu_pre), with the GELU's backward applied
-  // to the input gradient: dinp (N,C) = (dout @ weight) * gelu'(gelu_pre (N,C)) (overwritten);
-  // dweight and dbias as in MatmulBackward.
-  virtual void MatmulGeluBackward(float* dinp, float* dweight, float* dbias, const float* dout,
-                                  const float* inp, const float* weight, const float* gelu_pre,
-                                  int N, int C, int OC) {
-    MatmulBackward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
-    GeluBackward(dinp, gelu_pre, dinp, static_cast<size_t>(N) * C);
-  }
-
   // Causal multi-head self-attention, softmax(q k^T / sqrt(hs)) v, computed flash-style:
   // no (T,T) matrix is kept. qkv (B,T,3C): q, k, v, each C wide, head h at columns
   // [h*hs, (h+1)*hs). out (B,T,C) = heads concatenated. lse (B,NH,T) = logsumexp of each

@@ -86,7 +86,8 @@ void BlockForward(kernels::Ops& ops, const BlockShape& s, const BlockTensors& w,
   ops.AttentionForward(a.atty, a.lse, a.qkv, s.B, s.T, C, s.NH);
   ops.MatmulForward(a.res2, a.atty, w.attproj_w, w.attproj_b, in, N, C, C);
   ops.LayerNormForward(a.ln2, a.ln2_mean, a.ln2_rstd, a.res2, w.ln2_w, w.ln2_b, N, C);
-  ops.MatmulGeluForward(a.fchg, a.fch, a.ln2, w.fc_w, w.fc_b, N, C, 4 * C);
+  ops.MatmulForward(a.fch, a.ln2, w.fc_w, w.fc_b, nullptr, N, C, 4 * C);
+  ops.GeluForward(a.fchg, a.fch, s.N() * 4 * C);
   ops.MatmulForward(out, a.fchg, w.fcproj_w, w.fcproj_b, a.res2, N, 4 * C, C);
 }
 
@@ -95,8 +96,8 @@ void BlockBackward(kernels::Ops& ops, const BlockShape& s, const BlockTensors& w
                    const BlockGradScratch& g, float* dres) {
   const int N = static_cast<int>(s.N()), C = s.C;
   // MLP: dres is d out = d fcproj, and flows on to res2 unchanged.
-  ops.MatmulGeluBackward(g.dfch, dw.fcproj_w, dw.fcproj_b, dres, a.fchg, w.fcproj_w, a.fch, N,
-                         4 * C, C);
+  ops.MatmulBackward(g.dfch, dw.fcproj_w, dw.fcproj_b, dres, a.fchg, w.fcproj_w, N, 4 * C, C);
+  ops.GeluBackward(g.dfch, a.fch, g.dfch, s.N() * 4 * C);
   ops.MatmulBackward(g.dln, dw.fc_w, dw.fc_b, g.dfch, a.ln2, w.fc_w, N, C, 4 * C);
   ops.LayerNormBackward(dres, dw.ln2_w, dw.ln2_b, g.dln, a.res2, w.ln2_w, a.ln2_mean, a.ln2_rstd, N,
                         C);

@@ -30,13 +30,9 @@ namespace {
 //                                        dW_cm (C,OC)   = inp_cm (C,N)  @ dout_cm (OC,N)^T
 
 // One column-major GEMM D (m,n) = op(A) @ op(B) + beta * C (+ bias broadcast over columns), where
-// C is D itself unless `c` is set (then C has D's layout and must not alias it), followed by the
-// epilogue's activation: kGeluAux writes D = gelu(result) and aux = result; kDGelu writes
-// D = result * gelu'(aux). aux has D's layout with leading dimension ldaux.
+// C is D itself unless `c` is set (then C has D's layout and must not alias it).
 // op(A) is (m,k): A is stored (m,k) for transa = N, (k,m) for T; likewise op(B) is (k,n).
 // A and B hold ab_type values (fp32, or bf16 copies made by ToBf16); D and the bias are fp32.
-enum class Activation { kNone, kGeluAux, kDGelu };
-
 struct Gemm {
   cublasOperation_t transa;
   cublasOperation_t transb;
@@ -52,25 +48,9 @@ struct Gemm {
   cublasComputeType_t compute;
   cudaDataType_t ab_type = CUDA_R_32F;
   const float* c = nullptr;  // beta's operand; null: D
-  Activation activation = Activation::kNone;
-  float* aux = nullptr;
-  int ldaux = 0;
 
   const float* c_or_d() const { return c != nullptr ? c : d; }
 };
-
-cublasLtEpilogue_t EpilogueOf(const Gemm& g) {
-  const bool bias = g.bias != nullptr;
-  switch (g.activation) {
-    case Activation::kGeluAux:
-      return bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX;
-    case Activation::kDGelu:
-      return CUBLASLT_EPILOGUE_DGELU;
-    case Activation::kNone:
-      break;
-  }
-  return bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
-}
 
 // Largest power of two <= 256 dividing the address (4 at least for a float pointer).
 uint32_t Alignment(const void* p) {
@@ -102,7 +82,7 @@ struct Preference {
 
 // The algorithms chosen by the heuristic, per handle and problem (shape, transposes, epilogue,
 // pointer alignments): the heuristic query costs more than the descriptors.
-using AlgoKey = std::array<int64_t, 19>;
+using AlgoKey = std::array<int64_t, 17>;
 
 struct AlgoCache {
   std::mutex mu;
@@ -131,9 +111,7 @@ AlgoKey KeyOf(cublasLtHandle_t handle, const Gemm& g) {
           Alignment(g.c_or_d()),
           g.bias != nullptr ? Alignment(g.bias) : 0,
           g.compute,
-          g.ab_type,
-          EpilogueOf(g),
-          g.aux != nullptr ? Alignment(g.aux) : 0};
+          g.ab_type};
 }
 
 // The descriptors of one Gemm.
@@ -150,18 +128,10 @@ absl::Status MakeDescs(const Gemm& g, GemmDescs& descs) {
                                                   &transa, sizeof(transa)));
   SPW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(descs.op.desc, CUBLASLT_MATMUL_DESC_TRANSB,
                                                   &transb, sizeof(transb)));
-  const uint32_t epilogue = EpilogueOf(g);
-  SPW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(descs.op.desc, CUBLASLT_MATMUL_DESC_EPILOGUE,
-                                                  &epilogue, sizeof(epilogue)));
-  if (g.aux != nullptr) {
-    const void* aux = g.aux;
-    const int64_t ldaux = g.ldaux;
-    SPW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
-        descs.op.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof(aux)));
-    SPW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
-        descs.op.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ldaux, sizeof(ldaux)));
-  }
   if (g.bias != nullptr) {
+    const uint32_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+    SPW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(descs.op.desc, CUBLASLT_MATMUL_DESC_EPILOGUE,
+                                                    &epilogue, sizeof(epilogue)));
     const void* bias = g.bias;
     SPW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
         descs.op.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
@@ -308,14 +278,9 @@ bool CublasLtMatmul::Bf16Copies(int N, int C, int OC) const {
   return compute_ == CUBLAS_COMPUTE_32F_FAST_16BF && N % 8 == 0 && C % 8 == 0 && OC % 8 == 0;
 }
 
-bool CublasLtMatmul::GeluEpilogue(int N, int C, int OC, const float* aux) const {
-  return Bf16Copies(N, C, OC) && Alignment(aux) >= 16;
-}
-
-absl::StatusOr<bool> CublasLtMatmul::ForwardBf16(float* out, float* gelu_pre, const float* inp,
-                                                 const float* weight, const float* bias,
-                                                 const float* residual, int N, int C, int OC,
-                                                 cudaStream_t stream) {
+absl::StatusOr<bool> CublasLtMatmul::ForwardBf16(float* out, const float* inp, const float* weight,
+                                                 const float* bias, const float* residual, int N,
+                                                 int C, int OC, cudaStream_t stream) {
   const size_t w_elems = MatmulCopySlot(static_cast<size_t>(OC) * C);
   SPW_ASSIGN_OR_RETURN(uint16_t * w16, Bf16Scratch(w_elems + static_cast<size_t>(N) * C, stream));
   uint16_t* x16 = w16 + w_elems;
@@ -328,11 +293,6 @@ absl::StatusOr<bool> CublasLtMatmul::ForwardBf16(float* out, float* gelu_pre, co
          bias,        CUBLAS_COMPUTE_32F};
   g.ab_type = CUDA_R_16BF;
   g.c = residual;
-  if (gelu_pre != nullptr) {
-    g.activation = Activation::kGeluAux;
-    g.aux = gelu_pre;
-    g.ldaux = OC;
-  }
   const std::string shape = ShapeString(N, C, OC);
   absl::Status status = Prepare(handle_, workspace_bytes_, g);
   if (absl::IsNotFound(status)) return false;
@@ -349,8 +309,8 @@ absl::Status CublasLtMatmul::Forward(float* out, const float* inp, const float* 
                                      cudaStream_t stream) {
   if (N <= 0 || OC <= 0) return absl::OkStatus();
   if (Bf16Copies(N, C, OC)) {
-    SPW_ASSIGN_OR_RETURN(const bool done, ForwardBf16(out, /*gelu_pre=*/nullptr, inp, weight, bias,
-                                                      residual, N, C, OC, stream));
+    SPW_ASSIGN_OR_RETURN(const bool done,
+                         ForwardBf16(out, inp, weight, bias, residual, N, C, OC, stream));
     if (done) return absl::OkStatus();
   }
   // out_cm (OC,N) = W_cm (C,OC)^T @ inp_cm (C,N) + bias (OC) per column.
@@ -363,63 +323,26 @@ absl::Status CublasLtMatmul::Forward(float* out, const float* inp, const float* 
                   absl::StrCat("MatmulForward ", ShapeString(N, C, OC)));
 }
 
-absl::Status CublasLtMatmul::GeluForward(float* out, float* pre, const float* inp,
-                                         const float* weight, const float* bias, int N, int C,
-                                         int OC, cudaStream_t stream) {
-  if (N <= 0 || OC <= 0) return absl::OkStatus();
-  if (GeluEpilogue(N, C, OC, pre)) {
-    SPW_ASSIGN_OR_RETURN(const bool done,
-                         ForwardBf16(out, pre, inp, weight, bias, nullptr, N, C, OC, stream));
-    if (done) return absl::OkStatus();
-  }
-  SPW_RETURN_IF_ERROR(Forward(pre, inp, weight, bias, nullptr, N, C, OC, stream));
-  SPW_CUDA_CHECK(LaunchGeluForward(out, pre, static_cast<size_t>(N) * OC, stream));
-  return absl::OkStatus();
-}
-
 absl::Status CublasLtMatmul::Backward(float* dinp, float* dweight, float* dbias, const float* dout,
                                       const float* inp, const float* weight, int N, int C, int OC,
                                       cudaStream_t stream) {
-  return GeluBackward(dinp, dweight, dbias, dout, inp, weight, /*gelu_pre=*/nullptr, N, C, OC,
-                      stream);
-}
-
-absl::Status CublasLtMatmul::GeluBackward(float* dinp, float* dweight, float* dbias,
-                                          const float* dout, const float* inp, const float* weight,
-                                          const float* gelu_pre, int N, int C, int OC,
-                                          cudaStream_t stream) {
   if (N <= 0 || C <= 0 || OC <= 0) return absl::OkStatus();
-  const std::string shape = ShapeString(N, C, OC);
-  bool fused = false;  // the GELU's backward done in DGELU's epilogue
-  bool done = false;
   if (Bf16Copies(N, C, OC)) {
-    if (gelu_pre != nullptr && GeluEpilogue(N, C, OC, gelu_pre)) {
-      SPW_ASSIGN_OR_RETURN(
-          fused, BackwardBf16(dinp, dweight, dbias, dout, inp, weight, gelu_pre, N, C, OC, stream));
-      done = fused;
-    }
-    if (!done) {
-      SPW_ASSIGN_OR_RETURN(
-          done, BackwardBf16(dinp, dweight, dbias, dout, inp, weight, nullptr, N, C, OC, stream));
-    }
+    SPW_ASSIGN_OR_RETURN(const bool done,
+                         BackwardBf16(dinp, dweight, dbias, dout, inp, weight, N, C, OC, stream));
+    if (done) return absl::OkStatus();  // the bias gradient included
   }
-  if (!done) {
-    SPW_RETURN_IF_ERROR(BackwardGemms(dinp, dweight, dout, inp, weight, N, C, OC, stream));
-  }
-  if (gelu_pre != nullptr && !fused) {
-    SPW_CUDA_CHECK(LaunchGeluBackward(dinp, gelu_pre, dinp, static_cast<size_t>(N) * C, stream));
-  }
-  // BackwardBf16 added the bias gradient in its copy pass. (cuBLASLt's BGRAD epilogues
-  // overwrite; the contract accumulates.)
-  if (done || dbias == nullptr) return absl::OkStatus();
+  SPW_RETURN_IF_ERROR(BackwardGemms(dinp, dweight, dout, inp, weight, N, C, OC, stream));
+  // cuBLASLt's BGRAD epilogues overwrite; the contract accumulates.
+  if (dbias == nullptr) return absl::OkStatus();
   return Annotate(BiasGradient(dbias, dout, N, OC, bias_scratch_, nullptr, stream),
-                  absl::StrCat("MatmulBackward dbias ", shape));
+                  absl::StrCat("MatmulBackward dbias ", ShapeString(N, C, OC)));
 }
 
 absl::StatusOr<bool> CublasLtMatmul::BackwardBf16(float* dinp, float* dweight, float* dbias,
                                                   const float* dout, const float* inp,
-                                                  const float* weight, const float* gelu_pre, int N,
-                                                  int C, int OC, cudaStream_t stream) {
+                                                  const float* weight, int N, int C, int OC,
+                                                  cudaStream_t stream) {
   const std::string shape = ShapeString(N, C, OC);
   const size_t w_elems = MatmulCopySlot(static_cast<size_t>(OC) * C);
   const size_t d_elems = MatmulCopySlot(static_cast<size_t>(N) * OC);
@@ -432,11 +355,6 @@ absl::StatusOr<bool> CublasLtMatmul::BackwardBf16(float* dinp, float* dweight, f
              /*lda=*/C,   d16,
              /*ldb=*/OC,  dinp,        /*ldd=*/C, /*beta=*/0.0f, nullptr,  CUBLAS_COMPUTE_32F};
   g_inp.ab_type = CUDA_R_16BF;
-  if (gelu_pre != nullptr) {
-    g_inp.activation = Activation::kDGelu;
-    g_inp.aux = const_cast<float*>(gelu_pre);  // read only: DGELU's input
-    g_inp.ldaux = C;
-  }
   Gemm g_weight{CUBLAS_OP_N, CUBLAS_OP_T, /*m=*/C,   /*n=*/OC,      /*k=*/N, x16,
                 /*lda=*/C,   d16,
                 /*ldb=*/OC,  dweight,     /*ldd=*/C, /*beta=*/1.0f, nullptr, CUBLAS_COMPUTE_32F};

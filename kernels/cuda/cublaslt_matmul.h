@@ -35,14 +35,6 @@ class CublasLtMatmul {
                         const float* inp, const float* weight, int N, int C, int OC,
                         cudaStream_t stream);
 
-  // Ops::MatmulGeluForward / MatmulGeluBackward: the GELU in cuBLASLt's epilogue (GELU_AUX_BIAS,
-  // DGELU) on the bf16 copies (GeluEpilogue); otherwise the GEMM, then the GELU kernel.
-  absl::Status GeluForward(float* out, float* pre, const float* inp, const float* weight,
-                           const float* bias, int N, int C, int OC, cudaStream_t stream);
-  absl::Status GeluBackward(float* dinp, float* dweight, float* dbias, const float* dout,
-                            const float* inp, const float* weight, const float* gelu_pre, int N,
-                            int C, int OC, cudaStream_t stream);
-
  private:
   CublasLtMatmul() = default;
 
@@ -50,22 +42,17 @@ class CublasLtMatmul {
   // rather than cuBLASLt's FAST_16BF conversion inside the GEMM: bf16 mode and every dimension
   // a multiple of 8 (16-byte rows for the bf16 kernels).
   bool Bf16Copies(int N, int C, int OC) const;
-  // Whether a GELU goes into the epilogue: on the bf16 copies, with the pre-activation `aux`
-  // 16-byte aligned (its leading dimension, N, C or OC, is then a multiple of 8 as cuBLASLt asks).
-  bool GeluEpilogue(int N, int C, int OC, const float* aux) const;
-  // The forward GEMM on bf16 copies, with the GELU epilogue when gelu_pre is set (then out =
-  // gelu(gelu_pre)); false (nothing written) when cuBLASLt has no algorithm.
-  absl::StatusOr<bool> ForwardBf16(float* out, float* gelu_pre, const float* inp,
-                                   const float* weight, const float* bias, const float* residual,
-                                   int N, int C, int OC, cudaStream_t stream);
+  // The forward GEMM on bf16 copies; false (nothing written) when cuBLASLt has no algorithm.
+  absl::StatusOr<bool> ForwardBf16(float* out, const float* inp, const float* weight,
+                                   const float* bias, const float* residual, int N, int C, int OC,
+                                   cudaStream_t stream);
   // The bf16 copy buffer, grown to `elements` if smaller (waiting for the stream first).
   absl::StatusOr<uint16_t*> Bf16Scratch(size_t elements, cudaStream_t stream);
-  // The backward on bf16 copies: both GEMMs, the input gradient times gelu'(gelu_pre) in
-  // DGELU's epilogue when gelu_pre is set, and the bias gradient (dbias may be null) in the pass
-  // that copies dout; false (nothing added) when cuBLASLt has no algorithm.
+  // The backward on bf16 copies: both GEMMs, and the bias gradient (dbias may be null) in the
+  // pass that copies dout; false (nothing added) when cuBLASLt has no algorithm.
   absl::StatusOr<bool> BackwardBf16(float* dinp, float* dweight, float* dbias, const float* dout,
-                                    const float* inp, const float* weight, const float* gelu_pre,
-                                    int N, int C, int OC, cudaStream_t stream);
+                                    const float* inp, const float* weight, int N, int C, int OC,
+                                    cudaStream_t stream);
   // The two backward GEMMs on the fp32 buffers, at compute_.
   absl::Status BackwardGemms(float* dinp, float* dweight, const float* dout, const float* inp,
                              const float* weight, int N, int C, int OC, cudaStream_t stream);

@@ -180,16 +180,6 @@ class CudaOps final : public Ops {
                       const float* inp, const float* weight, int N, int C, int OC) override {
     Record(gemm_->Backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC, stream_));
   }
-  void MatmulGeluForward(float* out, float* pre, const float* inp, const float* weight,
-                         const float* bias, int N, int C, int OC) override {
-    Record(gemm_->GeluForward(out, pre, inp, weight, bias, N, C, OC, stream_));
-  }
-  void MatmulGeluBackward(float* dinp, float* dweight, float* dbias, const float* dout,
-                          const float* inp, const float* weight, const float* gelu_pre, int N,
-                          int C, int OC) override {
-    Record(
-        gemm_->GeluBackward(dinp, dweight, dbias, dout, inp, weight, gelu_pre, N, C, OC, stream_));
-  }
   void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, int C,
                         int NH) override {
     if (NH > 0 && TensorCoreAttention(C / NH)) {
