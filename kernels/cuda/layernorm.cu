@@ -1,7 +1,10 @@
 // LayerNorm over the last dimension (eps 1e-5, biased variance), forward and backward.
 //
 // Forward and the dinp part of the backward: one warp per row, each lane a strided slice of the
-// row, row sums by a butterfly shuffle (every lane ends with the same, fixed-order sum).
+// row, row sums by a butterfly shuffle (every lane ends with the same, fixed-order sum). Where
+// rows are whole float4 quads (C % 4 == 0, 16-byte aligned) and short enough, the warp keeps its
+// row in registers (lane l owns quads l, l + 32, ...) and reads it from memory once
+// (the *Cached kernels); other shapes take the scalar kernels.
 // dweight/dbias (sums over the N rows): a block owns 8 channels, a chunk of the rows and 64 row
 // lanes; row lane r adds its rows r, r + 64, ... in order, then a fixed shared-memory tree adds
 // the 64 lanes. With scratch the rows are cut into several chunks (their number fixed by N, C
@@ -10,6 +13,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 
 #include "kernels/cuda/launchers.h"
 
@@ -51,6 +55,53 @@ __global__ void __launch_bounds__(kRowThreads)
   }
 }
 
+// Rows of C / 4 <= 32 * V quads held in registers: V float4 per lane.
+template <int V>
+__global__ void __launch_bounds__(kRowThreads)
+    LayerNormForwardCachedKernel(float* out, float* mean, float* rstd, const float* inp,
+                                 const float* weight, const float* bias, int N, int C) {
+  const int lane = threadIdx.x % 32;
+  const size_t row = static_cast<size_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
+  if (row >= static_cast<size_t>(N)) return;  // whole warp
+  const int C4 = C / 4;
+  const auto* x = reinterpret_cast<const float4*>(inp + row * C);
+  float4 v[V];
+  float sum = 0.0f;
+#pragma unroll
+  for (int i = 0; i < V; ++i) {
+    const int q = lane + 32 * i;
+    v[i] = q < C4 ? x[q] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    sum += (v[i].x + v[i].y) + (v[i].z + v[i].w);
+  }
+  const float m = WarpSum(sum) / C;
+  float sq = 0.0f;
+#pragma unroll
+  for (int i = 0; i < V; ++i) {
+    if (lane + 32 * i < C4) {
+      const float a = v[i].x - m, b = v[i].y - m, c = v[i].z - m, d = v[i].w - m;
+      sq += (a * a + b * b) + (c * c + d * d);
+    }
+  }
+  const float var = WarpSum(sq) / C;
+  const float s = 1.0f / sqrtf(var + kEps);
+  const auto* w4 = reinterpret_cast<const float4*>(weight);
+  const auto* b4 = reinterpret_cast<const float4*>(bias);
+  auto* o4 = reinterpret_cast<float4*>(out + row * C);
+#pragma unroll
+  for (int i = 0; i < V; ++i) {
+    const int q = lane + 32 * i;
+    if (q < C4) {
+      const float4 w = __ldg(w4 + q), b = __ldg(b4 + q);
+      o4[q] = make_float4((v[i].x - m) * s * w.x + b.x, (v[i].y - m) * s * w.y + b.y,
+                          (v[i].z - m) * s * w.z + b.z, (v[i].w - m) * s * w.w + b.w);
+    }
+  }
+  if (lane == 0) {
+    mean[row] = m;
+    rstd[row] = s;
+  }
+}
+
 __global__ void __launch_bounds__(kRowThreads)
     LayerNormBackwardInputKernel(float* dinp, const float* dout, const float* inp,
                                  const float* weight, const float* mean, const float* rstd, int N,
@@ -77,6 +128,65 @@ __global__ void __launch_bounds__(kRowThreads)
     const float dnorm = d[c] * weight[c];
     di[c] += (dnorm - dnorm_mean - norm * dnorm_norm_mean) * s;
   }
+}
+
+// The dinp part with the row's inp and dout in registers (V float4 of each per lane).
+template <int V>
+__global__ void __launch_bounds__(kRowThreads)
+    LayerNormBackwardInputCachedKernel(float* dinp, const float* dout, const float* inp,
+                                       const float* weight, const float* mean, const float* rstd,
+                                       int N, int C) {
+  const int lane = threadIdx.x % 32;
+  const size_t row = static_cast<size_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
+  if (row >= static_cast<size_t>(N)) return;  // whole warp
+  const int C4 = C / 4;
+  const auto* x4 = reinterpret_cast<const float4*>(inp + row * C);
+  const auto* d4 = reinterpret_cast<const float4*>(dout + row * C);
+  const auto* w4 = reinterpret_cast<const float4*>(weight);
+  const float m = mean[row];
+  const float s = rstd[row];
+  float4 nv[V], gv[V];  // norm and dnorm = dout * weight
+  float dnorm_sum = 0.0f, dnorm_norm_sum = 0.0f;
+#pragma unroll
+  for (int i = 0; i < V; ++i) {
+    const int q = lane + 32 * i;
+    if (q < C4) {
+      const float4 x = x4[q], d = d4[q], w = __ldg(w4 + q);
+      nv[i] = make_float4((x.x - m) * s, (x.y - m) * s, (x.z - m) * s, (x.w - m) * s);
+      gv[i] = make_float4(d.x * w.x, d.y * w.y, d.z * w.z, d.w * w.w);
+      dnorm_sum += (gv[i].x + gv[i].y) + (gv[i].z + gv[i].w);
+      dnorm_norm_sum +=
+          (gv[i].x * nv[i].x + gv[i].y * nv[i].y) + (gv[i].z * nv[i].z + gv[i].w * nv[i].w);
+    }
+  }
+  const float dnorm_mean = WarpSum(dnorm_sum) / C;
+  const float dnorm_norm_mean = WarpSum(dnorm_norm_sum) / C;
+  auto* di4 = reinterpret_cast<float4*>(dinp + row * C);
+#pragma unroll
+  for (int i = 0; i < V; ++i) {
+    const int q = lane + 32 * i;
+    if (q < C4) {
+      float4 di = di4[q];
+      di.x += (gv[i].x - dnorm_mean - nv[i].x * dnorm_norm_mean) * s;
+      di.y += (gv[i].y - dnorm_mean - nv[i].y * dnorm_norm_mean) * s;
+      di.z += (gv[i].z - dnorm_mean - nv[i].z * dnorm_norm_mean) * s;
+      di.w += (gv[i].w - dnorm_mean - nv[i].w * dnorm_norm_mean) * s;
+      di4[q] = di;
+    }
+  }
+}
+
+// Quads per lane (8, 16 or 32, at most max_v) of the cached kernels for rows of C floats at
+// these pointers; 0: use the scalar kernels.
+int CachedQuads(int C, int max_v, std::initializer_list<const void*> rows) {
+  if (C % 4 != 0) return 0;
+  for (const void* p : rows) {
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return 0;
+  }
+  for (int v = 8; v <= max_v; v *= 2) {
+    if (C / 4 <= 32 * v) return v;
+  }
+  return 0;
 }
 
 constexpr int kParamChannels = 8;  // one 32-byte sector of a row
@@ -184,8 +294,23 @@ cudaError_t LaunchLayerNormForward(float* out, float* mean, float* rstd, const f
                                    cudaStream_t stream) {
   if (N <= 0 || C <= 0) return cudaSuccess;
   const unsigned blocks = (static_cast<unsigned>(N) + kRowsPerBlock - 1) / kRowsPerBlock;
-  LayerNormForwardKernel<<<blocks, kRowThreads, 0, stream>>>(out, mean, rstd, inp, weight, bias, N,
-                                                             C);
+  switch (CachedQuads(C, 32, {out, inp, weight, bias})) {
+    case 8:
+      LayerNormForwardCachedKernel<8>
+          <<<blocks, kRowThreads, 0, stream>>>(out, mean, rstd, inp, weight, bias, N, C);
+      break;
+    case 16:
+      LayerNormForwardCachedKernel<16>
+          <<<blocks, kRowThreads, 0, stream>>>(out, mean, rstd, inp, weight, bias, N, C);
+      break;
+    case 32:
+      LayerNormForwardCachedKernel<32>
+          <<<blocks, kRowThreads, 0, stream>>>(out, mean, rstd, inp, weight, bias, N, C);
+      break;
+    default:
+      LayerNormForwardKernel<<<blocks, kRowThreads, 0, stream>>>(out, mean, rstd, inp, weight, bias,
+                                                                 N, C);
+  }
   return cudaGetLastError();
 }
 
@@ -195,8 +320,19 @@ cudaError_t LaunchLayerNormBackward(float* dinp, float* dweight, float* dbias, c
                                     size_t scratch_floats, cudaStream_t stream) {
   if (N <= 0 || C <= 0) return cudaSuccess;
   const unsigned row_blocks = (static_cast<unsigned>(N) + kRowsPerBlock - 1) / kRowsPerBlock;
-  LayerNormBackwardInputKernel<<<row_blocks, kRowThreads, 0, stream>>>(dinp, dout, inp, weight,
-                                                                       mean, rstd, N, C);
+  switch (CachedQuads(C, 16, {dinp, dout, inp, weight})) {
+    case 8:
+      LayerNormBackwardInputCachedKernel<8>
+          <<<row_blocks, kRowThreads, 0, stream>>>(dinp, dout, inp, weight, mean, rstd, N, C);
+      break;
+    case 16:
+      LayerNormBackwardInputCachedKernel<16>
+          <<<row_blocks, kRowThreads, 0, stream>>>(dinp, dout, inp, weight, mean, rstd, N, C);
+      break;
+    default:
+      LayerNormBackwardInputKernel<<<row_blocks, kRowThreads, 0, stream>>>(dinp, dout, inp, weight,
+                                                                           mean, rstd, N, C);
+  }
   const unsigned tiles = (static_cast<unsigned>(C) + kParamChannels - 1) / kParamChannels;
   const int chunks = scratch == nullptr ? 1 : ParamChunks(N, C, scratch_floats);
   if (chunks == 1) {

@@ -188,7 +188,10 @@ TEST_F(CudaOpsTest, EmbeddingBackward) {
 }
 
 TEST_F(CudaOpsTest, LayerNormForward) {
-  for (const auto& [N, C] : {std::pair{37, 75}, std::pair{1024, 768}, std::pair{5, 1600}}) {
+  // C % 4 != 0 (the scalar kernel); 768, 1600 and 3072 held in registers (8, 16 and 32 quads a
+  // lane); 4100 (scalar: too long for registers).
+  for (const auto& [N, C] : {std::pair{37, 75}, std::pair{1024, 768}, std::pair{5, 1600},
+                             std::pair{64, 3072}, std::pair{9, 4100}}) {
     SCOPED_TRACE(::testing::Message() << "N=" << N << " C=" << C);
     auto inp = RandomFloats(static_cast<size_t>(N) * C, 20, 2.0f);
     for (float& x : inp) x += 0.5f;  // a non-zero mean
@@ -232,6 +235,7 @@ LayerNormBackwardInputs MakeLayerNormBackwardInputs(int N, int C, uint64_t seed)
 TEST_F(CudaOpsTest, LayerNormBackward) {
   for (const auto& [N, C] :
        {std::pair{37, 75}, std::pair{1024, 768}, std::pair{5, 1600}, std::pair{300, 8},
+        std::pair{64, 3072},       // dinp: the scalar kernel (too long for registers)
         std::pair{4100, 1600}}) {  // the last: parameter sums over several row chunks
     SCOPED_TRACE(::testing::Message() << "N=" << N << " C=" << C);
     const auto in = MakeLayerNormBackwardInputs(N, C, 30);
