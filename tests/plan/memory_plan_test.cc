@@ -8,6 +8,7 @@
 
 #include <map>
 #include <memory>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "engine/model/model.h"
@@ -61,6 +62,25 @@ void SetShape(Config& config, int layers, int heads, int d_model, int seq_len, i
   config.model.seq_len = seq_len;
   config.model.vocab_size = 50257;
   config.train_micro_batch_size_per_gpu = batch;
+}
+
+// The bytes of the plan's items named `what` for config on one rank, with the backend and
+// precision set as given (config keeps them).
+size_t PlannedItemBytes(Config& config, const char* backend, PrecisionConfig::Mode mode,
+                        const std::string& what) {
+  config.trainer.backend = backend;
+  config.precision.mode = mode;
+  const absl::StatusOr<PlanInput> input = PlanInputFromConfig(config, 1, 1);
+  EXPECT_TRUE(input.ok()) << input.status();
+  if (!input.ok()) return 0;
+  const absl::StatusOr<MemoryPlan> plan = PlanMemory(*input);
+  EXPECT_TRUE(plan.ok()) << plan.status();
+  if (!plan.ok()) return 0;
+  size_t bytes = 0;
+  for (const MemoryItem& item : plan->items) {
+    if (item.what == what) bytes += item.bytes;
+  }
+  return bytes;
 }
 
 // Bytes the model and the residency allocated on one rank, by (category, tier).
@@ -232,18 +252,8 @@ TEST(MemoryPlanTest, SixteenBitGpuRunsPlanTheHeadsOperandCopies) {
   Config config = MakeConfig({"gpt2", 1, 0, false, false});
   SetShape(config, /*layers=*/12, /*heads=*/12, /*d_model=*/768, /*seq_len=*/1024, /*batch=*/16);
   EXPECT_EQ(PlannedGemmCopyBytes(config.model, 16), size_t{1'750'794'240});
-  auto copies = [&](const char* backend, PrecisionConfig::Mode mode) -> size_t {
-    config.trainer.backend = backend;
-    config.precision.mode = mode;
-    const absl::StatusOr<PlanInput> input = PlanInputFromConfig(config, 1, 1);
-    EXPECT_TRUE(input.ok()) << input.status();
-    const absl::StatusOr<MemoryPlan> plan = PlanMemory(*input);
-    EXPECT_TRUE(plan.ok()) << plan.status();
-    size_t bytes = 0;
-    for (const MemoryItem& item : plan->items) {
-      if (item.what == "16-bit GEMM operand copies") bytes += item.bytes;
-    }
-    return bytes;
+  auto copies = [&](const char* backend, PrecisionConfig::Mode mode) {
+    return PlannedItemBytes(config, backend, mode, "16-bit GEMM operand copies");
   };
   EXPECT_EQ(copies("cuda", PrecisionConfig::Mode::kBf16), size_t{1'750'794'240});
   EXPECT_EQ(copies("cuda", PrecisionConfig::Mode::kFp16), size_t{1'750'794'240});
@@ -264,18 +274,8 @@ TEST(MemoryPlanTest, GpuRunsPlanTheAttentionScratch) {
   const size_t sums = 16384 * 12 * 4, bf16 = sums + 16384 * 2304 * 2 + 16384 * 768 * 2;
   EXPECT_EQ(PlannedAttentionScratchBytes(config.model, 16, /*sixteen_bit=*/true), bf16);
   EXPECT_EQ(PlannedAttentionScratchBytes(config.model, 16, /*sixteen_bit=*/false), sums);
-  auto planned = [&](const char* backend, PrecisionConfig::Mode mode) -> size_t {
-    config.trainer.backend = backend;
-    config.precision.mode = mode;
-    const absl::StatusOr<PlanInput> input = PlanInputFromConfig(config, 1, 1);
-    EXPECT_TRUE(input.ok()) << input.status();
-    const absl::StatusOr<MemoryPlan> plan = PlanMemory(*input);
-    EXPECT_TRUE(plan.ok()) << plan.status();
-    size_t bytes = 0;
-    for (const MemoryItem& item : plan->items) {
-      if (item.what == "attention scratch") bytes += item.bytes;
-    }
-    return bytes;
+  auto planned = [&](const char* backend, PrecisionConfig::Mode mode) {
+    return PlannedItemBytes(config, backend, mode, "attention scratch");
   };
   EXPECT_EQ(planned("cuda", PrecisionConfig::Mode::kBf16), bf16);
   EXPECT_EQ(planned("cuda", PrecisionConfig::Mode::kFp32), sums);
