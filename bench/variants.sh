@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# One device call over binaries built elsewhere: unpacks build-pack/bins.tar.xz (variants packed
+# by bench/pack_variant.sh) and runs the steps of PLAN in order while DEADLINE seconds (from the
+# start) allow, so that the most wanted figures come first. Summary in $OUT/summary.txt, every
+# log in $OUT/logs.tar.gz.
+#   tests:V            cuda_ops_test, gpu_training_test, hf_gpu_golden_test, llama_cuda_test
+#   tests-if-failed:V  the same, only if an earlier tests step failed
+#   tput:V             bench/gpt2_step bf16 at GPT-2 124M (B 16) and 1.5B (B 8)
+#   torch              the PyTorch eager peer on the same shapes; compile: torch.compile at 124M
+#   attn:V             bench/attention; attnpeer: PyTorch SDPA on the same shapes
+#   prof:V             bench/kernel_profile.sh at 1.5B; pipe:V  MODE=gpu bench/pipeline.sh
+# usage (device tool, carry ["build-pack", ".deps"]):
+#   PLAN="tests:new tput:old tput:new torch prof:new" DEADLINE=560 bash bench/variants.sh
+set -u
+cd "$(dirname "$0")/.." || exit 1
+export LD_LIBRARY_PATH=$PWD/.deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-} NCCL_NVLS_ENABLE=0
+out=${OUT:-/tmp/out}
+L=/tmp/variant_logs
+mkdir -p "$out" $L /tmp/variants /tmp/variant_tests
+S=$out/summary.txt
+t0=$(date +%s)
+deadline=${DEADLINE:-560}
+left() { echo $((deadline - ($(date +%s) - t0))); }
+cap() { local l; l=$(left); echo $((l > $1 ? $1 : l)); }
+el() { echo "[$(($(date +%s) - t0))s] $*" | tee -a "$S"; }
+tar -xJf build-pack/bins.tar.xz -C /tmp/variants || { el "unpack failed"; exit 1; }
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee -a "$S"
+export TEST_TMPDIR=/tmp/variant_tests SPILLWAY_SOURCE_DIR=$PWD
+s124="--layers 12 --heads 12 --dim 768 --seq 1024 --batch 16 --vocab 50257"
+s15="--layers 48 --heads 25 --dim 1600 --seq 1024 --batch 8 --vocab 50257"
+failed=0
+tests() {
+  local v=$1 t n rc
+  for t in kernels/cuda_ops_test train/gpu_training_test hf/hf_gpu_golden_test \
+    model/llama_cuda_test; do
+    n=$(basename $t)
+    timeout "$(cap 200)" "/tmp/variants/$v/tests/$t" >"$L/${v}_$n.txt" 2>&1
+    rc=$?
+    [ $rc != 0 ] && failed=1
+    el "$v $n rc=$rc $(grep -E '^\[  (PASSED|FAILED|SKIPPED) +\] [0-9]+ test' "$L/${v}_$n.txt" | tr '\n' ' ')"
+    grep -E '^\[  FAILED  \]|Failure|rror' "$L/${v}_$n.txt" | head -8 | tee -a "$S"
+    grep -E "bf16 N=|attention B=" "$L/${v}_$n.txt" | tee -a "$S"
+  done
+}
+for step in ${PLAN:?set PLAN}; do
+  [ "$(left)" -lt 20 ] && { el "out of time before $step"; break; }
+  kind=${step%%:*}
+  v=${step#*:}
+  case $kind in
+    tests) tests "$v" ;;
+    tests-if-failed) [ $failed = 1 ] && tests "$v" ;;
+    tput)
+      for s in "$s124" "$s15"; do
+        # shellcheck disable=SC2086  # $s is a list of options
+        timeout "$(cap 150)" "/tmp/variants/$v/bench/gpt2_step" --backend cuda --precision bf16 \
+          $s --steps 8 --warmup 2 >"$L/${v}_step.txt" 2>&1
+        el "$v $(grep -E '^spillway' "$L/${v}_step.txt" | tail -1)"
+      done ;;
+    torch)
+      for s in "$s124" "$s15"; do
+        # shellcheck disable=SC2086
+        timeout "$(cap 150)" python3 bench/peers/gpt2_torch_throughput.py --mode eager $s \
+          --steps 8 2>&1 | tail -1 | tee -a "$S"
+      done ;;
+    compile)
+      # shellcheck disable=SC2086
+      timeout "$(cap 240)" python3 bench/peers/gpt2_torch_throughput.py --mode compile $s124 \
+        --steps 8 2>&1 | tail -1 | tee -a "$S" ;;
+    attn) timeout "$(cap 90)" "/tmp/variants/$v/bench/attention" 2>&1 | sed "s/^/$v /" | tee -a "$S" ;;
+    attnpeer)
+      timeout "$(cap 120)" python3 bench/peers/attention_torch.py 16:1024:12:64 8:1024:25:64 \
+        8:1024:24:128 2>&1 | tail -4 | tee -a "$S" ;;
+    prof)
+      # shellcheck disable=SC2086
+      OUT=$L TAG=15b_$v timeout "$(cap 200)" bash bench/kernel_profile.sh "/tmp/variants/$v" \
+        $s15 --precision bf16 >"$out/prof15b_$v.txt" 2>&1
+      el "profile $v done"
+      head -30 "$out/prof15b_$v.txt" >>"$S" ;;
+    pipe)
+      OUT=$L MODE=gpu STEPS=${PSTEPS:-4} BUILD=/tmp/variants/$v timeout "$(($(left) - 5))" \
+        bash bench/pipeline.sh >/dev/null 2>&1
+      cat "$L/pipeline.txt" >>"$S"
+      el "pipeline done" ;;
+    *) el "unknown step $step" ;;
+  esac
+done
+tar -czf "$out/logs.tar.gz" -C /tmp variant_logs
+el "all done"
