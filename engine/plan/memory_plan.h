@@ -25,8 +25,8 @@
 //                (N, C) fp32 staging buffers stay in the compute tier
 //   pools        the pinned buffer pool, NVMe staging buffers (registered with io_uring, so
 //                counted against RLIMIT_MEMLOCK), the parameter reader's staging and cache
-//                (offload_param "nvme"), the 16-bit GEMM operand copies (GPU, bf16/fp16), and
-//                a fixed GPU reserve for the runtime
+//                (offload_param "nvme"), the 16-bit GEMM operand copies (GPU, bf16/fp16), the
+//                attention's scratch (GPU), and a fixed GPU reserve for the runtime
 // The offload tier is pinned CPU memory for a GPU backend with pin_memory, pageable otherwise;
 // the compute tier is the GPU, or pageable CPU memory for the CPU backend.
 #pragma once

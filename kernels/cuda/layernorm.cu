@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <type_traits>
 
 #include "kernels/cuda/launchers.h"
 
@@ -176,17 +177,30 @@ __global__ void __launch_bounds__(kRowThreads)
   }
 }
 
-// Quads per lane (8, 16 or 32, at most max_v) of the cached kernels for rows of C floats at
-// these pointers; 0: use the scalar kernels.
-int CachedQuads(int C, int max_v, std::initializer_list<const void*> rows) {
-  if (C % 4 != 0) return 0;
+// Calls launch(std::integral_constant<int, V>{}) for the fewest quads per lane V (8, 16, ...
+// up to kMaxV) that hold a row of `quads` float4s; false (nothing launched) when none does.
+template <int V, int kMaxV, typename Launch>
+bool LaunchWithQuads(int quads, Launch& launch) {
+  if (quads <= 32 * V) {
+    launch(std::integral_constant<int, V>{});
+    return true;
+  }
+  if constexpr (2 * V <= kMaxV) {
+    return LaunchWithQuads<2 * V, kMaxV>(quads, launch);
+  } else {
+    return false;
+  }
+}
+
+// Launches a *Cached kernel (through `launch`, as above) where rows of C floats at these pointers
+// are whole aligned quads and fit in kMaxV quads a lane; false: the scalar kernels' case.
+template <int kMaxV, typename Launch>
+bool LaunchCached(int C, std::initializer_list<const void*> rows, Launch&& launch) {
+  if (C % 4 != 0) return false;
   for (const void* p : rows) {
-    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return 0;
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
   }
-  for (int v = 8; v <= max_v; v *= 2) {
-    if (C / 4 <= 32 * v) return v;
-  }
-  return 0;
+  return LaunchWithQuads<8, kMaxV>(C / 4, launch);
 }
 
 constexpr int kParamChannels = 8;  // one 32-byte sector of a row
@@ -294,22 +308,13 @@ cudaError_t LaunchLayerNormForward(float* out, float* mean, float* rstd, const f
                                    cudaStream_t stream) {
   if (N <= 0 || C <= 0) return cudaSuccess;
   const unsigned blocks = (static_cast<unsigned>(N) + kRowsPerBlock - 1) / kRowsPerBlock;
-  switch (CachedQuads(C, 32, {out, inp, weight, bias})) {
-    case 8:
-      LayerNormForwardCachedKernel<8>
-          <<<blocks, kRowThreads, 0, stream>>>(out, mean, rstd, inp, weight, bias, N, C);
-      break;
-    case 16:
-      LayerNormForwardCachedKernel<16>
-          <<<blocks, kRowThreads, 0, stream>>>(out, mean, rstd, inp, weight, bias, N, C);
-      break;
-    case 32:
-      LayerNormForwardCachedKernel<32>
-          <<<blocks, kRowThreads, 0, stream>>>(out, mean, rstd, inp, weight, bias, N, C);
-      break;
-    default:
-      LayerNormForwardKernel<<<blocks, kRowThreads, 0, stream>>>(out, mean, rstd, inp, weight, bias,
-                                                                 N, C);
+  const bool cached = LaunchCached<32>(C, {out, inp, weight, bias}, [&](auto v) {
+    LayerNormForwardCachedKernel<decltype(v)::value>
+        <<<blocks, kRowThreads, 0, stream>>>(out, mean, rstd, inp, weight, bias, N, C);
+  });
+  if (!cached) {
+    LayerNormForwardKernel<<<blocks, kRowThreads, 0, stream>>>(out, mean, rstd, inp, weight, bias,
+                                                               N, C);
   }
   return cudaGetLastError();
 }
@@ -320,18 +325,13 @@ cudaError_t LaunchLayerNormBackward(float* dinp, float* dweight, float* dbias, c
                                     size_t scratch_floats, cudaStream_t stream) {
   if (N <= 0 || C <= 0) return cudaSuccess;
   const unsigned row_blocks = (static_cast<unsigned>(N) + kRowsPerBlock - 1) / kRowsPerBlock;
-  switch (CachedQuads(C, 16, {dinp, dout, inp, weight})) {
-    case 8:
-      LayerNormBackwardInputCachedKernel<8>
-          <<<row_blocks, kRowThreads, 0, stream>>>(dinp, dout, inp, weight, mean, rstd, N, C);
-      break;
-    case 16:
-      LayerNormBackwardInputCachedKernel<16>
-          <<<row_blocks, kRowThreads, 0, stream>>>(dinp, dout, inp, weight, mean, rstd, N, C);
-      break;
-    default:
-      LayerNormBackwardInputKernel<<<row_blocks, kRowThreads, 0, stream>>>(dinp, dout, inp, weight,
-                                                                           mean, rstd, N, C);
+  const bool cached = LaunchCached<16>(C, {dinp, dout, inp, weight}, [&](auto v) {
+    LayerNormBackwardInputCachedKernel<decltype(v)::value>
+        <<<row_blocks, kRowThreads, 0, stream>>>(dinp, dout, inp, weight, mean, rstd, N, C);
+  });
+  if (!cached) {
+    LayerNormBackwardInputKernel<<<row_blocks, kRowThreads, 0, stream>>>(dinp, dout, inp, weight,
+                                                                         mean, rstd, N, C);
   }
   const unsigned tiles = (static_cast<unsigned>(C) + kParamChannels - 1) / kParamChannels;
   const int chunks = scratch == nullptr ? 1 : ParamChunks(N, C, scratch_floats);
