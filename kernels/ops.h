@@ -149,6 +149,7 @@ class Ops {
   // backward's) run on tensor cores from 16-bit operands, softmax and accumulation in fp32. The CPU
   // backend's attention stays fp32.
   virtual void SetMatmulPrecision(MatmulPrecision precision) = 0;
+  virtual MatmulPrecision matmul_precision() const = 0;
 
   // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC) + residual (N,OC): a block's residual
   // add, fused into the GEMM on CUDA. bias and residual may be null; residual must not alias out.
@@ -158,6 +159,24 @@ class Ops {
   // dweight (OC,C) += dout^T @ inp;  dbias (OC) += sum over rows of dout. dbias may be null.
   virtual void MatmulBackward(float* dinp, float* dweight, float* dbias, const float* dout,
                               const float* inp, const float* weight, int N, int C, int OC) = 0;
+
+  // bf16 matmul inputs. At kBf16 a matmul rounds its input to bf16 before multiplying, so an
+  // activation that only feeds matmuls (a LayerNorm's or GELU's output) can be kept as those bf16
+  // values (uint16_t bits, rounded to nearest even): half the bytes written and read, and no
+  // rounding pass before the GEMM. Each op is its fp32 namesake with that output or input: at
+  // kBf16, MatmulForwardBf16(round(x)) gives MatmulForward(x) and LayerNormForwardBf16 gives
+  // round(LayerNormForward), bitwise on the CPU. On CUDA, shapes whose N, C and OC are not all
+  // multiples of 8 widen the input to fp32 first (in the operand-copy buffer, grown beyond the
+  // plan); the models use these ops only where they are.
+  virtual void LayerNormForwardBf16(uint16_t* out, float* mean, float* rstd, const float* inp,
+                                    const float* weight, const float* bias, int N, int C) = 0;
+  virtual void GeluForwardBf16(uint16_t* out, const float* inp, size_t n) = 0;
+  virtual void MatmulForwardBf16(float* out, const uint16_t* inp, const float* weight,
+                                 const float* bias, const float* residual, int N, int C,
+                                 int OC) = 0;
+  virtual void MatmulBackwardBf16(float* dinp, float* dweight, float* dbias, const float* dout,
+                                  const uint16_t* inp, const float* weight, int N, int C,
+                                  int OC) = 0;
 
   // Causal multi-head self-attention, softmax(q k^T / sqrt(hs)) v, computed flash-style:
   // no (T,T) matrix is kept. qkv (B,T,3C): q, k, v, each C wide, head h at columns

@@ -66,6 +66,7 @@ class CpuOps final : public Ops {
   }
 
   void SetMatmulPrecision(MatmulPrecision precision) override { precision_ = precision; }
+  MatmulPrecision matmul_precision() const override { return precision_; }
   void MatmulForward(float* out, const float* inp, const float* weight, const float* bias,
                      const float* residual, int N, int C, int OC) override {
     if (precision_ != MatmulPrecision::kFp32) {
@@ -86,6 +87,30 @@ class CpuOps final : public Ops {
       weight = Rounded(2, weight, static_cast<size_t>(OC) * C);
     }
     cpu::MatmulBackward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
+  }
+
+  void LayerNormForwardBf16(uint16_t* out, float* mean, float* rstd, const float* inp,
+                            const float* weight, const float* bias, int N, int C) override {
+    float* wide = Widened(static_cast<size_t>(N) * C);
+    cpu::LayerNormForward(wide, mean, rstd, inp, weight, bias, N, C);
+    cpu::PackBf16(wide, out, static_cast<size_t>(N) * C);
+  }
+  void GeluForwardBf16(uint16_t* out, const float* inp, size_t n) override {
+    float* wide = Widened(n);
+    cpu::GeluForward(wide, inp, n);
+    cpu::PackBf16(wide, out, n);
+  }
+  void MatmulForwardBf16(float* out, const uint16_t* inp, const float* weight, const float* bias,
+                         const float* residual, int N, int C, int OC) override {
+    float* wide = Widened(static_cast<size_t>(N) * C);
+    cpu::UnpackBf16(inp, wide, static_cast<size_t>(N) * C);
+    MatmulForward(out, wide, weight, bias, residual, N, C, OC);
+  }
+  void MatmulBackwardBf16(float* dinp, float* dweight, float* dbias, const float* dout,
+                          const uint16_t* inp, const float* weight, int N, int C, int OC) override {
+    float* wide = Widened(static_cast<size_t>(N) * C);
+    cpu::UnpackBf16(inp, wide, static_cast<size_t>(N) * C);
+    MatmulBackward(dinp, dweight, dbias, dout, wide, weight, N, C, OC);
   }
 
   void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, int C,
@@ -166,8 +191,15 @@ class CpuOps final : public Ops {
     return out.data();
   }
 
+  // The fp32 side of a bf16 op's input or output (n floats).
+  float* Widened(size_t n) {
+    widened_.resize(n);
+    return widened_.data();
+  }
+
   MatmulPrecision precision_ = MatmulPrecision::kFp32;
   std::vector<float> operand_scratch_[3];
+  std::vector<float> widened_;
 };
 
 }  // namespace

@@ -1,7 +1,7 @@
 // fp32 -> 16-bit conversions, round to nearest even (the CPU backend's kernels/cpu/round16.h
 // rule): bf16 for the bf16 GEMM operands (cublaslt_matmul.cc), bf16 or fp16 for the tensor-core
-// attention's operands (attention_tc.cu). A grid-stride loop over float4 quads when both pointers
-// allow, plus a scalar tail.
+// attention's operands (attention_tc.cu); and bf16 -> fp32 (exact) for the GEMMs that cannot read
+// a bf16 input. Grid-stride loops over quads when both pointers allow, plus a scalar tail.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -55,7 +55,34 @@ cudaError_t LaunchTo16(uint16_t* out, const float* in, size_t n, cudaStream_t st
   return cudaGetLastError();
 }
 
+__global__ void Bf16ToFloatKernel(float* __restrict__ out, const __nv_bfloat16* __restrict__ in,
+                                  size_t n, bool vec) {
+  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+  const size_t tid = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  size_t start = 0;
+  if (vec) {
+    const size_t n4 = n / 4;
+    const auto* in2 = reinterpret_cast<const __nv_bfloat162*>(in);
+    float4* out4 = reinterpret_cast<float4*>(out);
+    for (size_t i = tid; i < n4; i += stride) {
+      const float2 lo = __bfloat1622float2(in2[2 * i]);
+      const float2 hi = __bfloat1622float2(in2[2 * i + 1]);
+      out4[i] = make_float4(lo.x, lo.y, hi.x, hi.y);
+    }
+    start = n4 * 4;
+  }
+  for (size_t i = start + tid; i < n; i += stride) out[i] = __bfloat162float(in[i]);
+}
+
 }  // namespace
+
+cudaError_t LaunchBf16ToFloat(float* out, const uint16_t* in, size_t n, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  const bool vec = Aligned16(out) && reinterpret_cast<uintptr_t>(in) % 8 == 0;
+  Bf16ToFloatKernel<<<GridStrideBlocks(vec ? n / 4 : n), kGridStrideThreads, 0, stream>>>(
+      out, reinterpret_cast<const __nv_bfloat16*>(in), n, vec);
+  return cudaGetLastError();
+}
 
 cudaError_t LaunchToBf16(uint16_t* out, const float* in, size_t n, cudaStream_t stream) {
   return LaunchTo16<__nv_bfloat16, __nv_bfloat162>(out, in, n, stream);

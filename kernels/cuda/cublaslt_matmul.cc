@@ -259,31 +259,41 @@ CublasLtMatmul::~CublasLtMatmul() {
   cudaFree(workspace_);
   cudaFree(bias_scratch_);
   cudaFree(bf16_);
+  cudaFree(widened_);
 }
 
-absl::StatusOr<uint16_t*> CublasLtMatmul::Bf16Scratch(size_t elements, cudaStream_t stream) {
-  if (elements > bf16_capacity_) {
-    // Enqueued GEMMs may still read the old copies.
+template <typename T>
+absl::StatusOr<T*> CublasLtMatmul::Grown(T** buffer, size_t* capacity, size_t elements,
+                                         cudaStream_t stream) {
+  if (elements > *capacity) {
     SPW_CUDA_CHECK(cudaStreamSynchronize(stream));
-    cudaFree(bf16_);
-    bf16_ = nullptr;
-    bf16_capacity_ = 0;
-    SPW_CUDA_CHECK(cudaMalloc(&bf16_, elements * sizeof(uint16_t)));
-    bf16_capacity_ = elements;
+    cudaFree(*buffer);
+    *buffer = nullptr;
+    *capacity = 0;
+    SPW_CUDA_CHECK(cudaMalloc(buffer, elements * sizeof(T)));
+    *capacity = elements;
   }
-  return bf16_;
+  return *buffer;
+}
+
+absl::StatusOr<const float*> CublasLtMatmul::Widen(const uint16_t* inp, size_t elements,
+                                                   cudaStream_t stream) {
+  SPW_ASSIGN_OR_RETURN(float* wide, Grown(&widened_, &widened_capacity_, elements, stream));
+  SPW_CUDA_CHECK(LaunchBf16ToFloat(wide, inp, elements, stream));
+  return wide;
 }
 
 bool CublasLtMatmul::Bf16Copies(int N, int C, int OC) const {
   return compute_ == CUBLAS_COMPUTE_32F_FAST_16BF && N % 8 == 0 && C % 8 == 0 && OC % 8 == 0;
 }
 
-absl::StatusOr<bool> CublasLtMatmul::ForwardBf16(float* out, const float* inp, const float* weight,
+absl::StatusOr<bool> CublasLtMatmul::ForwardBf16(float* out, Input inp, const float* weight,
                                                  const float* bias, const float* residual, int N,
                                                  int C, int OC, cudaStream_t stream) {
   const size_t w_elems = MatmulCopySlot(static_cast<size_t>(OC) * C);
-  SPW_ASSIGN_OR_RETURN(uint16_t * w16, Bf16Scratch(w_elems + static_cast<size_t>(N) * C, stream));
-  uint16_t* x16 = w16 + w_elems;
+  const size_t x_elems = inp.b16 != nullptr ? 0 : static_cast<size_t>(N) * C;
+  SPW_ASSIGN_OR_RETURN(uint16_t * w16, Grown(&bf16_, &bf16_capacity_, w_elems + x_elems, stream));
+  const uint16_t* x16 = inp.b16 != nullptr ? inp.b16 : w16 + w_elems;
   Gemm g{CUBLAS_OP_T, CUBLAS_OP_N,
          /*m=*/OC,    /*n=*/N,
          /*k=*/C,     w16,
@@ -298,7 +308,7 @@ absl::StatusOr<bool> CublasLtMatmul::ForwardBf16(float* out, const float* inp, c
   if (absl::IsNotFound(status)) return false;
   SPW_RETURN_IF_ERROR(Annotate(status, absl::StrCat("MatmulForward bf16 ", shape)));
   SPW_CUDA_CHECK(LaunchToBf16(w16, weight, static_cast<size_t>(OC) * C, stream));
-  SPW_CUDA_CHECK(LaunchToBf16(x16, inp, static_cast<size_t>(N) * C, stream));
+  if (inp.b16 == nullptr) SPW_CUDA_CHECK(LaunchToBf16(w16 + w_elems, inp.f32, x_elems, stream));
   status = RunGemm(handle_, workspace_, workspace_bytes_, g, stream);
   SPW_RETURN_IF_ERROR(Annotate(status, absl::StrCat("MatmulForward bf16 ", shape)));
   return true;
@@ -310,7 +320,7 @@ absl::Status CublasLtMatmul::Forward(float* out, const float* inp, const float* 
   if (N <= 0 || OC <= 0) return absl::OkStatus();
   if (Bf16Copies(N, C, OC)) {
     SPW_ASSIGN_OR_RETURN(const bool done,
-                         ForwardBf16(out, inp, weight, bias, residual, N, C, OC, stream));
+                         ForwardBf16(out, {.f32 = inp}, weight, bias, residual, N, C, OC, stream));
     if (done) return absl::OkStatus();
   }
   // out_cm (OC,N) = W_cm (C,OC)^T @ inp_cm (C,N) + bias (OC) per column.
@@ -328,8 +338,8 @@ absl::Status CublasLtMatmul::Backward(float* dinp, float* dweight, float* dbias,
                                       cudaStream_t stream) {
   if (N <= 0 || C <= 0 || OC <= 0) return absl::OkStatus();
   if (Bf16Copies(N, C, OC)) {
-    SPW_ASSIGN_OR_RETURN(const bool done,
-                         BackwardBf16(dinp, dweight, dbias, dout, inp, weight, N, C, OC, stream));
+    SPW_ASSIGN_OR_RETURN(const bool done, BackwardBf16(dinp, dweight, dbias, dout, {.f32 = inp},
+                                                       weight, N, C, OC, stream));
     if (done) return absl::OkStatus();  // the bias gradient included
   }
   SPW_RETURN_IF_ERROR(BackwardGemms(dinp, dweight, dout, inp, weight, N, C, OC, stream));
@@ -340,17 +350,16 @@ absl::Status CublasLtMatmul::Backward(float* dinp, float* dweight, float* dbias,
 }
 
 absl::StatusOr<bool> CublasLtMatmul::BackwardBf16(float* dinp, float* dweight, float* dbias,
-                                                  const float* dout, const float* inp,
-                                                  const float* weight, int N, int C, int OC,
-                                                  cudaStream_t stream) {
+                                                  const float* dout, Input inp, const float* weight,
+                                                  int N, int C, int OC, cudaStream_t stream) {
   const std::string shape = ShapeString(N, C, OC);
   const size_t w_elems = MatmulCopySlot(static_cast<size_t>(OC) * C);
   const size_t d_elems = MatmulCopySlot(static_cast<size_t>(N) * OC);
-  SPW_ASSIGN_OR_RETURN(
-      uint16_t * w16,
-      Bf16Scratch(MatmulOperandCopyBytes(N, C, OC) / sizeof(uint16_t), stream));  // w, d, x
+  const size_t x_elems = inp.b16 != nullptr ? 0 : static_cast<size_t>(N) * C;
+  SPW_ASSIGN_OR_RETURN(uint16_t * w16,
+                       Grown(&bf16_, &bf16_capacity_, w_elems + d_elems + x_elems, stream));
   uint16_t* d16 = w16 + w_elems;
-  uint16_t* x16 = d16 + d_elems;
+  const uint16_t* x16 = inp.b16 != nullptr ? inp.b16 : d16 + d_elems;
   Gemm g_inp{CUBLAS_OP_N, CUBLAS_OP_N, /*m=*/C,   /*n=*/N,       /*k=*/OC, w16,
              /*lda=*/C,   d16,
              /*ldb=*/OC,  dinp,        /*ldd=*/C, /*beta=*/0.0f, nullptr,  CUBLAS_COMPUTE_32F};
@@ -373,12 +382,39 @@ absl::StatusOr<bool> CublasLtMatmul::BackwardBf16(float* dinp, float* dweight, f
   } else {
     SPW_CUDA_CHECK(LaunchToBf16(d16, dout, static_cast<size_t>(N) * OC, stream));
   }
-  SPW_CUDA_CHECK(LaunchToBf16(x16, inp, static_cast<size_t>(N) * C, stream));
+  if (inp.b16 == nullptr) SPW_CUDA_CHECK(LaunchToBf16(d16 + d_elems, inp.f32, x_elems, stream));
   SPW_RETURN_IF_ERROR(Annotate(RunGemm(handle_, workspace_, workspace_bytes_, g_inp, stream),
                                absl::StrCat("MatmulBackward bf16 dinp ", shape)));
   SPW_RETURN_IF_ERROR(Annotate(RunGemm(handle_, workspace_, workspace_bytes_, g_weight, stream),
                                absl::StrCat("MatmulBackward bf16 dweight ", shape)));
   return true;
+}
+
+absl::Status CublasLtMatmul::ForwardBf16Input(float* out, const uint16_t* inp, const float* weight,
+                                              const float* bias, const float* residual, int N,
+                                              int C, int OC, cudaStream_t stream) {
+  if (N <= 0 || OC <= 0) return absl::OkStatus();
+  if (Bf16Copies(N, C, OC)) {
+    SPW_ASSIGN_OR_RETURN(const bool done,
+                         ForwardBf16(out, {.b16 = inp}, weight, bias, residual, N, C, OC, stream));
+    if (done) return absl::OkStatus();
+  }
+  SPW_ASSIGN_OR_RETURN(const float* wide, Widen(inp, static_cast<size_t>(N) * C, stream));
+  return Forward(out, wide, weight, bias, residual, N, C, OC, stream);
+}
+
+absl::Status CublasLtMatmul::BackwardBf16Input(float* dinp, float* dweight, float* dbias,
+                                               const float* dout, const uint16_t* inp,
+                                               const float* weight, int N, int C, int OC,
+                                               cudaStream_t stream) {
+  if (N <= 0 || C <= 0 || OC <= 0) return absl::OkStatus();
+  if (Bf16Copies(N, C, OC)) {
+    SPW_ASSIGN_OR_RETURN(const bool done, BackwardBf16(dinp, dweight, dbias, dout, {.b16 = inp},
+                                                       weight, N, C, OC, stream));
+    if (done) return absl::OkStatus();
+  }
+  SPW_ASSIGN_OR_RETURN(const float* wide, Widen(inp, static_cast<size_t>(N) * C, stream));
+  return Backward(dinp, dweight, dbias, dout, wide, weight, N, C, OC, stream);
 }
 
 absl::Status CublasLtMatmul::BackwardGemms(float* dinp, float* dweight, const float* dout,

@@ -1,4 +1,4 @@
-// Row-major fp32 GEMMs of the matmul op through cuBLASLt.
+// Row-major GEMMs of the matmul ops through cuBLASLt: fp32 buffers, or a bf16 input.
 #pragma once
 
 #include <cublasLt.h>
@@ -34,6 +34,15 @@ class CublasLtMatmul {
   absl::Status Backward(float* dinp, float* dweight, float* dbias, const float* dout,
                         const float* inp, const float* weight, int N, int C, int OC,
                         cudaStream_t stream);
+  // Forward and Backward with inp given as bf16 bits (Ops::MatmulForwardBf16): the GEMMs read it
+  // as it is where they run on bf16 copies (Bf16Copies); otherwise it is widened to fp32 first,
+  // into a buffer grown to the largest such input (outside the memory plan).
+  absl::Status ForwardBf16Input(float* out, const uint16_t* inp, const float* weight,
+                                const float* bias, const float* residual, int N, int C, int OC,
+                                cudaStream_t stream);
+  absl::Status BackwardBf16Input(float* dinp, float* dweight, float* dbias, const float* dout,
+                                 const uint16_t* inp, const float* weight, int N, int C, int OC,
+                                 cudaStream_t stream);
 
  private:
   CublasLtMatmul() = default;
@@ -42,17 +51,27 @@ class CublasLtMatmul {
   // rather than cuBLASLt's FAST_16BF conversion inside the GEMM: bf16 mode and every dimension
   // a multiple of 8 (16-byte rows for the bf16 kernels).
   bool Bf16Copies(int N, int C, int OC) const;
+  // The input of the bf16 GEMMs: fp32 values to copy (f32), or bf16 bits to read as they are
+  // (b16); exactly one is set.
+  struct Input {
+    const float* f32 = nullptr;
+    const uint16_t* b16 = nullptr;
+  };
   // The forward GEMM on bf16 copies; false (nothing written) when cuBLASLt has no algorithm.
-  absl::StatusOr<bool> ForwardBf16(float* out, const float* inp, const float* weight,
-                                   const float* bias, const float* residual, int N, int C, int OC,
+  absl::StatusOr<bool> ForwardBf16(float* out, Input inp, const float* weight, const float* bias,
+                                   const float* residual, int N, int C, int OC,
                                    cudaStream_t stream);
-  // The bf16 copy buffer, grown to `elements` if smaller (waiting for the stream first).
-  absl::StatusOr<uint16_t*> Bf16Scratch(size_t elements, cudaStream_t stream);
+  // A buffer of `elements` (*buffer, *capacity), grown if smaller (waiting for the stream first:
+  // enqueued GEMMs may still read the old one).
+  template <typename T>
+  absl::StatusOr<T*> Grown(T** buffer, size_t* capacity, size_t elements, cudaStream_t stream);
   // The backward on bf16 copies: both GEMMs, and the bias gradient (dbias may be null) in the
   // pass that copies dout; false (nothing added) when cuBLASLt has no algorithm.
   absl::StatusOr<bool> BackwardBf16(float* dinp, float* dweight, float* dbias, const float* dout,
-                                    const float* inp, const float* weight, int N, int C, int OC,
+                                    Input inp, const float* weight, int N, int C, int OC,
                                     cudaStream_t stream);
+  // inp widened to fp32, in widened_.
+  absl::StatusOr<const float*> Widen(const uint16_t* inp, size_t elements, cudaStream_t stream);
   // The two backward GEMMs on the fp32 buffers, at compute_.
   absl::Status BackwardGemms(float* dinp, float* dweight, const float* dout, const float* inp,
                              const float* weight, int N, int C, int OC, cudaStream_t stream);
@@ -63,6 +82,8 @@ class CublasLtMatmul {
   float* bias_scratch_ = nullptr;  // the bias gradient's partial sums (matmul_bias.cu)
   uint16_t* bf16_ = nullptr;       // bf16 operand copies of the GEMM being issued
   size_t bf16_capacity_ = 0;       // elements
+  float* widened_ = nullptr;       // a bf16 input widened to fp32 (ForwardBf16Input's fallback)
+  size_t widened_capacity_ = 0;    // elements
   cublasComputeType_t compute_ = CUBLAS_COMPUTE_32F;
 };
 

@@ -172,6 +172,7 @@ class CudaOps final : public Ops {
                             : precision == MatmulPrecision::kFp16 ? CUBLAS_COMPUTE_32F_FAST_16F
                                                                   : CUBLAS_COMPUTE_32F);
   }
+  MatmulPrecision matmul_precision() const override { return precision_; }
   void MatmulForward(float* out, const float* inp, const float* weight, const float* bias,
                      const float* residual, int N, int C, int OC) override {
     Record(gemm_->Forward(out, inp, weight, bias, residual, N, C, OC, stream_));
@@ -179,6 +180,22 @@ class CudaOps final : public Ops {
   void MatmulBackward(float* dinp, float* dweight, float* dbias, const float* dout,
                       const float* inp, const float* weight, int N, int C, int OC) override {
     Record(gemm_->Backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC, stream_));
+  }
+  void LayerNormForwardBf16(uint16_t* out, float* mean, float* rstd, const float* inp,
+                            const float* weight, const float* bias, int N, int C) override {
+    Record(cuda::LaunchLayerNormForwardBf16(out, mean, rstd, inp, weight, bias, N, C, stream_),
+           "LayerNormForwardBf16");
+  }
+  void GeluForwardBf16(uint16_t* out, const float* inp, size_t n) override {
+    Record(cuda::LaunchGeluForwardBf16(out, inp, n, stream_), "GeluForwardBf16");
+  }
+  void MatmulForwardBf16(float* out, const uint16_t* inp, const float* weight, const float* bias,
+                         const float* residual, int N, int C, int OC) override {
+    Record(gemm_->ForwardBf16Input(out, inp, weight, bias, residual, N, C, OC, stream_));
+  }
+  void MatmulBackwardBf16(float* dinp, float* dweight, float* dbias, const float* dout,
+                          const uint16_t* inp, const float* weight, int N, int C, int OC) override {
+    Record(gemm_->BackwardBf16Input(dinp, dweight, dbias, dout, inp, weight, N, C, OC, stream_));
   }
   void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, int C,
                         int NH) override {

@@ -1,12 +1,14 @@
 // GELU, tanh approximation, in the cancellation-free form of kernels/cpu/gelu.cc: with
 // u = sqrt(2/pi) (x + 0.044715 x^3) and e = exp(-2u), gelu(x) = x / (1 + e). Grid-stride loops
-// over float4 quads when every pointer is 16-byte aligned, plus a scalar tail. dinp may alias
-// dout, so no __restrict__.
+// over float4 quads when every pointer is 16-byte aligned (a bf16 output: 8-byte), plus a scalar
+// tail. The forward writes float or bf16 (OutT; store_as.cuh). dinp may alias dout, so no
+// __restrict__.
 #include <cstddef>
 #include <cstdint>
 
 #include "kernels/cuda/grid_stride.cuh"
 #include "kernels/cuda/launchers.h"
+#include "kernels/cuda/store_as.cuh"
 
 namespace spillway::kernels::cuda {
 namespace {
@@ -30,21 +32,21 @@ __device__ __forceinline__ float GeluGrad(float x, float d) {
   return (sig + 2.0f * x * sig * one_minus_sig * du) * d;
 }
 
-__global__ void GeluForwardKernel(float* out, const float* inp, size_t n, bool vec) {
+template <typename OutT>
+__global__ void GeluForwardKernel(OutT* out, const float* inp, size_t n, bool vec) {
   const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
   const size_t tid = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   size_t start = 0;
   if (vec) {
     const size_t n4 = n / 4;
     const float4* in4 = reinterpret_cast<const float4*>(inp);
-    float4* out4 = reinterpret_cast<float4*>(out);
     for (size_t i = tid; i < n4; i += stride) {
       const float4 x = in4[i];
-      out4[i] = make_float4(Gelu(x.x), Gelu(x.y), Gelu(x.z), Gelu(x.w));
+      StoreQuadAs(out, i, make_float4(Gelu(x.x), Gelu(x.y), Gelu(x.z), Gelu(x.w)));
     }
     start = n4 * 4;
   }
-  for (size_t i = start + tid; i < n; i += stride) out[i] = Gelu(inp[i]);
+  for (size_t i = start + tid; i < n; i += stride) StoreAs(out + i, Gelu(inp[i]));
 }
 
 __global__ void GeluBackwardKernel(float* dinp, const float* inp, const float* dout, size_t n,
@@ -68,14 +70,23 @@ __global__ void GeluBackwardKernel(float* dinp, const float* inp, const float* d
   for (size_t i = start + tid; i < n; i += stride) dinp[i] = GeluGrad(inp[i], dout[i]);
 }
 
-}  // namespace
-
-cudaError_t LaunchGeluForward(float* out, const float* inp, size_t n, cudaStream_t stream) {
+template <typename OutT>
+cudaError_t LaunchForward(OutT* out, const float* inp, size_t n, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
-  const bool vec = Aligned16(out) && Aligned16(inp);
+  const bool vec = reinterpret_cast<uintptr_t>(out) % (4 * sizeof(OutT)) == 0 && Aligned16(inp);
   GeluForwardKernel<<<GridStrideBlocks(vec ? n / 4 : n), kGridStrideThreads, 0, stream>>>(out, inp,
                                                                                           n, vec);
   return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t LaunchGeluForward(float* out, const float* inp, size_t n, cudaStream_t stream) {
+  return LaunchForward(out, inp, n, stream);
+}
+
+cudaError_t LaunchGeluForwardBf16(uint16_t* out, const float* inp, size_t n, cudaStream_t stream) {
+  return LaunchForward(reinterpret_cast<__nv_bfloat16*>(out), inp, n, stream);
 }
 
 cudaError_t LaunchGeluBackward(float* dinp, const float* inp, const float* dout, size_t n,

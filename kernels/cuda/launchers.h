@@ -20,6 +20,8 @@ cudaError_t LaunchAccumulate(float* y, const float* x, size_t n, cudaStream_t st
 
 // gelu.cu
 cudaError_t LaunchGeluForward(float* out, const float* inp, size_t n, cudaStream_t stream);
+// out receives bf16 bits (round to nearest even), as the op GeluForwardBf16.
+cudaError_t LaunchGeluForwardBf16(uint16_t* out, const float* inp, size_t n, cudaStream_t stream);
 cudaError_t LaunchGeluBackward(float* dinp, const float* inp, const float* dout, size_t n,
                                cudaStream_t stream);
 
@@ -34,6 +36,9 @@ cudaError_t LaunchEmbeddingBackward(float* dwte, float* dwpe, const float* dout,
 cudaError_t LaunchLayerNormForward(float* out, float* mean, float* rstd, const float* inp,
                                    const float* weight, const float* bias, int N, int C,
                                    cudaStream_t stream);
+cudaError_t LaunchLayerNormForwardBf16(uint16_t* out, float* mean, float* rstd, const float* inp,
+                                       const float* weight, const float* bias, int N, int C,
+                                       cudaStream_t stream);
 // `scratch` (device, scratch_floats floats, may be null) holds partial sums of dweight/dbias
 // over row chunks; the summation order depends only on N, C and scratch_floats.
 cudaError_t LaunchLayerNormBackward(float* dinp, float* dweight, float* dbias, const float* dout,
@@ -62,6 +67,8 @@ cudaError_t LaunchSwiGluBackward(float* dgu, const float* dout, const float* gu,
 // bf16_convert.cu: out[i] = in[i] rounded to bf16 / fp16 (nearest even), as its 16 bits.
 cudaError_t LaunchToBf16(uint16_t* out, const float* in, size_t n, cudaStream_t stream);
 cudaError_t LaunchToFp16(uint16_t* out, const float* in, size_t n, cudaStream_t stream);
+// out[i] = the bf16 in[i] as a float (exact).
+cudaError_t LaunchBf16ToFloat(float* out, const uint16_t* in, size_t n, cudaStream_t stream);
 
 // matmul_bias.cu: dbias (OC) += sum over the N rows of dout (N,OC), in a fixed order (which
 // depends only on N, OC and scratch_floats). `scratch` (device, scratch_floats floats, may be

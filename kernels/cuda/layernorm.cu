@@ -4,7 +4,8 @@
 // row, row sums by a butterfly shuffle (every lane ends with the same, fixed-order sum). Where
 // rows are whole float4 quads (C % 4 == 0, 16-byte aligned) and short enough, the warp keeps its
 // row in registers (lane l owns quads l, l + 32, ...) and reads it from memory once
-// (the *Cached kernels); other shapes take the scalar kernels.
+// (the *Cached kernels); other shapes take the scalar kernels. The forward writes float or bf16
+// (OutT; store_as.cuh).
 // dweight/dbias (sums over the N rows): a block owns 8 channels, a chunk of the rows and 64 row
 // lanes; row lane r adds its rows r, r + 64, ... in order, then a fixed shared-memory tree adds
 // the 64 lanes. With scratch the rows are cut into several chunks (their number fixed by N, C
@@ -17,6 +18,7 @@
 #include <type_traits>
 
 #include "kernels/cuda/launchers.h"
+#include "kernels/cuda/store_as.cuh"
 
 namespace spillway::kernels::cuda {
 namespace {
@@ -31,14 +33,15 @@ __device__ __forceinline__ float WarpSum(float v) {
   return v;
 }
 
+template <typename OutT>
 __global__ void __launch_bounds__(kRowThreads)
-    LayerNormForwardKernel(float* out, float* mean, float* rstd, const float* inp,
+    LayerNormForwardKernel(OutT* out, float* mean, float* rstd, const float* inp,
                            const float* weight, const float* bias, int N, int C) {
   const int lane = threadIdx.x % 32;
   const size_t row = static_cast<size_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
   if (row >= static_cast<size_t>(N)) return;  // whole warp
   const float* x = inp + row * C;
-  float* o = out + row * C;
+  OutT* o = out + row * C;
   float sum = 0.0f;
   for (int c = lane; c < C; c += 32) sum += x[c];
   const float m = WarpSum(sum) / C;
@@ -49,7 +52,7 @@ __global__ void __launch_bounds__(kRowThreads)
   }
   const float var = WarpSum(sq) / C;
   const float s = 1.0f / sqrtf(var + kEps);
-  for (int c = lane; c < C; c += 32) o[c] = (x[c] - m) * s * weight[c] + bias[c];
+  for (int c = lane; c < C; c += 32) StoreAs(o + c, (x[c] - m) * s * weight[c] + bias[c]);
   if (lane == 0) {
     mean[row] = m;
     rstd[row] = s;
@@ -57,9 +60,9 @@ __global__ void __launch_bounds__(kRowThreads)
 }
 
 // Rows of C / 4 <= 32 * V quads held in registers: V float4 per lane.
-template <int V>
+template <int V, typename OutT>
 __global__ void __launch_bounds__(kRowThreads)
-    LayerNormForwardCachedKernel(float* out, float* mean, float* rstd, const float* inp,
+    LayerNormForwardCachedKernel(OutT* out, float* mean, float* rstd, const float* inp,
                                  const float* weight, const float* bias, int N, int C) {
   const int lane = threadIdx.x % 32;
   const size_t row = static_cast<size_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
@@ -87,14 +90,15 @@ __global__ void __launch_bounds__(kRowThreads)
   const float s = 1.0f / sqrtf(var + kEps);
   const auto* w4 = reinterpret_cast<const float4*>(weight);
   const auto* b4 = reinterpret_cast<const float4*>(bias);
-  auto* o4 = reinterpret_cast<float4*>(out + row * C);
+  OutT* o = out + row * C;
 #pragma unroll
   for (int i = 0; i < V; ++i) {
     const int q = lane + 32 * i;
     if (q < C4) {
       const float4 w = __ldg(w4 + q), b = __ldg(b4 + q);
-      o4[q] = make_float4((v[i].x - m) * s * w.x + b.x, (v[i].y - m) * s * w.y + b.y,
-                          (v[i].z - m) * s * w.z + b.z, (v[i].w - m) * s * w.w + b.w);
+      StoreQuadAs(o, q,
+                  make_float4((v[i].x - m) * s * w.x + b.x, (v[i].y - m) * s * w.y + b.y,
+                              (v[i].z - m) * s * w.z + b.z, (v[i].w - m) * s * w.w + b.w));
     }
   }
   if (lane == 0) {
@@ -301,11 +305,10 @@ int ParamChunks(int N, int C, size_t scratch_floats) {
   return std::max(chunks, 1);
 }
 
-}  // namespace
-
-cudaError_t LaunchLayerNormForward(float* out, float* mean, float* rstd, const float* inp,
-                                   const float* weight, const float* bias, int N, int C,
-                                   cudaStream_t stream) {
+template <typename OutT>
+cudaError_t LaunchForward(OutT* out, float* mean, float* rstd, const float* inp,
+                          const float* weight, const float* bias, int N, int C,
+                          cudaStream_t stream) {
   if (N <= 0 || C <= 0) return cudaSuccess;
   const unsigned blocks = (static_cast<unsigned>(N) + kRowsPerBlock - 1) / kRowsPerBlock;
   const bool cached = LaunchCached<32>(C, {out, inp, weight, bias}, [&](auto v) {
@@ -317,6 +320,21 @@ cudaError_t LaunchLayerNormForward(float* out, float* mean, float* rstd, const f
                                                                N, C);
   }
   return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t LaunchLayerNormForward(float* out, float* mean, float* rstd, const float* inp,
+                                   const float* weight, const float* bias, int N, int C,
+                                   cudaStream_t stream) {
+  return LaunchForward(out, mean, rstd, inp, weight, bias, N, C, stream);
+}
+
+cudaError_t LaunchLayerNormForwardBf16(uint16_t* out, float* mean, float* rstd, const float* inp,
+                                       const float* weight, const float* bias, int N, int C,
+                                       cudaStream_t stream) {
+  return LaunchForward(reinterpret_cast<__nv_bfloat16*>(out), mean, rstd, inp, weight, bias, N, C,
+                       stream);
 }
 
 cudaError_t LaunchLayerNormBackward(float* dinp, float* dweight, float* dbias, const float* dout,

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "core/rng.h"
+#include "core/safetensors.h"
 #include "kernels/cpu/cpu_ops.h"
 
 namespace spillway::kernels::testing {
@@ -88,6 +89,18 @@ void WithThreads(int threads, const std::function<void()>& fn) {
 
 bool BitwiseEqual(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+std::vector<uint16_t> Bf16Bits(const std::vector<float>& x) {
+  std::vector<uint16_t> bits(x.size());
+  for (size_t i = 0; i < x.size(); ++i) bits[i] = FloatToBf16(x[i]);
+  return bits;
+}
+
+std::vector<float> Bf16Values(const std::vector<uint16_t>& bits) {
+  std::vector<float> x(bits.size());
+  for (size_t i = 0; i < bits.size(); ++i) x[i] = Bf16ToFloat(bits[i]);
+  return x;
 }
 
 }  // namespace spillway::kernels::testing

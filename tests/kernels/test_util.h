@@ -45,4 +45,8 @@ void WithThreads(int threads, const std::function<void()>& fn);
 
 bool BitwiseEqual(const std::vector<float>& a, const std::vector<float>& b);
 
+// x rounded to bf16 (spillway::FloatToBf16), as bits; and bf16 bits as floats (exact).
+std::vector<uint16_t> Bf16Bits(const std::vector<float>& x);
+std::vector<float> Bf16Values(const std::vector<uint16_t>& bits);
+
 }  // namespace spillway::kernels::testing

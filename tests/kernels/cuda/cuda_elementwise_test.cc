@@ -3,6 +3,7 @@
 // float (the scalar, non-float4 paths) and realistic GPT-2 shapes, so that index and grid-size
 // bugs show. Also checks that the reductions are bitwise reproducible.
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <utility>
@@ -184,6 +185,41 @@ TEST_F(CudaOpsTest, EmbeddingBackward) {
     auto tokens = RandomInts(s.B * s.T, s.V, 16);
     for (size_t i = 0; i < tokens.size(); i += 5) tokens[i] = 50256;
     CheckEmbeddingBackward(cuda(), s, tokens, 17);
+  }
+}
+
+// The bf16 outputs (LayerNormForwardBf16, GeluForwardBf16) are the fp32 ops' outputs on the same
+// GPU rounded to nearest even, bitwise, on every kernel path: LayerNorm's scalar and register
+// kernels, GELU's quads and (at a 2-byte offset) its scalar loop.
+TEST_F(CudaOpsTest, Bf16OutputsAreTheRoundedFp32Outputs) {
+  for (const auto& [N, C] : {std::pair{37, 75}, std::pair{1024, 768}, std::pair{5, 1600},
+                             std::pair{64, 3072}, std::pair{9, 4100}}) {
+    SCOPED_TRACE(::testing::Message() << "LayerNorm N=" << N << " C=" << C);
+    const auto inp = RandomFloats(static_cast<size_t>(N) * C, 23, 2.0f);
+    DeviceArray<float> dinp(inp), dw(RandomFloats(C, 24)), db(RandomFloats(C, 25));
+    DeviceArray<float> out(inp.size()), mean(N), rstd(N), mean16(N), rstd16(N);
+    DeviceArray<uint16_t> out16(inp.size());
+    cuda().LayerNormForward(out.get(), mean.get(), rstd.get(), dinp.get(), dw.get(), db.get(), N,
+                            C);
+    cuda().LayerNormForwardBf16(out16.get(), mean16.get(), rstd16.get(), dinp.get(), dw.get(),
+                                db.get(), N, C);
+    ASSERT_TRUE(cuda().Synchronize().ok());
+    EXPECT_EQ(out16.Download(), Bf16Bits(out.Download()));
+    EXPECT_TRUE(BitwiseEqual(mean16.Download(), mean.Download()));
+    EXPECT_TRUE(BitwiseEqual(rstd16.Download(), rstd.Download()));
+  }
+  for (size_t off : {size_t{0}, size_t{1}}) {
+    for (size_t n : kSizes) {
+      SCOPED_TRACE(::testing::Message() << "GELU n=" << n << " offset=" << off);
+      DeviceArray<float> inp(RandomFloats(n, 26, 3.0f)), out(n);
+      DeviceArray<uint16_t> out16(n + off);
+      cuda().GeluForward(out.get(), inp.get(), n);
+      cuda().GeluForwardBf16(out16.get() + off, inp.get(), n);
+      ASSERT_TRUE(cuda().Synchronize().ok());
+      const std::vector<uint16_t> got = out16.Download();
+      EXPECT_EQ(std::vector<uint16_t>(got.begin() + static_cast<std::ptrdiff_t>(off), got.end()),
+                Bf16Bits(out.Download()));
+    }
   }
 }
 

@@ -1,0 +1,53 @@
+#include "engine/model/matmul_inputs.h"
+
+namespace spillway {
+namespace {
+
+uint16_t* Bits(float* p) { return reinterpret_cast<uint16_t*>(p); }
+const uint16_t* Bits(const float* p) { return reinterpret_cast<const uint16_t*>(p); }
+
+}  // namespace
+
+MatmulInputs::MatmulInputs(kernels::Ops& ops, int N, int C)
+    : ops_(ops),
+      bf16_(ops.matmul_precision() == kernels::MatmulPrecision::kBf16 && N % 8 == 0 && C % 8 == 0) {
+}
+
+void MatmulInputs::LayerNormForward(float* out, float* mean, float* rstd, const float* inp,
+                                    const float* weight, const float* bias, int N, int C) const {
+  if (bf16_) {
+    ops_.LayerNormForwardBf16(Bits(out), mean, rstd, inp, weight, bias, N, C);
+  } else {
+    ops_.LayerNormForward(out, mean, rstd, inp, weight, bias, N, C);
+  }
+}
+
+void MatmulInputs::GeluForward(float* out, const float* inp, size_t n) const {
+  if (bf16_) {
+    ops_.GeluForwardBf16(Bits(out), inp, n);
+  } else {
+    ops_.GeluForward(out, inp, n);
+  }
+}
+
+void MatmulInputs::MatmulForward(float* out, const float* inp, const float* weight,
+                                 const float* bias, const float* residual, int N, int C,
+                                 int OC) const {
+  if (bf16_) {
+    ops_.MatmulForwardBf16(out, Bits(inp), weight, bias, residual, N, C, OC);
+  } else {
+    ops_.MatmulForward(out, inp, weight, bias, residual, N, C, OC);
+  }
+}
+
+void MatmulInputs::MatmulBackward(float* dinp, float* dweight, float* dbias, const float* dout,
+                                  const float* inp, const float* weight, int N, int C,
+                                  int OC) const {
+  if (bf16_) {
+    ops_.MatmulBackwardBf16(dinp, dweight, dbias, dout, Bits(inp), weight, N, C, OC);
+  } else {
+    ops_.MatmulBackward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
+  }
+}
+
+}  // namespace spillway

@@ -1,0 +1,103 @@
+// The CPU backend's bf16 matmul inputs (kernels/ops.h) against their fp32 namesakes: at kBf16 a
+// matmul rounds its input to bf16 anyway, so keeping the input rounded changes nothing, bitwise.
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/kernels/test_util.h"
+
+namespace spillway::kernels::testing {
+namespace {
+
+// Sets the CPU backend's matmul precision for one test, then back to fp32.
+class PrecisionScope {
+ public:
+  explicit PrecisionScope(MatmulPrecision p) { Cpu().SetMatmulPrecision(p); }
+  ~PrecisionScope() { Cpu().SetMatmulPrecision(MatmulPrecision::kFp32); }
+};
+
+struct Shape {
+  int N, C, OC;
+};
+constexpr Shape kShapes[] = {{37, 70, 45}, {64, 96, 32}};
+
+TEST(Bf16InputsTest, LayerNormForwardWritesTheRoundedOutput) {
+  for (const auto& [N, C] : {std::pair{37, 75}, std::pair{16, 768}}) {
+    const auto inp = RandomFloats(static_cast<size_t>(N) * C, 1, 2.0f);
+    const auto w = RandomFloats(C, 2);
+    const auto b = RandomFloats(C, 3);
+    std::vector<float> out(inp.size()), mean(N), rstd(N), mean16(N), rstd16(N);
+    std::vector<uint16_t> out16(inp.size());
+    Cpu().LayerNormForward(out.data(), mean.data(), rstd.data(), inp.data(), w.data(), b.data(), N,
+                           C);
+    Cpu().LayerNormForwardBf16(out16.data(), mean16.data(), rstd16.data(), inp.data(), w.data(),
+                               b.data(), N, C);
+    EXPECT_EQ(out16, Bf16Bits(out)) << "N=" << N << " C=" << C;
+    EXPECT_TRUE(BitwiseEqual(mean16, mean));
+    EXPECT_TRUE(BitwiseEqual(rstd16, rstd));
+  }
+}
+
+TEST(Bf16InputsTest, GeluForwardWritesTheRoundedOutput) {
+  const auto inp = RandomFloats(1001, 4, 3.0f);
+  std::vector<float> out(inp.size());
+  std::vector<uint16_t> out16(inp.size());
+  Cpu().GeluForward(out.data(), inp.data(), inp.size());
+  Cpu().GeluForwardBf16(out16.data(), inp.data(), inp.size());
+  EXPECT_EQ(out16, Bf16Bits(out));
+}
+
+TEST(Bf16InputsTest, MatmulForwardFromRoundedInputEqualsBf16Matmul) {
+  const PrecisionScope bf16(MatmulPrecision::kBf16);
+  for (const Shape& s : kShapes) {
+    SCOPED_TRACE(::testing::Message() << "N=" << s.N << " C=" << s.C << " OC=" << s.OC);
+    const auto inp = RandomFloats(static_cast<size_t>(s.N) * s.C, 5);
+    const auto w = RandomFloats(static_cast<size_t>(s.OC) * s.C, 6);
+    const auto bias = RandomFloats(s.OC, 7);
+    const auto residual = RandomFloats(static_cast<size_t>(s.N) * s.OC, 8);
+    std::vector<float> want(residual.size()), got(residual.size(), 9.0f);
+    Cpu().MatmulForward(want.data(), inp.data(), w.data(), bias.data(), residual.data(), s.N, s.C,
+                        s.OC);
+    Cpu().MatmulForwardBf16(got.data(), Bf16Bits(inp).data(), w.data(), bias.data(),
+                            residual.data(), s.N, s.C, s.OC);
+    EXPECT_TRUE(BitwiseEqual(got, want));
+  }
+}
+
+TEST(Bf16InputsTest, MatmulBackwardFromRoundedInputEqualsBf16Matmul) {
+  const PrecisionScope bf16(MatmulPrecision::kBf16);
+  for (const Shape& s : kShapes) {
+    SCOPED_TRACE(::testing::Message() << "N=" << s.N << " C=" << s.C << " OC=" << s.OC);
+    const auto dout = RandomFloats(static_cast<size_t>(s.N) * s.OC, 10);
+    const auto inp = RandomFloats(static_cast<size_t>(s.N) * s.C, 11);
+    const auto w = RandomFloats(static_cast<size_t>(s.OC) * s.C, 12);
+    // Non-zero starts: dinp is overwritten, dweight and dbias accumulate.
+    const auto dinp0 = RandomFloats(inp.size(), 13);
+    const auto dw0 = RandomFloats(w.size(), 14);
+    const auto db0 = RandomFloats(s.OC, 15);
+    std::vector<float> dinp = dinp0, dw = dw0, db = db0;
+    Cpu().MatmulBackward(dinp.data(), dw.data(), db.data(), dout.data(), inp.data(), w.data(), s.N,
+                         s.C, s.OC);
+    std::vector<float> dinp16 = dinp0, dw16 = dw0, db16 = db0;
+    Cpu().MatmulBackwardBf16(dinp16.data(), dw16.data(), db16.data(), dout.data(),
+                             Bf16Bits(inp).data(), w.data(), s.N, s.C, s.OC);
+    EXPECT_TRUE(BitwiseEqual(dinp16, dinp));
+    EXPECT_TRUE(BitwiseEqual(dw16, dw));
+    EXPECT_TRUE(BitwiseEqual(db16, db));
+  }
+}
+
+TEST(Bf16InputsTest, AtFp32TheInputIsWidenedExactly) {
+  const Shape s = kShapes[0];
+  const auto bits = Bf16Bits(RandomFloats(static_cast<size_t>(s.N) * s.C, 16));
+  const auto w = RandomFloats(static_cast<size_t>(s.OC) * s.C, 17);
+  std::vector<float> want(static_cast<size_t>(s.N) * s.OC), got(want.size());
+  Cpu().MatmulForward(want.data(), Bf16Values(bits).data(), w.data(), nullptr, nullptr, s.N, s.C,
+                      s.OC);
+  Cpu().MatmulForwardBf16(got.data(), bits.data(), w.data(), nullptr, nullptr, s.N, s.C, s.OC);
+  EXPECT_TRUE(BitwiseEqual(got, want));
+}
+
+}  // namespace
+}  // namespace spillway::kernels::testing
