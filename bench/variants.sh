@@ -9,6 +9,8 @@
 #   torch              the PyTorch eager peer on the same shapes; compile: torch.compile at 124M
 #   attn:V             bench/attention; attnpeer: PyTorch SDPA on the same shapes
 #   prof:V             bench/kernel_profile.sh at 1.5B; pipe:V  MODE=gpu bench/pipeline.sh
+#   offload:V          bench/offload.sh with V's spillway (env OMODELS, default 1.5b; OVARIANTS,
+#                      default "gpu offload peer"; OSTEPS, default 6)
 # usage (device tool, carry ["build-pack", ".deps"]):
 #   PLAN="tests:new tput:old tput:new torch prof:new" DEADLINE=560 bash bench/variants.sh
 set -u
@@ -81,6 +83,11 @@ for step in ${PLAN:?set PLAN}; do
         bash bench/pipeline.sh >/dev/null 2>&1
       cat "$L/pipeline.txt" >>"$S"
       el "pipeline done" ;;
+    offload)
+      OUT=$L BUILD=/tmp/variants/$v MODELS=${OMODELS:-1.5b} VARIANTS=${OVARIANTS:-gpu offload peer} \
+        STEPS=${OSTEPS:-6} timeout "$(($(left) - 5))" bash bench/offload.sh >/dev/null 2>&1
+      cat "$L/offload.txt" >>"$S"
+      el "offload done" ;;
     *) el "unknown step $step" ;;
   esac
 done

@@ -177,6 +177,12 @@ class Ops {
   virtual void MatmulBackwardBf16(float* dinp, float* dweight, float* dbias, const float* dout,
                                   const uint16_t* inp, const float* weight, int N, int C,
                                   int OC) = 0;
+  // MatmulBackwardBf16 of the matmul that produced GELU's input `pre` (N,OC), given the gradient
+  // dpost (N,OC) w.r.t. GELU's output: dout = GeluBackward(pre, dpost), made where the GEMMs'
+  // operands are and never stored (bitwise the two calls on the CPU). dpost is left as it is.
+  virtual void GeluMatmulBackwardBf16(float* dinp, float* dweight, float* dbias, const float* dpost,
+                                      const float* pre, const uint16_t* inp, const float* weight,
+                                      int N, int C, int OC) = 0;
 
   // Causal multi-head self-attention, softmax(q k^T / sqrt(hs)) v, computed flash-style:
   // no (T,T) matrix is kept. qkv (B,T,3C): q, k, v, each C wide, head h at columns
@@ -245,6 +251,11 @@ class Ops {
   // *acc += sum of x[i]^2, the sum taken in double in a fixed order. acc is one double in the
   // backend's memory, so summing many tensors needs a single readback (CopyToHost) at the end.
   virtual void AddSumSquares(double* acc, const float* x, size_t n) = 0;
+  // AddSumSquares(acc, x + ranges[2k], ranges[2k+1] - ranges[2k]) for k = 0 .. parts-1 in order,
+  // bitwise, in few launches (the gradient norm over a Unit's tensors). ranges (2 * parts
+  // ascending offsets into x, begin and end of each part) is host memory read during the call.
+  virtual void AddSumSquaresParts(double* acc, const float* x, const size_t* ranges,
+                                  size_t parts) = 0;
   // *acc += values[0], then += values[1], ... (n doubles, all in the backend's memory): sums
   // taken apart (AddSumSquares into zeroed doubles) added as AddSumSquares would have, bitwise.
   virtual void AddInOrder(double* acc, const double* values, size_t n) = 0;

@@ -29,6 +29,10 @@ class MatmulInputs {
                      const float* residual, int N, int C, int OC) const;
   void MatmulBackward(float* dinp, float* dweight, float* dbias, const float* dout,
                       const float* inp, const float* weight, int N, int C, int OC) const;
+  // GeluBackward(dpost, pre, dpost), then MatmulBackward with dpost as dout; in bf16 fused
+  // (Ops::GeluMatmulBackwardBf16), and dpost is left as it is. Either way dpost is scratch after.
+  void GeluMatmulBackward(float* dinp, float* dweight, float* dbias, float* dpost, const float* pre,
+                          const float* inp, const float* weight, int N, int C, int OC) const;
 
  private:
   kernels::Ops& ops_;

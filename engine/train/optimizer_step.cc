@@ -188,9 +188,13 @@ void AddGradSumSquares(Model& model, kernels::Ops& ops, double* sum_squares,
     // Whole gradients are the same on every rank; shards are added up over ranks later.
     const size_t lo = unit.grads_sharded() ? unit.update_begin() : 0;
     const size_t hi = unit.grads_sharded() ? unit.update_end() : unit.numel();
+    // One call per Unit, each tensor part summed on its own (as the offloaded Units' parts).
+    std::vector<size_t> ranges;
     ForEachTensorPart(unit, lo, hi, [&](const TensorSpec& t, size_t begin, size_t end) {
-      ops.AddSumSquares(sum_squares, unit.grads.as<float>() + unit.grad_index(begin), end - begin);
+      ranges.push_back(unit.grad_index(begin));
+      ranges.push_back(unit.grad_index(begin) + (end - begin));
     });
+    ops.AddSumSquaresParts(sum_squares, unit.grads.as<float>(), ranges.data(), ranges.size() / 2);
   }
 }
 

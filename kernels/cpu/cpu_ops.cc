@@ -113,6 +113,14 @@ class CpuOps final : public Ops {
     MatmulBackward(dinp, dweight, dbias, dout, wide, weight, N, C, OC);
   }
 
+  void GeluMatmulBackwardBf16(float* dinp, float* dweight, float* dbias, const float* dpost,
+                              const float* pre, const uint16_t* inp, const float* weight, int N,
+                              int C, int OC) override {
+    gelu_grad_.resize(static_cast<size_t>(N) * OC);
+    cpu::GeluBackward(gelu_grad_.data(), pre, dpost, gelu_grad_.size());
+    MatmulBackwardBf16(dinp, dweight, dbias, gelu_grad_.data(), inp, weight, N, C, OC);
+  }
+
   void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, int C,
                         int NH) override {
     cpu::AttentionForward(out, lse, qkv, B, T, C, NH);
@@ -167,6 +175,12 @@ class CpuOps final : public Ops {
     cpu::SumSquares(&sum, x, n);
     *acc += sum;
   }
+  void AddSumSquaresParts(double* acc, const float* x, const size_t* ranges,
+                          size_t parts) override {
+    for (size_t k = 0; k < parts; ++k) {
+      AddSumSquares(acc, x + ranges[2 * k], ranges[2 * k + 1] - ranges[2 * k]);
+    }
+  }
   void AddInOrder(double* acc, const double* values, size_t n) override {
     for (size_t i = 0; i < n; ++i) *acc += values[i];
   }
@@ -200,6 +214,7 @@ class CpuOps final : public Ops {
   MatmulPrecision precision_ = MatmulPrecision::kFp32;
   std::vector<float> operand_scratch_[3];
   std::vector<float> widened_;
+  std::vector<float> gelu_grad_;  // GeluMatmulBackwardBf16's dout
 };
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "kernels/cuda/cuda_ops.h"
 
+#include <algorithm>
 #include <array>
 #include <deque>
 #include <mutex>
@@ -197,6 +198,12 @@ class CudaOps final : public Ops {
                           const uint16_t* inp, const float* weight, int N, int C, int OC) override {
     Record(gemm_->BackwardBf16Input(dinp, dweight, dbias, dout, inp, weight, N, C, OC, stream_));
   }
+  void GeluMatmulBackwardBf16(float* dinp, float* dweight, float* dbias, const float* dpost,
+                              const float* pre, const uint16_t* inp, const float* weight, int N,
+                              int C, int OC) override {
+    Record(gemm_->GeluBackwardBf16Input(dinp, dweight, dbias, dpost, pre, inp, weight, N, C, OC,
+                                        stream_));
+  }
   void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, int C,
                         int NH) override {
     if (NH > 0 && TensorCoreAttention(C / NH)) {
@@ -284,6 +291,18 @@ class CudaOps final : public Ops {
     double* scratch = SumScratch(n);
     if (scratch == nullptr) return;
     Record(cuda::LaunchAddSumSquares(acc, x, n, scratch, stream_), "AddSumSquares");
+  }
+  void AddSumSquaresParts(double* acc, const float* x, const size_t* ranges,
+                          size_t parts) override {
+    for (size_t first = 0; first < parts; first += cuda::kSumPartsMax) {
+      const size_t count = std::min(parts - first, cuda::kSumPartsMax);
+      const size_t doubles = cuda::SumSquaresPartsScratchDoubles(ranges + 2 * first, count);
+      if (doubles == 0) continue;
+      double* scratch = Grow(&sum_scratch_, &sum_scratch_bytes_, doubles * sizeof(double));
+      if (scratch == nullptr) return;
+      Record(cuda::LaunchAddSumSquaresParts(acc, x, ranges + 2 * first, count, scratch, stream_),
+             "AddSumSquaresParts");
+    }
   }
   void AddInOrder(double* acc, const double* values, size_t n) override {
     Record(cuda::LaunchAddInOrder(acc, values, n, stream_), "AddInOrder");

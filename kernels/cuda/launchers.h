@@ -73,9 +73,11 @@ cudaError_t LaunchBf16ToFloat(float* out, const uint16_t* in, size_t n, cudaStre
 // matmul_bias.cu: dbias (OC) += sum over the N rows of dout (N,OC), in a fixed order (which
 // depends only on N, OC and scratch_floats). `scratch` (device, scratch_floats floats, may be
 // null) holds per-chunk partial sums so that many blocks share the rows. bf16_copy (N*OC, may be
-// null) receives LaunchToBf16(dout) in the same pass.
-cudaError_t LaunchBiasGradient(float* dbias, const float* dout, int N, int OC, float* scratch,
-                               size_t scratch_floats, uint16_t* bf16_copy, cudaStream_t stream);
+// null) receives LaunchToBf16(dout) in the same pass. With gelu_pre (N*OC, may be null), dout is
+// taken as GELU's backward would write it: LaunchGeluBackward(·, gelu_pre, dout), not stored.
+cudaError_t LaunchBiasGradient(float* dbias, const float* dout, const float* gelu_pre, int N,
+                               int OC, float* scratch, size_t scratch_floats, uint16_t* bf16_copy,
+                               cudaStream_t stream);
 
 // attention.cu. The backwards need `scratch` of AttentionScratchFloats(B, T, NH) floats.
 size_t AttentionScratchFloats(int B, int T, int NH);
@@ -117,6 +119,13 @@ cudaError_t LaunchAddSumSquares(double* out, const float* x, size_t n, double* s
                                 cudaStream_t stream);
 cudaError_t LaunchAddMean(double* out, const float* x, size_t n, size_t divisor, double* scratch,
                           cudaStream_t stream);
+// LaunchAddSumSquares over `parts` (at most kSumPartsMax) parts of x, in order: part k is
+// [ranges[2k], ranges[2k+1]) (host memory, passed by value to the kernels). Two launches; needs
+// SumSquaresPartsScratchDoubles(ranges, parts) doubles of scratch.
+inline constexpr size_t kSumPartsMax = 32;
+size_t SumSquaresPartsScratchDoubles(const size_t* ranges, size_t parts);
+cudaError_t LaunchAddSumSquaresParts(double* out, const float* x, const size_t* ranges,
+                                     size_t parts, double* scratch, cudaStream_t stream);
 // *out += values[0], += values[1], ... in order (one thread: n is a count of tensors, not values).
 cudaError_t LaunchAddInOrder(double* out, const double* values, size_t n, cudaStream_t stream);
 

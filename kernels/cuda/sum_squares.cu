@@ -5,6 +5,8 @@
 // 16-byte aligned, scalar loads otherwise, the same adds either way); each block adds its
 // threads by a fixed shuffle/shared-memory tree into scratch[block]. Stage 2: one block adds
 // the G partials the same way and adds the result (for AddMean: float(sum / divisor)) to *out.
+// LaunchAddSumSquaresParts runs stage 1 of several parts in one grid (each part's blocks as its
+// own launch would have them) and stage 2 of all parts, in order, in one block.
 // No atomics: bitwise reproducible.
 #include <cstddef>
 #include <cstdint>
@@ -41,14 +43,14 @@ __device__ __forceinline__ double Sq(float x) {
   return kSquare ? d * d : d;
 }
 
+// Block `block` of `blocks`: its threads' fixed-order sums of stage 1 (valid in thread 0).
 template <bool kSquare>
-__global__ void __launch_bounds__(kThreads)
-    SumPartialKernel(double* partial, const float* x, size_t n, bool vec) {
+__device__ __forceinline__ double PartialSum(const float* x, size_t n, bool vec, size_t block,
+                                             size_t blocks) {
   const size_t quads = (n + 3) / 4;
-  const size_t stride = static_cast<size_t>(gridDim.x) * kThreads;
+  const size_t stride = blocks * kThreads;
   double acc = 0.0;
-  for (size_t q = static_cast<size_t>(blockIdx.x) * kThreads + threadIdx.x; q < quads;
-       q += stride) {
+  for (size_t q = block * kThreads + threadIdx.x; q < quads; q += stride) {
     const size_t i = 4 * q;
     if (i + 4 <= n) {
       float4 v;
@@ -65,18 +67,63 @@ __global__ void __launch_bounds__(kThreads)
       for (size_t j = i; j < n; ++j) acc += Sq<kSquare>(x[j]);
     }
   }
-  const double sum = BlockSum(acc);
+  return BlockSum(acc);
+}
+
+template <bool kSquare>
+__global__ void __launch_bounds__(kThreads)
+    SumPartialKernel(double* partial, const float* x, size_t n, bool vec) {
+  const double sum = PartialSum<kSquare>(x, n, vec, blockIdx.x, gridDim.x);
   if (threadIdx.x == 0) partial[blockIdx.x] = sum;
+}
+
+// Stage 2's sum of `blocks` partials (valid in thread 0).
+__device__ __forceinline__ double FinalSum(const double* partial, int blocks) {
+  double acc = 0.0;
+  for (int b = threadIdx.x; b < blocks; b += kThreads) acc += partial[b];
+  return BlockSum(acc);
 }
 
 // divisor 0: adds the sum; otherwise adds float(sum / divisor).
 __global__ void __launch_bounds__(kThreads)
     SumFinalKernel(double* out, const double* partial, int blocks, size_t divisor) {
-  double acc = 0.0;
-  for (int b = threadIdx.x; b < blocks; b += kThreads) acc += partial[b];
-  const double sum = BlockSum(acc);
+  const double sum = FinalSum(partial, blocks);
   if (threadIdx.x != 0) return;
   *out += divisor == 0 ? sum : static_cast<double>(static_cast<float>(sum / divisor));
+}
+
+// The parts of LaunchAddSumSquaresParts: part k has blocks [first_block[k], first_block[k+1]) of
+// the stage-1 grid, as many as LaunchAddSumSquares would give it.
+struct PartTable {
+  int parts;
+  unsigned first_block[kSumPartsMax + 1];
+  size_t begin[kSumPartsMax];
+  size_t n[kSumPartsMax];
+};
+
+__global__ void __launch_bounds__(kThreads)
+    SumSquaresPartsPartialKernel(double* partial, const float* x, PartTable t) {
+  int k = 0;
+  while (blockIdx.x >= t.first_block[k + 1]) ++k;
+  const float* xk = x + t.begin[k];
+  const bool vec = reinterpret_cast<uintptr_t>(xk) % 16 == 0;
+  const double sum = PartialSum<true>(xk, t.n[k], vec, blockIdx.x - t.first_block[k],
+                                      t.first_block[k + 1] - t.first_block[k]);
+  if (threadIdx.x == 0) partial[blockIdx.x] = sum;
+}
+
+// One block: *out += each part's stage-2 sum, in part order, as SumFinalKernel would one by one.
+__global__ void __launch_bounds__(kThreads)
+    SumSquaresPartsFinalKernel(double* out, const double* partial, PartTable t) {
+  double total = 0.0;
+  if (threadIdx.x == 0) total = *out;
+  for (int k = 0; k < t.parts; ++k) {
+    const double sum = FinalSum(partial + t.first_block[k],
+                                static_cast<int>(t.first_block[k + 1] - t.first_block[k]));
+    if (threadIdx.x == 0) total += sum;
+    __syncthreads();  // BlockSum's shared memory is reused by the next part
+  }
+  if (threadIdx.x == 0) *out = total;
 }
 
 template <bool kSquare>
@@ -102,6 +149,32 @@ size_t SumSquaresScratchDoubles(size_t n) {
 cudaError_t LaunchAddSumSquares(double* out, const float* x, size_t n, double* scratch,
                                 cudaStream_t stream) {
   return LaunchSum<true>(out, x, n, 0, scratch, stream);
+}
+
+size_t SumSquaresPartsScratchDoubles(const size_t* ranges, size_t parts) {
+  size_t doubles = 0;
+  for (size_t k = 0; k < parts; ++k)
+    doubles += SumSquaresScratchDoubles(ranges[2 * k + 1] - ranges[2 * k]);
+  return doubles;
+}
+
+cudaError_t LaunchAddSumSquaresParts(double* out, const float* x, const size_t* ranges,
+                                     size_t parts, double* scratch, cudaStream_t stream) {
+  PartTable t{};
+  t.first_block[0] = 0;
+  for (size_t k = 0; k < parts; ++k) {
+    const size_t n = ranges[2 * k + 1] - ranges[2 * k];
+    if (n == 0) continue;  // adds nothing, as LaunchAddSumSquares
+    t.begin[t.parts] = ranges[2 * k];
+    t.n[t.parts] = n;
+    t.first_block[t.parts + 1] =
+        t.first_block[t.parts] + static_cast<unsigned>(SumSquaresScratchDoubles(n));
+    ++t.parts;
+  }
+  if (t.parts == 0) return cudaSuccess;
+  SumSquaresPartsPartialKernel<<<t.first_block[t.parts], kThreads, 0, stream>>>(scratch, x, t);
+  SumSquaresPartsFinalKernel<<<1, kThreads, 0, stream>>>(out, scratch, t);
+  return cudaGetLastError();
 }
 
 namespace {

@@ -44,6 +44,17 @@ TEST(SumSquaresTest, AddsToTheAccumulator) {
 }
 
 // Sums taken apart into zeroed doubles and added in order equal the sums added as they go.
+TEST(SumSquaresTest, PartsAddAsOneCallPerPart) {
+  const auto x = RandomFloats(5000, 9);
+  const std::vector<size_t> ranges = {0, 10, 16, 16, 17, 3000, 3001, 5000};
+  double want = 0.5, got = 0.5;
+  for (size_t k = 0; k < ranges.size(); k += 2) {
+    Cpu().AddSumSquares(&want, x.data() + ranges[k], ranges[k + 1] - ranges[k]);
+  }
+  Cpu().AddSumSquaresParts(&got, x.data(), ranges.data(), ranges.size() / 2);
+  EXPECT_EQ(std::memcmp(&got, &want, sizeof(double)), 0) << got << " vs " << want;
+}
+
 TEST(SumSquaresTest, AddInOrderEqualsAddingAsTheyGo) {
   const auto x = RandomFloats(5000, 5);
   const size_t cuts[] = {0, 7, 1000, 1001, 4096, 5000};

@@ -382,6 +382,32 @@ TEST_F(CudaOpsTest, SumSquares) {
   EXPECT_NEAR(got.Download()[0], 1.0 + want, 1e-12 * want);
 }
 
+// AddSumSquaresParts is AddSumSquares once per part, bitwise: over more parts than one launch
+// takes (kSumPartsMax), with empty parts, gaps, unaligned starts and a part of more blocks than
+// the grid cap.
+TEST_F(CudaOpsTest, SumSquaresPartsEqualOneCallPerPart) {
+  std::vector<size_t> ranges;
+  size_t at = 0;
+  for (size_t k = 0; k < 70; ++k) {
+    const size_t n = k % 7 == 3 ? 0 : (k * 7919) % 20000 + 1;
+    ranges.push_back(at);
+    ranges.push_back(at + n);
+    at += n + k % 5;  // gaps of 0 to 4 floats between parts
+  }
+  ranges.push_back(at);
+  ranges.push_back(at + 5000011);
+  at += 5000011;
+  DeviceArray<float> x(RandomFloats(at, 52, 2.0f));
+  DeviceArray<double> want(std::vector<double>{0.25}), got(std::vector<double>{0.25});
+  for (size_t k = 0; k < ranges.size(); k += 2) {
+    cuda().AddSumSquares(want.get(), x.get() + ranges[k], ranges[k + 1] - ranges[k]);
+  }
+  cuda().AddSumSquaresParts(got.get(), x.get(), ranges.data(), ranges.size() / 2);
+  ASSERT_TRUE(cuda().Synchronize().ok());
+  const double w = want.Download()[0], g = got.Download()[0];
+  EXPECT_TRUE(BitwiseEqualDoubles(g, w)) << g << " vs " << w;
+}
+
 // AddInOrder adds the doubles one after another, as the CPU does: bitwise.
 TEST_F(CudaOpsTest, AddInOrder) {
   const std::vector<double> values = {1e-3, 2.5, 1e17, -1e17, 3.0e-9, 7.0};
