@@ -183,6 +183,19 @@ class Ops {
   virtual void GeluMatmulBackwardBf16(float* dinp, float* dweight, float* dbias, const float* dpost,
                                       const float* pre, const uint16_t* inp, const float* weight,
                                       int N, int C, int OC) = 0;
+  // The QKV projection, whose output only feeds the attention: out (N,OC) = inp @ weight^T + bias
+  // summed in fp32 and rounded once to bf16.
+  virtual void MatmulForwardToBf16(uint16_t* out, const uint16_t* inp, const float* weight,
+                                   const float* bias, int N, int C, int OC) = 0;
+  // The attention ops with qkv as bf16 bits (that output). At kBf16 with head size 64 or 128 the
+  // CUDA kernels round qkv to bf16 anyway, so they read these as they are: the fp32 ops' results
+  // on the rounded qkv, without their conversion pass. Elsewhere (and on the CPU) qkv is widened
+  // to fp32 first (on CUDA into a buffer grown beyond the plan).
+  virtual void AttentionForwardBf16(float* out, float* lse, const uint16_t* qkv, int B, int T,
+                                    int C, int NH) = 0;
+  virtual void AttentionBackwardBf16(float* dqkv, const float* dout, const uint16_t* qkv,
+                                     const float* out, const float* lse, int B, int T, int C,
+                                     int NH) = 0;
 
   // Causal multi-head self-attention, softmax(q k^T / sqrt(hs)) v, computed flash-style:
   // no (T,T) matrix is kept. qkv (B,T,3C): q, k, v, each C wide, head h at columns

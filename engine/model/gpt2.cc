@@ -7,9 +7,9 @@
 #include "absl/strings/str_cat.h"
 #include "core/rng.h"
 #include "core/status.h"
+#include "engine/model/bf16_activations.h"
 #include "engine/model/gpt2_block.h"
 #include "engine/model/gpt2_layout.h"
-#include "engine/model/matmul_inputs.h"
 #include "engine/model/residual_stream.h"
 
 namespace spillway {
@@ -176,11 +176,11 @@ void Gpt2::ForwardUnits(int first, int end, const int32_t* inputs, const int32_t
   }
   UnitState& head = units_[L + 1];
   AcquireParams(L + 1);
-  const MatmulInputs mi(*ops_, N, C);  // lnf
-  mi.LayerNormForward(m.lnf, m.lnf_mean, m.lnf_rstd, m.residual.at(L),
-                      head.param(head.layout.tensors()[0]), head.param(head.layout.tensors()[1]), N,
-                      C);
-  mi.MatmulForward(m.logits, m.lnf, embed.param(wte), nullptr, nullptr, N, C, Vp_);
+  const Bf16Activations act16(*ops_, N, C);  // lnf
+  act16.LayerNormForward(m.lnf, m.lnf_mean, m.lnf_rstd, m.residual.at(L),
+                         head.param(head.layout.tensors()[0]), head.param(head.layout.tensors()[1]),
+                         N, C);
+  act16.MatmulForward(m.logits, m.lnf, embed.param(wte), nullptr, nullptr, N, C, Vp_);
   ReleaseParams(L + 1);
   ReleaseParams(0);
   ops_->CrossEntropy(m.losses, m.logits, m.targets, N, config_.vocab_size, Vp_, 0.0f);
@@ -219,7 +219,7 @@ void Gpt2::RunBackwardUnits(int first, int end, float loss_scale, bool last_micr
     }
     // Tied LM head: the logits' weight gradient lands in the embedding Unit's dwte.
     float* dlnf = m.scratch.dln;
-    MatmulInputs(*ops_, N, C)
+    Bf16Activations(*ops_, N, C)
         .MatmulBackward(dlnf, embed.grad(wte), nullptr, m.logits, m.lnf, embed.param(wte), N, C,
                         Vp_);
     ops_->Fill(m.dres, 0.0f, NC);

@@ -2,7 +2,7 @@
 
 #include <string>
 
-#include "engine/model/matmul_inputs.h"
+#include "engine/model/bf16_activations.h"
 
 namespace spillway {
 namespace {
@@ -83,31 +83,31 @@ BlockGradScratch BlockGradScratch::Carve(float* base, const BlockShape& s) {
 void BlockForward(kernels::Ops& ops, const BlockShape& s, const BlockTensors& w, const float* in,
                   float* out, const BlockActivations& a) {
   const int N = static_cast<int>(s.N()), C = s.C;
-  const MatmulInputs mi(ops, N, C);  // ln1, ln2, fchg
-  mi.LayerNormForward(a.ln1, a.ln1_mean, a.ln1_rstd, in, w.ln1_w, w.ln1_b, N, C);
-  mi.MatmulForward(a.qkv, a.ln1, w.qkv_w, w.qkv_b, nullptr, N, C, 3 * C);
-  ops.AttentionForward(a.atty, a.lse, a.qkv, s.B, s.T, C, s.NH);
+  const Bf16Activations act16(ops, N, C);  // ln1, qkv, ln2, fchg
+  act16.LayerNormForward(a.ln1, a.ln1_mean, a.ln1_rstd, in, w.ln1_w, w.ln1_b, N, C);
+  act16.QkvForward(a.qkv, a.ln1, w.qkv_w, w.qkv_b, N, C, 3 * C);
+  act16.AttentionForward(a.atty, a.lse, a.qkv, s.B, s.T, C, s.NH);
   ops.MatmulForward(a.res2, a.atty, w.attproj_w, w.attproj_b, in, N, C, C);
-  mi.LayerNormForward(a.ln2, a.ln2_mean, a.ln2_rstd, a.res2, w.ln2_w, w.ln2_b, N, C);
-  mi.MatmulForward(a.fch, a.ln2, w.fc_w, w.fc_b, nullptr, N, C, 4 * C);
-  mi.GeluForward(a.fchg, a.fch, s.N() * 4 * C);
-  mi.MatmulForward(out, a.fchg, w.fcproj_w, w.fcproj_b, a.res2, N, 4 * C, C);
+  act16.LayerNormForward(a.ln2, a.ln2_mean, a.ln2_rstd, a.res2, w.ln2_w, w.ln2_b, N, C);
+  act16.MatmulForward(a.fch, a.ln2, w.fc_w, w.fc_b, nullptr, N, C, 4 * C);
+  act16.GeluForward(a.fchg, a.fch, s.N() * 4 * C);
+  act16.MatmulForward(out, a.fchg, w.fcproj_w, w.fcproj_b, a.res2, N, 4 * C, C);
 }
 
 void BlockBackward(kernels::Ops& ops, const BlockShape& s, const BlockTensors& w,
                    const BlockTensors& dw, const float* in, const BlockActivations& a,
                    const BlockGradScratch& g, float* dres) {
   const int N = static_cast<int>(s.N()), C = s.C;
-  const MatmulInputs mi(ops, N, C);
+  const Bf16Activations act16(ops, N, C);
   // MLP: dres is d out = d fcproj, and flows on to res2 unchanged.
-  mi.MatmulBackward(g.dfch, dw.fcproj_w, dw.fcproj_b, dres, a.fchg, w.fcproj_w, N, 4 * C, C);
-  mi.GeluMatmulBackward(g.dln, dw.fc_w, dw.fc_b, g.dfch, a.fch, a.ln2, w.fc_w, N, C, 4 * C);
+  act16.MatmulBackward(g.dfch, dw.fcproj_w, dw.fcproj_b, dres, a.fchg, w.fcproj_w, N, 4 * C, C);
+  act16.GeluMatmulBackward(g.dln, dw.fc_w, dw.fc_b, g.dfch, a.fch, a.ln2, w.fc_w, N, C, 4 * C);
   ops.LayerNormBackward(dres, dw.ln2_w, dw.ln2_b, g.dln, a.res2, w.ln2_w, a.ln2_mean, a.ln2_rstd, N,
                         C);
   // Attention: dres is now d res2 = d attproj, and flows on to `in` unchanged.
   ops.MatmulBackward(g.datty, dw.attproj_w, dw.attproj_b, dres, a.atty, w.attproj_w, N, C, C);
-  ops.AttentionBackward(g.dqkv, g.datty, a.qkv, a.atty, a.lse, s.B, s.T, C, s.NH);
-  mi.MatmulBackward(g.dln, dw.qkv_w, dw.qkv_b, g.dqkv, a.ln1, w.qkv_w, N, C, 3 * C);
+  act16.AttentionBackward(g.dqkv, g.datty, a.qkv, a.atty, a.lse, s.B, s.T, C, s.NH);
+  act16.MatmulBackward(g.dln, dw.qkv_w, dw.qkv_b, g.dqkv, a.ln1, w.qkv_w, N, C, 3 * C);
   ops.LayerNormBackward(dres, dw.ln1_w, dw.ln1_b, g.dln, in, w.ln1_w, a.ln1_mean, a.ln1_rstd, N, C);
 }
 

@@ -24,8 +24,8 @@ struct BlockTensors {
   static BlockTensors In(const UnitLayout& unit, float* flat);
 };
 
-// What a block's backward needs from its forward, besides the block input. ln1, ln2 and fchg
-// only feed matmuls: bf16 at a bf16 matmul precision (engine/model/matmul_inputs.h).
+// What a block's backward needs from its forward, besides the block input. ln1, qkv, ln2 and
+// fchg are bf16 at a bf16 matmul precision (engine/model/bf16_activations.h).
 struct BlockActivations {
   float* ln1;       // (N,C)
   float* ln1_mean;  // (N)

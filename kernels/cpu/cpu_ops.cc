@@ -121,6 +121,23 @@ class CpuOps final : public Ops {
     MatmulBackwardBf16(dinp, dweight, dbias, gelu_grad_.data(), inp, weight, N, C, OC);
   }
 
+  void MatmulForwardToBf16(uint16_t* out, const uint16_t* inp, const float* weight,
+                           const float* bias, int N, int C, int OC) override {
+    matmul_out_.resize(static_cast<size_t>(N) * OC);
+    MatmulForwardBf16(matmul_out_.data(), inp, weight, bias, nullptr, N, C, OC);
+    cpu::PackBf16(matmul_out_.data(), out, matmul_out_.size());
+  }
+  void AttentionForwardBf16(float* out, float* lse, const uint16_t* qkv, int B, int T, int C,
+                            int NH) override {
+    cpu::AttentionForward(out, lse, WidenedQkv(qkv, static_cast<size_t>(B) * T * 3 * C), B, T, C,
+                          NH);
+  }
+  void AttentionBackwardBf16(float* dqkv, const float* dout, const uint16_t* qkv, const float* out,
+                             const float* lse, int B, int T, int C, int NH) override {
+    cpu::AttentionBackward(dqkv, dout, WidenedQkv(qkv, static_cast<size_t>(B) * T * 3 * C), out,
+                           lse, B, T, C, NH);
+  }
+
   void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, int C,
                         int NH) override {
     cpu::AttentionForward(out, lse, qkv, B, T, C, NH);
@@ -205,6 +222,12 @@ class CpuOps final : public Ops {
     return out.data();
   }
 
+  const float* WidenedQkv(const uint16_t* qkv, size_t n) {
+    qkv_wide_.resize(n);
+    cpu::UnpackBf16(qkv, qkv_wide_.data(), n);
+    return qkv_wide_.data();
+  }
+
   // The fp32 side of a bf16 op's input or output (n floats).
   float* Widened(size_t n) {
     widened_.resize(n);
@@ -214,7 +237,9 @@ class CpuOps final : public Ops {
   MatmulPrecision precision_ = MatmulPrecision::kFp32;
   std::vector<float> operand_scratch_[3];
   std::vector<float> widened_;
-  std::vector<float> gelu_grad_;  // GeluMatmulBackwardBf16's dout
+  std::vector<float> gelu_grad_;   // GeluMatmulBackwardBf16's dout
+  std::vector<float> matmul_out_;  // MatmulForwardToBf16's fp32 result
+  std::vector<float> qkv_wide_;    // the bf16 attention ops' qkv
 };
 
 }  // namespace

@@ -578,13 +578,26 @@ cudaError_t To16(uint16_t* out, const float* in, size_t n, cudaStream_t stream) 
   }
 }
 
+// The 16-bit qkv the kernels read: qkv16 as given, or else qkv converted into the scratch.
+template <typename T16>
+cudaError_t Qkv16(const T16** q16, const float* qkv, const uint16_t* qkv16, const Scratch& sc,
+                  size_t n, cudaStream_t stream) {
+  if (qkv16 != nullptr) {
+    *q16 = reinterpret_cast<const T16*>(qkv16);
+    return cudaSuccess;
+  }
+  *q16 = reinterpret_cast<const T16*>(sc.qkv16);
+  return To16<T16>(sc.qkv16, qkv, n, stream);
+}
+
 template <typename T16, int HS>
-cudaError_t Forward(float* out, float* lse, const float* qkv, int B, int T, int NH, int NKV,
-                    void* scratch, cudaStream_t stream) {
+cudaError_t Forward(float* out, float* lse, const float* qkv, const uint16_t* qkv16, int B, int T,
+                    int NH, int NKV, void* scratch, cudaStream_t stream) {
   const int tiles = (T + kTile - 1) / kTile;
   const Scratch sc = Carve(scratch, B, T, NH, NKV, HS);
-  if (cudaError_t e =
-          To16<T16>(sc.qkv16, qkv, static_cast<size_t>(B) * T * (NH + 2 * NKV) * HS, stream);
+  const T16* q16 = nullptr;
+  if (cudaError_t e = Qkv16<T16>(&q16, qkv, qkv16, sc,
+                                 static_cast<size_t>(B) * T * (NH + 2 * NKV) * HS, stream);
       e != cudaSuccess) {
     return e;
   }
@@ -592,20 +605,20 @@ cudaError_t Forward(float* out, float* lse, const float* qkv, int B, int T, int 
     return e;
   }
   TcForwardKernel<T16, HS><<<tiles * B * NH, kThreads, kForwardSmem<HS>, stream>>>(
-      out, lse, reinterpret_cast<const T16*>(sc.qkv16), T, NH, NKV, tiles,
-      1.0f / sqrtf(static_cast<float>(HS)));
+      out, lse, q16, T, NH, NKV, tiles, 1.0f / sqrtf(static_cast<float>(HS)));
   return cudaGetLastError();
 }
 
 template <typename T16, int HS>
-cudaError_t Backward(float* dqkv, const float* dout, const float* qkv, const float* out,
-                     const float* lse, int B, int T, int NH, int NKV, void* scratch,
-                     cudaStream_t stream) {
+cudaError_t Backward(float* dqkv, const float* dout, const float* qkv, const uint16_t* qkv16_in,
+                     const float* out, const float* lse, int B, int T, int NH, int NKV,
+                     void* scratch, cudaStream_t stream) {
   const int tiles = (T + kTile - 1) / kTile;
   const float scale = 1.0f / sqrtf(static_cast<float>(HS));
   const Scratch sc = Carve(scratch, B, T, NH, NKV, HS);
   const size_t rows = static_cast<size_t>(B) * T;
-  if (cudaError_t e = To16<T16>(sc.qkv16, qkv, rows * (NH + 2 * NKV) * HS, stream);
+  const T16* qkv16 = nullptr;
+  if (cudaError_t e = Qkv16<T16>(&qkv16, qkv, qkv16_in, sc, rows * (NH + 2 * NKV) * HS, stream);
       e != cudaSuccess) {
     return e;
   }
@@ -618,7 +631,6 @@ cudaError_t Backward(float* dqkv, const float* dout, const float* qkv, const flo
   if (cudaError_t e = AllowSmem(TcBackwardDkvKernel<T16, HS>, kDkvSmem<HS>); e != cudaSuccess) {
     return e;
   }
-  const auto* qkv16 = reinterpret_cast<const T16*>(sc.qkv16);
   const auto* dout16 = reinterpret_cast<const T16*>(sc.dout16);
   TcBackwardDqKernel<T16, HS><<<tiles * B * NH, kThreads, kDqSmem<HS>, stream>>>(
       dqkv, sc.d, dout, dout16, qkv16, out, lse, T, NH, NKV, tiles, scale);
@@ -629,18 +641,19 @@ cudaError_t Backward(float* dqkv, const float* dout, const float* qkv, const flo
 }
 
 template <typename T16>
-cudaError_t ForwardFor(int hs, float* out, float* lse, const float* qkv, int B, int T, int NH,
-                       int NKV, void* scratch, cudaStream_t stream) {
-  return hs == 64 ? Forward<T16, 64>(out, lse, qkv, B, T, NH, NKV, scratch, stream)
-                  : Forward<T16, 128>(out, lse, qkv, B, T, NH, NKV, scratch, stream);
+cudaError_t ForwardFor(int hs, float* out, float* lse, const float* qkv, const uint16_t* qkv16,
+                       int B, int T, int NH, int NKV, void* scratch, cudaStream_t stream) {
+  return hs == 64 ? Forward<T16, 64>(out, lse, qkv, qkv16, B, T, NH, NKV, scratch, stream)
+                  : Forward<T16, 128>(out, lse, qkv, qkv16, B, T, NH, NKV, scratch, stream);
 }
 
 template <typename T16>
-cudaError_t BackwardFor(int hs, float* dqkv, const float* dout, const float* qkv, const float* out,
-                        const float* lse, int B, int T, int NH, int NKV, void* scratch,
-                        cudaStream_t stream) {
-  return hs == 64 ? Backward<T16, 64>(dqkv, dout, qkv, out, lse, B, T, NH, NKV, scratch, stream)
-                  : Backward<T16, 128>(dqkv, dout, qkv, out, lse, B, T, NH, NKV, scratch, stream);
+cudaError_t BackwardFor(int hs, float* dqkv, const float* dout, const float* qkv,
+                        const uint16_t* qkv16, const float* out, const float* lse, int B, int T,
+                        int NH, int NKV, void* scratch, cudaStream_t stream) {
+  return hs == 64
+             ? Backward<T16, 64>(dqkv, dout, qkv, qkv16, out, lse, B, T, NH, NKV, scratch, stream)
+             : Backward<T16, 128>(dqkv, dout, qkv, qkv16, out, lse, B, T, NH, NKV, scratch, stream);
 }
 
 }  // namespace
@@ -651,31 +664,36 @@ size_t TensorCoreAttentionScratchBytes(int B, int T, int NH, int NKV, int hs) {
   return TensorCoreAttentionScratch(B, T, NH, NKV, hs).bytes;
 }
 
-cudaError_t LaunchTensorCoreAttentionForward(float* out, float* lse, const float* qkv, int B, int T,
-                                             int NH, int NKV, int hs, bool fp16, void* scratch,
+cudaError_t LaunchTensorCoreAttentionForward(float* out, float* lse, const float* qkv,
+                                             const uint16_t* qkv16, int B, int T, int NH, int NKV,
+                                             int hs, bool fp16, void* scratch,
                                              cudaStream_t stream) {
   if (B <= 0 || T <= 0) return cudaSuccess;
   if (!TensorCoreAttentionSupported(hs)) return cudaErrorInvalidValue;
-  if (!Aligned16(out) || !Aligned16(qkv) || reinterpret_cast<uintptr_t>(scratch) % 256 != 0) {
-    return cudaErrorMisalignedAddress;
-  }
-  return fp16 ? ForwardFor<__half>(hs, out, lse, qkv, B, T, NH, NKV, scratch, stream)
-              : ForwardFor<__nv_bfloat16>(hs, out, lse, qkv, B, T, NH, NKV, scratch, stream);
-}
-
-cudaError_t LaunchTensorCoreAttentionBackward(float* dqkv, const float* dout, const float* qkv,
-                                              const float* out, const float* lse, int B, int T,
-                                              int NH, int NKV, int hs, bool fp16, void* scratch,
-                                              cudaStream_t stream) {
-  if (B <= 0 || T <= 0) return cudaSuccess;
-  if (!TensorCoreAttentionSupported(hs)) return cudaErrorInvalidValue;
-  if (!Aligned16(dqkv) || !Aligned16(dout) || !Aligned16(qkv) || !Aligned16(out) ||
+  if (!Aligned16(out) || !Aligned16(qkv16 != nullptr ? static_cast<const void*>(qkv16) : qkv) ||
       reinterpret_cast<uintptr_t>(scratch) % 256 != 0) {
     return cudaErrorMisalignedAddress;
   }
-  return fp16 ? BackwardFor<__half>(hs, dqkv, dout, qkv, out, lse, B, T, NH, NKV, scratch, stream)
-              : BackwardFor<__nv_bfloat16>(hs, dqkv, dout, qkv, out, lse, B, T, NH, NKV, scratch,
-                                           stream);
+  return fp16 ? ForwardFor<__half>(hs, out, lse, qkv, qkv16, B, T, NH, NKV, scratch, stream)
+              : ForwardFor<__nv_bfloat16>(hs, out, lse, qkv, qkv16, B, T, NH, NKV, scratch, stream);
+}
+
+cudaError_t LaunchTensorCoreAttentionBackward(float* dqkv, const float* dout, const float* qkv,
+                                              const uint16_t* qkv16, const float* out,
+                                              const float* lse, int B, int T, int NH, int NKV,
+                                              int hs, bool fp16, void* scratch,
+                                              cudaStream_t stream) {
+  if (B <= 0 || T <= 0) return cudaSuccess;
+  if (!TensorCoreAttentionSupported(hs)) return cudaErrorInvalidValue;
+  if (!Aligned16(dqkv) || !Aligned16(dout) ||
+      !Aligned16(qkv16 != nullptr ? static_cast<const void*>(qkv16) : qkv) || !Aligned16(out) ||
+      reinterpret_cast<uintptr_t>(scratch) % 256 != 0) {
+    return cudaErrorMisalignedAddress;
+  }
+  return fp16 ? BackwardFor<__half>(hs, dqkv, dout, qkv, qkv16, out, lse, B, T, NH, NKV, scratch,
+                                    stream)
+              : BackwardFor<__nv_bfloat16>(hs, dqkv, dout, qkv, qkv16, out, lse, B, T, NH, NKV,
+                                           scratch, stream);
 }
 
 }  // namespace spillway::kernels::cuda

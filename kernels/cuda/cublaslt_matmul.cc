@@ -41,15 +41,16 @@ struct Gemm {
   int lda;
   const void* b;
   int ldb;
-  float* d;
+  void* d;
   int ldd;
   float beta;
   const float* bias;  // (m), added to every column of D (CUBLASLT_EPILOGUE_BIAS); may be null
   cublasComputeType_t compute;
   cudaDataType_t ab_type = CUDA_R_32F;
-  const float* c = nullptr;  // beta's operand; null: D
+  const float* c = nullptr;            // beta's operand; null: D
+  cudaDataType_t d_type = CUDA_R_32F;  // D's (and C's) type; the bias stays fp32
 
-  const float* c_or_d() const { return c != nullptr ? c : d; }
+  const void* c_or_d() const { return c != nullptr ? c : d; }
 };
 
 // Largest power of two <= 256 dividing the address (4 at least for a float pointer).
@@ -82,7 +83,7 @@ struct Preference {
 
 // The algorithms chosen by the heuristic, per handle and problem (shape, transposes, epilogue,
 // pointer alignments): the heuristic query costs more than the descriptors.
-using AlgoKey = std::array<int64_t, 17>;
+using AlgoKey = std::array<int64_t, 18>;
 
 struct AlgoCache {
   std::mutex mu;
@@ -111,7 +112,8 @@ AlgoKey KeyOf(cublasLtHandle_t handle, const Gemm& g) {
           Alignment(g.c_or_d()),
           g.bias != nullptr ? Alignment(g.bias) : 0,
           g.compute,
-          g.ab_type};
+          g.ab_type,
+          g.d_type};
 }
 
 // The descriptors of one Gemm.
@@ -135,6 +137,11 @@ absl::Status MakeDescs(const Gemm& g, GemmDescs& descs) {
     const void* bias = g.bias;
     SPW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
         descs.op.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+    if (g.d_type != CUDA_R_32F) {
+      const cudaDataType_t bias_type = CUDA_R_32F;  // its default is D's type
+      SPW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+          descs.op.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type)));
+    }
   }
   const bool a_n = g.transa == CUBLAS_OP_N;
   const bool b_n = g.transb == CUBLAS_OP_N;
@@ -142,7 +149,7 @@ absl::Status MakeDescs(const Gemm& g, GemmDescs& descs) {
                                               a_n ? g.k : g.m, g.lda));
   SPW_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&descs.b.layout, g.ab_type, b_n ? g.k : g.n,
                                               b_n ? g.n : g.k, g.ldb));
-  SPW_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&descs.d.layout, CUDA_R_32F, g.m, g.n, g.ldd));
+  SPW_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&descs.d.layout, g.d_type, g.m, g.n, g.ldd));
   return absl::OkStatus();
 }
 
@@ -262,6 +269,7 @@ CublasLtMatmul::~CublasLtMatmul() {
   cudaFree(bf16_);
   cudaFree(widened_);
   cudaFree(gelu_grad_);
+  cudaFree(out32_);
 }
 
 template <typename T>
@@ -419,6 +427,35 @@ absl::Status CublasLtMatmul::BackwardBf16Input(float* dinp, float* dweight, floa
   }
   SPW_ASSIGN_OR_RETURN(const float* wide, Widen(inp, static_cast<size_t>(N) * C, stream));
   return Backward(dinp, dweight, dbias, dout, wide, weight, N, C, OC, stream);
+}
+
+absl::Status CublasLtMatmul::ForwardToBf16(uint16_t* out, const uint16_t* inp, const float* weight,
+                                           const float* bias, int N, int C, int OC,
+                                           cudaStream_t stream) {
+  if (N <= 0 || OC <= 0) return absl::OkStatus();
+  const size_t elements = static_cast<size_t>(N) * OC;
+  if (Bf16Copies(N, C, OC)) {
+    const size_t w_elems = MatmulCopySlot(static_cast<size_t>(OC) * C);
+    SPW_ASSIGN_OR_RETURN(uint16_t * w16, Grown(&bf16_, &bf16_capacity_, w_elems, stream));
+    Gemm g{CUBLAS_OP_T, CUBLAS_OP_N,
+           /*m=*/OC,    /*n=*/N,
+           /*k=*/C,     w16,
+           /*lda=*/C,   inp,
+           /*ldb=*/C,   out,
+           /*ldd=*/OC,  /*beta=*/0.0f, bias, CUBLAS_COMPUTE_32F};
+    g.ab_type = CUDA_R_16BF;
+    g.d_type = CUDA_R_16BF;
+    // Any refusal (no algorithm, or a bf16 D with an fp32 bias not accepted) takes the fp32 path.
+    if (Prepare(handle_, workspace_bytes_, g).ok()) {
+      SPW_CUDA_CHECK(LaunchToBf16(w16, weight, static_cast<size_t>(OC) * C, stream));
+      return Annotate(RunGemm(handle_, workspace_, workspace_bytes_, g, stream),
+                      absl::StrCat("MatmulForwardToBf16 ", ShapeString(N, C, OC)));
+    }
+  }
+  SPW_ASSIGN_OR_RETURN(float* out32, Grown(&out32_, &out32_capacity_, elements, stream));
+  SPW_RETURN_IF_ERROR(ForwardBf16Input(out32, inp, weight, bias, nullptr, N, C, OC, stream));
+  SPW_CUDA_CHECK(LaunchToBf16(out, out32, elements, stream));
+  return absl::OkStatus();
 }
 
 absl::Status CublasLtMatmul::GeluBackwardBf16Input(float* dinp, float* dweight, float* dbias,

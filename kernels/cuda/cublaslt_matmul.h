@@ -47,6 +47,11 @@ class CublasLtMatmul {
   // (Ops::GeluMatmulBackwardBf16): made in the pass that sums dbias and rounds dout for the GEMMs,
   // never stored in fp32. Without dbias or bf16 GEMMs it is written first, to a buffer grown to
   // the largest such dout (outside the memory plan).
+  // out (N,OC) = inp @ weight^T + bias rounded to bf16 (Ops::MatmulForwardToBf16): the GEMM writes
+  // bf16 where it runs on bf16 copies; otherwise it writes fp32 to a buffer grown to the largest
+  // such output (outside the memory plan), rounded after.
+  absl::Status ForwardToBf16(uint16_t* out, const uint16_t* inp, const float* weight,
+                             const float* bias, int N, int C, int OC, cudaStream_t stream);
   absl::Status GeluBackwardBf16Input(float* dinp, float* dweight, float* dbias, const float* dpost,
                                      const float* gelu_pre, const uint16_t* inp,
                                      const float* weight, int N, int C, int OC,
@@ -93,6 +98,8 @@ class CublasLtMatmul {
   size_t bf16_capacity_ = 0;       // elements
   float* widened_ = nullptr;       // a bf16 input widened to fp32 (ForwardBf16Input's fallback)
   size_t widened_capacity_ = 0;    // elements
+  float* out32_ = nullptr;         // ForwardToBf16's fp32 output where the GEMM cannot write bf16
+  size_t out32_capacity_ = 0;      // elements
   float* gelu_grad_ = nullptr;     // GELU's input gradient (GeluBackwardBf16Input's fallback)
   size_t gelu_grad_capacity_ = 0;  // elements
   cublasComputeType_t compute_ = CUBLAS_COMPUTE_32F;

@@ -61,6 +61,7 @@ class CudaOps final : public Ops {
     cudaFree(attention_scratch_);
     cudaFree(norm_scratch_);
     cudaFree(sum_scratch_);
+    cudaFree(qkv_wide_);
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
   }
 
@@ -204,6 +205,38 @@ class CudaOps final : public Ops {
     Record(gemm_->GeluBackwardBf16Input(dinp, dweight, dbias, dpost, pre, inp, weight, N, C, OC,
                                         stream_));
   }
+  void MatmulForwardToBf16(uint16_t* out, const uint16_t* inp, const float* weight,
+                           const float* bias, int N, int C, int OC) override {
+    Record(gemm_->ForwardToBf16(out, inp, weight, bias, N, C, OC, stream_));
+  }
+  void AttentionForwardBf16(float* out, float* lse, const uint16_t* qkv, int B, int T, int C,
+                            int NH) override {
+    if (NH > 0 && Bf16TensorCoreAttention(C / NH)) {
+      void* scratch = Grow(&attention_scratch_, &attention_scratch_bytes_,
+                           cuda::TensorCoreAttentionScratchBytes(B, T, NH, NH, C / NH));
+      if (scratch == nullptr) return;
+      Record(cuda::LaunchTensorCoreAttentionForward(out, lse, nullptr, qkv, B, T, NH, NH, C / NH,
+                                                    false, scratch, stream_),
+             "AttentionForwardBf16 (tensor cores)");
+      return;
+    }
+    const float* wide = WidenQkv(qkv, static_cast<size_t>(B) * T * 3 * C);
+    if (wide != nullptr) AttentionForward(out, lse, wide, B, T, C, NH);
+  }
+  void AttentionBackwardBf16(float* dqkv, const float* dout, const uint16_t* qkv, const float* out,
+                             const float* lse, int B, int T, int C, int NH) override {
+    if (NH > 0 && Bf16TensorCoreAttention(C / NH)) {
+      void* scratch = Grow(&attention_scratch_, &attention_scratch_bytes_,
+                           cuda::TensorCoreAttentionScratchBytes(B, T, NH, NH, C / NH));
+      if (scratch == nullptr) return;
+      Record(cuda::LaunchTensorCoreAttentionBackward(dqkv, dout, nullptr, qkv, out, lse, B, T, NH,
+                                                     NH, C / NH, false, scratch, stream_),
+             "AttentionBackwardBf16 (tensor cores)");
+      return;
+    }
+    const float* wide = WidenQkv(qkv, static_cast<size_t>(B) * T * 3 * C);
+    if (wide != nullptr) AttentionBackward(dqkv, dout, wide, out, lse, B, T, C, NH);
+  }
   void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, int C,
                         int NH) override {
     if (NH > 0 && TensorCoreAttention(C / NH)) {
@@ -230,7 +263,7 @@ class CudaOps final : public Ops {
       void* scratch = Grow(&attention_scratch_, &attention_scratch_bytes_,
                            cuda::TensorCoreAttentionScratchBytes(B, T, NH, NKV, hs));
       if (scratch == nullptr) return;
-      Record(cuda::LaunchTensorCoreAttentionForward(out, lse, qkv, B, T, NH, NKV, hs,
+      Record(cuda::LaunchTensorCoreAttentionForward(out, lse, qkv, nullptr, B, T, NH, NKV, hs,
                                                     precision_ == MatmulPrecision::kFp16, scratch,
                                                     stream_),
              "AttentionForward (tensor cores)");
@@ -245,9 +278,9 @@ class CudaOps final : public Ops {
       void* scratch = Grow(&attention_scratch_, &attention_scratch_bytes_,
                            cuda::TensorCoreAttentionScratchBytes(B, T, NH, NKV, hs));
       if (scratch == nullptr) return;
-      Record(cuda::LaunchTensorCoreAttentionBackward(dqkv, dout, qkv, out, lse, B, T, NH, NKV, hs,
-                                                     precision_ == MatmulPrecision::kFp16, scratch,
-                                                     stream_),
+      Record(cuda::LaunchTensorCoreAttentionBackward(dqkv, dout, qkv, nullptr, out, lse, B, T, NH,
+                                                     NKV, hs, precision_ == MatmulPrecision::kFp16,
+                                                     scratch, stream_),
              "AttentionBackward (tensor cores)");
       return;
     }
@@ -427,6 +460,17 @@ class CudaOps final : public Ops {
     return precision_ != MatmulPrecision::kFp32 && cuda::TensorCoreAttentionSupported(hs);
   }
 
+  bool Bf16TensorCoreAttention(int hs) const {
+    return precision_ == MatmulPrecision::kBf16 && cuda::TensorCoreAttentionSupported(hs);
+  }
+  // qkv widened to fp32 in a buffer grown to the largest such qkv; null after a failure.
+  const float* WidenQkv(const uint16_t* qkv, size_t n) {
+    float* wide = Grow(&qkv_wide_, &qkv_wide_bytes_, n * sizeof(float));
+    if (wide == nullptr) return nullptr;
+    Record(cuda::LaunchBf16ToFloat(wide, qkv, n, stream_), "attention: widen qkv");
+    return wide;
+  }
+
   // Scratch for the two-stage sums; null when n == 0 (nothing to add) or after a failure.
   double* SumScratch(size_t n) {
     const size_t doubles = cuda::SumSquaresScratchDoubles(n);
@@ -442,6 +486,8 @@ class CudaOps final : public Ops {
   float* attention_scratch_ = nullptr;
   size_t attention_scratch_bytes_ = 0;
   double* sum_scratch_ = nullptr;
+  float* qkv_wide_ = nullptr;  // the bf16 attention ops' qkv, widened off the tensor cores
+  size_t qkv_wide_bytes_ = 0;
   size_t sum_scratch_bytes_ = 0;
   absl::Status first_error_;
   int device_ = 0;

@@ -96,15 +96,18 @@ cudaError_t LaunchGqaAttentionBackward(float* dqkv, const float* dout, const flo
 // else bf16) with fp32 softmax and accumulation, for head sizes 64 and 128
 // (TensorCoreAttentionSupported) and 16-byte aligned buffers. Both need `scratch` (device,
 // 256-byte aligned) of TensorCoreAttentionScratchBytes bytes: the 16-bit copies of qkv and dout
-// the kernels read, and the backward's row sums (layout: kernels/attention_scratch.h).
+// the kernels read, and the backward's row sums (layout: kernels/attention_scratch.h). Given
+// qkv16 (16-bit values of the kernels' type, may be null) they read it instead of converting qkv
+// (then unused: may be null).
 bool TensorCoreAttentionSupported(int hs);
 size_t TensorCoreAttentionScratchBytes(int B, int T, int NH, int NKV, int hs);
-cudaError_t LaunchTensorCoreAttentionForward(float* out, float* lse, const float* qkv, int B, int T,
-                                             int NH, int NKV, int hs, bool fp16, void* scratch,
-                                             cudaStream_t stream);
+cudaError_t LaunchTensorCoreAttentionForward(float* out, float* lse, const float* qkv,
+                                             const uint16_t* qkv16, int B, int T, int NH, int NKV,
+                                             int hs, bool fp16, void* scratch, cudaStream_t stream);
 cudaError_t LaunchTensorCoreAttentionBackward(float* dqkv, const float* dout, const float* qkv,
-                                              const float* out, const float* lse, int B, int T,
-                                              int NH, int NKV, int hs, bool fp16, void* scratch,
+                                              const uint16_t* qkv16, const float* out,
+                                              const float* lse, int B, int T, int NH, int NKV,
+                                              int hs, bool fp16, void* scratch,
                                               cudaStream_t stream);
 
 // cross_entropy.cu

@@ -110,6 +110,37 @@ TEST(Bf16InputsTest, GeluMatmulBackwardIsGeluBackwardThenMatmulBackward) {
   EXPECT_TRUE(BitwiseEqual(dpost, dpost_before));
 }
 
+TEST(Bf16InputsTest, MatmulForwardToBf16RoundsTheBf16InputMatmul) {
+  const PrecisionScope bf16(MatmulPrecision::kBf16);
+  const Shape s = kShapes[0];
+  const auto bits = Bf16Bits(RandomFloats(static_cast<size_t>(s.N) * s.C, 22));
+  const auto w = RandomFloats(static_cast<size_t>(s.OC) * s.C, 23);
+  const auto bias = RandomFloats(s.OC, 24);
+  std::vector<float> out(static_cast<size_t>(s.N) * s.OC);
+  Cpu().MatmulForwardBf16(out.data(), bits.data(), w.data(), bias.data(), nullptr, s.N, s.C, s.OC);
+  std::vector<uint16_t> out16(out.size());
+  Cpu().MatmulForwardToBf16(out16.data(), bits.data(), w.data(), bias.data(), s.N, s.C, s.OC);
+  EXPECT_EQ(out16, Bf16Bits(out));
+}
+
+TEST(Bf16InputsTest, AttentionOnBf16QkvIsAttentionOnTheWidenedQkv) {
+  const int B = 2, T = 9, C = 16, NH = 2;
+  const auto bits = Bf16Bits(RandomFloats(static_cast<size_t>(B) * T * 3 * C, 25));
+  const auto qkv = Bf16Values(bits);
+  const auto dout = RandomFloats(static_cast<size_t>(B) * T * C, 26);
+  std::vector<float> out(dout.size()), lse(static_cast<size_t>(B) * NH * T), dqkv(qkv.size());
+  Cpu().AttentionForward(out.data(), lse.data(), qkv.data(), B, T, C, NH);
+  Cpu().AttentionBackward(dqkv.data(), dout.data(), qkv.data(), out.data(), lse.data(), B, T, C,
+                          NH);
+  std::vector<float> out16(out.size()), lse16(lse.size()), dqkv16(dqkv.size());
+  Cpu().AttentionForwardBf16(out16.data(), lse16.data(), bits.data(), B, T, C, NH);
+  Cpu().AttentionBackwardBf16(dqkv16.data(), dout.data(), bits.data(), out.data(), lse.data(), B, T,
+                              C, NH);
+  EXPECT_TRUE(BitwiseEqual(out16, out));
+  EXPECT_TRUE(BitwiseEqual(lse16, lse));
+  EXPECT_TRUE(BitwiseEqual(dqkv16, dqkv));
+}
+
 TEST(Bf16InputsTest, AtFp32TheInputIsWidenedExactly) {
   const Shape s = kShapes[0];
   const auto bits = Bf16Bits(RandomFloats(static_cast<size_t>(s.N) * s.C, 16));

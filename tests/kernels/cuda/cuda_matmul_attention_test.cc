@@ -360,6 +360,72 @@ TEST_F(CudaOpsTest, GeluMatmulBackwardMatchesGeluThenMatmulBackward) {
   }
 }
 
+// MatmulForwardToBf16 (the GEMM writes bf16) against MatmulForwardBf16's fp32 output rounded on
+// the host: the same sums but for the algorithm (within a bf16 rounding, 4e-3; the share of equal
+// bits is printed), and against the CPU's MatmulForwardToBf16 (the bf16 bound, 1e-2).
+TEST_F(CudaOpsTest, MatmulForwardToBf16IsTheRoundedMatmul) {
+  for (MatmulShape s : {kSmallMatmul, kGpt2Matmul}) {
+    SCOPED_TRACE(::testing::Message() << "N=" << s.N << " C=" << s.C << " OC=" << s.OC);
+    const auto bits = Bf16Bits(RandomFloats(Prod(s.N, s.C), 140));
+    const auto weight = RandomFloats(Prod(s.OC, s.C), 141);
+    const auto bias = RandomFloats(s.OC, 142);
+    Cpu().SetMatmulPrecision(MatmulPrecision::kBf16);
+    cuda().SetMatmulPrecision(MatmulPrecision::kBf16);
+    std::vector<uint16_t> cpu(Prod(s.N, s.OC));
+    Cpu().MatmulForwardToBf16(cpu.data(), bits.data(), weight.data(), bias.data(), s.N, s.C, s.OC);
+    DeviceArray<uint16_t> d_bits(bits), out16(Prod(s.N, s.OC));
+    DeviceArray<float> d_w(weight), d_b(bias), out(Prod(s.N, s.OC));
+    cuda().MatmulForwardBf16(out.get(), d_bits.get(), d_w.get(), d_b.get(), nullptr, s.N, s.C,
+                             s.OC);
+    cuda().MatmulForwardToBf16(out16.get(), d_bits.get(), d_w.get(), d_b.get(), s.N, s.C, s.OC);
+    ExpectSynchronized(cuda());
+    Cpu().SetMatmulPrecision(MatmulPrecision::kFp32);
+    cuda().SetMatmulPrecision(MatmulPrecision::kFp32);
+    const std::vector<uint16_t> got = out16.Download();
+    const std::vector<uint16_t> want = Bf16Bits(out.Download());
+    size_t equal = 0;
+    for (size_t i = 0; i < got.size(); ++i) equal += got[i] == want[i];
+    const double vs_fp32 = RelError(Bf16Values(got), Bf16Values(want));
+    const double vs_cpu = RelError(Bf16Values(got), Bf16Values(cpu));
+    std::printf("to-bf16 N=%d C=%d OC=%d: vs rounded fp32 out %.1e (%.4f bitwise), vs cpu %.1e\n",
+                s.N, s.C, s.OC, vs_fp32, static_cast<double>(equal) / got.size(), vs_cpu);
+    EXPECT_LT(vs_fp32, 4e-3);
+    EXPECT_LT(vs_cpu, 1e-2);
+  }
+}
+
+// The attention ops on bf16 qkv (AttentionForwardBf16 / AttentionBackwardBf16) against the fp32
+// ops on the same values widened, at kBf16 on the same GPU: bitwise, where the tensor-core
+// kernels read the bf16 qkv as it is (head sizes 64, 128) and where it is widened first (33).
+TEST_F(CudaOpsTest, AttentionOnBf16QkvIsAttentionOnTheWidenedQkv) {
+  struct Shape {
+    int B, T, C, NH;
+  };
+  for (const Shape& s : {Shape{2, 128, 256, 4}, Shape{1, 200, 256, 2}, Shape{1, 70, 99, 3}}) {
+    SCOPED_TRACE(::testing::Message()
+                 << "B=" << s.B << " T=" << s.T << " C=" << s.C << " NH=" << s.NH);
+    const size_t rows = Prod(s.B, s.T);
+    const auto bits = Bf16Bits(RandomFloats(rows * 3 * s.C, 150));
+    const auto dout = RandomFloats(rows * s.C, 151);
+    cuda().SetMatmulPrecision(MatmulPrecision::kBf16);
+    DeviceArray<uint16_t> qkv16(bits);
+    DeviceArray<float> qkv(Bf16Values(bits)), d_dout(dout);
+    DeviceArray<float> out(rows * s.C), lse(Prod(s.B * s.NH, s.T)), dqkv(rows * 3 * s.C);
+    DeviceArray<float> out16(rows * s.C), lse16(Prod(s.B * s.NH, s.T)), dqkv16(rows * 3 * s.C);
+    cuda().AttentionForward(out.get(), lse.get(), qkv.get(), s.B, s.T, s.C, s.NH);
+    cuda().AttentionBackward(dqkv.get(), d_dout.get(), qkv.get(), out.get(), lse.get(), s.B, s.T,
+                             s.C, s.NH);
+    cuda().AttentionForwardBf16(out16.get(), lse16.get(), qkv16.get(), s.B, s.T, s.C, s.NH);
+    cuda().AttentionBackwardBf16(dqkv16.get(), d_dout.get(), qkv16.get(), out.get(), lse.get(), s.B,
+                                 s.T, s.C, s.NH);
+    ExpectSynchronized(cuda());
+    cuda().SetMatmulPrecision(MatmulPrecision::kFp32);
+    EXPECT_TRUE(BitwiseEqual(out16.Download(), out.Download()));
+    EXPECT_TRUE(BitwiseEqual(lse16.Download(), lse.Download()));
+    EXPECT_TRUE(BitwiseEqual(dqkv16.Download(), dqkv.Download()));
+  }
+}
+
 // ------------------------------------------------------------------------------------------
 // Attention
 

@@ -1,0 +1,92 @@
+#include "engine/model/bf16_activations.h"
+
+namespace spillway {
+namespace {
+
+uint16_t* Bits(float* p) { return reinterpret_cast<uint16_t*>(p); }
+const uint16_t* Bits(const float* p) { return reinterpret_cast<const uint16_t*>(p); }
+
+}  // namespace
+
+Bf16Activations::Bf16Activations(kernels::Ops& ops, int N, int C)
+    : ops_(ops),
+      bf16_(ops.matmul_precision() == kernels::MatmulPrecision::kBf16 && N % 8 == 0 && C % 8 == 0) {
+}
+
+void Bf16Activations::LayerNormForward(float* out, float* mean, float* rstd, const float* inp,
+                                       const float* weight, const float* bias, int N, int C) const {
+  if (bf16_) {
+    ops_.LayerNormForwardBf16(Bits(out), mean, rstd, inp, weight, bias, N, C);
+  } else {
+    ops_.LayerNormForward(out, mean, rstd, inp, weight, bias, N, C);
+  }
+}
+
+void Bf16Activations::GeluForward(float* out, const float* inp, size_t n) const {
+  if (bf16_) {
+    ops_.GeluForwardBf16(Bits(out), inp, n);
+  } else {
+    ops_.GeluForward(out, inp, n);
+  }
+}
+
+void Bf16Activations::MatmulForward(float* out, const float* inp, const float* weight,
+                                    const float* bias, const float* residual, int N, int C,
+                                    int OC) const {
+  if (bf16_) {
+    ops_.MatmulForwardBf16(out, Bits(inp), weight, bias, residual, N, C, OC);
+  } else {
+    ops_.MatmulForward(out, inp, weight, bias, residual, N, C, OC);
+  }
+}
+
+void Bf16Activations::MatmulBackward(float* dinp, float* dweight, float* dbias, const float* dout,
+                                     const float* inp, const float* weight, int N, int C,
+                                     int OC) const {
+  if (bf16_) {
+    ops_.MatmulBackwardBf16(dinp, dweight, dbias, dout, Bits(inp), weight, N, C, OC);
+  } else {
+    ops_.MatmulBackward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
+  }
+}
+
+void Bf16Activations::QkvForward(float* qkv, const float* inp, const float* weight,
+                                 const float* bias, int N, int C, int OC) const {
+  if (bf16_) {
+    ops_.MatmulForwardToBf16(Bits(qkv), Bits(inp), weight, bias, N, C, OC);
+  } else {
+    ops_.MatmulForward(qkv, inp, weight, bias, nullptr, N, C, OC);
+  }
+}
+
+void Bf16Activations::AttentionForward(float* out, float* lse, const float* qkv, int B, int T,
+                                       int C, int NH) const {
+  if (bf16_) {
+    ops_.AttentionForwardBf16(out, lse, Bits(qkv), B, T, C, NH);
+  } else {
+    ops_.AttentionForward(out, lse, qkv, B, T, C, NH);
+  }
+}
+
+void Bf16Activations::AttentionBackward(float* dqkv, const float* dout, const float* qkv,
+                                        const float* out, const float* lse, int B, int T, int C,
+                                        int NH) const {
+  if (bf16_) {
+    ops_.AttentionBackwardBf16(dqkv, dout, Bits(qkv), out, lse, B, T, C, NH);
+  } else {
+    ops_.AttentionBackward(dqkv, dout, qkv, out, lse, B, T, C, NH);
+  }
+}
+
+void Bf16Activations::GeluMatmulBackward(float* dinp, float* dweight, float* dbias, float* dpost,
+                                         const float* pre, const float* inp, const float* weight,
+                                         int N, int C, int OC) const {
+  if (bf16_) {
+    ops_.GeluMatmulBackwardBf16(dinp, dweight, dbias, dpost, pre, Bits(inp), weight, N, C, OC);
+  } else {
+    ops_.GeluBackward(dpost, pre, dpost, static_cast<size_t>(N) * OC);
+    ops_.MatmulBackward(dinp, dweight, dbias, dpost, inp, weight, N, C, OC);
+  }
+}
+
+}  // namespace spillway
