@@ -92,13 +92,6 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", std::string(ops.status().message()).c_str());
     return 1;
   }
-  auto model = CreateModel(m, batch, checkpointing, ops->get());
-  if (!model.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(model.status().message()).c_str());
-    return 1;
-  }
-  Model& gpt = **model;
-  if (!gpt.InitParams(1).ok()) return 1;
   kernels::MatmulPrecision precision = kernels::MatmulPrecision::kFp32;
   double loss_scale = 1.0;
   if (precision_name == "bf16") {
@@ -110,7 +103,14 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "--precision: fp32, bf16 or fp16\n");
     return 2;
   }
-  (*ops)->SetMatmulPrecision(precision);
+  (*ops)->SetMatmulPrecision(precision);  // before the model: it sizes bf16 activations
+  auto model = CreateModel(m, batch, checkpointing, ops->get());
+  if (!model.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(model.status().message()).c_str());
+    return 1;
+  }
+  Model& gpt = **model;
+  if (!gpt.InitParams(1).ok()) return 1;
   size_t param_bytes = 0, grad_bytes = 0, optimizer_bytes = 0;
   for (const UnitState& unit : gpt.units()) {
     param_bytes += unit.params.bytes();

@@ -8,9 +8,8 @@ const uint16_t* Bits(const float* p) { return reinterpret_cast<const uint16_t*>(
 
 }  // namespace
 
-Bf16Activations::Bf16Activations(kernels::Ops& ops, int N, int C)
-    : ops_(ops),
-      bf16_(ops.matmul_precision() == kernels::MatmulPrecision::kBf16 && N % 8 == 0 && C % 8 == 0) {
+bool Bf16Activations::Enabled(kernels::MatmulPrecision precision, int N, int C) {
+  return precision == kernels::MatmulPrecision::kBf16 && N % 8 == 0 && C % 8 == 0;
 }
 
 void Bf16Activations::LayerNormForward(float* out, float* mean, float* rstd, const float* inp,

@@ -2,10 +2,10 @@
 // ops): those that only feed matmuls (a LayerNorm's or GELU's output), which a bf16 matmul rounds
 // anyway, and the QKV projection's output, which the tensor-core attention rounds anyway. Written
 // and read as bf16 when the ops multiply in bf16 (no rounding pass before each GEMM or attention,
-// half the bytes), as fp32 otherwise. Their buffers are planned as fp32 either way; bf16 values
-// fill the first half. Decided per pass from the ops' current precision, so a forward and its
-// backward (and a checkpointed recompute) agree as long as the precision is not changed between
-// them.
+// half the bytes and half the memory), as fp32 otherwise. Decided once, when the model is created
+// (Enabled, from the ops' precision then), since it sizes the buffers: a model created at kBf16
+// keeps them in bf16 whatever the precision later (the bf16 ops stay valid: at fp32 they widen
+// their bf16 inputs exactly).
 #pragma once
 
 #include <cstddef>
@@ -17,9 +17,14 @@ namespace spillway {
 
 class Bf16Activations {
  public:
-  // bf16 when ops multiply in bf16 and N and C are multiples of 8 (every matmul dimension of the
-  // models then is: the CUDA backend reads such inputs without widening them).
-  Bf16Activations(kernels::Ops& ops, int N, int C);
+  // Whether a model of N rows and C channels whose ops multiply at `precision` keeps these
+  // activations in bf16: kBf16, and N and C multiples of 8 (every matmul dimension of the models
+  // then is: the CUDA backend reads such inputs without widening them).
+  static bool Enabled(kernels::MatmulPrecision precision, int N, int C);
+  // The floats to plan for such an activation of n values: n, or the n bf16 values' half.
+  static size_t Floats(size_t n, bool bf16) { return bf16 ? (n + 1) / 2 : n; }
+
+  Bf16Activations(kernels::Ops& ops, bool bf16) : ops_(ops), bf16_(bf16) {}
 
   bool bf16() const { return bf16_; }
 

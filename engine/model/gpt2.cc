@@ -19,18 +19,21 @@ struct ActivationPlan {
   size_t residual, blocks, head, backward, token_bytes;
   size_t per_block, block_sets;
   size_t NC, Na;  // (N,C) and (N) rounded up to 16 floats, the head's carving unit
+  size_t lnf;     // the final LayerNorm's output (bf16 with bf16 activations), rounded likewise
 
-  static ActivationPlan For(const ModelConfig& config, int batch, bool checkpointing) {
+  // bf16: Bf16Activations::Enabled for this shape.
+  static ActivationPlan For(const ModelConfig& config, int batch, bool checkpointing, bool bf16) {
     const BlockShape s{batch, config.seq_len, config.d_model, config.n_head};
     const size_t N = s.N(), C = s.C, L = config.n_layer, Vp = PaddedVocab(config.vocab_size);
     ActivationPlan p;
     p.NC = (N * C + 15) / 16 * 16;
     p.Na = (N + 15) / 16 * 16;
+    p.lnf = (Bf16Activations::Floats(N * C, bf16) + 15) / 16 * 16;
     p.residual = (L + 1) * N * C;
-    p.per_block = BlockActivations::Floats(s);
+    p.per_block = BlockActivations::Floats(s, bf16);
     p.block_sets = checkpointing ? 1 : L;
     p.blocks = p.block_sets * p.per_block;
-    p.head = p.NC + 3 * p.Na + N * Vp;
+    p.head = p.lnf + 3 * p.Na + N * Vp;
     p.backward = p.NC + BlockGradScratch::Floats(s);
     p.token_bytes = 2 * N * sizeof(int32_t);
     return p;
@@ -46,6 +49,7 @@ struct ActivationPlan {
 // (each block's forward is then recomputed from its input inside the backward).
 struct Gpt2::Impl {
   bool checkpointing = false;
+  bool bf16 = false;  // Bf16Activations::Enabled at creation
   BlockShape shape{};
   ResidualStream residual;
   Buffer block_buf, head_buf, grad_buf, token_buf;
@@ -88,7 +92,10 @@ absl::StatusOr<std::unique_ptr<Gpt2>> Gpt2::Create(const ModelConfig& config, in
   impl->shape = s;
   const size_t N = s.N(), C = s.C;
   const size_t F = sizeof(float);
-  const ActivationPlan plan = ActivationPlan::For(config, batch, activation_checkpointing);
+  impl->bf16 =
+      Bf16Activations::Enabled(ops->matmul_precision(), static_cast<int>(N), static_cast<int>(C));
+  const ActivationPlan plan =
+      ActivationPlan::For(config, batch, activation_checkpointing, impl->bf16);
 
   SPW_ASSIGN_OR_RETURN(impl->residual,
                        ResidualStream::Create(config.n_layer, N * C, *ops, offload_checkpoints));
@@ -96,15 +103,15 @@ absl::StatusOr<std::unique_ptr<Gpt2>> Gpt2::Create(const ModelConfig& config, in
                        Buffer::Allocate(plan.blocks * F, tier, "block activations"));
   for (size_t i = 0; i < plan.block_sets; ++i) {
     impl->acts.push_back(
-        BlockActivations::Carve(impl->block_buf.as<float>() + i * plan.per_block, s));
+        BlockActivations::Carve(impl->block_buf.as<float>() + i * plan.per_block, s, impl->bf16));
   }
   SPW_ASSIGN_OR_RETURN(impl->head_buf, Buffer::Allocate(plan.head * F, tier, "head activations"));
   float* h = impl->head_buf.as<float>();
   impl->lnf = h;
-  impl->lnf_mean = h + plan.NC;
-  impl->lnf_rstd = h + plan.NC + plan.Na;
-  impl->losses = h + plan.NC + 2 * plan.Na;
-  impl->logits = h + plan.NC + 3 * plan.Na;
+  impl->lnf_mean = h + plan.lnf;
+  impl->lnf_rstd = h + plan.lnf + plan.Na;
+  impl->losses = h + plan.lnf + 2 * plan.Na;
+  impl->logits = h + plan.lnf + 3 * plan.Na;
   SPW_ASSIGN_OR_RETURN(impl->grad_buf,
                        Buffer::Allocate(plan.backward * F, tier, "backward scratch"));
   impl->dres = impl->grad_buf.as<float>();
@@ -176,7 +183,7 @@ void Gpt2::ForwardUnits(int first, int end, const int32_t* inputs, const int32_t
   }
   UnitState& head = units_[L + 1];
   AcquireParams(L + 1);
-  const Bf16Activations act16(*ops_, N, C);  // lnf
+  const Bf16Activations act16(*ops_, m.bf16);  // lnf
   act16.LayerNormForward(m.lnf, m.lnf_mean, m.lnf_rstd, m.residual.at(L),
                          head.param(head.layout.tensors()[0]), head.param(head.layout.tensors()[1]),
                          N, C);
@@ -219,7 +226,7 @@ void Gpt2::RunBackwardUnits(int first, int end, float loss_scale, bool last_micr
     }
     // Tied LM head: the logits' weight gradient lands in the embedding Unit's dwte.
     float* dlnf = m.scratch.dln;
-    Bf16Activations(*ops_, N, C)
+    Bf16Activations(*ops_, m.bf16)
         .MatmulBackward(dlnf, embed.grad(wte), nullptr, m.logits, m.lnf, embed.param(wte), N, C,
                         Vp_);
     ops_->Fill(m.dres, 0.0f, NC);
@@ -269,13 +276,15 @@ size_t Gpt2::param_count() const {
 }
 
 size_t Gpt2::activation_bytes() const {
-  const ActivationPlan plan = ActivationPlan::For(config_, B_, impl_->checkpointing);
+  const ActivationPlan plan = ActivationPlan::For(config_, B_, impl_->checkpointing, impl_->bf16);
   return plan.bytes() - plan.residual * sizeof(float) + impl_->residual.backend_bytes();
 }
 
 size_t Gpt2::PlannedActivationBytes(const ModelConfig& config, int batch,
-                                    bool activation_checkpointing) {
-  return ActivationPlan::For(config, batch, activation_checkpointing).bytes();
+                                    bool activation_checkpointing,
+                                    kernels::MatmulPrecision precision) {
+  const bool bf16 = Bf16Activations::Enabled(precision, batch * config.seq_len, config.d_model);
+  return ActivationPlan::For(config, batch, activation_checkpointing, bf16).bytes();
 }
 
 std::string Gpt2::Describe() const {

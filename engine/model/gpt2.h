@@ -31,6 +31,8 @@ class Gpt2 : public Model {
   // tokens. With `activation_checkpointing`, only each block's input is kept during the
   // forward and the block's forward is recomputed inside its backward.
   // `sharding` says how this rank holds the Units' state (ZeRO; partitioner/unit_state.h).
+  // Set the ops' matmul precision first: at kBf16 the activations of
+  // engine/model/bf16_activations.h are allocated and kept in bf16.
   static absl::StatusOr<std::unique_ptr<Gpt2>> Create(const ModelConfig& config, int batch,
                                                       bool activation_checkpointing,
                                                       kernels::Ops* ops,
@@ -49,9 +51,11 @@ class Gpt2 : public Model {
   size_t param_count() const override;
   size_t activation_bytes() const override;
   std::string Describe() const override;
-  // The activation bytes Create() would allocate for this shape: for reports and planning.
+  // The activation bytes Create() would allocate for this shape, with ops at `precision`: for
+  // reports and planning.
   static size_t PlannedActivationBytes(const ModelConfig& config, int batch,
-                                       bool activation_checkpointing);
+                                       bool activation_checkpointing,
+                                       kernels::MatmulPrecision precision);
   const float* logits() const override;
 
   ~Gpt2() override;

@@ -11,18 +11,19 @@ namespace {
 template <typename F>
 void ForEachBuffer(BlockActivations& a, const BlockShape& s, F f) {
   const size_t N = s.N(), C = s.C, lse = static_cast<size_t>(s.B) * s.NH * s.T;
-  f(a.ln1, N * C);
+  auto b16 = [&](size_t n) { return Bf16Activations::Floats(n, a.bf16); };
+  f(a.ln1, b16(N * C));
   f(a.ln1_mean, N);
   f(a.ln1_rstd, N);
-  f(a.qkv, N * 3 * C);
+  f(a.qkv, b16(N * 3 * C));
   f(a.atty, N * C);
   f(a.lse, lse);
   f(a.res2, N * C);
-  f(a.ln2, N * C);
+  f(a.ln2, b16(N * C));
   f(a.ln2_mean, N);
   f(a.ln2_rstd, N);
   f(a.fch, N * 4 * C);
-  f(a.fchg, N * 4 * C);
+  f(a.fchg, b16(N * 4 * C));
 }
 
 template <typename F>
@@ -58,13 +59,15 @@ BlockTensors BlockTensors::In(const UnitLayout& unit, float* flat) {
                       at("mlp.c_fc.bias"),    at("mlp.c_proj.weight"),  at("mlp.c_proj.bias")};
 }
 
-size_t BlockActivations::Floats(const BlockShape& s) {
+size_t BlockActivations::Floats(const BlockShape& s, bool bf16) {
   BlockActivations a{};
+  a.bf16 = bf16;
   return CarveSet(a, s, nullptr);
 }
 
-BlockActivations BlockActivations::Carve(float* base, const BlockShape& s) {
+BlockActivations BlockActivations::Carve(float* base, const BlockShape& s, bool bf16) {
   BlockActivations a{};
+  a.bf16 = bf16;
   CarveSet(a, s, base);
   return a;
 }
@@ -83,7 +86,7 @@ BlockGradScratch BlockGradScratch::Carve(float* base, const BlockShape& s) {
 void BlockForward(kernels::Ops& ops, const BlockShape& s, const BlockTensors& w, const float* in,
                   float* out, const BlockActivations& a) {
   const int N = static_cast<int>(s.N()), C = s.C;
-  const Bf16Activations act16(ops, N, C);  // ln1, qkv, ln2, fchg
+  const Bf16Activations act16(ops, a.bf16);  // ln1, qkv, ln2, fchg
   act16.LayerNormForward(a.ln1, a.ln1_mean, a.ln1_rstd, in, w.ln1_w, w.ln1_b, N, C);
   act16.QkvForward(a.qkv, a.ln1, w.qkv_w, w.qkv_b, N, C, 3 * C);
   act16.AttentionForward(a.atty, a.lse, a.qkv, s.B, s.T, C, s.NH);
@@ -98,7 +101,7 @@ void BlockBackward(kernels::Ops& ops, const BlockShape& s, const BlockTensors& w
                    const BlockTensors& dw, const float* in, const BlockActivations& a,
                    const BlockGradScratch& g, float* dres) {
   const int N = static_cast<int>(s.N()), C = s.C;
-  const Bf16Activations act16(ops, N, C);
+  const Bf16Activations act16(ops, a.bf16);
   // MLP: dres is d out = d fcproj, and flows on to res2 unchanged.
   act16.MatmulBackward(g.dfch, dw.fcproj_w, dw.fcproj_b, dres, a.fchg, w.fcproj_w, N, 4 * C, C);
   act16.GeluMatmulBackward(g.dln, dw.fc_w, dw.fc_b, g.dfch, a.fch, a.ln2, w.fc_w, N, C, 4 * C);

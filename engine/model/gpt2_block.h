@@ -24,8 +24,8 @@ struct BlockTensors {
   static BlockTensors In(const UnitLayout& unit, float* flat);
 };
 
-// What a block's backward needs from its forward, besides the block input. ln1, qkv, ln2 and
-// fchg are bf16 at a bf16 matmul precision (engine/model/bf16_activations.h).
+// What a block's backward needs from its forward, besides the block input. With `bf16`, ln1, qkv,
+// ln2 and fchg hold bf16 values (engine/model/bf16_activations.h), in half the floats.
 struct BlockActivations {
   float* ln1;       // (N,C)
   float* ln1_mean;  // (N)
@@ -39,10 +39,11 @@ struct BlockActivations {
   float* ln2_rstd;  // (N)
   float* fch;       // (N,4C)
   float* fchg;      // (N,4C)
+  bool bf16;
 
-  static size_t Floats(const BlockShape& s);
-  // Carves the activations out of `base`, which holds Floats(s) floats.
-  static BlockActivations Carve(float* base, const BlockShape& s);
+  static size_t Floats(const BlockShape& s, bool bf16);
+  // Carves the activations out of `base`, which holds Floats(s, bf16) floats.
+  static BlockActivations Carve(float* base, const BlockShape& s, bool bf16);
 };
 
 // Scratch for a block's backward, shared by all blocks.

@@ -247,11 +247,12 @@ absl::StatusOr<std::unique_ptr<Model>> CreateModel(const ModelConfig& config, in
       absl::StrCat("model.type \"", config.type, "\": this build has gpt2 and llama"));
 }
 
-size_t PlannedActivationBytes(const ModelConfig& config, int batch, bool activation_checkpointing) {
+size_t PlannedActivationBytes(const ModelConfig& config, int batch, bool activation_checkpointing,
+                              kernels::MatmulPrecision precision) {
   if (config.type == "llama") {
     return Llama::PlannedActivationBytes(config, batch, activation_checkpointing);
   }
-  return Gpt2::PlannedActivationBytes(config, batch, activation_checkpointing);
+  return Gpt2::PlannedActivationBytes(config, batch, activation_checkpointing, precision);
 }
 
 size_t PlannedGemmCopyBytes(const ModelConfig& config, int batch) {

@@ -171,6 +171,7 @@ class Model {
 
 // Builds the model model.type names ("gpt2" or "llama") for micro-batches of `batch` rows;
 // InvalidArgument naming model.type for another.
+// Set the ops' matmul precision first: GPT-2 sizes its bf16 activations by it.
 // `offload_checkpoints` (activation_checkpointing.cpu_checkpointing; needs checkpointing): the
 // kept block inputs live in CPU memory (engine/model/residual_stream.h). Only the Units in
 // `held_units` (empty: all) get state buffers: a pipeline stage holds its own (StageUnits).
@@ -184,8 +185,10 @@ absl::StatusOr<std::unique_ptr<Model>> CreateModel(const ModelConfig& config, in
 // it shares (GPT-2's tied head needs the embed Unit). A pipeline stage holds these.
 std::vector<int> StageUnits(const ModelConfig& config, int first, int end);
 
-// The activation bytes CreateModel would allocate for this shape: for reports and planning.
-size_t PlannedActivationBytes(const ModelConfig& config, int batch, bool activation_checkpointing);
+// The activation bytes CreateModel would allocate for this shape, with its ops at `precision`
+// (GPT-2 keeps some activations in bf16 at kBf16): for reports and planning.
+size_t PlannedActivationBytes(const ModelConfig& config, int batch, bool activation_checkpointing,
+                              kernels::MatmulPrecision precision = kernels::MatmulPrecision::kFp32);
 
 // The GPU bytes of 16-bit GEMM operand copies a step at a 16-bit matmul precision leaves
 // allocated: kernels::MatmulOperandCopyBytes of the model's largest GEMM (the head's, at GPT-2

@@ -27,8 +27,13 @@ absl::StatusOr<PlanInput> PlanInputFromConfig(const Config& config, int world_si
   in.d_model = m.d_model;
   in.seq_len = m.seq_len;
   in.micro_batch = B;
-  in.activation_bytes = PlannedActivationBytes(m, B, false);
-  in.activation_bytes_checkpointed = PlannedActivationBytes(m, B, true);
+  // The trainer sets the ops' precision before creating the model, which sizes GPT-2's bf16
+  // activations by it.
+  const kernels::MatmulPrecision precision = config.precision.mode == PrecisionConfig::Mode::kBf16
+                                                 ? kernels::MatmulPrecision::kBf16
+                                                 : kernels::MatmulPrecision::kFp32;
+  in.activation_bytes = PlannedActivationBytes(m, B, false, precision);
+  in.activation_bytes_checkpointed = PlannedActivationBytes(m, B, true, precision);
   // A pipeline is planned as if unpipelined: every rank holds all Units (an upper bound on a
   // stage's), sharded over its data-parallel group only.
   const int dp = world_size / std::max(config.pipeline.stages, 1);
@@ -56,8 +61,9 @@ absl::StatusOr<PlanInput> PlanInputFromConfig(const Config& config, int world_si
   in.moments = opt.state_dtype == OptimizerConfig::StateDtype::kBf16   ? MomentDtype::kBf16
                : opt.state_dtype == OptimizerConfig::StateDtype::kInt8 ? MomentDtype::kInt8
                                                                        : MomentDtype::kFp32;
-  // in.precision stays fp32: the bf16 and fp16 modes round only matmul operands and keep every
-  // buffer in fp32 (kernels::Ops::SetMatmulPrecision), so they allocate what fp32 does.
+  // in.precision stays fp32: the bf16 and fp16 modes round matmul operands and keep the state
+  // buffers in fp32 (kernels::Ops::SetMatmulPrecision); bf16 activations are in
+  // activation_bytes above.
   in.master = opt.bf16_master ? MasterDtype::kBf16Kahan : MasterDtype::kFp32;
   in.pin_memory = config.zero.pin_memory;
   in.activation_checkpointing = config.activation_checkpointing;

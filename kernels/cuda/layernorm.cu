@@ -24,7 +24,7 @@ namespace spillway::kernels::cuda {
 namespace {
 
 constexpr float kEps = 1e-5f;
-constexpr int kRowThreads = 256;  // 8 rows (warps) per block
+constexpr int kRowThreads = 128;  // 4 rows (warps) per block: finer occupancy steps
 constexpr int kRowsPerBlock = kRowThreads / 32;
 
 __device__ __forceinline__ float WarpSum(float v) {
@@ -181,30 +181,32 @@ __global__ void __launch_bounds__(kRowThreads)
   }
 }
 
-// Calls launch(std::integral_constant<int, V>{}) for the fewest quads per lane V (8, 16, ...
-// up to kMaxV) that hold a row of `quads` float4s; false (nothing launched) when none does.
-template <int V, int kMaxV, typename Launch>
+// Calls launch(std::integral_constant<int, V>{}) for the first V of V0, Vs... (ascending quads per
+// lane) whose 32 V quads hold a row of `quads` float4s; false (nothing launched) when none does.
+template <int V0, int... Vs, typename Launch>
 bool LaunchWithQuads(int quads, Launch& launch) {
-  if (quads <= 32 * V) {
-    launch(std::integral_constant<int, V>{});
+  if (quads <= 32 * V0) {
+    launch(std::integral_constant<int, V0>{});
     return true;
   }
-  if constexpr (2 * V <= kMaxV) {
-    return LaunchWithQuads<2 * V, kMaxV>(quads, launch);
+  if constexpr (sizeof...(Vs) > 0) {
+    return LaunchWithQuads<Vs...>(quads, launch);
   } else {
     return false;
   }
 }
 
 // Launches a *Cached kernel (through `launch`, as above) where rows of C floats at these pointers
-// are whole aligned quads and fit in kMaxV quads a lane; false: the scalar kernels' case.
-template <int kMaxV, typename Launch>
+// are whole aligned quads and fit in the largest of Vs quads a lane; false: the scalar kernels'
+// case. The steps of Vs keep the registers a lane holds near the row's size (GPT-2's 768, 1600
+// and 3072 take 6, 13 and 24), for the occupancy.
+template <int... Vs, typename Launch>
 bool LaunchCached(int C, std::initializer_list<const void*> rows, Launch&& launch) {
   if (C % 4 != 0) return false;
   for (const void* p : rows) {
     if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
   }
-  return LaunchWithQuads<8, kMaxV>(C / 4, launch);
+  return LaunchWithQuads<Vs...>(C / 4, launch);
 }
 
 constexpr int kParamChannels = 8;  // one 32-byte sector of a row
@@ -311,7 +313,7 @@ cudaError_t LaunchForward(OutT* out, float* mean, float* rstd, const float* inp,
                           cudaStream_t stream) {
   if (N <= 0 || C <= 0) return cudaSuccess;
   const unsigned blocks = (static_cast<unsigned>(N) + kRowsPerBlock - 1) / kRowsPerBlock;
-  const bool cached = LaunchCached<32>(C, {out, inp, weight, bias}, [&](auto v) {
+  const bool cached = LaunchCached<6, 8, 13, 16, 24, 32>(C, {out, inp, weight, bias}, [&](auto v) {
     LayerNormForwardCachedKernel<decltype(v)::value>
         <<<blocks, kRowThreads, 0, stream>>>(out, mean, rstd, inp, weight, bias, N, C);
   });
@@ -343,7 +345,7 @@ cudaError_t LaunchLayerNormBackward(float* dinp, float* dweight, float* dbias, c
                                     size_t scratch_floats, cudaStream_t stream) {
   if (N <= 0 || C <= 0) return cudaSuccess;
   const unsigned row_blocks = (static_cast<unsigned>(N) + kRowsPerBlock - 1) / kRowsPerBlock;
-  const bool cached = LaunchCached<16>(C, {dinp, dout, inp, weight}, [&](auto v) {
+  const bool cached = LaunchCached<6, 8, 13, 16>(C, {dinp, dout, inp, weight}, [&](auto v) {
     LayerNormBackwardInputCachedKernel<decltype(v)::value>
         <<<row_blocks, kRowThreads, 0, stream>>>(dinp, dout, inp, weight, mean, rstd, N, C);
   });

@@ -29,6 +29,7 @@ struct Case {
   double ratio = 1.0;  // offload_optimizer.ratio
   bool nvme = false;   // optimizer state, and offloaded parameters, on NVMe
   int vocab = 101;     // 2000: Unit 0 (the embedding) is larger than any other Unit
+  bool bf16 = false;   // bf16 precision: GPT-2 keeps some activations in bf16
 };
 
 Config MakeConfig(const Case& c) {
@@ -49,6 +50,7 @@ Config MakeConfig(const Case& c) {
   if (c.nvme) config.zero.nvme_path = "/tmp";
   config.zero.offload_ratio = c.ratio;
   config.activation_checkpointing = c.checkpointing;
+  if (c.bf16) config.precision.mode = PrecisionConfig::Mode::kBf16;
   // Small enough that the stage-3 prefetch depth depends on it.
   config.zero.stage3_prefetch_bucket_size = 30'000;
   return config;
@@ -105,8 +107,13 @@ Allocated AllocateRank(const Config& config, int world, int rank, kernels::Ops& 
   sharding.external_optimizer_state = config.zero.optimizer_nvme;
   sharding.offload_ratio = config.zero.offload_ratio;
   sharding.offload_tier = ops.memory_tier() == Tier::kDevice ? Tier::kPinnedHost : Tier::kHost;
+  // As the trainer: the precision first, which sizes GPT-2's bf16 activations.
+  ops.SetMatmulPrecision(config.precision.mode == PrecisionConfig::Mode::kBf16
+                             ? kernels::MatmulPrecision::kBf16
+                             : kernels::MatmulPrecision::kFp32);
   auto model = CreateModel(config.model, static_cast<int>(config.train_micro_batch_size_per_gpu),
                            config.activation_checkpointing, &ops, sharding);
+  ops.SetMatmulPrecision(kernels::MatmulPrecision::kFp32);
   EXPECT_TRUE(model.ok()) << model.status();
   Allocated a;
   for (const UnitState& u : (*model)->units()) {
@@ -176,6 +183,12 @@ TEST_P(MemoryPlanBackendTest, EqualsWhatTheModelAllocates) {
       // parameters in CPU memory or (state on NVMe) on NVMe.
       cases.push_back({type, world, 3, true, false, true, 0.5});
       cases.push_back({type, world, 3, true, true, true, 0.5, /*nvme=*/true});
+      // bf16: GPT-2's matmul-only activations and qkv in half the bytes.
+      for (const bool checkpointing : {false, true}) {
+        Case bf16{type, world, world > 1 ? 3 : 0, false, checkpointing};
+        bf16.bf16 = true;
+        cases.push_back(bf16);
+      }
       // The residency's ring buffers hold Units 1.. only, however large Unit 0 is.
       for (int stage = 2; stage <= 3 && world > 1; ++stage) {
         cases.push_back({type, world, stage, false, false, false, 1.0, false, /*vocab=*/2000});
@@ -186,7 +199,7 @@ TEST_P(MemoryPlanBackendTest, EqualsWhatTheModelAllocates) {
     SCOPED_TRACE(absl::StrCat(c.type, " world ", c.world, " stage ", c.stage, " offload ",
                               c.offload, " checkpointing ", c.checkpointing, " offload_params ",
                               c.offload_params, " ratio ", c.ratio, " nvme ", c.nvme, " vocab ",
-                              c.vocab));
+                              c.vocab, " bf16 ", c.bf16));
     Config config = MakeConfig(c);
     config.trainer.backend = GetParam();
     absl::StatusOr<PlanInput> input = PlanInputFromConfig(config, c.world, 1);
@@ -280,6 +293,30 @@ TEST(MemoryPlanTest, GpuRunsPlanTheAttentionScratch) {
   EXPECT_EQ(planned("cuda", PrecisionConfig::Mode::kBf16), bf16);
   EXPECT_EQ(planned("cuda", PrecisionConfig::Mode::kFp32), sums);
   EXPECT_EQ(planned("cpu", PrecisionConfig::Mode::kBf16), 0u);
+}
+
+// At bf16, GPT-2 keeps ln1, qkv, ln2 and the GELU output of every block, and the final
+// LayerNorm's output, in bf16: (1 + 3 + 1 + 4) N C / 2 floats fewer per block and N C / 2 in the
+// head (GPT-2 124M's shape, N C a multiple of 16, so no rounding). Llama's are unchanged.
+TEST(MemoryPlanTest, Bf16ActivationsHalveWhatOnlyMatmulsAndAttentionRead) {
+  Config config;
+  config.model.type = "gpt2";
+  SetShape(config, 12, 12, 768, 1024, 16);
+  const size_t NC = size_t{16} * 1024 * 768;
+  for (const bool checkpointing : {false, true}) {
+    const size_t blocks = checkpointing ? 1 : 12;
+    const size_t fp32 = PlannedActivationBytes(config.model, 16, checkpointing);
+    const size_t bf16 =
+        PlannedActivationBytes(config.model, 16, checkpointing, kernels::MatmulPrecision::kBf16);
+    EXPECT_EQ(fp32 - bf16, sizeof(float) * (blocks * 9 + 1) * NC / 2) << checkpointing;
+    EXPECT_EQ(
+        PlannedActivationBytes(config.model, 16, checkpointing, kernels::MatmulPrecision::kFp16),
+        fp32);
+  }
+  config.model.type = "llama";
+  config.model.n_kv_head = 4;
+  EXPECT_EQ(PlannedActivationBytes(config.model, 16, false, kernels::MatmulPrecision::kBf16),
+            PlannedActivationBytes(config.model, 16, false));
 }
 
 TEST(MemoryPlanTest, ParameterCountMatchesTheModel) {
