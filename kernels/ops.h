@@ -177,12 +177,6 @@ class Ops {
   virtual void MatmulBackwardBf16(float* dinp, float* dweight, float* dbias, const float* dout,
                                   const uint16_t* inp, const float* weight, int N, int C,
                                   int OC) = 0;
-  // MatmulBackwardBf16 of the matmul that produced GELU's input `pre` (N,OC), given the gradient
-  // dpost (N,OC) w.r.t. GELU's output: dout = GeluBackward(pre, dpost), made where the GEMMs'
-  // operands are and never stored (bitwise the two calls on the CPU). dpost is left as it is.
-  virtual void GeluMatmulBackwardBf16(float* dinp, float* dweight, float* dbias, const float* dpost,
-                                      const float* pre, const uint16_t* inp, const float* weight,
-                                      int N, int C, int OC) = 0;
   // The QKV projection, whose output only feeds the attention: out (N,OC) = inp @ weight^T + bias
   // summed in fp32 and rounded once to bf16.
   virtual void MatmulForwardToBf16(uint16_t* out, const uint16_t* inp, const float* weight,

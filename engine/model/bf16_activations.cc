@@ -77,15 +77,4 @@ void Bf16Activations::AttentionBackward(float* dqkv, const float* dout, const fl
   }
 }
 
-void Bf16Activations::GeluMatmulBackward(float* dinp, float* dweight, float* dbias, float* dpost,
-                                         const float* pre, const float* inp, const float* weight,
-                                         int N, int C, int OC) const {
-  if (bf16_) {
-    ops_.GeluMatmulBackwardBf16(dinp, dweight, dbias, dpost, pre, Bits(inp), weight, N, C, OC);
-  } else {
-    ops_.GeluBackward(dpost, pre, dpost, static_cast<size_t>(N) * OC);
-    ops_.MatmulBackward(dinp, dweight, dbias, dpost, inp, weight, N, C, OC);
-  }
-}
-
 }  // namespace spillway

@@ -43,10 +43,6 @@ class Bf16Activations {
                         int NH) const;
   void AttentionBackward(float* dqkv, const float* dout, const float* qkv, const float* out,
                          const float* lse, int B, int T, int C, int NH) const;
-  // GeluBackward(dpost, pre, dpost), then MatmulBackward with dpost as dout; in bf16 fused
-  // (Ops::GeluMatmulBackwardBf16), and dpost is left as it is. Either way dpost is scratch after.
-  void GeluMatmulBackward(float* dinp, float* dweight, float* dbias, float* dpost, const float* pre,
-                          const float* inp, const float* weight, int N, int C, int OC) const;
 
  private:
   kernels::Ops& ops_;

@@ -104,7 +104,8 @@ void BlockBackward(kernels::Ops& ops, const BlockShape& s, const BlockTensors& w
   const Bf16Activations act16(ops, a.bf16);
   // MLP: dres is d out = d fcproj, and flows on to res2 unchanged.
   act16.MatmulBackward(g.dfch, dw.fcproj_w, dw.fcproj_b, dres, a.fchg, w.fcproj_w, N, 4 * C, C);
-  act16.GeluMatmulBackward(g.dln, dw.fc_w, dw.fc_b, g.dfch, a.fch, a.ln2, w.fc_w, N, C, 4 * C);
+  ops.GeluBackward(g.dfch, a.fch, g.dfch, s.N() * 4 * C);
+  act16.MatmulBackward(g.dln, dw.fc_w, dw.fc_b, g.dfch, a.ln2, w.fc_w, N, C, 4 * C);
   ops.LayerNormBackward(dres, dw.ln2_w, dw.ln2_b, g.dln, a.res2, w.ln2_w, a.ln2_mean, a.ln2_rstd, N,
                         C);
   // Attention: dres is now d res2 = d attproj, and flows on to `in` unchanged.

@@ -113,14 +113,6 @@ class CpuOps final : public Ops {
     MatmulBackward(dinp, dweight, dbias, dout, wide, weight, N, C, OC);
   }
 
-  void GeluMatmulBackwardBf16(float* dinp, float* dweight, float* dbias, const float* dpost,
-                              const float* pre, const uint16_t* inp, const float* weight, int N,
-                              int C, int OC) override {
-    gelu_grad_.resize(static_cast<size_t>(N) * OC);
-    cpu::GeluBackward(gelu_grad_.data(), pre, dpost, gelu_grad_.size());
-    MatmulBackwardBf16(dinp, dweight, dbias, gelu_grad_.data(), inp, weight, N, C, OC);
-  }
-
   void MatmulForwardToBf16(uint16_t* out, const uint16_t* inp, const float* weight,
                            const float* bias, int N, int C, int OC) override {
     matmul_out_.resize(static_cast<size_t>(N) * OC);
@@ -237,7 +229,6 @@ class CpuOps final : public Ops {
   MatmulPrecision precision_ = MatmulPrecision::kFp32;
   std::vector<float> operand_scratch_[3];
   std::vector<float> widened_;
-  std::vector<float> gelu_grad_;   // GeluMatmulBackwardBf16's dout
   std::vector<float> matmul_out_;  // MatmulForwardToBf16's fp32 result
   std::vector<float> qkv_wide_;    // the bf16 attention ops' qkv
 };

@@ -227,12 +227,11 @@ absl::Status RunGemm(cublasLtHandle_t handle, void* workspace, size_t workspace_
 // Partial sums of the bias gradient: enough for 64 row chunks of OC = 4096.
 constexpr size_t kBiasScratchFloats = size_t{1} << 18;
 
-// dbias += column sums of dout; with bf16_copy (may be null), dout's bf16 copy in the same pass;
-// with gelu_pre (may be null), dout taken through GELU's backward first.
-absl::Status BiasGradient(float* dbias, const float* dout, const float* gelu_pre, int N, int OC,
-                          float* scratch, uint16_t* bf16_copy, cudaStream_t stream) {
-  SPW_CUDA_CHECK(LaunchBiasGradient(dbias, dout, gelu_pre, N, OC, scratch, kBiasScratchFloats,
-                                    bf16_copy, stream));
+// dbias += column sums of dout; with bf16_copy (may be null), dout's bf16 copy in the same pass.
+absl::Status BiasGradient(float* dbias, const float* dout, int N, int OC, float* scratch,
+                          uint16_t* bf16_copy, cudaStream_t stream) {
+  SPW_CUDA_CHECK(
+      LaunchBiasGradient(dbias, dout, N, OC, scratch, kBiasScratchFloats, bf16_copy, stream));
   return absl::OkStatus();
 }
 
@@ -268,7 +267,6 @@ CublasLtMatmul::~CublasLtMatmul() {
   cudaFree(bias_scratch_);
   cudaFree(bf16_);
   cudaFree(widened_);
-  cudaFree(gelu_grad_);
   cudaFree(out32_);
 }
 
@@ -348,21 +346,20 @@ absl::Status CublasLtMatmul::Backward(float* dinp, float* dweight, float* dbias,
                                       cudaStream_t stream) {
   if (N <= 0 || C <= 0 || OC <= 0) return absl::OkStatus();
   if (Bf16Copies(N, C, OC)) {
-    SPW_ASSIGN_OR_RETURN(const bool done, BackwardBf16(dinp, dweight, dbias, dout, nullptr,
-                                                       {.f32 = inp}, weight, N, C, OC, stream));
+    SPW_ASSIGN_OR_RETURN(const bool done, BackwardBf16(dinp, dweight, dbias, dout, {.f32 = inp},
+                                                       weight, N, C, OC, stream));
     if (done) return absl::OkStatus();  // the bias gradient included
   }
   SPW_RETURN_IF_ERROR(BackwardGemms(dinp, dweight, dout, inp, weight, N, C, OC, stream));
   // cuBLASLt's BGRAD epilogues overwrite; the contract accumulates.
   if (dbias == nullptr) return absl::OkStatus();
-  return Annotate(BiasGradient(dbias, dout, nullptr, N, OC, bias_scratch_, nullptr, stream),
+  return Annotate(BiasGradient(dbias, dout, N, OC, bias_scratch_, nullptr, stream),
                   absl::StrCat("MatmulBackward dbias ", ShapeString(N, C, OC)));
 }
 
 absl::StatusOr<bool> CublasLtMatmul::BackwardBf16(float* dinp, float* dweight, float* dbias,
-                                                  const float* dout, const float* gelu_pre,
-                                                  Input inp, const float* weight, int N, int C,
-                                                  int OC, cudaStream_t stream) {
+                                                  const float* dout, Input inp, const float* weight,
+                                                  int N, int C, int OC, cudaStream_t stream) {
   const std::string shape = ShapeString(N, C, OC);
   const size_t w_elems = MatmulCopySlot(static_cast<size_t>(OC) * C);
   const size_t d_elems = MatmulCopySlot(static_cast<size_t>(N) * OC);
@@ -388,9 +385,8 @@ absl::StatusOr<bool> CublasLtMatmul::BackwardBf16(float* dinp, float* dweight, f
   }
   SPW_CUDA_CHECK(LaunchToBf16(w16, weight, static_cast<size_t>(OC) * C, stream));
   if (dbias != nullptr) {
-    SPW_RETURN_IF_ERROR(
-        Annotate(BiasGradient(dbias, dout, gelu_pre, N, OC, bias_scratch_, d16, stream),
-                 absl::StrCat("MatmulBackward dbias ", shape)));
+    SPW_RETURN_IF_ERROR(Annotate(BiasGradient(dbias, dout, N, OC, bias_scratch_, d16, stream),
+                                 absl::StrCat("MatmulBackward dbias ", shape)));
   } else {
     SPW_CUDA_CHECK(LaunchToBf16(d16, dout, static_cast<size_t>(N) * OC, stream));
   }
@@ -421,8 +417,8 @@ absl::Status CublasLtMatmul::BackwardBf16Input(float* dinp, float* dweight, floa
                                                cudaStream_t stream) {
   if (N <= 0 || C <= 0 || OC <= 0) return absl::OkStatus();
   if (Bf16Copies(N, C, OC)) {
-    SPW_ASSIGN_OR_RETURN(const bool done, BackwardBf16(dinp, dweight, dbias, dout, nullptr,
-                                                       {.b16 = inp}, weight, N, C, OC, stream));
+    SPW_ASSIGN_OR_RETURN(const bool done, BackwardBf16(dinp, dweight, dbias, dout, {.b16 = inp},
+                                                       weight, N, C, OC, stream));
     if (done) return absl::OkStatus();
   }
   SPW_ASSIGN_OR_RETURN(const float* wide, Widen(inp, static_cast<size_t>(N) * C, stream));
@@ -456,22 +452,6 @@ absl::Status CublasLtMatmul::ForwardToBf16(uint16_t* out, const uint16_t* inp, c
   SPW_RETURN_IF_ERROR(ForwardBf16Input(out32, inp, weight, bias, nullptr, N, C, OC, stream));
   SPW_CUDA_CHECK(LaunchToBf16(out, out32, elements, stream));
   return absl::OkStatus();
-}
-
-absl::Status CublasLtMatmul::GeluBackwardBf16Input(float* dinp, float* dweight, float* dbias,
-                                                   const float* dpost, const float* gelu_pre,
-                                                   const uint16_t* inp, const float* weight, int N,
-                                                   int C, int OC, cudaStream_t stream) {
-  if (N <= 0 || C <= 0 || OC <= 0) return absl::OkStatus();
-  if (dbias != nullptr && Bf16Copies(N, C, OC)) {
-    SPW_ASSIGN_OR_RETURN(const bool done, BackwardBf16(dinp, dweight, dbias, dpost, gelu_pre,
-                                                       {.b16 = inp}, weight, N, C, OC, stream));
-    if (done) return absl::OkStatus();
-  }
-  const size_t elements = static_cast<size_t>(N) * OC;
-  SPW_ASSIGN_OR_RETURN(float* dout, Grown(&gelu_grad_, &gelu_grad_capacity_, elements, stream));
-  SPW_CUDA_CHECK(LaunchGeluBackward(dout, gelu_pre, dpost, elements, stream));
-  return BackwardBf16Input(dinp, dweight, dbias, dout, inp, weight, N, C, OC, stream);
 }
 
 absl::Status CublasLtMatmul::BackwardGemms(float* dinp, float* dweight, const float* dout,

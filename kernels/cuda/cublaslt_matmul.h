@@ -43,19 +43,11 @@ class CublasLtMatmul {
   absl::Status BackwardBf16Input(float* dinp, float* dweight, float* dbias, const float* dout,
                                  const uint16_t* inp, const float* weight, int N, int C, int OC,
                                  cudaStream_t stream);
-  // BackwardBf16Input with dout = GELU's input gradient, LaunchGeluBackward(·, gelu_pre, dpost)
-  // (Ops::GeluMatmulBackwardBf16): made in the pass that sums dbias and rounds dout for the GEMMs,
-  // never stored in fp32. Without dbias or bf16 GEMMs it is written first, to a buffer grown to
-  // the largest such dout (outside the memory plan).
   // out (N,OC) = inp @ weight^T + bias rounded to bf16 (Ops::MatmulForwardToBf16): the GEMM writes
   // bf16 where it runs on bf16 copies; otherwise it writes fp32 to a buffer grown to the largest
   // such output (outside the memory plan), rounded after.
   absl::Status ForwardToBf16(uint16_t* out, const uint16_t* inp, const float* weight,
                              const float* bias, int N, int C, int OC, cudaStream_t stream);
-  absl::Status GeluBackwardBf16Input(float* dinp, float* dweight, float* dbias, const float* dpost,
-                                     const float* gelu_pre, const uint16_t* inp,
-                                     const float* weight, int N, int C, int OC,
-                                     cudaStream_t stream);
 
  private:
   CublasLtMatmul() = default;
@@ -79,11 +71,10 @@ class CublasLtMatmul {
   template <typename T>
   absl::StatusOr<T*> Grown(T** buffer, size_t* capacity, size_t elements, cudaStream_t stream);
   // The backward on bf16 copies: both GEMMs, and the bias gradient (dbias may be null) in the
-  // pass that copies dout, which applies GELU's backward first given gelu_pre (then dbias must be
-  // set); false (nothing added) when cuBLASLt has no algorithm.
+  // pass that copies dout; false (nothing added) when cuBLASLt has no algorithm.
   absl::StatusOr<bool> BackwardBf16(float* dinp, float* dweight, float* dbias, const float* dout,
-                                    const float* gelu_pre, Input inp, const float* weight, int N,
-                                    int C, int OC, cudaStream_t stream);
+                                    Input inp, const float* weight, int N, int C, int OC,
+                                    cudaStream_t stream);
   // inp widened to fp32, in widened_.
   absl::StatusOr<const float*> Widen(const uint16_t* inp, size_t elements, cudaStream_t stream);
   // The two backward GEMMs on the fp32 buffers, at compute_.
@@ -100,8 +91,6 @@ class CublasLtMatmul {
   size_t widened_capacity_ = 0;    // elements
   float* out32_ = nullptr;         // ForwardToBf16's fp32 output where the GEMM cannot write bf16
   size_t out32_capacity_ = 0;      // elements
-  float* gelu_grad_ = nullptr;     // GELU's input gradient (GeluBackwardBf16Input's fallback)
-  size_t gelu_grad_capacity_ = 0;  // elements
   cublasComputeType_t compute_ = CUBLAS_COMPUTE_32F;
 };
 

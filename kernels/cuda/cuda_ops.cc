@@ -199,12 +199,6 @@ class CudaOps final : public Ops {
                           const uint16_t* inp, const float* weight, int N, int C, int OC) override {
     Record(gemm_->BackwardBf16Input(dinp, dweight, dbias, dout, inp, weight, N, C, OC, stream_));
   }
-  void GeluMatmulBackwardBf16(float* dinp, float* dweight, float* dbias, const float* dpost,
-                              const float* pre, const uint16_t* inp, const float* weight, int N,
-                              int C, int OC) override {
-    Record(gemm_->GeluBackwardBf16Input(dinp, dweight, dbias, dpost, pre, inp, weight, N, C, OC,
-                                        stream_));
-  }
   void MatmulForwardToBf16(uint16_t* out, const uint16_t* inp, const float* weight,
                            const float* bias, int N, int C, int OC) override {
     Record(gemm_->ForwardToBf16(out, inp, weight, bias, N, C, OC, stream_));

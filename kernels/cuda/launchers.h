@@ -73,11 +73,9 @@ cudaError_t LaunchBf16ToFloat(float* out, const uint16_t* in, size_t n, cudaStre
 // matmul_bias.cu: dbias (OC) += sum over the N rows of dout (N,OC), in a fixed order (which
 // depends only on N, OC and scratch_floats). `scratch` (device, scratch_floats floats, may be
 // null) holds per-chunk partial sums so that many blocks share the rows. bf16_copy (N*OC, may be
-// null) receives LaunchToBf16(dout) in the same pass. With gelu_pre (N*OC, may be null), dout is
-// taken as GELU's backward would write it: LaunchGeluBackward(·, gelu_pre, dout), not stored.
-cudaError_t LaunchBiasGradient(float* dbias, const float* dout, const float* gelu_pre, int N,
-                               int OC, float* scratch, size_t scratch_floats, uint16_t* bf16_copy,
-                               cudaStream_t stream);
+// null) receives LaunchToBf16(dout) in the same pass.
+cudaError_t LaunchBiasGradient(float* dbias, const float* dout, int N, int OC, float* scratch,
+                               size_t scratch_floats, uint16_t* bf16_copy, cudaStream_t stream);
 
 // attention.cu. The backwards need `scratch` of AttentionScratchFloats(B, T, NH) floats.
 size_t AttentionScratchFloats(int B, int T, int NH);

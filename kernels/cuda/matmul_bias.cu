@@ -8,16 +8,13 @@
 // chunk order into dbias. R = 1 is the single-stage kernel over all rows.
 //
 // The kernel visits every value of dout once, so it also writes the bf16 copy of dout that the
-// bf16 GEMMs of the same backward read, when asked: one read of dout for both. Given GELU's
-// input, dout is first turned into GELU's input gradient (gelu.cuh), which is then never stored
-// in fp32.
+// bf16 GEMMs of the same backward read, when asked: one read of dout for both.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstddef>
 
-#include "kernels/cuda/gelu.cuh"
 #include "kernels/cuda/launchers.h"
 
 namespace spillway::kernels::cuda {
@@ -33,12 +30,11 @@ constexpr int kMinRowsPerChunk = 256;
 // [blockIdx.y * rows_per_chunk, +rows_per_chunk). Thread (x, y) sums its rows y, y + kRowGroups,
 // ... in ascending order; the kRowGroups partial sums are then added in ascending y by row
 // group 0, which writes out[blockIdx.y * OC + col] (accumulate: out[col] += instead). With
-// `copy`, every value read is also written there rounded to bf16 (nearest even). With
-// `gelu_pre`, the value of dout at i is GeluGrad(gelu_pre[i], dout[i]).
+// `copy`, every value read is also written there rounded to bf16 (nearest even).
 __global__ void __launch_bounds__(kCols* kRowGroups)
     BiasGradientKernel(float* __restrict__ out, __nv_bfloat16* __restrict__ copy,
-                       const float* __restrict__ dout, const float* __restrict__ gelu_pre, int N,
-                       int OC, int rows_per_chunk, bool accumulate) {
+                       const float* __restrict__ dout, int N, int OC, int rows_per_chunk,
+                       bool accumulate) {
   __shared__ float partial[kRowGroups][kCols + 1];
   const int col = blockIdx.x * kCols + threadIdx.x;
   const int begin = static_cast<int>(blockIdx.y) * rows_per_chunk;
@@ -51,12 +47,6 @@ __global__ void __launch_bounds__(kCols* kRowGroups)
       float v[4];
 #pragma unroll
       for (int u = 0; u < 4; ++u) v[u] = dout[static_cast<size_t>(n + u * kRowGroups) * OC + col];
-      if (gelu_pre != nullptr) {
-#pragma unroll
-        for (int u = 0; u < 4; ++u) {
-          v[u] = GeluGrad(gelu_pre[static_cast<size_t>(n + u * kRowGroups) * OC + col], v[u]);
-        }
-      }
 #pragma unroll
       for (int u = 0; u < 4; ++u) sum += v[u];
       if (copy != nullptr) {
@@ -67,10 +57,9 @@ __global__ void __launch_bounds__(kCols* kRowGroups)
       }
     }
     for (; n < end; n += kRowGroups) {
-      const size_t i = static_cast<size_t>(n) * OC + col;
-      const float v = gelu_pre != nullptr ? GeluGrad(gelu_pre[i], dout[i]) : dout[i];
+      const float v = dout[static_cast<size_t>(n) * OC + col];
       sum += v;
-      if (copy != nullptr) copy[i] = __float2bfloat16_rn(v);
+      if (copy != nullptr) copy[static_cast<size_t>(n) * OC + col] = __float2bfloat16_rn(v);
     }
   }
   partial[threadIdx.y][threadIdx.x] = sum;
@@ -109,21 +98,20 @@ int Chunks(int N, int OC, size_t scratch_floats) {
 
 }  // namespace
 
-cudaError_t LaunchBiasGradient(float* dbias, const float* dout, const float* gelu_pre, int N,
-                               int OC, float* scratch, size_t scratch_floats, uint16_t* bf16_copy,
-                               cudaStream_t stream) {
+cudaError_t LaunchBiasGradient(float* dbias, const float* dout, int N, int OC, float* scratch,
+                               size_t scratch_floats, uint16_t* bf16_copy, cudaStream_t stream) {
   auto* copy = reinterpret_cast<__nv_bfloat16*>(bf16_copy);
   if (N <= 0 || OC <= 0) return cudaGetLastError();
   const unsigned tiles = static_cast<unsigned>((OC + kCols - 1) / kCols);
   const int chunks = scratch == nullptr ? 1 : Chunks(N, OC, scratch_floats);
   if (chunks == 1) {
-    BiasGradientKernel<<<dim3(tiles, 1), dim3(kCols, kRowGroups), 0, stream>>>(
-        dbias, copy, dout, gelu_pre, N, OC, N, true);
+    BiasGradientKernel<<<dim3(tiles, 1), dim3(kCols, kRowGroups), 0, stream>>>(dbias, copy, dout, N,
+                                                                               OC, N, true);
     return cudaGetLastError();
   }
   const int rows_per_chunk = (N + chunks - 1) / chunks;
   BiasGradientKernel<<<dim3(tiles, static_cast<unsigned>(chunks)), dim3(kCols, kRowGroups), 0,
-                       stream>>>(scratch, copy, dout, gelu_pre, N, OC, rows_per_chunk, false);
+                       stream>>>(scratch, copy, dout, N, OC, rows_per_chunk, false);
   constexpr int kFinishThreads = 256;
   BiasGradientFinishKernel<<<(OC + kFinishThreads - 1) / kFinishThreads, kFinishThreads, 0,
                              stream>>>(dbias, scratch, OC, chunks);

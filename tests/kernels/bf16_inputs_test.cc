@@ -88,28 +88,6 @@ TEST(Bf16InputsTest, MatmulBackwardFromRoundedInputEqualsBf16Matmul) {
   }
 }
 
-TEST(Bf16InputsTest, GeluMatmulBackwardIsGeluBackwardThenMatmulBackward) {
-  const PrecisionScope bf16(MatmulPrecision::kBf16);
-  const Shape s = kShapes[1];
-  const auto dpost = RandomFloats(static_cast<size_t>(s.N) * s.OC, 18);
-  const auto pre = RandomFloats(dpost.size(), 19, 3.0f);
-  const auto bits = Bf16Bits(RandomFloats(static_cast<size_t>(s.N) * s.C, 20));
-  const auto w = RandomFloats(static_cast<size_t>(s.OC) * s.C, 21);
-  std::vector<float> dout(dpost.size());
-  Cpu().GeluBackward(dout.data(), pre.data(), dpost.data(), dout.size());
-  std::vector<float> dinp(bits.size()), dw(w.size(), 0.5f), db(s.OC, 0.25f);
-  Cpu().MatmulBackwardBf16(dinp.data(), dw.data(), db.data(), dout.data(), bits.data(), w.data(),
-                           s.N, s.C, s.OC);
-  std::vector<float> fused_dinp(bits.size()), fused_dw(w.size(), 0.5f), fused_db(s.OC, 0.25f);
-  const std::vector<float> dpost_before = dpost;
-  Cpu().GeluMatmulBackwardBf16(fused_dinp.data(), fused_dw.data(), fused_db.data(), dpost.data(),
-                               pre.data(), bits.data(), w.data(), s.N, s.C, s.OC);
-  EXPECT_TRUE(BitwiseEqual(fused_dinp, dinp));
-  EXPECT_TRUE(BitwiseEqual(fused_dw, dw));
-  EXPECT_TRUE(BitwiseEqual(fused_db, db));
-  EXPECT_TRUE(BitwiseEqual(dpost, dpost_before));
-}
-
 TEST(Bf16InputsTest, MatmulForwardToBf16RoundsTheBf16InputMatmul) {
   const PrecisionScope bf16(MatmulPrecision::kBf16);
   const Shape s = kShapes[0];
