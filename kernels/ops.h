@@ -166,8 +166,8 @@ class Ops {
   // rounding pass before the GEMM. Each op is its fp32 namesake with that output or input: at
   // kBf16, MatmulForwardBf16(round(x)) gives MatmulForward(x) and LayerNormForwardBf16 gives
   // round(LayerNormForward), bitwise on the CPU. On CUDA, shapes whose N, C and OC are not all
-  // multiples of 8 widen the input to fp32 first (in the operand-copy buffer, grown beyond the
-  // plan); the models use these ops only where they are.
+  // multiples of 8 widen the input to fp32 first (into a buffer grown beyond the memory plan);
+  // the models use these ops only where they are.
   virtual void LayerNormForwardBf16(uint16_t* out, float* mean, float* rstd, const float* inp,
                                     const float* weight, const float* bias, int N, int C) = 0;
   virtual void GeluForwardBf16(uint16_t* out, const float* inp, size_t n) = 0;

@@ -26,8 +26,6 @@ class Bf16Activations {
 
   Bf16Activations(kernels::Ops& ops, bool bf16) : ops_(ops), bf16_(bf16) {}
 
-  bool bf16() const { return bf16_; }
-
   // The ops of kernels/ops.h of the same name, with `out` / `inp` the matmul input.
   void LayerNormForward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                         const float* bias, int N, int C) const;
