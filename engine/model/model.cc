@@ -247,6 +247,18 @@ absl::StatusOr<std::unique_ptr<Model>> CreateModel(const ModelConfig& config, in
       absl::StrCat("model.type \"", config.type, "\": this build has gpt2 and llama"));
 }
 
+kernels::MatmulPrecision MatmulPrecisionOf(PrecisionConfig::Mode mode) {
+  switch (mode) {
+    case PrecisionConfig::Mode::kBf16:
+      return kernels::MatmulPrecision::kBf16;
+    case PrecisionConfig::Mode::kFp16:
+      return kernels::MatmulPrecision::kFp16;
+    case PrecisionConfig::Mode::kFp32:
+      break;
+  }
+  return kernels::MatmulPrecision::kFp32;
+}
+
 size_t PlannedActivationBytes(const ModelConfig& config, int batch, bool activation_checkpointing,
                               kernels::MatmulPrecision precision) {
   if (config.type == "llama") {

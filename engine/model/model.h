@@ -185,6 +185,9 @@ absl::StatusOr<std::unique_ptr<Model>> CreateModel(const ModelConfig& config, in
 // it shares (GPT-2's tied head needs the embed Unit). A pipeline stage holds these.
 std::vector<int> StageUnits(const ModelConfig& config, int first, int end);
 
+// The matmul precision of a config's `bf16` / `fp16` sections (kernels::Ops::SetMatmulPrecision).
+kernels::MatmulPrecision MatmulPrecisionOf(PrecisionConfig::Mode mode);
+
 // The activation bytes CreateModel would allocate for this shape, with its ops at `precision`
 // (GPT-2 keeps some activations in bf16 at kBf16): for reports and planning.
 size_t PlannedActivationBytes(const ModelConfig& config, int batch, bool activation_checkpointing,

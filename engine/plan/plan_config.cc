@@ -29,9 +29,7 @@ absl::StatusOr<PlanInput> PlanInputFromConfig(const Config& config, int world_si
   in.micro_batch = B;
   // The trainer sets the ops' precision before creating the model, which sizes GPT-2's bf16
   // activations by it.
-  const kernels::MatmulPrecision precision = config.precision.mode == PrecisionConfig::Mode::kBf16
-                                                 ? kernels::MatmulPrecision::kBf16
-                                                 : kernels::MatmulPrecision::kFp32;
+  const kernels::MatmulPrecision precision = MatmulPrecisionOf(config.precision.mode);
   in.activation_bytes = PlannedActivationBytes(m, B, false, precision);
   in.activation_bytes_checkpointed = PlannedActivationBytes(m, B, true, precision);
   // A pipeline is planned as if unpipelined: every rank holds all Units (an upper bound on a

@@ -157,11 +157,7 @@ absl::Status Trainer::Setup() {
   SPW_RETURN_IF_ERROR(
       AgreeAcrossRanks(Annotate(ops.status(), "trainer.backend"), "creating its backend"));
   ops_ = std::move(ops).value();
-  const PrecisionConfig::Mode precision = config_.precision.mode;
-  ops_->SetMatmulPrecision(
-      precision == PrecisionConfig::Mode::kBf16   ? kernels::MatmulPrecision::kBf16
-      : precision == PrecisionConfig::Mode::kFp16 ? kernels::MatmulPrecision::kFp16
-                                                  : kernels::MatmulPrecision::kFp32);
+  ops_->SetMatmulPrecision(MatmulPrecisionOf(config_.precision.mode));
   // Pipeline stages run without data parallelism on GPUs (config check): no NCCL, which would
   // refuse stages that share a GPU.
   if (gpu_ranks && !pipelined) {

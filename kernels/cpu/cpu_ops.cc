@@ -102,15 +102,12 @@ class CpuOps final : public Ops {
   }
   void MatmulForwardBf16(float* out, const uint16_t* inp, const float* weight, const float* bias,
                          const float* residual, int N, int C, int OC) override {
-    float* wide = Widened(static_cast<size_t>(N) * C);
-    cpu::UnpackBf16(inp, wide, static_cast<size_t>(N) * C);
-    MatmulForward(out, wide, weight, bias, residual, N, C, OC);
+    MatmulForward(out, Unpacked(inp, static_cast<size_t>(N) * C), weight, bias, residual, N, C, OC);
   }
   void MatmulBackwardBf16(float* dinp, float* dweight, float* dbias, const float* dout,
                           const uint16_t* inp, const float* weight, int N, int C, int OC) override {
-    float* wide = Widened(static_cast<size_t>(N) * C);
-    cpu::UnpackBf16(inp, wide, static_cast<size_t>(N) * C);
-    MatmulBackward(dinp, dweight, dbias, dout, wide, weight, N, C, OC);
+    MatmulBackward(dinp, dweight, dbias, dout, Unpacked(inp, static_cast<size_t>(N) * C), weight, N,
+                   C, OC);
   }
 
   void MatmulForwardToBf16(uint16_t* out, const uint16_t* inp, const float* weight,
@@ -121,13 +118,12 @@ class CpuOps final : public Ops {
   }
   void AttentionForwardBf16(float* out, float* lse, const uint16_t* qkv, int B, int T, int C,
                             int NH) override {
-    cpu::AttentionForward(out, lse, WidenedQkv(qkv, static_cast<size_t>(B) * T * 3 * C), B, T, C,
-                          NH);
+    cpu::AttentionForward(out, lse, Unpacked(qkv, static_cast<size_t>(B) * T * 3 * C), B, T, C, NH);
   }
   void AttentionBackwardBf16(float* dqkv, const float* dout, const uint16_t* qkv, const float* out,
                              const float* lse, int B, int T, int C, int NH) override {
-    cpu::AttentionBackward(dqkv, dout, WidenedQkv(qkv, static_cast<size_t>(B) * T * 3 * C), out,
-                           lse, B, T, C, NH);
+    cpu::AttentionBackward(dqkv, dout, Unpacked(qkv, static_cast<size_t>(B) * T * 3 * C), out, lse,
+                           B, T, C, NH);
   }
 
   void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, int C,
@@ -214,23 +210,22 @@ class CpuOps final : public Ops {
     return out.data();
   }
 
-  const float* WidenedQkv(const uint16_t* qkv, size_t n) {
-    qkv_wide_.resize(n);
-    cpu::UnpackBf16(qkv, qkv_wide_.data(), n);
-    return qkv_wide_.data();
-  }
-
   // The fp32 side of a bf16 op's input or output (n floats).
   float* Widened(size_t n) {
     widened_.resize(n);
     return widened_.data();
+  }
+  // A bf16 input (n values) widened to fp32, in Widened's buffer.
+  const float* Unpacked(const uint16_t* x, size_t n) {
+    float* wide = Widened(n);
+    cpu::UnpackBf16(x, wide, n);
+    return wide;
   }
 
   MatmulPrecision precision_ = MatmulPrecision::kFp32;
   std::vector<float> operand_scratch_[3];
   std::vector<float> widened_;
   std::vector<float> matmul_out_;  // MatmulForwardToBf16's fp32 result
-  std::vector<float> qkv_wide_;    // the bf16 attention ops' qkv
 };
 
 }  // namespace

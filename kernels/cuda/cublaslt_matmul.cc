@@ -265,28 +265,11 @@ CublasLtMatmul::~CublasLtMatmul() {
   }
   cudaFree(workspace_);
   cudaFree(bias_scratch_);
-  cudaFree(bf16_);
-  cudaFree(widened_);
-  cudaFree(out32_);
-}
-
-template <typename T>
-absl::StatusOr<T*> CublasLtMatmul::Grown(T** buffer, size_t* capacity, size_t elements,
-                                         cudaStream_t stream) {
-  if (elements > *capacity) {
-    SPW_CUDA_CHECK(cudaStreamSynchronize(stream));
-    cudaFree(*buffer);
-    *buffer = nullptr;
-    *capacity = 0;
-    SPW_CUDA_CHECK(cudaMalloc(buffer, elements * sizeof(T)));
-    *capacity = elements;
-  }
-  return *buffer;
 }
 
 absl::StatusOr<const float*> CublasLtMatmul::Widen(const uint16_t* inp, size_t elements,
                                                    cudaStream_t stream) {
-  SPW_ASSIGN_OR_RETURN(float* wide, Grown(&widened_, &widened_capacity_, elements, stream));
+  SPW_ASSIGN_OR_RETURN(float* wide, widened_.Get<float>(elements, stream));
   SPW_CUDA_CHECK(LaunchBf16ToFloat(wide, inp, elements, stream));
   return wide;
 }
@@ -300,7 +283,7 @@ absl::StatusOr<bool> CublasLtMatmul::ForwardBf16(float* out, Input inp, const fl
                                                  int C, int OC, cudaStream_t stream) {
   const size_t w_elems = MatmulCopySlot(static_cast<size_t>(OC) * C);
   const size_t x_elems = inp.b16 != nullptr ? 0 : static_cast<size_t>(N) * C;
-  SPW_ASSIGN_OR_RETURN(uint16_t * w16, Grown(&bf16_, &bf16_capacity_, w_elems + x_elems, stream));
+  SPW_ASSIGN_OR_RETURN(uint16_t * w16, bf16_.Get<uint16_t>(w_elems + x_elems, stream));
   const uint16_t* x16 = inp.b16 != nullptr ? inp.b16 : w16 + w_elems;
   Gemm g{CUBLAS_OP_T, CUBLAS_OP_N,
          /*m=*/OC,    /*n=*/N,
@@ -364,8 +347,7 @@ absl::StatusOr<bool> CublasLtMatmul::BackwardBf16(float* dinp, float* dweight, f
   const size_t w_elems = MatmulCopySlot(static_cast<size_t>(OC) * C);
   const size_t d_elems = MatmulCopySlot(static_cast<size_t>(N) * OC);
   const size_t x_elems = inp.b16 != nullptr ? 0 : static_cast<size_t>(N) * C;
-  SPW_ASSIGN_OR_RETURN(uint16_t * w16,
-                       Grown(&bf16_, &bf16_capacity_, w_elems + d_elems + x_elems, stream));
+  SPW_ASSIGN_OR_RETURN(uint16_t * w16, bf16_.Get<uint16_t>(w_elems + d_elems + x_elems, stream));
   uint16_t* d16 = w16 + w_elems;
   const uint16_t* x16 = inp.b16 != nullptr ? inp.b16 : d16 + d_elems;
   Gemm g_inp{CUBLAS_OP_N, CUBLAS_OP_N, /*m=*/C,   /*n=*/N,       /*k=*/OC, w16,
@@ -432,7 +414,7 @@ absl::Status CublasLtMatmul::ForwardToBf16(uint16_t* out, const uint16_t* inp, c
   const size_t elements = static_cast<size_t>(N) * OC;
   if (Bf16Copies(N, C, OC)) {
     const size_t w_elems = MatmulCopySlot(static_cast<size_t>(OC) * C);
-    SPW_ASSIGN_OR_RETURN(uint16_t * w16, Grown(&bf16_, &bf16_capacity_, w_elems, stream));
+    SPW_ASSIGN_OR_RETURN(uint16_t * w16, bf16_.Get<uint16_t>(w_elems, stream));
     Gemm g{CUBLAS_OP_T, CUBLAS_OP_N,
            /*m=*/OC,    /*n=*/N,
            /*k=*/C,     w16,
@@ -448,7 +430,7 @@ absl::Status CublasLtMatmul::ForwardToBf16(uint16_t* out, const uint16_t* inp, c
                       absl::StrCat("MatmulForwardToBf16 ", ShapeString(N, C, OC)));
     }
   }
-  SPW_ASSIGN_OR_RETURN(float* out32, Grown(&out32_, &out32_capacity_, elements, stream));
+  SPW_ASSIGN_OR_RETURN(float* out32, out32_.Get<float>(elements, stream));
   SPW_RETURN_IF_ERROR(ForwardBf16Input(out32, inp, weight, bias, nullptr, N, C, OC, stream));
   SPW_CUDA_CHECK(LaunchToBf16(out, out32, elements, stream));
   return absl::OkStatus();

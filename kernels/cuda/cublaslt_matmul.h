@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
+#include "kernels/cuda/device_scratch.h"
 
 namespace spillway::kernels::cuda {
 
@@ -66,16 +67,12 @@ class CublasLtMatmul {
   absl::StatusOr<bool> ForwardBf16(float* out, Input inp, const float* weight, const float* bias,
                                    const float* residual, int N, int C, int OC,
                                    cudaStream_t stream);
-  // A buffer of `elements` (*buffer, *capacity), grown if smaller (waiting for the stream first:
-  // enqueued GEMMs may still read the old one).
-  template <typename T>
-  absl::StatusOr<T*> Grown(T** buffer, size_t* capacity, size_t elements, cudaStream_t stream);
   // The backward on bf16 copies: both GEMMs, and the bias gradient (dbias may be null) in the
   // pass that copies dout; false (nothing added) when cuBLASLt has no algorithm.
   absl::StatusOr<bool> BackwardBf16(float* dinp, float* dweight, float* dbias, const float* dout,
                                     Input inp, const float* weight, int N, int C, int OC,
                                     cudaStream_t stream);
-  // inp widened to fp32, in widened_.
+  // inp widened to fp32, in widened_ (its `elements` values).
   absl::StatusOr<const float*> Widen(const uint16_t* inp, size_t elements, cudaStream_t stream);
   // The two backward GEMMs on the fp32 buffers, at compute_.
   absl::Status BackwardGemms(float* dinp, float* dweight, const float* dout, const float* inp,
@@ -85,12 +82,9 @@ class CublasLtMatmul {
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
   float* bias_scratch_ = nullptr;  // the bias gradient's partial sums (matmul_bias.cu)
-  uint16_t* bf16_ = nullptr;       // bf16 operand copies of the GEMM being issued
-  size_t bf16_capacity_ = 0;       // elements
-  float* widened_ = nullptr;       // a bf16 input widened to fp32 (ForwardBf16Input's fallback)
-  size_t widened_capacity_ = 0;    // elements
-  float* out32_ = nullptr;         // ForwardToBf16's fp32 output where the GEMM cannot write bf16
-  size_t out32_capacity_ = 0;      // elements
+  DeviceScratch bf16_;             // bf16 operand copies of the GEMM being issued
+  DeviceScratch widened_;          // a bf16 input widened to fp32 (the bf16-input GEMMs' fallback)
+  DeviceScratch out32_;            // ForwardToBf16's fp32 output where the GEMM cannot write bf16
   cublasComputeType_t compute_ = CUBLAS_COMPUTE_32F;
 };
 

@@ -10,6 +10,7 @@
 
 #include "kernels/cuda/cublaslt_matmul.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/device_scratch.h"
 #include "kernels/cuda/launchers.h"
 
 namespace spillway::kernels {
@@ -58,10 +59,7 @@ class CudaOps final : public Ops {
       if (lane != nullptr) cudaStreamDestroy(lane);
     }
     gemm_.reset();
-    cudaFree(attention_scratch_);
     cudaFree(norm_scratch_);
-    cudaFree(sum_scratch_);
-    cudaFree(qkv_wide_);
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
   }
 
@@ -206,8 +204,7 @@ class CudaOps final : public Ops {
   void AttentionForwardBf16(float* out, float* lse, const uint16_t* qkv, int B, int T, int C,
                             int NH) override {
     if (NH > 0 && Bf16TensorCoreAttention(C / NH)) {
-      void* scratch = Grow(&attention_scratch_, &attention_scratch_bytes_,
-                           cuda::TensorCoreAttentionScratchBytes(B, T, NH, NH, C / NH));
+      void* scratch = TensorCoreScratch(B, T, NH, NH, C / NH);
       if (scratch == nullptr) return;
       Record(cuda::LaunchTensorCoreAttentionForward(out, lse, nullptr, qkv, B, T, NH, NH, C / NH,
                                                     false, scratch, stream_),
@@ -220,8 +217,7 @@ class CudaOps final : public Ops {
   void AttentionBackwardBf16(float* dqkv, const float* dout, const uint16_t* qkv, const float* out,
                              const float* lse, int B, int T, int C, int NH) override {
     if (NH > 0 && Bf16TensorCoreAttention(C / NH)) {
-      void* scratch = Grow(&attention_scratch_, &attention_scratch_bytes_,
-                           cuda::TensorCoreAttentionScratchBytes(B, T, NH, NH, C / NH));
+      void* scratch = TensorCoreScratch(B, T, NH, NH, C / NH);
       if (scratch == nullptr) return;
       Record(cuda::LaunchTensorCoreAttentionBackward(dqkv, dout, nullptr, qkv, out, lse, B, T, NH,
                                                      NH, C / NH, false, scratch, stream_),
@@ -245,8 +241,7 @@ class CudaOps final : public Ops {
       GqaAttentionBackward(dqkv, dout, qkv, out, lse, B, T, NH, NH, C / NH);
       return;
     }
-    float* scratch = Grow(&attention_scratch_, &attention_scratch_bytes_,
-                          cuda::AttentionScratchFloats(B, T, NH) * sizeof(float));
+    float* scratch = Fp32AttentionScratch(B, T, NH);
     if (scratch == nullptr) return;
     Record(cuda::LaunchAttentionBackward(dqkv, dout, qkv, out, lse, B, T, C, NH, scratch, stream_),
            "AttentionBackward");
@@ -254,8 +249,7 @@ class CudaOps final : public Ops {
   void GqaAttentionForward(float* out, float* lse, const float* qkv, int B, int T, int NH, int NKV,
                            int hs) override {
     if (TensorCoreAttention(hs)) {
-      void* scratch = Grow(&attention_scratch_, &attention_scratch_bytes_,
-                           cuda::TensorCoreAttentionScratchBytes(B, T, NH, NKV, hs));
+      void* scratch = TensorCoreScratch(B, T, NH, NKV, hs);
       if (scratch == nullptr) return;
       Record(cuda::LaunchTensorCoreAttentionForward(out, lse, qkv, nullptr, B, T, NH, NKV, hs,
                                                     precision_ == MatmulPrecision::kFp16, scratch,
@@ -269,8 +263,7 @@ class CudaOps final : public Ops {
   void GqaAttentionBackward(float* dqkv, const float* dout, const float* qkv, const float* out,
                             const float* lse, int B, int T, int NH, int NKV, int hs) override {
     if (TensorCoreAttention(hs)) {
-      void* scratch = Grow(&attention_scratch_, &attention_scratch_bytes_,
-                           cuda::TensorCoreAttentionScratchBytes(B, T, NH, NKV, hs));
+      void* scratch = TensorCoreScratch(B, T, NH, NKV, hs);
       if (scratch == nullptr) return;
       Record(cuda::LaunchTensorCoreAttentionBackward(dqkv, dout, qkv, nullptr, out, lse, B, T, NH,
                                                      NKV, hs, precision_ == MatmulPrecision::kFp16,
@@ -278,8 +271,7 @@ class CudaOps final : public Ops {
              "AttentionBackward (tensor cores)");
       return;
     }
-    float* scratch = Grow(&attention_scratch_, &attention_scratch_bytes_,
-                          cuda::AttentionScratchFloats(B, T, NH) * sizeof(float));
+    float* scratch = Fp32AttentionScratch(B, T, NH);
     if (scratch == nullptr) return;
     Record(cuda::LaunchGqaAttentionBackward(dqkv, dout, qkv, out, lse, B, T, NH, NKV, hs, scratch,
                                             stream_),
@@ -325,7 +317,7 @@ class CudaOps final : public Ops {
       const size_t count = std::min(parts - first, cuda::kSumPartsMax);
       const size_t doubles = cuda::SumSquaresPartsScratchDoubles(ranges + 2 * first, count);
       if (doubles == 0) continue;
-      double* scratch = Grow(&sum_scratch_, &sum_scratch_bytes_, doubles * sizeof(double));
+      double* scratch = Scratch<double>(sum_scratch_, doubles);
       if (scratch == nullptr) return;
       Record(cuda::LaunchAddSumSquaresParts(acc, x, ranges + 2 * first, count, scratch, stream_),
              "AddSumSquaresParts");
@@ -428,24 +420,24 @@ class CudaOps final : public Ops {
   }
   void Record(cudaError_t err, const char* op) { Record(CudaStatus(err, op)); }
 
-  // A device scratch buffer of at least `bytes`, reallocated when too small (rare: shapes are
-  // fixed for a run). Null after a failure, which is recorded.
+  // At least `count` values of T in `scratch`; null after a failure, which is recorded.
   template <typename T>
-  T* Grow(T** buffer, size_t* capacity, size_t bytes) {
-    if (bytes <= *capacity) return *buffer;
-    Record(CudaStatus(cudaStreamSynchronize(stream_), "scratch: wait"));
-    cudaFree(*buffer);
-    *buffer = nullptr;
-    *capacity = 0;
-    void* p = nullptr;
-    absl::Status status = CudaStatus(cudaMalloc(&p, bytes), "scratch: cudaMalloc");
-    if (!status.ok()) {
-      Record(std::move(status));
+  T* Scratch(cuda::DeviceScratch& scratch, size_t count) {
+    absl::StatusOr<T*> data = scratch.Get<T>(count, stream_);
+    if (!data.ok()) {
+      Record(Annotate(data.status(), "scratch"));
       return nullptr;
     }
-    *buffer = static_cast<T*>(p);
-    *capacity = bytes;
-    return *buffer;
+    return *data;
+  }
+  // The tensor-core attention's scratch (kernels/attention_scratch.h) for this shape.
+  void* TensorCoreScratch(int B, int T, int NH, int NKV, int hs) {
+    return Scratch<unsigned char>(attention_scratch_,
+                                  cuda::TensorCoreAttentionScratchBytes(B, T, NH, NKV, hs));
+  }
+  // The fp32 attention backward's scratch for this shape.
+  float* Fp32AttentionScratch(int B, int T, int NH) {
+    return Scratch<float>(attention_scratch_, cuda::AttentionScratchFloats(B, T, NH));
   }
 
   // Mixed precision moves attention's products onto tensor cores too, where the head size
@@ -459,7 +451,7 @@ class CudaOps final : public Ops {
   }
   // qkv widened to fp32 in a buffer grown to the largest such qkv; null after a failure.
   const float* WidenQkv(const uint16_t* qkv, size_t n) {
-    float* wide = Grow(&qkv_wide_, &qkv_wide_bytes_, n * sizeof(float));
+    float* wide = Scratch<float>(qkv_wide_, n);
     if (wide == nullptr) return nullptr;
     Record(cuda::LaunchBf16ToFloat(wide, qkv, n, stream_), "attention: widen qkv");
     return wide;
@@ -469,7 +461,7 @@ class CudaOps final : public Ops {
   double* SumScratch(size_t n) {
     const size_t doubles = cuda::SumSquaresScratchDoubles(n);
     if (doubles == 0) return nullptr;
-    return Grow(&sum_scratch_, &sum_scratch_bytes_, doubles * sizeof(double));
+    return Scratch<double>(sum_scratch_, doubles);
   }
 
   MatmulPrecision precision_ = MatmulPrecision::kFp32;
@@ -477,12 +469,9 @@ class CudaOps final : public Ops {
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<cuda::CublasLtMatmul> gemm_;
   float* norm_scratch_ = nullptr;
-  float* attention_scratch_ = nullptr;
-  size_t attention_scratch_bytes_ = 0;
-  double* sum_scratch_ = nullptr;
-  float* qkv_wide_ = nullptr;  // the bf16 attention ops' qkv, widened off the tensor cores
-  size_t qkv_wide_bytes_ = 0;
-  size_t sum_scratch_bytes_ = 0;
+  cuda::DeviceScratch attention_scratch_;
+  cuda::DeviceScratch sum_scratch_;
+  cuda::DeviceScratch qkv_wide_;  // the bf16 attention ops' qkv, widened off the tensor cores
   absl::Status first_error_;
   int device_ = 0;
   std::array<cudaStream_t, kLanes> copy_streams_{};
