@@ -61,14 +61,15 @@ bool Run(const Shape& s, bool fp32, int reps) {
   }
   auto forward = [&] {
     return fp32 ? k::LaunchGqaAttentionForward(out, lse, qkv, s.B, s.T, s.NH, s.NH, s.HS, nullptr)
-                : k::LaunchTensorCoreAttentionForward(out, lse, qkv, nullptr, s.B, s.T, s.NH, s.NH,
-                                                      s.HS, false, scratch, nullptr);
+                : k::LaunchTensorCoreAttentionForward(out, nullptr, lse, qkv, nullptr, s.B, s.T,
+                                                      s.NH, s.NH, s.HS, false, scratch, nullptr);
   };
   auto backward = [&] {
     return fp32 ? k::LaunchGqaAttentionBackward(dqkv, dout, qkv, out, lse, s.B, s.T, s.NH, s.NH,
                                                 s.HS, scratch, nullptr)
-                : k::LaunchTensorCoreAttentionBackward(dqkv, dout, qkv, nullptr, out, lse, s.B, s.T,
-                                                       s.NH, s.NH, s.HS, false, scratch, nullptr);
+                : k::LaunchTensorCoreAttentionBackward(dqkv, dout, qkv, nullptr, out, nullptr, lse,
+                                                       s.B, s.T, s.NH, s.NH, s.HS, false, scratch,
+                                                       nullptr);
   };
   cudaEvent_t start, mid, stop;
   cudaEventCreate(&start);

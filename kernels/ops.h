@@ -38,6 +38,18 @@ struct AdamWParams {
 // How the matmul ops multiply (Ops::SetMatmulPrecision).
 enum class MatmulPrecision { kFp32, kBf16, kFp16 };
 
+// A matmul's weight (OC,C): its fp32 values, and optionally `b16`, those values rounded to bf16
+// (to nearest even; uint16_t bits, 16-byte aligned), which the caller keeps (a model's weight
+// copies) so that the matmul reads them at kBf16 instead of rounding the weight itself. At other
+// precisions b16 is not read. The ops trust b16 to be round(f32): results are then bitwise those
+// without it.
+struct MatmulWeight {
+  MatmulWeight(const float* f32, const uint16_t* b16 = nullptr)  // NOLINT: a plain fp32 weight
+      : f32(f32), b16(b16) {}
+  const float* f32;
+  const uint16_t* b16;
+};
+
 // Elements of one 16-bit operand copy rounded up to 128 (256 bytes), so that the next copy in
 // the same buffer is aligned.
 inline size_t MatmulCopySlot(size_t elements) { return (elements + 127) / 128 * 128; }
@@ -153,12 +165,12 @@ class Ops {
 
   // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC) + residual (N,OC): a block's residual
   // add, fused into the GEMM on CUDA. bias and residual may be null; residual must not alias out.
-  virtual void MatmulForward(float* out, const float* inp, const float* weight, const float* bias,
+  virtual void MatmulForward(float* out, const float* inp, MatmulWeight weight, const float* bias,
                              const float* residual, int N, int C, int OC) = 0;
   // dinp (N,C) = dout (N,OC) @ weight (OC,C) (overwritten: no fill first);
   // dweight (OC,C) += dout^T @ inp;  dbias (OC) += sum over rows of dout. dbias may be null.
   virtual void MatmulBackward(float* dinp, float* dweight, float* dbias, const float* dout,
-                              const float* inp, const float* weight, int N, int C, int OC) = 0;
+                              const float* inp, MatmulWeight weight, int N, int C, int OC) = 0;
 
   // bf16 matmul inputs. At kBf16 a matmul rounds its input to bf16 before multiplying, so an
   // activation that only feeds matmuls (a LayerNorm's or GELU's output) can be kept as those bf16
@@ -171,24 +183,26 @@ class Ops {
   virtual void LayerNormForwardBf16(uint16_t* out, float* mean, float* rstd, const float* inp,
                                     const float* weight, const float* bias, int N, int C) = 0;
   virtual void GeluForwardBf16(uint16_t* out, const float* inp, size_t n) = 0;
-  virtual void MatmulForwardBf16(float* out, const uint16_t* inp, const float* weight,
+  virtual void MatmulForwardBf16(float* out, const uint16_t* inp, MatmulWeight weight,
                                  const float* bias, const float* residual, int N, int C,
                                  int OC) = 0;
   virtual void MatmulBackwardBf16(float* dinp, float* dweight, float* dbias, const float* dout,
-                                  const uint16_t* inp, const float* weight, int N, int C,
+                                  const uint16_t* inp, MatmulWeight weight, int N, int C,
                                   int OC) = 0;
   // The QKV projection, whose output only feeds the attention: out (N,OC) = inp @ weight^T + bias
   // summed in fp32 and rounded once to bf16.
-  virtual void MatmulForwardToBf16(uint16_t* out, const uint16_t* inp, const float* weight,
+  virtual void MatmulForwardToBf16(uint16_t* out, const uint16_t* inp, MatmulWeight weight,
                                    const float* bias, int N, int C, int OC) = 0;
-  // The attention ops with qkv as bf16 bits (that output). At kBf16 with head size 64 or 128 the
-  // CUDA kernels round qkv to bf16 anyway, so they read these as they are: the fp32 ops' results
-  // on the rounded qkv, without their conversion pass. Elsewhere (and on the CPU) qkv is widened
-  // to fp32 first (on CUDA into a buffer grown beyond the plan).
-  virtual void AttentionForwardBf16(float* out, float* lse, const uint16_t* qkv, int B, int T,
+  // The attention ops with qkv as bf16 bits (that output) and their output as bf16 too (which
+  // only the attention projection, a matmul, and the attention's backward read): the fp32 ops on
+  // the widened qkv, their out rounded to bf16 and, in the backward, widened again. At kBf16 with
+  // head size 64 or 128 the CUDA kernels round qkv to bf16 anyway, so they read these as they are
+  // and write out as bf16, without conversion passes. Elsewhere (and on the CPU) qkv and out are
+  // widened to fp32 first (on CUDA into buffers grown beyond the plan).
+  virtual void AttentionForwardBf16(uint16_t* out, float* lse, const uint16_t* qkv, int B, int T,
                                     int C, int NH) = 0;
   virtual void AttentionBackwardBf16(float* dqkv, const float* dout, const uint16_t* qkv,
-                                     const float* out, const float* lse, int B, int T, int C,
+                                     const uint16_t* out, const float* lse, int B, int T, int C,
                                      int NH) = 0;
 
   // Causal multi-head self-attention, softmax(q k^T / sqrt(hs)) v, computed flash-style:
@@ -236,6 +250,10 @@ class Ops {
   // d up = dout * silu(gate).
   virtual void SwiGluBackward(float* dgu, const float* dout, const float* gu, int N, int F) = 0;
 
+  // out[i] = x[i] rounded to bf16 (to nearest even): a model's copies of its GEMM weights
+  // (MatmulWeight::b16).
+  virtual void RoundToBf16(uint16_t* out, const float* x, size_t n) = 0;
+
   // out[i] = gelu(inp[i]), the tanh approximation GPT-2 uses.
   virtual void GeluForward(float* out, const float* inp, size_t n) = 0;
   // dinp[i] = gelu'(inp[i]) * dout[i] (overwritten). dinp may alias dout.
@@ -279,6 +297,12 @@ class Ops {
   // (the order of torch.optim.AdamW).
   virtual void AdamW(float* param, const float* grad, float* m, float* v, size_t n,
                      const AdamWParams& p) = 0;
+  // AdamW over `parts` ranges of the same four arrays in few launches (a Unit's tensors): part k
+  // is elements [ranges[2k], ranges[2k+1]) of param, grad, m and v alike, with weight decay
+  // weight_decays[k] (p.weight_decay is not read). Bitwise one AdamW call per part. ranges (2 *
+  // parts offsets, the parts disjoint) and weight_decays are host memory read during the call.
+  virtual void AdamWParts(float* param, const float* grad, float* m, float* v, const size_t* ranges,
+                          const float* weight_decays, size_t parts, const AdamWParams& p) = 0;
 };
 
 }  // namespace spillway::kernels

@@ -29,7 +29,7 @@ void Bf16Activations::GeluForward(float* out, const float* inp, size_t n) const 
   }
 }
 
-void Bf16Activations::MatmulForward(float* out, const float* inp, const float* weight,
+void Bf16Activations::MatmulForward(float* out, const float* inp, kernels::MatmulWeight weight,
                                     const float* bias, const float* residual, int N, int C,
                                     int OC) const {
   if (bf16_) {
@@ -40,7 +40,7 @@ void Bf16Activations::MatmulForward(float* out, const float* inp, const float* w
 }
 
 void Bf16Activations::MatmulBackward(float* dinp, float* dweight, float* dbias, const float* dout,
-                                     const float* inp, const float* weight, int N, int C,
+                                     const float* inp, kernels::MatmulWeight weight, int N, int C,
                                      int OC) const {
   if (bf16_) {
     ops_.MatmulBackwardBf16(dinp, dweight, dbias, dout, Bits(inp), weight, N, C, OC);
@@ -49,7 +49,7 @@ void Bf16Activations::MatmulBackward(float* dinp, float* dweight, float* dbias, 
   }
 }
 
-void Bf16Activations::QkvForward(float* qkv, const float* inp, const float* weight,
+void Bf16Activations::QkvForward(float* qkv, const float* inp, kernels::MatmulWeight weight,
                                  const float* bias, int N, int C, int OC) const {
   if (bf16_) {
     ops_.MatmulForwardToBf16(Bits(qkv), Bits(inp), weight, bias, N, C, OC);
@@ -61,7 +61,7 @@ void Bf16Activations::QkvForward(float* qkv, const float* inp, const float* weig
 void Bf16Activations::AttentionForward(float* out, float* lse, const float* qkv, int B, int T,
                                        int C, int NH) const {
   if (bf16_) {
-    ops_.AttentionForwardBf16(out, lse, Bits(qkv), B, T, C, NH);
+    ops_.AttentionForwardBf16(Bits(out), lse, Bits(qkv), B, T, C, NH);
   } else {
     ops_.AttentionForward(out, lse, qkv, B, T, C, NH);
   }
@@ -71,7 +71,7 @@ void Bf16Activations::AttentionBackward(float* dqkv, const float* dout, const fl
                                         const float* out, const float* lse, int B, int T, int C,
                                         int NH) const {
   if (bf16_) {
-    ops_.AttentionBackwardBf16(dqkv, dout, Bits(qkv), out, lse, B, T, C, NH);
+    ops_.AttentionBackwardBf16(dqkv, dout, Bits(qkv), Bits(out), lse, B, T, C, NH);
   } else {
     ops_.AttentionBackward(dqkv, dout, qkv, out, lse, B, T, C, NH);
   }

@@ -1,11 +1,13 @@
 // The activations that a bf16 matmul precision lets the model keep in bf16 (kernels::Ops' bf16
 // ops): those that only feed matmuls (a LayerNorm's or GELU's output), which a bf16 matmul rounds
-// anyway, and the QKV projection's output, which the tensor-core attention rounds anyway. Written
-// and read as bf16 when the ops multiply in bf16 (no rounding pass before each GEMM or attention,
-// half the bytes and half the memory), as fp32 otherwise. Decided once, when the model is created
-// (Enabled, from the ops' precision then), since it sizes the buffers: a model created at kBf16
-// keeps them in bf16 whatever the precision later (the bf16 ops stay valid: at fp32 they widen
-// their bf16 inputs exactly).
+// anyway, the QKV projection's output, which the tensor-core attention rounds anyway, and the
+// attention's output, which feeds the attention projection and the attention's own backward
+// (whose row sums then read it rounded: the one place where keeping it changes a result, within
+// bf16 rounding, on both backends alike). Written and read as bf16 when the ops multiply in bf16
+// (no rounding pass before each GEMM or attention, half the bytes and half the memory), as fp32
+// otherwise. Decided once, when the model is created (Enabled, from the ops' precision then), since
+// it sizes the buffers: a model created at kBf16 keeps them in bf16 whatever the precision later
+// (the bf16 ops stay valid: at fp32 they widen their bf16 inputs exactly).
 #pragma once
 
 #include <cstddef>
@@ -30,13 +32,13 @@ class Bf16Activations {
   void LayerNormForward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                         const float* bias, int N, int C) const;
   void GeluForward(float* out, const float* inp, size_t n) const;
-  void MatmulForward(float* out, const float* inp, const float* weight, const float* bias,
+  void MatmulForward(float* out, const float* inp, kernels::MatmulWeight weight, const float* bias,
                      const float* residual, int N, int C, int OC) const;
   void MatmulBackward(float* dinp, float* dweight, float* dbias, const float* dout,
-                      const float* inp, const float* weight, int N, int C, int OC) const;
+                      const float* inp, kernels::MatmulWeight weight, int N, int C, int OC) const;
   // The QKV projection (out = qkv, bf16: MatmulForwardToBf16) and the attention ops reading qkv.
-  void QkvForward(float* qkv, const float* inp, const float* weight, const float* bias, int N,
-                  int C, int OC) const;
+  void QkvForward(float* qkv, const float* inp, kernels::MatmulWeight weight, const float* bias,
+                  int N, int C, int OC) const;
   void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, int C,
                         int NH) const;
   void AttentionBackward(float* dqkv, const float* dout, const float* qkv, const float* out,

@@ -53,6 +53,10 @@ struct Gpt2::Impl {
   BlockShape shape{};
   ResidualStream residual;
   Buffer block_buf, head_buf, grad_buf, token_buf;
+  // bf16 copies of the Units' parameters (KeepsWeightCopies, engine/model/model.h): per Unit, a
+  // pointer into weight_copies, or null where the Unit has none.
+  Buffer weight_copies;
+  std::vector<uint16_t*> copies;
 
   std::vector<BlockActivations> acts;
   float *lnf, *lnf_mean, *lnf_rstd, *logits, *losses;
@@ -120,8 +124,35 @@ absl::StatusOr<std::unique_ptr<Gpt2>> Gpt2::Create(const ModelConfig& config, in
   impl->inputs = impl->token_buf.as<int32_t>();
   impl->targets = impl->inputs + N;
 
+  impl->copies.assign(model->num_units(), nullptr);
+  if (KeepsWeightCopies(config, batch, ops->matmul_precision())) {
+    std::vector<size_t> offsets(model->num_units(), 0);
+    size_t total = 0;
+    for (int u = 0; u < model->num_units(); ++u) {
+      const UnitState& unit = model->unit(u);
+      offsets[u] = total;
+      if (model->holds(u) && !unit.params_sharded()) total += WeightCopyElements(unit.layout);
+    }
+    SPW_ASSIGN_OR_RETURN(impl->weight_copies,
+                         Buffer::Allocate(total * sizeof(uint16_t), tier, "bf16 weight copies"));
+    for (int u = 0; u < model->num_units(); ++u) {
+      const size_t end = u + 1 < model->num_units() ? offsets[u + 1] : total;
+      if (end > offsets[u]) impl->copies[u] = impl->weight_copies.as<uint16_t>() + offsets[u];
+    }
+  }
+
   model->impl_ = std::move(impl);
   return model;
+}
+
+void Gpt2::RoundWeightCopies(int u) {
+  uint16_t* copy = impl_->copies[u];
+  if (copy != nullptr) ops_->RoundToBf16(copy, units_[u].live_params, units_[u].numel());
+}
+
+kernels::MatmulWeight Gpt2::Weight(int u, const TensorSpec& t) {
+  const uint16_t* copy = impl_->copies[u];
+  return {units_[u].param(t), copy != nullptr ? copy + t.offset : nullptr};
 }
 
 absl::Status Gpt2::InitParams(uint64_t seed) {
@@ -161,6 +192,7 @@ void Gpt2::ForwardUnits(int first, int end, const int32_t* inputs, const int32_t
   const TensorSpec& wte = *embed.layout.Find("wte");
   const TensorSpec& wpe = *embed.layout.Find("wpe");
   if (with_embed) AcquireParams(0);
+  if (with_head) RoundWeightCopies(0);  // wte, for the head
   m.residual.BeginForward();
   if (first == 0) {
     ops_->EmbeddingForward(m.residual.at(0), m.inputs, embed.param(wte), embed.param(wpe), s.B, s.T,
@@ -172,8 +204,10 @@ void Gpt2::ForwardUnits(int first, int end, const int32_t* inputs, const int32_t
     const int l = u - 1;
     UnitState& unit = units_[u];
     AcquireParams(u);
+    RoundWeightCopies(u);
     m.residual.ForwardBlock(l);
-    BlockForward(*ops_, s, BlockTensors::In(unit.layout, unit.live_params), m.residual.at(l),
+    BlockForward(*ops_, s, BlockTensors::In(unit.layout, unit.live_params),
+                 BlockWeightCopies::In(unit.layout, m.copies[u]), m.residual.at(l),
                  m.residual.at(l + 1), m.ActsOf(l));
     ReleaseParams(u);
   }
@@ -187,7 +221,7 @@ void Gpt2::ForwardUnits(int first, int end, const int32_t* inputs, const int32_t
   act16.LayerNormForward(m.lnf, m.lnf_mean, m.lnf_rstd, m.residual.at(L),
                          head.param(head.layout.tensors()[0]), head.param(head.layout.tensors()[1]),
                          N, C);
-  act16.MatmulForward(m.logits, m.lnf, embed.param(wte), nullptr, nullptr, N, C, Vp_);
+  act16.MatmulForward(m.logits, m.lnf, Weight(0, wte), nullptr, nullptr, N, C, Vp_);
   ReleaseParams(L + 1);
   ReleaseParams(0);
   ops_->CrossEntropy(m.losses, m.logits, m.targets, N, config_.vocab_size, Vp_, 0.0f);
@@ -213,6 +247,7 @@ void Gpt2::RunBackwardUnits(int first, int end, float loss_scale, bool last_micr
   // The tied head needs the embedding Unit from its backward to the embedding's.
   if (with_embed) AcquireParams(0);
   if (with_head) AcquireParams(L + 1);
+  if (with_head && params_change_before_backward_) RoundWeightCopies(0);
   if (with_embed) AcquireGrads(0);
   if (with_head) {
     const TensorSpec& lnf_w = head.layout.tensors()[0];
@@ -227,8 +262,7 @@ void Gpt2::RunBackwardUnits(int first, int end, float loss_scale, bool last_micr
     // Tied LM head: the logits' weight gradient lands in the embedding Unit's dwte.
     float* dlnf = m.scratch.dln;
     Bf16Activations(*ops_, m.bf16)
-        .MatmulBackward(dlnf, embed.grad(wte), nullptr, m.logits, m.lnf, embed.param(wte), N, C,
-                        Vp_);
+        .MatmulBackward(dlnf, embed.grad(wte), nullptr, m.logits, m.lnf, Weight(0, wte), N, C, Vp_);
     ops_->Fill(m.dres, 0.0f, NC);
     ops_->LayerNormBackward(m.dres, head.grad(lnf_w), head.grad(lnf_b), dlnf, m.residual.at(L),
                             head.param(lnf_w), m.lnf_mean, m.lnf_rstd, N, C);
@@ -243,15 +277,17 @@ void Gpt2::RunBackwardUnits(int first, int end, float loss_scale, bool last_micr
     UnitState& unit = units_[u];
     AcquireParams(u);
     AcquireGrads(u);
+    if (params_change_before_backward_) RoundWeightCopies(u);
     const BlockTensors w = BlockTensors::In(unit.layout, unit.live_params);
+    const BlockWeightCopies w16 = BlockWeightCopies::In(unit.layout, m.copies[u]);
     const BlockTensors dw = BlockTensors::In(unit.layout, unit.live_grads);
     m.residual.BackwardBlock(l);
     if (m.checkpointing) {
       // Recompute this block's activations from its kept input. The recomputed output is
       // written over residual[l + 1], which holds exactly the same values.
-      BlockForward(*ops_, s, w, m.residual.at(l), m.residual.at(l + 1), m.ActsOf(l));
+      BlockForward(*ops_, s, w, w16, m.residual.at(l), m.residual.at(l + 1), m.ActsOf(l));
     }
-    BlockBackward(*ops_, s, w, dw, m.residual.at(l), m.ActsOf(l), m.scratch, m.dres);
+    BlockBackward(*ops_, s, w, w16, dw, m.residual.at(l), m.ActsOf(l), m.scratch, m.dres);
     ReleaseGrads(u);
     ReleaseParams(u);
   }
@@ -279,6 +315,8 @@ size_t Gpt2::activation_bytes() const {
   const ActivationPlan plan = ActivationPlan::For(config_, B_, impl_->checkpointing, impl_->bf16);
   return plan.bytes() - plan.residual * sizeof(float) + impl_->residual.backend_bytes();
 }
+
+size_t Gpt2::weight_copy_bytes() const { return impl_->weight_copies.bytes(); }
 
 size_t Gpt2::PlannedActivationBytes(const ModelConfig& config, int batch,
                                     bool activation_checkpointing,

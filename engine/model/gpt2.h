@@ -50,6 +50,7 @@ class Gpt2 : public Model {
 
   size_t param_count() const override;
   size_t activation_bytes() const override;
+  size_t weight_copy_bytes() const override;
   std::string Describe() const override;
   // The activation bytes Create() would allocate for this shape, with ops at `precision`: for
   // reports and planning.
@@ -65,6 +66,10 @@ class Gpt2 : public Model {
   Gpt2(const ModelConfig& config, int batch, kernels::Ops* ops);
   void RunBackwardUnits(int first, int end, float loss_scale, bool last_micro_batch,
                         const float* output_grad) override;
+  // Unit u's weight copies from its live parameters (acquired), where it keeps them.
+  void RoundWeightCopies(int u);
+  // Tensor t of Unit u (acquired) as a matmul weight, with its copy where the Unit keeps them.
+  kernels::MatmulWeight Weight(int u, const TensorSpec& t);
 
   std::unique_ptr<Impl> impl_;
 };

@@ -16,7 +16,7 @@ void ForEachBuffer(BlockActivations& a, const BlockShape& s, F f) {
   f(a.ln1_mean, N);
   f(a.ln1_rstd, N);
   f(a.qkv, b16(N * 3 * C));
-  f(a.atty, N * C);
+  f(a.atty, b16(N * C));
   f(a.lse, lse);
   f(a.res2, N * C);
   f(a.ln2, b16(N * C));
@@ -47,16 +47,28 @@ size_t CarveSet(Set& set, const BlockShape& s, float* base) {
   return total;
 }
 
+// The block's tensor `name` ("ln_1.weight", ...) in `unit`.
+const TensorSpec& BlockTensor(const UnitLayout& unit, const char* name) {
+  const std::string& p = unit.tensors().front().name;  // "h.{i}.ln_1.weight"
+  const std::string prefix = p.substr(0, p.size() - std::string("ln_1.weight").size());
+  return *unit.Find(prefix + name);
+}
+
 }  // namespace
 
 BlockTensors BlockTensors::In(const UnitLayout& unit, float* flat) {
-  const std::string& p = unit.tensors().front().name;  // "h.{i}.ln_1.weight"
-  const std::string prefix = p.substr(0, p.size() - std::string("ln_1.weight").size());
-  auto at = [&](const char* name) { return flat + unit.Find(prefix + name)->offset; };
+  auto at = [&](const char* name) { return flat + BlockTensor(unit, name).offset; };
   return BlockTensors{at("ln_1.weight"),      at("ln_1.bias"),          at("attn.c_attn.weight"),
                       at("attn.c_attn.bias"), at("attn.c_proj.weight"), at("attn.c_proj.bias"),
                       at("ln_2.weight"),      at("ln_2.bias"),          at("mlp.c_fc.weight"),
                       at("mlp.c_fc.bias"),    at("mlp.c_proj.weight"),  at("mlp.c_proj.bias")};
+}
+
+BlockWeightCopies BlockWeightCopies::In(const UnitLayout& unit, const uint16_t* flat) {
+  if (flat == nullptr) return {};
+  auto at = [&](const char* name) { return flat + BlockTensor(unit, name).offset; };
+  return {at("attn.c_attn.weight"), at("attn.c_proj.weight"), at("mlp.c_fc.weight"),
+          at("mlp.c_proj.weight")};
 }
 
 size_t BlockActivations::Floats(const BlockShape& s, bool bf16) {
@@ -83,35 +95,38 @@ BlockGradScratch BlockGradScratch::Carve(float* base, const BlockShape& s) {
   return g;
 }
 
-void BlockForward(kernels::Ops& ops, const BlockShape& s, const BlockTensors& w, const float* in,
-                  float* out, const BlockActivations& a) {
+void BlockForward(kernels::Ops& ops, const BlockShape& s, const BlockTensors& w,
+                  const BlockWeightCopies& w16, const float* in, float* out,
+                  const BlockActivations& a) {
   const int N = static_cast<int>(s.N()), C = s.C;
-  const Bf16Activations act16(ops, a.bf16);  // ln1, qkv, ln2, fchg
+  const Bf16Activations act16(ops, a.bf16);  // ln1, qkv, atty, ln2, fchg
   act16.LayerNormForward(a.ln1, a.ln1_mean, a.ln1_rstd, in, w.ln1_w, w.ln1_b, N, C);
-  act16.QkvForward(a.qkv, a.ln1, w.qkv_w, w.qkv_b, N, C, 3 * C);
+  act16.QkvForward(a.qkv, a.ln1, {w.qkv_w, w16.qkv_w}, w.qkv_b, N, C, 3 * C);
   act16.AttentionForward(a.atty, a.lse, a.qkv, s.B, s.T, C, s.NH);
-  ops.MatmulForward(a.res2, a.atty, w.attproj_w, w.attproj_b, in, N, C, C);
+  act16.MatmulForward(a.res2, a.atty, {w.attproj_w, w16.attproj_w}, w.attproj_b, in, N, C, C);
   act16.LayerNormForward(a.ln2, a.ln2_mean, a.ln2_rstd, a.res2, w.ln2_w, w.ln2_b, N, C);
-  act16.MatmulForward(a.fch, a.ln2, w.fc_w, w.fc_b, nullptr, N, C, 4 * C);
+  act16.MatmulForward(a.fch, a.ln2, {w.fc_w, w16.fc_w}, w.fc_b, nullptr, N, C, 4 * C);
   act16.GeluForward(a.fchg, a.fch, s.N() * 4 * C);
-  act16.MatmulForward(out, a.fchg, w.fcproj_w, w.fcproj_b, a.res2, N, 4 * C, C);
+  act16.MatmulForward(out, a.fchg, {w.fcproj_w, w16.fcproj_w}, w.fcproj_b, a.res2, N, 4 * C, C);
 }
 
 void BlockBackward(kernels::Ops& ops, const BlockShape& s, const BlockTensors& w,
-                   const BlockTensors& dw, const float* in, const BlockActivations& a,
-                   const BlockGradScratch& g, float* dres) {
+                   const BlockWeightCopies& w16, const BlockTensors& dw, const float* in,
+                   const BlockActivations& a, const BlockGradScratch& g, float* dres) {
   const int N = static_cast<int>(s.N()), C = s.C;
   const Bf16Activations act16(ops, a.bf16);
   // MLP: dres is d out = d fcproj, and flows on to res2 unchanged.
-  act16.MatmulBackward(g.dfch, dw.fcproj_w, dw.fcproj_b, dres, a.fchg, w.fcproj_w, N, 4 * C, C);
+  act16.MatmulBackward(g.dfch, dw.fcproj_w, dw.fcproj_b, dres, a.fchg, {w.fcproj_w, w16.fcproj_w},
+                       N, 4 * C, C);
   ops.GeluBackward(g.dfch, a.fch, g.dfch, s.N() * 4 * C);
-  act16.MatmulBackward(g.dln, dw.fc_w, dw.fc_b, g.dfch, a.ln2, w.fc_w, N, C, 4 * C);
+  act16.MatmulBackward(g.dln, dw.fc_w, dw.fc_b, g.dfch, a.ln2, {w.fc_w, w16.fc_w}, N, C, 4 * C);
   ops.LayerNormBackward(dres, dw.ln2_w, dw.ln2_b, g.dln, a.res2, w.ln2_w, a.ln2_mean, a.ln2_rstd, N,
                         C);
   // Attention: dres is now d res2 = d attproj, and flows on to `in` unchanged.
-  ops.MatmulBackward(g.datty, dw.attproj_w, dw.attproj_b, dres, a.atty, w.attproj_w, N, C, C);
+  act16.MatmulBackward(g.datty, dw.attproj_w, dw.attproj_b, dres, a.atty,
+                       {w.attproj_w, w16.attproj_w}, N, C, C);
   act16.AttentionBackward(g.dqkv, g.datty, a.qkv, a.atty, a.lse, s.B, s.T, C, s.NH);
-  act16.MatmulBackward(g.dln, dw.qkv_w, dw.qkv_b, g.dqkv, a.ln1, w.qkv_w, N, C, 3 * C);
+  act16.MatmulBackward(g.dln, dw.qkv_w, dw.qkv_b, g.dqkv, a.ln1, {w.qkv_w, w16.qkv_w}, N, C, 3 * C);
   ops.LayerNormBackward(dres, dw.ln1_w, dw.ln1_b, g.dln, in, w.ln1_w, a.ln1_mean, a.ln1_rstd, N, C);
 }
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "kernels/ops.h"
 #include "partitioner/unit_state.h"
@@ -24,8 +25,16 @@ struct BlockTensors {
   static BlockTensors In(const UnitLayout& unit, float* flat);
 };
 
+// The bf16 copies of a block's four GEMM weights (kernels::MatmulWeight::b16), or all null: the
+// matmuls then round the weights themselves.
+struct BlockWeightCopies {
+  const uint16_t *qkv_w = nullptr, *attproj_w = nullptr, *fc_w = nullptr, *fcproj_w = nullptr;
+  // The copies inside `flat` (bf16 values laid out as the Unit's params; null: none).
+  static BlockWeightCopies In(const UnitLayout& unit, const uint16_t* flat);
+};
+
 // What a block's backward needs from its forward, besides the block input. With `bf16`, ln1, qkv,
-// ln2 and fchg hold bf16 values (engine/model/bf16_activations.h), in half the floats.
+// atty, ln2 and fchg hold bf16 values (engine/model/bf16_activations.h), in half the floats.
 struct BlockActivations {
   float* ln1;       // (N,C)
   float* ln1_mean;  // (N)
@@ -57,14 +66,15 @@ struct BlockGradScratch {
   static BlockGradScratch Carve(float* base, const BlockShape& s);
 };
 
-// in, out: (N,C). Fills `acts`.
-void BlockForward(kernels::Ops& ops, const BlockShape& s, const BlockTensors& w, const float* in,
-                  float* out, const BlockActivations& acts);
+// in, out: (N,C). Fills `acts`. w16: bf16 copies of w's GEMM weights (or none).
+void BlockForward(kernels::Ops& ops, const BlockShape& s, const BlockTensors& w,
+                  const BlockWeightCopies& w16, const float* in, float* out,
+                  const BlockActivations& acts);
 
 // dres (N,C): on entry d loss / d out, on return d loss / d in. Parameter gradients are
 // accumulated into `dw`.
 void BlockBackward(kernels::Ops& ops, const BlockShape& s, const BlockTensors& w,
-                   const BlockTensors& dw, const float* in, const BlockActivations& acts,
-                   const BlockGradScratch& scratch, float* dres);
+                   const BlockWeightCopies& w16, const BlockTensors& dw, const float* in,
+                   const BlockActivations& acts, const BlockGradScratch& scratch, float* dres);
 
 }  // namespace spillway

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
+#include "engine/model/bf16_activations.h"
 #include "engine/model/gpt2.h"
 #include "engine/model/gpt2_layout.h"
 #include "engine/model/llama.h"
@@ -265,6 +266,21 @@ size_t PlannedActivationBytes(const ModelConfig& config, int batch, bool activat
     return Llama::PlannedActivationBytes(config, batch, activation_checkpointing);
   }
   return Gpt2::PlannedActivationBytes(config, batch, activation_checkpointing, precision);
+}
+
+bool KeepsWeightCopies(const ModelConfig& config, int batch, kernels::MatmulPrecision precision) {
+  return config.type != "llama" &&
+         Bf16Activations::Enabled(precision, batch * config.seq_len, config.d_model);
+}
+
+size_t WeightCopyElements(const UnitLayout& layout) {
+  for (const TensorSpec& t : layout.tensors()) {
+    if (t.shape.size() == 2) {
+      return (layout.numel() + UnitLayout::kAlignElems - 1) / UnitLayout::kAlignElems *
+             UnitLayout::kAlignElems;
+    }
+  }
+  return 0;
 }
 
 size_t PlannedGemmCopyBytes(const ModelConfig& config, int batch) {

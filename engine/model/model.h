@@ -107,6 +107,15 @@ class Model {
 
   virtual size_t param_count() const = 0;       // without padding rows or alignment gaps
   virtual size_t activation_bytes() const = 0;  // bytes of activation buffers, as allocated
+  // Bytes of the bf16 copies of GEMM weights the model keeps beside its parameters
+  // (KeepsWeightCopies), as allocated; 0 without.
+  virtual size_t weight_copy_bytes() const { return 0; }
+
+  // Whether a Unit's parameters may change between a micro-batch's forward and its backward
+  // (PipeMare: weight swaps, updates in flight); false by default. A model keeping bf16 weight
+  // copies writes them in each Unit's forward and reuses them in its backward unless this is set;
+  // then the backward rounds them again.
+  void set_params_change_before_backward(bool change) { params_change_before_backward_ = change; }
   // Training FLOPs per token (forward and backward): 6 per parameter plus attention's.
   double flops_per_token() const;
   // "GPT-2" or "Llama", with the shape, for the trainer's startup line.
@@ -163,6 +172,7 @@ class Model {
   UnitResidency* residency_ = nullptr;
   std::vector<bool> held_;
   DeviceScalars forward_loss_;  // ForwardUnitsLoss's own loss scalar, allocated on first use
+  bool params_change_before_backward_ = false;
 
  private:
   virtual void RunBackwardUnits(int first, int end, float loss_scale, bool last_micro_batch,
@@ -192,6 +202,17 @@ kernels::MatmulPrecision MatmulPrecisionOf(PrecisionConfig::Mode mode);
 // (GPT-2 keeps some activations in bf16 at kBf16): for reports and planning.
 size_t PlannedActivationBytes(const ModelConfig& config, int batch, bool activation_checkpointing,
                               kernels::MatmulPrecision precision = kernels::MatmulPrecision::kFp32);
+
+// Whether CreateModel's model for this shape, its ops at `precision`, keeps bf16 copies of its
+// GEMM weights (kernels::MatmulWeight::b16): GPT-2 with bf16 activations (Bf16Activations).
+// It keeps them for every Unit it holds whose parameters it stores whole (ZeRO stages 0-2) and
+// that has a GEMM weight: WeightCopyElements of each, in bf16, laid out as the Unit's params.
+// They are made in each Unit's forward (one rounding pass instead of one per GEMM) and read by
+// the forward's and the backward's GEMMs.
+bool KeepsWeightCopies(const ModelConfig& config, int batch, kernels::MatmulPrecision precision);
+// The elements of a Unit's weight copies: its flat size rounded up to UnitLayout::kAlignElems
+// if it has a 2-D tensor (a GEMM weight), else 0.
+size_t WeightCopyElements(const UnitLayout& layout);
 
 // The GPU bytes of 16-bit GEMM operand copies a step at a 16-bit matmul precision leaves
 // allocated: kernels::MatmulOperandCopyBytes of the model's largest GEMM (the head's, at GPT-2

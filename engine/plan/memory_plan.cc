@@ -221,6 +221,10 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanInput& in) {
     grads += backend_grads;
   }
   if (!params_on_nvme) add("parameters", Category::kParameters, param_tier, params * pb);
+  if (!params_sharded) {
+    add("bf16 weight copies", Category::kParameters, compute,
+        in.weight_copy_elements * sizeof(uint16_t));
+  }
   add("gradients", Category::kGradients, param_tier, grads * kF32);
 
   // Offloaded parameters are the master of an fp32 CPU AdamW; NVMe and compact state keep theirs.

@@ -7,6 +7,9 @@
 //   parameters   P or S (stage 3) x 4 B (fp32) or 2 B (bf16/fp16), in the compute tier; with
 //                offload_param "cpu" (stage 3, also on one rank; needs offload_optimizer "cpu"
 //                with fp32 state) S x 4 B in the offload tier, where they are also the master
+//                plus, where a GPT-2 model at bf16 keeps bf16 copies of its GEMM weights
+//                (KeepsWeightCopies, engine/model/model.h) and the parameters are whole (stage
+//                <= 2), 2 B per element of those copies, in the compute tier
 //   gradients    P or S (stage >= 2) x 4 B (fp32 accumulation at every precision), in the
 //                compute tier; with offload_param S x 4 B in the offload tier, also the
 //                optimizer's gradient copy
@@ -57,6 +60,9 @@ struct PlanInput {
   // Activation bytes per micro-batch, with and without checkpointing (the model's plan).
   size_t activation_bytes = 0;
   size_t activation_bytes_checkpointed = 0;
+  // The elements of the model's bf16 weight copies over all Units (WeightCopyElements, where
+  // KeepsWeightCopies), kept where the parameters are whole.
+  size_t weight_copy_elements = 0;
 
   int world_size = 1;
   int ranks_per_node = 1;  // host memory and disk are shared by a node's ranks

@@ -32,6 +32,9 @@ absl::StatusOr<PlanInput> PlanInputFromConfig(const Config& config, int world_si
   const kernels::MatmulPrecision precision = MatmulPrecisionOf(config.precision.mode);
   in.activation_bytes = PlannedActivationBytes(m, B, false, precision);
   in.activation_bytes_checkpointed = PlannedActivationBytes(m, B, true, precision);
+  if (KeepsWeightCopies(m, B, precision)) {
+    for (const UnitLayout& layout : layouts) in.weight_copy_elements += WeightCopyElements(layout);
+  }
   // A pipeline is planned as if unpipelined: every rank holds all Units (an upper bound on a
   // stage's), sharded over its data-parallel group only.
   const int dp = world_size / std::max(config.pipeline.stages, 1);

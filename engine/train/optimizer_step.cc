@@ -49,20 +49,27 @@ absl::Status GatherUpdatedParams(Model& model, Communicator& data, std::span<con
   return absl::OkStatus();
 }
 
-// AdamW in the backend over the Units' own state (issued, not waited for).
+// AdamW in the backend over the Units' own state (issued, not waited for): one AdamWParts call
+// per Unit over its tensors' parts in [update_begin, update_end).
 void BackendAdamW(Model& model, kernels::Ops& ops, const OptimizerConfig& opt,
                   kernels::AdamWParams p, std::span<const int> units) {
+  std::vector<size_t> ranges;
+  std::vector<float> decays;
   for (int u : units) {
     UnitState& unit = model.unit(u);
-    ForEachTensorPart(unit, unit.update_begin(), unit.update_end(),
-                      [&](const TensorSpec& t, size_t begin, size_t end) {
-                        p.weight_decay = t.weight_decay ? static_cast<float>(opt.weight_decay) : 0;
-                        const size_t k = unit.optimizer_index(begin);
-                        ops.AdamW(unit.params.as<float>() + unit.param_index(begin),
-                                  unit.grads.as<float>() + unit.grad_index(begin),
-                                  unit.exp_avg.as<float>() + k, unit.exp_avg_sq.as<float>() + k,
-                                  end - begin, p);
-                      });
+    const size_t lo = unit.update_begin(), hi = unit.update_end();
+    if (lo >= hi) continue;
+    ranges.clear();
+    decays.clear();
+    ForEachTensorPart(unit, lo, hi, [&](const TensorSpec& t, size_t begin, size_t end) {
+      ranges.push_back(begin - lo);
+      ranges.push_back(end - lo);
+      decays.push_back(t.weight_decay ? static_cast<float>(opt.weight_decay) : 0.0f);
+    });
+    const size_t k = unit.optimizer_index(lo);
+    ops.AdamWParts(unit.params.as<float>() + unit.param_index(lo),
+                   unit.grads.as<float>() + unit.grad_index(lo), unit.exp_avg.as<float>() + k,
+                   unit.exp_avg_sq.as<float>() + k, ranges.data(), decays.data(), decays.size(), p);
   }
 }
 

@@ -94,6 +94,7 @@ absl::Status PipelineStep::Attach(Model& model, kernels::Ops& ops, BatchLoader& 
   ops_ = &ops;
   loader_ = &loader;
   residency_ = &residency;
+  model.set_params_change_before_backward(pipemare());
   const PipelinePlacement& p = placement_;
   for (int u = p.first_unit(); u < p.end_unit(); ++u) owned_units_.push_back(u);
   held_units_ = StageUnits(model.config(), p.first_unit(), p.end_unit());

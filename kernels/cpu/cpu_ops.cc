@@ -67,26 +67,24 @@ class CpuOps final : public Ops {
 
   void SetMatmulPrecision(MatmulPrecision precision) override { precision_ = precision; }
   MatmulPrecision matmul_precision() const override { return precision_; }
-  void MatmulForward(float* out, const float* inp, const float* weight, const float* bias,
+  void MatmulForward(float* out, const float* inp, MatmulWeight weight, const float* bias,
                      const float* residual, int N, int C, int OC) override {
-    if (precision_ != MatmulPrecision::kFp32) {
-      inp = Rounded(0, inp, static_cast<size_t>(N) * C);
-      weight = Rounded(1, weight, static_cast<size_t>(OC) * C);
-    }
-    cpu::MatmulForward(out, inp, weight, bias, N, C, OC);
+    if (precision_ != MatmulPrecision::kFp32) inp = Rounded(0, inp, static_cast<size_t>(N) * C);
+    const float* w = WeightOperand(1, weight, static_cast<size_t>(OC) * C);
+    cpu::MatmulForward(out, inp, w, bias, N, C, OC);
     if (residual != nullptr) cpu::Add(out, out, residual, static_cast<size_t>(N) * OC);
   }
   void MatmulBackward(float* dinp, float* dweight, float* dbias, const float* dout,
-                      const float* inp, const float* weight, int N, int C, int OC) override {
+                      const float* inp, MatmulWeight weight, int N, int C, int OC) override {
     if (precision_ != MatmulPrecision::kFp32) {
       // dbias sums dout in fp32, as the CUDA backend's kernel does.
       if (dbias != nullptr) cpu::BiasGradient(dbias, dout, N, OC);
       dbias = nullptr;
       dout = Rounded(0, dout, static_cast<size_t>(N) * OC);
       inp = Rounded(1, inp, static_cast<size_t>(N) * C);
-      weight = Rounded(2, weight, static_cast<size_t>(OC) * C);
     }
-    cpu::MatmulBackward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
+    const float* w = WeightOperand(2, weight, static_cast<size_t>(OC) * C);
+    cpu::MatmulBackward(dinp, dweight, dbias, dout, inp, w, N, C, OC);
   }
 
   void LayerNormForwardBf16(uint16_t* out, float* mean, float* rstd, const float* inp,
@@ -100,30 +98,38 @@ class CpuOps final : public Ops {
     cpu::GeluForward(wide, inp, n);
     cpu::PackBf16(wide, out, n);
   }
-  void MatmulForwardBf16(float* out, const uint16_t* inp, const float* weight, const float* bias,
+  void MatmulForwardBf16(float* out, const uint16_t* inp, MatmulWeight weight, const float* bias,
                          const float* residual, int N, int C, int OC) override {
     MatmulForward(out, Unpacked(inp, static_cast<size_t>(N) * C), weight, bias, residual, N, C, OC);
   }
   void MatmulBackwardBf16(float* dinp, float* dweight, float* dbias, const float* dout,
-                          const uint16_t* inp, const float* weight, int N, int C, int OC) override {
+                          const uint16_t* inp, MatmulWeight weight, int N, int C, int OC) override {
     MatmulBackward(dinp, dweight, dbias, dout, Unpacked(inp, static_cast<size_t>(N) * C), weight, N,
                    C, OC);
   }
 
-  void MatmulForwardToBf16(uint16_t* out, const uint16_t* inp, const float* weight,
+  void MatmulForwardToBf16(uint16_t* out, const uint16_t* inp, MatmulWeight weight,
                            const float* bias, int N, int C, int OC) override {
     matmul_out_.resize(static_cast<size_t>(N) * OC);
     MatmulForwardBf16(matmul_out_.data(), inp, weight, bias, nullptr, N, C, OC);
     cpu::PackBf16(matmul_out_.data(), out, matmul_out_.size());
   }
-  void AttentionForwardBf16(float* out, float* lse, const uint16_t* qkv, int B, int T, int C,
+  void AttentionForwardBf16(uint16_t* out, float* lse, const uint16_t* qkv, int B, int T, int C,
                             int NH) override {
-    cpu::AttentionForward(out, lse, Unpacked(qkv, static_cast<size_t>(B) * T * 3 * C), B, T, C, NH);
+    const size_t n = static_cast<size_t>(B) * T * C;
+    std::vector<float>& out32 = operand_scratch_[0];
+    out32.resize(n);
+    cpu::AttentionForward(out32.data(), lse, Unpacked(qkv, 3 * n), B, T, C, NH);
+    cpu::PackBf16(out32.data(), out, n);
   }
-  void AttentionBackwardBf16(float* dqkv, const float* dout, const uint16_t* qkv, const float* out,
-                             const float* lse, int B, int T, int C, int NH) override {
-    cpu::AttentionBackward(dqkv, dout, Unpacked(qkv, static_cast<size_t>(B) * T * 3 * C), out, lse,
-                           B, T, C, NH);
+  void AttentionBackwardBf16(float* dqkv, const float* dout, const uint16_t* qkv,
+                             const uint16_t* out, const float* lse, int B, int T, int C,
+                             int NH) override {
+    const size_t n = static_cast<size_t>(B) * T * C;
+    std::vector<float>& out32 = operand_scratch_[0];
+    out32.resize(n);
+    cpu::UnpackBf16(out, out32.data(), n);
+    cpu::AttentionBackward(dqkv, dout, Unpacked(qkv, 3 * n), out32.data(), lse, B, T, C, NH);
   }
 
   void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, int C,
@@ -195,10 +201,21 @@ class CpuOps final : public Ops {
     *acc += static_cast<float>(sum / static_cast<double>(divisor));
   }
 
+  void RoundToBf16(uint16_t* out, const float* x, size_t n) override { cpu::PackBf16(x, out, n); }
+
   void AdamW(float* param, const float* grad, float* m, float* v, size_t n,
              const AdamWParams& p) override {
     // Bitwise equal to the reference cpu::AdamW, vectorised for this CPU.
     cpu::CpuAdamW(param, grad, m, v, /*param_bf16=*/nullptr, n, p);
+  }
+  void AdamWParts(float* param, const float* grad, float* m, float* v, const size_t* ranges,
+                  const float* weight_decays, size_t parts, const AdamWParams& p) override {
+    for (size_t k = 0; k < parts; ++k) {
+      AdamWParams part = p;
+      part.weight_decay = weight_decays[k];
+      const size_t b = ranges[2 * k];
+      AdamW(param + b, grad + b, m + b, v + b, ranges[2 * k + 1] - b, part);
+    }
   }
 
  private:
@@ -207,6 +224,19 @@ class CpuOps final : public Ops {
     std::vector<float>& out = operand_scratch_[slot];
     out.resize(n);
     cpu::RoundToPrecision(precision_, x, out.data(), n);
+    return out.data();
+  }
+
+  // A matmul's weight as its products read it: the fp32 values at kFp32; at kBf16 its bf16 copy
+  // widened into slot `slot`'s scratch where the caller keeps one; else rounded there.
+  const float* WeightOperand(int slot, MatmulWeight weight, size_t n) {
+    if (precision_ == MatmulPrecision::kFp32) return weight.f32;
+    if (precision_ != MatmulPrecision::kBf16 || weight.b16 == nullptr) {
+      return Rounded(slot, weight.f32, n);
+    }
+    std::vector<float>& out = operand_scratch_[slot];
+    out.resize(n);
+    cpu::UnpackBf16(weight.b16, out.data(), n);
     return out.data();
   }
 

@@ -1,7 +1,8 @@
 // Causal (grouped-query) attention on tensor cores, for the mixed-precision matmul setting
 // (Ops::SetMatmulPrecision bf16 / fp16) and head sizes 64 and 128: the products q k^T, p v,
 // dout v^T, ds k, p^T dout and ds^T q take their operands rounded to 16 bits and accumulate in
-// fp32 (mma.sync m16n8k16); the softmax, its statistics and every buffer stay fp32, with the
+// fp32 (mma.sync m16n8k16); the softmax, its statistics and every buffer stay fp32 (but for the
+// output, which the bf16 launch may write as bf16 and the backward then reads as such), with the
 // layouts and the contract of kernels/ops.h (no (T,T) matrix is stored; lse saved). Buffers must
 // be 16-byte aligned (the launchers return cudaErrorMisalignedAddress otherwise).
 //
@@ -260,21 +261,36 @@ __device__ __forceinline__ int FragCol(int n, int e) {
 
 // Writes a 16 x HS C-fragment block times `scale` to rows [t0, ...) (those < T) of dst (row
 // stride `stride` floats).
-template <int HS>
-__device__ __forceinline__ void StoreRows(float* dst, size_t stride, const float (&c)[HS / 8][4],
+template <int HS, typename O>
+__device__ __forceinline__ void StoreRows(O* dst, size_t stride, const float (&c)[HS / 8][4],
                                           int t0, int T, float scale0, float scale1) {
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     const int t = t0 + FragRow(2 * half);
     if (t >= T) continue;
     const float scale = half == 0 ? scale0 : scale1;
-    float* row = dst + static_cast<size_t>(t) * stride;
+    O* row = dst + static_cast<size_t>(t) * stride;
 #pragma unroll
     for (int n = 0; n < HS / 8; ++n) {
-      *reinterpret_cast<float2*>(row + FragCol(n, 0)) =
-          make_float2(c[n][2 * half] * scale, c[n][2 * half + 1] * scale);
+      const float x = c[n][2 * half] * scale, y = c[n][2 * half + 1] * scale;
+      if constexpr (std::is_same_v<O, float>) {
+        *reinterpret_cast<float2*>(row + FragCol(n, 0)) = make_float2(x, y);
+      } else {
+        *reinterpret_cast<__nv_bfloat162*>(row + FragCol(n, 0)) = __floats2bfloat162_rn(x, y);
+      }
     }
   }
+}
+
+// Four consecutive values (8-byte aligned) as floats.
+__device__ __forceinline__ float4 Load4(const float* p) {
+  return __ldg(reinterpret_cast<const float4*>(p));
+}
+__device__ __forceinline__ float4 Load4(const __nv_bfloat16* p) {
+  const uint2 raw = __ldg(reinterpret_cast<const uint2*>(p));
+  const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.x));
+  const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.y));
+  return make_float4(a.x, a.y, b.x, b.y);
 }
 
 template <int ROWS, int HS>
@@ -295,9 +311,10 @@ constexpr int kDkvRows = HS <= 64 ? 64 : 32;
 template <int HS>
 constexpr size_t kForwardSmem = 5 * kTileBytes<kTile, HS>;
 
-template <typename T16, int HS>
+// O: the output's type (float, or __nv_bfloat16 rounded to nearest even).
+template <typename T16, int HS, typename O>
 __global__ void __launch_bounds__(kThreads, kMinBlocks<HS>)
-    TcForwardKernel(float* __restrict__ out, float* __restrict__ lse, const T16* __restrict__ qkv,
+    TcForwardKernel(O* __restrict__ out, float* __restrict__ lse, const T16* __restrict__ qkv,
                     int T, int NH, int NKV, int tiles, float scale) {
   constexpr int S = kStride<HS>;
   extern __shared__ __align__(128) unsigned char smem[];
@@ -374,15 +391,15 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HS>)
 
 // ---------------------------------------------------------------------------------------------
 // Backward, kernel 1 (dq). smem: q, dout, k (2 buffers), v (2 buffers). D reads the fp32 dout
-// and out; the products read the 16-bit copies dout16 and qkv.
+// and out (of the forward's type O); the products read the 16-bit copies dout16 and qkv.
 template <int HS>
 constexpr size_t kDqSmem = 6 * kTileBytes<kTile, HS>;
 
-template <typename T16, int HS>
+template <typename T16, int HS, typename O>
 __global__ void __launch_bounds__(kThreads, kMinBlocks<HS>)
     TcBackwardDqKernel(float* __restrict__ dqkv, float* __restrict__ d_scratch,
                        const float* __restrict__ dout, const T16* __restrict__ dout16,
-                       const T16* __restrict__ qkv, const float* __restrict__ out,
+                       const T16* __restrict__ qkv, const O* __restrict__ out,
                        const float* __restrict__ lse, int T, int NH, int NKV, int tiles,
                        float scale) {
   constexpr int S = kStride<HS>;
@@ -400,7 +417,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HS>)
   const size_t C = static_cast<size_t>(NH) * HS;
   const size_t head = static_cast<size_t>(b) * T * C + static_cast<size_t>(h) * HS;
   const float* dout_h = dout + head;
-  const float* out_h = out + head;
+  const O* out_h = out + head;
   const int t0 = tile * kTile;
   const int wrow = threadIdx.x / 32 * 16;
   const float scale2 = scale * kLog2e;
@@ -419,7 +436,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HS>)
 #pragma unroll
       for (int d = 0; d < HS / 4; d += 4) {
         const float4 x = __ldg(reinterpret_cast<const float4*>(dout_h + off + d));
-        const float4 y = __ldg(reinterpret_cast<const float4*>(out_h + off + d));
+        const float4 y = Load4(out_h + off + d);
         partial += x.x * y.x + x.y * y.y + x.z * y.z + x.w * y.w;
       }
       L[r] = lse[static_cast<size_t>(bh) * T + t] * kLog2e;
@@ -590,8 +607,8 @@ cudaError_t Qkv16(const T16** q16, const float* qkv, const uint16_t* qkv16, cons
   return To16<T16>(sc.qkv16, qkv, n, stream);
 }
 
-template <typename T16, int HS>
-cudaError_t Forward(float* out, float* lse, const float* qkv, const uint16_t* qkv16, int B, int T,
+template <typename T16, int HS, typename O>
+cudaError_t Forward(O* out, float* lse, const float* qkv, const uint16_t* qkv16, int B, int T,
                     int NH, int NKV, void* scratch, cudaStream_t stream) {
   const int tiles = (T + kTile - 1) / kTile;
   const Scratch sc = Carve(scratch, B, T, NH, NKV, HS);
@@ -601,18 +618,18 @@ cudaError_t Forward(float* out, float* lse, const float* qkv, const uint16_t* qk
       e != cudaSuccess) {
     return e;
   }
-  if (cudaError_t e = AllowSmem(TcForwardKernel<T16, HS>, kForwardSmem<HS>); e != cudaSuccess) {
+  if (cudaError_t e = AllowSmem(TcForwardKernel<T16, HS, O>, kForwardSmem<HS>); e != cudaSuccess) {
     return e;
   }
-  TcForwardKernel<T16, HS><<<tiles * B * NH, kThreads, kForwardSmem<HS>, stream>>>(
+  TcForwardKernel<T16, HS, O><<<tiles * B * NH, kThreads, kForwardSmem<HS>, stream>>>(
       out, lse, q16, T, NH, NKV, tiles, 1.0f / sqrtf(static_cast<float>(HS)));
   return cudaGetLastError();
 }
 
-template <typename T16, int HS>
+template <typename T16, int HS, typename O>
 cudaError_t Backward(float* dqkv, const float* dout, const float* qkv, const uint16_t* qkv16_in,
-                     const float* out, const float* lse, int B, int T, int NH, int NKV,
-                     void* scratch, cudaStream_t stream) {
+                     const O* out, const float* lse, int B, int T, int NH, int NKV, void* scratch,
+                     cudaStream_t stream) {
   const int tiles = (T + kTile - 1) / kTile;
   const float scale = 1.0f / sqrtf(static_cast<float>(HS));
   const Scratch sc = Carve(scratch, B, T, NH, NKV, HS);
@@ -625,14 +642,14 @@ cudaError_t Backward(float* dqkv, const float* dout, const float* qkv, const uin
   if (cudaError_t e = To16<T16>(sc.dout16, dout, rows * NH * HS, stream); e != cudaSuccess) {
     return e;
   }
-  if (cudaError_t e = AllowSmem(TcBackwardDqKernel<T16, HS>, kDqSmem<HS>); e != cudaSuccess) {
+  if (cudaError_t e = AllowSmem(TcBackwardDqKernel<T16, HS, O>, kDqSmem<HS>); e != cudaSuccess) {
     return e;
   }
   if (cudaError_t e = AllowSmem(TcBackwardDkvKernel<T16, HS>, kDkvSmem<HS>); e != cudaSuccess) {
     return e;
   }
   const auto* dout16 = reinterpret_cast<const T16*>(sc.dout16);
-  TcBackwardDqKernel<T16, HS><<<tiles * B * NH, kThreads, kDqSmem<HS>, stream>>>(
+  TcBackwardDqKernel<T16, HS, O><<<tiles * B * NH, kThreads, kDqSmem<HS>, stream>>>(
       dqkv, sc.d, dout, dout16, qkv16, out, lse, T, NH, NKV, tiles, scale);
   if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
   TcBackwardDkvKernel<T16, HS><<<tiles * B * NKV, kThreads, kDkvSmem<HS>, stream>>>(
@@ -640,17 +657,17 @@ cudaError_t Backward(float* dqkv, const float* dout, const float* qkv, const uin
   return cudaGetLastError();
 }
 
-template <typename T16>
-cudaError_t ForwardFor(int hs, float* out, float* lse, const float* qkv, const uint16_t* qkv16,
-                       int B, int T, int NH, int NKV, void* scratch, cudaStream_t stream) {
+template <typename T16, typename O>
+cudaError_t ForwardFor(int hs, O* out, float* lse, const float* qkv, const uint16_t* qkv16, int B,
+                       int T, int NH, int NKV, void* scratch, cudaStream_t stream) {
   return hs == 64 ? Forward<T16, 64>(out, lse, qkv, qkv16, B, T, NH, NKV, scratch, stream)
                   : Forward<T16, 128>(out, lse, qkv, qkv16, B, T, NH, NKV, scratch, stream);
 }
 
-template <typename T16>
+template <typename T16, typename O>
 cudaError_t BackwardFor(int hs, float* dqkv, const float* dout, const float* qkv,
-                        const uint16_t* qkv16, const float* out, const float* lse, int B, int T,
-                        int NH, int NKV, void* scratch, cudaStream_t stream) {
+                        const uint16_t* qkv16, const O* out, const float* lse, int B, int T, int NH,
+                        int NKV, void* scratch, cudaStream_t stream) {
   return hs == 64
              ? Backward<T16, 64>(dqkv, dout, qkv, qkv16, out, lse, B, T, NH, NKV, scratch, stream)
              : Backward<T16, 128>(dqkv, dout, qkv, qkv16, out, lse, B, T, NH, NKV, scratch, stream);
@@ -664,15 +681,23 @@ size_t TensorCoreAttentionScratchBytes(int B, int T, int NH, int NKV, int hs) {
   return TensorCoreAttentionScratch(B, T, NH, NKV, hs).bytes;
 }
 
-cudaError_t LaunchTensorCoreAttentionForward(float* out, float* lse, const float* qkv,
-                                             const uint16_t* qkv16, int B, int T, int NH, int NKV,
-                                             int hs, bool fp16, void* scratch,
+cudaError_t LaunchTensorCoreAttentionForward(float* out, uint16_t* out16, float* lse,
+                                             const float* qkv, const uint16_t* qkv16, int B, int T,
+                                             int NH, int NKV, int hs, bool fp16, void* scratch,
                                              cudaStream_t stream) {
   if (B <= 0 || T <= 0) return cudaSuccess;
-  if (!TensorCoreAttentionSupported(hs)) return cudaErrorInvalidValue;
-  if (!Aligned16(out) || !Aligned16(qkv16 != nullptr ? static_cast<const void*>(qkv16) : qkv) ||
+  if (!TensorCoreAttentionSupported(hs) || (out16 != nullptr) == (out != nullptr) ||
+      (out16 != nullptr && fp16)) {
+    return cudaErrorInvalidValue;
+  }
+  if (!Aligned16(out != nullptr ? static_cast<void*>(out) : out16) ||
+      !Aligned16(qkv16 != nullptr ? static_cast<const void*>(qkv16) : qkv) ||
       reinterpret_cast<uintptr_t>(scratch) % 256 != 0) {
     return cudaErrorMisalignedAddress;
+  }
+  if (out16 != nullptr) {
+    return ForwardFor<__nv_bfloat16>(hs, reinterpret_cast<__nv_bfloat16*>(out16), lse, qkv, qkv16,
+                                     B, T, NH, NKV, scratch, stream);
   }
   return fp16 ? ForwardFor<__half>(hs, out, lse, qkv, qkv16, B, T, NH, NKV, scratch, stream)
               : ForwardFor<__nv_bfloat16>(hs, out, lse, qkv, qkv16, B, T, NH, NKV, scratch, stream);
@@ -680,15 +705,24 @@ cudaError_t LaunchTensorCoreAttentionForward(float* out, float* lse, const float
 
 cudaError_t LaunchTensorCoreAttentionBackward(float* dqkv, const float* dout, const float* qkv,
                                               const uint16_t* qkv16, const float* out,
-                                              const float* lse, int B, int T, int NH, int NKV,
-                                              int hs, bool fp16, void* scratch,
+                                              const uint16_t* out16, const float* lse, int B, int T,
+                                              int NH, int NKV, int hs, bool fp16, void* scratch,
                                               cudaStream_t stream) {
   if (B <= 0 || T <= 0) return cudaSuccess;
-  if (!TensorCoreAttentionSupported(hs)) return cudaErrorInvalidValue;
+  if (!TensorCoreAttentionSupported(hs) || (out16 != nullptr) == (out != nullptr) ||
+      (out16 != nullptr && fp16)) {
+    return cudaErrorInvalidValue;
+  }
   if (!Aligned16(dqkv) || !Aligned16(dout) ||
-      !Aligned16(qkv16 != nullptr ? static_cast<const void*>(qkv16) : qkv) || !Aligned16(out) ||
+      !Aligned16(qkv16 != nullptr ? static_cast<const void*>(qkv16) : qkv) ||
+      !Aligned16(out != nullptr ? static_cast<const void*>(out) : out16) ||
       reinterpret_cast<uintptr_t>(scratch) % 256 != 0) {
     return cudaErrorMisalignedAddress;
+  }
+  if (out16 != nullptr) {
+    return BackwardFor<__nv_bfloat16>(hs, dqkv, dout, qkv, qkv16,
+                                      reinterpret_cast<const __nv_bfloat16*>(out16), lse, B, T, NH,
+                                      NKV, scratch, stream);
   }
   return fp16 ? BackwardFor<__half>(hs, dqkv, dout, qkv, qkv16, out, lse, B, T, NH, NKV, scratch,
                                     stream)

@@ -278,13 +278,14 @@ bool CublasLtMatmul::Bf16Copies(int N, int C, int OC) const {
   return compute_ == CUBLAS_COMPUTE_32F_FAST_16BF && N % 8 == 0 && C % 8 == 0 && OC % 8 == 0;
 }
 
-absl::StatusOr<bool> CublasLtMatmul::ForwardBf16(float* out, Input inp, const float* weight,
+absl::StatusOr<bool> CublasLtMatmul::ForwardBf16(float* out, Input inp, MatmulWeight weight,
                                                  const float* bias, const float* residual, int N,
                                                  int C, int OC, cudaStream_t stream) {
-  const size_t w_elems = MatmulCopySlot(static_cast<size_t>(OC) * C);
+  const size_t w_elems = weight.b16 != nullptr ? 0 : MatmulCopySlot(static_cast<size_t>(OC) * C);
   const size_t x_elems = inp.b16 != nullptr ? 0 : static_cast<size_t>(N) * C;
-  SPW_ASSIGN_OR_RETURN(uint16_t * w16, bf16_.Get<uint16_t>(w_elems + x_elems, stream));
-  const uint16_t* x16 = inp.b16 != nullptr ? inp.b16 : w16 + w_elems;
+  SPW_ASSIGN_OR_RETURN(uint16_t * copies, bf16_.Get<uint16_t>(w_elems + x_elems, stream));
+  const uint16_t* w16 = weight.b16 != nullptr ? weight.b16 : copies;
+  const uint16_t* x16 = inp.b16 != nullptr ? inp.b16 : copies + w_elems;
   Gemm g{CUBLAS_OP_T, CUBLAS_OP_N,
          /*m=*/OC,    /*n=*/N,
          /*k=*/C,     w16,
@@ -298,14 +299,16 @@ absl::StatusOr<bool> CublasLtMatmul::ForwardBf16(float* out, Input inp, const fl
   absl::Status status = Prepare(handle_, workspace_bytes_, g);
   if (absl::IsNotFound(status)) return false;
   SPW_RETURN_IF_ERROR(Annotate(status, absl::StrCat("MatmulForward bf16 ", shape)));
-  SPW_CUDA_CHECK(LaunchToBf16(w16, weight, static_cast<size_t>(OC) * C, stream));
-  if (inp.b16 == nullptr) SPW_CUDA_CHECK(LaunchToBf16(w16 + w_elems, inp.f32, x_elems, stream));
+  if (weight.b16 == nullptr) {
+    SPW_CUDA_CHECK(LaunchToBf16(copies, weight.f32, static_cast<size_t>(OC) * C, stream));
+  }
+  if (inp.b16 == nullptr) SPW_CUDA_CHECK(LaunchToBf16(copies + w_elems, inp.f32, x_elems, stream));
   status = RunGemm(handle_, workspace_, workspace_bytes_, g, stream);
   SPW_RETURN_IF_ERROR(Annotate(status, absl::StrCat("MatmulForward bf16 ", shape)));
   return true;
 }
 
-absl::Status CublasLtMatmul::Forward(float* out, const float* inp, const float* weight,
+absl::Status CublasLtMatmul::Forward(float* out, const float* inp, MatmulWeight weight,
                                      const float* bias, const float* residual, int N, int C, int OC,
                                      cudaStream_t stream) {
   if (N <= 0 || OC <= 0) return absl::OkStatus();
@@ -316,7 +319,7 @@ absl::Status CublasLtMatmul::Forward(float* out, const float* inp, const float* 
   }
   // out_cm (OC,N) = W_cm (C,OC)^T @ inp_cm (C,N) + bias (OC) per column.
   Gemm g{CUBLAS_OP_T, CUBLAS_OP_N, /*m=*/OC,   /*n=*/N,
-         /*k=*/C,     weight,      /*lda=*/C,  inp,
+         /*k=*/C,     weight.f32,  /*lda=*/C,  inp,
          /*ldb=*/C,   out,         /*ldd=*/OC, residual != nullptr ? 1.0f : 0.0f,
          bias,        compute_};
   g.c = residual;
@@ -325,7 +328,7 @@ absl::Status CublasLtMatmul::Forward(float* out, const float* inp, const float* 
 }
 
 absl::Status CublasLtMatmul::Backward(float* dinp, float* dweight, float* dbias, const float* dout,
-                                      const float* inp, const float* weight, int N, int C, int OC,
+                                      const float* inp, MatmulWeight weight, int N, int C, int OC,
                                       cudaStream_t stream) {
   if (N <= 0 || C <= 0 || OC <= 0) return absl::OkStatus();
   if (Bf16Copies(N, C, OC)) {
@@ -333,7 +336,7 @@ absl::Status CublasLtMatmul::Backward(float* dinp, float* dweight, float* dbias,
                                                        weight, N, C, OC, stream));
     if (done) return absl::OkStatus();  // the bias gradient included
   }
-  SPW_RETURN_IF_ERROR(BackwardGemms(dinp, dweight, dout, inp, weight, N, C, OC, stream));
+  SPW_RETURN_IF_ERROR(BackwardGemms(dinp, dweight, dout, inp, weight.f32, N, C, OC, stream));
   // cuBLASLt's BGRAD epilogues overwrite; the contract accumulates.
   if (dbias == nullptr) return absl::OkStatus();
   return Annotate(BiasGradient(dbias, dout, N, OC, bias_scratch_, nullptr, stream),
@@ -341,14 +344,15 @@ absl::Status CublasLtMatmul::Backward(float* dinp, float* dweight, float* dbias,
 }
 
 absl::StatusOr<bool> CublasLtMatmul::BackwardBf16(float* dinp, float* dweight, float* dbias,
-                                                  const float* dout, Input inp, const float* weight,
+                                                  const float* dout, Input inp, MatmulWeight weight,
                                                   int N, int C, int OC, cudaStream_t stream) {
   const std::string shape = ShapeString(N, C, OC);
-  const size_t w_elems = MatmulCopySlot(static_cast<size_t>(OC) * C);
+  const size_t w_elems = weight.b16 != nullptr ? 0 : MatmulCopySlot(static_cast<size_t>(OC) * C);
   const size_t d_elems = MatmulCopySlot(static_cast<size_t>(N) * OC);
   const size_t x_elems = inp.b16 != nullptr ? 0 : static_cast<size_t>(N) * C;
-  SPW_ASSIGN_OR_RETURN(uint16_t * w16, bf16_.Get<uint16_t>(w_elems + d_elems + x_elems, stream));
-  uint16_t* d16 = w16 + w_elems;
+  SPW_ASSIGN_OR_RETURN(uint16_t * copies, bf16_.Get<uint16_t>(w_elems + d_elems + x_elems, stream));
+  const uint16_t* w16 = weight.b16 != nullptr ? weight.b16 : copies;
+  uint16_t* d16 = copies + w_elems;
   const uint16_t* x16 = inp.b16 != nullptr ? inp.b16 : d16 + d_elems;
   Gemm g_inp{CUBLAS_OP_N, CUBLAS_OP_N, /*m=*/C,   /*n=*/N,       /*k=*/OC, w16,
              /*lda=*/C,   d16,
@@ -365,7 +369,9 @@ absl::StatusOr<bool> CublasLtMatmul::BackwardBf16(float* dinp, float* dweight, f
     if (absl::IsNotFound(status)) return false;
     SPW_RETURN_IF_ERROR(Annotate(status, absl::StrCat("MatmulBackward bf16 ", shape)));
   }
-  SPW_CUDA_CHECK(LaunchToBf16(w16, weight, static_cast<size_t>(OC) * C, stream));
+  if (weight.b16 == nullptr) {
+    SPW_CUDA_CHECK(LaunchToBf16(copies, weight.f32, static_cast<size_t>(OC) * C, stream));
+  }
   if (dbias != nullptr) {
     SPW_RETURN_IF_ERROR(Annotate(BiasGradient(dbias, dout, N, OC, bias_scratch_, d16, stream),
                                  absl::StrCat("MatmulBackward dbias ", shape)));
@@ -380,7 +386,7 @@ absl::StatusOr<bool> CublasLtMatmul::BackwardBf16(float* dinp, float* dweight, f
   return true;
 }
 
-absl::Status CublasLtMatmul::ForwardBf16Input(float* out, const uint16_t* inp, const float* weight,
+absl::Status CublasLtMatmul::ForwardBf16Input(float* out, const uint16_t* inp, MatmulWeight weight,
                                               const float* bias, const float* residual, int N,
                                               int C, int OC, cudaStream_t stream) {
   if (N <= 0 || OC <= 0) return absl::OkStatus();
@@ -395,7 +401,7 @@ absl::Status CublasLtMatmul::ForwardBf16Input(float* out, const uint16_t* inp, c
 
 absl::Status CublasLtMatmul::BackwardBf16Input(float* dinp, float* dweight, float* dbias,
                                                const float* dout, const uint16_t* inp,
-                                               const float* weight, int N, int C, int OC,
+                                               MatmulWeight weight, int N, int C, int OC,
                                                cudaStream_t stream) {
   if (N <= 0 || C <= 0 || OC <= 0) return absl::OkStatus();
   if (Bf16Copies(N, C, OC)) {
@@ -407,14 +413,17 @@ absl::Status CublasLtMatmul::BackwardBf16Input(float* dinp, float* dweight, floa
   return Backward(dinp, dweight, dbias, dout, wide, weight, N, C, OC, stream);
 }
 
-absl::Status CublasLtMatmul::ForwardToBf16(uint16_t* out, const uint16_t* inp, const float* weight,
+absl::Status CublasLtMatmul::ForwardToBf16(uint16_t* out, const uint16_t* inp, MatmulWeight weight,
                                            const float* bias, int N, int C, int OC,
                                            cudaStream_t stream) {
   if (N <= 0 || OC <= 0) return absl::OkStatus();
   const size_t elements = static_cast<size_t>(N) * OC;
   if (Bf16Copies(N, C, OC)) {
-    const size_t w_elems = MatmulCopySlot(static_cast<size_t>(OC) * C);
-    SPW_ASSIGN_OR_RETURN(uint16_t * w16, bf16_.Get<uint16_t>(w_elems, stream));
+    uint16_t* copy = nullptr;
+    if (weight.b16 == nullptr) {
+      SPW_ASSIGN_OR_RETURN(copy, bf16_.Get<uint16_t>(static_cast<size_t>(OC) * C, stream));
+    }
+    const uint16_t* w16 = weight.b16 != nullptr ? weight.b16 : copy;
     Gemm g{CUBLAS_OP_T, CUBLAS_OP_N,
            /*m=*/OC,    /*n=*/N,
            /*k=*/C,     w16,
@@ -425,7 +434,9 @@ absl::Status CublasLtMatmul::ForwardToBf16(uint16_t* out, const uint16_t* inp, c
     g.d_type = CUDA_R_16BF;
     // Any refusal (no algorithm, or a bf16 D with an fp32 bias not accepted) takes the fp32 path.
     if (Prepare(handle_, workspace_bytes_, g).ok()) {
-      SPW_CUDA_CHECK(LaunchToBf16(w16, weight, static_cast<size_t>(OC) * C, stream));
+      if (copy != nullptr) {
+        SPW_CUDA_CHECK(LaunchToBf16(copy, weight.f32, static_cast<size_t>(OC) * C, stream));
+      }
       return Annotate(RunGemm(handle_, workspace_, workspace_bytes_, g, stream),
                       absl::StrCat("MatmulForwardToBf16 ", ShapeString(N, C, OC)));
     }

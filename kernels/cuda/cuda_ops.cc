@@ -173,12 +173,12 @@ class CudaOps final : public Ops {
                                                                   : CUBLAS_COMPUTE_32F);
   }
   MatmulPrecision matmul_precision() const override { return precision_; }
-  void MatmulForward(float* out, const float* inp, const float* weight, const float* bias,
+  void MatmulForward(float* out, const float* inp, MatmulWeight weight, const float* bias,
                      const float* residual, int N, int C, int OC) override {
     Record(gemm_->Forward(out, inp, weight, bias, residual, N, C, OC, stream_));
   }
   void MatmulBackward(float* dinp, float* dweight, float* dbias, const float* dout,
-                      const float* inp, const float* weight, int N, int C, int OC) override {
+                      const float* inp, MatmulWeight weight, int N, int C, int OC) override {
     Record(gemm_->Backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC, stream_));
   }
   void LayerNormForwardBf16(uint16_t* out, float* mean, float* rstd, const float* inp,
@@ -189,43 +189,52 @@ class CudaOps final : public Ops {
   void GeluForwardBf16(uint16_t* out, const float* inp, size_t n) override {
     Record(cuda::LaunchGeluForwardBf16(out, inp, n, stream_), "GeluForwardBf16");
   }
-  void MatmulForwardBf16(float* out, const uint16_t* inp, const float* weight, const float* bias,
+  void MatmulForwardBf16(float* out, const uint16_t* inp, MatmulWeight weight, const float* bias,
                          const float* residual, int N, int C, int OC) override {
     Record(gemm_->ForwardBf16Input(out, inp, weight, bias, residual, N, C, OC, stream_));
   }
   void MatmulBackwardBf16(float* dinp, float* dweight, float* dbias, const float* dout,
-                          const uint16_t* inp, const float* weight, int N, int C, int OC) override {
+                          const uint16_t* inp, MatmulWeight weight, int N, int C, int OC) override {
     Record(gemm_->BackwardBf16Input(dinp, dweight, dbias, dout, inp, weight, N, C, OC, stream_));
   }
-  void MatmulForwardToBf16(uint16_t* out, const uint16_t* inp, const float* weight,
+  void MatmulForwardToBf16(uint16_t* out, const uint16_t* inp, MatmulWeight weight,
                            const float* bias, int N, int C, int OC) override {
     Record(gemm_->ForwardToBf16(out, inp, weight, bias, N, C, OC, stream_));
   }
-  void AttentionForwardBf16(float* out, float* lse, const uint16_t* qkv, int B, int T, int C,
+  void AttentionForwardBf16(uint16_t* out, float* lse, const uint16_t* qkv, int B, int T, int C,
                             int NH) override {
     if (NH > 0 && Bf16TensorCoreAttention(C / NH)) {
       void* scratch = TensorCoreScratch(B, T, NH, NH, C / NH);
       if (scratch == nullptr) return;
-      Record(cuda::LaunchTensorCoreAttentionForward(out, lse, nullptr, qkv, B, T, NH, NH, C / NH,
-                                                    false, scratch, stream_),
+      Record(cuda::LaunchTensorCoreAttentionForward(nullptr, out, lse, nullptr, qkv, B, T, NH, NH,
+                                                    C / NH, false, scratch, stream_),
              "AttentionForwardBf16 (tensor cores)");
       return;
     }
-    const float* wide = WidenQkv(qkv, static_cast<size_t>(B) * T * 3 * C);
-    if (wide != nullptr) AttentionForward(out, lse, wide, B, T, C, NH);
+    const size_t n = static_cast<size_t>(B) * T * C;
+    const float* wide = WidenQkv(qkv, 3 * n);
+    float* out32 = Scratch<float>(attention_out_, n);
+    if (wide == nullptr || out32 == nullptr) return;
+    AttentionForward(out32, lse, wide, B, T, C, NH);
+    Record(cuda::LaunchToBf16(out, out32, n, stream_), "AttentionForwardBf16: round out");
   }
-  void AttentionBackwardBf16(float* dqkv, const float* dout, const uint16_t* qkv, const float* out,
-                             const float* lse, int B, int T, int C, int NH) override {
+  void AttentionBackwardBf16(float* dqkv, const float* dout, const uint16_t* qkv,
+                             const uint16_t* out, const float* lse, int B, int T, int C,
+                             int NH) override {
     if (NH > 0 && Bf16TensorCoreAttention(C / NH)) {
       void* scratch = TensorCoreScratch(B, T, NH, NH, C / NH);
       if (scratch == nullptr) return;
-      Record(cuda::LaunchTensorCoreAttentionBackward(dqkv, dout, nullptr, qkv, out, lse, B, T, NH,
-                                                     NH, C / NH, false, scratch, stream_),
+      Record(cuda::LaunchTensorCoreAttentionBackward(dqkv, dout, nullptr, qkv, nullptr, out, lse, B,
+                                                     T, NH, NH, C / NH, false, scratch, stream_),
              "AttentionBackwardBf16 (tensor cores)");
       return;
     }
-    const float* wide = WidenQkv(qkv, static_cast<size_t>(B) * T * 3 * C);
-    if (wide != nullptr) AttentionBackward(dqkv, dout, wide, out, lse, B, T, C, NH);
+    const size_t n = static_cast<size_t>(B) * T * C;
+    const float* wide = WidenQkv(qkv, 3 * n);
+    float* out32 = Scratch<float>(attention_out_, n);
+    if (wide == nullptr || out32 == nullptr) return;
+    Record(cuda::LaunchBf16ToFloat(out32, out, n, stream_), "AttentionBackwardBf16: widen out");
+    AttentionBackward(dqkv, dout, wide, out32, lse, B, T, C, NH);
   }
   void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, int C,
                         int NH) override {
@@ -251,9 +260,9 @@ class CudaOps final : public Ops {
     if (TensorCoreAttention(hs)) {
       void* scratch = TensorCoreScratch(B, T, NH, NKV, hs);
       if (scratch == nullptr) return;
-      Record(cuda::LaunchTensorCoreAttentionForward(out, lse, qkv, nullptr, B, T, NH, NKV, hs,
-                                                    precision_ == MatmulPrecision::kFp16, scratch,
-                                                    stream_),
+      Record(cuda::LaunchTensorCoreAttentionForward(out, nullptr, lse, qkv, nullptr, B, T, NH, NKV,
+                                                    hs, precision_ == MatmulPrecision::kFp16,
+                                                    scratch, stream_),
              "AttentionForward (tensor cores)");
       return;
     }
@@ -265,9 +274,9 @@ class CudaOps final : public Ops {
     if (TensorCoreAttention(hs)) {
       void* scratch = TensorCoreScratch(B, T, NH, NKV, hs);
       if (scratch == nullptr) return;
-      Record(cuda::LaunchTensorCoreAttentionBackward(dqkv, dout, qkv, nullptr, out, lse, B, T, NH,
-                                                     NKV, hs, precision_ == MatmulPrecision::kFp16,
-                                                     scratch, stream_),
+      Record(cuda::LaunchTensorCoreAttentionBackward(
+                 dqkv, dout, qkv, nullptr, out, nullptr, lse, B, T, NH, NKV, hs,
+                 precision_ == MatmulPrecision::kFp16, scratch, stream_),
              "AttentionBackward (tensor cores)");
       return;
     }
@@ -288,6 +297,9 @@ class CudaOps final : public Ops {
   }
   void SwiGluBackward(float* dgu, const float* dout, const float* gu, int N, int F) override {
     Record(cuda::LaunchSwiGluBackward(dgu, dout, gu, N, F, stream_), "SwiGluBackward");
+  }
+  void RoundToBf16(uint16_t* out, const float* x, size_t n) override {
+    Record(cuda::LaunchToBf16(out, x, n, stream_), "RoundToBf16");
   }
   void GeluForward(float* out, const float* inp, size_t n) override {
     Record(cuda::LaunchGeluForward(out, inp, n, stream_), "GeluForward");
@@ -336,6 +348,16 @@ class CudaOps final : public Ops {
     Record(cuda::LaunchAdamW(param, grad, m, v, n, p.lr, p.beta1, p.beta2, p.eps, p.weight_decay,
                              p.step, p.grad_scale, stream_),
            "AdamW");
+  }
+  void AdamWParts(float* param, const float* grad, float* m, float* v, const size_t* ranges,
+                  const float* weight_decays, size_t parts, const AdamWParams& p) override {
+    for (size_t first = 0; first < parts; first += cuda::kAdamWPartsMax) {
+      const size_t count = std::min(parts - first, cuda::kAdamWPartsMax);
+      Record(cuda::LaunchAdamWParts(param, grad, m, v, ranges + 2 * first, weight_decays + first,
+                                    count, p.lr, p.beta1, p.beta2, p.eps, p.step, p.grad_scale,
+                                    stream_),
+             "AdamWParts");
+    }
   }
 
  private:
@@ -471,7 +493,8 @@ class CudaOps final : public Ops {
   float* norm_scratch_ = nullptr;
   cuda::DeviceScratch attention_scratch_;
   cuda::DeviceScratch sum_scratch_;
-  cuda::DeviceScratch qkv_wide_;  // the bf16 attention ops' qkv, widened off the tensor cores
+  cuda::DeviceScratch qkv_wide_;       // the bf16 attention ops' qkv, widened off the tensor cores
+  cuda::DeviceScratch attention_out_;  // and their output in fp32 there
   absl::Status first_error_;
   int device_ = 0;
   std::array<cudaStream_t, kLanes> copy_streams_{};

@@ -96,16 +96,18 @@ cudaError_t LaunchGqaAttentionBackward(float* dqkv, const float* dout, const flo
 // 256-byte aligned) of TensorCoreAttentionScratchBytes bytes: the 16-bit copies of qkv and dout
 // the kernels read, and the backward's row sums (layout: kernels/attention_scratch.h). Given
 // qkv16 (16-bit values of the kernels' type, may be null) they read it instead of converting qkv
-// (then unused: may be null).
+// (then unused: may be null). The output is fp32 (out) or, at bf16 only, bf16 (out16, rounded to
+// nearest even; the backward then reads it as such): exactly one of them is given.
 bool TensorCoreAttentionSupported(int hs);
 size_t TensorCoreAttentionScratchBytes(int B, int T, int NH, int NKV, int hs);
-cudaError_t LaunchTensorCoreAttentionForward(float* out, float* lse, const float* qkv,
-                                             const uint16_t* qkv16, int B, int T, int NH, int NKV,
-                                             int hs, bool fp16, void* scratch, cudaStream_t stream);
+cudaError_t LaunchTensorCoreAttentionForward(float* out, uint16_t* out16, float* lse,
+                                             const float* qkv, const uint16_t* qkv16, int B, int T,
+                                             int NH, int NKV, int hs, bool fp16, void* scratch,
+                                             cudaStream_t stream);
 cudaError_t LaunchTensorCoreAttentionBackward(float* dqkv, const float* dout, const float* qkv,
                                               const uint16_t* qkv16, const float* out,
-                                              const float* lse, int B, int T, int NH, int NKV,
-                                              int hs, bool fp16, void* scratch,
+                                              const uint16_t* out16, const float* lse, int B, int T,
+                                              int NH, int NKV, int hs, bool fp16, void* scratch,
                                               cudaStream_t stream);
 
 // cross_entropy.cu
@@ -130,7 +132,14 @@ cudaError_t LaunchAddSumSquaresParts(double* out, const float* x, const size_t* 
 // *out += values[0], += values[1], ... in order (one thread: n is a count of tensors, not values).
 cudaError_t LaunchAddInOrder(double* out, const double* values, size_t n, cudaStream_t stream);
 
-// adamw.cu: the AdamW step of kernels/ops.h, with its parameters passed by value.
+// adamw.cu: the AdamW step of kernels/ops.h, with its parameters passed by value; the Parts form
+// over `count` (at most kAdamWPartsMax) ranges [ranges[2k], ranges[2k+1]) of the four arrays,
+// part k with weight decay weight_decays[k] (host memory), in one launch.
+inline constexpr size_t kAdamWPartsMax = 16;
+cudaError_t LaunchAdamWParts(float* param, const float* grad, float* m, float* v,
+                             const size_t* ranges, const float* weight_decays, size_t count,
+                             float lr, float beta1, float beta2, float eps, int64_t step,
+                             float grad_scale, cudaStream_t stream);
 cudaError_t LaunchAdamW(float* param, const float* grad, float* m, float* v, size_t n, float lr,
                         float beta1, float beta2, float eps, float weight_decay, int64_t step,
                         float grad_scale, cudaStream_t stream);

@@ -58,5 +58,34 @@ TEST(AdamWTest, BitwiseIndependentOfThreadCount) {
   for (size_t i = 0; i < one.size(); ++i) EXPECT_TRUE(BitwiseEqual(one[i], three[i])) << i;
 }
 
+// AdamWParts over a Unit-like list of parts (gaps between them, an empty one, odd offsets and
+// lengths, with and without weight decay) is one AdamW call per part, bitwise; the gaps stay.
+TEST(AdamWTest, PartsAreOneCallPerPart) {
+  const size_t n = 5000;
+  const std::vector<size_t> ranges = {0, 1000, 1003, 1003, 1008, 2501, 2600, 2601, 3000, 4999};
+  const std::vector<float> decays = {0.1f, 0.1f, 0.0f, 0.1f, 0.0f};
+  const auto param0 = RandomFloats(n, 4), grad = RandomFloats(n, 5);
+  AdamWParams p;
+  p.lr = 1e-3f;
+  p.step = 2;
+  p.grad_scale = 0.5f;
+  p.weight_decay = 7.0f;  // not read
+  std::vector<float> param = param0, m(n, 0.1f), v(n, 0.2f);
+  std::vector<float> want = param0, want_m = m, want_v = v;
+  Cpu().AdamWParts(param.data(), grad.data(), m.data(), v.data(), ranges.data(), decays.data(),
+                   decays.size(), p);
+  for (size_t k = 0; k < decays.size(); ++k) {
+    AdamWParams q = p;
+    q.weight_decay = decays[k];
+    const size_t b = ranges[2 * k];
+    Cpu().AdamW(want.data() + b, grad.data() + b, want_m.data() + b, want_v.data() + b,
+                ranges[2 * k + 1] - b, q);
+  }
+  EXPECT_TRUE(BitwiseEqual(param, want));
+  EXPECT_TRUE(BitwiseEqual(m, want_m));
+  EXPECT_TRUE(BitwiseEqual(v, want_v));
+  EXPECT_EQ(param[1001], param0[1001]);  // a gap
+}
+
 }  // namespace
 }  // namespace spillway::kernels::testing

@@ -101,21 +101,24 @@ TEST(Bf16InputsTest, MatmulForwardToBf16RoundsTheBf16InputMatmul) {
   EXPECT_EQ(out16, Bf16Bits(out));
 }
 
+// The attention on bf16 qkv writes the fp32 attention's output rounded, and its backward is the
+// fp32 backward given that rounded output.
 TEST(Bf16InputsTest, AttentionOnBf16QkvIsAttentionOnTheWidenedQkv) {
   const int B = 2, T = 9, C = 16, NH = 2;
   const auto bits = Bf16Bits(RandomFloats(static_cast<size_t>(B) * T * 3 * C, 25));
   const auto qkv = Bf16Values(bits);
   const auto dout = RandomFloats(static_cast<size_t>(B) * T * C, 26);
   std::vector<float> out(dout.size()), lse(static_cast<size_t>(B) * NH * T), dqkv(qkv.size());
+  std::vector<uint16_t> out16(out.size());
+  std::vector<float> lse16(lse.size()), dqkv16(dqkv.size());
   Cpu().AttentionForward(out.data(), lse.data(), qkv.data(), B, T, C, NH);
-  Cpu().AttentionBackward(dqkv.data(), dout.data(), qkv.data(), out.data(), lse.data(), B, T, C,
-                          NH);
-  std::vector<float> out16(out.size()), lse16(lse.size()), dqkv16(dqkv.size());
   Cpu().AttentionForwardBf16(out16.data(), lse16.data(), bits.data(), B, T, C, NH);
-  Cpu().AttentionBackwardBf16(dqkv16.data(), dout.data(), bits.data(), out.data(), lse.data(), B, T,
-                              C, NH);
-  EXPECT_TRUE(BitwiseEqual(out16, out));
+  EXPECT_EQ(out16, Bf16Bits(out));
   EXPECT_TRUE(BitwiseEqual(lse16, lse));
+  Cpu().AttentionBackward(dqkv.data(), dout.data(), qkv.data(), Bf16Values(out16).data(),
+                          lse.data(), B, T, C, NH);
+  Cpu().AttentionBackwardBf16(dqkv16.data(), dout.data(), bits.data(), out16.data(), lse.data(), B,
+                              T, C, NH);
   EXPECT_TRUE(BitwiseEqual(dqkv16, dqkv));
 }
 
@@ -128,6 +131,56 @@ TEST(Bf16InputsTest, AtFp32TheInputIsWidenedExactly) {
                       s.OC);
   Cpu().MatmulForwardBf16(got.data(), bits.data(), w.data(), nullptr, nullptr, s.N, s.C, s.OC);
   EXPECT_TRUE(BitwiseEqual(got, want));
+}
+
+// Every matmul op once, on inputs of seed `seed`, with weight `w` (host memory): their outputs
+// (forward, fp32-input backward's three gradients, bf16-input forward and backward, bf16 output)
+// one after the other.
+std::vector<float> AllMatmuls(const Shape& s, MatmulWeight w, uint64_t seed) {
+  const size_t NC = static_cast<size_t>(s.N) * s.C, NOC = static_cast<size_t>(s.N) * s.OC;
+  const auto inp = RandomFloats(NC, seed);
+  const auto bits = Bf16Bits(inp);
+  const auto bias = RandomFloats(s.OC, seed + 1);
+  const auto dout = RandomFloats(NOC, seed + 2);
+  std::vector<float> all, out(NOC), dinp(NC), dw(static_cast<size_t>(s.OC) * s.C), db(s.OC);
+  std::vector<uint16_t> out16(NOC);
+  auto keep = [&](const std::vector<float>& x) { all.insert(all.end(), x.begin(), x.end()); };
+  Cpu().MatmulForward(out.data(), inp.data(), w, bias.data(), nullptr, s.N, s.C, s.OC);
+  keep(out);
+  Cpu().MatmulBackward(dinp.data(), dw.data(), db.data(), dout.data(), inp.data(), w, s.N, s.C,
+                       s.OC);
+  keep(dinp), keep(dw), keep(db);
+  Cpu().MatmulForwardBf16(out.data(), bits.data(), w, bias.data(), nullptr, s.N, s.C, s.OC);
+  keep(out);
+  Cpu().MatmulBackwardBf16(dinp.data(), dw.data(), db.data(), dout.data(), bits.data(), w, s.N, s.C,
+                           s.OC);
+  keep(dinp), keep(dw), keep(db);
+  Cpu().MatmulForwardToBf16(out16.data(), bits.data(), w, bias.data(), s.N, s.C, s.OC);
+  keep(Bf16Values(out16));
+  return all;
+}
+
+// A weight's bf16 copy (MatmulWeight::b16) is what the matmuls read at kBf16, in place of
+// rounding the weight: given the copy of another weight they compute with that one. At other
+// precisions the copy is not read.
+TEST(Bf16InputsTest, MatmulsReadTheWeightCopyAtBf16Only) {
+  const Shape s = kShapes[1];
+  const auto w = RandomFloats(static_cast<size_t>(s.OC) * s.C, 30);
+  const auto other = RandomFloats(w.size(), 31);
+  const std::vector<uint16_t> other16 = Bf16Bits(other);
+  std::vector<uint16_t> rounded(w.size());
+  Cpu().RoundToBf16(rounded.data(), w.data(), w.size());
+  EXPECT_EQ(rounded, Bf16Bits(w));
+  for (MatmulPrecision p :
+       {MatmulPrecision::kBf16, MatmulPrecision::kFp16, MatmulPrecision::kFp32}) {
+    SCOPED_TRACE(static_cast<int>(p));
+    const PrecisionScope scope(p);
+    const bool read = p == MatmulPrecision::kBf16;
+    EXPECT_TRUE(
+        BitwiseEqual(AllMatmuls(s, {w.data(), rounded.data()}, 32), AllMatmuls(s, w.data(), 32)));
+    EXPECT_TRUE(BitwiseEqual(AllMatmuls(s, {w.data(), other16.data()}, 32),
+                             AllMatmuls(s, read ? other.data() : w.data(), 32)));
+  }
 }
 
 }  // namespace

@@ -128,6 +128,7 @@ Allocated AllocateRank(const Config& config, int world, int rank, kernels::Ops& 
     }
   }
   a.bytes[{Category::kActivations, ops.memory_tier()}] += (*model)->activation_bytes();
+  a.bytes[{Category::kParameters, ops.memory_tier()}] += (*model)->weight_copy_bytes();
   a.buffers += 5;  // the activation buffers (engine/model/gpt2.cc, llama.cc)
   std::unique_ptr<Communicator> comm = Communicator::Single();
   ResidencyOptions options;
@@ -184,10 +185,14 @@ TEST_P(MemoryPlanBackendTest, EqualsWhatTheModelAllocates) {
       cases.push_back({type, world, 3, true, false, true, 0.5});
       cases.push_back({type, world, 3, true, true, true, 0.5, /*nvme=*/true});
       // bf16: GPT-2's matmul-only activations and qkv in half the bytes.
+      // And GPT-2's bf16 weight copies where the parameters are whole (stages 0-2).
       for (const bool checkpointing : {false, true}) {
         Case bf16{type, world, world > 1 ? 3 : 0, false, checkpointing};
         bf16.bf16 = true;
         cases.push_back(bf16);
+        Case whole{type, world, world > 1 ? 2 : 0, /*offload=*/checkpointing, checkpointing};
+        whole.bf16 = true;
+        cases.push_back(whole);
       }
       // The residency's ring buffers hold Units 1.. only, however large Unit 0 is.
       for (int stage = 2; stage <= 3 && world > 1; ++stage) {
@@ -295,8 +300,9 @@ TEST(MemoryPlanTest, GpuRunsPlanTheAttentionScratch) {
   EXPECT_EQ(planned("cpu", PrecisionConfig::Mode::kBf16), 0u);
 }
 
-// At bf16, GPT-2 keeps ln1, qkv, ln2 and the GELU output of every block, and the final
-// LayerNorm's output, in bf16: (1 + 3 + 1 + 4) N C / 2 floats fewer per block and N C / 2 in the
+// At bf16, GPT-2 keeps ln1, qkv, the attention's output, ln2 and the GELU output of every block,
+// and the final LayerNorm's output, in bf16: (1 + 3 + 1 + 1 + 4) N C / 2 floats fewer per block
+// and N C / 2 in the
 // head (GPT-2 124M's shape, N C a multiple of 16, so no rounding). Llama's are unchanged.
 TEST(MemoryPlanTest, Bf16ActivationsHalveWhatOnlyMatmulsAndAttentionRead) {
   Config config;
@@ -308,7 +314,7 @@ TEST(MemoryPlanTest, Bf16ActivationsHalveWhatOnlyMatmulsAndAttentionRead) {
     const size_t fp32 = PlannedActivationBytes(config.model, 16, checkpointing);
     const size_t bf16 =
         PlannedActivationBytes(config.model, 16, checkpointing, kernels::MatmulPrecision::kBf16);
-    EXPECT_EQ(fp32 - bf16, sizeof(float) * (blocks * 9 + 1) * NC / 2) << checkpointing;
+    EXPECT_EQ(fp32 - bf16, sizeof(float) * (blocks * 10 + 1) * NC / 2) << checkpointing;
     EXPECT_EQ(
         PlannedActivationBytes(config.model, 16, checkpointing, kernels::MatmulPrecision::kFp16),
         fp32);

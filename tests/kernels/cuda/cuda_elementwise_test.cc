@@ -471,6 +471,41 @@ TEST_F(CudaOpsTest, AdamWSeveralSteps) {
   }
 }
 
+// AdamWParts on the GPU (parts packed kAdamWPartsMax per launch) is the CPU's AdamWParts,
+// bitwise: 40 parts with gaps, empty and odd-sized ones, float4 and unaligned starts.
+TEST_F(CudaOpsTest, AdamWPartsMatchesCpu) {
+  std::vector<size_t> ranges;
+  std::vector<float> decays;
+  size_t at = 3;
+  for (int k = 0; k < 40; ++k) {
+    const size_t len = k % 7 == 3 ? 0 : static_cast<size_t>(1 + (k * 7919) % 20000);
+    ranges.push_back(at);
+    ranges.push_back(at + len);
+    decays.push_back(k % 3 == 0 ? 0.0f : 0.1f);
+    at += len + static_cast<size_t>(k % 5);
+  }
+  const size_t n = at;
+  AdamWParams p;
+  p.lr = 1e-3f;
+  p.grad_scale = 0.5f;
+  std::vector<float> param = RandomFloats(n, 80), m(n, 0.0f), v(n, 0.0f);
+  DeviceArray<float> dparam(param), dm(m), dv(v);
+  for (int step = 1; step <= 3; ++step) {
+    p.step = step;
+    const auto grad = RandomFloats(n, 81 + step);
+    Cpu().AdamWParts(param.data(), grad.data(), m.data(), v.data(), ranges.data(), decays.data(),
+                     decays.size(), p);
+    DeviceArray<float> dgrad(grad);
+    cuda().AdamWParts(dparam.get(), dgrad.get(), dm.get(), dv.get(), ranges.data(), decays.data(),
+                      decays.size(), p);
+    ASSERT_TRUE(cuda().Synchronize().ok());
+    SCOPED_TRACE(::testing::Message() << "step=" << step);
+    EXPECT_TRUE(BitwiseEqual(dparam.Download(), param));
+    EXPECT_TRUE(BitwiseEqual(dm.Download(), m));
+    EXPECT_TRUE(BitwiseEqual(dv.Download(), v));
+  }
+}
+
 // The reductions run twice on the same inputs give bitwise-identical results.
 TEST_F(CudaOpsTest, ReductionsAreBitwiseReproducible) {
   {
