@@ -38,13 +38,13 @@ struct AdamWParams {
 // How the matmul ops multiply (Ops::SetMatmulPrecision).
 enum class MatmulPrecision { kFp32, kBf16, kFp16 };
 
-// A matmul's weight (OC,C): its fp32 values, and optionally `b16`, those values rounded to bf16
-// (to nearest even; uint16_t bits, 16-byte aligned), which the caller keeps (a model's weight
-// copies) so that the matmul reads them at kBf16 instead of rounding the weight itself. At other
-// precisions b16 is not read. The ops trust b16 to be round(f32): results are then bitwise those
-// without it.
-struct MatmulWeight {
-  MatmulWeight(const float* f32, const uint16_t* b16 = nullptr)  // NOLINT: a plain fp32 weight
+// A matmul's parameter, its weight (OC,C) or a bias (OC): its fp32 values, and optionally `b16`,
+// those values rounded to bf16 (to nearest even; uint16_t bits, 16-byte aligned), which the
+// caller keeps (a model's weight copies) so that the matmul reads them where it uses bf16 values
+// (a weight at kBf16, MatmulForwardToBf16's bias) instead of rounding them itself. Elsewhere b16
+// is not read. The ops trust b16 to be round(f32): results are then bitwise those without it.
+struct MatmulParam {
+  MatmulParam(const float* f32, const uint16_t* b16 = nullptr)  // NOLINT: a plain fp32 tensor
       : f32(f32), b16(b16) {}
   const float* f32;
   const uint16_t* b16;
@@ -165,15 +165,15 @@ class Ops {
 
   // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC) + residual (N,OC): a block's residual
   // add, fused into the GEMM on CUDA. bias and residual may be null; residual must not alias out.
-  virtual void MatmulForward(float* out, const float* inp, MatmulWeight weight, const float* bias,
+  virtual void MatmulForward(float* out, const float* inp, MatmulParam weight, const float* bias,
                              const float* residual, int N, int C, int OC) = 0;
   // dinp (N,C) = dout (N,OC) @ weight (OC,C) (overwritten: no fill first);
   // dweight (OC,C) += dout^T @ inp;  dbias (OC) += sum over rows of dout. dbias may be null.
   virtual void MatmulBackward(float* dinp, float* dweight, float* dbias, const float* dout,
-                              const float* inp, MatmulWeight weight, int N, int C, int OC) = 0;
+                              const float* inp, MatmulParam weight, int N, int C, int OC) = 0;
 
   // bf16 matmul inputs. At kBf16 a matmul rounds its input to bf16 before multiplying, so an
-  // activation that only feeds matmuls (a LayerNorm's or GELU's output) can be kept as those bf16
+  // activation that only feeds matmuls (a LayerNorm's output) can be kept as those bf16
   // values (uint16_t bits, rounded to nearest even): half the bytes written and read, and no
   // rounding pass before the GEMM. Each op is its fp32 namesake with that output or input: at
   // kBf16, MatmulForwardBf16(round(x)) gives MatmulForward(x) and LayerNormForwardBf16 gives
@@ -182,17 +182,23 @@ class Ops {
   // the models use these ops only where they are.
   virtual void LayerNormForwardBf16(uint16_t* out, float* mean, float* rstd, const float* inp,
                                     const float* weight, const float* bias, int N, int C) = 0;
-  virtual void GeluForwardBf16(uint16_t* out, const float* inp, size_t n) = 0;
-  virtual void MatmulForwardBf16(float* out, const uint16_t* inp, MatmulWeight weight,
+  virtual void MatmulForwardBf16(float* out, const uint16_t* inp, MatmulParam weight,
                                  const float* bias, const float* residual, int N, int C,
                                  int OC) = 0;
   virtual void MatmulBackwardBf16(float* dinp, float* dweight, float* dbias, const float* dout,
-                                  const uint16_t* inp, MatmulWeight weight, int N, int C,
+                                  const uint16_t* inp, MatmulParam weight, int N, int C,
                                   int OC) = 0;
-  // The QKV projection, whose output only feeds the attention: out (N,OC) = inp @ weight^T + bias
-  // summed in fp32 and rounded once to bf16.
-  virtual void MatmulForwardToBf16(uint16_t* out, const uint16_t* inp, MatmulWeight weight,
-                                   const float* bias, int N, int C, int OC) = 0;
+  // The QKV projection and the MLP's up-projection, whose outputs only the attention and GELU
+  // read: out (N,OC) = inp @ weight^T + round(bias), summed in fp32 and rounded once to bf16. The
+  // bias is rounded to bf16 too (as PyTorch's autocast casts it), which lets cuBLASLt add it in
+  // the GEMM's epilogue (it takes no fp32 bias with a bf16 output). bias may be null.
+  virtual void MatmulForwardToBf16(uint16_t* out, const uint16_t* inp, MatmulParam weight,
+                                   MatmulParam bias, int N, int C, int OC) = 0;
+  // GELU of that bf16 pre-activation (widened exactly): out = round(gelu(inp)) as bf16; its
+  // backward dinp = gelu'(inp) * dout in fp32 (dinp may alias dout). As GeluForward and
+  // GeluBackward on the widened inp, bitwise on the CPU.
+  virtual void GeluForwardBf16(uint16_t* out, const uint16_t* inp, size_t n) = 0;
+  virtual void GeluBackwardBf16(float* dinp, const uint16_t* inp, const float* dout, size_t n) = 0;
   // The attention ops with qkv as bf16 bits (that output) and their output as bf16 too (which
   // only the attention projection, a matmul, and the attention's backward read): the fp32 ops on
   // the widened qkv, their out rounded to bf16 and, in the backward, widened again. At kBf16 with
@@ -251,7 +257,7 @@ class Ops {
   virtual void SwiGluBackward(float* dgu, const float* dout, const float* gu, int N, int F) = 0;
 
   // out[i] = x[i] rounded to bf16 (to nearest even): a model's copies of its GEMM weights
-  // (MatmulWeight::b16).
+  // (MatmulParam::b16).
   virtual void RoundToBf16(uint16_t* out, const float* x, size_t n) = 0;
 
   // out[i] = gelu(inp[i]), the tanh approximation GPT-2 uses.

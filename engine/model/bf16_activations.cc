@@ -23,13 +23,22 @@ void Bf16Activations::LayerNormForward(float* out, float* mean, float* rstd, con
 
 void Bf16Activations::GeluForward(float* out, const float* inp, size_t n) const {
   if (bf16_) {
-    ops_.GeluForwardBf16(Bits(out), inp, n);
+    ops_.GeluForwardBf16(Bits(out), Bits(inp), n);
   } else {
     ops_.GeluForward(out, inp, n);
   }
 }
 
-void Bf16Activations::MatmulForward(float* out, const float* inp, kernels::MatmulWeight weight,
+void Bf16Activations::GeluBackward(float* dinp, const float* inp, const float* dout,
+                                   size_t n) const {
+  if (bf16_) {
+    ops_.GeluBackwardBf16(dinp, Bits(inp), dout, n);
+  } else {
+    ops_.GeluBackward(dinp, inp, dout, n);
+  }
+}
+
+void Bf16Activations::MatmulForward(float* out, const float* inp, kernels::MatmulParam weight,
                                     const float* bias, const float* residual, int N, int C,
                                     int OC) const {
   if (bf16_) {
@@ -40,7 +49,7 @@ void Bf16Activations::MatmulForward(float* out, const float* inp, kernels::Matmu
 }
 
 void Bf16Activations::MatmulBackward(float* dinp, float* dweight, float* dbias, const float* dout,
-                                     const float* inp, kernels::MatmulWeight weight, int N, int C,
+                                     const float* inp, kernels::MatmulParam weight, int N, int C,
                                      int OC) const {
   if (bf16_) {
     ops_.MatmulBackwardBf16(dinp, dweight, dbias, dout, Bits(inp), weight, N, C, OC);
@@ -49,12 +58,12 @@ void Bf16Activations::MatmulBackward(float* dinp, float* dweight, float* dbias, 
   }
 }
 
-void Bf16Activations::QkvForward(float* qkv, const float* inp, kernels::MatmulWeight weight,
-                                 const float* bias, int N, int C, int OC) const {
+void Bf16Activations::ProjectionForward(float* out, const float* inp, kernels::MatmulParam weight,
+                                        kernels::MatmulParam bias, int N, int C, int OC) const {
   if (bf16_) {
-    ops_.MatmulForwardToBf16(Bits(qkv), Bits(inp), weight, bias, N, C, OC);
+    ops_.MatmulForwardToBf16(Bits(out), Bits(inp), weight, bias, N, C, OC);
   } else {
-    ops_.MatmulForward(qkv, inp, weight, bias, nullptr, N, C, OC);
+    ops_.MatmulForward(out, inp, weight, bias.f32, nullptr, N, C, OC);
   }
 }
 

@@ -1,6 +1,8 @@
 // The activations that a bf16 matmul precision lets the model keep in bf16 (kernels::Ops' bf16
 // ops): those that only feed matmuls (a LayerNorm's or GELU's output), which a bf16 matmul rounds
-// anyway, the QKV projection's output, which the tensor-core attention rounds anyway, and the
+// anyway, the QKV projection's output, which the tensor-core attention rounds anyway, the MLP's
+// pre-activation (the up-projection's output, rounded once; GELU and its backward read it, as
+// under PyTorch's autocast: a result that keeping it changes, within bf16 rounding), and the
 // attention's output, which feeds the attention projection and the attention's own backward
 // (whose row sums then read it rounded: the one place where keeping it changes a result, within
 // bf16 rounding, on both backends alike). Written and read as bf16 when the ops multiply in bf16
@@ -31,14 +33,17 @@ class Bf16Activations {
   // The ops of kernels/ops.h of the same name, with `out` / `inp` the matmul input.
   void LayerNormForward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                         const float* bias, int N, int C) const;
-  void GeluForward(float* out, const float* inp, size_t n) const;
-  void MatmulForward(float* out, const float* inp, kernels::MatmulWeight weight, const float* bias,
+  void MatmulForward(float* out, const float* inp, kernels::MatmulParam weight, const float* bias,
                      const float* residual, int N, int C, int OC) const;
   void MatmulBackward(float* dinp, float* dweight, float* dbias, const float* dout,
-                      const float* inp, kernels::MatmulWeight weight, int N, int C, int OC) const;
-  // The QKV projection (out = qkv, bf16: MatmulForwardToBf16) and the attention ops reading qkv.
-  void QkvForward(float* qkv, const float* inp, kernels::MatmulWeight weight, const float* bias,
-                  int N, int C, int OC) const;
+                      const float* inp, kernels::MatmulParam weight, int N, int C, int OC) const;
+  // A projection whose output only the attention or GELU reads (qkv, the MLP's pre-activation:
+  // bf16 by MatmulForwardToBf16), and the ops reading it: the attention, GELU and their
+  // backwards.
+  void ProjectionForward(float* out, const float* inp, kernels::MatmulParam weight,
+                         kernels::MatmulParam bias, int N, int C, int OC) const;
+  void GeluForward(float* out, const float* inp, size_t n) const;
+  void GeluBackward(float* dinp, const float* inp, const float* dout, size_t n) const;
   void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, int C,
                         int NH) const;
   void AttentionBackward(float* dqkv, const float* dout, const float* qkv, const float* out,

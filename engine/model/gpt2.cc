@@ -150,7 +150,7 @@ void Gpt2::RoundWeightCopies(int u) {
   if (copy != nullptr) ops_->RoundToBf16(copy, units_[u].live_params, units_[u].numel());
 }
 
-kernels::MatmulWeight Gpt2::Weight(int u, const TensorSpec& t) {
+kernels::MatmulParam Gpt2::Weight(int u, const TensorSpec& t) {
   const uint16_t* copy = impl_->copies[u];
   return {units_[u].param(t), copy != nullptr ? copy + t.offset : nullptr};
 }

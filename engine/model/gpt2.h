@@ -69,7 +69,7 @@ class Gpt2 : public Model {
   // Unit u's weight copies from its live parameters (acquired), where it keeps them.
   void RoundWeightCopies(int u);
   // Tensor t of Unit u (acquired) as a matmul weight, with its copy where the Unit keeps them.
-  kernels::MatmulWeight Weight(int u, const TensorSpec& t);
+  kernels::MatmulParam Weight(int u, const TensorSpec& t);
 
   std::unique_ptr<Impl> impl_;
 };

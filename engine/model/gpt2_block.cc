@@ -22,7 +22,7 @@ void ForEachBuffer(BlockActivations& a, const BlockShape& s, F f) {
   f(a.ln2, b16(N * C));
   f(a.ln2_mean, N);
   f(a.ln2_rstd, N);
-  f(a.fch, N * 4 * C);
+  f(a.fch, b16(N * 4 * C));
   f(a.fchg, b16(N * 4 * C));
 }
 
@@ -68,7 +68,7 @@ BlockWeightCopies BlockWeightCopies::In(const UnitLayout& unit, const uint16_t* 
   if (flat == nullptr) return {};
   auto at = [&](const char* name) { return flat + BlockTensor(unit, name).offset; };
   return {at("attn.c_attn.weight"), at("attn.c_proj.weight"), at("mlp.c_fc.weight"),
-          at("mlp.c_proj.weight")};
+          at("mlp.c_proj.weight"),  at("attn.c_attn.bias"),   at("mlp.c_fc.bias")};
 }
 
 size_t BlockActivations::Floats(const BlockShape& s, bool bf16) {
@@ -99,13 +99,13 @@ void BlockForward(kernels::Ops& ops, const BlockShape& s, const BlockTensors& w,
                   const BlockWeightCopies& w16, const float* in, float* out,
                   const BlockActivations& a) {
   const int N = static_cast<int>(s.N()), C = s.C;
-  const Bf16Activations act16(ops, a.bf16);  // ln1, qkv, atty, ln2, fchg
+  const Bf16Activations act16(ops, a.bf16);  // ln1, qkv, atty, ln2, fch, fchg
   act16.LayerNormForward(a.ln1, a.ln1_mean, a.ln1_rstd, in, w.ln1_w, w.ln1_b, N, C);
-  act16.QkvForward(a.qkv, a.ln1, {w.qkv_w, w16.qkv_w}, w.qkv_b, N, C, 3 * C);
+  act16.ProjectionForward(a.qkv, a.ln1, {w.qkv_w, w16.qkv_w}, {w.qkv_b, w16.qkv_b}, N, C, 3 * C);
   act16.AttentionForward(a.atty, a.lse, a.qkv, s.B, s.T, C, s.NH);
   act16.MatmulForward(a.res2, a.atty, {w.attproj_w, w16.attproj_w}, w.attproj_b, in, N, C, C);
   act16.LayerNormForward(a.ln2, a.ln2_mean, a.ln2_rstd, a.res2, w.ln2_w, w.ln2_b, N, C);
-  act16.MatmulForward(a.fch, a.ln2, {w.fc_w, w16.fc_w}, w.fc_b, nullptr, N, C, 4 * C);
+  act16.ProjectionForward(a.fch, a.ln2, {w.fc_w, w16.fc_w}, {w.fc_b, w16.fc_b}, N, C, 4 * C);
   act16.GeluForward(a.fchg, a.fch, s.N() * 4 * C);
   act16.MatmulForward(out, a.fchg, {w.fcproj_w, w16.fcproj_w}, w.fcproj_b, a.res2, N, 4 * C, C);
 }
@@ -118,7 +118,7 @@ void BlockBackward(kernels::Ops& ops, const BlockShape& s, const BlockTensors& w
   // MLP: dres is d out = d fcproj, and flows on to res2 unchanged.
   act16.MatmulBackward(g.dfch, dw.fcproj_w, dw.fcproj_b, dres, a.fchg, {w.fcproj_w, w16.fcproj_w},
                        N, 4 * C, C);
-  ops.GeluBackward(g.dfch, a.fch, g.dfch, s.N() * 4 * C);
+  act16.GeluBackward(g.dfch, a.fch, g.dfch, s.N() * 4 * C);
   act16.MatmulBackward(g.dln, dw.fc_w, dw.fc_b, g.dfch, a.ln2, {w.fc_w, w16.fc_w}, N, C, 4 * C);
   ops.LayerNormBackward(dres, dw.ln2_w, dw.ln2_b, g.dln, a.res2, w.ln2_w, a.ln2_mean, a.ln2_rstd, N,
                         C);

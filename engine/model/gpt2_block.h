@@ -25,16 +25,17 @@ struct BlockTensors {
   static BlockTensors In(const UnitLayout& unit, float* flat);
 };
 
-// The bf16 copies of a block's four GEMM weights (kernels::MatmulWeight::b16), or all null: the
-// matmuls then round the weights themselves.
+// The bf16 copies of a block's four GEMM weights and of the biases of its two projections with a
+// bf16 output (kernels::MatmulParam::b16), or all null: the matmuls then round them themselves.
 struct BlockWeightCopies {
   const uint16_t *qkv_w = nullptr, *attproj_w = nullptr, *fc_w = nullptr, *fcproj_w = nullptr;
+  const uint16_t *qkv_b = nullptr, *fc_b = nullptr;
   // The copies inside `flat` (bf16 values laid out as the Unit's params; null: none).
   static BlockWeightCopies In(const UnitLayout& unit, const uint16_t* flat);
 };
 
 // What a block's backward needs from its forward, besides the block input. With `bf16`, ln1, qkv,
-// atty, ln2 and fchg hold bf16 values (engine/model/bf16_activations.h), in half the floats.
+// atty, ln2, fch and fchg hold bf16 values (engine/model/bf16_activations.h), in half the floats.
 struct BlockActivations {
   float* ln1;       // (N,C)
   float* ln1_mean;  // (N)

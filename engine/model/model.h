@@ -204,7 +204,7 @@ size_t PlannedActivationBytes(const ModelConfig& config, int batch, bool activat
                               kernels::MatmulPrecision precision = kernels::MatmulPrecision::kFp32);
 
 // Whether CreateModel's model for this shape, its ops at `precision`, keeps bf16 copies of its
-// GEMM weights (kernels::MatmulWeight::b16): GPT-2 with bf16 activations (Bf16Activations).
+// GEMM weights (kernels::MatmulParam::b16): GPT-2 with bf16 activations (Bf16Activations).
 // It keeps them for every Unit it holds whose parameters it stores whole (ZeRO stages 0-2) and
 // that has a GEMM weight: WeightCopyElements of each, in bf16, laid out as the Unit's params.
 // They are made in each Unit's forward (one rounding pass instead of one per GEMM) and read by

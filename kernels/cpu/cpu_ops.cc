@@ -67,7 +67,7 @@ class CpuOps final : public Ops {
 
   void SetMatmulPrecision(MatmulPrecision precision) override { precision_ = precision; }
   MatmulPrecision matmul_precision() const override { return precision_; }
-  void MatmulForward(float* out, const float* inp, MatmulWeight weight, const float* bias,
+  void MatmulForward(float* out, const float* inp, MatmulParam weight, const float* bias,
                      const float* residual, int N, int C, int OC) override {
     if (precision_ != MatmulPrecision::kFp32) inp = Rounded(0, inp, static_cast<size_t>(N) * C);
     const float* w = WeightOperand(1, weight, static_cast<size_t>(OC) * C);
@@ -75,7 +75,7 @@ class CpuOps final : public Ops {
     if (residual != nullptr) cpu::Add(out, out, residual, static_cast<size_t>(N) * OC);
   }
   void MatmulBackward(float* dinp, float* dweight, float* dbias, const float* dout,
-                      const float* inp, MatmulWeight weight, int N, int C, int OC) override {
+                      const float* inp, MatmulParam weight, int N, int C, int OC) override {
     if (precision_ != MatmulPrecision::kFp32) {
       // dbias sums dout in fp32, as the CUDA backend's kernel does.
       if (dbias != nullptr) cpu::BiasGradient(dbias, dout, N, OC);
@@ -93,25 +93,39 @@ class CpuOps final : public Ops {
     cpu::LayerNormForward(wide, mean, rstd, inp, weight, bias, N, C);
     cpu::PackBf16(wide, out, static_cast<size_t>(N) * C);
   }
-  void GeluForwardBf16(uint16_t* out, const float* inp, size_t n) override {
-    float* wide = Widened(n);
-    cpu::GeluForward(wide, inp, n);
-    cpu::PackBf16(wide, out, n);
+  void GeluForwardBf16(uint16_t* out, const uint16_t* inp, size_t n) override {
+    std::vector<float>& gelu = operand_scratch_[0];
+    gelu.resize(n);
+    cpu::GeluForward(gelu.data(), Unpacked(inp, n), n);
+    cpu::PackBf16(gelu.data(), out, n);
   }
-  void MatmulForwardBf16(float* out, const uint16_t* inp, MatmulWeight weight, const float* bias,
+  void GeluBackwardBf16(float* dinp, const uint16_t* inp, const float* dout, size_t n) override {
+    cpu::GeluBackward(dinp, Unpacked(inp, n), dout, n);
+  }
+  void MatmulForwardBf16(float* out, const uint16_t* inp, MatmulParam weight, const float* bias,
                          const float* residual, int N, int C, int OC) override {
     MatmulForward(out, Unpacked(inp, static_cast<size_t>(N) * C), weight, bias, residual, N, C, OC);
   }
   void MatmulBackwardBf16(float* dinp, float* dweight, float* dbias, const float* dout,
-                          const uint16_t* inp, MatmulWeight weight, int N, int C, int OC) override {
+                          const uint16_t* inp, MatmulParam weight, int N, int C, int OC) override {
     MatmulBackward(dinp, dweight, dbias, dout, Unpacked(inp, static_cast<size_t>(N) * C), weight, N,
                    C, OC);
   }
 
-  void MatmulForwardToBf16(uint16_t* out, const uint16_t* inp, MatmulWeight weight,
-                           const float* bias, int N, int C, int OC) override {
+  void MatmulForwardToBf16(uint16_t* out, const uint16_t* inp, MatmulParam weight, MatmulParam bias,
+                           int N, int C, int OC) override {
+    const float* rounded_bias = nullptr;
+    if (bias.f32 != nullptr) {
+      bias_rounded_.resize(OC);
+      if (bias.b16 != nullptr) {
+        cpu::UnpackBf16(bias.b16, bias_rounded_.data(), OC);
+      } else {
+        cpu::RoundToPrecision(MatmulPrecision::kBf16, bias.f32, bias_rounded_.data(), OC);
+      }
+      rounded_bias = bias_rounded_.data();
+    }
     matmul_out_.resize(static_cast<size_t>(N) * OC);
-    MatmulForwardBf16(matmul_out_.data(), inp, weight, bias, nullptr, N, C, OC);
+    MatmulForwardBf16(matmul_out_.data(), inp, weight, rounded_bias, nullptr, N, C, OC);
     cpu::PackBf16(matmul_out_.data(), out, matmul_out_.size());
   }
   void AttentionForwardBf16(uint16_t* out, float* lse, const uint16_t* qkv, int B, int T, int C,
@@ -229,7 +243,7 @@ class CpuOps final : public Ops {
 
   // A matmul's weight as its products read it: the fp32 values at kFp32; at kBf16 its bf16 copy
   // widened into slot `slot`'s scratch where the caller keeps one; else rounded there.
-  const float* WeightOperand(int slot, MatmulWeight weight, size_t n) {
+  const float* WeightOperand(int slot, MatmulParam weight, size_t n) {
     if (precision_ == MatmulPrecision::kFp32) return weight.f32;
     if (precision_ != MatmulPrecision::kBf16 || weight.b16 == nullptr) {
       return Rounded(slot, weight.f32, n);
@@ -255,7 +269,8 @@ class CpuOps final : public Ops {
   MatmulPrecision precision_ = MatmulPrecision::kFp32;
   std::vector<float> operand_scratch_[3];
   std::vector<float> widened_;
-  std::vector<float> matmul_out_;  // MatmulForwardToBf16's fp32 result
+  std::vector<float> matmul_out_;    // MatmulForwardToBf16's fp32 result
+  std::vector<float> bias_rounded_;  // and its bias rounded to bf16
 };
 
 }  // namespace

@@ -33,6 +33,7 @@
 #include "kernels/attention_scratch.h"
 #include "kernels/cuda/grid_stride.cuh"
 #include "kernels/cuda/launchers.h"
+#include "kernels/cuda/store_as.cuh"
 
 namespace spillway::kernels::cuda {
 namespace {
@@ -282,17 +283,6 @@ __device__ __forceinline__ void StoreRows(O* dst, size_t stride, const float (&c
   }
 }
 
-// Four consecutive values (8-byte aligned) as floats.
-__device__ __forceinline__ float4 Load4(const float* p) {
-  return __ldg(reinterpret_cast<const float4*>(p));
-}
-__device__ __forceinline__ float4 Load4(const __nv_bfloat16* p) {
-  const uint2 raw = __ldg(reinterpret_cast<const uint2*>(p));
-  const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.x));
-  const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.y));
-  return make_float4(a.x, a.y, b.x, b.y);
-}
-
 template <int ROWS, int HS>
 constexpr size_t kTileBytes = static_cast<size_t>(ROWS) * kStride<HS> * 2;
 
@@ -436,7 +426,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HS>)
 #pragma unroll
       for (int d = 0; d < HS / 4; d += 4) {
         const float4 x = __ldg(reinterpret_cast<const float4*>(dout_h + off + d));
-        const float4 y = Load4(out_h + off + d);
+        const float4 y = LoadQuadAs(out_h + off + d, 0);
         partial += x.x * y.x + x.y * y.y + x.z * y.z + x.w * y.w;
       }
       L[r] = lse[static_cast<size_t>(bh) * T + t] * kLog2e;

@@ -44,8 +44,9 @@ struct Gemm {
   void* d;
   int ldd;
   float beta;
-  const float* bias;  // (m), added to every column of D (CUBLASLT_EPILOGUE_BIAS); may be null
+  const void* bias;  // (m), added to every column of D (CUBLASLT_EPILOGUE_BIAS); may be null
   cublasComputeType_t compute;
+  cudaDataType_t bias_type = CUDA_R_32F;  // fp32, or D's 16-bit type where D is 16-bit
   cudaDataType_t ab_type = CUDA_R_32F;
   const float* c = nullptr;            // beta's operand; null: D
   cudaDataType_t d_type = CUDA_R_32F;  // D's (and C's) type; the bias stays fp32
@@ -83,7 +84,7 @@ struct Preference {
 
 // The algorithms chosen by the heuristic, per handle and problem (shape, transposes, epilogue,
 // pointer alignments): the heuristic query costs more than the descriptors.
-using AlgoKey = std::array<int64_t, 18>;
+using AlgoKey = std::array<int64_t, 19>;
 
 struct AlgoCache {
   std::mutex mu;
@@ -113,7 +114,8 @@ AlgoKey KeyOf(cublasLtHandle_t handle, const Gemm& g) {
           g.bias != nullptr ? Alignment(g.bias) : 0,
           g.compute,
           g.ab_type,
-          g.d_type};
+          g.d_type,
+          g.bias_type};
 }
 
 // The descriptors of one Gemm.
@@ -137,11 +139,9 @@ absl::Status MakeDescs(const Gemm& g, GemmDescs& descs) {
     const void* bias = g.bias;
     SPW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
         descs.op.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
-    if (g.d_type != CUDA_R_32F) {
-      const cudaDataType_t bias_type = CUDA_R_32F;  // its default is D's type
-      SPW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
-          descs.op.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type)));
-    }
+    const cudaDataType_t bias_type = g.bias_type;  // its default is D's type
+    SPW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+        descs.op.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type)));
   }
   const bool a_n = g.transa == CUBLAS_OP_N;
   const bool b_n = g.transb == CUBLAS_OP_N;
@@ -278,7 +278,7 @@ bool CublasLtMatmul::Bf16Copies(int N, int C, int OC) const {
   return compute_ == CUBLAS_COMPUTE_32F_FAST_16BF && N % 8 == 0 && C % 8 == 0 && OC % 8 == 0;
 }
 
-absl::StatusOr<bool> CublasLtMatmul::ForwardBf16(float* out, Input inp, MatmulWeight weight,
+absl::StatusOr<bool> CublasLtMatmul::ForwardBf16(float* out, Input inp, MatmulParam weight,
                                                  const float* bias, const float* residual, int N,
                                                  int C, int OC, cudaStream_t stream) {
   const size_t w_elems = weight.b16 != nullptr ? 0 : MatmulCopySlot(static_cast<size_t>(OC) * C);
@@ -308,7 +308,7 @@ absl::StatusOr<bool> CublasLtMatmul::ForwardBf16(float* out, Input inp, MatmulWe
   return true;
 }
 
-absl::Status CublasLtMatmul::Forward(float* out, const float* inp, MatmulWeight weight,
+absl::Status CublasLtMatmul::Forward(float* out, const float* inp, MatmulParam weight,
                                      const float* bias, const float* residual, int N, int C, int OC,
                                      cudaStream_t stream) {
   if (N <= 0 || OC <= 0) return absl::OkStatus();
@@ -328,7 +328,7 @@ absl::Status CublasLtMatmul::Forward(float* out, const float* inp, MatmulWeight 
 }
 
 absl::Status CublasLtMatmul::Backward(float* dinp, float* dweight, float* dbias, const float* dout,
-                                      const float* inp, MatmulWeight weight, int N, int C, int OC,
+                                      const float* inp, MatmulParam weight, int N, int C, int OC,
                                       cudaStream_t stream) {
   if (N <= 0 || C <= 0 || OC <= 0) return absl::OkStatus();
   if (Bf16Copies(N, C, OC)) {
@@ -344,7 +344,7 @@ absl::Status CublasLtMatmul::Backward(float* dinp, float* dweight, float* dbias,
 }
 
 absl::StatusOr<bool> CublasLtMatmul::BackwardBf16(float* dinp, float* dweight, float* dbias,
-                                                  const float* dout, Input inp, MatmulWeight weight,
+                                                  const float* dout, Input inp, MatmulParam weight,
                                                   int N, int C, int OC, cudaStream_t stream) {
   const std::string shape = ShapeString(N, C, OC);
   const size_t w_elems = weight.b16 != nullptr ? 0 : MatmulCopySlot(static_cast<size_t>(OC) * C);
@@ -386,7 +386,7 @@ absl::StatusOr<bool> CublasLtMatmul::BackwardBf16(float* dinp, float* dweight, f
   return true;
 }
 
-absl::Status CublasLtMatmul::ForwardBf16Input(float* out, const uint16_t* inp, MatmulWeight weight,
+absl::Status CublasLtMatmul::ForwardBf16Input(float* out, const uint16_t* inp, MatmulParam weight,
                                               const float* bias, const float* residual, int N,
                                               int C, int OC, cudaStream_t stream) {
   if (N <= 0 || OC <= 0) return absl::OkStatus();
@@ -401,7 +401,7 @@ absl::Status CublasLtMatmul::ForwardBf16Input(float* out, const uint16_t* inp, M
 
 absl::Status CublasLtMatmul::BackwardBf16Input(float* dinp, float* dweight, float* dbias,
                                                const float* dout, const uint16_t* inp,
-                                               MatmulWeight weight, int N, int C, int OC,
+                                               MatmulParam weight, int N, int C, int OC,
                                                cudaStream_t stream) {
   if (N <= 0 || C <= 0 || OC <= 0) return absl::OkStatus();
   if (Bf16Copies(N, C, OC)) {
@@ -413,36 +413,48 @@ absl::Status CublasLtMatmul::BackwardBf16Input(float* dinp, float* dweight, floa
   return Backward(dinp, dweight, dbias, dout, wide, weight, N, C, OC, stream);
 }
 
-absl::Status CublasLtMatmul::ForwardToBf16(uint16_t* out, const uint16_t* inp, MatmulWeight weight,
-                                           const float* bias, int N, int C, int OC,
+absl::Status CublasLtMatmul::ForwardToBf16(uint16_t* out, const uint16_t* inp, MatmulParam weight,
+                                           MatmulParam bias, int N, int C, int OC,
                                            cudaStream_t stream) {
   if (N <= 0 || OC <= 0) return absl::OkStatus();
   const size_t elements = static_cast<size_t>(N) * OC;
+  // The weight's and the bias's bf16 values: the caller's copies, or made here.
+  const size_t w_elems = weight.b16 != nullptr ? 0 : MatmulCopySlot(static_cast<size_t>(OC) * C);
+  const bool round_bias = bias.f32 != nullptr && bias.b16 == nullptr;
+  uint16_t* copies = nullptr;
+  if (w_elems > 0 || round_bias) {
+    SPW_ASSIGN_OR_RETURN(
+        copies, bf16_.Get<uint16_t>(w_elems + (round_bias ? MatmulCopySlot(OC) : 0), stream));
+  }
+  const uint16_t* b16 = round_bias ? copies + w_elems : bias.b16;
+  if (round_bias) SPW_CUDA_CHECK(LaunchToBf16(copies + w_elems, bias.f32, OC, stream));
   if (Bf16Copies(N, C, OC)) {
-    uint16_t* copy = nullptr;
-    if (weight.b16 == nullptr) {
-      SPW_ASSIGN_OR_RETURN(copy, bf16_.Get<uint16_t>(static_cast<size_t>(OC) * C, stream));
-    }
-    const uint16_t* w16 = weight.b16 != nullptr ? weight.b16 : copy;
     Gemm g{CUBLAS_OP_T, CUBLAS_OP_N,
            /*m=*/OC,    /*n=*/N,
-           /*k=*/C,     w16,
+           /*k=*/C,     weight.b16 != nullptr ? weight.b16 : copies,
            /*lda=*/C,   inp,
            /*ldb=*/C,   out,
-           /*ldd=*/OC,  /*beta=*/0.0f, bias, CUBLAS_COMPUTE_32F};
+           /*ldd=*/OC,  /*beta=*/0.0f,
+           b16,         CUBLAS_COMPUTE_32F};
     g.ab_type = CUDA_R_16BF;
     g.d_type = CUDA_R_16BF;
-    // Any refusal (no algorithm, or a bf16 D with an fp32 bias not accepted) takes the fp32 path.
+    g.bias_type = CUDA_R_16BF;
+    // A refusal (no algorithm) takes the fp32 path below.
     if (Prepare(handle_, workspace_bytes_, g).ok()) {
-      if (copy != nullptr) {
-        SPW_CUDA_CHECK(LaunchToBf16(copy, weight.f32, static_cast<size_t>(OC) * C, stream));
+      if (weight.b16 == nullptr) {
+        SPW_CUDA_CHECK(LaunchToBf16(copies, weight.f32, static_cast<size_t>(OC) * C, stream));
       }
       return Annotate(RunGemm(handle_, workspace_, workspace_bytes_, g, stream),
                       absl::StrCat("MatmulForwardToBf16 ", ShapeString(N, C, OC)));
     }
   }
-  SPW_ASSIGN_OR_RETURN(float* out32, out32_.Get<float>(elements, stream));
-  SPW_RETURN_IF_ERROR(ForwardBf16Input(out32, inp, weight, bias, nullptr, N, C, OC, stream));
+  // fp32 output with the rounded bias widened behind it, rounded after.
+  const size_t out_floats = (elements + 63) / 64 * 64;
+  SPW_ASSIGN_OR_RETURN(float* out32,
+                       out32_.Get<float>(out_floats + (b16 != nullptr ? OC : 0), stream));
+  float* bias32 = b16 != nullptr ? out32 + out_floats : nullptr;
+  if (b16 != nullptr) SPW_CUDA_CHECK(LaunchBf16ToFloat(bias32, b16, OC, stream));
+  SPW_RETURN_IF_ERROR(ForwardBf16Input(out32, inp, weight, bias32, nullptr, N, C, OC, stream));
   SPW_CUDA_CHECK(LaunchToBf16(out, out32, elements, stream));
   return absl::OkStatus();
 }

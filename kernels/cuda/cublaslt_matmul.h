@@ -30,27 +30,27 @@ class CublasLtMatmul {
   // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC) + residual (N,OC); bias and residual
   // may be null (residual: cuBLASLt's beta * C with C = residual, so it must not alias out).
   // Where the products run on bf16 copies (Bf16Copies), weight.b16, if set, is read as that copy.
-  absl::Status Forward(float* out, const float* inp, MatmulWeight weight, const float* bias,
+  absl::Status Forward(float* out, const float* inp, MatmulParam weight, const float* bias,
                        const float* residual, int N, int C, int OC, cudaStream_t stream);
   // dinp (N,C) = dout @ weight (overwritten);  dweight (OC,C) += dout^T @ inp;  dbias (OC) +=
   // column sums of dout (dbias may be null).
   absl::Status Backward(float* dinp, float* dweight, float* dbias, const float* dout,
-                        const float* inp, MatmulWeight weight, int N, int C, int OC,
+                        const float* inp, MatmulParam weight, int N, int C, int OC,
                         cudaStream_t stream);
   // Forward and Backward with inp given as bf16 bits (Ops::MatmulForwardBf16): the GEMMs read it
   // as it is where they run on bf16 copies (Bf16Copies); otherwise it is widened to fp32 first,
   // into a buffer grown to the largest such input (outside the memory plan).
-  absl::Status ForwardBf16Input(float* out, const uint16_t* inp, MatmulWeight weight,
+  absl::Status ForwardBf16Input(float* out, const uint16_t* inp, MatmulParam weight,
                                 const float* bias, const float* residual, int N, int C, int OC,
                                 cudaStream_t stream);
   absl::Status BackwardBf16Input(float* dinp, float* dweight, float* dbias, const float* dout,
-                                 const uint16_t* inp, MatmulWeight weight, int N, int C, int OC,
+                                 const uint16_t* inp, MatmulParam weight, int N, int C, int OC,
                                  cudaStream_t stream);
-  // out (N,OC) = inp @ weight^T + bias rounded to bf16 (Ops::MatmulForwardToBf16): the GEMM writes
-  // bf16 where it runs on bf16 copies; otherwise it writes fp32 to a buffer grown to the largest
-  // such output (outside the memory plan), rounded after.
-  absl::Status ForwardToBf16(uint16_t* out, const uint16_t* inp, MatmulWeight weight,
-                             const float* bias, int N, int C, int OC, cudaStream_t stream);
+  // out (N,OC) = inp @ weight^T + round(bias) rounded to bf16 (Ops::MatmulForwardToBf16): the
+  // GEMM writes bf16 and adds the bf16 bias where it runs on bf16 copies; otherwise it writes fp32
+  // to a buffer grown to the largest such output (outside the memory plan), rounded after.
+  absl::Status ForwardToBf16(uint16_t* out, const uint16_t* inp, MatmulParam weight,
+                             MatmulParam bias, int N, int C, int OC, cudaStream_t stream);
 
  private:
   CublasLtMatmul() = default;
@@ -66,13 +66,13 @@ class CublasLtMatmul {
     const uint16_t* b16 = nullptr;
   };
   // The forward GEMM on bf16 copies; false (nothing written) when cuBLASLt has no algorithm.
-  absl::StatusOr<bool> ForwardBf16(float* out, Input inp, MatmulWeight weight, const float* bias,
+  absl::StatusOr<bool> ForwardBf16(float* out, Input inp, MatmulParam weight, const float* bias,
                                    const float* residual, int N, int C, int OC,
                                    cudaStream_t stream);
   // The backward on bf16 copies: both GEMMs, and the bias gradient (dbias may be null) in the
   // pass that copies dout; false (nothing added) when cuBLASLt has no algorithm.
   absl::StatusOr<bool> BackwardBf16(float* dinp, float* dweight, float* dbias, const float* dout,
-                                    Input inp, MatmulWeight weight, int N, int C, int OC,
+                                    Input inp, MatmulParam weight, int N, int C, int OC,
                                     cudaStream_t stream);
   // inp widened to fp32, in widened_ (its `elements` values).
   absl::StatusOr<const float*> Widen(const uint16_t* inp, size_t elements, cudaStream_t stream);

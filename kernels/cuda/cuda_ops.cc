@@ -173,12 +173,12 @@ class CudaOps final : public Ops {
                                                                   : CUBLAS_COMPUTE_32F);
   }
   MatmulPrecision matmul_precision() const override { return precision_; }
-  void MatmulForward(float* out, const float* inp, MatmulWeight weight, const float* bias,
+  void MatmulForward(float* out, const float* inp, MatmulParam weight, const float* bias,
                      const float* residual, int N, int C, int OC) override {
     Record(gemm_->Forward(out, inp, weight, bias, residual, N, C, OC, stream_));
   }
   void MatmulBackward(float* dinp, float* dweight, float* dbias, const float* dout,
-                      const float* inp, MatmulWeight weight, int N, int C, int OC) override {
+                      const float* inp, MatmulParam weight, int N, int C, int OC) override {
     Record(gemm_->Backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC, stream_));
   }
   void LayerNormForwardBf16(uint16_t* out, float* mean, float* rstd, const float* inp,
@@ -186,19 +186,22 @@ class CudaOps final : public Ops {
     Record(cuda::LaunchLayerNormForwardBf16(out, mean, rstd, inp, weight, bias, N, C, stream_),
            "LayerNormForwardBf16");
   }
-  void GeluForwardBf16(uint16_t* out, const float* inp, size_t n) override {
+  void GeluForwardBf16(uint16_t* out, const uint16_t* inp, size_t n) override {
     Record(cuda::LaunchGeluForwardBf16(out, inp, n, stream_), "GeluForwardBf16");
   }
-  void MatmulForwardBf16(float* out, const uint16_t* inp, MatmulWeight weight, const float* bias,
+  void GeluBackwardBf16(float* dinp, const uint16_t* inp, const float* dout, size_t n) override {
+    Record(cuda::LaunchGeluBackwardBf16(dinp, inp, dout, n, stream_), "GeluBackwardBf16");
+  }
+  void MatmulForwardBf16(float* out, const uint16_t* inp, MatmulParam weight, const float* bias,
                          const float* residual, int N, int C, int OC) override {
     Record(gemm_->ForwardBf16Input(out, inp, weight, bias, residual, N, C, OC, stream_));
   }
   void MatmulBackwardBf16(float* dinp, float* dweight, float* dbias, const float* dout,
-                          const uint16_t* inp, MatmulWeight weight, int N, int C, int OC) override {
+                          const uint16_t* inp, MatmulParam weight, int N, int C, int OC) override {
     Record(gemm_->BackwardBf16Input(dinp, dweight, dbias, dout, inp, weight, N, C, OC, stream_));
   }
-  void MatmulForwardToBf16(uint16_t* out, const uint16_t* inp, MatmulWeight weight,
-                           const float* bias, int N, int C, int OC) override {
+  void MatmulForwardToBf16(uint16_t* out, const uint16_t* inp, MatmulParam weight, MatmulParam bias,
+                           int N, int C, int OC) override {
     Record(gemm_->ForwardToBf16(out, inp, weight, bias, N, C, OC, stream_));
   }
   void AttentionForwardBf16(uint16_t* out, float* lse, const uint16_t* qkv, int B, int T, int C,

@@ -1,8 +1,8 @@
 // GELU, tanh approximation, in the cancellation-free form of kernels/cpu/gelu.cc: with
 // u = sqrt(2/pi) (x + 0.044715 x^3) and e = exp(-2u), gelu(x) = x / (1 + e). Grid-stride loops
-// over float4 quads when every pointer is 16-byte aligned (a bf16 output: 8-byte), plus a scalar
-// tail. The forward writes float or bf16 (OutT; store_as.cuh). dinp may alias dout, so no
-// __restrict__.
+// over quads when every pointer allows (16-byte aligned fp32, 8-byte bf16), plus a scalar tail.
+// The pre-activation is read as float or bf16 (InT) and the forward writes float or bf16 (OutT;
+// store_as.cuh). dinp may alias dout, so no __restrict__.
 #include <cstddef>
 #include <cstdint>
 
@@ -32,52 +32,69 @@ __device__ __forceinline__ float GeluGrad(float x, float d) {
   return (sig + 2.0f * x * sig * one_minus_sig * du) * d;
 }
 
-template <typename OutT>
-__global__ void GeluForwardKernel(OutT* out, const float* inp, size_t n, bool vec) {
+template <typename InT, typename OutT>
+__global__ void GeluForwardKernel(OutT* out, const InT* inp, size_t n, bool vec) {
   const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
   const size_t tid = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   size_t start = 0;
   if (vec) {
     const size_t n4 = n / 4;
-    const float4* in4 = reinterpret_cast<const float4*>(inp);
     for (size_t i = tid; i < n4; i += stride) {
-      const float4 x = in4[i];
+      const float4 x = LoadQuadAs(inp, i);
       StoreQuadAs(out, i, make_float4(Gelu(x.x), Gelu(x.y), Gelu(x.z), Gelu(x.w)));
     }
     start = n4 * 4;
   }
-  for (size_t i = start + tid; i < n; i += stride) StoreAs(out + i, Gelu(inp[i]));
+  for (size_t i = start + tid; i < n; i += stride) StoreAs(out + i, Gelu(LoadAs(inp + i)));
 }
 
-__global__ void GeluBackwardKernel(float* dinp, const float* inp, const float* dout, size_t n,
+template <typename InT>
+__global__ void GeluBackwardKernel(float* dinp, const InT* inp, const float* dout, size_t n,
                                    bool vec) {
   const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
   const size_t tid = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   size_t start = 0;
   if (vec) {
     const size_t n4 = n / 4;
-    const float4* in4 = reinterpret_cast<const float4*>(inp);
     const float4* d4 = reinterpret_cast<const float4*>(dout);
     float4* di4 = reinterpret_cast<float4*>(dinp);
     for (size_t i = tid; i < n4; i += stride) {
-      const float4 x = in4[i];
+      const float4 x = LoadQuadAs(inp, i);
       const float4 d = d4[i];
       di4[i] = make_float4(GeluGrad(x.x, d.x), GeluGrad(x.y, d.y), GeluGrad(x.z, d.z),
                            GeluGrad(x.w, d.w));
     }
     start = n4 * 4;
   }
-  for (size_t i = start + tid; i < n; i += stride) dinp[i] = GeluGrad(inp[i], dout[i]);
+  for (size_t i = start + tid; i < n; i += stride) dinp[i] = GeluGrad(LoadAs(inp + i), dout[i]);
 }
 
-template <typename OutT>
-cudaError_t LaunchForward(OutT* out, const float* inp, size_t n, cudaStream_t stream) {
+// Whether p allows quads of T (16 bytes of float, 8 of bf16).
+template <typename T>
+bool QuadAligned(const T* p) {
+  return reinterpret_cast<uintptr_t>(p) % (4 * sizeof(T)) == 0;
+}
+
+template <typename InT, typename OutT>
+cudaError_t LaunchForward(OutT* out, const InT* inp, size_t n, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
-  const bool vec = reinterpret_cast<uintptr_t>(out) % (4 * sizeof(OutT)) == 0 && Aligned16(inp);
+  const bool vec = QuadAligned(out) && QuadAligned(inp);
   GeluForwardKernel<<<GridStrideBlocks(vec ? n / 4 : n), kGridStrideThreads, 0, stream>>>(out, inp,
                                                                                           n, vec);
   return cudaGetLastError();
 }
+
+template <typename InT>
+cudaError_t LaunchBackward(float* dinp, const InT* inp, const float* dout, size_t n,
+                           cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  const bool vec = Aligned16(dinp) && QuadAligned(inp) && Aligned16(dout);
+  GeluBackwardKernel<<<GridStrideBlocks(vec ? n / 4 : n), kGridStrideThreads, 0, stream>>>(
+      dinp, inp, dout, n, vec);
+  return cudaGetLastError();
+}
+
+const __nv_bfloat16* Bf16(const uint16_t* p) { return reinterpret_cast<const __nv_bfloat16*>(p); }
 
 }  // namespace
 
@@ -85,17 +102,19 @@ cudaError_t LaunchGeluForward(float* out, const float* inp, size_t n, cudaStream
   return LaunchForward(out, inp, n, stream);
 }
 
-cudaError_t LaunchGeluForwardBf16(uint16_t* out, const float* inp, size_t n, cudaStream_t stream) {
-  return LaunchForward(reinterpret_cast<__nv_bfloat16*>(out), inp, n, stream);
+cudaError_t LaunchGeluForwardBf16(uint16_t* out, const uint16_t* inp, size_t n,
+                                  cudaStream_t stream) {
+  return LaunchForward(reinterpret_cast<__nv_bfloat16*>(out), Bf16(inp), n, stream);
 }
 
 cudaError_t LaunchGeluBackward(float* dinp, const float* inp, const float* dout, size_t n,
                                cudaStream_t stream) {
-  if (n == 0) return cudaSuccess;
-  const bool vec = Aligned16(dinp) && Aligned16(inp) && Aligned16(dout);
-  GeluBackwardKernel<<<GridStrideBlocks(vec ? n / 4 : n), kGridStrideThreads, 0, stream>>>(
-      dinp, inp, dout, n, vec);
-  return cudaGetLastError();
+  return LaunchBackward(dinp, inp, dout, n, stream);
+}
+
+cudaError_t LaunchGeluBackwardBf16(float* dinp, const uint16_t* inp, const float* dout, size_t n,
+                                   cudaStream_t stream) {
+  return LaunchBackward(dinp, Bf16(inp), dout, n, stream);
 }
 
 }  // namespace spillway::kernels::cuda

@@ -20,8 +20,12 @@ cudaError_t LaunchAccumulate(float* y, const float* x, size_t n, cudaStream_t st
 
 // gelu.cu
 cudaError_t LaunchGeluForward(float* out, const float* inp, size_t n, cudaStream_t stream);
-// out receives bf16 bits (round to nearest even), as the op GeluForwardBf16.
-cudaError_t LaunchGeluForwardBf16(uint16_t* out, const float* inp, size_t n, cudaStream_t stream);
+// The ops GeluForwardBf16 / GeluBackwardBf16: inp and out are bf16 bits (out rounded to nearest
+// even).
+cudaError_t LaunchGeluForwardBf16(uint16_t* out, const uint16_t* inp, size_t n,
+                                  cudaStream_t stream);
+cudaError_t LaunchGeluBackwardBf16(float* dinp, const uint16_t* inp, const float* dout, size_t n,
+                                   cudaStream_t stream);
 cudaError_t LaunchGeluBackward(float* dinp, const float* inp, const float* dout, size_t n,
                                cudaStream_t stream);
 

@@ -39,13 +39,20 @@ TEST(Bf16InputsTest, LayerNormForwardWritesTheRoundedOutput) {
   }
 }
 
-TEST(Bf16InputsTest, GeluForwardWritesTheRoundedOutput) {
-  const auto inp = RandomFloats(1001, 4, 3.0f);
-  std::vector<float> out(inp.size());
+// GELU on a bf16 pre-activation: the fp32 GELU of the widened input, rounded; its backward the
+// fp32 backward on the widened input.
+TEST(Bf16InputsTest, GeluOnBf16InputIsGeluOnTheWidenedInput) {
+  const auto bits = Bf16Bits(RandomFloats(1001, 4, 3.0f));
+  const auto inp = Bf16Values(bits);
+  const auto dout = RandomFloats(inp.size(), 5);
+  std::vector<float> out(inp.size()), dinp(inp.size()), dinp16(inp.size());
   std::vector<uint16_t> out16(inp.size());
   Cpu().GeluForward(out.data(), inp.data(), inp.size());
-  Cpu().GeluForwardBf16(out16.data(), inp.data(), inp.size());
+  Cpu().GeluForwardBf16(out16.data(), bits.data(), inp.size());
   EXPECT_EQ(out16, Bf16Bits(out));
+  Cpu().GeluBackward(dinp.data(), inp.data(), dout.data(), inp.size());
+  Cpu().GeluBackwardBf16(dinp16.data(), bits.data(), dout.data(), inp.size());
+  EXPECT_TRUE(BitwiseEqual(dinp16, dinp));
 }
 
 TEST(Bf16InputsTest, MatmulForwardFromRoundedInputEqualsBf16Matmul) {
@@ -88,17 +95,27 @@ TEST(Bf16InputsTest, MatmulBackwardFromRoundedInputEqualsBf16Matmul) {
   }
 }
 
+// MatmulForwardToBf16 is the bf16-input matmul with the bias rounded to bf16, rounded once; given
+// the bias's bf16 copy it reads that instead of rounding the bias.
 TEST(Bf16InputsTest, MatmulForwardToBf16RoundsTheBf16InputMatmul) {
   const PrecisionScope bf16(MatmulPrecision::kBf16);
   const Shape s = kShapes[0];
   const auto bits = Bf16Bits(RandomFloats(static_cast<size_t>(s.N) * s.C, 22));
   const auto w = RandomFloats(static_cast<size_t>(s.OC) * s.C, 23);
   const auto bias = RandomFloats(s.OC, 24);
+  const std::vector<uint16_t> bias16 = Bf16Bits(bias);
   std::vector<float> out(static_cast<size_t>(s.N) * s.OC);
-  Cpu().MatmulForwardBf16(out.data(), bits.data(), w.data(), bias.data(), nullptr, s.N, s.C, s.OC);
-  std::vector<uint16_t> out16(out.size());
+  Cpu().MatmulForwardBf16(out.data(), bits.data(), w.data(), Bf16Values(bias16).data(), nullptr,
+                          s.N, s.C, s.OC);
+  std::vector<uint16_t> out16(out.size()), copied(out.size());
   Cpu().MatmulForwardToBf16(out16.data(), bits.data(), w.data(), bias.data(), s.N, s.C, s.OC);
   EXPECT_EQ(out16, Bf16Bits(out));
+  const auto other16 = Bf16Bits(RandomFloats(s.OC, 25));
+  Cpu().MatmulForwardToBf16(copied.data(), bits.data(), w.data(), {bias.data(), other16.data()},
+                            s.N, s.C, s.OC);
+  Cpu().MatmulForwardBf16(out.data(), bits.data(), w.data(), Bf16Values(other16).data(), nullptr,
+                          s.N, s.C, s.OC);
+  EXPECT_EQ(copied, Bf16Bits(out));
 }
 
 // The attention on bf16 qkv writes the fp32 attention's output rounded, and its backward is the
@@ -136,7 +153,7 @@ TEST(Bf16InputsTest, AtFp32TheInputIsWidenedExactly) {
 // Every matmul op once, on inputs of seed `seed`, with weight `w` (host memory): their outputs
 // (forward, fp32-input backward's three gradients, bf16-input forward and backward, bf16 output)
 // one after the other.
-std::vector<float> AllMatmuls(const Shape& s, MatmulWeight w, uint64_t seed) {
+std::vector<float> AllMatmuls(const Shape& s, MatmulParam w, uint64_t seed) {
   const size_t NC = static_cast<size_t>(s.N) * s.C, NOC = static_cast<size_t>(s.N) * s.OC;
   const auto inp = RandomFloats(NC, seed);
   const auto bits = Bf16Bits(inp);
@@ -160,7 +177,7 @@ std::vector<float> AllMatmuls(const Shape& s, MatmulWeight w, uint64_t seed) {
   return all;
 }
 
-// A weight's bf16 copy (MatmulWeight::b16) is what the matmuls read at kBf16, in place of
+// A weight's bf16 copy (MatmulParam::b16) is what the matmuls read at kBf16, in place of
 // rounding the weight: given the copy of another weight they compute with that one. At other
 // precisions the copy is not read.
 TEST(Bf16InputsTest, MatmulsReadTheWeightCopyAtBf16Only) {

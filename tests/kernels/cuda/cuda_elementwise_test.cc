@@ -189,8 +189,9 @@ TEST_F(CudaOpsTest, EmbeddingBackward) {
 }
 
 // The bf16 outputs (LayerNormForwardBf16, GeluForwardBf16) are the fp32 ops' outputs on the same
-// GPU rounded to nearest even, bitwise, on every kernel path: LayerNorm's scalar and register
-// kernels, GELU's quads and (at a 2-byte offset) its scalar loop.
+// GPU rounded to nearest even, GELU's on the widened bf16 input, and GeluBackwardBf16 is the fp32
+// backward on that input, bitwise, on every kernel path: LayerNorm's scalar and register
+// kernels, GELU's quads and (at a 2-byte offset) its scalar loops.
 TEST_F(CudaOpsTest, Bf16OutputsAreTheRoundedFp32Outputs) {
   for (const auto& [N, C] : {std::pair{37, 75}, std::pair{1024, 768}, std::pair{5, 1600},
                              std::pair{64, 3072}, std::pair{9, 4100}}) {
@@ -211,14 +212,22 @@ TEST_F(CudaOpsTest, Bf16OutputsAreTheRoundedFp32Outputs) {
   for (size_t off : {size_t{0}, size_t{1}}) {
     for (size_t n : kSizes) {
       SCOPED_TRACE(::testing::Message() << "GELU n=" << n << " offset=" << off);
-      DeviceArray<float> inp(RandomFloats(n, 26, 3.0f)), out(n);
-      DeviceArray<uint16_t> out16(n + off);
+      std::vector<uint16_t> bits = Bf16Bits(RandomFloats(n, 26, 3.0f));
+      bits.insert(bits.begin(), off, 0);
+      const auto dout = RandomFloats(n, 27);
+      DeviceArray<float> inp(
+          Bf16Values({bits.begin() + static_cast<std::ptrdiff_t>(off), bits.end()}));
+      DeviceArray<uint16_t> inp16(bits), out16(n + off);
+      DeviceArray<float> out(n), d_dout(dout), dinp(n), dinp16(n);
       cuda().GeluForward(out.get(), inp.get(), n);
-      cuda().GeluForwardBf16(out16.get() + off, inp.get(), n);
+      cuda().GeluForwardBf16(out16.get() + off, inp16.get() + off, n);
+      cuda().GeluBackward(dinp.get(), inp.get(), d_dout.get(), n);
+      cuda().GeluBackwardBf16(dinp16.get(), inp16.get() + off, d_dout.get(), n);
       ASSERT_TRUE(cuda().Synchronize().ok());
       const std::vector<uint16_t> got = out16.Download();
       EXPECT_EQ(std::vector<uint16_t>(got.begin() + static_cast<std::ptrdiff_t>(off), got.end()),
                 Bf16Bits(out.Download()));
+      EXPECT_TRUE(BitwiseEqual(dinp16.Download(), dinp.Download()));
     }
   }
 }

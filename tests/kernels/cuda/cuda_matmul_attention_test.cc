@@ -316,8 +316,9 @@ TEST_F(CudaOpsTest, MatmulBf16InputsMatchTheRoundedFp32InputAndCpu) {
   }
 }
 
-// MatmulForwardToBf16 (the GEMM writes bf16) against MatmulForwardBf16's fp32 output rounded on
-// the host: the same sums but for the algorithm (within a bf16 rounding, 4e-3; the share of equal
+// MatmulForwardToBf16 (the GEMM writes bf16 and adds the bias rounded to bf16) against
+// MatmulForwardBf16's fp32 output with that bias, rounded on the host: the same sums but for the
+// algorithm (within a bf16 rounding, 4e-3; the share of equal
 // bits is printed), and against the CPU's MatmulForwardToBf16 (the bf16 bound, 1e-2).
 TEST_F(CudaOpsTest, MatmulForwardToBf16IsTheRoundedMatmul) {
   for (MatmulShape s : {kSmallMatmul, kGpt2Matmul}) {
@@ -331,8 +332,9 @@ TEST_F(CudaOpsTest, MatmulForwardToBf16IsTheRoundedMatmul) {
     Cpu().MatmulForwardToBf16(cpu.data(), bits.data(), weight.data(), bias.data(), s.N, s.C, s.OC);
     DeviceArray<uint16_t> d_bits(bits), out16(Prod(s.N, s.OC));
     DeviceArray<float> d_w(weight), d_b(bias), out(Prod(s.N, s.OC));
-    cuda().MatmulForwardBf16(out.get(), d_bits.get(), d_w.get(), d_b.get(), nullptr, s.N, s.C,
-                             s.OC);
+    DeviceArray<float> d_b_rounded(Bf16Values(Bf16Bits(bias)));
+    cuda().MatmulForwardBf16(out.get(), d_bits.get(), d_w.get(), d_b_rounded.get(), nullptr, s.N,
+                             s.C, s.OC);
     cuda().MatmulForwardToBf16(out16.get(), d_bits.get(), d_w.get(), d_b.get(), s.N, s.C, s.OC);
     ExpectSynchronized(cuda());
     Cpu().SetMatmulPrecision(MatmulPrecision::kFp32);
@@ -359,7 +361,7 @@ std::vector<float> GpuAllMatmuls(Ops& gpu, MatmulShape s, const std::vector<floa
   DeviceArray<float> d_inp(inp), bias(RandomFloats(s.OC, seed + 1));
   DeviceArray<float> dout(RandomFloats(Prod(s.N, s.OC), seed + 2)), weight(w);
   DeviceArray<uint16_t> bits(Bf16Bits(inp)), copy(w16 != nullptr ? *w16 : Bf16Bits(w));
-  const MatmulWeight mw{weight.get(), w16 != nullptr ? copy.get() : nullptr};
+  const MatmulParam mw{weight.get(), w16 != nullptr ? copy.get() : nullptr};
   DeviceArray<float> out(Prod(s.N, s.OC)), dinp(Prod(s.N, s.C)), dw(Prod(s.OC, s.C)), db(s.OC);
   DeviceArray<uint16_t> out16(Prod(s.N, s.OC));
   std::vector<float> all;
@@ -385,7 +387,7 @@ std::vector<float> GpuAllMatmuls(Ops& gpu, MatmulShape s, const std::vector<floa
   return all;
 }
 
-// A weight's bf16 copy (MatmulWeight::b16) is what the GEMMs read at kBf16 instead of rounding the
+// A weight's bf16 copy (MatmulParam::b16) is what the GEMMs read at kBf16 instead of rounding the
 // weight: given the copy of another weight they compute with that one (equal but for the
 // algorithm cuBLASLt may pick for other pointers: 1e-6; the bitwise verdict is printed); at fp32
 // the copy is not read (bitwise). RoundToBf16 is the CPU's rounding, bitwise.
