@@ -126,18 +126,19 @@ absl::StatusOr<std::unique_ptr<Gpt2>> Gpt2::Create(const ModelConfig& config, in
 
   impl->copies.assign(model->num_units(), nullptr);
   if (KeepsWeightCopies(config, batch, ops->matmul_precision())) {
-    std::vector<size_t> offsets(model->num_units(), 0);
+    std::vector<size_t> elements(model->num_units(), 0);
     size_t total = 0;
     for (int u = 0; u < model->num_units(); ++u) {
       const UnitState& unit = model->unit(u);
-      offsets[u] = total;
-      if (model->holds(u) && !unit.params_sharded()) total += WeightCopyElements(unit.layout);
+      if (model->holds(u) && !unit.params_sharded()) elements[u] = WeightCopyElements(unit.layout);
+      total += elements[u];
     }
     SPW_ASSIGN_OR_RETURN(impl->weight_copies,
                          Buffer::Allocate(total * sizeof(uint16_t), tier, "bf16 weight copies"));
+    uint16_t* next = impl->weight_copies.as<uint16_t>();
     for (int u = 0; u < model->num_units(); ++u) {
-      const size_t end = u + 1 < model->num_units() ? offsets[u + 1] : total;
-      if (end > offsets[u]) impl->copies[u] = impl->weight_copies.as<uint16_t>() + offsets[u];
+      if (elements[u] > 0) impl->copies[u] = next;
+      next += elements[u];
     }
   }
 

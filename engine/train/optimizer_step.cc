@@ -185,6 +185,7 @@ void AddGradSumSquares(Model& model, kernels::Ops& ops, double* sum_squares,
                        std::span<const int> units) {
   const std::vector<int> all = units.empty() ? AllUnits(model) : std::vector<int>();
   if (units.empty()) units = all;
+  std::vector<size_t> ranges;
   for (int u : units) {
     UnitState& unit = model.unit(u);
     if (unit.params_offloaded) {  // the backend took the sums before the shard went down
@@ -196,7 +197,7 @@ void AddGradSumSquares(Model& model, kernels::Ops& ops, double* sum_squares,
     const size_t lo = unit.grads_sharded() ? unit.update_begin() : 0;
     const size_t hi = unit.grads_sharded() ? unit.update_end() : unit.numel();
     // One call per Unit, each tensor part summed on its own (as the offloaded Units' parts).
-    std::vector<size_t> ranges;
+    ranges.clear();
     ForEachTensorPart(unit, lo, hi, [&](const TensorSpec& t, size_t begin, size_t end) {
       ranges.push_back(unit.grad_index(begin));
       ranges.push_back(unit.grad_index(begin) + (end - begin));

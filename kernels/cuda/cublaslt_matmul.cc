@@ -418,8 +418,11 @@ absl::Status CublasLtMatmul::ForwardToBf16(uint16_t* out, const uint16_t* inp, M
                                            cudaStream_t stream) {
   if (N <= 0 || OC <= 0) return absl::OkStatus();
   const size_t elements = static_cast<size_t>(N) * OC;
-  // The weight's and the bias's bf16 values: the caller's copies, or made here.
-  const size_t w_elems = weight.b16 != nullptr ? 0 : MatmulCopySlot(static_cast<size_t>(OC) * C);
+  // The weight's (for the bf16 GEMM only) and the bias's bf16 values: the caller's copies, or made
+  // here.
+  const bool bf16_gemm = Bf16Copies(N, C, OC);
+  const size_t w_elems =
+      weight.b16 != nullptr || !bf16_gemm ? 0 : MatmulCopySlot(static_cast<size_t>(OC) * C);
   const bool round_bias = bias.f32 != nullptr && bias.b16 == nullptr;
   uint16_t* copies = nullptr;
   if (w_elems > 0 || round_bias) {
@@ -428,7 +431,7 @@ absl::Status CublasLtMatmul::ForwardToBf16(uint16_t* out, const uint16_t* inp, M
   }
   const uint16_t* b16 = round_bias ? copies + w_elems : bias.b16;
   if (round_bias) SPW_CUDA_CHECK(LaunchToBf16(copies + w_elems, bias.f32, OC, stream));
-  if (Bf16Copies(N, C, OC)) {
+  if (bf16_gemm) {
     Gemm g{CUBLAS_OP_T, CUBLAS_OP_N,
            /*m=*/OC,    /*n=*/N,
            /*k=*/C,     weight.b16 != nullptr ? weight.b16 : copies,

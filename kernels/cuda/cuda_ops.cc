@@ -215,11 +215,10 @@ class CudaOps final : public Ops {
       return;
     }
     const size_t n = static_cast<size_t>(B) * T * C;
-    const float* wide = WidenQkv(qkv, 3 * n);
-    float* out32 = Scratch<float>(attention_out_, n);
-    if (wide == nullptr || out32 == nullptr) return;
-    AttentionForward(out32, lse, wide, B, T, C, NH);
-    Record(cuda::LaunchToBf16(out, out32, n, stream_), "AttentionForwardBf16: round out");
+    const WideAttention wide = WidenAttention(qkv, n);
+    if (wide.qkv == nullptr) return;
+    AttentionForward(wide.out, lse, wide.qkv, B, T, C, NH);
+    Record(cuda::LaunchToBf16(out, wide.out, n, stream_), "AttentionForwardBf16: round out");
   }
   void AttentionBackwardBf16(float* dqkv, const float* dout, const uint16_t* qkv,
                              const uint16_t* out, const float* lse, int B, int T, int C,
@@ -233,11 +232,10 @@ class CudaOps final : public Ops {
       return;
     }
     const size_t n = static_cast<size_t>(B) * T * C;
-    const float* wide = WidenQkv(qkv, 3 * n);
-    float* out32 = Scratch<float>(attention_out_, n);
-    if (wide == nullptr || out32 == nullptr) return;
-    Record(cuda::LaunchBf16ToFloat(out32, out, n, stream_), "AttentionBackwardBf16: widen out");
-    AttentionBackward(dqkv, dout, wide, out32, lse, B, T, C, NH);
+    const WideAttention wide = WidenAttention(qkv, n);
+    if (wide.qkv == nullptr) return;
+    Record(cuda::LaunchBf16ToFloat(wide.out, out, n, stream_), "AttentionBackwardBf16: widen out");
+    AttentionBackward(dqkv, dout, wide.qkv, wide.out, lse, B, T, C, NH);
   }
   void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, int C,
                         int NH) override {
@@ -474,12 +472,19 @@ class CudaOps final : public Ops {
   bool Bf16TensorCoreAttention(int hs) const {
     return precision_ == MatmulPrecision::kBf16 && cuda::TensorCoreAttentionSupported(hs);
   }
-  // qkv widened to fp32 in a buffer grown to the largest such qkv; null after a failure.
-  const float* WidenQkv(const uint16_t* qkv, size_t n) {
-    float* wide = Scratch<float>(qkv_wide_, n);
-    if (wide == nullptr) return nullptr;
-    Record(cuda::LaunchBf16ToFloat(wide, qkv, n, stream_), "attention: widen qkv");
-    return wide;
+  // The fp32 kernels' operands for the bf16 attention ops off the tensor cores: qkv (3n values)
+  // widened, and room for out (n values), in buffers grown to the largest such; null after a
+  // failure.
+  struct WideAttention {
+    const float* qkv = nullptr;
+    float* out = nullptr;
+  };
+  WideAttention WidenAttention(const uint16_t* qkv, size_t n) {
+    float* wide = Scratch<float>(qkv_wide_, 3 * n);
+    float* out = Scratch<float>(attention_out_, n);
+    if (wide == nullptr || out == nullptr) return {};
+    Record(cuda::LaunchBf16ToFloat(wide, qkv, 3 * n, stream_), "attention: widen qkv");
+    return {wide, out};
   }
 
   // Scratch for the two-stage sums; null when n == 0 (nothing to add) or after a failure.
