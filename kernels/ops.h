@@ -195,10 +195,18 @@ class Ops {
   virtual void MatmulForwardToBf16(uint16_t* out, const uint16_t* inp, MatmulParam weight,
                                    MatmulParam bias, int N, int C, int OC) = 0;
   // GELU of that bf16 pre-activation (widened exactly): out = round(gelu(inp)) as bf16; its
-  // backward dinp = gelu'(inp) * dout in fp32 (dinp may alias dout). As GeluForward and
-  // GeluBackward on the widened inp, bitwise on the CPU.
+  // backward dinp = round(gelu'(inp) * dout) as bf16 too, which only the up-projection's backward
+  // reads (MatmulBackwardBf16Grad). As GeluForward and GeluBackward on the widened inp, rounded,
+  // bitwise on the CPU.
   virtual void GeluForwardBf16(uint16_t* out, const uint16_t* inp, size_t n) = 0;
-  virtual void GeluBackwardBf16(float* dinp, const uint16_t* inp, const float* dout, size_t n) = 0;
+  virtual void GeluBackwardBf16(uint16_t* dinp, const uint16_t* inp, const float* dout,
+                                size_t n) = 0;
+  // MatmulBackwardBf16 with dout as bf16 bits too: MatmulBackwardBf16 on the widened dout,
+  // bitwise on the CPU. At kBf16 the GEMMs round dout anyway; the bias gradient sums the rounded
+  // values (as PyTorch's autocast does), in fp32.
+  virtual void MatmulBackwardBf16Grad(float* dinp, float* dweight, float* dbias,
+                                      const uint16_t* dout, const uint16_t* inp, MatmulParam weight,
+                                      int N, int C, int OC) = 0;
   // The attention ops with qkv as bf16 bits (that output) and their output as bf16 too (which
   // only the attention projection, a matmul, and the attention's backward read): the fp32 ops on
   // the widened qkv, their out rounded to bf16 and, in the backward, widened again. At kBf16 with

@@ -32,7 +32,7 @@ void Bf16Activations::GeluForward(float* out, const float* inp, size_t n) const 
 void Bf16Activations::GeluBackward(float* dinp, const float* inp, const float* dout,
                                    size_t n) const {
   if (bf16_) {
-    ops_.GeluBackwardBf16(dinp, Bits(inp), dout, n);
+    ops_.GeluBackwardBf16(Bits(dinp), Bits(inp), dout, n);
   } else {
     ops_.GeluBackward(dinp, inp, dout, n);
   }
@@ -53,6 +53,17 @@ void Bf16Activations::MatmulBackward(float* dinp, float* dweight, float* dbias, 
                                      int OC) const {
   if (bf16_) {
     ops_.MatmulBackwardBf16(dinp, dweight, dbias, dout, Bits(inp), weight, N, C, OC);
+  } else {
+    ops_.MatmulBackward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
+  }
+}
+
+void Bf16Activations::MatmulBackwardFromGelu(float* dinp, float* dweight, float* dbias,
+                                             const float* dout, const float* inp,
+                                             kernels::MatmulParam weight, int N, int C,
+                                             int OC) const {
+  if (bf16_) {
+    ops_.MatmulBackwardBf16Grad(dinp, dweight, dbias, Bits(dout), Bits(inp), weight, N, C, OC);
   } else {
     ops_.MatmulBackward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
   }

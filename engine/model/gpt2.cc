@@ -34,7 +34,7 @@ struct ActivationPlan {
     p.block_sets = checkpointing ? 1 : L;
     p.blocks = p.block_sets * p.per_block;
     p.head = p.lnf + 3 * p.Na + N * Vp;
-    p.backward = p.NC + BlockGradScratch::Floats(s);
+    p.backward = p.NC + BlockGradScratch::Floats(s, bf16);
     p.token_bytes = 2 * N * sizeof(int32_t);
     return p;
   }
@@ -119,7 +119,7 @@ absl::StatusOr<std::unique_ptr<Gpt2>> Gpt2::Create(const ModelConfig& config, in
   SPW_ASSIGN_OR_RETURN(impl->grad_buf,
                        Buffer::Allocate(plan.backward * F, tier, "backward scratch"));
   impl->dres = impl->grad_buf.as<float>();
-  impl->scratch = BlockGradScratch::Carve(impl->grad_buf.as<float>() + plan.NC, s);
+  impl->scratch = BlockGradScratch::Carve(impl->grad_buf.as<float>() + plan.NC, s, impl->bf16);
   SPW_ASSIGN_OR_RETURN(impl->token_buf, Buffer::Allocate(plan.token_bytes, tier, "tokens"));
   impl->inputs = impl->token_buf.as<int32_t>();
   impl->targets = impl->inputs + N;

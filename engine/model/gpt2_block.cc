@@ -33,6 +33,7 @@ void ForEachBuffer(BlockGradScratch& g, const BlockShape& s, F f) {
   f(g.datty, N * C);
   f(g.dqkv, N * 3 * C);
   f(g.dfch, N * 4 * C);
+  f(g.dpre, g.bf16 ? Bf16Activations::Floats(N * 4 * C, true) : 0);
 }
 
 // Points every buffer of `set` into `base` (null: only counts), each on a 64-byte boundary.
@@ -84,14 +85,17 @@ BlockActivations BlockActivations::Carve(float* base, const BlockShape& s, bool 
   return a;
 }
 
-size_t BlockGradScratch::Floats(const BlockShape& s) {
+size_t BlockGradScratch::Floats(const BlockShape& s, bool bf16) {
   BlockGradScratch g{};
+  g.bf16 = bf16;
   return CarveSet(g, s, nullptr);
 }
 
-BlockGradScratch BlockGradScratch::Carve(float* base, const BlockShape& s) {
+BlockGradScratch BlockGradScratch::Carve(float* base, const BlockShape& s, bool bf16) {
   BlockGradScratch g{};
+  g.bf16 = bf16;
   CarveSet(g, s, base);
+  if (!bf16) g.dpre = g.dfch;  // GELU's backward in place
   return g;
 }
 
@@ -118,8 +122,9 @@ void BlockBackward(kernels::Ops& ops, const BlockShape& s, const BlockTensors& w
   // MLP: dres is d out = d fcproj, and flows on to res2 unchanged.
   act16.MatmulBackward(g.dfch, dw.fcproj_w, dw.fcproj_b, dres, a.fchg, {w.fcproj_w, w16.fcproj_w},
                        N, 4 * C, C);
-  act16.GeluBackward(g.dfch, a.fch, g.dfch, s.N() * 4 * C);
-  act16.MatmulBackward(g.dln, dw.fc_w, dw.fc_b, g.dfch, a.ln2, {w.fc_w, w16.fc_w}, N, C, 4 * C);
+  act16.GeluBackward(g.dpre, a.fch, g.dfch, s.N() * 4 * C);
+  act16.MatmulBackwardFromGelu(g.dln, dw.fc_w, dw.fc_b, g.dpre, a.ln2, {w.fc_w, w16.fc_w}, N, C,
+                               4 * C);
   ops.LayerNormBackward(dres, dw.ln2_w, dw.ln2_b, g.dln, a.res2, w.ln2_w, a.ln2_mean, a.ln2_rstd, N,
                         C);
   // Attention: dres is now d res2 = d attproj, and flows on to `in` unchanged.

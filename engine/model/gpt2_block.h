@@ -61,10 +61,12 @@ struct BlockGradScratch {
   float* dln;    // (N,C)
   float* datty;  // (N,C)
   float* dqkv;   // (N,3C)
-  float* dfch;   // (N,4C)
+  float* dfch;   // (N,4C): d GELU output
+  float* dpre;   // (N,4C): d pre-activation; bf16 in a buffer of its own with `bf16`, else dfch
+  bool bf16;
 
-  static size_t Floats(const BlockShape& s);
-  static BlockGradScratch Carve(float* base, const BlockShape& s);
+  static size_t Floats(const BlockShape& s, bool bf16);
+  static BlockGradScratch Carve(float* base, const BlockShape& s, bool bf16);
 };
 
 // in, out: (N,C). Fills `acts`. w16: bf16 copies of w's GEMM weights (or none).

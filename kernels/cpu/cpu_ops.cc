@@ -99,8 +99,19 @@ class CpuOps final : public Ops {
     cpu::GeluForward(gelu.data(), Unpacked(inp, n), n);
     cpu::PackBf16(gelu.data(), out, n);
   }
-  void GeluBackwardBf16(float* dinp, const uint16_t* inp, const float* dout, size_t n) override {
-    cpu::GeluBackward(dinp, Unpacked(inp, n), dout, n);
+  void GeluBackwardBf16(uint16_t* dinp, const uint16_t* inp, const float* dout, size_t n) override {
+    std::vector<float>& grad = operand_scratch_[0];
+    grad.resize(n);
+    cpu::GeluBackward(grad.data(), Unpacked(inp, n), dout, n);
+    cpu::PackBf16(grad.data(), dinp, n);
+  }
+  void MatmulBackwardBf16Grad(float* dinp, float* dweight, float* dbias, const uint16_t* dout,
+                              const uint16_t* inp, MatmulParam weight, int N, int C,
+                              int OC) override {
+    const size_t n = static_cast<size_t>(N) * OC;
+    dout_wide_.resize(n);
+    cpu::UnpackBf16(dout, dout_wide_.data(), n);
+    MatmulBackwardBf16(dinp, dweight, dbias, dout_wide_.data(), inp, weight, N, C, OC);
   }
   void MatmulForwardBf16(float* out, const uint16_t* inp, MatmulParam weight, const float* bias,
                          const float* residual, int N, int C, int OC) override {
@@ -271,6 +282,7 @@ class CpuOps final : public Ops {
   std::vector<float> widened_;
   std::vector<float> matmul_out_;    // MatmulForwardToBf16's fp32 result
   std::vector<float> bias_rounded_;  // and its bias rounded to bf16
+  std::vector<float> dout_wide_;     // MatmulBackwardBf16Grad's dout, widened
 };
 
 }  // namespace

@@ -267,10 +267,10 @@ CublasLtMatmul::~CublasLtMatmul() {
   cudaFree(bias_scratch_);
 }
 
-absl::StatusOr<const float*> CublasLtMatmul::Widen(const uint16_t* inp, size_t elements,
-                                                   cudaStream_t stream) {
-  SPW_ASSIGN_OR_RETURN(float* wide, widened_.Get<float>(elements, stream));
-  SPW_CUDA_CHECK(LaunchBf16ToFloat(wide, inp, elements, stream));
+absl::StatusOr<const float*> CublasLtMatmul::Widen(DeviceScratch& into, const uint16_t* x,
+                                                   size_t elements, cudaStream_t stream) {
+  SPW_ASSIGN_OR_RETURN(float* wide, into.Get<float>(elements, stream));
+  SPW_CUDA_CHECK(LaunchBf16ToFloat(wide, x, elements, stream));
   return wide;
 }
 
@@ -332,8 +332,8 @@ absl::Status CublasLtMatmul::Backward(float* dinp, float* dweight, float* dbias,
                                       cudaStream_t stream) {
   if (N <= 0 || C <= 0 || OC <= 0) return absl::OkStatus();
   if (Bf16Copies(N, C, OC)) {
-    SPW_ASSIGN_OR_RETURN(const bool done, BackwardBf16(dinp, dweight, dbias, dout, {.f32 = inp},
-                                                       weight, N, C, OC, stream));
+    SPW_ASSIGN_OR_RETURN(const bool done, BackwardBf16(dinp, dweight, dbias, {.f32 = dout},
+                                                       {.f32 = inp}, weight, N, C, OC, stream));
     if (done) return absl::OkStatus();  // the bias gradient included
   }
   SPW_RETURN_IF_ERROR(BackwardGemms(dinp, dweight, dout, inp, weight.f32, N, C, OC, stream));
@@ -344,16 +344,20 @@ absl::Status CublasLtMatmul::Backward(float* dinp, float* dweight, float* dbias,
 }
 
 absl::StatusOr<bool> CublasLtMatmul::BackwardBf16(float* dinp, float* dweight, float* dbias,
-                                                  const float* dout, Input inp, MatmulParam weight,
-                                                  int N, int C, int OC, cudaStream_t stream) {
+                                                  Input dout, Input inp, MatmulParam weight, int N,
+                                                  int C, int OC, cudaStream_t stream) {
   const std::string shape = ShapeString(N, C, OC);
   const size_t w_elems = weight.b16 != nullptr ? 0 : MatmulCopySlot(static_cast<size_t>(OC) * C);
-  const size_t d_elems = MatmulCopySlot(static_cast<size_t>(N) * OC);
+  const size_t d_elems = dout.b16 != nullptr ? 0 : MatmulCopySlot(static_cast<size_t>(N) * OC);
   const size_t x_elems = inp.b16 != nullptr ? 0 : static_cast<size_t>(N) * C;
-  SPW_ASSIGN_OR_RETURN(uint16_t * copies, bf16_.Get<uint16_t>(w_elems + d_elems + x_elems, stream));
+  uint16_t* copies = nullptr;
+  if (w_elems + d_elems + x_elems > 0) {
+    SPW_ASSIGN_OR_RETURN(copies, bf16_.Get<uint16_t>(w_elems + d_elems + x_elems, stream));
+  }
   const uint16_t* w16 = weight.b16 != nullptr ? weight.b16 : copies;
-  uint16_t* d16 = copies + w_elems;
-  const uint16_t* x16 = inp.b16 != nullptr ? inp.b16 : d16 + d_elems;
+  uint16_t* d_copy = dout.b16 != nullptr ? nullptr : copies + w_elems;
+  const uint16_t* d16 = dout.b16 != nullptr ? dout.b16 : d_copy;
+  const uint16_t* x16 = inp.b16 != nullptr ? inp.b16 : copies + w_elems + d_elems;
   Gemm g_inp{CUBLAS_OP_N, CUBLAS_OP_N, /*m=*/C,   /*n=*/N,       /*k=*/OC, w16,
              /*lda=*/C,   d16,
              /*ldb=*/OC,  dinp,        /*ldd=*/C, /*beta=*/0.0f, nullptr,  CUBLAS_COMPUTE_32F};
@@ -372,13 +376,21 @@ absl::StatusOr<bool> CublasLtMatmul::BackwardBf16(float* dinp, float* dweight, f
   if (weight.b16 == nullptr) {
     SPW_CUDA_CHECK(LaunchToBf16(copies, weight.f32, static_cast<size_t>(OC) * C, stream));
   }
-  if (dbias != nullptr) {
-    SPW_RETURN_IF_ERROR(Annotate(BiasGradient(dbias, dout, N, OC, bias_scratch_, d16, stream),
-                                 absl::StrCat("MatmulBackward dbias ", shape)));
+  if (dout.b16 != nullptr) {
+    if (dbias != nullptr) {
+      SPW_CUDA_CHECK(LaunchBiasGradientBf16(dbias, dout.b16, N, OC, bias_scratch_,
+                                            kBiasScratchFloats, stream));
+    }
+  } else if (dbias != nullptr) {
+    SPW_RETURN_IF_ERROR(
+        Annotate(BiasGradient(dbias, dout.f32, N, OC, bias_scratch_, d_copy, stream),
+                 absl::StrCat("MatmulBackward dbias ", shape)));
   } else {
-    SPW_CUDA_CHECK(LaunchToBf16(d16, dout, static_cast<size_t>(N) * OC, stream));
+    SPW_CUDA_CHECK(LaunchToBf16(d_copy, dout.f32, static_cast<size_t>(N) * OC, stream));
   }
-  if (inp.b16 == nullptr) SPW_CUDA_CHECK(LaunchToBf16(d16 + d_elems, inp.f32, x_elems, stream));
+  if (inp.b16 == nullptr) {
+    SPW_CUDA_CHECK(LaunchToBf16(copies + w_elems + d_elems, inp.f32, x_elems, stream));
+  }
   SPW_RETURN_IF_ERROR(Annotate(RunGemm(handle_, workspace_, workspace_bytes_, g_inp, stream),
                                absl::StrCat("MatmulBackward bf16 dinp ", shape)));
   SPW_RETURN_IF_ERROR(Annotate(RunGemm(handle_, workspace_, workspace_bytes_, g_weight, stream),
@@ -395,7 +407,7 @@ absl::Status CublasLtMatmul::ForwardBf16Input(float* out, const uint16_t* inp, M
                          ForwardBf16(out, {.b16 = inp}, weight, bias, residual, N, C, OC, stream));
     if (done) return absl::OkStatus();
   }
-  SPW_ASSIGN_OR_RETURN(const float* wide, Widen(inp, static_cast<size_t>(N) * C, stream));
+  SPW_ASSIGN_OR_RETURN(const float* wide, Widen(widened_, inp, static_cast<size_t>(N) * C, stream));
   return Forward(out, wide, weight, bias, residual, N, C, OC, stream);
 }
 
@@ -405,12 +417,28 @@ absl::Status CublasLtMatmul::BackwardBf16Input(float* dinp, float* dweight, floa
                                                cudaStream_t stream) {
   if (N <= 0 || C <= 0 || OC <= 0) return absl::OkStatus();
   if (Bf16Copies(N, C, OC)) {
-    SPW_ASSIGN_OR_RETURN(const bool done, BackwardBf16(dinp, dweight, dbias, dout, {.b16 = inp},
-                                                       weight, N, C, OC, stream));
+    SPW_ASSIGN_OR_RETURN(const bool done, BackwardBf16(dinp, dweight, dbias, {.f32 = dout},
+                                                       {.b16 = inp}, weight, N, C, OC, stream));
     if (done) return absl::OkStatus();
   }
-  SPW_ASSIGN_OR_RETURN(const float* wide, Widen(inp, static_cast<size_t>(N) * C, stream));
+  SPW_ASSIGN_OR_RETURN(const float* wide, Widen(widened_, inp, static_cast<size_t>(N) * C, stream));
   return Backward(dinp, dweight, dbias, dout, wide, weight, N, C, OC, stream);
+}
+
+absl::Status CublasLtMatmul::BackwardBf16Grad(float* dinp, float* dweight, float* dbias,
+                                              const uint16_t* dout, const uint16_t* inp,
+                                              MatmulParam weight, int N, int C, int OC,
+                                              cudaStream_t stream) {
+  if (N <= 0 || C <= 0 || OC <= 0) return absl::OkStatus();
+  if (Bf16Copies(N, C, OC)) {
+    SPW_ASSIGN_OR_RETURN(const bool done, BackwardBf16(dinp, dweight, dbias, {.b16 = dout},
+                                                       {.b16 = inp}, weight, N, C, OC, stream));
+    if (done) return absl::OkStatus();
+  }
+  SPW_ASSIGN_OR_RETURN(const float* wide_dout,
+                       Widen(widened_dout_, dout, static_cast<size_t>(N) * OC, stream));
+  SPW_ASSIGN_OR_RETURN(const float* wide, Widen(widened_, inp, static_cast<size_t>(N) * C, stream));
+  return Backward(dinp, dweight, dbias, wide_dout, wide, weight, N, C, OC, stream);
 }
 
 absl::Status CublasLtMatmul::ForwardToBf16(uint16_t* out, const uint16_t* inp, MatmulParam weight,

@@ -46,6 +46,11 @@ class CublasLtMatmul {
   absl::Status BackwardBf16Input(float* dinp, float* dweight, float* dbias, const float* dout,
                                  const uint16_t* inp, MatmulParam weight, int N, int C, int OC,
                                  cudaStream_t stream);
+  // BackwardBf16Input with dout as bf16 bits too (Ops::MatmulBackwardBf16Grad): read as it is,
+  // the bias gradient summing it widened; the fallback widens it into a buffer of its own.
+  absl::Status BackwardBf16Grad(float* dinp, float* dweight, float* dbias, const uint16_t* dout,
+                                const uint16_t* inp, MatmulParam weight, int N, int C, int OC,
+                                cudaStream_t stream);
   // out (N,OC) = inp @ weight^T + round(bias) rounded to bf16 (Ops::MatmulForwardToBf16): the
   // GEMM writes bf16 and adds the bf16 bias where it runs on bf16 copies; otherwise it writes fp32
   // to a buffer grown to the largest such output (outside the memory plan), rounded after.
@@ -70,12 +75,14 @@ class CublasLtMatmul {
                                    const float* residual, int N, int C, int OC,
                                    cudaStream_t stream);
   // The backward on bf16 copies: both GEMMs, and the bias gradient (dbias may be null) in the
-  // pass that copies dout; false (nothing added) when cuBLASLt has no algorithm.
-  absl::StatusOr<bool> BackwardBf16(float* dinp, float* dweight, float* dbias, const float* dout,
+  // pass that copies an fp32 dout (or sums a bf16 one); false (nothing added) when cuBLASLt has no
+  // algorithm.
+  absl::StatusOr<bool> BackwardBf16(float* dinp, float* dweight, float* dbias, Input dout,
                                     Input inp, MatmulParam weight, int N, int C, int OC,
                                     cudaStream_t stream);
-  // inp widened to fp32, in widened_ (its `elements` values).
-  absl::StatusOr<const float*> Widen(const uint16_t* inp, size_t elements, cudaStream_t stream);
+  // x widened to fp32 into `into` (its `elements` values).
+  absl::StatusOr<const float*> Widen(DeviceScratch& into, const uint16_t* x, size_t elements,
+                                     cudaStream_t stream);
   // The two backward GEMMs on the fp32 buffers, at compute_.
   absl::Status BackwardGemms(float* dinp, float* dweight, const float* dout, const float* inp,
                              const float* weight, int N, int C, int OC, cudaStream_t stream);
@@ -86,6 +93,7 @@ class CublasLtMatmul {
   float* bias_scratch_ = nullptr;  // the bias gradient's partial sums (matmul_bias.cu)
   DeviceScratch bf16_;             // bf16 operand copies of the GEMM being issued
   DeviceScratch widened_;          // a bf16 input widened to fp32 (the bf16-input GEMMs' fallback)
+  DeviceScratch widened_dout_;     // and a bf16 dout (BackwardBf16Grad's fallback)
   DeviceScratch out32_;            // ForwardToBf16's fp32 output where the GEMM cannot write bf16
   cublasComputeType_t compute_ = CUBLAS_COMPUTE_32F;
 };

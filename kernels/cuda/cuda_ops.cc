@@ -189,8 +189,13 @@ class CudaOps final : public Ops {
   void GeluForwardBf16(uint16_t* out, const uint16_t* inp, size_t n) override {
     Record(cuda::LaunchGeluForwardBf16(out, inp, n, stream_), "GeluForwardBf16");
   }
-  void GeluBackwardBf16(float* dinp, const uint16_t* inp, const float* dout, size_t n) override {
+  void GeluBackwardBf16(uint16_t* dinp, const uint16_t* inp, const float* dout, size_t n) override {
     Record(cuda::LaunchGeluBackwardBf16(dinp, inp, dout, n, stream_), "GeluBackwardBf16");
+  }
+  void MatmulBackwardBf16Grad(float* dinp, float* dweight, float* dbias, const uint16_t* dout,
+                              const uint16_t* inp, MatmulParam weight, int N, int C,
+                              int OC) override {
+    Record(gemm_->BackwardBf16Grad(dinp, dweight, dbias, dout, inp, weight, N, C, OC, stream_));
   }
   void MatmulForwardBf16(float* out, const uint16_t* inp, MatmulParam weight, const float* bias,
                          const float* residual, int N, int C, int OC) override {

@@ -20,11 +20,11 @@ cudaError_t LaunchAccumulate(float* y, const float* x, size_t n, cudaStream_t st
 
 // gelu.cu
 cudaError_t LaunchGeluForward(float* out, const float* inp, size_t n, cudaStream_t stream);
-// The ops GeluForwardBf16 / GeluBackwardBf16: inp and out are bf16 bits (out rounded to nearest
-// even).
+// The ops GeluForwardBf16 / GeluBackwardBf16: inp, out and dinp are bf16 bits (out and dinp
+// rounded to nearest even).
 cudaError_t LaunchGeluForwardBf16(uint16_t* out, const uint16_t* inp, size_t n,
                                   cudaStream_t stream);
-cudaError_t LaunchGeluBackwardBf16(float* dinp, const uint16_t* inp, const float* dout, size_t n,
+cudaError_t LaunchGeluBackwardBf16(uint16_t* dinp, const uint16_t* inp, const float* dout, size_t n,
                                    cudaStream_t stream);
 cudaError_t LaunchGeluBackward(float* dinp, const float* inp, const float* dout, size_t n,
                                cudaStream_t stream);
@@ -80,6 +80,9 @@ cudaError_t LaunchBf16ToFloat(float* out, const uint16_t* in, size_t n, cudaStre
 // null) receives LaunchToBf16(dout) in the same pass.
 cudaError_t LaunchBiasGradient(float* dbias, const float* dout, int N, int OC, float* scratch,
                                size_t scratch_floats, uint16_t* bf16_copy, cudaStream_t stream);
+// The same over a bf16 dout (widened exactly), in the same order.
+cudaError_t LaunchBiasGradientBf16(float* dbias, const uint16_t* dout, int N, int OC,
+                                   float* scratch, size_t scratch_floats, cudaStream_t stream);
 
 // attention.cu. The backwards need `scratch` of AttentionScratchFloats(B, T, NH) floats.
 size_t AttentionScratchFloats(int B, int T, int NH);

@@ -8,7 +8,8 @@
 // chunk order into dbias. R = 1 is the single-stage kernel over all rows.
 //
 // The kernel visits every value of dout once, so it also writes the bf16 copy of dout that the
-// bf16 GEMMs of the same backward read, when asked: one read of dout for both.
+// bf16 GEMMs of the same backward read, when asked: one read of dout for both. dout may also be
+// bf16 already (its producer wrote it so): then it is only summed, widened exactly.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -16,6 +17,7 @@
 #include <cstddef>
 
 #include "kernels/cuda/launchers.h"
+#include "kernels/cuda/store_as.cuh"
 
 namespace spillway::kernels::cuda {
 namespace {
@@ -30,10 +32,11 @@ constexpr int kMinRowsPerChunk = 256;
 // [blockIdx.y * rows_per_chunk, +rows_per_chunk). Thread (x, y) sums its rows y, y + kRowGroups,
 // ... in ascending order; the kRowGroups partial sums are then added in ascending y by row
 // group 0, which writes out[blockIdx.y * OC + col] (accumulate: out[col] += instead). With
-// `copy`, every value read is also written there rounded to bf16 (nearest even).
+// `copy` (fp32 dout only), every value read is also written there rounded to bf16 (nearest even).
+template <typename InT>
 __global__ void __launch_bounds__(kCols* kRowGroups)
     BiasGradientKernel(float* __restrict__ out, __nv_bfloat16* __restrict__ copy,
-                       const float* __restrict__ dout, int N, int OC, int rows_per_chunk,
+                       const InT* __restrict__ dout, int N, int OC, int rows_per_chunk,
                        bool accumulate) {
   __shared__ float partial[kRowGroups][kCols + 1];
   const int col = blockIdx.x * kCols + threadIdx.x;
@@ -46,7 +49,9 @@ __global__ void __launch_bounds__(kCols* kRowGroups)
     for (; n + 3 * kRowGroups < end; n += 4 * kRowGroups) {
       float v[4];
 #pragma unroll
-      for (int u = 0; u < 4; ++u) v[u] = dout[static_cast<size_t>(n + u * kRowGroups) * OC + col];
+      for (int u = 0; u < 4; ++u) {
+        v[u] = LoadAs(dout + static_cast<size_t>(n + u * kRowGroups) * OC + col);
+      }
 #pragma unroll
       for (int u = 0; u < 4; ++u) sum += v[u];
       if (copy != nullptr) {
@@ -57,7 +62,7 @@ __global__ void __launch_bounds__(kCols* kRowGroups)
       }
     }
     for (; n < end; n += kRowGroups) {
-      const float v = dout[static_cast<size_t>(n) * OC + col];
+      const float v = LoadAs(dout + static_cast<size_t>(n) * OC + col);
       sum += v;
       if (copy != nullptr) copy[static_cast<size_t>(n) * OC + col] = __float2bfloat16_rn(v);
     }
@@ -96,11 +101,9 @@ int Chunks(int N, int OC, size_t scratch_floats) {
   return std::max(chunks, 1);
 }
 
-}  // namespace
-
-cudaError_t LaunchBiasGradient(float* dbias, const float* dout, int N, int OC, float* scratch,
-                               size_t scratch_floats, uint16_t* bf16_copy, cudaStream_t stream) {
-  auto* copy = reinterpret_cast<__nv_bfloat16*>(bf16_copy);
+template <typename InT>
+cudaError_t Launch(float* dbias, const InT* dout, int N, int OC, float* scratch,
+                   size_t scratch_floats, __nv_bfloat16* copy, cudaStream_t stream) {
   if (N <= 0 || OC <= 0) return cudaGetLastError();
   const unsigned tiles = static_cast<unsigned>((OC + kCols - 1) / kCols);
   const int chunks = scratch == nullptr ? 1 : Chunks(N, OC, scratch_floats);
@@ -116,6 +119,20 @@ cudaError_t LaunchBiasGradient(float* dbias, const float* dout, int N, int OC, f
   BiasGradientFinishKernel<<<(OC + kFinishThreads - 1) / kFinishThreads, kFinishThreads, 0,
                              stream>>>(dbias, scratch, OC, chunks);
   return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t LaunchBiasGradient(float* dbias, const float* dout, int N, int OC, float* scratch,
+                               size_t scratch_floats, uint16_t* bf16_copy, cudaStream_t stream) {
+  return Launch(dbias, dout, N, OC, scratch, scratch_floats,
+                reinterpret_cast<__nv_bfloat16*>(bf16_copy), stream);
+}
+
+cudaError_t LaunchBiasGradientBf16(float* dbias, const uint16_t* dout, int N, int OC,
+                                   float* scratch, size_t scratch_floats, cudaStream_t stream) {
+  return Launch(dbias, reinterpret_cast<const __nv_bfloat16*>(dout), N, OC, scratch, scratch_floats,
+                static_cast<__nv_bfloat16*>(nullptr), stream);
 }
 
 }  // namespace spillway::kernels::cuda

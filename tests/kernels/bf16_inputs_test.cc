@@ -45,14 +45,34 @@ TEST(Bf16InputsTest, GeluOnBf16InputIsGeluOnTheWidenedInput) {
   const auto bits = Bf16Bits(RandomFloats(1001, 4, 3.0f));
   const auto inp = Bf16Values(bits);
   const auto dout = RandomFloats(inp.size(), 5);
-  std::vector<float> out(inp.size()), dinp(inp.size()), dinp16(inp.size());
-  std::vector<uint16_t> out16(inp.size());
+  std::vector<float> out(inp.size()), dinp(inp.size());
+  std::vector<uint16_t> out16(inp.size()), dinp16(inp.size());
   Cpu().GeluForward(out.data(), inp.data(), inp.size());
   Cpu().GeluForwardBf16(out16.data(), bits.data(), inp.size());
   EXPECT_EQ(out16, Bf16Bits(out));
   Cpu().GeluBackward(dinp.data(), inp.data(), dout.data(), inp.size());
   Cpu().GeluBackwardBf16(dinp16.data(), bits.data(), dout.data(), inp.size());
+  EXPECT_EQ(dinp16, Bf16Bits(dinp));
+}
+
+// MatmulBackwardBf16Grad (dout as bf16) is MatmulBackwardBf16 on the widened dout, bitwise.
+TEST(Bf16InputsTest, MatmulBackwardFromBf16GradIsTheWidenedGrad) {
+  const PrecisionScope bf16(MatmulPrecision::kBf16);
+  const Shape s = kShapes[1];
+  const auto dout16 = Bf16Bits(RandomFloats(static_cast<size_t>(s.N) * s.OC, 40));
+  const auto inp16 = Bf16Bits(RandomFloats(static_cast<size_t>(s.N) * s.C, 41));
+  const auto w = RandomFloats(static_cast<size_t>(s.OC) * s.C, 42);
+  const auto dw0 = RandomFloats(w.size(), 43);
+  const auto db0 = RandomFloats(s.OC, 44);
+  std::vector<float> dinp(static_cast<size_t>(s.N) * s.C), dw = dw0, db = db0;
+  Cpu().MatmulBackwardBf16(dinp.data(), dw.data(), db.data(), Bf16Values(dout16).data(),
+                           inp16.data(), w.data(), s.N, s.C, s.OC);
+  std::vector<float> dinp16(dinp.size()), dw16 = dw0, db16 = db0;
+  Cpu().MatmulBackwardBf16Grad(dinp16.data(), dw16.data(), db16.data(), dout16.data(), inp16.data(),
+                               w.data(), s.N, s.C, s.OC);
   EXPECT_TRUE(BitwiseEqual(dinp16, dinp));
+  EXPECT_TRUE(BitwiseEqual(dw16, dw));
+  EXPECT_TRUE(BitwiseEqual(db16, db));
 }
 
 TEST(Bf16InputsTest, MatmulForwardFromRoundedInputEqualsBf16Matmul) {

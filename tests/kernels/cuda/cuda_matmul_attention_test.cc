@@ -316,6 +316,39 @@ TEST_F(CudaOpsTest, MatmulBf16InputsMatchTheRoundedFp32InputAndCpu) {
   }
 }
 
+// MatmulBackwardBf16Grad (dout as bf16) against MatmulBackwardBf16 on the widened dout, at kBf16
+// on the same GPU: the GEMMs read the same bf16 values and the bias gradient sums the same values
+// in the same order (equal but for the algorithm cuBLASLt may pick for other pointers: 1e-6; the
+// bitwise verdict is printed); the shape not divisible by 8 takes the widening fallback.
+TEST_F(CudaOpsTest, MatmulBackwardFromBf16GradIsTheWidenedGrad) {
+  for (MatmulShape s : {kSmallMatmul, kGpt2Matmul}) {
+    SCOPED_TRACE(::testing::Message() << "N=" << s.N << " C=" << s.C << " OC=" << s.OC);
+    const auto dout16 = Bf16Bits(RandomFloats(Prod(s.N, s.OC), 170));
+    const auto inp16 = Bf16Bits(RandomFloats(Prod(s.N, s.C), 171));
+    const auto dw0 = RandomFloats(Prod(s.OC, s.C), 173);
+    const auto db0 = RandomFloats(s.OC, 174);
+    DeviceArray<uint16_t> d_dout16(dout16), d_inp16(inp16);
+    DeviceArray<float> d_dout(Bf16Values(dout16)), weight(RandomFloats(Prod(s.OC, s.C), 172));
+    DeviceArray<float> dinp(Prod(s.N, s.C)), dw(dw0), db(db0);
+    DeviceArray<float> dinp16(Prod(s.N, s.C)), dw16(dw0), db16(db0);
+    cuda().SetMatmulPrecision(MatmulPrecision::kBf16);
+    cuda().MatmulBackwardBf16(dinp.get(), dw.get(), db.get(), d_dout.get(), d_inp16.get(),
+                              weight.get(), s.N, s.C, s.OC);
+    cuda().MatmulBackwardBf16Grad(dinp16.get(), dw16.get(), db16.get(), d_dout16.get(),
+                                  d_inp16.get(), weight.get(), s.N, s.C, s.OC);
+    ExpectSynchronized(cuda());
+    cuda().SetMatmulPrecision(MatmulPrecision::kFp32);
+    const std::vector<float> got[] = {dinp16.Download(), dw16.Download(), db16.Download()};
+    const std::vector<float> want[] = {dinp.Download(), dw.Download(), db.Download()};
+    for (int i = 0; i < 3; ++i) {
+      std::printf("bf16 grad N=%d C=%d OC=%d output %d: %.1e (bitwise %d)\n", s.N, s.C, s.OC, i,
+                  RelError(got[i], want[i]), BitwiseEqual(got[i], want[i]) ? 1 : 0);
+      EXPECT_LT(RelError(got[i], want[i]), 1e-6);
+    }
+    EXPECT_TRUE(BitwiseEqual(got[2], want[2]));  // the bias gradient: same kernel order
+  }
+}
+
 // MatmulForwardToBf16 (the GEMM writes bf16 and adds the bias rounded to bf16) against
 // MatmulForwardBf16's fp32 output with that bias, rounded on the host: the same sums but for the
 // algorithm (within a bf16 rounding, 4e-3; the share of equal
