@@ -209,13 +209,15 @@ class Ops {
                                       int N, int C, int OC) = 0;
   // The attention ops with qkv as bf16 bits (that output) and their output as bf16 too (which
   // only the attention projection, a matmul, and the attention's backward read): the fp32 ops on
-  // the widened qkv, their out rounded to bf16 and, in the backward, widened again. At kBf16 with
+  // the widened qkv, their out rounded to bf16 and, in the backward, widened again; the backward's
+  // dqkv is rounded to bf16 too (only the QKV projection's backward reads it, through
+  // MatmulBackwardBf16Grad). At kBf16 with
   // head size 64 or 128 the CUDA kernels round qkv to bf16 anyway, so they read these as they are
   // and write out as bf16, without conversion passes. Elsewhere (and on the CPU) qkv and out are
   // widened to fp32 first (on CUDA into buffers grown beyond the plan).
   virtual void AttentionForwardBf16(uint16_t* out, float* lse, const uint16_t* qkv, int B, int T,
                                     int C, int NH) = 0;
-  virtual void AttentionBackwardBf16(float* dqkv, const float* dout, const uint16_t* qkv,
+  virtual void AttentionBackwardBf16(uint16_t* dqkv, const float* dout, const uint16_t* qkv,
                                      const uint16_t* out, const float* lse, int B, int T, int C,
                                      int NH) = 0;
 

@@ -58,10 +58,9 @@ void Bf16Activations::MatmulBackward(float* dinp, float* dweight, float* dbias, 
   }
 }
 
-void Bf16Activations::MatmulBackwardFromGelu(float* dinp, float* dweight, float* dbias,
-                                             const float* dout, const float* inp,
-                                             kernels::MatmulParam weight, int N, int C,
-                                             int OC) const {
+void Bf16Activations::ProjectionBackward(float* dinp, float* dweight, float* dbias,
+                                         const float* dout, const float* inp,
+                                         kernels::MatmulParam weight, int N, int C, int OC) const {
   if (bf16_) {
     ops_.MatmulBackwardBf16Grad(dinp, dweight, dbias, Bits(dout), Bits(inp), weight, N, C, OC);
   } else {
@@ -91,7 +90,7 @@ void Bf16Activations::AttentionBackward(float* dqkv, const float* dout, const fl
                                         const float* out, const float* lse, int B, int T, int C,
                                         int NH) const {
   if (bf16_) {
-    ops_.AttentionBackwardBf16(dqkv, dout, Bits(qkv), Bits(out), lse, B, T, C, NH);
+    ops_.AttentionBackwardBf16(Bits(dqkv), dout, Bits(qkv), Bits(out), lse, B, T, C, NH);
   } else {
     ops_.AttentionBackward(dqkv, dout, qkv, out, lse, B, T, C, NH);
   }

@@ -43,12 +43,13 @@ class Bf16Activations {
   void ProjectionForward(float* out, const float* inp, kernels::MatmulParam weight,
                          kernels::MatmulParam bias, int N, int C, int OC) const;
   void GeluForward(float* out, const float* inp, size_t n) const;
-  // With bf16, GELU's backward writes dinp as bf16 (GeluBackwardBf16), which only the
-  // up-projection's backward reads (MatmulBackwardFromGelu: MatmulBackwardBf16Grad).
+  // With bf16, GELU's and the attention's backwards write their input's gradient as bf16
+  // (GeluBackwardBf16, AttentionBackwardBf16), which only the projection's backward reads
+  // (ProjectionBackward: MatmulBackwardBf16Grad).
   void GeluBackward(float* dinp, const float* inp, const float* dout, size_t n) const;
-  void MatmulBackwardFromGelu(float* dinp, float* dweight, float* dbias, const float* dout,
-                              const float* inp, kernels::MatmulParam weight, int N, int C,
-                              int OC) const;
+  void ProjectionBackward(float* dinp, float* dweight, float* dbias, const float* dout,
+                          const float* inp, kernels::MatmulParam weight, int N, int C,
+                          int OC) const;
   void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, int C,
                         int NH) const;
   void AttentionBackward(float* dqkv, const float* dout, const float* qkv, const float* out,

@@ -31,7 +31,7 @@ void ForEachBuffer(BlockGradScratch& g, const BlockShape& s, F f) {
   const size_t N = s.N(), C = s.C;
   f(g.dln, N * C);
   f(g.datty, N * C);
-  f(g.dqkv, N * 3 * C);
+  f(g.dqkv, Bf16Activations::Floats(N * 3 * C, g.bf16));
   f(g.dfch, N * 4 * C);
   f(g.dpre, g.bf16 ? Bf16Activations::Floats(N * 4 * C, true) : 0);
 }
@@ -123,15 +123,15 @@ void BlockBackward(kernels::Ops& ops, const BlockShape& s, const BlockTensors& w
   act16.MatmulBackward(g.dfch, dw.fcproj_w, dw.fcproj_b, dres, a.fchg, {w.fcproj_w, w16.fcproj_w},
                        N, 4 * C, C);
   act16.GeluBackward(g.dpre, a.fch, g.dfch, s.N() * 4 * C);
-  act16.MatmulBackwardFromGelu(g.dln, dw.fc_w, dw.fc_b, g.dpre, a.ln2, {w.fc_w, w16.fc_w}, N, C,
-                               4 * C);
+  act16.ProjectionBackward(g.dln, dw.fc_w, dw.fc_b, g.dpre, a.ln2, {w.fc_w, w16.fc_w}, N, C, 4 * C);
   ops.LayerNormBackward(dres, dw.ln2_w, dw.ln2_b, g.dln, a.res2, w.ln2_w, a.ln2_mean, a.ln2_rstd, N,
                         C);
   // Attention: dres is now d res2 = d attproj, and flows on to `in` unchanged.
   act16.MatmulBackward(g.datty, dw.attproj_w, dw.attproj_b, dres, a.atty,
                        {w.attproj_w, w16.attproj_w}, N, C, C);
   act16.AttentionBackward(g.dqkv, g.datty, a.qkv, a.atty, a.lse, s.B, s.T, C, s.NH);
-  act16.MatmulBackward(g.dln, dw.qkv_w, dw.qkv_b, g.dqkv, a.ln1, {w.qkv_w, w16.qkv_w}, N, C, 3 * C);
+  act16.ProjectionBackward(g.dln, dw.qkv_w, dw.qkv_b, g.dqkv, a.ln1, {w.qkv_w, w16.qkv_w}, N, C,
+                           3 * C);
   ops.LayerNormBackward(dres, dw.ln1_w, dw.ln1_b, g.dln, in, w.ln1_w, a.ln1_mean, a.ln1_rstd, N, C);
 }
 

@@ -60,7 +60,7 @@ struct BlockActivations {
 struct BlockGradScratch {
   float* dln;    // (N,C)
   float* datty;  // (N,C)
-  float* dqkv;   // (N,3C)
+  float* dqkv;   // (N,3C), bf16 with `bf16`
   float* dfch;   // (N,4C): d GELU output
   float* dpre;   // (N,4C): d pre-activation; bf16 in a buffer of its own with `bf16`, else dfch
   bool bf16;

@@ -147,14 +147,18 @@ class CpuOps final : public Ops {
     cpu::AttentionForward(out32.data(), lse, Unpacked(qkv, 3 * n), B, T, C, NH);
     cpu::PackBf16(out32.data(), out, n);
   }
-  void AttentionBackwardBf16(float* dqkv, const float* dout, const uint16_t* qkv,
+  void AttentionBackwardBf16(uint16_t* dqkv, const float* dout, const uint16_t* qkv,
                              const uint16_t* out, const float* lse, int B, int T, int C,
                              int NH) override {
     const size_t n = static_cast<size_t>(B) * T * C;
     std::vector<float>& out32 = operand_scratch_[0];
+    std::vector<float>& dqkv32 = operand_scratch_[1];
     out32.resize(n);
+    dqkv32.resize(3 * n);
     cpu::UnpackBf16(out, out32.data(), n);
-    cpu::AttentionBackward(dqkv, dout, Unpacked(qkv, 3 * n), out32.data(), lse, B, T, C, NH);
+    cpu::AttentionBackward(dqkv32.data(), dout, Unpacked(qkv, 3 * n), out32.data(), lse, B, T, C,
+                           NH);
+    cpu::PackBf16(dqkv32.data(), dqkv, 3 * n);
   }
 
   void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, int C,

@@ -387,7 +387,7 @@ constexpr size_t kDqSmem = 6 * kTileBytes<kTile, HS>;
 
 template <typename T16, int HS, typename O>
 __global__ void __launch_bounds__(kThreads, kMinBlocks<HS>)
-    TcBackwardDqKernel(float* __restrict__ dqkv, float* __restrict__ d_scratch,
+    TcBackwardDqKernel(O* __restrict__ dqkv, float* __restrict__ d_scratch,
                        const float* __restrict__ dout, const T16* __restrict__ dout16,
                        const T16* __restrict__ qkv, const O* __restrict__ out,
                        const float* __restrict__ lse, int T, int NH, int NKV, int tiles,
@@ -463,9 +463,9 @@ template <int HS>
 constexpr size_t kDkvSmem = 2 * kTileBytes<kTile, HS> + 4 * kTileBytes<kDkvRows<HS>, HS> +
                             4 * kDkvRows<HS> * sizeof(float);
 
-template <typename T16, int HS>
+template <typename T16, int HS, typename O>
 __global__ void __launch_bounds__(kThreads, kMinBlocks<HS>)
-    TcBackwardDkvKernel(float* __restrict__ dqkv, const float* __restrict__ d_scratch,
+    TcBackwardDkvKernel(O* __restrict__ dqkv, const float* __restrict__ d_scratch,
                         const T16* __restrict__ dout16, const T16* __restrict__ qkv,
                         const float* __restrict__ lse, int T, int NH, int NKV, int tiles,
                         float scale) {
@@ -549,7 +549,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HS>)
     WarpAccumulatePB<T16, HS, QR, S>(dk, dpt, q_s);
     __syncthreads();  // everyone is done with buffer i % 2 before step i + 2 refills it
   }
-  float* rows = dqkv + static_cast<size_t>(b) * T * geo0.C3;
+  O* rows = dqkv + static_cast<size_t>(b) * T * geo0.C3;
   StoreRows<HS>(rows + static_cast<size_t>(NH + g) * HS, geo0.C3, dk, s0 + wrow, T, scale, scale);
   StoreRows<HS>(rows + static_cast<size_t>(NH + NKV + g) * HS, geo0.C3, dv, s0 + wrow, T, 1.0f,
                 1.0f);
@@ -616,8 +616,9 @@ cudaError_t Forward(O* out, float* lse, const float* qkv, const uint16_t* qkv16,
   return cudaGetLastError();
 }
 
+// O: the type of out and dqkv (float, or bf16 for both).
 template <typename T16, int HS, typename O>
-cudaError_t Backward(float* dqkv, const float* dout, const float* qkv, const uint16_t* qkv16_in,
+cudaError_t Backward(O* dqkv, const float* dout, const float* qkv, const uint16_t* qkv16_in,
                      const O* out, const float* lse, int B, int T, int NH, int NKV, void* scratch,
                      cudaStream_t stream) {
   const int tiles = (T + kTile - 1) / kTile;
@@ -635,14 +636,14 @@ cudaError_t Backward(float* dqkv, const float* dout, const float* qkv, const uin
   if (cudaError_t e = AllowSmem(TcBackwardDqKernel<T16, HS, O>, kDqSmem<HS>); e != cudaSuccess) {
     return e;
   }
-  if (cudaError_t e = AllowSmem(TcBackwardDkvKernel<T16, HS>, kDkvSmem<HS>); e != cudaSuccess) {
+  if (cudaError_t e = AllowSmem(TcBackwardDkvKernel<T16, HS, O>, kDkvSmem<HS>); e != cudaSuccess) {
     return e;
   }
   const auto* dout16 = reinterpret_cast<const T16*>(sc.dout16);
   TcBackwardDqKernel<T16, HS, O><<<tiles * B * NH, kThreads, kDqSmem<HS>, stream>>>(
       dqkv, sc.d, dout, dout16, qkv16, out, lse, T, NH, NKV, tiles, scale);
   if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
-  TcBackwardDkvKernel<T16, HS><<<tiles * B * NKV, kThreads, kDkvSmem<HS>, stream>>>(
+  TcBackwardDkvKernel<T16, HS, O><<<tiles * B * NKV, kThreads, kDkvSmem<HS>, stream>>>(
       dqkv, sc.d, dout16, qkv16, lse, T, NH, NKV, tiles, scale);
   return cudaGetLastError();
 }
@@ -655,9 +656,9 @@ cudaError_t ForwardFor(int hs, O* out, float* lse, const float* qkv, const uint1
 }
 
 template <typename T16, typename O>
-cudaError_t BackwardFor(int hs, float* dqkv, const float* dout, const float* qkv,
-                        const uint16_t* qkv16, const O* out, const float* lse, int B, int T, int NH,
-                        int NKV, void* scratch, cudaStream_t stream) {
+cudaError_t BackwardFor(int hs, O* dqkv, const float* dout, const float* qkv, const uint16_t* qkv16,
+                        const O* out, const float* lse, int B, int T, int NH, int NKV,
+                        void* scratch, cudaStream_t stream) {
   return hs == 64
              ? Backward<T16, 64>(dqkv, dout, qkv, qkv16, out, lse, B, T, NH, NKV, scratch, stream)
              : Backward<T16, 128>(dqkv, dout, qkv, qkv16, out, lse, B, T, NH, NKV, scratch, stream);
@@ -693,26 +694,28 @@ cudaError_t LaunchTensorCoreAttentionForward(float* out, uint16_t* out16, float*
               : ForwardFor<__nv_bfloat16>(hs, out, lse, qkv, qkv16, B, T, NH, NKV, scratch, stream);
 }
 
-cudaError_t LaunchTensorCoreAttentionBackward(float* dqkv, const float* dout, const float* qkv,
-                                              const uint16_t* qkv16, const float* out,
-                                              const uint16_t* out16, const float* lse, int B, int T,
-                                              int NH, int NKV, int hs, bool fp16, void* scratch,
+cudaError_t LaunchTensorCoreAttentionBackward(float* dqkv, uint16_t* dqkv16, const float* dout,
+                                              const float* qkv, const uint16_t* qkv16,
+                                              const float* out, const uint16_t* out16,
+                                              const float* lse, int B, int T, int NH, int NKV,
+                                              int hs, bool fp16, void* scratch,
                                               cudaStream_t stream) {
   if (B <= 0 || T <= 0) return cudaSuccess;
   if (!TensorCoreAttentionSupported(hs) || (out16 != nullptr) == (out != nullptr) ||
+      (dqkv16 != nullptr) != (out16 != nullptr) || (dqkv != nullptr) != (out != nullptr) ||
       (out16 != nullptr && fp16)) {
     return cudaErrorInvalidValue;
   }
-  if (!Aligned16(dqkv) || !Aligned16(dout) ||
+  if (!Aligned16(dqkv != nullptr ? static_cast<void*>(dqkv) : dqkv16) || !Aligned16(dout) ||
       !Aligned16(qkv16 != nullptr ? static_cast<const void*>(qkv16) : qkv) ||
       !Aligned16(out != nullptr ? static_cast<const void*>(out) : out16) ||
       reinterpret_cast<uintptr_t>(scratch) % 256 != 0) {
     return cudaErrorMisalignedAddress;
   }
   if (out16 != nullptr) {
-    return BackwardFor<__nv_bfloat16>(hs, dqkv, dout, qkv, qkv16,
-                                      reinterpret_cast<const __nv_bfloat16*>(out16), lse, B, T, NH,
-                                      NKV, scratch, stream);
+    return BackwardFor<__nv_bfloat16>(hs, reinterpret_cast<__nv_bfloat16*>(dqkv16), dout, qkv,
+                                      qkv16, reinterpret_cast<const __nv_bfloat16*>(out16), lse, B,
+                                      T, NH, NKV, scratch, stream);
   }
   return fp16 ? BackwardFor<__half>(hs, dqkv, dout, qkv, qkv16, out, lse, B, T, NH, NKV, scratch,
                                     stream)

@@ -225,22 +225,25 @@ class CudaOps final : public Ops {
     AttentionForward(wide.out, lse, wide.qkv, B, T, C, NH);
     Record(cuda::LaunchToBf16(out, wide.out, n, stream_), "AttentionForwardBf16: round out");
   }
-  void AttentionBackwardBf16(float* dqkv, const float* dout, const uint16_t* qkv,
+  void AttentionBackwardBf16(uint16_t* dqkv, const float* dout, const uint16_t* qkv,
                              const uint16_t* out, const float* lse, int B, int T, int C,
                              int NH) override {
     if (NH > 0 && Bf16TensorCoreAttention(C / NH)) {
       void* scratch = TensorCoreScratch(B, T, NH, NH, C / NH);
       if (scratch == nullptr) return;
-      Record(cuda::LaunchTensorCoreAttentionBackward(dqkv, dout, nullptr, qkv, nullptr, out, lse, B,
-                                                     T, NH, NH, C / NH, false, scratch, stream_),
+      Record(cuda::LaunchTensorCoreAttentionBackward(nullptr, dqkv, dout, nullptr, qkv, nullptr,
+                                                     out, lse, B, T, NH, NH, C / NH, false, scratch,
+                                                     stream_),
              "AttentionBackwardBf16 (tensor cores)");
       return;
     }
     const size_t n = static_cast<size_t>(B) * T * C;
     const WideAttention wide = WidenAttention(qkv, n);
-    if (wide.qkv == nullptr) return;
+    float* dqkv32 = Scratch<float>(attention_dqkv_, 3 * n);
+    if (wide.qkv == nullptr || dqkv32 == nullptr) return;
     Record(cuda::LaunchBf16ToFloat(wide.out, out, n, stream_), "AttentionBackwardBf16: widen out");
-    AttentionBackward(dqkv, dout, wide.qkv, wide.out, lse, B, T, C, NH);
+    AttentionBackward(dqkv32, dout, wide.qkv, wide.out, lse, B, T, C, NH);
+    Record(cuda::LaunchToBf16(dqkv, dqkv32, 3 * n, stream_), "AttentionBackwardBf16: round dqkv");
   }
   void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, int C,
                         int NH) override {
@@ -281,7 +284,7 @@ class CudaOps final : public Ops {
       void* scratch = TensorCoreScratch(B, T, NH, NKV, hs);
       if (scratch == nullptr) return;
       Record(cuda::LaunchTensorCoreAttentionBackward(
-                 dqkv, dout, qkv, nullptr, out, nullptr, lse, B, T, NH, NKV, hs,
+                 dqkv, nullptr, dout, qkv, nullptr, out, nullptr, lse, B, T, NH, NKV, hs,
                  precision_ == MatmulPrecision::kFp16, scratch, stream_),
              "AttentionBackward (tensor cores)");
       return;
@@ -506,8 +509,9 @@ class CudaOps final : public Ops {
   float* norm_scratch_ = nullptr;
   cuda::DeviceScratch attention_scratch_;
   cuda::DeviceScratch sum_scratch_;
-  cuda::DeviceScratch qkv_wide_;       // the bf16 attention ops' qkv, widened off the tensor cores
-  cuda::DeviceScratch attention_out_;  // and their output in fp32 there
+  cuda::DeviceScratch qkv_wide_;        // the bf16 attention ops' qkv, widened off the tensor cores
+  cuda::DeviceScratch attention_out_;   // and their output in fp32 there
+  cuda::DeviceScratch attention_dqkv_;  // and the backward's dqkv in fp32 there
   absl::Status first_error_;
   int device_ = 0;
   std::array<cudaStream_t, kLanes> copy_streams_{};

@@ -104,17 +104,19 @@ cudaError_t LaunchGqaAttentionBackward(float* dqkv, const float* dout, const flo
 // the kernels read, and the backward's row sums (layout: kernels/attention_scratch.h). Given
 // qkv16 (16-bit values of the kernels' type, may be null) they read it instead of converting qkv
 // (then unused: may be null). The output is fp32 (out) or, at bf16 only, bf16 (out16, rounded to
-// nearest even; the backward then reads it as such): exactly one of them is given.
+// nearest even; the backward then reads it as such): exactly one of them is given; the backward's
+// dqkv likewise, fp32 (dqkv) with out or bf16 (dqkv16, rounded) with out16.
 bool TensorCoreAttentionSupported(int hs);
 size_t TensorCoreAttentionScratchBytes(int B, int T, int NH, int NKV, int hs);
 cudaError_t LaunchTensorCoreAttentionForward(float* out, uint16_t* out16, float* lse,
                                              const float* qkv, const uint16_t* qkv16, int B, int T,
                                              int NH, int NKV, int hs, bool fp16, void* scratch,
                                              cudaStream_t stream);
-cudaError_t LaunchTensorCoreAttentionBackward(float* dqkv, const float* dout, const float* qkv,
-                                              const uint16_t* qkv16, const float* out,
-                                              const uint16_t* out16, const float* lse, int B, int T,
-                                              int NH, int NKV, int hs, bool fp16, void* scratch,
+cudaError_t LaunchTensorCoreAttentionBackward(float* dqkv, uint16_t* dqkv16, const float* dout,
+                                              const float* qkv, const uint16_t* qkv16,
+                                              const float* out, const uint16_t* out16,
+                                              const float* lse, int B, int T, int NH, int NKV,
+                                              int hs, bool fp16, void* scratch,
                                               cudaStream_t stream);
 
 // cross_entropy.cu
