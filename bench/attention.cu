@@ -67,9 +67,9 @@ bool Run(const Shape& s, bool fp32, int reps) {
   auto backward = [&] {
     return fp32 ? k::LaunchGqaAttentionBackward(dqkv, dout, qkv, out, lse, s.B, s.T, s.NH, s.NH,
                                                 s.HS, scratch, nullptr)
-                : k::LaunchTensorCoreAttentionBackward(dqkv, nullptr, dout, qkv, nullptr, out,
-                                                       nullptr, lse, s.B, s.T, s.NH, s.NH, s.HS,
-                                                       false, scratch, nullptr);
+                : k::LaunchTensorCoreAttentionBackward(dqkv, nullptr, dout, nullptr, qkv, nullptr,
+                                                       out, nullptr, lse, s.B, s.T, s.NH, s.NH,
+                                                       s.HS, false, scratch, nullptr);
   };
   cudaEvent_t start, mid, stop;
   cudaEventCreate(&start);

@@ -57,6 +57,7 @@ for step in ${PLAN:?set PLAN}; do
         timeout "$(cap 150)" "/tmp/variants/$v/bench/gpt2_step" --backend cuda --precision bf16 \
           $s --steps 8 --warmup 2 >"$L/${v}_step.txt" 2>&1
         el "$v $(grep -E '^spillway' "$L/${v}_step.txt" | tail -1)"
+        grep -E '^host:' "$L/${v}_step.txt" | tee -a "$S"
       done ;;
     torch)
       for s in "$s124" "$s15"; do

@@ -185,7 +185,9 @@ class Ops {
   virtual void MatmulForwardBf16(float* out, const uint16_t* inp, MatmulParam weight,
                                  const float* bias, const float* residual, int N, int C,
                                  int OC) = 0;
-  virtual void MatmulBackwardBf16(float* dinp, float* dweight, float* dbias, const float* dout,
+  // The backward writes dinp rounded to bf16, which only bf16 readers take (GELU's, the
+  // attention's and the LayerNorm's backwards below): MatmulBackward's dinp, rounded once.
+  virtual void MatmulBackwardBf16(uint16_t* dinp, float* dweight, float* dbias, const float* dout,
                                   const uint16_t* inp, MatmulParam weight, int N, int C,
                                   int OC) = 0;
   // The QKV projection and the MLP's up-projection, whose outputs only the attention and GELU
@@ -195,29 +197,36 @@ class Ops {
   virtual void MatmulForwardToBf16(uint16_t* out, const uint16_t* inp, MatmulParam weight,
                                    MatmulParam bias, int N, int C, int OC) = 0;
   // GELU of that bf16 pre-activation (widened exactly): out = round(gelu(inp)) as bf16; its
-  // backward dinp = round(gelu'(inp) * dout) as bf16 too, which only the up-projection's backward
-  // reads (MatmulBackwardBf16Grad). As GeluForward and GeluBackward on the widened inp, rounded,
-  // bitwise on the CPU.
+  // backward takes dout as bf16 (the down-projection's dinp) and writes dinp =
+  // round(gelu'(inp) * dout) as bf16 too, which only the up-projection's backward reads
+  // (MatmulBackwardBf16Grad); dinp may alias dout. As GeluForward and GeluBackward on the widened
+  // values, rounded, bitwise on the CPU.
   virtual void GeluForwardBf16(uint16_t* out, const uint16_t* inp, size_t n) = 0;
-  virtual void GeluBackwardBf16(uint16_t* dinp, const uint16_t* inp, const float* dout,
+  virtual void GeluBackwardBf16(uint16_t* dinp, const uint16_t* inp, const uint16_t* dout,
                                 size_t n) = 0;
   // MatmulBackwardBf16 with dout as bf16 bits too: MatmulBackwardBf16 on the widened dout,
   // bitwise on the CPU. At kBf16 the GEMMs round dout anyway; the bias gradient sums the rounded
   // values (as PyTorch's autocast does), in fp32.
-  virtual void MatmulBackwardBf16Grad(float* dinp, float* dweight, float* dbias,
+  virtual void MatmulBackwardBf16Grad(uint16_t* dinp, float* dweight, float* dbias,
                                       const uint16_t* dout, const uint16_t* inp, MatmulParam weight,
                                       int N, int C, int OC) = 0;
+  // LayerNormBackward with dout as bf16 bits (a projection's dinp, from MatmulBackwardBf16Grad):
+  // LayerNormBackward on the widened dout, bitwise on the CPU; dinp stays fp32 (the residual
+  // stream's gradient).
+  virtual void LayerNormBackwardBf16(float* dinp, float* dweight, float* dbias,
+                                     const uint16_t* dout, const float* inp, const float* weight,
+                                     const float* mean, const float* rstd, int N, int C) = 0;
   // The attention ops with qkv as bf16 bits (that output) and their output as bf16 too (which
   // only the attention projection, a matmul, and the attention's backward read): the fp32 ops on
-  // the widened qkv, their out rounded to bf16 and, in the backward, widened again; the backward's
-  // dqkv is rounded to bf16 too (only the QKV projection's backward reads it, through
-  // MatmulBackwardBf16Grad). At kBf16 with
+  // the widened qkv, their out rounded to bf16 and, in the backward, widened again; the backward
+  // takes dout as bf16 (the attention projection's dinp) and its dqkv is rounded to bf16 too (only
+  // the QKV projection's backward reads it, through MatmulBackwardBf16Grad). At kBf16 with
   // head size 64 or 128 the CUDA kernels round qkv to bf16 anyway, so they read these as they are
   // and write out as bf16, without conversion passes. Elsewhere (and on the CPU) qkv and out are
   // widened to fp32 first (on CUDA into buffers grown beyond the plan).
   virtual void AttentionForwardBf16(uint16_t* out, float* lse, const uint16_t* qkv, int B, int T,
                                     int C, int NH) = 0;
-  virtual void AttentionBackwardBf16(uint16_t* dqkv, const float* dout, const uint16_t* qkv,
+  virtual void AttentionBackwardBf16(uint16_t* dqkv, const uint16_t* dout, const uint16_t* qkv,
                                      const uint16_t* out, const float* lse, int B, int T, int C,
                                      int NH) = 0;
 

@@ -32,7 +32,7 @@ void Bf16Activations::GeluForward(float* out, const float* inp, size_t n) const 
 void Bf16Activations::GeluBackward(float* dinp, const float* inp, const float* dout,
                                    size_t n) const {
   if (bf16_) {
-    ops_.GeluBackwardBf16(Bits(dinp), Bits(inp), dout, n);
+    ops_.GeluBackwardBf16(Bits(dinp), Bits(inp), Bits(dout), n);
   } else {
     ops_.GeluBackward(dinp, inp, dout, n);
   }
@@ -52,9 +52,19 @@ void Bf16Activations::MatmulBackward(float* dinp, float* dweight, float* dbias, 
                                      const float* inp, kernels::MatmulParam weight, int N, int C,
                                      int OC) const {
   if (bf16_) {
-    ops_.MatmulBackwardBf16(dinp, dweight, dbias, dout, Bits(inp), weight, N, C, OC);
+    ops_.MatmulBackwardBf16(Bits(dinp), dweight, dbias, dout, Bits(inp), weight, N, C, OC);
   } else {
     ops_.MatmulBackward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
+  }
+}
+
+void Bf16Activations::LayerNormBackward(float* dinp, float* dweight, float* dbias,
+                                        const float* dout, const float* inp, const float* weight,
+                                        const float* mean, const float* rstd, int N, int C) const {
+  if (bf16_) {
+    ops_.LayerNormBackwardBf16(dinp, dweight, dbias, Bits(dout), inp, weight, mean, rstd, N, C);
+  } else {
+    ops_.LayerNormBackward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
   }
 }
 
@@ -62,7 +72,8 @@ void Bf16Activations::ProjectionBackward(float* dinp, float* dweight, float* dbi
                                          const float* dout, const float* inp,
                                          kernels::MatmulParam weight, int N, int C, int OC) const {
   if (bf16_) {
-    ops_.MatmulBackwardBf16Grad(dinp, dweight, dbias, Bits(dout), Bits(inp), weight, N, C, OC);
+    ops_.MatmulBackwardBf16Grad(Bits(dinp), dweight, dbias, Bits(dout), Bits(inp), weight, N, C,
+                                OC);
   } else {
     ops_.MatmulBackward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
   }
@@ -90,7 +101,7 @@ void Bf16Activations::AttentionBackward(float* dqkv, const float* dout, const fl
                                         const float* out, const float* lse, int B, int T, int C,
                                         int NH) const {
   if (bf16_) {
-    ops_.AttentionBackwardBf16(Bits(dqkv), dout, Bits(qkv), Bits(out), lse, B, T, C, NH);
+    ops_.AttentionBackwardBf16(Bits(dqkv), Bits(dout), Bits(qkv), Bits(out), lse, B, T, C, NH);
   } else {
     ops_.AttentionBackward(dqkv, dout, qkv, out, lse, B, T, C, NH);
   }

@@ -1,15 +1,16 @@
 // The activations that a bf16 matmul precision lets the model keep in bf16 (kernels::Ops' bf16
 // ops): those that only feed matmuls (a LayerNorm's or GELU's output), which a bf16 matmul rounds
 // anyway, the QKV projection's output, which the tensor-core attention rounds anyway, the MLP's
-// pre-activation (the up-projection's output, rounded once; GELU and its backward read it, as
-// under PyTorch's autocast: a result that keeping it changes, within bf16 rounding), and the
-// attention's output, which feeds the attention projection and the attention's own backward
-// (whose row sums then read it rounded: the one place where keeping it changes a result, within
-// bf16 rounding, on both backends alike). Written and read as bf16 when the ops multiply in bf16
-// (no rounding pass before each GEMM or attention, half the bytes and half the memory), as fp32
-// otherwise. Decided once, when the model is created (Enabled, from the ops' precision then), since
-// it sizes the buffers: a model created at kBf16 keeps them in bf16 whatever the precision later
-// (the bf16 ops stay valid: at fp32 they widen their bf16 inputs exactly).
+// pre-activation (the up-projection's output, rounded once; GELU and its backward read it), the
+// attention's output (the attention projection and the attention's own backward read it), and in
+// the backward the gradients passed between the matmuls and GELU, the attention and the
+// LayerNorms (each matmul's dinp rounded once; the residual stream's gradient stays fp32). As
+// under PyTorch's autocast: the pre-activation, the attention's output and the gradients change
+// results within bf16 rounding, on both backends alike. Written and read as bf16 when the ops
+// multiply in bf16 (no rounding pass before each GEMM or attention, half the bytes and half the
+// memory), as fp32 otherwise. Decided once, when the model is created (Enabled, from the ops'
+// precision then), since it sizes the buffers: a model created at kBf16 keeps them in bf16 whatever
+// the precision later (the bf16 ops stay valid: at fp32 they widen their bf16 inputs exactly).
 #pragma once
 
 #include <cstddef>
@@ -35,17 +36,24 @@ class Bf16Activations {
                         const float* bias, int N, int C) const;
   void MatmulForward(float* out, const float* inp, kernels::MatmulParam weight, const float* bias,
                      const float* residual, int N, int C, int OC) const;
+  // With bf16 the matmuls' backwards write dinp as bf16 (MatmulBackwardBf16,
+  // MatmulBackwardBf16Grad), which only this class's GeluBackward, AttentionBackward and
+  // LayerNormBackward read, as PyTorch's autocast hands bf16 gradients to them.
   void MatmulBackward(float* dinp, float* dweight, float* dbias, const float* dout,
                       const float* inp, kernels::MatmulParam weight, int N, int C, int OC) const;
+  // LayerNormBackward with dout such a dinp (LayerNormBackwardBf16 with bf16); dinp stays fp32.
+  void LayerNormBackward(float* dinp, float* dweight, float* dbias, const float* dout,
+                         const float* inp, const float* weight, const float* mean,
+                         const float* rstd, int N, int C) const;
   // A projection whose output only the attention or GELU reads (qkv, the MLP's pre-activation:
   // bf16 by MatmulForwardToBf16), and the ops reading it: the attention, GELU and their
   // backwards.
   void ProjectionForward(float* out, const float* inp, kernels::MatmulParam weight,
                          kernels::MatmulParam bias, int N, int C, int OC) const;
   void GeluForward(float* out, const float* inp, size_t n) const;
-  // With bf16, GELU's and the attention's backwards write their input's gradient as bf16
-  // (GeluBackwardBf16, AttentionBackwardBf16), which only the projection's backward reads
-  // (ProjectionBackward: MatmulBackwardBf16Grad).
+  // With bf16, GELU's and the attention's backwards read dout as bf16 and write their input's
+  // gradient as bf16 (GeluBackwardBf16, AttentionBackwardBf16), which only the projection's
+  // backward reads (ProjectionBackward: MatmulBackwardBf16Grad).
   void GeluBackward(float* dinp, const float* inp, const float* dout, size_t n) const;
   void ProjectionBackward(float* dinp, float* dweight, float* dbias, const float* dout,
                           const float* inp, kernels::MatmulParam weight, int N, int C,

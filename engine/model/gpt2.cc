@@ -262,10 +262,11 @@ void Gpt2::RunBackwardUnits(int first, int end, float loss_scale, bool last_micr
     }
     // Tied LM head: the logits' weight gradient lands in the embedding Unit's dwte.
     float* dlnf = m.scratch.dln;
-    Bf16Activations(*ops_, m.bf16)
-        .MatmulBackward(dlnf, embed.grad(wte), nullptr, m.logits, m.lnf, Weight(0, wte), N, C, Vp_);
+    const Bf16Activations act16(*ops_, m.bf16);
+    act16.MatmulBackward(dlnf, embed.grad(wte), nullptr, m.logits, m.lnf, Weight(0, wte), N, C,
+                         Vp_);
     ops_->Fill(m.dres, 0.0f, NC);
-    ops_->LayerNormBackward(m.dres, head.grad(lnf_w), head.grad(lnf_b), dlnf, m.residual.at(L),
+    act16.LayerNormBackward(m.dres, head.grad(lnf_w), head.grad(lnf_b), dlnf, m.residual.at(L),
                             head.param(lnf_w), m.lnf_mean, m.lnf_rstd, N, C);
     ReleaseGrads(L + 1);
     ReleaseParams(L + 1);

@@ -29,11 +29,11 @@ void ForEachBuffer(BlockActivations& a, const BlockShape& s, F f) {
 template <typename F>
 void ForEachBuffer(BlockGradScratch& g, const BlockShape& s, F f) {
   const size_t N = s.N(), C = s.C;
-  f(g.dln, N * C);
-  f(g.datty, N * C);
-  f(g.dqkv, Bf16Activations::Floats(N * 3 * C, g.bf16));
-  f(g.dfch, N * 4 * C);
-  f(g.dpre, g.bf16 ? Bf16Activations::Floats(N * 4 * C, true) : 0);
+  auto b16 = [&](size_t n) { return Bf16Activations::Floats(n, g.bf16); };
+  f(g.dln, b16(N * C));
+  f(g.datty, b16(N * C));
+  f(g.dqkv, b16(N * 3 * C));
+  f(g.dfch, b16(N * 4 * C));
 }
 
 // Points every buffer of `set` into `base` (null: only counts), each on a 64-byte boundary.
@@ -95,7 +95,6 @@ BlockGradScratch BlockGradScratch::Carve(float* base, const BlockShape& s, bool 
   BlockGradScratch g{};
   g.bf16 = bf16;
   CarveSet(g, s, base);
-  if (!bf16) g.dpre = g.dfch;  // GELU's backward in place
   return g;
 }
 
@@ -122,17 +121,18 @@ void BlockBackward(kernels::Ops& ops, const BlockShape& s, const BlockTensors& w
   // MLP: dres is d out = d fcproj, and flows on to res2 unchanged.
   act16.MatmulBackward(g.dfch, dw.fcproj_w, dw.fcproj_b, dres, a.fchg, {w.fcproj_w, w16.fcproj_w},
                        N, 4 * C, C);
-  act16.GeluBackward(g.dpre, a.fch, g.dfch, s.N() * 4 * C);
-  act16.ProjectionBackward(g.dln, dw.fc_w, dw.fc_b, g.dpre, a.ln2, {w.fc_w, w16.fc_w}, N, C, 4 * C);
-  ops.LayerNormBackward(dres, dw.ln2_w, dw.ln2_b, g.dln, a.res2, w.ln2_w, a.ln2_mean, a.ln2_rstd, N,
-                        C);
+  act16.GeluBackward(g.dfch, a.fch, g.dfch, s.N() * 4 * C);  // in place: d pre-activation
+  act16.ProjectionBackward(g.dln, dw.fc_w, dw.fc_b, g.dfch, a.ln2, {w.fc_w, w16.fc_w}, N, C, 4 * C);
+  act16.LayerNormBackward(dres, dw.ln2_w, dw.ln2_b, g.dln, a.res2, w.ln2_w, a.ln2_mean, a.ln2_rstd,
+                          N, C);
   // Attention: dres is now d res2 = d attproj, and flows on to `in` unchanged.
   act16.MatmulBackward(g.datty, dw.attproj_w, dw.attproj_b, dres, a.atty,
                        {w.attproj_w, w16.attproj_w}, N, C, C);
   act16.AttentionBackward(g.dqkv, g.datty, a.qkv, a.atty, a.lse, s.B, s.T, C, s.NH);
   act16.ProjectionBackward(g.dln, dw.qkv_w, dw.qkv_b, g.dqkv, a.ln1, {w.qkv_w, w16.qkv_w}, N, C,
                            3 * C);
-  ops.LayerNormBackward(dres, dw.ln1_w, dw.ln1_b, g.dln, in, w.ln1_w, a.ln1_mean, a.ln1_rstd, N, C);
+  act16.LayerNormBackward(dres, dw.ln1_w, dw.ln1_b, g.dln, in, w.ln1_w, a.ln1_mean, a.ln1_rstd, N,
+                          C);
 }
 
 }  // namespace spillway

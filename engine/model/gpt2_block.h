@@ -58,11 +58,11 @@ struct BlockActivations {
 
 // Scratch for a block's backward, shared by all blocks.
 struct BlockGradScratch {
+  // Each bf16 with `bf16` (Bf16Activations).
   float* dln;    // (N,C)
   float* datty;  // (N,C)
-  float* dqkv;   // (N,3C), bf16 with `bf16`
-  float* dfch;   // (N,4C): d GELU output
-  float* dpre;   // (N,4C): d pre-activation; bf16 in a buffer of its own with `bf16`, else dfch
+  float* dqkv;   // (N,3C)
+  float* dfch;   // (N,4C): d GELU output, then d pre-activation (GELU's backward in place)
   bool bf16;
 
   static size_t Floats(const BlockShape& s, bool bf16);

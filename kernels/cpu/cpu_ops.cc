@@ -99,28 +99,35 @@ class CpuOps final : public Ops {
     cpu::GeluForward(gelu.data(), Unpacked(inp, n), n);
     cpu::PackBf16(gelu.data(), out, n);
   }
-  void GeluBackwardBf16(uint16_t* dinp, const uint16_t* inp, const float* dout, size_t n) override {
+  void GeluBackwardBf16(uint16_t* dinp, const uint16_t* inp, const uint16_t* dout,
+                        size_t n) override {
     std::vector<float>& grad = operand_scratch_[0];
     grad.resize(n);
-    cpu::GeluBackward(grad.data(), Unpacked(inp, n), dout, n);
+    cpu::GeluBackward(grad.data(), Unpacked(inp, n), WideDout(dout, n), n);
     cpu::PackBf16(grad.data(), dinp, n);
   }
-  void MatmulBackwardBf16Grad(float* dinp, float* dweight, float* dbias, const uint16_t* dout,
+  void MatmulBackwardBf16Grad(uint16_t* dinp, float* dweight, float* dbias, const uint16_t* dout,
                               const uint16_t* inp, MatmulParam weight, int N, int C,
                               int OC) override {
-    const size_t n = static_cast<size_t>(N) * OC;
-    dout_wide_.resize(n);
-    cpu::UnpackBf16(dout, dout_wide_.data(), n);
-    MatmulBackwardBf16(dinp, dweight, dbias, dout_wide_.data(), inp, weight, N, C, OC);
+    MatmulBackwardBf16(dinp, dweight, dbias, WideDout(dout, static_cast<size_t>(N) * OC), inp,
+                       weight, N, C, OC);
+  }
+  void LayerNormBackwardBf16(float* dinp, float* dweight, float* dbias, const uint16_t* dout,
+                             const float* inp, const float* weight, const float* mean,
+                             const float* rstd, int N, int C) override {
+    cpu::LayerNormBackward(dinp, dweight, dbias, WideDout(dout, static_cast<size_t>(N) * C), inp,
+                           weight, mean, rstd, N, C);
   }
   void MatmulForwardBf16(float* out, const uint16_t* inp, MatmulParam weight, const float* bias,
                          const float* residual, int N, int C, int OC) override {
     MatmulForward(out, Unpacked(inp, static_cast<size_t>(N) * C), weight, bias, residual, N, C, OC);
   }
-  void MatmulBackwardBf16(float* dinp, float* dweight, float* dbias, const float* dout,
+  void MatmulBackwardBf16(uint16_t* dinp, float* dweight, float* dbias, const float* dout,
                           const uint16_t* inp, MatmulParam weight, int N, int C, int OC) override {
-    MatmulBackward(dinp, dweight, dbias, dout, Unpacked(inp, static_cast<size_t>(N) * C), weight, N,
-                   C, OC);
+    matmul_out_.resize(static_cast<size_t>(N) * C);
+    MatmulBackward(matmul_out_.data(), dweight, dbias, dout,
+                   Unpacked(inp, static_cast<size_t>(N) * C), weight, N, C, OC);
+    cpu::PackBf16(matmul_out_.data(), dinp, matmul_out_.size());
   }
 
   void MatmulForwardToBf16(uint16_t* out, const uint16_t* inp, MatmulParam weight, MatmulParam bias,
@@ -147,7 +154,7 @@ class CpuOps final : public Ops {
     cpu::AttentionForward(out32.data(), lse, Unpacked(qkv, 3 * n), B, T, C, NH);
     cpu::PackBf16(out32.data(), out, n);
   }
-  void AttentionBackwardBf16(uint16_t* dqkv, const float* dout, const uint16_t* qkv,
+  void AttentionBackwardBf16(uint16_t* dqkv, const uint16_t* dout, const uint16_t* qkv,
                              const uint16_t* out, const float* lse, int B, int T, int C,
                              int NH) override {
     const size_t n = static_cast<size_t>(B) * T * C;
@@ -156,8 +163,8 @@ class CpuOps final : public Ops {
     out32.resize(n);
     dqkv32.resize(3 * n);
     cpu::UnpackBf16(out, out32.data(), n);
-    cpu::AttentionBackward(dqkv32.data(), dout, Unpacked(qkv, 3 * n), out32.data(), lse, B, T, C,
-                           NH);
+    cpu::AttentionBackward(dqkv32.data(), WideDout(dout, n), Unpacked(qkv, 3 * n), out32.data(),
+                           lse, B, T, C, NH);
     cpu::PackBf16(dqkv32.data(), dqkv, 3 * n);
   }
 
@@ -280,13 +287,20 @@ class CpuOps final : public Ops {
     cpu::UnpackBf16(x, wide, n);
     return wide;
   }
+  // A bf16 gradient (n values) widened to fp32, in a buffer of its own (an op's bf16 input
+  // besides the one Unpacked widens).
+  const float* WideDout(const uint16_t* dout, size_t n) {
+    dout_wide_.resize(n);
+    cpu::UnpackBf16(dout, dout_wide_.data(), n);
+    return dout_wide_.data();
+  }
 
   MatmulPrecision precision_ = MatmulPrecision::kFp32;
   std::vector<float> operand_scratch_[3];
   std::vector<float> widened_;
-  std::vector<float> matmul_out_;    // MatmulForwardToBf16's fp32 result
+  std::vector<float> matmul_out_;    // MatmulForwardToBf16's / MatmulBackwardBf16's fp32 result
   std::vector<float> bias_rounded_;  // and its bias rounded to bf16
-  std::vector<float> dout_wide_;     // MatmulBackwardBf16Grad's dout, widened
+  std::vector<float> dout_wide_;     // a bf16 dout, widened (WideDout)
 };
 
 }  // namespace

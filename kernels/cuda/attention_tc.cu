@@ -380,15 +380,15 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HS>)
 }
 
 // ---------------------------------------------------------------------------------------------
-// Backward, kernel 1 (dq). smem: q, dout, k (2 buffers), v (2 buffers). D reads the fp32 dout
-// and out (of the forward's type O); the products read the 16-bit copies dout16 and qkv.
+// Backward, kernel 1 (dq). smem: q, dout, k (2 buffers), v (2 buffers). D reads dout and out (of
+// the forward's type O); the products read the 16-bit values dout16 and qkv.
 template <int HS>
 constexpr size_t kDqSmem = 6 * kTileBytes<kTile, HS>;
 
 template <typename T16, int HS, typename O>
 __global__ void __launch_bounds__(kThreads, kMinBlocks<HS>)
     TcBackwardDqKernel(O* __restrict__ dqkv, float* __restrict__ d_scratch,
-                       const float* __restrict__ dout, const T16* __restrict__ dout16,
+                       const O* __restrict__ dout, const T16* __restrict__ dout16,
                        const T16* __restrict__ qkv, const O* __restrict__ out,
                        const float* __restrict__ lse, int T, int NH, int NKV, int tiles,
                        float scale) {
@@ -406,7 +406,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HS>)
   const Geometry<T16> geo = Locate<HS>(qkv, b, h, h / (NH / NKV), T, NH, NKV);
   const size_t C = static_cast<size_t>(NH) * HS;
   const size_t head = static_cast<size_t>(b) * T * C + static_cast<size_t>(h) * HS;
-  const float* dout_h = dout + head;
+  const O* dout_h = dout + head;
   const O* out_h = out + head;
   const int t0 = tile * kTile;
   const int wrow = threadIdx.x / 32 * 16;
@@ -425,7 +425,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HS>)
       const size_t off = static_cast<size_t>(t) * C + HS / 4 * (threadIdx.x % 4);
 #pragma unroll
       for (int d = 0; d < HS / 4; d += 4) {
-        const float4 x = __ldg(reinterpret_cast<const float4*>(dout_h + off + d));
+        const float4 x = LoadQuadAs(dout_h + off + d, 0);
         const float4 y = LoadQuadAs(out_h + off + d, 0);
         partial += x.x * y.x + x.y * y.y + x.z * y.z + x.w * y.w;
       }
@@ -616,9 +616,25 @@ cudaError_t Forward(O* out, float* lse, const float* qkv, const uint16_t* qkv16,
   return cudaGetLastError();
 }
 
-// O: the type of out and dqkv (float, or bf16 for both).
+// The 16-bit dout the kernels' products read: dout itself where it is bf16 (then so are the
+// kernels' operands), or else dout converted into the scratch.
+template <typename T16>
+cudaError_t Dout16(const T16** d16, const __nv_bfloat16* dout, const Scratch&, size_t,
+                   cudaStream_t) {
+  static_assert(std::is_same_v<T16, __nv_bfloat16>);
+  *d16 = dout;
+  return cudaSuccess;
+}
+template <typename T16>
+cudaError_t Dout16(const T16** d16, const float* dout, const Scratch& sc, size_t n,
+                   cudaStream_t stream) {
+  *d16 = reinterpret_cast<const T16*>(sc.dout16);
+  return To16<T16>(sc.dout16, dout, n, stream);
+}
+
+// O: the type of dout, out and dqkv (float, or bf16 for all three).
 template <typename T16, int HS, typename O>
-cudaError_t Backward(O* dqkv, const float* dout, const float* qkv, const uint16_t* qkv16_in,
+cudaError_t Backward(O* dqkv, const O* dout, const float* qkv, const uint16_t* qkv16_in,
                      const O* out, const float* lse, int B, int T, int NH, int NKV, void* scratch,
                      cudaStream_t stream) {
   const int tiles = (T + kTile - 1) / kTile;
@@ -630,7 +646,8 @@ cudaError_t Backward(O* dqkv, const float* dout, const float* qkv, const uint16_
       e != cudaSuccess) {
     return e;
   }
-  if (cudaError_t e = To16<T16>(sc.dout16, dout, rows * NH * HS, stream); e != cudaSuccess) {
+  const T16* dout16 = nullptr;
+  if (cudaError_t e = Dout16<T16>(&dout16, dout, sc, rows * NH * HS, stream); e != cudaSuccess) {
     return e;
   }
   if (cudaError_t e = AllowSmem(TcBackwardDqKernel<T16, HS, O>, kDqSmem<HS>); e != cudaSuccess) {
@@ -639,7 +656,6 @@ cudaError_t Backward(O* dqkv, const float* dout, const float* qkv, const uint16_
   if (cudaError_t e = AllowSmem(TcBackwardDkvKernel<T16, HS, O>, kDkvSmem<HS>); e != cudaSuccess) {
     return e;
   }
-  const auto* dout16 = reinterpret_cast<const T16*>(sc.dout16);
   TcBackwardDqKernel<T16, HS, O><<<tiles * B * NH, kThreads, kDqSmem<HS>, stream>>>(
       dqkv, sc.d, dout, dout16, qkv16, out, lse, T, NH, NKV, tiles, scale);
   if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
@@ -656,7 +672,7 @@ cudaError_t ForwardFor(int hs, O* out, float* lse, const float* qkv, const uint1
 }
 
 template <typename T16, typename O>
-cudaError_t BackwardFor(int hs, O* dqkv, const float* dout, const float* qkv, const uint16_t* qkv16,
+cudaError_t BackwardFor(int hs, O* dqkv, const O* dout, const float* qkv, const uint16_t* qkv16,
                         const O* out, const float* lse, int B, int T, int NH, int NKV,
                         void* scratch, cudaStream_t stream) {
   return hs == 64
@@ -695,27 +711,30 @@ cudaError_t LaunchTensorCoreAttentionForward(float* out, uint16_t* out16, float*
 }
 
 cudaError_t LaunchTensorCoreAttentionBackward(float* dqkv, uint16_t* dqkv16, const float* dout,
-                                              const float* qkv, const uint16_t* qkv16,
-                                              const float* out, const uint16_t* out16,
-                                              const float* lse, int B, int T, int NH, int NKV,
-                                              int hs, bool fp16, void* scratch,
+                                              const uint16_t* dout16, const float* qkv,
+                                              const uint16_t* qkv16, const float* out,
+                                              const uint16_t* out16, const float* lse, int B, int T,
+                                              int NH, int NKV, int hs, bool fp16, void* scratch,
                                               cudaStream_t stream) {
   if (B <= 0 || T <= 0) return cudaSuccess;
   if (!TensorCoreAttentionSupported(hs) || (out16 != nullptr) == (out != nullptr) ||
       (dqkv16 != nullptr) != (out16 != nullptr) || (dqkv != nullptr) != (out != nullptr) ||
+      (dout16 != nullptr) != (out16 != nullptr) || (dout != nullptr) != (out != nullptr) ||
       (out16 != nullptr && fp16)) {
     return cudaErrorInvalidValue;
   }
-  if (!Aligned16(dqkv != nullptr ? static_cast<void*>(dqkv) : dqkv16) || !Aligned16(dout) ||
+  if (!Aligned16(dqkv != nullptr ? static_cast<void*>(dqkv) : dqkv16) ||
+      !Aligned16(dout != nullptr ? static_cast<const void*>(dout) : dout16) ||
       !Aligned16(qkv16 != nullptr ? static_cast<const void*>(qkv16) : qkv) ||
       !Aligned16(out != nullptr ? static_cast<const void*>(out) : out16) ||
       reinterpret_cast<uintptr_t>(scratch) % 256 != 0) {
     return cudaErrorMisalignedAddress;
   }
   if (out16 != nullptr) {
-    return BackwardFor<__nv_bfloat16>(hs, reinterpret_cast<__nv_bfloat16*>(dqkv16), dout, qkv,
-                                      qkv16, reinterpret_cast<const __nv_bfloat16*>(out16), lse, B,
-                                      T, NH, NKV, scratch, stream);
+    return BackwardFor<__nv_bfloat16>(hs, reinterpret_cast<__nv_bfloat16*>(dqkv16),
+                                      reinterpret_cast<const __nv_bfloat16*>(dout16), qkv, qkv16,
+                                      reinterpret_cast<const __nv_bfloat16*>(out16), lse, B, T, NH,
+                                      NKV, scratch, stream);
   }
   return fp16 ? BackwardFor<__half>(hs, dqkv, dout, qkv, qkv16, out, lse, B, T, NH, NKV, scratch,
                                     stream)

@@ -32,7 +32,7 @@ namespace {
 // One column-major GEMM D (m,n) = op(A) @ op(B) + beta * C (+ bias broadcast over columns), where
 // C is D itself unless `c` is set (then C has D's layout and must not alias it).
 // op(A) is (m,k): A is stored (m,k) for transa = N, (k,m) for T; likewise op(B) is (k,n).
-// A and B hold ab_type values (fp32, or bf16 copies made by ToBf16); D and the bias are fp32.
+// A and B hold ab_type values (fp32, or bf16 copies made by ToBf16); D holds d_type values.
 struct Gemm {
   cublasOperation_t transa;
   cublasOperation_t transb;
@@ -49,7 +49,7 @@ struct Gemm {
   cudaDataType_t bias_type = CUDA_R_32F;  // fp32, or D's 16-bit type where D is 16-bit
   cudaDataType_t ab_type = CUDA_R_32F;
   const float* c = nullptr;            // beta's operand; null: D
-  cudaDataType_t d_type = CUDA_R_32F;  // D's (and C's) type; the bias stays fp32
+  cudaDataType_t d_type = CUDA_R_32F;  // D's (and C's) type
 
   const void* c_or_d() const { return c != nullptr ? c : d; }
 };
@@ -332,7 +332,7 @@ absl::Status CublasLtMatmul::Backward(float* dinp, float* dweight, float* dbias,
                                       cudaStream_t stream) {
   if (N <= 0 || C <= 0 || OC <= 0) return absl::OkStatus();
   if (Bf16Copies(N, C, OC)) {
-    SPW_ASSIGN_OR_RETURN(const bool done, BackwardBf16(dinp, dweight, dbias, {.f32 = dout},
+    SPW_ASSIGN_OR_RETURN(const bool done, BackwardBf16({.f32 = dinp}, dweight, dbias, {.f32 = dout},
                                                        {.f32 = inp}, weight, N, C, OC, stream));
     if (done) return absl::OkStatus();  // the bias gradient included
   }
@@ -343,7 +343,7 @@ absl::Status CublasLtMatmul::Backward(float* dinp, float* dweight, float* dbias,
                   absl::StrCat("MatmulBackward dbias ", ShapeString(N, C, OC)));
 }
 
-absl::StatusOr<bool> CublasLtMatmul::BackwardBf16(float* dinp, float* dweight, float* dbias,
+absl::StatusOr<bool> CublasLtMatmul::BackwardBf16(Output dinp, float* dweight, float* dbias,
                                                   Input dout, Input inp, MatmulParam weight, int N,
                                                   int C, int OC, cudaStream_t stream) {
   const std::string shape = ShapeString(N, C, OC);
@@ -358,10 +358,12 @@ absl::StatusOr<bool> CublasLtMatmul::BackwardBf16(float* dinp, float* dweight, f
   uint16_t* d_copy = dout.b16 != nullptr ? nullptr : copies + w_elems;
   const uint16_t* d16 = dout.b16 != nullptr ? dout.b16 : d_copy;
   const uint16_t* x16 = inp.b16 != nullptr ? inp.b16 : copies + w_elems + d_elems;
+  void* dinp_d = dinp.b16 != nullptr ? static_cast<void*>(dinp.b16) : dinp.f32;
   Gemm g_inp{CUBLAS_OP_N, CUBLAS_OP_N, /*m=*/C,   /*n=*/N,       /*k=*/OC, w16,
              /*lda=*/C,   d16,
-             /*ldb=*/OC,  dinp,        /*ldd=*/C, /*beta=*/0.0f, nullptr,  CUBLAS_COMPUTE_32F};
+             /*ldb=*/OC,  dinp_d,      /*ldd=*/C, /*beta=*/0.0f, nullptr,  CUBLAS_COMPUTE_32F};
   g_inp.ab_type = CUDA_R_16BF;
+  if (dinp.b16 != nullptr) g_inp.d_type = CUDA_R_16BF;
   Gemm g_weight{CUBLAS_OP_N, CUBLAS_OP_T, /*m=*/C,   /*n=*/OC,      /*k=*/N, x16,
                 /*lda=*/C,   d16,
                 /*ldb=*/OC,  dweight,     /*ldd=*/C, /*beta=*/1.0f, nullptr, CUBLAS_COMPUTE_32F};
@@ -411,34 +413,44 @@ absl::Status CublasLtMatmul::ForwardBf16Input(float* out, const uint16_t* inp, M
   return Forward(out, wide, weight, bias, residual, N, C, OC, stream);
 }
 
-absl::Status CublasLtMatmul::BackwardBf16Input(float* dinp, float* dweight, float* dbias,
+absl::Status CublasLtMatmul::BackwardBf16Input(uint16_t* dinp, float* dweight, float* dbias,
                                                const float* dout, const uint16_t* inp,
                                                MatmulParam weight, int N, int C, int OC,
                                                cudaStream_t stream) {
   if (N <= 0 || C <= 0 || OC <= 0) return absl::OkStatus();
   if (Bf16Copies(N, C, OC)) {
-    SPW_ASSIGN_OR_RETURN(const bool done, BackwardBf16(dinp, dweight, dbias, {.f32 = dout},
+    SPW_ASSIGN_OR_RETURN(const bool done, BackwardBf16({.b16 = dinp}, dweight, dbias, {.f32 = dout},
                                                        {.b16 = inp}, weight, N, C, OC, stream));
     if (done) return absl::OkStatus();
   }
-  SPW_ASSIGN_OR_RETURN(const float* wide, Widen(widened_, inp, static_cast<size_t>(N) * C, stream));
-  return Backward(dinp, dweight, dbias, dout, wide, weight, N, C, OC, stream);
+  return BackwardWidened(dinp, dweight, dbias, dout, inp, weight, N, C, OC, stream);
 }
 
-absl::Status CublasLtMatmul::BackwardBf16Grad(float* dinp, float* dweight, float* dbias,
+absl::Status CublasLtMatmul::BackwardBf16Grad(uint16_t* dinp, float* dweight, float* dbias,
                                               const uint16_t* dout, const uint16_t* inp,
                                               MatmulParam weight, int N, int C, int OC,
                                               cudaStream_t stream) {
   if (N <= 0 || C <= 0 || OC <= 0) return absl::OkStatus();
   if (Bf16Copies(N, C, OC)) {
-    SPW_ASSIGN_OR_RETURN(const bool done, BackwardBf16(dinp, dweight, dbias, {.b16 = dout},
+    SPW_ASSIGN_OR_RETURN(const bool done, BackwardBf16({.b16 = dinp}, dweight, dbias, {.b16 = dout},
                                                        {.b16 = inp}, weight, N, C, OC, stream));
     if (done) return absl::OkStatus();
   }
   SPW_ASSIGN_OR_RETURN(const float* wide_dout,
                        Widen(widened_dout_, dout, static_cast<size_t>(N) * OC, stream));
-  SPW_ASSIGN_OR_RETURN(const float* wide, Widen(widened_, inp, static_cast<size_t>(N) * C, stream));
-  return Backward(dinp, dweight, dbias, wide_dout, wide, weight, N, C, OC, stream);
+  return BackwardWidened(dinp, dweight, dbias, wide_dout, inp, weight, N, C, OC, stream);
+}
+
+absl::Status CublasLtMatmul::BackwardWidened(uint16_t* dinp, float* dweight, float* dbias,
+                                             const float* dout, const uint16_t* inp,
+                                             MatmulParam weight, int N, int C, int OC,
+                                             cudaStream_t stream) {
+  const size_t elements = static_cast<size_t>(N) * C;
+  SPW_ASSIGN_OR_RETURN(float* dinp32, out32_.Get<float>(elements, stream));
+  SPW_ASSIGN_OR_RETURN(const float* wide, Widen(widened_, inp, elements, stream));
+  SPW_RETURN_IF_ERROR(Backward(dinp32, dweight, dbias, dout, wide, weight, N, C, OC, stream));
+  SPW_CUDA_CHECK(LaunchToBf16(dinp, dinp32, elements, stream));
+  return absl::OkStatus();
 }
 
 absl::Status CublasLtMatmul::ForwardToBf16(uint16_t* out, const uint16_t* inp, MatmulParam weight,

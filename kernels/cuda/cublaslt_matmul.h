@@ -37,18 +37,20 @@ class CublasLtMatmul {
   absl::Status Backward(float* dinp, float* dweight, float* dbias, const float* dout,
                         const float* inp, MatmulParam weight, int N, int C, int OC,
                         cudaStream_t stream);
-  // Forward and Backward with inp given as bf16 bits (Ops::MatmulForwardBf16): the GEMMs read it
-  // as it is where they run on bf16 copies (Bf16Copies); otherwise it is widened to fp32 first,
-  // into a buffer grown to the largest such input (outside the memory plan).
+  // Forward and Backward with inp given as bf16 bits (Ops::MatmulForwardBf16 and
+  // MatmulBackwardBf16, whose dinp is bf16 too): the GEMMs read it as it is, and the dinp GEMM
+  // writes bf16, where they run on bf16 copies (Bf16Copies); otherwise inp is widened to fp32
+  // first, into a buffer grown to the largest such input (outside the memory plan), and dinp is
+  // computed in fp32 (in out32_) and rounded after.
   absl::Status ForwardBf16Input(float* out, const uint16_t* inp, MatmulParam weight,
                                 const float* bias, const float* residual, int N, int C, int OC,
                                 cudaStream_t stream);
-  absl::Status BackwardBf16Input(float* dinp, float* dweight, float* dbias, const float* dout,
+  absl::Status BackwardBf16Input(uint16_t* dinp, float* dweight, float* dbias, const float* dout,
                                  const uint16_t* inp, MatmulParam weight, int N, int C, int OC,
                                  cudaStream_t stream);
   // BackwardBf16Input with dout as bf16 bits too (Ops::MatmulBackwardBf16Grad): read as it is,
   // the bias gradient summing it widened; the fallback widens it into a buffer of its own.
-  absl::Status BackwardBf16Grad(float* dinp, float* dweight, float* dbias, const uint16_t* dout,
+  absl::Status BackwardBf16Grad(uint16_t* dinp, float* dweight, float* dbias, const uint16_t* dout,
                                 const uint16_t* inp, MatmulParam weight, int N, int C, int OC,
                                 cudaStream_t stream);
   // out (N,OC) = inp @ weight^T + round(bias) rounded to bf16 (Ops::MatmulForwardToBf16): the
@@ -70,6 +72,11 @@ class CublasLtMatmul {
     const float* f32 = nullptr;
     const uint16_t* b16 = nullptr;
   };
+  // The dinp of the bf16 backward: fp32 (f32) or rounded to bf16 (b16); exactly one is set.
+  struct Output {
+    float* f32 = nullptr;
+    uint16_t* b16 = nullptr;
+  };
   // The forward GEMM on bf16 copies; false (nothing written) when cuBLASLt has no algorithm.
   absl::StatusOr<bool> ForwardBf16(float* out, Input inp, MatmulParam weight, const float* bias,
                                    const float* residual, int N, int C, int OC,
@@ -77,9 +84,14 @@ class CublasLtMatmul {
   // The backward on bf16 copies: both GEMMs, and the bias gradient (dbias may be null) in the
   // pass that copies an fp32 dout (or sums a bf16 one); false (nothing added) when cuBLASLt has no
   // algorithm.
-  absl::StatusOr<bool> BackwardBf16(float* dinp, float* dweight, float* dbias, Input dout,
+  absl::StatusOr<bool> BackwardBf16(Output dinp, float* dweight, float* dbias, Input dout,
                                     Input inp, MatmulParam weight, int N, int C, int OC,
                                     cudaStream_t stream);
+  // The fallback of the bf16-dinp backwards: Backward on the widened inp, dinp computed in out32_
+  // and rounded into dinp.
+  absl::Status BackwardWidened(uint16_t* dinp, float* dweight, float* dbias, const float* dout,
+                               const uint16_t* inp, MatmulParam weight, int N, int C, int OC,
+                               cudaStream_t stream);
   // x widened to fp32 into `into` (its `elements` values).
   absl::StatusOr<const float*> Widen(DeviceScratch& into, const uint16_t* x, size_t elements,
                                      cudaStream_t stream);
@@ -94,7 +106,7 @@ class CublasLtMatmul {
   DeviceScratch bf16_;             // bf16 operand copies of the GEMM being issued
   DeviceScratch widened_;          // a bf16 input widened to fp32 (the bf16-input GEMMs' fallback)
   DeviceScratch widened_dout_;     // and a bf16 dout (BackwardBf16Grad's fallback)
-  DeviceScratch out32_;            // ForwardToBf16's fp32 output where the GEMM cannot write bf16
+  DeviceScratch out32_;            // an fp32 output where the GEMM cannot write bf16
   cublasComputeType_t compute_ = CUBLAS_COMPUTE_32F;
 };
 

@@ -156,6 +156,13 @@ class CudaOps final : public Ops {
                                          norm_scratch_, kNormScratchFloats, stream_),
            "LayerNormBackward");
   }
+  void LayerNormBackwardBf16(float* dinp, float* dweight, float* dbias, const uint16_t* dout,
+                             const float* inp, const float* weight, const float* mean,
+                             const float* rstd, int N, int C) override {
+    Record(cuda::LaunchLayerNormBackwardBf16(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N,
+                                             C, norm_scratch_, kNormScratchFloats, stream_),
+           "LayerNormBackwardBf16");
+  }
   void RmsNormForward(float* out, float* rstd, const float* inp, const float* weight, float eps,
                       int N, int C) override {
     Record(cuda::LaunchRmsNormForward(out, rstd, inp, weight, eps, N, C, stream_),
@@ -189,10 +196,11 @@ class CudaOps final : public Ops {
   void GeluForwardBf16(uint16_t* out, const uint16_t* inp, size_t n) override {
     Record(cuda::LaunchGeluForwardBf16(out, inp, n, stream_), "GeluForwardBf16");
   }
-  void GeluBackwardBf16(uint16_t* dinp, const uint16_t* inp, const float* dout, size_t n) override {
+  void GeluBackwardBf16(uint16_t* dinp, const uint16_t* inp, const uint16_t* dout,
+                        size_t n) override {
     Record(cuda::LaunchGeluBackwardBf16(dinp, inp, dout, n, stream_), "GeluBackwardBf16");
   }
-  void MatmulBackwardBf16Grad(float* dinp, float* dweight, float* dbias, const uint16_t* dout,
+  void MatmulBackwardBf16Grad(uint16_t* dinp, float* dweight, float* dbias, const uint16_t* dout,
                               const uint16_t* inp, MatmulParam weight, int N, int C,
                               int OC) override {
     Record(gemm_->BackwardBf16Grad(dinp, dweight, dbias, dout, inp, weight, N, C, OC, stream_));
@@ -201,7 +209,7 @@ class CudaOps final : public Ops {
                          const float* residual, int N, int C, int OC) override {
     Record(gemm_->ForwardBf16Input(out, inp, weight, bias, residual, N, C, OC, stream_));
   }
-  void MatmulBackwardBf16(float* dinp, float* dweight, float* dbias, const float* dout,
+  void MatmulBackwardBf16(uint16_t* dinp, float* dweight, float* dbias, const float* dout,
                           const uint16_t* inp, MatmulParam weight, int N, int C, int OC) override {
     Record(gemm_->BackwardBf16Input(dinp, dweight, dbias, dout, inp, weight, N, C, OC, stream_));
   }
@@ -225,24 +233,26 @@ class CudaOps final : public Ops {
     AttentionForward(wide.out, lse, wide.qkv, B, T, C, NH);
     Record(cuda::LaunchToBf16(out, wide.out, n, stream_), "AttentionForwardBf16: round out");
   }
-  void AttentionBackwardBf16(uint16_t* dqkv, const float* dout, const uint16_t* qkv,
+  void AttentionBackwardBf16(uint16_t* dqkv, const uint16_t* dout, const uint16_t* qkv,
                              const uint16_t* out, const float* lse, int B, int T, int C,
                              int NH) override {
     if (NH > 0 && Bf16TensorCoreAttention(C / NH)) {
       void* scratch = TensorCoreScratch(B, T, NH, NH, C / NH);
       if (scratch == nullptr) return;
-      Record(cuda::LaunchTensorCoreAttentionBackward(nullptr, dqkv, dout, nullptr, qkv, nullptr,
-                                                     out, lse, B, T, NH, NH, C / NH, false, scratch,
-                                                     stream_),
+      Record(cuda::LaunchTensorCoreAttentionBackward(nullptr, dqkv, nullptr, dout, nullptr, qkv,
+                                                     nullptr, out, lse, B, T, NH, NH, C / NH, false,
+                                                     scratch, stream_),
              "AttentionBackwardBf16 (tensor cores)");
       return;
     }
     const size_t n = static_cast<size_t>(B) * T * C;
     const WideAttention wide = WidenAttention(qkv, n);
-    float* dqkv32 = Scratch<float>(attention_dqkv_, 3 * n);
+    float* dqkv32 = Scratch<float>(attention_dqkv_, 4 * n);  // then the widened dout
     if (wide.qkv == nullptr || dqkv32 == nullptr) return;
+    float* dout32 = dqkv32 + 3 * n;
     Record(cuda::LaunchBf16ToFloat(wide.out, out, n, stream_), "AttentionBackwardBf16: widen out");
-    AttentionBackward(dqkv32, dout, wide.qkv, wide.out, lse, B, T, C, NH);
+    Record(cuda::LaunchBf16ToFloat(dout32, dout, n, stream_), "AttentionBackwardBf16: widen dout");
+    AttentionBackward(dqkv32, dout32, wide.qkv, wide.out, lse, B, T, C, NH);
     Record(cuda::LaunchToBf16(dqkv, dqkv32, 3 * n, stream_), "AttentionBackwardBf16: round dqkv");
   }
   void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, int C,
@@ -284,7 +294,7 @@ class CudaOps final : public Ops {
       void* scratch = TensorCoreScratch(B, T, NH, NKV, hs);
       if (scratch == nullptr) return;
       Record(cuda::LaunchTensorCoreAttentionBackward(
-                 dqkv, nullptr, dout, qkv, nullptr, out, nullptr, lse, B, T, NH, NKV, hs,
+                 dqkv, nullptr, dout, nullptr, qkv, nullptr, out, nullptr, lse, B, T, NH, NKV, hs,
                  precision_ == MatmulPrecision::kFp16, scratch, stream_),
              "AttentionBackward (tensor cores)");
       return;

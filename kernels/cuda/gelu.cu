@@ -1,8 +1,9 @@
 // GELU, tanh approximation, in the cancellation-free form of kernels/cpu/gelu.cc: with
 // u = sqrt(2/pi) (x + 0.044715 x^3) and e = exp(-2u), gelu(x) = x / (1 + e). Grid-stride loops
 // over quads when every pointer allows (16-byte aligned fp32, 8-byte bf16), plus a scalar tail.
-// The pre-activation is read as float or bf16 (InT) and the outputs are written as float or bf16
-// (OutT; store_as.cuh). An fp32 dinp may alias dout, so no __restrict__.
+// The pre-activation and the backward's dout are read as float or bf16 (InT, DoutT) and the outputs
+// are written as float or bf16 (OutT; store_as.cuh). dinp may alias dout (of its own type), so no
+// __restrict__.
 #include <cstddef>
 #include <cstdint>
 
@@ -48,18 +49,17 @@ __global__ void GeluForwardKernel(OutT* out, const InT* inp, size_t n, bool vec)
   for (size_t i = start + tid; i < n; i += stride) StoreAs(out + i, Gelu(LoadAs(inp + i)));
 }
 
-template <typename InT, typename OutT>
-__global__ void GeluBackwardKernel(OutT* dinp, const InT* inp, const float* dout, size_t n,
+template <typename InT, typename DoutT, typename OutT>
+__global__ void GeluBackwardKernel(OutT* dinp, const InT* inp, const DoutT* dout, size_t n,
                                    bool vec) {
   const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
   const size_t tid = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   size_t start = 0;
   if (vec) {
     const size_t n4 = n / 4;
-    const float4* d4 = reinterpret_cast<const float4*>(dout);
     for (size_t i = tid; i < n4; i += stride) {
       const float4 x = LoadQuadAs(inp, i);
-      const float4 d = d4[i];
+      const float4 d = LoadQuadAs(dout, i);
       StoreQuadAs(dinp, i,
                   make_float4(GeluGrad(x.x, d.x), GeluGrad(x.y, d.y), GeluGrad(x.z, d.z),
                               GeluGrad(x.w, d.w)));
@@ -67,7 +67,7 @@ __global__ void GeluBackwardKernel(OutT* dinp, const InT* inp, const float* dout
     start = n4 * 4;
   }
   for (size_t i = start + tid; i < n; i += stride) {
-    StoreAs(dinp + i, GeluGrad(LoadAs(inp + i), dout[i]));
+    StoreAs(dinp + i, GeluGrad(LoadAs(inp + i), LoadAs(dout + i)));
   }
 }
 
@@ -86,11 +86,11 @@ cudaError_t LaunchForward(OutT* out, const InT* inp, size_t n, cudaStream_t stre
   return cudaGetLastError();
 }
 
-template <typename InT, typename OutT>
-cudaError_t LaunchBackward(OutT* dinp, const InT* inp, const float* dout, size_t n,
+template <typename InT, typename DoutT, typename OutT>
+cudaError_t LaunchBackward(OutT* dinp, const InT* inp, const DoutT* dout, size_t n,
                            cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
-  const bool vec = QuadAligned(dinp) && QuadAligned(inp) && Aligned16(dout);
+  const bool vec = QuadAligned(dinp) && QuadAligned(inp) && QuadAligned(dout);
   GeluBackwardKernel<<<GridStrideBlocks(vec ? n / 4 : n), kGridStrideThreads, 0, stream>>>(
       dinp, inp, dout, n, vec);
   return cudaGetLastError();
@@ -114,9 +114,9 @@ cudaError_t LaunchGeluBackward(float* dinp, const float* inp, const float* dout,
   return LaunchBackward(dinp, inp, dout, n, stream);
 }
 
-cudaError_t LaunchGeluBackwardBf16(uint16_t* dinp, const uint16_t* inp, const float* dout, size_t n,
-                                   cudaStream_t stream) {
-  return LaunchBackward(reinterpret_cast<__nv_bfloat16*>(dinp), Bf16(inp), dout, n, stream);
+cudaError_t LaunchGeluBackwardBf16(uint16_t* dinp, const uint16_t* inp, const uint16_t* dout,
+                                   size_t n, cudaStream_t stream) {
+  return LaunchBackward(reinterpret_cast<__nv_bfloat16*>(dinp), Bf16(inp), Bf16(dout), n, stream);
 }
 
 }  // namespace spillway::kernels::cuda

@@ -20,12 +20,12 @@ cudaError_t LaunchAccumulate(float* y, const float* x, size_t n, cudaStream_t st
 
 // gelu.cu
 cudaError_t LaunchGeluForward(float* out, const float* inp, size_t n, cudaStream_t stream);
-// The ops GeluForwardBf16 / GeluBackwardBf16: inp, out and dinp are bf16 bits (out and dinp
-// rounded to nearest even).
+// The ops GeluForwardBf16 / GeluBackwardBf16: inp, out, dout and dinp are bf16 bits (out and
+// dinp rounded to nearest even; dinp may alias dout).
 cudaError_t LaunchGeluForwardBf16(uint16_t* out, const uint16_t* inp, size_t n,
                                   cudaStream_t stream);
-cudaError_t LaunchGeluBackwardBf16(uint16_t* dinp, const uint16_t* inp, const float* dout, size_t n,
-                                   cudaStream_t stream);
+cudaError_t LaunchGeluBackwardBf16(uint16_t* dinp, const uint16_t* inp, const uint16_t* dout,
+                                   size_t n, cudaStream_t stream);
 cudaError_t LaunchGeluBackward(float* dinp, const float* inp, const float* dout, size_t n,
                                cudaStream_t stream);
 
@@ -49,6 +49,11 @@ cudaError_t LaunchLayerNormBackward(float* dinp, float* dweight, float* dbias, c
                                     const float* inp, const float* weight, const float* mean,
                                     const float* rstd, int N, int C, float* scratch,
                                     size_t scratch_floats, cudaStream_t stream);
+// The same with dout as bf16 bits (the op LayerNormBackwardBf16).
+cudaError_t LaunchLayerNormBackwardBf16(float* dinp, float* dweight, float* dbias,
+                                        const uint16_t* dout, const float* inp, const float* weight,
+                                        const float* mean, const float* rstd, int N, int C,
+                                        float* scratch, size_t scratch_floats, cudaStream_t stream);
 
 // rmsnorm.cu
 cudaError_t LaunchRmsNormForward(float* out, float* rstd, const float* inp, const float* weight,
@@ -105,7 +110,8 @@ cudaError_t LaunchGqaAttentionBackward(float* dqkv, const float* dout, const flo
 // qkv16 (16-bit values of the kernels' type, may be null) they read it instead of converting qkv
 // (then unused: may be null). The output is fp32 (out) or, at bf16 only, bf16 (out16, rounded to
 // nearest even; the backward then reads it as such): exactly one of them is given; the backward's
-// dqkv likewise, fp32 (dqkv) with out or bf16 (dqkv16, rounded) with out16.
+// dout and dqkv likewise, fp32 (dout, dqkv) with out or bf16 (dout16 read as it is, dqkv16 rounded)
+// with out16.
 bool TensorCoreAttentionSupported(int hs);
 size_t TensorCoreAttentionScratchBytes(int B, int T, int NH, int NKV, int hs);
 cudaError_t LaunchTensorCoreAttentionForward(float* out, uint16_t* out16, float* lse,
@@ -113,10 +119,10 @@ cudaError_t LaunchTensorCoreAttentionForward(float* out, uint16_t* out16, float*
                                              int NH, int NKV, int hs, bool fp16, void* scratch,
                                              cudaStream_t stream);
 cudaError_t LaunchTensorCoreAttentionBackward(float* dqkv, uint16_t* dqkv16, const float* dout,
-                                              const float* qkv, const uint16_t* qkv16,
-                                              const float* out, const uint16_t* out16,
-                                              const float* lse, int B, int T, int NH, int NKV,
-                                              int hs, bool fp16, void* scratch,
+                                              const uint16_t* dout16, const float* qkv,
+                                              const uint16_t* qkv16, const float* out,
+                                              const uint16_t* out16, const float* lse, int B, int T,
+                                              int NH, int NKV, int hs, bool fp16, void* scratch,
                                               cudaStream_t stream);
 
 // cross_entropy.cu

@@ -5,7 +5,7 @@
 // rows are whole float4 quads (C % 4 == 0, 16-byte aligned) and short enough, the warp keeps its
 // row in registers (lane l owns quads l, l + 32, ...) and reads it from memory once
 // (the *Cached kernels); other shapes take the scalar kernels. The forward writes float or bf16
-// (OutT; store_as.cuh).
+// (OutT) and the backward reads dout as float or bf16 (DoutT; store_as.cuh).
 // dweight/dbias (sums over the N rows): a block owns 8 channels, a chunk of the rows and 64 row
 // lanes; row lane r adds its rows r, r + 64, ... in order, then a fixed shared-memory tree adds
 // the 64 lanes. With scratch the rows are cut into several chunks (their number fixed by N, C
@@ -107,22 +107,23 @@ __global__ void __launch_bounds__(kRowThreads)
   }
 }
 
+template <typename DoutT>
 __global__ void __launch_bounds__(kRowThreads)
-    LayerNormBackwardInputKernel(float* dinp, const float* dout, const float* inp,
+    LayerNormBackwardInputKernel(float* dinp, const DoutT* dout, const float* inp,
                                  const float* weight, const float* mean, const float* rstd, int N,
                                  int C) {
   const int lane = threadIdx.x % 32;
   const size_t row = static_cast<size_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
   if (row >= static_cast<size_t>(N)) return;  // whole warp
   const float* x = inp + row * C;
-  const float* d = dout + row * C;
+  const DoutT* d = dout + row * C;
   float* di = dinp + row * C;
   const float m = mean[row];
   const float s = rstd[row];
   float dnorm_sum = 0.0f, dnorm_norm_sum = 0.0f;
   for (int c = lane; c < C; c += 32) {
     const float norm = (x[c] - m) * s;
-    const float dnorm = d[c] * weight[c];
+    const float dnorm = LoadAs(d + c) * weight[c];
     dnorm_sum += dnorm;
     dnorm_norm_sum += dnorm * norm;
   }
@@ -130,15 +131,15 @@ __global__ void __launch_bounds__(kRowThreads)
   const float dnorm_norm_mean = WarpSum(dnorm_norm_sum) / C;
   for (int c = lane; c < C; c += 32) {
     const float norm = (x[c] - m) * s;
-    const float dnorm = d[c] * weight[c];
+    const float dnorm = LoadAs(d + c) * weight[c];
     di[c] += (dnorm - dnorm_mean - norm * dnorm_norm_mean) * s;
   }
 }
 
 // The dinp part with the row's inp and dout in registers (V float4 of each per lane).
-template <int V>
+template <int V, typename DoutT>
 __global__ void __launch_bounds__(kRowThreads)
-    LayerNormBackwardInputCachedKernel(float* dinp, const float* dout, const float* inp,
+    LayerNormBackwardInputCachedKernel(float* dinp, const DoutT* dout, const float* inp,
                                        const float* weight, const float* mean, const float* rstd,
                                        int N, int C) {
   const int lane = threadIdx.x % 32;
@@ -146,7 +147,7 @@ __global__ void __launch_bounds__(kRowThreads)
   if (row >= static_cast<size_t>(N)) return;  // whole warp
   const int C4 = C / 4;
   const auto* x4 = reinterpret_cast<const float4*>(inp + row * C);
-  const auto* d4 = reinterpret_cast<const float4*>(dout + row * C);
+  const DoutT* drow = dout + row * C;
   const auto* w4 = reinterpret_cast<const float4*>(weight);
   const float m = mean[row];
   const float s = rstd[row];
@@ -156,7 +157,7 @@ __global__ void __launch_bounds__(kRowThreads)
   for (int i = 0; i < V; ++i) {
     const int q = lane + 32 * i;
     if (q < C4) {
-      const float4 x = x4[q], d = d4[q], w = __ldg(w4 + q);
+      const float4 x = x4[q], d = LoadQuadAs(drow, q), w = __ldg(w4 + q);
       nv[i] = make_float4((x.x - m) * s, (x.y - m) * s, (x.z - m) * s, (x.w - m) * s);
       gv[i] = make_float4(d.x * w.x, d.y * w.y, d.z * w.z, d.w * w.w);
       dnorm_sum += (gv[i].x + gv[i].y) + (gv[i].z + gv[i].w);
@@ -221,8 +222,9 @@ constexpr int kParamMinRowsPerChunk = 256;
 // ascending order, then a fixed shared-memory tree adds the 64 lanes. With `accumulate` the
 // block covers all rows and adds into dweight/dbias; otherwise it writes its chunk's sums to
 // dweight[blockIdx.y * C + c] and dbias[blockIdx.y * C + c] (the scratch partials).
+template <typename DoutT>
 __global__ void __launch_bounds__(kParamThreads)
-    LayerNormBackwardParamsKernel(float* dweight, float* dbias, const float* dout, const float* inp,
+    LayerNormBackwardParamsKernel(float* dweight, float* dbias, const DoutT* dout, const float* inp,
                                   const float* mean, const float* rstd, int N, int C,
                                   int rows_per_chunk, bool accumulate) {
   __shared__ float s_dw[kParamRowLanes][kParamChannels];
@@ -240,7 +242,7 @@ __global__ void __launch_bounds__(kParamThreads)
 #pragma unroll
       for (int u = 0; u < 4; ++u) {
         const size_t idx = static_cast<size_t>(n + u * kParamRowLanes) * C + c;
-        dv[u] = dout[idx];
+        dv[u] = LoadAs(dout + idx);
         xv[u] = inp[idx];
         mv[u] = mean[n + u * kParamRowLanes];
         sv[u] = rstd[n + u * kParamRowLanes];
@@ -253,7 +255,7 @@ __global__ void __launch_bounds__(kParamThreads)
     }
     for (; n < end; n += kParamRowLanes) {
       const size_t idx = static_cast<size_t>(n) * C + c;
-      const float dv = dout[idx];
+      const float dv = LoadAs(dout + idx);
       dw += dv * ((inp[idx] - mean[n]) * rstd[n]);
       db += dv;
     }
@@ -324,29 +326,15 @@ cudaError_t LaunchForward(OutT* out, float* mean, float* rstd, const float* inp,
   return cudaGetLastError();
 }
 
-}  // namespace
-
-cudaError_t LaunchLayerNormForward(float* out, float* mean, float* rstd, const float* inp,
-                                   const float* weight, const float* bias, int N, int C,
-                                   cudaStream_t stream) {
-  return LaunchForward(out, mean, rstd, inp, weight, bias, N, C, stream);
-}
-
-cudaError_t LaunchLayerNormForwardBf16(uint16_t* out, float* mean, float* rstd, const float* inp,
-                                       const float* weight, const float* bias, int N, int C,
-                                       cudaStream_t stream) {
-  return LaunchForward(reinterpret_cast<__nv_bfloat16*>(out), mean, rstd, inp, weight, bias, N, C,
-                       stream);
-}
-
-cudaError_t LaunchLayerNormBackward(float* dinp, float* dweight, float* dbias, const float* dout,
-                                    const float* inp, const float* weight, const float* mean,
-                                    const float* rstd, int N, int C, float* scratch,
-                                    size_t scratch_floats, cudaStream_t stream) {
+template <typename DoutT>
+cudaError_t LaunchBackward(float* dinp, float* dweight, float* dbias, const DoutT* dout,
+                           const float* inp, const float* weight, const float* mean,
+                           const float* rstd, int N, int C, float* scratch, size_t scratch_floats,
+                           cudaStream_t stream) {
   if (N <= 0 || C <= 0) return cudaSuccess;
   const unsigned row_blocks = (static_cast<unsigned>(N) + kRowsPerBlock - 1) / kRowsPerBlock;
   const bool cached = LaunchCached<6, 8, 13, 16>(C, {dinp, dout, inp, weight}, [&](auto v) {
-    LayerNormBackwardInputCachedKernel<decltype(v)::value>
+    LayerNormBackwardInputCachedKernel<decltype(v)::value, DoutT>
         <<<row_blocks, kRowThreads, 0, stream>>>(dinp, dout, inp, weight, mean, rstd, N, C);
   });
   if (!cached) {
@@ -369,6 +357,38 @@ cudaError_t LaunchLayerNormBackward(float* dinp, float* dweight, float* dbias, c
   LayerNormBackwardParamsFinishKernel<<<(C + kFinishThreads - 1) / kFinishThreads, kFinishThreads,
                                         0, stream>>>(dweight, dbias, dw_part, db_part, C, chunks);
   return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t LaunchLayerNormForward(float* out, float* mean, float* rstd, const float* inp,
+                                   const float* weight, const float* bias, int N, int C,
+                                   cudaStream_t stream) {
+  return LaunchForward(out, mean, rstd, inp, weight, bias, N, C, stream);
+}
+
+cudaError_t LaunchLayerNormForwardBf16(uint16_t* out, float* mean, float* rstd, const float* inp,
+                                       const float* weight, const float* bias, int N, int C,
+                                       cudaStream_t stream) {
+  return LaunchForward(reinterpret_cast<__nv_bfloat16*>(out), mean, rstd, inp, weight, bias, N, C,
+                       stream);
+}
+
+cudaError_t LaunchLayerNormBackward(float* dinp, float* dweight, float* dbias, const float* dout,
+                                    const float* inp, const float* weight, const float* mean,
+                                    const float* rstd, int N, int C, float* scratch,
+                                    size_t scratch_floats, cudaStream_t stream) {
+  return LaunchBackward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C, scratch,
+                        scratch_floats, stream);
+}
+
+cudaError_t LaunchLayerNormBackwardBf16(float* dinp, float* dweight, float* dbias,
+                                        const uint16_t* dout, const float* inp, const float* weight,
+                                        const float* mean, const float* rstd, int N, int C,
+                                        float* scratch, size_t scratch_floats,
+                                        cudaStream_t stream) {
+  return LaunchBackward(dinp, dweight, dbias, reinterpret_cast<const __nv_bfloat16*>(dout), inp,
+                        weight, mean, rstd, N, C, scratch, scratch_floats, stream);
 }
 
 }  // namespace spillway::kernels::cuda

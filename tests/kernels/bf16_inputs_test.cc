@@ -39,20 +39,47 @@ TEST(Bf16InputsTest, LayerNormForwardWritesTheRoundedOutput) {
   }
 }
 
-// GELU on a bf16 pre-activation: the fp32 GELU of the widened input, rounded; its backward the
-// fp32 backward on the widened input.
+// GELU on a bf16 pre-activation: the fp32 GELU of the widened input, rounded; its backward (on a
+// bf16 dout, in place too) the fp32 backward on the widened values, rounded.
 TEST(Bf16InputsTest, GeluOnBf16InputIsGeluOnTheWidenedInput) {
   const auto bits = Bf16Bits(RandomFloats(1001, 4, 3.0f));
   const auto inp = Bf16Values(bits);
-  const auto dout = RandomFloats(inp.size(), 5);
+  const auto dout16 = Bf16Bits(RandomFloats(inp.size(), 5));
   std::vector<float> out(inp.size()), dinp(inp.size());
   std::vector<uint16_t> out16(inp.size()), dinp16(inp.size());
   Cpu().GeluForward(out.data(), inp.data(), inp.size());
   Cpu().GeluForwardBf16(out16.data(), bits.data(), inp.size());
   EXPECT_EQ(out16, Bf16Bits(out));
-  Cpu().GeluBackward(dinp.data(), inp.data(), dout.data(), inp.size());
-  Cpu().GeluBackwardBf16(dinp16.data(), bits.data(), dout.data(), inp.size());
+  Cpu().GeluBackward(dinp.data(), inp.data(), Bf16Values(dout16).data(), inp.size());
+  Cpu().GeluBackwardBf16(dinp16.data(), bits.data(), dout16.data(), inp.size());
   EXPECT_EQ(dinp16, Bf16Bits(dinp));
+  std::vector<uint16_t> in_place = dout16;
+  Cpu().GeluBackwardBf16(in_place.data(), bits.data(), in_place.data(), inp.size());
+  EXPECT_EQ(in_place, dinp16);
+}
+
+// LayerNormBackwardBf16 (dout as bf16) is LayerNormBackward on the widened dout, bitwise; dinp,
+// dweight and dbias accumulate.
+TEST(Bf16InputsTest, LayerNormBackwardFromBf16GradIsTheWidenedGrad) {
+  const int N = 37, C = 75;
+  const auto dout16 = Bf16Bits(RandomFloats(static_cast<size_t>(N) * C, 45));
+  const auto inp = RandomFloats(dout16.size(), 46, 2.0f);
+  const auto w = RandomFloats(C, 47);
+  std::vector<float> out(inp.size()), mean(N), rstd(N);
+  Cpu().LayerNormForward(out.data(), mean.data(), rstd.data(), inp.data(), w.data(), w.data(), N,
+                         C);
+  const auto dinp0 = RandomFloats(inp.size(), 48);
+  const auto dw0 = RandomFloats(C, 49);
+  const auto db0 = RandomFloats(C, 50);
+  std::vector<float> dinp = dinp0, dw = dw0, db = db0;
+  Cpu().LayerNormBackward(dinp.data(), dw.data(), db.data(), Bf16Values(dout16).data(), inp.data(),
+                          w.data(), mean.data(), rstd.data(), N, C);
+  std::vector<float> dinp16 = dinp0, dw16 = dw0, db16 = db0;
+  Cpu().LayerNormBackwardBf16(dinp16.data(), dw16.data(), db16.data(), dout16.data(), inp.data(),
+                              w.data(), mean.data(), rstd.data(), N, C);
+  EXPECT_TRUE(BitwiseEqual(dinp16, dinp));
+  EXPECT_TRUE(BitwiseEqual(dw16, dw));
+  EXPECT_TRUE(BitwiseEqual(db16, db));
 }
 
 // MatmulBackwardBf16Grad (dout as bf16) is MatmulBackwardBf16 on the widened dout, bitwise.
@@ -64,13 +91,15 @@ TEST(Bf16InputsTest, MatmulBackwardFromBf16GradIsTheWidenedGrad) {
   const auto w = RandomFloats(static_cast<size_t>(s.OC) * s.C, 42);
   const auto dw0 = RandomFloats(w.size(), 43);
   const auto db0 = RandomFloats(s.OC, 44);
-  std::vector<float> dinp(static_cast<size_t>(s.N) * s.C), dw = dw0, db = db0;
+  std::vector<uint16_t> dinp(static_cast<size_t>(s.N) * s.C);
+  std::vector<float> dw = dw0, db = db0;
   Cpu().MatmulBackwardBf16(dinp.data(), dw.data(), db.data(), Bf16Values(dout16).data(),
                            inp16.data(), w.data(), s.N, s.C, s.OC);
-  std::vector<float> dinp16(dinp.size()), dw16 = dw0, db16 = db0;
+  std::vector<uint16_t> dinp16(dinp.size());
+  std::vector<float> dw16 = dw0, db16 = db0;
   Cpu().MatmulBackwardBf16Grad(dinp16.data(), dw16.data(), db16.data(), dout16.data(), inp16.data(),
                                w.data(), s.N, s.C, s.OC);
-  EXPECT_TRUE(BitwiseEqual(dinp16, dinp));
+  EXPECT_EQ(dinp16, dinp);
   EXPECT_TRUE(BitwiseEqual(dw16, dw));
   EXPECT_TRUE(BitwiseEqual(db16, db));
 }
@@ -92,6 +121,7 @@ TEST(Bf16InputsTest, MatmulForwardFromRoundedInputEqualsBf16Matmul) {
   }
 }
 
+// ... and its backward writes dinp rounded to bf16.
 TEST(Bf16InputsTest, MatmulBackwardFromRoundedInputEqualsBf16Matmul) {
   const PrecisionScope bf16(MatmulPrecision::kBf16);
   for (const Shape& s : kShapes) {
@@ -106,10 +136,11 @@ TEST(Bf16InputsTest, MatmulBackwardFromRoundedInputEqualsBf16Matmul) {
     std::vector<float> dinp = dinp0, dw = dw0, db = db0;
     Cpu().MatmulBackward(dinp.data(), dw.data(), db.data(), dout.data(), inp.data(), w.data(), s.N,
                          s.C, s.OC);
-    std::vector<float> dinp16 = dinp0, dw16 = dw0, db16 = db0;
+    std::vector<uint16_t> dinp16 = Bf16Bits(dinp0);
+    std::vector<float> dw16 = dw0, db16 = db0;
     Cpu().MatmulBackwardBf16(dinp16.data(), dw16.data(), db16.data(), dout.data(),
                              Bf16Bits(inp).data(), w.data(), s.N, s.C, s.OC);
-    EXPECT_TRUE(BitwiseEqual(dinp16, dinp));
+    EXPECT_EQ(dinp16, Bf16Bits(dinp));
     EXPECT_TRUE(BitwiseEqual(dw16, dw));
     EXPECT_TRUE(BitwiseEqual(db16, db));
   }
@@ -138,13 +169,14 @@ TEST(Bf16InputsTest, MatmulForwardToBf16RoundsTheBf16InputMatmul) {
   EXPECT_EQ(copied, Bf16Bits(out));
 }
 
-// The attention on bf16 qkv writes the fp32 attention's output rounded, and its backward is the
-// fp32 backward given that rounded output, rounded.
+// The attention on bf16 qkv writes the fp32 attention's output rounded, and its backward (on a bf16
+// dout) is the fp32 backward given that rounded output and the widened dout, rounded.
 TEST(Bf16InputsTest, AttentionOnBf16QkvIsAttentionOnTheWidenedQkv) {
   const int B = 2, T = 9, C = 16, NH = 2;
   const auto bits = Bf16Bits(RandomFloats(static_cast<size_t>(B) * T * 3 * C, 25));
   const auto qkv = Bf16Values(bits);
-  const auto dout = RandomFloats(static_cast<size_t>(B) * T * C, 26);
+  const auto dout16 = Bf16Bits(RandomFloats(static_cast<size_t>(B) * T * C, 26));
+  const auto dout = Bf16Values(dout16);
   std::vector<float> out(dout.size()), lse(static_cast<size_t>(B) * NH * T), dqkv(qkv.size());
   std::vector<uint16_t> out16(out.size()), dqkv16(dqkv.size());
   std::vector<float> lse16(lse.size());
@@ -154,8 +186,8 @@ TEST(Bf16InputsTest, AttentionOnBf16QkvIsAttentionOnTheWidenedQkv) {
   EXPECT_TRUE(BitwiseEqual(lse16, lse));
   Cpu().AttentionBackward(dqkv.data(), dout.data(), qkv.data(), Bf16Values(out16).data(),
                           lse.data(), B, T, C, NH);
-  Cpu().AttentionBackwardBf16(dqkv16.data(), dout.data(), bits.data(), out16.data(), lse.data(), B,
-                              T, C, NH);
+  Cpu().AttentionBackwardBf16(dqkv16.data(), dout16.data(), bits.data(), out16.data(), lse.data(),
+                              B, T, C, NH);
   EXPECT_EQ(dqkv16, Bf16Bits(dqkv));
 }
 
@@ -189,9 +221,10 @@ std::vector<float> AllMatmuls(const Shape& s, MatmulParam w, uint64_t seed) {
   keep(dinp), keep(dw), keep(db);
   Cpu().MatmulForwardBf16(out.data(), bits.data(), w, bias.data(), nullptr, s.N, s.C, s.OC);
   keep(out);
-  Cpu().MatmulBackwardBf16(dinp.data(), dw.data(), db.data(), dout.data(), bits.data(), w, s.N, s.C,
-                           s.OC);
-  keep(dinp), keep(dw), keep(db);
+  std::vector<uint16_t> dinp16(NC);
+  Cpu().MatmulBackwardBf16(dinp16.data(), dw.data(), db.data(), dout.data(), bits.data(), w, s.N,
+                           s.C, s.OC);
+  keep(Bf16Values(dinp16)), keep(dw), keep(db);
   Cpu().MatmulForwardToBf16(out16.data(), bits.data(), w, bias.data(), s.N, s.C, s.OC);
   keep(Bf16Values(out16));
   return all;

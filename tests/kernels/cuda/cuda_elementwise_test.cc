@@ -189,9 +189,10 @@ TEST_F(CudaOpsTest, EmbeddingBackward) {
 }
 
 // The bf16 outputs (LayerNormForwardBf16, GeluForwardBf16) are the fp32 ops' outputs on the same
-// GPU rounded to nearest even, GELU's on the widened bf16 input, and GeluBackwardBf16 is the fp32
-// backward on that input rounded, bitwise, on every kernel path: LayerNorm's scalar and register
-// kernels, GELU's quads and (at a 2-byte offset) its scalar loops.
+// GPU rounded to nearest even, GELU's on the widened bf16 input, and GeluBackwardBf16 (on a bf16
+// dout, in place too) is the fp32 backward on the widened values rounded, bitwise, on every kernel
+// path: LayerNorm's scalar and register kernels, GELU's quads and (at a 2-byte offset) its scalar
+// loops.
 TEST_F(CudaOpsTest, Bf16OutputsAreTheRoundedFp32Outputs) {
   for (const auto& [N, C] : {std::pair{37, 75}, std::pair{1024, 768}, std::pair{5, 1600},
                              std::pair{64, 3072}, std::pair{9, 4100}}) {
@@ -214,21 +215,23 @@ TEST_F(CudaOpsTest, Bf16OutputsAreTheRoundedFp32Outputs) {
       SCOPED_TRACE(::testing::Message() << "GELU n=" << n << " offset=" << off);
       std::vector<uint16_t> bits = Bf16Bits(RandomFloats(n, 26, 3.0f));
       bits.insert(bits.begin(), off, 0);
-      const auto dout = RandomFloats(n, 27);
+      const auto dout16 = Bf16Bits(RandomFloats(n, 27));
       DeviceArray<float> inp(
           Bf16Values({bits.begin() + static_cast<std::ptrdiff_t>(off), bits.end()}));
       DeviceArray<uint16_t> inp16(bits), out16(n + off);
-      DeviceArray<float> out(n), d_dout(dout), dinp(n);
-      DeviceArray<uint16_t> dinp16(n);
+      DeviceArray<float> out(n), d_dout(Bf16Values(dout16)), dinp(n);
+      DeviceArray<uint16_t> d_dout16(dout16), dinp16(n), in_place(dout16);
       cuda().GeluForward(out.get(), inp.get(), n);
       cuda().GeluForwardBf16(out16.get() + off, inp16.get() + off, n);
       cuda().GeluBackward(dinp.get(), inp.get(), d_dout.get(), n);
-      cuda().GeluBackwardBf16(dinp16.get(), inp16.get() + off, d_dout.get(), n);
+      cuda().GeluBackwardBf16(dinp16.get(), inp16.get() + off, d_dout16.get(), n);
+      cuda().GeluBackwardBf16(in_place.get(), inp16.get() + off, in_place.get(), n);
       ASSERT_TRUE(cuda().Synchronize().ok());
       const std::vector<uint16_t> got = out16.Download();
       EXPECT_EQ(std::vector<uint16_t>(got.begin() + static_cast<std::ptrdiff_t>(off), got.end()),
                 Bf16Bits(out.Download()));
       EXPECT_EQ(dinp16.Download(), Bf16Bits(dinp.Download()));
+      EXPECT_EQ(in_place.Download(), dinp16.Download());
     }
   }
 }
@@ -296,6 +299,29 @@ TEST_F(CudaOpsTest, LayerNormBackward) {
     EXPECT_LE(RelError(ddinp.Download(), dinp), kCudaFp32Tol);
     EXPECT_LE(RelError(ddw.Download(), dw), kCudaFp32Tol);
     EXPECT_LE(RelError(ddb.Download(), db), kCudaFp32Tol);
+  }
+}
+
+// LayerNormBackwardBf16 (dout as bf16) is LayerNormBackward on the widened dout on the same GPU,
+// bitwise, on every kernel path (as above).
+TEST_F(CudaOpsTest, LayerNormBackwardFromBf16GradIsTheWidenedGrad) {
+  for (const auto& [N, C] : {std::pair{37, 75}, std::pair{1024, 768}, std::pair{5, 1600},
+                             std::pair{64, 3072}, std::pair{4100, 1600}}) {
+    SCOPED_TRACE(::testing::Message() << "N=" << N << " C=" << C);
+    const auto in = MakeLayerNormBackwardInputs(N, C, 31);
+    const std::vector<uint16_t> dout16 = Bf16Bits(in.dout);
+    DeviceArray<float> inp(in.inp), w(in.w), mean(in.mean), rstd(in.rstd);
+    DeviceArray<float> dout(Bf16Values(dout16)), dinp(in.dinp0), dw(in.dw0), db(in.db0);
+    DeviceArray<uint16_t> d_dout16(dout16);
+    DeviceArray<float> dinp16(in.dinp0), dw16(in.dw0), db16(in.db0);
+    cuda().LayerNormBackward(dinp.get(), dw.get(), db.get(), dout.get(), inp.get(), w.get(),
+                             mean.get(), rstd.get(), N, C);
+    cuda().LayerNormBackwardBf16(dinp16.get(), dw16.get(), db16.get(), d_dout16.get(), inp.get(),
+                                 w.get(), mean.get(), rstd.get(), N, C);
+    ASSERT_TRUE(cuda().Synchronize().ok());
+    EXPECT_TRUE(BitwiseEqual(dinp16.Download(), dinp.Download()));
+    EXPECT_TRUE(BitwiseEqual(dw16.Download(), dw.Download()));
+    EXPECT_TRUE(BitwiseEqual(db16.Download(), db.Download()));
   }
 }
 

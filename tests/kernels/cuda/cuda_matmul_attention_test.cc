@@ -252,13 +252,14 @@ TEST_F(CudaOpsTest, MatmulMixedPrecisionMatchesCpuRounding) {
   }
 }
 
-// bf16 inputs (MatmulForwardBf16, MatmulBackwardBf16) at kBf16. Against the fp32-input ops on the
-// same GPU fed the rounded input, i.e. the same bf16 operands: equal but for the algorithm
-// cuBLASLt may pick for other pointers (1e-6); the shape not divisible by 8 widens the input and
-// runs the very same GEMM (bitwise). Against the CPU's bf16 inputs: only the accumulation order
-// differs where every dimension is a multiple of 8 (1e-4); otherwise cuBLASLt converts the fp32
-// weight inside the GEMM (the bf16 tolerance of MatmulMixedPrecisionMatchesCpuRounding, 1e-2;
-// measured 1.6e-3 to 2.5e-3 on an H100).
+// bf16 inputs (MatmulForwardBf16, MatmulBackwardBf16, whose dinp is bf16) at kBf16. Against the
+// fp32-input ops on the same GPU fed the rounded input, i.e. the same bf16 operands, their dinp
+// rounded: equal but for the algorithm cuBLASLt may pick for other pointers or a bf16 output
+// (1e-6; dinp 1e-4, where such a difference may flip a rounding); the shape not divisible by 8
+// widens the input and runs the very same GEMM (bitwise). Against the CPU's bf16 inputs: only the
+// accumulation order differs where every dimension is a multiple of 8 (1e-4; dinp 1e-3, for the
+// same rounding flips); otherwise cuBLASLt converts the fp32 weight inside the GEMM (the bf16
+// tolerance of MatmulMixedPrecisionMatchesCpuRounding, 1e-2; measured 1.6e-3 to 2.5e-3 on an H100).
 TEST_F(CudaOpsTest, MatmulBf16InputsMatchTheRoundedFp32InputAndCpu) {
   for (MatmulShape s : {kSmallMatmul, kGpt2Matmul}) {
     SCOPED_TRACE(::testing::Message() << "N=" << s.N << " C=" << s.C << " OC=" << s.OC);
@@ -275,17 +276,21 @@ TEST_F(CudaOpsTest, MatmulBf16InputsMatchTheRoundedFp32InputAndCpu) {
     Cpu().MatmulForwardBf16(cpu_out.data(), bits.data(), c.weight.data(), bias.data(),
                             residual.data(), s.N, s.C, s.OC);
     MatmulGrads cpu{c.dinp0, c.dweight0, c.dbias0};
-    Cpu().MatmulBackwardBf16(cpu.dinp.data(), cpu.dweight.data(), cpu.dbias.data(), c.dout.data(),
+    std::vector<uint16_t> cpu_dinp16(c.dinp0.size());
+    Cpu().MatmulBackwardBf16(cpu_dinp16.data(), cpu.dweight.data(), cpu.dbias.data(), c.dout.data(),
                              bits.data(), c.weight.data(), s.N, s.C, s.OC);
+    cpu.dinp = Bf16Values(cpu_dinp16);
 
     const std::vector<float> f32_out =
         GpuMatmulForward(cuda(), rounded.inp, c.weight, &bias, s, 0, &residual);
-    const MatmulGrads f32 = GpuMatmulBackward(cuda(), rounded);
+    MatmulGrads f32 = GpuMatmulBackward(cuda(), rounded);
+    f32.dinp = Bf16Values(Bf16Bits(f32.dinp));
 
     DeviceArray<uint16_t> d_bits(bits);
     DeviceArray<float> weight(c.weight), d_bias(bias), d_res(residual), dout(c.dout);
     DeviceArray<float> out(std::vector<float>(Prod(s.N, s.OC), 5.0f));
-    DeviceArray<float> dinp(c.dinp0), dweight(c.dweight0), dbias(c.dbias0);
+    DeviceArray<uint16_t> dinp(Bf16Bits(c.dinp0));
+    DeviceArray<float> dweight(c.dweight0), dbias(c.dbias0);
     cuda().MatmulForwardBf16(out.get(), d_bits.get(), weight.get(), d_bias.get(), d_res.get(), s.N,
                              s.C, s.OC);
     cuda().MatmulBackwardBf16(dinp.get(), dweight.get(), dbias.get(), dout.get(), d_bits.get(),
@@ -294,7 +299,7 @@ TEST_F(CudaOpsTest, MatmulBf16InputsMatchTheRoundedFp32InputAndCpu) {
     Cpu().SetMatmulPrecision(MatmulPrecision::kFp32);
     cuda().SetMatmulPrecision(MatmulPrecision::kFp32);
 
-    const MatmulGrads got{dinp.Download(), dweight.Download(), dbias.Download()};
+    const MatmulGrads got{Bf16Values(dinp.Download()), dweight.Download(), dbias.Download()};
     const std::vector<float> got_out = out.Download();
     const double vs_f32[] = {RelError(got_out, f32_out), RelError(got.dinp, f32.dinp),
                              RelError(got.dweight, f32.dweight), RelError(got.dbias, f32.dbias)};
@@ -305,9 +310,13 @@ TEST_F(CudaOpsTest, MatmulBf16InputsMatchTheRoundedFp32InputAndCpu) {
         "%.1e %.1e\n",
         s.N, s.C, s.OC, vs_f32[0], vs_f32[1], vs_f32[2], vs_f32[3], vs_cpu[0], vs_cpu[1], vs_cpu[2],
         vs_cpu[3]);
-    for (double e : vs_f32) EXPECT_LT(e, 1e-6);
+    for (int i = 0; i < 4; ++i) EXPECT_LT(vs_f32[i], i == 1 ? 1e-4 : 1e-6) << i;
     const bool multiples_of_8 = s.N % 8 == 0 && s.C % 8 == 0 && s.OC % 8 == 0;
-    for (double e : vs_cpu) EXPECT_LT(e, multiples_of_8 ? 1e-4 : 1e-2);
+    // dinp is compared rounded to bf16: an accumulation-order difference of 1e-6 may flip a
+    // rounding (measured 1.2e-4 on an H100).
+    for (int i = 0; i < 4; ++i) {
+      EXPECT_LT(vs_cpu[i], !multiples_of_8 ? 1e-2 : i == 1 ? 1e-3 : 1e-4) << i;
+    }
     if (!multiples_of_8) {
       EXPECT_TRUE(BitwiseEqual(got_out, f32_out));
       EXPECT_TRUE(BitwiseEqual(got.dinp, f32.dinp));
@@ -318,8 +327,9 @@ TEST_F(CudaOpsTest, MatmulBf16InputsMatchTheRoundedFp32InputAndCpu) {
 
 // MatmulBackwardBf16Grad (dout as bf16) against MatmulBackwardBf16 on the widened dout, at kBf16
 // on the same GPU: the GEMMs read the same bf16 values and the bias gradient sums the same values
-// in the same order (equal but for the algorithm cuBLASLt may pick for other pointers: 1e-6; the
-// bitwise verdict is printed); the shape not divisible by 8 takes the widening fallback.
+// in the same order (equal but for the algorithm cuBLASLt may pick for other pointers: 1e-6, and
+// 1e-4 for the bf16 dinp, where that may flip a rounding; the bitwise verdict is printed); the
+// shape not divisible by 8 takes the widening fallback.
 TEST_F(CudaOpsTest, MatmulBackwardFromBf16GradIsTheWidenedGrad) {
   for (MatmulShape s : {kSmallMatmul, kGpt2Matmul}) {
     SCOPED_TRACE(::testing::Message() << "N=" << s.N << " C=" << s.C << " OC=" << s.OC);
@@ -329,8 +339,8 @@ TEST_F(CudaOpsTest, MatmulBackwardFromBf16GradIsTheWidenedGrad) {
     const auto db0 = RandomFloats(s.OC, 174);
     DeviceArray<uint16_t> d_dout16(dout16), d_inp16(inp16);
     DeviceArray<float> d_dout(Bf16Values(dout16)), weight(RandomFloats(Prod(s.OC, s.C), 172));
-    DeviceArray<float> dinp(Prod(s.N, s.C)), dw(dw0), db(db0);
-    DeviceArray<float> dinp16(Prod(s.N, s.C)), dw16(dw0), db16(db0);
+    DeviceArray<uint16_t> dinp(Prod(s.N, s.C)), dinp16(Prod(s.N, s.C));
+    DeviceArray<float> dw(dw0), db(db0), dw16(dw0), db16(db0);
     cuda().SetMatmulPrecision(MatmulPrecision::kBf16);
     cuda().MatmulBackwardBf16(dinp.get(), dw.get(), db.get(), d_dout.get(), d_inp16.get(),
                               weight.get(), s.N, s.C, s.OC);
@@ -338,12 +348,13 @@ TEST_F(CudaOpsTest, MatmulBackwardFromBf16GradIsTheWidenedGrad) {
                                   d_inp16.get(), weight.get(), s.N, s.C, s.OC);
     ExpectSynchronized(cuda());
     cuda().SetMatmulPrecision(MatmulPrecision::kFp32);
-    const std::vector<float> got[] = {dinp16.Download(), dw16.Download(), db16.Download()};
-    const std::vector<float> want[] = {dinp.Download(), dw.Download(), db.Download()};
+    const std::vector<float> got[] = {Bf16Values(dinp16.Download()), dw16.Download(),
+                                      db16.Download()};
+    const std::vector<float> want[] = {Bf16Values(dinp.Download()), dw.Download(), db.Download()};
     for (int i = 0; i < 3; ++i) {
       std::printf("bf16 grad N=%d C=%d OC=%d output %d: %.1e (bitwise %d)\n", s.N, s.C, s.OC, i,
                   RelError(got[i], want[i]), BitwiseEqual(got[i], want[i]) ? 1 : 0);
-      EXPECT_LT(RelError(got[i], want[i]), 1e-6);
+      EXPECT_LT(RelError(got[i], want[i]), i == 0 ? 1e-4 : 1e-6);
     }
     EXPECT_TRUE(BitwiseEqual(got[2], want[2]));  // the bias gradient: same kernel order
   }
@@ -411,9 +422,11 @@ std::vector<float> GpuAllMatmuls(Ops& gpu, MatmulShape s, const std::vector<floa
   gpu.MatmulForwardBf16(out.get(), bits.get(), mw, bias.get(), nullptr, s.N, s.C, s.OC);
   ExpectSynchronized(gpu);
   keep(out.Download());
-  gpu.MatmulBackwardBf16(dinp.get(), dw.get(), db.get(), dout.get(), bits.get(), mw, s.N, s.C,
+  DeviceArray<uint16_t> dinp16(Prod(s.N, s.C));
+  gpu.MatmulBackwardBf16(dinp16.get(), dw.get(), db.get(), dout.get(), bits.get(), mw, s.N, s.C,
                          s.OC);
-  keep_grads();
+  ExpectSynchronized(gpu);
+  keep(Bf16Values(dinp16.Download())), keep(dw.Download()), keep(db.Download());
   gpu.MatmulForwardToBf16(out16.get(), bits.get(), mw, bias.get(), s.N, s.C, s.OC);
   ExpectSynchronized(gpu);
   keep(Bf16Values(out16.Download()));
@@ -450,7 +463,8 @@ TEST_F(CudaOpsTest, MatmulsReadTheWeightCopyAtBf16) {
 
 // The attention ops on bf16 qkv and out (AttentionForwardBf16 / AttentionBackwardBf16) against the
 // fp32 ops on the same values widened, at kBf16 on the same GPU: the output is the fp32 op's
-// rounded, and the gradient the fp32 op's given that rounded output, rounded, bitwise, where the
+// rounded, and the gradient (from a bf16 dout) the fp32 op's given that rounded output and the
+// widened dout, rounded, bitwise, where the
 // tensor-core kernels read and write bf16 as it is (head sizes 64, 128) and where it is widened
 // and rounded around the fp32 kernels (33).
 TEST_F(CudaOpsTest, AttentionOnBf16QkvIsAttentionOnTheWidenedQkv) {
@@ -462,10 +476,10 @@ TEST_F(CudaOpsTest, AttentionOnBf16QkvIsAttentionOnTheWidenedQkv) {
                  << "B=" << s.B << " T=" << s.T << " C=" << s.C << " NH=" << s.NH);
     const size_t rows = Prod(s.B, s.T);
     const auto bits = Bf16Bits(RandomFloats(rows * 3 * s.C, 150));
-    const auto dout = RandomFloats(rows * s.C, 151);
+    const auto dout16 = Bf16Bits(RandomFloats(rows * s.C, 151));
     cuda().SetMatmulPrecision(MatmulPrecision::kBf16);
-    DeviceArray<uint16_t> qkv16(bits), out16(rows * s.C);
-    DeviceArray<float> qkv(Bf16Values(bits)), d_dout(dout);
+    DeviceArray<uint16_t> qkv16(bits), out16(rows * s.C), d_dout16(dout16);
+    DeviceArray<float> qkv(Bf16Values(bits)), d_dout(Bf16Values(dout16));
     DeviceArray<float> out(rows * s.C), lse(Prod(s.B * s.NH, s.T)), dqkv(rows * 3 * s.C);
     DeviceArray<float> lse16(Prod(s.B * s.NH, s.T));
     DeviceArray<uint16_t> dqkv16(rows * 3 * s.C);
@@ -477,7 +491,7 @@ TEST_F(CudaOpsTest, AttentionOnBf16QkvIsAttentionOnTheWidenedQkv) {
     DeviceArray<float> out_rounded(Bf16Values(out16.Download()));
     cuda().AttentionBackward(dqkv.get(), d_dout.get(), qkv.get(), out_rounded.get(), lse.get(), s.B,
                              s.T, s.C, s.NH);
-    cuda().AttentionBackwardBf16(dqkv16.get(), d_dout.get(), qkv16.get(), out16.get(), lse.get(),
+    cuda().AttentionBackwardBf16(dqkv16.get(), d_dout16.get(), qkv16.get(), out16.get(), lse.get(),
                                  s.B, s.T, s.C, s.NH);
     ExpectSynchronized(cuda());
     cuda().SetMatmulPrecision(MatmulPrecision::kFp32);
