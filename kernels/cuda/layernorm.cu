@@ -2,15 +2,17 @@
 //
 // Forward and the dinp part of the backward: one warp per row, each lane a strided slice of the
 // row, row sums by a butterfly shuffle (every lane ends with the same, fixed-order sum). Where
-// rows are whole float4 quads (C % 4 == 0, 16-byte aligned) and short enough, the warp keeps its
-// row in registers (lane l owns quads l, l + 32, ...) and reads it from memory once
-// (the *Cached kernels); other shapes take the scalar kernels. The forward writes float or bf16
-// (OutT) and the backward reads dout as float or bf16 (DoutT; store_as.cuh).
-// dweight/dbias (sums over the N rows): a block owns 8 channels, a chunk of the rows and 64 row
-// lanes; row lane r adds its rows r, r + 64, ... in order, then a fixed shared-memory tree adds
-// the 64 lanes. With scratch the rows are cut into several chunks (their number fixed by N, C
-// and the scratch size) so that many blocks read in parallel, and a second kernel adds the
-// chunks' partial sums in ascending order. No atomics, so the results are bitwise reproducible.
+// rows are whole float4 quads (C % 4 == 0, 16-byte aligned) and short enough, the row is held in
+// registers and read from memory once (the *Cached kernels): the forward's warp per row (lane l
+// owns quads l, l + 32, ...), the backward's block of 4 warps per row (thread t owns quads t,
+// t + 128, ...; the warps' sums added in order); other shapes take the scalar kernels. The forward
+// writes float or bf16 (OutT) and the backward reads dout as float or bf16 (DoutT; store_as.cuh).
+// dweight/dbias (sums over the N rows): a block owns the channels of one 32-byte sector of dout
+// (8 fp32 or 16 bf16), a chunk of the rows and 512 / channels row lanes; row lane r adds its rows
+// r, r + lanes, ... in order, then a fixed shared-memory tree adds the lanes. With scratch the rows
+// are cut into several chunks (their number fixed by N, C and the scratch size) so that many blocks
+// read in parallel, and a second kernel adds the chunks' partial sums in ascending order. No
+// atomics, so the results are bitwise reproducible.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -136,28 +138,31 @@ __global__ void __launch_bounds__(kRowThreads)
   }
 }
 
-// The dinp part with the row's inp and dout in registers (V float4 of each per lane).
+// The dinp part, a block per row: thread t holds quads t, t + 128, ... (V of each of inp, dout,
+// weight and dinp, all loaded before the row sums, so that a row's loads are in flight together);
+// the sums add the warps' shuffle sums in warp order through shared memory.
 template <int V, typename DoutT>
 __global__ void __launch_bounds__(kRowThreads)
     LayerNormBackwardInputCachedKernel(float* dinp, const DoutT* dout, const float* inp,
                                        const float* weight, const float* mean, const float* rstd,
-                                       int N, int C) {
-  const int lane = threadIdx.x % 32;
-  const size_t row = static_cast<size_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
-  if (row >= static_cast<size_t>(N)) return;  // whole warp
+                                       int C) {
+  __shared__ float warp_sums[kRowsPerBlock][2];
+  const size_t row = blockIdx.x;
   const int C4 = C / 4;
   const auto* x4 = reinterpret_cast<const float4*>(inp + row * C);
   const DoutT* drow = dout + row * C;
   const auto* w4 = reinterpret_cast<const float4*>(weight);
+  auto* di4 = reinterpret_cast<float4*>(dinp + row * C);
   const float m = mean[row];
   const float s = rstd[row];
-  float4 nv[V], gv[V];  // norm and dnorm = dout * weight
+  float4 nv[V], gv[V], di[V];  // norm, dnorm = dout * weight, and dinp
   float dnorm_sum = 0.0f, dnorm_norm_sum = 0.0f;
 #pragma unroll
   for (int i = 0; i < V; ++i) {
-    const int q = lane + 32 * i;
+    const int q = threadIdx.x + kRowThreads * i;
     if (q < C4) {
       const float4 x = x4[q], d = LoadQuadAs(drow, q), w = __ldg(w4 + q);
+      di[i] = di4[q];
       nv[i] = make_float4((x.x - m) * s, (x.y - m) * s, (x.z - m) * s, (x.w - m) * s);
       gv[i] = make_float4(d.x * w.x, d.y * w.y, d.z * w.z, d.w * w.w);
       dnorm_sum += (gv[i].x + gv[i].y) + (gv[i].z + gv[i].w);
@@ -165,61 +170,78 @@ __global__ void __launch_bounds__(kRowThreads)
           (gv[i].x * nv[i].x + gv[i].y * nv[i].y) + (gv[i].z * nv[i].z + gv[i].w * nv[i].w);
     }
   }
-  const float dnorm_mean = WarpSum(dnorm_sum) / C;
-  const float dnorm_norm_mean = WarpSum(dnorm_norm_sum) / C;
-  auto* di4 = reinterpret_cast<float4*>(dinp + row * C);
+  dnorm_sum = WarpSum(dnorm_sum);
+  dnorm_norm_sum = WarpSum(dnorm_norm_sum);
+  if (threadIdx.x % 32 == 0) {
+    warp_sums[threadIdx.x / 32][0] = dnorm_sum;
+    warp_sums[threadIdx.x / 32][1] = dnorm_norm_sum;
+  }
+  __syncthreads();
+  dnorm_sum = 0.0f;
+  dnorm_norm_sum = 0.0f;
+#pragma unroll
+  for (int w = 0; w < kRowsPerBlock; ++w) {
+    dnorm_sum += warp_sums[w][0];
+    dnorm_norm_sum += warp_sums[w][1];
+  }
+  const float dnorm_mean = dnorm_sum / C;
+  const float dnorm_norm_mean = dnorm_norm_sum / C;
 #pragma unroll
   for (int i = 0; i < V; ++i) {
-    const int q = lane + 32 * i;
+    const int q = threadIdx.x + kRowThreads * i;
     if (q < C4) {
-      float4 di = di4[q];
-      di.x += (gv[i].x - dnorm_mean - nv[i].x * dnorm_norm_mean) * s;
-      di.y += (gv[i].y - dnorm_mean - nv[i].y * dnorm_norm_mean) * s;
-      di.z += (gv[i].z - dnorm_mean - nv[i].z * dnorm_norm_mean) * s;
-      di.w += (gv[i].w - dnorm_mean - nv[i].w * dnorm_norm_mean) * s;
-      di4[q] = di;
+      di[i].x += (gv[i].x - dnorm_mean - nv[i].x * dnorm_norm_mean) * s;
+      di[i].y += (gv[i].y - dnorm_mean - nv[i].y * dnorm_norm_mean) * s;
+      di[i].z += (gv[i].z - dnorm_mean - nv[i].z * dnorm_norm_mean) * s;
+      di[i].w += (gv[i].w - dnorm_mean - nv[i].w * dnorm_norm_mean) * s;
+      di4[q] = di[i];
     }
   }
 }
 
 // Calls launch(std::integral_constant<int, V>{}) for the first V of V0, Vs... (ascending quads per
-// lane) whose 32 V quads hold a row of `quads` float4s; false (nothing launched) when none does.
+// thread) whose `threads` * V quads hold a row of `quads` float4s; false (nothing launched) when
+// none does.
 template <int V0, int... Vs, typename Launch>
-bool LaunchWithQuads(int quads, Launch& launch) {
-  if (quads <= 32 * V0) {
+bool LaunchWithQuads(int quads, int threads, Launch& launch) {
+  if (quads <= threads * V0) {
     launch(std::integral_constant<int, V0>{});
     return true;
   }
   if constexpr (sizeof...(Vs) > 0) {
-    return LaunchWithQuads<Vs...>(quads, launch);
+    return LaunchWithQuads<Vs...>(quads, threads, launch);
   } else {
     return false;
   }
 }
 
 // Launches a *Cached kernel (through `launch`, as above) where rows of C floats at these pointers
-// are whole aligned quads and fit in the largest of Vs quads a lane; false: the scalar kernels'
-// case. The steps of Vs keep the registers a lane holds near the row's size (GPT-2's 768, 1600
-// and 3072 take 6, 13 and 24), for the occupancy.
+// are whole aligned quads and fit in the largest of Vs quads a thread, `threads` threads a row;
+// false: the scalar kernels' case. The steps of Vs keep the registers a thread holds near the
+// row's size (the forward's warp per row: GPT-2's 768, 1600 and 3072 take 6, 13 and 24), for the
+// occupancy.
 template <int... Vs, typename Launch>
-bool LaunchCached(int C, std::initializer_list<const void*> rows, Launch&& launch) {
+bool LaunchCached(int C, int threads, std::initializer_list<const void*> rows, Launch&& launch) {
   if (C % 4 != 0) return false;
   for (const void* p : rows) {
     if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
   }
-  return LaunchWithQuads<Vs...>(C / 4, launch);
+  return LaunchWithQuads<Vs...>(C / 4, threads, launch);
 }
 
-constexpr int kParamChannels = 8;  // one 32-byte sector of a row
-constexpr int kParamRowLanes = 64;
-constexpr int kParamThreads = kParamChannels * kParamRowLanes;
+// A block's channels: one 32-byte sector of a dout row (8 fp32 or 16 bf16 values).
+template <typename DoutT>
+constexpr int kParamChannels = 32 / sizeof(DoutT);
+constexpr int kParamThreads = 512;
+template <typename DoutT>
+constexpr int kParamRowLanes = kParamThreads / kParamChannels<DoutT>;
 constexpr int kParamTargetBlocks = 1024;
 constexpr int kParamMaxChunks = 64;
 constexpr int kParamMinRowsPerChunk = 256;
 
 // Block (channel tile, chunk) sums dout * norm and dout over the rows
-// [blockIdx.y * rows_per_chunk, +rows_per_chunk) of its 8 channels: row lane r adds its rows in
-// ascending order, then a fixed shared-memory tree adds the 64 lanes. With `accumulate` the
+// [blockIdx.y * rows_per_chunk, +rows_per_chunk) of its channels: row lane r adds its rows in
+// ascending order, then a fixed shared-memory tree adds the row lanes. With `accumulate` the
 // block covers all rows and adds into dweight/dbias; otherwise it writes its chunk's sums to
 // dweight[blockIdx.y * C + c] and dbias[blockIdx.y * C + c] (the scratch partials).
 template <typename DoutT>
@@ -227,25 +249,27 @@ __global__ void __launch_bounds__(kParamThreads)
     LayerNormBackwardParamsKernel(float* dweight, float* dbias, const DoutT* dout, const float* inp,
                                   const float* mean, const float* rstd, int N, int C,
                                   int rows_per_chunk, bool accumulate) {
-  __shared__ float s_dw[kParamRowLanes][kParamChannels];
-  __shared__ float s_db[kParamRowLanes][kParamChannels];
-  const int ch = threadIdx.x % kParamChannels;
-  const int r = threadIdx.x / kParamChannels;
-  const int c = blockIdx.x * kParamChannels + ch;
+  constexpr int kChannels = kParamChannels<DoutT>;
+  constexpr int kRowLanes = kParamRowLanes<DoutT>;
+  __shared__ float s_dw[kRowLanes][kChannels];
+  __shared__ float s_db[kRowLanes][kChannels];
+  const int ch = threadIdx.x % kChannels;
+  const int r = threadIdx.x / kChannels;
+  const int c = blockIdx.x * kChannels + ch;
   const int end = min(N, (static_cast<int>(blockIdx.y) + 1) * rows_per_chunk);
   float dw = 0.0f, db = 0.0f;
   if (c < C) {
     int n = static_cast<int>(blockIdx.y) * rows_per_chunk + r;
     // Four rows per iteration for loads in flight; adds stay in row order.
-    for (; n + 3 * kParamRowLanes < end; n += 4 * kParamRowLanes) {
+    for (; n + 3 * kRowLanes < end; n += 4 * kRowLanes) {
       float dv[4], xv[4], mv[4], sv[4];
 #pragma unroll
       for (int u = 0; u < 4; ++u) {
-        const size_t idx = static_cast<size_t>(n + u * kParamRowLanes) * C + c;
+        const size_t idx = static_cast<size_t>(n + u * kRowLanes) * C + c;
         dv[u] = LoadAs(dout + idx);
         xv[u] = inp[idx];
-        mv[u] = mean[n + u * kParamRowLanes];
-        sv[u] = rstd[n + u * kParamRowLanes];
+        mv[u] = mean[n + u * kRowLanes];
+        sv[u] = rstd[n + u * kRowLanes];
       }
 #pragma unroll
       for (int u = 0; u < 4; ++u) {
@@ -253,7 +277,7 @@ __global__ void __launch_bounds__(kParamThreads)
         db += dv[u];
       }
     }
-    for (; n < end; n += kParamRowLanes) {
+    for (; n < end; n += kRowLanes) {
       const size_t idx = static_cast<size_t>(n) * C + c;
       const float dv = LoadAs(dout + idx);
       dw += dv * ((inp[idx] - mean[n]) * rstd[n]);
@@ -264,7 +288,7 @@ __global__ void __launch_bounds__(kParamThreads)
   s_db[r][ch] = db;
   __syncthreads();
 #pragma unroll
-  for (int stride = kParamRowLanes / 2; stride > 0; stride /= 2) {
+  for (int stride = kRowLanes / 2; stride > 0; stride /= 2) {
     if (r < stride) {
       s_dw[r][ch] += s_dw[r + stride][ch];
       s_db[r][ch] += s_db[r + stride][ch];
@@ -298,10 +322,9 @@ __global__ void LayerNormBackwardParamsFinishKernel(float* dweight, float* dbias
   dbias[c] += db;
 }
 
-// Row chunks of the parameter sums for (N, C) with `scratch_floats` of scratch (two (chunks, C)
-// partial arrays).
-int ParamChunks(int N, int C, size_t scratch_floats) {
-  const int tiles = (C + kParamChannels - 1) / kParamChannels;
+// Row chunks of the parameter sums for (N, C) in `tiles` channel tiles with `scratch_floats` of
+// scratch (two (chunks, C) partial arrays).
+int ParamChunks(int N, int C, int tiles, size_t scratch_floats) {
   int chunks = std::min((kParamTargetBlocks + tiles - 1) / tiles, kParamMaxChunks);
   chunks = std::min(chunks, std::max(1, N / kParamMinRowsPerChunk));
   const size_t by_scratch = scratch_floats / (2 * static_cast<size_t>(C));
@@ -315,10 +338,11 @@ cudaError_t LaunchForward(OutT* out, float* mean, float* rstd, const float* inp,
                           cudaStream_t stream) {
   if (N <= 0 || C <= 0) return cudaSuccess;
   const unsigned blocks = (static_cast<unsigned>(N) + kRowsPerBlock - 1) / kRowsPerBlock;
-  const bool cached = LaunchCached<6, 8, 13, 16, 24, 32>(C, {out, inp, weight, bias}, [&](auto v) {
-    LayerNormForwardCachedKernel<decltype(v)::value>
-        <<<blocks, kRowThreads, 0, stream>>>(out, mean, rstd, inp, weight, bias, N, C);
-  });
+  const bool cached =
+      LaunchCached<6, 8, 13, 16, 24, 32>(C, 32, {out, inp, weight, bias}, [&](auto v) {
+        LayerNormForwardCachedKernel<decltype(v)::value>
+            <<<blocks, kRowThreads, 0, stream>>>(out, mean, rstd, inp, weight, bias, N, C);
+      });
   if (!cached) {
     LayerNormForwardKernel<<<blocks, kRowThreads, 0, stream>>>(out, mean, rstd, inp, weight, bias,
                                                                N, C);
@@ -333,16 +357,20 @@ cudaError_t LaunchBackward(float* dinp, float* dweight, float* dbias, const Dout
                            cudaStream_t stream) {
   if (N <= 0 || C <= 0) return cudaSuccess;
   const unsigned row_blocks = (static_cast<unsigned>(N) + kRowsPerBlock - 1) / kRowsPerBlock;
-  const bool cached = LaunchCached<6, 8, 13, 16>(C, {dinp, dout, inp, weight}, [&](auto v) {
-    LayerNormBackwardInputCachedKernel<decltype(v)::value, DoutT>
-        <<<row_blocks, kRowThreads, 0, stream>>>(dinp, dout, inp, weight, mean, rstd, N, C);
-  });
+  const bool cached =
+      LaunchCached<1, 2, 4, 8>(C, kRowThreads, {dinp, dout, inp, weight}, [&](auto v) {
+        LayerNormBackwardInputCachedKernel<decltype(v)::value, DoutT>
+            <<<static_cast<unsigned>(N), kRowThreads, 0, stream>>>(dinp, dout, inp, weight, mean,
+                                                                   rstd, C);
+      });
   if (!cached) {
     LayerNormBackwardInputKernel<<<row_blocks, kRowThreads, 0, stream>>>(dinp, dout, inp, weight,
                                                                          mean, rstd, N, C);
   }
-  const unsigned tiles = (static_cast<unsigned>(C) + kParamChannels - 1) / kParamChannels;
-  const int chunks = scratch == nullptr ? 1 : ParamChunks(N, C, scratch_floats);
+  constexpr unsigned kChannels = kParamChannels<DoutT>;
+  const unsigned tiles = (static_cast<unsigned>(C) + kChannels - 1) / kChannels;
+  const int chunks =
+      scratch == nullptr ? 1 : ParamChunks(N, C, static_cast<int>(tiles), scratch_floats);
   if (chunks == 1) {
     LayerNormBackwardParamsKernel<<<dim3(tiles, 1), kParamThreads, 0, stream>>>(
         dweight, dbias, dout, inp, mean, rstd, N, C, N, true);

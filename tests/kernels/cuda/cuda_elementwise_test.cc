@@ -284,7 +284,7 @@ LayerNormBackwardInputs MakeLayerNormBackwardInputs(int N, int C, uint64_t seed)
 TEST_F(CudaOpsTest, LayerNormBackward) {
   for (const auto& [N, C] :
        {std::pair{37, 75}, std::pair{1024, 768}, std::pair{5, 1600}, std::pair{300, 8},
-        std::pair{64, 3072},       // dinp: the scalar kernel (too long for registers)
+        std::pair{64, 3072},       // dinp: 6 quads a thread
         std::pair{4100, 1600}}) {  // the last: parameter sums over several row chunks
     SCOPED_TRACE(::testing::Message() << "N=" << N << " C=" << C);
     const auto in = MakeLayerNormBackwardInputs(N, C, 30);
@@ -302,8 +302,10 @@ TEST_F(CudaOpsTest, LayerNormBackward) {
   }
 }
 
-// LayerNormBackwardBf16 (dout as bf16) is LayerNormBackward on the widened dout on the same GPU,
-// bitwise, on every kernel path (as above).
+// LayerNormBackwardBf16 (dout as bf16) is LayerNormBackward on the widened dout on the same GPU:
+// dinp bitwise, on every kernel path (as above); dweight and dbias add the same products in
+// another order (a block sums the 16 channels of a 32-byte bf16 sector rather than 8), so to fp32
+// rounding.
 TEST_F(CudaOpsTest, LayerNormBackwardFromBf16GradIsTheWidenedGrad) {
   for (const auto& [N, C] : {std::pair{37, 75}, std::pair{1024, 768}, std::pair{5, 1600},
                              std::pair{64, 3072}, std::pair{4100, 1600}}) {
@@ -320,8 +322,8 @@ TEST_F(CudaOpsTest, LayerNormBackwardFromBf16GradIsTheWidenedGrad) {
                                  w.get(), mean.get(), rstd.get(), N, C);
     ASSERT_TRUE(cuda().Synchronize().ok());
     EXPECT_TRUE(BitwiseEqual(dinp16.Download(), dinp.Download()));
-    EXPECT_TRUE(BitwiseEqual(dw16.Download(), dw.Download()));
-    EXPECT_TRUE(BitwiseEqual(db16.Download(), db.Download()));
+    EXPECT_LE(RelError(dw16.Download(), dw.Download()), kCudaFp32Tol);
+    EXPECT_LE(RelError(db16.Download(), db.Download()), kCudaFp32Tol);
   }
 }
 
