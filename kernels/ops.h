@@ -297,6 +297,12 @@ class Ops {
   // for the padding columns [V, Vp).
   virtual void CrossEntropy(float* losses, float* logits, const int32_t* targets, int N, int V,
                             int Vp, float dlogits_scale) = 0;
+  // CrossEntropy on bf16 logits (bits; GPT-2's head at bf16 writes them so, as under PyTorch's
+  // autocast): the widened logits' loss, in fp32 as above, and the gradient written over them
+  // rounded to bf16. As CrossEntropy on the widened logits, its gradient rounded, bitwise on the
+  // CPU.
+  virtual void CrossEntropyBf16(float* losses, uint16_t* logits, const int32_t* targets, int N,
+                                int V, int Vp, float dlogits_scale) = 0;
 
   // *acc += sum of x[i]^2, the sum taken in double in a fixed order. acc is one double in the
   // backend's memory, so summing many tensors needs a single readback (CopyToHost) at the end.

@@ -88,6 +88,15 @@ void Bf16Activations::ProjectionForward(float* out, const float* inp, kernels::M
   }
 }
 
+void Bf16Activations::CrossEntropy(float* losses, float* logits, const int32_t* targets, int N,
+                                   int V, int Vp, float dlogits_scale) const {
+  if (bf16_) {
+    ops_.CrossEntropyBf16(losses, Bits(logits), targets, N, V, Vp, dlogits_scale);
+  } else {
+    ops_.CrossEntropy(losses, logits, targets, N, V, Vp, dlogits_scale);
+  }
+}
+
 void Bf16Activations::AttentionForward(float* out, float* lse, const float* qkv, int B, int T,
                                        int C, int NH) const {
   if (bf16_) {

@@ -2,15 +2,17 @@
 // ops): those that only feed matmuls (a LayerNorm's or GELU's output), which a bf16 matmul rounds
 // anyway, the QKV projection's output, which the tensor-core attention rounds anyway, the MLP's
 // pre-activation (the up-projection's output, rounded once; GELU and its backward read it), the
-// attention's output (the attention projection and the attention's own backward read it), and in
+// attention's output (the attention projection and the attention's own backward read it), the
+// head's logits (the cross-entropy reads them widened and writes their gradient over them), and in
 // the backward the gradients passed between the matmuls and GELU, the attention and the
 // LayerNorms (each matmul's dinp rounded once; the residual stream's gradient stays fp32). As
-// under PyTorch's autocast: the pre-activation, the attention's output and the gradients change
-// results within bf16 rounding, on both backends alike. Written and read as bf16 when the ops
-// multiply in bf16 (no rounding pass before each GEMM or attention, half the bytes and half the
-// memory), as fp32 otherwise. Decided once, when the model is created (Enabled, from the ops'
-// precision then), since it sizes the buffers: a model created at kBf16 keeps them in bf16 whatever
-// the precision later (the bf16 ops stay valid: at fp32 they widen their bf16 inputs exactly).
+// under PyTorch's autocast: the pre-activation, the attention's output, the logits and the
+// gradients change results within bf16 rounding, on both backends alike. Written and read as bf16
+// when the ops multiply in bf16 (no rounding pass before each GEMM or attention, half the bytes and
+// half the memory), as fp32 otherwise. Decided once, when the model is created (Enabled, from the
+// ops' precision then), since it sizes the buffers: a model created at kBf16 keeps them in bf16
+// whatever the precision later (the bf16 ops stay valid: at fp32 they widen their bf16 inputs
+// exactly).
 #pragma once
 
 #include <cstddef>
@@ -45,9 +47,10 @@ class Bf16Activations {
   void LayerNormBackward(float* dinp, float* dweight, float* dbias, const float* dout,
                          const float* inp, const float* weight, const float* mean,
                          const float* rstd, int N, int C) const;
-  // A projection whose output only the attention or GELU reads (qkv, the MLP's pre-activation:
-  // bf16 by MatmulForwardToBf16), and the ops reading it: the attention, GELU and their
-  // backwards.
+  // A projection whose output only the attention, GELU or the cross-entropy reads (qkv, the MLP's
+  // pre-activation, the logits: bf16 by MatmulForwardToBf16), and the ops reading it: the
+  // attention, GELU, the cross-entropy (CrossEntropyBf16 writes the logits' gradient over them in
+  // bf16) and their backwards.
   void ProjectionForward(float* out, const float* inp, kernels::MatmulParam weight,
                          kernels::MatmulParam bias, int N, int C, int OC) const;
   void GeluForward(float* out, const float* inp, size_t n) const;
@@ -58,6 +61,8 @@ class Bf16Activations {
   void ProjectionBackward(float* dinp, float* dweight, float* dbias, const float* dout,
                           const float* inp, kernels::MatmulParam weight, int N, int C,
                           int OC) const;
+  void CrossEntropy(float* losses, float* logits, const int32_t* targets, int N, int V, int Vp,
+                    float dlogits_scale) const;
   void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, int C,
                         int NH) const;
   void AttentionBackward(float* dqkv, const float* dout, const float* qkv, const float* out,

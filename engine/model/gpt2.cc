@@ -33,7 +33,7 @@ struct ActivationPlan {
     p.per_block = BlockActivations::Floats(s, bf16);
     p.block_sets = checkpointing ? 1 : L;
     p.blocks = p.block_sets * p.per_block;
-    p.head = p.lnf + 3 * p.Na + N * Vp;
+    p.head = p.lnf + 3 * p.Na + Bf16Activations::Floats(N * Vp, bf16);
     p.backward = p.NC + BlockGradScratch::Floats(s, bf16);
     p.token_bytes = 2 * N * sizeof(int32_t);
     return p;
@@ -222,10 +222,10 @@ void Gpt2::ForwardUnits(int first, int end, const int32_t* inputs, const int32_t
   act16.LayerNormForward(m.lnf, m.lnf_mean, m.lnf_rstd, m.residual.at(L),
                          head.param(head.layout.tensors()[0]), head.param(head.layout.tensors()[1]),
                          N, C);
-  act16.MatmulForward(m.logits, m.lnf, Weight(0, wte), nullptr, nullptr, N, C, Vp_);
+  act16.ProjectionForward(m.logits, m.lnf, Weight(0, wte), nullptr, N, C, Vp_);
   ReleaseParams(L + 1);
   ReleaseParams(0);
-  ops_->CrossEntropy(m.losses, m.logits, m.targets, N, config_.vocab_size, Vp_, 0.0f);
+  act16.CrossEntropy(m.losses, m.logits, m.targets, N, config_.vocab_size, Vp_, 0.0f);
 
   AddMeanLoss(m.losses, targets, s.N(), loss_sum, &m.valid_targets);
 }
@@ -254,17 +254,17 @@ void Gpt2::RunBackwardUnits(int first, int end, float loss_scale, bool last_micr
     const TensorSpec& lnf_w = head.layout.tensors()[0];
     const TensorSpec& lnf_b = head.layout.tensors()[1];
     AcquireGrads(L + 1);
+    const Bf16Activations act16(*ops_, m.bf16);
     if (m.valid_targets == 0) {
-      ops_->Fill(m.logits, 0.0f, s.N() * Vp_);
+      ops_->Fill(m.logits, 0.0f, Bf16Activations::Floats(s.N() * Vp_, m.bf16));  // bf16 0: 0 bits
     } else {
-      ops_->CrossEntropy(m.losses, m.logits, m.targets, N, config_.vocab_size, Vp_,
+      act16.CrossEntropy(m.losses, m.logits, m.targets, N, config_.vocab_size, Vp_,
                          loss_scale / static_cast<float>(m.valid_targets));
     }
     // Tied LM head: the logits' weight gradient lands in the embedding Unit's dwte.
     float* dlnf = m.scratch.dln;
-    const Bf16Activations act16(*ops_, m.bf16);
-    act16.MatmulBackward(dlnf, embed.grad(wte), nullptr, m.logits, m.lnf, Weight(0, wte), N, C,
-                         Vp_);
+    act16.ProjectionBackward(dlnf, embed.grad(wte), nullptr, m.logits, m.lnf, Weight(0, wte), N, C,
+                             Vp_);
     ops_->Fill(m.dres, 0.0f, NC);
     act16.LayerNormBackward(m.dres, head.grad(lnf_w), head.grad(lnf_b), dlnf, m.residual.at(L),
                             head.param(lnf_w), m.lnf_mean, m.lnf_rstd, N, C);

@@ -127,7 +127,9 @@ class Model {
   float* FindGrad(absl::string_view name);
   const TensorSpec* FindTensor(absl::string_view name, int* unit_index = nullptr) const;
 
-  // (B, T, Vp) logits of the last Forward.
+  // (B, T, Vp) logits of the last Forward: fp32, or the bf16 values' bits where the model keeps
+  // its activations in bf16 (GPT-2 created at kBf16 with N and C multiples of 8:
+  // engine/model/bf16_activations.h).
   virtual const float* logits() const = 0;
 
   // Sets Unit u's parameters from `whole` (unit(u).numel() floats on the host): all of them,

@@ -216,6 +216,14 @@ class CpuOps final : public Ops {
                     float dlogits_scale) override {
     cpu::CrossEntropy(losses, logits, targets, N, V, Vp, dlogits_scale);
   }
+  void CrossEntropyBf16(float* losses, uint16_t* logits, const int32_t* targets, int N, int V,
+                        int Vp, float dlogits_scale) override {
+    const size_t n = static_cast<size_t>(N) * Vp;
+    float* wide = Widened(n);
+    cpu::UnpackBf16(logits, wide, n);
+    cpu::CrossEntropy(losses, wide, targets, N, V, Vp, dlogits_scale);
+    if (dlogits_scale != 0.0f) cpu::PackBf16(wide, logits, n);
+  }
 
   void AddSumSquares(double* acc, const float* x, size_t n) override {
     double sum;

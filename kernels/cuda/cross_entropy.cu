@@ -4,12 +4,16 @@
 // strided columns; the block combines them in a fixed order (max, then a shuffle/shared-memory
 // tree of the rescaled sums), so the result does not depend on timing. Pass 2 (dlogits_scale
 // != 0) overwrites the row with (softmax - onehot) * scale and zeroes [V, Vp). Rows are read in
-// float4 quads when Vp % 4 == 0 and logits is 16-byte aligned.
+// quads when Vp % 4 == 0 and logits is aligned for them. The logits are float or bf16 (T: read
+// widened, the gradient stored rounded; store_as.cuh).
+#include <cuda_bf16.h>
+
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 
 #include "kernels/cuda/launchers.h"
+#include "kernels/cuda/store_as.cuh"
 
 namespace spillway::kernels::cuda {
 namespace {
@@ -35,8 +39,9 @@ __device__ __forceinline__ float Grad(float v, int i, int V, int target, float m
   return g;
 }
 
+template <typename T>
 __global__ void __launch_bounds__(kThreads)
-    CrossEntropyKernel(float* losses, float* logits, const int32_t* targets, int N, int V, int Vp,
+    CrossEntropyKernel(float* losses, T* logits, const int32_t* targets, int N, int V, int Vp,
                        float scale, bool vec) {
   __shared__ float s_max[kWarps];
   __shared__ double s_sum[kWarps];
@@ -45,16 +50,16 @@ __global__ void __launch_bounds__(kThreads)
   const int warp = tid / 32;
   const int lane = tid % 32;
   for (int row = blockIdx.x; row < N; row += gridDim.x) {  // block-uniform loop
-    float* x = logits + static_cast<size_t>(row) * Vp;
+    T* x = logits + static_cast<size_t>(row) * Vp;
     const int target = targets[row];
     if (target < 0) {
       if (tid == 0) losses[row] = 0.0f;
       if (scale != 0.0f) {
-        for (int i = tid; i < Vp; i += kThreads) x[i] = 0.0f;
+        for (int i = tid; i < Vp; i += kThreads) StoreAs(x + i, 0.0f);
       }
       continue;
     }
-    if (tid == 0) s_target_logit = x[target];  // read before pass 2 overwrites it
+    if (tid == 0) s_target_logit = LoadAs(x + target);  // read before pass 2 overwrites it
 
     // Pass 1: per-thread online max and sum of exp.
     float m = -INFINITY;
@@ -62,9 +67,8 @@ __global__ void __launch_bounds__(kThreads)
     int tail_begin = 0;
     if (vec) {
       const int V4 = V / 4;
-      const float4* x4 = reinterpret_cast<const float4*>(x);
       for (int q = tid; q < V4; q += kThreads) {
-        const float4 v = x4[q];
+        const float4 v = LoadQuadAs(x, q);
         OnlineAdd(v.x, m, s);
         OnlineAdd(v.y, m, s);
         OnlineAdd(v.z, m, s);
@@ -72,7 +76,7 @@ __global__ void __launch_bounds__(kThreads)
       }
       tail_begin = V4 * 4;
     }
-    for (int i = tail_begin + tid; i < V; i += kThreads) OnlineAdd(x[i], m, s);
+    for (int i = tail_begin + tid; i < V; i += kThreads) OnlineAdd(LoadAs(x + i), m, s);
 
     // Block max (order-independent), then the rescaled sums in a fixed tree.
     float bm = m;
@@ -105,36 +109,47 @@ __global__ void __launch_bounds__(kThreads)
       int begin = 0;
       if (vec) {
         const int Vp4 = Vp / 4;
-        float4* x4 = reinterpret_cast<float4*>(x);
         for (int q = tid; q < Vp4; q += kThreads) {
           const int i = 4 * q;
-          float4 v = x4[q];
+          float4 v = LoadQuadAs(x, q);
           v.x = Grad(v.x, i, V, target, max, factor, scale);
           v.y = Grad(v.y, i + 1, V, target, max, factor, scale);
           v.z = Grad(v.z, i + 2, V, target, max, factor, scale);
           v.w = Grad(v.w, i + 3, V, target, max, factor, scale);
-          x4[q] = v;
+          StoreQuadAs(x, q, v);
         }
         begin = Vp4 * 4;
       }
       for (int i = begin + tid; i < Vp; i += kThreads) {
-        x[i] = Grad(x[i], i, V, target, max, factor, scale);
+        StoreAs(x + i, Grad(LoadAs(x + i), i, V, target, max, factor, scale));
       }
     }
     __syncthreads();  // shared memory is reused by the next row
   }
 }
 
-}  // namespace
-
-cudaError_t LaunchCrossEntropy(float* losses, float* logits, const int32_t* targets, int N, int V,
-                               int Vp, float dlogits_scale, cudaStream_t stream) {
+template <typename T>
+cudaError_t Launch(float* losses, T* logits, const int32_t* targets, int N, int V, int Vp,
+                   float dlogits_scale, cudaStream_t stream) {
   if (N <= 0) return cudaSuccess;
-  const bool vec = Vp % 4 == 0 && reinterpret_cast<uintptr_t>(logits) % 16 == 0;
+  const bool vec = Vp % 4 == 0 && reinterpret_cast<uintptr_t>(logits) % (4 * sizeof(T)) == 0;
   const int blocks = N < kMaxBlocks ? N : kMaxBlocks;
   CrossEntropyKernel<<<blocks, kThreads, 0, stream>>>(losses, logits, targets, N, V, Vp,
                                                       dlogits_scale, vec);
   return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t LaunchCrossEntropy(float* losses, float* logits, const int32_t* targets, int N, int V,
+                               int Vp, float dlogits_scale, cudaStream_t stream) {
+  return Launch(losses, logits, targets, N, V, Vp, dlogits_scale, stream);
+}
+
+cudaError_t LaunchCrossEntropyBf16(float* losses, uint16_t* logits, const int32_t* targets, int N,
+                                   int V, int Vp, float dlogits_scale, cudaStream_t stream) {
+  return Launch(losses, reinterpret_cast<__nv_bfloat16*>(logits), targets, N, V, Vp, dlogits_scale,
+                stream);
 }
 
 }  // namespace spillway::kernels::cuda

@@ -337,6 +337,11 @@ class CudaOps final : public Ops {
     Record(cuda::LaunchCrossEntropy(losses, logits, targets, N, V, Vp, dlogits_scale, stream_),
            "CrossEntropy");
   }
+  void CrossEntropyBf16(float* losses, uint16_t* logits, const int32_t* targets, int N, int V,
+                        int Vp, float dlogits_scale) override {
+    Record(cuda::LaunchCrossEntropyBf16(losses, logits, targets, N, V, Vp, dlogits_scale, stream_),
+           "CrossEntropyBf16");
+  }
   void AddSumSquares(double* acc, const float* x, size_t n) override {
     double* scratch = SumScratch(n);
     if (scratch == nullptr) return;

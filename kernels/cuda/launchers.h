@@ -128,6 +128,9 @@ cudaError_t LaunchTensorCoreAttentionBackward(float* dqkv, uint16_t* dqkv16, con
 // cross_entropy.cu
 cudaError_t LaunchCrossEntropy(float* losses, float* logits, const int32_t* targets, int N, int V,
                                int Vp, float dlogits_scale, cudaStream_t stream);
+// The op CrossEntropyBf16: logits as bf16 bits, the gradient written over them rounded.
+cudaError_t LaunchCrossEntropyBf16(float* losses, uint16_t* logits, const int32_t* targets, int N,
+                                   int V, int Vp, float dlogits_scale, cudaStream_t stream);
 
 // sum_squares.cu: *out (device) += sum of x^2 in double, in a fixed order; LaunchAddMean:
 // *out += double(float(sum of x / divisor)) (nothing when divisor is 0). Both need `scratch` of

@@ -191,6 +191,23 @@ TEST(Bf16InputsTest, AttentionOnBf16QkvIsAttentionOnTheWidenedQkv) {
   EXPECT_EQ(dqkv16, Bf16Bits(dqkv));
 }
 
+// The cross-entropy on bf16 logits is the fp32 one on the widened logits, its gradient rounded;
+// the loss alone leaves the logits as they are.
+TEST(Bf16InputsTest, CrossEntropyOnBf16LogitsIsCrossEntropyOnTheWidenedLogits) {
+  const int N = 9, V = 45, Vp = 48;
+  const auto bits = Bf16Bits(RandomFloats(static_cast<size_t>(N) * Vp, 51, 3.0f));
+  std::vector<int32_t> targets(N);
+  for (int n = 0; n < N; ++n) targets[n] = n % 3 == 1 ? -1 : (7 * n) % V;
+  std::vector<float> wide = Bf16Values(bits), losses(N), losses16(N);
+  std::vector<uint16_t> logits16 = bits;
+  Cpu().CrossEntropyBf16(losses16.data(), logits16.data(), targets.data(), N, V, Vp, 0.0f);
+  EXPECT_EQ(logits16, bits);
+  Cpu().CrossEntropy(losses.data(), wide.data(), targets.data(), N, V, Vp, 0.5f);
+  Cpu().CrossEntropyBf16(losses16.data(), logits16.data(), targets.data(), N, V, Vp, 0.5f);
+  EXPECT_TRUE(BitwiseEqual(losses16, losses));
+  EXPECT_EQ(logits16, Bf16Bits(wide));
+}
+
 TEST(Bf16InputsTest, AtFp32TheInputIsWidenedExactly) {
   const Shape s = kShapes[0];
   const auto bits = Bf16Bits(RandomFloats(static_cast<size_t>(s.N) * s.C, 16));

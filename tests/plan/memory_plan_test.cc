@@ -11,6 +11,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "engine/model/gpt2_layout.h"
 #include "engine/model/model.h"
 #include "engine/plan/plan_config.h"
 #include "kernels/backend.h"
@@ -302,9 +303,8 @@ TEST(MemoryPlanTest, GpuRunsPlanTheAttentionScratch) {
 
 // At bf16, GPT-2 keeps ln1, qkv, the attention's output, ln2, the MLP's pre-activation and the
 // GELU output of every block, and the final LayerNorm's output, in bf16: (1 + 3 + 1 + 1 + 4 + 4)
-// N C / 2 floats fewer per block
-// and N C / 2 in the
-// head (GPT-2 124M's shape, N C a multiple of 16, so no rounding). Llama's are unchanged.
+// N C / 2 floats fewer per block and N C / 2 in the head (GPT-2 124M's shape, N C a multiple of
+// 16, so no rounding). Llama's are unchanged.
 TEST(MemoryPlanTest, Bf16ActivationsHalveWhatOnlyMatmulsAndAttentionRead) {
   Config config;
   config.model.type = "gpt2";
@@ -317,7 +317,9 @@ TEST(MemoryPlanTest, Bf16ActivationsHalveWhatOnlyMatmulsAndAttentionRead) {
         PlannedActivationBytes(config.model, 16, checkpointing, kernels::MatmulPrecision::kBf16);
     // The backward's scratch keeps its gradients in bf16 too: d ln, d atty, dqkv and d fch
     // ((1 + 1 + 3 + 4) N C / 2 fewer).
-    EXPECT_EQ(fp32 - bf16, sizeof(float) * (blocks * 14 + 1 + 1 + 1 + 3 + 4) * NC / 2)
+    // The logits are bf16 too (N Vp / 2 fewer).
+    const size_t NVp = size_t{16} * 1024 * PaddedVocab(config.model.vocab_size);
+    EXPECT_EQ(fp32 - bf16, sizeof(float) * ((blocks * 14 + 1 + 1 + 1 + 3 + 4) * NC / 2 + NVp / 2))
         << checkpointing;
     EXPECT_EQ(
         PlannedActivationBytes(config.model, 16, checkpointing, kernels::MatmulPrecision::kFp16),

@@ -389,6 +389,27 @@ TEST_F(CudaOpsTest, CrossEntropy) {
   }
 }
 
+// CrossEntropyBf16 is CrossEntropy on the widened logits on the same GPU: the losses bitwise, the
+// gradient that one rounded to bf16, bitwise, on the quad and the scalar paths (Vp % 4 != 0).
+TEST_F(CudaOpsTest, CrossEntropyOnBf16LogitsIsCrossEntropyOnTheWidenedLogits) {
+  for (const CrossEntropyShape s :
+       {CrossEntropyShape{33, 1000, 1001}, CrossEntropyShape{4 * 256, 50257, 50304}}) {
+    SCOPED_TRACE(::testing::Message() << "N=" << s.N << " V=" << s.V << " Vp=" << s.Vp);
+    const auto bits = Bf16Bits(RandomFloats(static_cast<size_t>(s.N) * s.Vp, 42, 3.0f));
+    auto targets = RandomInts(s.N, s.V, 43);
+    for (int n = 1; n < s.N; n += 3) targets[n] = -1;
+    DeviceArray<int32_t> dtargets(targets);
+    DeviceArray<float> wide(Bf16Values(bits)), losses(s.N), losses16(s.N);
+    DeviceArray<uint16_t> logits16(bits);
+    const float scale = 1.0f / s.N;
+    cuda().CrossEntropy(losses.get(), wide.get(), dtargets.get(), s.N, s.V, s.Vp, scale);
+    cuda().CrossEntropyBf16(losses16.get(), logits16.get(), dtargets.get(), s.N, s.V, s.Vp, scale);
+    ASSERT_TRUE(cuda().Synchronize().ok());
+    EXPECT_TRUE(BitwiseEqual(losses16.Download(), losses.Download()));
+    EXPECT_EQ(logits16.Download(), Bf16Bits(wide.Download()));
+  }
+}
+
 TEST_F(CudaOpsTest, SumSquares) {
   for (size_t off : kOffsets) {
     for (size_t n : {size_t{0}, size_t{1}, size_t{1000}, size_t{3000017}}) {
