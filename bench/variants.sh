@@ -8,7 +8,7 @@
 #   tput:V             bench/gpt2_step bf16 at GPT-2 124M (B 16) and 1.5B (B 8)
 #   torch              the PyTorch eager peer on the same shapes; compile: torch.compile at 124M
 #   attn:V             bench/attention; attnpeer: PyTorch SDPA on the same shapes
-#   prof:V             bench/kernel_profile.sh at 1.5B; pipe:V  MODE=gpu bench/pipeline.sh
+#   prof:V, prof124:V  bench/kernel_profile.sh at 1.5B, at 124M; pipe:V  MODE=gpu bench/pipeline.sh
 #   offload:V          bench/offload.sh with V's spillway (env OMODELS, default 1.5b; OVARIANTS,
 #                      default "gpu offload peer"; OSTEPS, default 6)
 # usage (device tool, carry ["build-pack", ".deps"]):
@@ -73,12 +73,14 @@ for step in ${PLAN:?set PLAN}; do
     attnpeer)
       timeout "$(cap 120)" python3 bench/peers/attention_torch.py 16:1024:12:64 8:1024:25:64 \
         8:1024:24:128 2>&1 | tail -4 | tee -a "$S" ;;
-    prof)
+    prof | prof124)
+      shape=$s15 tag=15b
+      [ "$kind" = prof124 ] && shape=$s124 tag=124m
       # shellcheck disable=SC2086
-      OUT=$L TAG=15b_$v timeout "$(cap 200)" bash bench/kernel_profile.sh "/tmp/variants/$v" \
-        $s15 --precision bf16 >"$out/prof15b_$v.txt" 2>&1
-      el "profile $v done"
-      head -30 "$out/prof15b_$v.txt" >>"$S" ;;
+      OUT=$L TAG=${tag}_$v timeout "$(cap 200)" bash bench/kernel_profile.sh "/tmp/variants/$v" \
+        $shape --precision bf16 >"$out/prof${tag}_$v.txt" 2>&1
+      el "profile $v ($tag) done"
+      head -30 "$out/prof${tag}_$v.txt" >>"$S" ;;
     pipe)
       OUT=$L MODE=gpu STEPS=${PSTEPS:-4} BUILD=/tmp/variants/$v timeout "$(($(left) - 5))" \
         bash bench/pipeline.sh >/dev/null 2>&1
