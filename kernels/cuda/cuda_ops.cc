@@ -141,7 +141,10 @@ class CudaOps final : public Ops {
   }
   void EmbeddingBackward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B,
                          int T, int C) override {
-    Record(cuda::LaunchEmbeddingBackward(dwte, dwpe, dout, tokens, B, T, C, stream_),
+    void* scratch =
+        Scratch<unsigned char>(embedding_scratch_, cuda::EmbeddingBackwardScratchBytes(B, T));
+    if (scratch == nullptr && B > 0 && T > 0) return;
+    Record(cuda::LaunchEmbeddingBackward(dwte, dwpe, dout, tokens, B, T, C, scratch, stream_),
            "EmbeddingBackward");
   }
   void LayerNormForward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
@@ -524,6 +527,7 @@ class CudaOps final : public Ops {
   float* norm_scratch_ = nullptr;
   cuda::DeviceScratch attention_scratch_;
   cuda::DeviceScratch sum_scratch_;
+  cuda::DeviceScratch embedding_scratch_;  // the embedding backward's sort of positions by token
   cuda::DeviceScratch qkv_wide_;        // the bf16 attention ops' qkv, widened off the tensor cores
   cuda::DeviceScratch attention_out_;   // and their output in fp32 there
   cuda::DeviceScratch attention_dqkv_;  // and the backward's dqkv in fp32 there

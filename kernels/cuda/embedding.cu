@@ -4,16 +4,17 @@
 // Forward: a grid-stride loop over the output, in float4 quads when C % 4 == 0 and the pointers
 // are 16-byte aligned.
 //
-// Backward, deterministically and without atomics or scratch:
+// Backward, deterministically:
 //  - dwpe[t, c] += sum_b dout[b, t, c]: one thread per (t, c), adding over b in order.
 //  - dwte: positions are visited in the order k = t * B + b (that of kernels/cpu/embedding.cc).
-//    The block for position k first checks whether its token occurs at an earlier position; if
-//    not, it owns that token's row: it scans the positions [k, B*T) in chunks, lists the matches
-//    of each chunk in order in shared memory, and adds their dout rows into the row, kept in
-//    registers, one add per position in order. So every row is written by one block and summed
-//    in the same order as the CPU backend (bitwise equal to it).
+//    A stable radix sort (CUB) of the pairs (token at k, k), in the caller's scratch, lists each
+//    token's positions in that order, contiguously; the block of sorted index i, where a token's
+//    run starts, owns that token's row and adds the run's dout rows into it, kept in registers,
+//    one add per position in order. So every row is written by one block and summed in the same
+//    order as the CPU backend (bitwise equal to it).
 #include <cstddef>
 #include <cstdint>
+#include <cub/device/device_radix_sort.cuh>
 
 #include "kernels/cuda/grid_stride.cuh"
 #include "kernels/cuda/launchers.h"
@@ -69,7 +70,6 @@ __global__ void EmbeddingBackwardWpeKernel(float* dwpe, const float* dout, int B
 }
 
 constexpr int kWteThreads = 256;
-constexpr int kWteWarps = kWteThreads / 32;
 constexpr int kWtePerThread = 4;  // channels per thread per pass over the positions
 constexpr int kWteMaxBlocks = 1 << 16;
 
@@ -78,28 +78,28 @@ __device__ __forceinline__ size_t PositionBt(int k, int B, int T) {
   return static_cast<size_t>(k % B) * T + k / B;
 }
 
-__global__ void __launch_bounds__(kWteThreads)
-    EmbeddingBackwardWteKernel(float* dwte, const float* dout, const int32_t* tokens, int B, int T,
-                               int C) {
-  __shared__ int s_count[kWteWarps];
-  __shared__ int s_pos[kWteThreads];
+// keys[k] = the token at visiting position k, positions[k] = k.
+__global__ void WtePairsKernel(uint32_t* keys, int32_t* positions, const int32_t* tokens, int B,
+                               int T) {
   const int BT = B * T;
-  const int warp = threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  for (int k = blockIdx.x; k < BT; k += gridDim.x) {  // block-uniform loop
-    const int tok = tokens[PositionBt(k, B, T)];
-    // Does the token occur at an earlier position? Then that position's block owns the row.
-    bool earlier = false;
-    for (int j0 = 0; j0 < k; j0 += kWteThreads) {
-      const int j = j0 + static_cast<int>(threadIdx.x);
-      const bool found = j < k && tokens[PositionBt(j, B, T)] == tok;
-      if (__syncthreads_or(found)) {
-        earlier = true;
-        break;
-      }
-    }
-    if (earlier) continue;
+  for (int k = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x); k < BT;
+       k += static_cast<int>(gridDim.x * blockDim.x)) {
+    keys[k] = static_cast<uint32_t>(tokens[PositionBt(k, B, T)]);
+    positions[k] = k;
+  }
+}
 
+// Block i (grid-stride) owns the run of equal keys starting at sorted index i, if one starts
+// there, and adds its positions' dout rows into that token's row of dwte in order.
+__global__ void __launch_bounds__(kWteThreads)
+    EmbeddingBackwardWteKernel(float* dwte, const float* dout, const uint32_t* keys,
+                               const int32_t* positions, int B, int T, int C) {
+  const int BT = B * T;
+  for (int i = blockIdx.x; i < BT; i += gridDim.x) {  // block-uniform loop
+    const uint32_t tok = keys[i];
+    if (i > 0 && keys[i - 1] == tok) continue;
+    int end = i + 1;
+    while (end < BT && keys[end] == tok) ++end;
     float* row = dwte + static_cast<size_t>(tok) * C;
     for (int c0 = 0; c0 < C; c0 += kWteThreads * kWtePerThread) {
       float acc[kWtePerThread];
@@ -108,48 +108,31 @@ __global__ void __launch_bounds__(kWteThreads)
         const int c = c0 + r * kWteThreads + static_cast<int>(threadIdx.x);
         acc[r] = c < C ? row[c] : 0.0f;
       }
-      for (int j0 = k; j0 < BT; j0 += kWteThreads) {
-        // List this chunk's positions holding the token, in order, in s_pos[0, total).
-        const int j = j0 + static_cast<int>(threadIdx.x);
-        const bool match = j < BT && tokens[PositionBt(j, B, T)] == tok;
-        const unsigned mask = __ballot_sync(0xffffffffu, match);
-        if (lane == 0) s_count[warp] = __popc(mask);
-        __syncthreads();
-        int offset = 0, total = 0;
+      int j = i;
+      for (; j + 4 <= end; j += 4) {  // four rows' loads in flight, added in order
+        const float* d0 = dout + PositionBt(positions[j], B, T) * C;
+        const float* d1 = dout + PositionBt(positions[j + 1], B, T) * C;
+        const float* d2 = dout + PositionBt(positions[j + 2], B, T) * C;
+        const float* d3 = dout + PositionBt(positions[j + 3], B, T) * C;
 #pragma unroll
-        for (int w = 0; w < kWteWarps; ++w) {
-          if (w < warp) offset += s_count[w];
-          total += s_count[w];
-        }
-        if (match) s_pos[offset + __popc(mask & ((1u << lane) - 1u))] = j;
-        __syncthreads();
-        int i = 0;
-        for (; i + 4 <= total; i += 4) {  // four rows' loads in flight, added in order
-          const float* d0 = dout + PositionBt(s_pos[i], B, T) * C;
-          const float* d1 = dout + PositionBt(s_pos[i + 1], B, T) * C;
-          const float* d2 = dout + PositionBt(s_pos[i + 2], B, T) * C;
-          const float* d3 = dout + PositionBt(s_pos[i + 3], B, T) * C;
-#pragma unroll
-          for (int r = 0; r < kWtePerThread; ++r) {
-            const int c = c0 + r * kWteThreads + static_cast<int>(threadIdx.x);
-            if (c < C) {
-              const float v0 = d0[c], v1 = d1[c], v2 = d2[c], v3 = d3[c];
-              acc[r] += v0;
-              acc[r] += v1;
-              acc[r] += v2;
-              acc[r] += v3;
-            }
+        for (int r = 0; r < kWtePerThread; ++r) {
+          const int c = c0 + r * kWteThreads + static_cast<int>(threadIdx.x);
+          if (c < C) {
+            const float v0 = d0[c], v1 = d1[c], v2 = d2[c], v3 = d3[c];
+            acc[r] += v0;
+            acc[r] += v1;
+            acc[r] += v2;
+            acc[r] += v3;
           }
         }
-        for (; i < total; ++i) {
-          const float* d = dout + PositionBt(s_pos[i], B, T) * C;
+      }
+      for (; j < end; ++j) {
+        const float* d = dout + PositionBt(positions[j], B, T) * C;
 #pragma unroll
-          for (int r = 0; r < kWtePerThread; ++r) {
-            const int c = c0 + r * kWteThreads + static_cast<int>(threadIdx.x);
-            if (c < C) acc[r] += d[c];
-          }
+        for (int r = 0; r < kWtePerThread; ++r) {
+          const int c = c0 + r * kWteThreads + static_cast<int>(threadIdx.x);
+          if (c < C) acc[r] += d[c];
         }
-        __syncthreads();  // s_count and s_pos are rewritten by the next chunk
       }
 #pragma unroll
       for (int r = 0; r < kWtePerThread; ++r) {
@@ -158,6 +141,36 @@ __global__ void __launch_bounds__(kWteThreads)
       }
     }
   }
+}
+
+// The scratch's parts for BT positions: keys and positions in and out, then CUB's temporary
+// storage, each 256-byte aligned.
+struct WteScratch {
+  uint32_t *keys_in, *keys_out;
+  int32_t *positions_in, *positions_out;
+  void* sort_temp;
+  size_t sort_temp_bytes;
+  size_t bytes;  // in all
+};
+
+size_t Align256(size_t bytes) { return (bytes + 255) / 256 * 256; }
+
+WteScratch CarveWte(void* base, int BT) {
+  WteScratch w{};
+  const size_t part = Align256(static_cast<size_t>(BT) * sizeof(uint32_t));
+  cub::DeviceRadixSort::SortPairs(nullptr, w.sort_temp_bytes, static_cast<const uint32_t*>(nullptr),
+                                  static_cast<uint32_t*>(nullptr),
+                                  static_cast<const int32_t*>(nullptr),
+                                  static_cast<int32_t*>(nullptr), BT);
+  w.bytes = 4 * part + Align256(w.sort_temp_bytes);
+  if (base == nullptr) return w;
+  auto* p = static_cast<unsigned char*>(base);
+  w.keys_in = reinterpret_cast<uint32_t*>(p);
+  w.keys_out = reinterpret_cast<uint32_t*>(p + part);
+  w.positions_in = reinterpret_cast<int32_t*>(p + 2 * part);
+  w.positions_out = reinterpret_cast<int32_t*>(p + 3 * part);
+  w.sort_temp = p + 4 * part;
+  return w;
 }
 
 }  // namespace
@@ -176,17 +189,32 @@ cudaError_t LaunchEmbeddingForward(float* out, const int32_t* tokens, const floa
   return cudaGetLastError();
 }
 
+size_t EmbeddingBackwardScratchBytes(int B, int T) {
+  return B <= 0 || T <= 0 ? 0 : CarveWte(nullptr, B * T).bytes;
+}
+
 cudaError_t LaunchEmbeddingBackward(float* dwte, float* dwpe, const float* dout,
-                                    const int32_t* tokens, int B, int T, int C,
+                                    const int32_t* tokens, int B, int T, int C, void* scratch,
                                     cudaStream_t stream) {
   if (B <= 0 || T <= 0 || C <= 0) return cudaSuccess;
+  if (reinterpret_cast<uintptr_t>(scratch) % 256 != 0) return cudaErrorMisalignedAddress;
   if (dwpe != nullptr) {
     EmbeddingBackwardWpeKernel<<<GridStrideBlocks(static_cast<size_t>(T) * C), kGridStrideThreads,
                                  0, stream>>>(dwpe, dout, B, T, C);
   }
   const int BT = B * T;
+  WteScratch w = CarveWte(scratch, BT);
+  WtePairsKernel<<<GridStrideBlocks(static_cast<size_t>(BT)), kGridStrideThreads, 0, stream>>>(
+      w.keys_in, w.positions_in, tokens, B, T);
+  if (cudaError_t e =
+          cub::DeviceRadixSort::SortPairs(w.sort_temp, w.sort_temp_bytes, w.keys_in, w.keys_out,
+                                          w.positions_in, w.positions_out, BT, 0, 32, stream);
+      e != cudaSuccess) {
+    return e;
+  }
   const int blocks = BT < kWteMaxBlocks ? BT : kWteMaxBlocks;
-  EmbeddingBackwardWteKernel<<<blocks, kWteThreads, 0, stream>>>(dwte, dout, tokens, B, T, C);
+  EmbeddingBackwardWteKernel<<<blocks, kWteThreads, 0, stream>>>(dwte, dout, w.keys_out,
+                                                                 w.positions_out, B, T, C);
   return cudaGetLastError();
 }
 
