@@ -1,5 +1,6 @@
 #include "kernels/cpu/cpu_ops.h"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -216,13 +217,20 @@ class CpuOps final : public Ops {
                     float dlogits_scale) override {
     cpu::CrossEntropy(losses, logits, targets, N, V, Vp, dlogits_scale);
   }
+  // Rows are independent: widened a chunk of them at a time, so that the fp32 side stays small.
   void CrossEntropyBf16(float* losses, uint16_t* logits, const int32_t* targets, int N, int V,
                         int Vp, float dlogits_scale) override {
-    const size_t n = static_cast<size_t>(N) * Vp;
-    float* wide = Widened(n);
-    cpu::UnpackBf16(logits, wide, n);
-    cpu::CrossEntropy(losses, wide, targets, N, V, Vp, dlogits_scale);
-    if (dlogits_scale != 0.0f) cpu::PackBf16(wide, logits, n);
+    constexpr size_t kChunkFloats = size_t{1} << 22;
+    const int rows = std::max(1, static_cast<int>(kChunkFloats / std::max(Vp, 1)));
+    for (int r0 = 0; r0 < N; r0 += rows) {
+      const int n = std::min(rows, N - r0);
+      const size_t count = static_cast<size_t>(n) * Vp;
+      uint16_t* x = logits + static_cast<size_t>(r0) * Vp;
+      float* wide = Widened(count);
+      cpu::UnpackBf16(x, wide, count);
+      cpu::CrossEntropy(losses + r0, wide, targets + r0, n, V, Vp, dlogits_scale);
+      if (dlogits_scale != 0.0f) cpu::PackBf16(wide, x, count);
+    }
   }
 
   void AddSumSquares(double* acc, const float* x, size_t n) override {
