@@ -141,9 +141,9 @@ class CudaOps final : public Ops {
   }
   void EmbeddingBackward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B,
                          int T, int C) override {
-    void* scratch =
-        Scratch<unsigned char>(embedding_scratch_, cuda::EmbeddingBackwardScratchBytes(B, T));
-    if (scratch == nullptr && B > 0 && T > 0) return;
+    const size_t bytes = cuda::EmbeddingBackwardScratchBytes(B, T);  // 0: the launch says why
+    void* scratch = bytes > 0 ? Scratch<unsigned char>(embedding_scratch_, bytes) : nullptr;
+    if (bytes > 0 && scratch == nullptr) return;  // Scratch recorded the error
     Record(cuda::LaunchEmbeddingBackward(dwte, dwpe, dout, tokens, B, T, C, scratch, stream_),
            "EmbeddingBackward");
   }

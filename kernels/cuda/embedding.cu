@@ -155,22 +155,26 @@ struct WteScratch {
 
 size_t Align256(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
-WteScratch CarveWte(void* base, int BT) {
-  WteScratch w{};
+// w's layout for BT positions at base (null: only its size); the error of CUB's size query.
+cudaError_t CarveWte(void* base, int BT, WteScratch& w) {
+  w = WteScratch{};
   const size_t part = Align256(static_cast<size_t>(BT) * sizeof(uint32_t));
-  cub::DeviceRadixSort::SortPairs(nullptr, w.sort_temp_bytes, static_cast<const uint32_t*>(nullptr),
-                                  static_cast<uint32_t*>(nullptr),
-                                  static_cast<const int32_t*>(nullptr),
-                                  static_cast<int32_t*>(nullptr), BT);
+  if (cudaError_t e = cub::DeviceRadixSort::SortPairs(
+          nullptr, w.sort_temp_bytes, static_cast<const uint32_t*>(nullptr),
+          static_cast<uint32_t*>(nullptr), static_cast<const int32_t*>(nullptr),
+          static_cast<int32_t*>(nullptr), BT);
+      e != cudaSuccess) {
+    return e;
+  }
   w.bytes = 4 * part + Align256(w.sort_temp_bytes);
-  if (base == nullptr) return w;
+  if (base == nullptr) return cudaSuccess;
   auto* p = static_cast<unsigned char*>(base);
   w.keys_in = reinterpret_cast<uint32_t*>(p);
   w.keys_out = reinterpret_cast<uint32_t*>(p + part);
   w.positions_in = reinterpret_cast<int32_t*>(p + 2 * part);
   w.positions_out = reinterpret_cast<int32_t*>(p + 3 * part);
   w.sort_temp = p + 4 * part;
-  return w;
+  return cudaSuccess;
 }
 
 }  // namespace
@@ -190,7 +194,9 @@ cudaError_t LaunchEmbeddingForward(float* out, const int32_t* tokens, const floa
 }
 
 size_t EmbeddingBackwardScratchBytes(int B, int T) {
-  return B <= 0 || T <= 0 ? 0 : CarveWte(nullptr, B * T).bytes;
+  WteScratch w;
+  if (B <= 0 || T <= 0 || CarveWte(nullptr, B * T, w) != cudaSuccess) return 0;
+  return w.bytes;
 }
 
 cudaError_t LaunchEmbeddingBackward(float* dwte, float* dwpe, const float* dout,
@@ -198,12 +204,14 @@ cudaError_t LaunchEmbeddingBackward(float* dwte, float* dwpe, const float* dout,
                                     cudaStream_t stream) {
   if (B <= 0 || T <= 0 || C <= 0) return cudaSuccess;
   if (reinterpret_cast<uintptr_t>(scratch) % 256 != 0) return cudaErrorMisalignedAddress;
+  const int BT = B * T;
+  WteScratch w;
+  if (cudaError_t e = CarveWte(scratch, BT, w); e != cudaSuccess) return e;
+  if (scratch == nullptr) return cudaErrorInvalidValue;  // checked before anything is added
   if (dwpe != nullptr) {
     EmbeddingBackwardWpeKernel<<<GridStrideBlocks(static_cast<size_t>(T) * C), kGridStrideThreads,
                                  0, stream>>>(dwpe, dout, B, T, C);
   }
-  const int BT = B * T;
-  WteScratch w = CarveWte(scratch, BT);
   WtePairsKernel<<<GridStrideBlocks(static_cast<size_t>(BT)), kGridStrideThreads, 0, stream>>>(
       w.keys_in, w.positions_in, tokens, B, T);
   if (cudaError_t e =

@@ -33,7 +33,8 @@ cudaError_t LaunchGeluBackward(float* dinp, const float* inp, const float* dout,
 cudaError_t LaunchEmbeddingForward(float* out, const int32_t* tokens, const float* wte,
                                    const float* wpe, int B, int T, int C, cudaStream_t stream);
 // The backward needs `scratch` (device, 256-byte aligned) of EmbeddingBackwardScratchBytes(B, T)
-// bytes: the sort of the positions by token (embedding.cu).
+// bytes: the sort of the positions by token (embedding.cu; 0 where CUB cannot size its sort, whose
+// error the launch then returns).
 size_t EmbeddingBackwardScratchBytes(int B, int T);
 cudaError_t LaunchEmbeddingBackward(float* dwte, float* dwpe, const float* dout,
                                     const int32_t* tokens, int B, int T, int C, void* scratch,
