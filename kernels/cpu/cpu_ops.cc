@@ -159,13 +159,10 @@ class CpuOps final : public Ops {
                              const uint16_t* out, const float* lse, int B, int T, int C,
                              int NH) override {
     const size_t n = static_cast<size_t>(B) * T * C;
-    std::vector<float>& out32 = operand_scratch_[0];
     std::vector<float>& dqkv32 = operand_scratch_[1];
-    out32.resize(n);
     dqkv32.resize(3 * n);
-    cpu::UnpackBf16(out, out32.data(), n);
-    cpu::AttentionBackward(dqkv32.data(), WideDout(dout, n), Unpacked(qkv, 3 * n), out32.data(),
-                           lse, B, T, C, NH);
+    cpu::AttentionBackward(dqkv32.data(), WideDout(dout, n), Unpacked(qkv, 3 * n),
+                           WidenInto(operand_scratch_[0], out, n), lse, B, T, C, NH);
     cpu::PackBf16(dqkv32.data(), dqkv, 3 * n);
   }
 
@@ -286,10 +283,7 @@ class CpuOps final : public Ops {
     if (precision_ != MatmulPrecision::kBf16 || weight.b16 == nullptr) {
       return Rounded(slot, weight.f32, n);
     }
-    std::vector<float>& out = operand_scratch_[slot];
-    out.resize(n);
-    cpu::UnpackBf16(weight.b16, out.data(), n);
-    return out.data();
+    return WidenInto(operand_scratch_[slot], weight.b16, n);
   }
 
   // The fp32 side of a bf16 op's input or output (n floats).
@@ -297,19 +291,17 @@ class CpuOps final : public Ops {
     widened_.resize(n);
     return widened_.data();
   }
-  // A bf16 input (n values) widened to fp32, in Widened's buffer.
-  const float* Unpacked(const uint16_t* x, size_t n) {
-    float* wide = Widened(n);
-    cpu::UnpackBf16(x, wide, n);
-    return wide;
+  // x (n bf16 values) widened to fp32 into `into`.
+  static const float* WidenInto(std::vector<float>& into, const uint16_t* x, size_t n) {
+    into.resize(n);
+    cpu::UnpackBf16(x, into.data(), n);
+    return into.data();
   }
-  // A bf16 gradient (n values) widened to fp32, in a buffer of its own (an op's bf16 input
-  // besides the one Unpacked widens).
-  const float* WideDout(const uint16_t* dout, size_t n) {
-    dout_wide_.resize(n);
-    cpu::UnpackBf16(dout, dout_wide_.data(), n);
-    return dout_wide_.data();
-  }
+  // A bf16 input widened, in Widened's buffer.
+  const float* Unpacked(const uint16_t* x, size_t n) { return WidenInto(widened_, x, n); }
+  // A bf16 gradient widened, in a buffer of its own (an op's bf16 input besides the one Unpacked
+  // widens).
+  const float* WideDout(const uint16_t* dout, size_t n) { return WidenInto(dout_wide_, dout, n); }
 
   MatmulPrecision precision_ = MatmulPrecision::kFp32;
   std::vector<float> operand_scratch_[3];
