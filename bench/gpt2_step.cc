@@ -149,8 +149,8 @@ int Main(int argc, char** argv) {
     const auto start = std::chrono::steady_clock::now();
     gpt.ZeroGrads();
     scalars->Zero(**ops);
-    gpt.ForwardAccumulate(inputs.data(), targets.data(), scalars->at(0));
-    gpt.Backward(static_cast<float>(loss_scale));
+    gpt.ForwardBackward(inputs.data(), targets.data(), scalars->at(0),
+                        static_cast<float>(loss_scale));
     AddGradSumSquares(gpt, **ops, scalars->at(1));
     const auto issued = std::chrono::steady_clock::now();
     double host[2];

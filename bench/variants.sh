@@ -3,7 +3,8 @@
 # by bench/pack_variant.sh) and runs the steps of PLAN in order while DEADLINE seconds (from the
 # start) allow, so that the most wanted figures come first. Summary in $OUT/summary.txt, every
 # log in $OUT/logs.tar.gz.
-#   tests:V            cuda_ops_test, gpu_training_test, hf_gpu_golden_test, llama_cuda_test
+#   tests:V            cuda_ops_test, gpu_training_test, hf_gpu_golden_test, llama_cuda_test,
+#                      forward_backward_test (its cuda cases; where V has it)
 #   tests-if-failed:V  the same, only if an earlier tests step failed
 #   tput:V             bench/gpt2_step bf16 at GPT-2 124M (B 16) and 1.5B (B 8)
 #   torch              the PyTorch eager peer on the same shapes; compile: torch.compile at 124M
@@ -34,9 +35,12 @@ failed=0
 tests() {
   local v=$1 t n rc
   for t in kernels/cuda_ops_test train/gpu_training_test hf/hf_gpu_golden_test \
-    model/llama_cuda_test; do
+    model/llama_cuda_test model/forward_backward_test; do
     n=$(basename $t)
-    timeout "$(cap 200)" "/tmp/variants/$v/tests/$t" >"$L/${v}_$n.txt" 2>&1
+    [ -x "/tmp/variants/$v/tests/$t" ] || continue
+    filter='*'
+    [ "$n" = forward_backward_test ] && filter='*cuda*'
+    timeout "$(cap 200)" "/tmp/variants/$v/tests/$t" --gtest_filter="$filter" >"$L/${v}_$n.txt" 2>&1
     rc=$?
     [ $rc != 0 ] && failed=1
     el "$v $n rc=$rc $(grep -E '^\[  (PASSED|FAILED|SKIPPED) +\] [0-9]+ test' "$L/${v}_$n.txt" | tr '\n' ' ')"

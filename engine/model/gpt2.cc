@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "core/rng.h"
@@ -64,6 +65,7 @@ struct Gpt2::Impl {
   BlockGradScratch scratch{};
   int32_t *inputs, *targets;  // (N) each
   size_t valid_targets = 0;
+  bool logits_hold_gradient = false;  // the forward wrote the loss's gradient over the logits
 
   const BlockActivations& ActsOf(int block) const { return acts[checkpointing ? 0 : block]; }
 };
@@ -225,7 +227,16 @@ void Gpt2::ForwardUnits(int first, int end, const int32_t* inputs, const int32_t
   act16.ProjectionForward(m.logits, m.lnf, Weight(0, wte), nullptr, N, C, Vp_);
   ReleaseParams(L + 1);
   ReleaseParams(0);
-  act16.CrossEntropy(m.losses, m.logits, m.targets, N, config_.vocab_size, Vp_, 0.0f);
+  // Before a backward (ForwardBackward), the loss's pass writes its gradient too.
+  const size_t valid = CountValidTargets(targets, s.N());
+  const float dlogits_scale = backward_loss_scale_.has_value() && valid > 0
+                                  ? *backward_loss_scale_ / static_cast<float>(valid)
+                                  : 0.0f;
+  act16.CrossEntropy(m.losses, m.logits, m.targets, N, config_.vocab_size, Vp_, dlogits_scale);
+  m.logits_hold_gradient = backward_loss_scale_.has_value();
+  if (m.logits_hold_gradient && valid == 0) {
+    ops_->Fill(m.logits, 0.0f, Bf16Activations::Floats(s.N() * Vp_, m.bf16));  // bf16 0: 0 bits
+  }
 
   AddMeanLoss(m.losses, targets, s.N(), loss_sum, &m.valid_targets);
 }
@@ -255,11 +266,14 @@ void Gpt2::RunBackwardUnits(int first, int end, float loss_scale, bool last_micr
     const TensorSpec& lnf_b = head.layout.tensors()[1];
     AcquireGrads(L + 1);
     const Bf16Activations act16(*ops_, m.bf16);
-    if (m.valid_targets == 0) {
-      ops_->Fill(m.logits, 0.0f, Bf16Activations::Floats(s.N() * Vp_, m.bf16));  // bf16 0: 0 bits
-    } else {
-      act16.CrossEntropy(m.losses, m.logits, m.targets, N, config_.vocab_size, Vp_,
-                         loss_scale / static_cast<float>(m.valid_targets));
+    // ForwardBackward's forward wrote the gradient already, with this loss_scale.
+    if (!std::exchange(m.logits_hold_gradient, false)) {
+      if (m.valid_targets == 0) {
+        ops_->Fill(m.logits, 0.0f, Bf16Activations::Floats(s.N() * Vp_, m.bf16));  // 0: 0 bits
+      } else {
+        act16.CrossEntropy(m.losses, m.logits, m.targets, N, config_.vocab_size, Vp_,
+                           loss_scale / static_cast<float>(m.valid_targets));
+      }
     }
     // Tied LM head: the logits' weight gradient lands in the embedding Unit's dwte.
     float* dlnf = m.scratch.dln;

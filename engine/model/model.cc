@@ -166,9 +166,22 @@ float Model::ForwardUnitsLoss(int first, int end, const int32_t* inputs, const i
 
 void Model::AddMeanLoss(const float* losses, const int32_t* targets, size_t n, double* loss_sum,
                         size_t* valid) {
-  *valid = 0;
-  for (size_t i = 0; i < n; ++i) *valid += targets[i] >= 0;
+  *valid = CountValidTargets(targets, n);
   ops_->AddMean(loss_sum, losses, n, *valid);
+}
+
+size_t Model::CountValidTargets(const int32_t* targets, size_t n) {
+  size_t valid = 0;
+  for (size_t i = 0; i < n; ++i) valid += targets[i] >= 0;
+  return valid;
+}
+
+void Model::ForwardBackward(const int32_t* inputs, const int32_t* targets, double* loss_sum,
+                            float loss_scale, bool last_micro_batch) {
+  backward_loss_scale_ = loss_scale;
+  ForwardUnits(0, num_units(), inputs, targets, nullptr, loss_sum);
+  backward_loss_scale_.reset();
+  RunBackwardUnits(0, num_units(), loss_scale, last_micro_batch, nullptr);
 }
 
 std::vector<int> StageUnits(const ModelConfig& config, int first, int end) {

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -59,6 +60,12 @@ class Model {
   void Backward(float loss_scale, bool last_micro_batch = true) {
     RunBackwardUnits(0, num_units(), loss_scale, last_micro_batch, nullptr);
   }
+  // ForwardAccumulate, then Backward(loss_scale, last_micro_batch), as one training micro-batch.
+  // A model may write the loss's gradient in the loss's own pass over the logits (GPT-2 does:
+  // one reading of them less); the gradients equal those of the two calls bitwise, and logits()
+  // afterwards holds no logits.
+  void ForwardBackward(const int32_t* inputs, const int32_t* targets, double* loss_sum,
+                       float loss_scale, bool last_micro_batch = true);
 
   // Pipeline stages (pipeline/): the forward over Units [first, end) only, using only the
   // Units UnitsUsed(first, end) lists. Starts from the token `inputs` when first == 0, else
@@ -159,6 +166,8 @@ class Model {
   // to the number counted. Does not wait.
   void AddMeanLoss(const float* losses, const int32_t* targets, size_t n, double* loss_sum,
                    size_t* valid);
+  // The targets (host memory) that are not ignored (>= 0).
+  static size_t CountValidTargets(const int32_t* targets, size_t n);
   // Appends the Units of `layouts`: those in `held` (empty: all) allocated as `sharding` says,
   // the others with their layout only (no buffers).
   absl::Status AddUnits(std::vector<UnitLayout> layouts, const ShardingPlan& sharding,
@@ -175,6 +184,9 @@ class Model {
   std::vector<bool> held_;
   DeviceScalars forward_loss_;  // ForwardUnitsLoss's own loss scalar, allocated on first use
   bool params_change_before_backward_ = false;
+  // Set by ForwardBackward during its forward: the Backward that follows takes this loss scale,
+  // so a forward may write the loss's gradient already (one that does tells its backward).
+  std::optional<float> backward_loss_scale_;
 
  private:
   virtual void RunBackwardUnits(int first, int end, float loss_scale, bool last_micro_batch,

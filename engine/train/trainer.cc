@@ -565,8 +565,8 @@ absl::Status Trainer::TrainStep() {
   const int64_t accum = config_.gradient_accumulation_steps;
   for (int64_t micro = 0; micro < accum; ++micro) {
     train_loader_->Next(inputs_.data(), targets_.data());
-    model_->ForwardAccumulate(inputs_.data(), targets_.data(), step_scalars_.at(kLossSum));
-    model_->Backward(
+    model_->ForwardBackward(
+        inputs_.data(), targets_.data(), step_scalars_.at(kLossSum),
         static_cast<float>(loss_scale) / static_cast<float>(accum * comm_->world_size()),
         micro == accum - 1);
     SPW_RETURN_IF_ERROR(residency_->FinishGrads());

@@ -103,13 +103,13 @@ __global__ void __launch_bounds__(kThreads)
                                        static_cast<double>(s_target_logit));
     }
 
-    // Pass 2: the gradient, in place.
+    // Pass 2: the gradient, in place, from the row's end: its last-read part is likeliest in L2.
     if (scale != 0.0f) {
       const float factor = static_cast<float>(static_cast<double>(scale) / sum);
       int begin = 0;
       if (vec) {
         const int Vp4 = Vp / 4;
-        for (int q = tid; q < Vp4; q += kThreads) {
+        for (int q = Vp4 - 1 - tid; q >= 0; q -= kThreads) {
           const int i = 4 * q;
           float4 v = LoadQuadAs(x, q);
           v.x = Grad(v.x, i, V, target, max, factor, scale);
