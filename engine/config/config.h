@@ -107,6 +107,10 @@ struct ZeroConfig {
   // offload_optimizer.ratio: the share of the elements whose optimizer runs on the CPU, the last
   // Units' (partitioner/offload_split.h); 1: every Unit.
   double offload_ratio = 1.0;
+  // offload_optimizer.ratio = "auto": the trainer's memory check sets offload_ratio to the
+  // smallest share on a grid of 0.05 with which the plan fits (the most optimizer state that the
+  // GPU holds; engine/plan/fit.h), before anything is allocated.
+  bool offload_ratio_auto = false;
   int64_t delayed_update_warmup = 40;  // offload_optimizer.delayed_update_warmup (steps)
   // offload_optimizer.staging_buffer_count / staging_buffer_size (elements): the pinned staging
   // pool for pageable offloaded state (pin_memory false on a GPU backend).

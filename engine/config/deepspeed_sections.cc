@@ -135,7 +135,18 @@ absl::Status ParseOffloadOptimizer(const ObjectReader& zero_reader, ZeroConfig* 
                     "the delayed update needs the optimizer offloaded: set device to \"cpu\"");
   }
   zero->offload_delayed_update = want_delayed;
-  SPW_RETURN_IF_ERROR(r.Double("ratio", &zero->offload_ratio, {0.0, true, 1.0, false}));
+  if (const Json* ratio = r.Find("ratio"); ratio != nullptr && ratio->is_string()) {
+    SPW_RETURN_IF_ERROR(ReadString(*ratio, r.KeyPath("ratio"), {"auto"}).status());
+    zero->offload_ratio_auto = true;
+    if (device == "none" || want_delayed) {
+      return KeyError(r.KeyPath("ratio"),
+                      absl::StrCat("\"auto\" (partial offload) needs device \"cpu\", \"nvme\" "
+                                   "or \"auto\" without delayed_update, found device \"",
+                                   device, "\"", want_delayed ? " with delayed_update" : ""));
+    }
+  } else {
+    SPW_RETURN_IF_ERROR(r.Double("ratio", &zero->offload_ratio, {0.0, true, 1.0, false}));
+  }
   if (zero->offload_ratio < 1.0 && ((device != "cpu" && device != "nvme") || want_delayed)) {
     return KeyError(r.KeyPath("ratio"),
                     absl::StrCat("below 1 (partial offload) needs device \"cpu\" or \"nvme\" "

@@ -98,9 +98,10 @@ absl::Status CheckPipeline(const Config& c) {
                     "is \"nvme\" but pipelined runs keep optimizer state in the Units' buffers "
                     "in this build; use \"cpu\" or \"none\"");
   }
-  if (c.zero.offload_ratio < 1.0) {
+  if (c.zero.offload_ratio < 1.0 || c.zero.offload_ratio_auto) {
     return KeyError("zero_optimization.offload_optimizer.ratio",
-                    "below 1 is not built for pipelined runs; set 1 or pipeline.stages to 1");
+                    "below 1 or \"auto\" is not built for pipelined runs; set 1 or "
+                    "pipeline.stages to 1");
   }
   if (c.zero.offload_delayed_update) {
     return KeyError("zero_optimization.offload_optimizer.delayed_update",

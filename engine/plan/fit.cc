@@ -37,8 +37,11 @@ std::vector<Placement> Choices(Placement p) {
 }  // namespace
 
 std::string PlacementText(const PlanInput& in) {
-  return absl::StrCat("offload_optimizer \"", PlacementName(in.offload_optimizer),
-                      "\", offload_param \"", PlacementName(in.offload_param), "\"");
+  const bool split = in.offload_ratio < 1.0 && (in.offload_optimizer == Placement::kCpu ||
+                                                in.offload_optimizer == Placement::kNvme);
+  return absl::StrCat("offload_optimizer \"", PlacementName(in.offload_optimizer), "\"",
+                      split ? absl::StrFormat(" (ratio %g)", in.offload_ratio) : "",
+                      ", offload_param \"", PlacementName(in.offload_param), "\"");
 }
 
 bool FitReport::fits() const {
@@ -86,6 +89,12 @@ absl::StatusOr<PlanResult> PlanToFit(const PlanInput& input, const Hardware& hw)
     PlanInput in = input;
     in.offload_optimizer = o;
     in.offload_param = p;
+    if (in.offload_ratio_auto) {
+      // The split that fits with the most on the GPU; if none, the whole optimizer offloaded.
+      in.offload_ratio = 1.0;
+      if (std::optional<PlanInput> split = SplitThatFits(in, hw)) in = *std::move(split);
+      in.offload_ratio_auto = false;
+    }
     absl::StatusOr<MemoryPlan> plan = PlanMemory(in);
     if (!plan.ok()) {
       if (!is_auto) return plan.status();
@@ -96,6 +105,7 @@ absl::StatusOr<PlanResult> PlanToFit(const PlanInput& input, const Hardware& hw)
     result.fit = CheckFit(*plan, hw);
     result.plan = *std::move(plan);
     result.resolved_auto = is_auto;
+    result.resolved_ratio = input.offload_ratio_auto;
     have_plan = true;
     if (is_auto) {
       result.tried.push_back(absl::StrCat(PlacementText(in), ": ",
@@ -113,7 +123,7 @@ std::optional<PlanInput> SplitThatFits(const PlanInput& input, const Hardware& h
   if (!offloaded) return std::nullopt;
   const bool compact = input.moments != MomentDtype::kFp32 || input.master != MasterDtype::kFp32;
   const bool split_nvme = input.offload_optimizer == Placement::kNvme && compact;
-  constexpr int kSteps = 20;  // ratios of 0.05, 0.10, ... 1
+  constexpr int kSteps = kSplitSteps;
   for (int r = 1; r <= kSteps; ++r) {
     // nvme_ratio above ratio puts every offloaded Unit on NVMe, as nvme_ratio = ratio does.
     for (int n = 1; n <= (split_nvme ? r : 1); ++n) {

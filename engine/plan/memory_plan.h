@@ -77,6 +77,8 @@ struct PlanInput {
   // offload_optimizer.ratio with "cpu": the last Units holding this share of the elements
   // offload their optimizer, the others keep it in the compute tier (partitioner/offload_split.h).
   double offload_ratio = 1.0;
+  // offload_optimizer.ratio "auto": PlanToFit sets offload_ratio (fit.h).
+  bool offload_ratio_auto = false;
   // offload_optimizer.nvme_ratio with "nvme" (compact state): the last Units holding this share
   // of the elements keep their state on NVMe, the first Units in the offload tier.
   double nvme_ratio = 1.0;

@@ -48,6 +48,7 @@ absl::StatusOr<PlanInput> PlanInputFromConfig(const Config& config, int world_si
                          : config.zero.offload_optimizer    ? Placement::kCpu
                                                             : Placement::kNone;
   in.offload_ratio = config.zero.offload_ratio;
+  in.offload_ratio_auto = config.zero.offload_ratio_auto;
   in.nvme_ratio = config.zero.nvme_ratio;
   in.offload_param = config.zero.offload_param_auto ? Placement::kAuto
                      : config.zero.param_nvme       ? Placement::kNvme

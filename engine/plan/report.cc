@@ -63,8 +63,9 @@ std::string FormatPlan(const PlanResult& result, const Hardware& hw) {
   }
   for (const std::string& t : result.tried) absl::StrAppend(&out, "  tried ", t, "\n");
   if (result.fit.fits()) {
-    absl::StrAppend(&out, "verdict: fits", result.resolved_auto ? "; chosen placement: " : "",
-                    result.resolved_auto ? PlacementText(in) : "", "\n");
+    const bool chosen = result.resolved_auto || result.resolved_ratio;
+    absl::StrAppend(&out, "verdict: fits", chosen ? "; chosen placement: " : "",
+                    chosen ? PlacementText(in) : "", "\n");
   } else {
     absl::StrAppend(&out, "verdict: does not fit: ", NotFitError(result, hw).message(), "\n");
   }

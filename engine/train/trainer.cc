@@ -245,7 +245,8 @@ absl::Status Trainer::Setup() {
 }
 
 absl::Status Trainer::ResolveAutoOffload() {
-  if (!config_.zero.offload_optimizer_auto && !config_.zero.offload_param_auto) {
+  if (!config_.zero.offload_optimizer_auto && !config_.zero.offload_param_auto &&
+      !config_.zero.offload_ratio_auto) {
     return absl::OkStatus();
   }
   SPW_ASSIGN_OR_RETURN(const RankInfo ranks, RankInfoFromEnvironment());
@@ -266,15 +267,19 @@ absl::Status Trainer::ResolveAutoOffload() {
   auto level_of = [](Placement p) {
     return p == Placement::kNvme ? 2.0f : p == Placement::kCpu ? 1.0f : 0.0f;
   };
-  float mine[2] = {level_of(result.plan.input.offload_optimizer),
-                   level_of(result.plan.input.offload_param)};
-  std::vector<float> levels(2 * world);
-  SPW_RETURN_IF_ERROR(comm_->AllGather(mine, levels.data(), 2));
-  float level = 0.0f, params = 0.0f;
+  // Likewise the largest ratio and nvme_ratio (the least on the GPU, the most on NVMe).
+  constexpr int kChoices = 4;  // optimizer level, parameter level, ratio, nvme_ratio
+  const PlanInput& chosen = result.plan.input;
+  float mine[kChoices] = {level_of(chosen.offload_optimizer), level_of(chosen.offload_param),
+                          static_cast<float>(chosen.offload_ratio),
+                          static_cast<float>(chosen.nvme_ratio)};
+  std::vector<float> choices(kChoices * world);
+  SPW_RETURN_IF_ERROR(comm_->AllGather(mine, choices.data(), kChoices));
+  float most[kChoices] = {};
   for (int r = 0; r < world; ++r) {
-    level = std::max(level, levels[2 * r]);
-    params = std::max(params, levels[2 * r + 1]);
+    for (int c = 0; c < kChoices; ++c) most[c] = std::max(most[c], choices[kChoices * r + c]);
   }
+  const float level = most[0], params = most[1];
   if (config_.zero.offload_optimizer_auto) {
     config_.zero.offload_optimizer_auto = false;
     config_.zero.offload_optimizer = level >= 1.0f;
@@ -285,15 +290,28 @@ absl::Status Trainer::ResolveAutoOffload() {
     config_.zero.offload_param = params >= 1.0f;
     config_.zero.param_nvme = params >= 2.0f;
   }
-  Print(
-      absl::StrFormat("offload \"auto\": chose offload_optimizer \"%s\", offload_param \"%s\" (%s)",
-                      config_.zero.optimizer_nvme      ? "nvme"
-                      : config_.zero.offload_optimizer ? "cpu"
-                                                       : "none",
-                      config_.zero.param_nvme      ? "nvme"
-                      : config_.zero.offload_param ? "cpu"
-                                                   : "none",
-                      absl::StrJoin(result.tried, "; ")));
+  if (config_.zero.offload_ratio_auto) {
+    config_.zero.offload_ratio_auto = false;
+    // Back to the grid's doubles (a float need not hold k / kSplitSteps exactly).
+    auto on_grid = [](float r) { return std::round(r * kSplitSteps) / kSplitSteps; };
+    config_.zero.offload_ratio = config_.zero.offload_optimizer ? on_grid(most[2]) : 1.0;
+    config_.zero.nvme_ratio = config_.zero.optimizer_nvme ? on_grid(most[3]) : 1.0;
+  }
+  Print(absl::StrFormat(
+      "offload \"auto\": chose offload_optimizer \"%s\"%s, offload_param \"%s\"%s%s%s",
+      config_.zero.optimizer_nvme      ? "nvme"
+      : config_.zero.offload_optimizer ? "cpu"
+                                       : "none",
+      config_.zero.offload_ratio < 1.0
+          ? absl::StrFormat(" with ratio %g (the last Units holding that share of the "
+                            "elements step on the CPU, the others in the backend)",
+                            config_.zero.offload_ratio)
+          : "",
+      config_.zero.param_nvme      ? "nvme"
+      : config_.zero.offload_param ? "cpu"
+                                   : "none",
+      result.tried.empty() ? "" : " (", absl::StrJoin(result.tried, "; "),
+      result.tried.empty() ? "" : ")"));
   return absl::OkStatus();
 }
 

@@ -200,6 +200,13 @@ TEST(ConfigTest, ZeroStagesAndDeepSpeedTuningKeys) {
   EXPECT_EQ(delayed->zero.delayed_update_warmup, 5);
   EXPECT_FALSE(offload->zero.optimizer_nvme);
   EXPECT_EQ(offload->aio.queue_depth, 32);
+  EXPECT_FALSE(offload->zero.offload_ratio_auto);
+  absl::StatusOr<Config> split = ParseConfig(WithBatch(R"("train_batch_size": 8,
+      "zero_optimization": {"offload_optimizer": {"device": "auto", "ratio": "auto"}})"));
+  ASSERT_TRUE(split.ok()) << split.status();
+  EXPECT_TRUE(split->zero.offload_optimizer_auto);
+  EXPECT_TRUE(split->zero.offload_ratio_auto);
+  EXPECT_EQ(split->zero.offload_ratio, 1.0);  // until the trainer's memory check chooses
   absl::StatusOr<Config> nvme = ParseConfig(WithBatch(R"("train_batch_size": 8,
       "zero_optimization": {"offload_optimizer": {"device": "nvme", "nvme_path": "/local_nvme",
                                                   "buffer_count": 5, "buffer_size": 1e8}},

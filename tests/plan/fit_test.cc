@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "engine/plan/report.h"
 #include "offload/buffer.h"
+#include "partitioner/offload_split.h"
 
 namespace spillway {
 namespace {
@@ -148,6 +149,58 @@ TEST(FitTest, NotFitProposesASplitOverTheTiers) {
       << message;
   // Nothing fits a GPU too small for the working buffers: no split is proposed.
   EXPECT_FALSE(SplitThatFits(in, Machine(kMiB, 1u << 30, 1u << 30)).has_value());
+}
+
+// offload_optimizer.ratio "auto": the smallest ratio on the grid that fits (the most optimizer
+// state on the GPU), for an explicit "cpu" and for an "auto" device that resolves to it.
+TEST(FitTest, RatioAutoPicksTheSmallestSplitThatFits) {
+  PlanInput in = Model100M();
+  in.offload_optimizer = Placement::kCpu;
+  auto gpu_bytes = [&](double ratio) {
+    PlanInput at = in;
+    at.offload_optimizer = Placement::kCpu;
+    at.offload_ratio = ratio;
+    at.offload_ratio_auto = false;
+    absl::StatusOr<MemoryPlan> plan = PlanMemory(at);
+    EXPECT_TRUE(plan.ok()) << plan.status();
+    return plan.ok() ? plan->Bytes(Tier::kDevice) : size_t{0};
+  };
+  // A GPU that holds the optimizer of the first half of the Units but not of one more.
+  const Hardware hw = Machine((gpu_bytes(0.5) + gpu_bytes(0.4)) / 2, 8192 * kMiB, 0);
+  in.offload_ratio_auto = true;
+  for (const Placement device : {Placement::kCpu, Placement::kAuto}) {
+    in.offload_optimizer = device;
+    absl::StatusOr<PlanResult> r = PlanToFit(in, hw);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_TRUE(r->fit.fits()) << FormatPlan(*r, hw);
+    EXPECT_TRUE(r->resolved_ratio);
+    EXPECT_EQ(r->plan.input.offload_optimizer, Placement::kCpu);
+    EXPECT_FALSE(r->plan.input.offload_ratio_auto);
+    // The half of the Units that 0.5 offloads, at the smallest ratio on the grid that does so.
+    const double ratio = r->plan.input.offload_ratio;
+    EXPECT_EQ(FirstOffloadedUnit(in.unit_numel, ratio), FirstOffloadedUnit(in.unit_numel, 0.5));
+    EXPECT_GT(gpu_bytes(ratio - 1.0 / kSplitSteps), *hw.gpu_free);
+    EXPECT_NE(FormatPlan(*r, hw).find(
+                  absl::StrFormat("chosen placement: offload_optimizer \"cpu\" (ratio %g)", ratio)),
+              std::string::npos)
+        << FormatPlan(*r, hw);
+  }
+  // Room for everything: an "auto" device keeps the optimizer in the GPU; "cpu" offloads the
+  // grid's least.
+  const Hardware big = Machine(8192 * kMiB, 8192 * kMiB, 0);
+  in.offload_optimizer = Placement::kAuto;
+  absl::StatusOr<PlanResult> r = PlanToFit(in, big);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->plan.input.offload_optimizer, Placement::kNone);
+  in.offload_optimizer = Placement::kCpu;
+  r = PlanToFit(in, big);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_DOUBLE_EQ(r->plan.input.offload_ratio, 1.0 / kSplitSteps);
+  // Not even the whole optimizer offloaded fits: ratio 1, reported short.
+  r = PlanToFit(in, Machine(gpu_bytes(1.0) - kMiB, 8192 * kMiB, 0));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->fit.fits());
+  EXPECT_EQ(r->plan.input.offload_ratio, 1.0);
 }
 
 TEST(FitTest, HostMemoryIsSharedByTheRanksOfANode) {

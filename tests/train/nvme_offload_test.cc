@@ -19,6 +19,7 @@
 #include "engine/plan/plan_config.h"
 #include "engine/train/nvme_adamw.h"
 #include "kernels/backend.h"
+#include "partitioner/offload_split.h"
 #include "tests/train/train_test_util.h"
 
 namespace spillway {
@@ -530,6 +531,57 @@ TEST(NvmeOffloadAutoTest, AutoOffloadsTheParametersWhenOnlyThatFits) {
     ASSERT_TRUE(trained.ok()) << trained;
   }
   EXPECT_EQ(explicit_placement->step_losses(), chose_both->step_losses());
+}
+
+// offload_optimizer.ratio "auto" on NVMe: with host memory (SPILLWAY_PLAN_HARDWARE) that holds
+// the state of the first half of the Units but not of one more, the trainer keeps that half in
+// the backend, the rest on NVMe, and trains exactly as ratio 0.5 does.
+TEST(NvmeOffloadAutoTest, RatioAutoKeepsWhatFitsInTheBackendAndTrainsLikeIt) {
+  const std::string dir = FreshDir("nvme_ratio_auto");
+  std::filesystem::create_directories(dir + "/nvme");
+  auto zero = [&](const std::string& ratio) {
+    return absl::StrCat(R"("zero_optimization": {"offload_optimizer": {"device": "nvme",)",
+                        R"( "nvme_path": ")", dir, R"(/nvme", "buffer_count": 4,)",
+                        R"( "buffer_size": 4096, "ratio": )", ratio, "}},");
+  };
+  auto deep = [](const std::string& json) {  // 8 layers: a ratio has Units to split
+    return absl::StrReplaceAll(json, {{R"("n_layer": 2)", R"("n_layer": 8)"}});
+  };
+  const std::string auto_json = WithOffload(deep(SmallConfig(4, dir + "/auto")), zero("\"auto\""));
+  absl::StatusOr<Config> config = ParseConfig(auto_json);
+  ASSERT_TRUE(config.ok()) << config.status();
+  absl::StatusOr<PlanInput> input = PlanInputFromConfig(*config, 1, 1);
+  ASSERT_TRUE(input.ok()) << input.status();
+  auto host_bytes = [&](double ratio) {
+    PlanInput in = *input;
+    in.offload_ratio = ratio;
+    in.offload_ratio_auto = false;
+    absl::StatusOr<MemoryPlan> plan = PlanMemory(in);
+    EXPECT_TRUE(plan.ok()) << plan.status();
+    return plan.ok() ? plan->Bytes(Tier::kHost) + plan->Bytes(Tier::kPinnedHost) : size_t{0};
+  };
+  const int half = FirstOffloadedUnit(input->unit_numel, 0.5);
+  double fewer = 0.5;  // the largest ratio on the grid that offloads fewer Units than 0.5
+  while (FirstOffloadedUnit(input->unit_numel, fewer) == half) fewer -= 0.05;
+  ASSERT_GT(fewer, 0.0);
+  ASSERT_LT(host_bytes(0.5), host_bytes(fewer));
+
+  const std::string small_host = absl::StrCat("cpu=", (host_bytes(0.5) + host_bytes(fewer)) / 2);
+  setenv(kHardwareOverrideEnv, small_host.c_str(), 1);
+  auto chose = MakeTrainer(auto_json);
+  unsetenv(kHardwareOverrideEnv);
+  ASSERT_NE(chose, nullptr);
+  auto explicit_ratio =
+      MakeTrainer(WithOffload(deep(SmallConfig(4, dir + "/explicit")), zero("0.5")));
+  for (int u = 0; u < chose->model().num_units(); ++u) {
+    EXPECT_EQ(chose->model().unit(u).optimizer_offloaded(), u >= half) << u;
+    EXPECT_EQ(explicit_ratio->model().unit(u).optimizer_offloaded(), u >= half) << u;
+  }
+  for (Trainer* t : {chose.get(), explicit_ratio.get()}) {
+    absl::Status trained = t->Train();
+    ASSERT_TRUE(trained.ok()) << trained;
+  }
+  EXPECT_EQ(explicit_ratio->step_losses(), chose->step_losses());
 }
 
 }  // namespace
