@@ -31,20 +31,24 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo "${COMMIT:-unknown}")
 echo "# $(date -u +%F) commit $commit, $(lscpu | sed -n 's/^Model name: *//p'), n=$n," \
   "$OMP_NUM_THREADS threads" | tee "$out/cpu_adam.txt"
 "$build/bench/cpu_adam" --n "$n" --isa all | tee -a "$out/cpu_adam.txt"
-"$python" bench/peers/cpu_adam_torch.py --n "$n" | tee -a "$out/cpu_adam.txt"
+for mode in fused foreach default; do
+  "$python" bench/peers/cpu_adam_torch.py --n "$n" --mode "$mode" | tee -a "$out/cpu_adam.txt"
+done
 # The summary: the best ISA's figures against the triad (target >= 80%) and torch (>= 5x).
 "$python" - "$out/cpu_adam.txt" <<'PY' | tee "$out/cpu_adam_summary.md"
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 triad = next(r for r in rows if r["impl"] == "triad")
-torch = next(r for r in rows if r["impl"].startswith("pytorch"))
-print(f"triad: {triad['gb_per_s']:.1f} GB/s; {torch['impl']}: {torch['ms_per_step']:.1f} ms/step, "
-      f"{torch['gb_per_s']:.1f} GB/s")
-print("| kernel | bf16 out | ms/step | params/s | GB/s | vs triad (>= 80%) | vs torch (>= 5x) |")
-print("|---|---|---|---|---|---|---|")
+peers = [r for r in rows if r["impl"].startswith("pytorch")]
+print(f"triad: {triad['gb_per_s']:.1f} GB/s; " + "; ".join(
+    f"{p['impl']}: {p['ms_per_step']:.1f} ms/step, {p['gb_per_s']:.1f} GB/s" for p in peers))
+names = " | ".join(f"vs {p['impl'].rsplit('-', 1)[1]} (>= 5x)" for p in peers)
+print(f"| kernel | bf16 out | ms/step | params/s | GB/s | vs triad (>= 80%) | {names} |")
+print("|---|---|---|---|---|---|" + "---|" * len(peers))
 for r in rows:
-    if r["impl"].startswith("spillway"):
+    if r["impl"].startswith("spillway") and "bf16_out" in r:  # fp32 state (not the compact kernels)
+        ratios = " | ".join(f"{p['ms_per_step'] / r['ms_per_step']:.1f}x" for p in peers)
         print(f"| {r['impl']} | {'yes' if r['bf16_out'] else 'no'} | {r['ms_per_step']:.1f} | "
               f"{r['params_per_s']:.3g} | {r['gb_per_s']:.1f} | {100 * r['triad_fraction']:.0f}% | "
-              f"{torch['ms_per_step'] / r['ms_per_step']:.1f}x |")
+              f"{ratios} |")
 PY

@@ -9,7 +9,7 @@
 #      PRECISION=bf16 (as the peer; or fp32); variant offload_param: stage 3 with the parameters
 #      and gradients in pinned CPU memory too (offload_param "cpu"); variant offload_ratio:
 #      offload_optimizer.ratio RATIO (default 0.6, the last Units on the CPU; offload_ratio0.4:
-#      ratio 0.4),
+#      ratio 0.4; offload_ratioauto: "auto", the most the GPU holds),
 #      BUILD=build-device; a variant ending in _cpuckpt also keeps the activation checkpoints in
 #      CPU memory (offload_noclip_cpuckpt); "noclip" anywhere in a variant's name turns gradient
 #      clipping off (offload_ratio_noclip).
@@ -45,7 +45,7 @@ if variant != "gpu":
     zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
 if variant.startswith("offload_ratio"):  # partial offload: the first Units step on the GPU
     digits = variant[len("offload_ratio"):].split("_")[0]  # offload_ratio0.4: ratio 0.4
-    zero["offload_optimizer"]["ratio"] = float(digits or ratio)
+    zero["offload_optimizer"]["ratio"] = digits if digits == "auto" else float(digits or ratio)
 if variant.startswith("offload_param"):  # ZeRO-3 with the parameters in CPU memory too
     zero["stage"] = 3
     zero["offload_param"] = {"device": "cpu", "pin_memory": True}

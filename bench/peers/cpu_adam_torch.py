@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """PyTorch peer of bench/cpu_adam: torch.optim.AdamW steps on the CPU over one fp32 tensor.
 
-usage: cpu_adam_torch.py [--n N] [--steps S] [--warmup W]
+usage: cpu_adam_torch.py [--n N] [--steps S] [--warmup W] [--mode fused|foreach|default]
 Same n, hyperparameters and byte count as the C++ benchmark (28 bytes per parameter: p, g, m, v
-read; p, m, v written), median step time. fused=True where this torch supports it on the CPU
-(2.4+), else foreach=True. Threads: OMP_NUM_THREADS (else all cores), as torch.set_num_threads.
-Prints a table row and one JSON line.
+read; p, m, v written), median step time. --mode fused (the default here): fused=True where this
+torch supports it on the CPU (2.4+), else foreach=True; foreach: foreach=True; default:
+torch.optim.AdamW as constructed without either flag (on CPU tensors, the per-tensor loop).
+Threads: OMP_NUM_THREADS (else all cores), as torch.set_num_threads. Prints a table row and one
+JSON line.
 """
 import argparse
 import json
@@ -16,7 +18,13 @@ import time
 import torch
 
 
-def make_optimizer(param):
+def make_optimizer(param, mode):
+    if mode == "default":
+        return torch.optim.AdamW([param], lr=1e-4, betas=(0.9, 0.999), eps=1e-8,
+                                 weight_decay=0.01), "default"
+    if mode == "foreach":
+        return torch.optim.AdamW([param], lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01,
+                                 foreach=True), "foreach"
     try:
         opt = torch.optim.AdamW([param], lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01,
                                 fused=True)
@@ -33,13 +41,14 @@ def main():
     p.add_argument("--n", type=int, default=100_000_000)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--mode", choices=["fused", "foreach", "default"], default="fused")
     a = p.parse_args()
     threads = int(os.environ.get("OMP_NUM_THREADS", os.cpu_count()))
     torch.set_num_threads(threads)
     param = torch.nn.Parameter(torch.full((a.n,), 0.5))
     param.grad = torch.full((a.n,), -0.25)
     with torch.no_grad():
-        opt, mode = make_optimizer(param)
+        opt, mode = make_optimizer(param, a.mode)
     seconds = []
     for step in range(a.warmup + a.steps):
         start = time.perf_counter()

@@ -428,6 +428,13 @@ TEST(NvmeOffloadErrorsTest, UnwritableNvmePathIsRefused) {
   EXPECT_NE(status.message().find("not writable"), std::string::npos) << status;
 }
 
+// The host memory (pageable and pinned) the planner gives `in`; 0 and a failure if it refuses.
+size_t PlannedHostBytes(const PlanInput& in) {
+  absl::StatusOr<MemoryPlan> plan = PlanMemory(in);
+  EXPECT_TRUE(plan.ok()) << plan.status();
+  return plan.ok() ? plan->Bytes(Tier::kHost) + plan->Bytes(Tier::kPinnedHost) : size_t{0};
+}
+
 // offload_optimizer.device "auto": with room for everything, the optimizer stays in the backend;
 // with host memory (SPILLWAY_PLAN_HARDWARE) too small for anything but NVMe-resident state, the
 // trainer picks "nvme", and either way it trains exactly as the explicit placement does.
@@ -447,9 +454,7 @@ TEST(NvmeOffloadAutoTest, AutoPicksTheCheapestPlacementThatFitsAndTrainsLikeIt) 
   auto host_bytes = [&](Placement placement) {
     PlanInput in = *input;
     in.offload_optimizer = placement;
-    absl::StatusOr<MemoryPlan> plan = PlanMemory(in);
-    EXPECT_TRUE(plan.ok()) << plan.status();
-    return plan.ok() ? plan->Bytes(Tier::kHost) + plan->Bytes(Tier::kPinnedHost) : size_t{0};
+    return PlannedHostBytes(in);
   };
   const size_t none = host_bytes(Placement::kNone), nvme = host_bytes(Placement::kNvme);
   ASSERT_LT(nvme, none);
@@ -504,9 +509,7 @@ TEST(NvmeOffloadAutoTest, AutoOffloadsTheParametersWhenOnlyThatFits) {
     PlanInput in = *input;
     in.offload_optimizer = optimizer;
     in.offload_param = params;
-    absl::StatusOr<MemoryPlan> plan = PlanMemory(in);
-    EXPECT_TRUE(plan.ok()) << plan.status();
-    return plan.ok() ? plan->Bytes(Tier::kHost) + plan->Bytes(Tier::kPinnedHost) : size_t{0};
+    return PlannedHostBytes(in);
   };
   const size_t both = host_bytes(Placement::kNvme, Placement::kCpu);
   const size_t optimizer_only = host_bytes(Placement::kNvme, Placement::kNone);
@@ -556,9 +559,7 @@ TEST(NvmeOffloadAutoTest, RatioAutoKeepsWhatFitsInTheBackendAndTrainsLikeIt) {
     PlanInput in = *input;
     in.offload_ratio = ratio;
     in.offload_ratio_auto = false;
-    absl::StatusOr<MemoryPlan> plan = PlanMemory(in);
-    EXPECT_TRUE(plan.ok()) << plan.status();
-    return plan.ok() ? plan->Bytes(Tier::kHost) + plan->Bytes(Tier::kPinnedHost) : size_t{0};
+    return PlannedHostBytes(in);
   };
   const int half = FirstOffloadedUnit(input->unit_numel, 0.5);
   double fewer = 0.5;  // the largest ratio on the grid that offloads fewer Units than 0.5
