@@ -3,9 +3,15 @@
 // One block per row. Pass 1: each thread keeps an online (max, sum of exp in double) over its
 // strided columns; the block combines them in a fixed order (max, then a shuffle/shared-memory
 // tree of the rescaled sums), so the result does not depend on timing. Pass 2 (dlogits_scale
-// != 0) overwrites the row with (softmax - onehot) * scale and zeroes [V, Vp). Rows are read in
-// quads when Vp % 4 == 0 and logits is aligned for them. The logits are float or bf16 (T: read
-// widened, the gradient stored rounded; store_as.cuh).
+// != 0) overwrites the row with (softmax - onehot) * scale and zeroes [V, Vp). The logits are
+// float or bf16 (T: read widened, the gradient stored rounded; store_as.cuh).
+//
+// Rows of whole aligned octets (Vp % 8 == 0, 16-byte aligned; GPT-2's and Llama's padded
+// vocabularies) take the octet kernel instead (CrossEntropyOctetKernel: max, then sum, then
+// gradient; thread t owns octets t, t + 512, ... in every pass, and a row that fits in shared
+// memory is kept there from its first reading, so the logits cross DRAM once each way). Float and
+// bf16 rows take the same octets in the same order, so CrossEntropyBf16 is CrossEntropy on the
+// widened logits, bitwise. Other rows: the strided kernel, in quads where Vp % 4 == 0.
 #include <cuda_bf16.h>
 
 #include <cmath>
@@ -39,16 +45,40 @@ __device__ __forceinline__ float Grad(float v, int i, int V, int target, float m
   return g;
 }
 
+// The block's max of the threads' maxima m and its sum of their sums s (each of exp(x - m))
+// rescaled to that max: warp shuffles, then the warps in order through shared memory, so the
+// result does not depend on timing; every thread gets both. The caller syncs before the next use.
+__device__ __forceinline__ void BlockMaxAndSum(float m, double s, float& max, double& sum) {
+  __shared__ float s_max[kWarps];
+  __shared__ double s_sum[kWarps];
+  const int warp = threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  float bm = m;
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) {
+    bm = fmaxf(bm, __shfl_xor_sync(0xffffffffu, bm, offset));
+  }
+  if (lane == 0) s_max[warp] = bm;
+  __syncthreads();
+  max = s_max[0];
+#pragma unroll
+  for (int w = 1; w < kWarps; ++w) max = fmaxf(max, s_max[w]);
+  double bs = s == 0.0 ? 0.0 : s * static_cast<double>(expf(m - max));
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) bs += __shfl_xor_sync(0xffffffffu, bs, offset);
+  if (lane == 0) s_sum[warp] = bs;
+  __syncthreads();
+  sum = s_sum[0];
+#pragma unroll
+  for (int w = 1; w < kWarps; ++w) sum += s_sum[w];
+}
+
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
     CrossEntropyKernel(float* losses, T* logits, const int32_t* targets, int N, int V, int Vp,
                        float scale, bool vec) {
-  __shared__ float s_max[kWarps];
-  __shared__ double s_sum[kWarps];
   __shared__ float s_target_logit;
   const int tid = threadIdx.x;
-  const int warp = tid / 32;
-  const int lane = tid % 32;
   for (int row = blockIdx.x; row < N; row += gridDim.x) {  // block-uniform loop
     T* x = logits + static_cast<size_t>(row) * Vp;
     const int target = targets[row];
@@ -78,25 +108,9 @@ __global__ void __launch_bounds__(kThreads)
     }
     for (int i = tail_begin + tid; i < V; i += kThreads) OnlineAdd(LoadAs(x + i), m, s);
 
-    // Block max (order-independent), then the rescaled sums in a fixed tree.
-    float bm = m;
-#pragma unroll
-    for (int offset = 16; offset > 0; offset /= 2) {
-      bm = fmaxf(bm, __shfl_xor_sync(0xffffffffu, bm, offset));
-    }
-    if (lane == 0) s_max[warp] = bm;
-    __syncthreads();
-    float max = s_max[0];
-#pragma unroll
-    for (int w = 1; w < kWarps; ++w) max = fmaxf(max, s_max[w]);
-    double bs = s == 0.0 ? 0.0 : s * static_cast<double>(expf(m - max));
-#pragma unroll
-    for (int offset = 16; offset > 0; offset /= 2) bs += __shfl_xor_sync(0xffffffffu, bs, offset);
-    if (lane == 0) s_sum[warp] = bs;
-    __syncthreads();
-    double sum = s_sum[0];
-#pragma unroll
-    for (int w = 1; w < kWarps; ++w) sum += s_sum[w];
+    float max;
+    double sum;
+    BlockMaxAndSum(m, s, max, sum);
 
     if (tid == 0) {
       losses[row] = static_cast<float>(log(sum) + static_cast<double>(max) -
@@ -124,16 +138,176 @@ __global__ void __launch_bounds__(kThreads)
         StoreAs(x + i, Grad(LoadAs(x + i), i, V, target, max, factor, scale));
       }
     }
-    __syncthreads();  // shared memory is reused by the next row
+    __syncthreads();  // BlockMaxAndSum's shared memory is reused by the next row
   }
+}
+
+// Eight consecutive logits as stored: two 16-byte vectors of fp32, one of bf16.
+template <typename T>
+struct Octet;
+template <>
+struct Octet<float> {
+  float4 lo, hi;
+};
+template <>
+struct Octet<__nv_bfloat16> {
+  uint4 bits;
+};
+
+__device__ __forceinline__ void Widen(const Octet<float>& o, float (&v)[8]) {
+  v[0] = o.lo.x, v[1] = o.lo.y, v[2] = o.lo.z, v[3] = o.lo.w;
+  v[4] = o.hi.x, v[5] = o.hi.y, v[6] = o.hi.z, v[7] = o.hi.w;
+}
+__device__ __forceinline__ void Widen(const Octet<__nv_bfloat16>& o, float (&v)[8]) {
+  const auto* pairs = reinterpret_cast<const __nv_bfloat162*>(&o.bits);
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    const float2 f = __bfloat1622float2(pairs[k]);
+    v[2 * k] = f.x;
+    v[2 * k + 1] = f.y;
+  }
+}
+__device__ __forceinline__ void Narrow(const float (&v)[8], Octet<float>& o) {
+  o.lo = make_float4(v[0], v[1], v[2], v[3]);
+  o.hi = make_float4(v[4], v[5], v[6], v[7]);
+}
+__device__ __forceinline__ void Narrow(const float (&v)[8], Octet<__nv_bfloat16>& o) {
+  auto* pairs = reinterpret_cast<__nv_bfloat162*>(&o.bits);
+#pragma unroll
+  for (int k = 0; k < 4; ++k) pairs[k] = __floats2bfloat162_rn(v[2 * k], v[2 * k + 1]);
+}
+
+constexpr int kOctetThreads = kThreads;  // BlockMaxAndSum's block
+constexpr int kOctetUnroll = 4;          // octets a thread loads before it adds them
+
+// The octets' three passes over a row: 1. the thread's max (with kStaged, keeping the octets it
+// loads in shared memory, dynamic, Vp * sizeof(T) bytes); 2. the thread's sum of exp(x - max), in
+// float; the block's max M and its sum S of the threads' sums rescaled to M, in double, in a fixed
+// order; 3. the gradient exp(x - M) / S * scale - scale at the target. Passes 2 and 3 read the
+// octets again from shared memory with kStaged (each thread only those it wrote), else from
+// memory. Exponentials are exp2 of x * log2(e) - max * log2(e).
+template <typename T, bool kStaged>
+__global__ void __launch_bounds__(kOctetThreads)
+    CrossEntropyOctetKernel(float* losses, T* logits, const int32_t* targets, int N, int V, int Vp,
+                            float scale) {
+  extern __shared__ uint4 staged_words[];
+  Octet<T>* staged = reinterpret_cast<Octet<T>*>(staged_words);
+  __shared__ float s_target_logit;
+  constexpr float kLog2e = 1.4426950408889634f;
+  const int tid = threadIdx.x;
+  const int G = Vp / 8;
+  for (int row = blockIdx.x; row < N; row += gridDim.x) {  // block-uniform loop
+    Octet<T>* x = reinterpret_cast<Octet<T>*>(logits + static_cast<size_t>(row) * Vp);
+    const int target = targets[row];
+    if (target < 0) {
+      if (tid == 0) losses[row] = 0.0f;
+      if (scale != 0.0f) {
+        const float zeros[8] = {};
+        Octet<T> zero;
+        Narrow(zeros, zero);
+        for (int g = tid; g < G; g += kOctetThreads) x[g] = zero;
+      }
+      continue;
+    }
+    if (tid == 0) s_target_logit = LoadAs(logits + static_cast<size_t>(row) * Vp + target);
+    auto octet = [&](int g) { return kStaged ? staged[g] : x[g]; };
+
+    float m = -INFINITY;  // 1.
+    for (int g0 = tid; g0 < G; g0 += kOctetThreads * kOctetUnroll) {
+      Octet<T> o[kOctetUnroll];
+#pragma unroll
+      for (int u = 0; u < kOctetUnroll; ++u) {
+        const int g = g0 + u * kOctetThreads;
+        if (g < G) o[u] = x[g];
+      }
+#pragma unroll
+      for (int u = 0; u < kOctetUnroll; ++u) {
+        const int g = g0 + u * kOctetThreads;
+        if (g >= G) break;
+        if constexpr (kStaged) staged[g] = o[u];
+        float v[8];
+        Widen(o[u], v);
+#pragma unroll
+        for (int k = 0; k < 8; ++k) m = 8 * g + k < V ? fmaxf(m, v[k]) : m;
+      }
+    }
+    float s = 0.0f;  // 2.
+    if (m != -INFINITY) {
+      const float m2 = m * kLog2e;
+      for (int g = tid; g < G; g += kOctetThreads) {
+        float v[8];
+        Widen(octet(g), v);
+#pragma unroll
+        for (int k = 0; k < 8; ++k) s += 8 * g + k < V ? exp2f(fmaf(v[k], kLog2e, -m2)) : 0.0f;
+      }
+    }
+
+    float max;
+    double sum;
+    BlockMaxAndSum(m, static_cast<double>(s), max, sum);
+
+    if (tid == 0) {
+      losses[row] = static_cast<float>(log(sum) + static_cast<double>(max) -
+                                       static_cast<double>(s_target_logit));
+    }
+
+    if (scale != 0.0f) {  // 3.
+      const float factor = static_cast<float>(static_cast<double>(scale) / sum);
+      const float max2 = max * kLog2e;
+      for (int g = tid; g < G; g += kOctetThreads) {
+        float v[8];
+        Widen(octet(g), v);
+#pragma unroll
+        for (int k = 0; k < 8; ++k) {
+          const int i = 8 * g + k;
+          float grad = i < V ? exp2f(fmaf(v[k], kLog2e, -max2)) * factor : 0.0f;
+          if (i == target) grad -= scale;
+          v[k] = grad;
+        }
+        Octet<T> out;
+        Narrow(v, out);
+        x[g] = out;
+      }
+    }
+    __syncthreads();  // BlockMaxAndSum's shared memory is reused by the next row
+  }
+}
+
+// The shared memory one block may opt into on the current device.
+int MaxSharedMemoryPerBlock() {
+  int device = 0, bytes = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) !=
+          cudaSuccess) {
+    (void)cudaGetLastError();  // a failed query only means the unstaged kernel
+    return 0;
+  }
+  return bytes;
 }
 
 template <typename T>
 cudaError_t Launch(float* losses, T* logits, const int32_t* targets, int N, int V, int Vp,
                    float dlogits_scale, cudaStream_t stream) {
   if (N <= 0) return cudaSuccess;
-  const bool vec = Vp % 4 == 0 && reinterpret_cast<uintptr_t>(logits) % (4 * sizeof(T)) == 0;
   const int blocks = N < kMaxBlocks ? N : kMaxBlocks;
+  if (Vp % 8 == 0 && reinterpret_cast<uintptr_t>(logits) % 16 == 0) {
+    static const int max_shared = MaxSharedMemoryPerBlock();
+    constexpr int kStaticShared = 1024;  // the kernel's own arrays, rounded up
+    const size_t row_bytes = static_cast<size_t>(Vp) * sizeof(T);
+    if (row_bytes + kStaticShared <= static_cast<size_t>(max_shared)) {
+      auto* kernel = CrossEntropyOctetKernel<T, true>;
+      const cudaError_t set = cudaFuncSetAttribute(
+          kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(row_bytes));
+      if (set != cudaSuccess) return set;
+      kernel<<<blocks, kOctetThreads, row_bytes, stream>>>(losses, logits, targets, N, V, Vp,
+                                                           dlogits_scale);
+    } else {
+      CrossEntropyOctetKernel<T, false>
+          <<<blocks, kOctetThreads, 0, stream>>>(losses, logits, targets, N, V, Vp, dlogits_scale);
+    }
+    return cudaGetLastError();
+  }
+  const bool vec = Vp % 4 == 0 && reinterpret_cast<uintptr_t>(logits) % (4 * sizeof(T)) == 0;
   CrossEntropyKernel<<<blocks, kThreads, 0, stream>>>(losses, logits, targets, N, V, Vp,
                                                       dlogits_scale, vec);
   return cudaGetLastError();

@@ -18,7 +18,7 @@ namespace {
 
 constexpr size_t kGemmWorkspaceBytes = size_t{32} << 20;
 // LayerNorm backward's partial parameter sums (layernorm.cu): 64 row chunks of C = 2048.
-constexpr size_t kNormScratchFloats = size_t{1} << 18;
+constexpr size_t kNormScratchFloats = size_t{1} << 22;  // 16 MiB: LayerNorm backward's parts
 
 // Ops enqueue work on one non-blocking stream and never wait for it. The first failure of any call
 // is kept and reported by Synchronize(); after a failure later results are meaningless and the

@@ -7,12 +7,16 @@
 // owns quads l, l + 32, ...), the backward's block of 4 warps per row (thread t owns quads t,
 // t + 128, ...; the warps' sums added in order); other shapes take the scalar kernels. The forward
 // writes float or bf16 (OutT) and the backward reads dout as float or bf16 (DoutT; store_as.cuh).
-// dweight/dbias (sums over the N rows): a block owns the channels of one 32-byte sector of dout
-// (8 fp32 or 16 bf16), a chunk of the rows and 512 / channels row lanes; row lane r adds its rows
-// r, r + lanes, ... in order, then a fixed shared-memory tree adds the lanes. With scratch the rows
-// are cut into several chunks (their number fixed by N, C and the scratch size) so that many blocks
-// read in parallel, and a second kernel adds the chunks' partial sums in ascending order. No
-// atomics, so the results are bitwise reproducible.
+// dweight/dbias (sums over the N rows): where the backward's row fits 4 quads a thread (C <= 2048)
+// and the scratch holds the parts, the dinp kernel adds them too: each of as many blocks as the GPU
+// holds at once takes rows blockIdx.x, + gridDim.x, ..., each thread sums its channels over its
+// block's rows and writes the block's part; a finish kernel adds the parts (per channel, 32 lanes
+// in order, then a fixed tree). Otherwise a separate kernel reads the rows again: a block owns the
+// channels of one 32-byte sector of dout (8 fp32 or 16 bf16), a chunk of the rows and 512 /
+// channels row lanes; row lane r adds its rows r, r + lanes, ... in order, then a fixed
+// shared-memory tree adds the lanes; with scratch the rows are cut into several chunks (their
+// number fixed by N, C and the scratch size) whose parts the finish kernel adds. No atomics, so the
+// results are bitwise reproducible on one GPU model.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -140,61 +144,88 @@ __global__ void __launch_bounds__(kRowThreads)
 
 // The dinp part, a block per row: thread t holds quads t, t + 128, ... (V of each of inp, dout,
 // weight and dinp, all loaded before the row sums, so that a row's loads are in flight together);
-// the sums add the warps' shuffle sums in warp order through shared memory.
-template <int V, typename DoutT>
+// the sums add the warps' shuffle sums in warp order through shared memory. Blocks take rows
+// blockIdx.x, + gridDim.x, ... With kParts each thread also sums dout * norm and dout of its
+// channels over its block's rows, in row order, and writes them to dweight_parts / dbias_parts
+// at [blockIdx.x * C + c]: the parameter sums without a second reading of the rows.
+template <int V, typename DoutT, bool kParts>
 __global__ void __launch_bounds__(kRowThreads)
     LayerNormBackwardInputCachedKernel(float* dinp, const DoutT* dout, const float* inp,
                                        const float* weight, const float* mean, const float* rstd,
-                                       int C) {
+                                       int N, int C, float* dweight_parts, float* dbias_parts) {
   __shared__ float warp_sums[kRowsPerBlock][2];
-  const size_t row = blockIdx.x;
   const int C4 = C / 4;
-  const auto* x4 = reinterpret_cast<const float4*>(inp + row * C);
-  const DoutT* drow = dout + row * C;
   const auto* w4 = reinterpret_cast<const float4*>(weight);
-  auto* di4 = reinterpret_cast<float4*>(dinp + row * C);
-  const float m = mean[row];
-  const float s = rstd[row];
-  float4 nv[V], gv[V], di[V];  // norm, dnorm = dout * weight, and dinp
-  float dnorm_sum = 0.0f, dnorm_norm_sum = 0.0f;
+  float4 dw[kParts ? V : 1], db[kParts ? V : 1];
+  if constexpr (kParts) {
 #pragma unroll
-  for (int i = 0; i < V; ++i) {
-    const int q = threadIdx.x + kRowThreads * i;
-    if (q < C4) {
-      const float4 x = x4[q], d = LoadQuadAs(drow, q), w = __ldg(w4 + q);
-      di[i] = di4[q];
-      nv[i] = make_float4((x.x - m) * s, (x.y - m) * s, (x.z - m) * s, (x.w - m) * s);
-      gv[i] = make_float4(d.x * w.x, d.y * w.y, d.z * w.z, d.w * w.w);
-      dnorm_sum += (gv[i].x + gv[i].y) + (gv[i].z + gv[i].w);
-      dnorm_norm_sum +=
-          (gv[i].x * nv[i].x + gv[i].y * nv[i].y) + (gv[i].z * nv[i].z + gv[i].w * nv[i].w);
+    for (int i = 0; i < V; ++i) dw[i] = db[i] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  }
+  for (size_t row = blockIdx.x; row < static_cast<size_t>(N); row += gridDim.x) {
+    const auto* x4 = reinterpret_cast<const float4*>(inp + row * C);
+    const DoutT* drow = dout + row * C;
+    auto* di4 = reinterpret_cast<float4*>(dinp + row * C);
+    const float m = mean[row];
+    const float s = rstd[row];
+    float4 nv[V], gv[V], di[V];  // norm, dnorm = dout * weight, and dinp
+    float dnorm_sum = 0.0f, dnorm_norm_sum = 0.0f;
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+      const int q = threadIdx.x + kRowThreads * i;
+      if (q < C4) {
+        const float4 x = x4[q], d = LoadQuadAs(drow, q), w = __ldg(w4 + q);
+        di[i] = di4[q];
+        nv[i] = make_float4((x.x - m) * s, (x.y - m) * s, (x.z - m) * s, (x.w - m) * s);
+        gv[i] = make_float4(d.x * w.x, d.y * w.y, d.z * w.z, d.w * w.w);
+        dnorm_sum += (gv[i].x + gv[i].y) + (gv[i].z + gv[i].w);
+        dnorm_norm_sum +=
+            (gv[i].x * nv[i].x + gv[i].y * nv[i].y) + (gv[i].z * nv[i].z + gv[i].w * nv[i].w);
+        if constexpr (kParts) {
+          dw[i].x += d.x * nv[i].x, dw[i].y += d.y * nv[i].y;
+          dw[i].z += d.z * nv[i].z, dw[i].w += d.w * nv[i].w;
+          db[i].x += d.x, db[i].y += d.y, db[i].z += d.z, db[i].w += d.w;
+        }
+      }
     }
-  }
-  dnorm_sum = WarpSum(dnorm_sum);
-  dnorm_norm_sum = WarpSum(dnorm_norm_sum);
-  if (threadIdx.x % 32 == 0) {
-    warp_sums[threadIdx.x / 32][0] = dnorm_sum;
-    warp_sums[threadIdx.x / 32][1] = dnorm_norm_sum;
-  }
-  __syncthreads();
-  dnorm_sum = 0.0f;
-  dnorm_norm_sum = 0.0f;
+    dnorm_sum = WarpSum(dnorm_sum);
+    dnorm_norm_sum = WarpSum(dnorm_norm_sum);
+    if (threadIdx.x % 32 == 0) {
+      warp_sums[threadIdx.x / 32][0] = dnorm_sum;
+      warp_sums[threadIdx.x / 32][1] = dnorm_norm_sum;
+    }
+    __syncthreads();
+    dnorm_sum = 0.0f;
+    dnorm_norm_sum = 0.0f;
 #pragma unroll
-  for (int w = 0; w < kRowsPerBlock; ++w) {
-    dnorm_sum += warp_sums[w][0];
-    dnorm_norm_sum += warp_sums[w][1];
-  }
-  const float dnorm_mean = dnorm_sum / C;
-  const float dnorm_norm_mean = dnorm_norm_sum / C;
+    for (int w = 0; w < kRowsPerBlock; ++w) {
+      dnorm_sum += warp_sums[w][0];
+      dnorm_norm_sum += warp_sums[w][1];
+    }
+    const float dnorm_mean = dnorm_sum / C;
+    const float dnorm_norm_mean = dnorm_norm_sum / C;
 #pragma unroll
-  for (int i = 0; i < V; ++i) {
-    const int q = threadIdx.x + kRowThreads * i;
-    if (q < C4) {
-      di[i].x += (gv[i].x - dnorm_mean - nv[i].x * dnorm_norm_mean) * s;
-      di[i].y += (gv[i].y - dnorm_mean - nv[i].y * dnorm_norm_mean) * s;
-      di[i].z += (gv[i].z - dnorm_mean - nv[i].z * dnorm_norm_mean) * s;
-      di[i].w += (gv[i].w - dnorm_mean - nv[i].w * dnorm_norm_mean) * s;
-      di4[q] = di[i];
+    for (int i = 0; i < V; ++i) {
+      const int q = threadIdx.x + kRowThreads * i;
+      if (q < C4) {
+        di[i].x += (gv[i].x - dnorm_mean - nv[i].x * dnorm_norm_mean) * s;
+        di[i].y += (gv[i].y - dnorm_mean - nv[i].y * dnorm_norm_mean) * s;
+        di[i].z += (gv[i].z - dnorm_mean - nv[i].z * dnorm_norm_mean) * s;
+        di[i].w += (gv[i].w - dnorm_mean - nv[i].w * dnorm_norm_mean) * s;
+        di4[q] = di[i];
+      }
+    }
+    __syncthreads();  // warp_sums is reused by the next row
+  }
+  if constexpr (kParts) {
+    auto* dw4 = reinterpret_cast<float4*>(dweight_parts + static_cast<size_t>(blockIdx.x) * C);
+    auto* db4 = reinterpret_cast<float4*>(dbias_parts + static_cast<size_t>(blockIdx.x) * C);
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+      const int q = threadIdx.x + kRowThreads * i;
+      if (q < C4) {
+        dw4[q] = dw[i];
+        db4[q] = db[i];
+      }
     }
   }
 }
@@ -307,19 +338,73 @@ __global__ void __launch_bounds__(kParamThreads)
   }
 }
 
-// dweight[c] += sum over chunks k = 0, 1, ... of dw_part[k * C + c]; likewise dbias.
-__global__ void LayerNormBackwardParamsFinishKernel(float* dweight, float* dbias,
-                                                    const float* dw_part, const float* db_part,
-                                                    int C, int chunks) {
-  const int c = blockIdx.x * blockDim.x + threadIdx.x;
-  if (c >= C) return;
+// dweight[c] += the sum over parts k = 0, 1, ... of dw_part[k * C + c]; likewise dbias. A block
+// owns 32 channels; part lane l adds parts l, l + 32, ... in order, then a fixed shared-memory
+// tree adds the lanes.
+constexpr int kFinishChannels = 32;
+constexpr int kFinishLanes = 32;
+__global__ void __launch_bounds__(kFinishChannels* kFinishLanes)
+    LayerNormBackwardParamsFinishKernel(float* dweight, float* dbias, const float* dw_part,
+                                        const float* db_part, int C, int parts) {
+  __shared__ float s_dw[kFinishLanes][kFinishChannels + 1];
+  __shared__ float s_db[kFinishLanes][kFinishChannels + 1];
+  const int ch = threadIdx.x % kFinishChannels;
+  const int lane = threadIdx.x / kFinishChannels;
+  const int c = blockIdx.x * kFinishChannels + ch;
   float dw = 0.0f, db = 0.0f;
-  for (int k = 0; k < chunks; ++k) {
-    dw += dw_part[static_cast<size_t>(k) * C + c];
-    db += db_part[static_cast<size_t>(k) * C + c];
+  if (c < C) {
+    for (int k = lane; k < parts; k += kFinishLanes) {
+      dw += dw_part[static_cast<size_t>(k) * C + c];
+      db += db_part[static_cast<size_t>(k) * C + c];
+    }
   }
-  dweight[c] += dw;
-  dbias[c] += db;
+  s_dw[lane][ch] = dw;
+  s_db[lane][ch] = db;
+  __syncthreads();
+#pragma unroll
+  for (int stride = kFinishLanes / 2; stride > 0; stride /= 2) {
+    if (lane < stride) {
+      s_dw[lane][ch] += s_dw[lane + stride][ch];
+      s_db[lane][ch] += s_db[lane + stride][ch];
+    }
+    __syncthreads();
+  }
+  if (lane == 0 && c < C) {
+    dweight[c] += s_dw[0][ch];
+    dbias[c] += s_db[0][ch];
+  }
+}
+
+cudaError_t LaunchParamsFinish(float* dweight, float* dbias, const float* dw_part,
+                               const float* db_part, int C, int parts, cudaStream_t stream) {
+  const unsigned blocks = (static_cast<unsigned>(C) + kFinishChannels - 1) / kFinishChannels;
+  LayerNormBackwardParamsFinishKernel<<<blocks, kFinishChannels * kFinishLanes, 0, stream>>>(
+      dweight, dbias, dw_part, db_part, C, parts);
+  return cudaGetLastError();
+}
+
+// Blocks of the fused backward (the input gradient with the parts of the parameter sums): as
+// many as the GPU holds at once (so the parts' order depends on N, C and the GPU model), at most
+// N and as many as the scratch holds two (parts, C) arrays of; 0 (not fused) below kMinParts.
+constexpr int kFusedMinParts = 64;
+template <int V, typename DoutT>
+int FusedParts(int N, int C, size_t scratch_floats) {
+  static const int resident = [] {
+    int device = 0, sms = 0, per_sm = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+            &per_sm, LayerNormBackwardInputCachedKernel<V, DoutT, true>, kRowThreads, 0) !=
+            cudaSuccess) {
+      (void)cudaGetLastError();  // a failed query only means the unfused kernels
+      return 0;
+    }
+    return sms * per_sm;
+  }();
+  const size_t by_scratch = scratch_floats / (2 * static_cast<size_t>(C));
+  const int parts = static_cast<int>(
+      std::min<size_t>({static_cast<size_t>(N), static_cast<size_t>(resident), by_scratch}));
+  return parts >= kFusedMinParts || (parts == N && parts > 0) ? parts : 0;
 }
 
 // Row chunks of the parameter sums for (N, C) in `tiles` channel tiles with `scratch_floats` of
@@ -356,12 +441,31 @@ cudaError_t LaunchBackward(float* dinp, float* dweight, float* dbias, const Dout
                            const float* rstd, int N, int C, float* scratch, size_t scratch_floats,
                            cudaStream_t stream) {
   if (N <= 0 || C <= 0) return cudaSuccess;
+  // Rows of up to 4 quads a thread (C <= 2048): one pass for the input gradient and the parts
+  // of the parameter sums, which the finish kernel adds.
+  int parts = 0;
+  if (scratch != nullptr) {
+    float* dw_part = scratch;
+    LaunchCached<1, 2, 4>(C, kRowThreads, {dinp, dout, inp, weight}, [&](auto v) {
+      parts = FusedParts<decltype(v)::value, DoutT>(N, C, scratch_floats);
+      if (parts == 0) return;
+      float* db_part = scratch + static_cast<size_t>(parts) * C;
+      LayerNormBackwardInputCachedKernel<decltype(v)::value, DoutT, true>
+          <<<static_cast<unsigned>(parts), kRowThreads, 0, stream>>>(dinp, dout, inp, weight, mean,
+                                                                     rstd, N, C, dw_part, db_part);
+    });
+    if (parts > 0) {
+      if (const cudaError_t launched = cudaGetLastError(); launched != cudaSuccess) return launched;
+      return LaunchParamsFinish(dweight, dbias, dw_part, scratch + static_cast<size_t>(parts) * C,
+                                C, parts, stream);
+    }
+  }
   const unsigned row_blocks = (static_cast<unsigned>(N) + kRowsPerBlock - 1) / kRowsPerBlock;
   const bool cached =
       LaunchCached<1, 2, 4, 8>(C, kRowThreads, {dinp, dout, inp, weight}, [&](auto v) {
-        LayerNormBackwardInputCachedKernel<decltype(v)::value, DoutT>
+        LayerNormBackwardInputCachedKernel<decltype(v)::value, DoutT, false>
             <<<static_cast<unsigned>(N), kRowThreads, 0, stream>>>(dinp, dout, inp, weight, mean,
-                                                                   rstd, C);
+                                                                   rstd, N, C, nullptr, nullptr);
       });
   if (!cached) {
     LayerNormBackwardInputKernel<<<row_blocks, kRowThreads, 0, stream>>>(dinp, dout, inp, weight,
@@ -381,10 +485,8 @@ cudaError_t LaunchBackward(float* dinp, float* dweight, float* dbias, const Dout
   LayerNormBackwardParamsKernel<<<dim3(tiles, static_cast<unsigned>(chunks)), kParamThreads, 0,
                                   stream>>>(dw_part, db_part, dout, inp, mean, rstd, N, C,
                                             (N + chunks - 1) / chunks, false);
-  constexpr int kFinishThreads = 256;
-  LayerNormBackwardParamsFinishKernel<<<(C + kFinishThreads - 1) / kFinishThreads, kFinishThreads,
-                                        0, stream>>>(dweight, dbias, dw_part, db_part, C, chunks);
-  return cudaGetLastError();
+  if (const cudaError_t launched = cudaGetLastError(); launched != cudaSuccess) return launched;
+  return LaunchParamsFinish(dweight, dbias, dw_part, db_part, C, chunks, stream);
 }
 
 }  // namespace

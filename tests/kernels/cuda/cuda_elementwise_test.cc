@@ -303,9 +303,9 @@ TEST_F(CudaOpsTest, LayerNormBackward) {
 }
 
 // LayerNormBackwardBf16 (dout as bf16) is LayerNormBackward on the widened dout on the same GPU:
-// dinp bitwise, on every kernel path (as above); dweight and dbias add the same products in
-// another order (a block sums the 16 channels of a 32-byte bf16 sector rather than 8), so to fp32
-// rounding.
+// dinp bitwise, on every kernel path (as above); dweight and dbias to fp32 rounding, as the
+// separate parameter kernel (C = 3072) adds the same products in another order (a block sums the
+// 16 channels of a 32-byte bf16 sector rather than 8).
 TEST_F(CudaOpsTest, LayerNormBackwardFromBf16GradIsTheWidenedGrad) {
   for (const auto& [N, C] : {std::pair{37, 75}, std::pair{1024, 768}, std::pair{5, 1600},
                              std::pair{64, 3072}, std::pair{4100, 1600}}) {
