@@ -138,20 +138,20 @@ absl::Status ParseOffloadOptimizer(const ObjectReader& zero_reader, ZeroConfig* 
   if (const Json* ratio = r.Find("ratio"); ratio != nullptr && ratio->is_string()) {
     SPW_RETURN_IF_ERROR(ReadString(*ratio, r.KeyPath("ratio"), {"auto"}).status());
     zero->offload_ratio_auto = true;
-    if (device == "none" || want_delayed) {
-      return KeyError(r.KeyPath("ratio"),
-                      absl::StrCat("\"auto\" (partial offload) needs device \"cpu\", \"nvme\" "
-                                   "or \"auto\" without delayed_update, found device \"",
-                                   device, "\"", want_delayed ? " with delayed_update" : ""));
-    }
   } else {
     SPW_RETURN_IF_ERROR(r.Double("ratio", &zero->offload_ratio, {0.0, true, 1.0, false}));
   }
-  if (zero->offload_ratio < 1.0 && ((device != "cpu" && device != "nvme") || want_delayed)) {
-    return KeyError(r.KeyPath("ratio"),
-                    absl::StrCat("below 1 (partial offload) needs device \"cpu\" or \"nvme\" "
-                                 "without delayed_update, found device \"",
-                                 device, "\"", want_delayed ? " with delayed_update" : ""));
+  // "auto" may also leave the choice of the device to the planner.
+  const bool auto_ratio = zero->offload_ratio_auto;
+  const bool device_splits =
+      device == "cpu" || device == "nvme" || (auto_ratio && device == "auto");
+  if ((auto_ratio || zero->offload_ratio < 1.0) && (!device_splits || want_delayed)) {
+    return KeyError(
+        r.KeyPath("ratio"),
+        absl::StrCat(auto_ratio ? "\"auto\"" : "below 1",
+                     " (partial offload) needs device \"cpu\" or \"nvme\"",
+                     auto_ratio ? " (or \"auto\")" : "", " without delayed_update, found device \"",
+                     device, "\"", want_delayed ? " with delayed_update" : ""));
   }
   SPW_RETURN_IF_ERROR(r.Double("nvme_ratio", &zero->nvme_ratio, {0.0, true, 1.0, false}));
   if (zero->nvme_ratio < 1.0 && device != "nvme") {

@@ -65,7 +65,8 @@ struct Gpt2::Impl {
   BlockGradScratch scratch{};
   int32_t *inputs, *targets;  // (N) each
   size_t valid_targets = 0;
-  bool logits_hold_gradient = false;  // the forward wrote the loss's gradient over the logits
+  // The forward wrote the loss's gradient over the logits (ForwardBackward, some target valid).
+  bool logits_hold_gradient = false;
 
   const BlockActivations& ActsOf(int block) const { return acts[checkpointing ? 0 : block]; }
 };
@@ -228,17 +229,12 @@ void Gpt2::ForwardUnits(int first, int end, const int32_t* inputs, const int32_t
   ReleaseParams(L + 1);
   ReleaseParams(0);
   // Before a backward (ForwardBackward), the loss's pass writes its gradient too.
-  const size_t valid = CountValidTargets(targets, s.N());
-  const float dlogits_scale = backward_loss_scale_.has_value() && valid > 0
-                                  ? *backward_loss_scale_ / static_cast<float>(valid)
-                                  : 0.0f;
+  m.valid_targets = CountValidTargets(targets, s.N());
+  m.logits_hold_gradient = backward_loss_scale_.has_value() && m.valid_targets > 0;
+  const float dlogits_scale =
+      m.logits_hold_gradient ? *backward_loss_scale_ / static_cast<float>(m.valid_targets) : 0.0f;
   act16.CrossEntropy(m.losses, m.logits, m.targets, N, config_.vocab_size, Vp_, dlogits_scale);
-  m.logits_hold_gradient = backward_loss_scale_.has_value();
-  if (m.logits_hold_gradient && valid == 0) {
-    ops_->Fill(m.logits, 0.0f, Bf16Activations::Floats(s.N() * Vp_, m.bf16));  // bf16 0: 0 bits
-  }
-
-  AddMeanLoss(m.losses, targets, s.N(), loss_sum, &m.valid_targets);
+  ops_->AddMean(loss_sum, m.losses, s.N(), m.valid_targets);
 }
 
 void Gpt2::RunBackwardUnits(int first, int end, float loss_scale, bool last_micro_batch,
@@ -269,7 +265,7 @@ void Gpt2::RunBackwardUnits(int first, int end, float loss_scale, bool last_micr
     // ForwardBackward's forward wrote the gradient already, with this loss_scale.
     if (!std::exchange(m.logits_hold_gradient, false)) {
       if (m.valid_targets == 0) {
-        ops_->Fill(m.logits, 0.0f, Bf16Activations::Floats(s.N() * Vp_, m.bf16));  // 0: 0 bits
+        ops_->Fill(m.logits, 0.0f, Bf16Activations::Floats(s.N() * Vp_, m.bf16));  // bf16 0: 0 bits
       } else {
         act16.CrossEntropy(m.losses, m.logits, m.targets, N, config_.vocab_size, Vp_,
                            loss_scale / static_cast<float>(m.valid_targets));

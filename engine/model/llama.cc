@@ -210,7 +210,8 @@ void Llama::ForwardUnits(int first, int end, const int32_t* inputs, const int32_
   ReleaseParams(L + 1);
   ops_->CrossEntropy(m.losses, m.logits, m.targets, N, config_.vocab_size, Vp_, 0.0f);
 
-  AddMeanLoss(m.losses, targets, s.N(), loss_sum, &m.valid_targets);
+  m.valid_targets = CountValidTargets(targets, s.N());
+  ops_->AddMean(loss_sum, m.losses, s.N(), m.valid_targets);
 }
 
 void Llama::RunBackwardUnits(int first, int end, float loss_scale, bool last_micro_batch,

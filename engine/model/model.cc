@@ -164,12 +164,6 @@ float Model::ForwardUnitsLoss(int first, int end, const int32_t* inputs, const i
   return static_cast<float>(loss);
 }
 
-void Model::AddMeanLoss(const float* losses, const int32_t* targets, size_t n, double* loss_sum,
-                        size_t* valid) {
-  *valid = CountValidTargets(targets, n);
-  ops_->AddMean(loss_sum, losses, n, *valid);
-}
-
 size_t Model::CountValidTargets(const int32_t* targets, size_t n) {
   size_t valid = 0;
   for (size_t i = 0; i < n; ++i) valid += targets[i] >= 0;

@@ -161,12 +161,8 @@ class Model {
   // kInitScratchBytes of copies at once (at least one Unit), each set as soon as it is filled.
   // Up to 16 threads take Units as they finish, so copies and in-place fills overlap.
   absl::Status InitUnitsParallel(const std::function<void(int, std::span<float>)>& fill);
-  // Adds the mean over non-ignored targets (>= 0; host memory) of the per-token `losses`
-  // (backend memory, n of them, 0 where ignored) to *loss_sum (backend memory); sets *valid
-  // to the number counted. Does not wait.
-  void AddMeanLoss(const float* losses, const int32_t* targets, size_t n, double* loss_sum,
-                   size_t* valid);
-  // The targets (host memory) that are not ignored (>= 0).
+  // The targets (host memory) that are not ignored (>= 0): what the mean loss divides by
+  // (Ops::AddMean).
   static size_t CountValidTargets(const int32_t* targets, size_t n);
   // Appends the Units of `layouts`: those in `held` (empty: all) allocated as `sharding` says,
   // the others with their layout only (no buffers).

@@ -123,13 +123,12 @@ std::optional<PlanInput> SplitThatFits(const PlanInput& input, const Hardware& h
   if (!offloaded) return std::nullopt;
   const bool compact = input.moments != MomentDtype::kFp32 || input.master != MasterDtype::kFp32;
   const bool split_nvme = input.offload_optimizer == Placement::kNvme && compact;
-  constexpr int kSteps = kSplitSteps;
-  for (int r = 1; r <= kSteps; ++r) {
+  for (int r = 1; r <= kSplitSteps; ++r) {
     // nvme_ratio above ratio puts every offloaded Unit on NVMe, as nvme_ratio = ratio does.
     for (int n = 1; n <= (split_nvme ? r : 1); ++n) {
       PlanInput in = input;
-      in.offload_ratio = static_cast<double>(r) / kSteps;
-      in.nvme_ratio = split_nvme ? static_cast<double>(n) / kSteps : 1.0;
+      in.offload_ratio = static_cast<double>(r) / kSplitSteps;
+      in.nvme_ratio = split_nvme ? static_cast<double>(n) / kSplitSteps : 1.0;
       absl::StatusOr<MemoryPlan> plan = PlanMemory(in);
       if (plan.ok() && CheckFit(*plan, hw).fits()) return in;
     }
