@@ -5,6 +5,8 @@
 // usage: gpt2_step [--backend cpu|cuda] [--model gpt2|llama] [--layers L] [--heads H]
 //                  [--kv-heads K] [--dim C] [--seq T] [--vocab V] [--batch B] [--steps N]
 //                  [--warmup W] [--checkpointing] [--precision fp32|bf16|fp16]
+//                  [--no-autotune]
+// --no-autotune: the GEMMs take cuBLASLt's first algorithm (trainer.matmul_autotune false).
 // Prints the start-up memory plan, a table row (tokens/s, TFLOP/s, MFU against the device's
 // peak, GPU memory in use) and one JSON line. Random tokens, so the timing does not depend on
 // data. fp16 runs with a static loss scale of 1024 (no overflow at these scales).
@@ -37,7 +39,7 @@ int Main(int argc, char** argv) {
   m.seq_len = 128;
   m.vocab_size = 256;
   int batch = 16, steps = 10, warmup = 2;
-  bool checkpointing = false;
+  bool checkpointing = false, autotune = true;
   std::string backend = "cpu";
   std::string precision_name = "fp32";
   for (int i = 1; i < argc; ++i) {
@@ -48,6 +50,10 @@ int Main(int argc, char** argv) {
     }
     if (arg == "--checkpointing") {
       checkpointing = true;
+      continue;
+    }
+    if (arg == "--no-autotune") {
+      autotune = false;
       continue;
     }
     if (arg == "--backend" && i + 1 < argc) {
@@ -104,6 +110,7 @@ int Main(int argc, char** argv) {
     return 2;
   }
   (*ops)->SetMatmulPrecision(precision);  // before the model: it sizes bf16 activations
+  (*ops)->SetMatmulAutotune(autotune);
   auto model = CreateModel(m, batch, checkpointing, ops->get());
   if (!model.ok()) {
     std::fprintf(stderr, "%s\n", std::string(model.status().message()).c_str());

@@ -9,6 +9,7 @@
 #   tput:V             bench/gpt2_step bf16 at GPT-2 124M (B 16) and 1.5B (B 8)
 #   torch              the PyTorch eager peer on the same shapes; compile: torch.compile at 124M
 #   attn:V             bench/attention; attnpeer: PyTorch SDPA on the same shapes
+#   gemm:V             bench/gemm_algos (cuBLASLt's algorithms and epilogues) at 124M and 1.5B
 #   prof:V, prof124:V  bench/kernel_profile.sh at 1.5B, at 124M; pipe:V  MODE=gpu bench/pipeline.sh
 #   offload:V          bench/offload.sh with V's spillway (env OMODELS, default 1.5b; OVARIANTS,
 #                      default "gpu offload peer"; OSTEPS, default 6)
@@ -45,7 +46,7 @@ tests() {
     [ $rc != 0 ] && failed=1
     el "$v $n rc=$rc $(grep -E '^\[  (PASSED|FAILED|SKIPPED) +\] [0-9]+ test' "$L/${v}_$n.txt" | tr '\n' ' ')"
     grep -E '^\[  FAILED  \]|Failure|rror' "$L/${v}_$n.txt" | head -8 | tee -a "$S"
-    grep -E "bf16 N=|attention B=" "$L/${v}_$n.txt" | tee -a "$S"
+    grep -E "bf16 N=|attention B=|autotuned" "$L/${v}_$n.txt" | tee -a "$S"
   done
 }
 for step in ${PLAN:?set PLAN}; do
@@ -74,6 +75,11 @@ for step in ${PLAN:?set PLAN}; do
       timeout "$(cap 240)" python3 bench/peers/gpt2_torch_throughput.py --mode compile $s124 \
         --steps 8 2>&1 | tail -1 | tee -a "$S" ;;
     attn) timeout "$(cap 90)" "/tmp/variants/$v/bench/attention" 2>&1 | sed "s/^/$v /" | tee -a "$S" ;;
+    gemm)
+      timeout "$(cap 60)" "/tmp/variants/$v/bench/gemm_algos" >"$out/gemm124_$v.txt" 2>&1
+      timeout "$(cap 60)" "/tmp/variants/$v/bench/gemm_algos" --rows 8192 --dim 1600 --reps 10 \
+        >"$out/gemm15_$v.txt" 2>&1
+      el "gemm_algos $v: $(grep -h '^plain' "$out/gemm124_$v.txt" "$out/gemm15_$v.txt" | tr '\n' ' ')" ;;
     attnpeer)
       timeout "$(cap 120)" python3 bench/peers/attention_torch.py 16:1024:12:64 8:1024:25:64 \
         8:1024:24:128 2>&1 | tail -4 | tee -a "$S" ;;

@@ -162,6 +162,12 @@ class Ops {
   // backend's attention stays fp32.
   virtual void SetMatmulPrecision(MatmulPrecision precision) = 0;
   virtual MatmulPrecision matmul_precision() const = 0;
+  // Whether the GEMMs on bf16 operands time several algorithms per problem (shape, layout,
+  // epilogue, alignment) the first time it runs, and keep the fastest (on CUDA: the first 8 that
+  // cuBLASLt's heuristic proposes; off, the default: its first). The results stay within the same
+  // rounding bounds either way, but the fastest algorithm, and so the low bits of a result, may
+  // differ between processes: off, a run repeats bitwise. No effect on the CPU backend.
+  virtual void SetMatmulAutotune(bool on) {}
 
   // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC) + residual (N,OC): a block's residual
   // add, fused into the GEMM on CUDA. bias and residual may be null; residual must not alias out.
@@ -185,25 +191,30 @@ class Ops {
   virtual void MatmulForwardBf16(float* out, const uint16_t* inp, MatmulParam weight,
                                  const float* bias, const float* residual, int N, int C,
                                  int OC) = 0;
-  // The backward writes dinp rounded to bf16, which only bf16 readers take (GELU's, the
-  // attention's and the LayerNorm's backwards below): MatmulBackward's dinp, rounded once.
+  // The backward writes dinp rounded to bf16, which only bf16 readers take (the attention's and
+  // the LayerNorm's backwards below): MatmulBackward's dinp, rounded once.
   virtual void MatmulBackwardBf16(uint16_t* dinp, float* dweight, float* dbias, const float* dout,
                                   const uint16_t* inp, MatmulParam weight, int N, int C,
                                   int OC) = 0;
-  // The QKV projection and the MLP's up-projection, whose outputs only the attention and GELU
-  // read: out (N,OC) = inp @ weight^T + round(bias), summed in fp32 and rounded once to bf16. The
+  // The QKV projection (and the head), whose outputs only the attention (the cross-entropy)
+  // reads: out (N,OC) = inp @ weight^T + round(bias), summed in fp32 and rounded once to bf16. The
   // bias is rounded to bf16 too (as PyTorch's autocast casts it), which lets cuBLASLt add it in
   // the GEMM's epilogue (it takes no fp32 bias with a bf16 output). bias may be null.
   virtual void MatmulForwardToBf16(uint16_t* out, const uint16_t* inp, MatmulParam weight,
                                    MatmulParam bias, int N, int C, int OC) = 0;
-  // GELU of that bf16 pre-activation (widened exactly): out = round(gelu(inp)) as bf16; its
-  // backward takes dout as bf16 (the down-projection's dinp) and writes dinp =
-  // round(gelu'(inp) * dout) as bf16 too, which only the up-projection's backward reads
-  // (MatmulBackwardBf16Grad); dinp may alias dout. As GeluForward and GeluBackward on the widened
-  // values, rounded, bitwise on the CPU.
-  virtual void GeluForwardBf16(uint16_t* out, const uint16_t* inp, size_t n) = 0;
-  virtual void GeluBackwardBf16(uint16_t* dinp, const uint16_t* inp, const uint16_t* dout,
-                                size_t n) = 0;
+  // The MLP's up-projection and GELU in one: with x = inp @ weight^T + round(bias) summed in fp32
+  // (as MatmulForwardToBf16's), pre = round(x) and out = round(gelu(x)), both bf16 (CUDA: from
+  // cuBLASLt's GELU epilogue; where the GEMM cannot run on bf16 copies, the GELU of pre).
+  virtual void MatmulGeluForwardToBf16(uint16_t* out, uint16_t* pre, const uint16_t* inp,
+                                       MatmulParam weight, MatmulParam bias, int N, int C,
+                                       int OC) = 0;
+  // The down-projection's backward through that GELU, h = gelu(pre) (N,C) being its input:
+  // dpre (N,C) = round(gelu'(pre) * (dout @ weight)) as bf16, the product in fp32 unrounded (CUDA:
+  // cuBLASLt's GELU-gradient epilogue; where the GEMM cannot run on bf16 copies, the product
+  // rounded first); dweight (OC,C) += dout^T @ h; dbias (OC) += column sums of dout.
+  virtual void MatmulGeluBackwardBf16(uint16_t* dpre, float* dweight, float* dbias,
+                                      const float* dout, const uint16_t* h, const uint16_t* pre,
+                                      MatmulParam weight, int N, int C, int OC) = 0;
   // MatmulBackwardBf16 with dout as bf16 bits too: MatmulBackwardBf16 on the widened dout,
   // bitwise on the CPU. At kBf16 the GEMMs round dout anyway; the bias gradient sums the rounded
   // values (as PyTorch's autocast does), in fp32.

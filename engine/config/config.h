@@ -85,6 +85,9 @@ struct TrainerConfig {
   // Several ranks: seconds without any collective finishing before a rank gives up and ends
   // the job (another rank is stuck); 0: wait forever.
   double comm_timeout_s = 600.0;
+  // The GEMMs on bf16 operands time several algorithms and keep the fastest (Ops::
+  // SetMatmulAutotune): faster, but not bitwise repeatable across processes.
+  bool matmul_autotune = true;
 };
 
 struct CheckpointConfig {

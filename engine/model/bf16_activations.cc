@@ -21,20 +21,26 @@ void Bf16Activations::LayerNormForward(float* out, float* mean, float* rstd, con
   }
 }
 
-void Bf16Activations::GeluForward(float* out, const float* inp, size_t n) const {
+void Bf16Activations::ProjectionGeluForward(float* out, float* pre, const float* inp,
+                                            kernels::MatmulParam weight, kernels::MatmulParam bias,
+                                            int N, int C, int OC) const {
   if (bf16_) {
-    ops_.GeluForwardBf16(Bits(out), Bits(inp), n);
+    ops_.MatmulGeluForwardToBf16(Bits(out), Bits(pre), Bits(inp), weight, bias, N, C, OC);
   } else {
-    ops_.GeluForward(out, inp, n);
+    ops_.MatmulForward(pre, inp, weight, bias.f32, nullptr, N, C, OC);
+    ops_.GeluForward(out, pre, static_cast<size_t>(N) * OC);
   }
 }
 
-void Bf16Activations::GeluBackward(float* dinp, const float* inp, const float* dout,
-                                   size_t n) const {
+void Bf16Activations::MatmulGeluBackward(float* dpre, float* dweight, float* dbias,
+                                         const float* dout, const float* h, const float* pre,
+                                         kernels::MatmulParam weight, int N, int C, int OC) const {
   if (bf16_) {
-    ops_.GeluBackwardBf16(Bits(dinp), Bits(inp), Bits(dout), n);
+    ops_.MatmulGeluBackwardBf16(Bits(dpre), dweight, dbias, dout, Bits(h), Bits(pre), weight, N, C,
+                                OC);
   } else {
-    ops_.GeluBackward(dinp, inp, dout, n);
+    ops_.MatmulBackward(dpre, dweight, dbias, dout, h, weight, N, C, OC);
+    ops_.GeluBackward(dpre, pre, dpre, static_cast<size_t>(N) * C);
   }
 }
 

@@ -1,17 +1,17 @@
 // The activations that a bf16 matmul precision lets the model keep in bf16 (kernels::Ops' bf16
 // ops): those that only feed matmuls (a LayerNorm's or GELU's output), which a bf16 matmul rounds
 // anyway, the QKV projection's output, which the tensor-core attention rounds anyway, the MLP's
-// pre-activation (the up-projection's output, rounded once; GELU and its backward read it), the
-// attention's output (the attention projection and the attention's own backward read it), the
-// head's logits (the cross-entropy reads them widened and writes their gradient over them), and in
-// the backward the gradients passed between the matmuls and GELU, the attention and the
-// LayerNorms (each matmul's dinp rounded once; the residual stream's gradient stays fp32). As
-// under PyTorch's autocast: the pre-activation, the attention's output, the logits and the
-// gradients change results within bf16 rounding, on both backends alike. Written and read as bf16
-// when the ops multiply in bf16 (no rounding pass before each GEMM or attention, half the bytes and
-// half the memory), as fp32 otherwise. Decided once, when the model is created (Enabled, from the
-// ops' precision then), since it sizes the buffers: a model created at kBf16 keeps them in bf16
-// whatever the precision later (the bf16 ops stay valid: at fp32 they widen their bf16 inputs
+// pre-activation (the up-projection's output, rounded once; the down-projection's backward reads
+// it for the GELU's gradient), the attention's output (the attention projection and the
+// attention's own backward read it), the head's logits (the cross-entropy reads them widened and
+// writes their gradient over them), and in the backward the gradients passed between the matmuls,
+// the attention and the LayerNorms (each matmul's dinp rounded once; the residual stream's gradient
+// stays fp32). As under PyTorch's autocast: the pre-activation, the attention's output, the logits
+// and the gradients change results within bf16 rounding, on both backends alike. Written and read
+// as bf16 when the ops multiply in bf16 (no rounding pass before each GEMM or attention, half the
+// bytes and half the memory), as fp32 otherwise. Decided once, when the model is created (Enabled,
+// from the ops' precision then), since it sizes the buffers: a model created at kBf16 keeps them in
+// bf16 whatever the precision later (the bf16 ops stay valid: at fp32 they widen their bf16 inputs
 // exactly).
 #pragma once
 
@@ -39,8 +39,8 @@ class Bf16Activations {
   void MatmulForward(float* out, const float* inp, kernels::MatmulParam weight, const float* bias,
                      const float* residual, int N, int C, int OC) const;
   // With bf16 the matmuls' backwards write dinp as bf16 (MatmulBackwardBf16,
-  // MatmulBackwardBf16Grad), which only this class's GeluBackward, AttentionBackward and
-  // LayerNormBackward read, as PyTorch's autocast hands bf16 gradients to them.
+  // MatmulBackwardBf16Grad), which only this class's AttentionBackward and LayerNormBackward
+  // read, as PyTorch's autocast hands bf16 gradients to them.
   void MatmulBackward(float* dinp, float* dweight, float* dbias, const float* dout,
                       const float* inp, kernels::MatmulParam weight, int N, int C, int OC) const;
   // LayerNormBackward with dout such a dinp (LayerNormBackwardBf16 with bf16); dinp stays fp32.
@@ -53,11 +53,18 @@ class Bf16Activations {
   // bf16) and their backwards.
   void ProjectionForward(float* out, const float* inp, kernels::MatmulParam weight,
                          kernels::MatmulParam bias, int N, int C, int OC) const;
-  void GeluForward(float* out, const float* inp, size_t n) const;
-  // With bf16, GELU's and the attention's backwards read dout as bf16 and write their input's
-  // gradient as bf16 (GeluBackwardBf16, AttentionBackwardBf16), which only the projection's
-  // backward reads (ProjectionBackward: MatmulBackwardBf16Grad).
-  void GeluBackward(float* dinp, const float* inp, const float* dout, size_t n) const;
+  // The MLP's up-projection with its GELU: pre = inp @ weight^T + bias, out = gelu(pre); with
+  // bf16 one op (MatmulGeluForwardToBf16), else MatmulForward and GeluForward.
+  void ProjectionGeluForward(float* out, float* pre, const float* inp, kernels::MatmulParam weight,
+                             kernels::MatmulParam bias, int N, int C, int OC) const;
+  // The down-projection's backward through that GELU (h = gelu(pre) its input): dpre, the
+  // gradient of pre (bf16 with bf16: MatmulGeluBackwardBf16; else MatmulBackward, GeluBackward).
+  void MatmulGeluBackward(float* dpre, float* dweight, float* dbias, const float* dout,
+                          const float* h, const float* pre, kernels::MatmulParam weight, int N,
+                          int C, int OC) const;
+  // With bf16, the attention's backward reads dout as bf16 and writes qkv's gradient as bf16
+  // (AttentionBackwardBf16), which, as dpre, only the projection's backward reads
+  // (ProjectionBackward: MatmulBackwardBf16Grad).
   void ProjectionBackward(float* dinp, float* dweight, float* dbias, const float* dout,
                           const float* inp, kernels::MatmulParam weight, int N, int C,
                           int OC) const;

@@ -108,8 +108,8 @@ void BlockForward(kernels::Ops& ops, const BlockShape& s, const BlockTensors& w,
   act16.AttentionForward(a.atty, a.lse, a.qkv, s.B, s.T, C, s.NH);
   act16.MatmulForward(a.res2, a.atty, {w.attproj_w, w16.attproj_w}, w.attproj_b, in, N, C, C);
   act16.LayerNormForward(a.ln2, a.ln2_mean, a.ln2_rstd, a.res2, w.ln2_w, w.ln2_b, N, C);
-  act16.ProjectionForward(a.fch, a.ln2, {w.fc_w, w16.fc_w}, {w.fc_b, w16.fc_b}, N, C, 4 * C);
-  act16.GeluForward(a.fchg, a.fch, s.N() * 4 * C);
+  act16.ProjectionGeluForward(a.fchg, a.fch, a.ln2, {w.fc_w, w16.fc_w}, {w.fc_b, w16.fc_b}, N, C,
+                              4 * C);
   act16.MatmulForward(out, a.fchg, {w.fcproj_w, w16.fcproj_w}, w.fcproj_b, a.res2, N, 4 * C, C);
 }
 
@@ -118,10 +118,9 @@ void BlockBackward(kernels::Ops& ops, const BlockShape& s, const BlockTensors& w
                    const BlockActivations& a, const BlockGradScratch& g, float* dres) {
   const int N = static_cast<int>(s.N()), C = s.C;
   const Bf16Activations act16(ops, a.bf16);
-  // MLP: dres is d out = d fcproj, and flows on to res2 unchanged.
-  act16.MatmulBackward(g.dfch, dw.fcproj_w, dw.fcproj_b, dres, a.fchg, {w.fcproj_w, w16.fcproj_w},
-                       N, 4 * C, C);
-  act16.GeluBackward(g.dfch, a.fch, g.dfch, s.N() * 4 * C);  // in place: d pre-activation
+  // MLP: dres is d out = d fcproj, and flows on to res2 unchanged; dfch is d pre-activation.
+  act16.MatmulGeluBackward(g.dfch, dw.fcproj_w, dw.fcproj_b, dres, a.fchg, a.fch,
+                           {w.fcproj_w, w16.fcproj_w}, N, 4 * C, C);
   act16.ProjectionBackward(g.dln, dw.fc_w, dw.fc_b, g.dfch, a.ln2, {w.fc_w, w16.fc_w}, N, C, 4 * C);
   act16.LayerNormBackward(dres, dw.ln2_w, dw.ln2_b, g.dln, a.res2, w.ln2_w, a.ln2_mean, a.ln2_rstd,
                           N, C);

@@ -158,6 +158,7 @@ absl::Status Trainer::Setup() {
       AgreeAcrossRanks(Annotate(ops.status(), "trainer.backend"), "creating its backend"));
   ops_ = std::move(ops).value();
   ops_->SetMatmulPrecision(MatmulPrecisionOf(config_.precision.mode));
+  ops_->SetMatmulAutotune(config_.trainer.matmul_autotune);
   // Pipeline stages run without data parallelism on GPUs (config check): no NCCL, which would
   // refuse stages that share a GPU.
   if (gpu_ranks && !pipelined) {

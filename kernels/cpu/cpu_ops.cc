@@ -94,19 +94,6 @@ class CpuOps final : public Ops {
     cpu::LayerNormForward(wide, mean, rstd, inp, weight, bias, N, C);
     cpu::PackBf16(wide, out, static_cast<size_t>(N) * C);
   }
-  void GeluForwardBf16(uint16_t* out, const uint16_t* inp, size_t n) override {
-    std::vector<float>& gelu = operand_scratch_[0];
-    gelu.resize(n);
-    cpu::GeluForward(gelu.data(), Unpacked(inp, n), n);
-    cpu::PackBf16(gelu.data(), out, n);
-  }
-  void GeluBackwardBf16(uint16_t* dinp, const uint16_t* inp, const uint16_t* dout,
-                        size_t n) override {
-    std::vector<float>& grad = operand_scratch_[0];
-    grad.resize(n);
-    cpu::GeluBackward(grad.data(), Unpacked(inp, n), WideDout(dout, n), n);
-    cpu::PackBf16(grad.data(), dinp, n);
-  }
   void MatmulBackwardBf16Grad(uint16_t* dinp, float* dweight, float* dbias, const uint16_t* dout,
                               const uint16_t* inp, MatmulParam weight, int N, int C,
                               int OC) override {
@@ -133,19 +120,29 @@ class CpuOps final : public Ops {
 
   void MatmulForwardToBf16(uint16_t* out, const uint16_t* inp, MatmulParam weight, MatmulParam bias,
                            int N, int C, int OC) override {
-    const float* rounded_bias = nullptr;
-    if (bias.f32 != nullptr) {
-      bias_rounded_.resize(OC);
-      if (bias.b16 != nullptr) {
-        cpu::UnpackBf16(bias.b16, bias_rounded_.data(), OC);
-      } else {
-        cpu::RoundToPrecision(MatmulPrecision::kBf16, bias.f32, bias_rounded_.data(), OC);
-      }
-      rounded_bias = bias_rounded_.data();
-    }
-    matmul_out_.resize(static_cast<size_t>(N) * OC);
-    MatmulForwardBf16(matmul_out_.data(), inp, weight, rounded_bias, nullptr, N, C, OC);
-    cpu::PackBf16(matmul_out_.data(), out, matmul_out_.size());
+    const float* sums = SumWithRoundedBias(inp, weight, bias, N, C, OC);
+    cpu::PackBf16(sums, out, matmul_out_.size());
+  }
+  void MatmulGeluForwardToBf16(uint16_t* out, uint16_t* pre, const uint16_t* inp,
+                               MatmulParam weight, MatmulParam bias, int N, int C,
+                               int OC) override {
+    const float* x = SumWithRoundedBias(inp, weight, bias, N, C, OC);
+    const size_t n = matmul_out_.size();
+    cpu::PackBf16(x, pre, n);
+    std::vector<float>& gelu = operand_scratch_[0];
+    gelu.resize(n);
+    cpu::GeluForward(gelu.data(), x, n);
+    cpu::PackBf16(gelu.data(), out, n);
+  }
+  void MatmulGeluBackwardBf16(uint16_t* dpre, float* dweight, float* dbias, const float* dout,
+                              const uint16_t* h, const uint16_t* pre, MatmulParam weight, int N,
+                              int C, int OC) override {
+    const size_t n = static_cast<size_t>(N) * C;
+    matmul_out_.resize(n);
+    MatmulBackward(matmul_out_.data(), dweight, dbias, dout, Unpacked(h, n), weight, N, C, OC);
+    cpu::GeluBackward(matmul_out_.data(), WidenInto(operand_scratch_[0], pre, n),
+                      matmul_out_.data(), n);
+    cpu::PackBf16(matmul_out_.data(), dpre, n);
   }
   void AttentionForwardBf16(uint16_t* out, float* lse, const uint16_t* qkv, int B, int T, int C,
                             int NH) override {
@@ -284,6 +281,24 @@ class CpuOps final : public Ops {
       return Rounded(slot, weight.f32, n);
     }
     return WidenInto(operand_scratch_[slot], weight.b16, n);
+  }
+
+  // MatmulForwardToBf16's fp32 sum, inp @ weight^T + round(bias), in matmul_out_.
+  const float* SumWithRoundedBias(const uint16_t* inp, MatmulParam weight, MatmulParam bias, int N,
+                                  int C, int OC) {
+    const float* rounded_bias = nullptr;
+    if (bias.f32 != nullptr) {
+      bias_rounded_.resize(OC);
+      if (bias.b16 != nullptr) {
+        cpu::UnpackBf16(bias.b16, bias_rounded_.data(), OC);
+      } else {
+        cpu::RoundToPrecision(MatmulPrecision::kBf16, bias.f32, bias_rounded_.data(), OC);
+      }
+      rounded_bias = bias_rounded_.data();
+    }
+    matmul_out_.resize(static_cast<size_t>(N) * OC);
+    MatmulForwardBf16(matmul_out_.data(), inp, weight, rounded_bias, nullptr, N, C, OC);
+    return matmul_out_.data();
   }
 
   // The fp32 side of a bf16 op's input or output (n floats).

@@ -1,5 +1,6 @@
 #include "kernels/cuda/cublaslt_matmul.h"
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -9,6 +10,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -50,8 +52,16 @@ struct Gemm {
   cudaDataType_t ab_type = CUDA_R_32F;
   const float* c = nullptr;            // beta's operand; null: D
   cudaDataType_t d_type = CUDA_R_32F;  // D's (and C's) type
+  // Another epilogue than the bias's (DEFAULT: BIAS where bias is set, else none): GELU_AUX(_BIAS)
+  // writes the pre-activation to aux, DGELU reads it.
+  cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;
+  const void* aux = nullptr;  // (m,n) bf16, leading dimension m
 
   const void* c_or_d() const { return c != nullptr ? c : d; }
+  cublasLtEpilogue_t epilogue_or_bias() const {
+    if (epilogue != CUBLASLT_EPILOGUE_DEFAULT) return epilogue;
+    return bias != nullptr ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+  }
 };
 
 // Largest power of two <= 256 dividing the address (4 at least for a float pointer).
@@ -84,7 +94,7 @@ struct Preference {
 
 // The algorithms chosen by the heuristic, per handle and problem (shape, transposes, epilogue,
 // pointer alignments): the heuristic query costs more than the descriptors.
-using AlgoKey = std::array<int64_t, 19>;
+using AlgoKey = std::array<int64_t, 21>;
 
 struct AlgoCache {
   std::mutex mu;
@@ -106,6 +116,8 @@ AlgoKey KeyOf(cublasLtHandle_t handle, const Gemm& g) {
           g.lda,
           g.ldb,
           g.ldd,
+          g.epilogue_or_bias(),
+          g.aux != nullptr ? Alignment(g.aux) : 0,
           g.bias != nullptr,
           Alignment(g.a),
           Alignment(g.b),
@@ -132,10 +144,23 @@ absl::Status MakeDescs(const Gemm& g, GemmDescs& descs) {
                                                   &transa, sizeof(transa)));
   SPW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(descs.op.desc, CUBLASLT_MATMUL_DESC_TRANSB,
                                                   &transb, sizeof(transb)));
-  if (g.bias != nullptr) {
-    const uint32_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+  const uint32_t epilogue = g.epilogue_or_bias();
+  if (epilogue != CUBLASLT_EPILOGUE_DEFAULT) {
     SPW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(descs.op.desc, CUBLASLT_MATMUL_DESC_EPILOGUE,
                                                     &epilogue, sizeof(epilogue)));
+  }
+  if (g.aux != nullptr) {
+    const void* aux = g.aux;
+    const int64_t aux_ld = g.m;
+    const cudaDataType_t aux_type = CUDA_R_16BF;
+    SPW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+        descs.op.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof(aux)));
+    SPW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+        descs.op.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &aux_ld, sizeof(aux_ld)));
+    SPW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+        descs.op.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE, &aux_type, sizeof(aux_type)));
+  }
+  if (g.bias != nullptr) {
     const void* bias = g.bias;
     SPW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
         descs.op.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
@@ -153,11 +178,70 @@ absl::Status MakeDescs(const Gemm& g, GemmDescs& descs) {
   return absl::OkStatus();
 }
 
-// The cached algorithm for g, or the heuristic's first choice (then cached); NotFound when the
-// heuristic has none.
-absl::StatusOr<cublasLtMatmulAlgo_t> FindAlgo(cublasLtHandle_t handle, size_t workspace_bytes,
-                                              const Gemm& g, const GemmDescs& descs) {
-  const AlgoKey key = KeyOf(handle, g);
+using Lt = CublasLtRun;
+
+// One run of g with `algo`, its output going to d (g.d, or a stand-in of D's shape).
+absl::Status Launch(const Lt& lt, const Gemm& g, const GemmDescs& descs,
+                    const cublasLtMatmulAlgo_t& algo, void* d, cudaStream_t stream) {
+  const float alpha = 1.0f;
+  const float beta = g.beta;
+  SPW_CUBLAS_CHECK(cublasLtMatmul(lt.handle, descs.op.desc, &alpha, g.a, descs.a.layout, g.b,
+                                  descs.b.layout, &beta, g.c_or_d(), descs.d.layout, d,
+                                  descs.d.layout, &algo, lt.workspace, lt.workspace_bytes, stream));
+  return absl::OkStatus();
+}
+
+// The index of the fastest of `results` on g (a warm-up run, then three timed), on `stream`,
+// waiting for it. Runs write g.d (which the real run overwrites) or, where D accumulates (beta
+// != 0 with C = D), a stand-in of its shape allocated on the stream; 0 (untimed) where that
+// allocation fails or no candidate runs.
+absl::StatusOr<int> Fastest(const Lt& lt, const Gemm& g, const GemmDescs& descs,
+                            const std::vector<cublasLtMatmulHeuristicResult_t>& results,
+                            cudaStream_t stream) {
+  void* d = g.d;
+  if (g.c == nullptr && g.beta != 0.0f) {
+    const size_t bytes = static_cast<size_t>(g.ldd) * g.n * (g.d_type == CUDA_R_32F ? 4 : 2);
+    if (cudaMallocAsync(&d, bytes, stream) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return 0;
+    }
+  }
+  cudaEvent_t start = nullptr, stop = nullptr;
+  int best = -1;
+  float best_ms = 0.0f;
+  absl::Status status = [&]() -> absl::Status {
+    SPW_CUDA_CHECK(cudaEventCreate(&start));
+    SPW_CUDA_CHECK(cudaEventCreate(&stop));
+    for (size_t i = 0; i < results.size(); ++i) {
+      if (!Launch(lt, g, descs, results[i].algo, d, stream).ok()) continue;
+      SPW_CUDA_CHECK(cudaEventRecord(start, stream));
+      for (int r = 0; r < 3; ++r) {
+        SPW_RETURN_IF_ERROR(Launch(lt, g, descs, results[i].algo, d, stream));
+      }
+      SPW_CUDA_CHECK(cudaEventRecord(stop, stream));
+      SPW_CUDA_CHECK(cudaEventSynchronize(stop));
+      float ms = 0.0f;
+      SPW_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+      if (best < 0 || ms < best_ms) best = static_cast<int>(i), best_ms = ms;
+    }
+    return absl::OkStatus();
+  }();
+  if (start != nullptr) cudaEventDestroy(start);
+  if (stop != nullptr) cudaEventDestroy(stop);
+  if (d != g.d) {
+    const cudaError_t freed = cudaFreeAsync(d, stream);
+    if (status.ok()) status = CudaStatus(freed, "cudaFreeAsync");
+  }
+  if (!status.ok()) return status;
+  return std::max(best, 0);
+}
+
+// The cached algorithm for g, or else the heuristic's first choice or, for bf16 operands with
+// lt.candidates > 1, the fastest of its first lt.candidates (Fastest), then cached; NotFound
+// when it has none.
+absl::StatusOr<cublasLtMatmulAlgo_t> FindAlgo(const Lt& lt, const Gemm& g, const GemmDescs& descs,
+                                              cudaStream_t stream) {
+  const AlgoKey key = KeyOf(lt.handle, g);
   AlgoCache& cache = Cache();
   {
     std::lock_guard<std::mutex> lock(cache.mu);
@@ -169,7 +253,7 @@ absl::StatusOr<cublasLtMatmulAlgo_t> FindAlgo(cublasLtHandle_t handle, size_t wo
   }
   Preference pref;
   SPW_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref.pref));
-  const uint64_t max_workspace = workspace_bytes;
+  const uint64_t max_workspace = lt.workspace_bytes;
   SPW_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
       pref.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &max_workspace, sizeof(max_workspace)));
   // The defaults assume 256-byte aligned buffers; sub-buffers may be aligned less.
@@ -185,11 +269,12 @@ absl::StatusOr<cublasLtMatmulAlgo_t> FindAlgo(cublasLtHandle_t handle, size_t wo
       pref.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof(align_c)));
   SPW_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
       pref.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_d, sizeof(align_d)));
-  cublasLtMatmulHeuristicResult_t result = {};
+  std::vector<cublasLtMatmulHeuristicResult_t> results(
+      g.ab_type == CUDA_R_16BF ? std::max(lt.candidates, 1) : 1);
   int returned = 0;
   const cublasStatus_t heuristic = cublasLtMatmulAlgoGetHeuristic(
-      handle, descs.op.desc, descs.a.layout, descs.b.layout, descs.d.layout, descs.d.layout,
-      pref.pref, 1, &result, &returned);
+      lt.handle, descs.op.desc, descs.a.layout, descs.b.layout, descs.d.layout, descs.d.layout,
+      pref.pref, static_cast<int>(results.size()), results.data(), &returned);
   if (heuristic == CUBLAS_STATUS_NOT_SUPPORTED ||
       (heuristic == CUBLAS_STATUS_SUCCESS && returned == 0)) {
     std::lock_guard<std::mutex> lock(cache.mu);
@@ -197,31 +282,29 @@ absl::StatusOr<cublasLtMatmulAlgo_t> FindAlgo(cublasLtHandle_t handle, size_t wo
     return absl::NotFoundError("cublasLtMatmulAlgoGetHeuristic: no algorithm");
   }
   SPW_CUBLAS_CHECK(heuristic);
-  SPW_CUBLAS_CHECK(result.state);
+  results.resize(returned);
+  for (const cublasLtMatmulHeuristicResult_t& r : results) SPW_CUBLAS_CHECK(r.state);
+  int chosen = 0;
+  if (results.size() > 1) {
+    SPW_ASSIGN_OR_RETURN(chosen, Fastest(lt, g, descs, results, stream));
+  }
   std::lock_guard<std::mutex> lock(cache.mu);
-  cache.algos.emplace(key, result.algo);
-  return result.algo;
+  cache.algos.emplace(key, results[chosen].algo);
+  return results[chosen].algo;
 }
 
-// Looks g's algorithm up (and caches it) without running it.
-absl::Status Prepare(cublasLtHandle_t handle, size_t workspace_bytes, const Gemm& g) {
+// Looks g's algorithm up (and caches it) without running it (but for Fastest's trials).
+absl::Status Prepare(const Lt& lt, const Gemm& g, cudaStream_t stream) {
   GemmDescs descs;
   SPW_RETURN_IF_ERROR(MakeDescs(g, descs));
-  return FindAlgo(handle, workspace_bytes, g, descs).status();
+  return FindAlgo(lt, g, descs, stream).status();
 }
 
-absl::Status RunGemm(cublasLtHandle_t handle, void* workspace, size_t workspace_bytes,
-                     const Gemm& g, cudaStream_t stream) {
+absl::Status RunGemm(const Lt& lt, const Gemm& g, cudaStream_t stream) {
   GemmDescs descs;
   SPW_RETURN_IF_ERROR(MakeDescs(g, descs));
-  SPW_ASSIGN_OR_RETURN(const cublasLtMatmulAlgo_t algo,
-                       FindAlgo(handle, workspace_bytes, g, descs));
-  const float alpha = 1.0f;
-  const float beta = g.beta;
-  SPW_CUBLAS_CHECK(cublasLtMatmul(handle, descs.op.desc, &alpha, g.a, descs.a.layout, g.b,
-                                  descs.b.layout, &beta, g.c_or_d(), descs.d.layout, g.d,
-                                  descs.d.layout, &algo, workspace, workspace_bytes, stream));
-  return absl::OkStatus();
+  SPW_ASSIGN_OR_RETURN(const cublasLtMatmulAlgo_t algo, FindAlgo(lt, g, descs, stream));
+  return Launch(lt, g, descs, algo, g.d, stream);
 }
 
 // Partial sums of the bias gradient: enough for 64 row chunks of OC = 4096.
@@ -243,17 +326,18 @@ std::string ShapeString(int N, int C, int OC) {
 
 absl::StatusOr<std::unique_ptr<CublasLtMatmul>> CublasLtMatmul::Create(size_t workspace_bytes) {
   std::unique_ptr<CublasLtMatmul> matmul(new CublasLtMatmul());
-  SPW_CUBLAS_CHECK(cublasLtCreate(&matmul->handle_));
-  if (workspace_bytes > 0) SPW_CUDA_CHECK(cudaMalloc(&matmul->workspace_, workspace_bytes));
-  matmul->workspace_bytes_ = workspace_bytes;
+  CublasLtRun& lt = matmul->lt_;
+  SPW_CUBLAS_CHECK(cublasLtCreate(&lt.handle));
+  if (workspace_bytes > 0) SPW_CUDA_CHECK(cudaMalloc(&lt.workspace, workspace_bytes));
+  lt.workspace_bytes = workspace_bytes;
   SPW_CUDA_CHECK(cudaMalloc(&matmul->bias_scratch_, kBiasScratchFloats * sizeof(float)));
   return matmul;
 }
 
 CublasLtMatmul::~CublasLtMatmul() {
-  if (handle_ != nullptr) {
+  if (lt_.handle != nullptr) {
     // A later handle may get the same address: forget this one's algorithms.
-    const auto id = static_cast<int64_t>(reinterpret_cast<uintptr_t>(handle_));
+    const auto id = static_cast<int64_t>(reinterpret_cast<uintptr_t>(lt_.handle));
     AlgoCache& cache = Cache();
     {
       std::lock_guard<std::mutex> lock(cache.mu);
@@ -261,9 +345,9 @@ CublasLtMatmul::~CublasLtMatmul() {
         it = it->first[0] == id ? cache.algos.erase(it) : std::next(it);
       }
     }
-    cublasLtDestroy(handle_);
+    cublasLtDestroy(lt_.handle);
   }
-  cudaFree(workspace_);
+  cudaFree(lt_.workspace);
   cudaFree(bias_scratch_);
 }
 
@@ -296,14 +380,14 @@ absl::StatusOr<bool> CublasLtMatmul::ForwardBf16(float* out, Input inp, MatmulPa
   g.ab_type = CUDA_R_16BF;
   g.c = residual;
   const std::string shape = ShapeString(N, C, OC);
-  absl::Status status = Prepare(handle_, workspace_bytes_, g);
+  absl::Status status = Prepare(lt_, g, stream);
   if (absl::IsNotFound(status)) return false;
   SPW_RETURN_IF_ERROR(Annotate(status, absl::StrCat("MatmulForward bf16 ", shape)));
   if (weight.b16 == nullptr) {
     SPW_CUDA_CHECK(LaunchToBf16(copies, weight.f32, static_cast<size_t>(OC) * C, stream));
   }
   if (inp.b16 == nullptr) SPW_CUDA_CHECK(LaunchToBf16(copies + w_elems, inp.f32, x_elems, stream));
-  status = RunGemm(handle_, workspace_, workspace_bytes_, g, stream);
+  status = RunGemm(lt_, g, stream);
   SPW_RETURN_IF_ERROR(Annotate(status, absl::StrCat("MatmulForward bf16 ", shape)));
   return true;
 }
@@ -323,8 +407,7 @@ absl::Status CublasLtMatmul::Forward(float* out, const float* inp, MatmulParam w
          /*ldb=*/C,   out,         /*ldd=*/OC, residual != nullptr ? 1.0f : 0.0f,
          bias,        compute_};
   g.c = residual;
-  return Annotate(RunGemm(handle_, workspace_, workspace_bytes_, g, stream),
-                  absl::StrCat("MatmulForward ", ShapeString(N, C, OC)));
+  return Annotate(RunGemm(lt_, g, stream), absl::StrCat("MatmulForward ", ShapeString(N, C, OC)));
 }
 
 absl::Status CublasLtMatmul::Backward(float* dinp, float* dweight, float* dbias, const float* dout,
@@ -345,7 +428,8 @@ absl::Status CublasLtMatmul::Backward(float* dinp, float* dweight, float* dbias,
 
 absl::StatusOr<bool> CublasLtMatmul::BackwardBf16(Output dinp, float* dweight, float* dbias,
                                                   Input dout, Input inp, MatmulParam weight, int N,
-                                                  int C, int OC, cudaStream_t stream) {
+                                                  int C, int OC, cudaStream_t stream,
+                                                  const uint16_t* gelu_pre) {
   const std::string shape = ShapeString(N, C, OC);
   const size_t w_elems = weight.b16 != nullptr ? 0 : MatmulCopySlot(static_cast<size_t>(OC) * C);
   const size_t d_elems = dout.b16 != nullptr ? 0 : MatmulCopySlot(static_cast<size_t>(N) * OC);
@@ -364,6 +448,10 @@ absl::StatusOr<bool> CublasLtMatmul::BackwardBf16(Output dinp, float* dweight, f
              /*ldb=*/OC,  dinp_d,      /*ldd=*/C, /*beta=*/0.0f, nullptr,  CUBLAS_COMPUTE_32F};
   g_inp.ab_type = CUDA_R_16BF;
   if (dinp.b16 != nullptr) g_inp.d_type = CUDA_R_16BF;
+  if (gelu_pre != nullptr) {
+    g_inp.epilogue = CUBLASLT_EPILOGUE_DGELU;
+    g_inp.aux = gelu_pre;
+  }
   Gemm g_weight{CUBLAS_OP_N, CUBLAS_OP_T, /*m=*/C,   /*n=*/OC,      /*k=*/N, x16,
                 /*lda=*/C,   d16,
                 /*ldb=*/OC,  dweight,     /*ldd=*/C, /*beta=*/1.0f, nullptr, CUBLAS_COMPUTE_32F};
@@ -371,7 +459,7 @@ absl::StatusOr<bool> CublasLtMatmul::BackwardBf16(Output dinp, float* dweight, f
   // Both GEMMs' algorithms are looked up before anything runs, so that a shape cuBLASLt has no
   // bf16 algorithm for falls back whole (neither gradient added twice, no copies wasted).
   for (const Gemm* g : {&g_inp, &g_weight}) {
-    absl::Status status = Prepare(handle_, workspace_bytes_, *g);
+    absl::Status status = Prepare(lt_, *g, stream);
     if (absl::IsNotFound(status)) return false;
     SPW_RETURN_IF_ERROR(Annotate(status, absl::StrCat("MatmulBackward bf16 ", shape)));
   }
@@ -393,11 +481,26 @@ absl::StatusOr<bool> CublasLtMatmul::BackwardBf16(Output dinp, float* dweight, f
   if (inp.b16 == nullptr) {
     SPW_CUDA_CHECK(LaunchToBf16(copies + w_elems + d_elems, inp.f32, x_elems, stream));
   }
-  SPW_RETURN_IF_ERROR(Annotate(RunGemm(handle_, workspace_, workspace_bytes_, g_inp, stream),
-                               absl::StrCat("MatmulBackward bf16 dinp ", shape)));
-  SPW_RETURN_IF_ERROR(Annotate(RunGemm(handle_, workspace_, workspace_bytes_, g_weight, stream),
+  SPW_RETURN_IF_ERROR(
+      Annotate(RunGemm(lt_, g_inp, stream), absl::StrCat("MatmulBackward bf16 dinp ", shape)));
+  SPW_RETURN_IF_ERROR(Annotate(RunGemm(lt_, g_weight, stream),
                                absl::StrCat("MatmulBackward bf16 dweight ", shape)));
   return true;
+}
+
+absl::Status CublasLtMatmul::GeluBackwardBf16(uint16_t* dpre, float* dweight, float* dbias,
+                                              const float* dout, const uint16_t* h,
+                                              const uint16_t* pre, MatmulParam weight, int N, int C,
+                                              int OC, cudaStream_t stream) {
+  if (N <= 0 || C <= 0 || OC <= 0) return absl::OkStatus();
+  if (Bf16Copies(N, C, OC)) {
+    SPW_ASSIGN_OR_RETURN(const bool done, BackwardBf16({.b16 = dpre}, dweight, dbias, {.f32 = dout},
+                                                       {.b16 = h}, weight, N, C, OC, stream, pre));
+    if (done) return absl::OkStatus();
+  }
+  SPW_RETURN_IF_ERROR(BackwardBf16Input(dpre, dweight, dbias, dout, h, weight, N, C, OC, stream));
+  SPW_CUDA_CHECK(LaunchGeluBackwardBf16(dpre, pre, dpre, static_cast<size_t>(N) * C, stream));
+  return absl::OkStatus();
 }
 
 absl::Status CublasLtMatmul::ForwardBf16Input(float* out, const uint16_t* inp, MatmulParam weight,
@@ -456,6 +559,18 @@ absl::Status CublasLtMatmul::BackwardWidened(uint16_t* dinp, float* dweight, flo
 absl::Status CublasLtMatmul::ForwardToBf16(uint16_t* out, const uint16_t* inp, MatmulParam weight,
                                            MatmulParam bias, int N, int C, int OC,
                                            cudaStream_t stream) {
+  return ForwardToBf16(out, nullptr, inp, weight, bias, N, C, OC, stream);
+}
+
+absl::Status CublasLtMatmul::GeluForwardToBf16(uint16_t* out, uint16_t* pre, const uint16_t* inp,
+                                               MatmulParam weight, MatmulParam bias, int N, int C,
+                                               int OC, cudaStream_t stream) {
+  return ForwardToBf16(out, pre, inp, weight, bias, N, C, OC, stream);
+}
+
+absl::Status CublasLtMatmul::ForwardToBf16(uint16_t* out, uint16_t* pre, const uint16_t* inp,
+                                           MatmulParam weight, MatmulParam bias, int N, int C,
+                                           int OC, cudaStream_t stream) {
   if (N <= 0 || OC <= 0) return absl::OkStatus();
   const size_t elements = static_cast<size_t>(N) * OC;
   // The weight's (for the bf16 GEMM only) and the bias's bf16 values: the caller's copies, or made
@@ -482,12 +597,16 @@ absl::Status CublasLtMatmul::ForwardToBf16(uint16_t* out, const uint16_t* inp, M
     g.ab_type = CUDA_R_16BF;
     g.d_type = CUDA_R_16BF;
     g.bias_type = CUDA_R_16BF;
+    if (pre != nullptr) {
+      g.epilogue = b16 != nullptr ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX;
+      g.aux = pre;
+    }
     // A refusal (no algorithm) takes the fp32 path below.
-    if (Prepare(handle_, workspace_bytes_, g).ok()) {
+    if (Prepare(lt_, g, stream).ok()) {
       if (weight.b16 == nullptr) {
         SPW_CUDA_CHECK(LaunchToBf16(copies, weight.f32, static_cast<size_t>(OC) * C, stream));
       }
-      return Annotate(RunGemm(handle_, workspace_, workspace_bytes_, g, stream),
+      return Annotate(RunGemm(lt_, g, stream),
                       absl::StrCat("MatmulForwardToBf16 ", ShapeString(N, C, OC)));
     }
   }
@@ -498,7 +617,12 @@ absl::Status CublasLtMatmul::ForwardToBf16(uint16_t* out, const uint16_t* inp, M
   float* bias32 = b16 != nullptr ? out32 + out_floats : nullptr;
   if (b16 != nullptr) SPW_CUDA_CHECK(LaunchBf16ToFloat(bias32, b16, OC, stream));
   SPW_RETURN_IF_ERROR(ForwardBf16Input(out32, inp, weight, bias32, nullptr, N, C, OC, stream));
-  SPW_CUDA_CHECK(LaunchToBf16(out, out32, elements, stream));
+  if (pre == nullptr) {
+    SPW_CUDA_CHECK(LaunchToBf16(out, out32, elements, stream));
+    return absl::OkStatus();
+  }
+  SPW_CUDA_CHECK(LaunchToBf16(pre, out32, elements, stream));
+  SPW_CUDA_CHECK(LaunchGeluForwardBf16(out, pre, elements, stream));
   return absl::OkStatus();
 }
 
@@ -510,14 +634,13 @@ absl::Status CublasLtMatmul::BackwardGemms(float* dinp, float* dweight, const fl
   const Gemm g_inp{CUBLAS_OP_N, CUBLAS_OP_N, /*m=*/C,   /*n=*/N,       /*k=*/OC, weight,
                    /*lda=*/C,   dout,
                    /*ldb=*/OC,  dinp,        /*ldd=*/C, /*beta=*/0.0f, nullptr,  compute_};
-  SPW_RETURN_IF_ERROR(Annotate(RunGemm(handle_, workspace_, workspace_bytes_, g_inp, stream),
-                               absl::StrCat("MatmulBackward dinp ", shape)));
+  SPW_RETURN_IF_ERROR(
+      Annotate(RunGemm(lt_, g_inp, stream), absl::StrCat("MatmulBackward dinp ", shape)));
   // dW_cm (C,OC) += inp_cm (C,N) @ dout_cm (OC,N)^T.
   const Gemm g_weight{CUBLAS_OP_N, CUBLAS_OP_T, /*m=*/C,   /*n=*/OC,      /*k=*/N, inp,
                       /*lda=*/C,   dout,
                       /*ldb=*/OC,  dweight,     /*ldd=*/C, /*beta=*/1.0f, nullptr, compute_};
-  return Annotate(RunGemm(handle_, workspace_, workspace_bytes_, g_weight, stream),
-                  absl::StrCat("MatmulBackward dweight ", shape));
+  return Annotate(RunGemm(lt_, g_weight, stream), absl::StrCat("MatmulBackward dweight ", shape));
 }
 
 }  // namespace spillway::kernels::cuda

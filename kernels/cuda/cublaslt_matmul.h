@@ -14,6 +14,17 @@
 
 namespace spillway::kernels::cuda {
 
+// What every GEMM of a CublasLtMatmul runs with: the handle, its workspace, and how many of
+// cuBLASLt's heuristic algorithms a GEMM on bf16 operands times per problem, the fastest then
+// kept (1: its first). Other GEMMs take its first: among the candidates for cuBLASLt's own
+// FAST_16BF conversion some multiply in fp32, which would not be the precision asked for.
+struct CublasLtRun {
+  cublasLtHandle_t handle = nullptr;
+  void* workspace = nullptr;
+  size_t workspace_bytes = 0;
+  int candidates = 1;
+};
+
 class CublasLtMatmul {
  public:
   // Creates the cuBLASLt handle and a workspace of `workspace_bytes` on the current device.
@@ -26,6 +37,9 @@ class CublasLtMatmul {
   // results match the CPU reference to fp32 rounding), or CUBLAS_COMPUTE_32F_FAST_16BF /
   // _FAST_16F: tensor cores on operands converted to bf16 / fp16, fp32 accumulation.
   void set_compute_type(cublasComputeType_t compute) { compute_ = compute; }
+  // How many of cuBLASLt's heuristic algorithms the GEMMs on bf16 copies time per problem, from
+  // now on (CublasLtRun::candidates; 1, the default: its first). Problems already met keep theirs.
+  void set_autotune_candidates(int candidates) { lt_.candidates = candidates; }
 
   // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC) + residual (N,OC); bias and residual
   // may be null (residual: cuBLASLt's beta * C with C = residual, so it must not alias out).
@@ -58,6 +72,19 @@ class CublasLtMatmul {
   // to a buffer grown to the largest such output (outside the memory plan), rounded after.
   absl::Status ForwardToBf16(uint16_t* out, const uint16_t* inp, MatmulParam weight,
                              MatmulParam bias, int N, int C, int OC, cudaStream_t stream);
+  // ForwardToBf16 through a GELU (Ops::MatmulGeluForwardToBf16): pre gets the rounded sum, out
+  // its GELU, from cuBLASLt's GELU epilogue on the fp32 sum where the GEMM runs on bf16 copies;
+  // otherwise the GELU kernel on pre.
+  absl::Status GeluForwardToBf16(uint16_t* out, uint16_t* pre, const uint16_t* inp,
+                                 MatmulParam weight, MatmulParam bias, int N, int C, int OC,
+                                 cudaStream_t stream);
+  // The backward of out = gelu(pre) @ weight^T + bias (Ops::MatmulGeluBackwardBf16): dpre =
+  // gelu'(pre) * (dout @ weight) rounded to bf16, dweight += dout^T @ h, dbias += column sums of
+  // dout. Where the GEMMs run on bf16 copies the dinp GEMM's epilogue applies the GELU's gradient
+  // to its fp32 sums; otherwise BackwardBf16Input, then the GELU backward kernel.
+  absl::Status GeluBackwardBf16(uint16_t* dpre, float* dweight, float* dbias, const float* dout,
+                                const uint16_t* h, const uint16_t* pre, MatmulParam weight, int N,
+                                int C, int OC, cudaStream_t stream);
 
  private:
   CublasLtMatmul() = default;
@@ -83,10 +110,14 @@ class CublasLtMatmul {
                                    cudaStream_t stream);
   // The backward on bf16 copies: both GEMMs, and the bias gradient (dbias may be null) in the
   // pass that copies an fp32 dout (or sums a bf16 one); false (nothing added) when cuBLASLt has no
-  // algorithm.
+  // algorithm. With gelu_pre (bf16, may be null), dinp (bf16) is the gradient through a GELU of
+  // gelu_pre (GeluBackwardBf16).
   absl::StatusOr<bool> BackwardBf16(Output dinp, float* dweight, float* dbias, Input dout,
                                     Input inp, MatmulParam weight, int N, int C, int OC,
-                                    cudaStream_t stream);
+                                    cudaStream_t stream, const uint16_t* gelu_pre = nullptr);
+  // ForwardToBf16, and GeluForwardToBf16 where pre is set.
+  absl::Status ForwardToBf16(uint16_t* out, uint16_t* pre, const uint16_t* inp, MatmulParam weight,
+                             MatmulParam bias, int N, int C, int OC, cudaStream_t stream);
   // The fallback of the bf16-dinp backwards: Backward on the widened inp, dinp computed in out32_
   // and rounded into dinp.
   absl::Status BackwardWidened(uint16_t* dinp, float* dweight, float* dbias, const float* dout,
@@ -99,9 +130,7 @@ class CublasLtMatmul {
   absl::Status BackwardGemms(float* dinp, float* dweight, const float* dout, const float* inp,
                              const float* weight, int N, int C, int OC, cudaStream_t stream);
 
-  cublasLtHandle_t handle_ = nullptr;
-  void* workspace_ = nullptr;
-  size_t workspace_bytes_ = 0;
+  CublasLtRun lt_;
   float* bias_scratch_ = nullptr;  // the bias gradient's partial sums (matmul_bias.cu)
   DeviceScratch bf16_;             // bf16 operand copies of the GEMM being issued
   DeviceScratch widened_;          // a bf16 input widened to fp32 (the bf16-input GEMMs' fallback)

@@ -183,6 +183,7 @@ class CudaOps final : public Ops {
                                                                   : CUBLAS_COMPUTE_32F);
   }
   MatmulPrecision matmul_precision() const override { return precision_; }
+  void SetMatmulAutotune(bool on) override { gemm_->set_autotune_candidates(on ? 8 : 1); }
   void MatmulForward(float* out, const float* inp, MatmulParam weight, const float* bias,
                      const float* residual, int N, int C, int OC) override {
     Record(gemm_->Forward(out, inp, weight, bias, residual, N, C, OC, stream_));
@@ -196,12 +197,15 @@ class CudaOps final : public Ops {
     Record(cuda::LaunchLayerNormForwardBf16(out, mean, rstd, inp, weight, bias, N, C, stream_),
            "LayerNormForwardBf16");
   }
-  void GeluForwardBf16(uint16_t* out, const uint16_t* inp, size_t n) override {
-    Record(cuda::LaunchGeluForwardBf16(out, inp, n, stream_), "GeluForwardBf16");
+  void MatmulGeluForwardToBf16(uint16_t* out, uint16_t* pre, const uint16_t* inp,
+                               MatmulParam weight, MatmulParam bias, int N, int C,
+                               int OC) override {
+    Record(gemm_->GeluForwardToBf16(out, pre, inp, weight, bias, N, C, OC, stream_));
   }
-  void GeluBackwardBf16(uint16_t* dinp, const uint16_t* inp, const uint16_t* dout,
-                        size_t n) override {
-    Record(cuda::LaunchGeluBackwardBf16(dinp, inp, dout, n, stream_), "GeluBackwardBf16");
+  void MatmulGeluBackwardBf16(uint16_t* dpre, float* dweight, float* dbias, const float* dout,
+                              const uint16_t* h, const uint16_t* pre, MatmulParam weight, int N,
+                              int C, int OC) override {
+    Record(gemm_->GeluBackwardBf16(dpre, dweight, dbias, dout, h, pre, weight, N, C, OC, stream_));
   }
   void MatmulBackwardBf16Grad(uint16_t* dinp, float* dweight, float* dbias, const uint16_t* dout,
                               const uint16_t* inp, MatmulParam weight, int N, int C,

@@ -40,23 +40,44 @@ TEST(Bf16InputsTest, LayerNormForwardWritesTheRoundedOutput) {
   }
 }
 
-// GELU on a bf16 pre-activation: the fp32 GELU of the widened input, rounded; its backward (on a
-// bf16 dout, in place too) the fp32 backward on the widened values, rounded.
-TEST(Bf16InputsTest, GeluOnBf16InputIsGeluOnTheWidenedInput) {
-  const auto bits = Bf16Bits(RandomFloats(1001, 4, 3.0f));
-  const auto inp = Bf16Values(bits);
-  const auto dout16 = Bf16Bits(RandomFloats(inp.size(), 5));
-  std::vector<float> out(inp.size()), dinp(inp.size());
-  std::vector<uint16_t> out16(inp.size()), dinp16(inp.size());
-  Cpu().GeluForward(out.data(), inp.data(), inp.size());
-  Cpu().GeluForwardBf16(out16.data(), bits.data(), inp.size());
-  EXPECT_EQ(out16, Bf16Bits(out));
-  Cpu().GeluBackward(dinp.data(), inp.data(), Bf16Values(dout16).data(), inp.size());
-  Cpu().GeluBackwardBf16(dinp16.data(), bits.data(), dout16.data(), inp.size());
-  EXPECT_EQ(dinp16, Bf16Bits(dinp));
-  std::vector<uint16_t> in_place = dout16;
-  Cpu().GeluBackwardBf16(in_place.data(), bits.data(), in_place.data(), inp.size());
-  EXPECT_EQ(in_place, dinp16);
+// The MLP's fused ops: MatmulGeluForwardToBf16's pre is MatmulForwardToBf16's output and its out
+// the GELU of the same fp32 sums (MatmulForwardBf16 with the rounded bias), rounded;
+// MatmulGeluBackwardBf16 is MatmulBackward on the widened h with its dinp through GeluBackward on
+// the widened pre, rounded. Bitwise.
+TEST(Bf16InputsTest, MatmulGeluOpsAreTheMatmulAndGeluOnTheFp32Sums) {
+  const PrecisionScope bf16(MatmulPrecision::kBf16);
+  const Shape s = kShapes[0];
+  const size_t n = static_cast<size_t>(s.N) * s.OC;
+  const auto bits = Bf16Bits(RandomFloats(static_cast<size_t>(s.N) * s.C, 60));
+  const auto w = RandomFloats(static_cast<size_t>(s.OC) * s.C, 61);
+  const auto bias = RandomFloats(s.OC, 62);
+  std::vector<uint16_t> out16(n), pre16(n), want_pre(n);
+  Cpu().MatmulGeluForwardToBf16(out16.data(), pre16.data(), bits.data(), w.data(), bias.data(), s.N,
+                                s.C, s.OC);
+  Cpu().MatmulForwardToBf16(want_pre.data(), bits.data(), w.data(), bias.data(), s.N, s.C, s.OC);
+  EXPECT_EQ(pre16, want_pre);
+  std::vector<float> sums(n), gelu(n);
+  Cpu().MatmulForwardBf16(sums.data(), bits.data(), w.data(), Bf16Values(Bf16Bits(bias)).data(),
+                          nullptr, s.N, s.C, s.OC);
+  Cpu().GeluForward(gelu.data(), sums.data(), n);
+  EXPECT_EQ(out16, Bf16Bits(gelu));
+
+  // The down-projection: h = out16 (N, OC) back to C channels.
+  const auto dout = RandomFloats(static_cast<size_t>(s.N) * s.C, 63);
+  const auto w2 = RandomFloats(w.size(), 64);
+  const auto dw0 = RandomFloats(w.size(), 65);
+  const auto db0 = RandomFloats(s.C, 66);
+  std::vector<uint16_t> dpre16(n);
+  std::vector<float> dw = dw0, db = db0;
+  Cpu().MatmulGeluBackwardBf16(dpre16.data(), dw.data(), db.data(), dout.data(), out16.data(),
+                               pre16.data(), w2.data(), s.N, s.OC, s.C);
+  std::vector<float> dpre(n), want_dw = dw0, want_db = db0;
+  Cpu().MatmulBackward(dpre.data(), want_dw.data(), want_db.data(), dout.data(),
+                       Bf16Values(out16).data(), w2.data(), s.N, s.OC, s.C);
+  Cpu().GeluBackward(dpre.data(), Bf16Values(pre16).data(), dpre.data(), n);
+  EXPECT_EQ(dpre16, Bf16Bits(dpre));
+  EXPECT_TRUE(BitwiseEqual(dw, want_dw));
+  EXPECT_TRUE(BitwiseEqual(db, want_db));
 }
 
 // LayerNormBackwardBf16 (dout as bf16) is LayerNormBackward on the widened dout, bitwise; dinp,

@@ -6,10 +6,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "gtest/gtest.h"
+#include "kernels/backend.h"
 #include "tests/kernels/cuda/cuda_test_util.h"
 #include "tests/kernels/test_util.h"
 
@@ -396,6 +398,62 @@ TEST_F(CudaOpsTest, MatmulForwardToBf16IsTheRoundedMatmul) {
   }
 }
 
+// The MLP's fused ops on the GPU (cuBLASLt's GELU epilogues; the shape not divisible by 8 takes
+// the GELU kernels after the unfused GEMMs) against the CPU's, on the same inputs: pre, out and
+// dpre within the bf16 bound (1e-2; GELU of the fp32 sums on both sides, each rounded once), the
+// accumulated weight and bias gradients, which no GELU touches, within 1e-5 where the GEMMs run
+// on bf16 copies (elsewhere cuBLASLt rounds dout itself: the bf16 bound). pre is also the GPU's
+// own MatmulForwardToBf16 output (4e-3: the algorithm may differ).
+TEST_F(CudaOpsTest, MatmulGeluOpsMatchTheCpu) {
+  for (MatmulShape s : {kSmallMatmul, kGpt2Matmul}) {
+    SCOPED_TRACE(::testing::Message() << "N=" << s.N << " C=" << s.C << " OC=" << s.OC);
+    const size_t n = Prod(s.N, s.OC);
+    const auto bits = Bf16Bits(RandomFloats(Prod(s.N, s.C), 180));
+    const auto weight = RandomFloats(Prod(s.OC, s.C), 181);
+    const auto bias = RandomFloats(s.OC, 182);
+    const auto dout = RandomFloats(Prod(s.N, s.C), 183);
+    const auto weight2 = RandomFloats(Prod(s.C, s.OC), 184);
+    const auto dw0 = RandomFloats(weight2.size(), 185);
+    const auto db0 = RandomFloats(s.C, 186);
+    Cpu().SetMatmulPrecision(MatmulPrecision::kBf16);
+    cuda().SetMatmulPrecision(MatmulPrecision::kBf16);
+    std::vector<uint16_t> out(n), pre(n), dpre(n);
+    std::vector<float> dw = dw0, db = db0;
+    Cpu().MatmulGeluForwardToBf16(out.data(), pre.data(), bits.data(), weight.data(), bias.data(),
+                                  s.N, s.C, s.OC);
+    // The down-projection back to C channels, on the CPU's h and pre (the same inputs for both).
+    Cpu().MatmulGeluBackwardBf16(dpre.data(), dw.data(), db.data(), dout.data(), out.data(),
+                                 pre.data(), weight2.data(), s.N, s.OC, s.C);
+    DeviceArray<uint16_t> d_bits(bits), g_out(n), g_pre(n), g_plain(n), g_dpre(n);
+    DeviceArray<uint16_t> d_h(out), d_pre(pre);
+    DeviceArray<float> d_w(weight), d_b(bias), d_dout(dout), d_w2(weight2), g_dw(dw0), g_db(db0);
+    cuda().MatmulGeluForwardToBf16(g_out.get(), g_pre.get(), d_bits.get(), d_w.get(), d_b.get(),
+                                   s.N, s.C, s.OC);
+    cuda().MatmulForwardToBf16(g_plain.get(), d_bits.get(), d_w.get(), d_b.get(), s.N, s.C, s.OC);
+    cuda().MatmulGeluBackwardBf16(g_dpre.get(), g_dw.get(), g_db.get(), d_dout.get(), d_h.get(),
+                                  d_pre.get(), d_w2.get(), s.N, s.OC, s.C);
+    ExpectSynchronized(cuda());
+    Cpu().SetMatmulPrecision(MatmulPrecision::kFp32);
+    cuda().SetMatmulPrecision(MatmulPrecision::kFp32);
+    const double errors[] = {
+        RelError(Bf16Values(g_pre.Download()), Bf16Values(pre)),
+        RelError(Bf16Values(g_out.Download()), Bf16Values(out)),
+        RelError(Bf16Values(g_dpre.Download()), Bf16Values(dpre)),
+        RelError(g_dw.Download(), dw),
+        RelError(g_db.Download(), db),
+        RelError(Bf16Values(g_pre.Download()), Bf16Values(g_plain.Download()))};
+    std::printf(
+        "gelu bf16 N=%d C=%d OC=%d vs cpu: pre %.1e out %.1e dpre %.1e dw %.1e db %.1e; pre vs "
+        "unfused %.1e\n",
+        s.N, s.C, s.OC, errors[0], errors[1], errors[2], errors[3], errors[4], errors[5]);
+    for (int i = 0; i < 3; ++i) EXPECT_LT(errors[i], 1e-2) << "output " << i;
+    const bool copies = s.N % 8 == 0 && s.C % 8 == 0 && s.OC % 8 == 0;
+    EXPECT_LT(errors[3], copies ? 1e-5 : 1e-2);
+    EXPECT_LT(errors[4], 1e-5);
+    EXPECT_LT(errors[5], 4e-3);
+  }
+}
+
 // Every matmul op once on the GPU, on inputs of seed `seed`, with the weight `w` and, if given,
 // its bf16 copy `w16` (host values): their outputs one after the other, as on the CPU
 // (bf16_inputs_test.cc).
@@ -459,6 +517,27 @@ TEST_F(CudaOpsTest, MatmulsReadTheWeightCopyAtBf16) {
               BitwiseEqual(copy_read, other_rounded) ? 1 : 0);
   EXPECT_LT(err, 1e-6);
   EXPECT_TRUE(BitwiseEqual(fp32_copy, fp32));
+}
+
+// Autotuned GEMMs (Ops::SetMatmulAutotune: the fastest of cuBLASLt's first 8 algorithms per
+// problem, on a backend of their own, since the choice is kept per handle) compute every matmul op
+// as the heuristic's first algorithm does, within 1e-5 at bf16 (only the order of the fp32 sums
+// may differ; the bitwise verdict is printed).
+TEST_F(CudaOpsTest, AutotunedMatmulsMatchTheHeuristicsChoice) {
+  absl::StatusOr<std::unique_ptr<Ops>> tuned = CreateOps("cuda");
+  ASSERT_TRUE(tuned.ok()) << tuned.status();
+  (*tuned)->SetMatmulPrecision(MatmulPrecision::kBf16);
+  (*tuned)->SetMatmulAutotune(true);
+  const MatmulShape s = kGpt2Matmul;
+  const auto w = RandomFloats(Prod(s.OC, s.C), 190);
+  cuda().SetMatmulPrecision(MatmulPrecision::kBf16);
+  const std::vector<float> first = GpuAllMatmuls(cuda(), s, w, nullptr, 191);
+  cuda().SetMatmulPrecision(MatmulPrecision::kFp32);
+  const std::vector<float> fastest = GpuAllMatmuls(**tuned, s, w, nullptr, 191);
+  const double err = RelError(fastest, first);
+  std::printf("autotuned bf16 matmuls vs the heuristic's first: %.1e (bitwise %d)\n", err,
+              BitwiseEqual(fastest, first) ? 1 : 0);
+  EXPECT_LT(err, 1e-5);
 }
 
 // The attention ops on bf16 qkv and out (AttentionForwardBf16 / AttentionBackwardBf16) against the
