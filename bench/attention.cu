@@ -53,9 +53,10 @@ bool Run(const Shape& s, bool fp32, int reps) {
       !Check(cudaMalloc(&out, rows * C * sizeof(float)), "cudaMalloc") ||
       !Check(cudaMalloc(&lse, rows * s.NH * sizeof(float)), "cudaMalloc") ||
       !Check(cudaMalloc(&dqkv, rows * 3 * C * sizeof(float)), "cudaMalloc") ||
-      !Check(cudaMalloc(&scratch,
-                        std::max(k::AttentionScratchFloats(s.B, s.T, s.NH) * sizeof(float),
-                                 k::TensorCoreAttentionScratchBytes(s.B, s.T, s.NH, s.NH, s.HS))),
+      !Check(cudaMalloc(
+                 &scratch,
+                 std::max(k::AttentionScratchFloats(s.B, s.T, s.NH) * sizeof(float),
+                          k::TensorCoreAttentionScratchBytes(s.B, s.T, s.NH, s.NH, s.HS, false))),
              "cudaMalloc")) {
     return false;
   }

@@ -307,12 +307,19 @@ size_t PlannedGemmCopyBytes(const ModelConfig& config, int batch) {
   return largest;
 }
 
-size_t PlannedAttentionScratchBytes(const ModelConfig& config, int batch, bool sixteen_bit) {
+size_t PlannedAttentionScratchBytes(const ModelConfig& config, int batch,
+                                    kernels::MatmulPrecision precision) {
   int NH = config.n_head, NKV = config.n_head;
   if (config.type == "llama") NKV = LlamaDimsOf(config).NKV;
   const int hs = NH > 0 ? config.d_model / NH : 0;
-  if (sixteen_bit && (hs == 64 || hs == 128)) {
-    return kernels::TensorCoreAttentionScratch(batch, config.seq_len, NH, NKV, hs).bytes;
+  if (precision != kernels::MatmulPrecision::kFp32 && (hs == 64 || hs == 128)) {
+    const kernels::AttentionScratchLayout l =
+        kernels::TensorCoreAttentionScratch(batch, config.seq_len, NH, NKV, hs);
+    // GPT-2's bf16 activations hand the kernels 16-bit qkv and dout.
+    const bool bf16_activations =
+        config.type != "llama" &&
+        Bf16Activations::Enabled(precision, batch * config.seq_len, config.d_model);
+    return bf16_activations ? l.sums_bytes : l.bytes;
   }
   return static_cast<size_t>(batch) * config.seq_len * NH * sizeof(float);
 }

@@ -230,9 +230,11 @@ size_t WeightCopyElements(const UnitLayout& layout);
 size_t PlannedGemmCopyBytes(const ModelConfig& config, int batch);
 
 // The GPU bytes of the attention's scratch a step leaves allocated: at a 16-bit matmul
-// precision with head size 64 or 128, the tensor-core attention's 16-bit operand copies and
-// row sums (kernels/attention_scratch.h); otherwise the fp32 backward's row sums. For planning.
-size_t PlannedAttentionScratchBytes(const ModelConfig& config, int batch, bool sixteen_bit);
+// precision with head size 64 or 128, the tensor-core attention's row sums and, unless the model
+// keeps bf16 activations (GPT-2 at bf16: 16-bit qkv and dout), its 16-bit operand copies
+// (kernels/attention_scratch.h); otherwise the fp32 backward's row sums. For planning.
+size_t PlannedAttentionScratchBytes(const ModelConfig& config, int batch,
+                                    kernels::MatmulPrecision precision);
 
 // True for the tensors whose rows past vocab_size are padding (GPT-2's wte, Llama's
 // embed_tokens.weight and lm_head.weight): zero, never trained, not exported.

@@ -82,7 +82,10 @@ absl::StatusOr<PlanInput> PlanInputFromConfig(const Config& config, int world_si
   in.gpu_reserve_bytes = in.gpu ? kGpuRuntimeReserveBytes : 0;
   const bool sixteen_bit = config.precision.mode != PrecisionConfig::Mode::kFp32;
   if (in.gpu && sixteen_bit) in.gemm_copy_bytes = PlannedGemmCopyBytes(m, B);
-  if (in.gpu) in.attention_scratch_bytes = PlannedAttentionScratchBytes(m, B, sixteen_bit);
+  if (in.gpu) {
+    in.attention_scratch_bytes =
+        PlannedAttentionScratchBytes(m, B, MatmulPrecisionOf(config.precision.mode));
+  }
   in.init_scratch_bytes = Model::kInitScratchBytes;
   return in;
 }

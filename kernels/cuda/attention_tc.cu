@@ -684,8 +684,10 @@ cudaError_t BackwardFor(int hs, O* dqkv, const O* dout, const float* qkv, const 
 
 bool TensorCoreAttentionSupported(int hs) { return hs == 64 || hs == 128; }
 
-size_t TensorCoreAttentionScratchBytes(int B, int T, int NH, int NKV, int hs) {
-  return TensorCoreAttentionScratch(B, T, NH, NKV, hs).bytes;
+size_t TensorCoreAttentionScratchBytes(int B, int T, int NH, int NKV, int hs,
+                                       bool sixteen_bit_inputs) {
+  const AttentionScratchLayout l = TensorCoreAttentionScratch(B, T, NH, NKV, hs);
+  return sixteen_bit_inputs ? l.sums_bytes : l.bytes;
 }
 
 cudaError_t LaunchTensorCoreAttentionForward(float* out, uint16_t* out16, float* lse,

@@ -193,15 +193,16 @@ absl::Status Launch(const Lt& lt, const Gemm& g, const GemmDescs& descs,
 
 // The index of the fastest of `results` on g (a warm-up run, then three timed), on `stream`,
 // waiting for it. Runs write g.d (which the real run overwrites) or, where D accumulates (beta
-// != 0 with C = D), a stand-in of its shape allocated on the stream; 0 (untimed) where that
-// allocation fails or no candidate runs.
+// != 0 with C = D), a stand-in of its shape, allocated for the trials and freed after them (so
+// that memory outside the plan is held only while they run; cudaFree waits for the device); 0
+// (untimed) where that allocation fails or no candidate runs.
 absl::StatusOr<int> Fastest(const Lt& lt, const Gemm& g, const GemmDescs& descs,
                             const std::vector<cublasLtMatmulHeuristicResult_t>& results,
                             cudaStream_t stream) {
   void* d = g.d;
   if (g.c == nullptr && g.beta != 0.0f) {
     const size_t bytes = static_cast<size_t>(g.ldd) * g.n * (g.d_type == CUDA_R_32F ? 4 : 2);
-    if (cudaMallocAsync(&d, bytes, stream) != cudaSuccess) {
+    if (cudaMalloc(&d, bytes) != cudaSuccess) {
       (void)cudaGetLastError();
       return 0;
     }
@@ -229,8 +230,8 @@ absl::StatusOr<int> Fastest(const Lt& lt, const Gemm& g, const GemmDescs& descs,
   if (start != nullptr) cudaEventDestroy(start);
   if (stop != nullptr) cudaEventDestroy(stop);
   if (d != g.d) {
-    const cudaError_t freed = cudaFreeAsync(d, stream);
-    if (status.ok()) status = CudaStatus(freed, "cudaFreeAsync");
+    const cudaError_t freed = cudaFree(d);
+    if (status.ok()) status = CudaStatus(freed, "cudaFree");
   }
   if (!status.ok()) return status;
   return std::max(best, 0);

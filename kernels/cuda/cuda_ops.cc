@@ -227,7 +227,7 @@ class CudaOps final : public Ops {
   void AttentionForwardBf16(uint16_t* out, float* lse, const uint16_t* qkv, int B, int T, int C,
                             int NH) override {
     if (NH > 0 && Bf16TensorCoreAttention(C / NH)) {
-      void* scratch = TensorCoreScratch(B, T, NH, NH, C / NH);
+      void* scratch = TensorCoreScratch(B, T, NH, NH, C / NH, /*sixteen_bit_inputs=*/true);
       if (scratch == nullptr) return;
       Record(cuda::LaunchTensorCoreAttentionForward(nullptr, out, lse, nullptr, qkv, B, T, NH, NH,
                                                     C / NH, false, scratch, stream_),
@@ -244,7 +244,7 @@ class CudaOps final : public Ops {
                              const uint16_t* out, const float* lse, int B, int T, int C,
                              int NH) override {
     if (NH > 0 && Bf16TensorCoreAttention(C / NH)) {
-      void* scratch = TensorCoreScratch(B, T, NH, NH, C / NH);
+      void* scratch = TensorCoreScratch(B, T, NH, NH, C / NH, /*sixteen_bit_inputs=*/true);
       if (scratch == nullptr) return;
       Record(cuda::LaunchTensorCoreAttentionBackward(nullptr, dqkv, nullptr, dout, nullptr, qkv,
                                                      nullptr, out, lse, B, T, NH, NH, C / NH, false,
@@ -284,7 +284,7 @@ class CudaOps final : public Ops {
   void GqaAttentionForward(float* out, float* lse, const float* qkv, int B, int T, int NH, int NKV,
                            int hs) override {
     if (TensorCoreAttention(hs)) {
-      void* scratch = TensorCoreScratch(B, T, NH, NKV, hs);
+      void* scratch = TensorCoreScratch(B, T, NH, NKV, hs, /*sixteen_bit_inputs=*/false);
       if (scratch == nullptr) return;
       Record(cuda::LaunchTensorCoreAttentionForward(out, nullptr, lse, qkv, nullptr, B, T, NH, NKV,
                                                     hs, precision_ == MatmulPrecision::kFp16,
@@ -298,7 +298,7 @@ class CudaOps final : public Ops {
   void GqaAttentionBackward(float* dqkv, const float* dout, const float* qkv, const float* out,
                             const float* lse, int B, int T, int NH, int NKV, int hs) override {
     if (TensorCoreAttention(hs)) {
-      void* scratch = TensorCoreScratch(B, T, NH, NKV, hs);
+      void* scratch = TensorCoreScratch(B, T, NH, NKV, hs, /*sixteen_bit_inputs=*/false);
       if (scratch == nullptr) return;
       Record(cuda::LaunchTensorCoreAttentionBackward(
                  dqkv, nullptr, dout, nullptr, qkv, nullptr, out, nullptr, lse, B, T, NH, NKV, hs,
@@ -483,10 +483,11 @@ class CudaOps final : public Ops {
     }
     return *data;
   }
-  // The tensor-core attention's scratch (kernels/attention_scratch.h) for this shape.
-  void* TensorCoreScratch(int B, int T, int NH, int NKV, int hs) {
-    return Scratch<unsigned char>(attention_scratch_,
-                                  cuda::TensorCoreAttentionScratchBytes(B, T, NH, NKV, hs));
+  // The tensor-core attention's scratch (kernels/attention_scratch.h) for this shape: the row
+  // sums alone where the kernels are given 16-bit qkv and dout.
+  void* TensorCoreScratch(int B, int T, int NH, int NKV, int hs, bool sixteen_bit_inputs) {
+    return Scratch<unsigned char>(attention_scratch_, cuda::TensorCoreAttentionScratchBytes(
+                                                          B, T, NH, NKV, hs, sixteen_bit_inputs));
   }
   // The fp32 attention backward's scratch for this shape.
   float* Fp32AttentionScratch(int B, int T, int NH) {

@@ -110,14 +110,16 @@ cudaError_t LaunchGqaAttentionBackward(float* dqkv, const float* dout, const flo
 // else bf16) with fp32 softmax and accumulation, for head sizes 64 and 128
 // (TensorCoreAttentionSupported) and 16-byte aligned buffers. Both need `scratch` (device,
 // 256-byte aligned) of TensorCoreAttentionScratchBytes bytes: the 16-bit copies of qkv and dout
-// the kernels read, and the backward's row sums (layout: kernels/attention_scratch.h). Given
+// the kernels read, and the backward's row sums (layout: kernels/attention_scratch.h); with
+// sixteen_bit_inputs (qkv16 given, and a bf16 dout for the backward), the row sums alone. Given
 // qkv16 (16-bit values of the kernels' type, may be null) they read it instead of converting qkv
 // (then unused: may be null). The output is fp32 (out) or, at bf16 only, bf16 (out16, rounded to
 // nearest even; the backward then reads it as such): exactly one of them is given; the backward's
 // dout and dqkv likewise, fp32 (dout, dqkv) with out or bf16 (dout16 read as it is, dqkv16 rounded)
 // with out16.
 bool TensorCoreAttentionSupported(int hs);
-size_t TensorCoreAttentionScratchBytes(int B, int T, int NH, int NKV, int hs);
+size_t TensorCoreAttentionScratchBytes(int B, int T, int NH, int NKV, int hs,
+                                       bool sixteen_bit_inputs);
 cudaError_t LaunchTensorCoreAttentionForward(float* out, uint16_t* out16, float* lse,
                                              const float* qkv, const uint16_t* qkv16, int B, int T,
                                              int NH, int NKV, int hs, bool fp16, void* scratch,

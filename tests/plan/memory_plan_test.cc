@@ -284,21 +284,30 @@ TEST(MemoryPlanTest, SixteenBitGpuRunsPlanTheHeadsOperandCopies) {
   EXPECT_EQ(PlannedGemmCopyBytes(config.model, 16), size_t{1'750'794'240});
 }
 
-// The attention's scratch at GPT-2 124M, B 16, T 1024: at bf16 the tensor-core kernels' 16-bit
-// copies of qkv (16384 x 2304) and dout (16384 x 768) and the row sums (16384 x 12 floats); in
-// fp32 the row sums alone. A GPU plan lists it; a CPU plan does not.
+// The attention's scratch at GPT-2 124M, B 16, T 1024: the tensor-core kernels' row sums (16384 x
+// 12 floats) and, at fp16 (fp32 activations), their 16-bit copies of qkv (16384 x 2304) and dout
+// (16384 x 768); at bf16 GPT-2 hands them bf16 qkv and dout: the row sums alone, as the fp32
+// kernels. Llama keeps fp32 activations: the copies at bf16 too. A GPU plan lists it; a CPU plan
+// does not.
 TEST(MemoryPlanTest, GpuRunsPlanTheAttentionScratch) {
   Config config = MakeConfig({"gpt2", 1, 0, false, false});
   SetShape(config, /*layers=*/12, /*heads=*/12, /*d_model=*/768, /*seq_len=*/1024, /*batch=*/16);
-  const size_t sums = 16384 * 12 * 4, bf16 = sums + 16384 * 2304 * 2 + 16384 * 768 * 2;
-  EXPECT_EQ(PlannedAttentionScratchBytes(config.model, 16, /*sixteen_bit=*/true), bf16);
-  EXPECT_EQ(PlannedAttentionScratchBytes(config.model, 16, /*sixteen_bit=*/false), sums);
+  const size_t sums = 16384 * 12 * 4, copies = sums + 16384 * 2304 * 2 + 16384 * 768 * 2;
+  using kernels::MatmulPrecision;
+  EXPECT_EQ(PlannedAttentionScratchBytes(config.model, 16, MatmulPrecision::kBf16), sums);
+  EXPECT_EQ(PlannedAttentionScratchBytes(config.model, 16, MatmulPrecision::kFp16), copies);
+  EXPECT_EQ(PlannedAttentionScratchBytes(config.model, 16, MatmulPrecision::kFp32), sums);
   auto planned = [&](const char* backend, PrecisionConfig::Mode mode) {
     return PlannedItemBytes(config, backend, mode, "attention scratch");
   };
-  EXPECT_EQ(planned("cuda", PrecisionConfig::Mode::kBf16), bf16);
+  EXPECT_EQ(planned("cuda", PrecisionConfig::Mode::kBf16), sums);
+  EXPECT_EQ(planned("cuda", PrecisionConfig::Mode::kFp16), copies);
   EXPECT_EQ(planned("cuda", PrecisionConfig::Mode::kFp32), sums);
   EXPECT_EQ(planned("cpu", PrecisionConfig::Mode::kBf16), 0u);
+  config.model.type = "llama";
+  config.model.n_kv_head = 4;  // qkv rows of (12 + 2 * 4) heads of 64
+  EXPECT_EQ(PlannedAttentionScratchBytes(config.model, 16, MatmulPrecision::kBf16),
+            sums + 16384 * 20 * 64 * 2 + 16384 * 768 * 2);
 }
 
 // At bf16, GPT-2 keeps ln1, qkv, the attention's output, ln2, the MLP's pre-activation and the
