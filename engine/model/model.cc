@@ -290,8 +290,15 @@ size_t WeightCopyElements(const UnitLayout& layout) {
   return 0;
 }
 
-size_t PlannedGemmCopyBytes(const ModelConfig& config, int batch) {
+size_t PlannedGemmCopyBytes(const ModelConfig& config, int batch,
+                            kernels::MatmulPrecision precision) {
   const int N = batch * config.seq_len, C = config.d_model;
+  if (config.type != "llama" && Bf16Activations::Enabled(precision, N, C)) {
+    const size_t Vp = PaddedVocab(config.vocab_size), c = static_cast<size_t>(C);
+    const size_t weight = std::max(Vp * c, 4 * c * c);
+    return sizeof(uint16_t) *
+           (kernels::MatmulCopySlot(weight) + kernels::MatmulCopySlot(static_cast<size_t>(N) * c));
+  }
   // (C, OC) of each GEMM: the block's projections, then the head.
   std::vector<std::pair<int, int>> gemms;
   if (config.type == "llama") {

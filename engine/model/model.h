@@ -224,10 +224,14 @@ bool KeepsWeightCopies(const ModelConfig& config, int batch, kernels::MatmulPrec
 // if it has a 2-D tensor (a GEMM weight), else 0.
 size_t WeightCopyElements(const UnitLayout& layout);
 
-// The GPU bytes of 16-bit GEMM operand copies a step at a 16-bit matmul precision leaves
-// allocated: kernels::MatmulOperandCopyBytes of the model's largest GEMM (the head's, at GPT-2
-// and Llama shapes). For planning.
-size_t PlannedGemmCopyBytes(const ModelConfig& config, int batch);
+// The GPU bytes of 16-bit GEMM operand copies a step at a 16-bit matmul precision `precision`
+// leaves allocated: kernels::MatmulOperandCopyBytes of the model's largest GEMM (the head's, at
+// GPT-2 and Llama shapes), or, where GPT-2 keeps bf16 activations (its GEMMs then read bf16
+// inputs and gradients as they are), the copy of the fp32 residual gradient (N, C) the output
+// projections' backwards round, beside a slot for its largest weight (rounded per GEMM where a
+// Unit keeps no weight copy: sharded, or changed before its backward). For planning.
+size_t PlannedGemmCopyBytes(const ModelConfig& config, int batch,
+                            kernels::MatmulPrecision precision);
 
 // The GPU bytes of the attention's scratch a step leaves allocated: at a 16-bit matmul
 // precision with head size 64 or 128, the tensor-core attention's row sums and, unless the model

@@ -81,11 +81,8 @@ absl::StatusOr<PlanInput> PlanInputFromConfig(const Config& config, int world_si
   in.param_max_in_cpu = static_cast<size_t>(config.zero.param_max_in_cpu);
   in.gpu_reserve_bytes = in.gpu ? kGpuRuntimeReserveBytes : 0;
   const bool sixteen_bit = config.precision.mode != PrecisionConfig::Mode::kFp32;
-  if (in.gpu && sixteen_bit) in.gemm_copy_bytes = PlannedGemmCopyBytes(m, B);
-  if (in.gpu) {
-    in.attention_scratch_bytes =
-        PlannedAttentionScratchBytes(m, B, MatmulPrecisionOf(config.precision.mode));
-  }
+  if (in.gpu && sixteen_bit) in.gemm_copy_bytes = PlannedGemmCopyBytes(m, B, precision);
+  if (in.gpu) in.attention_scratch_bytes = PlannedAttentionScratchBytes(m, B, precision);
   in.init_scratch_bytes = Model::kInitScratchBytes;
   return in;
 }

@@ -265,23 +265,29 @@ INSTANTIATE_TEST_SUITE_P(Backends, MemoryPlanBackendTest, ::testing::Values("cpu
                          [](const auto& info) { return info.param; });
 
 // A GPU run at a 16-bit matmul precision plans the operand copies of its largest GEMM, the
-// head's backward: GPT-2 124M at B 16 rounds wte (50304 x 768), the logits gradient
-// (16384 x 50304) and the final LayerNorm's output (16384 x 768) to bf16: 1,750,794,240 bytes.
+// head's backward: at fp16 GPT-2 124M at B 16 rounds wte (50304 x 768), the logits gradient
+// (16384 x 50304) and the final LayerNorm's output (16384 x 768): 1,750,794,240 bytes. At bf16
+// GPT-2's GEMMs read its bf16 activations and gradients as they are: only the residual gradient
+// (16384 x 768) is rounded, beside a slot for wte: 102,432,768 bytes. Llama keeps fp32
+// activations: the head's copies at bf16 too.
 TEST(MemoryPlanTest, SixteenBitGpuRunsPlanTheHeadsOperandCopies) {
+  using kernels::MatmulPrecision;
   Config config = MakeConfig({"gpt2", 1, 0, false, false});
   SetShape(config, /*layers=*/12, /*heads=*/12, /*d_model=*/768, /*seq_len=*/1024, /*batch=*/16);
-  EXPECT_EQ(PlannedGemmCopyBytes(config.model, 16), size_t{1'750'794'240});
+  constexpr size_t kHead = 1'750'794'240, kResidual = 102'432'768;
+  EXPECT_EQ(PlannedGemmCopyBytes(config.model, 16, MatmulPrecision::kFp16), kHead);
+  EXPECT_EQ(PlannedGemmCopyBytes(config.model, 16, MatmulPrecision::kBf16), kResidual);
   auto copies = [&](const char* backend, PrecisionConfig::Mode mode) {
     return PlannedItemBytes(config, backend, mode, "16-bit GEMM operand copies");
   };
-  EXPECT_EQ(copies("cuda", PrecisionConfig::Mode::kBf16), size_t{1'750'794'240});
-  EXPECT_EQ(copies("cuda", PrecisionConfig::Mode::kFp16), size_t{1'750'794'240});
+  EXPECT_EQ(copies("cuda", PrecisionConfig::Mode::kBf16), kResidual);
+  EXPECT_EQ(copies("cuda", PrecisionConfig::Mode::kFp16), kHead);
   EXPECT_EQ(copies("cuda", PrecisionConfig::Mode::kFp32), 0u);
   EXPECT_EQ(copies("cpu", PrecisionConfig::Mode::kBf16), 0u);  // host memory, not planned
   // Llama: the head (vocab 50257 -> 50304) is still the largest of its GEMMs.
   config.model.type = "llama";
   config.model.n_kv_head = 4;
-  EXPECT_EQ(PlannedGemmCopyBytes(config.model, 16), size_t{1'750'794'240});
+  EXPECT_EQ(PlannedGemmCopyBytes(config.model, 16, MatmulPrecision::kBf16), kHead);
 }
 
 // The attention's scratch at GPT-2 124M, B 16, T 1024: the tensor-core kernels' row sums (16384 x
