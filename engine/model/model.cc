@@ -275,9 +275,20 @@ size_t PlannedActivationBytes(const ModelConfig& config, int batch, bool activat
   return Gpt2::PlannedActivationBytes(config, batch, activation_checkpointing, precision);
 }
 
-bool KeepsWeightCopies(const ModelConfig& config, int batch, kernels::MatmulPrecision precision) {
+namespace {
+
+// Whether the model keeps bf16 activations at `precision` (GPT-2 decides so when it is created,
+// engine/model/bf16_activations.h; Llama keeps fp32 ones).
+bool KeepsBf16Activations(const ModelConfig& config, int batch,
+                          kernels::MatmulPrecision precision) {
   return config.type != "llama" &&
          Bf16Activations::Enabled(precision, batch * config.seq_len, config.d_model);
+}
+
+}  // namespace
+
+bool KeepsWeightCopies(const ModelConfig& config, int batch, kernels::MatmulPrecision precision) {
+  return KeepsBf16Activations(config, batch, precision);
 }
 
 size_t WeightCopyElements(const UnitLayout& layout) {
@@ -293,7 +304,7 @@ size_t WeightCopyElements(const UnitLayout& layout) {
 size_t PlannedGemmCopyBytes(const ModelConfig& config, int batch,
                             kernels::MatmulPrecision precision) {
   const int N = batch * config.seq_len, C = config.d_model;
-  if (config.type != "llama" && Bf16Activations::Enabled(precision, N, C)) {
+  if (KeepsBf16Activations(config, batch, precision)) {
     const size_t Vp = PaddedVocab(config.vocab_size), c = static_cast<size_t>(C);
     const size_t weight = std::max(Vp * c, 4 * c * c);
     return sizeof(uint16_t) *
@@ -323,10 +334,7 @@ size_t PlannedAttentionScratchBytes(const ModelConfig& config, int batch,
     const kernels::AttentionScratchLayout l =
         kernels::TensorCoreAttentionScratch(batch, config.seq_len, NH, NKV, hs);
     // GPT-2's bf16 activations hand the kernels 16-bit qkv and dout.
-    const bool bf16_activations =
-        config.type != "llama" &&
-        Bf16Activations::Enabled(precision, batch * config.seq_len, config.d_model);
-    return bf16_activations ? l.sums_bytes : l.bytes;
+    return KeepsBf16Activations(config, batch, precision) ? l.sums_bytes : l.bytes;
   }
   return static_cast<size_t>(batch) * config.seq_len * NH * sizeof(float);
 }

@@ -178,10 +178,8 @@ absl::Status MakeDescs(const Gemm& g, GemmDescs& descs) {
   return absl::OkStatus();
 }
 
-using Lt = CublasLtRun;
-
 // One run of g with `algo`, its output going to d (g.d, or a stand-in of D's shape).
-absl::Status Launch(const Lt& lt, const Gemm& g, const GemmDescs& descs,
+absl::Status Launch(const CublasLtRun& lt, const Gemm& g, const GemmDescs& descs,
                     const cublasLtMatmulAlgo_t& algo, void* d, cudaStream_t stream) {
   const float alpha = 1.0f;
   const float beta = g.beta;
@@ -196,7 +194,7 @@ absl::Status Launch(const Lt& lt, const Gemm& g, const GemmDescs& descs,
 // != 0 with C = D), a stand-in of its shape, allocated for the trials and freed after them (so
 // that memory outside the plan is held only while they run; cudaFree waits for the device); 0
 // (untimed) where that allocation fails or no candidate runs.
-absl::StatusOr<int> Fastest(const Lt& lt, const Gemm& g, const GemmDescs& descs,
+absl::StatusOr<int> Fastest(const CublasLtRun& lt, const Gemm& g, const GemmDescs& descs,
                             const std::vector<cublasLtMatmulHeuristicResult_t>& results,
                             cudaStream_t stream) {
   void* d = g.d;
@@ -240,8 +238,8 @@ absl::StatusOr<int> Fastest(const Lt& lt, const Gemm& g, const GemmDescs& descs,
 // The cached algorithm for g, or else the heuristic's first choice or, for bf16 operands with
 // lt.candidates > 1, the fastest of its first lt.candidates (Fastest), then cached; NotFound
 // when it has none.
-absl::StatusOr<cublasLtMatmulAlgo_t> FindAlgo(const Lt& lt, const Gemm& g, const GemmDescs& descs,
-                                              cudaStream_t stream) {
+absl::StatusOr<cublasLtMatmulAlgo_t> FindAlgo(const CublasLtRun& lt, const Gemm& g,
+                                              const GemmDescs& descs, cudaStream_t stream) {
   const AlgoKey key = KeyOf(lt.handle, g);
   AlgoCache& cache = Cache();
   {
@@ -295,13 +293,13 @@ absl::StatusOr<cublasLtMatmulAlgo_t> FindAlgo(const Lt& lt, const Gemm& g, const
 }
 
 // Looks g's algorithm up (and caches it) without running it (but for Fastest's trials).
-absl::Status Prepare(const Lt& lt, const Gemm& g, cudaStream_t stream) {
+absl::Status Prepare(const CublasLtRun& lt, const Gemm& g, cudaStream_t stream) {
   GemmDescs descs;
   SPW_RETURN_IF_ERROR(MakeDescs(g, descs));
   return FindAlgo(lt, g, descs, stream).status();
 }
 
-absl::Status RunGemm(const Lt& lt, const Gemm& g, cudaStream_t stream) {
+absl::Status RunGemm(const CublasLtRun& lt, const Gemm& g, cudaStream_t stream) {
   GemmDescs descs;
   SPW_RETURN_IF_ERROR(MakeDescs(g, descs));
   SPW_ASSIGN_OR_RETURN(const cublasLtMatmulAlgo_t algo, FindAlgo(lt, g, descs, stream));
@@ -560,18 +558,18 @@ absl::Status CublasLtMatmul::BackwardWidened(uint16_t* dinp, float* dweight, flo
 absl::Status CublasLtMatmul::ForwardToBf16(uint16_t* out, const uint16_t* inp, MatmulParam weight,
                                            MatmulParam bias, int N, int C, int OC,
                                            cudaStream_t stream) {
-  return ForwardToBf16(out, nullptr, inp, weight, bias, N, C, OC, stream);
+  return RoundedForward(out, nullptr, inp, weight, bias, N, C, OC, stream);
 }
 
 absl::Status CublasLtMatmul::GeluForwardToBf16(uint16_t* out, uint16_t* pre, const uint16_t* inp,
                                                MatmulParam weight, MatmulParam bias, int N, int C,
                                                int OC, cudaStream_t stream) {
-  return ForwardToBf16(out, pre, inp, weight, bias, N, C, OC, stream);
+  return RoundedForward(out, pre, inp, weight, bias, N, C, OC, stream);
 }
 
-absl::Status CublasLtMatmul::ForwardToBf16(uint16_t* out, uint16_t* pre, const uint16_t* inp,
-                                           MatmulParam weight, MatmulParam bias, int N, int C,
-                                           int OC, cudaStream_t stream) {
+absl::Status CublasLtMatmul::RoundedForward(uint16_t* out, uint16_t* pre, const uint16_t* inp,
+                                            MatmulParam weight, MatmulParam bias, int N, int C,
+                                            int OC, cudaStream_t stream) {
   if (N <= 0 || OC <= 0) return absl::OkStatus();
   const size_t elements = static_cast<size_t>(N) * OC;
   // The weight's (for the bf16 GEMM only) and the bias's bf16 values: the caller's copies, or made

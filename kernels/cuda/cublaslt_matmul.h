@@ -115,9 +115,9 @@ class CublasLtMatmul {
   absl::StatusOr<bool> BackwardBf16(Output dinp, float* dweight, float* dbias, Input dout,
                                     Input inp, MatmulParam weight, int N, int C, int OC,
                                     cudaStream_t stream, const uint16_t* gelu_pre = nullptr);
-  // ForwardToBf16, and GeluForwardToBf16 where pre is set.
-  absl::Status ForwardToBf16(uint16_t* out, uint16_t* pre, const uint16_t* inp, MatmulParam weight,
-                             MatmulParam bias, int N, int C, int OC, cudaStream_t stream);
+  // ForwardToBf16, or GeluForwardToBf16 where pre is set.
+  absl::Status RoundedForward(uint16_t* out, uint16_t* pre, const uint16_t* inp, MatmulParam weight,
+                              MatmulParam bias, int N, int C, int OC, cudaStream_t stream);
   // The fallback of the bf16-dinp backwards: Backward on the widened inp, dinp computed in out32_
   // and rounded into dinp.
   absl::Status BackwardWidened(uint16_t* dinp, float* dweight, float* dbias, const float* dout,

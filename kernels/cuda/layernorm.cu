@@ -270,6 +270,26 @@ constexpr int kParamTargetBlocks = 1024;
 constexpr int kParamMaxChunks = 64;
 constexpr int kParamMinRowsPerChunk = 256;
 
+// The parameter kernels' last step: thread (lane, ch) holds its lane's sums (dw, db) of channel
+// ch; a fixed shared-memory tree over the lanes (kLanes a power of two) leaves channel ch's totals
+// in dw_lanes[0][ch] and db_lanes[0][ch] after its final barrier. Called by the whole block.
+template <int kLanes, int kWidth>
+__device__ __forceinline__ void AddLanes(float (&dw_lanes)[kLanes][kWidth],
+                                         float (&db_lanes)[kLanes][kWidth], int lane, int ch,
+                                         float dw, float db) {
+  dw_lanes[lane][ch] = dw;
+  db_lanes[lane][ch] = db;
+  __syncthreads();
+#pragma unroll
+  for (int stride = kLanes / 2; stride > 0; stride /= 2) {
+    if (lane < stride) {
+      dw_lanes[lane][ch] += dw_lanes[lane + stride][ch];
+      db_lanes[lane][ch] += db_lanes[lane + stride][ch];
+    }
+    __syncthreads();
+  }
+}
+
 // Block (channel tile, chunk) sums dout * norm and dout over the rows
 // [blockIdx.y * rows_per_chunk, +rows_per_chunk) of its channels: row lane r adds its rows in
 // ascending order, then a fixed shared-memory tree adds the row lanes. With `accumulate` the
@@ -315,17 +335,7 @@ __global__ void __launch_bounds__(kParamThreads)
       db += dv;
     }
   }
-  s_dw[r][ch] = dw;
-  s_db[r][ch] = db;
-  __syncthreads();
-#pragma unroll
-  for (int stride = kRowLanes / 2; stride > 0; stride /= 2) {
-    if (r < stride) {
-      s_dw[r][ch] += s_dw[r + stride][ch];
-      s_db[r][ch] += s_db[r + stride][ch];
-    }
-    __syncthreads();
-  }
+  AddLanes(s_dw, s_db, r, ch, dw, db);
   if (r == 0 && c < C) {
     if (accumulate) {
       dweight[c] += s_dw[0][ch];
@@ -358,17 +368,7 @@ __global__ void __launch_bounds__(kFinishChannels* kFinishLanes)
       db += db_part[static_cast<size_t>(k) * C + c];
     }
   }
-  s_dw[lane][ch] = dw;
-  s_db[lane][ch] = db;
-  __syncthreads();
-#pragma unroll
-  for (int stride = kFinishLanes / 2; stride > 0; stride /= 2) {
-    if (lane < stride) {
-      s_dw[lane][ch] += s_dw[lane + stride][ch];
-      s_db[lane][ch] += s_db[lane + stride][ch];
-    }
-    __syncthreads();
-  }
+  AddLanes(s_dw, s_db, lane, ch, dw, db);
   if (lane == 0 && c < C) {
     dweight[c] += s_dw[0][ch];
     dbias[c] += s_db[0][ch];
