@@ -251,6 +251,7 @@ int main(int argc, char** argv) {
   auto* b16 = static_cast<uint16_t*>(buf.b);
   auto* aux16 = static_cast<uint16_t*>(buf.aux);
   float* scratch = static_cast<float*>(buf.d);
+  if (!Ok(cudaMemset(scratch, 0, sizeof(float) << 18), "cudaMemset")) return 1;  // its counters
   const size_t hidden = static_cast<size_t>(N) * 4 * C;
   std::printf("GeluForwardBf16 (N x 4C)          %8.4f\n",
               TimeMs([&] { k::LaunchGeluForwardBf16(a16, aux16, hidden, stream); }, reps, stream));

@@ -50,6 +50,21 @@ struct MatmulParam {
   const uint16_t* b16;
 };
 
+// The fp32 gradient (N,OC) a matmul's backward reads (the residual stream's, at bf16), with what
+// the LayerNorm backward that wrote it may have written beside it (LayerNormBackwardBf16's dinp16
+// and dinp_sums): `b16` = round(f32) (nearest even), which the GEMMs then read instead of rounding
+// f32 again, and `sums` (OC floats) = its column sums as the bias gradient sums f32, which the
+// bias gradient then adds instead of reading f32 again. Both null, or both given; results are
+// bitwise those from f32 alone on the CPU.
+struct MatmulDout {
+  MatmulDout(const float* f32, const uint16_t* b16 = nullptr,  // NOLINT: a plain fp32 gradient
+             const float* sums = nullptr)
+      : f32(f32), b16(b16), sums(sums) {}
+  const float* f32;
+  const uint16_t* b16;
+  const float* sums;
+};
+
 // Elements of one 16-bit operand copy rounded up to 128 (256 bytes), so that the next copy in
 // the same buffer is aligned.
 inline size_t MatmulCopySlot(size_t elements) { return (elements + 127) / 128 * 128; }
@@ -193,7 +208,7 @@ class Ops {
                                  int OC) = 0;
   // The backward writes dinp rounded to bf16, which only bf16 readers take (the attention's and
   // the LayerNorm's backwards below): MatmulBackward's dinp, rounded once.
-  virtual void MatmulBackwardBf16(uint16_t* dinp, float* dweight, float* dbias, const float* dout,
+  virtual void MatmulBackwardBf16(uint16_t* dinp, float* dweight, float* dbias, MatmulDout dout,
                                   const uint16_t* inp, MatmulParam weight, int N, int C,
                                   int OC) = 0;
   // The QKV projection (and the head), whose outputs only the attention (the cross-entropy)
@@ -212,9 +227,9 @@ class Ops {
   // dpre (N,C) = round(gelu'(pre) * (dout @ weight)) as bf16, the product in fp32 unrounded (CUDA:
   // cuBLASLt's GELU-gradient epilogue; where the GEMM cannot run on bf16 copies, the product
   // rounded first); dweight (OC,C) += dout^T @ h; dbias (OC) += column sums of dout.
-  virtual void MatmulGeluBackwardBf16(uint16_t* dpre, float* dweight, float* dbias,
-                                      const float* dout, const uint16_t* h, const uint16_t* pre,
-                                      MatmulParam weight, int N, int C, int OC) = 0;
+  virtual void MatmulGeluBackwardBf16(uint16_t* dpre, float* dweight, float* dbias, MatmulDout dout,
+                                      const uint16_t* h, const uint16_t* pre, MatmulParam weight,
+                                      int N, int C, int OC) = 0;
   // MatmulBackwardBf16 with dout as bf16 bits too: MatmulBackwardBf16 on the widened dout,
   // bitwise on the CPU. At kBf16 the GEMMs round dout anyway; the bias gradient sums the rounded
   // values (as PyTorch's autocast does), in fp32.
@@ -223,10 +238,13 @@ class Ops {
                                       int N, int C, int OC) = 0;
   // LayerNormBackward with dout as bf16 bits (a projection's dinp, from MatmulBackwardBf16Grad):
   // LayerNormBackward on the widened dout, bitwise on the CPU; dinp stays fp32 (the residual
-  // stream's gradient).
+  // stream's gradient). With dinp16 and dinp_sums (both null, or both given) it also writes what
+  // the next matmul backward reads of the resulting dinp (MatmulDout): dinp16 (N,C) =
+  // round(dinp), dinp_sums (C) = dinp's column sums (overwritten), in the same pass on CUDA.
   virtual void LayerNormBackwardBf16(float* dinp, float* dweight, float* dbias,
                                      const uint16_t* dout, const float* inp, const float* weight,
-                                     const float* mean, const float* rstd, int N, int C) = 0;
+                                     const float* mean, const float* rstd, int N, int C,
+                                     uint16_t* dinp16, float* dinp_sums) = 0;
   // The attention ops with qkv as bf16 bits (that output) and their output as bf16 too (which
   // only the attention projection, a matmul, and the attention's backward read): the fp32 ops on
   // the widened qkv, their out rounded to bf16 and, in the backward, widened again; the backward

@@ -6,6 +6,11 @@ namespace {
 uint16_t* Bits(float* p) { return reinterpret_cast<uint16_t*>(p); }
 const uint16_t* Bits(const float* p) { return reinterpret_cast<const uint16_t*>(p); }
 
+kernels::MatmulDout Dout(const float* dout, const GradCopies* copies) {
+  if (copies == nullptr) return dout;
+  return {dout, Bits(copies->b16), copies->sums};
+}
+
 }  // namespace
 
 bool Bf16Activations::Enabled(kernels::MatmulPrecision precision, int N, int C) {
@@ -34,10 +39,11 @@ void Bf16Activations::ProjectionGeluForward(float* out, float* pre, const float*
 
 void Bf16Activations::MatmulGeluBackward(float* dpre, float* dweight, float* dbias,
                                          const float* dout, const float* h, const float* pre,
-                                         kernels::MatmulParam weight, int N, int C, int OC) const {
+                                         kernels::MatmulParam weight, int N, int C, int OC,
+                                         const GradCopies* dout_copies) const {
   if (bf16_) {
-    ops_.MatmulGeluBackwardBf16(Bits(dpre), dweight, dbias, dout, Bits(h), Bits(pre), weight, N, C,
-                                OC);
+    ops_.MatmulGeluBackwardBf16(Bits(dpre), dweight, dbias, Dout(dout, dout_copies), Bits(h),
+                                Bits(pre), weight, N, C, OC);
   } else {
     ops_.MatmulBackward(dpre, dweight, dbias, dout, h, weight, N, C, OC);
     ops_.GeluBackward(dpre, pre, dpre, static_cast<size_t>(N) * C);
@@ -56,9 +62,10 @@ void Bf16Activations::MatmulForward(float* out, const float* inp, kernels::Matmu
 
 void Bf16Activations::MatmulBackward(float* dinp, float* dweight, float* dbias, const float* dout,
                                      const float* inp, kernels::MatmulParam weight, int N, int C,
-                                     int OC) const {
+                                     int OC, const GradCopies* dout_copies) const {
   if (bf16_) {
-    ops_.MatmulBackwardBf16(Bits(dinp), dweight, dbias, dout, Bits(inp), weight, N, C, OC);
+    ops_.MatmulBackwardBf16(Bits(dinp), dweight, dbias, Dout(dout, dout_copies), Bits(inp), weight,
+                            N, C, OC);
   } else {
     ops_.MatmulBackward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
   }
@@ -66,9 +73,12 @@ void Bf16Activations::MatmulBackward(float* dinp, float* dweight, float* dbias, 
 
 void Bf16Activations::LayerNormBackward(float* dinp, float* dweight, float* dbias,
                                         const float* dout, const float* inp, const float* weight,
-                                        const float* mean, const float* rstd, int N, int C) const {
+                                        const float* mean, const float* rstd, int N, int C,
+                                        const GradCopies* dinp_copies) const {
   if (bf16_) {
-    ops_.LayerNormBackwardBf16(dinp, dweight, dbias, Bits(dout), inp, weight, mean, rstd, N, C);
+    ops_.LayerNormBackwardBf16(dinp, dweight, dbias, Bits(dout), inp, weight, mean, rstd, N, C,
+                               dinp_copies == nullptr ? nullptr : Bits(dinp_copies->b16),
+                               dinp_copies == nullptr ? nullptr : dinp_copies->sums);
   } else {
     ops_.LayerNormBackward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
   }

@@ -22,6 +22,15 @@
 
 namespace spillway {
 
+// The residual stream's gradient's bf16 copy (N*C bf16 values in floats' storage) and column sums
+// (C floats), which with bf16 the LayerNorm backward that writes the gradient also writes
+// (LayerNormBackwardBf16's dinp16, dinp_sums) for the matmul backward that reads it next
+// (kernels::MatmulDout).
+struct GradCopies {
+  float* b16;
+  float* sums;
+};
+
 class Bf16Activations {
  public:
   // Whether a model of N rows and C channels whose ops multiply at `precision` keeps these
@@ -41,12 +50,17 @@ class Bf16Activations {
   // With bf16 the matmuls' backwards write dinp as bf16 (MatmulBackwardBf16,
   // MatmulBackwardBf16Grad), which only this class's AttentionBackward and LayerNormBackward
   // read, as PyTorch's autocast hands bf16 gradients to them.
+  // With bf16 and dout_copies (dout's, as LayerNormBackward wrote them), the GEMMs read the copy
+  // and the bias gradient adds the sums; without bf16 they are not read.
   void MatmulBackward(float* dinp, float* dweight, float* dbias, const float* dout,
-                      const float* inp, kernels::MatmulParam weight, int N, int C, int OC) const;
+                      const float* inp, kernels::MatmulParam weight, int N, int C, int OC,
+                      const GradCopies* dout_copies = nullptr) const;
   // LayerNormBackward with dout such a dinp (LayerNormBackwardBf16 with bf16); dinp stays fp32.
+  // With bf16 and dinp_copies it writes dinp's copies there too; without bf16 it does not.
   void LayerNormBackward(float* dinp, float* dweight, float* dbias, const float* dout,
                          const float* inp, const float* weight, const float* mean,
-                         const float* rstd, int N, int C) const;
+                         const float* rstd, int N, int C,
+                         const GradCopies* dinp_copies = nullptr) const;
   // A projection whose output only the attention, GELU or the cross-entropy reads (qkv, the MLP's
   // pre-activation, the logits: bf16 by MatmulForwardToBf16), and the ops reading it: the
   // attention, GELU, the cross-entropy (CrossEntropyBf16 writes the logits' gradient over them in
@@ -59,9 +73,10 @@ class Bf16Activations {
                              kernels::MatmulParam bias, int N, int C, int OC) const;
   // The down-projection's backward through that GELU (h = gelu(pre) its input): dpre, the
   // gradient of pre (bf16 with bf16: MatmulGeluBackwardBf16; else MatmulBackward, GeluBackward).
+  // dout_copies as MatmulBackward's.
   void MatmulGeluBackward(float* dpre, float* dweight, float* dbias, const float* dout,
                           const float* h, const float* pre, kernels::MatmulParam weight, int N,
-                          int C, int OC) const;
+                          int C, int OC, const GradCopies* dout_copies = nullptr) const;
   // With bf16, the attention's backward reads dout as bf16 and writes qkv's gradient as bf16
   // (AttentionBackwardBf16), which, as dpre, only the projection's backward reads
   // (ProjectionBackward: MatmulBackwardBf16Grad).

@@ -257,6 +257,7 @@ void Gpt2::RunBackwardUnits(int first, int end, float loss_scale, bool last_micr
   if (with_head) AcquireParams(L + 1);
   if (with_head && params_change_before_backward_) RoundWeightCopies(0);
   if (with_embed) AcquireGrads(0);
+  bool dres_copied = false;  // m.scratch.dres_copies() hold m.dres's (BlockBackward)
   if (with_head) {
     const TensorSpec& lnf_w = head.layout.tensors()[0];
     const TensorSpec& lnf_b = head.layout.tensors()[1];
@@ -276,8 +277,11 @@ void Gpt2::RunBackwardUnits(int first, int end, float loss_scale, bool last_micr
     act16.ProjectionBackward(dlnf, embed.grad(wte), nullptr, m.logits, m.lnf, Weight(0, wte), N, C,
                              Vp_);
     ops_->Fill(m.dres, 0.0f, NC);
+    const GradCopies dres_copies = m.scratch.dres_copies();
     act16.LayerNormBackward(m.dres, head.grad(lnf_w), head.grad(lnf_b), dlnf, m.residual.at(L),
-                            head.param(lnf_w), m.lnf_mean, m.lnf_rstd, N, C);
+                            head.param(lnf_w), m.lnf_mean, m.lnf_rstd, N, C,
+                            m.bf16 ? &dres_copies : nullptr);
+    dres_copied = m.bf16;
     ReleaseGrads(L + 1);
     ReleaseParams(L + 1);
   } else {
@@ -299,7 +303,9 @@ void Gpt2::RunBackwardUnits(int first, int end, float loss_scale, bool last_micr
       // written over residual[l + 1], which holds exactly the same values.
       BlockForward(*ops_, s, w, w16, m.residual.at(l), m.residual.at(l + 1), m.ActsOf(l));
     }
-    BlockBackward(*ops_, s, w, w16, dw, m.residual.at(l), m.ActsOf(l), m.scratch, m.dres);
+    BlockBackward(*ops_, s, w, w16, dw, m.residual.at(l), m.ActsOf(l), m.scratch, m.dres,
+                  dres_copied);
+    dres_copied = m.bf16;
     ReleaseGrads(u);
     ReleaseParams(u);
   }

@@ -34,6 +34,8 @@ void ForEachBuffer(BlockGradScratch& g, const BlockShape& s, F f) {
   f(g.datty, b16(N * C));
   f(g.dqkv, b16(N * 3 * C));
   f(g.dfch, b16(N * 4 * C));
+  f(g.dres16, g.bf16 ? b16(N * C) : 0);
+  f(g.dres_sums, g.bf16 ? s.C : 0);
 }
 
 // Points every buffer of `set` into `base` (null: only counts), each on a 64-byte boundary.
@@ -115,23 +117,27 @@ void BlockForward(kernels::Ops& ops, const BlockShape& s, const BlockTensors& w,
 
 void BlockBackward(kernels::Ops& ops, const BlockShape& s, const BlockTensors& w,
                    const BlockWeightCopies& w16, const BlockTensors& dw, const float* in,
-                   const BlockActivations& a, const BlockGradScratch& g, float* dres) {
+                   const BlockActivations& a, const BlockGradScratch& g, float* dres,
+                   bool dres_copied) {
   const int N = static_cast<int>(s.N()), C = s.C;
   const Bf16Activations act16(ops, a.bf16);
+  const GradCopies copies = g.dres_copies();
+  const GradCopies* dres_copies = g.bf16 ? &copies : nullptr;
   // MLP: dres is d out = d fcproj, and flows on to res2 unchanged; dfch is d pre-activation.
   act16.MatmulGeluBackward(g.dfch, dw.fcproj_w, dw.fcproj_b, dres, a.fchg, a.fch,
-                           {w.fcproj_w, w16.fcproj_w}, N, 4 * C, C);
+                           {w.fcproj_w, w16.fcproj_w}, N, 4 * C, C,
+                           dres_copied ? dres_copies : nullptr);
   act16.ProjectionBackward(g.dln, dw.fc_w, dw.fc_b, g.dfch, a.ln2, {w.fc_w, w16.fc_w}, N, C, 4 * C);
   act16.LayerNormBackward(dres, dw.ln2_w, dw.ln2_b, g.dln, a.res2, w.ln2_w, a.ln2_mean, a.ln2_rstd,
-                          N, C);
+                          N, C, dres_copies);
   // Attention: dres is now d res2 = d attproj, and flows on to `in` unchanged.
   act16.MatmulBackward(g.datty, dw.attproj_w, dw.attproj_b, dres, a.atty,
-                       {w.attproj_w, w16.attproj_w}, N, C, C);
+                       {w.attproj_w, w16.attproj_w}, N, C, C, dres_copies);
   act16.AttentionBackward(g.dqkv, g.datty, a.qkv, a.atty, a.lse, s.B, s.T, C, s.NH);
   act16.ProjectionBackward(g.dln, dw.qkv_w, dw.qkv_b, g.dqkv, a.ln1, {w.qkv_w, w16.qkv_w}, N, C,
                            3 * C);
   act16.LayerNormBackward(dres, dw.ln1_w, dw.ln1_b, g.dln, in, w.ln1_w, a.ln1_mean, a.ln1_rstd, N,
-                          C);
+                          C, dres_copies);
 }
 
 }  // namespace spillway

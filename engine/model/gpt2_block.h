@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "engine/model/bf16_activations.h"
 #include "kernels/ops.h"
 #include "partitioner/unit_state.h"
 
@@ -63,7 +64,13 @@ struct BlockGradScratch {
   float* datty;  // (N,C)
   float* dqkv;   // (N,3C)
   float* dfch;   // (N,4C): d GELU output, then d pre-activation (GELU's backward in place)
+  // With bf16 (else empty): the residual stream's gradient's copies (GradCopies), written by the
+  // LayerNorm backwards for the matmul backward after them, in this block or the one below.
+  float* dres16;     // (N,C) bf16
+  float* dres_sums;  // (C)
   bool bf16;
+
+  GradCopies dres_copies() const { return {dres16, dres_sums}; }
 
   static size_t Floats(const BlockShape& s, bool bf16);
   static BlockGradScratch Carve(float* base, const BlockShape& s, bool bf16);
@@ -75,9 +82,11 @@ void BlockForward(kernels::Ops& ops, const BlockShape& s, const BlockTensors& w,
                   const BlockActivations& acts);
 
 // dres (N,C): on entry d loss / d out, on return d loss / d in. Parameter gradients are
-// accumulated into `dw`.
+// accumulated into `dw`. dres_copied: scratch.dres_copies() hold the entering dres's (bf16 only);
+// on return they hold those of the returned dres (with bf16).
 void BlockBackward(kernels::Ops& ops, const BlockShape& s, const BlockTensors& w,
                    const BlockWeightCopies& w16, const BlockTensors& dw, const float* in,
-                   const BlockActivations& acts, const BlockGradScratch& scratch, float* dres);
+                   const BlockActivations& acts, const BlockGradScratch& scratch, float* dres,
+                   bool dres_copied);
 
 }  // namespace spillway

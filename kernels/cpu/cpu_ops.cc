@@ -102,19 +102,25 @@ class CpuOps final : public Ops {
   }
   void LayerNormBackwardBf16(float* dinp, float* dweight, float* dbias, const uint16_t* dout,
                              const float* inp, const float* weight, const float* mean,
-                             const float* rstd, int N, int C) override {
-    cpu::LayerNormBackward(dinp, dweight, dbias, WideDout(dout, static_cast<size_t>(N) * C), inp,
-                           weight, mean, rstd, N, C);
+                             const float* rstd, int N, int C, uint16_t* dinp16,
+                             float* dinp_sums) override {
+    const size_t n = static_cast<size_t>(N) * C;
+    cpu::LayerNormBackward(dinp, dweight, dbias, WideDout(dout, n), inp, weight, mean, rstd, N, C);
+    if (dinp16 == nullptr) return;
+    cpu::PackBf16(dinp, dinp16, n);
+    std::fill(dinp_sums, dinp_sums + C, 0.0f);
+    cpu::BiasGradient(dinp_sums, dinp, N, C);
   }
   void MatmulForwardBf16(float* out, const uint16_t* inp, MatmulParam weight, const float* bias,
                          const float* residual, int N, int C, int OC) override {
     MatmulForward(out, Unpacked(inp, static_cast<size_t>(N) * C), weight, bias, residual, N, C, OC);
   }
-  void MatmulBackwardBf16(uint16_t* dinp, float* dweight, float* dbias, const float* dout,
+  void MatmulBackwardBf16(uint16_t* dinp, float* dweight, float* dbias, MatmulDout dout,
                           const uint16_t* inp, MatmulParam weight, int N, int C, int OC) override {
     matmul_out_.resize(static_cast<size_t>(N) * C);
-    MatmulBackward(matmul_out_.data(), dweight, dbias, dout,
+    MatmulBackward(matmul_out_.data(), dweight, dout.sums == nullptr ? dbias : nullptr, dout.f32,
                    Unpacked(inp, static_cast<size_t>(N) * C), weight, N, C, OC);
+    AddDoutSums(dbias, dout, OC);
     cpu::PackBf16(matmul_out_.data(), dinp, matmul_out_.size());
   }
 
@@ -134,12 +140,14 @@ class CpuOps final : public Ops {
     cpu::GeluForward(gelu.data(), x, n);
     cpu::PackBf16(gelu.data(), out, n);
   }
-  void MatmulGeluBackwardBf16(uint16_t* dpre, float* dweight, float* dbias, const float* dout,
+  void MatmulGeluBackwardBf16(uint16_t* dpre, float* dweight, float* dbias, MatmulDout dout,
                               const uint16_t* h, const uint16_t* pre, MatmulParam weight, int N,
                               int C, int OC) override {
     const size_t n = static_cast<size_t>(N) * C;
     matmul_out_.resize(n);
-    MatmulBackward(matmul_out_.data(), dweight, dbias, dout, Unpacked(h, n), weight, N, C, OC);
+    MatmulBackward(matmul_out_.data(), dweight, dout.sums == nullptr ? dbias : nullptr, dout.f32,
+                   Unpacked(h, n), weight, N, C, OC);
+    AddDoutSums(dbias, dout, OC);
     cpu::GeluBackward(matmul_out_.data(), WidenInto(operand_scratch_[0], pre, n),
                       matmul_out_.data(), n);
     cpu::PackBf16(matmul_out_.data(), dpre, n);
@@ -317,6 +325,11 @@ class CpuOps final : public Ops {
   // A bf16 gradient widened, in a buffer of its own (an op's bf16 input besides the one Unpacked
   // widens).
   const float* WideDout(const uint16_t* dout, size_t n) { return WidenInto(dout_wide_, dout, n); }
+  // The bias gradient's share of a MatmulDout given with its column sums: dbias += sums, which
+  // BiasGradient would have added (the same fp32 sums).
+  static void AddDoutSums(float* dbias, const MatmulDout& dout, int OC) {
+    if (dbias != nullptr && dout.sums != nullptr) cpu::Accumulate(dbias, dout.sums, OC);
+  }
 
   MatmulPrecision precision_ = MatmulPrecision::kFp32;
   std::vector<float> operand_scratch_[3];

@@ -306,7 +306,7 @@ absl::Status RunGemm(const CublasLtRun& lt, const Gemm& g, cudaStream_t stream) 
   return Launch(lt, g, descs, algo, g.d, stream);
 }
 
-// Partial sums of the bias gradient: enough for 64 row chunks of OC = 4096.
+// Partial sums of the bias gradient (enough for 63 row chunks of OC = 4096) and its counters.
 constexpr size_t kBiasScratchFloats = size_t{1} << 18;
 
 // dbias += column sums of dout; with bf16_copy (may be null), dout's bf16 copy in the same pass.
@@ -330,6 +330,7 @@ absl::StatusOr<std::unique_ptr<CublasLtMatmul>> CublasLtMatmul::Create(size_t wo
   if (workspace_bytes > 0) SPW_CUDA_CHECK(cudaMalloc(&lt.workspace, workspace_bytes));
   lt.workspace_bytes = workspace_bytes;
   SPW_CUDA_CHECK(cudaMalloc(&matmul->bias_scratch_, kBiasScratchFloats * sizeof(float)));
+  SPW_CUDA_CHECK(cudaMemset(matmul->bias_scratch_, 0, kBiasScratchFloats * sizeof(float)));
   return matmul;
 }
 
@@ -487,17 +488,32 @@ absl::StatusOr<bool> CublasLtMatmul::BackwardBf16(Output dinp, float* dweight, f
   return true;
 }
 
+absl::StatusOr<bool> CublasLtMatmul::BackwardBf16(Output dinp, float* dweight, float* dbias,
+                                                  MatmulDout dout, Input inp, MatmulParam weight,
+                                                  int N, int C, int OC, cudaStream_t stream,
+                                                  const uint16_t* gelu_pre) {
+  if (dout.b16 == nullptr) {
+    return BackwardBf16(dinp, dweight, dbias, Input{.f32 = dout.f32}, inp, weight, N, C, OC, stream,
+                        gelu_pre);
+  }
+  SPW_ASSIGN_OR_RETURN(const bool done, BackwardBf16(dinp, dweight, nullptr, {.b16 = dout.b16}, inp,
+                                                     weight, N, C, OC, stream, gelu_pre));
+  if (done && dbias != nullptr) SPW_CUDA_CHECK(LaunchAccumulate(dbias, dout.sums, OC, stream));
+  return done;
+}
+
 absl::Status CublasLtMatmul::GeluBackwardBf16(uint16_t* dpre, float* dweight, float* dbias,
-                                              const float* dout, const uint16_t* h,
+                                              MatmulDout dout, const uint16_t* h,
                                               const uint16_t* pre, MatmulParam weight, int N, int C,
                                               int OC, cudaStream_t stream) {
   if (N <= 0 || C <= 0 || OC <= 0) return absl::OkStatus();
   if (Bf16Copies(N, C, OC)) {
-    SPW_ASSIGN_OR_RETURN(const bool done, BackwardBf16({.b16 = dpre}, dweight, dbias, {.f32 = dout},
+    SPW_ASSIGN_OR_RETURN(const bool done, BackwardBf16({.b16 = dpre}, dweight, dbias, dout,
                                                        {.b16 = h}, weight, N, C, OC, stream, pre));
     if (done) return absl::OkStatus();
   }
-  SPW_RETURN_IF_ERROR(BackwardBf16Input(dpre, dweight, dbias, dout, h, weight, N, C, OC, stream));
+  SPW_RETURN_IF_ERROR(
+      BackwardBf16Input(dpre, dweight, dbias, dout.f32, h, weight, N, C, OC, stream));
   SPW_CUDA_CHECK(LaunchGeluBackwardBf16(dpre, pre, dpre, static_cast<size_t>(N) * C, stream));
   return absl::OkStatus();
 }
@@ -516,16 +532,16 @@ absl::Status CublasLtMatmul::ForwardBf16Input(float* out, const uint16_t* inp, M
 }
 
 absl::Status CublasLtMatmul::BackwardBf16Input(uint16_t* dinp, float* dweight, float* dbias,
-                                               const float* dout, const uint16_t* inp,
+                                               MatmulDout dout, const uint16_t* inp,
                                                MatmulParam weight, int N, int C, int OC,
                                                cudaStream_t stream) {
   if (N <= 0 || C <= 0 || OC <= 0) return absl::OkStatus();
   if (Bf16Copies(N, C, OC)) {
-    SPW_ASSIGN_OR_RETURN(const bool done, BackwardBf16({.b16 = dinp}, dweight, dbias, {.f32 = dout},
+    SPW_ASSIGN_OR_RETURN(const bool done, BackwardBf16({.b16 = dinp}, dweight, dbias, dout,
                                                        {.b16 = inp}, weight, N, C, OC, stream));
     if (done) return absl::OkStatus();
   }
-  return BackwardWidened(dinp, dweight, dbias, dout, inp, weight, N, C, OC, stream);
+  return BackwardWidened(dinp, dweight, dbias, dout.f32, inp, weight, N, C, OC, stream);
 }
 
 absl::Status CublasLtMatmul::BackwardBf16Grad(uint16_t* dinp, float* dweight, float* dbias,

@@ -59,7 +59,7 @@ class CublasLtMatmul {
   absl::Status ForwardBf16Input(float* out, const uint16_t* inp, MatmulParam weight,
                                 const float* bias, const float* residual, int N, int C, int OC,
                                 cudaStream_t stream);
-  absl::Status BackwardBf16Input(uint16_t* dinp, float* dweight, float* dbias, const float* dout,
+  absl::Status BackwardBf16Input(uint16_t* dinp, float* dweight, float* dbias, MatmulDout dout,
                                  const uint16_t* inp, MatmulParam weight, int N, int C, int OC,
                                  cudaStream_t stream);
   // BackwardBf16Input with dout as bf16 bits too (Ops::MatmulBackwardBf16Grad): read as it is,
@@ -82,7 +82,7 @@ class CublasLtMatmul {
   // gelu'(pre) * (dout @ weight) rounded to bf16, dweight += dout^T @ h, dbias += column sums of
   // dout. Where the GEMMs run on bf16 copies the dinp GEMM's epilogue applies the GELU's gradient
   // to its fp32 sums; otherwise BackwardBf16Input, then the GELU backward kernel.
-  absl::Status GeluBackwardBf16(uint16_t* dpre, float* dweight, float* dbias, const float* dout,
+  absl::Status GeluBackwardBf16(uint16_t* dpre, float* dweight, float* dbias, MatmulDout dout,
                                 const uint16_t* h, const uint16_t* pre, MatmulParam weight, int N,
                                 int C, int OC, cudaStream_t stream);
 
@@ -113,6 +113,11 @@ class CublasLtMatmul {
   // algorithm. With gelu_pre (bf16, may be null), dinp (bf16) is the gradient through a GELU of
   // gelu_pre (GeluBackwardBf16).
   absl::StatusOr<bool> BackwardBf16(Output dinp, float* dweight, float* dbias, Input dout,
+                                    Input inp, MatmulParam weight, int N, int C, int OC,
+                                    cudaStream_t stream, const uint16_t* gelu_pre = nullptr);
+  // BackwardBf16 from an fp32 dout: its bf16 copy and column sums where given (the GEMMs read
+  // the copy, dbias += the sums after them), else dout.f32 copied and summed in one pass.
+  absl::StatusOr<bool> BackwardBf16(Output dinp, float* dweight, float* dbias, MatmulDout dout,
                                     Input inp, MatmulParam weight, int N, int C, int OC,
                                     cudaStream_t stream, const uint16_t* gelu_pre = nullptr);
   // ForwardToBf16, or GeluForwardToBf16 where pre is set.

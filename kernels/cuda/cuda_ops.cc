@@ -44,6 +44,8 @@ class CudaOps final : public Ops {
     }
     SPW_ASSIGN_OR_RETURN(ops->gemm_, cuda::CublasLtMatmul::Create(kGemmWorkspaceBytes));
     SPW_CUDA_CHECK(cudaMalloc(&ops->norm_scratch_, kNormScratchFloats * sizeof(float)));
+    // Zero: its tail holds the bias gradient's arrival counters (LaunchLayerNormBackwardBf16).
+    SPW_CUDA_CHECK(cudaMemset(ops->norm_scratch_, 0, kNormScratchFloats * sizeof(float)));
     return std::unique_ptr<Ops>(std::move(ops));
   }
 
@@ -161,9 +163,11 @@ class CudaOps final : public Ops {
   }
   void LayerNormBackwardBf16(float* dinp, float* dweight, float* dbias, const uint16_t* dout,
                              const float* inp, const float* weight, const float* mean,
-                             const float* rstd, int N, int C) override {
+                             const float* rstd, int N, int C, uint16_t* dinp16,
+                             float* dinp_sums) override {
     Record(cuda::LaunchLayerNormBackwardBf16(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N,
-                                             C, norm_scratch_, kNormScratchFloats, stream_),
+                                             C, norm_scratch_, kNormScratchFloats, dinp16,
+                                             dinp_sums, stream_),
            "LayerNormBackwardBf16");
   }
   void RmsNormForward(float* out, float* rstd, const float* inp, const float* weight, float eps,
@@ -202,7 +206,7 @@ class CudaOps final : public Ops {
                                int OC) override {
     Record(gemm_->GeluForwardToBf16(out, pre, inp, weight, bias, N, C, OC, stream_));
   }
-  void MatmulGeluBackwardBf16(uint16_t* dpre, float* dweight, float* dbias, const float* dout,
+  void MatmulGeluBackwardBf16(uint16_t* dpre, float* dweight, float* dbias, MatmulDout dout,
                               const uint16_t* h, const uint16_t* pre, MatmulParam weight, int N,
                               int C, int OC) override {
     Record(gemm_->GeluBackwardBf16(dpre, dweight, dbias, dout, h, pre, weight, N, C, OC, stream_));
@@ -216,7 +220,7 @@ class CudaOps final : public Ops {
                          const float* residual, int N, int C, int OC) override {
     Record(gemm_->ForwardBf16Input(out, inp, weight, bias, residual, N, C, OC, stream_));
   }
-  void MatmulBackwardBf16(uint16_t* dinp, float* dweight, float* dbias, const float* dout,
+  void MatmulBackwardBf16(uint16_t* dinp, float* dweight, float* dbias, MatmulDout dout,
                           const uint16_t* inp, MatmulParam weight, int N, int C, int OC) override {
     Record(gemm_->BackwardBf16Input(dinp, dweight, dbias, dout, inp, weight, N, C, OC, stream_));
   }

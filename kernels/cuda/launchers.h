@@ -53,11 +53,16 @@ cudaError_t LaunchLayerNormBackward(float* dinp, float* dweight, float* dbias, c
                                     const float* inp, const float* weight, const float* mean,
                                     const float* rstd, int N, int C, float* scratch,
                                     size_t scratch_floats, cudaStream_t stream);
-// The same with dout as bf16 bits (the op LayerNormBackwardBf16).
+// The same with dout as bf16 bits (the op LayerNormBackwardBf16), and where dinp16 and dinp_sums
+// are given, round(dinp) (N,C) and dinp's column sums (C, overwritten): in the pass that writes
+// dinp where it adds the parameter sums' parts (rows of C <= 2048), else by LaunchBiasGradient
+// after it, on this scratch (which must then be zero when new: its tail holds that launch's
+// counters, and the LayerNorm's own parts leave them alone).
 cudaError_t LaunchLayerNormBackwardBf16(float* dinp, float* dweight, float* dbias,
                                         const uint16_t* dout, const float* inp, const float* weight,
                                         const float* mean, const float* rstd, int N, int C,
-                                        float* scratch, size_t scratch_floats, cudaStream_t stream);
+                                        float* scratch, size_t scratch_floats, uint16_t* dinp16,
+                                        float* dinp_sums, cudaStream_t stream);
 
 // rmsnorm.cu
 cudaError_t LaunchRmsNormForward(float* out, float* rstd, const float* inp, const float* weight,
@@ -84,9 +89,13 @@ cudaError_t LaunchToFp16(uint16_t* out, const float* in, size_t n, cudaStream_t 
 cudaError_t LaunchBf16ToFloat(float* out, const uint16_t* in, size_t n, cudaStream_t stream);
 
 // matmul_bias.cu: dbias (OC) += sum over the N rows of dout (N,OC), in a fixed order (which
-// depends only on N, OC and scratch_floats). `scratch` (device, scratch_floats floats, may be
-// null) holds per-chunk partial sums so that many blocks share the rows. bf16_copy (N*OC, may be
-// null) receives LaunchToBf16(dout) in the same pass.
+// depends only on N, OC, the alignment, scratch_floats and the GPU's SM count). `scratch`
+// (device, scratch_floats floats, may be null: one block per column tile) holds per-chunk partial
+// sums so that many blocks share the rows, and in its last kBiasGradientCounters words the tiles'
+// arrival counters, which must be zero when the scratch is new (cudaMemset) and are zero again
+// after every launch. Launches sharing a scratch must be ordered (one stream). bf16_copy (N*OC, may
+// be null) receives LaunchToBf16(dout) in the same pass.
+constexpr size_t kBiasGradientCounters = 1024;
 cudaError_t LaunchBiasGradient(float* dbias, const float* dout, int N, int OC, float* scratch,
                                size_t scratch_floats, uint16_t* bf16_copy, cudaStream_t stream);
 // The same over a bf16 dout (widened exactly), in the same order.

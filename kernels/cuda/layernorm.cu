@@ -147,19 +147,23 @@ __global__ void __launch_bounds__(kRowThreads)
 // the sums add the warps' shuffle sums in warp order through shared memory. Blocks take rows
 // blockIdx.x, + gridDim.x, ... With kParts each thread also sums dout * norm and dout of its
 // channels over its block's rows, in row order, and writes them to dweight_parts / dbias_parts
-// at [blockIdx.x * C + c]: the parameter sums without a second reading of the rows.
-template <int V, typename DoutT, bool kParts>
+// at [blockIdx.x * C + c]: the parameter sums without a second reading of the rows. With kCopies
+// (and kParts) it also writes dinp's final values rounded to bf16 to dinp16 and sums them per
+// channel likewise into dinp_parts.
+template <int V, typename DoutT, bool kParts, bool kCopies = false>
 __global__ void __launch_bounds__(kRowThreads)
     LayerNormBackwardInputCachedKernel(float* dinp, const DoutT* dout, const float* inp,
                                        const float* weight, const float* mean, const float* rstd,
-                                       int N, int C, float* dweight_parts, float* dbias_parts) {
+                                       int N, int C, float* dweight_parts, float* dbias_parts,
+                                       __nv_bfloat16* dinp16, float* dinp_parts) {
+  static_assert(kParts || !kCopies);
   __shared__ float warp_sums[kRowsPerBlock][2];
   const int C4 = C / 4;
   const auto* w4 = reinterpret_cast<const float4*>(weight);
-  float4 dw[kParts ? V : 1], db[kParts ? V : 1];
+  float4 dw[kParts ? V : 1], db[kParts ? V : 1], ds[kCopies ? V : 1];
   if constexpr (kParts) {
 #pragma unroll
-    for (int i = 0; i < V; ++i) dw[i] = db[i] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    for (int i = 0; i < V; ++i) dw[i] = db[i] = ds[i] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
   }
   for (size_t row = blockIdx.x; row < static_cast<size_t>(N); row += gridDim.x) {
     const auto* x4 = reinterpret_cast<const float4*>(inp + row * C);
@@ -212,6 +216,10 @@ __global__ void __launch_bounds__(kRowThreads)
         di[i].z += (gv[i].z - dnorm_mean - nv[i].z * dnorm_norm_mean) * s;
         di[i].w += (gv[i].w - dnorm_mean - nv[i].w * dnorm_norm_mean) * s;
         di4[q] = di[i];
+        if constexpr (kCopies) {
+          StoreQuadAs(dinp16 + row * C, q, di[i]);
+          ds[i].x += di[i].x, ds[i].y += di[i].y, ds[i].z += di[i].z, ds[i].w += di[i].w;
+        }
       }
     }
     __syncthreads();  // warp_sums is reused by the next row
@@ -219,12 +227,14 @@ __global__ void __launch_bounds__(kRowThreads)
   if constexpr (kParts) {
     auto* dw4 = reinterpret_cast<float4*>(dweight_parts + static_cast<size_t>(blockIdx.x) * C);
     auto* db4 = reinterpret_cast<float4*>(dbias_parts + static_cast<size_t>(blockIdx.x) * C);
+    auto* ds4 = reinterpret_cast<float4*>(dinp_parts + static_cast<size_t>(blockIdx.x) * C);
 #pragma unroll
     for (int i = 0; i < V; ++i) {
       const int q = threadIdx.x + kRowThreads * i;
       if (q < C4) {
         dw4[q] = dw[i];
         db4[q] = db[i];
+        if constexpr (kCopies) ds4[q] = ds[i];
       }
     }
   }
@@ -270,21 +280,21 @@ constexpr int kParamTargetBlocks = 1024;
 constexpr int kParamMaxChunks = 64;
 constexpr int kParamMinRowsPerChunk = 256;
 
-// The parameter kernels' last step: thread (lane, ch) holds its lane's sums (dw, db) of channel
-// ch; a fixed shared-memory tree over the lanes (kLanes a power of two) leaves channel ch's totals
-// in dw_lanes[0][ch] and db_lanes[0][ch] after its final barrier. Called by the whole block.
-template <int kLanes, int kWidth>
-__device__ __forceinline__ void AddLanes(float (&dw_lanes)[kLanes][kWidth],
-                                         float (&db_lanes)[kLanes][kWidth], int lane, int ch,
-                                         float dw, float db) {
-  dw_lanes[lane][ch] = dw;
-  db_lanes[lane][ch] = db;
+// The parameter kernels' last step: thread (lane, ch) holds its lane's K sums of channel ch (v[k]:
+// dw, db and, in the finish of the copies, dinp's); a fixed shared-memory tree over the lanes
+// (kLanes a power of two) leaves channel ch's totals in lanes[k][0][ch] after its final barrier.
+// Called by the whole block.
+template <int K, int kLanes, int kWidth>
+__device__ __forceinline__ void AddLanes(float (&lanes)[K][kLanes][kWidth], int lane, int ch,
+                                         const float (&v)[K]) {
+#pragma unroll
+  for (int k = 0; k < K; ++k) lanes[k][lane][ch] = v[k];
   __syncthreads();
 #pragma unroll
   for (int stride = kLanes / 2; stride > 0; stride /= 2) {
     if (lane < stride) {
-      dw_lanes[lane][ch] += dw_lanes[lane + stride][ch];
-      db_lanes[lane][ch] += db_lanes[lane + stride][ch];
+#pragma unroll
+      for (int k = 0; k < K; ++k) lanes[k][lane][ch] += lanes[k][lane + stride][ch];
     }
     __syncthreads();
   }
@@ -302,8 +312,7 @@ __global__ void __launch_bounds__(kParamThreads)
                                   int rows_per_chunk, bool accumulate) {
   constexpr int kChannels = kParamChannels<DoutT>;
   constexpr int kRowLanes = kParamRowLanes<DoutT>;
-  __shared__ float s_dw[kRowLanes][kChannels];
-  __shared__ float s_db[kRowLanes][kChannels];
+  __shared__ float s_sums[2][kRowLanes][kChannels];  // dw, db
   const int ch = threadIdx.x % kChannels;
   const int r = threadIdx.x / kChannels;
   const int c = blockIdx.x * kChannels + ch;
@@ -335,73 +344,82 @@ __global__ void __launch_bounds__(kParamThreads)
       db += dv;
     }
   }
-  AddLanes(s_dw, s_db, r, ch, dw, db);
+  AddLanes(s_sums, r, ch, {dw, db});
   if (r == 0 && c < C) {
     if (accumulate) {
-      dweight[c] += s_dw[0][ch];
-      dbias[c] += s_db[0][ch];
+      dweight[c] += s_sums[0][0][ch];
+      dbias[c] += s_sums[1][0][ch];
     } else {
       const size_t at = static_cast<size_t>(blockIdx.y) * C + c;
-      dweight[at] = s_dw[0][ch];
-      dbias[at] = s_db[0][ch];
+      dweight[at] = s_sums[0][0][ch];
+      dbias[at] = s_sums[1][0][ch];
     }
   }
 }
 
-// dweight[c] += the sum over parts k = 0, 1, ... of dw_part[k * C + c]; likewise dbias. A block
-// owns 32 channels; part lane l adds parts l, l + 32, ... in order, then a fixed shared-memory
-// tree adds the lanes.
+// dweight[c] += the sum over parts k = 0, 1, ... of parts[k * C + c], dbias[c] += that of
+// parts[(P + k) * C + c] (P = `parts`) and, with K = 3, dinp_sums[c] = that of
+// parts[(2P + k) * C + c]. A block owns 32 channels; part lane l adds parts l, l + 32, ... in
+// order, then a fixed shared-memory tree adds the lanes.
 constexpr int kFinishChannels = 32;
 constexpr int kFinishLanes = 32;
+template <int K>
 __global__ void __launch_bounds__(kFinishChannels* kFinishLanes)
-    LayerNormBackwardParamsFinishKernel(float* dweight, float* dbias, const float* dw_part,
-                                        const float* db_part, int C, int parts) {
-  __shared__ float s_dw[kFinishLanes][kFinishChannels + 1];
-  __shared__ float s_db[kFinishLanes][kFinishChannels + 1];
+    LayerNormBackwardParamsFinishKernel(float* dweight, float* dbias, float* dinp_sums,
+                                        const float* part_sums, int C, int parts) {
+  __shared__ float s_sums[K][kFinishLanes][kFinishChannels + 1];
   const int ch = threadIdx.x % kFinishChannels;
   const int lane = threadIdx.x / kFinishChannels;
   const int c = blockIdx.x * kFinishChannels + ch;
-  float dw = 0.0f, db = 0.0f;
+  float v[K] = {};
   if (c < C) {
     for (int k = lane; k < parts; k += kFinishLanes) {
-      dw += dw_part[static_cast<size_t>(k) * C + c];
-      db += db_part[static_cast<size_t>(k) * C + c];
+#pragma unroll
+      for (int j = 0; j < K; ++j) v[j] += part_sums[(static_cast<size_t>(j) * parts + k) * C + c];
     }
   }
-  AddLanes(s_dw, s_db, lane, ch, dw, db);
+  AddLanes(s_sums, lane, ch, v);
   if (lane == 0 && c < C) {
-    dweight[c] += s_dw[0][ch];
-    dbias[c] += s_db[0][ch];
+    dweight[c] += s_sums[0][0][ch];
+    dbias[c] += s_sums[1][0][ch];
+    if constexpr (K == 3) dinp_sums[c] = s_sums[2][0][ch];
   }
 }
 
-cudaError_t LaunchParamsFinish(float* dweight, float* dbias, const float* dw_part,
-                               const float* db_part, int C, int parts, cudaStream_t stream) {
+// part_sums: K (parts, C) arrays, as the finish kernel reads them.
+cudaError_t LaunchParamsFinish(float* dweight, float* dbias, float* dinp_sums,
+                               const float* part_sums, int C, int parts, cudaStream_t stream) {
   const unsigned blocks = (static_cast<unsigned>(C) + kFinishChannels - 1) / kFinishChannels;
-  LayerNormBackwardParamsFinishKernel<<<blocks, kFinishChannels * kFinishLanes, 0, stream>>>(
-      dweight, dbias, dw_part, db_part, C, parts);
+  if (dinp_sums != nullptr) {
+    LayerNormBackwardParamsFinishKernel<3><<<blocks, kFinishChannels * kFinishLanes, 0, stream>>>(
+        dweight, dbias, dinp_sums, part_sums, C, parts);
+  } else {
+    LayerNormBackwardParamsFinishKernel<2><<<blocks, kFinishChannels * kFinishLanes, 0, stream>>>(
+        dweight, dbias, nullptr, part_sums, C, parts);
+  }
   return cudaGetLastError();
 }
 
-// Blocks of the fused backward (the input gradient with the parts of the parameter sums): as
-// many as the GPU holds at once (so the parts' order depends on N, C and the GPU model), at most
-// N and as many as the scratch holds two (parts, C) arrays of; 0 (not fused) below kMinParts.
+// Blocks of the fused backward (the input gradient with the parts of the parameter sums, and
+// with kCopies those of dinp): as many as the GPU holds at once (so the parts' order depends on N,
+// C and the GPU model), at most N and as many as the scratch holds two (kCopies: three) (parts, C)
+// arrays of; 0 (not fused) below kMinParts.
 constexpr int kFusedMinParts = 64;
-template <int V, typename DoutT>
+template <int V, typename DoutT, bool kCopies>
 int FusedParts(int N, int C, size_t scratch_floats) {
   static const int resident = [] {
     int device = 0, sms = 0, per_sm = 0;
     if (cudaGetDevice(&device) != cudaSuccess ||
         cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
         cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-            &per_sm, LayerNormBackwardInputCachedKernel<V, DoutT, true>, kRowThreads, 0) !=
+            &per_sm, LayerNormBackwardInputCachedKernel<V, DoutT, true, kCopies>, kRowThreads, 0) !=
             cudaSuccess) {
       (void)cudaGetLastError();  // a failed query only means the unfused kernels
       return 0;
     }
     return sms * per_sm;
   }();
-  const size_t by_scratch = scratch_floats / (2 * static_cast<size_t>(C));
+  const size_t by_scratch = scratch_floats / ((kCopies ? 3 : 2) * static_cast<size_t>(C));
   const int parts = static_cast<int>(
       std::min<size_t>({static_cast<size_t>(N), static_cast<size_t>(resident), by_scratch}));
   return parts >= kFusedMinParts || (parts == N && parts > 0) ? parts : 0;
@@ -435,46 +453,16 @@ cudaError_t LaunchForward(OutT* out, float* mean, float* rstd, const float* inp,
   return cudaGetLastError();
 }
 
+// The unfused parameter sums: LayerNormBackwardParamsKernel over row chunks (their number fixed
+// by N, C and part_floats), whose parts the finish kernel adds.
 template <typename DoutT>
-cudaError_t LaunchBackward(float* dinp, float* dweight, float* dbias, const DoutT* dout,
-                           const float* inp, const float* weight, const float* mean,
-                           const float* rstd, int N, int C, float* scratch, size_t scratch_floats,
-                           cudaStream_t stream) {
-  if (N <= 0 || C <= 0) return cudaSuccess;
-  // Rows of up to 4 quads a thread (C <= 2048): one pass for the input gradient and the parts
-  // of the parameter sums, which the finish kernel adds.
-  int parts = 0;
-  if (scratch != nullptr) {
-    float* dw_part = scratch;
-    LaunchCached<1, 2, 4>(C, kRowThreads, {dinp, dout, inp, weight}, [&](auto v) {
-      parts = FusedParts<decltype(v)::value, DoutT>(N, C, scratch_floats);
-      if (parts == 0) return;
-      float* db_part = scratch + static_cast<size_t>(parts) * C;
-      LayerNormBackwardInputCachedKernel<decltype(v)::value, DoutT, true>
-          <<<static_cast<unsigned>(parts), kRowThreads, 0, stream>>>(dinp, dout, inp, weight, mean,
-                                                                     rstd, N, C, dw_part, db_part);
-    });
-    if (parts > 0) {
-      if (const cudaError_t launched = cudaGetLastError(); launched != cudaSuccess) return launched;
-      return LaunchParamsFinish(dweight, dbias, dw_part, scratch + static_cast<size_t>(parts) * C,
-                                C, parts, stream);
-    }
-  }
-  const unsigned row_blocks = (static_cast<unsigned>(N) + kRowsPerBlock - 1) / kRowsPerBlock;
-  const bool cached =
-      LaunchCached<1, 2, 4, 8>(C, kRowThreads, {dinp, dout, inp, weight}, [&](auto v) {
-        LayerNormBackwardInputCachedKernel<decltype(v)::value, DoutT, false>
-            <<<static_cast<unsigned>(N), kRowThreads, 0, stream>>>(dinp, dout, inp, weight, mean,
-                                                                   rstd, N, C, nullptr, nullptr);
-      });
-  if (!cached) {
-    LayerNormBackwardInputKernel<<<row_blocks, kRowThreads, 0, stream>>>(dinp, dout, inp, weight,
-                                                                         mean, rstd, N, C);
-  }
+cudaError_t LaunchParamSums(float* dweight, float* dbias, const DoutT* dout, const float* inp,
+                            const float* mean, const float* rstd, int N, int C, float* scratch,
+                            size_t part_floats, cudaStream_t stream) {
   constexpr unsigned kChannels = kParamChannels<DoutT>;
   const unsigned tiles = (static_cast<unsigned>(C) + kChannels - 1) / kChannels;
   const int chunks =
-      scratch == nullptr ? 1 : ParamChunks(N, C, static_cast<int>(tiles), scratch_floats);
+      scratch == nullptr ? 1 : ParamChunks(N, C, static_cast<int>(tiles), part_floats);
   if (chunks == 1) {
     LayerNormBackwardParamsKernel<<<dim3(tiles, 1), kParamThreads, 0, stream>>>(
         dweight, dbias, dout, inp, mean, rstd, N, C, N, true);
@@ -486,7 +474,69 @@ cudaError_t LaunchBackward(float* dinp, float* dweight, float* dbias, const Dout
                                   stream>>>(dw_part, db_part, dout, inp, mean, rstd, N, C,
                                             (N + chunks - 1) / chunks, false);
   if (const cudaError_t launched = cudaGetLastError(); launched != cudaSuccess) return launched;
-  return LaunchParamsFinish(dweight, dbias, dw_part, db_part, C, chunks, stream);
+  return LaunchParamsFinish(dweight, dbias, nullptr, scratch, C, chunks, stream);
+}
+
+template <typename DoutT>
+cudaError_t LaunchBackward(float* dinp, float* dweight, float* dbias, const DoutT* dout,
+                           const float* inp, const float* weight, const float* mean,
+                           const float* rstd, int N, int C, float* scratch, size_t scratch_floats,
+                           __nv_bfloat16* dinp16, float* dinp_sums, cudaStream_t stream) {
+  if (N <= 0 || C <= 0) return cudaSuccess;
+  const bool copies = dinp16 != nullptr;
+  // The LayerNorm's parts leave the bias gradient's counters at the scratch's end alone.
+  const size_t part_floats =
+      scratch == nullptr ? 0 : scratch_floats - std::min(scratch_floats, kBiasGradientCounters);
+  // Rows of up to 4 quads a thread (C <= 2048): one pass for the input gradient and the parts
+  // of the parameter sums (and dinp's copy and sums), which the finish kernel adds.
+  int parts = 0;
+  if (scratch != nullptr) {
+    LaunchCached<1, 2, 4>(C, kRowThreads, {dinp, dout, inp, weight, dinp16}, [&](auto v) {
+      constexpr int V = decltype(v)::value;
+      parts = copies ? FusedParts<V, DoutT, true>(N, C, part_floats)
+                     : FusedParts<V, DoutT, false>(N, C, part_floats);
+      if (parts == 0) return;
+      float* db_part = scratch + static_cast<size_t>(parts) * C;
+      float* ds_part = scratch + 2 * static_cast<size_t>(parts) * C;
+      const unsigned blocks = static_cast<unsigned>(parts);
+      if (copies) {
+        LayerNormBackwardInputCachedKernel<V, DoutT, true, true>
+            <<<blocks, kRowThreads, 0, stream>>>(dinp, dout, inp, weight, mean, rstd, N, C, scratch,
+                                                 db_part, dinp16, ds_part);
+      } else {
+        LayerNormBackwardInputCachedKernel<V, DoutT, true><<<blocks, kRowThreads, 0, stream>>>(
+            dinp, dout, inp, weight, mean, rstd, N, C, scratch, db_part, nullptr, nullptr);
+      }
+    });
+    if (parts > 0) {
+      if (const cudaError_t launched = cudaGetLastError(); launched != cudaSuccess) return launched;
+      return LaunchParamsFinish(dweight, dbias, copies ? dinp_sums : nullptr, scratch, C, parts,
+                                stream);
+    }
+  }
+  const unsigned row_blocks = (static_cast<unsigned>(N) + kRowsPerBlock - 1) / kRowsPerBlock;
+  const bool cached =
+      LaunchCached<1, 2, 4, 8>(C, kRowThreads, {dinp, dout, inp, weight}, [&](auto v) {
+        LayerNormBackwardInputCachedKernel<decltype(v)::value, DoutT, false>
+            <<<static_cast<unsigned>(N), kRowThreads, 0, stream>>>(
+                dinp, dout, inp, weight, mean, rstd, N, C, nullptr, nullptr, nullptr, nullptr);
+      });
+  if (!cached) {
+    LayerNormBackwardInputKernel<<<row_blocks, kRowThreads, 0, stream>>>(dinp, dout, inp, weight,
+                                                                         mean, rstd, N, C);
+  }
+  if (const cudaError_t e = LaunchParamSums(dweight, dbias, dout, inp, mean, rstd, N, C, scratch,
+                                            part_floats, stream);
+      e != cudaSuccess || !copies) {
+    return e;
+  }
+  // dinp's copy and sums in a pass of their own, on the same scratch (its parts are done).
+  if (const cudaError_t e = cudaMemsetAsync(dinp_sums, 0, C * sizeof(float), stream);
+      e != cudaSuccess) {
+    return e;
+  }
+  return LaunchBiasGradient(dinp_sums, dinp, N, C, scratch, scratch == nullptr ? 0 : scratch_floats,
+                            reinterpret_cast<uint16_t*>(dinp16), stream);
 }
 
 }  // namespace
@@ -509,16 +559,18 @@ cudaError_t LaunchLayerNormBackward(float* dinp, float* dweight, float* dbias, c
                                     const float* rstd, int N, int C, float* scratch,
                                     size_t scratch_floats, cudaStream_t stream) {
   return LaunchBackward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C, scratch,
-                        scratch_floats, stream);
+                        scratch_floats, nullptr, nullptr, stream);
 }
 
 cudaError_t LaunchLayerNormBackwardBf16(float* dinp, float* dweight, float* dbias,
                                         const uint16_t* dout, const float* inp, const float* weight,
                                         const float* mean, const float* rstd, int N, int C,
-                                        float* scratch, size_t scratch_floats,
-                                        cudaStream_t stream) {
+                                        float* scratch, size_t scratch_floats, uint16_t* dinp16,
+                                        float* dinp_sums, cudaStream_t stream) {
+  if ((dinp16 == nullptr) != (dinp_sums == nullptr)) return cudaErrorInvalidValue;
   return LaunchBackward(dinp, dweight, dbias, reinterpret_cast<const __nv_bfloat16*>(dout), inp,
-                        weight, mean, rstd, N, C, scratch, scratch_floats, stream);
+                        weight, mean, rstd, N, C, scratch, scratch_floats,
+                        reinterpret_cast<__nv_bfloat16*>(dinp16), dinp_sums, stream);
 }
 
 }  // namespace spillway::kernels::cuda

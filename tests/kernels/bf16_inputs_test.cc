@@ -80,8 +80,18 @@ TEST(Bf16InputsTest, MatmulGeluOpsAreTheMatmulAndGeluOnTheFp32Sums) {
   EXPECT_TRUE(BitwiseEqual(db, want_db));
 }
 
+// The column sums of x (N,C) as the bias gradient adds them: in fp32, in row order.
+std::vector<float> ColumnSums(const std::vector<float>& x, int N, int C) {
+  std::vector<float> sums(C, 0.0f);
+  for (int n = 0; n < N; ++n) {
+    for (int c = 0; c < C; ++c) sums[c] += x[static_cast<size_t>(n) * C + c];
+  }
+  return sums;
+}
+
 // LayerNormBackwardBf16 (dout as bf16) is LayerNormBackward on the widened dout, bitwise; dinp,
-// dweight and dbias accumulate.
+// dweight and dbias accumulate. With dinp16 and dinp_sums it also writes round(dinp) and dinp's
+// column sums, the rest unchanged.
 TEST(Bf16InputsTest, LayerNormBackwardFromBf16GradIsTheWidenedGrad) {
   const int N = 37, C = 75;
   const auto dout16 = Bf16Bits(RandomFloats(static_cast<size_t>(N) * C, 45));
@@ -98,10 +108,56 @@ TEST(Bf16InputsTest, LayerNormBackwardFromBf16GradIsTheWidenedGrad) {
                           w.data(), mean.data(), rstd.data(), N, C);
   std::vector<float> dinp16 = dinp0, dw16 = dw0, db16 = db0;
   Cpu().LayerNormBackwardBf16(dinp16.data(), dw16.data(), db16.data(), dout16.data(), inp.data(),
-                              w.data(), mean.data(), rstd.data(), N, C);
+                              w.data(), mean.data(), rstd.data(), N, C, nullptr, nullptr);
   EXPECT_TRUE(BitwiseEqual(dinp16, dinp));
   EXPECT_TRUE(BitwiseEqual(dw16, dw));
   EXPECT_TRUE(BitwiseEqual(db16, db));
+
+  std::vector<float> dinp_c = dinp0, dw_c = dw0, db_c = db0, sums(C, NAN);
+  std::vector<uint16_t> copy(dinp.size());
+  Cpu().LayerNormBackwardBf16(dinp_c.data(), dw_c.data(), db_c.data(), dout16.data(), inp.data(),
+                              w.data(), mean.data(), rstd.data(), N, C, copy.data(), sums.data());
+  EXPECT_TRUE(BitwiseEqual(dinp_c, dinp));
+  EXPECT_TRUE(BitwiseEqual(dw_c, dw));
+  EXPECT_TRUE(BitwiseEqual(db_c, db));
+  EXPECT_EQ(copy, Bf16Bits(dinp));
+  EXPECT_TRUE(BitwiseEqual(sums, ColumnSums(dinp, N, C)));
+}
+
+// The matmul backwards given an fp32 dout with its copies (MatmulDout: round(dout) and its column
+// sums, as LayerNormBackwardBf16 writes them) give what they give from dout alone, bitwise.
+TEST(Bf16InputsTest, MatmulBackwardsFromGradCopiesAreThoseFromTheGrad) {
+  const PrecisionScope bf16(MatmulPrecision::kBf16);
+  const Shape s = kShapes[1];
+  const auto dout = RandomFloats(static_cast<size_t>(s.N) * s.OC, 80);
+  const auto dout16 = Bf16Bits(dout);
+  const auto sums = ColumnSums(dout, s.N, s.OC);
+  const MatmulDout copied{dout.data(), dout16.data(), sums.data()};
+  const auto inp16 = Bf16Bits(RandomFloats(static_cast<size_t>(s.N) * s.C, 81));
+  const auto pre16 = Bf16Bits(RandomFloats(inp16.size(), 82));
+  const auto w = RandomFloats(static_cast<size_t>(s.OC) * s.C, 83);
+  const auto dw0 = RandomFloats(w.size(), 84);
+  const auto db0 = RandomFloats(s.OC, 85);
+  for (const bool gelu : {false, true}) {
+    SCOPED_TRACE(gelu ? "MatmulGeluBackwardBf16" : "MatmulBackwardBf16");
+    std::vector<uint16_t> want_dinp(inp16.size()), got_dinp(inp16.size());
+    std::vector<float> want_dw = dw0, want_db = db0, got_dw = dw0, got_db = db0;
+    for (const bool with_copies : {false, true}) {
+      const MatmulDout d = with_copies ? copied : MatmulDout(dout.data());
+      uint16_t* dinp = with_copies ? got_dinp.data() : want_dinp.data();
+      float* dw = with_copies ? got_dw.data() : want_dw.data();
+      float* db = with_copies ? got_db.data() : want_db.data();
+      if (gelu) {
+        Cpu().MatmulGeluBackwardBf16(dinp, dw, db, d, inp16.data(), pre16.data(), w.data(), s.N,
+                                     s.C, s.OC);
+      } else {
+        Cpu().MatmulBackwardBf16(dinp, dw, db, d, inp16.data(), w.data(), s.N, s.C, s.OC);
+      }
+    }
+    EXPECT_EQ(got_dinp, want_dinp);
+    EXPECT_TRUE(BitwiseEqual(got_dw, want_dw));
+    EXPECT_TRUE(BitwiseEqual(got_db, want_db));
+  }
 }
 
 // MatmulBackwardBf16Grad (dout as bf16) is MatmulBackwardBf16 on the widened dout, bitwise.

@@ -278,7 +278,11 @@ TEST_F(CudaOpsTest, LayerNormBackward) {
 // LayerNormBackwardBf16 (dout as bf16) is LayerNormBackward on the widened dout on the same GPU:
 // dinp bitwise, on every kernel path (as above); dweight and dbias to fp32 rounding, as the
 // separate parameter kernel (C = 3072) adds the same products in another order (a block sums the
-// 16 channels of a 32-byte bf16 sector rather than 8).
+// 16 channels of a 32-byte bf16 sector rather than 8). With dinp16 and dinp_sums (in the fused
+// pass where C <= 2048 and C % 4 == 0, else by the bias-gradient kernel after it): dinp as without
+// them, bitwise (dweight and dbias to fp32 rounding: the fused pass may run another number of
+// blocks); dinp16 = round(dinp), bitwise; dinp_sums = dinp's column sums (fp32 tolerance against
+// the CPU's sums of the GPU's dinp).
 TEST_F(CudaOpsTest, LayerNormBackwardFromBf16GradIsTheWidenedGrad) {
   for (const auto& [N, C] : {std::pair{37, 75}, std::pair{1024, 768}, std::pair{5, 1600},
                              std::pair{64, 3072}, std::pair{4100, 1600}}) {
@@ -292,11 +296,25 @@ TEST_F(CudaOpsTest, LayerNormBackwardFromBf16GradIsTheWidenedGrad) {
     cuda().LayerNormBackward(dinp.get(), dw.get(), db.get(), dout.get(), inp.get(), w.get(),
                              mean.get(), rstd.get(), N, C);
     cuda().LayerNormBackwardBf16(dinp16.get(), dw16.get(), db16.get(), d_dout16.get(), inp.get(),
-                                 w.get(), mean.get(), rstd.get(), N, C);
+                                 w.get(), mean.get(), rstd.get(), N, C, nullptr, nullptr);
+    DeviceArray<float> dinp_c(in.dinp0), dw_c(in.dw0), db_c(in.db0), sums(static_cast<size_t>(C));
+    DeviceArray<uint16_t> copy(static_cast<size_t>(N) * C);
+    cuda().LayerNormBackwardBf16(dinp_c.get(), dw_c.get(), db_c.get(), d_dout16.get(), inp.get(),
+                                 w.get(), mean.get(), rstd.get(), N, C, copy.get(), sums.get());
     ASSERT_TRUE(cuda().Synchronize().ok());
-    EXPECT_TRUE(BitwiseEqual(dinp16.Download(), dinp.Download()));
+    const std::vector<float> got = dinp16.Download();
+    EXPECT_TRUE(BitwiseEqual(got, dinp.Download()));
     EXPECT_LE(RelError(dw16.Download(), dw.Download()), kCudaFp32Tol);
     EXPECT_LE(RelError(db16.Download(), db.Download()), kCudaFp32Tol);
+    EXPECT_TRUE(BitwiseEqual(dinp_c.Download(), got));
+    EXPECT_LE(RelError(dw_c.Download(), dw16.Download()), kCudaFp32Tol);
+    EXPECT_LE(RelError(db_c.Download(), db16.Download()), kCudaFp32Tol);
+    EXPECT_EQ(copy.Download(), Bf16Bits(got));
+    std::vector<float> want_sums(C, 0.0f);
+    for (int n = 0; n < N; ++n) {
+      for (int c = 0; c < C; ++c) want_sums[c] += got[static_cast<size_t>(n) * C + c];
+    }
+    EXPECT_LE(RelError(sums.Download(), want_sums), kCudaFp32Tol);
   }
 }
 

@@ -174,10 +174,12 @@ TEST_F(CudaOpsTest, MatmulBackwardWithoutBiasMatchesCpu) {
 }
 
 TEST_F(CudaOpsTest, MatmulBackwardBiasOverManyRowChunksMatchesCpu) {
-  // The bias gradient splits the rows into chunks summed in two stages: GPT-2's token count
-  // with OC = 768 (the most chunks), and a row count no chunk size divides.
+  // The bias gradient splits the rows into chunks whose sums the last block of a column tile
+  // adds: GPT-2's token count with OC = 768 (the most chunks), a row count no chunk size
+  // divides, and an OC not divisible by 4 (a column per thread instead of 4).
   ExpectMatmulBackwardMatches(cuda(), MatmulShape{8192, 64, 768}, true, 55);
   ExpectMatmulBackwardMatches(cuda(), MatmulShape{4099, 32, 2304}, true, 56);
+  ExpectMatmulBackwardMatches(cuda(), MatmulShape{2050, 16, 770}, true, 57);
 }
 
 TEST_F(CudaOpsTest, MatmulWorksOnLessAlignedSubBuffers) {
@@ -360,6 +362,48 @@ TEST_F(CudaOpsTest, MatmulBackwardFromBf16GradIsTheWidenedGrad) {
     }
     EXPECT_TRUE(BitwiseEqual(got[2], want[2]));  // the bias gradient: same kernel order
   }
+}
+
+// The matmul backwards given an fp32 dout with its copies (MatmulDout: round(dout), column sums)
+// against the same from dout alone: the GEMMs read the same bf16 values (dinp and dweight
+// bitwise), the bias gradient adds the given sums (fp32 tolerance: another summation order).
+TEST_F(CudaOpsTest, MatmulBackwardsReadTheGradCopies) {
+  const MatmulShape s = kGpt2Matmul;
+  const auto dout = RandomFloats(Prod(s.N, s.OC), 180);
+  std::vector<float> sums(s.OC, 0.0f);
+  for (int n = 0; n < s.N; ++n) {
+    for (int o = 0; o < s.OC; ++o) sums[o] += dout[static_cast<size_t>(n) * s.OC + o];
+  }
+  const auto dw0 = RandomFloats(Prod(s.OC, s.C), 181);
+  const auto db0 = RandomFloats(s.OC, 182);
+  DeviceArray<float> d_dout(dout), d_sums(sums), weight(RandomFloats(Prod(s.OC, s.C), 183));
+  DeviceArray<uint16_t> d_dout16(Bf16Bits(dout));
+  DeviceArray<uint16_t> inp16(Bf16Bits(RandomFloats(Prod(s.N, s.C), 184)));
+  DeviceArray<uint16_t> pre16(Bf16Bits(RandomFloats(Prod(s.N, s.C), 185)));
+  cuda().SetMatmulPrecision(MatmulPrecision::kBf16);
+  for (const bool gelu : {false, true}) {
+    SCOPED_TRACE(gelu ? "MatmulGeluBackwardBf16" : "MatmulBackwardBf16");
+    DeviceArray<uint16_t> dinp(Prod(s.N, s.C)), dinp_c(Prod(s.N, s.C));
+    DeviceArray<float> dw(dw0), db(db0), dw_c(dw0), db_c(db0);
+    for (const bool copies : {false, true}) {
+      const MatmulDout d =
+          copies ? MatmulDout(d_dout.get(), d_dout16.get(), d_sums.get()) : d_dout.get();
+      uint16_t* di = copies ? dinp_c.get() : dinp.get();
+      float* w_grad = copies ? dw_c.get() : dw.get();
+      float* b_grad = copies ? db_c.get() : db.get();
+      if (gelu) {
+        cuda().MatmulGeluBackwardBf16(di, w_grad, b_grad, d, inp16.get(), pre16.get(), weight.get(),
+                                      s.N, s.C, s.OC);
+      } else {
+        cuda().MatmulBackwardBf16(di, w_grad, b_grad, d, inp16.get(), weight.get(), s.N, s.C, s.OC);
+      }
+    }
+    ExpectSynchronized(cuda());
+    EXPECT_EQ(dinp_c.Download(), dinp.Download());
+    EXPECT_TRUE(BitwiseEqual(dw_c.Download(), dw.Download()));
+    EXPECT_LE(RelError(db_c.Download(), db.Download()), kCudaFp32Tol);
+  }
+  cuda().SetMatmulPrecision(MatmulPrecision::kFp32);
 }
 
 // MatmulForwardToBf16 (the GEMM writes bf16 and adds the bias rounded to bf16) against
