@@ -15,8 +15,11 @@
 // channels of one 32-byte sector of dout (8 fp32 or 16 bf16), a chunk of the rows and 512 /
 // channels row lanes; row lane r adds its rows r, r + lanes, ... in order, then a fixed
 // shared-memory tree adds the lanes; with scratch the rows are cut into several chunks (their
-// number fixed by N, C and the scratch size) whose parts the finish kernel adds. No atomics, so the
-// results are bitwise reproducible on one GPU model.
+// number fixed by N, C and the scratch size) whose parts the finish kernel adds. The bf16 backward
+// may also write what the next matmul backward reads of dinp (its bf16 copy and column sums): the
+// fused dinp kernel then writes the copy and a third set of parts; elsewhere the bias-gradient
+// kernel (matmul_bias.cu) does both after it, its counters in the scratch's last words. No
+// atomic adds of values, so the results are bitwise reproducible on one GPU model.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
