@@ -467,7 +467,9 @@ absl::StatusOr<bool> CublasLtMatmul::BackwardBf16(Output dinp, float* dweight, f
     SPW_CUDA_CHECK(LaunchToBf16(copies, weight.f32, static_cast<size_t>(OC) * C, stream));
   }
   if (dout.b16 != nullptr) {
-    if (dbias != nullptr) {
+    if (dbias != nullptr && dout.sums != nullptr) {
+      SPW_CUDA_CHECK(LaunchAccumulate(dbias, dout.sums, OC, stream));
+    } else if (dbias != nullptr) {
       SPW_CUDA_CHECK(LaunchBiasGradientBf16(dbias, dout.b16, N, OC, bias_scratch_,
                                             kBiasScratchFloats, stream));
     }
@@ -488,28 +490,15 @@ absl::StatusOr<bool> CublasLtMatmul::BackwardBf16(Output dinp, float* dweight, f
   return true;
 }
 
-absl::StatusOr<bool> CublasLtMatmul::BackwardBf16(Output dinp, float* dweight, float* dbias,
-                                                  MatmulDout dout, Input inp, MatmulParam weight,
-                                                  int N, int C, int OC, cudaStream_t stream,
-                                                  const uint16_t* gelu_pre) {
-  if (dout.b16 == nullptr) {
-    return BackwardBf16(dinp, dweight, dbias, Input{.f32 = dout.f32}, inp, weight, N, C, OC, stream,
-                        gelu_pre);
-  }
-  SPW_ASSIGN_OR_RETURN(const bool done, BackwardBf16(dinp, dweight, nullptr, {.b16 = dout.b16}, inp,
-                                                     weight, N, C, OC, stream, gelu_pre));
-  if (done && dbias != nullptr) SPW_CUDA_CHECK(LaunchAccumulate(dbias, dout.sums, OC, stream));
-  return done;
-}
-
 absl::Status CublasLtMatmul::GeluBackwardBf16(uint16_t* dpre, float* dweight, float* dbias,
                                               MatmulDout dout, const uint16_t* h,
                                               const uint16_t* pre, MatmulParam weight, int N, int C,
                                               int OC, cudaStream_t stream) {
   if (N <= 0 || C <= 0 || OC <= 0) return absl::OkStatus();
   if (Bf16Copies(N, C, OC)) {
-    SPW_ASSIGN_OR_RETURN(const bool done, BackwardBf16({.b16 = dpre}, dweight, dbias, dout,
-                                                       {.b16 = h}, weight, N, C, OC, stream, pre));
+    SPW_ASSIGN_OR_RETURN(const bool done,
+                         BackwardBf16({.b16 = dpre}, dweight, dbias, Input::Of(dout), {.b16 = h},
+                                      weight, N, C, OC, stream, pre));
     if (done) return absl::OkStatus();
   }
   SPW_RETURN_IF_ERROR(
@@ -537,8 +526,9 @@ absl::Status CublasLtMatmul::BackwardBf16Input(uint16_t* dinp, float* dweight, f
                                                cudaStream_t stream) {
   if (N <= 0 || C <= 0 || OC <= 0) return absl::OkStatus();
   if (Bf16Copies(N, C, OC)) {
-    SPW_ASSIGN_OR_RETURN(const bool done, BackwardBf16({.b16 = dinp}, dweight, dbias, dout,
-                                                       {.b16 = inp}, weight, N, C, OC, stream));
+    SPW_ASSIGN_OR_RETURN(const bool done,
+                         BackwardBf16({.b16 = dinp}, dweight, dbias, Input::Of(dout), {.b16 = inp},
+                                      weight, N, C, OC, stream));
     if (done) return absl::OkStatus();
   }
   return BackwardWidened(dinp, dweight, dbias, dout.f32, inp, weight, N, C, OC, stream);

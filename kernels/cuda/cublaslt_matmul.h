@@ -94,10 +94,17 @@ class CublasLtMatmul {
   // a multiple of 8 (16-byte rows for the bf16 kernels).
   bool Bf16Copies(int N, int C, int OC) const;
   // The input of the bf16 GEMMs: fp32 values to copy (f32), or bf16 bits to read as they are
-  // (b16); exactly one is set.
+  // (b16); exactly one is set. A dout given as b16 may come with `sums`, its fp32 original's
+  // column sums (MatmulDout), which the bias gradient then adds instead of summing b16.
   struct Input {
     const float* f32 = nullptr;
     const uint16_t* b16 = nullptr;
+    const float* sums = nullptr;
+
+    // A MatmulDout as such an input: its bf16 copy with the sums where it has them.
+    static Input Of(const MatmulDout& d) {
+      return d.b16 != nullptr ? Input{.b16 = d.b16, .sums = d.sums} : Input{.f32 = d.f32};
+    }
   };
   // The dinp of the bf16 backward: fp32 (f32) or rounded to bf16 (b16); exactly one is set.
   struct Output {
@@ -109,15 +116,10 @@ class CublasLtMatmul {
                                    const float* residual, int N, int C, int OC,
                                    cudaStream_t stream);
   // The backward on bf16 copies: both GEMMs, and the bias gradient (dbias may be null) in the
-  // pass that copies an fp32 dout (or sums a bf16 one); false (nothing added) when cuBLASLt has no
-  // algorithm. With gelu_pre (bf16, may be null), dinp (bf16) is the gradient through a GELU of
-  // gelu_pre (GeluBackwardBf16).
+  // pass that copies an fp32 dout (or sums a bf16 one, or adds its given sums); false (nothing
+  // added) when cuBLASLt has no algorithm. With gelu_pre (bf16, may be null), dinp (bf16) is the
+  // gradient through a GELU of gelu_pre (GeluBackwardBf16).
   absl::StatusOr<bool> BackwardBf16(Output dinp, float* dweight, float* dbias, Input dout,
-                                    Input inp, MatmulParam weight, int N, int C, int OC,
-                                    cudaStream_t stream, const uint16_t* gelu_pre = nullptr);
-  // BackwardBf16 from an fp32 dout: its bf16 copy and column sums where given (the GEMMs read
-  // the copy, dbias += the sums after them), else dout.f32 copied and summed in one pass.
-  absl::StatusOr<bool> BackwardBf16(Output dinp, float* dweight, float* dbias, MatmulDout dout,
                                     Input inp, MatmulParam weight, int N, int C, int OC,
                                     cudaStream_t stream, const uint16_t* gelu_pre = nullptr);
   // ForwardToBf16, or GeluForwardToBf16 where pre is set.

@@ -2,6 +2,8 @@
 // blocks, at most kMaxBlocks of them, with float4 accesses when every pointer allows.
 #pragma once
 
+#include <cuda_runtime.h>
+
 #include <cstddef>
 #include <cstdint>
 
@@ -17,5 +19,20 @@ inline size_t GridStrideBlocks(size_t work) {
 }
 
 inline bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// The current device's SM count, queried once per process (one GPU a process); 0 where the query
+// fails (its error cleared): kernels sized by it then take their smallest grid.
+inline int MultiprocessorCount() {
+  static const int sms = [] {
+    int device = 0, count = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return 0;
+    }
+    return count;
+  }();
+  return sms;
+}
 
 }  // namespace spillway::kernels::cuda

@@ -26,6 +26,7 @@
 #include <initializer_list>
 #include <type_traits>
 
+#include "kernels/cuda/grid_stride.cuh"
 #include "kernels/cuda/launchers.h"
 #include "kernels/cuda/store_as.cuh"
 
@@ -411,16 +412,14 @@ constexpr int kFusedMinParts = 64;
 template <int V, typename DoutT, bool kCopies>
 int FusedParts(int N, int C, size_t scratch_floats) {
   static const int resident = [] {
-    int device = 0, sms = 0, per_sm = 0;
-    if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+    int per_sm = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(
             &per_sm, LayerNormBackwardInputCachedKernel<V, DoutT, true, kCopies>, kRowThreads, 0) !=
-            cudaSuccess) {
+        cudaSuccess) {
       (void)cudaGetLastError();  // a failed query only means the unfused kernels
       return 0;
     }
-    return sms * per_sm;
+    return MultiprocessorCount() * per_sm;
   }();
   const size_t by_scratch = scratch_floats / ((kCopies ? 3 : 2) * static_cast<size_t>(C));
   const int parts = static_cast<int>(

@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/cuda/grid_stride.cuh"
 #include "kernels/cuda/launchers.h"
 #include "kernels/cuda/store_as.cuh"
 
@@ -150,19 +151,13 @@ __global__ void __launch_bounds__(kCols* kRowGroups)
 // The number of row chunks for (N, OC) over `tiles` column tiles with `partial_floats` of
 // scratch for the partial sums: as many blocks as the GPU holds at once (one wave of equal
 // blocks), within the limits above.
-cudaError_t Chunks(int* chunks, int N, int OC, int tiles, size_t partial_floats) {
-  int device = 0, sms = 0;
-  if (cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return e;
-  if (cudaError_t e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-      e != cudaSuccess) {
-    return e;
-  }
-  int c = tiles > kCounters ? 1 : std::min(kBlocksPerSm * sms / tiles, kMaxChunks);
+int Chunks(int N, int OC, int tiles, size_t partial_floats) {
+  int c =
+      tiles > kCounters ? 1 : std::min(kBlocksPerSm * MultiprocessorCount() / tiles, kMaxChunks);
   c = std::min(c, std::max(1, N / kMinRowsPerChunk));
   const size_t by_scratch = partial_floats / static_cast<size_t>(OC);
   if (by_scratch < static_cast<size_t>(c)) c = static_cast<int>(by_scratch);
-  *chunks = std::max(c, 1);
-  return cudaSuccess;
+  return std::max(c, 1);
 }
 
 bool Aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
@@ -173,10 +168,7 @@ cudaError_t Launch(float* dbias, const InT* dout, int N, int OC, float* scratch,
   const int tiles = (OC + kCols * V - 1) / (kCols * V);
   const bool counted = scratch != nullptr && scratch_floats > kCounters;
   const size_t partial_floats = counted ? scratch_floats - kCounters : 0;
-  int chunks = 1;
-  if (counted) {
-    if (cudaError_t e = Chunks(&chunks, N, OC, tiles, partial_floats); e != cudaSuccess) return e;
-  }
+  const int chunks = counted ? Chunks(N, OC, tiles, partial_floats) : 1;
   auto* arrivals = counted ? reinterpret_cast<unsigned*>(scratch + partial_floats) : nullptr;
   BiasGradientKernel<InT, V>
       <<<dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(chunks)), dim3(kCols, kRowGroups),

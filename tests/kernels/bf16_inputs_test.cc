@@ -80,15 +80,6 @@ TEST(Bf16InputsTest, MatmulGeluOpsAreTheMatmulAndGeluOnTheFp32Sums) {
   EXPECT_TRUE(BitwiseEqual(db, want_db));
 }
 
-// The column sums of x (N,C) as the bias gradient adds them: in fp32, in row order.
-std::vector<float> ColumnSums(const std::vector<float>& x, int N, int C) {
-  std::vector<float> sums(C, 0.0f);
-  for (int n = 0; n < N; ++n) {
-    for (int c = 0; c < C; ++c) sums[c] += x[static_cast<size_t>(n) * C + c];
-  }
-  return sums;
-}
-
 // LayerNormBackwardBf16 (dout as bf16) is LayerNormBackward on the widened dout, bitwise; dinp,
 // dweight and dbias accumulate. With dinp16 and dinp_sums it also writes round(dinp) and dinp's
 // column sums, the rest unchanged.

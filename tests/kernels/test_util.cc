@@ -103,4 +103,12 @@ std::vector<float> Bf16Values(const std::vector<uint16_t>& bits) {
   return x;
 }
 
+std::vector<float> ColumnSums(const std::vector<float>& x, int rows, int cols) {
+  std::vector<float> sums(cols, 0.0f);
+  for (int r = 0; r < rows; ++r) {
+    for (int c = 0; c < cols; ++c) sums[c] += x[static_cast<size_t>(r) * cols + c];
+  }
+  return sums;
+}
+
 }  // namespace spillway::kernels::testing

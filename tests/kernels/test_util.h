@@ -49,4 +49,7 @@ bool BitwiseEqual(const std::vector<float>& a, const std::vector<float>& b);
 std::vector<uint16_t> Bf16Bits(const std::vector<float>& x);
 std::vector<float> Bf16Values(const std::vector<uint16_t>& bits);
 
+// The column sums of x (rows x cols) as the CPU's bias gradient adds them: fp32, in row order.
+std::vector<float> ColumnSums(const std::vector<float>& x, int rows, int cols);
+
 }  // namespace spillway::kernels::testing

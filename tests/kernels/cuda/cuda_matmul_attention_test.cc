@@ -370,10 +370,7 @@ TEST_F(CudaOpsTest, MatmulBackwardFromBf16GradIsTheWidenedGrad) {
 TEST_F(CudaOpsTest, MatmulBackwardsReadTheGradCopies) {
   const MatmulShape s = kGpt2Matmul;
   const auto dout = RandomFloats(Prod(s.N, s.OC), 180);
-  std::vector<float> sums(s.OC, 0.0f);
-  for (int n = 0; n < s.N; ++n) {
-    for (int o = 0; o < s.OC; ++o) sums[o] += dout[static_cast<size_t>(n) * s.OC + o];
-  }
+  const std::vector<float> sums = ColumnSums(dout, s.N, s.OC);
   const auto dw0 = RandomFloats(Prod(s.OC, s.C), 181);
   const auto db0 = RandomFloats(s.OC, 182);
   DeviceArray<float> d_dout(dout), d_sums(sums), weight(RandomFloats(Prod(s.OC, s.C), 183));
