@@ -5,8 +5,10 @@
 // usage: gpt2_step [--backend cpu|cuda] [--model gpt2|llama] [--layers L] [--heads H]
 //                  [--kv-heads K] [--dim C] [--seq T] [--vocab V] [--batch B] [--steps N]
 //                  [--warmup W] [--checkpointing] [--precision fp32|bf16|fp16]
-//                  [--no-autotune]
+//                  [--no-autotune] [--graph]
 // --no-autotune: the GEMMs take cuBLASLt's first algorithm (trainer.matmul_autotune false).
+// --graph (cuda): the timed steps replay the forward and backward as one CUDA graph, captured
+// after the warm-up (an experiment: how much the kernels' launch gaps cost).
 // Prints the start-up memory plan, a table row (tokens/s, TFLOP/s, MFU against the device's
 // peak, GPU memory in use) and one JSON line. Random tokens, so the timing does not depend on
 // data. fp16 runs with a static loss scale of 1024 (no overflow at these scales).
@@ -39,7 +41,7 @@ int Main(int argc, char** argv) {
   m.seq_len = 128;
   m.vocab_size = 256;
   int batch = 16, steps = 10, warmup = 2;
-  bool checkpointing = false, autotune = true;
+  bool checkpointing = false, autotune = true, graph = false;
   std::string backend = "cpu";
   std::string precision_name = "fp32";
   for (int i = 1; i < argc; ++i) {
@@ -54,6 +56,10 @@ int Main(int argc, char** argv) {
     }
     if (arg == "--no-autotune") {
       autotune = false;
+      continue;
+    }
+    if (arg == "--graph") {
+      graph = true;
       continue;
     }
     if (arg == "--backend" && i + 1 < argc) {
@@ -148,17 +154,74 @@ int Main(int argc, char** argv) {
   GradScaling scaling;
   scaling.loss_scale = loss_scale;
   scaling.skip_non_finite = precision == kernels::MatmulPrecision::kFp16;
-  for (int s = 0; s < warmup + steps; ++s) {
-#if SPILLWAY_BENCH_CUDA
-    // Profilers started with --profile-from-start off see the timed steps only.
-    if (s == warmup && backend == "cuda") (void)cudaProfilerStart();
-#endif
-    const auto start = std::chrono::steady_clock::now();
+  const auto forward_backward = [&] {
     gpt.ZeroGrads();
     scalars->Zero(**ops);
     gpt.ForwardBackward(inputs.data(), targets.data(), scalars->at(0),
                         static_cast<float>(loss_scale));
     AddGradSumSquares(gpt, **ops, scalars->at(1));
+  };
+#if SPILLWAY_BENCH_CUDA
+  const bool on_cuda = backend == "cuda";
+  auto* stream = static_cast<cudaStream_t>((*ops)->native_stream());
+  cudaGraphExec_t replay = nullptr;
+  cudaEvent_t gpu_start = nullptr, gpu_end = nullptr;
+  std::vector<float> gpu_ms;  // forward and backward on the GPU, by events around them
+  if (on_cuda &&
+      (cudaEventCreate(&gpu_start) != cudaSuccess || cudaEventCreate(&gpu_end) != cudaSuccess)) {
+    return 1;
+  }
+  if (graph && on_cuda &&
+      (cudaHostRegister(inputs.data(), N * sizeof(int32_t), cudaHostRegisterDefault) !=
+           cudaSuccess ||
+       cudaHostRegister(targets.data(), N * sizeof(int32_t), cudaHostRegisterDefault) !=
+           cudaSuccess)) {
+    return 1;
+  }
+#else
+  if (graph) {
+    std::fprintf(stderr, "--graph needs the cuda backend\n");
+    return 2;
+  }
+#endif
+  for (int s = 0; s < warmup + steps; ++s) {
+#if SPILLWAY_BENCH_CUDA
+    if (graph && on_cuda && s == warmup) {
+      cudaGraph_t captured = nullptr;
+      if (const cudaError_t e = cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed);
+          e != cudaSuccess) {
+        std::fprintf(stderr, "capture: %s\n", cudaGetErrorString(e));
+        return 1;
+      }
+      forward_backward();
+      if (const cudaError_t e = cudaStreamEndCapture(stream, &captured); e != cudaSuccess) {
+        std::fprintf(stderr, "capture: %s\n", cudaGetErrorString(e));
+        return 1;
+      }
+      if (const cudaError_t e = cudaGraphInstantiate(&replay, captured, 0); e != cudaSuccess) {
+        std::fprintf(stderr, "graph: %s\n", cudaGetErrorString(e));
+        return 1;
+      }
+      size_t nodes = 0;
+      (void)cudaGraphGetNodes(captured, nullptr, &nodes);
+      std::printf("graph: %zu nodes\n", nodes);
+      (void)cudaGraphDestroy(captured);
+    }
+    // Profilers started with --profile-from-start off see the timed steps only.
+    if (s == warmup && on_cuda) (void)cudaProfilerStart();
+#endif
+    const auto start = std::chrono::steady_clock::now();
+#if SPILLWAY_BENCH_CUDA
+    if (on_cuda) (void)cudaEventRecord(gpu_start, stream);
+    if (replay != nullptr) {
+      if (cudaGraphLaunch(replay, stream) != cudaSuccess) return 1;
+    } else {
+      forward_backward();
+    }
+    if (on_cuda) (void)cudaEventRecord(gpu_end, stream);
+#else
+    forward_backward();
+#endif
     const auto issued = std::chrono::steady_clock::now();
     double host[2];
     if (absl::Status read = scalars->Read(**ops, host); !read.ok()) {
@@ -178,6 +241,12 @@ int Main(int argc, char** argv) {
     const double t =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (s >= warmup) {
+#if SPILLWAY_BENCH_CUDA
+      float ms = 0;
+      if (on_cuda && cudaEventElapsedTime(&ms, gpu_start, gpu_end) == cudaSuccess) {
+        gpu_ms.push_back(ms);
+      }
+#endif
       seconds.push_back(t);
       issue_seconds.push_back(std::chrono::duration<double>(issued - start).count());
     }
@@ -206,6 +275,13 @@ int Main(int argc, char** argv) {
   // Near the step's time, the host's issuing (not the GPU) bounds the step.
   std::printf("host: forward and backward issued in %.1f ms of the %.1f ms step (medians)\n",
               1e3 * issue_seconds[issue_seconds.size() / 2], 1e3 * median);
+#if SPILLWAY_BENCH_CUDA
+  if (!gpu_ms.empty()) {
+    std::sort(gpu_ms.begin(), gpu_ms.end());
+    std::printf("gpu: forward and backward %.2f ms (median, events)%s\n", gpu_ms[gpu_ms.size() / 2],
+                replay != nullptr ? " as a CUDA graph" : "");
+  }
+#endif
   std::printf(
       "{\"impl\": \"spillway-%s-%s\", \"model\": \"%s\", \"layers\": %d, \"dim\": %d, "
       "\"seq\": %d, \"batch\": %d, \"ms_per_step\": %.3f, \"tokens_per_s\": %.1f, "

@@ -6,7 +6,8 @@
 #   tests:V            cuda_ops_test, gpu_training_test, hf_gpu_golden_test, llama_cuda_test,
 #                      forward_backward_test (its cuda cases; where V has it)
 #   tests-if-failed:V  the same, only if an earlier tests step failed
-#   tput:V             bench/gpt2_step bf16 at GPT-2 124M (B 16) and 1.5B (B 8)
+#   tput:V             bench/gpt2_step bf16 at GPT-2 124M (B 16) and 1.5B (B 8); tputg:V the same
+#                      with --graph (the forward and backward replayed as a CUDA graph)
 #   torch              the PyTorch eager peer on the same shapes; compile: torch.compile at 124M
 #   attn:V             bench/attention; attnpeer: PyTorch SDPA on the same shapes
 #   gemm:V             bench/gemm_algos (cuBLASLt's algorithms and epilogues) at 124M and 1.5B
@@ -56,13 +57,15 @@ for step in ${PLAN:?set PLAN}; do
   case $kind in
     tests) tests "$v" ;;
     tests-if-failed) [ $failed = 1 ] && tests "$v" ;;
-    tput)
+    tput | tputg)
+      graph=
+      [ "$kind" = tputg ] && graph=--graph
       for s in "$s124" "$s15"; do
         # shellcheck disable=SC2086  # $s is a list of options
         timeout "$(cap 150)" "/tmp/variants/$v/bench/gpt2_step" --backend cuda --precision bf16 \
-          $s --steps 8 --warmup 2 >"$L/${v}_step.txt" 2>&1
-        el "$v $(grep -E '^spillway' "$L/${v}_step.txt" | tail -1)"
-        grep -E '^host:' "$L/${v}_step.txt" | tee -a "$S"
+          $s --steps 8 --warmup 2 $graph >"$L/${v}_step.txt" 2>&1
+        el "$v$graph $(grep -E '^spillway' "$L/${v}_step.txt" | tail -1)"
+        grep -E '^(host|gpu|graph|capture):' "$L/${v}_step.txt" | tee -a "$S"
       done ;;
     torch)
       for s in "$s124" "$s15"; do

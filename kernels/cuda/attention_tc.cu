@@ -9,11 +9,14 @@
 // Flash-attention-2 style: tiles of 64 query rows and 64 key rows, 4 warps per block, warp w
 // owning rows [16w, 16w+16) of the block's tile. Scores, probabilities and accumulators stay in
 // registers in the mma fragment layout; a C fragment of two adjacent 8-column tiles is the A
-// fragment of the next product, so p and ds never go through shared memory. The launchers first
-// round qkv (and, for the backward, dout) to 16-bit copies in the caller's scratch, one pass each;
-// the kernels copy tiles of those into shared memory with cp.async (CopyTile) and read them with
-// ldmatrix. The next key tile (forward, dq) or query tile (dk/dv) is in flight while the block
-// multiplies the current one: two buffers, one cp.async group per tile step.
+// fragment of the next product, so p and ds never go through shared memory; a warp's rows that
+// every step multiplies (q; q and dout; k and v at head size 64) are loaded as A fragments once,
+// and the backward takes its scores 32 columns at a time (half the registers; the same sums in
+// the same order). The launchers first round qkv (and, for the backward, dout) to 16-bit copies
+// in the caller's scratch, one pass each; the kernels copy tiles of those into shared memory
+// with cp.async (CopyTile) and read them with ldmatrix. The next key tile (forward, dq) or query
+// tile (dk/dv) is in flight while the block multiplies the current one: two buffers, one cp.async
+// group per tile step.
 // Fixed loop orders and no atomics: results are bitwise reproducible.
 //  - Forward: a block per (batch, head, query tile); online softmax over the key tiles up to the
 //    diagonal (exp2 of log2e-scaled scores; row sums kept per thread, combined at the end).
@@ -121,25 +124,40 @@ __device__ __forceinline__ void LoadBCols(uint32_t (&b)[4], const T16* s, int k0
   LdMatrix4Trans(b, s + (k0 + lane % 8 + 8 * (m % 2)) * S + n0 + 8 * (m / 2));
 }
 
-// c (16 x N, in N / 8 column tiles) = rows [row0, row0 + 16) of `a` times B[k][n] = b[n][k],
-// both K deep: c = a b^T. Row strides SA and SB.
-template <typename T16, int N, int K, int SA, int SB>
-__device__ __forceinline__ void WarpABt(float (&c)[N / 8][4], const T16* a, int row0,
-                                        const T16* b) {
+// The A fragments of rows [row0, row0 + 16) of a K-deep shared tile (row stride SA), for
+// products that reuse them.
+template <int K, int SA, typename T16>
+__device__ __forceinline__ void LoadRows(uint32_t (&a)[K / 16][4], const T16* s, int row0) {
+#pragma unroll
+  for (int k = 0; k < K / 16; ++k) LoadA<SA>(a[k], s, row0, 16 * k);
+}
+
+// c (16 x N, in N / 8 column tiles) = a (16 x K, in fragments) times B[k][n] = b[n][k] (row
+// stride SB): c = a b^T.
+template <typename T16, int N, int K, int SB>
+__device__ __forceinline__ void WarpRowsBt(float (&c)[N / 8][4], const uint32_t (&a)[K / 16][4],
+                                           const T16* b) {
 #pragma unroll
   for (int n = 0; n < N / 8; ++n) c[n][0] = c[n][1] = c[n][2] = c[n][3] = 0.0f;
 #pragma unroll
   for (int k = 0; k < K / 16; ++k) {
-    uint32_t fa[4];
-    LoadA<SA>(fa, a, row0, 16 * k);
 #pragma unroll
     for (int n = 0; n < N / 8; n += 2) {
       uint32_t fb[4];
       LoadBRows<SB>(fb, b, 8 * n, 16 * k);
-      Mma16<T16>::Run(c[n], fa, fb[0], fb[1]);
-      Mma16<T16>::Run(c[n + 1], fa, fb[2], fb[3]);
+      Mma16<T16>::Run(c[n], a[k], fb[0], fb[1]);
+      Mma16<T16>::Run(c[n + 1], a[k], fb[2], fb[3]);
     }
   }
+}
+
+// The same with a = rows [row0, row0 + 16) of a shared tile (row stride SA).
+template <typename T16, int N, int K, int SA, int SB>
+__device__ __forceinline__ void WarpABt(float (&c)[N / 8][4], const T16* a, int row0,
+                                        const T16* b) {
+  uint32_t fa[K / 16][4];
+  LoadRows<K, SA>(fa, a, row0);
+  WarpRowsBt<T16, N, K, SB>(c, fa, b);
 }
 
 // acc (16 x N) += p (16 x K, in C fragments, rounded to 16 bits here) times b (K x N,
@@ -295,6 +313,10 @@ constexpr int kMinBlocks = HS <= 64 ? 3 : 1;
 // accumulators (128 registers) and the step's scores within the register file.
 template <int HS>
 constexpr int kDkvRows = HS <= 64 ? 64 : 32;
+// Query rows per product of the dk/dv kernel (a step takes kDkvRows / kDkvPart of them), key
+// rows per product of the dq kernel: the scores take half the registers of a whole tile's.
+constexpr int kDkvPart = 32;
+constexpr int kDqPart = 32;
 
 // ---------------------------------------------------------------------------------------------
 // Forward. smem: q, k (2 buffers), v (2 buffers).
@@ -326,9 +348,11 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HS>)
 #pragma unroll
   for (int n = 0; n < HS / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // rows FragRow(0), FragRow(2)
+  uint32_t q_f[HS / 16][4];  // the warp's query rows, loaded once the first tiles have landed
   ForEachKeyTile<HS>(k_s, v_s, geo, t0, T, [&](const T16* k_t, const T16* v_t, int s0) {
+    if (s0 == 0) LoadRows<HS, S>(q_f, q_s, wrow);
     float s[kTile / 8][4];
-    WarpABt<T16, kTile, HS, S, S>(s, q_s, wrow, k_t);
+    WarpRowsBt<T16, kTile, HS, S>(s, q_f, k_t);
     float row_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int n = 0; n < kTile / 8; ++n) {
@@ -437,20 +461,30 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HS>)
   float dq[HS / 8][4];
 #pragma unroll
   for (int n = 0; n < HS / 8; ++n) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.0f;
+  uint32_t q_f[HS / 16][4], do_f[HS / 16][4];  // loaded once the first tiles have landed
   ForEachKeyTile<HS>(k_s, v_s, geo, t0, T, [&](const T16* k_t, const T16* v_t, int s0) {
-    float s[kTile / 8][4], dp[kTile / 8][4];
-    WarpABt<T16, kTile, HS, S, S>(s, q_s, wrow, k_t);
-    WarpABt<T16, kTile, HS, S, S>(dp, do_s, wrow, v_t);
-#pragma unroll
-    for (int n = 0; n < kTile / 8; ++n) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const bool masked = s0 == t0 && FragCol(n, e) > wrow + FragRow(e);
-        const float p = masked ? 0.0f : exp2f(s[n][e] * scale2 - L[e / 2]);
-        s[n][e] = p * (dp[n][e] - D[e / 2]);  // ds
-      }
+    if (s0 == 0) {
+      LoadRows<HS, S>(q_f, q_s, wrow);
+      LoadRows<HS, S>(do_f, do_s, wrow);
     }
-    WarpAccumulatePB<T16, HS, kTile, S>(dq, s, k_t);
+    // The tile's keys kDqPart at a time: dq adds them in the same order as over the whole tile.
+#pragma unroll
+    for (int part = 0; part < kTile / kDqPart; ++part) {
+      const int c0 = part * kDqPart;
+      float s[kDqPart / 8][4], dp[kDqPart / 8][4];
+      WarpRowsBt<T16, kDqPart, HS, S>(s, q_f, k_t + c0 * S);
+      WarpRowsBt<T16, kDqPart, HS, S>(dp, do_f, v_t + c0 * S);
+#pragma unroll
+      for (int n = 0; n < kDqPart / 8; ++n) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const bool masked = s0 == t0 && c0 + FragCol(n, e) > wrow + FragRow(e);
+          const float p = masked ? 0.0f : exp2f(s[n][e] * scale2 - L[e / 2]);
+          s[n][e] = p * (dp[n][e] - D[e / 2]);  // ds
+        }
+      }
+      WarpAccumulatePB<T16, HS, kDqPart, S>(dq, s, k_t + c0 * S);
+    }
   });
   StoreRows<HS>(dqkv + static_cast<size_t>(b) * T * geo.C3 + static_cast<size_t>(h) * HS, geo.C3,
                 dq, t0 + wrow, T, scale, scale);
@@ -519,34 +553,54 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HS>)
 #pragma unroll
     for (int e = 0; e < 4; ++e) dk[n][e] = dv[n][e] = 0.0f;
   }
+  // At head size 64 the warp's k and v rows stay in registers (as A fragments) for every step.
+  constexpr bool kKeepKv = HS <= 64;
+  uint32_t k_f[kKeepKv ? HS / 16 : 1][4], v_f[kKeepKv ? HS / 16 : 1][4];
   for (int i = 0; i < steps; ++i) {
     if (i + 1 < steps) issue(i + 1);
     CommitCopies();
     WaitCopies<1>();
     __syncthreads();  // step i's tiles and row values have landed
-    const int t0 = s0 + i % per_head * QR;
-    const T16* q_s = q_buf + i % 2 * QR * S;
-    const T16* do_s = do_buf + i % 2 * QR * S;
-    const float* lse_s = lse_buf + i % 2 * QR;
-    const float* d_s = d_buf + i % 2 * QR;
-    // s^T (keys x queries) = k q^T; dp^T = v dout^T.
-    float st[QR / 8][4], dpt[QR / 8][4];
-    WarpABt<T16, QR, HS, S, S>(st, k_s, wrow, q_s);
-    WarpABt<T16, QR, HS, S, S>(dpt, v_s, wrow, do_s);
-    const bool diagonal = t0 < s0 + kTile;
-#pragma unroll
-    for (int n = 0; n < QR / 8; ++n) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int c = FragCol(n, e);
-        const bool masked = diagonal && t0 + c < s0 + wrow + FragRow(e);
-        const float p = masked ? 0.0f : exp2f(st[n][e] * scale2 - lse_s[c]);
-        st[n][e] = p;
-        dpt[n][e] = p * (dpt[n][e] - d_s[c]);  // ds^T
+    if constexpr (kKeepKv) {
+      if (i == 0) {
+        LoadRows<HS, S>(k_f, k_s, wrow);
+        LoadRows<HS, S>(v_f, v_s, wrow);
       }
     }
-    WarpAccumulatePB<T16, HS, QR, S>(dv, st, do_s);
-    WarpAccumulatePB<T16, HS, QR, S>(dk, dpt, q_s);
+    const int t0 = s0 + i % per_head * QR;
+    const bool diagonal = t0 < s0 + kTile;
+    // The step's query rows kDkvPart at a time: dk and dv add them in the same order as over the
+    // whole step.
+#pragma unroll
+    for (int part = 0; part < QR / kDkvPart; ++part) {
+      const int r0 = part * kDkvPart;
+      const T16* q_s = q_buf + (i % 2 * QR + r0) * S;
+      const T16* do_s = do_buf + (i % 2 * QR + r0) * S;
+      const float* lse_s = lse_buf + i % 2 * QR + r0;
+      const float* d_s = d_buf + i % 2 * QR + r0;
+      // s^T (keys x queries) = k q^T; dp^T = v dout^T.
+      float st[kDkvPart / 8][4], dpt[kDkvPart / 8][4];
+      if constexpr (kKeepKv) {
+        WarpRowsBt<T16, kDkvPart, HS, S>(st, k_f, q_s);
+        WarpRowsBt<T16, kDkvPart, HS, S>(dpt, v_f, do_s);
+      } else {
+        WarpABt<T16, kDkvPart, HS, S, S>(st, k_s, wrow, q_s);
+        WarpABt<T16, kDkvPart, HS, S, S>(dpt, v_s, wrow, do_s);
+      }
+#pragma unroll
+      for (int n = 0; n < kDkvPart / 8; ++n) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int c = FragCol(n, e);
+          const bool masked = diagonal && t0 + r0 + c < s0 + wrow + FragRow(e);
+          const float p = masked ? 0.0f : exp2f(st[n][e] * scale2 - lse_s[c]);
+          st[n][e] = p;
+          dpt[n][e] = p * (dpt[n][e] - d_s[c]);  // ds^T
+        }
+      }
+      WarpAccumulatePB<T16, HS, kDkvPart, S>(dv, st, do_s);
+      WarpAccumulatePB<T16, HS, kDkvPart, S>(dk, dpt, q_s);
+    }
     __syncthreads();  // everyone is done with buffer i % 2 before step i + 2 refills it
   }
   O* rows = dqkv + static_cast<size_t>(b) * T * geo0.C3;
