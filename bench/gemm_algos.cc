@@ -250,8 +250,9 @@ int main(int argc, char** argv) {
   auto* a16 = static_cast<uint16_t*>(buf.a);
   auto* b16 = static_cast<uint16_t*>(buf.b);
   auto* aux16 = static_cast<uint16_t*>(buf.aux);
-  float* scratch = static_cast<float*>(buf.d);
-  if (!Ok(cudaMemset(scratch, 0, sizeof(float) << 18), "cudaMemset")) return 1;  // its counters
+  float* scratch = static_cast<float*>(buf.d);  // the bias gradient's, zeroed for its counters
+  constexpr size_t kScratchFloats = size_t{1} << 18;
+  if (!Ok(cudaMemset(scratch, 0, kScratchFloats * sizeof(float)), "cudaMemset")) return 1;
   const size_t hidden = static_cast<size_t>(N) * 4 * C;
   std::printf("GeluForwardBf16 (N x 4C)          %8.4f\n",
               TimeMs([&] { k::LaunchGeluForwardBf16(a16, aux16, hidden, stream); }, reps, stream));
@@ -263,7 +264,7 @@ int main(int argc, char** argv) {
                 TimeMs(
                     [&] {
                       k::LaunchBiasGradientBf16(static_cast<float*>(buf.bias), b16, N, oc, scratch,
-                                                size_t{1} << 18, stream);
+                                                kScratchFloats, stream);
                     },
                     reps, stream));
   }

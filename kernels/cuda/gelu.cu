@@ -71,12 +71,6 @@ __global__ void GeluBackwardKernel(OutT* dinp, const InT* inp, const DoutT* dout
   }
 }
 
-// Whether p allows quads of T (16 bytes of float, 8 of bf16).
-template <typename T>
-bool QuadAligned(const T* p) {
-  return reinterpret_cast<uintptr_t>(p) % (4 * sizeof(T)) == 0;
-}
-
 template <typename InT, typename OutT>
 cudaError_t LaunchForward(OutT* out, const InT* inp, size_t n, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;

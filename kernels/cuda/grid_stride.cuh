@@ -19,6 +19,11 @@ inline size_t GridStrideBlocks(size_t work) {
 }
 
 inline bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+// Whether p allows quads of T (16 bytes of float, 8 of bf16).
+template <typename T>
+bool QuadAligned(const T* p) {
+  return reinterpret_cast<uintptr_t>(p) % (4 * sizeof(T)) == 0;
+}
 
 // The current device's SM count, queried once per process (one GPU a process); 0 where the query
 // fails (its error cleared): kernels sized by it then take their smallest grid.

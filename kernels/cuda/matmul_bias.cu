@@ -160,8 +160,6 @@ int Chunks(int N, int OC, int tiles, size_t partial_floats) {
   return std::max(c, 1);
 }
 
-bool Aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
-
 template <typename InT, int V>
 cudaError_t Launch(float* dbias, const InT* dout, int N, int OC, float* scratch,
                    size_t scratch_floats, __nv_bfloat16* copy, cudaStream_t stream) {
@@ -180,8 +178,7 @@ template <typename InT>
 cudaError_t LaunchFor(float* dbias, const InT* dout, int N, int OC, float* scratch,
                       size_t scratch_floats, __nv_bfloat16* copy, cudaStream_t stream) {
   if (N <= 0 || OC <= 0) return cudaGetLastError();
-  const bool quads = OC % 4 == 0 && Aligned(dout, 4 * sizeof(InT)) &&
-                     (copy == nullptr || Aligned(copy, 4 * sizeof(__nv_bfloat16)));
+  const bool quads = OC % 4 == 0 && QuadAligned(dout) && (copy == nullptr || QuadAligned(copy));
   return quads ? Launch<InT, 4>(dbias, dout, N, OC, scratch, scratch_floats, copy, stream)
                : Launch<InT, 1>(dbias, dout, N, OC, scratch, scratch_floats, copy, stream);
 }
