@@ -5,10 +5,10 @@
 // usage: gpt2_step [--backend cpu|cuda] [--model gpt2|llama] [--layers L] [--heads H]
 //                  [--kv-heads K] [--dim C] [--seq T] [--vocab V] [--batch B] [--steps N]
 //                  [--warmup W] [--checkpointing] [--precision fp32|bf16|fp16]
-//                  [--no-autotune] [--graph]
+//                  [--no-autotune] [--no-graph]
 // --no-autotune: the GEMMs take cuBLASLt's first algorithm (trainer.matmul_autotune false).
-// --graph (cuda): the timed steps replay the forward and backward as one CUDA graph, captured
-// after the warm-up (an experiment: how much the kernels' launch gaps cost).
+// --no-graph: the timed steps issue the forward and backward op by op, instead of replaying
+// them as the graph recorded after the warm-up (trainer.cuda_graphs false).
 // Prints the start-up memory plan, a table row (tokens/s, TFLOP/s, MFU against the device's
 // peak, GPU memory in use) and one JSON line. Random tokens, so the timing does not depend on
 // data. fp16 runs with a static loss scale of 1024 (no overflow at these scales).
@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "core/rng.h"
 #include "engine/model/device_scalars.h"
@@ -25,6 +26,7 @@
 #include "engine/train/optimizer_step.h"
 #include "engine/train/progress.h"
 #include "kernels/backend.h"
+#include "offload/buffer.h"
 #if SPILLWAY_BENCH_CUDA
 #include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
@@ -41,7 +43,7 @@ int Main(int argc, char** argv) {
   m.seq_len = 128;
   m.vocab_size = 256;
   int batch = 16, steps = 10, warmup = 2;
-  bool checkpointing = false, autotune = true, graph = false;
+  bool checkpointing = false, autotune = true, graph = true;
   std::string backend = "cpu";
   std::string precision_name = "fp32";
   for (int i = 1; i < argc; ++i) {
@@ -58,8 +60,8 @@ int Main(int argc, char** argv) {
       autotune = false;
       continue;
     }
-    if (arg == "--graph") {
-      graph = true;
+    if (arg == "--no-graph") {
+      graph = false;
       continue;
     }
     if (arg == "--backend" && i + 1 < argc) {
@@ -138,7 +140,15 @@ int Main(int argc, char** argv) {
       FormatBytes(PlannedActivationBytes(m, batch, !checkpointing)).c_str(),
       checkpointing ? "off" : "on");
   const size_t N = static_cast<size_t>(batch) * m.seq_len;
-  std::vector<int32_t> inputs(N), targets(N);
+  // Page-locked for a GPU: a graph's copies read them at replay.
+  auto tokens = Buffer::Allocate(2 * N * sizeof(int32_t),
+                                 backend == "cuda" ? Tier::kPinnedHost : Tier::kHost, "tokens");
+  if (!tokens.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(tokens.status().message()).c_str());
+    return 1;
+  }
+  int32_t* inputs = tokens->as<int32_t>();
+  int32_t* targets = inputs + N;
   Rng rng(2);
   for (size_t i = 0; i < N; ++i) {
     inputs[i] = static_cast<int32_t>(rng.Below(m.vocab_size));
@@ -157,70 +167,54 @@ int Main(int argc, char** argv) {
   const auto forward_backward = [&] {
     gpt.ZeroGrads();
     scalars->Zero(**ops);
-    gpt.ForwardBackward(inputs.data(), targets.data(), scalars->at(0),
-                        static_cast<float>(loss_scale));
+    gpt.ForwardBackward(inputs, targets, scalars->at(0), static_cast<float>(loss_scale));
     AddGradSumSquares(gpt, **ops, scalars->at(1));
   };
+  std::unique_ptr<kernels::OpsGraph> replay;
 #if SPILLWAY_BENCH_CUDA
   const bool on_cuda = backend == "cuda";
   auto* stream = static_cast<cudaStream_t>((*ops)->native_stream());
-  cudaGraphExec_t replay = nullptr;
   cudaEvent_t gpu_start = nullptr, gpu_end = nullptr;
   std::vector<float> gpu_ms;  // forward and backward on the GPU, by events around them
   if (on_cuda &&
       (cudaEventCreate(&gpu_start) != cudaSuccess || cudaEventCreate(&gpu_end) != cudaSuccess)) {
     return 1;
   }
-  if (graph && on_cuda &&
-      (cudaHostRegister(inputs.data(), N * sizeof(int32_t), cudaHostRegisterDefault) !=
-           cudaSuccess ||
-       cudaHostRegister(targets.data(), N * sizeof(int32_t), cudaHostRegisterDefault) !=
-           cudaSuccess)) {
-    return 1;
-  }
-#else
-  if (graph) {
-    std::fprintf(stderr, "--graph needs the cuda backend\n");
-    return 2;
-  }
 #endif
   for (int s = 0; s < warmup + steps; ++s) {
-#if SPILLWAY_BENCH_CUDA
-    if (graph && on_cuda && s == warmup) {
-      cudaGraph_t captured = nullptr;
-      if (const cudaError_t e = cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed);
-          e != cudaSuccess) {
-        std::fprintf(stderr, "capture: %s\n", cudaGetErrorString(e));
+    // As the trainer: recorded once the first step has settled the ops' allocations and tuning.
+    if (graph && replay == nullptr && s == std::max(warmup, 1)) {
+      if (absl::Status begun = (*ops)->BeginCapture(); begun.ok()) {
+        forward_backward();
+        auto captured = (*ops)->EndCapture();
+        if (!captured.ok()) {
+          std::fprintf(stderr, "%s\n", std::string(captured.status().message()).c_str());
+          return 1;
+        }
+        replay = *std::move(captured);
+      } else if (!absl::IsUnimplemented(begun)) {
+        std::fprintf(stderr, "%s\n", std::string(begun.message()).c_str());
         return 1;
       }
-      forward_backward();
-      if (const cudaError_t e = cudaStreamEndCapture(stream, &captured); e != cudaSuccess) {
-        std::fprintf(stderr, "capture: %s\n", cudaGetErrorString(e));
-        return 1;
-      }
-      if (const cudaError_t e = cudaGraphInstantiate(&replay, captured, 0); e != cudaSuccess) {
-        std::fprintf(stderr, "graph: %s\n", cudaGetErrorString(e));
-        return 1;
-      }
-      size_t nodes = 0;
-      (void)cudaGraphGetNodes(captured, nullptr, &nodes);
-      std::printf("graph: %zu nodes\n", nodes);
-      (void)cudaGraphDestroy(captured);
     }
+#if SPILLWAY_BENCH_CUDA
     // Profilers started with --profile-from-start off see the timed steps only.
     if (s == warmup && on_cuda) (void)cudaProfilerStart();
 #endif
     const auto start = std::chrono::steady_clock::now();
 #if SPILLWAY_BENCH_CUDA
     if (on_cuda) (void)cudaEventRecord(gpu_start, stream);
+#endif
     if (replay != nullptr) {
-      if (cudaGraphLaunch(replay, stream) != cudaSuccess) return 1;
+      if (absl::Status replayed = replay->Replay(); !replayed.ok()) {
+        std::fprintf(stderr, "%s\n", std::string(replayed.message()).c_str());
+        return 1;
+      }
     } else {
       forward_backward();
     }
+#if SPILLWAY_BENCH_CUDA
     if (on_cuda) (void)cudaEventRecord(gpu_end, stream);
-#else
-    forward_backward();
 #endif
     const auto issued = std::chrono::steady_clock::now();
     double host[2];
@@ -279,7 +273,7 @@ int Main(int argc, char** argv) {
   if (!gpu_ms.empty()) {
     std::sort(gpu_ms.begin(), gpu_ms.end());
     std::printf("gpu: forward and backward %.2f ms (median, events)%s\n", gpu_ms[gpu_ms.size() / 2],
-                replay != nullptr ? " as a CUDA graph" : "");
+                replay != nullptr ? " as a graph" : "");
   }
 #endif
   std::printf(

@@ -18,8 +18,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "core/tier.h"
 
@@ -78,6 +81,15 @@ inline size_t MatmulOperandCopyBytes(int N, int C, int OC) {
   return sizeof(uint16_t) * (MatmulCopySlot(oc * c) + MatmulCopySlot(n * oc) + n * c);
 }
 
+// Ops recorded between Ops::BeginCapture and Ops::EndCapture, issued again as one launch.
+class OpsGraph {
+ public:
+  virtual ~OpsGraph() = default;
+  // Issues the recorded ops again on the ops' stream, with the arguments they were recorded with
+  // (the same buffers and scalars; host memory they copy from is read at replay).
+  virtual absl::Status Replay() = 0;
+};
+
 class Ops {
  public:
   virtual ~Ops() = default;
@@ -98,6 +110,18 @@ class Ops {
   // The stream (a cudaStream_t) GPU backends issue their work on, for communicators that order
   // collectives against it; null for host backends.
   virtual void* native_stream() { return nullptr; }
+
+  // Graphs (CUDA graphs): the ops this thread issues between BeginCapture and EndCapture are
+  // recorded, not run, and EndCapture returns them as an OpsGraph. Nothing in between may wait
+  // for the device, and host memory they copy from must be page-locked. A capture that fails
+  // returns its error from EndCapture and leaves the ops usable. Backends without graphs (the
+  // CPU's) return Unimplemented from BeginCapture.
+  virtual absl::Status BeginCapture() {
+    return absl::UnimplementedError(absl::StrCat("the ", name(), " backend has no graphs"));
+  }
+  virtual absl::StatusOr<std::unique_ptr<OpsGraph>> EndCapture() {
+    return absl::FailedPreconditionError("EndCapture without BeginCapture");
+  }
 
   // Copies in issue order with the ops: host memory <-> the backend's memory. The host side
   // must stay valid, and CopyToHost's result be read, only after Synchronize(). The backend side

@@ -88,6 +88,9 @@ struct TrainerConfig {
   // The GEMMs on bf16 operands time several algorithms and keep the fastest (Ops::
   // SetMatmulAutotune): faster, but not bitwise repeatable across processes.
   bool matmul_autotune = true;
+  // Where a step is one micro-batch on one GPU with everything in its memory, its forward and
+  // backward are recorded once (Ops::BeginCapture) and replayed as one launch.
+  bool cuda_graphs = true;
 };
 
 struct CheckpointConfig {

@@ -116,8 +116,9 @@ absl::Status ParseData(const Json& value, DataConfig* out) {
 absl::Status ParseTrainer(const Json& value, TrainerConfig* out) {
   SPW_ASSIGN_OR_RETURN(ObjectReader r, ObjectReader::Open(value, "trainer"));
   SPW_RETURN_IF_ERROR(r.CheckKeys({"steps", "seed", "backend", "eval_interval", "eval_batches",
-                                   "comm_timeout_s", "matmul_autotune"}));
+                                   "comm_timeout_s", "matmul_autotune", "cuda_graphs"}));
   SPW_RETURN_IF_ERROR(r.Bool("matmul_autotune", &out->matmul_autotune));
+  SPW_RETURN_IF_ERROR(r.Bool("cuda_graphs", &out->cuda_graphs));
   SPW_RETURN_IF_ERROR(r.Double("comm_timeout_s", &out->comm_timeout_s, DoubleRange::AtLeast(0)));
   SPW_RETURN_IF_ERROR(r.Int("steps", &out->steps, 1, kInt64Max, true));
   SPW_RETURN_IF_ERROR(r.Uint64("seed", &out->seed));

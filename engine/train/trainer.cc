@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <limits>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -579,18 +580,8 @@ absl::Status Trainer::TrainStep() {
                         config_.gradient_clipping > 0.0 || scaler_.enabled() || loss_scale != 1.0);
   }
   const Clock::time_point start = Clock::now();
-  model_->ZeroGrads();
-  step_scalars_.Zero(*ops_);
+  SPW_RETURN_IF_ERROR(IssueForwardBackward(loss_scale));
   const int64_t accum = config_.gradient_accumulation_steps;
-  for (int64_t micro = 0; micro < accum; ++micro) {
-    train_loader_->Next(inputs_.data(), targets_.data());
-    model_->ForwardBackward(
-        inputs_.data(), targets_.data(), step_scalars_.at(kLossSum),
-        static_cast<float>(loss_scale) / static_cast<float>(accum * comm_->world_size()),
-        micro == accum - 1);
-    SPW_RETURN_IF_ERROR(residency_->FinishGrads());
-  }
-  AddGradSumSquares(*model_, *ops_, step_scalars_.at(kGradSumSquares));
   // The step's one wait: the summed losses and the gradients' sum of squares.
   double scalars[kStepScalars];
   SPW_RETURN_IF_ERROR(step_scalars_.Read(*ops_, scalars));
@@ -622,6 +613,71 @@ absl::Status Trainer::TrainStep() {
   last_loss_ = loss;
   last_lr_ = lr;
   last_grad_norm_ = result.grad_norm;
+  return absl::OkStatus();
+}
+
+bool Trainer::StepGraphEligible() const {
+  return config_.trainer.cuda_graphs && ops_->memory_tier() == Tier::kDevice &&
+         config_.gradient_accumulation_steps == 1 && comm_->world_size() == 1 &&
+         pipeline_ == nullptr && offload_ == nullptr && external_state_ == nullptr &&
+         param_reader_ == nullptr && !scaler_.enabled() && !config_.cpu_checkpointing &&
+         residency_->working_bytes() == 0;
+}
+
+absl::Status Trainer::IssueForwardBackward(double loss_scale) {
+  // The first step runs plain: it settles what the ops allocate and tune on first use.
+  if (!step_graph_tried_ && plain_steps_ > 0 && StepGraphEligible()) {
+    SPW_RETURN_IF_ERROR(CaptureStepGraph(loss_scale));
+  }
+  if (step_graph_ != nullptr) {
+    int32_t* tokens = graph_tokens_.as<int32_t>();
+    const size_t N = inputs_.size();
+    train_loader_->Next(tokens, tokens + N);
+    return step_graph_->Replay();
+  }
+  ++plain_steps_;
+  model_->ZeroGrads();
+  step_scalars_.Zero(*ops_);
+  const int64_t accum = config_.gradient_accumulation_steps;
+  for (int64_t micro = 0; micro < accum; ++micro) {
+    train_loader_->Next(inputs_.data(), targets_.data());
+    model_->ForwardBackward(
+        inputs_.data(), targets_.data(), step_scalars_.at(kLossSum),
+        static_cast<float>(loss_scale) / static_cast<float>(accum * comm_->world_size()),
+        micro == accum - 1);
+    SPW_RETURN_IF_ERROR(residency_->FinishGrads());
+  }
+  AddGradSumSquares(*model_, *ops_, step_scalars_.at(kGradSumSquares));
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::CaptureStepGraph(double loss_scale) {
+  step_graph_tried_ = true;
+  const size_t N = inputs_.size();
+  absl::Status recorded = [&]() -> absl::Status {
+    SPW_ASSIGN_OR_RETURN(graph_tokens_, Buffer::Allocate(2 * N * sizeof(int32_t), Tier::kPinnedHost,
+                                                         "the step graph's tokens"));
+    const int32_t* inputs = graph_tokens_.as<int32_t>();
+    SPW_RETURN_IF_ERROR(ops_->BeginCapture());
+    model_->ZeroGrads();
+    step_scalars_.Zero(*ops_);
+    model_->ForwardBackward(inputs, inputs + N, step_scalars_.at(kLossSum),
+                            static_cast<float>(loss_scale), /*last_micro_batch=*/true);
+    const absl::Status finished = residency_->FinishGrads();
+    AddGradSumSquares(*model_, *ops_, step_scalars_.at(kGradSumSquares));
+    absl::StatusOr<std::unique_ptr<kernels::OpsGraph>> graph = ops_->EndCapture();
+    SPW_RETURN_IF_ERROR(finished);
+    SPW_ASSIGN_OR_RETURN(step_graph_, std::move(graph));
+    return absl::OkStatus();
+  }();
+  if (!recorded.ok()) {
+    step_graph_.reset();
+    Print(absl::StrCat("trainer.cuda_graphs: recording the step failed (", recorded.message(),
+                       "); the steps run without a graph"));
+    return absl::OkStatus();
+  }
+  Print(absl::StrFormat(
+      "trainer.cuda_graphs: the forward and backward replay as one graph from step %d", step_ + 1));
   return absl::OkStatus();
 }
 

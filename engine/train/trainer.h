@@ -30,6 +30,7 @@
 #include "engine/train/pipeline_step.h"
 #include "engine/train/progress.h"
 #include "kernels/ops.h"
+#include "offload/buffer.h"
 #include "offload/nvme_shard_reader.h"
 #include "partitioner/communicator.h"
 
@@ -101,6 +102,14 @@ class Trainer {
   absl::Status LoadData();
   absl::Status TrainStep();
   absl::Status PipelinedStep();
+  // The step's forward and backward (every micro-batch), its loss summed and its gradients'
+  // sum of squares taken into step_scalars_; issued, not waited for. From the second step
+  // where StepGraphEligible(), as one replayed graph (trainer.cuda_graphs).
+  absl::Status IssueForwardBackward(double loss_scale);
+  bool StepGraphEligible() const;
+  // Records step_graph_ from the forward and backward; where the recording fails, says why and
+  // leaves step_graph_ null for good.
+  absl::Status CaptureStepGraph(double loss_scale);
   // InternalError with advice unless `loss` is finite.
   absl::Status CheckLoss(double loss, int64_t step) const;
   // checkpoint.dir is writable and, unless resuming, holds no other run's checkpoints.
@@ -151,6 +160,12 @@ class Trainer {
   std::shared_ptr<const TokenData> train_data_, val_data_;
   std::unique_ptr<BatchLoader> train_loader_, val_loader_;
   std::vector<int32_t> inputs_, targets_;
+  // The forward and backward recorded as one graph, and the page-locked host memory its token
+  // copies read (inputs, then targets: the loader fills it before each replay).
+  std::unique_ptr<kernels::OpsGraph> step_graph_;
+  Buffer graph_tokens_;
+  bool step_graph_tried_ = false;
+  int64_t plain_steps_ = 0;  // steps this Trainer issued without a graph
   // Accumulated in the backend's memory over a step, read back once at its end.
   enum StepScalar { kLossSum, kGradSumSquares, kStepScalars };
   DeviceScalars step_scalars_;

@@ -10,6 +10,7 @@
 
 #include "kernels/cuda/cublaslt_matmul.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/cuda_graph.h"
 #include "kernels/cuda/device_scratch.h"
 #include "kernels/cuda/launchers.h"
 
@@ -80,6 +81,17 @@ class CudaOps final : public Ops {
   double peak_flops() const override { return peak_flops_; }
   Tier memory_tier() const override { return Tier::kDevice; }
   void* native_stream() override { return stream_; }
+  absl::Status BeginCapture() override {
+    SPW_RETURN_IF_ERROR(first_error_);
+    return cuda::BeginStreamCapture(stream_);
+  }
+  absl::StatusOr<std::unique_ptr<OpsGraph>> EndCapture() override {
+    absl::StatusOr<std::unique_ptr<OpsGraph>> graph = cuda::EndStreamCapture(stream_);
+    // An op refused while recording failed the capture, not the device: the ops stay usable.
+    absl::Status refused = std::exchange(first_error_, absl::OkStatus());
+    if (!refused.ok()) return Annotate(refused, "capturing a graph");
+    return graph;
+  }
   void CopyToBackend(void* dst, const void* host_src, size_t bytes) override {
     if (bytes == 0) return;
     Record(CudaStatus(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyDefault, stream_),

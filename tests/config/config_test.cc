@@ -128,6 +128,7 @@ TEST(ConfigTest, MinimalConfigGetsDefaults) {
   EXPECT_EQ(c->trainer.eval_interval, 0);
   EXPECT_EQ(c->trainer.eval_batches, 8);
   EXPECT_TRUE(c->trainer.matmul_autotune);
+  EXPECT_TRUE(c->trainer.cuda_graphs);
   EXPECT_TRUE(c->checkpoint.dir.empty());
   EXPECT_EQ(c->checkpoint.interval, d.checkpoint.interval);
   EXPECT_EQ(c->checkpoint.keep_last, d.checkpoint.keep_last);

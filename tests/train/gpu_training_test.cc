@@ -1,12 +1,16 @@
 // Training on the CUDA backend (ctest label `gpu`): it tracks the CPU reference's loss curve,
-// and is itself deterministic: resume and activation checkpointing are bitwise, as on the CPU.
+// and replaying a step as a graph trains bitwise as issuing it op by op.
 // Skips when this build has no CUDA or there is no GPU.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "engine/config/config.h"
+#include "engine/train/trainer.h"
 #include "kernels/backend.h"
 #include "tests/train/train_test_util.h"
 
@@ -103,6 +107,43 @@ TEST_F(GpuTrainingTest, Fp16HugeScaleDoesNotOverflowOnCuda) {
   for (size_t i = 0; i < huge->step_losses().size(); ++i) {
     const double want = usual->step_losses()[i];
     EXPECT_NEAR(huge->step_losses()[i], want, 5e-3 * want) << "step " << i + 1;
+  }
+}
+
+// trainer.cuda_graphs: from the second step the forward and backward replay as one graph, and
+// the run is bitwise the one that issues them op by op (evals between steps included). bf16 at
+// head size 64: the tensor-core attention and the bf16 kernels; autotuning off in both runs.
+TEST_F(GpuTrainingTest, GraphReplaysTrainAsPlainSteps) {
+  const auto run = [](bool graphs, const std::string& name, std::string* printed) {
+    const std::string json = absl::StrReplaceAll(
+        SmallConfig(8, FreshDir(name), 0, "cuda"),
+        {{R"("train_batch_size": 4)", R"("train_batch_size": 2)"},
+         {R"("steps_per_print": 2,)", R"("steps_per_print": 2, "bf16": {"enabled": true},)"},
+         {R"("d_model": 32, "seq_len": 16)", R"("d_model": 128, "seq_len": 64)"},
+         {R"("seed": 5,)", absl::StrCat(R"("seed": 5, "matmul_autotune": false, "cuda_graphs": )",
+                                        graphs ? "true" : "false", ",")}});
+    absl::StatusOr<Config> config = ParseConfig(json);
+    EXPECT_TRUE(config.ok()) << config.status();
+    std::FILE* out = std::tmpfile();
+    absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(*config, out);
+    EXPECT_TRUE(trainer.ok()) << trainer.status();
+    absl::Status trained = (*trainer)->Train();
+    EXPECT_TRUE(trained.ok()) << trained;
+    std::rewind(out);
+    char chunk[4096];
+    for (size_t n; (n = std::fread(chunk, 1, sizeof(chunk), out)) > 0;) printed->append(chunk, n);
+    std::fclose(out);
+    return std::move(trainer).value();
+  };
+  std::string graph_log, plain_log;
+  auto graph = run(true, "graph_on", &graph_log);
+  auto plain = run(false, "graph_off", &plain_log);
+  EXPECT_NE(graph_log.find("replay as one graph from step 2"), std::string::npos) << graph_log;
+  EXPECT_EQ(plain_log.find("one graph"), std::string::npos) << plain_log;
+  ASSERT_EQ(graph->step_losses().size(), 8u);
+  EXPECT_EQ(graph->step_losses(), plain->step_losses());
+  for (int u = 0; u < graph->model().num_units(); ++u) {
+    EXPECT_EQ(graph->StoredParams(u).value(), plain->StoredParams(u).value()) << "unit " << u;
   }
 }
 
