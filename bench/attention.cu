@@ -2,7 +2,10 @@
 // (kernels/cuda/attention_tc.cu, bf16 operands) and, with --fp32, the fp32 kernels
 // (kernels/cuda/attention.cu), on GPT-2 shapes.
 //
-// usage: attention [--fp32] [--reps N] B:T:NH:HS ...   (default: the 124M, 1.5B and 3.8B shapes)
+// usage: attention [--fp32 | --bf16-io] [--reps N] B:T:NH:HS ...
+//        (default: the 124M, 1.5B and 3.8B shapes)
+// --bf16-io gives the tensor-core kernels qkv, out, dout and dqkv in bf16, as the bf16 trainer
+// does; without it they are fp32 and the times include the launchers' rounding passes.
 // Prints a row per shape: milliseconds per call and TFLOP/s, counting the causal half of the
 // products: forward 2 B NH T^2 HS, backward 2.5 times that (the convention of
 // bench/peers/attention_torch.py, which times PyTorch's SDPA on the same shapes).
@@ -43,12 +46,34 @@ float* Upload(size_t n, unsigned seed) {
   return dev;
 }
 
-bool Run(const Shape& s, bool fp32, int reps) {
+enum class Mode { kFp32, kTensorCores, kTensorCoresBf16Io };
+
+// The bf16 copy of a device buffer of n floats, or nullptr on failure.
+uint16_t* Bf16Copy(const float* from, size_t n) {
+  uint16_t* dev = nullptr;
+  if (!Check(cudaMalloc(&dev, n * sizeof(uint16_t)), "cudaMalloc") ||
+      !Check(spillway::kernels::cuda::LaunchToBf16(dev, from, n, nullptr), "to bf16")) {
+    return nullptr;
+  }
+  return dev;
+}
+
+bool Run(const Shape& s, Mode mode, int reps) {
   namespace k = spillway::kernels::cuda;
+  const bool fp32 = mode == Mode::kFp32, io16 = mode == Mode::kTensorCoresBf16Io;
   const size_t rows = static_cast<size_t>(s.B) * s.T, C = static_cast<size_t>(s.NH) * s.HS;
   float* qkv = Upload(rows * 3 * C, 1);
   float* dout = Upload(rows * C, 2);
   float *out = nullptr, *lse = nullptr, *dqkv = nullptr, *scratch = nullptr;
+  uint16_t *qkv16 = nullptr, *dout16 = nullptr, *out16 = nullptr, *dqkv16 = nullptr;
+  if (io16 && qkv != nullptr && dout != nullptr) {
+    qkv16 = Bf16Copy(qkv, rows * 3 * C);
+    dout16 = Bf16Copy(dout, rows * C);
+    out16 = Bf16Copy(dout, rows * C);
+    dqkv16 = Bf16Copy(qkv, rows * 3 * C);
+    if (qkv16 == nullptr || dout16 == nullptr || out16 == nullptr || dqkv16 == nullptr)
+      return false;
+  }
   if (qkv == nullptr || dout == nullptr ||
       !Check(cudaMalloc(&out, rows * C * sizeof(float)), "cudaMalloc") ||
       !Check(cudaMalloc(&lse, rows * s.NH * sizeof(float)), "cudaMalloc") ||
@@ -61,13 +86,21 @@ bool Run(const Shape& s, bool fp32, int reps) {
     return false;
   }
   auto forward = [&] {
-    return fp32 ? k::LaunchGqaAttentionForward(out, lse, qkv, s.B, s.T, s.NH, s.NH, s.HS, nullptr)
+    if (fp32)
+      return k::LaunchGqaAttentionForward(out, lse, qkv, s.B, s.T, s.NH, s.NH, s.HS, nullptr);
+    return io16 ? k::LaunchTensorCoreAttentionForward(nullptr, out16, lse, nullptr, qkv16, s.B, s.T,
+                                                      s.NH, s.NH, s.HS, false, scratch, nullptr)
                 : k::LaunchTensorCoreAttentionForward(out, nullptr, lse, qkv, nullptr, s.B, s.T,
                                                       s.NH, s.NH, s.HS, false, scratch, nullptr);
   };
   auto backward = [&] {
-    return fp32 ? k::LaunchGqaAttentionBackward(dqkv, dout, qkv, out, lse, s.B, s.T, s.NH, s.NH,
-                                                s.HS, scratch, nullptr)
+    if (fp32) {
+      return k::LaunchGqaAttentionBackward(dqkv, dout, qkv, out, lse, s.B, s.T, s.NH, s.NH, s.HS,
+                                           scratch, nullptr);
+    }
+    return io16 ? k::LaunchTensorCoreAttentionBackward(nullptr, dqkv16, nullptr, dout16, nullptr,
+                                                       qkv16, nullptr, out16, lse, s.B, s.T, s.NH,
+                                                       s.NH, s.HS, false, scratch, nullptr)
                 : k::LaunchTensorCoreAttentionBackward(dqkv, nullptr, dout, nullptr, qkv, nullptr,
                                                        out, nullptr, lse, s.B, s.T, s.NH, s.NH,
                                                        s.HS, false, scratch, nullptr);
@@ -94,22 +127,28 @@ bool Run(const Shape& s, bool fp32, int reps) {
   }
   const double fwd_flop = 2.0 * s.B * s.NH * static_cast<double>(s.T) * s.T * s.HS;
   std::printf("| %s | B=%d T=%d NH=%d HS=%d | %.3f | %.1f | %.3f | %.1f |\n",
-              fp32 ? "spillway fp32" : "spillway bf16 tensor cores", s.B, s.T, s.NH, s.HS, fwd_ms,
-              fwd_flop / fwd_ms / 1e9, bwd_ms, 2.5 * fwd_flop / bwd_ms / 1e9);
+              fp32   ? "spillway fp32"
+              : io16 ? "spillway tensor cores, bf16 in and out"
+                     : "spillway bf16 tensor cores",
+              s.B, s.T, s.NH, s.HS, fwd_ms, fwd_flop / fwd_ms / 1e9, bwd_ms,
+              2.5 * fwd_flop / bwd_ms / 1e9);
   for (float* p : {qkv, dout, out, lse, dqkv, scratch}) cudaFree(p);
+  for (uint16_t* p : {qkv16, dout16, out16, dqkv16}) cudaFree(p);
   return true;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool fp32 = false;
+  Mode mode = Mode::kTensorCores;
   int reps = 5;
   std::vector<Shape> shapes;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--fp32") {
-      fp32 = true;
+      mode = Mode::kFp32;
+    } else if (arg == "--bf16-io") {
+      mode = Mode::kTensorCoresBf16Io;
     } else if (arg == "--reps" && i + 1 < argc) {
       reps = std::atoi(argv[++i]);
     } else {
@@ -126,7 +165,7 @@ int main(int argc, char** argv) {
       "| kernels | shape | forward ms | forward TFLOP/s | backward ms | backward TFLOP/s |\n");
   std::printf("|---|---|---|---|---|---|\n");
   for (const Shape& s : shapes) {
-    if (!Run(s, fp32, reps)) return 1;
+    if (!Run(s, mode, reps)) return 1;
   }
   return 0;
 }

@@ -6,10 +6,13 @@
 #   tests:V            cuda_ops_test, gpu_training_test, hf_gpu_golden_test, llama_cuda_test,
 #                      forward_backward_test (its cuda cases; where V has it)
 #   tests-if-failed:V  the same, only if an earlier tests step failed
-#   tput:V             bench/gpt2_step bf16 at GPT-2 124M (B 16) and 1.5B (B 8); tputg:V the same
-#                      with --graph (the forward and backward replayed as a CUDA graph)
+#   tput:V             bench/gpt2_step bf16 at GPT-2 124M (B 16) and 1.5B (B 8); tputng:V the same
+#                      with --no-graph (the forward and backward op by op, not replayed)
 #   torch              the PyTorch eager peer on the same shapes; compile: torch.compile at 124M
-#   attn:V             bench/attention; attnpeer: PyTorch SDPA on the same shapes
+#   attn:V             bench/attention; attn16:V the same with --bf16-io (bf16 tensors, as the
+#                      trainer gives them); attnpeer: PyTorch SDPA on the same shapes
+#   ncuattn:V          Nsight Compute's full set (raw metrics, CSV) on the attention kernels at
+#                      124M's shape, and the SASS of the bf16 head-size-64 ones, into $OUT
 #   gemm:V             bench/gemm_algos (cuBLASLt's algorithms and epilogues) at 124M and 1.5B
 #   prof:V, prof124:V  bench/kernel_profile.sh at 1.5B, at 124M; pipe:V  MODE=gpu bench/pipeline.sh
 #   offload:V          bench/offload.sh with V's spillway (env OMODELS, default 1.5b; OVARIANTS,
@@ -57,9 +60,9 @@ for step in ${PLAN:?set PLAN}; do
   case $kind in
     tests) tests "$v" ;;
     tests-if-failed) [ $failed = 1 ] && tests "$v" ;;
-    tput | tputg)
+    tput | tputng)
       graph=
-      [ "$kind" = tputg ] && graph=--graph
+      [ "$kind" = tputng ] && graph=--no-graph
       for s in "$s124" "$s15"; do
         # shellcheck disable=SC2086  # $s is a list of options
         timeout "$(cap 150)" "/tmp/variants/$v/bench/gpt2_step" --backend cuda --precision bf16 \
@@ -78,6 +81,20 @@ for step in ${PLAN:?set PLAN}; do
       timeout "$(cap 240)" python3 bench/peers/gpt2_torch_throughput.py --mode compile $s124 \
         --steps 8 2>&1 | tail -1 | tee -a "$S" ;;
     attn) timeout "$(cap 90)" "/tmp/variants/$v/bench/attention" 2>&1 | sed "s/^/$v /" | tee -a "$S" ;;
+    attn16)
+      timeout "$(cap 90)" "/tmp/variants/$v/bench/attention" --bf16-io 2>&1 | sed "s/^/$v /" |
+        tee -a "$S" ;;
+    ncuattn)
+      ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
+      for k in TcForward TcBackwardDq TcBackwardDkv; do
+        timeout "$(cap 90)" "$ncu" --set full --page raw --csv -k "regex:$k" -c 1 \
+          "/tmp/variants/$v/bench/attention" --bf16-io --reps 1 16:1024:12:64 >"$out/ncu_${k}_$v.csv" 2>&1
+        el "ncu $k $v rc=$?"
+      done
+      objdump=$(command -v cuobjdump || ls /usr/local/cuda/bin/cuobjdump 2>/dev/null | head -1)
+      "$objdump" -sass "/tmp/variants/$v/bench/attention" 2>&1 |
+        awk '/Function : .*Tc.*Li64E/{p=1} /Function : /&&!/Tc.*Li64E/{p=0} p' >"$out/sass_$v.txt"
+      el "sass $v: $(wc -l <"$out/sass_$v.txt") lines" ;;
     gemm)
       timeout "$(cap 60)" "/tmp/variants/$v/bench/gemm_algos" >"$out/gemm124_$v.txt" 2>&1
       timeout "$(cap 60)" "/tmp/variants/$v/bench/gemm_algos" --rows 8192 --dim 1600 --reps 10 \

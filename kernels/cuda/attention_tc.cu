@@ -6,21 +6,26 @@
 // layouts and the contract of kernels/ops.h (no (T,T) matrix is stored; lse saved). Buffers must
 // be 16-byte aligned (the launchers return cudaErrorMisalignedAddress otherwise).
 //
-// Flash-attention-2 style: tiles of 64 query rows and 64 key rows, 4 warps per block, warp w
-// owning rows [16w, 16w+16) of the block's tile. Scores, probabilities and accumulators stay in
-// registers in the mma fragment layout; a C fragment of two adjacent 8-column tiles is the A
-// fragment of the next product, so p and ds never go through shared memory; a warp's rows that
-// every step multiplies (q; q and dout; k and v at head size 64) are loaded as A fragments once,
-// and the backward takes its scores 32 columns at a time (half the registers; the same sums in
-// the same order). The launchers first round qkv (and, for the backward, dout) to 16-bit copies
-// in the caller's scratch, one pass each; the kernels copy tiles of those into shared memory
-// with cp.async (CopyTile) and read them with ldmatrix. The next key tile (forward, dq) or query
-// tile (dk/dv) is in flight while the block multiplies the current one: two buffers, one cp.async
-// group per tile step.
+// Flash-attention-2 style, 4 warps per block. In the forward and dq kernels a warp owns M blocks
+// of 16 query rows (kRowTiles: 2 at head size 64, a block covering 128 query rows; 1 at 128),
+// which share every k and v fragment it loads, and the keys move in tiles of 64; the dk/dv kernel
+// takes 64 key rows a block (16 a warp) and the queries in steps of kDkvRows. Scores,
+// probabilities and accumulators stay in registers in the mma fragment layout; a C fragment of
+// two adjacent 8-column tiles is the A fragment of the next product, so p and ds never go through
+// shared memory; a warp's rows that every step multiplies (q; q and dout; k and v at head size
+// 64) are loaded as A fragments once, and the backward takes its scores 32 columns at a time
+// (half the registers; the same sums in the same order). Exponentials are the special function
+// unit's ex2 of log2e-scaled scores, the scale folded into one fma. The launchers first round qkv
+// (and, for the backward, dout) to 16-bit copies in the caller's scratch where they are given as
+// fp32, one pass each; the kernels copy tiles of those into shared memory with cp.async
+// (CopyTile) and read them with ldmatrix. The next key tile (forward, dq) or query tile (dk/dv)
+// is in flight while the block multiplies the current one: kStages buffers (three at head size
+// 64: one barrier a step), one cp.async group per tile step. A warp skips a key tile that lies
+// wholly past its rows.
 // Fixed loop orders and no atomics: results are bitwise reproducible.
-//  - Forward: a block per (batch, head, query tile); online softmax over the key tiles up to the
-//    diagonal (exp2 of log2e-scaled scores; row sums kept per thread, combined at the end).
-//  - Backward, kernel 1: a block per (batch, head, query tile): D_i = dout_i . out_i (fp32, to
+//  - Forward: a block per (batch, head, query block); online softmax over the key tiles up to
+//    the diagonal (row sums kept per thread, combined at the end).
+//  - Backward, kernel 1: a block per (batch, head, query block): D_i = dout_i . out_i (fp32, to
 //    scratch), dq = scale * sum_j ds_ij k_j with p and ds recomputed from lse.
 //  - Backward, kernel 2: a block per (batch, kv head, key tile): dk, dv summed over the kv head's
 //    query heads in ascending order and over the query tiles (of kDkvRows) from the diagonal on.
@@ -41,7 +46,7 @@
 namespace spillway::kernels::cuda {
 namespace {
 
-constexpr int kTile = 64;  // query rows per block (forward, dq) and key rows per block (dk, dv)
+constexpr int kTile = 64;  // key rows per step (forward, dq) and per block (dk, dv)
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
 constexpr float kLog2e = 1.4426950408889634f;
@@ -132,51 +137,55 @@ __device__ __forceinline__ void LoadRows(uint32_t (&a)[K / 16][4], const T16* s,
   for (int k = 0; k < K / 16; ++k) LoadA<SA>(a[k], s, row0, 16 * k);
 }
 
-// c (16 x N, in N / 8 column tiles) = a (16 x K, in fragments) times B[k][n] = b[n][k] (row
-// stride SB): c = a b^T.
-template <typename T16, int N, int K, int SB>
-__device__ __forceinline__ void WarpRowsBt(float (&c)[N / 8][4], const uint32_t (&a)[K / 16][4],
-                                           const T16* b) {
+// The warp's products over M blocks of 16 rows at once, each B fragment loaded once for all of
+// them. c (M x 16 x N, in N / 8 column tiles) = a (M x 16 x K, in fragments) times
+// B[k][n] = b[n][k] (row stride SB): c = a b^T.
+template <typename T16, int M, int N, int K, int SB>
+__device__ __forceinline__ void WarpRowsBt(float (&c)[M][N / 8][4],
+                                           const uint32_t (&a)[M][K / 16][4], const T16* b) {
 #pragma unroll
-  for (int n = 0; n < N / 8; ++n) c[n][0] = c[n][1] = c[n][2] = c[n][3] = 0.0f;
+  for (int i = 0; i < M; ++i) {
+#pragma unroll
+    for (int n = 0; n < N / 8; ++n) c[i][n][0] = c[i][n][1] = c[i][n][2] = c[i][n][3] = 0.0f;
+  }
 #pragma unroll
   for (int k = 0; k < K / 16; ++k) {
 #pragma unroll
     for (int n = 0; n < N / 8; n += 2) {
       uint32_t fb[4];
       LoadBRows<SB>(fb, b, 8 * n, 16 * k);
-      Mma16<T16>::Run(c[n], a[k], fb[0], fb[1]);
-      Mma16<T16>::Run(c[n + 1], a[k], fb[2], fb[3]);
+#pragma unroll
+      for (int i = 0; i < M; ++i) {
+        Mma16<T16>::Run(c[i][n], a[i][k], fb[0], fb[1]);
+        Mma16<T16>::Run(c[i][n + 1], a[i][k], fb[2], fb[3]);
+      }
     }
   }
 }
-
-// The same with a = rows [row0, row0 + 16) of a shared tile (row stride SA).
-template <typename T16, int N, int K, int SA, int SB>
-__device__ __forceinline__ void WarpABt(float (&c)[N / 8][4], const T16* a, int row0,
-                                        const T16* b) {
-  uint32_t fa[K / 16][4];
-  LoadRows<K, SA>(fa, a, row0);
-  WarpRowsBt<T16, N, K, SB>(c, fa, b);
-}
-
-// acc (16 x N) += p (16 x K, in C fragments, rounded to 16 bits here) times b (K x N,
+// acc (M x 16 x N) += p (M x 16 x K, in C fragments, rounded to 16 bits here) times b (K x N,
 // row-major [k][n], row stride SB).
-template <typename T16, int N, int K, int SB>
-__device__ __forceinline__ void WarpAccumulatePB(float (&acc)[N / 8][4], const float (&p)[K / 8][4],
-                                                 const T16* b) {
+template <typename T16, int M, int N, int K, int SB>
+__device__ __forceinline__ void WarpAccumulatePB(float (&acc)[M][N / 8][4],
+                                                 const float (&p)[M][K / 8][4], const T16* b) {
 #pragma unroll
   for (int k = 0; k < K / 16; ++k) {
-    const uint32_t fa[4] = {Mma16<T16>::Pack(p[2 * k][0], p[2 * k][1]),
-                            Mma16<T16>::Pack(p[2 * k][2], p[2 * k][3]),
-                            Mma16<T16>::Pack(p[2 * k + 1][0], p[2 * k + 1][1]),
-                            Mma16<T16>::Pack(p[2 * k + 1][2], p[2 * k + 1][3])};
+    uint32_t fa[M][4];
+#pragma unroll
+    for (int i = 0; i < M; ++i) {
+      fa[i][0] = Mma16<T16>::Pack(p[i][2 * k][0], p[i][2 * k][1]);
+      fa[i][1] = Mma16<T16>::Pack(p[i][2 * k][2], p[i][2 * k][3]);
+      fa[i][2] = Mma16<T16>::Pack(p[i][2 * k + 1][0], p[i][2 * k + 1][1]);
+      fa[i][3] = Mma16<T16>::Pack(p[i][2 * k + 1][2], p[i][2 * k + 1][3]);
+    }
 #pragma unroll
     for (int n = 0; n < N / 8; n += 2) {
       uint32_t fb[4];
       LoadBCols<SB>(fb, b, 16 * k, 8 * n);
-      Mma16<T16>::Run(acc[n], fa, fb[0], fb[1]);
-      Mma16<T16>::Run(acc[n + 1], fa, fb[2], fb[3]);
+#pragma unroll
+      for (int i = 0; i < M; ++i) {
+        Mma16<T16>::Run(acc[i][n], fa[i], fb[0], fb[1]);
+        Mma16<T16>::Run(acc[i][n + 1], fa[i], fb[2], fb[3]);
+      }
     }
   }
 }
@@ -208,6 +217,14 @@ __device__ __forceinline__ void CopyTile(T16* dst, const T16* src, size_t stride
     const T16* from = src + static_cast<size_t>(t < T ? t : 0) * stride + 8 * c;
     CopyAsync16(dst + r * kStride<HS> + 8 * c, from, t < T ? 16 : 0);
   }
+}
+
+// 2^x on the special function unit; results below 2^-126 flush to zero (a probability that small
+// changes no sum it joins: a row's probabilities sum to 1).
+__device__ __forceinline__ float Exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
 }
 
 // Sum over the 4 threads of a quad (the threads sharing a row of a C fragment).
@@ -249,25 +266,40 @@ __device__ __forceinline__ void CopyKeyTile(T16* k_s, T16* v_s, const Geometry<T
   CopyTile<kTile, HS>(v_s, geo.v, geo.C3, s0, T);
 }
 
-// The key-tile loop of the forward and dq kernels: key tiles s0 = 0, kTile, ... up to t0, two
-// buffers, the next tile's copy in flight during body(k_s, v_s, s0) on the current one. Copies
-// issued before the call (the query-side tiles) land before the first body.
+// Buffers of the tiles that stream through a block (key tiles in the forward and dq kernels,
+// query tiles in the dk/dv kernel): step i multiplies buffer i % kStages while step i + 1's copy
+// lands in the next. With three, the buffer a step refills was last read two steps before, which
+// every thread has finished once it has passed the current step's barrier: one barrier a step
+// (on the H100 the 124M step +1.3%). With two, a second barrier ends each step. Head size 128
+// keeps two: a third would halve its blocks per SM (measured 20% slower).
+template <int HS>
+constexpr int kStages = HS <= 64 ? 3 : 2;
+// Shared bytes of kStages buffers of `bytes` each.
+template <int HS>
+constexpr size_t StagedBytes(size_t bytes) {
+  return bytes * kStages<HS>;
+}
+
+// The key-tile loop of the forward and dq kernels: key tiles s0 = 0, kTile, ... up to t0 in
+// kStages buffers each of k_s and v_s, the next tile's copy in flight during body(k_s, v_s, s0) on
+// the current one. Copies issued before the call (the query-side tiles) land before the first
+// body.
 template <int HS, typename T16, typename Body>
 __device__ __forceinline__ void ForEachKeyTile(T16* k_s, T16* v_s, const Geometry<T16>& geo, int t0,
                                                int T, Body&& body) {
   constexpr int kTileElems = kTile * kStride<HS>;
   CopyKeyTile<HS>(k_s, v_s, geo, 0, T);
   CommitCopies();
-  for (int s0 = 0, buf = 0; s0 <= t0; s0 += kTile, buf ^= 1) {
+  for (int s0 = 0, buf = 0; s0 <= t0; s0 += kTile, buf = buf + 1 == kStages<HS> ? 0 : buf + 1) {
     if (s0 + kTile <= t0) {
-      CopyKeyTile<HS>(k_s + (buf ^ 1) * kTileElems, v_s + (buf ^ 1) * kTileElems, geo, s0 + kTile,
-                      T);
+      const int next = buf + 1 == kStages<HS> ? 0 : buf + 1;
+      CopyKeyTile<HS>(k_s + next * kTileElems, v_s + next * kTileElems, geo, s0 + kTile, T);
     }
     CommitCopies();  // possibly empty: one group per step either way
     WaitCopies<1>();
-    __syncthreads();  // this tile's copies, from every thread, have landed
+    __syncthreads();  // this tile's copies have landed; every thread is done with step i - 1
     body(k_s + buf * kTileElems, v_s + buf * kTileElems, s0);
-    __syncthreads();  // everyone is done with this buffer before the next step refills it
+    if constexpr (kStages<HS> < 3) __syncthreads();  // all are done with the buffer refilled next
   }
 }
 
@@ -304,10 +336,24 @@ __device__ __forceinline__ void StoreRows(O* dst, size_t stride, const float (&c
 template <int ROWS, int HS>
 constexpr size_t kTileBytes = static_cast<size_t>(ROWS) * kStride<HS> * 2;
 
-// Blocks per SM the kernels are compiled for: 3 at head size 64 (at most 168 registers a
-// thread), which measured 8-10% faster on the H100 than the 2 that unbounded registers allow.
+// Blocks of 16 query rows a warp owns in the forward and dq kernels: 2 at head size 64 (on the
+// H100 the forward 5% and the dq kernel 4% faster than 1, the two products' k and v fragments
+// loaded once for both; the dk/dv kernel measured 2% slower with two blocks of keys, and keeps
+// one); 1 at 128, whose accumulators alone take 128 registers. A block of 4 warps covers
+// kBlockRows<M> query rows.
 template <int HS>
-constexpr int kMinBlocks = HS <= 64 ? 3 : 1;
+constexpr int kRowTiles = HS <= 64 ? 2 : 1;
+template <int M>
+constexpr int kBlockRows = 16 * kWarps* M;
+// Blocks per SM the kernels are compiled for: 2 with two row blocks a warp (up to 255 registers a
+// thread), 3 with one at head size 64 (168 registers; 8-10% faster on the H100 than 2), else 1.
+template <int HS, int M>
+constexpr int kMinBlocks = M > 1 ? 2 : (HS <= 64 ? 3 : 1);
+// The query blocks a sequence of T splits into (the forward and dq grids: that many per head).
+template <int HS>
+int QueryBlocks(int T) {
+  return (T + kBlockRows<kRowTiles<HS>> - 1) / kBlockRows<kRowTiles<HS>>;
+}
 
 // Query rows per step of the dk/dv kernel: 32 at head size 128 keeps its dk and dv
 // accumulators (128 registers) and the step's scores within the register file.
@@ -319,109 +365,137 @@ constexpr int kDkvPart = 32;
 constexpr int kDqPart = 32;
 
 // ---------------------------------------------------------------------------------------------
-// Forward. smem: q, k (2 buffers), v (2 buffers).
+// Forward. smem: q (kBlockRows), k (kStages buffers), v (kStages buffers).
 template <int HS>
-constexpr size_t kForwardSmem = 5 * kTileBytes<kTile, HS>;
+constexpr size_t kForwardSmem = kTileBytes<kBlockRows<kRowTiles<HS>>, HS> +
+                                2 * StagedBytes<HS>(kTileBytes<kTile, HS>);
 
 // O: the output's type (float, or __nv_bfloat16 rounded to nearest even).
 template <typename T16, int HS, typename O>
-__global__ void __launch_bounds__(kThreads, kMinBlocks<HS>)
+__global__ void __launch_bounds__(kThreads, kMinBlocks<HS, kRowTiles<HS>>)
     TcForwardKernel(O* __restrict__ out, float* __restrict__ lse, const T16* __restrict__ qkv,
                     int T, int NH, int NKV, int tiles, float scale) {
   constexpr int S = kStride<HS>;
+  constexpr int M = kRowTiles<HS>, R = kBlockRows<M>;
   extern __shared__ __align__(128) unsigned char smem[];
   T16* q_s = reinterpret_cast<T16*>(smem);
-  T16* k_s = q_s + kTile * S;
-  T16* v_s = k_s + 2 * kTile * S;
+  T16* k_s = q_s + R * S;
+  T16* v_s = k_s + kStages<HS> * kTile * S;
 
   const int heads = gridDim.x / tiles;
   const int bh = blockIdx.x % heads;
   const int tile = tiles - 1 - static_cast<int>(blockIdx.x / heads);
   const int b = bh / NH, h = bh % NH;
   const Geometry<T16> geo = Locate<HS>(qkv, b, h, h / (NH / NKV), T, NH, NKV);
-  const int t0 = tile * kTile;
-  const int wrow = threadIdx.x / 32 * 16;
+  const int t0 = tile * R;
+  const int wrow = threadIdx.x / 32 * 16 * M;
   const float scale2 = scale * kLog2e;  // scores in log2 units
 
-  CopyTile<kTile, HS>(q_s, geo.q, geo.C3, t0, T);
-  float o[HS / 8][4];
+  CopyTile<R, HS>(q_s, geo.q, geo.C3, t0, T);
+  float o[M][HS / 8][4];
+  float m[M][2], l[M][2];  // rows FragRow(0), FragRow(2) of each row block
 #pragma unroll
-  for (int n = 0; n < HS / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
-  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // rows FragRow(0), FragRow(2)
-  uint32_t q_f[HS / 16][4];  // the warp's query rows, loaded once the first tiles have landed
-  ForEachKeyTile<HS>(k_s, v_s, geo, t0, T, [&](const T16* k_t, const T16* v_t, int s0) {
-    if (s0 == 0) LoadRows<HS, S>(q_f, q_s, wrow);
-    float s[kTile / 8][4];
-    WarpRowsBt<T16, kTile, HS, S>(s, q_f, k_t);
-    float row_max[2] = {-INFINITY, -INFINITY};
+  for (int i = 0; i < M; ++i) {
 #pragma unroll
-    for (int n = 0; n < kTile / 8; ++n) {
+    for (int n = 0; n < HS / 8; ++n) o[i][n][0] = o[i][n][1] = o[i][n][2] = o[i][n][3] = 0.0f;
+    m[i][0] = m[i][1] = -INFINITY;
+    l[i][0] = l[i][1] = 0.0f;
+  }
+  uint32_t q_f[M][HS / 16][4];  // the warp's query rows, loaded once the first tiles have landed
+  const int last = (min(t0 + R, T) - 1) / kTile * kTile;  // the last key tile's first row
+  ForEachKeyTile<HS>(k_s, v_s, geo, last, T, [&](const T16* k_t, const T16* v_t, int s0) {
+    if (s0 == 0) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const bool masked = s0 == t0 && FragCol(n, e) > wrow + FragRow(e);
-        s[n][e] = masked ? -INFINITY : s[n][e] * scale2;
-        row_max[e / 2] = fmaxf(row_max[e / 2], s[n][e]);
+      for (int i = 0; i < M; ++i) LoadRows<HS, S>(q_f[i], q_s, wrow + 16 * i);
+    }
+    if (s0 > t0 + wrow + 16 * M - 1) return;  // every key of the tile is past the warp's rows
+    float s[M][kTile / 8][4];
+    WarpRowsBt<T16, M, kTile, HS, S>(s, q_f, k_t);
+    if (s0 + kTile - 1 > t0 + wrow) {
+#pragma unroll
+      for (int i = 0; i < M; ++i) {
+#pragma unroll
+        for (int n = 0; n < kTile / 8; ++n) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            if (s0 + FragCol(n, e) > t0 + wrow + 16 * i + FragRow(e)) s[i][n][e] = -INFINITY;
+          }
+        }
       }
     }
-    float corr[2];
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const float m_new = fmaxf(m[r], QuadMax(row_max[r]));  // finite: key 0 is never masked
-      corr[r] = exp2f(m[r] - m_new);
-      m[r] = m_new;
-      l[r] *= corr[r];
+    for (int i = 0; i < M; ++i) {
+      float row_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+      for (int n = 0; n < kTile / 8; ++n) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) row_max[e / 2] = fmaxf(row_max[e / 2], s[i][n][e]);
+      }
+      float corr[2];
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        // The maximum of the scaled scores is the scaled maximum (scale2 > 0); m is finite from
+        // the first tile on, as key 0 is never masked.
+        const float m_new = fmaxf(m[i][r], QuadMax(row_max[r]) * scale2);
+        corr[r] = Exp2(m[i][r] - m_new);
+        m[i][r] = m_new;
+        l[i][r] *= corr[r];
+      }
+#pragma unroll
+      for (int n = 0; n < kTile / 8; ++n) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          s[i][n][e] = Exp2(fmaf(s[i][n][e], scale2, -m[i][e / 2]));
+          l[i][e / 2] += s[i][n][e];
+        }
+      }
+#pragma unroll
+      for (int n = 0; n < HS / 8; ++n) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) o[i][n][e] *= corr[e / 2];
+      }
     }
-#pragma unroll
-    for (int n = 0; n < kTile / 8; ++n) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) s[n][e] = exp2f(s[n][e] - m[e / 2]);
-    }
-#pragma unroll
-    for (int n = 0; n < kTile / 8; ++n) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) l[e / 2] += s[n][e];
-    }
-#pragma unroll
-    for (int n = 0; n < HS / 8; ++n) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) o[n][e] *= corr[e / 2];
-    }
-    WarpAccumulatePB<T16, HS, kTile, S>(o, s, v_t);
+    WarpAccumulatePB<T16, M, HS, kTile, S>(o, s, v_t);
   });
   const size_t C = static_cast<size_t>(NH) * HS;
-  float inv[2];
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    l[r] = QuadSum(l[r]);
-    inv[r] = 1.0f / l[r];
-    const int t = t0 + wrow + FragRow(2 * r);
-    if (threadIdx.x % 4 == 0 && t < T) {
-      lse[static_cast<size_t>(bh) * T + t] = (m[r] + log2f(l[r])) * kLn2;
+  for (int i = 0; i < M; ++i) {
+    float inv[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const float sum = QuadSum(l[i][r]);
+      inv[r] = 1.0f / sum;
+      const int t = t0 + wrow + 16 * i + FragRow(2 * r);
+      if (threadIdx.x % 4 == 0 && t < T) {
+        lse[static_cast<size_t>(bh) * T + t] = (m[i][r] + log2f(sum)) * kLn2;
+      }
     }
+    StoreRows<HS>(out + static_cast<size_t>(b) * T * C + static_cast<size_t>(h) * HS, C, o[i],
+                  t0 + wrow + 16 * i, T, inv[0], inv[1]);
   }
-  StoreRows<HS>(out + static_cast<size_t>(b) * T * C + static_cast<size_t>(h) * HS, C, o, t0 + wrow,
-                T, inv[0], inv[1]);
 }
 
 // ---------------------------------------------------------------------------------------------
-// Backward, kernel 1 (dq). smem: q, dout, k (2 buffers), v (2 buffers). D reads dout and out (of
-// the forward's type O); the products read the 16-bit values dout16 and qkv.
+// Backward, kernel 1 (dq). smem: q, dout (kBlockRows each), k, v (kStages buffers each). D reads
+// dout and out (of the forward's type O); the products read the 16-bit values dout16 and qkv.
 template <int HS>
-constexpr size_t kDqSmem = 6 * kTileBytes<kTile, HS>;
+constexpr size_t kDqSmem = 2 * kTileBytes<kBlockRows<kRowTiles<HS>>, HS> +
+                           2 * StagedBytes<HS>(kTileBytes<kTile, HS>);
 
 template <typename T16, int HS, typename O>
-__global__ void __launch_bounds__(kThreads, kMinBlocks<HS>)
+__global__ void __launch_bounds__(kThreads, kMinBlocks<HS, kRowTiles<HS>>)
     TcBackwardDqKernel(O* __restrict__ dqkv, float* __restrict__ d_scratch,
                        const O* __restrict__ dout, const T16* __restrict__ dout16,
                        const T16* __restrict__ qkv, const O* __restrict__ out,
                        const float* __restrict__ lse, int T, int NH, int NKV, int tiles,
                        float scale) {
   constexpr int S = kStride<HS>;
+  constexpr int M = kRowTiles<HS>, R = kBlockRows<M>;
   extern __shared__ __align__(128) unsigned char smem[];
   T16* q_s = reinterpret_cast<T16*>(smem);
-  T16* do_s = q_s + kTile * S;
-  T16* k_s = do_s + kTile * S;
-  T16* v_s = k_s + 2 * kTile * S;
+  T16* do_s = q_s + R * S;
+  T16* k_s = do_s + R * S;
+  T16* v_s = k_s + kStages<HS> * kTile * S;
 
   const int heads = gridDim.x / tiles;
   const int bh = blockIdx.x % heads;
@@ -432,73 +506,93 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HS>)
   const size_t head = static_cast<size_t>(b) * T * C + static_cast<size_t>(h) * HS;
   const O* dout_h = dout + head;
   const O* out_h = out + head;
-  const int t0 = tile * kTile;
-  const int wrow = threadIdx.x / 32 * 16;
+  const int t0 = tile * R;
+  const int wrow = threadIdx.x / 32 * 16 * M;
   const float scale2 = scale * kLog2e;
 
-  CopyTile<kTile, HS>(q_s, geo.q, geo.C3, t0, T);
-  CopyTile<kTile, HS>(do_s, dout16 + head, C, t0, T);
-  // D and lse (log2 units) of the thread's two rows; a quad sums D over its 4 x HS/4 columns.
-  float D[2], L[2];
+  CopyTile<R, HS>(q_s, geo.q, geo.C3, t0, T);
+  CopyTile<R, HS>(do_s, dout16 + head, C, t0, T);
+  // D and lse (log2 units) of the thread's rows; a quad sums D over its 4 x HS/4 columns.
+  float D[M][2], L[M][2];
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int t = t0 + wrow + FragRow(2 * r);
-    float partial = 0.0f;
-    L[r] = 0.0f;
-    if (t < T) {
-      const size_t off = static_cast<size_t>(t) * C + HS / 4 * (threadIdx.x % 4);
+  for (int i = 0; i < M; ++i) {
 #pragma unroll
-      for (int d = 0; d < HS / 4; d += 4) {
-        const float4 x = LoadQuadAs(dout_h + off + d, 0);
-        const float4 y = LoadQuadAs(out_h + off + d, 0);
-        partial += x.x * y.x + x.y * y.y + x.z * y.z + x.w * y.w;
+    for (int r = 0; r < 2; ++r) {
+      const int t = t0 + wrow + 16 * i + FragRow(2 * r);
+      float partial = 0.0f;
+      L[i][r] = 0.0f;
+      if (t < T) {
+        const size_t off = static_cast<size_t>(t) * C + HS / 4 * (threadIdx.x % 4);
+#pragma unroll
+        for (int d = 0; d < HS / 4; d += 4) {
+          const float4 x = LoadQuadAs(dout_h + off + d, 0);
+          const float4 y = LoadQuadAs(out_h + off + d, 0);
+          partial += x.x * y.x + x.y * y.y + x.z * y.z + x.w * y.w;
+        }
+        L[i][r] = lse[static_cast<size_t>(bh) * T + t] * kLog2e;
       }
-      L[r] = lse[static_cast<size_t>(bh) * T + t] * kLog2e;
+      D[i][r] = QuadSum(partial);
+      if (threadIdx.x % 4 == 0 && t < T) d_scratch[static_cast<size_t>(bh) * T + t] = D[i][r];
     }
-    D[r] = QuadSum(partial);
-    if (threadIdx.x % 4 == 0 && t < T) d_scratch[static_cast<size_t>(bh) * T + t] = D[r];
   }
-  float dq[HS / 8][4];
+  float dq[M][HS / 8][4];
 #pragma unroll
-  for (int n = 0; n < HS / 8; ++n) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.0f;
-  uint32_t q_f[HS / 16][4], do_f[HS / 16][4];  // loaded once the first tiles have landed
-  ForEachKeyTile<HS>(k_s, v_s, geo, t0, T, [&](const T16* k_t, const T16* v_t, int s0) {
+  for (int i = 0; i < M; ++i) {
+#pragma unroll
+    for (int n = 0; n < HS / 8; ++n) dq[i][n][0] = dq[i][n][1] = dq[i][n][2] = dq[i][n][3] = 0.0f;
+  }
+  uint32_t q_f[M][HS / 16][4], do_f[M][HS / 16][4];       // loaded once the first tiles have landed
+  const int last = (min(t0 + R, T) - 1) / kTile * kTile;  // the last key tile's first row
+  ForEachKeyTile<HS>(k_s, v_s, geo, last, T, [&](const T16* k_t, const T16* v_t, int s0) {
     if (s0 == 0) {
-      LoadRows<HS, S>(q_f, q_s, wrow);
-      LoadRows<HS, S>(do_f, do_s, wrow);
+#pragma unroll
+      for (int i = 0; i < M; ++i) {
+        LoadRows<HS, S>(q_f[i], q_s, wrow + 16 * i);
+        LoadRows<HS, S>(do_f[i], do_s, wrow + 16 * i);
+      }
     }
+    if (s0 > t0 + wrow + 16 * M - 1) return;  // every key of the tile is past the warp's rows
+    const bool diagonal = s0 + kTile - 1 > t0 + wrow;
     // The tile's keys kDqPart at a time: dq adds them in the same order as over the whole tile.
 #pragma unroll
     for (int part = 0; part < kTile / kDqPart; ++part) {
       const int c0 = part * kDqPart;
-      float s[kDqPart / 8][4], dp[kDqPart / 8][4];
-      WarpRowsBt<T16, kDqPart, HS, S>(s, q_f, k_t + c0 * S);
-      WarpRowsBt<T16, kDqPart, HS, S>(dp, do_f, v_t + c0 * S);
+      float s[M][kDqPart / 8][4], dp[M][kDqPart / 8][4];
+      WarpRowsBt<T16, M, kDqPart, HS, S>(s, q_f, k_t + c0 * S);
+      WarpRowsBt<T16, M, kDqPart, HS, S>(dp, do_f, v_t + c0 * S);
 #pragma unroll
-      for (int n = 0; n < kDqPart / 8; ++n) {
+      for (int i = 0; i < M; ++i) {
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const bool masked = s0 == t0 && c0 + FragCol(n, e) > wrow + FragRow(e);
-          const float p = masked ? 0.0f : exp2f(s[n][e] * scale2 - L[e / 2]);
-          s[n][e] = p * (dp[n][e] - D[e / 2]);  // ds
+        for (int n = 0; n < kDqPart / 8; ++n) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const bool masked =
+                diagonal && s0 + c0 + FragCol(n, e) > t0 + wrow + 16 * i + FragRow(e);
+            const float p = masked ? 0.0f : Exp2(fmaf(s[i][n][e], scale2, -L[i][e / 2]));
+            s[i][n][e] = p * (dp[i][n][e] - D[i][e / 2]);  // ds
+          }
         }
       }
-      WarpAccumulatePB<T16, HS, kDqPart, S>(dq, s, k_t + c0 * S);
+      WarpAccumulatePB<T16, M, HS, kDqPart, S>(dq, s, k_t + c0 * S);
     }
   });
-  StoreRows<HS>(dqkv + static_cast<size_t>(b) * T * geo.C3 + static_cast<size_t>(h) * HS, geo.C3,
-                dq, t0 + wrow, T, scale, scale);
+#pragma unroll
+  for (int i = 0; i < M; ++i) {
+    StoreRows<HS>(dqkv + static_cast<size_t>(b) * T * geo.C3 + static_cast<size_t>(h) * HS, geo.C3,
+                  dq[i], t0 + wrow + 16 * i, T, scale, scale);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
-// Backward, kernel 2 (dk, dv). smem: k, v (kTile rows), q, dout (kDkvRows rows, 2 buffers each)
-// (16-bit); lse (log2 units) and D of the query rows (2 buffers each).
+// Backward, kernel 2 (dk, dv). smem: k, v (kTile rows), q, dout (kDkvRows rows, kStages buffers
+// each) (16-bit); lse (log2 units) and D of the query rows (kStages buffers each).
 template <int HS>
-constexpr size_t kDkvSmem = 2 * kTileBytes<kTile, HS> + 4 * kTileBytes<kDkvRows<HS>, HS> +
-                            4 * kDkvRows<HS> * sizeof(float);
+constexpr size_t kDkvSmem = 2 * kTileBytes<kTile, HS> +
+                            2 * StagedBytes<HS>(kTileBytes<kDkvRows<HS>, HS> +
+                                                kDkvRows<HS> * sizeof(float));
 
 template <typename T16, int HS, typename O>
-__global__ void __launch_bounds__(kThreads, kMinBlocks<HS>)
+__global__ void __launch_bounds__(kThreads, kMinBlocks<HS, 1>)
     TcBackwardDkvKernel(O* __restrict__ dqkv, const float* __restrict__ d_scratch,
                         const T16* __restrict__ dout16, const T16* __restrict__ qkv,
                         const float* __restrict__ lse, int T, int NH, int NKV, int tiles,
@@ -508,10 +602,10 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HS>)
   extern __shared__ __align__(128) unsigned char smem[];
   T16* k_s = reinterpret_cast<T16*>(smem);
   T16* v_s = k_s + kTile * S;
-  T16* q_buf = v_s + kTile * S;                                    // 2 x QR rows
-  T16* do_buf = q_buf + 2 * QR * S;                                // 2 x QR rows
-  float* lse_buf = reinterpret_cast<float*>(do_buf + 2 * QR * S);  // 2 x QR
-  float* d_buf = lse_buf + 2 * QR;                                 // 2 x QR
+  T16* q_buf = v_s + kTile * S;                                              // kStages x QR rows
+  T16* do_buf = q_buf + kStages<HS> * QR * S;                                // kStages x QR rows
+  float* lse_buf = reinterpret_cast<float*>(do_buf + kStages<HS> * QR * S);  // kStages x QR
+  float* d_buf = lse_buf + kStages<HS> * QR;                                 // kStages x QR
 
   const int kv_heads = gridDim.x / tiles;
   const int bg = blockIdx.x % kv_heads;
@@ -525,13 +619,13 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HS>)
   const float scale2 = scale * kLog2e;
 
   // Steps: the kv head's query heads in ascending order, each over the query tiles t0 = s0,
-  // s0 + QR, ... < T. Step i's tiles go to buffer i % 2.
+  // s0 + QR, ... < T. Step i's tiles go to buffer i % kStages.
   const int per_head = (T - s0 + QR - 1) / QR;
   const int steps = group * per_head;
   const auto issue = [&](int i) {
     const int h = g * group + i / per_head;
     const int t0 = s0 + i % per_head * QR;
-    const int buf = i % 2;
+    const int buf = i % kStages<HS>;
     const Geometry<T16> geo = Locate<HS>(qkv, b, h, g, T, NH, NKV);
     CopyTile<QR, HS>(q_buf + buf * QR * S, geo.q, geo.C3, t0, T);
     CopyTile<QR, HS>(do_buf + buf * QR * S,
@@ -547,45 +641,49 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HS>)
   CopyKeyTile<HS>(k_s, v_s, geo0, s0, T);
   issue(0);
   CommitCopies();
-  float dk[HS / 8][4], dv[HS / 8][4];
+  float dk[1][HS / 8][4], dv[1][HS / 8][4];
 #pragma unroll
   for (int n = 0; n < HS / 8; ++n) {
 #pragma unroll
-    for (int e = 0; e < 4; ++e) dk[n][e] = dv[n][e] = 0.0f;
+    for (int e = 0; e < 4; ++e) dk[0][n][e] = dv[0][n][e] = 0.0f;
   }
   // At head size 64 the warp's k and v rows stay in registers (as A fragments) for every step.
   constexpr bool kKeepKv = HS <= 64;
-  uint32_t k_f[kKeepKv ? HS / 16 : 1][4], v_f[kKeepKv ? HS / 16 : 1][4];
+  uint32_t k_f[1][kKeepKv ? HS / 16 : 1][4], v_f[1][kKeepKv ? HS / 16 : 1][4];
   for (int i = 0; i < steps; ++i) {
     if (i + 1 < steps) issue(i + 1);
     CommitCopies();
     WaitCopies<1>();
-    __syncthreads();  // step i's tiles and row values have landed
+    __syncthreads();  // step i's tiles and row values have landed; all are done with step i - 1
     if constexpr (kKeepKv) {
       if (i == 0) {
-        LoadRows<HS, S>(k_f, k_s, wrow);
-        LoadRows<HS, S>(v_f, v_s, wrow);
+        LoadRows<HS, S>(k_f[0], k_s, wrow);
+        LoadRows<HS, S>(v_f[0], v_s, wrow);
       }
     }
     const int t0 = s0 + i % per_head * QR;
+    const int buf = i % kStages<HS>;
     const bool diagonal = t0 < s0 + kTile;
     // The step's query rows kDkvPart at a time: dk and dv add them in the same order as over the
     // whole step.
 #pragma unroll
     for (int part = 0; part < QR / kDkvPart; ++part) {
       const int r0 = part * kDkvPart;
-      const T16* q_s = q_buf + (i % 2 * QR + r0) * S;
-      const T16* do_s = do_buf + (i % 2 * QR + r0) * S;
-      const float* lse_s = lse_buf + i % 2 * QR + r0;
-      const float* d_s = d_buf + i % 2 * QR + r0;
+      const T16* q_s = q_buf + (buf * QR + r0) * S;
+      const T16* do_s = do_buf + (buf * QR + r0) * S;
+      const float* lse_s = lse_buf + buf * QR + r0;
+      const float* d_s = d_buf + buf * QR + r0;
       // s^T (keys x queries) = k q^T; dp^T = v dout^T.
-      float st[kDkvPart / 8][4], dpt[kDkvPart / 8][4];
+      float st[1][kDkvPart / 8][4], dpt[1][kDkvPart / 8][4];
       if constexpr (kKeepKv) {
-        WarpRowsBt<T16, kDkvPart, HS, S>(st, k_f, q_s);
-        WarpRowsBt<T16, kDkvPart, HS, S>(dpt, v_f, do_s);
+        WarpRowsBt<T16, 1, kDkvPart, HS, S>(st, k_f, q_s);
+        WarpRowsBt<T16, 1, kDkvPart, HS, S>(dpt, v_f, do_s);
       } else {
-        WarpABt<T16, kDkvPart, HS, S, S>(st, k_s, wrow, q_s);
-        WarpABt<T16, kDkvPart, HS, S, S>(dpt, v_s, wrow, do_s);
+        uint32_t fa[1][HS / 16][4];
+        LoadRows<HS, S>(fa[0], k_s, wrow);
+        WarpRowsBt<T16, 1, kDkvPart, HS, S>(st, fa, q_s);
+        LoadRows<HS, S>(fa[0], v_s, wrow);
+        WarpRowsBt<T16, 1, kDkvPart, HS, S>(dpt, fa, do_s);
       }
 #pragma unroll
       for (int n = 0; n < kDkvPart / 8; ++n) {
@@ -593,19 +691,20 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HS>)
         for (int e = 0; e < 4; ++e) {
           const int c = FragCol(n, e);
           const bool masked = diagonal && t0 + r0 + c < s0 + wrow + FragRow(e);
-          const float p = masked ? 0.0f : exp2f(st[n][e] * scale2 - lse_s[c]);
-          st[n][e] = p;
-          dpt[n][e] = p * (dpt[n][e] - d_s[c]);  // ds^T
+          const float p = masked ? 0.0f : Exp2(fmaf(st[0][n][e], scale2, -lse_s[c]));
+          st[0][n][e] = p;
+          dpt[0][n][e] = p * (dpt[0][n][e] - d_s[c]);  // ds^T
         }
       }
-      WarpAccumulatePB<T16, HS, kDkvPart, S>(dv, st, do_s);
-      WarpAccumulatePB<T16, HS, kDkvPart, S>(dk, dpt, q_s);
+      WarpAccumulatePB<T16, 1, HS, kDkvPart, S>(dv, st, do_s);
+      WarpAccumulatePB<T16, 1, HS, kDkvPart, S>(dk, dpt, q_s);
     }
-    __syncthreads();  // everyone is done with buffer i % 2 before step i + 2 refills it
+    if constexpr (kStages<HS> < 3) __syncthreads();  // all are done with the buffer refilled next
   }
   O* rows = dqkv + static_cast<size_t>(b) * T * geo0.C3;
-  StoreRows<HS>(rows + static_cast<size_t>(NH + g) * HS, geo0.C3, dk, s0 + wrow, T, scale, scale);
-  StoreRows<HS>(rows + static_cast<size_t>(NH + NKV + g) * HS, geo0.C3, dv, s0 + wrow, T, 1.0f,
+  StoreRows<HS>(rows + static_cast<size_t>(NH + g) * HS, geo0.C3, dk[0], s0 + wrow, T, scale,
+                scale);
+  StoreRows<HS>(rows + static_cast<size_t>(NH + NKV + g) * HS, geo0.C3, dv[0], s0 + wrow, T, 1.0f,
                 1.0f);
 }
 
@@ -654,7 +753,7 @@ cudaError_t Qkv16(const T16** q16, const float* qkv, const uint16_t* qkv16, cons
 template <typename T16, int HS, typename O>
 cudaError_t Forward(O* out, float* lse, const float* qkv, const uint16_t* qkv16, int B, int T,
                     int NH, int NKV, void* scratch, cudaStream_t stream) {
-  const int tiles = (T + kTile - 1) / kTile;
+  const int tiles = QueryBlocks<HS>(T);
   const Scratch sc = Carve(scratch, B, T, NH, NKV, HS);
   const T16* q16 = nullptr;
   if (cudaError_t e = Qkv16<T16>(&q16, qkv, qkv16, sc,
@@ -691,7 +790,7 @@ template <typename T16, int HS, typename O>
 cudaError_t Backward(O* dqkv, const O* dout, const float* qkv, const uint16_t* qkv16_in,
                      const O* out, const float* lse, int B, int T, int NH, int NKV, void* scratch,
                      cudaStream_t stream) {
-  const int tiles = (T + kTile - 1) / kTile;
+  const int tiles = QueryBlocks<HS>(T);
   const float scale = 1.0f / sqrtf(static_cast<float>(HS));
   const Scratch sc = Carve(scratch, B, T, NH, NKV, HS);
   const size_t rows = static_cast<size_t>(B) * T;
@@ -713,8 +812,9 @@ cudaError_t Backward(O* dqkv, const O* dout, const float* qkv, const uint16_t* q
   TcBackwardDqKernel<T16, HS, O><<<tiles * B * NH, kThreads, kDqSmem<HS>, stream>>>(
       dqkv, sc.d, dout, dout16, qkv16, out, lse, T, NH, NKV, tiles, scale);
   if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
-  TcBackwardDkvKernel<T16, HS, O><<<tiles * B * NKV, kThreads, kDkvSmem<HS>, stream>>>(
-      dqkv, sc.d, dout16, qkv16, lse, T, NH, NKV, tiles, scale);
+  const int key_tiles = (T + kTile - 1) / kTile;
+  TcBackwardDkvKernel<T16, HS, O><<<key_tiles * B * NKV, kThreads, kDkvSmem<HS>, stream>>>(
+      dqkv, sc.d, dout16, qkv16, lse, T, NH, NKV, key_tiles, scale);
   return cudaGetLastError();
 }
 
