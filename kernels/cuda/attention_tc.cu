@@ -280,25 +280,28 @@ constexpr size_t StagedBytes(size_t bytes) {
   return bytes * kStages<HS>;
 }
 
-// The key-tile loop of the forward and dq kernels: key tiles s0 = 0, kTile, ... up to t0 in
-// kStages buffers each of k_s and v_s, the next tile's copy in flight during body(k_s, v_s, s0) on
-// the current one. Copies issued before the call (the query-side tiles) land before the first
-// body.
+// The key-tile loop of the forward and dq kernels, for a block of query rows that ends before
+// rows_end: key tiles s0 = 0, kTile, ... up to the one holding its last row below T, in kStages
+// buffers each of k_s and v_s, the next tile's copy in flight during body(k_s, v_s, s0) on the
+// current one. A warp whose last row is warp_last calls body only for the tiles that start at or
+// before it (key tile 0 always). Copies issued before the call (the query-side tiles) land
+// before the first body.
 template <int HS, typename T16, typename Body>
-__device__ __forceinline__ void ForEachKeyTile(T16* k_s, T16* v_s, const Geometry<T16>& geo, int t0,
-                                               int T, Body&& body) {
+__device__ __forceinline__ void ForEachKeyTile(T16* k_s, T16* v_s, const Geometry<T16>& geo,
+                                               int rows_end, int warp_last, int T, Body&& body) {
   constexpr int kTileElems = kTile * kStride<HS>;
+  const int last = (min(rows_end, T) - 1) / kTile * kTile;  // the last key tile's first row
   CopyKeyTile<HS>(k_s, v_s, geo, 0, T);
   CommitCopies();
-  for (int s0 = 0, buf = 0; s0 <= t0; s0 += kTile, buf = buf + 1 == kStages<HS> ? 0 : buf + 1) {
-    if (s0 + kTile <= t0) {
+  for (int s0 = 0, buf = 0; s0 <= last; s0 += kTile, buf = buf + 1 == kStages<HS> ? 0 : buf + 1) {
+    if (s0 + kTile <= last) {
       const int next = buf + 1 == kStages<HS> ? 0 : buf + 1;
       CopyKeyTile<HS>(k_s + next * kTileElems, v_s + next * kTileElems, geo, s0 + kTile, T);
     }
     CommitCopies();  // possibly empty: one group per step either way
     WaitCopies<1>();
     __syncthreads();  // this tile's copies have landed; every thread is done with step i - 1
-    body(k_s + buf * kTileElems, v_s + buf * kTileElems, s0);
+    if (s0 <= warp_last) body(k_s + buf * kTileElems, v_s + buf * kTileElems, s0);
     if constexpr (kStages<HS> < 3) __syncthreads();  // all are done with the buffer refilled next
   }
 }
@@ -402,13 +405,12 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HS, kRowTiles<HS>>)
     l[i][0] = l[i][1] = 0.0f;
   }
   uint32_t q_f[M][HS / 16][4];  // the warp's query rows, loaded once the first tiles have landed
-  const int last = (min(t0 + R, T) - 1) / kTile * kTile;  // the last key tile's first row
-  ForEachKeyTile<HS>(k_s, v_s, geo, last, T, [&](const T16* k_t, const T16* v_t, int s0) {
+  const int warp_last = t0 + wrow + 16 * M - 1;
+  const auto step = [&](const T16* k_t, const T16* v_t, int s0) {
     if (s0 == 0) {
 #pragma unroll
       for (int i = 0; i < M; ++i) LoadRows<HS, S>(q_f[i], q_s, wrow + 16 * i);
     }
-    if (s0 > t0 + wrow + 16 * M - 1) return;  // every key of the tile is past the warp's rows
     float s[M][kTile / 8][4];
     WarpRowsBt<T16, M, kTile, HS, S>(s, q_f, k_t);
     if (s0 + kTile - 1 > t0 + wrow) {
@@ -456,7 +458,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HS, kRowTiles<HS>>)
       }
     }
     WarpAccumulatePB<T16, M, HS, kTile, S>(o, s, v_t);
-  });
+  };
+  ForEachKeyTile<HS>(k_s, v_s, geo, t0 + R, warp_last, T, step);
   const size_t C = static_cast<size_t>(NH) * HS;
 #pragma unroll
   for (int i = 0; i < M; ++i) {
@@ -541,9 +544,9 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HS, kRowTiles<HS>>)
 #pragma unroll
     for (int n = 0; n < HS / 8; ++n) dq[i][n][0] = dq[i][n][1] = dq[i][n][2] = dq[i][n][3] = 0.0f;
   }
-  uint32_t q_f[M][HS / 16][4], do_f[M][HS / 16][4];       // loaded once the first tiles have landed
-  const int last = (min(t0 + R, T) - 1) / kTile * kTile;  // the last key tile's first row
-  ForEachKeyTile<HS>(k_s, v_s, geo, last, T, [&](const T16* k_t, const T16* v_t, int s0) {
+  uint32_t q_f[M][HS / 16][4], do_f[M][HS / 16][4];  // loaded once the first tiles have landed
+  const int warp_last = t0 + wrow + 16 * M - 1;
+  const auto step = [&](const T16* k_t, const T16* v_t, int s0) {
     if (s0 == 0) {
 #pragma unroll
       for (int i = 0; i < M; ++i) {
@@ -551,7 +554,6 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HS, kRowTiles<HS>>)
         LoadRows<HS, S>(do_f[i], do_s, wrow + 16 * i);
       }
     }
-    if (s0 > t0 + wrow + 16 * M - 1) return;  // every key of the tile is past the warp's rows
     const bool diagonal = s0 + kTile - 1 > t0 + wrow;
     // The tile's keys kDqPart at a time: dq adds them in the same order as over the whole tile.
 #pragma unroll
@@ -575,7 +577,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HS, kRowTiles<HS>>)
       }
       WarpAccumulatePB<T16, M, HS, kDqPart, S>(dq, s, k_t + c0 * S);
     }
-  });
+  };
+  ForEachKeyTile<HS>(k_s, v_s, geo, t0 + R, warp_last, T, step);
 #pragma unroll
   for (int i = 0; i < M; ++i) {
     StoreRows<HS>(dqkv + static_cast<size_t>(b) * T * geo.C3 + static_cast<size_t>(h) * HS, geo.C3,
