@@ -636,13 +636,20 @@ absl::Status Trainer::IssueForwardBackward(double loss_scale) {
     return step_graph_->Replay();
   }
   ++plain_steps_;
+  return IssueMicroBatches(loss_scale, /*recorded_tokens=*/nullptr);
+}
+
+absl::Status Trainer::IssueMicroBatches(double loss_scale, const int32_t* recorded_tokens) {
   model_->ZeroGrads();
   step_scalars_.Zero(*ops_);
   const int64_t accum = config_.gradient_accumulation_steps;
+  const size_t N = inputs_.size();
   for (int64_t micro = 0; micro < accum; ++micro) {
-    train_loader_->Next(inputs_.data(), targets_.data());
+    if (recorded_tokens == nullptr) train_loader_->Next(inputs_.data(), targets_.data());
+    const int32_t* inputs = recorded_tokens != nullptr ? recorded_tokens : inputs_.data();
+    const int32_t* targets = recorded_tokens != nullptr ? recorded_tokens + N : targets_.data();
     model_->ForwardBackward(
-        inputs_.data(), targets_.data(), step_scalars_.at(kLossSum),
+        inputs, targets, step_scalars_.at(kLossSum),
         static_cast<float>(loss_scale) / static_cast<float>(accum * comm_->world_size()),
         micro == accum - 1);
     SPW_RETURN_IF_ERROR(residency_->FinishGrads());
@@ -657,16 +664,10 @@ absl::Status Trainer::CaptureStepGraph(double loss_scale) {
   absl::Status recorded = [&]() -> absl::Status {
     SPW_ASSIGN_OR_RETURN(graph_tokens_, Buffer::Allocate(2 * N * sizeof(int32_t), Tier::kPinnedHost,
                                                          "the step graph's tokens"));
-    const int32_t* inputs = graph_tokens_.as<int32_t>();
     SPW_RETURN_IF_ERROR(ops_->BeginCapture());
-    model_->ZeroGrads();
-    step_scalars_.Zero(*ops_);
-    model_->ForwardBackward(inputs, inputs + N, step_scalars_.at(kLossSum),
-                            static_cast<float>(loss_scale), /*last_micro_batch=*/true);
-    const absl::Status finished = residency_->FinishGrads();
-    AddGradSumSquares(*model_, *ops_, step_scalars_.at(kGradSumSquares));
+    const absl::Status issued = IssueMicroBatches(loss_scale, graph_tokens_.as<int32_t>());
     absl::StatusOr<std::unique_ptr<kernels::OpsGraph>> graph = ops_->EndCapture();
-    SPW_RETURN_IF_ERROR(finished);
+    SPW_RETURN_IF_ERROR(issued);
     SPW_ASSIGN_OR_RETURN(step_graph_, std::move(graph));
     return absl::OkStatus();
   }();

@@ -106,6 +106,9 @@ class Trainer {
   // sum of squares taken into step_scalars_; issued, not waited for. From the second step
   // where StepGraphEligible(), as one replayed graph (trainer.cuda_graphs).
   absl::Status IssueForwardBackward(double loss_scale);
+  // The same op by op: each micro-batch's tokens from the loader, or (recording the step graph)
+  // read from recorded_tokens, inputs then targets.
+  absl::Status IssueMicroBatches(double loss_scale, const int32_t* recorded_tokens);
   bool StepGraphEligible() const;
   // Records step_graph_ from the forward and backward; where the recording fails, says why and
   // leaves step_graph_ null for good.
