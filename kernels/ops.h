@@ -385,8 +385,11 @@ class Ops {
   // is elements [ranges[2k], ranges[2k+1]) of param, grad, m and v alike, with weight decay
   // weight_decays[k] (p.weight_decay is not read). Bitwise one AdamW call per part. ranges (2 *
   // parts offsets, the parts disjoint) and weight_decays are host memory read during the call.
-  virtual void AdamWParts(float* param, const float* grad, float* m, float* v, const size_t* ranges,
-                          const float* weight_decays, size_t parts, const AdamWParams& p) = 0;
+  // Unless param_bf16 (laid out as param) is null, the parts' updated parameters are also stored
+  // there as RoundToBf16 stores them (the matmuls' weight copies, without a pass of their own).
+  virtual void AdamWParts(float* param, uint16_t* param_bf16, const float* grad, float* m, float* v,
+                          const size_t* ranges, const float* weight_decays, size_t parts,
+                          const AdamWParams& p) = 0;
 };
 
 }  // namespace spillway::kernels

@@ -29,6 +29,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdint>
 
 #include "absl/status/statusor.h"
 #include "core/unit_layout.h"
@@ -77,6 +78,13 @@ struct UnitState {
   Buffer offload_grads;
   float* live_params = nullptr;
   float* live_grads = nullptr;
+  // The model's bf16 copy of the whole Unit's parameters for its matmuls (the model owns it;
+  // null where it keeps none). weight_copy_current: AdamW stored the parameters it last wrote
+  // there too (engine/train/optimizer_step.h), so a forward need not round them again. Whatever
+  // else writes the parameters clears it: the optimizer step before it updates anything,
+  // Model::SetUnitParams and FindParam, CopyParamsToOffloadMaster (after a load).
+  uint16_t* weight_copy = nullptr;
+  bool weight_copy_current = false;
   bool params_offloaded = false;    // ShardingPlan::offload_params
   bool params_in_master = false;    // ShardingPlan::params_in_master
   bool optimizer_external = false;  // offload_optimizer with external_optimizer_state

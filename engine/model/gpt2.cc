@@ -140,7 +140,7 @@ absl::StatusOr<std::unique_ptr<Gpt2>> Gpt2::Create(const ModelConfig& config, in
                          Buffer::Allocate(total * sizeof(uint16_t), tier, "bf16 weight copies"));
     uint16_t* next = impl->weight_copies.as<uint16_t>();
     for (int u = 0; u < model->num_units(); ++u) {
-      if (elements[u] > 0) impl->copies[u] = next;
+      if (elements[u] > 0) impl->copies[u] = model->units_[u].weight_copy = next;
       next += elements[u];
     }
   }
@@ -151,7 +151,8 @@ absl::StatusOr<std::unique_ptr<Gpt2>> Gpt2::Create(const ModelConfig& config, in
 
 void Gpt2::RoundWeightCopies(int u) {
   uint16_t* copy = impl_->copies[u];
-  if (copy != nullptr) ops_->RoundToBf16(copy, units_[u].live_params, units_[u].numel());
+  if (copy == nullptr || units_[u].weight_copy_current) return;  // AdamW wrote it
+  ops_->RoundToBf16(copy, units_[u].live_params, units_[u].numel());
 }
 
 kernels::MatmulParam Gpt2::Weight(int u, const TensorSpec& t) {

@@ -66,7 +66,8 @@ class Gpt2 : public Model {
   Gpt2(const ModelConfig& config, int batch, kernels::Ops* ops);
   void RunBackwardUnits(int first, int end, float loss_scale, bool last_micro_batch,
                         const float* output_grad) override;
-  // Unit u's weight copies from its live parameters (acquired), where it keeps them.
+  // Unit u's weight copies from its live parameters (acquired), where it keeps them and AdamW
+  // has not stored the current parameters there already (UnitState::weight_copy_current).
   void RoundWeightCopies(int u);
   // Tensor t of Unit u (acquired) as a matmul weight, with its copy where the Unit keeps them.
   kernels::MatmulParam Weight(int u, const TensorSpec& t);

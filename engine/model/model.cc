@@ -50,7 +50,9 @@ const TensorSpec* Model::FindTensor(absl::string_view name, int* unit_index) con
 float* Model::FindParam(absl::string_view name) {
   int u;
   const TensorSpec* t = FindTensor(name, &u);
-  return t == nullptr || units_[u].live_params == nullptr ? nullptr : units_[u].param(*t);
+  if (t == nullptr || units_[u].live_params == nullptr) return nullptr;
+  units_[u].weight_copy_current = false;  // the caller may write through the pointer
+  return units_[u].param(*t);
 }
 
 float* Model::FindGrad(absl::string_view name) {
@@ -69,6 +71,7 @@ absl::Status Model::SetUnitParams(int u, std::span<const float> whole) {
   const size_t end = unit.params_sharded() ? std::min(unit.shard.end, unit.numel()) : unit.numel();
   ops_->CopyToBackend(unit.incoming_params().as<float>() + unit.param_index(begin),
                       whole.data() + begin, (end - begin) * sizeof(float));
+  unit.weight_copy_current = false;
   return ops_->Synchronize();
 }
 

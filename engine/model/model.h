@@ -129,7 +129,8 @@ class Model {
   virtual std::string Describe() const = 0;
 
   // The tensor called `name` (see the model's header), or null: its parameters or its
-  // gradient (null too while the Unit's whole state is not live, at ZeRO stages 2-3).
+  // gradient (null too while the Unit's whole state is not live, at ZeRO stages 2-3). The
+  // parameters may be written through the pointer (the Unit's weight copy is then rounded anew).
   float* FindParam(absl::string_view name);
   float* FindGrad(absl::string_view name);
   const TensorSpec* FindTensor(absl::string_view name, int* unit_index = nullptr) const;

@@ -49,10 +49,17 @@ absl::Status GatherUpdatedParams(Model& model, Communicator& data, std::span<con
   return absl::OkStatus();
 }
 
+// The Units' weight copies stop being current (UnitState::weight_copy_current): their
+// parameters are about to change, or were set from outside.
+void ForgetWeightCopies(Model& model, std::span<const int> units) {
+  for (int u : units) model.unit(u).weight_copy_current = false;
+}
+
 // AdamW in the backend over the Units' own state (issued, not waited for): one AdamWParts call
-// per Unit over its tensors' parts in [update_begin, update_end).
+// per Unit over its tensors' parts in [update_begin, update_end). With store_weight_copies, a
+// Unit updated whole also gets its matmuls' bf16 copy written, which is then current.
 void BackendAdamW(Model& model, kernels::Ops& ops, const OptimizerConfig& opt,
-                  kernels::AdamWParams p, std::span<const int> units) {
+                  kernels::AdamWParams p, std::span<const int> units, bool store_weight_copies) {
   std::vector<size_t> ranges;
   std::vector<float> decays;
   for (int u : units) {
@@ -67,9 +74,12 @@ void BackendAdamW(Model& model, kernels::Ops& ops, const OptimizerConfig& opt,
       decays.push_back(t.weight_decay ? static_cast<float>(opt.weight_decay) : 0.0f);
     });
     const size_t k = unit.optimizer_index(lo);
-    ops.AdamWParts(unit.params.as<float>() + unit.param_index(lo),
+    const bool whole = lo == 0 && hi == unit.numel();
+    uint16_t* copy = store_weight_copies && whole ? unit.weight_copy : nullptr;
+    ops.AdamWParts(unit.params.as<float>() + unit.param_index(lo), copy,
                    unit.grads.as<float>() + unit.grad_index(lo), unit.exp_avg.as<float>() + k,
                    unit.exp_avg_sq.as<float>() + k, ranges.data(), decays.data(), decays.size(), p);
+    unit.weight_copy_current = copy != nullptr;
   }
 }
 
@@ -136,6 +146,23 @@ absl::Status WriteExternalMaster(Model& model, kernels::Ops& ops,
   return absl::OkStatus();
 }
 
+// AdamW over `units` and the stage 1-2 all-gather (AdamWStep); store_weight_copies as
+// BackendAdamW's, for callers after which nothing else writes the parameters before a forward.
+absl::Status AdamWAndGather(Model& model, kernels::Ops& ops, Communicator& data,
+                            const OptimizerConfig& opt, double lr, float grad_scale, int64_t step,
+                            std::span<const int> units, ExternalOptimizerState* external,
+                            bool store_weight_copies) {
+  ForgetWeightCopies(model, units);
+  kernels::AdamWParams p = AdamWParamsFor(opt, lr, step);
+  p.grad_scale = grad_scale;
+  if (model.unit(units.front()).optimizer_offloaded()) {
+    SPW_RETURN_IF_ERROR(OffloadedAdamW(model, ops, opt, p, units, external));
+  } else {
+    BackendAdamW(model, ops, opt, p, units, store_weight_copies);
+  }
+  return GatherUpdatedParams(model, data, units);
+}
+
 }  // namespace
 
 kernels::AdamWParams AdamWParamsFor(const OptimizerConfig& opt, double lr, int64_t step) {
@@ -170,6 +197,7 @@ absl::Status FlushOffloadedStep(Model& model, kernels::Ops& ops, Communicator& d
 
 absl::Status CopyParamsToOffloadMaster(Model& model, kernels::Ops& ops,
                                        ExternalOptimizerState* external) {
+  ForgetWeightCopies(model, AllUnits(model));
   if (external != nullptr) return WriteExternalMaster(model, ops, *external);
   for (int u = 0; u < model.num_units(); ++u) {
     UnitState& unit = model.unit(u);
@@ -232,6 +260,7 @@ absl::StatusOr<OptimizerStepResult> ApplyOptimizerStep(
     const OptimizerConfig& opt, double lr, double max_grad_norm, int64_t step,
     double local_sum_squares, const GradScaling& scaling, ExternalOptimizerState* external,
     OffloadedOptimizer* offload) {
+  ForgetWeightCopies(model, AllUnits(model));
   OptimizerStepResult result;
   double sum_squares = local_sum_squares;
   if (model.unit(0).grads_sharded()) {
@@ -257,13 +286,13 @@ absl::StatusOr<OptimizerStepResult> ApplyOptimizerStep(
     }
     kernels::AdamWParams p = AdamWParamsFor(opt, lr, step);
     p.grad_scale = grad_scale;
-    BackendAdamW(model, ops, opt, p, in_backend);
+    BackendAdamW(model, ops, opt, p, in_backend, /*store_weight_copies=*/true);
     SPW_RETURN_IF_ERROR(offload->FinishStep(grad_scale));
     SPW_RETURN_IF_ERROR(GatherUpdatedParams(model, data, AllUnits(model)));
     return result;
   }
-  SPW_RETURN_IF_ERROR(
-      AdamWStep(model, ops, data, opt, lr, grad_scale, step, AllUnits(model), external));
+  SPW_RETURN_IF_ERROR(AdamWAndGather(model, ops, data, opt, lr, grad_scale, step, AllUnits(model),
+                                     external, /*store_weight_copies=*/true));
   return result;
 }
 
@@ -279,14 +308,8 @@ float ClipScale(double grad_norm, double max_grad_norm) {
 absl::Status AdamWStep(Model& model, kernels::Ops& ops, Communicator& data,
                        const OptimizerConfig& opt, double lr, float grad_scale, int64_t step,
                        std::span<const int> units, ExternalOptimizerState* external) {
-  kernels::AdamWParams p = AdamWParamsFor(opt, lr, step);
-  p.grad_scale = grad_scale;
-  if (model.unit(units.front()).optimizer_offloaded()) {
-    SPW_RETURN_IF_ERROR(OffloadedAdamW(model, ops, opt, p, units, external));
-  } else {
-    BackendAdamW(model, ops, opt, p, units);
-  }
-  return GatherUpdatedParams(model, data, units);
+  return AdamWAndGather(model, ops, data, opt, lr, grad_scale, step, units, external,
+                        /*store_weight_copies=*/false);
 }
 
 }  // namespace spillway

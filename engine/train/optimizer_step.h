@@ -38,9 +38,13 @@ struct OptimizerStepResult {
 // AdamW runs through it one Unit at a time. With `offload`, the CPU step is overlapped with
 // the backward (engine/train/offload_optimizer.h, which then owns the `external` calls); in its
 // delayed mode the parameters come back a step later.
+// Where AdamW updates a Unit's parameters whole in the backend, it writes the model's bf16
+// copy of them too (UnitState::weight_copy), which the next forward then reads as it is;
+// AdamWStep (for a pipeline, which moves parameters after it) does not.
 //
 // CopyParamsToOffloadMaster: after the parameters were set from outside the optimizer
-// (initialisation, a checkpoint), the offloaded master copies take them. No-op otherwise.
+// (initialisation, a checkpoint), the offloaded master copies take them, and the weight copies
+// are rounded anew by the next forward.
 absl::Status CopyParamsToOffloadMaster(Model& model, kernels::Ops& ops,
                                        ExternalOptimizerState* external = nullptr);
 
@@ -78,7 +82,8 @@ absl::StatusOr<double> GradSumSquares(Model& model, kernels::Ops& ops, std::span
 // The pieces ApplyOptimizerStep is made of, for callers that sum the norm themselves (a
 // pipeline adds its stages' sums of squares): torch's clipping factor for a global norm, and
 // AdamW over the Units `units` with the gradients multiplied by `grad_scale` (clipping and
-// loss-scale unscaling together), followed by the stage 1-2 all-gather.
+// loss-scale unscaling together), followed by the stage 1-2 all-gather. It leaves the Units'
+// weight copies to the next forward (the pipeline moves parameters between steps).
 float ClipScale(double grad_norm, double max_grad_norm);
 absl::Status AdamWStep(Model& model, kernels::Ops& ops, Communicator& data,
                        const OptimizerConfig& opt, double lr, float grad_scale, int64_t step,

@@ -629,7 +629,9 @@ absl::Status Trainer::IssueForwardBackward(double loss_scale) {
   if (!step_graph_tried_ && plain_steps_ > 0 && StepGraphEligible()) {
     SPW_RETURN_IF_ERROR(CaptureStepGraph(loss_scale));
   }
-  if (step_graph_ != nullptr) {
+  const bool copies_current = std::ranges::all_of(
+      graph_reads_current_copies_, [&](int u) { return model_->unit(u).weight_copy_current; });
+  if (step_graph_ != nullptr && copies_current) {
     int32_t* tokens = graph_tokens_.as<int32_t>();
     const size_t N = inputs_.size();
     train_loader_->Next(tokens, tokens + N);
@@ -664,6 +666,10 @@ absl::Status Trainer::CaptureStepGraph(double loss_scale) {
   absl::Status recorded = [&]() -> absl::Status {
     SPW_ASSIGN_OR_RETURN(graph_tokens_, Buffer::Allocate(2 * N * sizeof(int32_t), Tier::kPinnedHost,
                                                          "the step graph's tokens"));
+    graph_reads_current_copies_.clear();
+    for (int u = 0; u < model_->num_units(); ++u) {
+      if (model_->unit(u).weight_copy_current) graph_reads_current_copies_.push_back(u);
+    }
     SPW_RETURN_IF_ERROR(ops_->BeginCapture());
     const absl::Status issued = IssueMicroBatches(loss_scale, graph_tokens_.as<int32_t>());
     absl::StatusOr<std::unique_ptr<kernels::OpsGraph>> graph = ops_->EndCapture();

@@ -167,6 +167,9 @@ class Trainer {
   // copies read (inputs, then targets: the loader fills it before each replay).
   std::unique_ptr<kernels::OpsGraph> step_graph_;
   Buffer graph_tokens_;
+  // The Units whose weight copies were current when the graph was recorded: its forward does
+  // not round them, so it replays only while AdamW keeps them current.
+  std::vector<int> graph_reads_current_copies_;
   bool step_graph_tried_ = false;
   int64_t plain_steps_ = 0;  // steps this Trainer issued without a graph
   // Accumulated in the backend's memory over a step, read back once at its end.

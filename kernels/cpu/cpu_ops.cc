@@ -262,13 +262,15 @@ class CpuOps final : public Ops {
     // Bitwise equal to the reference cpu::AdamW, vectorised for this CPU.
     cpu::CpuAdamW(param, grad, m, v, /*param_bf16=*/nullptr, n, p);
   }
-  void AdamWParts(float* param, const float* grad, float* m, float* v, const size_t* ranges,
-                  const float* weight_decays, size_t parts, const AdamWParams& p) override {
+  void AdamWParts(float* param, uint16_t* param_bf16, const float* grad, float* m, float* v,
+                  const size_t* ranges, const float* weight_decays, size_t parts,
+                  const AdamWParams& p) override {
     for (size_t k = 0; k < parts; ++k) {
       AdamWParams part = p;
       part.weight_decay = weight_decays[k];
-      const size_t b = ranges[2 * k];
-      AdamW(param + b, grad + b, m + b, v + b, ranges[2 * k + 1] - b, part);
+      const size_t b = ranges[2 * k], n = ranges[2 * k + 1] - b;
+      AdamW(param + b, grad + b, m + b, v + b, n, part);
+      if (param_bf16 != nullptr) cpu::PackBf16(param + b, param_bf16 + b, n);
     }
   }
 

@@ -10,6 +10,7 @@
 
 #include "kernels/cuda/grid_stride.cuh"
 #include "kernels/cuda/launchers.h"
+#include "kernels/cuda/store_as.cuh"
 
 namespace spillway::kernels::cuda {
 namespace {
@@ -20,7 +21,8 @@ struct Step {
 
 // The parts of one launch: part k is elements [begin[k], end[k]) of all four arrays, with the
 // factor decay[k] = 1 - lr * weight_decay; its quads (4 elements, the last one partial) are
-// numbered from first_quad[k]. vec[k]: every array is 16-byte aligned at begin[k] (float4).
+// numbered from first_quad[k]. vec[k]: every fp32 array is 16-byte aligned at begin[k] (float4),
+// and the bf16 copy, if any, 8-byte aligned.
 struct Parts {
   int count;
   size_t begin[kAdamWPartsMax], end[kAdamWPartsMax], first_quad[kAdamWPartsMax + 1];
@@ -38,9 +40,9 @@ __device__ __forceinline__ float Update(float param, float grad, float& m, float
   return __fsub_rn(__fmul_rn(param, decay), __fdiv_rn(__fmul_rn(s.lr, __fdiv_rn(m, s.bc1)), denom));
 }
 
-// A grid-stride loop over the quads of all parts.
-__global__ void AdamWKernel(float* param, const float* grad, float* m, float* v, Parts parts,
-                            Step s) {
+// A grid-stride loop over the quads of all parts; copy (bf16, laid out as param) may be null.
+__global__ void AdamWKernel(float* param, __nv_bfloat16* copy, const float* grad, float* m,
+                            float* v, Parts parts, Step s) {
   const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
   const size_t quads = parts.first_quad[parts.count];
   int k = 0;
@@ -60,6 +62,7 @@ __global__ void AdamWKernel(float* param, const float* grad, float* m, float* v,
       p.z = Update(p.z, g.z, mi.z, vi.z, s, decay);
       p.w = Update(p.w, g.w, mi.w, vi.w, s, decay);
       *reinterpret_cast<float4*>(param + i) = p;
+      if (copy != nullptr) StoreQuadAs(copy + i, 0, p);
       *reinterpret_cast<float4*>(m + i) = mi;
       *reinterpret_cast<float4*>(v + i) = vi;
       continue;
@@ -68,6 +71,7 @@ __global__ void AdamWKernel(float* param, const float* grad, float* m, float* v,
       float mj = m[j];
       float vj = v[j];
       param[j] = Update(param[j], grad[j], mj, vj, s, decay);
+      if (copy != nullptr) StoreAs(copy + j, param[j]);
       m[j] = mj;
       v[j] = vj;
     }
@@ -76,10 +80,10 @@ __global__ void AdamWKernel(float* param, const float* grad, float* m, float* v,
 
 }  // namespace
 
-cudaError_t LaunchAdamWParts(float* param, const float* grad, float* m, float* v,
-                             const size_t* ranges, const float* weight_decays, size_t count,
-                             float lr, float beta1, float beta2, float eps, int64_t step,
-                             float grad_scale, cudaStream_t stream) {
+cudaError_t LaunchAdamWParts(float* param, uint16_t* param_bf16, const float* grad, float* m,
+                             float* v, const size_t* ranges, const float* weight_decays,
+                             size_t count, float lr, float beta1, float beta2, float eps,
+                             int64_t step, float grad_scale, cudaStream_t stream) {
   if (count > kAdamWPartsMax) return cudaErrorInvalidValue;
   Step s;
   s.lr = lr;
@@ -99,13 +103,14 @@ cudaError_t LaunchAdamWParts(float* param, const float* grad, float* m, float* v
     parts.end[k] = e;
     parts.first_quad[k + 1] = parts.first_quad[k] + (e - b + 3) / 4;
     parts.decay[k] = 1.0f - lr * weight_decays[k];
-    parts.vec[k] =
-        Aligned16(param + b) && Aligned16(grad + b) && Aligned16(m + b) && Aligned16(v + b);
+    parts.vec[k] = Aligned16(param + b) && Aligned16(grad + b) && Aligned16(m + b) &&
+                   Aligned16(v + b) &&
+                   (param_bf16 == nullptr || reinterpret_cast<uintptr_t>(param_bf16 + b) % 8 == 0);
   }
   const size_t quads = parts.first_quad[count];
   if (quads == 0) return cudaSuccess;
-  AdamWKernel<<<GridStrideBlocks(quads), kGridStrideThreads, 0, stream>>>(param, grad, m, v, parts,
-                                                                          s);
+  AdamWKernel<<<GridStrideBlocks(quads), kGridStrideThreads, 0, stream>>>(
+      param, reinterpret_cast<__nv_bfloat16*>(param_bf16), grad, m, v, parts, s);
   return cudaGetLastError();
 }
 
@@ -113,8 +118,8 @@ cudaError_t LaunchAdamW(float* param, const float* grad, float* m, float* v, siz
                         float beta1, float beta2, float eps, float weight_decay, int64_t step,
                         float grad_scale, cudaStream_t stream) {
   const size_t range[2] = {0, n};
-  return LaunchAdamWParts(param, grad, m, v, range, &weight_decay, 1, lr, beta1, beta2, eps, step,
-                          grad_scale, stream);
+  return LaunchAdamWParts(param, nullptr, grad, m, v, range, &weight_decay, 1, lr, beta1, beta2,
+                          eps, step, grad_scale, stream);
 }
 
 }  // namespace spillway::kernels::cuda

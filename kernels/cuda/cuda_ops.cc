@@ -396,13 +396,14 @@ class CudaOps final : public Ops {
                              p.step, p.grad_scale, stream_),
            "AdamW");
   }
-  void AdamWParts(float* param, const float* grad, float* m, float* v, const size_t* ranges,
-                  const float* weight_decays, size_t parts, const AdamWParams& p) override {
+  void AdamWParts(float* param, uint16_t* param_bf16, const float* grad, float* m, float* v,
+                  const size_t* ranges, const float* weight_decays, size_t parts,
+                  const AdamWParams& p) override {
     for (size_t first = 0; first < parts; first += cuda::kAdamWPartsMax) {
       const size_t count = std::min(parts - first, cuda::kAdamWPartsMax);
-      Record(cuda::LaunchAdamWParts(param, grad, m, v, ranges + 2 * first, weight_decays + first,
-                                    count, p.lr, p.beta1, p.beta2, p.eps, p.step, p.grad_scale,
-                                    stream_),
+      Record(cuda::LaunchAdamWParts(param, param_bf16, grad, m, v, ranges + 2 * first,
+                                    weight_decays + first, count, p.lr, p.beta1, p.beta2, p.eps,
+                                    p.step, p.grad_scale, stream_),
              "AdamWParts");
     }
   }

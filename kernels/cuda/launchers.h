@@ -167,12 +167,13 @@ cudaError_t LaunchAddInOrder(double* out, const double* values, size_t n, cudaSt
 
 // adamw.cu: the AdamW step of kernels/ops.h, with its parameters passed by value; the Parts form
 // over `count` (at most kAdamWPartsMax) ranges [ranges[2k], ranges[2k+1]) of the four arrays,
-// part k with weight decay weight_decays[k] (host memory), in one launch.
+// part k with weight decay weight_decays[k] (host memory), in one launch, storing the updated
+// parameters in param_bf16 too unless it is null.
 inline constexpr size_t kAdamWPartsMax = 16;
-cudaError_t LaunchAdamWParts(float* param, const float* grad, float* m, float* v,
-                             const size_t* ranges, const float* weight_decays, size_t count,
-                             float lr, float beta1, float beta2, float eps, int64_t step,
-                             float grad_scale, cudaStream_t stream);
+cudaError_t LaunchAdamWParts(float* param, uint16_t* param_bf16, const float* grad, float* m,
+                             float* v, const size_t* ranges, const float* weight_decays,
+                             size_t count, float lr, float beta1, float beta2, float eps,
+                             int64_t step, float grad_scale, cudaStream_t stream);
 cudaError_t LaunchAdamW(float* param, const float* grad, float* m, float* v, size_t n, float lr,
                         float beta1, float beta2, float eps, float weight_decay, int64_t step,
                         float grad_scale, cudaStream_t stream);

@@ -72,8 +72,8 @@ TEST(AdamWTest, PartsAreOneCallPerPart) {
   p.weight_decay = 7.0f;  // not read
   std::vector<float> param = param0, m(n, 0.1f), v(n, 0.2f);
   std::vector<float> want = param0, want_m = m, want_v = v;
-  Cpu().AdamWParts(param.data(), grad.data(), m.data(), v.data(), ranges.data(), decays.data(),
-                   decays.size(), p);
+  Cpu().AdamWParts(param.data(), nullptr, grad.data(), m.data(), v.data(), ranges.data(),
+                   decays.data(), decays.size(), p);
   for (size_t k = 0; k < decays.size(); ++k) {
     AdamWParams q = p;
     q.weight_decay = decays[k];
@@ -85,6 +85,32 @@ TEST(AdamWTest, PartsAreOneCallPerPart) {
   EXPECT_TRUE(BitwiseEqual(m, want_m));
   EXPECT_TRUE(BitwiseEqual(v, want_v));
   EXPECT_EQ(param[1001], param0[1001]);  // a gap
+}
+
+// With a bf16 copy, AdamWParts stores each part's updated parameters there as RoundToBf16 does,
+// and leaves the copy's gaps alone; the fp32 results are those without a copy.
+TEST(AdamWTest, PartsStoreTheUpdatedParametersInTheBf16Copy) {
+  const size_t n = 3000;
+  const std::vector<size_t> ranges = {1, 1000, 1004, 2003, 2500, 2999};
+  const std::vector<float> decays = {0.1f, 0.0f, 0.1f};
+  const auto param0 = RandomFloats(n, 6), grad = RandomFloats(n, 7);
+  AdamWParams p;
+  p.step = 1;
+  std::vector<float> param = param0, m(n, 0.0f), v(n, 0.0f);
+  std::vector<float> plain = param0, plain_m = m, plain_v = v;
+  constexpr uint16_t kUntouched = 0x7fc1;
+  std::vector<uint16_t> copy(n, kUntouched), want(n);
+  Cpu().AdamWParts(param.data(), copy.data(), grad.data(), m.data(), v.data(), ranges.data(),
+                   decays.data(), decays.size(), p);
+  Cpu().AdamWParts(plain.data(), nullptr, grad.data(), plain_m.data(), plain_v.data(),
+                   ranges.data(), decays.data(), decays.size(), p);
+  EXPECT_TRUE(BitwiseEqual(param, plain));
+  EXPECT_TRUE(BitwiseEqual(m, plain_m));
+  Cpu().RoundToBf16(want.data(), param.data(), n);
+  for (size_t i = 0; i < n; ++i) {
+    const bool in_part = (i >= 1 && i < 1000) || (i >= 1004 && i < 2003) || (i >= 2500 && i < 2999);
+    ASSERT_EQ(copy[i], in_part ? want[i] : kUntouched) << i;
+  }
 }
 
 }  // namespace

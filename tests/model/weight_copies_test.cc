@@ -2,6 +2,7 @@
 // forward, read by the GEMMs of the forward and the backward. A model whose parameters were
 // changed between steps must compute exactly what a model created with those parameters does;
 // one told that parameters change before the backward (PipeMare) rounds its copies again there.
+// AdamW that updates a Unit whole writes its copy too, exactly as the forward would round it.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "engine/model/gpt2.h"
+#include "engine/train/optimizer_step.h"
 #include "kernels/backend.h"
 #include "tests/model/model_test_util.h"
 
@@ -55,6 +57,12 @@ class WeightCopiesTest : public ::testing::Test {
     }
     return out;
   }
+  // One AdamW step (lr 1e-2, clipping at norm 1) over the gradients the model holds.
+  void Update(Gpt2& model, int64_t step) {
+    OptimizerConfig opt;
+    const std::unique_ptr<Communicator> one_rank = Communicator::Single();
+    ASSERT_TRUE(OptimizerStep(model, *ops_, *one_rank, *one_rank, opt, 1e-2, 1.0, step).ok());
+  }
   static bool Bitwise(const std::vector<float>& a, const std::vector<float>& b) {
     return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
   }
@@ -92,6 +100,34 @@ TEST_F(WeightCopiesTest, RoundedAgainInTheBackwardWhenParametersChangeBeforeIt) 
   const std::vector<float> b = Step(*rounded, 70, true, other.get());
   EXPECT_EQ(a[0], b[0]);  // the same forward
   EXPECT_FALSE(Bitwise(a, b));
+}
+
+TEST_F(WeightCopiesTest, WrittenByAdamWAsTheForwardRoundsThem) {
+  std::unique_ptr<Gpt2> by_adamw = Make(1), by_forward = Make(1);
+  for (int64_t step = 1; step <= 3; ++step) {
+    SCOPED_TRACE(::testing::Message() << "step " << step);
+    EXPECT_TRUE(Bitwise(Step(*by_adamw, 80 + step), Step(*by_forward, 80 + step)));
+    Update(*by_adamw, step);
+    Update(*by_forward, step);
+    for (UnitState& unit : by_forward->units()) unit.weight_copy_current = false;
+    for (const UnitState& unit : by_adamw->units()) {
+      EXPECT_EQ(unit.weight_copy_current, unit.weight_copy != nullptr) << unit.layout.name();
+    }
+  }
+  EXPECT_TRUE(Bitwise(Step(*by_adamw, 90), Step(*by_forward, 90)));
+}
+
+TEST_F(WeightCopiesTest, RoundedAgainAfterAWriteThroughFindParam) {
+  std::unique_ptr<Gpt2> written = Make(1), fresh = Make(2);
+  Step(*written, 100);
+  Update(*written, 1);  // its copies are current
+  for (int u = 0; u < fresh->num_units(); ++u) {
+    for (const TensorSpec& t : fresh->unit(u).layout.tensors()) {
+      std::memcpy(written->FindParam(t.name), fresh->unit(u).params.as<float>() + t.offset,
+                  t.numel * sizeof(float));
+    }
+  }
+  EXPECT_TRUE(Bitwise(Step(*written, 101), Step(*fresh, 101)));
 }
 
 }  // namespace

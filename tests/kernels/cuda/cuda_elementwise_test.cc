@@ -518,7 +518,8 @@ TEST_F(CudaOpsTest, AdamWSeveralSteps) {
 }
 
 // AdamWParts on the GPU (parts packed kAdamWPartsMax per launch) is the CPU's AdamWParts,
-// bitwise: 40 parts with gaps, empty and odd-sized ones, float4 and unaligned starts.
+// bitwise, bf16 copies of the updated parameters included: 40 parts with gaps, empty and
+// odd-sized ones, float4 and unaligned starts.
 TEST_F(CudaOpsTest, AdamWPartsMatchesCpu) {
   std::vector<size_t> ranges;
   std::vector<float> decays;
@@ -535,17 +536,21 @@ TEST_F(CudaOpsTest, AdamWPartsMatchesCpu) {
   p.lr = 1e-3f;
   p.grad_scale = 0.5f;
   std::vector<float> param = RandomFloats(n, 80), m(n, 0.0f), v(n, 0.0f);
+  std::vector<uint16_t> copy(n, 0x7fc1);  // the gaps keep it
   DeviceArray<float> dparam(param), dm(m), dv(v);
+  DeviceArray<uint16_t> dcopy(copy);
   for (int step = 1; step <= 3; ++step) {
     p.step = step;
     const auto grad = RandomFloats(n, 81 + step);
-    Cpu().AdamWParts(param.data(), grad.data(), m.data(), v.data(), ranges.data(), decays.data(),
-                     decays.size(), p);
+    uint16_t* with_copy = step == 2 ? nullptr : copy.data();  // step 2 without
+    Cpu().AdamWParts(param.data(), with_copy, grad.data(), m.data(), v.data(), ranges.data(),
+                     decays.data(), decays.size(), p);
     DeviceArray<float> dgrad(grad);
-    cuda().AdamWParts(dparam.get(), dgrad.get(), dm.get(), dv.get(), ranges.data(), decays.data(),
-                      decays.size(), p);
+    cuda().AdamWParts(dparam.get(), step == 2 ? nullptr : dcopy.get(), dgrad.get(), dm.get(),
+                      dv.get(), ranges.data(), decays.data(), decays.size(), p);
     ASSERT_TRUE(cuda().Synchronize().ok());
     SCOPED_TRACE(::testing::Message() << "step=" << step);
+    EXPECT_EQ(dcopy.Download(), copy);
     EXPECT_TRUE(BitwiseEqual(dparam.Download(), param));
     EXPECT_TRUE(BitwiseEqual(dm.Download(), m));
     EXPECT_TRUE(BitwiseEqual(dv.Download(), v));
