@@ -7,7 +7,8 @@
 #                      forward_backward_test (its cuda cases; where V has it)
 #   tests-if-failed:V  the same, only if an earlier tests step failed
 #   tput:V             bench/gpt2_step bf16 at GPT-2 124M (B 16) and 1.5B (B 8); tputng:V the same
-#                      with --no-graph (the forward and backward op by op, not replayed)
+#                      with --no-graph (the forward and backward op by op, not replayed);
+#                      tput124:V 124M only
 #   torch              the PyTorch eager peer on the same shapes; compile: torch.compile at 124M
 #   attn:V             bench/attention; attn16:V the same with --bf16-io (bf16 tensors, as the
 #                      trainer gives them); attnpeer: PyTorch SDPA on the same shapes
@@ -60,10 +61,12 @@ for step in ${PLAN:?set PLAN}; do
   case $kind in
     tests) tests "$v" ;;
     tests-if-failed) [ $failed = 1 ] && tests "$v" ;;
-    tput | tputng)
+    tput | tputng | tput124)
       graph=
       [ "$kind" = tputng ] && graph=--no-graph
-      for s in "$s124" "$s15"; do
+      shapes=("$s124" "$s15")
+      [ "$kind" = tput124 ] && shapes=("$s124")
+      for s in "${shapes[@]}"; do
         # shellcheck disable=SC2086  # $s is a list of options
         timeout "$(cap 150)" "/tmp/variants/$v/bench/gpt2_step" --backend cuda --precision bf16 \
           $s --steps 8 --warmup 2 $graph >"$L/${v}_step.txt" 2>&1
