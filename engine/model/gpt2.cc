@@ -54,10 +54,9 @@ struct Gpt2::Impl {
   BlockShape shape{};
   ResidualStream residual;
   Buffer block_buf, head_buf, grad_buf, token_buf;
-  // bf16 copies of the Units' parameters (KeepsWeightCopies, engine/model/model.h): per Unit, a
-  // pointer into weight_copies, or null where the Unit has none.
+  // bf16 copies of the Units' parameters (KeepsWeightCopies, engine/model/model.h): each Unit's
+  // UnitState::weight_copy points into it, or is null where the Unit has none.
   Buffer weight_copies;
-  std::vector<uint16_t*> copies;
 
   std::vector<BlockActivations> acts;
   float *lnf, *lnf_mean, *lnf_rstd, *logits, *losses;
@@ -127,7 +126,6 @@ absl::StatusOr<std::unique_ptr<Gpt2>> Gpt2::Create(const ModelConfig& config, in
   impl->inputs = impl->token_buf.as<int32_t>();
   impl->targets = impl->inputs + N;
 
-  impl->copies.assign(model->num_units(), nullptr);
   if (KeepsWeightCopies(config, batch, ops->matmul_precision())) {
     std::vector<size_t> elements(model->num_units(), 0);
     size_t total = 0;
@@ -140,7 +138,7 @@ absl::StatusOr<std::unique_ptr<Gpt2>> Gpt2::Create(const ModelConfig& config, in
                          Buffer::Allocate(total * sizeof(uint16_t), tier, "bf16 weight copies"));
     uint16_t* next = impl->weight_copies.as<uint16_t>();
     for (int u = 0; u < model->num_units(); ++u) {
-      if (elements[u] > 0) impl->copies[u] = model->units_[u].weight_copy = next;
+      if (elements[u] > 0) model->units_[u].weight_copy = next;
       next += elements[u];
     }
   }
@@ -150,13 +148,13 @@ absl::StatusOr<std::unique_ptr<Gpt2>> Gpt2::Create(const ModelConfig& config, in
 }
 
 void Gpt2::RoundWeightCopies(int u) {
-  uint16_t* copy = impl_->copies[u];
-  if (copy == nullptr || units_[u].weight_copy_current) return;  // AdamW wrote it
-  ops_->RoundToBf16(copy, units_[u].live_params, units_[u].numel());
+  UnitState& unit = units_[u];
+  if (unit.weight_copy == nullptr || unit.weight_copy_current) return;  // AdamW wrote it
+  ops_->RoundToBf16(unit.weight_copy, unit.live_params, unit.numel());
 }
 
 kernels::MatmulParam Gpt2::Weight(int u, const TensorSpec& t) {
-  const uint16_t* copy = impl_->copies[u];
+  const uint16_t* copy = units_[u].weight_copy;
   return {units_[u].param(t), copy != nullptr ? copy + t.offset : nullptr};
 }
 
@@ -212,7 +210,7 @@ void Gpt2::ForwardUnits(int first, int end, const int32_t* inputs, const int32_t
     RoundWeightCopies(u);
     m.residual.ForwardBlock(l);
     BlockForward(*ops_, s, BlockTensors::In(unit.layout, unit.live_params),
-                 BlockWeightCopies::In(unit.layout, m.copies[u]), m.residual.at(l),
+                 BlockWeightCopies::In(unit.layout, unit.weight_copy), m.residual.at(l),
                  m.residual.at(l + 1), m.ActsOf(l));
     ReleaseParams(u);
   }
@@ -296,7 +294,7 @@ void Gpt2::RunBackwardUnits(int first, int end, float loss_scale, bool last_micr
     AcquireGrads(u);
     if (params_change_before_backward_) RoundWeightCopies(u);
     const BlockTensors w = BlockTensors::In(unit.layout, unit.live_params);
-    const BlockWeightCopies w16 = BlockWeightCopies::In(unit.layout, m.copies[u]);
+    const BlockWeightCopies w16 = BlockWeightCopies::In(unit.layout, unit.weight_copy);
     const BlockTensors dw = BlockTensors::In(unit.layout, unit.live_grads);
     m.residual.BackwardBlock(l);
     if (m.checkpointing) {

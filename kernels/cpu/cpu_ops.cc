@@ -269,8 +269,8 @@ class CpuOps final : public Ops {
       AdamWParams part = p;
       part.weight_decay = weight_decays[k];
       const size_t b = ranges[2 * k], n = ranges[2 * k + 1] - b;
-      AdamW(param + b, grad + b, m + b, v + b, n, part);
-      if (param_bf16 != nullptr) cpu::PackBf16(param + b, param_bf16 + b, n);
+      cpu::CpuAdamW(param + b, grad + b, m + b, v + b,
+                    param_bf16 == nullptr ? nullptr : param_bf16 + b, n, part);
     }
   }
 
