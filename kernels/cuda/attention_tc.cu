@@ -41,6 +41,7 @@
 #include "kernels/attention_scratch.h"
 #include "kernels/cuda/grid_stride.cuh"
 #include "kernels/cuda/launchers.h"
+#include "kernels/cuda/ptx.cuh"
 #include "kernels/cuda/store_as.cuh"
 
 namespace spillway::kernels::cuda {
@@ -190,18 +191,6 @@ __device__ __forceinline__ void WarpAccumulatePB(float (&acc)[M][N / 8][4],
   }
 }
 
-// Asynchronous copies global -> shared (sm_80+): 16 bytes, or zeros where `bytes` is 0.
-__device__ __forceinline__ void CopyAsync16(void* dst, const void* src, int bytes) {
-  const auto d = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(bytes));
-}
-__device__ __forceinline__ void CommitCopies() { asm volatile("cp.async.commit_group;\n" ::); }
-// Waits until at most `kPending` of the thread's latest copy groups are still in flight.
-template <int kPending>
-__device__ __forceinline__ void WaitCopies() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
-}
-
 // Issues the copy of rows [row0, row0 + ROWS) of a 16-bit HS-wide buffer (row stride `stride`
 // elements, 16-byte aligned rows) into dst (rows kStride<HS> apart); rows >= T become zeros.
 // Called by the whole block; lands after WaitCopies and a barrier.
@@ -217,14 +206,6 @@ __device__ __forceinline__ void CopyTile(T16* dst, const T16* src, size_t stride
     const T16* from = src + static_cast<size_t>(t < T ? t : 0) * stride + 8 * c;
     CopyAsync16(dst + r * kStride<HS> + 8 * c, from, t < T ? 16 : 0);
   }
-}
-
-// 2^x on the special function unit; results below 2^-126 flush to zero (a probability that small
-// changes no sum it joins: a row's probabilities sum to 1).
-__device__ __forceinline__ float Exp2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
 }
 
 // Sum over the 4 threads of a quad (the threads sharing a row of a C fragment).
