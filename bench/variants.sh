@@ -3,8 +3,8 @@
 # by bench/pack_variant.sh) and runs the steps of PLAN in order while DEADLINE seconds (from the
 # start) allow, so that the most wanted figures come first. Summary in $OUT/summary.txt, every
 # log in $OUT/logs.tar.gz.
-#   tests:V            cuda_ops_test, gpu_training_test, hf_gpu_golden_test, llama_cuda_test,
-#                      forward_backward_test (its cuda cases; where V has it)
+#   tests:V            the tests labelled gpu whose binaries V holds, as ctest runs them (V's
+#                      gpu_tests.txt; pack_variant.sh --all-gpu-tests packs every one)
 #   tests-if-failed:V  the same, only if an earlier tests step failed
 #   tput:V             bench/gpt2_step bf16 at GPT-2 124M (B 16) and 1.5B (B 8); tputng:V the same
 #                      with --no-graph (the forward and backward op by op, not replayed);
@@ -34,25 +34,26 @@ cap() { local l; l=$(left); echo $((l > $1 ? $1 : l)); }
 el() { echo "[$(($(date +%s) - t0))s] $*" | tee -a "$S"; }
 tar -xJf build-pack/bins.tar.xz -C /tmp/variants || { el "unpack failed"; exit 1; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee -a "$S"
-export TEST_TMPDIR=/tmp/variant_tests SPILLWAY_SOURCE_DIR=$PWD
+export TEST_TMPDIR=/tmp/variant_tests SPILLWAY_SOURCE_DIR=$PWD GTEST_COLOR=no
 s124="--layers 12 --heads 12 --dim 768 --seq 1024 --batch 16 --vocab 50257"
 s15="--layers 48 --heads 25 --dim 1600 --seq 1024 --batch 8 --vocab 50257"
 failed=0
 tests() {
-  local v=$1 t n rc
-  for t in kernels/cuda_ops_test train/gpu_training_test hf/hf_gpu_golden_test \
-    model/llama_cuda_test model/forward_backward_test; do
-    n=$(basename $t)
-    [ -x "/tmp/variants/$v/tests/$t" ] || continue
-    filter='*'
-    [ "$n" = forward_backward_test ] && filter='*cuda*'
-    timeout "$(cap 200)" "/tmp/variants/$v/tests/$t" --gtest_filter="$filter" >"$L/${v}_$n.txt" 2>&1
+  local v=$1 line t n rc
+  [ -f "/tmp/variants/$v/gpu_tests.txt" ] || { el "$v: no gpu_tests.txt (pack it again)"; return; }
+  while read -r line; do
+    t=$(grep -o 'tests/[a-z_]*/[a-z_0-9]*' <<<"$line" | head -1)
+    [ -x "/tmp/variants/$v/$t" ] || continue
+    n=$(basename "$t")
+    # The line is ctest's command (words quoted as ctest quotes them), with V's binaries.
+    eval "timeout $(cap 300) ${line//tests\//\/tmp\/variants\/$v\/tests\/}" </dev/null \
+      >"$L/${v}_$n.txt" 2>&1
     rc=$?
     [ $rc != 0 ] && failed=1
-    el "$v $n rc=$rc $(grep -E '^\[  (PASSED|FAILED|SKIPPED) +\] [0-9]+ test' "$L/${v}_$n.txt" | tr '\n' ' ')"
+    el "$v $n rc=$rc $(grep -E '^\[  (PASSED|FAILED|SKIPPED) +\] [0-9]+ test' "$L/${v}_$n.txt" | sort -u | tr '\n' ' ')"
     grep -E '^\[  FAILED  \]|Failure|rror' "$L/${v}_$n.txt" | head -8 | tee -a "$S"
     grep -E "bf16 N=|attention B=|autotuned" "$L/${v}_$n.txt" | tee -a "$S"
-  done
+  done <"/tmp/variants/$v/gpu_tests.txt"
 }
 for step in ${PLAN:?set PLAN}; do
   [ "$(left)" -lt 20 ] && { el "out of time before $step"; break; }
