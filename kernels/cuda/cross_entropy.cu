@@ -8,24 +8,28 @@
 //
 // Rows of whole aligned octets (Vp % 8 == 0, 16-byte aligned; GPT-2's and Llama's padded
 // vocabularies) take the octet kernel instead (CrossEntropyOctetKernel: max, then sum, then
-// gradient; thread t owns octets t, t + 512, ... in every pass, and a row that fits in shared
-// memory is kept there from its first reading, so the logits cross DRAM once each way). Float and
-// bf16 rows take the same octets in the same order, so CrossEntropyBf16 is CrossEntropy on the
-// widened logits, bitwise. Other rows: the strided kernel, in quads where Vp % 4 == 0.
+// gradient, 1024 threads a row; thread t owns octets t, t + 1024, ... in every pass). Where two
+// rows fit in a block's shared memory and give every thread an octet (bf16 rows of 8K to about
+// 56K columns on sm_90), one block per SM works through every SM-count-th row with the next row
+// loading (cp.async) while it works on this one; else where one row fits, a block per row keeps
+// it there; so the logits cross DRAM once each way. Float and bf16 rows take the same octets in the
+// same order, so CrossEntropyBf16 is CrossEntropy on the widened logits, bitwise. Other rows: the
+// strided kernel, in quads where Vp % 4 == 0.
 #include <cuda_bf16.h>
 
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/cuda/grid_stride.cuh"
 #include "kernels/cuda/launchers.h"
+#include "kernels/cuda/ptx.cuh"
 #include "kernels/cuda/store_as.cuh"
 
 namespace spillway::kernels::cuda {
 namespace {
 
 constexpr int kThreads = 512;
-constexpr int kWarps = kThreads / 32;
 constexpr int kMaxBlocks = 1 << 20;
 
 __device__ __forceinline__ void OnlineAdd(float v, float& m, double& s) {
@@ -48,9 +52,11 @@ __device__ __forceinline__ float Grad(float v, int i, int V, int target, float m
 // The block's max of the threads' maxima m and its sum of their sums s (each of exp(x - m))
 // rescaled to that max: warp shuffles, then the warps in order through shared memory, so the
 // result does not depend on timing; every thread gets both. The caller syncs before the next use.
+template <int kBlockThreads>
 __device__ __forceinline__ void BlockMaxAndSum(float m, double s, float& max, double& sum) {
-  __shared__ float s_max[kWarps];
-  __shared__ double s_sum[kWarps];
+  constexpr int kBlockWarps = kBlockThreads / 32;
+  __shared__ float s_max[kBlockWarps];
+  __shared__ double s_sum[kBlockWarps];
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   float bm = m;
@@ -62,7 +68,7 @@ __device__ __forceinline__ void BlockMaxAndSum(float m, double s, float& max, do
   __syncthreads();
   max = s_max[0];
 #pragma unroll
-  for (int w = 1; w < kWarps; ++w) max = fmaxf(max, s_max[w]);
+  for (int w = 1; w < kBlockWarps; ++w) max = fmaxf(max, s_max[w]);
   double bs = s == 0.0 ? 0.0 : s * static_cast<double>(expf(m - max));
 #pragma unroll
   for (int offset = 16; offset > 0; offset /= 2) bs += __shfl_xor_sync(0xffffffffu, bs, offset);
@@ -70,7 +76,7 @@ __device__ __forceinline__ void BlockMaxAndSum(float m, double s, float& max, do
   __syncthreads();
   sum = s_sum[0];
 #pragma unroll
-  for (int w = 1; w < kWarps; ++w) sum += s_sum[w];
+  for (int w = 1; w < kBlockWarps; ++w) sum += s_sum[w];
 }
 
 template <typename T>
@@ -110,7 +116,7 @@ __global__ void __launch_bounds__(kThreads)
 
     float max;
     double sum;
-    BlockMaxAndSum(m, s, max, sum);
+    BlockMaxAndSum<kThreads>(m, s, max, sum);
 
     if (tid == 0) {
       losses[row] = static_cast<float>(log(sum) + static_cast<double>(max) -
@@ -177,28 +183,64 @@ __device__ __forceinline__ void Narrow(const float (&v)[8], Octet<__nv_bfloat16>
   for (int k = 0; k < 4; ++k) pairs[k] = __floats2bfloat162_rn(v[2 * k], v[2 * k + 1]);
 }
 
-constexpr int kOctetThreads = kThreads;  // BlockMaxAndSum's block
-constexpr int kOctetUnroll = 4;          // octets a thread loads before it adds them
+constexpr int kOctetThreads = 1024;
+constexpr int kOctetUnroll = 4;  // octets a thread loads before it adds them (pass 1)
 
-// The octets' three passes over a row: 1. the thread's max (with kStaged, keeping the octets it
-// loads in shared memory, dynamic, Vp * sizeof(T) bytes); 2. the thread's sum of exp(x - max), in
-// float; the block's max M and its sum S of the threads' sums rescaled to M, in double, in a fixed
-// order; 3. the gradient exp(x - M) / S * scale - scale at the target. Passes 2 and 3 read the
-// octets again from shared memory with kStaged (each thread only those it wrote), else from
-// memory. Exponentials are exp2 of x * log2(e) - max * log2(e).
-template <typename T, bool kStaged>
+// Stages row `row`'s octets that thread tid works on (tid, tid + kOctetThreads, ...) into `to`.
+template <typename T>
+__device__ __forceinline__ void StageOctets(Octet<T>* to, const Octet<T>* row, int G) {
+  constexpr int kChunks = sizeof(Octet<T>) / 16;
+  for (int g = threadIdx.x; g < G; g += kOctetThreads) {
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) {
+      CopyAsync16(reinterpret_cast<uint4*>(to + g) + c,
+                  reinterpret_cast<const uint4*>(row + g) + c);
+    }
+  }
+}
+
+// The octets' three passes over a row: 1. the thread's max; 2. the thread's sum of
+// exp(x - max), in float; the block's max M and its sum S of the threads' sums rescaled to M, in
+// double, in a fixed order; 3. the gradient exp(x - M) / S * scale - scale at the target.
+// Exponentials are 2^(x log2(e) - M log2(e)). Thread t owns octets t, t + kOctetThreads, ... in
+// every pass; only octets past V / 8 are checked against V. kBuffers rows of shared memory
+// (dynamic, Vp * sizeof(T) bytes each) stage the logits, so that they cross DRAM once each way:
+// 0, none (the passes read memory); 1, the row being worked on; 2, that row and the block's next
+// one, loaded (cp.async) while the block works on this one. A thread reads only the octets it
+// staged, so staging needs no barrier.
+template <typename T, int kBuffers>
 __global__ void __launch_bounds__(kOctetThreads)
     CrossEntropyOctetKernel(float* losses, T* logits, const int32_t* targets, int N, int V, int Vp,
                             float scale) {
   extern __shared__ uint4 staged_words[];
-  Octet<T>* staged = reinterpret_cast<Octet<T>*>(staged_words);
   __shared__ float s_target_logit;
   constexpr float kLog2e = 1.4426950408889634f;
   const int tid = threadIdx.x;
   const int G = Vp / 8;
-  for (int row = blockIdx.x; row < N; row += gridDim.x) {  // block-uniform loop
-    Octet<T>* x = reinterpret_cast<Octet<T>*>(logits + static_cast<size_t>(row) * Vp);
+  const int full = V / 8;  // octets wholly inside the first V columns
+  auto row_octets = [&](int row) {
+    return reinterpret_cast<Octet<T>*>(logits + static_cast<size_t>(row) * Vp);
+  };
+  auto buffer = [&](int i) {
+    return reinterpret_cast<Octet<T>*>(staged_words) + (kBuffers == 2 ? (i & 1) * G : 0);
+  };
+  if (kBuffers == 2 && blockIdx.x < N) {
+    StageOctets(buffer(0), row_octets(blockIdx.x), G);
+    CommitCopies();
+  }
+  int i = 0;                                                    // the block's rows so far
+  for (int row = blockIdx.x; row < N; row += gridDim.x, ++i) {  // block-uniform loop
+    Octet<T>* x = row_octets(row);
     const int target = targets[row];
+    if constexpr (kBuffers == 2) {
+      if (row + gridDim.x < N) StageOctets(buffer(i + 1), row_octets(row + gridDim.x), G);
+      CommitCopies();
+      WaitCopies<1>();  // this row's
+    } else if constexpr (kBuffers == 1) {
+      if (target >= 0) StageOctets(buffer(i), x, G);
+      CommitCopies();
+      WaitCopies<0>();
+    }
     if (target < 0) {
       if (tid == 0) losses[row] = 0.0f;
       if (scale != 0.0f) {
@@ -210,7 +252,7 @@ __global__ void __launch_bounds__(kOctetThreads)
       continue;
     }
     if (tid == 0) s_target_logit = LoadAs(logits + static_cast<size_t>(row) * Vp + target);
-    auto octet = [&](int g) { return kStaged ? staged[g] : x[g]; };
+    const Octet<T>* in = kBuffers > 0 ? buffer(i) : x;
 
     float m = -INFINITY;  // 1.
     for (int g0 = tid; g0 < G; g0 += kOctetThreads * kOctetUnroll) {
@@ -218,17 +260,16 @@ __global__ void __launch_bounds__(kOctetThreads)
 #pragma unroll
       for (int u = 0; u < kOctetUnroll; ++u) {
         const int g = g0 + u * kOctetThreads;
-        if (g < G) o[u] = x[g];
+        if (g < G) o[u] = in[g];
       }
 #pragma unroll
       for (int u = 0; u < kOctetUnroll; ++u) {
         const int g = g0 + u * kOctetThreads;
         if (g >= G) break;
-        if constexpr (kStaged) staged[g] = o[u];
         float v[8];
         Widen(o[u], v);
 #pragma unroll
-        for (int k = 0; k < 8; ++k) m = 8 * g + k < V ? fmaxf(m, v[k]) : m;
+        for (int k = 0; k < 8; ++k) m = g < full || 8 * g + k < V ? fmaxf(m, v[k]) : m;
       }
     }
     float s = 0.0f;  // 2.
@@ -236,15 +277,20 @@ __global__ void __launch_bounds__(kOctetThreads)
       const float m2 = m * kLog2e;
       for (int g = tid; g < G; g += kOctetThreads) {
         float v[8];
-        Widen(octet(g), v);
+        Widen(in[g], v);
+        if (g < full) {
 #pragma unroll
-        for (int k = 0; k < 8; ++k) s += 8 * g + k < V ? exp2f(fmaf(v[k], kLog2e, -m2)) : 0.0f;
+          for (int k = 0; k < 8; ++k) s += Exp2(fmaf(v[k], kLog2e, -m2));
+        } else {
+#pragma unroll
+          for (int k = 0; k < 8; ++k) s += 8 * g + k < V ? Exp2(fmaf(v[k], kLog2e, -m2)) : 0.0f;
+        }
       }
     }
 
     float max;
     double sum;
-    BlockMaxAndSum(m, static_cast<double>(s), max, sum);
+    BlockMaxAndSum<kOctetThreads>(m, static_cast<double>(s), max, sum);
 
     if (tid == 0) {
       losses[row] = static_cast<float>(log(sum) + static_cast<double>(max) -
@@ -256,13 +302,19 @@ __global__ void __launch_bounds__(kOctetThreads)
       const float max2 = max * kLog2e;
       for (int g = tid; g < G; g += kOctetThreads) {
         float v[8];
-        Widen(octet(g), v);
+        Widen(in[g], v);
+        if (g < full) {
 #pragma unroll
-        for (int k = 0; k < 8; ++k) {
-          const int i = 8 * g + k;
-          float grad = i < V ? exp2f(fmaf(v[k], kLog2e, -max2)) * factor : 0.0f;
-          if (i == target) grad -= scale;
-          v[k] = grad;
+          for (int k = 0; k < 8; ++k) v[k] = Exp2(fmaf(v[k], kLog2e, -max2)) * factor;
+        } else {
+#pragma unroll
+          for (int k = 0; k < 8; ++k) {
+            v[k] = 8 * g + k < V ? Exp2(fmaf(v[k], kLog2e, -max2)) * factor : 0.0f;
+          }
+        }
+        if (g == target / 8) {
+#pragma unroll
+          for (int k = 0; k < 8; ++k) v[k] -= 8 * g + k == target ? scale : 0.0f;
         }
         Octet<T> out;
         Narrow(v, out);
@@ -273,16 +325,34 @@ __global__ void __launch_bounds__(kOctetThreads)
   }
 }
 
-// The shared memory one block may opt into on the current device.
+// The shared memory one block may opt into on the current device, queried once per process.
 int MaxSharedMemoryPerBlock() {
-  int device = 0, bytes = 0;
-  if (cudaGetDevice(&device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) !=
-          cudaSuccess) {
-    (void)cudaGetLastError();  // a failed query only means the unstaged kernel
-    return 0;
-  }
+  static const int bytes = [] {
+    int device = 0, b = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&b, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) !=
+            cudaSuccess) {
+      (void)cudaGetLastError();  // a failed query only means the unstaged kernel
+      return 0;
+    }
+    return b;
+  }();
   return bytes;
+}
+
+template <typename T, int kBuffers>
+cudaError_t LaunchOctets(float* losses, T* logits, const int32_t* targets, int N, int V, int Vp,
+                         float dlogits_scale, int blocks, cudaStream_t stream) {
+  auto* kernel = CrossEntropyOctetKernel<T, kBuffers>;
+  const int bytes = kBuffers * Vp * static_cast<int>(sizeof(T));
+  if (bytes > 0) {
+    const cudaError_t set =
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+    if (set != cudaSuccess) return set;
+  }
+  kernel<<<blocks, kOctetThreads, bytes, stream>>>(losses, logits, targets, N, V, Vp,
+                                                   dlogits_scale);
+  return cudaGetLastError();
 }
 
 template <typename T>
@@ -290,22 +360,21 @@ cudaError_t Launch(float* losses, T* logits, const int32_t* targets, int N, int 
                    float dlogits_scale, cudaStream_t stream) {
   if (N <= 0) return cudaSuccess;
   const int blocks = N < kMaxBlocks ? N : kMaxBlocks;
-  if (Vp % 8 == 0 && reinterpret_cast<uintptr_t>(logits) % 16 == 0) {
-    static const int max_shared = MaxSharedMemoryPerBlock();
-    constexpr int kStaticShared = 1024;  // the kernel's own arrays, rounded up
+  if (Vp % 8 == 0 && Aligned16(logits)) {
+    constexpr size_t kStaticShared = 1024;  // the kernel's own arrays, rounded up
     const size_t row_bytes = static_cast<size_t>(Vp) * sizeof(T);
-    if (row_bytes + kStaticShared <= static_cast<size_t>(max_shared)) {
-      auto* kernel = CrossEntropyOctetKernel<T, true>;
-      const cudaError_t set = cudaFuncSetAttribute(
-          kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(row_bytes));
-      if (set != cudaSuccess) return set;
-      kernel<<<blocks, kOctetThreads, row_bytes, stream>>>(losses, logits, targets, N, V, Vp,
-                                                           dlogits_scale);
-    } else {
-      CrossEntropyOctetKernel<T, false>
-          <<<blocks, kOctetThreads, 0, stream>>>(losses, logits, targets, N, V, Vp, dlogits_scale);
+    const size_t max_shared = static_cast<size_t>(MaxSharedMemoryPerBlock());
+    // Double-buffered: one block per SM, each taking every SM-count-th row; for rows with an
+    // octet for every thread (shorter ones leave most of a block idle: a block per row instead).
+    const int sms = MultiprocessorCount();
+    if (sms > 0 && Vp / 8 >= kOctetThreads && 2 * row_bytes + kStaticShared <= max_shared) {
+      return LaunchOctets<T, 2>(losses, logits, targets, N, V, Vp, dlogits_scale, N < sms ? N : sms,
+                                stream);
     }
-    return cudaGetLastError();
+    if (row_bytes + kStaticShared <= max_shared) {
+      return LaunchOctets<T, 1>(losses, logits, targets, N, V, Vp, dlogits_scale, blocks, stream);
+    }
+    return LaunchOctets<T, 0>(losses, logits, targets, N, V, Vp, dlogits_scale, blocks, stream);
   }
   const bool vec = Vp % 4 == 0 && reinterpret_cast<uintptr_t>(logits) % (4 * sizeof(T)) == 0;
   CrossEntropyKernel<<<blocks, kThreads, 0, stream>>>(losses, logits, targets, N, V, Vp,

@@ -321,7 +321,8 @@ struct CrossEntropyShape {
 TEST_F(CudaOpsTest, CrossEntropy) {
   for (const CrossEntropyShape s :
        {CrossEntropyShape{7, 10, 16}, CrossEntropyShape{9, 13, 13}, CrossEntropyShape{5, 1, 3},
-        CrossEntropyShape{33, 1000, 1001}, CrossEntropyShape{4 * 256, 50257, 50304}}) {
+        CrossEntropyShape{33, 1000, 1001}, CrossEntropyShape{4 * 256, 50257, 50304},
+        CrossEntropyShape{37, 60001, 60008}}) {
     SCOPED_TRACE(::testing::Message() << "N=" << s.N << " V=" << s.V << " Vp=" << s.Vp);
     const size_t size = static_cast<size_t>(s.N) * s.Vp;
     auto logits = RandomFloats(size, 40, 3.0f);
@@ -377,10 +378,12 @@ TEST_F(CudaOpsTest, CrossEntropy) {
 }
 
 // CrossEntropyBf16 is CrossEntropy on the widened logits on the same GPU: the losses bitwise, the
-// gradient that one rounded to bf16, bitwise, on the quad and the scalar paths (Vp % 4 != 0).
+// gradient that one rounded to bf16, bitwise, on the scalar path (Vp % 4 != 0) and the octet
+// kernel's (bf16 / fp32 rows staged two / one at a time at 50304 columns, one / none at 60008).
 TEST_F(CudaOpsTest, CrossEntropyOnBf16LogitsIsCrossEntropyOnTheWidenedLogits) {
   for (const CrossEntropyShape s :
-       {CrossEntropyShape{33, 1000, 1001}, CrossEntropyShape{4 * 256, 50257, 50304}}) {
+       {CrossEntropyShape{33, 1000, 1001}, CrossEntropyShape{4 * 256, 50257, 50304},
+        CrossEntropyShape{37, 60001, 60008}}) {
     SCOPED_TRACE(::testing::Message() << "N=" << s.N << " V=" << s.V << " Vp=" << s.Vp);
     const auto bits = Bf16Bits(RandomFloats(static_cast<size_t>(s.N) * s.Vp, 42, 3.0f));
     auto targets = RandomInts(s.N, s.V, 43);
