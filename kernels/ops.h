@@ -19,6 +19,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -360,11 +361,10 @@ class Ops {
   // *acc += sum of x[i]^2, the sum taken in double in a fixed order. acc is one double in the
   // backend's memory, so summing many tensors needs a single readback (CopyToHost) at the end.
   virtual void AddSumSquares(double* acc, const float* x, size_t n) = 0;
-  // AddSumSquares(acc, x + ranges[2k], ranges[2k+1] - ranges[2k]) for k = 0 .. parts-1 in order,
-  // bitwise, in few launches (the gradient norm over a Unit's tensors). ranges (2 * parts
-  // ascending offsets into x, begin and end of each part) is host memory read during the call.
-  virtual void AddSumSquaresParts(double* acc, const float* x, const size_t* ranges,
-                                  size_t parts) = 0;
+  // AddSumSquares(acc, part.data(), part.size()) for each of `parts` in order, bitwise, in few
+  // launches (the gradient norm over the Units' tensors). The parts are the backend's memory;
+  // the list is host memory read during the call.
+  virtual void AddSumSquaresParts(double* acc, std::span<const std::span<const float>> parts) = 0;
   // *acc += values[0], then += values[1], ... (n doubles, all in the backend's memory): sums
   // taken apart (AddSumSquares into zeroed doubles) added as AddSumSquares would have, bitwise.
   virtual void AddInOrder(double* acc, const double* values, size_t n) = 0;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <span>
 #include <vector>
 
 #include "core/status.h"
@@ -213,10 +214,17 @@ void AddGradSumSquares(Model& model, kernels::Ops& ops, double* sum_squares,
                        std::span<const int> units) {
   const std::vector<int> all = units.empty() ? AllUnits(model) : std::vector<int>();
   if (units.empty()) units = all;
-  std::vector<size_t> ranges;
+  // Each tensor part summed on its own (as the offloaded Units' parts), all in one call up to
+  // the next offloaded Unit, whose sums are added in their place.
+  std::vector<std::span<const float>> parts;
+  const auto flush = [&] {
+    ops.AddSumSquaresParts(sum_squares, parts);
+    parts.clear();
+  };
   for (int u : units) {
     UnitState& unit = model.unit(u);
     if (unit.params_offloaded) {  // the backend took the sums before the shard went down
+      flush();
       const std::span<const double> sums = model.residency()->grad_sum_squares(u);
       ops.AddInOrder(sum_squares, sums.data(), sums.size());
       continue;
@@ -224,14 +232,12 @@ void AddGradSumSquares(Model& model, kernels::Ops& ops, double* sum_squares,
     // Whole gradients are the same on every rank; shards are added up over ranks later.
     const size_t lo = unit.grads_sharded() ? unit.update_begin() : 0;
     const size_t hi = unit.grads_sharded() ? unit.update_end() : unit.numel();
-    // One call per Unit, each tensor part summed on its own (as the offloaded Units' parts).
-    ranges.clear();
+    const float* grads = unit.grads.as<float>();
     ForEachTensorPart(unit, lo, hi, [&](const TensorSpec& t, size_t begin, size_t end) {
-      ranges.push_back(unit.grad_index(begin));
-      ranges.push_back(unit.grad_index(begin) + (end - begin));
+      parts.emplace_back(grads + unit.grad_index(begin), end - begin);
     });
-    ops.AddSumSquaresParts(sum_squares, unit.grads.as<float>(), ranges.data(), ranges.size() / 2);
   }
+  flush();
 }
 
 absl::StatusOr<double> GradSumSquares(Model& model, kernels::Ops& ops, std::span<const int> units) {

@@ -240,11 +240,8 @@ class CpuOps final : public Ops {
     cpu::SumSquares(&sum, x, n);
     *acc += sum;
   }
-  void AddSumSquaresParts(double* acc, const float* x, const size_t* ranges,
-                          size_t parts) override {
-    for (size_t k = 0; k < parts; ++k) {
-      AddSumSquares(acc, x + ranges[2 * k], ranges[2 * k + 1] - ranges[2 * k]);
-    }
+  void AddSumSquaresParts(double* acc, std::span<const std::span<const float>> parts) override {
+    for (const std::span<const float> part : parts) AddSumSquares(acc, part.data(), part.size());
   }
   void AddInOrder(double* acc, const double* values, size_t n) override {
     for (size_t i = 0; i < n; ++i) *acc += values[i];

@@ -370,15 +370,17 @@ class CudaOps final : public Ops {
     if (scratch == nullptr) return;
     Record(cuda::LaunchAddSumSquares(acc, x, n, scratch, stream_), "AddSumSquares");
   }
-  void AddSumSquaresParts(double* acc, const float* x, const size_t* ranges,
-                          size_t parts) override {
-    for (size_t first = 0; first < parts; first += cuda::kSumPartsMax) {
-      const size_t count = std::min(parts - first, cuda::kSumPartsMax);
-      const size_t doubles = cuda::SumSquaresPartsScratchDoubles(ranges + 2 * first, count);
+  void AddSumSquaresParts(double* acc, std::span<const std::span<const float>> parts) override {
+    std::vector<cuda::SumPart> list;
+    list.reserve(parts.size());
+    for (const std::span<const float> part : parts) list.push_back({part.data(), part.size()});
+    for (size_t first = 0; first < list.size(); first += cuda::kSumPartsMax) {
+      const size_t count = std::min(list.size() - first, cuda::kSumPartsMax);
+      const size_t doubles = cuda::SumSquaresPartsScratchDoubles(list.data() + first, count);
       if (doubles == 0) continue;
       double* scratch = Scratch<double>(sum_scratch_, doubles);
       if (scratch == nullptr) return;
-      Record(cuda::LaunchAddSumSquaresParts(acc, x, ranges + 2 * first, count, scratch, stream_),
+      Record(cuda::LaunchAddSumSquaresParts(acc, list.data() + first, count, scratch, stream_),
              "AddSumSquaresParts");
     }
   }

@@ -155,13 +155,18 @@ cudaError_t LaunchAddSumSquares(double* out, const float* x, size_t n, double* s
                                 cudaStream_t stream);
 cudaError_t LaunchAddMean(double* out, const float* x, size_t n, size_t divisor, double* scratch,
                           cudaStream_t stream);
-// LaunchAddSumSquares over `parts` (at most kSumPartsMax) parts of x, in order: part k is
-// [ranges[2k], ranges[2k+1]) (host memory, passed by value to the kernels). Two launches; needs
-// SumSquaresPartsScratchDoubles(ranges, parts) doubles of scratch.
-inline constexpr size_t kSumPartsMax = 32;
-size_t SumSquaresPartsScratchDoubles(const size_t* ranges, size_t parts);
-cudaError_t LaunchAddSumSquaresParts(double* out, const float* x, const size_t* ranges,
-                                     size_t parts, double* scratch, cudaStream_t stream);
+// LaunchAddSumSquares over `count` (at most kSumPartsMax) parts, in order: part k is the
+// parts[k].n floats at parts[k].x (device memory; the list is host memory, passed by value to
+// the kernels). Two launches; needs SumSquaresPartsScratchDoubles(parts, count) doubles of
+// scratch.
+struct SumPart {
+  const float* x;
+  size_t n;
+};
+inline constexpr size_t kSumPartsMax = 160;
+size_t SumSquaresPartsScratchDoubles(const SumPart* parts, size_t count);
+cudaError_t LaunchAddSumSquaresParts(double* out, const SumPart* parts, size_t count,
+                                     double* scratch, cudaStream_t stream);
 // *out += values[0], += values[1], ... in order (one thread: n is a count of tensors, not values).
 cudaError_t LaunchAddInOrder(double* out, const double* values, size_t n, cudaStream_t stream);
 

@@ -5,8 +5,9 @@
 // 16-byte aligned, scalar loads otherwise, the same adds either way); each block adds its
 // threads by a fixed shuffle/shared-memory tree into scratch[block]. Stage 2: one block adds
 // the G partials the same way and adds the result (for AddMean: float(sum / divisor)) to *out.
-// LaunchAddSumSquaresParts runs stage 1 of several parts in one grid (each part's blocks as its
-// own launch would have them) and stage 2 of all parts, in order, in one block.
+// LaunchAddSumSquaresParts runs stage 1 of several parts (anywhere in memory) in one grid (each
+// part's blocks as its own launch would have them) and stage 2 of all parts in one block, their
+// sums added in part order.
 // No atomics: bitwise reproducible.
 #include <cstddef>
 #include <cstdint>
@@ -97,33 +98,67 @@ __global__ void __launch_bounds__(kThreads)
 struct PartTable {
   int parts;
   unsigned first_block[kSumPartsMax + 1];
-  size_t begin[kSumPartsMax];
+  const float* x[kSumPartsMax];
   size_t n[kSumPartsMax];
 };
 
 __global__ void __launch_bounds__(kThreads)
-    SumSquaresPartsPartialKernel(double* partial, const float* x, PartTable t) {
-  int k = 0;
-  while (blockIdx.x >= t.first_block[k + 1]) ++k;
-  const float* xk = x + t.begin[k];
-  const bool vec = reinterpret_cast<uintptr_t>(xk) % 16 == 0;
-  const double sum = PartialSum<true>(xk, t.n[k], vec, blockIdx.x - t.first_block[k],
-                                      t.first_block[k + 1] - t.first_block[k]);
+    SumSquaresPartsPartialKernel(double* partial, PartTable t) {
+  int lo = 0, hi = t.parts - 1;  // the part whose blocks hold blockIdx.x
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) / 2;
+    if (t.first_block[mid] <= blockIdx.x) {
+      lo = mid;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  const float* x = t.x[lo];
+  const bool vec = reinterpret_cast<uintptr_t>(x) % 16 == 0;
+  const double sum = PartialSum<true>(x, t.n[lo], vec, blockIdx.x - t.first_block[lo],
+                                      t.first_block[lo + 1] - t.first_block[lo]);
   if (threadIdx.x == 0) partial[blockIdx.x] = sum;
 }
 
-// One block: *out += each part's stage-2 sum, in part order, as SumFinalKernel would one by one.
-__global__ void __launch_bounds__(kThreads)
+// Stage 2 of every part in one block, a warp per part: lane l loads at once the partials that
+// threads l, l + 32, ... of SumFinalKernel would add (kMaxBlocks of them at most), adds them into
+// one accumulator per emulated thread in SumFinalKernel's order, takes each accumulator through
+// BlockSum's shuffle tree and adds the results in warp order: each part's sum is FinalSum's bit
+// for bit. Thread 0 then adds the parts' sums to *out in part order.
+constexpr int kFinalThreads = 512;
+constexpr int kFinalLoads = static_cast<int>(kMaxBlocks / 32);
+
+__global__ void __launch_bounds__(kFinalThreads)
     SumSquaresPartsFinalKernel(double* out, const double* partial, PartTable t) {
-  double total = 0.0;
-  if (threadIdx.x == 0) total = *out;
-  for (int k = 0; k < t.parts; ++k) {
-    const double sum = FinalSum(partial + t.first_block[k],
-                                static_cast<int>(t.first_block[k + 1] - t.first_block[k]));
-    if (threadIdx.x == 0) total += sum;
-    __syncthreads();  // BlockSum's shared memory is reused by the next part
+  __shared__ double s_part[kSumPartsMax];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  for (int k = warp; k < t.parts; k += kFinalThreads / 32) {
+    const double* p = partial + t.first_block[k];
+    const int blocks = static_cast<int>(t.first_block[k + 1] - t.first_block[k]);
+    double v[kFinalLoads];
+#pragma unroll
+    for (int i = 0; i < kFinalLoads; ++i) v[i] = lane + 32 * i < blocks ? p[lane + 32 * i] : 0.0;
+    double sum = 0.0;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      double acc = 0.0;
+#pragma unroll
+      for (int i = w; i < kFinalLoads; i += kWarps) {
+        if (lane + 32 * i < blocks) acc += v[i];
+      }
+#pragma unroll
+      for (int offset = 16; offset > 0; offset /= 2) {
+        acc += __shfl_xor_sync(0xffffffffu, acc, offset);
+      }
+      sum = w == 0 ? acc : sum + acc;
+    }
+    if (lane == 0) s_part[k] = sum;
   }
-  if (threadIdx.x == 0) *out = total;
+  __syncthreads();
+  if (threadIdx.x != 0) return;
+  double total = *out;
+  for (int k = 0; k < t.parts; ++k) total += s_part[k];
+  *out = total;
 }
 
 template <bool kSquare>
@@ -151,29 +186,27 @@ cudaError_t LaunchAddSumSquares(double* out, const float* x, size_t n, double* s
   return LaunchSum<true>(out, x, n, 0, scratch, stream);
 }
 
-size_t SumSquaresPartsScratchDoubles(const size_t* ranges, size_t parts) {
+size_t SumSquaresPartsScratchDoubles(const SumPart* parts, size_t count) {
   size_t doubles = 0;
-  for (size_t k = 0; k < parts; ++k)
-    doubles += SumSquaresScratchDoubles(ranges[2 * k + 1] - ranges[2 * k]);
+  for (size_t k = 0; k < count; ++k) doubles += SumSquaresScratchDoubles(parts[k].n);
   return doubles;
 }
 
-cudaError_t LaunchAddSumSquaresParts(double* out, const float* x, const size_t* ranges,
-                                     size_t parts, double* scratch, cudaStream_t stream) {
+cudaError_t LaunchAddSumSquaresParts(double* out, const SumPart* parts, size_t count,
+                                     double* scratch, cudaStream_t stream) {
   PartTable t{};
   t.first_block[0] = 0;
-  for (size_t k = 0; k < parts; ++k) {
-    const size_t n = ranges[2 * k + 1] - ranges[2 * k];
-    if (n == 0) continue;  // adds nothing, as LaunchAddSumSquares
-    t.begin[t.parts] = ranges[2 * k];
-    t.n[t.parts] = n;
+  for (size_t k = 0; k < count; ++k) {
+    if (parts[k].n == 0) continue;  // adds nothing, as LaunchAddSumSquares
+    t.x[t.parts] = parts[k].x;
+    t.n[t.parts] = parts[k].n;
     t.first_block[t.parts + 1] =
-        t.first_block[t.parts] + static_cast<unsigned>(SumSquaresScratchDoubles(n));
+        t.first_block[t.parts] + static_cast<unsigned>(SumSquaresScratchDoubles(parts[k].n));
     ++t.parts;
   }
   if (t.parts == 0) return cudaSuccess;
-  SumSquaresPartsPartialKernel<<<t.first_block[t.parts], kThreads, 0, stream>>>(scratch, x, t);
-  SumSquaresPartsFinalKernel<<<1, kThreads, 0, stream>>>(out, scratch, t);
+  SumSquaresPartsPartialKernel<<<t.first_block[t.parts], kThreads, 0, stream>>>(scratch, t);
+  SumSquaresPartsFinalKernel<<<1, kFinalThreads, 0, stream>>>(out, scratch, t);
   return cudaGetLastError();
 }
 

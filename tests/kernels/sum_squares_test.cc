@@ -2,6 +2,7 @@
 #include <cmath>
 #include <cstring>
 #include <iterator>
+#include <span>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -48,10 +49,12 @@ TEST(SumSquaresTest, PartsAddAsOneCallPerPart) {
   const auto x = RandomFloats(5000, 9);
   const std::vector<size_t> ranges = {0, 10, 16, 16, 17, 3000, 3001, 5000};
   double want = 0.5, got = 0.5;
+  std::vector<std::span<const float>> parts;
   for (size_t k = 0; k < ranges.size(); k += 2) {
     Cpu().AddSumSquares(&want, x.data() + ranges[k], ranges[k + 1] - ranges[k]);
+    parts.emplace_back(x.data() + ranges[k], ranges[k + 1] - ranges[k]);
   }
-  Cpu().AddSumSquaresParts(&got, x.data(), ranges.data(), ranges.size() / 2);
+  Cpu().AddSumSquaresParts(&got, parts);
   EXPECT_EQ(std::memcmp(&got, &want, sizeof(double)), 0) << got << " vs " << want;
 }
 

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -432,12 +433,12 @@ TEST_F(CudaOpsTest, SumSquares) {
 }
 
 // AddSumSquaresParts is AddSumSquares once per part, bitwise: over more parts than one launch
-// takes (kSumPartsMax), with empty parts, gaps, unaligned starts and a part of more blocks than
-// the grid cap.
+// takes (kSumPartsMax), in two allocations, with empty parts, gaps, unaligned starts and a part
+// of more blocks than the grid cap.
 TEST_F(CudaOpsTest, SumSquaresPartsEqualOneCallPerPart) {
   std::vector<size_t> ranges;
   size_t at = 0;
-  for (size_t k = 0; k < 70; ++k) {
+  for (size_t k = 0; k < 170; ++k) {
     const size_t n = k % 7 == 3 ? 0 : (k * 7919) % 20000 + 1;
     ranges.push_back(at);
     ranges.push_back(at + n);
@@ -446,12 +447,17 @@ TEST_F(CudaOpsTest, SumSquaresPartsEqualOneCallPerPart) {
   ranges.push_back(at);
   ranges.push_back(at + 5000011);
   at += 5000011;
-  DeviceArray<float> x(RandomFloats(at, 52, 2.0f));
+  DeviceArray<float> x(RandomFloats(at, 52, 2.0f)), y(RandomFloats(3001, 53));
   DeviceArray<double> want(std::vector<double>{0.25}), got(std::vector<double>{0.25});
+  std::vector<std::span<const float>> parts;
   for (size_t k = 0; k < ranges.size(); k += 2) {
-    cuda().AddSumSquares(want.get(), x.get() + ranges[k], ranges[k + 1] - ranges[k]);
+    parts.emplace_back(x.get() + ranges[k], ranges[k + 1] - ranges[k]);
+    if (k % 40 == 20) parts.emplace_back(y.get() + k % 3, 3001 - k % 3);
   }
-  cuda().AddSumSquaresParts(got.get(), x.get(), ranges.data(), ranges.size() / 2);
+  for (const std::span<const float> part : parts) {
+    cuda().AddSumSquares(want.get(), part.data(), part.size());
+  }
+  cuda().AddSumSquaresParts(got.get(), parts);
   ASSERT_TRUE(cuda().Synchronize().ok());
   const double w = want.Download()[0], g = got.Download()[0];
   EXPECT_TRUE(BitwiseEqualDoubles(g, w)) << g << " vs " << w;
