@@ -147,7 +147,8 @@ __global__ void __launch_bounds__(kRowThreads)
 }
 
 // The dinp part, a block per row: thread t holds quads t, t + 128, ... (V of each of inp, dout,
-// weight and dinp, all loaded before the row sums, so that a row's loads are in flight together);
+// weight and dinp, all loaded before the row sums, so that a row's loads are in flight together,
+// and the next row's loaded before this row's sums);
 // the sums add the warps' shuffle sums in warp order through shared memory. Blocks take rows
 // blockIdx.x, + gridDim.x, ... With kParts each thread also sums dout * norm and dout of its
 // channels over its block's rows, in row order, and writes them to dweight_parts / dbias_parts
@@ -169,20 +170,44 @@ __global__ void __launch_bounds__(kRowThreads)
 #pragma unroll
     for (int i = 0; i < V; ++i) dw[i] = db[i] = ds[i] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
   }
-  for (size_t row = blockIdx.x; row < static_cast<size_t>(N); row += gridDim.x) {
+  // The block's next row is loaded while it works on this one.
+  float4 x_next[V], d_next[V], di_next[V];
+  float m_next = 0.0f, s_next = 0.0f;
+  const auto load = [&](size_t row) {
     const auto* x4 = reinterpret_cast<const float4*>(inp + row * C);
-    const DoutT* drow = dout + row * C;
+    const auto* di4 = reinterpret_cast<const float4*>(dinp + row * C);
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+      const int q = threadIdx.x + kRowThreads * i;
+      if (q < C4) {
+        x_next[i] = x4[q];
+        d_next[i] = LoadQuadAs(dout + row * C, q);
+        di_next[i] = di4[q];
+      }
+    }
+    m_next = mean[row];
+    s_next = rstd[row];
+  };
+  if (blockIdx.x < static_cast<unsigned>(N)) load(blockIdx.x);
+  for (size_t row = blockIdx.x; row < static_cast<size_t>(N); row += gridDim.x) {
     auto* di4 = reinterpret_cast<float4*>(dinp + row * C);
-    const float m = mean[row];
-    const float s = rstd[row];
+    const float m = m_next;
+    const float s = s_next;
     float4 nv[V], gv[V], di[V];  // norm, dnorm = dout * weight, and dinp
+    float4 dv[V];
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+      nv[i] = x_next[i];
+      dv[i] = d_next[i];
+      di[i] = di_next[i];
+    }
+    if (row + gridDim.x < static_cast<size_t>(N)) load(row + gridDim.x);
     float dnorm_sum = 0.0f, dnorm_norm_sum = 0.0f;
 #pragma unroll
     for (int i = 0; i < V; ++i) {
       const int q = threadIdx.x + kRowThreads * i;
       if (q < C4) {
-        const float4 x = x4[q], d = LoadQuadAs(drow, q), w = __ldg(w4 + q);
-        di[i] = di4[q];
+        const float4 x = nv[i], d = dv[i], w = __ldg(w4 + q);
         nv[i] = make_float4((x.x - m) * s, (x.y - m) * s, (x.z - m) * s, (x.w - m) * s);
         gv[i] = make_float4(d.x * w.x, d.y * w.y, d.z * w.z, d.w * w.w);
         dnorm_sum += (gv[i].x + gv[i].y) + (gv[i].z + gv[i].w);
@@ -363,9 +388,9 @@ __global__ void __launch_bounds__(kParamThreads)
 
 // dweight[c] += the sum over parts k = 0, 1, ... of parts[k * C + c], dbias[c] += that of
 // parts[(P + k) * C + c] (P = `parts`) and, with K = 3, dinp_sums[c] = that of
-// parts[(2P + k) * C + c]. A block owns 32 channels; part lane l adds parts l, l + 32, ... in
-// order, then a fixed shared-memory tree adds the lanes.
-constexpr int kFinishChannels = 32;
+// parts[(2P + k) * C + c]. A block owns 8 channels (GPT-2's 768: 96 blocks); part lane l adds
+// parts l, l + 32, ... in order, then a fixed shared-memory tree adds the lanes.
+constexpr int kFinishChannels = 8;
 constexpr int kFinishLanes = 32;
 template <int K>
 __global__ void __launch_bounds__(kFinishChannels* kFinishLanes)
@@ -377,6 +402,7 @@ __global__ void __launch_bounds__(kFinishChannels* kFinishLanes)
   const int c = blockIdx.x * kFinishChannels + ch;
   float v[K] = {};
   if (c < C) {
+#pragma unroll 4
     for (int k = lane; k < parts; k += kFinishLanes) {
 #pragma unroll
       for (int j = 0; j < K; ++j) v[j] += part_sums[(static_cast<size_t>(j) * parts + k) * C + c];
@@ -405,10 +431,12 @@ cudaError_t LaunchParamsFinish(float* dweight, float* dbias, float* dinp_sums,
 }
 
 // Blocks of the fused backward (the input gradient with the parts of the parameter sums, and
-// with kCopies those of dinp): as many as the GPU holds at once (so the parts' order depends on N,
-// C and the GPU model), at most N and as many as the scratch holds two (kCopies: three) (parts, C)
-// arrays of; 0 (not fused) below kMinParts.
+// with kCopies those of dinp): as many as the GPU holds at once up to kFusedBlocksPerSm an SM (so
+// the parts' order depends on N, C and the GPU model; each block has two rows in flight, so fewer
+// blocks keep the memory as busy and leave fewer parts to write and add), at most N and as many
+// as the scratch holds two (kCopies: three) (parts, C) arrays of; 0 (not fused) below kMinParts.
 constexpr int kFusedMinParts = 64;
+constexpr int kFusedBlocksPerSm = 8;
 template <int V, typename DoutT, bool kCopies>
 int FusedParts(int N, int C, size_t scratch_floats) {
   static const int resident = [] {
@@ -419,7 +447,7 @@ int FusedParts(int N, int C, size_t scratch_floats) {
       (void)cudaGetLastError();  // a failed query only means the unfused kernels
       return 0;
     }
-    return MultiprocessorCount() * per_sm;
+    return MultiprocessorCount() * std::min(per_sm, kFusedBlocksPerSm);
   }();
   const size_t by_scratch = scratch_floats / ((kCopies ? 3 : 2) * static_cast<size_t>(C));
   const int parts = static_cast<int>(
