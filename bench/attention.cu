@@ -98,12 +98,12 @@ bool Run(const Shape& s, Mode mode, int reps) {
       return k::LaunchGqaAttentionBackward(dqkv, dout, qkv, out, lse, s.B, s.T, s.NH, s.NH, s.HS,
                                            scratch, nullptr);
     }
-    return io16 ? k::LaunchTensorCoreAttentionBackward(nullptr, dqkv16, nullptr, dout16, nullptr,
-                                                       qkv16, nullptr, out16, lse, s.B, s.T, s.NH,
-                                                       s.NH, s.HS, false, scratch, nullptr)
-                : k::LaunchTensorCoreAttentionBackward(dqkv, nullptr, dout, nullptr, qkv, nullptr,
-                                                       out, nullptr, lse, s.B, s.T, s.NH, s.NH,
-                                                       s.HS, false, scratch, nullptr);
+    return io16 ? k::LaunchTensorCoreAttentionBackward(
+                      nullptr, dqkv16, nullptr, dout16, nullptr, qkv16, nullptr, out16, lse, s.B,
+                      s.T, s.NH, s.NH, s.HS, false, scratch, nullptr, nullptr, nullptr)
+                : k::LaunchTensorCoreAttentionBackward(
+                      dqkv, nullptr, dout, nullptr, qkv, nullptr, out, nullptr, lse, s.B, s.T, s.NH,
+                      s.NH, s.HS, false, scratch, nullptr, nullptr, nullptr);
   };
   cudaEvent_t start, mid, stop;
   cudaEventCreate(&start);

@@ -274,15 +274,18 @@ class Ops {
   // only the attention projection, a matmul, and the attention's backward read): the fp32 ops on
   // the widened qkv, their out rounded to bf16 and, in the backward, widened again; the backward
   // takes dout as bf16 (the attention projection's dinp) and its dqkv is rounded to bf16 too (only
-  // the QKV projection's backward reads it, through MatmulBackwardBf16Grad). At kBf16 with
+  // the QKV projection's backward reads it, through MatmulBackwardBf16Grad). Given dbias (3C, or
+  // null), the backward also adds that projection's bias gradient, the column sums of the rounded
+  // dqkv in fp32, which the projection's backward then need not (CUDA: as the kernels store dqkv;
+  // the CPU's bitwise MatmulBackwardBf16Grad's). At kBf16 with
   // head size 64 or 128 the CUDA kernels round qkv to bf16 anyway, so they read these as they are
   // and write out as bf16, without conversion passes. Elsewhere (and on the CPU) qkv and out are
   // widened to fp32 first (on CUDA into buffers grown beyond the plan).
   virtual void AttentionForwardBf16(uint16_t* out, float* lse, const uint16_t* qkv, int B, int T,
                                     int C, int NH) = 0;
-  virtual void AttentionBackwardBf16(uint16_t* dqkv, const uint16_t* dout, const uint16_t* qkv,
-                                     const uint16_t* out, const float* lse, int B, int T, int C,
-                                     int NH) = 0;
+  virtual void AttentionBackwardBf16(uint16_t* dqkv, float* dbias, const uint16_t* dout,
+                                     const uint16_t* qkv, const uint16_t* out, const float* lse,
+                                     int B, int T, int C, int NH) = 0;
 
   // Causal multi-head self-attention, softmax(q k^T / sqrt(hs)) v, computed flash-style:
   // no (T,T) matrix is kept. qkv (B,T,3C): q, k, v, each C wide, head h at columns

@@ -122,14 +122,16 @@ void Bf16Activations::AttentionForward(float* out, float* lse, const float* qkv,
   }
 }
 
-void Bf16Activations::AttentionBackward(float* dqkv, const float* dout, const float* qkv,
-                                        const float* out, const float* lse, int B, int T, int C,
-                                        int NH) const {
+float* Bf16Activations::AttentionBackward(float* dqkv, float* dqkv_bias, const float* dout,
+                                          const float* qkv, const float* out, const float* lse,
+                                          int B, int T, int C, int NH) const {
   if (bf16_) {
-    ops_.AttentionBackwardBf16(Bits(dqkv), Bits(dout), Bits(qkv), Bits(out), lse, B, T, C, NH);
-  } else {
-    ops_.AttentionBackward(dqkv, dout, qkv, out, lse, B, T, C, NH);
+    ops_.AttentionBackwardBf16(Bits(dqkv), dqkv_bias, Bits(dout), Bits(qkv), Bits(out), lse, B, T,
+                               C, NH);
+    return nullptr;
   }
+  ops_.AttentionBackward(dqkv, dout, qkv, out, lse, B, T, C, NH);
+  return dqkv_bias;
 }
 
 }  // namespace spillway

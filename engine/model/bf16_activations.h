@@ -87,8 +87,11 @@ class Bf16Activations {
                     float dlogits_scale) const;
   void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, int C,
                         int NH) const;
-  void AttentionBackward(float* dqkv, const float* dout, const float* qkv, const float* out,
-                         const float* lse, int B, int T, int C, int NH) const;
+  // With bf16 the backward also adds the QKV projection's bias gradient into dqkv_bias (may be
+  // null) and returns null; otherwise it returns dqkv_bias: the projection's backward adds what
+  // it returns.
+  float* AttentionBackward(float* dqkv, float* dqkv_bias, const float* dout, const float* qkv,
+                           const float* out, const float* lse, int B, int T, int C, int NH) const;
 
  private:
   kernels::Ops& ops_;

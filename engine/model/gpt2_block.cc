@@ -133,8 +133,9 @@ void BlockBackward(kernels::Ops& ops, const BlockShape& s, const BlockTensors& w
   // Attention: dres is now d res2 = d attproj, and flows on to `in` unchanged.
   act16.MatmulBackward(g.datty, dw.attproj_w, dw.attproj_b, dres, a.atty,
                        {w.attproj_w, w16.attproj_w}, N, C, C, dres_copies);
-  act16.AttentionBackward(g.dqkv, g.datty, a.qkv, a.atty, a.lse, s.B, s.T, C, s.NH);
-  act16.ProjectionBackward(g.dln, dw.qkv_w, dw.qkv_b, g.dqkv, a.ln1, {w.qkv_w, w16.qkv_w}, N, C,
+  float* qkv_b =
+      act16.AttentionBackward(g.dqkv, dw.qkv_b, g.datty, a.qkv, a.atty, a.lse, s.B, s.T, C, s.NH);
+  act16.ProjectionBackward(g.dln, dw.qkv_w, qkv_b, g.dqkv, a.ln1, {w.qkv_w, w16.qkv_w}, N, C,
                            3 * C);
   act16.LayerNormBackward(dres, dw.ln1_w, dw.ln1_b, g.dln, in, w.ln1_w, a.ln1_mean, a.ln1_rstd, N,
                           C, dres_copies);

@@ -160,15 +160,16 @@ class CpuOps final : public Ops {
     cpu::AttentionForward(out32.data(), lse, Unpacked(qkv, 3 * n), B, T, C, NH);
     cpu::PackBf16(out32.data(), out, n);
   }
-  void AttentionBackwardBf16(uint16_t* dqkv, const uint16_t* dout, const uint16_t* qkv,
-                             const uint16_t* out, const float* lse, int B, int T, int C,
-                             int NH) override {
+  void AttentionBackwardBf16(uint16_t* dqkv, float* dbias, const uint16_t* dout,
+                             const uint16_t* qkv, const uint16_t* out, const float* lse, int B,
+                             int T, int C, int NH) override {
     const size_t n = static_cast<size_t>(B) * T * C;
     std::vector<float>& dqkv32 = operand_scratch_[1];
     dqkv32.resize(3 * n);
     cpu::AttentionBackward(dqkv32.data(), WideDout(dout, n), Unpacked(qkv, 3 * n),
                            WidenInto(operand_scratch_[0], out, n), lse, B, T, C, NH);
     cpu::PackBf16(dqkv32.data(), dqkv, 3 * n);
+    if (dbias != nullptr) cpu::BiasGradient(dbias, WideDout(dqkv, 3 * n), B * T, 3 * C);
   }
 
   void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, int C,

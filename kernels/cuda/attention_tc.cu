@@ -317,6 +317,55 @@ __device__ __forceinline__ void StoreRows(O* dst, size_t stride, const float (&c
   }
 }
 
+// The bias gradient's share of a 16 x HS C-fragment block StoreRows writes (bf16 rounding of
+// `c` times `scale`, rows [t0, ...) below T): each thread adds its values of the rows below T, as
+// rounded, into sums[n][j] (column FragCol(n, j)).
+template <int HS>
+__device__ __forceinline__ void AddRoundedColumns(float (&sums)[HS / 8][2],
+                                                  const float (&c)[HS / 8][4], int t0, int T,
+                                                  float scale) {
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    if (t0 + FragRow(2 * half) >= T) continue;
+#pragma unroll
+    for (int n = 0; n < HS / 8; ++n) {
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        sums[n][j] += __bfloat162float(__float2bfloat16_rn(c[n][2 * half + j] * scale));
+      }
+    }
+  }
+}
+
+// The block's column sums: each thread's sums (AddRoundedColumns), then the 8 lanes that share
+// its columns (a fixed shuffle tree), then the warps in warp order through `smem` (kWarps * HS
+// floats, free for this use: the caller is past its last tile); part[d] = column d's sum.
+// Called by the whole block.
+template <int HS>
+__device__ __forceinline__ void StoreColumnSums(float* part, float (&sums)[HS / 8][2],
+                                                float* smem) {
+  __syncthreads();  // every warp is done with the tiles smem held
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+#pragma unroll
+  for (int n = 0; n < HS / 8; ++n) {
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      float v = sums[n][j];
+      v += __shfl_xor_sync(kFullMask, v, 4);
+      v += __shfl_xor_sync(kFullMask, v, 8);
+      v += __shfl_xor_sync(kFullMask, v, 16);
+      if (lane < 4) smem[warp * HS + FragCol(n, j)] = v;
+    }
+  }
+  __syncthreads();
+  for (int d = threadIdx.x; d < HS; d += kThreads) {
+    float total = smem[d];
+#pragma unroll
+    for (int w = 1; w < kWarps; ++w) total += smem[w * HS + d];
+    part[d] = total;
+  }
+}
+
 template <int ROWS, int HS>
 constexpr size_t kTileBytes = static_cast<size_t>(ROWS) * kStride<HS> * 2;
 
@@ -472,7 +521,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HS, kRowTiles<HS>>)
                        const O* __restrict__ dout, const T16* __restrict__ dout16,
                        const T16* __restrict__ qkv, const O* __restrict__ out,
                        const float* __restrict__ lse, int T, int NH, int NKV, int tiles,
-                       float scale) {
+                       float scale, float* __restrict__ q_parts) {
   constexpr int S = kStride<HS>;
   constexpr int M = kRowTiles<HS>, R = kBlockRows<M>;
   extern __shared__ __align__(128) unsigned char smem[];
@@ -565,6 +614,13 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HS, kRowTiles<HS>>)
     StoreRows<HS>(dqkv + static_cast<size_t>(b) * T * geo.C3 + static_cast<size_t>(h) * HS, geo.C3,
                   dq[i], t0 + wrow + 16 * i, T, scale, scale);
   }
+  if (q_parts != nullptr) {  // bf16 dqkv (the launcher's contract)
+    float sums[HS / 8][2] = {};
+#pragma unroll
+    for (int i = 0; i < M; ++i) AddRoundedColumns<HS>(sums, dq[i], t0 + wrow + 16 * i, T, scale);
+    StoreColumnSums<HS>(q_parts + (static_cast<size_t>(b) * tiles + tile) * C + h * HS, sums,
+                        reinterpret_cast<float*>(smem));
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -580,7 +636,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HS, 1>)
     TcBackwardDkvKernel(O* __restrict__ dqkv, const float* __restrict__ d_scratch,
                         const T16* __restrict__ dout16, const T16* __restrict__ qkv,
                         const float* __restrict__ lse, int T, int NH, int NKV, int tiles,
-                        float scale) {
+                        float scale, float* __restrict__ kv_parts) {
   constexpr int S = kStride<HS>;
   constexpr int QR = kDkvRows<HS>;
   extern __shared__ __align__(128) unsigned char smem[];
@@ -690,6 +746,16 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HS, 1>)
                 scale);
   StoreRows<HS>(rows + static_cast<size_t>(NH + NKV + g) * HS, geo0.C3, dv[0], s0 + wrow, T, 1.0f,
                 1.0f);
+  if (kv_parts != nullptr) {  // bf16 dqkv (the launcher's contract)
+    float* part = kv_parts + (static_cast<size_t>(b) * tiles + tile) * 2 * NKV * HS + g * HS;
+    float sums[HS / 8][2] = {};
+    AddRoundedColumns<HS>(sums, dk[0], s0 + wrow, T, scale);
+    StoreColumnSums<HS>(part, sums, reinterpret_cast<float*>(smem));
+#pragma unroll
+    for (int n = 0; n < HS / 8; ++n) sums[n][0] = sums[n][1] = 0.0f;
+    AddRoundedColumns<HS>(sums, dv[0], s0 + wrow, T, 1.0f);
+    StoreColumnSums<HS>(part + NKV * HS, sums, reinterpret_cast<float*>(smem));
+  }
 }
 
 template <typename Kernel>
@@ -770,10 +836,12 @@ cudaError_t Dout16(const T16** d16, const float* dout, const Scratch& sc, size_t
 }
 
 // O: the type of dout, out and dqkv (float, or bf16 for all three).
+// With dbias (bf16 dqkv only) the kernels write the column sums of their blocks' rows to
+// bias_parts (BiasParts), which two bias-gradient launches then add into dbias.
 template <typename T16, int HS, typename O>
 cudaError_t Backward(O* dqkv, const O* dout, const float* qkv, const uint16_t* qkv16_in,
                      const O* out, const float* lse, int B, int T, int NH, int NKV, void* scratch,
-                     cudaStream_t stream) {
+                     float* dbias, float* bias_parts, cudaStream_t stream) {
   const int tiles = QueryBlocks<HS>(T);
   const float scale = 1.0f / sqrtf(static_cast<float>(HS));
   const Scratch sc = Carve(scratch, B, T, NH, NKV, HS);
@@ -793,13 +861,23 @@ cudaError_t Backward(O* dqkv, const O* dout, const float* qkv, const uint16_t* q
   if (cudaError_t e = AllowSmem(TcBackwardDkvKernel<T16, HS, O>, kDkvSmem<HS>); e != cudaSuccess) {
     return e;
   }
-  TcBackwardDqKernel<T16, HS, O><<<tiles * B * NH, kThreads, kDqSmem<HS>, stream>>>(
-      dqkv, sc.d, dout, dout16, qkv16, out, lse, T, NH, NKV, tiles, scale);
-  if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
   const int key_tiles = (T + kTile - 1) / kTile;
+  float* q_parts = dbias != nullptr ? bias_parts : nullptr;
+  float* kv_parts =
+      dbias != nullptr ? bias_parts + static_cast<size_t>(B) * tiles * NH * HS : nullptr;
+  TcBackwardDqKernel<T16, HS, O><<<tiles * B * NH, kThreads, kDqSmem<HS>, stream>>>(
+      dqkv, sc.d, dout, dout16, qkv16, out, lse, T, NH, NKV, tiles, scale, q_parts);
+  if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
   TcBackwardDkvKernel<T16, HS, O><<<key_tiles * B * NKV, kThreads, kDkvSmem<HS>, stream>>>(
-      dqkv, sc.d, dout16, qkv16, lse, T, NH, NKV, key_tiles, scale);
-  return cudaGetLastError();
+      dqkv, sc.d, dout16, qkv16, lse, T, NH, NKV, key_tiles, scale, kv_parts);
+  if (cudaError_t e = cudaGetLastError(); e != cudaSuccess || dbias == nullptr) return e;
+  if (cudaError_t e =
+          LaunchBiasGradient(dbias, q_parts, B * tiles, NH * HS, nullptr, 0, nullptr, stream);
+      e != cudaSuccess) {
+    return e;
+  }
+  return LaunchBiasGradient(dbias + static_cast<size_t>(NH) * HS, kv_parts, B * key_tiles,
+                            2 * NKV * HS, nullptr, 0, nullptr, stream);
 }
 
 template <typename T16, typename O>
@@ -812,10 +890,11 @@ cudaError_t ForwardFor(int hs, O* out, float* lse, const float* qkv, const uint1
 template <typename T16, typename O>
 cudaError_t BackwardFor(int hs, O* dqkv, const O* dout, const float* qkv, const uint16_t* qkv16,
                         const O* out, const float* lse, int B, int T, int NH, int NKV,
-                        void* scratch, cudaStream_t stream) {
-  return hs == 64
-             ? Backward<T16, 64>(dqkv, dout, qkv, qkv16, out, lse, B, T, NH, NKV, scratch, stream)
-             : Backward<T16, 128>(dqkv, dout, qkv, qkv16, out, lse, B, T, NH, NKV, scratch, stream);
+                        void* scratch, float* dbias, float* bias_parts, cudaStream_t stream) {
+  return hs == 64 ? Backward<T16, 64>(dqkv, dout, qkv, qkv16, out, lse, B, T, NH, NKV, scratch,
+                                      dbias, bias_parts, stream)
+                  : Backward<T16, 128>(dqkv, dout, qkv, qkv16, out, lse, B, T, NH, NKV, scratch,
+                                       dbias, bias_parts, stream);
 }
 
 }  // namespace
@@ -850,17 +929,27 @@ cudaError_t LaunchTensorCoreAttentionForward(float* out, uint16_t* out16, float*
               : ForwardFor<__nv_bfloat16>(hs, out, lse, qkv, qkv16, B, T, NH, NKV, scratch, stream);
 }
 
+size_t TensorCoreAttentionBiasPartsFloats(int B, int T, int NH, int NKV, int hs) {
+  if (B <= 0 || T <= 0 || !TensorCoreAttentionSupported(hs)) return 0;
+  const int query_blocks = hs == 64 ? QueryBlocks<64>(T) : QueryBlocks<128>(T);
+  const int key_tiles = (T + kTile - 1) / kTile;
+  return static_cast<size_t>(B) * hs *
+         (static_cast<size_t>(query_blocks) * NH + static_cast<size_t>(key_tiles) * 2 * NKV);
+}
+
 cudaError_t LaunchTensorCoreAttentionBackward(float* dqkv, uint16_t* dqkv16, const float* dout,
                                               const uint16_t* dout16, const float* qkv,
                                               const uint16_t* qkv16, const float* out,
                                               const uint16_t* out16, const float* lse, int B, int T,
                                               int NH, int NKV, int hs, bool fp16, void* scratch,
+                                              float* dbias, float* bias_parts,
                                               cudaStream_t stream) {
   if (B <= 0 || T <= 0) return cudaSuccess;
   if (!TensorCoreAttentionSupported(hs) || (out16 != nullptr) == (out != nullptr) ||
       (dqkv16 != nullptr) != (out16 != nullptr) || (dqkv != nullptr) != (out != nullptr) ||
       (dout16 != nullptr) != (out16 != nullptr) || (dout != nullptr) != (out != nullptr) ||
-      (out16 != nullptr && fp16)) {
+      (out16 != nullptr && fp16) || (dbias != nullptr) != (bias_parts != nullptr) ||
+      (dbias != nullptr && dqkv16 == nullptr)) {
     return cudaErrorInvalidValue;
   }
   if (!Aligned16(dqkv != nullptr ? static_cast<void*>(dqkv) : dqkv16) ||
@@ -874,12 +963,12 @@ cudaError_t LaunchTensorCoreAttentionBackward(float* dqkv, uint16_t* dqkv16, con
     return BackwardFor<__nv_bfloat16>(hs, reinterpret_cast<__nv_bfloat16*>(dqkv16),
                                       reinterpret_cast<const __nv_bfloat16*>(dout16), qkv, qkv16,
                                       reinterpret_cast<const __nv_bfloat16*>(out16), lse, B, T, NH,
-                                      NKV, scratch, stream);
+                                      NKV, scratch, dbias, bias_parts, stream);
   }
   return fp16 ? BackwardFor<__half>(hs, dqkv, dout, qkv, qkv16, out, lse, B, T, NH, NKV, scratch,
-                                    stream)
+                                    nullptr, nullptr, stream)
               : BackwardFor<__nv_bfloat16>(hs, dqkv, dout, qkv, qkv16, out, lse, B, T, NH, NKV,
-                                           scratch, stream);
+                                           scratch, nullptr, nullptr, stream);
 }
 
 }  // namespace spillway::kernels::cuda

@@ -18,8 +18,10 @@ namespace spillway::kernels {
 namespace {
 
 constexpr size_t kGemmWorkspaceBytes = size_t{32} << 20;
-// LayerNorm backward's partial parameter sums (layernorm.cu): 64 row chunks of C = 2048.
-constexpr size_t kNormScratchFloats = size_t{1} << 22;  // 16 MiB: LayerNorm backward's parts
+// The partial sums of the LayerNorm backward's parameter gradients (layernorm.cu) and of the
+// bf16 attention backward's bias gradient (attention_tc.cu), then the bias gradient's arrival
+// counters: 16 MiB.
+constexpr size_t kPartialSumFloats = size_t{1} << 22;
 
 // Ops enqueue work on one non-blocking stream and never wait for it. The first failure of any call
 // is kept and reported by Synchronize(); after a failure later results are meaningless and the
@@ -44,9 +46,9 @@ class CudaOps final : public Ops {
       ops->peak_flops_ = 989e12;
     }
     SPW_ASSIGN_OR_RETURN(ops->gemm_, cuda::CublasLtMatmul::Create(kGemmWorkspaceBytes));
-    SPW_CUDA_CHECK(cudaMalloc(&ops->norm_scratch_, kNormScratchFloats * sizeof(float)));
-    // Zero: its tail holds the bias gradient's arrival counters (LaunchLayerNormBackwardBf16).
-    SPW_CUDA_CHECK(cudaMemset(ops->norm_scratch_, 0, kNormScratchFloats * sizeof(float)));
+    SPW_CUDA_CHECK(cudaMalloc(&ops->partial_sums_, kPartialSumFloats * sizeof(float)));
+    // Zero: its tail holds the bias gradient's arrival counters (LaunchBiasGradient).
+    SPW_CUDA_CHECK(cudaMemset(ops->partial_sums_, 0, kPartialSumFloats * sizeof(float)));
     return std::unique_ptr<Ops>(std::move(ops));
   }
 
@@ -62,7 +64,7 @@ class CudaOps final : public Ops {
       if (lane != nullptr) cudaStreamDestroy(lane);
     }
     gemm_.reset();
-    cudaFree(norm_scratch_);
+    cudaFree(partial_sums_);
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
   }
 
@@ -170,7 +172,7 @@ class CudaOps final : public Ops {
                          const float* inp, const float* weight, const float* mean,
                          const float* rstd, int N, int C) override {
     Record(cuda::LaunchLayerNormBackward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C,
-                                         norm_scratch_, kNormScratchFloats, stream_),
+                                         partial_sums_, kPartialSumFloats, stream_),
            "LayerNormBackward");
   }
   void LayerNormBackwardBf16(float* dinp, float* dweight, float* dbias, const uint16_t* dout,
@@ -178,8 +180,8 @@ class CudaOps final : public Ops {
                              const float* rstd, int N, int C, uint16_t* dinp16,
                              float* dinp_sums) override {
     Record(cuda::LaunchLayerNormBackwardBf16(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N,
-                                             C, norm_scratch_, kNormScratchFloats, dinp16,
-                                             dinp_sums, stream_),
+                                             C, partial_sums_, kPartialSumFloats, dinp16, dinp_sums,
+                                             stream_),
            "LayerNormBackwardBf16");
   }
   void RmsNormForward(float* out, float* rstd, const float* inp, const float* weight, float eps,
@@ -256,16 +258,22 @@ class CudaOps final : public Ops {
     AttentionForward(wide.out, lse, wide.qkv, B, T, C, NH);
     Record(cuda::LaunchToBf16(out, wide.out, n, stream_), "AttentionForwardBf16: round out");
   }
-  void AttentionBackwardBf16(uint16_t* dqkv, const uint16_t* dout, const uint16_t* qkv,
-                             const uint16_t* out, const float* lse, int B, int T, int C,
-                             int NH) override {
+  void AttentionBackwardBf16(uint16_t* dqkv, float* dbias, const uint16_t* dout,
+                             const uint16_t* qkv, const uint16_t* out, const float* lse, int B,
+                             int T, int C, int NH) override {
     if (NH > 0 && Bf16TensorCoreAttention(C / NH)) {
       void* scratch = TensorCoreScratch(B, T, NH, NH, C / NH, /*sixteen_bit_inputs=*/true);
       if (scratch == nullptr) return;
+      // The bias gradient in the kernels where its parts fit the partial-sum scratch.
+      const bool fused =
+          dbias != nullptr && cuda::TensorCoreAttentionBiasPartsFloats(B, T, NH, NH, C / NH) <=
+                                  kPartialSumFloats - cuda::kBiasGradientCounters;
       Record(cuda::LaunchTensorCoreAttentionBackward(nullptr, dqkv, nullptr, dout, nullptr, qkv,
                                                      nullptr, out, lse, B, T, NH, NH, C / NH, false,
-                                                     scratch, stream_),
+                                                     scratch, fused ? dbias : nullptr,
+                                                     fused ? partial_sums_ : nullptr, stream_),
              "AttentionBackwardBf16 (tensor cores)");
+      if (dbias != nullptr && !fused) QkvBiasGradient(dbias, dqkv, B * T, 3 * C);
       return;
     }
     const size_t n = static_cast<size_t>(B) * T * C;
@@ -277,6 +285,13 @@ class CudaOps final : public Ops {
     Record(cuda::LaunchBf16ToFloat(dout32, dout, n, stream_), "AttentionBackwardBf16: widen dout");
     AttentionBackward(dqkv32, dout32, wide.qkv, wide.out, lse, B, T, C, NH);
     Record(cuda::LaunchToBf16(dqkv, dqkv32, 3 * n, stream_), "AttentionBackwardBf16: round dqkv");
+    if (dbias != nullptr) QkvBiasGradient(dbias, dqkv, B * T, 3 * C);
+  }
+  // dbias (OC) += the column sums of the bf16 dqkv (N,OC): the QKV projection's bias gradient.
+  void QkvBiasGradient(float* dbias, const uint16_t* dqkv, int N, int OC) {
+    Record(
+        cuda::LaunchBiasGradientBf16(dbias, dqkv, N, OC, partial_sums_, kPartialSumFloats, stream_),
+        "AttentionBackwardBf16: bias gradient");
   }
   void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, int C,
                         int NH) override {
@@ -318,7 +333,7 @@ class CudaOps final : public Ops {
       if (scratch == nullptr) return;
       Record(cuda::LaunchTensorCoreAttentionBackward(
                  dqkv, nullptr, dout, nullptr, qkv, nullptr, out, nullptr, lse, B, T, NH, NKV, hs,
-                 precision_ == MatmulPrecision::kFp16, scratch, stream_),
+                 precision_ == MatmulPrecision::kFp16, scratch, nullptr, nullptr, stream_),
              "AttentionBackward (tensor cores)");
       return;
     }
@@ -548,7 +563,7 @@ class CudaOps final : public Ops {
   double peak_flops_ = 0.0;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<cuda::CublasLtMatmul> gemm_;
-  float* norm_scratch_ = nullptr;
+  float* partial_sums_ = nullptr;  // kPartialSumFloats, used by one op at a time
   cuda::DeviceScratch attention_scratch_;
   cuda::DeviceScratch sum_scratch_;
   cuda::DeviceScratch embedding_scratch_;  // the embedding backward's sort of positions by token

@@ -125,7 +125,9 @@ cudaError_t LaunchGqaAttentionBackward(float* dqkv, const float* dout, const flo
 // (then unused: may be null). The output is fp32 (out) or, at bf16 only, bf16 (out16, rounded to
 // nearest even; the backward then reads it as such): exactly one of them is given; the backward's
 // dout and dqkv likewise, fp32 (dout, dqkv) with out or bf16 (dout16 read as it is, dqkv16 rounded)
-// with out16.
+// with out16. With dqkv16, dbias ((NH+2*NKV)*hs, or null) += the column sums of dqkv16's values
+// (the QKV projection's bias gradient), which the kernels take as they store dqkv16: they need
+// bias_parts (device, given exactly with dbias) of TensorCoreAttentionBiasPartsFloats floats.
 bool TensorCoreAttentionSupported(int hs);
 size_t TensorCoreAttentionScratchBytes(int B, int T, int NH, int NKV, int hs,
                                        bool sixteen_bit_inputs);
@@ -133,12 +135,13 @@ cudaError_t LaunchTensorCoreAttentionForward(float* out, uint16_t* out16, float*
                                              const float* qkv, const uint16_t* qkv16, int B, int T,
                                              int NH, int NKV, int hs, bool fp16, void* scratch,
                                              cudaStream_t stream);
+size_t TensorCoreAttentionBiasPartsFloats(int B, int T, int NH, int NKV, int hs);
 cudaError_t LaunchTensorCoreAttentionBackward(float* dqkv, uint16_t* dqkv16, const float* dout,
                                               const uint16_t* dout16, const float* qkv,
                                               const uint16_t* qkv16, const float* out,
                                               const uint16_t* out16, const float* lse, int B, int T,
                                               int NH, int NKV, int hs, bool fp16, void* scratch,
-                                              cudaStream_t stream);
+                                              float* dbias, float* bias_parts, cudaStream_t stream);
 
 // cross_entropy.cu
 cudaError_t LaunchCrossEntropy(float* losses, float* logits, const int32_t* targets, int N, int V,

@@ -255,9 +255,23 @@ TEST(Bf16InputsTest, AttentionOnBf16QkvIsAttentionOnTheWidenedQkv) {
   EXPECT_TRUE(BitwiseEqual(lse16, lse));
   Cpu().AttentionBackward(dqkv.data(), dout.data(), qkv.data(), Bf16Values(out16).data(),
                           lse.data(), B, T, C, NH);
-  Cpu().AttentionBackwardBf16(dqkv16.data(), dout16.data(), bits.data(), out16.data(), lse.data(),
-                              B, T, C, NH);
+  Cpu().AttentionBackwardBf16(dqkv16.data(), nullptr, dout16.data(), bits.data(), out16.data(),
+                              lse.data(), B, T, C, NH);
   EXPECT_EQ(dqkv16, Bf16Bits(dqkv));
+  // With the QKV projection's bias gradient: dqkv the same, and the bias gradient the one
+  // MatmulBackwardBf16Grad adds from that dqkv, bitwise.
+  std::vector<uint16_t> dqkv16_b(dqkv16.size());
+  std::vector<float> dbias(3 * C, 0.5f), want(3 * C, 0.5f);
+  Cpu().AttentionBackwardBf16(dqkv16_b.data(), dbias.data(), dout16.data(), bits.data(),
+                              out16.data(), lse.data(), B, T, C, NH);
+  EXPECT_EQ(dqkv16_b, dqkv16);
+  const auto ln = Bf16Bits(RandomFloats(static_cast<size_t>(B) * T * C, 27));
+  const auto weight = RandomFloats(static_cast<size_t>(3) * C * C, 28);
+  std::vector<uint16_t> dln(ln.size());
+  std::vector<float> dweight(weight.size());
+  Cpu().MatmulBackwardBf16Grad(dln.data(), dweight.data(), want.data(), dqkv16.data(), ln.data(),
+                               weight.data(), B * T, C, 3 * C);
+  EXPECT_TRUE(BitwiseEqual(dbias, want));
 }
 
 // The cross-entropy on bf16 logits is the fp32 one on the widened logits, its gradient rounded;

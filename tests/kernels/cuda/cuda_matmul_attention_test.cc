@@ -586,12 +586,15 @@ TEST_F(CudaOpsTest, AutotunedMatmulsMatchTheHeuristicsChoice) {
 // rounded, and the gradient (from a bf16 dout) the fp32 op's given that rounded output and the
 // widened dout, rounded, bitwise, where the
 // tensor-core kernels read and write bf16 as it is (head sizes 64, 128) and where it is widened
-// and rounded around the fp32 kernels (33).
+// and rounded around the fp32 kernels (33). Given the QKV projection's bias gradient, the backward
+// writes the same dqkv and adds its column sums (against the CPU's sums of the same dqkv; the
+// kernels add them in another order).
 TEST_F(CudaOpsTest, AttentionOnBf16QkvIsAttentionOnTheWidenedQkv) {
   struct Shape {
     int B, T, C, NH;
   };
-  for (const Shape& s : {Shape{2, 128, 256, 4}, Shape{1, 200, 256, 2}, Shape{1, 70, 99, 3}}) {
+  for (const Shape& s : {Shape{2, 128, 256, 4}, Shape{1, 200, 256, 2}, Shape{1, 70, 99, 3},
+                         Shape{3, 300, 768, 12}}) {
     SCOPED_TRACE(::testing::Message()
                  << "B=" << s.B << " T=" << s.T << " C=" << s.C << " NH=" << s.NH);
     const size_t rows = Prod(s.B, s.T);
@@ -611,11 +614,24 @@ TEST_F(CudaOpsTest, AttentionOnBf16QkvIsAttentionOnTheWidenedQkv) {
     DeviceArray<float> out_rounded(Bf16Values(out16.Download()));
     cuda().AttentionBackward(dqkv.get(), d_dout.get(), qkv.get(), out_rounded.get(), lse.get(), s.B,
                              s.T, s.C, s.NH);
-    cuda().AttentionBackwardBf16(dqkv16.get(), d_dout16.get(), qkv16.get(), out16.get(), lse.get(),
-                                 s.B, s.T, s.C, s.NH);
+    cuda().AttentionBackwardBf16(dqkv16.get(), nullptr, d_dout16.get(), qkv16.get(), out16.get(),
+                                 lse.get(), s.B, s.T, s.C, s.NH);
+    const std::vector<float> bias0 = RandomFloats(3 * s.C, 152);
+    DeviceArray<uint16_t> dqkv16_b(rows * 3 * s.C);
+    DeviceArray<float> dbias(bias0);
+    cuda().AttentionBackwardBf16(dqkv16_b.get(), dbias.get(), d_dout16.get(), qkv16.get(),
+                                 out16.get(), lse.get(), s.B, s.T, s.C, s.NH);
     ExpectSynchronized(cuda());
     cuda().SetMatmulPrecision(MatmulPrecision::kFp32);
-    EXPECT_EQ(dqkv16.Download(), Bf16Bits(dqkv.Download()));
+    const std::vector<uint16_t> got16 = dqkv16.Download();
+    EXPECT_EQ(got16, Bf16Bits(dqkv.Download()));
+    EXPECT_EQ(dqkv16_b.Download(), got16);
+    const std::vector<float> values = Bf16Values(got16);
+    std::vector<double> want(bias0.begin(), bias0.end());  // in double: the sums' exact values
+    for (size_t r = 0; r < rows; ++r) {
+      for (size_t c = 0; c < want.size(); ++c) want[c] += values[r * want.size() + c];
+    }
+    EXPECT_LT(RelError(dbias.Download(), want), 1e-5);
   }
 }
 
