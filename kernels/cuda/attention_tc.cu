@@ -29,6 +29,9 @@
 //    scratch), dq = scale * sum_j ds_ij k_j with p and ds recomputed from lse.
 //  - Backward, kernel 2: a block per (batch, kv head, key tile): dk, dv summed over the kv head's
 //    query heads in ascending order and over the query tiles (of kDkvRows) from the diagonal on.
+//  - With the QKV projection's bias gradient (bf16 dqkv), each block of both kernels also writes
+//    the column sums of the rows it stores, as rounded (one row of parts per block, in a fixed
+//    order), which the bias-gradient kernel then adds up per column.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
