@@ -389,9 +389,10 @@ __global__ void __launch_bounds__(kParamThreads)
 // dweight[c] += the sum over parts k = 0, 1, ... of parts[k * C + c], dbias[c] += that of
 // parts[(P + k) * C + c] (P = `parts`) and, with K = 3, dinp_sums[c] = that of
 // parts[(2P + k) * C + c]. A block owns 8 channels (GPT-2's 768: 96 blocks); part lane l adds
-// parts l, l + 32, ... in order, then a fixed shared-memory tree adds the lanes.
+// parts l, l + 128, ... in order, then a fixed shared-memory tree adds the lanes (128 lanes: a
+// few hundred parts take a thread a handful of loads).
 constexpr int kFinishChannels = 8;
-constexpr int kFinishLanes = 32;
+constexpr int kFinishLanes = 128;
 template <int K>
 __global__ void __launch_bounds__(kFinishChannels* kFinishLanes)
     LayerNormBackwardParamsFinishKernel(float* dweight, float* dbias, float* dinp_sums,
