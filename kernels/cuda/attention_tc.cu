@@ -840,7 +840,8 @@ cudaError_t Dout16(const T16** d16, const float* dout, const Scratch& sc, size_t
 
 // O: the type of dout, out and dqkv (float, or bf16 for all three).
 // With dbias (bf16 dqkv only) the kernels write the column sums of their blocks' rows to
-// bias_parts (BiasParts), which two bias-gradient launches then add into dbias.
+// bias_parts (TensorCoreAttentionBiasPartsFloats: B * query blocks rows of NH * HS, then
+// B * key tiles rows of 2 * NKV * HS), which two bias-gradient launches then add into dbias.
 template <typename T16, int HS, typename O>
 cudaError_t Backward(O* dqkv, const O* dout, const float* qkv, const uint16_t* qkv16_in,
                      const O* out, const float* lse, int B, int T, int NH, int NKV, void* scratch,
