@@ -4,13 +4,15 @@
 // forward, its gradient in the down-projection's dinp GEMM, bias gradients in the weight GEMMs)
 // against those kernels.
 //
-// usage: gemm_algos [--rows N] [--dim C] [--vocab V] [--algos K] [--reps R]
+// usage: gemm_algos [--rows N] [--dim C] [--vocab V] [--algos K] [--reps R] [--search S]
 //   (default: GPT-2 124M, N = 16 x 1024 rows, C 768, V 50304, K 16, R 20)
 // Prints a row per case: the heuristic's first algorithm (ms), the fastest (ms, its index), and
-// the separate kernels' time where the case replaces some.
+// the separate kernels' time where the case replaces some. With --search, for each case whose
+// name contains S instead: every configuration cuBLASLt accepts (Search), the fastest five.
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -83,12 +85,28 @@ struct Result {
   int best_index = -1, returned = 0;
 };
 
-Result Time(cublasLtHandle_t handle, const Case& c, const Buffers& buf, int algos, int reps,
-            cudaStream_t stream) {
-  Result r;
+// A case's cuBLASLt descriptors (ok false where one could not be made); destroyed with it.
+struct Descs {
   cublasLtMatmulDesc_t op = nullptr;
   cublasLtMatrixLayout_t la = nullptr, lb = nullptr, ld = nullptr;
   cublasLtMatmulPreference_t pref = nullptr;
+  bool ok = false;
+  Descs() = default;
+  Descs(const Descs&) = delete;
+  Descs& operator=(const Descs&) = delete;
+  ~Descs() {
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (la) cublasLtMatrixLayoutDestroy(la);
+    if (lb) cublasLtMatrixLayoutDestroy(lb);
+    if (ld) cublasLtMatrixLayoutDestroy(ld);
+    if (op) cublasLtMatmulDescDestroy(op);
+  }
+};
+
+void MakeDescs(const Case& c, const Buffers& buf, Descs& d) {
+  cublasLtMatmulDesc_t& op = d.op;
+  cublasLtMatrixLayout_t &la = d.la, &lb = d.lb, &ld = d.ld;
+  cublasLtMatmulPreference_t& pref = d.pref;
   bool ok = Ok(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "desc");
   const int32_t ta = c.ta, tb = c.tb;
   ok = ok && Ok(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)),
@@ -137,37 +155,139 @@ Result Time(cublasLtHandle_t handle, const Case& c, const Buffers& buf, int algo
   ok = ok && Ok(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                      &ws, sizeof(ws)),
                 "pref ws");
+  d.ok = ok;
+}
+
+// One run of the case with `algo`; false where it failed.
+bool Run(cublasLtHandle_t handle, const Case& c, const Buffers& buf, const Descs& d,
+         const cublasLtMatmulAlgo_t& algo, cudaStream_t stream) {
+  const float alpha = 1.0f, beta = c.beta;
+  return cublasLtMatmul(handle, d.op, &alpha, buf.a, d.la, buf.b, d.lb, &beta, buf.d, d.ld, buf.d,
+                        d.ld, &algo, buf.workspace, buf.workspace_bytes,
+                        stream) == CUBLAS_STATUS_SUCCESS;
+}
+
+Result Time(cublasLtHandle_t handle, const Case& c, const Buffers& buf, int algos, int reps,
+            cudaStream_t stream) {
+  Result r;
+  Descs d;
+  MakeDescs(c, buf, d);
   std::vector<cublasLtMatmulHeuristicResult_t> results(algos);
-  if (ok) {
-    const cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(handle, op, la, lb, ld, ld, pref, algos,
-                                                            results.data(), &r.returned);
+  if (d.ok) {
+    const cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(
+        handle, d.op, d.la, d.lb, d.ld, d.ld, d.pref, algos, results.data(), &r.returned);
     if (s != CUBLAS_STATUS_SUCCESS) {
       std::fprintf(stderr, "gemm_algos: %s: heuristic status %d\n", c.name, static_cast<int>(s));
       r.returned = 0;
     }
   }
-  const float alpha = 1.0f, beta = c.beta;
   for (int i = 0; i < r.returned; ++i) {
     bool failed = false;
     const float ms = TimeMs(
         [&] {
-          if (cublasLtMatmul(handle, op, &alpha, buf.a, la, buf.b, lb, &beta, buf.d, ld, buf.d, ld,
-                             &results[i].algo, buf.workspace, buf.workspace_bytes,
-                             stream) != CUBLAS_STATUS_SUCCESS) {
-            failed = true;
-          }
+          if (!Run(handle, c, buf, d, results[i].algo, stream)) failed = true;
         },
         reps, stream);
     if (failed || cudaGetLastError() != cudaSuccess) continue;
     if (i == 0) r.first = ms;
     if (r.best < 0 || ms < r.best) r.best = ms, r.best_index = i;
   }
-  if (pref) cublasLtMatmulPreferenceDestroy(pref);
-  if (la) cublasLtMatrixLayoutDestroy(la);
-  if (lb) cublasLtMatrixLayoutDestroy(lb);
-  if (ld) cublasLtMatrixLayoutDestroy(ld);
-  if (op) cublasLtMatmulDescDestroy(op);
   return r;
+}
+
+// --search: every configuration cuBLASLt accepts for the case (each algorithm id, tile, stage
+// count, CTA swizzling and cluster shape; no split-K), not only the heuristic's, each timed;
+// prints how many ran and the fastest five with their settings.
+void Search(cublasLtHandle_t handle, const Case& c, const Buffers& buf, int reps,
+            cudaStream_t stream) {
+  Descs d;
+  MakeDescs(c, buf, d);
+  if (!d.ok) return;
+  int ids[512], n_ids = 0;
+  if (!Ok(cublasLtMatmulAlgoGetIds(handle, CUBLAS_COMPUTE_32F, CUDA_R_32F, CUDA_R_16BF, CUDA_R_16BF,
+                                   c.d_type, c.d_type, 512, ids, &n_ids),
+          "algo ids")) {
+    return;
+  }
+  struct Found {
+    float ms;
+    int id, tile, stages, swizzle, cluster;
+  };
+  std::vector<Found> found;
+  int checked = 0;
+  for (int k = 0; k < n_ids; ++k) {
+    cublasLtMatmulAlgo_t algo;
+    if (cublasLtMatmulAlgoInit(handle, CUBLAS_COMPUTE_32F, CUDA_R_32F, CUDA_R_16BF, CUDA_R_16BF,
+                               c.d_type, c.d_type, ids[k], &algo) != CUBLAS_STATUS_SUCCESS) {
+      continue;
+    }
+    auto cap_list = [&](cublasLtMatmulAlgoCapAttributes_t attr) {
+      size_t bytes = 0;
+      cublasLtMatmulAlgoCapGetAttribute(&algo, attr, nullptr, 0, &bytes);
+      std::vector<uint32_t> v(bytes / sizeof(uint32_t));
+      if (!v.empty()) cublasLtMatmulAlgoCapGetAttribute(&algo, attr, v.data(), bytes, &bytes);
+      if (v.empty()) v.push_back(0);
+      return v;
+    };
+    const std::vector<uint32_t> tiles = cap_list(CUBLASLT_ALGO_CAP_TILE_IDS);
+    const std::vector<uint32_t> stages = cap_list(CUBLASLT_ALGO_CAP_STAGES_IDS);
+    uint32_t swizzle_support = 0;
+    size_t written = 0;
+    cublasLtMatmulAlgoCapGetAttribute(&algo, CUBLASLT_ALGO_CAP_CTA_SWIZZLING_SUPPORT,
+                                      &swizzle_support, sizeof(swizzle_support), &written);
+    for (uint32_t tile : tiles) {
+      for (uint32_t stage : stages) {
+        for (uint32_t swizzle = 0; swizzle <= swizzle_support; ++swizzle) {
+          for (uint32_t cluster : {0u, 2u, 3u, 5u, 6u}) {  // auto, 1x1, 2x1, 1x2, 2x2
+            cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_TILE_ID, &tile,
+                                                 sizeof(tile));
+            cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_STAGES_ID, &stage,
+                                                 sizeof(stage));
+            cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING,
+                                                 &swizzle, sizeof(swizzle));
+            if (cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID,
+                                                     &cluster,
+                                                     sizeof(cluster)) != CUBLAS_STATUS_SUCCESS &&
+                cluster != 0) {
+              continue;
+            }
+            cublasLtMatmulHeuristicResult_t result{};
+            if (cublasLtMatmulAlgoCheck(handle, d.op, d.la, d.lb, d.ld, d.ld, &algo, &result) !=
+                    CUBLAS_STATUS_SUCCESS ||
+                result.workspaceSize > buf.workspace_bytes) {
+              continue;
+            }
+            ++checked;
+            bool failed = false;
+            const float ms = TimeMs(
+                [&] {
+                  if (!Run(handle, c, buf, d, algo, stream)) failed = true;
+                },
+                reps, stream);
+            if (failed || cudaGetLastError() != cudaSuccess) continue;
+            found.push_back({ms, ids[k], static_cast<int>(tile), static_cast<int>(stage),
+                             static_cast<int>(swizzle), static_cast<int>(cluster)});
+          }
+        }
+      }
+    }
+  }
+  std::sort(found.begin(), found.end(), [](const Found& a, const Found& b) { return a.ms < b.ms; });
+  const double flop = 2.0 * c.m * c.n * c.k;
+  std::printf("search %s: %d ids, %d configurations accepted, %zu ran\n", c.name, n_ids, checked,
+              found.size());
+  for (size_t i = 0; i < found.size() && i < 5; ++i) {
+    const Found& f = found[i];
+    std::printf("  %.4f ms %6.1f TFLOP/s: id %d tile %d stages %d swizzle %d cluster %d\n", f.ms,
+                flop / f.ms / 1e9, f.id, f.tile, f.stages, f.swizzle, f.cluster);
+  }
+}
+
+const char* StrArg(int argc, char** argv, const char* name) {
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (std::strcmp(argv[i], name) == 0) return argv[i + 1];
+  }
+  return nullptr;
 }
 
 int Arg(int argc, char** argv, const char* name, int fallback) {
@@ -205,6 +325,8 @@ int main(int argc, char** argv) {
       {"dinp fcproj DGELU", Nn, Nn, 4 * C, N, C, bf, 0, CUBLASLT_EPILOGUE_DGELU, bf, true},
       {"dinp fcproj DGELU_BGRAD f32", Nn, Nn, 4 * C, N, C, bf, 0, CUBLASLT_EPILOGUE_DGELU_BGRAD,
        f32, true},
+      {"dinp fcproj DGELU_BGRAD bf16", Nn, Nn, 4 * C, N, C, bf, 0, CUBLASLT_EPILOGUE_DGELU_BGRAD,
+       bf, true},
       {"dinp head", Nn, Nn, C, N, V, bf, 0, none, bf, false},
       {"dW qkv", Nn, T, C, 3 * C, N, f32, 1, none, f32, false},
       {"dW qkv BGRADB f32", Nn, T, C, 3 * C, N, f32, 1, CUBLASLT_EPILOGUE_BGRADB, f32, false},
@@ -235,6 +357,12 @@ int main(int argc, char** argv) {
   cudaStream_t stream = nullptr;
   std::printf("N %d C %d V %d, top %d algorithms, %d reps\n", N, C, V, algos, reps);
   std::printf("%-32s %8s %8s %5s %4s %7s\n", "case", "first", "best", "index", "of", "TFLOP/s");
+  if (const char* pattern = StrArg(argc, argv, "--search"); pattern != nullptr) {
+    for (const Case& c : cases) {
+      if (std::strstr(c.name, pattern) != nullptr) Search(handle, c, buf, reps, stream);
+    }
+    return 0;
+  }
   double total_first = 0, total_best = 0;
   for (const Case& c : cases) {
     const Result r = Time(handle, c, buf, algos, reps, stream);
