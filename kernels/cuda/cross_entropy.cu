@@ -325,21 +325,6 @@ __global__ void __launch_bounds__(kOctetThreads)
   }
 }
 
-// The shared memory one block may opt into on the current device, queried once per process.
-int MaxSharedMemoryPerBlock() {
-  static const int bytes = [] {
-    int device = 0, b = 0;
-    if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&b, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) !=
-            cudaSuccess) {
-      (void)cudaGetLastError();  // a failed query only means the unstaged kernel
-      return 0;
-    }
-    return b;
-  }();
-  return bytes;
-}
-
 template <typename T, int kBuffers>
 cudaError_t LaunchOctets(float* losses, T* logits, const int32_t* targets, int N, int V, int Vp,
                          float dlogits_scale, int blocks, cudaStream_t stream) {
@@ -363,7 +348,9 @@ cudaError_t Launch(float* losses, T* logits, const int32_t* targets, int N, int 
   if (Vp % 8 == 0 && Aligned16(logits)) {
     constexpr size_t kStaticShared = 1024;  // the kernel's own arrays, rounded up
     const size_t row_bytes = static_cast<size_t>(Vp) * sizeof(T);
-    const size_t max_shared = static_cast<size_t>(MaxSharedMemoryPerBlock());
+    // The shared memory one block may opt into (0 where unknown: the unstaged kernel).
+    const size_t max_shared =
+        static_cast<size_t>(CurrentDeviceAttribute<cudaDevAttrMaxSharedMemoryPerBlockOptin>());
     // Double-buffered: one block per SM, each taking every SM-count-th row; for rows with an
     // octet for every thread (shorter ones leave most of a block idle: a block per row instead).
     const int sms = MultiprocessorCount();

@@ -25,19 +25,26 @@ bool QuadAligned(const T* p) {
   return reinterpret_cast<uintptr_t>(p) % (4 * sizeof(T)) == 0;
 }
 
-// The current device's SM count, queried once per process (one GPU a process); 0 where the query
-// fails (its error cleared): kernels sized by it then take their smallest grid.
-inline int MultiprocessorCount() {
-  static const int sms = [] {
-    int device = 0, count = 0;
+// An attribute of the current device, queried once per process (one GPU a process); 0 where the
+// query fails (its error cleared).
+template <cudaDeviceAttr kAttribute>
+int CurrentDeviceAttribute() {
+  static const int value = [] {
+    int device = 0, v = 0;
     if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
+        cudaDeviceGetAttribute(&v, kAttribute, device) != cudaSuccess) {
       (void)cudaGetLastError();
       return 0;
     }
-    return count;
+    return v;
   }();
-  return sms;
+  return value;
+}
+
+// The current device's SM count; 0 where unknown: kernels sized by it then take their smallest
+// grid.
+inline int MultiprocessorCount() {
+  return CurrentDeviceAttribute<cudaDevAttrMultiProcessorCount>();
 }
 
 }  // namespace spillway::kernels::cuda
