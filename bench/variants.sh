@@ -13,7 +13,7 @@
 #   attn:V             bench/attention; attn16:V the same with --bf16-io (bf16 tensors, as the
 #                      trainer gives them); attnpeer: PyTorch SDPA on the same shapes
 #   ncuattn:V          Nsight Compute's full set (raw metrics, CSV) on the attention kernels at
-#                      124M's shape, and the SASS of the bf16 head-size-64 ones, into $OUT
+#                      124M's shape, and the SASS of the bf16 head-size-64 (wgmma) ones, into $OUT
 #   gemm:V             bench/gemm_algos (cuBLASLt's algorithms and epilogues) at 124M and 1.5B
 #   prof:V, prof124:V  bench/kernel_profile.sh at 1.5B, at 124M; pipe:V  MODE=gpu bench/pipeline.sh
 #   offload:V          bench/offload.sh with V's spillway (env OMODELS, default 1.5b; OVARIANTS,
@@ -97,7 +97,7 @@ for step in ${PLAN:?set PLAN}; do
       done
       objdump=$(command -v cuobjdump || ls /usr/local/cuda/bin/cuobjdump 2>/dev/null | head -1)
       "$objdump" -sass "/tmp/variants/$v/bench/attention" 2>&1 |
-        awk '/Function : .*Tc.*Li64E/{p=1} /Function : /&&!/Tc.*Li64E/{p=0} p' >"$out/sass_$v.txt"
+        awk '/Function : .*Tc.*(Li64E|Wgmma)/{p=1} /Function : /&&!/Tc.*(Li64E|Wgmma)/{p=0} p' >"$out/sass_$v.txt"
       el "sass $v: $(wc -l <"$out/sass_$v.txt") lines" ;;
     gemm)
       timeout "$(cap 60)" "/tmp/variants/$v/bench/gemm_algos" >"$out/gemm124_$v.txt" 2>&1
