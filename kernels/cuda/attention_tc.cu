@@ -331,21 +331,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HS, 1>)
     }
     if constexpr (kStages<HS> < 3) __syncthreads();  // all are done with the buffer refilled next
   }
-  O* rows = dqkv + static_cast<size_t>(b) * T * geo0.C3;
-  StoreRows<HS>(rows + static_cast<size_t>(NH + g) * HS, geo0.C3, dk[0], s0 + wrow, T, scale,
-                scale);
-  StoreRows<HS>(rows + static_cast<size_t>(NH + NKV + g) * HS, geo0.C3, dv[0], s0 + wrow, T, 1.0f,
-                1.0f);
-  if (kv_parts != nullptr) {  // bf16 dqkv (the launcher's contract)
-    float* part = kv_parts + (static_cast<size_t>(b) * tiles + block.tile) * 2 * NKV * HS + g * HS;
-    float sums[HS / 8][2] = {};
-    AddRoundedColumns<HS>(sums, dk[0], s0 + wrow, T, scale);
-    StoreColumnSums<HS>(part, sums, reinterpret_cast<float*>(smem));
-#pragma unroll
-    for (int n = 0; n < HS / 8; ++n) sums[n][0] = sums[n][1] = 0.0f;
-    AddRoundedColumns<HS>(sums, dv[0], s0 + wrow, T, 1.0f);
-    StoreColumnSums<HS>(part + NKV * HS, sums, reinterpret_cast<float*>(smem));
-  }
+  StoreKeyGradients<HS>(dqkv, kv_parts, dk[0], dv[0], block, tiles, T, NH, NKV, geo0.C3, scale,
+                        wrow, reinterpret_cast<float*>(smem));
 }
 
 // The scratch's parts (kernels/attention_scratch.h).

@@ -450,6 +450,31 @@ __device__ __forceinline__ void StoreColumnSums(float* part, float (&sums)[HS / 
   }
 }
 
+// The dk/dv kernels' end: the warp's rows of dk (times scale) and dv, from key row block.s0 +
+// wrow, into dqkv (rows C3 wide) and, with kv_parts (bf16 dqkv), the block's column sums of both
+// as rounded (StoreColumnSums, through smem). Called by the whole block.
+template <int HS, int QR, typename O>
+__device__ __forceinline__ void StoreKeyGradients(O* dqkv, float* kv_parts,
+                                                  const float (&dk)[HS / 8][4],
+                                                  const float (&dv)[HS / 8][4],
+                                                  const DkvSteps<QR>& block, int tiles, int T,
+                                                  int NH, int NKV, size_t C3, float scale, int wrow,
+                                                  float* smem) {
+  const int b = block.b, g = block.g, t0 = block.s0 + wrow;
+  O* rows = dqkv + static_cast<size_t>(b) * T * C3;
+  StoreRows<HS>(rows + static_cast<size_t>(NH + g) * HS, C3, dk, t0, T, scale, scale);
+  StoreRows<HS>(rows + static_cast<size_t>(NH + NKV + g) * HS, C3, dv, t0, T, 1.0f, 1.0f);
+  if (kv_parts == nullptr) return;  // bf16 dqkv only (the launcher's contract)
+  float* part = kv_parts + (static_cast<size_t>(b) * tiles + block.tile) * 2 * NKV * HS + g * HS;
+  float sums[HS / 8][2] = {};
+  AddRoundedColumns<HS>(sums, dk, t0, T, scale);
+  StoreColumnSums<HS>(part, sums, smem);
+#pragma unroll
+  for (int n = 0; n < HS / 8; ++n) sums[n][0] = sums[n][1] = 0.0f;
+  AddRoundedColumns<HS>(sums, dv, t0, T, 1.0f);
+  StoreColumnSums<HS>(part + NKV * HS, sums, smem);
+}
+
 template <int ROWS, int HS>
 constexpr size_t kTileBytes = static_cast<size_t>(ROWS) * kStride<HS> * 2;
 
