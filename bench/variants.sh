@@ -52,7 +52,7 @@ tests() {
     [ $rc != 0 ] && failed=1
     el "$v $n rc=$rc $(grep -E '^\[  (PASSED|FAILED|SKIPPED) +\] [0-9]+ test' "$L/${v}_$n.txt" | sort -u | tr '\n' ' ')"
     grep -E '^\[  FAILED  \]|Failure|rror' "$L/${v}_$n.txt" | head -8 | tee -a "$S"
-    grep -E "bf16 N=|attention B=|autotuned" "$L/${v}_$n.txt" | tee -a "$S"
+    grep -E "bf16 N=|attention B=|autotuned|^wgmma " "$L/${v}_$n.txt" | tee -a "$S"
   done <"/tmp/variants/$v/gpu_tests.txt"
 }
 for step in ${PLAN:?set PLAN}; do

@@ -5,8 +5,8 @@
 // bf16 launch may write as bf16 and the backward then reads as such), with the layouts and the
 // contract of kernels/ops.h (no (T,T) matrix is stored; lse saved). Buffers must be 16-byte
 // aligned (the launchers return cudaErrorMisalignedAddress otherwise). The products are mma.sync
-// m16n8k16 here, but for the dk/dv kernel at head size 64, which is attention_wgmma.cu's on
-// Hopper's warpgroup products (same design); the kernels' shared tiles and fragments are in
+// m16n8k16 here at head size 128; at 64 the kernels are attention_wgmma.cu's, on Hopper's
+// warpgroup products (same design); the kernels' shared tiles and fragments are in
 // attention_tiles.cuh.
 //
 // Flash-attention-2 style, 4 warps per block. In the forward and dq kernels a warp owns M blocks
@@ -383,12 +383,17 @@ cudaError_t Forward(O* out, float* lse, const float* qkv, const uint16_t* qkv16,
     return e;
   }
   const float scale = 1.0f / sqrtf(static_cast<float>(HS));
-  if (cudaError_t e = AllowSmem(TcForwardKernel<T16, HS, O>, kForwardSmem<HS>); e != cudaSuccess) {
-    return e;
+  if constexpr (HS == kWgmmaHeadSize) {
+    return LaunchForwardWgmma<T16>(out, lse, q16, B, T, NH, NKV, scale, stream);
+  } else {
+    if (cudaError_t e = AllowSmem(TcForwardKernel<T16, HS, O>, kForwardSmem<HS>);
+        e != cudaSuccess) {
+      return e;
+    }
+    TcForwardKernel<T16, HS, O><<<tiles * B * NH, kThreads, kForwardSmem<HS>, stream>>>(
+        out, lse, q16, T, NH, NKV, tiles, scale);
+    return cudaGetLastError();
   }
-  TcForwardKernel<T16, HS, O><<<tiles * B * NH, kThreads, kForwardSmem<HS>, stream>>>(
-      out, lse, q16, T, NH, NKV, tiles, scale);
-  return cudaGetLastError();
 }
 
 // The 16-bit dout the kernels' products read: dout itself where it is bf16 (then so are the
@@ -432,23 +437,28 @@ cudaError_t Backward(O* dqkv, const O* dout, const float* qkv, const uint16_t* q
   float* q_parts = dbias != nullptr ? bias_parts : nullptr;
   float* kv_parts =
       dbias != nullptr ? bias_parts + static_cast<size_t>(B) * tiles * NH * HS : nullptr;
-  if (cudaError_t e = AllowSmem(TcBackwardDqKernel<T16, HS, O>, kDqSmem<HS>); e != cudaSuccess) {
-    return e;
-  }
-  TcBackwardDqKernel<T16, HS, O><<<tiles * B * NH, kThreads, kDqSmem<HS>, stream>>>(
-      dqkv, sc.d, dout, dout16, qkv16, out, lse, T, NH, NKV, tiles, scale, q_parts);
-  if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
   if constexpr (HS == kWgmmaHeadSize) {
+    if (cudaError_t e = LaunchBackwardDqWgmma<T16>(dqkv, sc.d, dout, dout16, qkv16, out, lse, B, T,
+                                                   NH, NKV, scale, q_parts, stream);
+        e != cudaSuccess) {
+      return e;
+    }
     if (cudaError_t e = LaunchBackwardDkvWgmma<T16>(dqkv, sc.d, dout16, qkv16, lse, B, T, NH, NKV,
                                                     scale, kv_parts, stream);
         e != cudaSuccess) {
       return e;
     }
   } else {
+    if (cudaError_t e = AllowSmem(TcBackwardDqKernel<T16, HS, O>, kDqSmem<HS>); e != cudaSuccess) {
+      return e;
+    }
     if (cudaError_t e = AllowSmem(TcBackwardDkvKernel<T16, HS, O>, kDkvSmem<HS>);
         e != cudaSuccess) {
       return e;
     }
+    TcBackwardDqKernel<T16, HS, O><<<tiles * B * NH, kThreads, kDqSmem<HS>, stream>>>(
+        dqkv, sc.d, dout, dout16, qkv16, out, lse, T, NH, NKV, tiles, scale, q_parts);
+    if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
     TcBackwardDkvKernel<T16, HS, O><<<key_tiles * B * NKV, kThreads, kDkvSmem<HS>, stream>>>(
         dqkv, sc.d, dout16, qkv16, lse, T, NH, NKV, key_tiles, scale, kv_parts);
   }

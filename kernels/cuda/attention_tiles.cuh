@@ -287,12 +287,19 @@ __device__ __forceinline__ Geometry<T16> Locate(const T16* qkv, int b, int h, in
   return geo;
 }
 
-// Issues the copies of key rows [s0, s0 + kTile) of k and v into k_s and v_s.
-template <int HS, typename T16>
+// Issues the copies of key rows [s0, s0 + kTile) of k and v into k_s and v_s (padded rows, or
+// 128-byte-swizzled tiles for the warpgroup products where kSwizzle).
+template <int HS, bool kSwizzle = false, typename T16>
 __device__ __forceinline__ void CopyKeyTile(T16* k_s, T16* v_s, const Geometry<T16>& geo, int s0,
                                             int T) {
-  CopyTile<kTile, HS>(k_s, geo.k, geo.C3, s0, T);
-  CopyTile<kTile, HS>(v_s, geo.v, geo.C3, s0, T);
+  if constexpr (kSwizzle) {
+    static_assert(HS == 64, "swizzled tiles hold rows of 64 elements");
+    CopySwizzledTile<kTile>(k_s, geo.k, geo.C3, s0, T);
+    CopySwizzledTile<kTile>(v_s, geo.v, geo.C3, s0, T);
+  } else {
+    CopyTile<kTile, HS>(k_s, geo.k, geo.C3, s0, T);
+    CopyTile<kTile, HS>(v_s, geo.v, geo.C3, s0, T);
+  }
 }
 
 // Buffers of the tiles that stream through a block (key tiles in the forward and dq kernels,
@@ -315,20 +322,22 @@ constexpr size_t StagedBytes(size_t bytes) {
 // current one. A warp whose last row is warp_last calls body only for the tiles that start at or
 // before it (key tile 0 always). Copies issued before the call (the query-side tiles) land
 // before the first body.
-template <int HS, typename T16, typename Body>
+template <int HS, bool kSwizzle = false, typename T16, typename Body>
 __device__ __forceinline__ void ForEachKeyTile(T16* k_s, T16* v_s, const Geometry<T16>& geo,
                                                int rows_end, int warp_last, int T, Body&& body) {
-  constexpr int kTileElems = kTile * kStride<HS>;
+  constexpr int kTileElems = kTile * (kSwizzle ? HS : kStride<HS>);
   const int last = (min(rows_end, T) - 1) / kTile * kTile;  // the last key tile's first row
-  CopyKeyTile<HS>(k_s, v_s, geo, 0, T);
+  CopyKeyTile<HS, kSwizzle>(k_s, v_s, geo, 0, T);
   CommitCopies();
   for (int s0 = 0, buf = 0; s0 <= last; s0 += kTile, buf = buf + 1 == kStages<HS> ? 0 : buf + 1) {
     if (s0 + kTile <= last) {
       const int next = buf + 1 == kStages<HS> ? 0 : buf + 1;
-      CopyKeyTile<HS>(k_s + next * kTileElems, v_s + next * kTileElems, geo, s0 + kTile, T);
+      CopyKeyTile<HS, kSwizzle>(k_s + next * kTileElems, v_s + next * kTileElems, geo, s0 + kTile,
+                                T);
     }
     CommitCopies();  // possibly empty: one group per step either way
     WaitCopies<1>();
+    if constexpr (kSwizzle) wgmma::FenceSharedWrites();
     __syncthreads();  // this tile's copies have landed; every thread is done with step i - 1
     if (s0 <= warp_last) body(k_s + buf * kTileElems, v_s + buf * kTileElems, s0);
     if constexpr (kStages<HS> < 3) __syncthreads();  // all are done with the buffer refilled next
