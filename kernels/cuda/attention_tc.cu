@@ -72,12 +72,9 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HS, kRowTiles<HS>>)
   T16* k_s = q_s + R * S;
   T16* v_s = k_s + kStages<HS> * kTile * S;
 
-  const int heads = gridDim.x / tiles;
-  const int bh = blockIdx.x % heads;
-  const int tile = tiles - 1 - static_cast<int>(blockIdx.x / heads);
-  const int b = bh / NH, h = bh % NH;
+  const QueryBlock<R> block(tiles, NH);
+  const int bh = block.bh, b = block.b, h = block.h, t0 = block.t0;
   const Geometry<T16> geo = Locate<HS>(qkv, b, h, h / (NH / NKV), T, NH, NKV);
-  const int t0 = tile * R;
   const int wrow = threadIdx.x / 32 * 16 * M;
   const float scale2 = scale * kLog2e;  // scores in log2 units
 
@@ -157,16 +154,13 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HS, kRowTiles<HS>>)
   T16* k_s = do_s + R * S;
   T16* v_s = k_s + kStages<HS> * kTile * S;
 
-  const int heads = gridDim.x / tiles;
-  const int bh = blockIdx.x % heads;
-  const int tile = tiles - 1 - static_cast<int>(blockIdx.x / heads);
-  const int b = bh / NH, h = bh % NH;
+  const QueryBlock<R> block(tiles, NH);
+  const int bh = block.bh, b = block.b, h = block.h, tile = block.tile, t0 = block.t0;
   const Geometry<T16> geo = Locate<HS>(qkv, b, h, h / (NH / NKV), T, NH, NKV);
   const size_t C = static_cast<size_t>(NH) * HS;
   const size_t head = static_cast<size_t>(b) * T * C + static_cast<size_t>(h) * HS;
   const O* dout_h = dout + head;
   const O* out_h = out + head;
-  const int t0 = tile * R;
   const int wrow = threadIdx.x / 32 * 16 * M;
   const float scale2 = scale * kLog2e;
 

@@ -344,6 +344,21 @@ __device__ __forceinline__ void ForEachKeyTile(T16* k_s, T16* v_s, const Geometr
   }
 }
 
+// A forward or dq block's place: a block per (batch b, head h, query block `tile`, whose R rows
+// start at t0), the heaviest (last) query blocks first; bh = b NH + h.
+template <int R>
+struct QueryBlock {
+  int bh, b, h, tile, t0;
+  __device__ __forceinline__ QueryBlock(int tiles, int NH) {
+    const int heads = gridDim.x / tiles;
+    bh = blockIdx.x % heads;
+    tile = tiles - 1 - static_cast<int>(blockIdx.x / heads);
+    b = bh / NH;
+    h = bh % NH;
+    t0 = tile * R;
+  }
+};
+
 // A dk/dv block's place and steps: a block per (batch b, kv head g, key tile), the heaviest
 // (first) key tiles first; step i multiplies query head Head(i)'s rows [Rows(i), Rows(i) + QR):
 // the kv head's query heads in ascending order, each over the query tiles from the key tile's

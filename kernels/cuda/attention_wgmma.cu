@@ -184,12 +184,9 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<kWgmmaHeadSize, kWgM>)
   T16* v_s = k_s + kStages<HS> * kTile * HS;
   T16* q_s = v_s + kStages<HS> * kTile * HS;
 
-  const int heads = gridDim.x / tiles;
-  const int bh = blockIdx.x % heads;
-  const int tile = tiles - 1 - static_cast<int>(blockIdx.x / heads);
-  const int b = bh / NH, h = bh % NH;
+  const QueryBlock<R> block(tiles, NH);
+  const int bh = block.bh, b = block.b, h = block.h, t0 = block.t0;
   const Geometry<T16> geo = Locate<HS>(qkv, b, h, h / (NH / NKV), T, NH, NKV);
-  const int t0 = tile * R;
   const int wrow = threadIdx.x / 32 * 16;  // the warp's rows in each half: 64 i + wrow
   const float scale2 = scale * kLog2e;
 
@@ -289,16 +286,13 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<kWgmmaHeadSize, kWgM>)
   T16* q_s = v_s + kStages<HS> * kTile * HS;
   T16* do_s = q_s + R * S;
 
-  const int heads = gridDim.x / tiles;
-  const int bh = blockIdx.x % heads;
-  const int tile = tiles - 1 - static_cast<int>(blockIdx.x / heads);
-  const int b = bh / NH, h = bh % NH;
+  const QueryBlock<R> block(tiles, NH);
+  const int bh = block.bh, b = block.b, h = block.h, tile = block.tile, t0 = block.t0;
   const Geometry<T16> geo = Locate<HS>(qkv, b, h, h / (NH / NKV), T, NH, NKV);
   const size_t C = static_cast<size_t>(NH) * HS;
   const size_t head = static_cast<size_t>(b) * T * C + static_cast<size_t>(h) * HS;
   const O* dout_h = dout + head;
   const O* out_h = out + head;
-  const int t0 = tile * R;
   const int wrow = threadIdx.x / 32 * 16;  // the warp's rows in each half: 64 i + wrow
   const float scale2 = scale * kLog2e;
 
