@@ -21,7 +21,7 @@
 namespace spillway::kernels::cuda::wgmma {
 namespace {
 
-constexpr int kSize = 64;  // A is kSize x kSize, the tile too (rows of 128 bytes)
+constexpr int kSize = 64;  // A halves: 64 x kSize; the tile: kSize x kSize (rows of 128 bytes)
 
 __device__ uint32_t PackPair(const __nv_bfloat16* p) {
   return *reinterpret_cast<const uint32_t*>(p);
