@@ -259,20 +259,12 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HS, 1>)
   const DkvSteps<QR> block(tiles, T, NH, NKV);
   const int b = block.b, g = block.g, s0 = block.s0, steps = block.steps;
   const Geometry<T16> geo0 = Locate<HS>(qkv, b, g * block.group, g, T, NH, NKV);
-  const size_t C = static_cast<size_t>(NH) * HS;
   const int wrow = threadIdx.x / 32 * 16;
   const float scale2 = scale * kLog2e;
 
   // Step i's tiles and row values go to buffer i % kStages.
   const auto issue = [&](int i) {
-    const int h = block.Head(i), t0 = block.Rows(i), buf = i % kStages<HS>;
-    const Geometry<T16> geo = Locate<HS>(qkv, b, h, g, T, NH, NKV);
-    CopyTile<QR, HS>(q_buf + buf * QR * S, geo.q, geo.C3, t0, T);
-    CopyTile<QR, HS>(do_buf + buf * QR * S,
-                     dout16 + static_cast<size_t>(b) * T * C + static_cast<size_t>(h) * HS, C, t0,
-                     T);
-    StoreStepRowValues<QR>(lse_buf + buf * QR, d_buf + buf * QR, lse, d_scratch,
-                           static_cast<size_t>(b) * NH + h, t0, T);
+    block.Issue<HS, false>(i, q_buf, do_buf, lse_buf, d_buf, qkv, dout16, lse, d_scratch);
   };
   CopyKeyTile<HS>(k_s, v_s, geo0, s0, T);
   issue(0);
@@ -325,8 +317,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<HS, 1>)
     }
     if constexpr (kStages<HS> < 3) __syncthreads();  // all are done with the buffer refilled next
   }
-  StoreKeyGradients<HS>(dqkv, kv_parts, dk[0], dv[0], block, tiles, T, NH, NKV, geo0.C3, scale,
-                        wrow, reinterpret_cast<float*>(smem));
+  StoreKeyGradients<HS>(dqkv, kv_parts, dk[0], dv[0], block, tiles, geo0.C3, scale, wrow,
+                        reinterpret_cast<float*>(smem));
 }
 
 // The scratch's parts (kernels/attention_scratch.h).
@@ -368,7 +360,6 @@ cudaError_t Qkv16(const T16** q16, const float* qkv, const uint16_t* qkv16, cons
 template <typename T16, int HS, typename O>
 cudaError_t Forward(O* out, float* lse, const float* qkv, const uint16_t* qkv16, int B, int T,
                     int NH, int NKV, void* scratch, cudaStream_t stream) {
-  const int tiles = QueryBlocks<HS>(T);
   const Scratch sc = Carve(scratch, B, T, NH, NKV, HS);
   const T16* q16 = nullptr;
   if (cudaError_t e = Qkv16<T16>(&q16, qkv, qkv16, sc,
@@ -380,6 +371,7 @@ cudaError_t Forward(O* out, float* lse, const float* qkv, const uint16_t* qkv16,
   if constexpr (HS == kWgmmaHeadSize) {
     return LaunchForwardWgmma<T16>(out, lse, q16, B, T, NH, NKV, scale, stream);
   } else {
+    const int tiles = QueryBlocks<HS>(T);
     if (cudaError_t e = AllowSmem(TcForwardKernel<T16, HS, O>, kForwardSmem<HS>);
         e != cudaSuccess) {
       return e;

@@ -164,11 +164,19 @@ __device__ __forceinline__ void WarpAccumulatePB(float (&acc)[M][N / 8][4],
   }
 }
 
+// 16-bit elements from one row of a tile to the next: padded rows (kStride), or the 64-element
+// rows of a 128-byte-swizzled tile for the warpgroup products (kSwizzle).
+template <int HS, bool kSwizzle>
+constexpr int kRowPitch = kSwizzle ? HS : kStride<HS>;
+
 // Issues the copy of rows [row0, row0 + ROWS) of a 16-bit HS-wide buffer (row stride `stride`
-// elements, 16-byte aligned rows) into dst (rows kStride<HS> apart); rows >= T become zeros.
-// Called by the whole block; lands after WaitCopies and a barrier.
-template <int ROWS, int HS, typename T16>
+// elements, 16-byte aligned rows) into dst (kRowPitch apart: padded rows, or where kSwizzle a
+// 128-byte-swizzled tile, wgmma::SwizzledChunk); rows >= T become zeros. Called by the whole
+// block; lands after WaitCopies and a barrier (and, for the warpgroup products' reads,
+// wgmma::FenceSharedWrites).
+template <int ROWS, int HS, bool kSwizzle = false, typename T16>
 __device__ __forceinline__ void CopyTile(T16* dst, const T16* src, size_t stride, int row0, int T) {
+  static_assert(!kSwizzle || HS == 64, "swizzled tiles hold rows of 64 elements");
   constexpr int kChunks = HS / 8;  // 16-byte chunks per row
   static_assert(ROWS * kChunks % kThreads == 0, "tile does not split evenly over the block");
 #pragma unroll
@@ -177,23 +185,8 @@ __device__ __forceinline__ void CopyTile(T16* dst, const T16* src, size_t stride
     const int r = idx / kChunks, c = idx % kChunks;
     const int t = row0 + r;
     const T16* from = src + static_cast<size_t>(t < T ? t : 0) * stride + 8 * c;
-    CopyAsync16(dst + r * kStride<HS> + 8 * c, from, t < T ? 16 : 0);
-  }
-}
-
-// CopyTile into a 128-byte-swizzled tile (rows of 64 16-bit elements).
-template <int ROWS, typename T16>
-__device__ __forceinline__ void CopySwizzledTile(T16* dst, const T16* src, size_t stride, int row0,
-                                                 int T) {
-  constexpr int kChunks = 8;  // 16-byte chunks of a 64-element row
-  static_assert(ROWS * kChunks % kThreads == 0, "tile does not split evenly over the block");
-#pragma unroll
-  for (int i = 0; i < ROWS * kChunks / kThreads; ++i) {
-    const int idx = static_cast<int>(threadIdx.x) + i * kThreads;
-    const int r = idx / kChunks, c = idx % kChunks;
-    const int t = row0 + r;
-    const T16* from = src + static_cast<size_t>(t < T ? t : 0) * stride + 8 * c;
-    CopyAsync16(dst + wgmma::SwizzledChunk(r, c), from, t < T ? 16 : 0);
+    T16* to = kSwizzle ? dst + wgmma::SwizzledChunk(r, c) : dst + r * kStride<HS> + 8 * c;
+    CopyAsync16(to, from, t < T ? 16 : 0);
   }
 }
 
@@ -292,14 +285,8 @@ __device__ __forceinline__ Geometry<T16> Locate(const T16* qkv, int b, int h, in
 template <int HS, bool kSwizzle = false, typename T16>
 __device__ __forceinline__ void CopyKeyTile(T16* k_s, T16* v_s, const Geometry<T16>& geo, int s0,
                                             int T) {
-  if constexpr (kSwizzle) {
-    static_assert(HS == 64, "swizzled tiles hold rows of 64 elements");
-    CopySwizzledTile<kTile>(k_s, geo.k, geo.C3, s0, T);
-    CopySwizzledTile<kTile>(v_s, geo.v, geo.C3, s0, T);
-  } else {
-    CopyTile<kTile, HS>(k_s, geo.k, geo.C3, s0, T);
-    CopyTile<kTile, HS>(v_s, geo.v, geo.C3, s0, T);
-  }
+  CopyTile<kTile, HS, kSwizzle>(k_s, geo.k, geo.C3, s0, T);
+  CopyTile<kTile, HS, kSwizzle>(v_s, geo.v, geo.C3, s0, T);
 }
 
 // Buffers of the tiles that stream through a block (key tiles in the forward and dq kernels,
@@ -325,7 +312,7 @@ constexpr size_t StagedBytes(size_t bytes) {
 template <int HS, bool kSwizzle = false, typename T16, typename Body>
 __device__ __forceinline__ void ForEachKeyTile(T16* k_s, T16* v_s, const Geometry<T16>& geo,
                                                int rows_end, int warp_last, int T, Body&& body) {
-  constexpr int kTileElems = kTile * (kSwizzle ? HS : kStride<HS>);
+  constexpr int kTileElems = kTile * kRowPitch<HS, kSwizzle>;
   const int last = (min(rows_end, T) - 1) / kTile * kTile;  // the last key tile's first row
   CopyKeyTile<HS, kSwizzle>(k_s, v_s, geo, 0, T);
   CommitCopies();
@@ -359,28 +346,6 @@ struct QueryBlock {
   }
 };
 
-// A dk/dv block's place and steps: a block per (batch b, kv head g, key tile), the heaviest
-// (first) key tiles first; step i multiplies query head Head(i)'s rows [Rows(i), Rows(i) + QR):
-// the kv head's query heads in ascending order, each over the query tiles from the key tile's
-// first row s0 on.
-template <int QR>
-struct DkvSteps {
-  int b, g, group, tile, s0, per_head, steps;
-  __device__ __forceinline__ DkvSteps(int tiles, int T, int NH, int NKV) {
-    const int kv_heads = gridDim.x / tiles;
-    const int bg = blockIdx.x % kv_heads;
-    tile = static_cast<int>(blockIdx.x / kv_heads);
-    b = bg / NKV;
-    g = bg % NKV;
-    group = NH / NKV;
-    s0 = tile * kTile;
-    per_head = (T - s0 + QR - 1) / QR;
-    steps = group * per_head;
-  }
-  __device__ __forceinline__ int Head(int i) const { return g * group + i / per_head; }
-  __device__ __forceinline__ int Rows(int i) const { return s0 + i % per_head * QR; }
-};
-
 // A dk/dv step's row values: the lse (log2 units) and D of rows [t0, t0 + QR) of the (batch,
 // query head) bh into lse_t and d_t, a thread a row; past T lse is +inf and D 0 (so p = 0 there).
 // Read by the step after a barrier.
@@ -394,6 +359,48 @@ __device__ __forceinline__ void StoreStepRowValues(float* lse_t, float* d_t, con
     d_t[threadIdx.x] = t < T ? d_scratch[bh * T + t] : 0.0f;
   }
 }
+
+// A dk/dv block's place and steps: a block per (batch b, kv head g, key tile), the heaviest
+// (first) key tiles first; step i multiplies query head Head(i)'s rows [Rows(i), Rows(i) + QR):
+// the kv head's query heads in ascending order, each over the query tiles from the key tile's
+// first row s0 on.
+template <int QR>
+struct DkvSteps {
+  int b, g, group, tile, s0, per_head, steps, T, NH, NKV;
+  __device__ __forceinline__ DkvSteps(int tiles, int T_, int NH_, int NKV_)
+      : T(T_), NH(NH_), NKV(NKV_) {
+    const int kv_heads = gridDim.x / tiles;
+    const int bg = blockIdx.x % kv_heads;
+    tile = static_cast<int>(blockIdx.x / kv_heads);
+    b = bg / NKV;
+    g = bg % NKV;
+    group = NH / NKV;
+    s0 = tile * kTile;
+    per_head = (T - s0 + QR - 1) / QR;
+    steps = group * per_head;
+  }
+  __device__ __forceinline__ int Head(int i) const { return g * group + i / per_head; }
+  __device__ __forceinline__ int Rows(int i) const { return s0 + i % per_head * QR; }
+
+  // Issues step i's copies into buffer i % kStages of q_buf and do_buf (q and dout rows
+  // [Rows(i), Rows(i) + QR) of query head Head(i); padded rows, or swizzled where kSwizzle), and
+  // stores its row values into lse_buf and d_buf (StoreStepRowValues).
+  template <int HS, bool kSwizzle, typename T16>
+  __device__ __forceinline__ void Issue(int i, T16* q_buf, T16* do_buf, float* lse_buf,
+                                        float* d_buf, const T16* qkv, const T16* dout16,
+                                        const float* lse, const float* d_scratch) const {
+    constexpr int kStepElems = QR * kRowPitch<HS, kSwizzle>;
+    const int h = Head(i), t0 = Rows(i), buf = i % kStages<HS>;
+    const Geometry<T16> geo = Locate<HS>(qkv, b, h, g, T, NH, NKV);
+    const size_t C = static_cast<size_t>(NH) * HS;
+    CopyTile<QR, HS, kSwizzle>(q_buf + buf * kStepElems, geo.q, geo.C3, t0, T);
+    CopyTile<QR, HS, kSwizzle>(
+        do_buf + buf * kStepElems,
+        dout16 + static_cast<size_t>(b) * T * C + static_cast<size_t>(h) * HS, C, t0, T);
+    StoreStepRowValues<QR>(lse_buf + buf * QR, d_buf + buf * QR, lse, d_scratch,
+                           static_cast<size_t>(b) * NH + h, t0, T);
+  }
+};
 
 // In a C fragment, element e of column tile n of a thread is at row (lane / 4) + 8 * (e / 2)
 // and column 8 n + 2 (lane % 4) + e % 2 of the warp's 16-row block.
@@ -481,10 +488,10 @@ template <int HS, int QR, typename O>
 __device__ __forceinline__ void StoreKeyGradients(O* dqkv, float* kv_parts,
                                                   const float (&dk)[HS / 8][4],
                                                   const float (&dv)[HS / 8][4],
-                                                  const DkvSteps<QR>& block, int tiles, int T,
-                                                  int NH, int NKV, size_t C3, float scale, int wrow,
-                                                  float* smem) {
+                                                  const DkvSteps<QR>& block, int tiles, size_t C3,
+                                                  float scale, int wrow, float* smem) {
   const int b = block.b, g = block.g, t0 = block.s0 + wrow;
+  const int T = block.T, NH = block.NH, NKV = block.NKV;
   O* rows = dqkv + static_cast<size_t>(b) * T * C3;
   StoreRows<HS>(rows + static_cast<size_t>(NH + g) * HS, C3, dk, t0, T, scale, scale);
   StoreRows<HS>(rows + static_cast<size_t>(NH + NKV + g) * HS, C3, dv, t0, T, 1.0f, 1.0f);

@@ -60,20 +60,12 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<kWgmmaHeadSize, 1>)
   const DkvSteps<QR> block(tiles, T, NH, NKV);
   const int b = block.b, g = block.g, s0 = block.s0, steps = block.steps;
   const Geometry<T16> geo0 = Locate<HS>(qkv, b, g * block.group, g, T, NH, NKV);
-  const size_t C = static_cast<size_t>(NH) * HS;
   const int wrow = threadIdx.x / 32 * 16;
   const float scale2 = scale * kLog2e;
 
   // Step i's tiles and row values go to buffer i % kStages.
   const auto issue = [&](int i) {
-    const int h = block.Head(i), t0 = block.Rows(i), buf = i % kStages<HS>;
-    const Geometry<T16> geo = Locate<HS>(qkv, b, h, g, T, NH, NKV);
-    CopySwizzledTile<QR>(q_buf + buf * QR * HS, geo.q, geo.C3, t0, T);
-    CopySwizzledTile<QR>(do_buf + buf * QR * HS,
-                         dout16 + static_cast<size_t>(b) * T * C + static_cast<size_t>(h) * HS, C,
-                         t0, T);
-    StoreStepRowValues<QR>(lse_buf + buf * QR, d_buf + buf * QR, lse, d_scratch,
-                           static_cast<size_t>(b) * NH + h, t0, T);
+    block.Issue<HS, true>(i, q_buf, do_buf, lse_buf, d_buf, qkv, dout16, lse, d_scratch);
   };
   CopyKeyTile<HS>(k_s, v_s, geo0, s0, T);
   issue(0);
@@ -153,7 +145,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<kWgmmaHeadSize, 1>)
       wgmma::Wait<0>();
     }
   }
-  StoreKeyGradients<HS>(dqkv, kv_parts, dk, dv, block, tiles, T, NH, NKV, geo0.C3, scale, wrow,
+  StoreKeyGradients<HS>(dqkv, kv_parts, dk, dv, block, tiles, geo0.C3, scale, wrow,
                         reinterpret_cast<float*>(smem));
 }
 
