@@ -5,8 +5,8 @@ the peer of bench/attention.cu, on the same shapes and with the same FLOP count 
 usage: python3 attention_torch.py [--reps N] [--backend B] B:T:NH:HS ...
 --backend picks PyTorch's kernel (flash, cudnn, efficient); the default is PyTorch's own choice.
 """
-import contextlib
 import argparse
+import contextlib
 
 import torch
 import torch.nn.functional as F
